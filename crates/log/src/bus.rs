@@ -1,0 +1,421 @@
+//! The log as a whole: a data directory of topics and consumer groups, and the background
+//! thread that enforces retention and runs the `Interval` durability policy's fsyncs.
+//!
+//! ```text
+//!  <data dir>/LOCK                              held (flock) while a process has the log open
+//!  <data dir>/topics/<topic>/topic.json         the topic's configuration
+//!  <data dir>/topics/<topic>/<partition>/       segments: <base>.log, .index, .timeindex
+//!  <data dir>/groups/<group>.json               committed offsets of a consumer group
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::{validate_name, Durability, TopicConfig};
+use crate::error::{Error, IoContext, Result};
+use crate::groups::Groups;
+use crate::partition::{sync_dir, Partition, RetentionOutcome};
+use crate::record::now_ns;
+use crate::signal::Signal;
+use crate::topic::Topic;
+
+/// Builder for [`Log`]: `Log::builder(dir).durability(..).open()`.
+#[derive(Debug, Clone)]
+pub struct LogBuilder {
+    dir: PathBuf,
+    durability: Durability,
+    retention_check: Duration,
+}
+
+impl LogBuilder {
+    /// Sets the durability policy (default: fsync before acknowledging, with group commit).
+    pub fn durability(mut self, durability: Durability) -> LogBuilder {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets how often retention runs in the background (default 60 s; zero disables it).
+    pub fn retention_check(mut self, every: Duration) -> LogBuilder {
+        self.retention_check = every;
+        self
+    }
+
+    /// Opens the log, creating the directory if needed and recovering every partition.
+    pub fn open(self) -> Result<Log> {
+        Log::open_with(self)
+    }
+}
+
+struct Shared {
+    dir: PathBuf,
+    durability: Durability,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    groups: Groups,
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+    _lock: std::fs::File,
+}
+
+/// The embedded commit log: topics of partitioned, durable, append-only segments.
+pub struct Log {
+    shared: Arc<Shared>,
+    maintenance: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Log({})", self.shared.dir.display())
+    }
+}
+
+impl Log {
+    /// A builder for a log in `dir`.
+    pub fn builder(dir: impl Into<PathBuf>) -> LogBuilder {
+        LogBuilder {
+            dir: dir.into(),
+            durability: Durability::default(),
+            retention_check: Duration::from_secs(60),
+        }
+    }
+
+    /// Opens the log in `dir` with the default (durable) settings.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Log> {
+        Log::builder(dir).open()
+    }
+
+    fn open_with(b: LogBuilder) -> Result<Log> {
+        let dir = b.dir;
+        std::fs::create_dir_all(dir.join("topics"))
+            .context(|| format!("creating {}", dir.display()))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))
+            .context(|| format!("opening {}", dir.join("LOCK").display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { dir }),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::Io {
+                    context: format!("locking {}", dir.join("LOCK").display()),
+                    source: e,
+                })
+            }
+        }
+        let groups = Groups::open(dir.join("groups"))?;
+        let mut topics = BTreeMap::new();
+        let topics_dir = dir.join("topics");
+        for entry in std::fs::read_dir(&topics_dir)
+            .context(|| format!("listing {}", topics_dir.display()))?
+        {
+            let entry = entry.context(|| format!("listing {}", topics_dir.display()))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                // A creation or deletion cut short by a crash.
+                tracing::info!(dir = %entry.path().display(), "removing an unfinished topic directory");
+                let _ = std::fs::remove_dir_all(entry.path());
+                continue;
+            }
+            let config = read_topic_config(&entry.path().join("topic.json"))?;
+            let topic = open_topic(&entry.path(), &name, config, b.durability)?;
+            topics.insert(name, Arc::new(topic));
+        }
+        let shared = Arc::new(Shared {
+            dir,
+            durability: b.durability,
+            topics: RwLock::new(topics),
+            groups,
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+            _lock: lock,
+        });
+        let flush_every = match b.durability {
+            Durability::Interval { interval } => Some(interval.max(Duration::from_millis(1))),
+            Durability::Fsync { .. } => None,
+        };
+        let retention_every = (!b.retention_check.is_zero()).then_some(b.retention_check);
+        let maintenance = if flush_every.is_some() || retention_every.is_some() {
+            let s = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("eddy-log-maintenance".into())
+                    .spawn(move || maintenance(s, flush_every, retention_every))
+                    .context(|| "starting the log's maintenance thread".to_string())?,
+            )
+        } else {
+            None
+        };
+        Ok(Log {
+            shared,
+            maintenance,
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The durability policy in force.
+    pub fn durability(&self) -> Durability {
+        self.shared.durability
+    }
+
+    /// Creates a topic; fails if it exists or the config is invalid.
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        validate_name("topic", name)?;
+        config.validate()?;
+        let mut topics = self
+            .shared
+            .topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if topics.contains_key(name) {
+            return Err(Error::TopicExists(name.to_string()));
+        }
+        let topics_dir = self.shared.dir.join("topics");
+        let staging = topics_dir.join(format!(".creating-{name}"));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).context(|| format!("creating {}", staging.display()))?;
+        write_atomically(&staging.join("topic.json"), &topic_json(&config)?)?;
+        let final_dir = topics_dir.join(name);
+        std::fs::rename(&staging, &final_dir)
+            .context(|| format!("renaming {} to {}", staging.display(), final_dir.display()))?;
+        sync_dir(&topics_dir)?;
+        let topic = Arc::new(open_topic(
+            &final_dir,
+            name,
+            config,
+            self.shared.durability,
+        )?);
+        topics.insert(name.to_string(), topic.clone());
+        tracing::info!(
+            topic = name,
+            partitions = topic.partition_count(),
+            "created topic"
+        );
+        Ok(topic)
+    }
+
+    /// The topic, or [`Error::UnknownTopic`].
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.shared
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic(name.to_string()))
+    }
+
+    /// The topic, created with `config` if it does not exist.
+    pub fn topic_or_create(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        match self.topic(name) {
+            Ok(t) => Ok(t),
+            Err(Error::UnknownTopic(_)) => match self.create_topic(name, config) {
+                Err(Error::TopicExists(_)) => self.topic(name),
+                other => other,
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// All topics, by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.shared
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Deletes a topic and all its data, and forgets it in every consumer group.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let mut topics = self
+            .shared
+            .topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if topics.remove(name).is_none() {
+            return Err(Error::UnknownTopic(name.to_string()));
+        }
+        let topics_dir = self.shared.dir.join("topics");
+        let doomed = topics_dir.join(format!(".deleting-{name}"));
+        std::fs::rename(topics_dir.join(name), &doomed)
+            .context(|| format!("renaming topic {name} for deletion"))?;
+        sync_dir(&topics_dir)?;
+        std::fs::remove_dir_all(&doomed).context(|| format!("deleting {}", doomed.display()))?;
+        self.shared.groups.forget_topic(name)?;
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Consumer groups' committed offsets.
+    pub fn groups(&self) -> &Groups {
+        &self.shared.groups
+    }
+
+    /// Runs retention on every topic now.
+    pub fn enforce_retention(&self) -> Result<RetentionOutcome> {
+        enforce_retention(&self.shared)
+    }
+
+    /// Fsyncs everything written (a no-op in `Fsync` mode, where appends are already durable).
+    pub fn flush(&self) -> Result<()> {
+        flush_all(&self.shared)
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        *self.shared.stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.shared.stop_cv.notify_all();
+        if let Some(handle) = self.maintenance.take() {
+            let _ = handle.join();
+        }
+        if let Err(e) = flush_all(&self.shared) {
+            tracing::error!(error = %e, "final fsync at close failed");
+        }
+    }
+}
+
+fn open_topic(
+    dir: &Path,
+    name: &str,
+    config: TopicConfig,
+    durability: Durability,
+) -> Result<Topic> {
+    let name: Arc<str> = Arc::from(name);
+    let config = Arc::new(config);
+    let signal = Arc::new(Signal::default());
+    let mut partitions = Vec::with_capacity(config.partitions as usize);
+    for id in 0..config.partitions {
+        partitions.push(Arc::new(Partition::open(
+            name.clone(),
+            id,
+            dir.join(id.to_string()),
+            config.clone(),
+            durability,
+            signal.clone(),
+        )?));
+    }
+    Ok(Topic::new(name, config, partitions, signal))
+}
+
+fn topic_json(config: &TopicConfig) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(config).map_err(|e| Error::InvalidConfig {
+        setting: "topic",
+        value: format!("{config:?}"),
+        reason: e.to_string(),
+    })
+}
+
+fn read_topic_config(path: &Path) -> Result<TopicConfig> {
+    let bytes = std::fs::read(path).context(|| format!("reading {}", path.display()))?;
+    let config: TopicConfig = serde_json::from_slice(&bytes).map_err(|e| Error::BadMetadata {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    config.validate().map_err(|e| Error::BadMetadata {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(config)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .context(|| format!("writing {}", tmp.display()))?;
+    f.sync_all()
+        .context(|| format!("fsync of {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).context(|| format!("renaming {}", tmp.display()))?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn all_partitions(shared: &Shared) -> Vec<Arc<Partition>> {
+    let topics = shared.topics.read().unwrap_or_else(|p| p.into_inner());
+    topics
+        .values()
+        .flat_map(|t| t.partitions().iter().cloned())
+        .collect()
+}
+
+fn flush_all(shared: &Shared) -> Result<()> {
+    let mut first_error = None;
+    for p in all_partitions(shared) {
+        if let Err(e) = p.flush() {
+            tracing::error!(topic = p.topic(), partition = p.id(), error = %e, "fsync failed");
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn enforce_retention(shared: &Shared) -> Result<RetentionOutcome> {
+    let now = now_ns();
+    let mut total = RetentionOutcome::default();
+    for p in all_partitions(shared) {
+        let o = p.enforce_retention(now)?;
+        total.segments += o.segments;
+        total.bytes += o.bytes;
+    }
+    Ok(total)
+}
+
+fn maintenance(
+    shared: Arc<Shared>,
+    flush_every: Option<Duration>,
+    retention_every: Option<Duration>,
+) {
+    let start = Instant::now();
+    let mut next_flush = flush_every.map(|d| start + d);
+    let mut next_retention = retention_every.map(|d| start + d);
+    loop {
+        let wake = [next_flush, next_retention].into_iter().flatten().min();
+        {
+            let mut stop = shared.stop.lock().unwrap_or_else(|p| p.into_inner());
+            while !*stop {
+                let left = wake.map_or(Duration::from_secs(3600), |w| {
+                    w.saturating_duration_since(Instant::now())
+                });
+                if left.is_zero() {
+                    break;
+                }
+                stop = match shared.stop_cv.wait_timeout(stop, left) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+            }
+            if *stop {
+                return;
+            }
+        }
+        let now = Instant::now();
+        if let (Some(at), Some(every)) = (next_flush, flush_every) {
+            if now >= at {
+                let _ = flush_all(&shared);
+                next_flush = Some(now + every);
+            }
+        }
+        if let (Some(at), Some(every)) = (next_retention, retention_every) {
+            if now >= at {
+                if let Err(e) = enforce_retention(&shared) {
+                    tracing::error!(error = %e, "retention failed");
+                }
+                next_retention = Some(now + every);
+            }
+        }
+    }
+}

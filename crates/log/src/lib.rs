@@ -1,0 +1,45 @@
+//! eddy's bus: an append-only, partitioned, durable commit log on local disk.
+//!
+//! A [`Log`] is a data directory of [`Topic`]s. A topic has N [`Partition`]s; a record
+//! ([`Record`]: key, value, timestamp, headers) goes to the partition its key hashes to, or to an
+//! explicit one. A partition is a sequence of [`segment`] files of record [`batch`]es, each batch
+//! checked by a CRC32C, each segment with a sparse offset and time [`index`] so a
+//! [`PartitionReader`] seeks instead of scanning. Appends are acknowledged per the
+//! [`Durability`] policy, by default only after fsync, with concurrent appenders sharing one
+//! fsync. Readers see only acknowledged data and are woken the moment more arrives. [`Groups`]
+//! keep consumer groups' committed offsets. Retention deletes whole sealed segments by age and
+//! size.
+//!
+//! ```no_run
+//! use eddy_log::{Log, PartitionChoice, Record, TopicConfig};
+//! # fn main() -> eddy_log::Result<()> {
+//! let log = Log::open("/var/lib/eddy/bus")?;
+//! let topic = log.topic_or_create("events", TopicConfig { partitions: 4, ..TopicConfig::default() })?;
+//! topic.produce(vec![Record::new("hello").with_key("host-1")], PartitionChoice::ByKey)?;
+//! let mut reader = topic.reader(0, 0)?;
+//! let records = reader.poll_wait(std::time::Duration::from_secs(1))?;
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod batch;
+mod bus;
+mod config;
+mod error;
+mod groups;
+pub mod index;
+mod partition;
+mod record;
+pub mod segment;
+mod signal;
+mod topic;
+
+pub use batch::{Compression, EncodedBatch};
+pub use bus::{Log, LogBuilder};
+pub use config::{validate_name, Durability, TopicConfig, MAX_PARTITIONS};
+pub use error::{CorruptReason, Error, Result};
+pub use groups::{GroupOffsets, Groups};
+pub use partition::{AppendAck, Partition, PartitionInfo, PartitionReader, RetentionOutcome};
+pub use record::{now_ns, Header, Record, StoredRecord};
+pub use topic::{partition_for_key, PartitionChoice, Topic, TopicInfo};

@@ -1,0 +1,727 @@
+//! A partition: an ordered sequence of segments with one writer, group commit and readers.
+//!
+//! Appends take the writer lock only to assign offsets and copy the batch into the page cache
+//! (encoding, compression and the CRC happen before, in the caller's thread). In `Fsync` mode
+//! the appender then waits for a sync that covers its batch: the first waiter becomes the
+//! leader, optionally lingers, snapshots how far the file is written, fsyncs once, and advances
+//! the *committed mark* for everyone up to that point. Readers never see past the committed mark,
+//! so a record is visible exactly when its append can be acknowledged.
+//!
+//! A failed write or fsync poisons the partition: every waiting and later append gets
+//! [`Error::Poisoned`], because after a failed fsync the file's contents are unknown.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::batch::{self, EncodedBatch};
+use crate::config::{Durability, TopicConfig};
+use crate::error::{Error, IoContext, Result};
+use crate::record::{now_ns, Record, StoredRecord};
+use crate::segment::{Segment, SegmentInfo};
+use crate::signal::Signal;
+
+/// How far readers may read: every offset below `next_offset`, which ends in the segment based
+/// at `segment_base` at byte `position`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Mark {
+    pub next_offset: u64,
+    pub segment_base: u64,
+    pub position: u64,
+}
+
+/// What an append got: the offsets of its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendAck {
+    /// The partition written.
+    pub partition: u32,
+    /// Offset of the first record.
+    pub base_offset: u64,
+    /// Offset of the last record.
+    pub last_offset: u64,
+}
+
+/// A snapshot of a partition for `describe`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionInfo {
+    /// Partition number.
+    pub partition: u32,
+    /// Oldest offset still held.
+    pub start_offset: u64,
+    /// Next offset to be written (records below it are readable).
+    pub end_offset: u64,
+    /// Number of segment files.
+    pub segments: usize,
+    /// Bytes in segment files.
+    pub size_bytes: u64,
+    /// Newest record timestamp (ns), if any.
+    pub max_timestamp: Option<i64>,
+}
+
+/// What retention removed from a partition.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// Segments deleted.
+    pub segments: usize,
+    /// Bytes freed.
+    pub bytes: u64,
+}
+
+struct Writer {
+    active: Arc<Segment>,
+    next_offset: u64,
+}
+
+struct Commit {
+    written: Mark,
+    written_segment: Arc<Segment>,
+    committed: Mark,
+    syncing: bool,
+    poisoned: Option<String>,
+    dirty: bool,
+}
+
+/// One partition of a topic.
+pub struct Partition {
+    topic: Arc<str>,
+    id: u32,
+    dir: PathBuf,
+    config: Arc<TopicConfig>,
+    durability: Durability,
+    writer: Mutex<Writer>,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    commit: Mutex<Commit>,
+    commit_cv: Condvar,
+    visible: watch::Sender<Mark>,
+    signal: Arc<Signal>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Partition({}/{})", self.topic, self.id)
+    }
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .context(|| format!("fsync of directory {}", dir.display()))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave them half-updated in a way that matters
+    // more than refusing all further work would; keep serving.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Partition {
+    /// Opens (or creates) the partition in `dir`, recovering its segments.
+    pub(crate) fn open(
+        topic: Arc<str>,
+        id: u32,
+        dir: PathBuf,
+        config: Arc<TopicConfig>,
+        durability: Durability,
+        signal: Arc<Signal>,
+    ) -> Result<Partition> {
+        std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+        let mut bases = Vec::new();
+        let entries = std::fs::read_dir(&dir).context(|| format!("listing {}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.context(|| format!("listing {}", dir.display()))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".log") {
+                match stem.parse::<u64>() {
+                    Ok(base) => bases.push(base),
+                    Err(_) => {
+                        tracing::warn!(file = %entry.path().display(), "ignoring a file that is not a segment")
+                    }
+                }
+            }
+        }
+        bases.sort_unstable();
+        remove_orphan_indexes(&dir, &bases);
+
+        let interval = config.index_interval_bytes;
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        if let Some((&last, sealed)) = bases.split_last() {
+            for &base in sealed {
+                segments.push(Arc::new(Segment::open_sealed(&dir, base, interval)?));
+            }
+            segments.push(Arc::new(Segment::open_active(&dir, last, interval)?));
+        } else {
+            segments.push(Arc::new(Segment::create(&dir, 0)?));
+            sync_dir(&dir)?;
+        }
+        for pair in segments.windows(2) {
+            let (a, b) = (pair[0].info(), pair[1].info());
+            if a.next_offset != b.base_offset {
+                tracing::warn!(
+                    file = %pair[0].path.display(),
+                    ends_at = a.next_offset,
+                    next_segment_starts_at = b.base_offset,
+                    "segments are not contiguous"
+                );
+            }
+        }
+        let active = segments.last().cloned().ok_or(Error::Closed)?;
+        let info = active.info();
+        let mark = Mark {
+            next_offset: info.next_offset,
+            segment_base: info.base_offset,
+            position: info.len,
+        };
+        Ok(Partition {
+            topic,
+            id,
+            dir,
+            config,
+            durability,
+            writer: Mutex::new(Writer {
+                active: active.clone(),
+                next_offset: info.next_offset,
+            }),
+            segments: RwLock::new(segments),
+            commit: Mutex::new(Commit {
+                written: mark,
+                written_segment: active,
+                committed: mark,
+                syncing: false,
+                poisoned: None,
+                dirty: false,
+            }),
+            commit_cv: Condvar::new(),
+            visible: watch::Sender::new(mark),
+            signal,
+        })
+    }
+
+    /// The partition number.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Checks record sizes against the topic's limits and encodes the batch.
+    pub fn encode(&self, records: &[Record]) -> Result<EncodedBatch> {
+        self.encode_with(records, self.config.compression)
+    }
+
+    /// Like [`Partition::encode`] with an explicit compression.
+    pub fn encode_with(
+        &self,
+        records: &[Record],
+        compression: batch::Compression,
+    ) -> Result<EncodedBatch> {
+        if records.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        for (index, r) in records.iter().enumerate() {
+            let size = batch::record_size(r);
+            if size > self.config.max_record_bytes {
+                return Err(Error::RecordTooLarge {
+                    index,
+                    size,
+                    limit: self.config.max_record_bytes,
+                });
+            }
+        }
+        let encoded = EncodedBatch::encode(records, compression, now_ns());
+        if encoded.len() > self.config.max_batch_bytes {
+            return Err(Error::BatchTooLarge {
+                records: records.len(),
+                size: encoded.len(),
+                limit: self.config.max_batch_bytes,
+            });
+        }
+        Ok(encoded)
+    }
+
+    /// Appends records as one batch and returns once the durability policy is met.
+    pub fn append(&self, records: &[Record]) -> Result<AppendAck> {
+        let batch = self.encode(records)?;
+        self.append_encoded(batch)
+    }
+
+    fn poisoned(&self, cause: &str) -> Error {
+        Error::Poisoned {
+            topic: self.topic.to_string(),
+            partition: self.id,
+            cause: cause.to_string(),
+        }
+    }
+
+    /// Appends a batch built by [`Partition::encode`].
+    pub fn append_encoded(&self, mut batch: EncodedBatch) -> Result<AppendAck> {
+        let count = u64::from(batch.record_count);
+        let base = {
+            let mut w = lock(&self.writer);
+            if let Some(cause) = &lock(&self.commit).poisoned {
+                return Err(self.poisoned(cause));
+            }
+            let result = self.write_locked(&mut w, &mut batch);
+            let mut c = lock(&self.commit);
+            match result {
+                Ok(base) => {
+                    let info = w.active.info();
+                    c.written = Mark {
+                        next_offset: w.next_offset,
+                        segment_base: info.base_offset,
+                        position: info.len,
+                    };
+                    c.written_segment = w.active.clone();
+                    c.dirty = true;
+                    if matches!(self.durability, Durability::Interval { .. }) {
+                        let mark = c.written;
+                        self.publish(&mut c, mark);
+                    }
+                    base
+                }
+                Err(e) => {
+                    tracing::error!(topic = %self.topic, partition = self.id, error = %e, "write failed; partition refuses further writes");
+                    c.poisoned.get_or_insert_with(|| e.to_string());
+                    self.commit_cv.notify_all();
+                    return Err(e);
+                }
+            }
+        };
+        let ack = AppendAck {
+            partition: self.id,
+            base_offset: base,
+            last_offset: base + count - 1,
+        };
+        if let Durability::Fsync { linger } = self.durability {
+            self.wait_durable(base + count, linger)?;
+        }
+        Ok(ack)
+    }
+
+    fn write_locked(&self, w: &mut Writer, batch: &mut EncodedBatch) -> Result<u64> {
+        let info = w.active.info();
+        let count = u64::from(batch.record_count);
+        let too_big = info.len + batch.len() as u64 > self.config.segment_bytes;
+        let too_old = now_ns().saturating_sub(w.active.created_ns())
+            > (self.config.segment_ms as i64).saturating_mul(1_000_000);
+        let offsets_full = w.next_offset + count - info.base_offset > u64::from(u32::MAX);
+        if info.len > 0 && (too_big || too_old || offsets_full) {
+            self.roll(w)?;
+        }
+        let base = w.next_offset;
+        batch.set_base_offset(base);
+        w.active.append(
+            batch.as_bytes(),
+            batch.max_timestamp,
+            batch.record_count,
+            self.config.index_interval_bytes,
+        )?;
+        w.next_offset += count;
+        Ok(base)
+    }
+
+    /// Seals the active segment and starts a new one at the next offset.
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        w.active.seal()?;
+        let segment = Arc::new(Segment::create(&self.dir, w.next_offset)?);
+        sync_dir(&self.dir)?;
+        self.segments
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(segment.clone());
+        tracing::debug!(topic = %self.topic, partition = self.id, sealed = %w.active.path.display(), "rolled segment");
+        w.active = segment;
+        Ok(())
+    }
+
+    /// Advances the committed mark and wakes readers. Called with the commit lock held.
+    fn publish(&self, c: &mut Commit, mark: Mark) {
+        if mark.next_offset > c.committed.next_offset {
+            c.committed = mark;
+            self.visible.send_replace(mark);
+            self.signal.bump();
+        }
+    }
+
+    /// Group commit: returns once everything below `end` is durable.
+    fn wait_durable(&self, end: u64, linger: Duration) -> Result<()> {
+        let mut c = lock(&self.commit);
+        loop {
+            if c.committed.next_offset >= end {
+                return Ok(());
+            }
+            if let Some(cause) = &c.poisoned {
+                return Err(self.poisoned(cause));
+            }
+            if c.syncing {
+                c = self.commit_cv.wait(c).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            c.syncing = true;
+            drop(c);
+            if !linger.is_zero() {
+                std::thread::sleep(linger);
+            }
+            let (mark, segment) = {
+                let mut c = lock(&self.commit);
+                c.dirty = false;
+                (c.written, c.written_segment.clone())
+            };
+            let result = segment.sync();
+            c = lock(&self.commit);
+            c.syncing = false;
+            match result {
+                Ok(()) => self.publish(&mut c, mark),
+                Err(e) => {
+                    tracing::error!(topic = %self.topic, partition = self.id, error = %e, "fsync failed; partition refuses further writes");
+                    c.poisoned.get_or_insert_with(|| e.to_string());
+                }
+            }
+            self.commit_cv.notify_all();
+        }
+    }
+
+    /// Fsyncs whatever is written but not yet synced (the `Interval` policy's background sync,
+    /// and shutdown).
+    pub(crate) fn flush(&self) -> Result<()> {
+        let segment = {
+            let mut c = lock(&self.commit);
+            if !c.dirty || c.poisoned.is_some() {
+                return Ok(());
+            }
+            c.dirty = false;
+            c.written_segment.clone()
+        };
+        if let Err(e) = segment.sync() {
+            lock(&self.commit)
+                .poisoned
+                .get_or_insert_with(|| e.to_string());
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn committed(&self) -> Mark {
+        *self.visible.borrow()
+    }
+
+    fn segments(&self) -> Vec<Arc<Segment>> {
+        self.segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Oldest offset still held.
+    pub fn start_offset(&self) -> u64 {
+        self.segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .first()
+            .map_or(0, |s| s.base_offset)
+    }
+
+    /// Next offset to be written; every offset below it is readable.
+    pub fn end_offset(&self) -> u64 {
+        self.committed().next_offset
+    }
+
+    /// Sizes and offsets, for `describe`.
+    pub fn info(&self) -> PartitionInfo {
+        let segments = self.segments();
+        let infos: Vec<SegmentInfo> = segments.iter().map(|s| s.info()).collect();
+        let max_ts = infos
+            .iter()
+            .map(|i| i.max_timestamp)
+            .max()
+            .filter(|&t| t != i64::MIN);
+        PartitionInfo {
+            partition: self.id,
+            start_offset: infos.first().map_or(0, |i| i.base_offset),
+            end_offset: self.end_offset(),
+            segments: infos.len(),
+            size_bytes: infos.iter().map(|i| i.len).sum(),
+            max_timestamp: max_ts,
+        }
+    }
+
+    /// Deletes whole sealed segments that are past the topic's age or size retention.
+    pub fn enforce_retention(&self, now_ns: i64) -> Result<RetentionOutcome> {
+        let segments = self.segments();
+        let infos: Vec<SegmentInfo> = segments.iter().map(|s| s.info()).collect();
+        let mut total: u64 = infos.iter().map(|i| i.len).sum();
+        let cutoff = self
+            .config
+            .retention_ms
+            .map(|ms| now_ns.saturating_sub((ms as i64).saturating_mul(1_000_000)));
+        let mut doomed = 0;
+        // The last segment is the active one and is never deleted.
+        for info in &infos[..infos.len().saturating_sub(1)] {
+            if !info.sealed {
+                break;
+            }
+            let by_age = cutoff.is_some_and(|c| info.max_timestamp < c);
+            let by_size = self
+                .config
+                .retention_bytes
+                .is_some_and(|limit| total > limit);
+            if !(by_age || by_size) {
+                break;
+            }
+            total -= info.len;
+            doomed += 1;
+        }
+        if doomed == 0 {
+            return Ok(RetentionOutcome::default());
+        }
+        let removed: Vec<Arc<Segment>> = {
+            let mut list = self.segments.write().unwrap_or_else(|p| p.into_inner());
+            // Only the front can have changed shape: the writer appends at the back.
+            let n = doomed.min(list.len().saturating_sub(1));
+            list.drain(..n).collect()
+        };
+        let mut outcome = RetentionOutcome::default();
+        for segment in removed {
+            let info = segment.info();
+            segment.delete_files()?;
+            tracing::info!(
+                topic = %self.topic,
+                partition = self.id,
+                file = %segment.path.display(),
+                bytes = info.len,
+                offsets = %format_args!("{}..{}", info.base_offset, info.next_offset),
+                "retention deleted segment"
+            );
+            outcome.segments += 1;
+            outcome.bytes += info.len;
+        }
+        sync_dir(&self.dir)?;
+        Ok(outcome)
+    }
+
+    /// The first offset whose record timestamp is at or after `ts` (ns); the end offset if none.
+    pub fn offset_for_time(&self, ts: i64) -> Result<u64> {
+        let mark = self.committed();
+        for segment in self.segments() {
+            if segment.base_offset > mark.segment_base {
+                break;
+            }
+            let end = self.readable_end(&segment, mark)?;
+            if let Some(offset) = segment.offset_for_time(ts, end)? {
+                return Ok(offset);
+            }
+        }
+        Ok(mark.next_offset)
+    }
+
+    fn readable_end(&self, segment: &Segment, mark: Mark) -> Result<u64> {
+        if segment.base_offset > mark.segment_base {
+            return Ok(0);
+        }
+        segment.readable_end((segment.base_offset == mark.segment_base).then_some(mark.position))
+    }
+
+    /// Checks every batch of every segment, records included.
+    pub fn verify(&self) -> Result<Vec<Error>> {
+        let mut problems = Vec::new();
+        for segment in self.segments() {
+            if let Some(e) = segment.verify()? {
+                problems.push(e);
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Waits until data past `seen_version` of the topic's signal appears or `timeout` passes.
+    pub(crate) fn signal(&self) -> &Arc<Signal> {
+        &self.signal
+    }
+
+    fn out_of_range(&self, requested: u64) -> Error {
+        Error::OffsetOutOfRange {
+            topic: self.topic.to_string(),
+            partition: self.id,
+            requested,
+            earliest: self.start_offset(),
+            latest: self.end_offset(),
+        }
+    }
+}
+
+/// Where a reader stopped inside a segment, so the next read continues without an index seek.
+struct Cursor {
+    segment: Arc<Segment>,
+    batch_offset: u64,
+    position: u64,
+}
+
+/// Reads a partition in order from a position, and follows its tail.
+pub struct PartitionReader {
+    partition: Arc<Partition>,
+    next_offset: u64,
+    cursor: Option<Cursor>,
+    max_bytes: usize,
+}
+
+impl std::fmt::Debug for PartitionReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PartitionReader({:?} at {})",
+            self.partition, self.next_offset
+        )
+    }
+}
+
+impl PartitionReader {
+    pub(crate) fn new(partition: Arc<Partition>, offset: u64) -> PartitionReader {
+        PartitionReader {
+            partition,
+            next_offset: offset,
+            cursor: None,
+            max_bytes: 1 << 20,
+        }
+    }
+
+    /// Sets about how many bytes one poll reads (default 1 MiB).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> PartitionReader {
+        self.max_bytes = max_bytes.max(1);
+        self
+    }
+
+    /// The next offset this reader will return.
+    pub fn position(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// The partition read.
+    pub fn partition(&self) -> &Arc<Partition> {
+        &self.partition
+    }
+
+    /// Moves to `offset`.
+    pub fn seek(&mut self, offset: u64) {
+        self.next_offset = offset;
+        self.cursor = None;
+    }
+
+    /// Returns the next readable records (about `max_bytes` of them), or none if the reader is
+    /// at the end. Never blocks on new data.
+    pub fn poll(&mut self) -> Result<Vec<StoredRecord>> {
+        let mark = self.partition.committed();
+        let mut out = Vec::new();
+        if self.next_offset >= mark.next_offset {
+            if self.next_offset < self.partition.start_offset() {
+                return Err(self.partition.out_of_range(self.next_offset));
+            }
+            return Ok(out);
+        }
+        let mut cursor = match self.cursor.take() {
+            Some(c) => c,
+            None => self.locate()?,
+        };
+        loop {
+            let end = self.partition.readable_end(&cursor.segment, mark)?;
+            let outcome = cursor.segment.read(
+                self.next_offset,
+                cursor.batch_offset,
+                cursor.position,
+                end,
+                self.max_bytes,
+                &mut out,
+            )?;
+            cursor.batch_offset = outcome.next_offset;
+            cursor.position = outcome.position;
+            if let Some(last) = out.last() {
+                self.next_offset = last.offset + 1;
+                self.cursor = Some(cursor);
+                return Ok(out);
+            }
+            // Nothing new here: at the committed end, or at the end of a sealed segment.
+            let info = cursor.segment.info();
+            if !info.sealed
+                || cursor.position < info.len
+                || cursor.segment.base_offset >= mark.segment_base
+            {
+                self.cursor = Some(cursor);
+                return Ok(out);
+            }
+            let Some(next) = self
+                .partition
+                .segments()
+                .into_iter()
+                .find(|s| s.base_offset > cursor.segment.base_offset)
+            else {
+                self.cursor = Some(cursor);
+                return Ok(out);
+            };
+            cursor = Cursor {
+                batch_offset: next.base_offset,
+                position: 0,
+                segment: next,
+            };
+        }
+    }
+
+    fn locate(&self) -> Result<Cursor> {
+        let segments = self.partition.segments();
+        let first = segments.first().map_or(0, |s| s.base_offset);
+        if self.next_offset < first {
+            return Err(self.partition.out_of_range(self.next_offset));
+        }
+        let i = segments.partition_point(|s| s.base_offset <= self.next_offset);
+        let segment = segments
+            .get(i.wrapping_sub(1))
+            .cloned()
+            .ok_or_else(|| self.partition.out_of_range(self.next_offset))?;
+        let (batch_offset, position) = segment.seek(self.next_offset)?;
+        Ok(Cursor {
+            segment,
+            batch_offset,
+            position,
+        })
+    }
+
+    /// Like [`PartitionReader::poll`], but waits up to `timeout` for new data if there is none:
+    /// the writer wakes it as soon as data is committed.
+    pub fn poll_wait(&mut self, timeout: Duration) -> Result<Vec<StoredRecord>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let seen = self.partition.signal().version();
+            let records = self.poll()?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if !records.is_empty() || left.is_zero() {
+                return Ok(records);
+            }
+            self.partition.signal().wait_past(seen, left);
+        }
+    }
+}
+
+fn remove_orphan_indexes(dir: &Path, bases: &[u64]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_index = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("index" | "timeindex")
+        );
+        let base = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u64>().ok());
+        if let (true, Some(base)) = (is_index, base) {
+            if bases.binary_search(&base).is_err() {
+                tracing::info!(file = %path.display(), "removing index of a deleted segment");
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Records as producers hand them in and as readers get them back.
+
+use bytes::Bytes;
+
+/// A named header value carried with a record (e.g. a schema id or a trace id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Header name, UTF-8.
+    pub name: String,
+    /// Header value, any bytes.
+    pub value: Bytes,
+}
+
+/// A record to append: key, value, timestamp and headers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    /// Optional key; records with the same key go to the same partition.
+    pub key: Option<Bytes>,
+    /// The payload.
+    pub value: Bytes,
+    /// Event time in ns since the Unix epoch; `None` means "the time of the append".
+    pub timestamp: Option<i64>,
+    /// Headers, in order.
+    pub headers: Vec<Header>,
+}
+
+impl Record {
+    /// A record with just a value.
+    pub fn new(value: impl Into<Bytes>) -> Record {
+        Record {
+            value: value.into(),
+            ..Record::default()
+        }
+    }
+
+    /// Sets the key.
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Record {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the timestamp (ns since the Unix epoch).
+    pub fn with_timestamp(mut self, ns: i64) -> Record {
+        self.timestamp = Some(ns);
+        self
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Record {
+        self.headers.push(Header {
+            name: name.into(),
+            value: value.into(),
+        });
+        self
+    }
+}
+
+/// A record read back from a partition, with the offset and timestamp the log holds for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Position in the partition.
+    pub offset: u64,
+    /// Timestamp in ns since the Unix epoch.
+    pub timestamp: i64,
+    /// Key, if the producer gave one.
+    pub key: Option<Bytes>,
+    /// The payload.
+    pub value: Bytes,
+    /// Headers, in order.
+    pub headers: Vec<Header>,
+}
+
+/// Now, in ns since the Unix epoch.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}

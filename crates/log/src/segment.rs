@@ -1,0 +1,662 @@
+//! Segment files: one `<base>.log` of back-to-back batches (see [`crate::batch`]) plus its
+//! indexes (see [`crate::index`]). A partition is a sequence of segments; only the last, the
+//! active segment, is written, and it is sealed when it reaches its size or age.
+//!
+//! Recovery rules:
+//! - The active segment is scanned batch by batch on open (header shape, CRC, offset sequence).
+//!   The first bad batch starts a torn or corrupt tail: the file is truncated there and a warning
+//!   names the file, the byte offset and the reason. Everything before it was written whole.
+//! - A sealed segment is trusted as far as its index files agree with its size. If they do not,
+//!   it is scanned and its indexes rebuilt; if the scan finds a bad batch, the segment is kept
+//!   as it is, a warning names the file and offset, and readers reaching that point get
+//!   [`Error::Corrupt`]. A sealed segment is never truncated and never silently skipped.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use bytes::Bytes;
+
+use crate::batch::{self, BatchHeader, Frame, HEADER_LEN};
+use crate::error::{CorruptReason, Error, IoContext, Result};
+use crate::index::{Entry, SegmentIndex};
+use crate::record::StoredRecord;
+
+/// Size of the reads of a recovery or verification scan.
+const SCAN_CHUNK: usize = 4 << 20;
+
+pub(crate) fn log_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.log"))
+}
+
+fn index_paths(dir: &Path, base: u64) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{base:020}.index")),
+        dir.join(format!("{base:020}.timeindex")),
+    )
+}
+
+/// Mutable facts about a segment, changed only by the partition's writer.
+#[derive(Debug)]
+struct State {
+    index: SegmentIndex,
+    /// Bytes of whole batches in the file.
+    len: u64,
+    /// Offset after the last record.
+    next_offset: u64,
+    /// Largest record timestamp (i64::MIN when empty).
+    max_timestamp: i64,
+    /// Bytes written since the last index entry.
+    since_entry: u64,
+    sealed: bool,
+    /// Where a sealed segment's scan found bad data; readers stop there with an error.
+    corrupt_at: Option<(u64, CorruptReason)>,
+}
+
+/// One segment file and what is known about it.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub base_offset: u64,
+    pub path: PathBuf,
+    dir: PathBuf,
+    file: File,
+    /// When the segment got its first batch (ns), for `segment_ms`.
+    created_ns: i64,
+    state: RwLock<State>,
+}
+
+/// What a scan found: the index of the good prefix and, if any, the first bad batch.
+struct Scan {
+    index: SegmentIndex,
+    len: u64,
+    next_offset: u64,
+    max_timestamp: i64,
+    since_entry: u64,
+    bad: Option<(u64, CorruptReason)>,
+}
+
+/// A snapshot of a segment for describing and retention.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SegmentInfo {
+    pub base_offset: u64,
+    pub next_offset: u64,
+    pub len: u64,
+    pub max_timestamp: i64,
+    pub sealed: bool,
+}
+
+/// How far a read got inside one segment.
+pub(crate) struct ReadOutcome {
+    /// Offset after the last batch read.
+    pub next_offset: u64,
+    /// Byte position after the last batch read.
+    pub position: u64,
+}
+
+fn lock_poisoned<T>(_: T) -> Error {
+    Error::Poisoned {
+        topic: String::new(),
+        partition: 0,
+        cause: "a thread panicked while holding a segment lock".into(),
+    }
+}
+
+impl Segment {
+    /// Creates a new, empty active segment.
+    pub fn create(dir: &Path, base_offset: u64) -> Result<Segment> {
+        let path = log_path(dir, base_offset);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .context(|| format!("creating segment {}", path.display()))?;
+        Ok(Segment::with_state(
+            dir,
+            path,
+            file,
+            base_offset,
+            State {
+                index: SegmentIndex::default(),
+                len: 0,
+                next_offset: base_offset,
+                max_timestamp: i64::MIN,
+                since_entry: 0,
+                sealed: false,
+                corrupt_at: None,
+            },
+        ))
+    }
+
+    fn with_state(
+        dir: &Path,
+        path: PathBuf,
+        file: File,
+        base_offset: u64,
+        state: State,
+    ) -> Segment {
+        let created_ns = file
+            .metadata()
+            .and_then(|m| m.created().or_else(|_| m.modified()))
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or_else(crate::record::now_ns, |d| d.as_nanos() as i64);
+        Segment {
+            base_offset,
+            path,
+            dir: dir.to_path_buf(),
+            file,
+            created_ns,
+            state: RwLock::new(state),
+        }
+    }
+
+    fn open_file(path: &Path) -> Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .context(|| format!("opening segment {}", path.display()))
+    }
+
+    /// Opens the last segment of a partition: scans it whole and truncates a torn tail.
+    pub fn open_active(dir: &Path, base_offset: u64, index_interval: u64) -> Result<Segment> {
+        let path = log_path(dir, base_offset);
+        let file = Segment::open_file(&path)?;
+        let file_len = file
+            .metadata()
+            .context(|| format!("stat {}", path.display()))?
+            .len();
+        let scan = scan(&file, &path, base_offset, file_len, index_interval, false)?;
+        if let Some((position, reason)) = &scan.bad {
+            tracing::warn!(
+                file = %path.display(),
+                byte_offset = position,
+                dropped_bytes = file_len - position,
+                %reason,
+                "truncating torn or corrupt tail of the active segment"
+            );
+            file.set_len(*position)
+                .context(|| format!("truncating {} to {position} bytes", path.display()))?;
+            file.sync_all()
+                .context(|| format!("syncing {} after truncation", path.display()))?;
+        }
+        Ok(Segment::with_state(
+            dir,
+            path,
+            file,
+            base_offset,
+            State {
+                index: scan.index,
+                len: scan.len,
+                next_offset: scan.next_offset,
+                max_timestamp: scan.max_timestamp,
+                since_entry: scan.since_entry,
+                sealed: false,
+                corrupt_at: None,
+            },
+        ))
+    }
+
+    /// Opens a sealed segment from its index files, rebuilding them by a scan if needed.
+    pub fn open_sealed(dir: &Path, base_offset: u64, index_interval: u64) -> Result<Segment> {
+        let path = log_path(dir, base_offset);
+        let file = Segment::open_file(&path)?;
+        let file_len = file
+            .metadata()
+            .context(|| format!("stat {}", path.display()))?
+            .len();
+        let (offset_path, time_path) = index_paths(dir, base_offset);
+        let state = match SegmentIndex::read_files(&offset_path, &time_path, file_len) {
+            Ok(index) => {
+                let end = *index.last().unwrap_or(&Entry {
+                    rel_offset: 0,
+                    position: 0,
+                    max_ts_before: i64::MIN,
+                });
+                State {
+                    index,
+                    len: file_len,
+                    next_offset: base_offset + u64::from(end.rel_offset),
+                    max_timestamp: end.max_ts_before,
+                    since_entry: 0,
+                    sealed: true,
+                    corrupt_at: None,
+                }
+            }
+            Err(why) => {
+                tracing::warn!(file = %path.display(), reason = %why, "rebuilding segment index by a scan");
+                let mut scan = scan(&file, &path, base_offset, file_len, index_interval, false)?;
+                if let Some((position, reason)) = &scan.bad {
+                    tracing::warn!(
+                        file = %path.display(),
+                        byte_offset = position,
+                        %reason,
+                        "corruption inside a sealed segment; reads stop there with an error"
+                    );
+                } else {
+                    push_end(
+                        &mut scan.index,
+                        scan.len,
+                        base_offset,
+                        scan.next_offset,
+                        scan.max_timestamp,
+                    );
+                    scan.index.write_files(&offset_path, &time_path)?;
+                }
+                State {
+                    index: scan.index,
+                    len: scan.len,
+                    next_offset: scan.next_offset,
+                    max_timestamp: scan.max_timestamp,
+                    since_entry: 0,
+                    sealed: true,
+                    corrupt_at: scan.bad,
+                }
+            }
+        };
+        Ok(Segment::with_state(dir, path, file, base_offset, state))
+    }
+
+    fn read_state(&self) -> Result<std::sync::RwLockReadGuard<'_, State>> {
+        self.state.read().map_err(lock_poisoned)
+    }
+
+    fn write_state(&self) -> Result<std::sync::RwLockWriteGuard<'_, State>> {
+        self.state.write().map_err(lock_poisoned)
+    }
+
+    pub fn info(&self) -> SegmentInfo {
+        let s = match self.state.read() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        SegmentInfo {
+            base_offset: self.base_offset,
+            next_offset: s.next_offset,
+            len: s.len,
+            max_timestamp: s.max_timestamp,
+            sealed: s.sealed,
+        }
+    }
+
+    pub fn created_ns(&self) -> i64 {
+        self.created_ns
+    }
+
+    /// Appends one encoded batch (its base offset already set) at the end of the file. Called
+    /// only by the partition's writer, under its lock.
+    pub fn append(
+        &self,
+        bytes: &[u8],
+        header_max_ts: i64,
+        records: u32,
+        index_interval: u64,
+    ) -> Result<()> {
+        let mut s = self.write_state()?;
+        let position = s.len;
+        self.file.write_all_at(bytes, position).context(|| {
+            format!(
+                "writing {} bytes to {} at byte {position}",
+                bytes.len(),
+                self.path.display()
+            )
+        })?;
+        if s.index.len() == 0 || s.since_entry >= index_interval {
+            let entry = Entry {
+                rel_offset: (s.next_offset - self.base_offset) as u32,
+                position: position as u32,
+                max_ts_before: s.max_timestamp,
+            };
+            s.index.push(entry);
+            s.since_entry = 0;
+        }
+        s.since_entry += bytes.len() as u64;
+        s.len += bytes.len() as u64;
+        s.next_offset += u64::from(records);
+        s.max_timestamp = s.max_timestamp.max(header_max_ts);
+        Ok(())
+    }
+
+    /// Makes the file's data durable.
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .context(|| format!("fsync of {}", self.path.display()))
+    }
+
+    /// Seals the segment: syncs its data and writes its index files.
+    pub fn seal(&self) -> Result<()> {
+        self.sync()?;
+        let mut s = self.write_state()?;
+        let (len, next, max_ts) = (s.len, s.next_offset, s.max_timestamp);
+        push_end(&mut s.index, len, self.base_offset, next, max_ts);
+        let (offset_path, time_path) = index_paths(&self.dir, self.base_offset);
+        s.index.write_files(&offset_path, &time_path)?;
+        s.sealed = true;
+        Ok(())
+    }
+
+    /// Deletes the segment's files (readers holding it keep reading through the open handle).
+    pub fn delete_files(&self) -> Result<()> {
+        let (offset_path, time_path) = index_paths(&self.dir, self.base_offset);
+        for path in [&self.path, &offset_path, &time_path] {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::Io {
+                        context: format!("deleting {}", path.display()),
+                        source: e,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn corrupt(&self, position: u64, reason: CorruptReason) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            position,
+            reason,
+        }
+    }
+
+    fn read_bytes(&self, position: u64, len: usize) -> Result<Bytes> {
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, position).context(|| {
+            format!(
+                "reading {len} bytes of {} at byte {position}",
+                self.path.display()
+            )
+        })?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// Where to start reading for `offset`: from the reader's own cursor if it has one, else
+    /// from the index.
+    pub fn seek(&self, offset: u64) -> Result<(u64, u64)> {
+        let s = self.read_state()?;
+        let rel = offset
+            .saturating_sub(self.base_offset)
+            .min(u64::from(u32::MAX)) as u32;
+        let e = s.index.seek_offset(rel);
+        Ok((
+            self.base_offset + u64::from(e.rel_offset),
+            u64::from(e.position),
+        ))
+    }
+
+    /// The byte position where this segment's readable data ends: the whole file if sealed,
+    /// else `committed_position` (the end of what the partition has made visible).
+    pub fn readable_end(&self, committed_position: Option<u64>) -> Result<u64> {
+        let s = self.read_state()?;
+        let end = match committed_position {
+            Some(p) if !s.sealed => p.min(s.len),
+            _ => s.len,
+        };
+        Ok(match &s.corrupt_at {
+            Some((p, _)) => end.min(*p),
+            None => end,
+        })
+    }
+
+    /// Reads whole batches from `position` (the start of a batch with base `batch_offset`) up to
+    /// `end`, about `max_bytes` of them, and pushes the records at or after `from_offset`.
+    pub fn read(
+        &self,
+        from_offset: u64,
+        mut batch_offset: u64,
+        mut position: u64,
+        end: u64,
+        max_bytes: usize,
+        out: &mut Vec<StoredRecord>,
+    ) -> Result<ReadOutcome> {
+        let mut read_total = 0usize;
+        while position < end && read_total < max_bytes {
+            let want = ((end - position) as usize).min(max_bytes.max(HEADER_LEN));
+            let chunk = self.read_bytes(position, want)?;
+            let mut at = 0usize;
+            loop {
+                let frame = batch::check(&chunk[at..]).map_err(|r| self.corrupt(position, r))?;
+                let header = match frame {
+                    Frame::Complete(h) => h,
+                    Frame::Incomplete { needed } if at == 0 => {
+                        // A batch larger than the chunk: read it whole.
+                        let len = chunk.len() + needed;
+                        if position + len as u64 > end {
+                            return Err(self.corrupt(
+                                position,
+                                CorruptReason::Truncated {
+                                    needed: position + len as u64 - end,
+                                },
+                            ));
+                        }
+                        let whole = self.read_bytes(position, len)?;
+                        let h =
+                            self.decode_into(&whole, position, batch_offset, from_offset, out)?;
+                        batch_offset = h.next_offset();
+                        position += len as u64;
+                        read_total += len;
+                        break;
+                    }
+                    Frame::Incomplete { .. } => break,
+                };
+                let len = header.batch_len as usize;
+                if header.next_offset() <= from_offset && header.base_offset == batch_offset {
+                    // Wholly before the wanted offset: skip without decoding.
+                } else {
+                    let batch = chunk.slice(at..at + len);
+                    self.decode_into(&batch, position, batch_offset, from_offset, out)?;
+                }
+                batch_offset = header.next_offset();
+                position += len as u64;
+                read_total += len;
+                at += len;
+                if at >= chunk.len() {
+                    break;
+                }
+            }
+        }
+        if position < end {
+            // Stopped by max_bytes: fine. Otherwise we are at `end`.
+        } else if let Ok(s) = self.read_state() {
+            if let Some((p, reason)) = &s.corrupt_at {
+                if position >= *p {
+                    return Err(self.corrupt(*p, reason.clone()));
+                }
+            }
+        }
+        Ok(ReadOutcome {
+            next_offset: batch_offset,
+            position,
+        })
+    }
+
+    fn decode_into(
+        &self,
+        batch: &Bytes,
+        position: u64,
+        expected_base: u64,
+        from_offset: u64,
+        out: &mut Vec<StoredRecord>,
+    ) -> Result<BatchHeader> {
+        let before = out.len();
+        let header = batch::decode(batch, from_offset, |r| out.push(r)).map_err(|r| {
+            out.truncate(before);
+            self.corrupt(position, r)
+        })?;
+        if header.base_offset != expected_base {
+            out.truncate(before);
+            return Err(self.corrupt(
+                position,
+                CorruptReason::OffsetGap {
+                    expected: expected_base,
+                    found: header.base_offset,
+                },
+            ));
+        }
+        Ok(header)
+    }
+
+    /// The first offset in this segment whose record timestamp is at or after `ts`, looking no
+    /// further than `end`.
+    pub fn offset_for_time(&self, ts: i64, end: u64) -> Result<Option<u64>> {
+        let (mut offset, mut position) = {
+            let s = self.read_state()?;
+            if s.max_timestamp < ts {
+                return Ok(None);
+            }
+            let e = s.index.seek_time(ts);
+            (
+                self.base_offset + u64::from(e.rel_offset),
+                u64::from(e.position),
+            )
+        };
+        while position < end {
+            let head = self.read_bytes(position, HEADER_LEN.min((end - position) as usize))?;
+            let header = batch::parse_header(&head)
+                .map_err(|r| self.corrupt(position, r))?
+                .ok_or_else(|| {
+                    let needed = (HEADER_LEN - head.len()) as u64;
+                    self.corrupt(position, CorruptReason::Truncated { needed })
+                })?;
+            if header.max_timestamp >= ts {
+                if position + u64::from(header.batch_len) > end {
+                    let needed = position + u64::from(header.batch_len) - end;
+                    return Err(self.corrupt(position, CorruptReason::Truncated { needed }));
+                }
+                let whole = self.read_bytes(position, header.batch_len as usize)?;
+                let mut records = Vec::with_capacity(header.record_count as usize);
+                self.decode_into(&whole, position, offset, 0, &mut records)?;
+                return Ok(records.iter().find(|r| r.timestamp >= ts).map(|r| r.offset));
+            }
+            offset = header.next_offset();
+            position += u64::from(header.batch_len);
+        }
+        Ok(None)
+    }
+
+    /// Reads and checks every batch, records included; returns the first problem.
+    pub fn verify(&self) -> Result<Option<Error>> {
+        // The whole file, not just the prefix known to be good.
+        let len = self
+            .file
+            .metadata()
+            .context(|| format!("stat {}", self.path.display()))?
+            .len();
+        let scan = scan(
+            &self.file,
+            &self.path,
+            self.base_offset,
+            len,
+            u64::MAX,
+            true,
+        )?;
+        Ok(scan.bad.map(|(p, r)| self.corrupt(p, r)))
+    }
+}
+
+fn push_end(index: &mut SegmentIndex, len: u64, base: u64, next: u64, max_ts: i64) {
+    if index.last().is_some_and(|e| u64::from(e.position) == len) {
+        return;
+    }
+    index.push(Entry {
+        rel_offset: (next - base) as u32,
+        position: len as u32,
+        max_ts_before: max_ts,
+    });
+}
+
+/// Reads `file` from the start, checking each batch, and builds the index of the good prefix.
+fn scan(
+    file: &File,
+    path: &Path,
+    base_offset: u64,
+    file_len: u64,
+    index_interval: u64,
+    deep: bool,
+) -> Result<Scan> {
+    let mut out = Scan {
+        index: SegmentIndex::default(),
+        len: 0,
+        next_offset: base_offset,
+        max_timestamp: i64::MIN,
+        since_entry: 0,
+        bad: None,
+    };
+    let mut buf: Vec<u8> = Vec::new();
+    let mut buf_pos = 0u64; // file position of buf[0]
+    let mut at = 0usize;
+    loop {
+        let position = buf_pos + at as u64;
+        if position >= file_len {
+            break;
+        }
+        let frame = match batch::check(&buf[at..]) {
+            Ok(f) => f,
+            Err(reason) => {
+                out.bad = Some((position, reason));
+                break;
+            }
+        };
+        let header = match frame {
+            Frame::Complete(h) => h,
+            Frame::Incomplete { needed } => {
+                let have = buf.len() - at;
+                if position + (have + needed) as u64 > file_len {
+                    out.bad = Some((
+                        position,
+                        CorruptReason::Truncated {
+                            needed: position + (have + needed) as u64 - file_len,
+                        },
+                    ));
+                    break;
+                }
+                let want = (have + needed)
+                    .max(SCAN_CHUNK)
+                    .min((file_len - position) as usize);
+                let mut next = vec![0u8; want];
+                file.read_exact_at(&mut next, position)
+                    .context(|| format!("reading {} at byte {position}", path.display()))?;
+                buf = next;
+                buf_pos = position;
+                at = 0;
+                continue;
+            }
+        };
+        let bytes = &buf[at..at + header.batch_len as usize];
+        let checked = batch::verify_crc(&header, bytes).and_then(|()| {
+            if header.base_offset != out.next_offset {
+                return Err(CorruptReason::OffsetGap {
+                    expected: out.next_offset,
+                    found: header.base_offset,
+                });
+            }
+            if deep {
+                batch::decode(&Bytes::copy_from_slice(bytes), 0, |_| {})?;
+            }
+            Ok(())
+        });
+        if let Err(reason) = checked {
+            out.bad = Some((position, reason));
+            break;
+        }
+        if out.index.len() == 0 || out.since_entry >= index_interval {
+            out.index.push(Entry {
+                rel_offset: (out.next_offset - base_offset) as u32,
+                position: position as u32,
+                max_ts_before: out.max_timestamp,
+            });
+            out.since_entry = 0;
+        }
+        out.since_entry += u64::from(header.batch_len);
+        out.max_timestamp = out.max_timestamp.max(header.max_timestamp);
+        out.next_offset = header.next_offset();
+        out.len = position + u64::from(header.batch_len);
+        at += header.batch_len as usize;
+    }
+    Ok(out)
+}

@@ -1,0 +1,729 @@
+//! Behaviour of the log through its public interface: append, read, seek, recover, retain.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use eddy_log::{
+    Compression, Durability, Error, Log, PartitionChoice, Record, StoredRecord, Topic, TopicConfig,
+};
+
+fn small_segments() -> TopicConfig {
+    TopicConfig {
+        segment_bytes: 4096,
+        index_interval_bytes: 512,
+        ..TopicConfig::default()
+    }
+}
+
+fn records(range: std::ops::Range<u64>, ts_base: i64) -> Vec<Record> {
+    range
+        .map(|i| {
+            Record::new(format!(
+                "record number {i} {}",
+                "payload ".repeat((i % 5) as usize)
+            ))
+            .with_timestamp(ts_base + i as i64 * 1_000)
+        })
+        .collect()
+}
+
+fn read_all(topic: &Topic, partition: u32, from: u64) -> Result<Vec<StoredRecord>, Error> {
+    let mut reader = topic.reader(partition, from)?;
+    let mut out = Vec::new();
+    loop {
+        let batch = reader.poll()?;
+        if batch.is_empty() {
+            return Ok(out);
+        }
+        out.extend(batch);
+    }
+}
+
+fn values(records: &[StoredRecord]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.value).to_string())
+        .collect()
+}
+
+fn segment_files(dir: &Path, topic: &str, partition: u32) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(dir.join("topics").join(topic).join(partition.to_string()))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn appends_and_reads_back_in_order_with_every_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    for compression in [Compression::None, Compression::Lz4, Compression::Zstd] {
+        let name = format!("t-{compression}");
+        let topic = log
+            .create_topic(
+                &name,
+                TopicConfig {
+                    compression,
+                    ..small_segments()
+                },
+            )
+            .unwrap();
+        for chunk in 0..20 {
+            let acks = topic
+                .produce(
+                    records(chunk * 10..chunk * 10 + 10, 0),
+                    PartitionChoice::Explicit(0),
+                )
+                .unwrap();
+            assert_eq!(acks[0].base_offset, chunk * 10);
+            assert_eq!(acks[0].last_offset, chunk * 10 + 9);
+        }
+        let got = read_all(&topic, 0, 0).unwrap();
+        assert_eq!(got.len(), 200);
+        let expected: Vec<String> = records(0..200, 0)
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.value).to_string())
+            .collect();
+        assert_eq!(values(&got), expected);
+        assert!(got.iter().enumerate().all(|(i, r)| r.offset == i as u64));
+        if compression == Compression::None {
+            assert!(
+                topic.info().partitions[0].segments > 1,
+                "small segments must roll"
+            );
+        }
+    }
+}
+
+#[test]
+fn keys_pick_stable_partitions_and_keep_key_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log
+        .create_topic(
+            "keyed",
+            TopicConfig {
+                partitions: 4,
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap();
+    let batch: Vec<Record> = (0..400)
+        .map(|i| Record::new(format!("{i}")).with_key(format!("host-{}", i % 10)))
+        .collect();
+    topic.produce(batch, PartitionChoice::ByKey).unwrap();
+    let mut seen = 0;
+    for p in 0..4 {
+        for r in read_all(&topic, p, 0).unwrap() {
+            let key = r.key.clone().unwrap();
+            assert_eq!(eddy_log::partition_for_key(&key, 4), p);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 400);
+    // Within a key, order is kept.
+    let p = eddy_log::partition_for_key(b"host-3", 4);
+    let host3: Vec<u64> = read_all(&topic, p, 0)
+        .unwrap()
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(b"host-3".as_slice()))
+        .map(|r| String::from_utf8_lossy(&r.value).parse().unwrap())
+        .collect();
+    assert_eq!(host3, (0..40).map(|i| i * 10 + 3).collect::<Vec<u64>>());
+}
+
+#[test]
+fn reads_from_any_offset_seek_through_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.create_topic("seek", small_segments()).unwrap();
+    for chunk in 0..50u64 {
+        topic
+            .produce(
+                records(chunk * 7..chunk * 7 + 7, 0),
+                PartitionChoice::Explicit(0),
+            )
+            .unwrap();
+    }
+    for from in [0, 1, 6, 7, 8, 100, 177, 200, 349] {
+        let got = read_all(&topic, 0, from).unwrap();
+        assert_eq!(got.first().map(|r| r.offset), Some(from), "from {from}");
+        assert_eq!(got.len() as u64, 350 - from);
+    }
+    assert!(read_all(&topic, 0, 350).unwrap().is_empty());
+    assert!(read_all(&topic, 0, 10_000).unwrap().is_empty());
+}
+
+#[test]
+fn seeks_by_timestamp_to_the_first_record_at_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.create_topic("time", small_segments()).unwrap();
+    let base = 1_700_000_000_000_000_000i64;
+    for chunk in 0..40u64 {
+        topic
+            .produce(
+                records(chunk * 10..chunk * 10 + 10, base),
+                PartitionChoice::Explicit(0),
+            )
+            .unwrap();
+    }
+    let p = topic.partition(0).unwrap();
+    assert_eq!(p.offset_for_time(0).unwrap(), 0);
+    assert_eq!(p.offset_for_time(base).unwrap(), 0);
+    assert_eq!(p.offset_for_time(base + 1).unwrap(), 1);
+    assert_eq!(p.offset_for_time(base + 123_000).unwrap(), 123);
+    assert_eq!(p.offset_for_time(base + 123_500).unwrap(), 124);
+    assert_eq!(p.offset_for_time(base + 399_000).unwrap(), 399);
+    assert_eq!(
+        p.offset_for_time(base + 400_000).unwrap(),
+        400,
+        "past the end is the end offset"
+    );
+}
+
+#[test]
+fn bad_input_gets_errors_naming_value_and_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let err = log
+        .create_topic("bad/name", TopicConfig::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidName { .. }), "{err}");
+    assert!(err.to_string().contains("bad/name"));
+
+    let err = log
+        .create_topic(
+            "p",
+            TopicConfig {
+                partitions: 5000,
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("partitions = 5000"), "{err}");
+
+    let topic = log
+        .create_topic(
+            "limits",
+            TopicConfig {
+                partitions: 3,
+                max_record_bytes: 1000,
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap();
+    let err = topic.reader(3, 0).unwrap_err().to_string();
+    assert!(
+        err.contains("partition 3") && err.contains("3 partitions"),
+        "{err}"
+    );
+    let err = topic
+        .produce(
+            vec![Record::new(vec![b'x'; 2000])],
+            PartitionChoice::Explicit(0),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("2004 bytes") && err.contains("limit of 1000"),
+        "{err}"
+    );
+    let err = topic.produce(vec![], PartitionChoice::ByKey).unwrap_err();
+    assert!(matches!(err, Error::EmptyBatch));
+    assert!(matches!(log.topic("nope"), Err(Error::UnknownTopic(_))));
+    assert!(matches!(
+        log.create_topic("limits", TopicConfig::default()),
+        Err(Error::TopicExists(_))
+    ));
+}
+
+#[test]
+fn a_second_process_cannot_open_the_same_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let _log = Log::open(dir.path()).unwrap();
+    // flock locks belong to the open file description, so a second open in this process
+    // conflicts just as another process would.
+    let err = Log::open(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+}
+
+#[test]
+fn survives_reopen_with_all_data_and_continues_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path()).unwrap();
+        let topic = log.create_topic("reopen", small_segments()).unwrap();
+        for chunk in 0..30u64 {
+            topic
+                .produce(
+                    records(chunk * 5..chunk * 5 + 5, 0),
+                    PartitionChoice::Explicit(0),
+                )
+                .unwrap();
+        }
+    }
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic("reopen").unwrap();
+    assert_eq!(topic.partition(0).unwrap().end_offset(), 150);
+    let ack = topic
+        .produce(records(150..155, 0), PartitionChoice::Explicit(0))
+        .unwrap();
+    assert_eq!(ack[0].base_offset, 150);
+    let got = read_all(&topic, 0, 0).unwrap();
+    assert_eq!(got.len(), 155);
+    assert!(got.iter().enumerate().all(|(i, r)| r.offset == i as u64));
+}
+
+#[test]
+fn recovers_after_torn_tail_at_every_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let (last_file, good_len, full_len) = {
+        let log = Log::open(dir.path()).unwrap();
+        let topic = log.create_topic("torn", TopicConfig::default()).unwrap();
+        topic
+            .produce(records(0..10, 0), PartitionChoice::Explicit(0))
+            .unwrap();
+        let file = segment_files(dir.path(), "torn", 0).pop().unwrap();
+        let good = std::fs::metadata(&file).unwrap().len();
+        topic
+            .produce(records(10..20, 0), PartitionChoice::Explicit(0))
+            .unwrap();
+        (file.clone(), good, std::fs::metadata(&file).unwrap().len())
+    };
+    let full = std::fs::read(&last_file).unwrap();
+    for cut in (good_len + 1..full_len).step_by(7) {
+        std::fs::write(&last_file, &full[..cut as usize]).unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        let topic = log.topic("torn").unwrap();
+        let got = read_all(&topic, 0, 0).unwrap();
+        assert_eq!(got.len(), 10, "cut at {cut}");
+        assert_eq!(
+            std::fs::metadata(&last_file).unwrap().len(),
+            good_len,
+            "tail truncated"
+        );
+    }
+    // Garbage after a whole batch is a corrupt tail too, and appends continue after it.
+    let mut garbage = full.clone();
+    garbage.extend_from_slice(&[0xAB; 100]);
+    std::fs::write(&last_file, &garbage).unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic("torn").unwrap();
+    assert_eq!(read_all(&topic, 0, 0).unwrap().len(), 20);
+    let ack = topic
+        .produce(records(20..21, 0), PartitionChoice::Explicit(0))
+        .unwrap();
+    assert_eq!(ack[0].base_offset, 20);
+}
+
+#[test]
+fn recovers_after_bit_flip_in_the_active_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path()).unwrap();
+        let topic = log.create_topic("flip", TopicConfig::default()).unwrap();
+        for chunk in 0..3u64 {
+            topic
+                .produce(
+                    records(chunk * 10..chunk * 10 + 10, 0),
+                    PartitionChoice::Explicit(0),
+                )
+                .unwrap();
+        }
+    }
+    let file = segment_files(dir.path(), "flip", 0).pop().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let n = bytes.len();
+    bytes[n - 20] ^= 0x10; // inside the last batch
+    std::fs::write(&file, &bytes).unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let got = read_all(&log.topic("flip").unwrap(), 0, 0).unwrap();
+    assert_eq!(
+        got.len(),
+        20,
+        "the damaged last batch is dropped, the rest kept"
+    );
+}
+
+fn sealed_segment_with_flip(delete_index: bool) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path()).unwrap();
+        let topic = log.create_topic("sealed", small_segments()).unwrap();
+        for chunk in 0..60u64 {
+            topic
+                .produce(
+                    records(chunk * 5..chunk * 5 + 5, 0),
+                    PartitionChoice::Explicit(0),
+                )
+                .unwrap();
+        }
+    }
+    let files = segment_files(dir.path(), "sealed", 0);
+    assert!(files.len() >= 3);
+    let victim = files[1].clone();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&victim, &bytes).unwrap();
+    if delete_index {
+        std::fs::remove_file(victim.with_extension("index")).unwrap();
+    }
+    (dir, victim)
+}
+
+#[test]
+fn detects_bit_flip_in_sealed_segment() {
+    for delete_index in [false, true] {
+        let (dir, victim) = sealed_segment_with_flip(delete_index);
+        let log = Log::open(dir.path()).unwrap();
+        let topic = log.topic("sealed").unwrap();
+        let err = read_all(&topic, 0, 0).unwrap_err();
+        match &err {
+            Error::Corrupt { path, position, .. } => {
+                assert_eq!(path, &victim);
+                assert!(*position > 0);
+            }
+            other => panic!("expected a corruption error, got {other}"),
+        }
+        assert!(err.to_string().contains(&victim.display().to_string()));
+        // It is not silently skipped, and the sealed file is not truncated.
+        let problems = topic.partition(0).unwrap().verify().unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        // Data after the damaged segment is still readable from there.
+        let later = read_all(&topic, 0, 250).unwrap();
+        assert_eq!(later.first().map(|r| r.offset), Some(250));
+    }
+}
+
+#[test]
+fn retention_by_size_deletes_oldest_sealed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::builder(dir.path())
+        .retention_check(Duration::ZERO)
+        .open()
+        .unwrap();
+    let topic = log
+        .create_topic(
+            "size",
+            TopicConfig {
+                retention_bytes: Some(20 * 1024),
+                ..small_segments()
+            },
+        )
+        .unwrap();
+    for chunk in 0..100u64 {
+        topic
+            .produce(
+                records(chunk * 5..chunk * 5 + 5, eddy_log::now_ns()),
+                PartitionChoice::Explicit(0),
+            )
+            .unwrap();
+    }
+    let before = topic.info().partitions[0].clone();
+    let outcome = log.enforce_retention().unwrap();
+    let after = topic.info().partitions[0].clone();
+    assert!(outcome.segments > 0);
+    assert!(after.size_bytes <= 20 * 1024, "{after:?}");
+    assert!(after.start_offset > 0);
+    assert_eq!(after.end_offset, before.end_offset);
+    assert_eq!(before.size_bytes - after.size_bytes, outcome.bytes);
+    // Reading below the start is a clear error; from the start works.
+    let err = read_all(&topic, 0, 0).unwrap_err();
+    assert!(matches!(err, Error::OffsetOutOfRange { .. }), "{err}");
+    let got = read_all(&topic, 0, after.start_offset).unwrap();
+    assert_eq!(got.len() as u64, after.end_offset - after.start_offset);
+    // Deleted files stay deleted across a restart.
+    drop(log);
+    let log = Log::open(dir.path()).unwrap();
+    assert_eq!(
+        log.topic("size").unwrap().info().partitions[0].start_offset,
+        after.start_offset
+    );
+}
+
+#[test]
+fn retention_by_age_deletes_segments_whose_newest_record_is_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::builder(dir.path())
+        .retention_check(Duration::ZERO)
+        .open()
+        .unwrap();
+    let topic = log
+        .create_topic(
+            "age",
+            TopicConfig {
+                retention_ms: Some(3_600_000),
+                ..small_segments()
+            },
+        )
+        .unwrap();
+    let now = eddy_log::now_ns();
+    let two_hours_ago = now - 2 * 3_600_000_000_000;
+    for chunk in 0..40u64 {
+        topic
+            .produce(
+                records(chunk * 5..chunk * 5 + 5, two_hours_ago),
+                PartitionChoice::Explicit(0),
+            )
+            .unwrap();
+    }
+    for chunk in 40..80u64 {
+        topic
+            .produce(
+                records(chunk * 5..chunk * 5 + 5, now),
+                PartitionChoice::Explicit(0),
+            )
+            .unwrap();
+    }
+    log.enforce_retention().unwrap();
+    let info = topic.info().partitions[0].clone();
+    assert!(
+        info.start_offset > 0 && info.start_offset <= 200,
+        "{info:?}"
+    );
+    // Every remaining record older than the cutoff shares a segment with newer ones.
+    let got = read_all(&topic, 0, info.start_offset).unwrap();
+    assert!(got.iter().any(|r| r.timestamp >= now));
+}
+
+#[test]
+fn consumer_group_offsets_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path()).unwrap();
+        log.create_topic(
+            "g",
+            TopicConfig {
+                partitions: 2,
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap();
+        log.groups()
+            .commit("digest", &[("g", 0, 42), ("g", 1, 7)])
+            .unwrap();
+        log.groups().commit("digest", &[("g", 0, 43)]).unwrap();
+        log.groups().commit("alerts", &[("g", 1, 1)]).unwrap();
+        let err = log
+            .groups()
+            .commit("bad group", &[("g", 0, 1)])
+            .unwrap_err();
+        assert!(err.to_string().contains("consumer group"), "{err}");
+    }
+    let log = Log::open(dir.path()).unwrap();
+    assert_eq!(log.groups().committed("digest", "g", 0), Some(43));
+    assert_eq!(log.groups().committed("digest", "g", 1), Some(7));
+    assert_eq!(log.groups().committed("alerts", "g", 1), Some(1));
+    assert_eq!(log.groups().committed("alerts", "g", 0), None);
+    assert_eq!(
+        log.groups().list(),
+        vec!["alerts".to_string(), "digest".to_string()]
+    );
+}
+
+#[test]
+fn follower_wakes_when_data_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log
+        .create_topic(
+            "follow",
+            TopicConfig {
+                partitions: 2,
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap();
+    let mut rx = topic.subscribe();
+    let follower = {
+        let topic = topic.clone();
+        std::thread::spawn(move || {
+            let mut reader = topic.reader(1, 0).unwrap();
+            let mut got = Vec::new();
+            while got.len() < 30 {
+                // A generous timeout: the test checks the wake-up, not its speed.
+                let batch = reader.poll_wait(Duration::from_secs(30)).unwrap();
+                assert!(
+                    !batch.is_empty(),
+                    "follower timed out instead of being woken"
+                );
+                got.extend(batch);
+            }
+            got
+        })
+    };
+    for i in 0..3u64 {
+        std::thread::sleep(Duration::from_millis(20));
+        topic
+            .produce(
+                records(i * 10..i * 10 + 10, 0),
+                PartitionChoice::Explicit(1),
+            )
+            .unwrap();
+    }
+    let got = follower.join().unwrap();
+    assert_eq!(
+        got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (0..30).collect::<Vec<_>>()
+    );
+    assert!(rx.has_changed().unwrap(), "async subscribers are told too");
+
+    // poll_many over several partitions wakes for any of them.
+    let mut readers = vec![topic.reader(0, 0).unwrap(), topic.reader(1, 30).unwrap()];
+    let t2 = topic.clone();
+    let producer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        t2.produce(records(0..3, 0), PartitionChoice::Explicit(0))
+            .unwrap();
+    });
+    let got = topic
+        .poll_many(&mut readers, Duration::from_secs(30))
+        .unwrap();
+    producer.join().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, 0);
+}
+
+#[test]
+fn concurrent_appenders_share_fsyncs_and_get_dense_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::builder(dir.path())
+        .durability(Durability::Fsync {
+            linger: Duration::from_micros(200),
+        })
+        .open()
+        .unwrap();
+    let topic = log.create_topic("group-commit", small_segments()).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let topic = topic.clone();
+            std::thread::spawn(move || {
+                let mut acks = Vec::new();
+                for i in 0..50u64 {
+                    let r = Record::new(format!("{t}:{i}"));
+                    acks.push(
+                        topic
+                            .produce(vec![r], PartitionChoice::Explicit(0))
+                            .unwrap()[0],
+                    );
+                }
+                acks
+            })
+        })
+        .collect();
+    let mut offsets: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .map(|a| a.base_offset)
+        .collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..400).collect::<Vec<_>>());
+    let got = read_all(&topic, 0, 0).unwrap();
+    assert_eq!(got.len(), 400);
+    // Per thread, records are in the order that thread appended them.
+    for t in 0..8 {
+        let mine: Vec<u64> = got
+            .iter()
+            .filter_map(|r| {
+                let v = String::from_utf8_lossy(&r.value).to_string();
+                let (who, i) = v.split_once(':')?;
+                (who == t.to_string()).then(|| i.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(mine, (0..50).collect::<Vec<u64>>());
+    }
+}
+
+#[test]
+fn interval_mode_acknowledges_before_fsync_and_flushes_in_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::builder(dir.path())
+        .durability(Durability::Interval {
+            interval: Duration::from_millis(50),
+        })
+        .open()
+        .unwrap();
+    let topic = log.create_topic("fast", TopicConfig::default()).unwrap();
+    topic
+        .produce(records(0..100, 0), PartitionChoice::Explicit(0))
+        .unwrap();
+    assert_eq!(
+        read_all(&topic, 0, 0).unwrap().len(),
+        100,
+        "visible at once"
+    );
+    log.flush().unwrap();
+    drop(log);
+    let log = Log::open(dir.path()).unwrap();
+    assert_eq!(
+        read_all(&log.topic("fast").unwrap(), 0, 0).unwrap().len(),
+        100
+    );
+}
+
+#[test]
+fn rebuilds_missing_index_files_of_sealed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path()).unwrap();
+        let topic = log.create_topic("idx", small_segments()).unwrap();
+        for chunk in 0..60u64 {
+            topic
+                .produce(
+                    records(chunk * 5..chunk * 5 + 5, 0),
+                    PartitionChoice::Explicit(0),
+                )
+                .unwrap();
+        }
+    }
+    for file in segment_files(dir.path(), "idx", 0) {
+        let _ = std::fs::remove_file(file.with_extension("timeindex"));
+    }
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic("idx").unwrap();
+    assert_eq!(
+        read_all(&topic, 0, 123).unwrap().first().unwrap().offset,
+        123
+    );
+    assert_eq!(
+        topic
+            .partition(0)
+            .unwrap()
+            .offset_for_time(150_000)
+            .unwrap(),
+        150
+    );
+    for file in segment_files(dir.path(), "idx", 0).iter().rev().skip(1) {
+        assert!(
+            file.with_extension("timeindex").exists(),
+            "rebuilt index written back"
+        );
+    }
+}
+
+#[test]
+fn deleting_a_topic_removes_its_data_and_group_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.create_topic("gone", TopicConfig::default()).unwrap();
+    topic
+        .produce(records(0..10, 0), PartitionChoice::Explicit(0))
+        .unwrap();
+    log.groups().commit("g", &[("gone", 0, 5)]).unwrap();
+    let topic: Arc<Topic> = topic;
+    log.delete_topic("gone").unwrap();
+    assert!(!dir.path().join("topics/gone").exists());
+    assert_eq!(log.groups().committed("g", "gone", 0), None);
+    assert!(matches!(log.topic("gone"), Err(Error::UnknownTopic(_))));
+    drop(topic);
+    let recreated = log.create_topic("gone", TopicConfig::default()).unwrap();
+    assert_eq!(recreated.partition(0).unwrap().end_offset(), 0);
+}
