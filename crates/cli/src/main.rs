@@ -1,1 +1,136 @@
-fn main() {}
+//! `eddy`: the one binary. This file parses the command line and maps errors to exit codes;
+//! each subcommand lives in its own module.
+
+mod bench;
+mod consume;
+mod group;
+mod output;
+mod produce;
+mod topic;
+mod units;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use eddy_log::{Durability, Log};
+
+/// eddy collects events, logs and metrics, keeps them in a durable partitioned log, and answers
+/// questions over them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "eddy",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Data directory of the embedded log.
+    #[arg(
+        long,
+        global = true,
+        env = "EDDY_DATA_DIR",
+        default_value = "eddy-data"
+    )]
+    data_dir: PathBuf,
+
+    /// When appends are acknowledged: `fsync` (after fsync, with group commit; the default) or
+    /// `interval` (after the write; fsync every --fsync-interval, so a machine crash can lose
+    /// that much acknowledged data).
+    #[arg(long, global = true, value_parser = ["fsync", "interval"], default_value = "fsync")]
+    durability: String,
+
+    /// Group-commit linger in `fsync` mode: how long a sync waits for more appenders.
+    #[arg(long, global = true, value_parser = units::parse_duration, default_value = "0ms")]
+    linger: Duration,
+
+    /// Time between background fsyncs in `interval` mode.
+    #[arg(long, global = true, value_parser = units::parse_duration, default_value = "1s")]
+    fsync_interval: Duration,
+
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+impl Global {
+    fn durability(&self) -> Durability {
+        match self.durability.as_str() {
+            "interval" => Durability::Interval {
+                interval: self.fsync_interval,
+            },
+            _ => Durability::Fsync {
+                linger: self.linger,
+            },
+        }
+    }
+
+    /// Opens the log with the chosen durability.
+    fn open_log(&self) -> anyhow::Result<Log> {
+        use anyhow::Context;
+        Log::builder(&self.data_dir)
+            .durability(self.durability())
+            .open()
+            .with_context(|| format!("opening the log in {}", self.data_dir.display()))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, list, describe, verify and delete topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Append lines from stdin to a topic, one record per line.
+    Produce(produce::ProduceArgs),
+    /// Print a topic's records: from the beginning, an offset or a time; optionally follow.
+    Consume(consume::ConsumeArgs),
+    /// List consumer groups and show their committed offsets and lag.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
+    /// Run benchmarks and write their report.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose);
+    let result = match &cli.command {
+        Command::Topic(cmd) => topic::run(&cli.global, cmd),
+        Command::Produce(args) => produce::run(&cli.global, args),
+        Command::Consume(args) => consume::run(&cli.global, args),
+        Command::Group(cmd) => group::run(&cli.global, cmd),
+        Command::Bench(cmd) => bench::run(&cli.global, cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

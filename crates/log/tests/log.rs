@@ -542,7 +542,7 @@ fn follower_wakes_when_data_is_committed() {
             },
         )
         .unwrap();
-    let mut rx = topic.subscribe();
+    let rx = topic.subscribe();
     let follower = {
         let topic = topic.clone();
         std::thread::spawn(move || {

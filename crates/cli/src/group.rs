@@ -1,0 +1,87 @@
+//! `eddy group …`: consumer groups, their committed offsets and their lag.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::output::{json_line, table};
+use crate::topic::JsonFlag;
+use crate::Global;
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List consumer groups.
+    List(JsonFlag),
+    /// Show a group's committed offset, the partition's end and the lag, per partition.
+    Describe {
+        /// The group.
+        name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Row {
+    topic: String,
+    partition: u32,
+    committed: u64,
+    end_offset: Option<u64>,
+    lag: Option<u64>,
+}
+
+pub fn run(global: &Global, cmd: &GroupCommand) -> anyhow::Result<ExitCode> {
+    let log = global.open_log()?;
+    match cmd {
+        GroupCommand::List(JsonFlag { json }) => {
+            let groups = log.groups().list();
+            if *json {
+                json_line(&groups)?;
+            } else {
+                for g in groups {
+                    println!("{g}");
+                }
+            }
+        }
+        GroupCommand::Describe { name, json } => {
+            let offsets = log.groups().get(name).ok_or_else(|| {
+                anyhow::anyhow!("consumer group {name:?} has committed no offsets")
+            })?;
+            let mut rows = Vec::new();
+            for (topic, partitions) in offsets {
+                for (partition, committed) in partitions {
+                    let end = log
+                        .topic(&topic)
+                        .ok()
+                        .and_then(|t| t.partition(partition).ok().map(|p| p.end_offset()));
+                    rows.push(Row {
+                        lag: end.map(|e| e.saturating_sub(committed)),
+                        topic: topic.clone(),
+                        partition,
+                        committed,
+                        end_offset: end,
+                    });
+                }
+            }
+            if json.json {
+                json_line(&rows)?;
+            } else {
+                let cells = rows
+                    .iter()
+                    .map(|r| {
+                        let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+                        vec![
+                            r.topic.clone(),
+                            r.partition.to_string(),
+                            r.committed.to_string(),
+                            opt(r.end_offset),
+                            opt(r.lag),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(&["TOPIC", "PARTITION", "COMMITTED", "END", "LAG"], &cells)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

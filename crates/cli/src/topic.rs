@@ -1,0 +1,235 @@
+//! `eddy topic …`: create, list, describe, verify and delete topics.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use eddy_log::{Compression, TopicConfig};
+
+use crate::output::{human_bytes, json_line, table};
+use crate::units::{format_time, parse_duration, parse_size};
+use crate::Global;
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create(CreateArgs),
+    /// List topics with their partitions, records and sizes.
+    List(JsonFlag),
+    /// Show a topic's configuration and, per partition, its offsets, segments and size.
+    Describe {
+        /// The topic.
+        name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Read and check every batch of every segment; exits with 1 if any is corrupt.
+    Verify {
+        /// The topic.
+        name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Delete a topic and all its data.
+    Delete {
+        /// The topic.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Settings of a new topic (shared with `produce --create`).
+#[derive(Debug, Args, Clone)]
+pub struct TopicSettings {
+    /// Number of partitions (1..=1024).
+    #[arg(short, long, default_value_t = 1)]
+    pub partitions: u32,
+    /// Compression of appended batches: none, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    pub compression: Compression,
+    /// Seal the active segment at this size.
+    #[arg(long, value_parser = parse_size, default_value = "256MiB")]
+    pub segment_bytes: u64,
+    /// Delete segments whose newest record is older than this (e.g. 7d), or `forever`.
+    #[arg(long, default_value = "7d")]
+    pub retention: String,
+    /// Delete the oldest segments while a partition is larger than this (e.g. 10GiB).
+    #[arg(long, value_parser = parse_size)]
+    pub retention_bytes: Option<u64>,
+    /// Largest record (key + value + headers).
+    #[arg(long, value_parser = parse_size, default_value = "1MiB")]
+    pub max_record_bytes: u64,
+}
+
+impl TopicSettings {
+    pub fn to_config(&self) -> anyhow::Result<TopicConfig> {
+        let retention_ms = match self.retention.as_str() {
+            "forever" | "none" => None,
+            s => Some(
+                parse_duration(s)
+                    .map_err(anyhow::Error::msg)
+                    .context("--retention")?
+                    .as_millis() as u64,
+            ),
+        };
+        Ok(TopicConfig {
+            partitions: self.partitions,
+            compression: self.compression,
+            segment_bytes: self.segment_bytes,
+            retention_ms,
+            retention_bytes: self.retention_bytes,
+            max_record_bytes: usize::try_from(self.max_record_bytes).unwrap_or(usize::MAX),
+            ..TopicConfig::default()
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Topic name: letters, digits, '.', '_' and '-'.
+    name: String,
+    #[command(flatten)]
+    settings: TopicSettings,
+    /// Print the created topic as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn retention_text(config: &TopicConfig) -> String {
+    let age = config.retention_ms.map_or("forever".to_string(), |ms| {
+        humantime::format_duration(Duration::from_millis(ms)).to_string()
+    });
+    match config.retention_bytes {
+        Some(b) => format!("{age} or {}", human_bytes(b)),
+        None => age,
+    }
+}
+
+pub fn run(global: &Global, cmd: &TopicCommand) -> anyhow::Result<ExitCode> {
+    let log = global.open_log()?;
+    match cmd {
+        TopicCommand::Create(args) => {
+            let topic = log.create_topic(&args.name, args.settings.to_config()?)?;
+            if args.json {
+                json_line(&topic.info())?;
+            } else {
+                println!(
+                    "created topic {} with {} partition(s), retention {}",
+                    topic.name(),
+                    topic.partition_count(),
+                    retention_text(topic.config())
+                );
+            }
+        }
+        TopicCommand::List(JsonFlag { json }) => {
+            let infos: Vec<_> = log.topics().iter().map(|t| t.info()).collect();
+            if *json {
+                json_line(&infos)?;
+            } else {
+                let rows = infos
+                    .iter()
+                    .map(|t| {
+                        let records: u64 = t
+                            .partitions
+                            .iter()
+                            .map(|p| p.end_offset - p.start_offset)
+                            .sum();
+                        let size: u64 = t.partitions.iter().map(|p| p.size_bytes).sum();
+                        vec![
+                            t.name.clone(),
+                            t.partitions.len().to_string(),
+                            records.to_string(),
+                            human_bytes(size),
+                            retention_text(&t.config),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(
+                    &["TOPIC", "PARTITIONS", "RECORDS", "SIZE", "RETENTION"],
+                    &rows,
+                )?;
+            }
+        }
+        TopicCommand::Describe { name, json } => {
+            let info = log.topic(name)?.info();
+            if json.json {
+                json_line(&info)?;
+            } else {
+                let c = &info.config;
+                println!("topic        {}", info.name);
+                println!("partitions   {}", c.partitions);
+                println!("compression  {}", c.compression);
+                println!("segments of  {}", human_bytes(c.segment_bytes));
+                println!("retention    {}", retention_text(c));
+                println!("max record   {}", human_bytes(c.max_record_bytes as u64));
+                println!();
+                let rows = info
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.partition.to_string(),
+                            p.start_offset.to_string(),
+                            p.end_offset.to_string(),
+                            (p.end_offset - p.start_offset).to_string(),
+                            p.segments.to_string(),
+                            human_bytes(p.size_bytes),
+                            p.max_timestamp.map_or("-".into(), format_time),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(
+                    &[
+                        "PARTITION",
+                        "START",
+                        "END",
+                        "RECORDS",
+                        "SEGMENTS",
+                        "SIZE",
+                        "NEWEST",
+                    ],
+                    &rows,
+                )?;
+            }
+        }
+        TopicCommand::Verify { name, json } => {
+            let topic = log.topic(name)?;
+            let mut problems = Vec::new();
+            for p in topic.partitions() {
+                for e in p.verify()? {
+                    problems.push(serde_json::json!({"partition": p.id(), "error": e.to_string()}));
+                }
+            }
+            if json.json {
+                json_line(
+                    &serde_json::json!({"topic": name, "ok": problems.is_empty(), "problems": problems}),
+                )?;
+            } else if problems.is_empty() {
+                println!("topic {name}: every batch of every segment is intact");
+            } else {
+                for p in &problems {
+                    println!(
+                        "partition {}: {}",
+                        p["partition"],
+                        p["error"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+            if !problems.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        TopicCommand::Delete { name } => {
+            log.delete_topic(name)?;
+            println!("deleted topic {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,88 @@
+//! Parsing of durations, sizes and points in time given on the command line.
+
+use std::time::Duration;
+
+/// `250ms`, `15m`, `7d`, `1h 30m` (humantime), or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 500ms, 15m, 7d)"))
+}
+
+/// `1048576`, `64KiB`, `256MiB`, `10GB` (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        format!("invalid size {s:?}: expected a number with an optional unit, like 512MiB")
+    })?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => return Err(format!("invalid size {s:?}: unknown unit {other:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// A point in time as ns since the epoch: RFC 3339 (`2026-11-24T10:00:00Z`), or a duration
+/// meaning that long ago (`15m`, `24h`).
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .map_err(|_| format!("time {s:?} is before 1970"));
+    }
+    match humantime::parse_duration(s) {
+        Ok(ago) => Ok(eddy_log::now_ns().saturating_sub(ago.as_nanos() as i64)),
+        Err(_) => Err(format!(
+            "invalid time {s:?}: use RFC 3339 (2026-11-24T10:00:00Z) or a relative time like 15m or 24h"
+        )),
+    }
+}
+
+/// Formats ns since the epoch as RFC 3339 with nanoseconds.
+pub fn format_time(ns: i64) -> String {
+    if ns < 0 {
+        return ns.to_string();
+    }
+    let t = std::time::UNIX_EPOCH + Duration::from_nanos(ns as u64);
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("1GB").unwrap(), 1_000_000_000);
+        assert!(parse_size("12XB").unwrap_err().contains("XB"));
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn times_and_durations() {
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_time("1970-01-01T00:00:01Z").unwrap(), 1_000_000_000);
+        let ago = parse_time("1h").unwrap();
+        assert!(eddy_log::now_ns() - ago >= 3_600_000_000_000);
+        assert!(parse_time("yesterday-ish").is_err());
+        assert_eq!(format_time(1_000_000_000), "1970-01-01T00:00:01.000000000Z");
+    }
+}
