@@ -94,7 +94,7 @@ fn write_record(
 }
 
 pub fn run(global: &Global, args: &ConsumeArgs) -> anyhow::Result<ExitCode> {
-    let log = global.open_log()?;
+    let log = global.open_log_read_only()?;
     let topic = log.topic(&args.topic)?;
     if let Some(group) = &args.group {
         eddy_log::validate_name("consumer group", group)?;

@@ -31,7 +31,7 @@ struct Row {
 }
 
 pub fn run(global: &Global, cmd: &GroupCommand) -> anyhow::Result<ExitCode> {
-    let log = global.open_log()?;
+    let log = global.open_log_read_only()?;
     match cmd {
         GroupCommand::List(JsonFlag { json }) => {
             let groups = log.groups().list();

@@ -82,6 +82,15 @@ impl Global {
             .open()
             .with_context(|| format!("opening the log in {}", self.data_dir.display()))
     }
+
+    /// Opens the log for reading only, so it works beside a process that writes it.
+    fn open_log_read_only(&self) -> anyhow::Result<Log> {
+        use anyhow::Context;
+        Log::builder(&self.data_dir)
+            .read_only(Duration::from_millis(10))
+            .open()
+            .with_context(|| format!("opening the log in {} to read", self.data_dir.display()))
+    }
 }
 
 #[derive(Debug, Subcommand)]

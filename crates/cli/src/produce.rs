@@ -25,7 +25,7 @@ pub struct ProduceArgs {
     #[arg(long)]
     create: bool,
     /// Append every record to this partition instead of choosing by key.
-    #[arg(long)]
+    #[arg(short, long)]
     partition: Option<u32>,
     /// Use this key for every record.
     #[arg(long, conflicts_with = "key_separator")]
@@ -42,7 +42,7 @@ pub struct ProduceArgs {
     /// Print a JSON summary on stdout.
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Settings of a topic made by --create")]
     settings: TopicSettings,
 }
 
@@ -90,12 +90,14 @@ pub fn run(global: &Global, args: &ProduceArgs) -> anyhow::Result<ExitCode> {
         None => PartitionChoice::ByKey,
     };
 
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(args.batch_size * 4);
+    let (tx, rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(args.batch_size * 4);
     let reader = std::thread::spawn(move || -> std::io::Result<()> {
         let stdin = std::io::stdin();
         let mut input = std::io::BufReader::with_capacity(1 << 20, stdin.lock().take(u64::MAX));
         let mut line = Vec::new();
+        let mut number = 0u64;
         loop {
+            number += 1;
             line.clear();
             if input.read_until(b'\n', &mut line)? == 0 {
                 return Ok(());
@@ -106,7 +108,7 @@ pub fn run(global: &Global, args: &ProduceArgs) -> anyhow::Result<ExitCode> {
                     line.pop();
                 }
             }
-            if tx.send(line.clone()).is_err() {
+            if tx.send((number, line.clone())).is_err() {
                 return Ok(());
             }
         }
@@ -131,21 +133,28 @@ pub fn run(global: &Global, args: &ProduceArgs) -> anyhow::Result<ExitCode> {
                 Err(_) => break,
             }
         }
-        let records: Vec<Record> = batch
+        let (numbers, records): (Vec<u64>, Vec<Record>) = batch
             .drain(..)
-            .filter(|l| args.keep_empty || !l.is_empty())
-            .map(|l| line_to_record(l, args))
-            .collect();
+            .filter(|(_, l)| args.keep_empty || !l.is_empty())
+            .map(|(n, l)| (n, line_to_record(l, args)))
+            .unzip();
         if records.is_empty() {
             continue;
         }
         let n = records.len() as u64;
         summary.bytes += records.iter().map(|r| r.value.len() as u64).sum::<u64>();
-        let acks = topic.produce(records, choice).with_context(|| {
-            format!(
+        let acks = topic.produce(records, choice).map_err(|e| match e {
+            eddy_log::Error::RecordTooLarge { index, size, limit } => anyhow::anyhow!(
+                "line {} of stdin is {size} bytes as a record, over topic {:?}'s limit of {limit} bytes \
+                 (max_record_bytes); the {} records before this batch were appended",
+                numbers.get(index).copied().unwrap_or_default(),
+                args.topic,
+                summary.records
+            ),
+            e => anyhow::Error::new(e).context(format!(
                 "appending to topic {:?} after {} records",
                 args.topic, summary.records
-            )
+            )),
         })?;
         for a in acks {
             if !summary.partitions.contains(&a.partition) {

@@ -49,7 +49,7 @@ pub struct JsonFlag {
 #[derive(Debug, Args, Clone)]
 pub struct TopicSettings {
     /// Number of partitions (1..=1024).
-    #[arg(short, long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1)]
     pub partitions: u32,
     /// Compression of appended batches: none, lz4 or zstd.
     #[arg(long, default_value = "none")]
@@ -113,7 +113,12 @@ fn retention_text(config: &TopicConfig) -> String {
 }
 
 pub fn run(global: &Global, cmd: &TopicCommand) -> anyhow::Result<ExitCode> {
-    let log = global.open_log()?;
+    let writes = matches!(cmd, TopicCommand::Create(_) | TopicCommand::Delete { .. });
+    let log = if writes {
+        global.open_log()?
+    } else {
+        global.open_log_read_only()?
+    };
     match cmd {
         TopicCommand::Create(args) => {
             let topic = log.create_topic(&args.name, args.settings.to_config()?)?;

@@ -39,10 +39,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// meaning that long ago (`15m`, `24h`).
 pub fn parse_time(s: &str) -> Result<i64, String> {
     if let Ok(t) = humantime::parse_rfc3339_weak(s) {
-        return t
+        let since_epoch = t
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .map_err(|_| format!("time {s:?} is before 1970"));
+            .map_err(|_| format!("time {s:?} is before 1970"))?;
+        return i64::try_from(since_epoch.as_nanos())
+            .map_err(|_| format!("time {s:?} is after 2262, the last time eddy can represent"));
     }
     match humantime::parse_duration(s) {
         Ok(ago) => Ok(eddy_log::now_ns().saturating_sub(ago.as_nanos() as i64)),
@@ -83,6 +84,9 @@ mod tests {
         let ago = parse_time("1h").unwrap();
         assert!(eddy_log::now_ns() - ago >= 3_600_000_000_000);
         assert!(parse_time("yesterday-ish").is_err());
+        assert!(parse_time("2999-01-01T00:00:00Z")
+            .unwrap_err()
+            .contains("2262"));
         assert_eq!(format_time(1_000_000_000), "1970-01-01T00:00:01.000000000Z");
     }
 }

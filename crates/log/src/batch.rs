@@ -410,8 +410,7 @@ pub fn record_size(record: &Record) -> usize {
 #[derive(Debug, Clone)]
 pub struct EncodedBatch {
     pub(crate) bytes: Vec<u8>,
-    pub(crate) record_count: u32,
-    pub(crate) max_timestamp: i64,
+    pub(crate) header: BatchHeader,
 }
 
 impl EncodedBatch {
@@ -476,8 +475,16 @@ impl EncodedBatch {
         bytes[12..16].copy_from_slice(&crc.to_le_bytes());
         EncodedBatch {
             bytes,
-            record_count,
-            max_timestamp,
+            header: BatchHeader {
+                base_offset: 0,
+                batch_len,
+                crc,
+                compression,
+                record_count,
+                first_timestamp,
+                max_timestamp,
+                payload_len: payload_len as u32,
+            },
         }
     }
 
@@ -493,11 +500,17 @@ impl EncodedBatch {
 
     /// Number of records.
     pub fn record_count(&self) -> u32 {
-        self.record_count
+        self.header.record_count
+    }
+
+    /// The batch's header as written.
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
     }
 
     /// Sets the base offset (outside the CRC, so no re-checksum).
     pub(crate) fn set_base_offset(&mut self, base: u64) {
+        self.header.base_offset = base;
         self.bytes[..8].copy_from_slice(&base.to_le_bytes());
     }
 

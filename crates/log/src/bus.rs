@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::config::{validate_name, Durability, TopicConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::groups::Groups;
-use crate::partition::{sync_dir, Partition, RetentionOutcome};
+use crate::partition::{sync_dir, Access, Partition, RetentionOutcome};
 use crate::record::now_ns;
 use crate::signal::Signal;
 use crate::topic::Topic;
@@ -29,6 +29,8 @@ pub struct LogBuilder {
     dir: PathBuf,
     durability: Durability,
     retention_check: Duration,
+    read_only: bool,
+    refresh: Duration,
 }
 
 impl LogBuilder {
@@ -41,6 +43,17 @@ impl LogBuilder {
     /// Sets how often retention runs in the background (default 60 s; zero disables it).
     pub fn retention_check(mut self, every: Duration) -> LogBuilder {
         self.retention_check = every;
+        self
+    }
+
+    /// Opens the log read-only, for reading while another process (the one holding the `LOCK`)
+    /// writes it. Nothing on disk is changed but consumer group offsets. Readers see what that
+    /// process has acknowledged, taking in new data every `refresh` (default 10 ms); with no
+    /// writer running they see every whole batch on disk. Topics created after the open are
+    /// not seen.
+    pub fn read_only(mut self, refresh: Duration) -> LogBuilder {
+        self.read_only = true;
+        self.refresh = refresh.max(Duration::from_millis(1));
         self
     }
 
@@ -57,7 +70,8 @@ struct Shared {
     groups: Groups,
     stop: Mutex<bool>,
     stop_cv: Condvar,
-    _lock: std::fs::File,
+    read_only: bool,
+    _lock: Option<std::fs::File>,
 }
 
 /// The embedded commit log: topics of partitioned, durable, append-only segments.
@@ -79,6 +93,8 @@ impl Log {
             dir: dir.into(),
             durability: Durability::default(),
             retention_check: Duration::from_secs(60),
+            read_only: false,
+            refresh: Duration::from_millis(10),
         }
     }
 
@@ -89,25 +105,47 @@ impl Log {
 
     fn open_with(b: LogBuilder) -> Result<Log> {
         let dir = b.dir;
+        let lock_path = dir.join("LOCK");
+        if b.read_only && !lock_path.exists() {
+            return Err(Error::Io {
+                context: format!("opening the log in {} read-only", dir.display()),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no eddy log there"),
+            });
+        }
         std::fs::create_dir_all(dir.join("topics"))
             .context(|| format!("creating {}", dir.display()))?;
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join("LOCK"))
-            .context(|| format!("opening {}", dir.join("LOCK").display()))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { dir }),
+            .open(&lock_path)
+            .context(|| format!("opening {}", lock_path.display()))?;
+        let writer_running = match lock.try_lock() {
+            Ok(()) => false,
+            Err(std::fs::TryLockError::WouldBlock) => true,
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(Error::Io {
-                    context: format!("locking {}", dir.join("LOCK").display()),
+                    context: format!("locking {}", lock_path.display()),
                     source: e,
                 })
             }
-        }
-        let groups = Groups::open(dir.join("groups"))?;
+        };
+        let (access, lock) = if b.read_only {
+            // A reader never keeps the lock: a writer may start while it reads.
+            drop(lock);
+            (
+                Access::ReadOnly {
+                    live: writer_running,
+                },
+                None,
+            )
+        } else if writer_running {
+            return Err(Error::Locked { dir });
+        } else {
+            (Access::Write, Some(lock))
+        };
+        let write = access == Access::Write;
+        let groups = Groups::open(dir.join("groups"), write)?;
         let mut topics = BTreeMap::new();
         let topics_dir = dir.join("topics");
         for entry in std::fs::read_dir(&topics_dir)
@@ -116,13 +154,15 @@ impl Log {
             let entry = entry.context(|| format!("listing {}", topics_dir.display()))?;
             let name = entry.file_name().to_string_lossy().to_string();
             if name.starts_with('.') {
-                // A creation or deletion cut short by a crash.
-                tracing::info!(dir = %entry.path().display(), "removing an unfinished topic directory");
-                let _ = std::fs::remove_dir_all(entry.path());
+                if write {
+                    // A creation or deletion cut short by a crash.
+                    tracing::info!(dir = %entry.path().display(), "removing an unfinished topic directory");
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
                 continue;
             }
             let config = read_topic_config(&entry.path().join("topic.json"))?;
-            let topic = open_topic(&entry.path(), &name, config, b.durability)?;
+            let topic = open_topic(&entry.path(), &name, config, b.durability, access)?;
             topics.insert(name, Arc::new(topic));
         }
         let shared = Arc::new(Shared {
@@ -132,28 +172,49 @@ impl Log {
             groups,
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
+            read_only: !write,
             _lock: lock,
         });
-        let flush_every = match b.durability {
-            Durability::Interval { interval } => Some(interval.max(Duration::from_millis(1))),
-            Durability::Fsync { .. } => None,
-        };
-        let retention_every = (!b.retention_check.is_zero()).then_some(b.retention_check);
-        let maintenance = if flush_every.is_some() || retention_every.is_some() {
+        let mut jobs = Vec::new();
+        match b.durability {
+            Durability::Interval { interval } if write => {
+                jobs.push((Job::Flush, interval.max(Duration::from_millis(1))))
+            }
+            _ => {}
+        }
+        if write && !b.retention_check.is_zero() {
+            jobs.push((Job::Retention, b.retention_check));
+        }
+        if !write {
+            jobs.push((Job::Refresh, b.refresh));
+        }
+        let maintenance = if jobs.is_empty() {
+            None
+        } else {
             let s = shared.clone();
             Some(
                 std::thread::Builder::new()
                     .name("eddy-log-maintenance".into())
-                    .spawn(move || maintenance(s, flush_every, retention_every))
+                    .spawn(move || maintenance(s, jobs))
                     .context(|| "starting the log's maintenance thread".to_string())?,
             )
-        } else {
-            None
         };
         Ok(Log {
             shared,
             maintenance,
         })
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.shared.read_only {
+            return Err(Error::ReadOnly);
+        }
+        Ok(())
+    }
+
+    /// True if this handle was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.shared.read_only
     }
 
     /// The data directory.
@@ -168,6 +229,7 @@ impl Log {
 
     /// Creates a topic; fails if it exists or the config is invalid.
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        self.check_writable()?;
         validate_name("topic", name)?;
         config.validate()?;
         let mut topics = self
@@ -192,6 +254,7 @@ impl Log {
             name,
             config,
             self.shared.durability,
+            Access::Write,
         )?);
         topics.insert(name.to_string(), topic.clone());
         tracing::info!(
@@ -238,6 +301,7 @@ impl Log {
 
     /// Deletes a topic and all its data, and forgets it in every consumer group.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.check_writable()?;
         let mut topics = self
             .shared
             .topics
@@ -291,6 +355,7 @@ fn open_topic(
     name: &str,
     config: TopicConfig,
     durability: Durability,
+    access: Access,
 ) -> Result<Topic> {
     let name: Arc<str> = Arc::from(name);
     let config = Arc::new(config);
@@ -304,6 +369,7 @@ fn open_topic(
             config.clone(),
             durability,
             signal.clone(),
+            access,
         )?));
     }
     Ok(Topic::new(name, config, partitions, signal))
@@ -374,16 +440,41 @@ fn enforce_retention(shared: &Shared) -> Result<RetentionOutcome> {
     Ok(total)
 }
 
-fn maintenance(
-    shared: Arc<Shared>,
-    flush_every: Option<Duration>,
-    retention_every: Option<Duration>,
-) {
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    /// The `Interval` policy's background fsync.
+    Flush,
+    /// Age and size retention.
+    Retention,
+    /// A read-only log taking in what the writing process committed.
+    Refresh,
+}
+
+fn run_job(shared: &Shared, job: Job) {
+    match job {
+        Job::Flush => {
+            let _ = flush_all(shared);
+        }
+        Job::Retention => {
+            if let Err(e) = enforce_retention(shared) {
+                tracing::error!(error = %e, "retention failed");
+            }
+        }
+        Job::Refresh => {
+            for p in all_partitions(shared) {
+                if let Err(e) = p.refresh() {
+                    tracing::warn!(topic = p.topic(), partition = p.id(), error = %e, "cannot take in new data");
+                }
+            }
+        }
+    }
+}
+
+fn maintenance(shared: Arc<Shared>, jobs: Vec<(Job, Duration)>) {
     let start = Instant::now();
-    let mut next_flush = flush_every.map(|d| start + d);
-    let mut next_retention = retention_every.map(|d| start + d);
+    let mut due: Vec<Instant> = jobs.iter().map(|(_, every)| start + *every).collect();
     loop {
-        let wake = [next_flush, next_retention].into_iter().flatten().min();
+        let wake = due.iter().min().copied();
         {
             let mut stop = shared.stop.lock().unwrap_or_else(|p| p.into_inner());
             while !*stop {
@@ -403,18 +494,10 @@ fn maintenance(
             }
         }
         let now = Instant::now();
-        if let (Some(at), Some(every)) = (next_flush, flush_every) {
-            if now >= at {
-                let _ = flush_all(&shared);
-                next_flush = Some(now + every);
-            }
-        }
-        if let (Some(at), Some(every)) = (next_retention, retention_every) {
-            if now >= at {
-                if let Err(e) = enforce_retention(&shared) {
-                    tracing::error!(error = %e, "retention failed");
-                }
-                next_retention = Some(now + every);
+        for ((job, every), at) in jobs.iter().zip(due.iter_mut()) {
+            if now >= *at {
+                run_job(&shared, *job);
+                *at = now + *every;
             }
         }
     }

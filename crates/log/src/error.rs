@@ -127,6 +127,12 @@ pub enum Error {
         dir: PathBuf,
     },
 
+    /// The log was opened read-only (another process writes it).
+    #[error(
+        "the log is open read-only (another process owns it); writes must go through that process"
+    )]
+    ReadOnly,
+
     /// The log is shut down.
     #[error("the log is closed")]
     Closed,

@@ -33,7 +33,8 @@ pub struct Groups {
 }
 
 impl Groups {
-    pub(crate) fn open(dir: PathBuf) -> Result<Groups> {
+    /// Loads every group. `writer`: this process owns the log and may clean up after crashes.
+    pub(crate) fn open(dir: PathBuf, writer: bool) -> Result<Groups> {
         std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
         let mut cache = BTreeMap::new();
         for entry in std::fs::read_dir(&dir).context(|| format!("listing {}", dir.display()))? {
@@ -44,7 +45,7 @@ impl Groups {
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_suffix(".json"))
             else {
-                if path.extension().is_some_and(|e| e == "tmp") {
+                if writer && path.extension().is_some_and(|e| e == "tmp") {
                     let _ = std::fs::remove_file(&path); // a commit cut short by a crash
                 }
                 continue;
@@ -75,7 +76,10 @@ impl Groups {
 
     fn write(&self, group: &str, offsets: &GroupOffsets) -> Result<()> {
         let path = self.dir.join(format!("{group}.json"));
-        let tmp = self.dir.join(format!("{group}.json.tmp"));
+        // Unique per process: a reader process may commit its own groups at the same time.
+        let tmp = self
+            .dir
+            .join(format!("{group}.json.{}.tmp", std::process::id()));
         let body = serde_json::to_vec_pretty(&GroupFile {
             version: 1,
             offsets: offsets.clone(),

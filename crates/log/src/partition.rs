@@ -32,6 +32,50 @@ pub(crate) struct Mark {
     pub position: u64,
 }
 
+/// How a process uses a partition's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// The one writer: recovers, appends, publishes its committed mark for other processes.
+    Write,
+    /// A reader in another process. `live`: a writer is running, so read only up to the mark
+    /// it publishes (what it has acknowledged); otherwise every whole batch on disk.
+    ReadOnly { live: bool },
+}
+
+/// The committed mark as the writer publishes it for readers in other processes: a 28-byte
+/// file `committed` in the partition directory (u64 next offset, u64 segment base, u64 byte
+/// position, u32 CRC32C of the 24 bytes before it; little-endian), rewritten in place after
+/// every commit and never fsynced: it is a live hint, rebuilt from the segments at every open.
+const MARK_FILE: &str = "committed";
+
+fn encode_mark(m: Mark) -> [u8; 28] {
+    let mut b = [0u8; 28];
+    b[0..8].copy_from_slice(&m.next_offset.to_le_bytes());
+    b[8..16].copy_from_slice(&m.segment_base.to_le_bytes());
+    b[16..24].copy_from_slice(&m.position.to_le_bytes());
+    let crc = crc32c::crc32c(&b[..24]);
+    b[24..28].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+fn read_mark(dir: &Path) -> Option<Mark> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(dir.join(MARK_FILE)).ok()?;
+    let mut b = [0u8; 28];
+    file.read_exact_at(&mut b, 0).ok()?;
+    let le = |r: std::ops::Range<usize>| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&b[r]);
+        u64::from_le_bytes(x)
+    };
+    let crc = u32::from_le_bytes([b[24], b[25], b[26], b[27]]);
+    (crc32c::crc32c(&b[..24]) == crc).then(|| Mark {
+        next_offset: le(0..8),
+        segment_base: le(8..16),
+        position: le(16..24),
+    })
+}
+
 /// What an append got: the offsets of its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendAck {
@@ -96,6 +140,9 @@ pub struct Partition {
     commit_cv: Condvar,
     visible: watch::Sender<Mark>,
     signal: Arc<Signal>,
+    access: Access,
+    /// The writer's published mark, for readers in other processes.
+    mark_file: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -125,8 +172,12 @@ impl Partition {
         config: Arc<TopicConfig>,
         durability: Durability,
         signal: Arc<Signal>,
+        access: Access,
     ) -> Result<Partition> {
-        std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+        let write = access == Access::Write;
+        if write {
+            std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+        }
         let mut bases = Vec::new();
         let entries = std::fs::read_dir(&dir).context(|| format!("listing {}", dir.display()))?;
         for entry in entries {
@@ -143,18 +194,42 @@ impl Partition {
             }
         }
         bases.sort_unstable();
-        remove_orphan_indexes(&dir, &bases);
+        if write {
+            remove_orphan_indexes(&dir, &bases);
+        }
 
         let interval = config.index_interval_bytes;
         let mut segments = Vec::with_capacity(bases.len().max(1));
-        if let Some((&last, sealed)) = bases.split_last() {
-            for &base in sealed {
-                segments.push(Arc::new(Segment::open_sealed(&dir, base, interval)?));
+        let published = match access {
+            Access::ReadOnly { live: true } => read_mark(&dir),
+            _ => None,
+        };
+        match bases.split_last() {
+            Some((&last, sealed)) => {
+                for &base in sealed {
+                    segments.push(Arc::new(Segment::open_sealed(&dir, base, interval, write)?));
+                }
+                segments.push(Arc::new(if write {
+                    Segment::open_active(&dir, last, interval)?
+                } else {
+                    let limit = match published {
+                        Some(m) if m.segment_base == last => m.position,
+                        Some(m) if m.segment_base < last => 0,
+                        _ => u64::MAX,
+                    };
+                    Segment::open_active_read_only(&dir, last, interval, limit)?
+                }));
             }
-            segments.push(Arc::new(Segment::open_active(&dir, last, interval)?));
-        } else {
-            segments.push(Arc::new(Segment::create(&dir, 0)?));
-            sync_dir(&dir)?;
+            None if write => {
+                segments.push(Arc::new(Segment::create(&dir, 0)?));
+                sync_dir(&dir)?;
+            }
+            None => {
+                return Err(Error::Io {
+                    context: format!("opening partition {}", dir.display()),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no segment files"),
+                })
+            }
         }
         for pair in segments.windows(2) {
             let (a, b) = (pair[0].info(), pair[1].info());
@@ -173,6 +248,19 @@ impl Partition {
             next_offset: info.next_offset,
             segment_base: info.base_offset,
             position: info.len,
+        };
+        let mark_file = if write {
+            let path = dir.join(MARK_FILE);
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .context(|| format!("opening {}", path.display()))?;
+            write_mark(&file, mark);
+            Some(file)
+        } else {
+            None
         };
         Ok(Partition {
             topic,
@@ -196,6 +284,8 @@ impl Partition {
             commit_cv: Condvar::new(),
             visible: watch::Sender::new(mark),
             signal,
+            access,
+            mark_file,
         })
     }
 
@@ -260,7 +350,10 @@ impl Partition {
 
     /// Appends a batch built by [`Partition::encode`].
     pub fn append_encoded(&self, mut batch: EncodedBatch) -> Result<AppendAck> {
-        let count = u64::from(batch.record_count);
+        if self.access != Access::Write {
+            return Err(Error::ReadOnly);
+        }
+        let count = u64::from(batch.record_count());
         let base = {
             let mut w = lock(&self.writer);
             if let Some(cause) = &lock(&self.commit).poisoned {
@@ -305,7 +398,7 @@ impl Partition {
 
     fn write_locked(&self, w: &mut Writer, batch: &mut EncodedBatch) -> Result<u64> {
         let info = w.active.info();
-        let count = u64::from(batch.record_count);
+        let count = u64::from(batch.record_count());
         let too_big = info.len + batch.len() as u64 > self.config.segment_bytes;
         let too_old = now_ns().saturating_sub(w.active.created_ns())
             > (self.config.segment_ms as i64).saturating_mul(1_000_000);
@@ -317,8 +410,7 @@ impl Partition {
         batch.set_base_offset(base);
         w.active.append(
             batch.as_bytes(),
-            batch.max_timestamp,
-            batch.record_count,
+            batch.header(),
             self.config.index_interval_bytes,
         )?;
         w.next_offset += count;
@@ -343,6 +435,9 @@ impl Partition {
     fn publish(&self, c: &mut Commit, mark: Mark) {
         if mark.next_offset > c.committed.next_offset {
             c.committed = mark;
+            if let Some(file) = &self.mark_file {
+                write_mark(file, mark);
+            }
             self.visible.send_replace(mark);
             self.signal.bump();
         }
@@ -406,6 +501,58 @@ impl Partition {
         Ok(())
     }
 
+    /// In a read-only partition, takes in what the writing process has committed since the last
+    /// refresh, and wakes followers. Returns whether anything new became readable.
+    pub(crate) fn refresh(&self) -> Result<bool> {
+        let Access::ReadOnly { .. } = self.access else {
+            return Ok(false);
+        };
+        let Some(mark) = read_mark(&self.dir) else {
+            return Ok(false);
+        };
+        if mark.next_offset <= self.committed().next_offset {
+            return Ok(false);
+        }
+        let interval = self.config.index_interval_bytes;
+        let segments = self.segments();
+        let Some(active) = segments.last() else {
+            return Ok(false);
+        };
+        if mark.segment_base == active.base_offset {
+            active.extend_to(mark.position, interval)?;
+        } else if mark.segment_base > active.base_offset {
+            // The writer sealed our last segment and started others.
+            active.mark_sealed(interval)?;
+            let mut bases: Vec<u64> = std::fs::read_dir(&self.dir)
+                .context(|| format!("listing {}", self.dir.display()))?
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name();
+                    name.to_str()?.strip_suffix(".log")?.parse::<u64>().ok()
+                })
+                .filter(|&b| b > active.base_offset && b <= mark.segment_base)
+                .collect();
+            bases.sort_unstable();
+            let mut added = Vec::new();
+            for &base in &bases {
+                added.push(Arc::new(if base == mark.segment_base {
+                    Segment::open_active_read_only(&self.dir, base, interval, mark.position)?
+                } else {
+                    Segment::open_sealed(&self.dir, base, interval, false)?
+                }));
+            }
+            self.segments
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(added);
+        } else {
+            return Ok(false); // the writer restarted and is behind what we saw; wait
+        }
+        let mut c = lock(&self.commit);
+        self.publish(&mut c, mark);
+        Ok(true)
+    }
+
     pub(crate) fn committed(&self) -> Mark {
         *self.visible.borrow()
     }
@@ -452,6 +599,9 @@ impl Partition {
 
     /// Deletes whole sealed segments that are past the topic's age or size retention.
     pub fn enforce_retention(&self, now_ns: i64) -> Result<RetentionOutcome> {
+        if self.access != Access::Write {
+            return Ok(RetentionOutcome::default());
+        }
         let segments = self.segments();
         let infos: Vec<SegmentInfo> = segments.iter().map(|s| s.info()).collect();
         let mut total: u64 = infos.iter().map(|i| i.len).sum();
@@ -700,6 +850,14 @@ impl PartitionReader {
             }
             self.partition.signal().wait_past(seen, left);
         }
+    }
+}
+
+fn write_mark(file: &std::fs::File, mark: Mark) {
+    use std::os::unix::fs::FileExt;
+    // Only a hint for other processes: a failure here must not fail the append.
+    if let Err(e) = file.write_all_at(&encode_mark(mark), 0) {
+        tracing::warn!(error = %e, "cannot publish the committed mark for other processes");
     }
 }
 

@@ -54,6 +54,36 @@ struct State {
     corrupt_at: Option<(u64, CorruptReason)>,
 }
 
+impl State {
+    fn empty(base_offset: u64) -> State {
+        State {
+            index: SegmentIndex::default(),
+            len: 0,
+            next_offset: base_offset,
+            max_timestamp: i64::MIN,
+            since_entry: 0,
+            sealed: false,
+            corrupt_at: None,
+        }
+    }
+
+    /// Accounts for one whole batch written at `position` (the current end).
+    fn add_batch(&mut self, base_offset: u64, position: u64, header: &BatchHeader, interval: u64) {
+        if self.index.len() == 0 || self.since_entry >= interval {
+            self.index.push(Entry {
+                rel_offset: (self.next_offset - base_offset) as u32,
+                position: position as u32,
+                max_ts_before: self.max_timestamp,
+            });
+            self.since_entry = 0;
+        }
+        self.since_entry += u64::from(header.batch_len);
+        self.len = position + u64::from(header.batch_len);
+        self.next_offset = header.next_offset();
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+    }
+}
+
 /// One segment file and what is known about it.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -64,16 +94,6 @@ pub(crate) struct Segment {
     /// When the segment got its first batch (ns), for `segment_ms`.
     created_ns: i64,
     state: RwLock<State>,
-}
-
-/// What a scan found: the index of the good prefix and, if any, the first bad batch.
-struct Scan {
-    index: SegmentIndex,
-    len: u64,
-    next_offset: u64,
-    max_timestamp: i64,
-    since_entry: u64,
-    bad: Option<(u64, CorruptReason)>,
 }
 
 /// A snapshot of a segment for describing and retention.
@@ -117,15 +137,7 @@ impl Segment {
             path,
             file,
             base_offset,
-            State {
-                index: SegmentIndex::default(),
-                len: 0,
-                next_offset: base_offset,
-                max_timestamp: i64::MIN,
-                since_entry: 0,
-                sealed: false,
-                corrupt_at: None,
-            },
+            State::empty(base_offset),
         ))
     }
 
@@ -152,10 +164,10 @@ impl Segment {
         }
     }
 
-    fn open_file(path: &Path) -> Result<File> {
+    fn open_file(path: &Path, write: bool) -> Result<File> {
         OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(write)
             .open(path)
             .context(|| format!("opening segment {}", path.display()))
     }
@@ -163,13 +175,22 @@ impl Segment {
     /// Opens the last segment of a partition: scans it whole and truncates a torn tail.
     pub fn open_active(dir: &Path, base_offset: u64, index_interval: u64) -> Result<Segment> {
         let path = log_path(dir, base_offset);
-        let file = Segment::open_file(&path)?;
+        let file = Segment::open_file(&path, true)?;
         let file_len = file
             .metadata()
             .context(|| format!("stat {}", path.display()))?
             .len();
-        let scan = scan(&file, &path, base_offset, file_len, index_interval, false)?;
-        if let Some((position, reason)) = &scan.bad {
+        let mut state = State::empty(base_offset);
+        let bad = scan(
+            &file,
+            &path,
+            base_offset,
+            &mut state,
+            file_len,
+            index_interval,
+            false,
+        )?;
+        if let Some((position, reason)) = &bad {
             tracing::warn!(
                 file = %path.display(),
                 byte_offset = position,
@@ -182,27 +203,82 @@ impl Segment {
             file.sync_all()
                 .context(|| format!("syncing {} after truncation", path.display()))?;
         }
-        Ok(Segment::with_state(
-            dir,
-            path,
-            file,
+        Ok(Segment::with_state(dir, path, file, base_offset, state))
+    }
+
+    /// Opens the last segment of a partition that another process writes: scans up to `limit`
+    /// bytes (what that process has made visible) and changes nothing on disk.
+    pub fn open_active_read_only(
+        dir: &Path,
+        base_offset: u64,
+        index_interval: u64,
+        limit: u64,
+    ) -> Result<Segment> {
+        let path = log_path(dir, base_offset);
+        let file = Segment::open_file(&path, false)?;
+        let file_len = file
+            .metadata()
+            .context(|| format!("stat {}", path.display()))?
+            .len();
+        let mut state = State::empty(base_offset);
+        if let Some((position, reason)) = scan(
+            &file,
+            &path,
             base_offset,
-            State {
-                index: scan.index,
-                len: scan.len,
-                next_offset: scan.next_offset,
-                max_timestamp: scan.max_timestamp,
-                since_entry: scan.since_entry,
-                sealed: false,
-                corrupt_at: None,
-            },
-        ))
+            &mut state,
+            file_len.min(limit),
+            index_interval,
+            false,
+        )? {
+            tracing::warn!(file = %path.display(), byte_offset = position, %reason, "reading only up to a torn or corrupt tail");
+        }
+        Ok(Segment::with_state(dir, path, file, base_offset, state))
+    }
+
+    /// Takes in batches another process appended, up to byte `end` (read-only logs).
+    pub fn extend_to(&self, end: u64, index_interval: u64) -> Result<()> {
+        let mut s = self.write_state()?;
+        if end <= s.len {
+            return Ok(());
+        }
+        match scan(
+            &self.file,
+            &self.path,
+            self.base_offset,
+            &mut s,
+            end,
+            index_interval,
+            false,
+        )? {
+            None => Ok(()),
+            Some((position, reason)) => Err(self.corrupt(position, reason)),
+        }
+    }
+
+    /// Marks a segment sealed once another process has sealed it (read-only logs).
+    pub fn mark_sealed(&self, index_interval: u64) -> Result<()> {
+        let file_len = self
+            .file
+            .metadata()
+            .context(|| format!("stat {}", self.path.display()))?
+            .len();
+        self.extend_to(file_len, index_interval)?;
+        let mut s = self.write_state()?;
+        let (len, next, max_ts) = (s.len, s.next_offset, s.max_timestamp);
+        push_end(&mut s.index, len, self.base_offset, next, max_ts);
+        s.sealed = true;
+        Ok(())
     }
 
     /// Opens a sealed segment from its index files, rebuilding them by a scan if needed.
-    pub fn open_sealed(dir: &Path, base_offset: u64, index_interval: u64) -> Result<Segment> {
+    pub fn open_sealed(
+        dir: &Path,
+        base_offset: u64,
+        index_interval: u64,
+        write: bool,
+    ) -> Result<Segment> {
         let path = log_path(dir, base_offset);
-        let file = Segment::open_file(&path)?;
+        let file = Segment::open_file(&path, write)?;
         let file_len = file
             .metadata()
             .context(|| format!("stat {}", path.display()))?
@@ -227,8 +303,17 @@ impl Segment {
             }
             Err(why) => {
                 tracing::warn!(file = %path.display(), reason = %why, "rebuilding segment index by a scan");
-                let mut scan = scan(&file, &path, base_offset, file_len, index_interval, false)?;
-                if let Some((position, reason)) = &scan.bad {
+                let mut state = State::empty(base_offset);
+                let bad = scan(
+                    &file,
+                    &path,
+                    base_offset,
+                    &mut state,
+                    file_len,
+                    index_interval,
+                    false,
+                )?;
+                if let Some((position, reason)) = &bad {
                     tracing::warn!(
                         file = %path.display(),
                         byte_offset = position,
@@ -236,24 +321,15 @@ impl Segment {
                         "corruption inside a sealed segment; reads stop there with an error"
                     );
                 } else {
-                    push_end(
-                        &mut scan.index,
-                        scan.len,
-                        base_offset,
-                        scan.next_offset,
-                        scan.max_timestamp,
-                    );
-                    scan.index.write_files(&offset_path, &time_path)?;
+                    let (len, next, max_ts) = (state.len, state.next_offset, state.max_timestamp);
+                    push_end(&mut state.index, len, base_offset, next, max_ts);
+                    if write {
+                        state.index.write_files(&offset_path, &time_path)?;
+                    }
                 }
-                State {
-                    index: scan.index,
-                    len: scan.len,
-                    next_offset: scan.next_offset,
-                    max_timestamp: scan.max_timestamp,
-                    since_entry: 0,
-                    sealed: true,
-                    corrupt_at: scan.bad,
-                }
+                state.sealed = true;
+                state.corrupt_at = bad;
+                state
             }
         };
         Ok(Segment::with_state(dir, path, file, base_offset, state))
@@ -287,13 +363,7 @@ impl Segment {
 
     /// Appends one encoded batch (its base offset already set) at the end of the file. Called
     /// only by the partition's writer, under its lock.
-    pub fn append(
-        &self,
-        bytes: &[u8],
-        header_max_ts: i64,
-        records: u32,
-        index_interval: u64,
-    ) -> Result<()> {
+    pub fn append(&self, bytes: &[u8], header: &BatchHeader, index_interval: u64) -> Result<()> {
         let mut s = self.write_state()?;
         let position = s.len;
         self.file.write_all_at(bytes, position).context(|| {
@@ -303,19 +373,7 @@ impl Segment {
                 self.path.display()
             )
         })?;
-        if s.index.len() == 0 || s.since_entry >= index_interval {
-            let entry = Entry {
-                rel_offset: (s.next_offset - self.base_offset) as u32,
-                position: position as u32,
-                max_ts_before: s.max_timestamp,
-            };
-            s.index.push(entry);
-            s.since_entry = 0;
-        }
-        s.since_entry += bytes.len() as u64;
-        s.len += bytes.len() as u64;
-        s.next_offset += u64::from(records);
-        s.max_timestamp = s.max_timestamp.max(header_max_ts);
+        s.add_batch(self.base_offset, position, header, index_interval);
         Ok(())
     }
 
@@ -547,15 +605,17 @@ impl Segment {
             .metadata()
             .context(|| format!("stat {}", self.path.display()))?
             .len();
-        let scan = scan(
+        let mut state = State::empty(self.base_offset);
+        let bad = scan(
             &self.file,
             &self.path,
             self.base_offset,
+            &mut state,
             len,
             u64::MAX,
             true,
         )?;
-        Ok(scan.bad.map(|(p, r)| self.corrupt(p, r)))
+        Ok(bad.map(|(p, r)| self.corrupt(p, r)))
     }
 }
 
@@ -570,54 +630,38 @@ fn push_end(index: &mut SegmentIndex, len: u64, base: u64, next: u64, max_ts: i6
     });
 }
 
-/// Reads `file` from the start, checking each batch, and builds the index of the good prefix.
+/// Reads `file` from `state.len` (a batch boundary) to `end`, checking each batch and adding it
+/// to `state`; stops at the first bad batch and returns where it is and why.
 fn scan(
     file: &File,
     path: &Path,
     base_offset: u64,
-    file_len: u64,
+    state: &mut State,
+    end: u64,
     index_interval: u64,
     deep: bool,
-) -> Result<Scan> {
-    let mut out = Scan {
-        index: SegmentIndex::default(),
-        len: 0,
-        next_offset: base_offset,
-        max_timestamp: i64::MIN,
-        since_entry: 0,
-        bad: None,
-    };
+) -> Result<Option<(u64, CorruptReason)>> {
     let mut buf: Vec<u8> = Vec::new();
-    let mut buf_pos = 0u64; // file position of buf[0]
+    let mut buf_pos = state.len; // file position of buf[0]
     let mut at = 0usize;
     loop {
         let position = buf_pos + at as u64;
-        if position >= file_len {
-            break;
+        if position >= end {
+            return Ok(None);
         }
-        let frame = match batch::check(&buf[at..]) {
-            Ok(f) => f,
-            Err(reason) => {
-                out.bad = Some((position, reason));
-                break;
-            }
-        };
-        let header = match frame {
-            Frame::Complete(h) => h,
-            Frame::Incomplete { needed } => {
+        let header = match batch::check(&buf[at..]) {
+            Err(reason) => return Ok(Some((position, reason))),
+            Ok(Frame::Complete(h)) => h,
+            Ok(Frame::Incomplete { needed }) => {
                 let have = buf.len() - at;
-                if position + (have + needed) as u64 > file_len {
-                    out.bad = Some((
-                        position,
-                        CorruptReason::Truncated {
-                            needed: position + (have + needed) as u64 - file_len,
-                        },
-                    ));
-                    break;
+                let whole = position + (have + needed) as u64;
+                if whole > end {
+                    let needed = whole - end;
+                    return Ok(Some((position, CorruptReason::Truncated { needed })));
                 }
                 let want = (have + needed)
                     .max(SCAN_CHUNK)
-                    .min((file_len - position) as usize);
+                    .min((end - position) as usize);
                 let mut next = vec![0u8; want];
                 file.read_exact_at(&mut next, position)
                     .context(|| format!("reading {} at byte {position}", path.display()))?;
@@ -629,9 +673,9 @@ fn scan(
         };
         let bytes = &buf[at..at + header.batch_len as usize];
         let checked = batch::verify_crc(&header, bytes).and_then(|()| {
-            if header.base_offset != out.next_offset {
+            if header.base_offset != state.next_offset {
                 return Err(CorruptReason::OffsetGap {
-                    expected: out.next_offset,
+                    expected: state.next_offset,
                     found: header.base_offset,
                 });
             }
@@ -641,22 +685,9 @@ fn scan(
             Ok(())
         });
         if let Err(reason) = checked {
-            out.bad = Some((position, reason));
-            break;
+            return Ok(Some((position, reason)));
         }
-        if out.index.len() == 0 || out.since_entry >= index_interval {
-            out.index.push(Entry {
-                rel_offset: (out.next_offset - base_offset) as u32,
-                position: position as u32,
-                max_ts_before: out.max_timestamp,
-            });
-            out.since_entry = 0;
-        }
-        out.since_entry += u64::from(header.batch_len);
-        out.max_timestamp = out.max_timestamp.max(header.max_timestamp);
-        out.next_offset = header.next_offset();
-        out.len = position + u64::from(header.batch_len);
+        state.add_batch(base_offset, position, &header, index_interval);
         at += header.batch_len as usize;
     }
-    Ok(out)
 }

@@ -99,6 +99,14 @@ impl Topic {
         if records.is_empty() {
             return Err(Error::EmptyBatch);
         }
+        // Check sizes up front, so an error names the record's place in `records`.
+        let limit = self.config.max_record_bytes;
+        for (index, r) in records.iter().enumerate() {
+            let size = crate::batch::record_size(r);
+            if size > limit {
+                return Err(Error::RecordTooLarge { index, size, limit });
+            }
+        }
         let n = self.partition_count();
         if let PartitionChoice::Explicit(p) = choice {
             return Ok(vec![self.partition(p)?.append(&records)?]);

@@ -727,3 +727,107 @@ fn deleting_a_topic_removes_its_data_and_group_offsets() {
     let recreated = log.create_topic("gone", TopicConfig::default()).unwrap();
     assert_eq!(recreated.partition(0).unwrap().end_offset(), 0);
 }
+
+#[test]
+fn read_only_reader_follows_a_writer_across_segment_rolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Log::open(dir.path()).unwrap();
+    let wtopic = writer.create_topic("shared", small_segments()).unwrap();
+    wtopic
+        .produce(records(0..10, 0), PartitionChoice::Explicit(0))
+        .unwrap();
+
+    // The writer holds the lock; a read-only open works beside it and sees what it acknowledged.
+    let reader = Log::builder(dir.path())
+        .read_only(Duration::from_millis(2))
+        .open()
+        .unwrap();
+    assert!(reader.is_read_only());
+    let rtopic = reader.topic("shared").unwrap();
+    assert_eq!(read_all(&rtopic, 0, 0).unwrap().len(), 10);
+
+    let follower = {
+        let rtopic = rtopic.clone();
+        std::thread::spawn(move || {
+            let mut r = rtopic.reader(0, 10).unwrap();
+            let mut got = Vec::new();
+            while got.len() < 300 {
+                let batch = r.poll_wait(Duration::from_secs(30)).unwrap();
+                assert!(!batch.is_empty(), "read-only follower was not woken");
+                got.extend(batch);
+            }
+            got
+        })
+    };
+    for chunk in 1..31u64 {
+        wtopic
+            .produce(
+                records(chunk * 10..chunk * 10 + 10, 0),
+                PartitionChoice::Explicit(0),
+            )
+            .unwrap();
+    }
+    let got = follower.join().unwrap();
+    assert_eq!(
+        got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (10..310).collect::<Vec<_>>()
+    );
+    assert!(rtopic.info().partitions[0].segments > 1);
+
+    // It changes nothing: writes are refused with a clear error.
+    let err = rtopic
+        .produce(records(0..1, 0), PartitionChoice::Explicit(0))
+        .unwrap_err();
+    assert!(matches!(err, Error::ReadOnly), "{err}");
+    assert!(matches!(
+        reader.create_topic("x", TopicConfig::default()),
+        Err(Error::ReadOnly)
+    ));
+    // Group offsets are the reader's own and may be committed.
+    reader
+        .groups()
+        .commit("cli", &[("shared", 0, 310)])
+        .unwrap();
+}
+
+#[test]
+fn read_only_open_without_a_writer_reads_everything_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path()).unwrap();
+        let topic = log.create_topic("ro", TopicConfig::default()).unwrap();
+        topic
+            .produce(records(0..10, 0), PartitionChoice::Explicit(0))
+            .unwrap();
+    }
+    let file = segment_files(dir.path(), "ro", 0).pop().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend_from_slice(&[7u8; 33]); // a torn tail
+    std::fs::write(&file, &bytes).unwrap();
+    let reader = Log::builder(dir.path())
+        .read_only(Duration::from_millis(5))
+        .open()
+        .unwrap();
+    assert_eq!(
+        read_all(&reader.topic("ro").unwrap(), 0, 0).unwrap().len(),
+        10
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        bytes,
+        "a read-only open truncates nothing"
+    );
+    drop(reader);
+    // The next writer repairs it.
+    let log = Log::open(dir.path()).unwrap();
+    assert_eq!(read_all(&log.topic("ro").unwrap(), 0, 0).unwrap().len(), 10);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len() as usize,
+        bytes.len() - 33
+    );
+    let missing = tempfile::tempdir().unwrap();
+    assert!(Log::builder(missing.path().join("none"))
+        .read_only(Duration::from_millis(5))
+        .open()
+        .is_err());
+}

@@ -1,0 +1,345 @@
+//! End-to-end tests of the `eddy` binary: real processes, a real data directory.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn eddy(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    c.arg("--data-dir")
+        .arg(dir)
+        .env_remove("EDDY_DATA_DIR")
+        .env_remove("RUST_LOG");
+    c
+}
+
+fn run(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = eddy(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str], stdin: &str) -> String {
+    let out = run(dir, args, stdin);
+    assert!(
+        out.status.success(),
+        "eddy {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(dir: &Path, args: &[&str], stdin: &str, code: i32) -> String {
+    let out = run(dir, args, stdin);
+    assert_eq!(out.status.code(), Some(code), "eddy {args:?}: {out:?}");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn lines(n: usize) -> String {
+    (0..n).map(|i| format!("event {i}\n")).collect()
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["topic", "--help"],
+        vec!["topic", "create", "--help"],
+        vec!["topic", "list", "--help"],
+        vec!["topic", "describe", "--help"],
+        vec!["topic", "verify", "--help"],
+        vec!["topic", "delete", "--help"],
+        vec!["produce", "--help"],
+        vec!["consume", "--help"],
+        vec!["group", "--help"],
+        vec!["group", "list", "--help"],
+        vec!["group", "describe", "--help"],
+        vec!["bench", "--help"],
+        vec!["bench", "log", "--help"],
+    ] {
+        let out = ok(dir.path(), &args, "");
+        assert!(out.contains("Usage:"), "{args:?}: {out}");
+    }
+    fails(dir.path(), &["no-such-command"], "", 2);
+}
+
+#[test]
+fn produce_then_consume_from_beginning_offset_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["topic", "create", "web", "--partitions", "3"], "");
+    let summary = ok(d, &["produce", "web", "--json"], &lines(5000));
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["records"], 5000);
+
+    let all = ok(d, &["consume", "web"], "");
+    let mut got: Vec<&str> = all.lines().collect();
+    got.sort_unstable();
+    let mut want: Vec<String> = (0..5000).map(|i| format!("event {i}")).collect();
+    want.sort_unstable();
+    assert_eq!(got, want);
+
+    let json = ok(
+        d,
+        &[
+            "consume",
+            "web",
+            "--partition",
+            "1",
+            "--offset",
+            "10",
+            "-n",
+            "2",
+            "--json",
+        ],
+        "",
+    );
+    let recs: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["offset"], 10);
+    assert_eq!(recs[1]["offset"], 11);
+    assert_eq!(recs[0]["partition"], 1);
+    assert!(recs[0]["value"].as_str().unwrap().starts_with("event "));
+
+    // Everything was written within the last hour, nothing in the future.
+    assert_eq!(
+        ok(d, &["consume", "web", "--since", "1h"], "")
+            .lines()
+            .count(),
+        5000
+    );
+    assert_eq!(
+        ok(
+            d,
+            &["consume", "web", "--since", "2200-01-01T00:00:00Z"],
+            ""
+        )
+        .lines()
+        .count(),
+        0
+    );
+
+    let described: serde_json::Value =
+        serde_json::from_str(&ok(d, &["topic", "describe", "web", "--json"], "")).unwrap();
+    let ends: u64 = described["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["end_offset"].as_u64().unwrap())
+        .sum();
+    assert_eq!(ends, 5000);
+    let listed = ok(d, &["topic", "list"], "");
+    assert!(
+        listed.contains("web") && listed.contains("5000"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn keys_and_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let input: String = (0..100)
+        .map(|i| format!("host-{}\tline {i}\n", i % 4))
+        .collect();
+    ok(
+        d,
+        &[
+            "produce",
+            "k",
+            "--create",
+            "--partitions",
+            "4",
+            "--key-separator",
+            "\t",
+        ],
+        &input,
+    );
+    let json = ok(d, &["consume", "k", "--json"], "");
+    for line in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["key"].as_str().unwrap().starts_with("host-"));
+        assert!(v["value"].as_str().unwrap().starts_with("line "));
+    }
+    // A group resumes where it stopped and commits only what it printed.
+    let first = ok(d, &["consume", "k", "--group", "g", "-n", "30"], "");
+    let rest = ok(d, &["consume", "k", "--group", "g"], "");
+    assert_eq!(first.lines().count() + rest.lines().count(), 100);
+    assert_eq!(
+        ok(d, &["consume", "k", "--group", "g"], "").lines().count(),
+        0
+    );
+    let described: serde_json::Value =
+        serde_json::from_str(&ok(d, &["group", "describe", "g", "--json"], "")).unwrap();
+    for row in described.as_array().unwrap() {
+        assert_eq!(row["lag"], 0);
+    }
+    assert!(ok(d, &["group", "list"], "").contains('g'));
+}
+
+#[test]
+fn follow_in_one_process_sees_what_another_produces() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["topic", "create", "live"], "");
+    let mut follower = eddy(d)
+        .args([
+            "consume",
+            "live",
+            "--offset",
+            "0",
+            "--follow",
+            "-n",
+            "3",
+            "--idle-timeout",
+            "60s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give the follower a moment to open the log, then produce from a second process while it
+    // waits; it must print the three new records and stop.
+    std::thread::sleep(Duration::from_millis(300));
+    ok(d, &["produce", "live"], "one\ntwo\nthree\n");
+    let out = follower.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "one\ntwo\nthree\n");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let err = fails(d, &["topic", "create", "bad/name"], "", 1);
+    assert!(err.contains("bad/name") && err.contains("'/'"), "{err}");
+    let err = fails(d, &["topic", "create", "t", "--partitions", "5000"], "", 1);
+    assert!(
+        err.contains("partitions = 5000") && err.contains("1..=1024"),
+        "{err}"
+    );
+    ok(
+        d,
+        &[
+            "topic",
+            "create",
+            "t",
+            "--partitions",
+            "2",
+            "--max-record-bytes",
+            "100",
+        ],
+        "",
+    );
+    let err = fails(d, &["consume", "t", "--partition", "9"], "", 1);
+    assert!(
+        err.contains("partition 9") && err.contains("2 partitions"),
+        "{err}"
+    );
+    let err = fails(
+        d,
+        &["produce", "t"],
+        &format!("ok\n{}\n", "x".repeat(500)),
+        1,
+    );
+    assert!(
+        err.contains("line 2 ") && err.contains("504 bytes") && err.contains("limit of 100"),
+        "{err}"
+    );
+    let err = fails(d, &["produce", "missing"], "a\n", 1);
+    assert!(err.contains("missing") && err.contains("--create"), "{err}");
+    let err = fails(d, &["consume", "t", "--since", "whenever"], "", 2);
+    assert!(err.contains("whenever"), "{err}");
+    let err = fails(d, &["topic", "create", "t"], "", 1);
+    assert!(err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn verify_names_the_corrupt_file_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(
+        d,
+        &[
+            "produce",
+            "v",
+            "--create",
+            "--segment-bytes",
+            "4096",
+            "--batch-size",
+            "10",
+        ],
+        &lines(2000),
+    );
+    assert!(ok(d, &["topic", "verify", "v"], "").contains("intact"));
+    let part = d.join("topics/v/0");
+    let mut segs: Vec<_> = std::fs::read_dir(&part)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segs.sort();
+    let victim = &segs[1];
+    let mut bytes = std::fs::read(victim).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(victim, bytes).unwrap();
+    let out = run(d, &["topic", "verify", "v", "--json"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let problem = report["problems"][0]["error"].as_str().unwrap();
+    assert!(
+        problem.contains(victim.file_name().unwrap().to_str().unwrap()),
+        "{problem}"
+    );
+    let err = fails(d, &["consume", "v"], "", 1);
+    assert!(
+        err.contains("corrupt data in") && err.contains("at byte"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_closed_pipe_is_a_normal_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["produce", "p", "--create"], &lines(200_000));
+    let mut child = eddy(d)
+        .args(["consume", "p"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "event 0\n");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
