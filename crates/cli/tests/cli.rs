@@ -199,7 +199,7 @@ fn follow_in_one_process_sees_what_another_produces() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok(d, &["topic", "create", "live"], "");
-    let mut follower = eddy(d)
+    let follower = eddy(d)
         .args([
             "consume",
             "live",
