@@ -792,12 +792,13 @@ impl PartitionReader {
                 self.cursor = Some(cursor);
                 return Ok(out);
             }
-            // Nothing new here: at the committed end, or at the end of a sealed segment.
+            if cursor.position < end {
+                continue; // only skipped batches before the wanted offset so far
+            }
+            // At the end of what this segment has readable: the committed end, or the end of a
+            // sealed segment with more after it.
             let info = cursor.segment.info();
-            if !info.sealed
-                || cursor.position < info.len
-                || cursor.segment.base_offset >= mark.segment_base
-            {
+            if !info.sealed || cursor.segment.base_offset >= mark.segment_base {
                 self.cursor = Some(cursor);
                 return Ok(out);
             }

@@ -192,10 +192,11 @@ mod tests {
     #[test]
     fn key_hash_is_stable_and_in_range() {
         // Pinned: changing the hash would move every key of existing topics.
-        assert_eq!(
-            partition_for_key(b"host-1", 16),
-            partition_for_key(b"host-1", 16)
-        );
+        let pinned: Vec<u32> = ["host-1", "host-2", "web", ""]
+            .iter()
+            .map(|k| partition_for_key(k.as_bytes(), 16))
+            .collect();
+        assert_eq!(pinned, vec![10, 1, 15, 2]);
         for i in 0..1000 {
             assert!(partition_for_key(format!("k{i}").as_bytes(), 7) < 7);
         }
