@@ -41,6 +41,9 @@ pub struct LogBenchArgs {
     /// Records per append run.
     #[arg(long)]
     records: Option<u64>,
+    /// Seconds of the acknowledgement-latency run (default 3 quick, 10 full).
+    #[arg(long)]
+    latency_seconds: Option<u64>,
     /// Also print the figures as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -393,6 +396,7 @@ fn git_commit() -> String {
 
 fn fmt_rate(v: f64, unit: &str) -> String {
     match unit {
+        "records/s" if v < 1e6 => format!("{:.1} k records/s", v / 1e3),
         "records/s" => format!("{:.2} M records/s", v / 1e6),
         "MB/s" => format!("{:.0} MB/s", v / 1e6),
         "GB/s" => format!("{:.1} GB/s", v / 1e9),
@@ -429,7 +433,10 @@ pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         "--records must be at least {}",
         BATCH * 4
     );
-    let latency_secs = if args.quick { 3 } else { 10 };
+    let latency_secs = args
+        .latency_seconds
+        .unwrap_or(if args.quick { 3 } else { 10 })
+        .max(1);
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let steps = runs as u64 * 6 + 1;

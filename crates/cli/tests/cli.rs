@@ -343,3 +343,75 @@ fn a_closed_pipe_is_a_normal_exit() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn bench_log_runs_on_tiny_data_and_writes_its_report_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let report = d.join("REPORT.md");
+    std::fs::write(&report, "# report\n\n## Another section\n\nkept\n").unwrap();
+    let scratch = d.join("scratch");
+    let out = ok(
+        d,
+        &[
+            "bench",
+            "log",
+            "--quick",
+            "--runs",
+            "1",
+            "--records",
+            "20000",
+            "--latency-seconds",
+            "1",
+            "--dir",
+            scratch.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--json",
+        ],
+        "",
+    );
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        text.contains("## Another section") && text.contains("kept"),
+        "other sections kept"
+    );
+    for figure in [
+        "disk: sequential write",
+        "append, 1 producer",
+        "append, 4 producers",
+        "read from offset 0",
+        "follow the tail",
+        "ack latency p50",
+        "ack latency p99",
+    ] {
+        assert!(text.contains(figure), "missing {figure} in {text}");
+    }
+    assert!(!scratch.exists(), "scratch data removed");
+    let json: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    for f in json["figures"].as_array().unwrap() {
+        assert!(f["median"].as_f64().unwrap() > 0.0, "{f}");
+    }
+    // Run again: the section is replaced, not appended.
+    ok(
+        d,
+        &[
+            "bench",
+            "log",
+            "--quick",
+            "--runs",
+            "1",
+            "--records",
+            "20000",
+            "--latency-seconds",
+            "1",
+            "--dir",
+            scratch.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        "",
+    );
+    let again = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(again.matches("## Log (bus)").count(), 1);
+}

@@ -323,15 +323,7 @@ impl Partition {
                 });
             }
         }
-        let encoded = EncodedBatch::encode(records, compression, now_ns());
-        if encoded.len() > self.config.max_batch_bytes {
-            return Err(Error::BatchTooLarge {
-                records: records.len(),
-                size: encoded.len(),
-                limit: self.config.max_batch_bytes,
-            });
-        }
-        Ok(encoded)
+        Ok(EncodedBatch::encode(records, compression, now_ns()))
     }
 
     /// Appends records as one batch and returns once the durability policy is met.
@@ -352,6 +344,13 @@ impl Partition {
     pub fn append_encoded(&self, mut batch: EncodedBatch) -> Result<AppendAck> {
         if self.access != Access::Write {
             return Err(Error::ReadOnly);
+        }
+        if batch.len() > self.config.max_batch_bytes {
+            return Err(Error::BatchTooLarge {
+                records: batch.record_count() as usize,
+                size: batch.len(),
+                limit: self.config.max_batch_bytes,
+            });
         }
         let count = u64::from(batch.record_count());
         let base = {
