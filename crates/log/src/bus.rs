@@ -161,6 +161,10 @@ impl Log {
                 }
                 continue;
             }
+            if !entry.path().is_dir() {
+                tracing::warn!(file = %entry.path().display(), "ignoring a file that is not a topic directory");
+                continue;
+            }
             let config = read_topic_config(&entry.path().join("topic.json"))?;
             let topic = open_topic(&entry.path(), &name, config, b.durability, access)?;
             topics.insert(name, Arc::new(topic));

@@ -55,6 +55,20 @@ struct State {
 }
 
 impl State {
+    /// The state of a segment file's first `end` bytes, and its first bad batch if any.
+    fn scanned(
+        file: &File,
+        path: &Path,
+        base_offset: u64,
+        end: u64,
+        interval: u64,
+        deep: bool,
+    ) -> Result<(State, Option<(u64, CorruptReason)>)> {
+        let mut state = State::empty(base_offset);
+        let bad = scan(file, path, base_offset, &mut state, end, interval, deep)?;
+        Ok((state, bad))
+    }
+
     fn empty(base_offset: u64) -> State {
         State {
             index: SegmentIndex::default(),
@@ -176,20 +190,9 @@ impl Segment {
     pub fn open_active(dir: &Path, base_offset: u64, index_interval: u64) -> Result<Segment> {
         let path = log_path(dir, base_offset);
         let file = Segment::open_file(&path, true)?;
-        let file_len = file
-            .metadata()
-            .context(|| format!("stat {}", path.display()))?
-            .len();
-        let mut state = State::empty(base_offset);
-        let bad = scan(
-            &file,
-            &path,
-            base_offset,
-            &mut state,
-            file_len,
-            index_interval,
-            false,
-        )?;
+        let file_len = file_len(&file, &path)?;
+        let (state, bad) =
+            State::scanned(&file, &path, base_offset, file_len, index_interval, false)?;
         if let Some((position, reason)) = &bad {
             tracing::warn!(
                 file = %path.display(),
@@ -216,20 +219,16 @@ impl Segment {
     ) -> Result<Segment> {
         let path = log_path(dir, base_offset);
         let file = Segment::open_file(&path, false)?;
-        let file_len = file
-            .metadata()
-            .context(|| format!("stat {}", path.display()))?
-            .len();
-        let mut state = State::empty(base_offset);
-        if let Some((position, reason)) = scan(
+        let file_len = file_len(&file, &path)?;
+        let (state, bad) = State::scanned(
             &file,
             &path,
             base_offset,
-            &mut state,
             file_len.min(limit),
             index_interval,
             false,
-        )? {
+        )?;
+        if let Some((position, reason)) = bad {
             tracing::warn!(file = %path.display(), byte_offset = position, %reason, "reading only up to a torn or corrupt tail");
         }
         Ok(Segment::with_state(dir, path, file, base_offset, state))
@@ -257,11 +256,7 @@ impl Segment {
 
     /// Marks a segment sealed once another process has sealed it (read-only logs).
     pub fn mark_sealed(&self, index_interval: u64) -> Result<()> {
-        let file_len = self
-            .file
-            .metadata()
-            .context(|| format!("stat {}", self.path.display()))?
-            .len();
+        let file_len = file_len(&self.file, &self.path)?;
         self.extend_to(file_len, index_interval)?;
         let mut s = self.write_state()?;
         let (len, next, max_ts) = (s.len, s.next_offset, s.max_timestamp);
@@ -279,10 +274,7 @@ impl Segment {
     ) -> Result<Segment> {
         let path = log_path(dir, base_offset);
         let file = Segment::open_file(&path, write)?;
-        let file_len = file
-            .metadata()
-            .context(|| format!("stat {}", path.display()))?
-            .len();
+        let file_len = file_len(&file, &path)?;
         let (offset_path, time_path) = index_paths(dir, base_offset);
         let state = match SegmentIndex::read_files(&offset_path, &time_path, file_len) {
             Ok(index) => {
@@ -303,16 +295,8 @@ impl Segment {
             }
             Err(why) => {
                 tracing::warn!(file = %path.display(), reason = %why, "rebuilding segment index by a scan");
-                let mut state = State::empty(base_offset);
-                let bad = scan(
-                    &file,
-                    &path,
-                    base_offset,
-                    &mut state,
-                    file_len,
-                    index_interval,
-                    false,
-                )?;
+                let (mut state, bad) =
+                    State::scanned(&file, &path, base_offset, file_len, index_interval, false)?;
                 if let Some((position, reason)) = &bad {
                     tracing::warn!(
                         file = %path.display(),
@@ -600,17 +584,11 @@ impl Segment {
     /// Reads and checks every batch, records included; returns the first problem.
     pub fn verify(&self) -> Result<Option<Error>> {
         // The whole file, not just the prefix known to be good.
-        let len = self
-            .file
-            .metadata()
-            .context(|| format!("stat {}", self.path.display()))?
-            .len();
-        let mut state = State::empty(self.base_offset);
-        let bad = scan(
+        let len = file_len(&self.file, &self.path)?;
+        let (_, bad) = State::scanned(
             &self.file,
             &self.path,
             self.base_offset,
-            &mut state,
             len,
             u64::MAX,
             true,
@@ -628,6 +606,13 @@ fn push_end(index: &mut SegmentIndex, len: u64, base: u64, next: u64, max_ts: i6
         position: len as u32,
         max_ts_before: max_ts,
     });
+}
+
+fn file_len(file: &File, path: &Path) -> Result<u64> {
+    Ok(file
+        .metadata()
+        .context(|| format!("stat {}", path.display()))?
+        .len())
 }
 
 /// Reads `file` from `state.len` (a batch boundary) to `end`, checking each batch and adding it

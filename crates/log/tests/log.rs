@@ -29,6 +29,18 @@ fn records(range: std::ops::Range<u64>, ts_base: i64) -> Vec<Record> {
         .collect()
 }
 
+/// Appends chunks `chunks` of `per` records each to partition 0, one batch per chunk.
+fn fill(topic: &Topic, chunks: std::ops::Range<u64>, per: u64, ts_base: i64) {
+    for chunk in chunks {
+        topic
+            .produce(
+                records(chunk * per..chunk * per + per, ts_base),
+                PartitionChoice::Explicit(0),
+            )
+            .unwrap();
+    }
+}
+
 fn read_all(topic: &Topic, partition: u32, from: u64) -> Result<Vec<StoredRecord>, Error> {
     let mut reader = topic.reader(partition, from)?;
     let mut out = Vec::new();
@@ -143,14 +155,7 @@ fn reads_from_any_offset_seek_through_the_index() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path()).unwrap();
     let topic = log.create_topic("seek", small_segments()).unwrap();
-    for chunk in 0..50u64 {
-        topic
-            .produce(
-                records(chunk * 7..chunk * 7 + 7, 0),
-                PartitionChoice::Explicit(0),
-            )
-            .unwrap();
-    }
+    fill(&topic, 0..50, 7, 0);
     for from in [0, 1, 6, 7, 8, 100, 177, 200, 349] {
         let got = read_all(&topic, 0, from).unwrap();
         assert_eq!(got.first().map(|r| r.offset), Some(from), "from {from}");
@@ -166,14 +171,7 @@ fn seeks_by_timestamp_to_the_first_record_at_or_after() {
     let log = Log::open(dir.path()).unwrap();
     let topic = log.create_topic("time", small_segments()).unwrap();
     let base = 1_700_000_000_000_000_000i64;
-    for chunk in 0..40u64 {
-        topic
-            .produce(
-                records(chunk * 10..chunk * 10 + 10, base),
-                PartitionChoice::Explicit(0),
-            )
-            .unwrap();
-    }
+    fill(&topic, 0..40, 10, base);
     let p = topic.partition(0).unwrap();
     assert_eq!(p.offset_for_time(0).unwrap(), 0);
     assert_eq!(p.offset_for_time(base).unwrap(), 0);
@@ -260,14 +258,7 @@ fn survives_reopen_with_all_data_and_continues_offsets() {
     {
         let log = Log::open(dir.path()).unwrap();
         let topic = log.create_topic("reopen", small_segments()).unwrap();
-        for chunk in 0..30u64 {
-            topic
-                .produce(
-                    records(chunk * 5..chunk * 5 + 5, 0),
-                    PartitionChoice::Explicit(0),
-                )
-                .unwrap();
-        }
+        fill(&topic, 0..30, 5, 0);
     }
     let log = Log::open(dir.path()).unwrap();
     let topic = log.topic("reopen").unwrap();
@@ -329,14 +320,7 @@ fn recovers_after_bit_flip_in_the_active_tail() {
     {
         let log = Log::open(dir.path()).unwrap();
         let topic = log.create_topic("flip", TopicConfig::default()).unwrap();
-        for chunk in 0..3u64 {
-            topic
-                .produce(
-                    records(chunk * 10..chunk * 10 + 10, 0),
-                    PartitionChoice::Explicit(0),
-                )
-                .unwrap();
-        }
+        fill(&topic, 0..3, 10, 0);
     }
     let file = segment_files(dir.path(), "flip", 0).pop().unwrap();
     let mut bytes = std::fs::read(&file).unwrap();
@@ -357,14 +341,7 @@ fn sealed_segment_with_flip(delete_index: bool) -> (tempfile::TempDir, PathBuf) 
     {
         let log = Log::open(dir.path()).unwrap();
         let topic = log.create_topic("sealed", small_segments()).unwrap();
-        for chunk in 0..60u64 {
-            topic
-                .produce(
-                    records(chunk * 5..chunk * 5 + 5, 0),
-                    PartitionChoice::Explicit(0),
-                )
-                .unwrap();
-        }
+        fill(&topic, 0..60, 5, 0);
     }
     let files = segment_files(dir.path(), "sealed", 0);
     assert!(files.len() >= 3);
@@ -419,14 +396,7 @@ fn retention_by_size_deletes_oldest_sealed_segments() {
             },
         )
         .unwrap();
-    for chunk in 0..100u64 {
-        topic
-            .produce(
-                records(chunk * 5..chunk * 5 + 5, eddy_log::now_ns()),
-                PartitionChoice::Explicit(0),
-            )
-            .unwrap();
-    }
+    fill(&topic, 0..100, 5, eddy_log::now_ns());
     let before = topic.info().partitions[0].clone();
     let outcome = log.enforce_retention().unwrap();
     let after = topic.info().partitions[0].clone();
@@ -467,22 +437,8 @@ fn retention_by_age_deletes_segments_whose_newest_record_is_old() {
         .unwrap();
     let now = eddy_log::now_ns();
     let two_hours_ago = now - 2 * 3_600_000_000_000;
-    for chunk in 0..40u64 {
-        topic
-            .produce(
-                records(chunk * 5..chunk * 5 + 5, two_hours_ago),
-                PartitionChoice::Explicit(0),
-            )
-            .unwrap();
-    }
-    for chunk in 40..80u64 {
-        topic
-            .produce(
-                records(chunk * 5..chunk * 5 + 5, now),
-                PartitionChoice::Explicit(0),
-            )
-            .unwrap();
-    }
+    fill(&topic, 0..40, 5, two_hours_ago);
+    fill(&topic, 40..80, 5, now);
     log.enforce_retention().unwrap();
     let info = topic.info().partitions[0].clone();
     assert!(
@@ -675,14 +631,7 @@ fn rebuilds_missing_index_files_of_sealed_segments() {
     {
         let log = Log::open(dir.path()).unwrap();
         let topic = log.create_topic("idx", small_segments()).unwrap();
-        for chunk in 0..60u64 {
-            topic
-                .produce(
-                    records(chunk * 5..chunk * 5 + 5, 0),
-                    PartitionChoice::Explicit(0),
-                )
-                .unwrap();
-        }
+        fill(&topic, 0..60, 5, 0);
     }
     for file in segment_files(dir.path(), "idx", 0) {
         let _ = std::fs::remove_file(file.with_extension("timeindex"));
@@ -759,14 +708,7 @@ fn read_only_reader_follows_a_writer_across_segment_rolls() {
             got
         })
     };
-    for chunk in 1..31u64 {
-        wtopic
-            .produce(
-                records(chunk * 10..chunk * 10 + 10, 0),
-                PartitionChoice::Explicit(0),
-            )
-            .unwrap();
-    }
+    fill(&wtopic, 1..31, 10, 0);
     let got = follower.join().unwrap();
     assert_eq!(
         got.iter().map(|r| r.offset).collect::<Vec<_>>(),
