@@ -387,10 +387,12 @@ fn bench_log_runs_on_tiny_data_and_writes_its_report_section() {
     ] {
         assert!(text.contains(figure), "missing {figure} in {text}");
     }
-    assert!(!scratch.exists(), "scratch data removed");
+    assert!(!scratch.join("log").exists(), "scratch logs removed");
     let json: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
-    for f in json["figures"].as_array().unwrap() {
-        assert!(f["median"].as_f64().unwrap() > 0.0, "{f}");
+    for row in json[0]["rows"].as_array().unwrap() {
+        for run in row["figure"]["runs"].as_array().unwrap() {
+            assert!(run.as_f64().unwrap() > 0.0, "{row}");
+        }
     }
     // Run again: the section is replaced, not appended.
     ok(
@@ -414,4 +416,86 @@ fn bench_log_runs_on_tiny_data_and_writes_its_report_section() {
     );
     let again = std::fs::read_to_string(&report).unwrap();
     assert_eq!(again.matches("## Log (bus)").count(), 1);
+}
+
+fn bench_all_args<'a>(scratch: &'a str, report: &'a str) -> Vec<&'a str> {
+    vec![
+        "bench",
+        "all",
+        "--quick",
+        "--runs",
+        "1",
+        "--records",
+        "20000",
+        "--latency-seconds",
+        "1",
+        "--data-size",
+        "300KiB",
+        "--dir",
+        scratch,
+        "--report",
+        report,
+    ]
+}
+
+#[test]
+fn bench_all_runs_on_tiny_data_and_writes_every_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let report = d.join("REPORT.md");
+    let scratch = d.join("scratch");
+    let (r, s) = (report.to_str().unwrap(), scratch.to_str().unwrap());
+    ok(d, &bench_all_args(s, r), "");
+    let text = std::fs::read_to_string(&report).unwrap();
+    for section in [
+        "## Data",
+        "## Physical limits",
+        "## Log (bus)",
+        "## Search",
+        "## Compression",
+        "## Figures of parts not built yet",
+        "## Peers",
+    ] {
+        assert!(text.contains(section), "missing {section}");
+    }
+    for figure in [
+        "memory read bandwidth",
+        "append, 4 producers",
+        "rg ",
+        "zstd -3 on access",
+        "zstd -19 on json",
+        "gzip -6 on statsd",
+        "HTTP ingest",
+    ] {
+        assert!(text.contains(figure), "missing {figure}");
+    }
+    assert!(
+        text.contains("- CPU:") && text.contains("- disk:"),
+        "the machine is described"
+    );
+    assert!(text.contains("count checked"));
+    // Generated data is kept for the next run; scratch logs are not.
+    assert!(scratch.join("data/access.log").exists());
+    assert!(!scratch.join("log").exists());
+}
+
+#[test]
+fn bench_all_fails_loudly_when_a_baseline_tool_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let report = d.join("REPORT.md");
+    let scratch = d.join("scratch");
+    let (r, s) = (report.to_str().unwrap(), scratch.to_str().unwrap());
+    let out = eddy(d)
+        .args(bench_all_args(s, r))
+        .env("PATH", d.join("empty-path"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`rg` is not installed") && err.contains("apt-get install ripgrep"),
+        "{err}"
+    );
+    assert!(!report.exists(), "no report with made-up numbers");
 }

@@ -1,0 +1,66 @@
+//! The benchmark harness's error type.
+
+/// What can stop a benchmark run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A baseline tool is not installed; the report must not print a made-up number instead.
+    #[error("baseline tool `{tool}` is not installed (not found on PATH); install it with `{install}` or run bench/run.sh, which does")]
+    ToolMissing {
+        /// The command.
+        tool: String,
+        /// How to install it.
+        install: String,
+    },
+    /// A baseline tool ran but failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    ToolFailed {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// A result disagrees with the truth the generator recorded.
+    #[error("{what}: expected {expected}, got {got}")]
+    Mismatch {
+        /// Which result.
+        what: String,
+        /// The true value.
+        expected: String,
+        /// The measured value.
+        got: String,
+    },
+    /// The log under test failed.
+    #[error(transparent)]
+    Log(#[from] eddy_log::Error),
+    /// A setting or input is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The harness's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attaches "what was being done" to an I/O error.
+pub(crate) trait IoContext<T> {
+    fn context(self, f: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn context(self, f: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            context: f(),
+            source,
+        })
+    }
+}
