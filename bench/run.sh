@@ -4,5 +4,5 @@
 #   bench/run.sh             full: over 1 GB of generated data (zstd -19 alone takes minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bench/setup.sh
+bench/setup.sh --peers
 exec cargo run --release -p eddy -- bench all "$@"

@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Installs the benchmark baselines' tools (ripgrep, zstd, gzip) with apt-get if any is missing.
-# Idempotent: does nothing when all are there. The test suite's benchmark-runner test needs them.
+# Installs the benchmark baselines' tools (ripgrep, zstd, gzip) with apt-get if any is missing;
+# with --peers also the peers that can be installed here (ClickHouse, embedded via chDB, from PyPI).
+# Idempotent: does nothing when all are there. The test suite's benchmark-runner test needs the
+# baseline tools, not the peers.
 set -euo pipefail
 missing=()
 for pair in rg:ripgrep zstd:zstd gzip:gzip; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-echo "installing baseline tools: ${missing[*]}" >&2
-sudo=""
-[ "$(id -u)" -ne 0 ] && sudo="sudo"
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing baseline tools: ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "${missing[@]}"
+fi
+if [ "${1:-}" = "--peers" ] && ! python3 -c "import chdb" >/dev/null 2>&1; then
+  echo "installing peer: chdb-core (ClickHouse, embedded)" >&2
+  python3 -m pip install -q chdb-core
+fi

@@ -469,6 +469,11 @@ pub fn generate(
     Ok(manifest)
 }
 
+/// Where [`generate_file`] keeps the manifest of `kind` data in `dir`.
+pub fn manifest_path(dir: &std::path::Path, kind: Kind) -> std::path::PathBuf {
+    dir.join(format!("{}.manifest.json", kind.name()))
+}
+
 /// Generates `kind` data into `dir/<kind>.log` with its manifest beside it as
 /// `dir/<kind>.manifest.json`; reuses an existing file made with the same seed and size.
 pub fn generate_file(
@@ -478,7 +483,7 @@ pub fn generate_file(
     target_bytes: u64,
 ) -> Result<(std::path::PathBuf, Manifest)> {
     let data = dir.join(format!("{}.log", kind.name()));
-    let manifest_path = dir.join(format!("{}.manifest.json", kind.name()));
+    let manifest_path = manifest_path(dir, kind);
     if let (Ok(text), Ok(meta)) = (
         std::fs::read_to_string(&manifest_path),
         std::fs::metadata(&data),

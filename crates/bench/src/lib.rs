@@ -13,6 +13,7 @@ pub mod baselines;
 mod error;
 pub mod gen;
 pub mod log_bench;
+pub mod peers;
 pub mod report;
 
 use std::path::PathBuf;
@@ -272,16 +273,28 @@ pub fn run_all(opts: &Options, progress: &dyn Fn(&str)) -> Result<(String, Vec<S
         ],
         notes: String::new(),
     };
-    let peers = Section {
-        id: "peers".into(),
-        title: "Peers".into(),
-        intro: "Not run: Grafana Loki, VictoriaLogs, Humio/LogScale, Vector, Riemann and Apache Kafka with a schema \
-                registry are not in the package registries this machine reaches (Debian, crates.io, PyPI, npm), \
-                and nothing else can be downloaded here. ClickHouse is in Debian (`clickhouse-server`) and is the \
-                next peer to add, for search and compression, once eddy has figures of its own to compare."
-            .into(),
-        rows: Vec::new(),
-        notes: String::new(),
+    progress("peers: ClickHouse");
+    let not_available = "Not run: Grafana Loki, VictoriaLogs, Humio/LogScale, Vector, Riemann and Apache Kafka with \
+                         a schema registry are not in the package registries this machine reaches (Debian, \
+                         crates.io, PyPI, npm), and nothing else can be downloaded here.";
+    let peers = match peers::clickhouse(&opts.dir.join("peers"), &data_dir, &files, runs)? {
+        peers::Peer::Ran { name, rows } => Section {
+            id: "peers".into(),
+            title: "Peers".into(),
+            intro: format!(
+                "{name}, on the same generated files: one column of raw lines per table, as a log store \
+                 without schema would keep them. Its counts are checked against the generator's.\n\n{not_available}"
+            ),
+            rows,
+            notes: String::new(),
+        },
+        peers::Peer::NotRun(why) => Section {
+            id: "peers".into(),
+            title: "Peers".into(),
+            intro: format!("{why}.\n\n{not_available}"),
+            rows: Vec::new(),
+            notes: String::new(),
+        },
     };
     Ok((
         header(opts, &tools),

@@ -474,6 +474,19 @@ fn bench_all_runs_on_tiny_data_and_writes_every_section() {
         "the machine is described"
     );
     assert!(text.contains("count checked"));
+    // The peer runs where it is installed and says why not where it is not.
+    let chdb = Command::new("python3")
+        .args(["-c", "import chdb"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if chdb {
+        assert!(
+            text.contains("ClickHouse search, access") && text.contains("ClickHouse stored ratio"),
+            "{text}"
+        );
+    } else {
+        assert!(text.contains("pip install chdb-core"), "{text}");
+    }
     // Generated data is kept for the next run; scratch logs are not.
     assert!(scratch.join("data/access.log").exists());
     assert!(!scratch.join("log").exists());
