@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Generates the benchmark data, runs every benchmark and baseline, and writes bench/REPORT.md.
-#   bench/run.sh --quick     about a minute and a half
+#   bench/run.sh --quick     about two minutes
 #   bench/run.sh             full: over 1 GB of generated data (zstd -19 alone takes minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -73,8 +73,8 @@ impl Options {
 pub fn header(opts: &Options, tools: &baselines::Tools) -> String {
     format!(
         "# eddy benchmark report\n\n\
-         Regenerate with `bench/run.sh --quick` (about a minute) or `bench/run.sh` (full: over 1 GB of \
-         generated data). The script installs the baseline tools if they are missing, then runs \
+         Regenerate with `bench/run.sh --quick` (about two minutes) or `bench/run.sh` (full: over 1 GB of \
+         generated data, about 20 minutes). The script installs the baseline tools and peers if they are missing, then runs \
          `cargo run --release -p eddy -- bench all`.\n\n\
          {}\n\n{}\n- baseline tools: {}\n",
         report::provenance(&opts.mode, opts.runs),
