@@ -283,7 +283,8 @@ pub fn run_all(opts: &Options, progress: &dyn Fn(&str)) -> Result<(String, Vec<S
             title: "Peers".into(),
             intro: format!(
                 "{name}, on the same generated files: one column of raw lines per table, as a log store \
-                 without schema would keep them. Its counts are checked against the generator's.\n\n{not_available}"
+                 without schema would keep them; searches scan the stored table every run (query condition cache \
+                 and query cache off). Its counts are checked against the generator's.\n\n{not_available}"
             ),
             rows,
             notes: String::new(),
