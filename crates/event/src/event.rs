@@ -1,0 +1,153 @@
+//! The event: what every door produces and everything downstream consumes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::value::Value;
+
+/// One event.
+///
+/// `timestamp` is the event's own time (detected from its content, else the arrival time),
+/// `ingest_timestamp` the arrival time; both in ns since the Unix epoch, UTC. `tags` (`#name`)
+/// form the data source key; `fields` hold everything else, nested JSON flattened to dotted
+/// names (`http.request.method`, arrays by index: `items.0`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// `@timestamp`, ns.
+    #[serde(rename = "@timestamp")]
+    pub timestamp: i64,
+    /// `@ingesttimestamp`, ns.
+    #[serde(rename = "@ingesttimestamp")]
+    pub ingest_timestamp: i64,
+    /// `@id`: a UUIDv7 (time-ordered), assigned at ingest unless the client sent one.
+    #[serde(rename = "@id")]
+    pub id: Uuid,
+    /// `@rawstring`: the original line, when there is one.
+    #[serde(
+        rename = "@rawstring",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub raw: Option<String>,
+    /// Tags, without the `#`.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Typed fields.
+    #[serde(default)]
+    pub fields: BTreeMap<String, Value>,
+}
+
+impl Event {
+    /// An event that arrived at `now` (ns), with a fresh UUIDv7 and no content yet.
+    pub fn new(now: i64) -> Event {
+        Event {
+            timestamp: now,
+            ingest_timestamp: now,
+            id: new_id(now),
+            raw: None,
+            tags: BTreeMap::new(),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    /// The data source key: the tags as `#name=value` pairs in name order.
+    pub fn data_source(&self) -> String {
+        let mut out = String::new();
+        for (k, v) in &self.tags {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push('#');
+            out.push_str(k);
+            out.push('=');
+            out.push_str(v);
+        }
+        out
+    }
+}
+
+/// A UUIDv7 for an event that arrived at `now_ns`.
+pub fn new_id(now_ns: i64) -> Uuid {
+    let secs = now_ns.div_euclid(1_000_000_000).max(0) as u64;
+    let nanos = now_ns.rem_euclid(1_000_000_000) as u32;
+    Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos))
+}
+
+/// Flattens a JSON value into dotted field names: objects by key, arrays by index. A scalar at
+/// the top goes under `prefix` (or `value` if the prefix is empty).
+pub fn flatten_json(value: serde_json::Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
+    let key = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                flatten_json(v, &key(&k), out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.into_iter().enumerate() {
+                flatten_json(v, &key(&i.to_string()), out);
+            }
+        }
+        scalar => {
+            let name = if prefix.is_empty() {
+                "value".to_string()
+            } else {
+                prefix.to_string()
+            };
+            let v = match scalar {
+                serde_json::Value::Null => Value::Null,
+                serde_json::Value::Bool(b) => Value::Bool(b),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => Value::Int(i),
+                    None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                serde_json::Value::String(s) => Value::Str(s),
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => return,
+            };
+            out.insert(name, v);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flattens_nested_json_to_dotted_names() {
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"a":{"b":1,"c":[true,{"d":"x"}]},"e":null,"f":1.5}"#).unwrap();
+        let mut out = BTreeMap::new();
+        flatten_json(v, "", &mut out);
+        assert_eq!(out["a.b"], Value::Int(1));
+        assert_eq!(out["a.c.0"], Value::Bool(true));
+        assert_eq!(out["a.c.1.d"], Value::Str("x".into()));
+        assert_eq!(out["e"], Value::Null);
+        assert_eq!(out["f"], Value::Float(1.5));
+    }
+
+    #[test]
+    fn ids_are_time_ordered_v7() {
+        let a = new_id(1_000_000_000_000);
+        let b = new_id(2_000_000_000_000);
+        assert_eq!(a.get_version_num(), 7);
+        assert!(a < b);
+    }
+
+    #[test]
+    fn data_source_is_the_sorted_tags() {
+        let mut e = Event::new(0);
+        e.tags.insert("type".into(), "accesslog".into());
+        e.tags.insert("host".into(), "web-1".into());
+        assert_eq!(e.data_source(), "#host=web-1 #type=accesslog");
+    }
+}

@@ -1,0 +1,18 @@
+//! eddy's event model and line parsers, shared by every door and everything downstream.
+//!
+//! An [`Event`] has a time (`@timestamp`, ns), an arrival time, a time-ordered id (UUIDv7), the
+//! original line (`@rawstring`), tags that form its data source, and typed [`Value`] fields
+//! with nested JSON flattened to dotted names. A [`Parser`] (`json`, `kv`, `accesslog`, `syslog`, `statsd`, `none`)
+//! turns a line into an event and [`time`] finds the event's own time in common fields and
+//! formats; a bad line is a [`ParseError`] naming the column, the field and the reason.
+
+#![deny(missing_docs)]
+
+mod event;
+pub mod parse;
+pub mod time;
+mod value;
+
+pub use event::{flatten_json, new_id, Event};
+pub use parse::{ParseError, Parser};
+pub use value::Value;

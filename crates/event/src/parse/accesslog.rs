@@ -1,0 +1,134 @@
+//! Apache/Nginx access logs: the common log format, optionally followed by referer and user
+//! agent (the combined format):
+//!
+//! ```text
+//! 127.0.0.1 - frank [10/Oct/2026:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326 "http://x/" "Mozilla/5.0"
+//! ```
+//!
+//! Fields: `client`, `ident`, `user` (absent when `-`), `timestamp` (the bracketed time, which
+//! becomes `@timestamp`), `method`, `url`, `protocol` (or `request` when the request line is not
+//! three words), `status`, `bytes` (0 for `-`), `referer`, `user_agent`.
+
+use super::cursor::Cursor;
+use super::ParseError;
+use crate::event::Event;
+use crate::value::Value;
+
+fn word<'a>(c: &mut Cursor<'a>, field: &str) -> Result<&'a str, ParseError> {
+    c.skip_spaces();
+    let w = c.take_until(|b| b == b' ' || b == b'\t');
+    if w.is_empty() {
+        return Err(c.error(field, "expected a value, found the end of the line"));
+    }
+    Ok(w)
+}
+
+pub(crate) fn parse(line: &str, event: &mut Event) -> Result<(), ParseError> {
+    let f = &mut event.fields;
+    let mut c = Cursor::new(line);
+    f.insert("client".into(), Value::from(word(&mut c, "client")?));
+    for name in ["ident", "user"] {
+        let w = word(&mut c, name)?;
+        if w != "-" {
+            f.insert(name.into(), Value::from(w));
+        }
+    }
+    c.skip_spaces();
+    c.expect(b'[', "timestamp")?;
+    let ts = c.take_until(|b| b == b']');
+    c.expect(b']', "timestamp")?;
+    f.insert("timestamp".into(), Value::from(ts));
+    c.skip_spaces();
+    let request = c.quoted(b'"', "request")?;
+    let parts: Vec<&str> = request.split(' ').collect();
+    if let [method, url, protocol] = parts[..] {
+        f.insert("method".into(), Value::from(method));
+        f.insert("url".into(), Value::from(url));
+        f.insert("protocol".into(), Value::from(protocol));
+    } else {
+        f.insert("request".into(), Value::from(request.as_str()));
+    }
+    let at = c.pos;
+    let status = word(&mut c, "status")?;
+    if status.len() != 3 || !status.bytes().all(|b| b.is_ascii_digit()) {
+        c.pos = at + 1;
+        return Err(c.error(
+            "status",
+            format!("expected a 3-digit status code, found {status:?}"),
+        ));
+    }
+    f.insert("status".into(), Value::infer(status));
+    let at = c.pos;
+    let bytes = word(&mut c, "bytes")?;
+    let bytes = match bytes {
+        "-" => 0,
+        b => b.parse::<i64>().map_err(|_| {
+            c.pos = at + 1;
+            c.error(
+                "bytes",
+                format!("expected a byte count or '-', found {b:?}"),
+            )
+        })?,
+    };
+    f.insert("bytes".into(), Value::Int(bytes));
+    c.skip_spaces();
+    if c.at_end() {
+        return Ok(());
+    }
+    let referer = c.quoted(b'"', "referer")?;
+    if referer != "-" {
+        f.insert("referer".into(), Value::Str(referer));
+    }
+    c.skip_spaces();
+    let agent = c.quoted(b'"', "user_agent")?;
+    f.insert("user_agent".into(), Value::Str(agent));
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::parse::Parser;
+    use crate::value::Value;
+
+    #[test]
+    fn combined_and_common_format() {
+        let e = Parser::Accesslog
+            .parse(r#"127.0.0.1 - frank [01/Jan/1970:00:00:07 +0000] "GET /a.gif?x=1 HTTP/1.0" 200 2326 "http://x/" "Mozilla/5.0 (X11)""#, 0)
+            .unwrap();
+        let f = &e.fields;
+        assert_eq!(e.timestamp, 7_000_000_000);
+        assert_eq!(f["client"], Value::from("127.0.0.1"));
+        assert_eq!(f["user"], Value::from("frank"));
+        assert!(!f.contains_key("ident"));
+        assert_eq!(f["method"], Value::from("GET"));
+        assert_eq!(f["url"], Value::from("/a.gif?x=1"));
+        assert_eq!(f["status"], Value::Int(200));
+        assert_eq!(f["bytes"], Value::Int(2326));
+        assert_eq!(f["referer"], Value::from("http://x/"));
+        assert_eq!(f["user_agent"], Value::from("Mozilla/5.0 (X11)"));
+        let e = Parser::Accesslog
+            .parse(r#"::1 - - [01/Jan/1970:00:00:07 +0000] "-" 400 - "#, 0)
+            .unwrap();
+        assert_eq!(e.fields["request"], Value::from("-"));
+        assert_eq!(e.fields["bytes"], Value::Int(0));
+    }
+
+    #[test]
+    fn errors_name_the_field_and_column() {
+        let err = Parser::Accesslog
+            .parse(
+                r#"1.2.3.4 - - [01/Jan/1970:00:00:07 +0000] "GET / HTTP/1.1" 2x0 12"#,
+                0,
+            )
+            .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("status"));
+        assert_eq!(err.column, 59);
+        let err = Parser::Accesslog
+            .parse("1.2.3.4 - - 01/Jan/1970", 0)
+            .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("timestamp"));
+        let err = Parser::Accesslog.parse("", 0).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("client"));
+    }
+}
