@@ -4,10 +4,12 @@
 //! original line (`@rawstring`), tags that form its data source, and typed [`Value`] fields
 //! with nested JSON flattened to dotted names. A [`Parser`] (`json`, `kv`, `accesslog`, `syslog`, `statsd`, `none`)
 //! turns a line into an event and [`time`] finds the event's own time in common fields and
-//! formats; a bad line is a [`ParseError`] naming the column, the field and the reason.
+//! formats; a bad line is a [`ParseError`] naming the column, the field and the reason. [`codec`]
+//! is the binary form of an event as a bus record value.
 
 #![deny(missing_docs)]
 
+pub mod codec;
 mod event;
 pub mod parse;
 pub mod time;
