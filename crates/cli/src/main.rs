@@ -6,6 +6,7 @@ mod consume;
 mod group;
 mod output;
 mod produce;
+mod serve;
 mod topic;
 mod units;
 
@@ -95,6 +96,8 @@ impl Global {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the server: the HTTP ingest door into the bus (see --help for the config file).
+    Serve(serve::ServeArgs),
     /// Create, list, describe, verify and delete topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
     let result = match &cli.command {
+        Command::Serve(args) => serve::run(&cli.global, args),
         Command::Topic(cmd) => topic::run(&cli.global, cmd),
         Command::Produce(args) => produce::run(&cli.global, args),
         Command::Consume(args) => consume::run(&cli.global, args),

@@ -19,6 +19,11 @@ pub(crate) fn parse(line: &str, event: &mut Event) -> Result<(), ParseError> {
             reason: format!("invalid JSON: {e}"),
         }
     })?;
+    fill(value, event)
+}
+
+/// Takes a JSON object's keys into `event`.
+pub(crate) fn fill(value: serde_json::Value, event: &mut Event) -> Result<(), ParseError> {
     let serde_json::Value::Object(map) = value else {
         return Err(ParseError {
             column: 1,

@@ -77,12 +77,29 @@ impl Parser {
             Parser::Statsd => statsd::parse(line, &mut event)?,
             Parser::None => {}
         }
-        if let Some((_, ts)) = time::detect(&event.fields) {
-            event.timestamp = ts;
-        }
-        event.raw = Some(line.to_string());
+        finish(&mut event, line.to_string());
         Ok(event)
     }
+}
+
+fn finish(event: &mut Event, raw: String) {
+    if let Some((_, ts)) = time::detect(&event.fields) {
+        event.timestamp = ts;
+    }
+    event.raw = Some(raw);
+}
+
+/// An event from an already parsed JSON object (an element of a JSON array body), with `raw`
+/// as its `@rawstring`; the same rules as [`Parser::Json`].
+pub fn from_json_value(
+    value: serde_json::Value,
+    raw: String,
+    now: i64,
+) -> Result<Event, ParseError> {
+    let mut event = Event::new(now);
+    json::fill(value, &mut event)?;
+    finish(&mut event, raw);
+    Ok(event)
 }
 
 #[cfg(test)]

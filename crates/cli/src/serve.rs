@@ -1,0 +1,49 @@
+//! `eddy serve`: loads the configuration, then runs the server until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use eddy_server::Config;
+
+use crate::Global;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (every key is optional; see crates/server/src/config.rs). Without
+    /// it: repository `main` without tokens, HTTP on 127.0.0.1:7280, data in --data-dir.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Listen address of the HTTP door, overriding the configuration (port 0 picks one).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+pub fn run(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config {
+            data_dir: global.data_dir.clone(),
+            ..Config::default()
+        },
+    };
+    if let Some(listen) = args.listen {
+        config.http.listen = listen;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("eddy-serve")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(eddy_server::serve(
+        config,
+        eddy_server::shutdown_signal(),
+        |addr| {
+            // Scripts and tests read this line to find the port.
+            println!("listening on http://{addr}");
+        },
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}

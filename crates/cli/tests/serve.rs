@@ -1,0 +1,303 @@
+//! End-to-end tests of `eddy serve`: the real binary on a free port, a real HTTP client, and the
+//! bus read back from disk afterwards.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use eddy_event::{codec, Value};
+use eddy_log::Log;
+
+const TOKEN: &str = "test-token-0123456789";
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(dir: &Path, extra: &str) -> Server {
+        let config = dir.join("eddy.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 100000\nmax_event_bytes = 2000\n\
+                 [repositories.open]\n[repositories.secure]\ntokens = [\"{TOKEN}\"]\n{extra}",
+                dir.join("data")
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
+        Server { child, url }
+    }
+
+    /// SIGTERM, then wait: a clean shutdown exits 0.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}");
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn post(
+    server: &Server,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, serde_json::Value) {
+    let mut req = agent().post(format!("{}{path}", server.url));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.send(body).unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+fn stored(dir: &Path, repository: &str) -> Vec<eddy_event::Event> {
+    let log = Log::open(dir.join("data")).unwrap();
+    let topic = log.topic(&format!("repo.{repository}")).unwrap();
+    let mut out = Vec::new();
+    for p in 0..topic.partition_count() {
+        let mut r = topic.reader(p, 0).unwrap();
+        loop {
+            let batch = r.poll().unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            out.extend(batch.iter().map(|rec| codec::decode(&rec.value).unwrap()));
+        }
+    }
+    out
+}
+
+#[test]
+fn ingests_json_ndjson_and_parsed_lines_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let (s, body) = post(&server, "/api/v1/ingest/open", &[("Content-Type", "application/json")],
+        br##"[{"@timestamp":"2026-11-01T10:00:00Z","#host":"web-1","http":{"status":500}},{"msg":"second"}]"##);
+    assert_eq!((s, body["events"].as_u64()), (200, Some(2)), "{body}");
+    let (s, _) = post(
+        &server,
+        "/api/v1/ingest/open",
+        &[("Content-Type", "application/x-ndjson")],
+        b"{\"a\":1}\n\n{\"a\":2}\n",
+    );
+    assert_eq!(s, 200);
+    let line = br#"127.0.0.1 - frank [10/Oct/2026:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326 "-" "curl/8""#;
+    let (s, _) = post(
+        &server,
+        "/api/v1/ingest/open?parser=accesslog",
+        &[("Content-Type", "text/plain")],
+        line,
+    );
+    assert_eq!(s, 200);
+    // gzip bodies are accepted.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"{\"zipped\":true}\n").unwrap();
+    let (s, body) = post(
+        &server,
+        "/api/v1/ingest/open",
+        &[
+            ("Content-Type", "application/x-ndjson"),
+            ("Content-Encoding", "gzip"),
+        ],
+        &gz.finish().unwrap(),
+    );
+    assert_eq!(s, 200, "{body}");
+    server.stop();
+
+    let events = stored(dir.path(), "open");
+    assert_eq!(events.len(), 6);
+    let first = events
+        .iter()
+        .find(|e| e.tags.get("host").map(String::as_str) == Some("web-1"))
+        .unwrap();
+    assert_eq!(first.fields["http.status"], Value::Int(500));
+    assert_eq!(first.timestamp, 1_793_527_200_000_000_000);
+    assert!(first.ingest_timestamp > first.timestamp);
+    let access = events
+        .iter()
+        .find(|e| e.fields.contains_key("url"))
+        .unwrap();
+    assert_eq!(access.fields["status"], Value::Int(200));
+    assert_eq!(
+        access.raw.as_deref(),
+        Some(std::str::from_utf8(line).unwrap())
+    );
+    assert!(events
+        .iter()
+        .any(|e| e.fields.get("zipped") == Some(&Value::Bool(true))));
+}
+
+#[test]
+fn a_bad_line_rejects_the_whole_request_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let body = b"{\"ok\":1}\n{\"broken\": tru}\n{\"ok\":2}\n[1,2]\n";
+    let (s, answer) = post(
+        &server,
+        "/api/v1/ingest/open",
+        &[("Content-Type", "application/x-ndjson")],
+        body,
+    );
+    assert_eq!(s, 400);
+    let lines = answer["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 2, "{answer}");
+    assert_eq!(lines[0]["line"], 2);
+    assert!(lines[0]["column"].as_u64().unwrap() >= 12, "{answer}");
+    assert_eq!(lines[1]["line"], 4);
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .contains("nothing was stored"));
+    let (s, answer) = post(
+        &server,
+        "/api/v1/ingest/open?parser=accesslog",
+        &[],
+        b"not an access log line\n",
+    );
+    assert_eq!(s, 400);
+    assert_eq!(answer["lines"][0]["field"], "timestamp");
+    let (s, _) = post(&server, "/api/v1/ingest/open?parser=yaml", &[], b"x\n");
+    assert_eq!(s, 400);
+    server.stop();
+    assert!(
+        stored(dir.path(), "open").is_empty(),
+        "nothing of a rejected request is stored"
+    );
+}
+
+#[test]
+fn tokens_limits_and_unknown_repositories() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let ndjson = ("Content-Type", "application/x-ndjson");
+    assert_eq!(
+        post(&server, "/api/v1/ingest/secure", &[ndjson], b"{}\n").0,
+        401
+    );
+    assert_eq!(
+        post(
+            &server,
+            "/api/v1/ingest/secure",
+            &[ndjson, ("Authorization", "Bearer wrong-token-0123456789")],
+            b"{}\n"
+        )
+        .0,
+        403
+    );
+    let auth = format!("Bearer {TOKEN}");
+    assert_eq!(
+        post(
+            &server,
+            "/api/v1/ingest/secure",
+            &[ndjson, ("Authorization", &auth)],
+            b"{}\n"
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        post(&server, "/api/v1/ingest/nope", &[ndjson], b"{}\n").0,
+        404
+    );
+    let big_event = format!("{{\"x\":\"{}\"}}\n", "y".repeat(3000));
+    let (s, answer) = post(
+        &server,
+        "/api/v1/ingest/open",
+        &[ndjson],
+        big_event.as_bytes(),
+    );
+    assert_eq!(s, 413);
+    assert!(
+        answer["error"].as_str().unwrap().contains("event 1"),
+        "{answer}"
+    );
+    let big_body = "{\"x\":1}\n".repeat(20_000);
+    assert_eq!(
+        post(
+            &server,
+            "/api/v1/ingest/open",
+            &[ndjson],
+            big_body.as_bytes()
+        )
+        .0,
+        413
+    );
+    // A gzip bomb is cut off at the limit, not inflated in memory.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![b'\n'; 10_000_000]).unwrap();
+    assert_eq!(
+        post(
+            &server,
+            "/api/v1/ingest/open",
+            &[ndjson, ("Content-Encoding", "gzip")],
+            &gz.finish().unwrap()
+        )
+        .0,
+        413
+    );
+    let health = agent()
+        .get(format!("{}/health", server.url))
+        .call()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(health, 200);
+    server.stop();
+    assert_eq!(stored(dir.path(), "secure").len(), 1);
+}
+
+#[test]
+fn an_invalid_config_lists_every_problem_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[http]\nmax_event_bytes = 0\n[repositories.web]\npartitions = 0\ntokens = [\"short\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("max_event_bytes")
+            && err.contains("partitions = 0")
+            && err.contains("tokens[0]"),
+        "{err}"
+    );
+    assert!(!err.contains("short\""), "tokens are never printed: {err}");
+}
