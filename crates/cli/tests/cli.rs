@@ -351,26 +351,10 @@ fn bench_log_runs_on_tiny_data_and_writes_its_report_section() {
     let report = d.join("REPORT.md");
     std::fs::write(&report, "# report\n\n## Another section\n\nkept\n").unwrap();
     let scratch = d.join("scratch");
-    let out = ok(
-        d,
-        &[
-            "bench",
-            "log",
-            "--quick",
-            "--runs",
-            "1",
-            "--records",
-            "20000",
-            "--latency-seconds",
-            "1",
-            "--dir",
-            scratch.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-            "--json",
-        ],
-        "",
-    );
+    let (r, s) = (report.to_str().unwrap(), scratch.to_str().unwrap());
+    let mut args = tiny_bench_args("log", s, r);
+    args.push("--json");
+    let out = ok(d, &args, "");
     let text = std::fs::read_to_string(&report).unwrap();
     assert!(
         text.contains("## Another section") && text.contains("kept"),
@@ -395,33 +379,16 @@ fn bench_log_runs_on_tiny_data_and_writes_its_report_section() {
         }
     }
     // Run again: the section is replaced, not appended.
-    ok(
-        d,
-        &[
-            "bench",
-            "log",
-            "--quick",
-            "--runs",
-            "1",
-            "--records",
-            "20000",
-            "--latency-seconds",
-            "1",
-            "--dir",
-            scratch.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ],
-        "",
-    );
+    ok(d, &tiny_bench_args("log", s, r), "");
     let again = std::fs::read_to_string(&report).unwrap();
     assert_eq!(again.matches("## Log (bus)").count(), 1);
 }
 
-fn bench_all_args<'a>(scratch: &'a str, report: &'a str) -> Vec<&'a str> {
-    vec![
+/// `eddy bench <what>` on tiny data: one run, few records, a one-second latency run.
+fn tiny_bench_args<'a>(what: &'a str, scratch: &'a str, report: &'a str) -> Vec<&'a str> {
+    let mut args = vec![
         "bench",
-        "all",
+        what,
         "--quick",
         "--runs",
         "1",
@@ -429,13 +396,15 @@ fn bench_all_args<'a>(scratch: &'a str, report: &'a str) -> Vec<&'a str> {
         "20000",
         "--latency-seconds",
         "1",
-        "--data-size",
-        "300KiB",
         "--dir",
         scratch,
         "--report",
         report,
-    ]
+    ];
+    if what == "all" {
+        args.extend(["--data-size", "300KiB"]);
+    }
+    args
 }
 
 #[test]
@@ -445,7 +414,7 @@ fn bench_all_runs_on_tiny_data_and_writes_every_section() {
     let report = d.join("REPORT.md");
     let scratch = d.join("scratch");
     let (r, s) = (report.to_str().unwrap(), scratch.to_str().unwrap());
-    ok(d, &bench_all_args(s, r), "");
+    ok(d, &tiny_bench_args("all", s, r), "");
     let text = std::fs::read_to_string(&report).unwrap();
     for section in [
         "## Data",
@@ -500,7 +469,7 @@ fn bench_all_fails_loudly_when_a_baseline_tool_is_missing() {
     let scratch = d.join("scratch");
     let (r, s) = (report.to_str().unwrap(), scratch.to_str().unwrap());
     let out = eddy(d)
-        .args(bench_all_args(s, r))
+        .args(tiny_bench_args("all", s, r))
         .env("PATH", d.join("empty-path"))
         .output()
         .unwrap();
