@@ -406,6 +406,18 @@ pub fn record_size(record: &Record) -> usize {
     size
 }
 
+/// Checks every record against `limit` (the topic's `max_record_bytes`); the error names the
+/// record's index in `records`.
+pub fn check_record_sizes(records: &[Record], limit: usize) -> Result<(), crate::Error> {
+    for (index, r) in records.iter().enumerate() {
+        let size = record_size(r);
+        if size > limit {
+            return Err(crate::Error::RecordTooLarge { index, size, limit });
+        }
+    }
+    Ok(())
+}
+
 /// A batch encoded and ready to append; its base offset is filled in by the partition.
 #[derive(Debug, Clone)]
 pub struct EncodedBatch {
@@ -420,7 +432,11 @@ impl EncodedBatch {
     pub fn encode(records: &[Record], compression: Compression, now: i64) -> EncodedBatch {
         let first_timestamp = records.first().and_then(|r| r.timestamp).unwrap_or(now);
         let mut max_timestamp = i64::MIN;
-        let payload_estimate: usize = records.iter().map(|r| record_size(r) + 10).sum();
+        // A capacity hint only: headers are rare, and the vector grows if they are there.
+        let payload_estimate: usize = records
+            .iter()
+            .map(|r| r.value.len() + r.key.as_ref().map_or(0, |k| k.len()) + 8)
+            .sum();
         let mut payload = Vec::with_capacity(HEADER_LEN + payload_estimate);
         payload.resize(HEADER_LEN, 0);
         for r in records {

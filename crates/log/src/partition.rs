@@ -76,6 +76,18 @@ fn read_mark(dir: &Path) -> Option<Mark> {
     })
 }
 
+impl Mark {
+    /// The end of `segment`'s whole batches.
+    fn end_of(segment: &Segment) -> Mark {
+        let info = segment.info();
+        Mark {
+            next_offset: info.next_offset,
+            segment_base: info.base_offset,
+            position: info.len,
+        }
+    }
+}
+
 /// What an append got: the offsets of its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendAck {
@@ -178,22 +190,7 @@ impl Partition {
         if write {
             std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
         }
-        let mut bases = Vec::new();
-        let entries = std::fs::read_dir(&dir).context(|| format!("listing {}", dir.display()))?;
-        for entry in entries {
-            let entry = entry.context(|| format!("listing {}", dir.display()))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if let Some(stem) = name.strip_suffix(".log") {
-                match stem.parse::<u64>() {
-                    Ok(base) => bases.push(base),
-                    Err(_) => {
-                        tracing::warn!(file = %entry.path().display(), "ignoring a file that is not a segment")
-                    }
-                }
-            }
-        }
-        bases.sort_unstable();
+        let bases = segment_bases(&dir)?;
         if write {
             remove_orphan_indexes(&dir, &bases);
         }
@@ -243,12 +240,7 @@ impl Partition {
             }
         }
         let active = segments.last().cloned().ok_or(Error::Closed)?;
-        let info = active.info();
-        let mark = Mark {
-            next_offset: info.next_offset,
-            segment_base: info.base_offset,
-            position: info.len,
-        };
+        let mark = Mark::end_of(&active);
         let mark_file = if write {
             let path = dir.join(MARK_FILE);
             let file = std::fs::OpenOptions::new()
@@ -270,7 +262,7 @@ impl Partition {
             durability,
             writer: Mutex::new(Writer {
                 active: active.clone(),
-                next_offset: info.next_offset,
+                next_offset: mark.next_offset,
             }),
             segments: RwLock::new(segments),
             commit: Mutex::new(Commit {
@@ -313,16 +305,7 @@ impl Partition {
         if records.is_empty() {
             return Err(Error::EmptyBatch);
         }
-        for (index, r) in records.iter().enumerate() {
-            let size = batch::record_size(r);
-            if size > self.config.max_record_bytes {
-                return Err(Error::RecordTooLarge {
-                    index,
-                    size,
-                    limit: self.config.max_record_bytes,
-                });
-            }
-        }
+        batch::check_record_sizes(records, self.config.max_record_bytes)?;
         Ok(EncodedBatch::encode(records, compression, now_ns()))
     }
 
@@ -362,12 +345,7 @@ impl Partition {
             let mut c = lock(&self.commit);
             match result {
                 Ok(base) => {
-                    let info = w.active.info();
-                    c.written = Mark {
-                        next_offset: w.next_offset,
-                        segment_base: info.base_offset,
-                        position: info.len,
-                    };
+                    c.written = Mark::end_of(&w.active);
                     c.written_segment = w.active.clone();
                     c.dirty = true;
                     if matches!(self.durability, Durability::Interval { .. }) {
@@ -522,18 +500,11 @@ impl Partition {
         } else if mark.segment_base > active.base_offset {
             // The writer sealed our last segment and started others.
             active.mark_sealed(interval)?;
-            let mut bases: Vec<u64> = std::fs::read_dir(&self.dir)
-                .context(|| format!("listing {}", self.dir.display()))?
-                .flatten()
-                .filter_map(|e| {
-                    let name = e.file_name();
-                    name.to_str()?.strip_suffix(".log")?.parse::<u64>().ok()
-                })
-                .filter(|&b| b > active.base_offset && b <= mark.segment_base)
-                .collect();
-            bases.sort_unstable();
+            let new_bases = segment_bases(&self.dir)?
+                .into_iter()
+                .filter(|&b| b > active.base_offset && b <= mark.segment_base);
             let mut added = Vec::new();
-            for &base in &bases {
+            for base in new_bases {
                 added.push(Arc::new(if base == mark.segment_base {
                     Segment::open_active_read_only(&self.dir, base, interval, mark.position)?
                 } else {
@@ -859,6 +830,26 @@ fn write_mark(file: &std::fs::File, mark: Mark) {
     if let Err(e) = file.write_all_at(&encode_mark(mark), 0) {
         tracing::warn!(error = %e, "cannot publish the committed mark for other processes");
     }
+}
+
+/// The base offsets of the segment files in `dir`, in order.
+fn segment_bases(dir: &Path) -> Result<Vec<u64>> {
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir).context(|| format!("listing {}", dir.display()))? {
+        let entry = entry.context(|| format!("listing {}", dir.display()))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+            continue;
+        };
+        match stem.parse::<u64>() {
+            Ok(base) => bases.push(base),
+            Err(_) => {
+                tracing::warn!(file = %entry.path().display(), "ignoring a file that is not a segment")
+            }
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
 }
 
 fn remove_orphan_indexes(dir: &Path, bases: &[u64]) {

@@ -81,6 +81,23 @@ impl State {
         }
     }
 
+    /// Ends the index with an entry for the segment's end (at sealing): its next offset, size
+    /// and newest timestamp are then known without reading the log file.
+    fn push_end(&mut self, base_offset: u64) {
+        if self
+            .index
+            .last()
+            .is_some_and(|e| u64::from(e.position) == self.len)
+        {
+            return;
+        }
+        self.index.push(Entry {
+            rel_offset: (self.next_offset - base_offset) as u32,
+            position: self.len as u32,
+            max_ts_before: self.max_timestamp,
+        });
+    }
+
     /// Accounts for one whole batch written at `position` (the current end).
     fn add_batch(&mut self, base_offset: u64, position: u64, header: &BatchHeader, interval: u64) {
         if self.index.len() == 0 || self.since_entry >= interval {
@@ -105,7 +122,7 @@ pub(crate) struct Segment {
     pub path: PathBuf,
     dir: PathBuf,
     file: File,
-    /// When the segment got its first batch (ns), for `segment_ms`.
+    /// When the segment file was created (ns, from the file system), for `segment_ms`.
     created_ns: i64,
     state: RwLock<State>,
 }
@@ -259,8 +276,7 @@ impl Segment {
         let file_len = file_len(&self.file, &self.path)?;
         self.extend_to(file_len, index_interval)?;
         let mut s = self.write_state()?;
-        let (len, next, max_ts) = (s.len, s.next_offset, s.max_timestamp);
-        push_end(&mut s.index, len, self.base_offset, next, max_ts);
+        s.push_end(self.base_offset);
         s.sealed = true;
         Ok(())
     }
@@ -305,8 +321,7 @@ impl Segment {
                         "corruption inside a sealed segment; reads stop there with an error"
                     );
                 } else {
-                    let (len, next, max_ts) = (state.len, state.next_offset, state.max_timestamp);
-                    push_end(&mut state.index, len, base_offset, next, max_ts);
+                    state.push_end(base_offset);
                     if write {
                         state.index.write_files(&offset_path, &time_path)?;
                     }
@@ -372,8 +387,7 @@ impl Segment {
     pub fn seal(&self) -> Result<()> {
         self.sync()?;
         let mut s = self.write_state()?;
-        let (len, next, max_ts) = (s.len, s.next_offset, s.max_timestamp);
-        push_end(&mut s.index, len, self.base_offset, next, max_ts);
+        s.push_end(self.base_offset);
         let (offset_path, time_path) = index_paths(&self.dir, self.base_offset);
         s.index.write_files(&offset_path, &time_path)?;
         s.sealed = true;
@@ -417,8 +431,8 @@ impl Segment {
         Ok(Bytes::from(buf))
     }
 
-    /// Where to start reading for `offset`: from the reader's own cursor if it has one, else
-    /// from the index.
+    /// Where to start reading for `offset`: the indexed batch at or before it, as (its base
+    /// offset, its byte position).
     pub fn seek(&self, offset: u64) -> Result<(u64, u64)> {
         let s = self.read_state()?;
         let rel = offset
@@ -595,17 +609,6 @@ impl Segment {
         )?;
         Ok(bad.map(|(p, r)| self.corrupt(p, r)))
     }
-}
-
-fn push_end(index: &mut SegmentIndex, len: u64, base: u64, next: u64, max_ts: i64) {
-    if index.last().is_some_and(|e| u64::from(e.position) == len) {
-        return;
-    }
-    index.push(Entry {
-        rel_offset: (next - base) as u32,
-        position: len as u32,
-        max_ts_before: max_ts,
-    });
 }
 
 fn file_len(file: &File, path: &Path) -> Result<u64> {

@@ -4,10 +4,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::batch::EncodedBatch;
 use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 use crate::partition::{AppendAck, Partition, PartitionInfo, PartitionReader};
-use crate::record::{Record, StoredRecord};
+use crate::record::{now_ns, Record, StoredRecord};
 use crate::signal::Signal;
 
 /// A topic of the log.
@@ -99,17 +100,19 @@ impl Topic {
         if records.is_empty() {
             return Err(Error::EmptyBatch);
         }
-        // Check sizes up front, so an error names the record's place in `records`.
-        let limit = self.config.max_record_bytes;
-        for (index, r) in records.iter().enumerate() {
-            let size = crate::batch::record_size(r);
-            if size > limit {
-                return Err(Error::RecordTooLarge { index, size, limit });
-            }
-        }
+        // Checked once, here, so an error names the record's place in `records`; the
+        // partitions' shares are then encoded without checking again.
+        crate::batch::check_record_sizes(&records, self.config.max_record_bytes)?;
+        let append = |p: &Partition, group: &[Record]| {
+            p.append_encoded(EncodedBatch::encode(
+                group,
+                self.config.compression,
+                now_ns(),
+            ))
+        };
         let n = self.partition_count();
         if let PartitionChoice::Explicit(p) = choice {
-            return Ok(vec![self.partition(p)?.append(&records)?]);
+            return Ok(vec![append(self.partition(p)?, &records)?]);
         }
         let unkeyed = self.round_robin.fetch_add(1, Ordering::Relaxed) % n;
         let mut groups: Vec<Vec<Record>> = vec![Vec::new(); n as usize];
@@ -120,7 +123,7 @@ impl Topic {
         let mut acks = Vec::new();
         for (p, group) in groups.iter().enumerate() {
             if !group.is_empty() {
-                acks.push(self.partitions[p].append(group)?);
+                acks.push(append(&self.partitions[p], group)?);
             }
         }
         Ok(acks)
