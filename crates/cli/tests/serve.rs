@@ -10,6 +10,13 @@ use eddy_event::{codec, Value};
 use eddy_log::Log;
 
 const TOKEN: &str = "test-token-0123456789";
+const NDJSON: (&str, &str) = ("Content-Type", "application/x-ndjson");
+
+fn gzip(bytes: &[u8], level: flate2::Compression) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), level);
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
 
 struct Server {
     child: Child,
@@ -109,7 +116,7 @@ fn ingests_json_ndjson_and_parsed_lines_durably() {
     let (s, _) = post(
         &server,
         "/api/v1/ingest/open",
-        &[("Content-Type", "application/x-ndjson")],
+        &[NDJSON],
         b"{\"a\":1}\n\n{\"a\":2}\n",
     );
     assert_eq!(s, 200);
@@ -122,16 +129,12 @@ fn ingests_json_ndjson_and_parsed_lines_durably() {
     );
     assert_eq!(s, 200);
     // gzip bodies are accepted.
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(b"{\"zipped\":true}\n").unwrap();
+    let zipped = gzip(b"{\"zipped\":true}\n", flate2::Compression::default());
     let (s, body) = post(
         &server,
         "/api/v1/ingest/open",
-        &[
-            ("Content-Type", "application/x-ndjson"),
-            ("Content-Encoding", "gzip"),
-        ],
-        &gz.finish().unwrap(),
+        &[NDJSON, ("Content-Encoding", "gzip")],
+        &zipped,
     );
     assert_eq!(s, 200, "{body}");
     server.stop();
@@ -164,12 +167,7 @@ fn a_bad_line_rejects_the_whole_request_and_says_where() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), "");
     let body = b"{\"ok\":1}\n{\"broken\": tru}\n{\"ok\":2}\n[1,2]\n";
-    let (s, answer) = post(
-        &server,
-        "/api/v1/ingest/open",
-        &[("Content-Type", "application/x-ndjson")],
-        body,
-    );
+    let (s, answer) = post(&server, "/api/v1/ingest/open", &[NDJSON], body);
     assert_eq!(s, 400);
     let lines = answer["lines"].as_array().unwrap();
     assert_eq!(lines.len(), 2, "{answer}");
@@ -201,16 +199,15 @@ fn a_bad_line_rejects_the_whole_request_and_says_where() {
 fn tokens_limits_and_unknown_repositories() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), "");
-    let ndjson = ("Content-Type", "application/x-ndjson");
     assert_eq!(
-        post(&server, "/api/v1/ingest/secure", &[ndjson], b"{}\n").0,
+        post(&server, "/api/v1/ingest/secure", &[NDJSON], b"{}\n").0,
         401
     );
     assert_eq!(
         post(
             &server,
             "/api/v1/ingest/secure",
-            &[ndjson, ("Authorization", "Bearer wrong-token-0123456789")],
+            &[NDJSON, ("Authorization", "Bearer wrong-token-0123456789")],
             b"{}\n"
         )
         .0,
@@ -221,21 +218,21 @@ fn tokens_limits_and_unknown_repositories() {
         post(
             &server,
             "/api/v1/ingest/secure",
-            &[ndjson, ("Authorization", &auth)],
+            &[NDJSON, ("Authorization", &auth)],
             b"{}\n"
         )
         .0,
         200
     );
     assert_eq!(
-        post(&server, "/api/v1/ingest/nope", &[ndjson], b"{}\n").0,
+        post(&server, "/api/v1/ingest/nope", &[NDJSON], b"{}\n").0,
         404
     );
     let big_event = format!("{{\"x\":\"{}\"}}\n", "y".repeat(3000));
     let (s, answer) = post(
         &server,
         "/api/v1/ingest/open",
-        &[ndjson],
+        &[NDJSON],
         big_event.as_bytes(),
     );
     assert_eq!(s, 413);
@@ -248,21 +245,20 @@ fn tokens_limits_and_unknown_repositories() {
         post(
             &server,
             "/api/v1/ingest/open",
-            &[ndjson],
+            &[NDJSON],
             big_body.as_bytes()
         )
         .0,
         413
     );
     // A gzip bomb is cut off at the limit, not inflated in memory.
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(&vec![b'\n'; 10_000_000]).unwrap();
+    let bomb = gzip(&vec![b'\n'; 10_000_000], flate2::Compression::best());
     assert_eq!(
         post(
             &server,
             "/api/v1/ingest/open",
-            &[ndjson, ("Content-Encoding", "gzip")],
-            &gz.finish().unwrap()
+            &[NDJSON, ("Content-Encoding", "gzip")],
+            &bomb
         )
         .0,
         413
