@@ -445,14 +445,12 @@ impl Segment {
         ))
     }
 
-    /// The byte position where this segment's readable data ends: the whole file if sealed,
-    /// else `committed_position` (the end of what the partition has made visible).
+    /// The byte position where this segment's readable data ends: `committed_position` when
+    /// the committed mark lies in this segment (even if it was just sealed: sealing makes data
+    /// durable before its appenders are acknowledged), else the whole segment.
     pub fn readable_end(&self, committed_position: Option<u64>) -> Result<u64> {
         let s = self.read_state()?;
-        let end = match committed_position {
-            Some(p) if !s.sealed => p.min(s.len),
-            _ => s.len,
-        };
+        let end = committed_position.map_or(s.len, |p| p.min(s.len));
         Ok(match &s.corrupt_at {
             Some((p, _)) => end.min(*p),
             None => end,
