@@ -40,9 +40,15 @@ pub fn run(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(eddy_server::serve(
         config,
         eddy_server::shutdown_signal(),
-        |addr| {
-            // Scripts and tests read this line to find the port.
-            println!("listening on http://{addr}");
+        |bound| {
+            // Scripts and tests read these lines to find the ports.
+            println!("listening on http://{}", bound.http);
+            for addr in &bound.tcp {
+                println!("listening on tcp://{addr}");
+            }
+            for addr in &bound.udp {
+                println!("listening on udp://{addr}");
+            }
         },
     ))?;
     Ok(ExitCode::SUCCESS)

@@ -1,110 +1,13 @@
-//! End-to-end tests of `eddy serve`: the real binary on a free port, a real HTTP client, and the
-//! bus read back from disk afterwards.
+//! End-to-end tests of `eddy serve`'s HTTP door: the real binary on a free port, a real HTTP
+//! client, and the bus read back from disk afterwards.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
 
-use eddy_event::{codec, Value};
-use eddy_log::Log;
+use std::process::Command;
 
-const TOKEN: &str = "test-token-0123456789";
-const NDJSON: (&str, &str) = ("Content-Type", "application/x-ndjson");
-
-fn gzip(bytes: &[u8], level: flate2::Compression) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), level);
-    gz.write_all(bytes).unwrap();
-    gz.finish().unwrap()
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(dir: &Path, extra: &str) -> Server {
-        let config = dir.join("eddy.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 100000\nmax_event_bytes = 2000\n\
-                 [repositories.open]\n[repositories.secure]\ntokens = [\"{TOKEN}\"]\n{extra}",
-                dir.join("data")
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
-        Server { child, url }
-    }
-
-    /// SIGTERM, then wait: a clean shutdown exits 0.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(killed.success());
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "{status}");
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn post(
-    server: &Server,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, serde_json::Value) {
-    let mut req = agent().post(format!("{}{path}", server.url));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let mut resp = req.send(body).unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-    )
-}
-
-fn stored(dir: &Path, repository: &str) -> Vec<eddy_event::Event> {
-    let log = Log::open(dir.join("data")).unwrap();
-    let topic = log.topic(&format!("repo.{repository}")).unwrap();
-    let mut out = Vec::new();
-    for p in 0..topic.partition_count() {
-        let mut r = topic.reader(p, 0).unwrap();
-        loop {
-            let batch = r.poll().unwrap();
-            if batch.is_empty() {
-                break;
-            }
-            out.extend(batch.iter().map(|rec| codec::decode(&rec.value).unwrap()));
-        }
-    }
-    out
-}
+use common::*;
+use eddy_event::Value;
 
 #[test]
 fn ingests_json_ndjson_and_parsed_lines_durably() {
@@ -139,7 +42,7 @@ fn ingests_json_ndjson_and_parsed_lines_durably() {
     assert_eq!(s, 200, "{body}");
     server.stop();
 
-    let events = stored(dir.path(), "open");
+    let events = stored_events(dir.path(), "open");
     assert_eq!(events.len(), 6);
     let first = events
         .iter()
@@ -190,7 +93,7 @@ fn a_bad_line_rejects_the_whole_request_and_says_where() {
     assert_eq!(s, 400);
     server.stop();
     assert!(
-        stored(dir.path(), "open").is_empty(),
+        stored_events(dir.path(), "open").is_empty(),
         "nothing of a rejected request is stored"
     );
 }
@@ -271,7 +174,7 @@ fn tokens_limits_and_unknown_repositories() {
         .as_u16();
     assert_eq!(health, 200);
     server.stop();
-    assert_eq!(stored(dir.path(), "secure").len(), 1);
+    assert_eq!(stored_events(dir.path(), "secure").len(), 1);
 }
 
 #[test]

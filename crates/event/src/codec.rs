@@ -5,7 +5,8 @@
 //! lengths and counts are unsigned LEB128 varints.
 //!
 //! ```text
-//!  u8        format version: 1
+//!  u8        format version: 2
+//!  u8        flags: bit 0 = @id came from the client
 //!  i64       @timestamp (ns)
 //!  i64       @ingesttimestamp (ns)
 //!  [u8; 16]  @id (UUID bytes)
@@ -25,7 +26,7 @@ use crate::event::Event;
 use crate::value::Value;
 
 /// The current format version.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Why bytes are not an encoded event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +54,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 /// Appends the encoding of `event` to `out`.
 pub fn encode_into(event: &Event, out: &mut Vec<u8>) {
     out.push(VERSION);
+    out.push(u8::from(event.id_from_client));
     out.extend_from_slice(&event.timestamp.to_le_bytes());
     out.extend_from_slice(&event.ingest_timestamp.to_le_bytes());
     out.extend_from_slice(event.id.as_bytes());
@@ -175,6 +177,11 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         r.pos = 0;
         return r.fail("unknown format version");
     }
+    let [flags] = r.array::<1>("truncated flags")?;
+    if flags > 1 {
+        r.pos -= 1;
+        return r.fail("unknown flags");
+    }
     let timestamp = i64::from_le_bytes(r.array("truncated @timestamp")?);
     let ingest_timestamp = i64::from_le_bytes(r.array("truncated @ingesttimestamp")?);
     let id = uuid::Uuid::from_bytes(r.array("truncated @id")?);
@@ -221,6 +228,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         timestamp,
         ingest_timestamp,
         id,
+        id_from_client: flags == 1,
         raw,
         tags,
         fields,
@@ -249,16 +257,17 @@ mod tests {
         (
             any::<i64>(),
             any::<i64>(),
-            any::<u128>(),
+            (any::<u128>(), any::<bool>()),
             proptest::option::of(".{0,200}"),
             proptest::collection::btree_map(".{0,10}", ".{0,10}", 0..5),
             proptest::collection::btree_map(".{0,20}", value(), 0..20),
         )
             .prop_map(
-                |(timestamp, ingest_timestamp, id, raw, tags, fields)| Event {
+                |(timestamp, ingest_timestamp, (id, id_from_client), raw, tags, fields)| Event {
                     timestamp,
                     ingest_timestamp,
                     id: uuid::Uuid::from_u128(id),
+                    id_from_client,
                     raw,
                     tags,
                     fields,

@@ -24,6 +24,10 @@ pub struct Event {
     /// `@id`: a UUIDv7 (time-ordered), assigned at ingest unless the client sent one.
     #[serde(rename = "@id")]
     pub id: Uuid,
+    /// The client sent `@id` (rather than eddy assigning it): such events are de-duplicated,
+    /// because a client that retries resends the same id.
+    #[serde(skip)]
+    pub id_from_client: bool,
     /// `@rawstring`: the original line, when there is one.
     #[serde(
         rename = "@rawstring",
@@ -46,6 +50,7 @@ impl Event {
             timestamp: now,
             ingest_timestamp: now,
             id: new_id(now),
+            id_from_client: false,
             raw: None,
             tags: BTreeMap::new(),
             fields: BTreeMap::new(),

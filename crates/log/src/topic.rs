@@ -95,7 +95,8 @@ impl Topic {
     }
 
     /// Appends records, splitting them by partition; returns one ack per partition written, in
-    /// partition order. Each partition's share is one batch, durable when this returns.
+    /// partition order. Each partition's share is one batch, durable when this returns; the
+    /// shares are appended in parallel. If one fails, the others may still have been stored.
     pub fn produce(&self, records: Vec<Record>, choice: PartitionChoice) -> Result<Vec<AppendAck>> {
         if records.is_empty() {
             return Err(Error::EmptyBatch);
@@ -120,13 +121,29 @@ impl Topic {
             let p = r.key.as_ref().map_or(unkeyed, |k| partition_for_key(k, n));
             groups[p as usize].push(r);
         }
-        let mut acks = Vec::new();
-        for (p, group) in groups.iter().enumerate() {
-            if !group.is_empty() {
-                acks.push(append(&self.partitions[p], group)?);
-            }
+        let shares: Vec<(usize, &[Record])> = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+            .map(|(p, g)| (p, g.as_slice()))
+            .collect();
+        if let [(p, group)] = shares[..] {
+            return Ok(vec![append(&self.partitions[p], group)?]);
         }
-        Ok(acks)
+        // Each share waits for its partition's fsync: wait for them together, not in turn.
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = shares
+                .iter()
+                .map(|&(p, group)| scope.spawn(move || append(&self.partitions[p], group)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
     }
 
     /// A reader of one partition starting at `offset`.

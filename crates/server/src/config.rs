@@ -12,16 +12,42 @@
 //! max_body_bytes = 33554432
 //! max_event_bytes = 1048576
 //!
+//! admin_tokens = []          # for /api/v1/repositories; empty: no token needed
+//!
+//! [ingest]
+//! max_inflight_bytes = 268435456   # events being parsed or stored; beyond: back-pressure
+//! queue_timeout = "1s"             # how long an HTTP request waits for room before 429
+//! retry_after = "1s"               # the Retry-After of a 429 or 503
+//! dedup_window = "10m"             # a client @id seen within this window is stored once
+//! dedup_max_ids = 1000000          # ids remembered at most (oldest forgotten first)
+//! udp_queue_datagrams = 65536      # datagrams waiting to be stored; beyond: counted drops
+//! max_tcp_connections = 1024
+//!
 //! [repositories.web]
 //! partitions = 4
 //! tokens = ["a-long-random-ingest-token"]
+//! max_tag_values = 1000            # distinct values of one tag before it is auto-grouped
+//! tag_buckets = 32                 # buckets an auto-grouped tag's values are hashed into
+//!
+//! [[tcp]]                          # newline-delimited lines (syslog also octet-counted)
+//! listen = "127.0.0.1:5514"
+//! repository = "web"
+//! parser = "syslog"                # json | kv | accesslog | syslog | statsd | none
+//! tags = { type = "syslog" }       # added to every event of this listener
+//!
+//! [[udp]]                          # one event per datagram (statsd: one per line)
+//! listen = "127.0.0.1:8125"
+//! repository = "web"
+//! parser = "statsd"
 //! ```
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Deserialize;
+use eddy_event::Parser;
+use serde::{Deserialize, Deserializer};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,8 +57,74 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The HTTP door.
     pub http: HttpConfig,
-    /// Repositories by name; each is a topic `repo.<name>` of the bus.
+    /// Back-pressure and de-duplication, shared by every door.
+    pub ingest: IngestConfig,
+    /// Repositories by name; each is a topic `repo.<name>` of the bus. More can be created with
+    /// `POST /api/v1/repositories`.
     pub repositories: BTreeMap<String, RepositoryConfig>,
+    /// TCP listeners: one event per line (syslog also with octet-counting framing).
+    pub tcp: Vec<ListenerConfig>,
+    /// UDP listeners: one event per datagram (statsd: one per line of a datagram).
+    pub udp: Vec<ListenerConfig>,
+}
+
+/// Limits and windows shared by every door.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Bytes of events being parsed or stored at once, over all doors. When full, HTTP waits up
+    /// to `queue_timeout` and then answers 429, TCP stops reading, UDP queues then drops.
+    pub max_inflight_bytes: usize,
+    /// How long an HTTP request waits for room before it gets 429.
+    #[serde(deserialize_with = "duration")]
+    pub queue_timeout: Duration,
+    /// `Retry-After` sent with 429 and 503.
+    #[serde(deserialize_with = "duration")]
+    pub retry_after: Duration,
+    /// An event whose client-supplied `@id` was stored within this window is stored once.
+    #[serde(deserialize_with = "duration")]
+    pub dedup_window: Duration,
+    /// Ids remembered at most per repository; the oldest are forgotten first.
+    pub dedup_max_ids: usize,
+    /// Datagrams received but not yet stored, per UDP listener; beyond, they are dropped and
+    /// counted.
+    pub udp_queue_datagrams: usize,
+    /// Open TCP connections at most, per listener; more wait in the kernel's backlog.
+    pub max_tcp_connections: usize,
+}
+
+/// A TCP or UDP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Repository its events go to.
+    #[serde(default = "main_repository")]
+    pub repository: String,
+    /// How each line or datagram is parsed.
+    #[serde(default = "json_parser")]
+    pub parser: Parser,
+    /// Tags added to every event (they join the data source).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn main_repository() -> String {
+    "main".to_string()
+}
+
+fn json_parser() -> Parser {
+    Parser::Json
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a duration like \"500ms\" or \"10m\": {e}"
+        ))
+    })
 }
 
 /// The HTTP door.
@@ -45,16 +137,25 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Largest single event (one line, or one element of a JSON array), in bytes; 413 beyond.
     pub max_event_bytes: usize,
+    /// Tokens for the repository API (`Authorization: Bearer <token>`). Empty: none needed;
+    /// set them whenever the HTTP door is reachable beyond this machine.
+    pub admin_tokens: Vec<String>,
 }
 
 /// One repository.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RepositoryConfig {
     /// Partitions of its bus topic (fixed once created).
     pub partitions: u32,
     /// Ingest tokens accepted as `Authorization: Bearer <token>`. Empty: no token needed.
     pub tokens: Vec<String>,
+    /// Distinct values one tag may take before it is auto-grouped: its values are then hashed
+    /// into `tag_buckets` buckets for the data source key (the event keeps the real value), so
+    /// the number of data sources stays bounded.
+    pub max_tag_values: usize,
+    /// Buckets of an auto-grouped tag.
+    pub tag_buckets: u32,
 }
 
 impl Default for Config {
@@ -62,7 +163,10 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("eddy-data"),
             http: HttpConfig::default(),
-            repositories: BTreeMap::from([("main".to_string(), RepositoryConfig::default())]),
+            ingest: IngestConfig::default(),
+            repositories: BTreeMap::from([(main_repository(), RepositoryConfig::default())]),
+            tcp: Vec::new(),
+            udp: Vec::new(),
         }
     }
 }
@@ -73,6 +177,21 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7280)),
             max_body_bytes: 32 << 20,
             max_event_bytes: 1 << 20,
+            admin_tokens: Vec::new(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_inflight_bytes: 256 << 20,
+            queue_timeout: Duration::from_secs(1),
+            retry_after: Duration::from_secs(1),
+            dedup_window: Duration::from_secs(600),
+            dedup_max_ids: 1_000_000,
+            udp_queue_datagrams: 65_536,
+            max_tcp_connections: 1024,
         }
     }
 }
@@ -82,6 +201,8 @@ impl Default for RepositoryConfig {
         RepositoryConfig {
             partitions: 4,
             tokens: Vec::new(),
+            max_tag_values: 1000,
+            tag_buckets: 32,
         }
     }
 }
@@ -132,6 +253,28 @@ impl Config {
                 self.http.max_event_bytes, self.http.max_body_bytes
             ));
         }
+        if self.ingest.max_inflight_bytes < self.http.max_body_bytes {
+            problems.push(format!(
+                "ingest.max_inflight_bytes = {} must be at least http.max_body_bytes ({})",
+                self.ingest.max_inflight_bytes, self.http.max_body_bytes
+            ));
+        }
+        for (what, n) in [
+            ("ingest.dedup_max_ids", self.ingest.dedup_max_ids),
+            (
+                "ingest.udp_queue_datagrams",
+                self.ingest.udp_queue_datagrams,
+            ),
+            (
+                "ingest.max_tcp_connections",
+                self.ingest.max_tcp_connections,
+            ),
+        ] {
+            if n == 0 {
+                problems.push(format!("{what} must be at least 1"));
+            }
+        }
+        check_tokens("http.admin_tokens", &self.http.admin_tokens, &mut problems);
         if self.repositories.is_empty() {
             problems
                 .push("no repositories: add at least one [repositories.<name>] table".to_string());
@@ -140,20 +283,26 @@ impl Config {
             if let Err(e) = eddy_log::validate_name("repository", name) {
                 problems.push(format!("repositories.{name}: {e}"));
             }
-            if repo.partitions == 0 || repo.partitions > eddy_log::MAX_PARTITIONS {
-                problems.push(format!(
-                    "repositories.{name}.partitions = {} must be 1..={}",
-                    repo.partitions,
-                    eddy_log::MAX_PARTITIONS
-                ));
-            }
-            for (i, token) in repo.tokens.iter().enumerate() {
-                if token.len() < MIN_TOKEN_LEN {
-                    // Never print the token itself.
+            problems.extend(repo.check(&format!("repositories.{name}")));
+        }
+        let mut addresses = std::collections::BTreeSet::new();
+        for (kind, listeners) in [("tcp", &self.tcp), ("udp", &self.udp)] {
+            for (i, l) in listeners.iter().enumerate() {
+                let at = format!("{kind}[{i}] ({})", l.listen);
+                if !self.repositories.contains_key(&l.repository) {
                     problems.push(format!(
-                        "repositories.{name}.tokens[{i}] is {} characters; tokens need at least {MIN_TOKEN_LEN}",
-                        token.len()
+                        "{at}: repository {:?} is not configured under [repositories]",
+                        l.repository
                     ));
+                }
+                // Port 0 picks a free port each time: never a clash.
+                if l.listen.port() != 0 && !addresses.insert((kind, l.listen)) {
+                    problems.push(format!(
+                        "{at}: another {kind} listener has the same address"
+                    ));
+                }
+                if kind == "tcp" && l.listen.port() != 0 && l.listen == self.http.listen {
+                    problems.push(format!("{at}: the HTTP door already listens there"));
                 }
             }
         }
@@ -164,6 +313,40 @@ impl Config {
                 source_name: None,
                 problems,
             })
+        }
+    }
+}
+
+impl RepositoryConfig {
+    /// Problems with this repository's settings, each prefixed with `at`.
+    pub fn check(&self, at: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.partitions == 0 || self.partitions > eddy_log::MAX_PARTITIONS {
+            problems.push(format!(
+                "{at}.partitions = {} must be 1..={}",
+                self.partitions,
+                eddy_log::MAX_PARTITIONS
+            ));
+        }
+        if self.max_tag_values == 0 {
+            problems.push(format!("{at}.max_tag_values must be at least 1"));
+        }
+        if self.tag_buckets == 0 {
+            problems.push(format!("{at}.tag_buckets must be at least 1"));
+        }
+        check_tokens(&format!("{at}.tokens"), &self.tokens, &mut problems);
+        problems
+    }
+}
+
+fn check_tokens(at: &str, tokens: &[String], problems: &mut Vec<String>) {
+    for (i, token) in tokens.iter().enumerate() {
+        if token.len() < MIN_TOKEN_LEN {
+            // Never print the token itself.
+            problems.push(format!(
+                "{at}[{i}] is {} characters; tokens need at least {MIN_TOKEN_LEN}",
+                token.len()
+            ));
         }
     }
 }

@@ -1,22 +1,39 @@
-//! `eddy serve`: the one process a user starts. It opens the bus, creates the configured
-//! repositories (each a topic `repo.<name>`), and serves the HTTP door ([`ingest`]) until
-//! SIGINT or SIGTERM, then stops accepting, lets requests in flight finish, and closes the bus.
+//! `eddy serve`: the one process a user starts. It opens the bus and the repositories (each a
+//! topic `repo.<name>`), and serves its doors until SIGINT or SIGTERM: HTTP ([`http`]), TCP and
+//! UDP listeners ([`tcp`], [`udp`]). On shutdown it stops accepting, lets batches in flight be
+//! stored and acknowledged, and closes the bus.
 //!
-//! Routes: `POST /api/v1/ingest/{repository}`, `GET /health` (the process is up), `GET /ready`
-//! (the bus is open and the doors accept events).
+//! Every door parses into events and hands them to [`pipeline::Ingest::store`], which
+//! de-duplicates client `@id`s, computes the data source key (auto-grouping high-cardinality
+//! tags) and appends durably. Back-pressure is one budget of bytes in flight shared by all doors.
+//!
+//! Routes: `POST /api/v1/ingest/{repository}`, `GET|POST /api/v1/repositories`,
+//! `GET /api/v1/repositories/{name}`, `GET /metrics` (Prometheus), `GET /health` (the process
+//! is up), `GET /ready` (the bus is open and the doors accept events).
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod config;
-pub mod ingest;
+pub mod dedup;
+pub mod framing;
+pub mod grouping;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
+pub mod tcp;
+pub mod udp;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 pub use config::{Config, ConfigError};
-use eddy_log::{Log, Topic, TopicConfig};
+use eddy_log::Log;
+use pipeline::{Ingest, Repository};
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +41,7 @@ pub enum ServerError {
     /// The bus could not be opened or a repository's topic created.
     #[error("the bus: {0}")]
     Log(#[from] eddy_log::Error),
-    /// A listener could not be bound or served.
+    /// A listener could not be bound or served, or a file not read.
     #[error("{context}: {source}")]
     Io {
         /// What was being done.
@@ -35,101 +52,180 @@ pub enum ServerError {
     },
 }
 
-/// A repository as the doors see it.
-#[derive(Debug)]
-pub struct Repository {
-    /// Its bus topic.
-    pub topic: Arc<Topic>,
-    /// Accepted ingest tokens (empty: none needed).
-    pub tokens: Vec<String>,
+impl ServerError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+        let context = context.into();
+        move |source| ServerError::Io { context, source }
+    }
 }
 
-/// What every request handler shares.
+/// What every door shares.
 #[derive(Debug)]
 pub struct AppState {
     /// The configuration in force.
     pub config: Config,
-    /// Repositories by name.
-    pub repositories: BTreeMap<String, Repository>,
+    /// Back-pressure, metrics and the store.
+    pub ingest: Ingest,
     /// The bus (kept open for the life of the server).
     pub log: Log,
+    repositories: RwLock<BTreeMap<String, Arc<Repository>>>,
+    /// Repositories created through the API (guarded: the file is rewritten whole).
+    created: Mutex<BTreeMap<String, config::RepositoryConfig>>,
 }
 
-/// Opens the bus and the configured repositories.
+impl AppState {
+    /// A repository by name.
+    pub fn repository(&self, name: &str) -> Option<Arc<Repository>> {
+        self.repositories
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// Every repository, by name.
+    pub fn repositories(&self) -> Vec<Arc<Repository>> {
+        self.repositories
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn insert_repository(&self, repo: Arc<Repository>) {
+        self.repositories
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(repo.name.clone(), repo);
+    }
+
+    /// The metrics text, with the gauges read now.
+    pub fn metrics_text(&self) -> String {
+        let (inflight, limit) = self.ingest.budget.usage();
+        self.ingest.metrics.set_state(inflight, limit);
+        for repo in self.repositories() {
+            let (grouped, ids) = repo.gauges();
+            self.ingest.metrics.set_repository(&repo.name, grouped, ids);
+        }
+        self.ingest.metrics.render()
+    }
+}
+
+/// Opens the bus and the repositories: those of the configuration and those created through
+/// the API before.
 pub fn open(config: Config) -> Result<AppState, ServerError> {
     let log = Log::open(&config.data_dir)?;
+    let created_path = api::created_file(&config.data_dir);
+    let created = api::load_created(&created_path).map_err(ServerError::io(format!(
+        "reading {}",
+        created_path.display()
+    )))?;
     let mut repositories = BTreeMap::new();
-    for (name, repo) in &config.repositories {
-        let topic = log.topic_or_create(
-            &config::topic_of(name),
-            TopicConfig {
-                partitions: repo.partitions,
-                ..TopicConfig::default()
-            },
-        )?;
-        if topic.partition_count() != repo.partitions {
-            tracing::warn!(
-                repository = %name,
-                configured = repo.partitions,
-                actual = topic.partition_count(),
-                "the partition count of an existing repository cannot change; keeping the existing one"
-            );
-        }
-        repositories.insert(
-            name.clone(),
-            Repository {
-                topic,
-                tokens: repo.tokens.clone(),
-            },
-        );
+    let all = created
+        .iter()
+        .filter(|(name, _)| !config.repositories.contains_key(*name))
+        .chain(&config.repositories);
+    for (name, repo) in all {
+        let repo = Repository::open(&log, name, repo.clone(), &config.ingest)?;
+        repositories.insert(name.clone(), Arc::new(repo));
     }
     Ok(AppState {
+        ingest: Ingest::new(config.ingest.clone()),
         config,
-        repositories,
         log,
+        repositories: RwLock::new(repositories),
+        created: Mutex::new(created),
     })
 }
 
 /// The HTTP routes.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/api/v1/ingest/{repository}", post(ingest::ingest))
+        .route("/api/v1/ingest/{repository}", post(http::ingest))
+        .route("/api/v1/repositories", get(api::list).post(api::create))
+        .route("/api/v1/repositories/{name}", get(api::get))
+        .route(
+            "/metrics",
+            get(
+                |axum::extract::State(state): axum::extract::State<Arc<AppState>>| async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        state.metrics_text(),
+                    )
+                        .into_response()
+                },
+            ),
+        )
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(|| async { "ready\n" }))
-        // Bodies are limited (after decompression) by the handler; this bounds the raw bytes.
+        // The ingest handler bounds its body itself, after taking room in the budget.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves; then stops accepting, finishes requests in flight and
-/// closes the bus. `on_listen` is told the bound address (useful with port 0).
+/// Where the doors listen, once bound (port 0 resolved).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    /// The HTTP door.
+    pub http: std::net::SocketAddr,
+    /// TCP listeners, in configuration order.
+    pub tcp: Vec<std::net::SocketAddr>,
+    /// UDP listeners, in configuration order.
+    pub udp: Vec<std::net::SocketAddr>,
+}
+
+/// Serves until `shutdown` resolves; then stops accepting, finishes batches in flight and
+/// closes the bus. `on_listen` is told the bound addresses (useful with port 0).
 pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    on_listen: impl FnOnce(std::net::SocketAddr),
+    on_listen: impl FnOnce(&Bound),
 ) -> Result<(), ServerError> {
     let listen = config.http.listen;
     let state = Arc::new(tokio::task::block_in_place(|| open(config))?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|source| ServerError::Io {
-            context: format!("binding the HTTP door to {listen}"),
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Io {
-        context: "reading the bound address".into(),
-        source,
-    })?;
-    tracing::info!(%addr, repositories = state.repositories.len(), "eddy serve: HTTP door listening");
-    on_listen(addr);
-    axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| ServerError::Io {
-            context: "serving HTTP".into(),
-            source,
-        })?;
-    tracing::info!("eddy serve: stopped accepting; closing the bus");
+        .map_err(ServerError::io(format!(
+            "binding the HTTP door to {listen}"
+        )))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut doors = tokio::task::JoinSet::new();
+    let mut bound = Bound {
+        http: listener
+            .local_addr()
+            .map_err(ServerError::io("reading the bound address"))?,
+        tcp: Vec::new(),
+        udp: Vec::new(),
+    };
+    for l in &state.config.tcp {
+        let door = tcp::TcpDoor::bind(state.clone(), l.clone()).await?;
+        bound.tcp.push(door.local_addr());
+        doors.spawn(door.run(stop_rx.clone()));
+    }
+    for l in &state.config.udp {
+        let door = udp::UdpDoor::bind(state.clone(), l.clone()).await?;
+        bound.udp.push(door.local_addr());
+        doors.spawn(door.run(stop_rx.clone()));
+    }
+    tracing::info!(http = %bound.http, tcp = ?bound.tcp, udp = ?bound.udp, repositories = state.repositories().len(), "eddy serve: doors open");
+    on_listen(&bound);
+    let mut http_stop = stop_rx.clone();
+    let served = axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
+        let _ = http_stop.wait_for(|stop| *stop).await;
+    });
+    let http = tokio::spawn(async move { served.await });
+    shutdown.await;
+    tracing::info!("eddy serve: stopping the doors");
+    let _ = stop_tx.send(true);
+    http.await
+        .map_err(|e| ServerError::io("serving HTTP")(std::io::Error::other(e)))?
+        .map_err(ServerError::io("serving HTTP"))?;
+    while doors.join_next().await.is_some() {}
+    tracing::info!("eddy serve: doors closed; closing the bus");
     drop(state);
     Ok(())
 }

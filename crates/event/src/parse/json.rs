@@ -39,6 +39,7 @@ pub(crate) fn fill(value: serde_json::Value, event: &mut Event) -> Result<(), Pa
                 field: Some("@id".into()),
                 reason: format!("{text:?} is not a UUID: {e}"),
             })?;
+            event.id_from_client = true;
         } else if let Some(tag) = key.strip_prefix('#') {
             let text = match v {
                 serde_json::Value::String(s) => s,
@@ -74,6 +75,8 @@ mod tests {
         assert_eq!(e.timestamp, 5_000_000_000);
         assert_eq!(e.tags["host"], "web-1");
         assert_eq!(e.id.to_string(), "0190b2e0-0000-7000-8000-000000000000");
+        assert!(e.id_from_client);
+        assert!(!Parser::Json.parse("{}", 1).unwrap().id_from_client);
         assert_eq!(e.fields["http.status"], Value::Int(500));
     }
 

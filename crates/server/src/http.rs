@@ -1,4 +1,5 @@
-//! The HTTP ingest door: `POST /api/v1/ingest/{repository}`.
+//! The HTTP ingest door: `POST /api/v1/ingest/{repository}`, and the answers every HTTP
+//! route shares.
 //!
 //! - Body: a JSON array of objects or a single object (`Content-Type: application/json`),
 //!   NDJSON (`application/x-ndjson`), or raw lines (`text/plain`, or any type with
@@ -9,20 +10,27 @@
 //! - 413 for a body or an event over the configured limits; 401 without a token where the
 //!   repository needs one, 403 with a wrong one, 404 for an unknown repository. Tokens are
 //!   never logged.
+//! - Back-pressure: a request waits up to `ingest.queue_timeout` for room in the in-flight
+//!   budget, then gets 429 with `Retry-After`; 503 with `Retry-After` if the bus fails.
+//! - De-duplication: events whose client `@id` was stored within the window are dropped and
+//!   counted in the answer: `{"events": stored, "duplicates": dropped}`.
 
 use std::io::Read;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use eddy_event::{codec, Event, ParseError, Parser};
-use eddy_log::{PartitionChoice, Record};
+use eddy_event::{Event, ParseError, Parser};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::metrics::{Door, RejectReason};
+use crate::pipeline::StoreError;
 use crate::AppState;
 
 /// Most bad lines listed in a 400 answer (the count covers all of them).
@@ -42,6 +50,28 @@ pub struct Reject {
     body: serde_json::Value,
     /// Send `WWW-Authenticate: Bearer` (401).
     challenge: bool,
+    /// Send `Retry-After` (429, 503).
+    retry_after: Option<Duration>,
+    /// Events refused, for the metrics (1 when the request could not be read).
+    events: usize,
+}
+
+impl Reject {
+    fn reason(&self) -> RejectReason {
+        match self.status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RejectReason::Auth,
+            StatusCode::PAYLOAD_TOO_LARGE => RejectReason::TooLarge,
+            StatusCode::TOO_MANY_REQUESTS => RejectReason::Overload,
+            StatusCode::SERVICE_UNAVAILABLE => RejectReason::Bus,
+            _ if self.body.get("lines").is_some() => RejectReason::Parse,
+            _ => RejectReason::BadRequest,
+        }
+    }
+
+    fn retry_after(mut self, after: Duration) -> Reject {
+        self.retry_after = Some(after);
+        self
+    }
 }
 
 impl IntoResponse for Reject {
@@ -53,20 +83,28 @@ impl IntoResponse for Reject {
                 header::HeaderValue::from_static("Bearer"),
             );
         }
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         r
     }
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Reject {
+/// A refusal with `{"error": message}`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Reject {
     Reject {
         status,
         body: json!({ "error": message.into() }),
         challenge: false,
+        retry_after: None,
+        events: 1,
     }
 }
 
-/// Checks the bearer token against the repository's tokens, in constant time per token.
-fn authorize(headers: &HeaderMap, tokens: &[String]) -> Result<(), Reject> {
+/// Checks the bearer token against `tokens`, in constant time per token.
+pub(crate) fn authorize(headers: &HeaderMap, tokens: &[String]) -> Result<(), Reject> {
     if tokens.is_empty() {
         return Ok(());
     }
@@ -77,7 +115,7 @@ fn authorize(headers: &HeaderMap, tokens: &[String]) -> Result<(), Reject> {
     let Some(given) = given else {
         let mut r = error(
             StatusCode::UNAUTHORIZED,
-            "this repository needs an ingest token: Authorization: Bearer <token>",
+            "a token is needed: Authorization: Bearer <token>",
         );
         r.challenge = true;
         return Err(r);
@@ -92,10 +130,7 @@ fn authorize(headers: &HeaderMap, tokens: &[String]) -> Result<(), Reject> {
     if tokens.iter().any(matches) {
         Ok(())
     } else {
-        Err(error(
-            StatusCode::FORBIDDEN,
-            "the token is not valid for this repository",
-        ))
+        Err(error(StatusCode::FORBIDDEN, "the token is not valid here"))
     }
 }
 
@@ -107,12 +142,6 @@ fn decode_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Vec<u8>
         .unwrap_or("identity")
         .trim()
         .to_ascii_lowercase();
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is over the limit of {limit} bytes (http.max_body_bytes)"),
-        )
-    };
     let read_limited = |r: &mut dyn Read| -> Result<Vec<u8>, Reject> {
         let mut out = Vec::new();
         r.take(limit as u64 + 1)
@@ -124,14 +153,14 @@ fn decode_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Vec<u8>
                 )
             })?;
         if out.len() > limit {
-            return Err(too_large());
+            return Err(body_too_large(limit));
         }
         Ok(out)
     };
     match encoding.as_str() {
         "identity" | "" => {
             if body.len() > limit {
-                return Err(too_large());
+                return Err(body_too_large(limit));
             }
             Ok(body.to_vec())
         }
@@ -174,7 +203,8 @@ fn parse_body(
     let mut events = Vec::new();
     let mut bad = Vec::new();
     if parser.is_none() && content_type.starts_with("application/json") {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        // Each element's own text becomes its @rawstring, without re-serialising it.
+        let invalid = |e: serde_json::Error| {
             error(
                 StatusCode::BAD_REQUEST,
                 format!(
@@ -183,17 +213,19 @@ fn parse_body(
                     e.column()
                 ),
             )
-        })?;
-        let values = match value {
-            serde_json::Value::Array(items) => items,
-            single => vec![single],
         };
-        for (i, v) in values.into_iter().enumerate() {
-            let raw = v.to_string();
+        let trimmed = text.trim_start();
+        let elements: Vec<&serde_json::value::RawValue> = if trimmed.starts_with('[') {
+            serde_json::from_str(text).map_err(invalid)?
+        } else {
+            vec![serde_json::from_str(text).map_err(invalid)?]
+        };
+        for (i, raw) in elements.into_iter().enumerate() {
+            let raw = raw.get();
             if raw.len() > max_event {
                 return Err(event_too_large(i + 1, raw.len(), max_event));
             }
-            match eddy_event::parse::from_json_value(v, raw, now) {
+            match Parser::Json.parse(raw, now) {
                 Ok(e) => events.push(e),
                 Err(error) => bad.push(BadLine { line: i + 1, error }),
             }
@@ -233,6 +265,8 @@ fn parse_body(
             status: StatusCode::BAD_REQUEST,
             body,
             challenge: false,
+            retry_after: None,
+            events: bad.len() + events.len(),
         });
     }
     Ok(events)
@@ -251,77 +285,160 @@ pub async fn ingest(
     Path(repository): Path<String>,
     Query(params): Query<IngestParams>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let Some(repo) = state.repositories.get(&repository) else {
-        return error(
+    let received = Instant::now();
+    let result = ingest_request(&state, &repository, params, headers, body, received).await;
+    match result {
+        Ok(stored) => (
+            StatusCode::OK,
+            Json(json!({ "events": stored.events, "duplicates": stored.duplicates })),
+        )
+            .into_response(),
+        Err(r) => {
+            if r.status != StatusCode::NOT_FOUND {
+                state
+                    .ingest
+                    .metrics
+                    .rejected(Door::Http, &repository, r.reason(), r.events);
+            }
+            r.into_response()
+        }
+    }
+}
+
+async fn ingest_request(
+    state: &Arc<AppState>,
+    repository: &str,
+    params: IngestParams,
+    headers: HeaderMap,
+    body: Body,
+    received: Instant,
+) -> Result<crate::pipeline::Stored, Reject> {
+    let Some(repo) = state.repository(repository) else {
+        return Err(error(
             StatusCode::NOT_FOUND,
             format!("repository {repository:?} does not exist"),
-        )
-        .into_response();
+        ));
     };
-    if let Err(r) = authorize(&headers, &repo.tokens) {
-        return r.into_response();
-    }
-    let parser = match params
+    authorize(&headers, &repo.config.tokens)?;
+    let parser = params
         .parser
         .as_deref()
         .map(str::parse::<Parser>)
         .transpose()
-    {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e).into_response(),
-    };
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_ascii_lowercase();
     let limits = state.config.http.clone();
-    let topic = repo.topic.clone();
-    // Decompression, parsing, encoding and the durable append all block: keep them off the
-    // async workers.
-    let result = tokio::task::spawn_blocking(move || -> Result<usize, Reject> {
-        let body = decode_body(&headers, body, limits.max_body_bytes)?;
+    let ingest = &state.ingest;
+    let overloaded = || {
+        error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "eddy is storing as fast as it can; retry after the Retry-After delay",
+        )
+        .retry_after(ingest.config.retry_after)
+    };
+    // Room in the in-flight budget comes first: a request that cannot have it is answered
+    // without reading its body.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes) {
+        return Err(body_too_large(limits.max_body_bytes));
+    }
+    let mut permit = ingest
+        .budget
+        .acquire_within(
+            declared.unwrap_or(limits.max_body_bytes),
+            ingest.config.queue_timeout,
+        )
+        .await
+        .ok_or_else(overloaded)?;
+    let body = axum::body::to_bytes(body, limits.max_body_bytes)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                body_too_large(limits.max_body_bytes)
+            } else {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the body: {e}"),
+                )
+            }
+        })?;
+    let decoded = {
+        let headers = headers.clone();
+        blocking(move || decode_body(&headers, body, limits.max_body_bytes)).await??
+    };
+    // A compressed body takes more room once decompressed.
+    if decoded.len() > permit.num_permits() {
+        let more = ingest
+            .budget
+            .acquire_within(
+                decoded.len() - permit.num_permits(),
+                ingest.config.queue_timeout,
+            )
+            .await
+            .ok_or_else(overloaded)?;
+        permit.merge(more);
+    }
+    let state = state.clone();
+    let stored = blocking(move || {
         let events = parse_body(
-            &body,
+            &decoded,
             &content_type,
             parser,
             limits.max_event_bytes,
             eddy_log::now_ns(),
         )?;
         if events.is_empty() {
-            return Ok(0);
+            return Ok(crate::pipeline::Stored {
+                events: 0,
+                duplicates: 0,
+            });
         }
-        let records: Vec<Record> = events
-            .iter()
-            .map(|e| {
-                let mut r = Record::new(codec::encode(e)).with_timestamp(e.timestamp);
-                if !e.tags.is_empty() {
-                    r = r.with_key(e.data_source());
-                }
-                r
-            })
-            .collect();
-        topic
-            .produce(records, PartitionChoice::ByKey)
+        let n = events.len();
+        state
+            .ingest
+            .store(Door::Http, &repo, events, decoded.len(), received)
             .map_err(|e| {
-                tracing::error!(error = %e, "append failed");
-                error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("the bus could not store the events: {e}"),
-                )
-            })?;
-        Ok(events.len())
+                let after = state.ingest.config.retry_after;
+                let r = match e {
+                    StoreError::Busy(_) => {
+                        error(StatusCode::TOO_MANY_REQUESTS, e.to_string()).retry_after(after)
+                    }
+                    StoreError::Bus(_) => {
+                        error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(after)
+                    }
+                };
+                Reject { events: n, ..r }
+            })
     })
-    .await;
-    match result {
-        Ok(Ok(n)) => (StatusCode::OK, Json(json!({ "events": n }))).into_response(),
-        Ok(Err(r)) => r.into_response(),
-        Err(e) => error(
+    .await?;
+    drop(permit);
+    stored
+}
+
+fn body_too_large(limit: usize) -> Reject {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is over the limit of {limit} bytes (http.max_body_bytes)"),
+    )
+}
+
+/// Runs blocking work (decompression, parsing, the durable append) off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Reject> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("ingest task failed: {e}"),
         )
-        .into_response(),
-    }
+    })
 }

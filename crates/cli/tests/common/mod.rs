@@ -1,0 +1,160 @@
+//! What the end-to-end tests of `eddy serve` share: the real binary on free ports, a real HTTP
+//! client, and the bus read back from disk.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use eddy_event::codec;
+use eddy_log::Log;
+
+pub const TOKEN: &str = "test-token-0123456789";
+pub const NDJSON: (&str, &str) = ("Content-Type", "application/x-ndjson");
+
+pub fn gzip(bytes: &[u8], level: flate2::Compression) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), level);
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub tcp: Vec<SocketAddr>,
+    pub udp: Vec<SocketAddr>,
+}
+
+impl Server {
+    pub fn start(dir: &Path, extra: &str) -> Server {
+        let config = dir.join("eddy.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 100000\nmax_event_bytes = 2000\n\
+                 [repositories.open]\n[repositories.secure]\ntokens = [\"{TOKEN}\"]\n{extra}",
+                dir.join("data")
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // One line per door: HTTP, then each [[tcp]] and [[udp]] listener.
+        let doors = 1 + extra.matches("[[tcp]]").count() + extra.matches("[[udp]]").count();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut server = Server {
+            child,
+            url: String::new(),
+            tcp: Vec::new(),
+            udp: Vec::new(),
+        };
+        for _ in 0..doors {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            let door = line.trim().strip_prefix("listening on ").unwrap();
+            if let Some(a) = door.strip_prefix("tcp://") {
+                server.tcp.push(a.parse().unwrap());
+            } else if let Some(a) = door.strip_prefix("udp://") {
+                server.udp.push(a.parse().unwrap());
+            } else {
+                server.url = door.to_string();
+            }
+        }
+        server
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        agent()
+            .get(format!("{}/metrics", self.url))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    }
+
+    /// The value of one metric line (by its name and labels), 0 if absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until a metric reaches `at_least` (the doors store asynchronously).
+    pub fn wait_for_metric(&self, series: &str, at_least: f64) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.metric(series);
+            if v >= at_least || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then wait: a clean shutdown exits 0.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}");
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+pub fn post(
+    server: &Server,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, serde_json::Value) {
+    let mut req = agent().post(format!("{}{path}", server.url));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.send(body).unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+pub fn stored_events(dir: &Path, repository: &str) -> Vec<eddy_event::Event> {
+    let log = Log::open(dir.join("data")).unwrap();
+    let topic = log.topic(&format!("repo.{repository}")).unwrap();
+    let mut out = Vec::new();
+    for p in 0..topic.partition_count() {
+        let mut r = topic.reader(p, 0).unwrap();
+        loop {
+            let batch = r.poll().unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            out.extend(batch.iter().map(|rec| codec::decode(&rec.value).unwrap()));
+        }
+    }
+    out
+}

@@ -1,0 +1,168 @@
+//! End-to-end tests of `eddy serve`'s TCP and UDP doors with real clients: the system's own
+//! `logger` (util-linux) for syslog over UDP and TCP, raw sockets for statsd and JSON lines.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+use std::net::{TcpStream, UdpSocket};
+use std::process::Command;
+
+use common::*;
+use eddy_event::{Event, Value};
+
+fn logger(args: &[&str], port: u16, message: &str) {
+    let status = Command::new("logger")
+        .args(args)
+        .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--tag",
+            "eddytest",
+            "--id=4242",
+            "--priority",
+            "local3.warning",
+        ])
+        .arg(message)
+        .status()
+        .expect("the logger command (util-linux) is needed for this test");
+    assert!(status.success(), "logger {args:?} failed: {status}");
+}
+
+fn find<'a>(events: &'a [Event], message: &str) -> &'a Event {
+    events
+        .iter()
+        .find(|e| e.fields.get("message") == Some(&Value::from(message)))
+        .unwrap_or_else(|| panic!("no event with message {message:?} in {events:#?}"))
+}
+
+#[test]
+fn syslog_from_logger_over_udp_and_tcp_with_both_framings() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "[[tcp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"open\"\nparser = \"syslog\"\ntags = { type = \"syslog\" }\n\
+         [[udp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"open\"\nparser = \"syslog\"\ntags = { type = \"syslog\" }\n",
+    );
+    let (tcp, udp) = (server.tcp[0].port(), server.udp[0].port());
+    logger(&["--udp", "--rfc5424"], udp, "over udp 5424");
+    logger(&["--udp", "--rfc3164"], udp, "over udp 3164");
+    logger(&["--tcp", "--rfc5424"], tcp, "over tcp with newlines");
+    logger(
+        &["--tcp", "--rfc5424", "--octet-count"],
+        tcp,
+        "over tcp octet-counted",
+    );
+    logger(
+        &[
+            "--tcp",
+            "--rfc5424",
+            "--sd-id",
+            "order@32473",
+            "--sd-param",
+            "id=\"17\"",
+        ],
+        tcp,
+        "with structured data",
+    );
+    let stored = server.wait_for_metric(
+        r#"eddy_ingest_events_total{door="udp",repository="open"}"#,
+        2.0,
+    ) + server.wait_for_metric(
+        r#"eddy_ingest_events_total{door="tcp",repository="open"}"#,
+        3.0,
+    );
+    assert_eq!(stored, 5.0, "{}", server.metrics());
+    server.stop();
+
+    let events = stored_events(dir.path(), "open");
+    assert_eq!(events.len(), 5);
+    for e in &events {
+        assert_eq!(e.tags["type"], "syslog");
+        assert_eq!(e.fields["facility_name"], Value::from("local3"), "{e:?}");
+        assert_eq!(e.fields["severity_name"], Value::from("warning"), "{e:?}");
+        assert_eq!(e.fields["app"], Value::from("eddytest"), "{e:?}");
+        assert_eq!(e.fields["procid"], Value::Int(4242), "{e:?}");
+        // logger stamps the time; it is the event's time, close to its arrival.
+        assert!(
+            (e.ingest_timestamp - e.timestamp).abs() < 60_000_000_000,
+            "{e:?}"
+        );
+    }
+    find(&events, "over udp 5424");
+    find(&events, "over udp 3164");
+    find(&events, "over tcp with newlines");
+    find(&events, "over tcp octet-counted");
+    let sd = find(&events, "with structured data");
+    assert_eq!(
+        sd.fields.get("sd.order@32473.id"),
+        Some(&Value::from("17")),
+        "{sd:?}"
+    );
+}
+
+#[test]
+fn statsd_over_udp_and_json_lines_over_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "[[udp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"open\"\nparser = \"statsd\"\n\
+         [[tcp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"open\"\n",
+    );
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Several metrics in one datagram, one per line, and a bad one.
+    socket
+        .send_to(
+            b"http.requests:3|c|@0.5|#service:web,region:eu\nhttp.latency:32.5|ms\nqueue.depth:-4|g\n",
+            server.udp[0],
+        )
+        .unwrap();
+    socket.send_to(b"users:alice|s", server.udp[0]).unwrap();
+    socket.send_to(b"not a metric", server.udp[0]).unwrap();
+
+    let mut tcp = TcpStream::connect(server.tcp[0]).unwrap();
+    tcp.write_all(b"{\"msg\":\"one\",\"#host\":\"a\"}\r\n{broken\n\n{\"msg\":\"two\"}")
+        .unwrap();
+    drop(tcp);
+
+    server.wait_for_metric(
+        r#"eddy_ingest_events_total{door="udp",repository="open"}"#,
+        4.0,
+    );
+    server.wait_for_metric(
+        r#"eddy_ingest_events_total{door="tcp",repository="open"}"#,
+        2.0,
+    );
+    let rejected = server.wait_for_metric(
+        r#"eddy_ingest_rejected_events_total{door="udp",repository="open",reason="parse"}"#,
+        1.0,
+    ) + server.wait_for_metric(
+        r#"eddy_ingest_rejected_events_total{door="tcp",repository="open",reason="parse"}"#,
+        1.0,
+    );
+    assert_eq!(rejected, 2.0);
+    server.stop();
+
+    let events = stored_events(dir.path(), "open");
+    assert_eq!(events.len(), 6, "{events:#?}");
+    let metric = |name: &str| {
+        events
+            .iter()
+            .find(|e| e.fields.get("metric") == Some(&Value::from(name)))
+            .unwrap()
+    };
+    let requests = metric("http.requests");
+    assert_eq!(requests.fields["type"], Value::from("counter"));
+    assert_eq!(requests.fields["count"], Value::Float(6.0));
+    assert_eq!(requests.fields["tag.region"], Value::from("eu"));
+    assert_eq!(metric("http.latency").fields["type"], Value::from("timer"));
+    assert_eq!(metric("queue.depth").fields["delta"], Value::Bool(true));
+    assert_eq!(metric("users").fields["type"], Value::from("set"));
+    let one = events
+        .iter()
+        .find(|e| e.fields.get("msg") == Some(&Value::from("one")))
+        .unwrap();
+    assert_eq!(one.tags["host"], "a");
+    assert!(events
+        .iter()
+        .any(|e| e.fields.get("msg") == Some(&Value::from("two"))));
+}

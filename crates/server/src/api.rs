@@ -1,0 +1,181 @@
+//! The repository API: `GET /api/v1/repositories`, `GET /api/v1/repositories/{name}` and
+//! `POST /api/v1/repositories` (`{"name": "web", "partitions": 4, "tokens": [...]}`; every key
+//! but `name` optional). Needs one of `http.admin_tokens` when any is configured.
+//!
+//! Repositories created here are kept in `<data_dir>/repositories.json` (replaced atomically),
+//! so they come back after a restart; repositories in the configuration file win over them.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::RepositoryConfig;
+use crate::http::{authorize, error, Reject};
+use crate::pipeline::Repository;
+use crate::AppState;
+
+/// The file of API-created repositories in a data directory.
+pub fn created_file(data_dir: &FsPath) -> PathBuf {
+    data_dir.join("repositories.json")
+}
+
+/// Reads the API-created repositories (none if the file does not exist).
+pub fn load_created(path: &FsPath) -> std::io::Result<BTreeMap<String, RepositoryConfig>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces the file atomically and durably: temporary file, fsync, rename, fsync of the
+/// directory. It holds tokens, so only the owner may read it.
+fn save_created(path: &FsPath, repos: &BTreeMap<String, RepositoryConfig>) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(repos).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn describe(repo: &Repository) -> serde_json::Value {
+    let info = repo.topic.info();
+    json!({
+        "name": repo.name,
+        "topic": info.name,
+        "partitions": info.partitions.len(),
+        "events": info.partitions.iter().map(|p| p.end_offset - p.start_offset).sum::<u64>(),
+        "tokens": repo.config.tokens.len(),
+        "max_tag_values": repo.config.max_tag_values,
+        "tag_buckets": repo.config.tag_buckets,
+    })
+}
+
+/// `GET /api/v1/repositories`.
+pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
+        return r.into_response();
+    }
+    let repos: Vec<_> = state.repositories().iter().map(|r| describe(r)).collect();
+    Json(json!({ "repositories": repos })).into_response()
+}
+
+/// `GET /api/v1/repositories/{name}`.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
+        return r.into_response();
+    }
+    match state.repository(&name) {
+        Some(repo) => Json(describe(&repo)).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("repository {name:?} does not exist"),
+        )
+        .into_response(),
+    }
+}
+
+/// The body of a create request.
+#[derive(Debug, Deserialize)]
+pub struct CreateRepository {
+    name: String,
+    /// Unknown keys are refused by `RepositoryConfig` itself.
+    #[serde(flatten)]
+    config: RepositoryConfig,
+}
+
+/// `POST /api/v1/repositories`.
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    match create_repository(state, headers, body).await {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn create_repository(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<serde_json::Value, Reject> {
+    authorize(&headers, &state.config.http.admin_tokens)?;
+    let request: CreateRepository = serde_json::from_slice(&body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid repository: {e}")))?;
+    let mut problems = Vec::new();
+    if let Err(e) = eddy_log::validate_name("repository", &request.name) {
+        problems.push(e.to_string());
+    }
+    problems.extend(request.config.check(&request.name));
+    if !problems.is_empty() {
+        return Err(error(StatusCode::BAD_REQUEST, problems.join("; ")));
+    }
+    tokio::task::spawn_blocking(move || state.create_repository(&request.name, request.config))
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+impl AppState {
+    /// Creates a repository, keeps it in the data directory and returns its description.
+    fn create_repository(
+        &self,
+        name: &str,
+        config: RepositoryConfig,
+    ) -> Result<serde_json::Value, Reject> {
+        // One creation at a time: the file is rewritten whole.
+        let mut created = self
+            .created
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.repository(name).is_some() {
+            return Err(error(
+                StatusCode::CONFLICT,
+                format!("repository {name:?} already exists"),
+            ));
+        }
+        let unavailable = |e: String| error(StatusCode::SERVICE_UNAVAILABLE, e);
+        let repo = Repository::open(&self.log, name, config.clone(), &self.config.ingest)
+            .map_err(|e| unavailable(format!("could not create the topic: {e}")))?;
+        created.insert(name.to_string(), config);
+        if let Err(e) = save_created(&created_file(&self.config.data_dir), &created) {
+            created.remove(name);
+            return Err(unavailable(format!(
+                "could not record the repository in the data directory: {e}"
+            )));
+        }
+        let repo = Arc::new(repo);
+        let description = describe(&repo);
+        self.insert_repository(repo);
+        tracing::info!(repository = name, "repository created through the API");
+        Ok(description)
+    }
+}

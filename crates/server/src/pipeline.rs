@@ -1,0 +1,384 @@
+//! What every door shares after parsing: the repository (its topic, de-duplication window and
+//! tag grouping), the in-flight budget that gives back-pressure, and the one `store` that turns
+//! events into durable bus records.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use eddy_event::{codec, Event};
+use eddy_log::{Log, PartitionChoice, Record, Topic, TopicConfig};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+use crate::config::{topic_of, IngestConfig, ListenerConfig, RepositoryConfig};
+use crate::dedup::{DedupWindow, Reservation};
+use crate::grouping::TagGrouping;
+use crate::metrics::{Door, Metrics, RejectReason};
+
+/// A repository as the doors see it.
+#[derive(Debug)]
+pub struct Repository {
+    /// Its name.
+    pub name: String,
+    /// Its bus topic.
+    pub topic: Arc<Topic>,
+    /// Its settings.
+    pub config: RepositoryConfig,
+    dedup: Mutex<DedupWindow>,
+    grouping: Mutex<TagGrouping>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded state stays consistent between calls: a panic elsewhere does not spoil it.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Repository {
+    /// Opens (creating if needed) the repository's topic and re-reads the ids it stored within
+    /// the de-duplication window, so a retry after a restart is still recognised.
+    pub fn open(
+        log: &Log,
+        name: &str,
+        config: RepositoryConfig,
+        ingest: &IngestConfig,
+    ) -> Result<Repository, eddy_log::Error> {
+        let topic = log.topic_or_create(
+            &topic_of(name),
+            TopicConfig {
+                partitions: config.partitions,
+                ..TopicConfig::default()
+            },
+        )?;
+        if topic.partition_count() != config.partitions {
+            tracing::warn!(
+                repository = %name,
+                configured = config.partitions,
+                actual = topic.partition_count(),
+                "the partition count of an existing repository cannot change; keeping the existing one"
+            );
+        }
+        let window_ns = i64::try_from(ingest.dedup_window.as_nanos()).unwrap_or(i64::MAX);
+        let dedup = recent_client_ids(&topic, window_ns, ingest.dedup_max_ids)?;
+        Ok(Repository {
+            name: name.to_string(),
+            grouping: Mutex::new(TagGrouping::new(config.max_tag_values, config.tag_buckets)),
+            topic,
+            config,
+            dedup: Mutex::new(dedup),
+        })
+    }
+
+    /// Tags auto-grouped so far and client ids remembered, for the metrics.
+    pub fn gauges(&self) -> (usize, usize) {
+        (
+            lock(&self.grouping).grouped().count(),
+            lock(&self.dedup).len(),
+        )
+    }
+}
+
+/// The de-duplication window as the bus holds it: the last `max_ids` records of each partition
+/// whose client `@id` arrived within the window.
+fn recent_client_ids(
+    topic: &Topic,
+    window_ns: i64,
+    max_ids: usize,
+) -> Result<DedupWindow, eddy_log::Error> {
+    let now = eddy_log::now_ns();
+    let mut window = DedupWindow::new(window_ns, max_ids);
+    let mut found = Vec::new();
+    for p in topic.partitions() {
+        let from = p
+            .end_offset()
+            .saturating_sub(max_ids as u64)
+            .max(p.start_offset());
+        let mut reader = topic.reader(p.id(), from)?;
+        loop {
+            let records = reader.poll()?;
+            if records.is_empty() {
+                break;
+            }
+            for r in records {
+                // Records that are not events are not ours to judge here.
+                if let Ok(e) = codec::decode(&r.value) {
+                    if e.id_from_client && e.ingest_timestamp >= now.saturating_sub(window_ns) {
+                        found.push((e.ingest_timestamp, e.id));
+                    }
+                }
+            }
+        }
+    }
+    found.sort_unstable();
+    for (at, id) in found {
+        window.commit([id], at);
+    }
+    Ok(window)
+}
+
+/// What a successful store did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// Events now durable.
+    pub events: usize,
+    /// Events dropped as duplicates of ones stored before.
+    pub duplicates: usize,
+}
+
+/// Why events were not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another request is storing an event with the same `@id`; retrying will find it stored.
+    #[error("an event with @id {0} is being stored by another request; retry")]
+    Busy(Uuid),
+    /// The bus failed.
+    #[error("the bus could not store the events: {0}")]
+    Bus(#[from] eddy_log::Error),
+}
+
+/// Bytes of events being parsed or stored, across all doors.
+#[derive(Debug)]
+pub struct Budget {
+    permits: Arc<Semaphore>,
+    capacity: u32,
+}
+
+impl Budget {
+    /// Room for `capacity` bytes in flight.
+    pub fn new(capacity: usize) -> Budget {
+        let capacity = u32::try_from(capacity).unwrap_or(u32::MAX);
+        Budget {
+            permits: Arc::new(Semaphore::new(capacity as usize)),
+            capacity,
+        }
+    }
+
+    fn weight(&self, bytes: usize) -> u32 {
+        u32::try_from(bytes)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.capacity)
+    }
+
+    /// Waits for room for `bytes` (a request larger than the whole budget waits for all of it).
+    pub async fn acquire(&self, bytes: usize) -> OwnedSemaphorePermit {
+        match self
+            .permits
+            .clone()
+            .acquire_many_owned(self.weight(bytes))
+            .await
+        {
+            Ok(p) => p,
+            // The semaphore is never closed.
+            Err(_) => unreachable!("the in-flight budget is never closed"),
+        }
+    }
+
+    /// Like [`Budget::acquire`], but gives up after `timeout`.
+    pub async fn acquire_within(
+        &self,
+        bytes: usize,
+        timeout: Duration,
+    ) -> Option<OwnedSemaphorePermit> {
+        tokio::time::timeout(timeout, self.acquire(bytes))
+            .await
+            .ok()
+    }
+
+    /// Room for `bytes` now, or `None`.
+    pub fn try_acquire(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        self.permits
+            .clone()
+            .try_acquire_many_owned(self.weight(bytes))
+            .ok()
+    }
+
+    /// Bytes in flight now, and the capacity.
+    pub fn usage(&self) -> (usize, usize) {
+        let cap = self.capacity as usize;
+        (cap - self.permits.available_permits().min(cap), cap)
+    }
+}
+
+/// The state shared by every door.
+#[derive(Debug)]
+pub struct Ingest {
+    /// Limits and windows.
+    pub config: IngestConfig,
+    /// Back-pressure.
+    pub budget: Budget,
+    /// Self-metrics.
+    pub metrics: Metrics,
+    tickets: AtomicU64,
+    warnings: AtomicU64,
+}
+
+impl Ingest {
+    /// Shared state for `config`.
+    pub fn new(config: IngestConfig) -> Ingest {
+        Ingest {
+            budget: Budget::new(config.max_inflight_bytes),
+            config,
+            metrics: Metrics::new(),
+            tickets: AtomicU64::new(1),
+            warnings: AtomicU64::new(0),
+        }
+    }
+
+    /// Stores `events` (which arrived at `received` as `bytes` bytes) in `repo`, durably, once
+    /// per client `@id`. Blocks until the bus has them: call it off the async workers. If an
+    /// `@id` is being stored by another request, waits for it up to `queue_timeout`.
+    pub fn store(
+        &self,
+        door: Door,
+        repo: &Repository,
+        mut events: Vec<Event>,
+        bytes: usize,
+        received: Instant,
+    ) -> Result<Stored, StoreError> {
+        let result = loop {
+            match self.store_once(repo, &mut events) {
+                Err(StoreError::Busy(_)) if received.elapsed() < self.config.queue_timeout => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => break other,
+            }
+        };
+        match &result {
+            Ok(s) => {
+                self.metrics.stored(door, &repo.name, s.events, bytes);
+                self.metrics.duplicates(&repo.name, s.duplicates);
+                self.metrics.ack(door, received.elapsed().as_secs_f64());
+            }
+            Err(StoreError::Busy(_)) => {}
+            Err(StoreError::Bus(e)) => {
+                tracing::error!(repository = %repo.name, error = %e, "the bus could not store events");
+            }
+        }
+        result
+    }
+
+    /// Parses lines from a TCP or UDP listener and stores the good ones; bad lines are counted
+    /// and logged (there is no one to answer).
+    pub fn store_lines(
+        &self,
+        door: Door,
+        repo: &Repository,
+        listener: &ListenerConfig,
+        lines: Vec<String>,
+        bytes: usize,
+        received: Instant,
+    ) -> Result<Stored, StoreError> {
+        let now = eddy_log::now_ns();
+        let mut events = Vec::with_capacity(lines.len());
+        for line in &lines {
+            match listener.parser.parse(line, now) {
+                Ok(mut e) => {
+                    add_tags(&mut e, &listener.tags);
+                    events.push(e);
+                }
+                Err(e) => {
+                    self.metrics
+                        .rejected(door, &repo.name, RejectReason::Parse, 1);
+                    self.warn_sometimes(|| {
+                        tracing::warn!(listener = %listener.listen, error = %e, line = %truncate(line, 200), "rejected a line that does not parse");
+                    });
+                }
+            }
+        }
+        if events.is_empty() {
+            return Ok(Stored {
+                events: 0,
+                duplicates: 0,
+            });
+        }
+        let result = self.store(door, repo, events, bytes, received);
+        if result.is_err() {
+            self.metrics
+                .rejected(door, &repo.name, RejectReason::Bus, lines.len());
+        }
+        result
+    }
+
+    /// Logs the 1st, 2nd, 4th, 8th… occurrence: a flood of bad lines must not flood the log.
+    pub fn warn_sometimes(&self, log: impl FnOnce()) {
+        let n = self.warnings.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            log();
+        }
+    }
+
+    fn store_once(&self, repo: &Repository, events: &mut Vec<Event>) -> Result<Stored, StoreError> {
+        let total = events.len();
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        if events.iter().any(|e| e.id_from_client) {
+            let ids: Vec<Option<Uuid>> = events
+                .iter()
+                .map(|e| e.id_from_client.then_some(e.id))
+                .collect();
+            let keep = match lock(&repo.dedup).reserve(&ids, ticket, eddy_log::now_ns()) {
+                Reservation::Keep(keep) => keep,
+                Reservation::Busy(id) => return Err(StoreError::Busy(id)),
+            };
+            let mut keep = keep.into_iter();
+            events.retain(|_| keep.next().unwrap_or(true));
+        }
+        let reserved: Vec<Uuid> = events
+            .iter()
+            .filter(|e| e.id_from_client)
+            .map(|e| e.id)
+            .collect();
+        let stored = events.len();
+        if stored > 0 {
+            let records = self.records(repo, events);
+            events.clear();
+            if let Err(e) = repo.topic.produce(records, PartitionChoice::ByKey) {
+                lock(&repo.dedup).release(reserved);
+                return Err(e.into());
+            }
+            if !reserved.is_empty() {
+                lock(&repo.dedup).commit(reserved, eddy_log::now_ns());
+            }
+        }
+        Ok(Stored {
+            events: stored,
+            duplicates: total - stored,
+        })
+    }
+
+    fn records(&self, repo: &Repository, events: &[Event]) -> Vec<Record> {
+        let keys: Vec<Option<String>> = {
+            let mut grouping = lock(&repo.grouping);
+            events
+                .iter()
+                .map(|e| (!e.tags.is_empty()).then(|| grouping.key(&e.tags)))
+                .collect()
+        };
+        events
+            .iter()
+            .zip(keys)
+            .map(|(e, key)| {
+                let r = Record::new(codec::encode(e)).with_timestamp(e.timestamp);
+                match key {
+                    Some(k) => r.with_key(k),
+                    None => r,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Adds a listener's configured tags to an event (tags the event already has win).
+pub fn add_tags(event: &mut Event, tags: &BTreeMap<String, String>) {
+    for (k, v) in tags {
+        event.tags.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

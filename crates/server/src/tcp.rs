@@ -1,0 +1,222 @@
+//! A TCP listener: events as lines (syslog also octet-counted), no answers.
+//!
+//! Each connection reads frames into a batch and stores the batch when it is full or when no
+//! more bytes are buffered; it reads nothing more until the batch is durable. So when the bus
+//! or the in-flight budget is full, the connection stops reading and the kernel pushes back on
+//! the sender. Bad lines are counted and logged, and the connection goes on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use eddy_event::Parser;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::config::ListenerConfig;
+use crate::framing::{Frame, FrameReader, Framing};
+use crate::metrics::{Door, RejectReason};
+use crate::pipeline::Repository;
+use crate::{AppState, ServerError};
+
+/// Events per stored batch at most.
+pub const MAX_BATCH_EVENTS: usize = 1000;
+/// Bytes per stored batch at most (beyond one frame).
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+const READ_BUFFER: usize = 64 << 10;
+
+/// A bound TCP listener.
+#[derive(Debug)]
+pub struct TcpDoor {
+    state: Arc<AppState>,
+    config: Arc<ListenerConfig>,
+    repo: Arc<Repository>,
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+/// The repository a listener writes to.
+pub(crate) fn listener_repository(
+    state: &AppState,
+    config: &ListenerConfig,
+) -> Result<Arc<Repository>, ServerError> {
+    state.repository(&config.repository).ok_or_else(|| {
+        ServerError::io(format!("listener {}", config.listen))(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("repository {:?} does not exist", config.repository),
+        ))
+    })
+}
+
+impl TcpDoor {
+    /// Binds the listener.
+    pub async fn bind(
+        state: Arc<AppState>,
+        config: ListenerConfig,
+    ) -> Result<TcpDoor, ServerError> {
+        let repo = listener_repository(&state, &config)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(ServerError::io(format!(
+                "binding the TCP listener to {}",
+                config.listen
+            )))?;
+        let addr = listener
+            .local_addr()
+            .map_err(ServerError::io("reading the bound address"))?;
+        Ok(TcpDoor {
+            state,
+            config: Arc::new(config),
+            repo,
+            listener,
+            addr,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Accepts connections until `stop`; then lets each connection store what it has read.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.state.config.ingest.max_tcp_connections));
+        let gauge = self
+            .state
+            .ingest
+            .metrics
+            .connection_gauge(&self.addr.to_string());
+        let mut connections = JoinSet::new();
+        loop {
+            // A free slot first: at the limit, connections wait in the kernel's backlog.
+            let slot = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                slot = slots.clone().acquire_owned() => slot,
+            };
+            let Ok(slot) = slot else { break };
+            let accepted = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                accepted = self.listener.accept() => accepted.map(|a| (a, slot)),
+            };
+            match accepted {
+                Ok(((stream, peer), slot)) => {
+                    let conn = Connection {
+                        state: self.state.clone(),
+                        config: self.config.clone(),
+                        repo: self.repo.clone(),
+                        peer,
+                    };
+                    let gauge = gauge.clone();
+                    let stop = stop.clone();
+                    gauge.inc();
+                    connections.spawn(async move {
+                        conn.run(stream, stop).await;
+                        gauge.dec();
+                        drop(slot);
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(listener = %self.addr, error = %e, "accepting a TCP connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+            while connections.try_join_next().is_some() {}
+        }
+        while connections.join_next().await.is_some() {}
+    }
+}
+
+struct Connection {
+    state: Arc<AppState>,
+    config: Arc<ListenerConfig>,
+    repo: Arc<Repository>,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+        let _ = stream.set_nodelay(true);
+        let framing = if self.config.parser == Parser::Syslog {
+            Framing::Syslog
+        } else {
+            Framing::Lines
+        };
+        let max = self.state.config.http.max_event_bytes;
+        let reader = tokio::io::BufReader::with_capacity(READ_BUFFER, stream);
+        let mut frames = FrameReader::new(reader, framing, max);
+        let mut frame = Vec::new();
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        let mut received = Instant::now();
+        loop {
+            let next = tokio::select! {
+                next = frames.next(&mut frame) => next,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            match next {
+                Ok(Some(Frame::Event)) => {
+                    if batch.is_empty() {
+                        received = Instant::now();
+                    }
+                    if !frame.iter().all(u8::is_ascii_whitespace) {
+                        bytes += frame.len();
+                        batch.push(String::from_utf8_lossy(&frame).into_owned());
+                    }
+                }
+                Ok(Some(Frame::TooLong(n))) => {
+                    let ingest = &self.state.ingest;
+                    ingest
+                        .metrics
+                        .rejected(Door::Tcp, &self.repo.name, RejectReason::TooLarge, 1);
+                    ingest.warn_sometimes(|| tracing::warn!(peer = %self.peer, bytes = n, limit = max, "skipped a line over http.max_event_bytes"));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(peer = %self.peer, error = %e, "closing a TCP connection that cannot be framed");
+                    break;
+                }
+            }
+            let full = batch.len() >= MAX_BATCH_EVENTS || bytes >= MAX_BATCH_BYTES;
+            if !batch.is_empty() && (full || !frames.has_buffered()) {
+                if !self
+                    .flush(std::mem::take(&mut batch), bytes, received)
+                    .await
+                {
+                    return;
+                }
+                bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            self.flush(batch, bytes, received).await;
+        }
+    }
+
+    /// Stores a batch; false if the connection should close because the bus failed.
+    async fn flush(&self, lines: Vec<String>, bytes: usize, received: Instant) -> bool {
+        let permit = self.state.ingest.budget.acquire(bytes).await;
+        let state = self.state.clone();
+        let config = self.config.clone();
+        let repo = self.repo.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            state
+                .ingest
+                .store_lines(Door::Tcp, &repo, &config, lines, bytes, received)
+        })
+        .await;
+        drop(permit);
+        match stored {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                tracing::error!(peer = %self.peer, error = %e, "closing a TCP connection: its events could not be stored");
+                false
+            }
+            Err(e) => {
+                tracing::error!(peer = %self.peer, error = %e, "closing a TCP connection: the store task failed");
+                false
+            }
+        }
+    }
+}
