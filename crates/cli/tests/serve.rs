@@ -200,3 +200,296 @@ fn an_invalid_config_lists_every_problem_and_starts_nothing() {
     );
     assert!(!err.contains("short\""), "tokens are never printed: {err}");
 }
+
+#[test]
+fn a_retry_with_the_same_id_is_stored_once_even_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = b"{\"@id\":\"01a20000-0000-7000-8000-000000000001\",\"n\":1}\n\
+                 {\"@id\":\"01a20000-0000-7000-8000-000000000002\",\"n\":2}\n\
+                 {\"@id\":\"01a20000-0000-7000-8000-000000000002\",\"n\":2}\n\
+                 {\"n\":3}\n";
+    let server = Server::start(dir.path(), "");
+    let (s, answer) = post(&server, "/api/v1/ingest/open", &[NDJSON], body);
+    assert_eq!(s, 200);
+    assert_eq!(
+        (answer["events"].as_u64(), answer["duplicates"].as_u64()),
+        (Some(3), Some(1)),
+        "{answer}"
+    );
+    // The client did not see the answer and sends the batch again.
+    let (_, answer) = post(&server, "/api/v1/ingest/open", &[NDJSON], body);
+    assert_eq!(
+        (answer["events"].as_u64(), answer["duplicates"].as_u64()),
+        (Some(1), Some(3)),
+        "{answer}"
+    );
+    assert_eq!(
+        server.metric(r#"eddy_ingest_duplicate_events_total{repository="open"}"#),
+        4.0
+    );
+    server.stop();
+    // The window outlives a restart: it is rebuilt from the bus.
+    let server = Server::start(dir.path(), "");
+    let (_, answer) = post(&server, "/api/v1/ingest/open", &[NDJSON], body);
+    assert_eq!(
+        (answer["events"].as_u64(), answer["duplicates"].as_u64()),
+        (Some(1), Some(3)),
+        "{answer}"
+    );
+    server.stop();
+    let events = stored_events(dir.path(), "open");
+    assert_eq!(
+        events.len(),
+        5,
+        "2 with ids once, the one without an id each time"
+    );
+    assert_eq!(events.iter().filter(|e| e.id_from_client).count(), 2);
+}
+
+#[test]
+fn overload_answers_429_with_retry_after_and_loses_no_accepted_event() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for one request at a time, and no waiting for more.
+    let server = Server::start(
+        dir.path(),
+        "[ingest]\nmax_inflight_bytes = 100000\nqueue_timeout = \"0s\"\nretry_after = \"2s\"\n",
+    );
+    let url = format!("{}/api/v1/ingest/open", server.url);
+    let results: Vec<(u64, u64, bool)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let url = url.clone();
+                s.spawn(move || {
+                    let (mut accepted, mut refused, mut retry_after) = (0u64, 0u64, true);
+                    for i in 0..15 {
+                        let body: String = (0..500)
+                            .map(|j| {
+                                format!(
+                                    "{{\"t\":{t},\"i\":{i},\"j\":{j},\"pad\":\"{}\"}}\n",
+                                    "x".repeat(60)
+                                )
+                            })
+                            .collect();
+                        let resp = agent()
+                            .post(&url)
+                            .header(NDJSON.0, NDJSON.1)
+                            .send(body.as_bytes())
+                            .unwrap();
+                        match resp.status().as_u16() {
+                            200 => accepted += 500,
+                            429 => {
+                                refused += 1;
+                                retry_after &= resp
+                                    .headers()
+                                    .get("retry-after")
+                                    .and_then(|v| v.to_str().ok())
+                                    == Some("2");
+                            }
+                            other => panic!("unexpected status {other}"),
+                        }
+                    }
+                    (accepted, refused, retry_after)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let accepted: u64 = results.iter().map(|r| r.0).sum();
+    let refused: u64 = results.iter().map(|r| r.1).sum();
+    assert!(refused > 0, "no 429 under forced overload");
+    assert!(accepted > 0, "nothing accepted at all");
+    assert!(results.iter().all(|r| r.2), "every 429 carries Retry-After");
+    let overload = server.metric(
+        r#"eddy_ingest_rejected_events_total{door="http",repository="open",reason="overload"}"#,
+    );
+    assert_eq!(overload, refused as f64);
+    server.stop();
+    assert_eq!(stored_events(dir.path(), "open").len() as u64, accepted);
+}
+
+#[test]
+fn acknowledged_events_survive_a_kill_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let url = format!("{}/api/v1/ingest/open", server.url);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let acked: Vec<u64> = std::thread::scope(|s| {
+        let senders: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (url, stop) = (url.clone(), &stop);
+                s.spawn(move || {
+                    let mut acked = Vec::new();
+                    for batch in 0u64.. {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let first = (t << 32) | (batch * 100);
+                        let body: String = (first..first + 100)
+                            .map(|n| format!("{{\"n\":{n}}}\n"))
+                            .collect();
+                        // A request cut off by the kill is simply not acknowledged.
+                        match agent()
+                            .post(&url)
+                            .header(NDJSON.0, NDJSON.1)
+                            .send(body.as_bytes())
+                        {
+                            Ok(r) if r.status() == 200 => acked.extend(first..first + 100),
+                            _ => break,
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Kill while the senders are still sending.
+        let pid = server.child.id();
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        senders
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    server.kill();
+    assert!(
+        acked.len() >= 100,
+        "the test acknowledged too little to mean anything"
+    );
+    let server = Server::start(dir.path(), "");
+    server.stop();
+    let stored: std::collections::HashSet<i64> = stored_events(dir.path(), "open")
+        .iter()
+        .filter_map(|e| match e.fields.get("n") {
+            Some(Value::Int(n)) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    let lost = acked
+        .iter()
+        .filter(|n| !stored.contains(&(**n as i64)))
+        .count();
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {} acknowledged events were lost",
+        acked.len()
+    );
+}
+
+#[test]
+fn repositories_are_created_through_the_api_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let admin = format!("Bearer {TOKEN}");
+    let auth = [("Authorization", admin.as_str())];
+    assert_eq!(get(&server, "/api/v1/repositories", &[]).0, 401);
+    let (s, answer) = post(
+        &server,
+        "/api/v1/repositories",
+        &auth,
+        br#"{"name":"web","partitions":2}"#,
+    );
+    assert_eq!(s, 201, "{answer}");
+    assert_eq!(answer["partitions"], 2);
+    assert_eq!(
+        post(&server, "/api/v1/repositories", &auth, br#"{"name":"web"}"#).0,
+        409
+    );
+    let (s, answer) = post(
+        &server,
+        "/api/v1/repositories",
+        &auth,
+        br#"{"name":"bad/name"}"#,
+    );
+    assert_eq!(s, 400, "{answer}");
+    let (s, answer) = post(
+        &server,
+        "/api/v1/repositories",
+        &auth,
+        br#"{"name":"x","partitons":2}"#,
+    );
+    assert_eq!(s, 400);
+    assert!(
+        answer["error"].as_str().unwrap().contains("partitons"),
+        "{answer}"
+    );
+    assert_eq!(
+        post(&server, "/api/v1/ingest/web", &[NDJSON], b"{\"a\":1}\n").0,
+        200
+    );
+    server.stop();
+
+    let server = Server::start(dir.path(), "");
+    let (s, answer) = get(&server, "/api/v1/repositories/web", &auth);
+    assert_eq!((s, answer["events"].as_u64()), (200, Some(1)), "{answer}");
+    let (_, all) = get(&server, "/api/v1/repositories", &auth);
+    let names: Vec<_> = all["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["open", "secure", "web"]);
+    server.stop();
+}
+
+#[test]
+fn metrics_count_what_came_in_and_auto_grouping_bounds_data_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "[repositories.many]\nmax_tag_values = 5\ntag_buckets = 2\n",
+    );
+    let body: String = (0..100)
+        .map(|i| format!("{{\"#request\":\"r{i}\",\"#type\":\"web\"}}\n"))
+        .collect();
+    assert_eq!(
+        post(&server, "/api/v1/ingest/many", &[NDJSON], body.as_bytes()).0,
+        200
+    );
+    assert_eq!(
+        post(
+            &server,
+            "/api/v1/ingest/many",
+            &[NDJSON],
+            b"{\"x\": nope}\n"
+        )
+        .0,
+        400
+    );
+    let metrics = server.metrics();
+    for line in [
+        r#"eddy_ingest_events_total{door="http",repository="many"} 100"#,
+        r#"eddy_ingest_rejected_events_total{door="http",repository="many",reason="parse"} 1"#,
+        r#"eddy_ingest_ack_seconds_count{door="http"} 1"#,
+        r#"eddy_ingest_grouped_tags{repository="many"} 1"#,
+        "eddy_ingest_inflight_bytes 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing in\n{metrics}");
+    }
+    server.stop();
+    let log = eddy_log::Log::open(dir.path().join("data")).unwrap();
+    let topic = log.topic("repo.many").unwrap();
+    let mut keys = std::collections::HashSet::new();
+    for p in 0..topic.partition_count() {
+        for r in topic.reader(p, 0).unwrap().poll().unwrap() {
+            keys.insert(r.key.unwrap());
+        }
+    }
+    // Five real values, then two buckets; every event keeps its real tag.
+    assert!(keys.len() <= 7, "{keys:?}");
+    drop(log);
+    let events = stored_events(dir.path(), "many");
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| &e.tags["request"])
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        100
+    );
+}

@@ -14,7 +14,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::RepositoryConfig;
@@ -102,15 +101,6 @@ pub async fn get(
     }
 }
 
-/// The body of a create request.
-#[derive(Debug, Deserialize)]
-pub struct CreateRepository {
-    name: String,
-    /// Unknown keys are refused by `RepositoryConfig` itself.
-    #[serde(flatten)]
-    config: RepositoryConfig,
-}
-
 /// `POST /api/v1/repositories`.
 pub async fn create(
     State(state): State<Arc<AppState>>,
@@ -129,17 +119,25 @@ async fn create_repository(
     body: axum::body::Bytes,
 ) -> Result<serde_json::Value, Reject> {
     authorize(&headers, &state.config.http.admin_tokens)?;
-    let request: CreateRepository = serde_json::from_slice(&body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid repository: {e}")))?;
+    let invalid = |e: String| error(StatusCode::BAD_REQUEST, format!("invalid repository: {e}"));
+    // `name`, then the settings of the configuration file (unknown keys refused).
+    let mut request: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+    let name = match request.remove("name") {
+        Some(serde_json::Value::String(name)) => name,
+        _ => return Err(invalid("\"name\" (a string) is required".into())),
+    };
+    let config: RepositoryConfig = serde_json::from_value(serde_json::Value::Object(request))
+        .map_err(|e| invalid(e.to_string()))?;
     let mut problems = Vec::new();
-    if let Err(e) = eddy_log::validate_name("repository", &request.name) {
+    if let Err(e) = eddy_log::validate_name("repository", &name) {
         problems.push(e.to_string());
     }
-    problems.extend(request.config.check(&request.name));
+    problems.extend(config.check(&name));
     if !problems.is_empty() {
-        return Err(error(StatusCode::BAD_REQUEST, problems.join("; ")));
+        return Err(invalid(problems.join("; ")));
     }
-    tokio::task::spawn_blocking(move || state.create_repository(&request.name, request.config))
+    tokio::task::spawn_blocking(move || state.create_repository(&name, config))
         .await
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }

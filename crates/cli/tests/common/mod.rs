@@ -34,7 +34,7 @@ impl Server {
             &config,
             format!(
                 "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 100000\nmax_event_bytes = 2000\n\
-                 [repositories.open]\n[repositories.secure]\ntokens = [\"{TOKEN}\"]\n{extra}",
+                 admin_tokens = [\"{TOKEN}\"]\n[repositories.open]\n[repositories.secure]\ntokens = [\"{TOKEN}\"]\n{extra}",
                 dir.join("data")
             ),
         )
@@ -134,6 +134,20 @@ pub fn post(
         req = req.header(*k, *v);
     }
     let mut resp = req.send(body).unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+pub fn get(server: &Server, path: &str, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let mut req = agent().get(format!("{}{path}", server.url));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.call().unwrap();
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap();
     (
