@@ -6,6 +6,7 @@ mod consume;
 mod group;
 mod output;
 mod produce;
+mod send;
 mod serve;
 mod topic;
 mod units;
@@ -96,8 +97,10 @@ impl Global {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server: the HTTP ingest door into the bus (see --help for the config file).
+    /// Run the server: HTTP, TCP, UDP, syslog and statsd doors into the bus.
     Serve(serve::ServeArgs),
+    /// Send lines from files or stdin to a running server over HTTP, in batches, with retries.
+    Send(send::SendArgs),
     /// Create, list, describe, verify and delete topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
     init_tracing(cli.global.verbose);
     let result = match &cli.command {
         Command::Serve(args) => serve::run(&cli.global, args),
+        Command::Send(args) => send::run(&cli.global, args),
         Command::Topic(cmd) => topic::run(&cli.global, cmd),
         Command::Produce(args) => produce::run(&cli.global, args),
         Command::Consume(args) => consume::run(&cli.global, args),

@@ -493,3 +493,86 @@ fn metrics_count_what_came_in_and_auto_grouping_bounds_data_sources() {
         100
     );
 }
+
+fn send(server: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["send", "--url", &server.url])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn eddy_send_batches_files_retries_overload_and_maps_bad_lines_to_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // Little room and no waiting: concurrent batches meet 429 and are retried.
+    let server = Server::start(
+        dir.path(),
+        "[ingest]\nmax_inflight_bytes = 100000\nqueue_timeout = \"0s\"\nretry_after = \"0s\"\n",
+    );
+    let access = dir.path().join("access.log");
+    let line =
+        r#"10.0.0.1 - - [24/Nov/2026:10:00:00 +0000] "GET /x HTTP/1.1" 200 512 "-" "curl/8""#;
+    std::fs::write(&access, format!("{line}\n").repeat(2500)).unwrap();
+    let out = send(
+        &server,
+        &[
+            "-r",
+            "open",
+            "--parser",
+            "accesslog",
+            "--batch-size",
+            "400",
+            "--concurrency",
+            "6",
+            "--json",
+            access.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["events"], 2500, "{summary}");
+
+    let ndjson = dir.path().join("events.ndjson");
+    let mut text: String = (1..=1600).map(|i| format!("{{\"i\":{i}}}\n")).collect();
+    text = text.replace("{\"i\":1503}", "{\"i\":15 03}");
+    std::fs::write(&ndjson, text).unwrap();
+    let out = send(
+        &server,
+        &["-r", "open", "--concurrency", "1", ndjson.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("events.ndjson:1503: column 9"), "{err}");
+    assert!(
+        err.contains("stored before the failure: 1000 events"),
+        "{err}"
+    );
+
+    // stdin works too, and a wrong repository is a clear error.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args([
+            "send",
+            "--url",
+            &server.url,
+            "-r",
+            "nope",
+            "--attempts",
+            "1",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(b"{}\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+    server.stop();
+    assert_eq!(stored_events(dir.path(), "open").len(), 3500);
+}

@@ -84,7 +84,7 @@ impl IntoResponse for Reject {
             );
         }
         if let Some(after) = self.retry_after {
-            let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+            let secs = after.as_secs_f64().ceil() as u64;
             r.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         }

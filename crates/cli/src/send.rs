@@ -1,0 +1,411 @@
+//! `eddy send`: ship lines from files or stdin to a running `eddy serve` over HTTP.
+//!
+//! Lines are batched (by count and bytes) and posted to `/api/v1/ingest/{repository}` with the
+//! chosen parser, by a few senders at once. 429 and 503 answers and connection failures are
+//! retried with exponential back-off (at least the server's `Retry-After`); a 400 stops with the
+//! server's reasons mapped back to file and line. Files show a progress bar on a terminal.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::{output, units, Global};
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Files to send, in order; `-` or none reads stdin.
+    files: Vec<PathBuf>,
+    /// The server's base URL.
+    #[arg(long, env = "EDDY_URL", default_value = "http://127.0.0.1:7280")]
+    url: String,
+    /// Repository to send to.
+    #[arg(short, long, default_value = "main")]
+    repository: String,
+    /// Ingest token of the repository (sent as `Authorization: Bearer`).
+    #[arg(long, env = "EDDY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// How the server parses each line: json, kv, accesslog, syslog, statsd or none.
+    #[arg(short, long, default_value = "json")]
+    parser: String,
+    /// Lines per request at most.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// Bytes per request at most (a single longer line goes alone).
+    #[arg(long, value_parser = units::parse_size, default_value = "4MiB")]
+    batch_bytes: u64,
+    /// Requests in flight at once (batches may then be stored out of order).
+    #[arg(long, default_value_t = 2)]
+    concurrency: usize,
+    /// Compress request bodies with gzip.
+    #[arg(long)]
+    gzip: bool,
+    /// Attempts per batch on 429, 503 or a connection failure before giving up.
+    #[arg(long, default_value_t = 10)]
+    attempts: u32,
+    /// Timeout of one request.
+    #[arg(long, value_parser = units::parse_duration, default_value = "60s")]
+    timeout: Duration,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A batch and where its lines came from.
+struct Batch {
+    source: String,
+    first_line: u64,
+    body: Vec<u8>,
+    lines: u64,
+}
+
+#[derive(Default)]
+struct Totals {
+    events: AtomicU64,
+    duplicates: AtomicU64,
+    requests: AtomicU64,
+    retries: AtomicU64,
+}
+
+pub fn run(_global: &Global, args: &SendArgs) -> anyhow::Result<ExitCode> {
+    if args.batch_size == 0 || args.concurrency == 0 || args.attempts == 0 {
+        bail!("--batch-size, --concurrency and --attempts must be at least 1");
+    }
+    let url = format!(
+        "{}/api/v1/ingest/{}?parser={}",
+        args.url.trim_end_matches('/'),
+        args.repository,
+        args.parser
+    );
+    let inputs: Vec<Option<PathBuf>> = if args.files.is_empty() {
+        vec![None]
+    } else {
+        args.files
+            .iter()
+            .map(|f| (f.as_os_str() != "-").then(|| f.clone()))
+            .collect()
+    };
+    let total_bytes: Option<u64> = inputs
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+        })
+        .sum();
+    let progress = progress_bar(total_bytes, args.quiet);
+
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(args.timeout))
+        .build()
+        .into();
+    let totals = Arc::new(Totals::default());
+    let failed = Arc::new(AtomicBool::new(false));
+    let first_error: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
+    let (tx, rx) = mpsc::sync_channel::<Batch>(args.concurrency);
+    let rx = Arc::new(Mutex::new(rx));
+    let started = Instant::now();
+    let result = std::thread::scope(|scope| -> anyhow::Result<()> {
+        for _ in 0..args.concurrency {
+            let (rx, agent, url, totals, failed, first_error, progress) = (
+                rx.clone(),
+                agent.clone(),
+                url.clone(),
+                totals.clone(),
+                failed.clone(),
+                first_error.clone(),
+                progress.clone(),
+            );
+            scope.spawn(move || loop {
+                let next = rx
+                    .lock()
+                    .map_err(|_| ())
+                    .and_then(|r| r.recv().map_err(|_| ()));
+                let Ok(batch) = next else { return };
+                if failed.load(Ordering::Relaxed) {
+                    continue;
+                }
+                match post_with_retries(&agent, &url, args, &batch, &totals) {
+                    Ok(()) => progress.inc(batch.body.len() as u64),
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        if let Ok(mut slot) = first_error.lock() {
+                            slot.get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+        let read = read_batches(&inputs, args, |batch| {
+            if failed.load(Ordering::Relaxed) {
+                return false;
+            }
+            tx.send(batch).is_ok()
+        });
+        drop(tx);
+        read
+    });
+    progress.finish_and_clear();
+    if let Some(e) = first_error.lock().ok().and_then(|mut e| e.take()) {
+        eprintln!(
+            "stored before the failure: {} events",
+            totals.events.load(Ordering::Relaxed)
+        );
+        return Err(e);
+    }
+    result?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let events = totals.events.load(Ordering::Relaxed);
+    let summary = serde_json::json!({
+        "events": events,
+        "duplicates": totals.duplicates.load(Ordering::Relaxed),
+        "requests": totals.requests.load(Ordering::Relaxed),
+        "retries": totals.retries.load(Ordering::Relaxed),
+        "seconds": elapsed,
+    });
+    if args.json {
+        output::json_line(&summary)?;
+    } else if !args.quiet {
+        eprintln!(
+            "sent {events} events in {} requests ({} retried, {} duplicates dropped) in {elapsed:.2}s: {:.0} events/s",
+            summary["requests"],
+            summary["retries"],
+            summary["duplicates"],
+            events as f64 / elapsed.max(1e-9)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_bar(total_bytes: Option<u64>, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    // indicatif draws nothing when stderr is not a terminal.
+    match total_bytes {
+        Some(total) => ProgressBar::new(total).with_style(
+            ProgressStyle::with_template(
+                "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {binary_bytes} sent, {binary_bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    }
+}
+
+/// Reads every input into batches and hands them to `send` (false: stop reading).
+fn read_batches(
+    inputs: &[Option<PathBuf>],
+    args: &SendArgs,
+    mut send: impl FnMut(Batch) -> bool,
+) -> anyhow::Result<()> {
+    for input in inputs {
+        let (source, reader): (String, Box<dyn Read>) = match input {
+            Some(path) => (
+                path.display().to_string(),
+                Box::new(File::open(path).with_context(|| format!("opening {}", path.display()))?),
+            ),
+            None => ("stdin".to_string(), Box::new(std::io::stdin().lock())),
+        };
+        let mut reader = BufReader::with_capacity(1 << 20, reader);
+        let mut line_no = 0u64;
+        let mut batch = Batch {
+            source: source.clone(),
+            first_line: 1,
+            body: Vec::new(),
+            lines: 0,
+        };
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .with_context(|| format!("reading {source}"))?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            if batch.lines > 0 && (batch.body.len() + line.len()) as u64 > args.batch_bytes {
+                let next_first = line_no;
+                if !send(std::mem::replace(
+                    &mut batch,
+                    Batch {
+                        source: source.clone(),
+                        first_line: next_first,
+                        body: Vec::new(),
+                        lines: 0,
+                    },
+                )) {
+                    return Ok(());
+                }
+            }
+            batch.body.extend_from_slice(&line);
+            if line.last() != Some(&b'\n') {
+                batch.body.push(b'\n');
+            }
+            batch.lines += 1;
+            if batch.lines as usize >= args.batch_size {
+                let next_first = line_no + 1;
+                if !send(std::mem::replace(
+                    &mut batch,
+                    Batch {
+                        source: source.clone(),
+                        first_line: next_first,
+                        body: Vec::new(),
+                        lines: 0,
+                    },
+                )) {
+                    return Ok(());
+                }
+            }
+        }
+        if batch.lines > 0 && !send(batch) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Posts one batch, retrying what is worth retrying.
+fn post_with_retries(
+    agent: &ureq::Agent,
+    url: &str,
+    args: &SendArgs,
+    batch: &Batch,
+    totals: &Totals,
+) -> anyhow::Result<()> {
+    let body = if args.gzip {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&batch.body)?;
+        gz.finish()?
+    } else {
+        batch.body.clone()
+    };
+    let place = format!(
+        "{}:{}-{}",
+        batch.source,
+        batch.first_line,
+        batch.first_line + batch.lines - 1
+    );
+    for attempt in 1..=args.attempts {
+        let mut req = agent
+            .post(url)
+            .header("Content-Type", "text/plain; charset=utf-8");
+        if let Some(token) = &args.token {
+            req = req.header("Authorization", &format!("Bearer {token}"));
+        }
+        if args.gzip {
+            req = req.header("Content-Encoding", "gzip");
+        }
+        totals.requests.fetch_add(1, Ordering::Relaxed);
+        let (retry_after, why) = match req.send(&body[..]) {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let text = resp.body_mut().read_to_string().unwrap_or_default();
+                let answer: serde_json::Value =
+                    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+                match status {
+                    200 => {
+                        let n = |k: &str| answer[k].as_u64().unwrap_or(0);
+                        totals.events.fetch_add(n("events"), Ordering::Relaxed);
+                        totals
+                            .duplicates
+                            .fetch_add(n("duplicates"), Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    429 | 503 => (retry_after, format!("{status}: {}", message(&answer))),
+                    400 => bail!("{}", rejected_lines(batch, &answer)),
+                    _ => bail!(
+                        "{place}: the server answered {status}: {}",
+                        message(&answer)
+                    ),
+                }
+            }
+            Err(e) => (None, e.to_string()),
+        };
+        if attempt == args.attempts {
+            bail!("{place}: giving up after {attempt} attempts; last: {why}");
+        }
+        totals.retries.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(backoff(attempt, retry_after));
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+/// Exponential back-off from 100 ms, capped at 30 s, never below the server's `Retry-After`,
+/// with jitter so that many senders do not come back at once.
+fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let exp = Duration::from_millis(100u64 << attempt.min(9)).min(Duration::from_secs(30));
+    let base = exp.max(retry_after.unwrap_or_default());
+    let jitter = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        % 1000) as f64
+        / 1000.0;
+    base.mul_f64(1.0 + 0.25 * jitter)
+}
+
+fn message(answer: &serde_json::Value) -> String {
+    answer["error"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| answer.to_string())
+}
+
+/// The server's list of bad lines, as `file:line: field: reason`.
+fn rejected_lines(batch: &Batch, answer: &serde_json::Value) -> String {
+    let mut out = format!(
+        "{}:{}: the server refused the batch starting here: {}",
+        batch.source,
+        batch.first_line,
+        message(answer)
+    );
+    for bad in answer["lines"].as_array().into_iter().flatten() {
+        let line = batch.first_line + bad["line"].as_u64().unwrap_or(1) - 1;
+        out.push_str(&format!(
+            "\n  {}:{line}: column {}{}: {}",
+            batch.source,
+            bad["column"],
+            bad["field"]
+                .as_str()
+                .map(|f| format!(", field {f}"))
+                .unwrap_or_default(),
+            bad["reason"].as_str().unwrap_or("")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_respects_retry_after() {
+        assert!(backoff(1, None) >= Duration::from_millis(200));
+        assert!(backoff(3, None) >= Duration::from_millis(800));
+        assert!(backoff(30, None) <= Duration::from_millis(37_500));
+        assert!(backoff(1, Some(Duration::from_secs(2))) >= Duration::from_secs(2));
+    }
+}
