@@ -3,7 +3,7 @@
 //! [`gen`] makes deterministic, seeded data (access logs, JSON application logs, StatsD lines)
 //! with needles whose counts are known. [`baselines`] measures what the hardware and common tools
 //! achieve on that data (fsync'd sequential writes, memory bandwidth, `rg`, `zstd`, `gzip`).
-//! [`log_bench`] measures the bus. [`run_all`] does all of it and returns the [`report`]
+//! [`log_bench`] measures the bus, [`ingest_bench`] the real `eddy serve` under load. [`run_all`] does all of it and returns the [`report`]
 //! sections, each figure the median of several runs with min and max; a figure whose part of
 //! eddy does not exist yet is reported as missing, never invented.
 
@@ -12,6 +12,7 @@
 pub mod baselines;
 mod error;
 pub mod gen;
+pub mod ingest_bench;
 pub mod log_bench;
 pub mod peers;
 pub mod report;
@@ -39,6 +40,15 @@ pub struct Options {
     pub log_records: u64,
     /// Seconds of the log's latency run.
     pub latency_seconds: u64,
+    /// Seconds of each ingest run (and of each UDP rate step).
+    pub ingest_seconds: u64,
+    /// The `eddy` binary run as the server by the ingest benchmark.
+    pub server: PathBuf,
+}
+
+/// The running `eddy` binary (the ingest benchmark starts it as `eddy serve`).
+fn this_binary() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("eddy"))
 }
 
 impl Options {
@@ -52,6 +62,8 @@ impl Options {
             data_bytes: 32 << 20,
             log_records: 1_000_000,
             latency_seconds: 3,
+            ingest_seconds: 3,
+            server: this_binary(),
         }
     }
 
@@ -65,6 +77,21 @@ impl Options {
             data_bytes: 400 << 20,
             log_records: 4_000_000,
             latency_seconds: 10,
+            ingest_seconds: 10,
+            server: this_binary(),
+        }
+    }
+}
+
+impl Options {
+    /// The ingest benchmark's settings.
+    pub fn ingest_options(&self) -> ingest_bench::IngestBenchOptions {
+        ingest_bench::IngestBenchOptions {
+            server: self.server.clone(),
+            dir: self.dir.join("ingest"),
+            runs: self.runs,
+            seconds: self.ingest_seconds,
+            clients: 4,
         }
     }
 }
@@ -248,21 +275,13 @@ pub fn run_all(opts: &Options, progress: &dyn Fn(&str)) -> Result<(String, Vec<S
     )?;
     let _ = std::fs::remove_dir_all(opts.dir.join("log"));
 
+    let ingest = ingest_bench::run(&opts.ingest_options(), &opts.mode, progress)?;
+
     let not_yet = Section {
         id: "missing".into(),
         title: "Figures of parts not built yet".into(),
         intro: "Reported as missing rather than invented; each issue adds its figures here.".into(),
         rows: vec![
-            missing(
-                "HTTP ingest, 200-byte JSON events in batches of 1,000, durable acks",
-                "",
-                "≥ 300 k events/s (issue 3)",
-            ),
-            missing(
-                "syslog over UDP: highest rate with no datagram dropped",
-                "",
-                "printed (issue 3)",
-            ),
             missing("digest: bus → sealed segments", "", "issue 4"),
             missing(
                 "live query: acknowledgement → websocket update p99",
@@ -299,6 +318,15 @@ pub fn run_all(opts: &Options, progress: &dyn Fn(&str)) -> Result<(String, Vec<S
     };
     Ok((
         header(opts, &tools),
-        vec![data, limits, log, search, compression, not_yet, peers],
+        vec![
+            data,
+            limits,
+            log,
+            ingest,
+            search,
+            compression,
+            not_yet,
+            peers,
+        ],
     ))
 }

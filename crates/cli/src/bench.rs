@@ -20,6 +20,9 @@ pub enum BenchCommand {
     /// Benchmark the log only (append, read, follow, ack latency beside the disk) and replace
     /// the report's log section.
     Log(LogArgs),
+    /// Benchmark `eddy serve` (HTTP ingest rate and latency, syslog over UDP) and replace the
+    /// report's ingest section.
+    Ingest(LogArgs),
     /// Write deterministic generated data to a file or stdout.
     Gen(GenArgs),
 }
@@ -41,7 +44,7 @@ pub struct Common {
     /// Records per append run of the log benchmark.
     #[arg(long)]
     records: Option<u64>,
-    /// Seconds of the acknowledgement-latency run.
+    /// Seconds of the acknowledgement-latency run, and of each ingest run.
     #[arg(long)]
     latency_seconds: Option<u64>,
     /// Also print the sections as JSON on stdout.
@@ -98,6 +101,7 @@ impl Common {
         }
         if let Some(s) = self.latency_seconds {
             o.latency_seconds = s.max(1);
+            o.ingest_seconds = s.max(1);
         }
         o
     }
@@ -169,6 +173,18 @@ pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
             });
             bar.finish_and_clear();
             let _ = std::fs::remove_dir_all(&log_opts.dir);
+            let section = result?;
+            let header = format!("# eddy benchmark report\n\n{}", report::machine(&opts.dir));
+            finish(&args.common, &header, &[section], false)?;
+        }
+        BenchCommand::Ingest(args) => {
+            let opts = args.common.options();
+            let bar = progress_bar();
+            let result =
+                eddy_bench::ingest_bench::run(&opts.ingest_options(), &opts.mode, &|m: &str| {
+                    bar.set_message(m.to_string())
+                });
+            bar.finish_and_clear();
             let section = result?;
             let header = format!("# eddy benchmark report\n\n{}", report::machine(&opts.dir));
             finish(&args.common, &header, &[section], false)?;

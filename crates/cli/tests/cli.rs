@@ -420,6 +420,7 @@ fn bench_all_runs_on_tiny_data_and_writes_every_section() {
         "## Data",
         "## Physical limits",
         "## Log (bus)",
+        "## Ingest (eddy serve)",
         "## Search",
         "## Compression",
         "## Figures of parts not built yet",
@@ -428,6 +429,8 @@ fn bench_all_runs_on_tiny_data_and_writes_every_section() {
         assert!(text.contains(section), "missing {section}");
     }
     for figure in [
+        "HTTP ingest, 200-byte JSON events",
+        "syslog over UDP: highest rate",
         "memory read bandwidth",
         "append, 4 producers",
         "rg ",

@@ -24,7 +24,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bytes::Bytes;
 use eddy_event::{Event, ParseError, Parser};
 use serde::Deserialize;
 use serde_json::json;
@@ -135,7 +134,7 @@ pub(crate) fn authorize(headers: &HeaderMap, tokens: &[String]) -> Result<(), Re
 }
 
 /// Decompresses per `Content-Encoding`, refusing to produce more than `limit` bytes.
-fn decode_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Vec<u8>, Reject> {
+fn decode_body(headers: &HeaderMap, body: Vec<u8>, limit: usize) -> Result<Vec<u8>, Reject> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -162,7 +161,7 @@ fn decode_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Vec<u8>
             if body.len() > limit {
                 return Err(body_too_large(limit));
             }
-            Ok(body.to_vec())
+            Ok(body)
         }
         "gzip" | "x-gzip" => read_limited(&mut flate2::read::GzDecoder::new(&body[..])),
         "zstd" => {
@@ -307,21 +306,29 @@ pub async fn ingest(
     }
 }
 
-async fn ingest_request(
-    state: &Arc<AppState>,
+/// What a request was admitted with: its repository, parser, content type and room in the
+/// in-flight budget.
+struct Admitted {
+    repo: Arc<crate::pipeline::Repository>,
+    parser: Option<Parser>,
+    content_type: String,
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The checks made before reading the body.
+async fn admit(
+    state: &AppState,
     repository: &str,
     params: IngestParams,
-    headers: HeaderMap,
-    body: Body,
-    received: Instant,
-) -> Result<crate::pipeline::Stored, Reject> {
+    headers: &HeaderMap,
+) -> Result<Admitted, Reject> {
     let Some(repo) = state.repository(repository) else {
         return Err(error(
             StatusCode::NOT_FOUND,
             format!("repository {repository:?} does not exist"),
         ));
     };
-    authorize(&headers, &repo.config.tokens)?;
+    authorize(headers, &repo.config.tokens)?;
     let parser = params
         .parser
         .as_deref()
@@ -333,46 +340,94 @@ async fn ingest_request(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_ascii_lowercase();
-    let limits = state.config.http.clone();
-    let ingest = &state.ingest;
-    let overloaded = || {
-        error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "eddy is storing as fast as it can; retry after the Retry-After delay",
-        )
-        .retry_after(ingest.config.retry_after)
-    };
-    // Room in the in-flight budget comes first: a request that cannot have it is answered
-    // without reading its body.
+    let max_body = state.config.http.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limits.max_body_bytes) {
-        return Err(body_too_large(limits.max_body_bytes));
+    if declared.is_some_and(|n| n > max_body) {
+        return Err(body_too_large(max_body));
     }
-    let mut permit = ingest
+    let ingest = &state.ingest;
+    let permit = ingest
         .budget
-        .acquire_within(
-            declared.unwrap_or(limits.max_body_bytes),
-            ingest.config.queue_timeout,
-        )
+        .acquire_within(declared.unwrap_or(max_body), ingest.config.queue_timeout)
         .await
-        .ok_or_else(overloaded)?;
-    let body = axum::body::to_bytes(body, limits.max_body_bytes)
-        .await
-        .map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            {
-                body_too_large(limits.max_body_bytes)
-            } else {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("could not read the body: {e}"),
-                )
-            }
+        .ok_or_else(|| overloaded(state))?;
+    Ok(Admitted {
+        repo,
+        parser,
+        content_type,
+        permit,
+    })
+}
+
+fn overloaded(state: &AppState) -> Reject {
+    error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "eddy is storing as fast as it can; retry after the Retry-After delay",
+    )
+    .retry_after(state.ingest.config.retry_after)
+}
+
+/// Most bytes read and thrown away from a refused request so that its client, still sending,
+/// reads the answer instead of a broken pipe; beyond, the connection is simply closed.
+const MAX_DRAIN_BYTES: usize = 64 << 20;
+
+/// Reads the body, up to `limit` bytes kept; a longer body is read on (and dropped) up to
+/// [`MAX_DRAIN_BYTES`] and answered 413.
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, Reject> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut out = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the body: {e}"),
+            )
         })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen <= limit {
+            out.extend_from_slice(&data);
+        } else if seen > MAX_DRAIN_BYTES {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(body_too_large(limit));
+    }
+    Ok(out)
+}
+
+async fn ingest_request(
+    state: &Arc<AppState>,
+    repository: &str,
+    params: IngestParams,
+    headers: HeaderMap,
+    body: Body,
+    received: Instant,
+) -> Result<crate::pipeline::Stored, Reject> {
+    let limits = state.config.http.clone();
+    let ingest = &state.ingest;
+    // Admission (repository, token, room in the budget) comes before the body is kept.
+    let Admitted {
+        repo,
+        parser,
+        content_type,
+        mut permit,
+    } = match admit(state, repository, params, &headers).await {
+        Ok(a) => a,
+        Err(r) => {
+            let _ = read_body(body, 0).await;
+            return Err(r);
+        }
+    };
+    let body = read_body(body, limits.max_body_bytes).await?;
     let decoded = {
         let headers = headers.clone();
         blocking(move || decode_body(&headers, body, limits.max_body_bytes)).await??
@@ -386,7 +441,7 @@ async fn ingest_request(
                 ingest.config.queue_timeout,
             )
             .await
-            .ok_or_else(overloaded)?;
+            .ok_or_else(|| overloaded(state))?;
         permit.merge(more);
     }
     let state = state.clone();
