@@ -60,6 +60,16 @@ fn bytes_json(b: &[u8]) -> serde_json::Value {
     }
 }
 
+/// A record's value for people: a repository's topic (`repo.<name>`) holds events in their
+/// binary encoding, shown as JSON; anything else is shown as it is.
+fn event_json(args: &ConsumeArgs, value: &[u8]) -> Option<serde_json::Value> {
+    if !args.topic.starts_with("repo.") {
+        return None;
+    }
+    let event = eddy_event::codec::decode(value).ok()?;
+    serde_json::to_value(&event).ok()
+}
+
 fn write_record(
     out: &mut impl Write,
     args: &ConsumeArgs,
@@ -79,7 +89,7 @@ fn write_record(
             "timestamp": format_time(r.timestamp),
             "timestamp_ns": r.timestamp,
             "key": r.key.as_deref().map(bytes_json),
-            "value": bytes_json(&r.value),
+            "value": event_json(args, &r.value).unwrap_or_else(|| bytes_json(&r.value)),
             "headers": headers,
         });
         serde_json::to_writer(&mut *out, &obj)?;
@@ -89,7 +99,10 @@ fn write_record(
         out.write_all(r.key.as_deref().unwrap_or_default())?;
         out.write_all(b"\t")?;
     }
-    out.write_all(&r.value)?;
+    match event_json(args, &r.value) {
+        Some(event) => serde_json::to_writer(&mut *out, &event)?,
+        None => out.write_all(&r.value)?,
+    }
     writeln!(out)
 }
 

@@ -16,6 +16,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+// The doors allocate many small strings per event (field names, values); mimalloc serves them
+// markedly faster than the system allocator under concurrent requests (measured with
+// `eddy bench ingest`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use eddy_log::{Durability, Log};
 
 /// eddy collects events, logs and metrics, keeps them in a durable partitioned log, and answers

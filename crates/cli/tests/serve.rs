@@ -63,6 +63,20 @@ fn ingests_json_ndjson_and_parsed_lines_durably() {
     assert!(events
         .iter()
         .any(|e| e.fields.get("zipped") == Some(&Value::Bool(true))));
+    // `eddy consume` shows a repository's events as JSON.
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["consume", "repo.open", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let shown: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(shown.len(), 6);
+    assert!(shown.iter().all(|e| e["@timestamp"].is_i64() && e["@id"].is_string()));
 }
 
 #[test]

@@ -93,6 +93,11 @@ pub fn encode_into(event: &Event, out: &mut Vec<u8>) {
     }
 }
 
+/// Whether encoded bytes hold an event whose `@id` came from the client, without decoding it.
+pub fn has_client_id(buf: &[u8]) -> bool {
+    buf.len() > 1 && buf[0] == VERSION && buf[1] & 1 == 1
+}
+
 /// The encoding of `event`.
 pub fn encode(event: &Event) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + event.raw.as_ref().map_or(0, |r| r.len() * 2));
@@ -280,7 +285,9 @@ mod tests {
 
         #[test]
         fn roundtrips(e in event()) {
-            prop_assert_eq!(decode(&encode(&e)).unwrap(), e);
+            let bytes = encode(&e);
+            prop_assert_eq!(has_client_id(&bytes), e.id_from_client);
+            prop_assert_eq!(decode(&bytes).unwrap(), e);
         }
 
         #[test]

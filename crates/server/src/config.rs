@@ -362,6 +362,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_file_is_valid_and_its_defaults_are_the_defaults() {
+        let c = Config::parse(include_str!("../../../eddy.example.toml")).unwrap();
+        let d = Config::default();
+        assert_eq!(c.http.listen, d.http.listen);
+        assert_eq!(c.ingest.dedup_window, d.ingest.dedup_window);
+        assert_eq!(c.ingest.max_inflight_bytes, d.ingest.max_inflight_bytes);
+        assert_eq!(c.repositories, d.repositories);
+        assert_eq!((c.tcp.len(), c.udp.len()), (2, 2));
+    }
+
+    #[test]
+    fn listeners_must_name_a_configured_repository_and_distinct_addresses() {
+        let err = Config::parse(
+            "[[udp]]\nlisten = \"127.0.0.1:8125\"\nrepository = \"nope\"\nparser = \"statsd\"\n\
+             [[udp]]\nlisten = \"127.0.0.1:8125\"\nparser = \"yaml\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("yaml"), "{err}");
+        let err = Config::parse(
+            "[[udp]]\nlisten = \"127.0.0.1:8125\"\nrepository = \"nope\"\n\
+             [[udp]]\nlisten = \"127.0.0.1:8125\"\n[ingest]\ndedup_window = \"soon\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("soon"), "{err}");
+        let err = Config::parse(
+            "[[udp]]\nlisten = \"127.0.0.1:8125\"\nrepository = \"nope\"\n\
+             [[udp]]\nlisten = \"127.0.0.1:8125\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("repository \"nope\" is not configured"), "{err}");
+        assert!(err.contains("udp[1] (127.0.0.1:8125): another udp listener"), "{err}");
+    }
+
+    #[test]
     fn empty_file_is_a_working_default() {
         let c = Config::parse("").unwrap();
         assert_eq!(c.http.listen.port(), 7280);

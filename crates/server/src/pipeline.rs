@@ -100,7 +100,7 @@ fn recent_client_ids(
             if records.is_empty() {
                 break;
             }
-            for r in records {
+            for r in records.iter().filter(|r| codec::has_client_id(&r.value)) {
                 // Records that are not events are not ours to judge here.
                 if let Ok(e) = codec::decode(&r.value) {
                     if e.id_from_client && e.ingest_timestamp >= now.saturating_sub(window_ns) {
