@@ -356,7 +356,8 @@ pub fn run(opts: &IngestBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Re
         ),
         rows,
         notes: "Client and server share the machine's cores. Each acknowledged event is checked against the \
-                server's own count of stored events."
+                server's own count of stored events. The UDP figure is the last step of the ramp without loss: \
+                the limit lies between it and the first step with loss, shown under goal."
             .into(),
     })
 }

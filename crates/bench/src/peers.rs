@@ -110,7 +110,7 @@ pub fn clickhouse(
             ),
             baseline: "INSERT … SELECT FROM file() into MergeTree, then OPTIMIZE FINAL".into(),
             ratio: String::new(),
-            goal: "eddy: HTTP ingest (issue 3)".into(),
+            goal: "eddy: see Ingest (HTTP, durable acks per batch)".into(),
         });
         for (codec, store) in [("LZ4", &k.lz4), ("ZSTD(3)", &k.zstd)] {
             rows.push(Row {

@@ -76,7 +76,9 @@ fn ingests_json_ndjson_and_parsed_lines_durably() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(shown.len(), 6);
-    assert!(shown.iter().all(|e| e["@timestamp"].is_i64() && e["@id"].is_string()));
+    assert!(shown
+        .iter()
+        .all(|e| e["@timestamp"].is_i64() && e["@id"].is_string()));
 }
 
 #[test]

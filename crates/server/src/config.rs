@@ -394,8 +394,14 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("repository \"nope\" is not configured"), "{err}");
-        assert!(err.contains("udp[1] (127.0.0.1:8125): another udp listener"), "{err}");
+        assert!(
+            err.contains("repository \"nope\" is not configured"),
+            "{err}"
+        );
+        assert!(
+            err.contains("udp[1] (127.0.0.1:8125): another udp listener"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -133,14 +133,17 @@ pub(crate) fn authorize(headers: &HeaderMap, tokens: &[String]) -> Result<(), Re
     }
 }
 
-/// Decompresses per `Content-Encoding`, refusing to produce more than `limit` bytes.
-fn decode_body(headers: &HeaderMap, body: Vec<u8>, limit: usize) -> Result<Vec<u8>, Reject> {
-    let encoding = headers
+fn content_encoding(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("identity")
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+/// Decompresses per `Content-Encoding`, refusing to produce more than `limit` bytes.
+fn decode_body(encoding: &str, body: Vec<u8>, limit: usize) -> Result<Vec<u8>, Reject> {
     let read_limited = |r: &mut dyn Read| -> Result<Vec<u8>, Reject> {
         let mut out = Vec::new();
         r.take(limit as u64 + 1)
@@ -156,7 +159,7 @@ fn decode_body(headers: &HeaderMap, body: Vec<u8>, limit: usize) -> Result<Vec<u
         }
         Ok(out)
     };
-    match encoding.as_str() {
+    match encoding {
         "identity" | "" => {
             if body.len() > limit {
                 return Err(body_too_large(limit));
@@ -428,9 +431,11 @@ async fn ingest_request(
         }
     };
     let body = read_body(body, limits.max_body_bytes).await?;
-    let decoded = {
-        let headers = headers.clone();
-        blocking(move || decode_body(&headers, body, limits.max_body_bytes)).await??
+    let encoding = content_encoding(&headers);
+    let decoded = if matches!(encoding.as_str(), "identity" | "") {
+        body
+    } else {
+        blocking(move || decode_body(&encoding, body, limits.max_body_bytes)).await??
     };
     // A compressed body takes more room once decompressed.
     if decoded.len() > permit.num_permits() {
