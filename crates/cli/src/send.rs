@@ -69,6 +69,17 @@ struct Batch {
     lines: u64,
 }
 
+impl Batch {
+    fn new(source: &str, first_line: u64) -> Batch {
+        Batch {
+            source: source.to_string(),
+            first_line,
+            body: Vec::new(),
+            lines: 0,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Totals {
     events: AtomicU64,
@@ -223,12 +234,7 @@ fn read_batches(
         };
         let mut reader = BufReader::with_capacity(1 << 20, reader);
         let mut line_no = 0u64;
-        let mut batch = Batch {
-            source: source.clone(),
-            first_line: 1,
-            body: Vec::new(),
-            lines: 0,
-        };
+        let mut batch = Batch::new(&source, 1);
         let mut line = Vec::new();
         loop {
             line.clear();
@@ -239,17 +245,10 @@ fn read_batches(
                 break;
             }
             line_no += 1;
+            // A line that would overflow the batch's bytes starts the next batch.
             if batch.lines > 0 && (batch.body.len() + line.len()) as u64 > args.batch_bytes {
-                let next_first = line_no;
-                if !send(std::mem::replace(
-                    &mut batch,
-                    Batch {
-                        source: source.clone(),
-                        first_line: next_first,
-                        body: Vec::new(),
-                        lines: 0,
-                    },
-                )) {
+                let full = std::mem::replace(&mut batch, Batch::new(&source, line_no));
+                if !send(full) {
                     return Ok(());
                 }
             }
@@ -259,16 +258,8 @@ fn read_batches(
             }
             batch.lines += 1;
             if batch.lines as usize >= args.batch_size {
-                let next_first = line_no + 1;
-                if !send(std::mem::replace(
-                    &mut batch,
-                    Batch {
-                        source: source.clone(),
-                        first_line: next_first,
-                        body: Vec::new(),
-                        lines: 0,
-                    },
-                )) {
+                let full = std::mem::replace(&mut batch, Batch::new(&source, line_no + 1));
+                if !send(full) {
                     return Ok(());
                 }
             }

@@ -166,3 +166,32 @@ fn statsd_over_udp_and_json_lines_over_tcp() {
         .iter()
         .any(|e| e.fields.get("msg") == Some(&Value::from("two"))));
 }
+
+#[test]
+fn a_full_udp_queue_drops_and_counts_instead_of_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "[ingest]\nudp_queue_datagrams = 1\n[[udp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"open\"\nparser = \"none\"\n",
+    );
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sent = 20_000;
+    for i in 0..sent {
+        socket
+            .send_to(format!("datagram {i}").as_bytes(), server.udp[0])
+            .unwrap();
+    }
+    let listener = server.udp[0].to_string();
+    let dropped = server.wait_for_metric(
+        &format!(r#"eddy_ingest_dropped_datagrams_total{{door="udp",listener="{listener}"}}"#),
+        1.0,
+    );
+    assert!(dropped >= 1.0, "{}", server.metrics());
+    server.stop();
+    // What was not dropped was stored, and nothing was both.
+    let stored = stored_events(dir.path(), "open").len() as f64;
+    assert!(
+        stored >= 1.0 && stored + dropped <= sent as f64,
+        "stored {stored}, dropped {dropped}"
+    );
+}
