@@ -352,11 +352,14 @@ async fn admit(
         return Err(body_too_large(max_body));
     }
     let ingest = &state.ingest;
+    let waiting = ingest.metrics.waiting_gauge();
+    waiting.inc();
     let permit = ingest
         .budget
         .acquire_within(declared.unwrap_or(max_body), ingest.config.queue_timeout)
-        .await
-        .ok_or_else(|| overloaded(state))?;
+        .await;
+    waiting.dec();
+    let permit = permit.ok_or_else(|| overloaded(state))?;
     Ok(Admitted {
         repo,
         parser,

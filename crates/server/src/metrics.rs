@@ -109,6 +109,8 @@ pub struct Metrics {
     inflight_bytes: Gauge,
     inflight_limit: Gauge,
     queue: Family<ListenerLabel, Gauge>,
+    kernel_drops: Family<ListenerLabel, Gauge>,
+    waiting: Gauge,
     connections: Family<ListenerLabel, Gauge>,
     grouped_tags: Family<RepoLabel, Gauge>,
     dedup_ids: Family<RepoLabel, Gauge>,
@@ -135,6 +137,8 @@ impl Metrics {
             inflight_bytes: Gauge::default(),
             inflight_limit: Gauge::default(),
             queue: Family::default(),
+            kernel_drops: Family::default(),
+            waiting: Gauge::default(),
             connections: Family::default(),
             grouped_tags: Family::default(),
             dedup_ids: Family::default(),
@@ -183,6 +187,16 @@ impl Metrics {
             "queued_datagrams",
             "UDP datagrams received and waiting to be stored",
             m.queue.clone(),
+        );
+        registry.register(
+            "kernel_dropped_datagrams",
+            "UDP datagrams the kernel dropped for a listener's socket before eddy read them (Linux, read every second)",
+            m.kernel_drops.clone(),
+        );
+        registry.register(
+            "waiting_requests",
+            "HTTP requests waiting for room in the in-flight budget",
+            m.waiting.clone(),
         );
         registry.register(
             "tcp_connections",
@@ -259,6 +273,21 @@ impl Metrics {
                 listener: listener.to_string(),
             })
             .clone()
+    }
+
+    /// The gauge of the kernel's drops for a UDP listener.
+    pub fn kernel_drop_gauge(&self, listener: &str) -> Gauge {
+        self.kernel_drops
+            .get_or_create(&ListenerLabel {
+                door: Door::Udp.name(),
+                listener: listener.to_string(),
+            })
+            .clone()
+    }
+
+    /// The gauge of HTTP requests waiting for room.
+    pub fn waiting_gauge(&self) -> &Gauge {
+        &self.waiting
     }
 
     /// The gauge of a TCP listener's open connections.

@@ -2,7 +2,9 @@
 //!
 //! One task receives datagrams into a bounded queue, another stores them in batches. When the
 //! queue is full (the bus or the in-flight budget cannot keep up), datagrams are dropped and
-//! counted in `eddy_ingest_dropped_datagrams_total`; memory stays bounded.
+//! counted in `eddy_ingest_dropped_datagrams_total`; memory stays bounded. Datagrams the kernel
+//! drops before eddy reads them (its socket buffer full) are read from `/proc/net/udp` on Linux
+//! every second into `eddy_ingest_kernel_dropped_datagrams`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -85,10 +87,19 @@ impl UdpDoor {
         let listener = self.addr.to_string();
         let metrics = &self.state.ingest.metrics;
         let depth = metrics.queue_gauge(&listener);
+        let kernel = KernelDrops::of(&self.socket);
+        let kernel_gauge = metrics.kernel_drop_gauge(&listener);
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
             let received = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
+                _ = tick.tick() => {
+                    if let Some(n) = kernel.as_ref().and_then(KernelDrops::read) {
+                        kernel_gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
+                    }
+                    continue;
+                }
                 r = self.socket.recv_from(&mut buf) => r,
             };
             match received {
@@ -156,4 +167,75 @@ fn split(config: &ListenerConfig, datagrams: impl Iterator<Item = Vec<u8>>) -> V
         }
     }
     lines
+}
+
+/// The kernel's count of datagrams dropped for one socket, from `/proc/net/udp` and `udp6`
+/// (Linux), found by the socket's inode.
+struct KernelDrops {
+    inode: String,
+}
+
+impl KernelDrops {
+    fn of(socket: &UdpSocket) -> Option<KernelDrops> {
+        use std::os::fd::AsRawFd;
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", socket.as_raw_fd())).ok()?;
+        let link = link.to_str()?;
+        let inode = link.strip_prefix("socket:[")?.strip_suffix(']')?;
+        Some(KernelDrops {
+            inode: inode.to_string(),
+        })
+    }
+
+    fn read(&self) -> Option<u64> {
+        ["/proc/net/udp", "/proc/net/udp6"].iter().find_map(|path| {
+            let table = std::fs::read_to_string(path).ok()?;
+            parse_drops(&table, &self.inode)
+        })
+    }
+}
+
+/// The `drops` column of the row whose `inode` column is `inode`.
+fn parse_drops(table: &str, inode: &str) -> Option<u64> {
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
+    // The header splits "tm->when" and "tx_queue rx_queue" like the rows do, except that
+    // rows join "tx_queue:rx_queue" and "tr:tm->when": count columns from the end instead.
+    let from_end = |name: &str| header.iter().rev().position(|h| *h == name);
+    let (inode_col, drops_col) = (from_end("inode")?, from_end("drops")?);
+    lines.find_map(|row| {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        let at = |from_end: usize| cols.len().checked_sub(from_end + 1).map(|i| cols[i]);
+        (at(inode_col)? == inode).then(|| at(drops_col)?.parse().ok())?
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_drops_of_one_socket_from_proc_net_udp() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops            \n\
+ 1221: 0100007F:1FBD 00000000:0000 07 00000000:00000000 00 00000000:00000000     0        0 4242 2 0000000000000000 17\n\
+ 1222: 0100007F:1FBE 00000000:0000 07 00000000:00000000 00 00000000:00000000     0        0 4343 2 0000000000000000 0\n";
+        assert_eq!(parse_drops(table, "4242"), Some(17));
+        assert_eq!(parse_drops(table, "4343"), Some(0));
+        assert_eq!(parse_drops(table, "1"), None);
+        assert_eq!(parse_drops("", "1"), None);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn finds_its_own_socket_in_proc() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let k = KernelDrops::of(&socket).unwrap();
+            assert_eq!(k.read(), Some(0));
+        });
+    }
 }
