@@ -385,7 +385,9 @@ const MAX_DRAIN_BYTES: usize = 64 << 20;
 async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, Reject> {
     use http_body_util::BodyExt;
     let mut body = body;
-    let mut out = Vec::new();
+    // Sized once from Content-Length: no regrowth copies of a large body.
+    let declared = usize::try_from(http_body::Body::size_hint(&body).lower()).unwrap_or(0);
+    let mut out = Vec::with_capacity(declared.min(limit));
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {

@@ -89,19 +89,6 @@ fn finish(event: &mut Event, raw: String) {
     event.raw = Some(raw);
 }
 
-/// An event from an already parsed JSON object (an element of a JSON array body), with `raw`
-/// as its `@rawstring`; the same rules as [`Parser::Json`].
-pub fn from_json_value(
-    value: serde_json::Value,
-    raw: String,
-    now: i64,
-) -> Result<Event, ParseError> {
-    let mut event = Event::new(now);
-    json::fill(value, &mut event)?;
-    finish(&mut event, raw);
-    Ok(event)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
