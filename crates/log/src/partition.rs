@@ -543,6 +543,11 @@ impl Partition {
             .map_or(0, |s| s.base_offset)
     }
 
+    /// Why the partition refuses appends, if a write or fsync failed (it needs a restart).
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.commit).poisoned.clone()
+    }
+
     /// Next offset to be written; every offset below it is readable.
     pub fn end_offset(&self) -> u64 {
         self.committed().next_offset

@@ -161,10 +161,36 @@ pub fn router(state: Arc<AppState>) -> Router {
             ),
         )
         .route("/health", get(|| async { "ok\n" }))
-        .route("/ready", get(|| async { "ready\n" }))
+        .route("/ready", get(ready))
         // The ingest handler bounds its body itself, after taking room in the budget.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// `GET /ready`: 200 while every repository's partitions take appends; 503 naming those that
+/// do not (a failed write or fsync stops a partition until restart).
+async fn ready(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> axum::response::Response {
+    let failures: Vec<String> = state
+        .repositories()
+        .iter()
+        .flat_map(|repo| {
+            repo.topic.partitions().iter().filter_map(move |p| {
+                p.failure()
+                    .map(|why| format!("{} partition {}: {why}", repo.name, p.id()))
+            })
+        })
+        .collect();
+    if failures.is_empty() {
+        "ready\n".into_response()
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready:\n{}\n", failures.join("\n")),
+        )
+            .into_response()
+    }
 }
 
 /// Where the doors listen, once bound (port 0 resolved).
