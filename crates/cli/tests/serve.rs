@@ -189,7 +189,10 @@ fn tokens_limits_and_unknown_repositories() {
         .status()
         .as_u16();
     assert_eq!(health, 200);
-    assert_eq!(get(&server, "/ready", &[]), (200, serde_json::Value::String("ready\n".into())));
+    assert_eq!(
+        get(&server, "/ready", &[]),
+        (200, serde_json::Value::String("ready\n".into()))
+    );
     server.stop();
     assert_eq!(stored_events(dir.path(), "secure").len(), 1);
 }

@@ -16,12 +16,14 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::ListenerConfig;
 use crate::metrics::Door;
-use crate::pipeline::Repository;
+use crate::pipeline::{Repository, StoreError};
 use crate::tcp::{listener_repository, MAX_BATCH_EVENTS};
 use crate::{AppState, ServerError};
 
 /// Receive buffer asked of the kernel, to ride out bursts while a batch is being stored.
 const SOCKET_BUFFER: usize = 8 << 20;
+/// Batches being parsed and stored at once, per listener.
+const BATCHES_IN_FLIGHT: usize = 4;
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
 
@@ -126,23 +128,38 @@ async fn store_queued(
     repo: Arc<Repository>,
     mut rx: mpsc::Receiver<Vec<u8>>,
 ) {
+    // Datagrams carry no order to keep: batches are parsed and stored side by side, so one
+    // batch's fsync does not leave the queue unattended.
+    let mut storing = tokio::task::JoinSet::new();
     let mut datagrams = Vec::with_capacity(MAX_BATCH_EVENTS);
     while rx.recv_many(&mut datagrams, MAX_BATCH_EVENTS).await > 0 {
         let received = Instant::now();
         let lines = split(&config, datagrams.drain(..));
         let bytes = lines.iter().map(String::len).sum();
         let permit = state.ingest.budget.acquire(bytes).await;
-        let (state, config, repo) = (state.clone(), config.clone(), repo.clone());
-        let stored = tokio::task::spawn_blocking(move || {
-            state
-                .ingest
-                .store_lines(Door::Udp, &repo, &config, lines, bytes, received)
-        })
-        .await;
-        drop(permit);
-        if let Ok(Err(e)) = stored {
-            tracing::error!(error = %e, "datagrams could not be stored");
+        while storing.len() >= BATCHES_IN_FLIGHT {
+            log_failure(storing.join_next().await);
         }
+        let (state, config, repo) = (state.clone(), config.clone(), repo.clone());
+        storing.spawn_blocking(move || {
+            let stored =
+                state
+                    .ingest
+                    .store_lines(Door::Udp, &repo, &config, lines, bytes, received);
+            drop(permit);
+            stored.map(|_| ())
+        });
+    }
+    while let Some(done) = storing.join_next().await {
+        log_failure(Some(done));
+    }
+}
+
+fn log_failure(done: Option<Result<Result<(), StoreError>, tokio::task::JoinError>>) {
+    match done {
+        Some(Ok(Err(e))) => tracing::error!(error = %e, "datagrams could not be stored"),
+        Some(Err(e)) => tracing::error!(error = %e, "a store task failed"),
+        _ => {}
     }
 }
 
