@@ -185,14 +185,6 @@ impl Budget {
             .ok()
     }
 
-    /// Room for `bytes` now, or `None`.
-    pub fn try_acquire(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
-        self.permits
-            .clone()
-            .try_acquire_many_owned(self.weight(bytes))
-            .ok()
-    }
-
     /// Bytes in flight now, and the capacity.
     pub fn usage(&self) -> (usize, usize) {
         let cap = self.capacity as usize;
@@ -381,4 +373,36 @@ fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_bounds_bytes_in_flight_and_gives_up_after_the_timeout() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let budget = Budget::new(100);
+            let a = budget.acquire(60).await;
+            assert_eq!(budget.usage(), (60, 100));
+            assert!(budget.acquire_within(50, Duration::from_millis(20)).await.is_none());
+            // Larger than the whole budget: waits for all of it rather than forever.
+            drop(a);
+            let all = budget.acquire_within(1000, Duration::from_millis(20)).await.unwrap();
+            assert_eq!(all.num_permits(), 100);
+            drop(all);
+            assert_eq!(budget.usage(), (0, 100));
+        });
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
 }
