@@ -66,6 +66,10 @@ pub struct TopicSettings {
     /// Largest record (key + value + headers).
     #[arg(long, value_parser = parse_size, default_value = "1MiB")]
     pub max_record_bytes: u64,
+    /// A consumer group that holds back retention until it has committed past a segment
+    /// (repeatable).
+    #[arg(long = "retain-for-group", value_name = "GROUP")]
+    pub retain_for_groups: Vec<String>,
 }
 
 impl TopicSettings {
@@ -86,6 +90,7 @@ impl TopicSettings {
             retention_ms,
             retention_bytes: self.retention_bytes,
             max_record_bytes: usize::try_from(self.max_record_bytes).unwrap_or(usize::MAX),
+            retain_for_groups: self.retain_for_groups.clone(),
             ..TopicConfig::default()
         })
     }
@@ -106,9 +111,17 @@ fn retention_text(config: &TopicConfig) -> String {
     let age = config.retention_ms.map_or("forever".to_string(), |ms| {
         humantime::format_duration(Duration::from_millis(ms)).to_string()
     });
-    match config.retention_bytes {
+    let limits = match config.retention_bytes {
         Some(b) => format!("{age} or {}", human_bytes(b)),
         None => age,
+    };
+    if config.retain_for_groups.is_empty() {
+        limits
+    } else {
+        format!(
+            "{limits}, once committed by {}",
+            config.retain_for_groups.join(", ")
+        )
     }
 }
 

@@ -433,13 +433,39 @@ fn flush_all(shared: &Shared) -> Result<()> {
     first_error.map_or(Ok(()), Err)
 }
 
+/// The offset below which retention may delete in a partition: the least committed offset of
+/// the topic's protecting groups (0 for a group that has not committed there).
+fn retention_floor(shared: &Shared, topic: &Topic, partition: u32) -> u64 {
+    topic
+        .config()
+        .retain_for_groups
+        .iter()
+        .map(|g| {
+            shared
+                .groups
+                .committed(g, topic.name(), partition)
+                .unwrap_or(0)
+        })
+        .min()
+        .unwrap_or(u64::MAX)
+}
+
 fn enforce_retention(shared: &Shared) -> Result<RetentionOutcome> {
     let now = now_ns();
+    let topics: Vec<Arc<Topic>> = shared
+        .topics
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect();
     let mut total = RetentionOutcome::default();
-    for p in all_partitions(shared) {
-        let o = p.enforce_retention(now)?;
-        total.segments += o.segments;
-        total.bytes += o.bytes;
+    for topic in topics {
+        for p in topic.partitions() {
+            let o = p.enforce_retention(now, retention_floor(shared, &topic, p.id()))?;
+            total.segments += o.segments;
+            total.bytes += o.bytes;
+        }
     }
     Ok(total)
 }

@@ -64,6 +64,11 @@ pub struct TopicConfig {
     pub max_batch_bytes: usize,
     /// Bytes between entries of the sparse offset and time indexes.
     pub index_interval_bytes: u64,
+    /// Consumer groups that hold back retention: a segment is deleted (by age or size) only
+    /// once every one of these groups has committed past its last record; a group that has not
+    /// committed on a partition holds all of it. The store's digest uses this so that the bus
+    /// never drops events that are not yet in a sealed store segment.
+    pub retain_for_groups: Vec<String>,
 }
 
 impl Default for TopicConfig {
@@ -78,6 +83,7 @@ impl Default for TopicConfig {
             max_record_bytes: 1 << 20,
             max_batch_bytes: 64 << 20,
             index_interval_bytes: 4096,
+            retain_for_groups: Vec::new(),
         }
     }
 }
@@ -133,6 +139,11 @@ impl TopicConfig {
                 "0".into(),
                 "must be at least 1".into(),
             ));
+        }
+        for group in &self.retain_for_groups {
+            if let Err(e) = validate_name("consumer group", group) {
+                problems.push(("retain_for_groups", group.clone(), e.to_string()));
+            }
         }
         match problems.len() {
             0 => Ok(()),

@@ -572,8 +572,10 @@ impl Partition {
         }
     }
 
-    /// Deletes whole sealed segments that are past the topic's age or size retention.
-    pub fn enforce_retention(&self, now_ns: i64) -> Result<RetentionOutcome> {
+    /// Deletes whole sealed segments that are past the topic's age or size retention and end
+    /// at or below `floor` (the offset every protecting consumer group has committed past;
+    /// `u64::MAX` when none protects the topic).
+    pub fn enforce_retention(&self, now_ns: i64, floor: u64) -> Result<RetentionOutcome> {
         if self.access != Access::Write {
             return Ok(RetentionOutcome::default());
         }
@@ -595,7 +597,7 @@ impl Partition {
                 .config
                 .retention_bytes
                 .is_some_and(|limit| total > limit);
-            if !(by_age || by_size) {
+            if !(by_age || by_size) || info.next_offset > floor {
                 break;
             }
             total -= info.len;

@@ -420,6 +420,54 @@ fn retention_by_size_deletes_oldest_sealed_segments() {
 }
 
 #[test]
+fn retention_never_deletes_what_a_protecting_group_has_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::builder(dir.path())
+        .retention_check(Duration::ZERO)
+        .open()
+        .unwrap();
+    let topic = log
+        .create_topic(
+            "held",
+            TopicConfig {
+                retention_bytes: Some(1),
+                retain_for_groups: vec!["digest".into(), "audit".into()],
+                ..small_segments()
+            },
+        )
+        .unwrap();
+    fill(&topic, 0..100, 5, eddy_log::now_ns());
+    let start = |t: &eddy_log::Topic| t.info().partitions[0].start_offset;
+    // Nobody has committed: nothing goes, however far over the size limit.
+    assert_eq!(log.enforce_retention().unwrap().segments, 0);
+    // One group past half, the other nowhere: still nothing.
+    log.groups().commit("digest", &[("held", 0, 250)]).unwrap();
+    assert_eq!(log.enforce_retention().unwrap().segments, 0);
+    // Both past 250: only segments that end at or below 250 go.
+    log.groups().commit("audit", &[("held", 0, 400)]).unwrap();
+    assert!(log.enforce_retention().unwrap().segments > 0);
+    let after = start(&topic);
+    assert!(after > 0 && after <= 250, "{after}");
+    assert!(read_all(&topic, 0, 250).unwrap().first().map(|r| r.offset) == Some(250));
+    // Both at the end: every sealed segment may go.
+    log.groups().commit("digest", &[("held", 0, 500)]).unwrap();
+    log.groups().commit("audit", &[("held", 0, 500)]).unwrap();
+    log.enforce_retention().unwrap();
+    assert!(start(&topic) > 250);
+    // A bad group name is refused at creation.
+    let err = log
+        .create_topic(
+            "bad",
+            TopicConfig {
+                retain_for_groups: vec!["no/slash".into()],
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("retain_for_groups"), "{err}");
+}
+
+#[test]
 fn retention_by_age_deletes_segments_whose_newest_record_is_old() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::builder(dir.path())

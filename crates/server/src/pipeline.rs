@@ -390,10 +390,16 @@ mod tests {
             let budget = Budget::new(100);
             let a = budget.acquire(60).await;
             assert_eq!(budget.usage(), (60, 100));
-            assert!(budget.acquire_within(50, Duration::from_millis(20)).await.is_none());
+            assert!(budget
+                .acquire_within(50, Duration::from_millis(20))
+                .await
+                .is_none());
             // Larger than the whole budget: waits for all of it rather than forever.
             drop(a);
-            let all = budget.acquire_within(1000, Duration::from_millis(20)).await.unwrap();
+            let all = budget
+                .acquire_within(1000, Duration::from_millis(20))
+                .await
+                .unwrap();
             assert_eq!(all.num_permits(), 100);
             drop(all);
             assert_eq!(budget.usage(), (0, 100));
