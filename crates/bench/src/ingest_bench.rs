@@ -41,6 +41,7 @@ pub struct IngestBenchOptions {
 struct Server {
     child: Child,
     http: String,
+    tcp: SocketAddr,
     udp: SocketAddr,
 }
 
@@ -61,6 +62,7 @@ impl Server {
             format!(
                 "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n[ingest]\nudp_queue_datagrams = 262144\n\
                  [repositories.bench]\npartitions = 4\n\
+                 [[tcp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"bench\"\nparser = \"json\"\n\
                  [[udp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"bench\"\nparser = \"syslog\"\n",
                 dir.join("data")
             ),
@@ -89,10 +91,19 @@ impl Server {
             })
         };
         let http = next("listening on ")?;
-        let udp = next("listening on udp://")?
-            .parse()
-            .map_err(|e| Error::Invalid(format!("bad UDP address from eddy serve: {e}")))?;
-        Ok(Server { child, http, udp })
+        let mut address = |door: &str| -> Result<SocketAddr> {
+            next(&format!("listening on {door}://"))?
+                .parse()
+                .map_err(|e| Error::Invalid(format!("bad {door} address from eddy serve: {e}")))
+        };
+        let tcp = address("tcp")?;
+        let udp = address("udp")?;
+        Ok(Server {
+            child,
+            http,
+            tcp,
+            udp,
+        })
     }
 
     fn agent() -> ureq::Agent {
@@ -207,6 +218,57 @@ fn histogram() -> Result<hdrhistogram::Histogram<u64>> {
     hdrhistogram::Histogram::<u64>::new(3).map_err(|e| Error::Invalid(e.to_string()))
 }
 
+/// Streams JSON lines over `connections` TCP connections for `seconds`; returns events/s from
+/// the first byte sent to the last event stored (read from the server's metrics).
+fn tcp_run(server: &Server, connections: usize, seconds: u64) -> Result<f64> {
+    use std::io::Write;
+    let before = server.stored("tcp")?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let sent: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..connections)
+            .map(|c| {
+                s.spawn(move || -> Result<u64> {
+                    let bodies: Vec<Vec<u8>> = (0..8).map(|b| body(c, b)).collect();
+                    let mut stream = std::net::TcpStream::connect(server.tcp)
+                        .context(|| format!("connecting to {}", server.tcp))?;
+                    let mut sent = 0u64;
+                    let mut i = 0;
+                    while Instant::now() < deadline {
+                        stream
+                            .write_all(&bodies[i % bodies.len()])
+                            .context(|| "sending JSON lines".into())?;
+                        sent += BATCH as u64;
+                        i += 1;
+                    }
+                    Ok(sent)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Invalid("a sender panicked".into())))
+            })
+            .sum::<Result<u64>>()
+    })?;
+    let settle = Instant::now() + Duration::from_secs(30);
+    let mut stored = server.stored("tcp")? - before;
+    while stored < sent && Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(20));
+        stored = server.stored("tcp")? - before;
+    }
+    if stored != sent {
+        return Err(Error::Mismatch {
+            what: "JSON lines stored by eddy serve vs sent over TCP".into(),
+            expected: sent.to_string(),
+            got: stored.to_string(),
+        });
+    }
+    Ok(sent as f64 / started.elapsed().as_secs_f64())
+}
+
 /// Sends syslog datagrams at `rate` per second for `seconds`; returns (sent, achieved rate).
 fn udp_send(target: SocketAddr, rate: u64, seconds: u64) -> Result<(u64, f64)> {
     let socket = UdpSocket::bind("127.0.0.1:0").context(|| "binding a UDP socket".into())?;
@@ -269,6 +331,19 @@ pub fn run(opts: &IngestBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Re
         p99.runs.push(h.value_at_quantile(0.99) as f64 / 1e3);
     }
 
+    let mut tcp = Figure::new(
+        &format!(
+            "JSON lines over TCP, {EVENT_BYTES}-byte events, {} connections",
+            opts.clients
+        ),
+        "events/s",
+    );
+    for run in 0..runs {
+        progress(&format!("JSON lines over TCP, run {}/{runs}", run + 1));
+        let server = Server::start(&opts.server, &opts.dir)?;
+        tcp.runs.push(tcp_run(&server, opts.clients, opts.seconds)?);
+    }
+
     progress("syslog over UDP");
     let server = Server::start(&opts.server, &opts.dir)?;
     let mut best: Option<(u64, f64)> = None;
@@ -328,6 +403,12 @@ pub fn run(opts: &IngestBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Re
         Row::plain(p50),
         Row::plain(p99),
         Row {
+            baseline: "counted until every line sent is stored".into(),
+            ratio: String::new(),
+            goal: String::new(),
+            figure: tcp,
+        },
+        Row {
             baseline: format!(
                 "rates tried: {}",
                 UDP_RATES
@@ -346,12 +427,15 @@ pub fn run(opts: &IngestBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Re
             "{}\n\nThe real `eddy serve` process on loopback, loaded by the benchmark process: {} client threads post \
              NDJSON batches of {BATCH} JSON events of {EVENT_BYTES} bytes (8 `#host` tags, so 4 partitions) for {} s per \
              run; each request is timed until its 200, which eddy sends only after the events are fsync'd in the bus. \
+             TCP: the same events as JSON lines streamed over {} connections, timed from the first byte to the last \
+             event stored (no acknowledgements on TCP). \
              Syslog: RFC 5424 datagrams at rising rates for {} s each; the events stored (the server's \
              `/metrics`) are compared with the datagrams sent. Regenerate this section alone with \
              `cargo run --release -p eddy -- bench ingest` (`--quick` for a short run).",
             crate::report::provenance(mode, runs),
             opts.clients,
             opts.seconds,
+            opts.clients,
             opts.seconds
         ),
         rows,
