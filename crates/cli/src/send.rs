@@ -21,7 +21,8 @@ use crate::{output, units, Global};
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Files to send, in order; `-` or none reads stdin.
+    /// Files to send, in order; `-` or none reads stdin. Each holds lines, or (with the json
+    /// parser) a JSON array of events, sent element by element.
     files: Vec<PathBuf>,
     /// The server's base URL.
     #[arg(long, env = "EDDY_URL", default_value = "http://127.0.0.1:7280")]
@@ -64,20 +65,119 @@ pub struct SendArgs {
 /// A batch and where its lines came from.
 struct Batch {
     source: String,
+    /// Lines of a text file, or elements of a JSON array.
+    unit: &'static str,
     first_line: u64,
     body: Vec<u8>,
     lines: u64,
 }
 
 impl Batch {
-    fn new(source: &str, first_line: u64) -> Batch {
+    /// Where item `n` (1-based) of this batch's input is, for messages.
+    fn place(&self, n: u64) -> String {
+        match self.unit {
+            "line" => format!("{}:{n}", self.source),
+            unit => format!("{} {unit} {n}", self.source),
+        }
+    }
+}
+
+/// Cuts items (lines, or JSON array elements as lines) into batches by count and bytes.
+struct Batcher<'a, F: FnMut(Batch) -> bool> {
+    source: String,
+    unit: &'static str,
+    args: &'a SendArgs,
+    next_item: u64,
+    batch: Batch,
+    send: F,
+}
+
+impl<'a, F: FnMut(Batch) -> bool> Batcher<'a, F> {
+    fn new(source: &str, unit: &'static str, args: &'a SendArgs, send: F) -> Self {
+        Batcher {
+            source: source.to_string(),
+            unit,
+            args,
+            next_item: 1,
+            batch: Self::empty(source, unit, 1),
+            send,
+        }
+    }
+
+    fn empty(source: &str, unit: &'static str, first_line: u64) -> Batch {
         Batch {
             source: source.to_string(),
+            unit,
             first_line,
             body: Vec::new(),
             lines: 0,
         }
     }
+
+    /// Sends the batch so far; false if sending has stopped.
+    fn flush(&mut self) -> bool {
+        if self.batch.lines == 0 {
+            return true;
+        }
+        let next = Self::empty(&self.source, self.unit, self.next_item);
+        let full = std::mem::replace(&mut self.batch, next);
+        (self.send)(full)
+    }
+
+    /// Adds one item (a newline is added if missing); false if sending has stopped.
+    fn push(&mut self, item: &[u8]) -> bool {
+        // An item that would overflow the batch's bytes starts the next batch.
+        if (self.batch.body.len() + item.len()) as u64 > self.args.batch_bytes && !self.flush() {
+            return false;
+        }
+        self.batch.body.extend_from_slice(item);
+        if item.last() != Some(&b'\n') {
+            self.batch.body.push(b'\n');
+        }
+        self.batch.lines += 1;
+        self.next_item += 1;
+        if self.batch.lines as usize >= self.args.batch_size {
+            return self.flush();
+        }
+        true
+    }
+}
+
+/// Feeds the elements of a JSON array to `batcher`, one per line, without reading the whole
+/// array into memory.
+fn read_json_array<F: FnMut(Batch) -> bool>(
+    reader: impl Read,
+    batcher: &mut Batcher<'_, F>,
+) -> anyhow::Result<()> {
+    use serde::de::{Deserializer as _, SeqAccess, Visitor};
+    struct Elements<'b, 'a, F: FnMut(Batch) -> bool>(&'b mut Batcher<'a, F>);
+    impl<'de, F: FnMut(Batch) -> bool> Visitor<'de> for Elements<'_, '_, F> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array of objects")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(raw) = seq.next_element::<Box<serde_json::value::RawValue>>()? {
+                let text = raw.get();
+                // NDJSON needs each event on one line: re-serialise pretty-printed elements.
+                let line = if text.contains('\n') {
+                    serde_json::from_str::<serde_json::Value>(text)
+                        .map_err(serde::de::Error::custom)?
+                        .to_string()
+                } else {
+                    text.to_string()
+                };
+                if !self.0.push(line.as_bytes()) {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    de.deserialize_seq(Elements(batcher))
+        .with_context(|| format!("reading the JSON array in {}", batcher.source))?;
+    Ok(())
 }
 
 #[derive(Default)]
@@ -233,8 +333,29 @@ fn read_batches(
             None => ("stdin".to_string(), Box::new(std::io::stdin().lock())),
         };
         let mut reader = BufReader::with_capacity(1 << 20, reader);
-        let mut line_no = 0u64;
-        let mut batch = Batch::new(&source, 1);
+        // A JSON array (first non-blank byte `[`) is sent element by element.
+        let first = loop {
+            let buf = reader
+                .fill_buf()
+                .with_context(|| format!("reading {source}"))?;
+            match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+                Some(i) => break Some(buf[i]),
+                None if buf.is_empty() => break None,
+                None => {
+                    let n = buf.len();
+                    reader.consume(n);
+                }
+            }
+        };
+        if first == Some(b'[') && args.parser == "json" {
+            let mut batcher = Batcher::new(&source, "element", args, &mut send);
+            read_json_array(reader, &mut batcher)?;
+            if !batcher.flush() {
+                return Ok(());
+            }
+            continue;
+        }
+        let mut batcher = Batcher::new(&source, "line", args, &mut send);
         let mut line = Vec::new();
         loop {
             line.clear();
@@ -244,27 +365,11 @@ fn read_batches(
             if n == 0 {
                 break;
             }
-            line_no += 1;
-            // A line that would overflow the batch's bytes starts the next batch.
-            if batch.lines > 0 && (batch.body.len() + line.len()) as u64 > args.batch_bytes {
-                let full = std::mem::replace(&mut batch, Batch::new(&source, line_no));
-                if !send(full) {
-                    return Ok(());
-                }
-            }
-            batch.body.extend_from_slice(&line);
-            if line.last() != Some(&b'\n') {
-                batch.body.push(b'\n');
-            }
-            batch.lines += 1;
-            if batch.lines as usize >= args.batch_size {
-                let full = std::mem::replace(&mut batch, Batch::new(&source, line_no + 1));
-                if !send(full) {
-                    return Ok(());
-                }
+            if !batcher.push(&line) {
+                return Ok(());
             }
         }
-        if batch.lines > 0 && !send(batch) {
+        if !batcher.flush() {
             return Ok(());
         }
     }
@@ -287,9 +392,8 @@ fn post_with_retries(
         batch.body.clone()
     };
     let place = format!(
-        "{}:{}-{}",
-        batch.source,
-        batch.first_line,
+        "{}-{}",
+        batch.place(batch.first_line),
         batch.first_line + batch.lines - 1
     );
     for attempt in 1..=args.attempts {
@@ -367,16 +471,15 @@ fn message(answer: &serde_json::Value) -> String {
 /// The server's list of bad lines, as `file:line: field: reason`.
 fn rejected_lines(batch: &Batch, answer: &serde_json::Value) -> String {
     let mut out = format!(
-        "{}:{}: the server refused the batch starting here: {}",
-        batch.source,
-        batch.first_line,
+        "{}: the server refused the batch starting here: {}",
+        batch.place(batch.first_line),
         message(answer)
     );
     for bad in answer["lines"].as_array().into_iter().flatten() {
         let line = batch.first_line + bad["line"].as_u64().unwrap_or(1) - 1;
         out.push_str(&format!(
-            "\n  {}:{line}: column {}{}: {}",
-            batch.source,
+            "\n  {}: column {}{}: {}",
+            batch.place(line),
             bad["column"],
             bad["field"]
                 .as_str()

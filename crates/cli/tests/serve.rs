@@ -573,6 +573,25 @@ fn eddy_send_batches_files_retries_overload_and_maps_bad_lines_to_file_and_line(
         "{err}"
     );
 
+    // A JSON array, pretty-printed, is sent element by element; a bad element is named.
+    let array = dir.path().join("events.json");
+    let elements: Vec<serde_json::Value> = (0..1200)
+        .map(|i| serde_json::json!({"i": i, "nested": {"a": [1, 2]}}))
+        .collect();
+    std::fs::write(&array, serde_json::to_string_pretty(&elements).unwrap()).unwrap();
+    let out = send(&server, &["-r", "open", "--json", array.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["events"], 1200, "{summary}");
+    std::fs::write(&array, r#"[{"a":1}, {"b":2}, 17]"#).unwrap();
+    let out = send(&server, &["-r", "open", array.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("events.json element 3: column 1"), "{err}");
+
     // stdin works too, and a wrong repository is a clear error.
     let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
         .args([
@@ -594,5 +613,5 @@ fn eddy_send_batches_files_retries_overload_and_maps_bad_lines_to_file_and_line(
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
     server.stop();
-    assert_eq!(stored_events(dir.path(), "open").len(), 3500);
+    assert_eq!(stored_events(dir.path(), "open").len(), 4700);
 }

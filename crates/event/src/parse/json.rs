@@ -25,13 +25,17 @@ pub(crate) fn parse(line: &str, event: &mut Event) -> Result<(), ParseError> {
     .deserialize(&mut de)
     .and_then(|()| de.end());
     walked.map_err(|e| {
-        // serde_json counts columns in characters on the line; ours are bytes.
-        let column = line
-            .char_indices()
-            .nth(e.column().saturating_sub(1))
-            .map_or(line.len() + 1, |(i, _)| i + 1)
-            .min(line.len() + 1)
-            .max(1);
+        // A type error can only be the line itself not being an object: it starts at column 1.
+        // Otherwise serde_json counts columns in characters on the line; ours are bytes.
+        let column = if e.classify() == serde_json::error::Category::Data {
+            1
+        } else {
+            line.char_indices()
+                .nth(e.column().saturating_sub(1))
+                .map_or(line.len() + 1, |(i, _)| i + 1)
+                .min(line.len() + 1)
+                .max(1)
+        };
         ParseError {
             column,
             field: None,
