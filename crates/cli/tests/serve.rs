@@ -486,6 +486,7 @@ fn metrics_count_what_came_in_and_auto_grouping_bounds_data_sources() {
         r#"eddy_ingest_events_total{door="http",repository="many"} 100"#,
         r#"eddy_ingest_rejected_events_total{door="http",repository="many",reason="parse"} 1"#,
         r#"eddy_ingest_ack_seconds_count{door="http"} 1"#,
+        r#"eddy_ingest_ack_recent_seconds{door="http",quantile="0.99"} "#,
         r#"eddy_ingest_grouped_tags{repository="many"} 1"#,
         "eddy_ingest_inflight_bytes 0",
     ] {

@@ -3,6 +3,12 @@
 //! Counters are bumped where things happen; gauges of current state (bytes in flight, queue
 //! depths, remembered ids) are read when scraped.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -81,6 +87,61 @@ struct DoorLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct QuantileLabel {
+    door: &'static str,
+    quantile: &'static str,
+}
+
+/// Acknowledgement latencies of the last one to two minutes, for ready-made quantiles.
+#[derive(Debug)]
+struct RecentLatency {
+    current: hdrhistogram::Histogram<u64>,
+    previous: hdrhistogram::Histogram<u64>,
+    since: Instant,
+}
+
+/// How long a window of [`RecentLatency`] lasts before it becomes the previous one.
+const LATENCY_WINDOW: Duration = Duration::from_secs(60);
+
+impl RecentLatency {
+    fn new() -> Option<RecentLatency> {
+        // µs, 3 significant digits, up to an hour.
+        let h = hdrhistogram::Histogram::new_with_max(3_600_000_000, 3).ok()?;
+        Some(RecentLatency {
+            previous: h.clone(),
+            current: h,
+            since: Instant::now(),
+        })
+    }
+
+    fn rotate(&mut self) {
+        if self.since.elapsed() >= LATENCY_WINDOW {
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.reset();
+            self.since = Instant::now();
+        }
+    }
+
+    fn record(&mut self, seconds: f64) {
+        self.rotate();
+        self.current.saturating_record((seconds * 1e6) as u64);
+    }
+
+    /// p50 and p99 in seconds, if anything was recorded.
+    fn quantiles(&mut self) -> Option<(f64, f64)> {
+        self.rotate();
+        let mut both = self.previous.clone();
+        both.add(&self.current).ok()?;
+        (!both.is_empty()).then(|| {
+            (
+                both.value_at_quantile(0.5) as f64 / 1e6,
+                both.value_at_quantile(0.99) as f64 / 1e6,
+            )
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ListenerLabel {
     door: &'static str,
     listener: String,
@@ -106,6 +167,8 @@ pub struct Metrics {
     duplicates: Family<RepoLabel, Counter>,
     dropped: Family<ListenerLabel, Counter>,
     ack: Family<DoorLabel, Histogram, fn() -> Histogram>,
+    recent: Mutex<HashMap<Door, RecentLatency>>,
+    ack_recent: Family<QuantileLabel, Gauge<f64, AtomicU64>>,
     inflight_bytes: Gauge,
     inflight_limit: Gauge,
     queue: Family<ListenerLabel, Gauge>,
@@ -134,6 +197,8 @@ impl Metrics {
             duplicates: Family::default(),
             dropped: Family::default(),
             ack: Family::new_with_constructor(ack_histogram),
+            recent: Mutex::new(HashMap::new()),
+            ack_recent: Family::default(),
             inflight_bytes: Gauge::default(),
             inflight_limit: Gauge::default(),
             queue: Family::default(),
@@ -172,6 +237,11 @@ impl Metrics {
             "ack_seconds",
             "Time from receiving a batch to its events being durable in the bus",
             m.ack.clone(),
+        );
+        registry.register(
+            "ack_recent_seconds",
+            "Acknowledgement latency quantiles (0.5, 0.99) over the last one to two minutes",
+            m.ack_recent.clone(),
         );
         registry.register(
             "inflight_bytes",
@@ -263,6 +333,15 @@ impl Metrics {
         self.ack
             .get_or_create(&DoorLabel { door: door.name() })
             .observe(seconds);
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let window = match recent.entry(door) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => match RecentLatency::new() {
+                Some(r) => e.insert(r),
+                None => return,
+            },
+        };
+        window.record(seconds);
     }
 
     /// The gauge of a UDP listener's queue.
@@ -319,6 +398,21 @@ impl Metrics {
 
     /// The text exposition.
     pub fn render(&self) -> String {
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+            for (door, r) in recent.iter_mut() {
+                if let Some((p50, p99)) = r.quantiles() {
+                    for (quantile, v) in [("0.5", p50), ("0.99", p99)] {
+                        self.ack_recent
+                            .get_or_create(&QuantileLabel {
+                                door: door.name(),
+                                quantile,
+                            })
+                            .set(v);
+                    }
+                }
+            }
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -346,6 +440,8 @@ mod tests {
             r#"eddy_ingest_rejected_events_total{door="tcp",repository="main",reason="parse"} 2"#,
             r#"eddy_ingest_dropped_datagrams_total{door="udp",listener="127.0.0.1:8125"} 1"#,
             r#"eddy_ingest_ack_seconds_count{door="http"} 1"#,
+            r#"eddy_ingest_ack_recent_seconds{door="http",quantile="0.5"} 0.001"#,
+            r#"eddy_ingest_ack_recent_seconds{door="http",quantile="0.99"} 0.001"#,
             "eddy_ingest_inflight_bytes 10",
             "# EOF",
         ] {
