@@ -380,13 +380,18 @@ fn detects_bit_flip_in_sealed_segment() {
     }
 }
 
+/// A log whose retention runs only when the test calls it.
+fn log_with_manual_retention(dir: &std::path::Path) -> Log {
+    Log::builder(dir)
+        .retention_check(Duration::ZERO)
+        .open()
+        .unwrap()
+}
+
 #[test]
 fn retention_by_size_deletes_oldest_sealed_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::builder(dir.path())
-        .retention_check(Duration::ZERO)
-        .open()
-        .unwrap();
+    let log = log_with_manual_retention(dir.path());
     let topic = log
         .create_topic(
             "size",
@@ -422,10 +427,7 @@ fn retention_by_size_deletes_oldest_sealed_segments() {
 #[test]
 fn retention_never_deletes_what_a_protecting_group_has_not_committed() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::builder(dir.path())
-        .retention_check(Duration::ZERO)
-        .open()
-        .unwrap();
+    let log = log_with_manual_retention(dir.path());
     let topic = log
         .create_topic(
             "held",
@@ -470,10 +472,7 @@ fn retention_never_deletes_what_a_protecting_group_has_not_committed() {
 #[test]
 fn retention_by_age_deletes_segments_whose_newest_record_is_old() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::builder(dir.path())
-        .retention_check(Duration::ZERO)
-        .open()
-        .unwrap();
+    let log = log_with_manual_retention(dir.path());
     let topic = log
         .create_topic(
             "age",
