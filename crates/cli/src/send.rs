@@ -73,6 +73,16 @@ struct Batch {
 }
 
 impl Batch {
+    fn new(source: &str, unit: &'static str, first_line: u64) -> Batch {
+        Batch {
+            source: source.to_string(),
+            unit,
+            first_line,
+            body: Vec::new(),
+            lines: 0,
+        }
+    }
+
     /// Where item `n` (1-based) of this batch's input is, for messages.
     fn place(&self, n: u64) -> String {
         match self.unit {
@@ -84,8 +94,6 @@ impl Batch {
 
 /// Cuts items (lines, or JSON array elements as lines) into batches by count and bytes.
 struct Batcher<'a, F: FnMut(Batch) -> bool> {
-    source: String,
-    unit: &'static str,
     args: &'a SendArgs,
     next_item: u64,
     batch: Batch,
@@ -95,22 +103,10 @@ struct Batcher<'a, F: FnMut(Batch) -> bool> {
 impl<'a, F: FnMut(Batch) -> bool> Batcher<'a, F> {
     fn new(source: &str, unit: &'static str, args: &'a SendArgs, send: F) -> Self {
         Batcher {
-            source: source.to_string(),
-            unit,
             args,
             next_item: 1,
-            batch: Self::empty(source, unit, 1),
+            batch: Batch::new(source, unit, 1),
             send,
-        }
-    }
-
-    fn empty(source: &str, unit: &'static str, first_line: u64) -> Batch {
-        Batch {
-            source: source.to_string(),
-            unit,
-            first_line,
-            body: Vec::new(),
-            lines: 0,
         }
     }
 
@@ -119,7 +115,7 @@ impl<'a, F: FnMut(Batch) -> bool> Batcher<'a, F> {
         if self.batch.lines == 0 {
             return true;
         }
-        let next = Self::empty(&self.source, self.unit, self.next_item);
+        let next = Batch::new(&self.batch.source, self.batch.unit, self.next_item);
         let full = std::mem::replace(&mut self.batch, next);
         (self.send)(full)
     }
@@ -176,7 +172,7 @@ fn read_json_array<F: FnMut(Batch) -> bool>(
     }
     let mut de = serde_json::Deserializer::from_reader(reader);
     de.deserialize_seq(Elements(batcher))
-        .with_context(|| format!("reading the JSON array in {}", batcher.source))?;
+        .with_context(|| format!("reading the JSON array in {}", batcher.batch.source))?;
     Ok(())
 }
 

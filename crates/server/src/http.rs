@@ -53,20 +53,11 @@ pub struct Reject {
     retry_after: Option<Duration>,
     /// Events refused, for the metrics (1 when the request could not be read).
     events: usize,
+    /// Why, for the metrics.
+    reason: RejectReason,
 }
 
 impl Reject {
-    fn reason(&self) -> RejectReason {
-        match self.status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RejectReason::Auth,
-            StatusCode::PAYLOAD_TOO_LARGE => RejectReason::TooLarge,
-            StatusCode::TOO_MANY_REQUESTS => RejectReason::Overload,
-            StatusCode::SERVICE_UNAVAILABLE => RejectReason::Bus,
-            _ if self.body.get("lines").is_some() => RejectReason::Parse,
-            _ => RejectReason::BadRequest,
-        }
-    }
-
     fn retry_after(mut self, after: Duration) -> Reject {
         self.retry_after = Some(after);
         self
@@ -93,12 +84,20 @@ impl IntoResponse for Reject {
 
 /// A refusal with `{"error": message}`.
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Reject {
+    let reason = match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RejectReason::Auth,
+        StatusCode::PAYLOAD_TOO_LARGE => RejectReason::TooLarge,
+        StatusCode::TOO_MANY_REQUESTS => RejectReason::Overload,
+        StatusCode::SERVICE_UNAVAILABLE => RejectReason::Bus,
+        _ => RejectReason::BadRequest,
+    };
     Reject {
         status,
         body: json!({ "error": message.into() }),
         challenge: false,
         retry_after: None,
         events: 1,
+        reason,
     }
 }
 
@@ -142,7 +141,7 @@ fn content_encoding(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-/// Decompresses per `Content-Encoding`, refusing to produce more than `limit` bytes.
+/// Decompresses a `gzip` or `zstd` body, refusing to produce more than `limit` bytes.
 fn decode_body(encoding: &str, body: Vec<u8>, limit: usize) -> Result<Vec<u8>, Reject> {
     let read_limited = |r: &mut dyn Read| -> Result<Vec<u8>, Reject> {
         let mut out = Vec::new();
@@ -160,12 +159,6 @@ fn decode_body(encoding: &str, body: Vec<u8>, limit: usize) -> Result<Vec<u8>, R
         Ok(out)
     };
     match encoding {
-        "identity" | "" => {
-            if body.len() > limit {
-                return Err(body_too_large(limit));
-            }
-            Ok(body)
-        }
         "gzip" | "x-gzip" => read_limited(&mut flate2::read::GzDecoder::new(&body[..])),
         "zstd" => {
             let mut d = zstd::stream::read::Decoder::new(&body[..]).map_err(|e| {
@@ -269,6 +262,7 @@ fn parse_body(
             challenge: false,
             retry_after: None,
             events: bad.len() + events.len(),
+            reason: RejectReason::Parse,
         });
     }
     Ok(events)
@@ -302,7 +296,7 @@ pub async fn ingest(
                 state
                     .ingest
                     .metrics
-                    .rejected(Door::Http, &repository, r.reason(), r.events);
+                    .rejected(Door::Http, &repository, r.reason, r.events);
             }
             r.into_response()
         }
@@ -437,6 +431,7 @@ async fn ingest_request(
     };
     let body = read_body(body, limits.max_body_bytes).await?;
     let encoding = content_encoding(&headers);
+    // Identity bodies need no blocking hop.
     let decoded = if matches!(encoding.as_str(), "identity" | "") {
         body
     } else {
@@ -463,12 +458,6 @@ async fn ingest_request(
             limits.max_event_bytes,
             eddy_log::now_ns(),
         )?;
-        if events.is_empty() {
-            return Ok(crate::pipeline::Stored {
-                events: 0,
-                duplicates: 0,
-            });
-        }
         let n = events.len();
         state
             .ingest

@@ -83,6 +83,19 @@ impl AppState {
             .cloned()
     }
 
+    /// The repository a TCP or UDP listener writes to.
+    pub fn listener_repository(
+        &self,
+        listener: &config::ListenerConfig,
+    ) -> Result<Arc<Repository>, ServerError> {
+        self.repository(&listener.repository).ok_or_else(|| {
+            ServerError::io(format!("listener {}", listener.listen))(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("repository {:?} does not exist", listener.repository),
+            ))
+        })
+    }
+
     /// Every repository, by name.
     pub fn repositories(&self) -> Vec<Arc<Repository>> {
         self.repositories

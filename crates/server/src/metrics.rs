@@ -152,6 +152,16 @@ struct RepoLabel {
     repository: String,
 }
 
+/// A listener's gauge in `family`, to keep and update without looking it up again.
+fn listener_gauge(family: &Family<ListenerLabel, Gauge>, door: Door, listener: &str) -> Gauge {
+    family
+        .get_or_create(&ListenerLabel {
+            door: door.name(),
+            listener: listener.to_string(),
+        })
+        .clone()
+}
+
 fn ack_histogram() -> Histogram {
     // 50 µs … ~13 s in factors of 2: durable acks are sub-millisecond to seconds.
     Histogram::new(exponential_buckets(50e-6, 2.0, 19))
@@ -346,22 +356,12 @@ impl Metrics {
 
     /// The gauge of a UDP listener's queue.
     pub fn queue_gauge(&self, listener: &str) -> Gauge {
-        self.queue
-            .get_or_create(&ListenerLabel {
-                door: Door::Udp.name(),
-                listener: listener.to_string(),
-            })
-            .clone()
+        listener_gauge(&self.queue, Door::Udp, listener)
     }
 
     /// The gauge of the kernel's drops for a UDP listener.
     pub fn kernel_drop_gauge(&self, listener: &str) -> Gauge {
-        self.kernel_drops
-            .get_or_create(&ListenerLabel {
-                door: Door::Udp.name(),
-                listener: listener.to_string(),
-            })
-            .clone()
+        listener_gauge(&self.kernel_drops, Door::Udp, listener)
     }
 
     /// The gauge of HTTP requests waiting for room.
@@ -371,12 +371,7 @@ impl Metrics {
 
     /// The gauge of a TCP listener's open connections.
     pub fn connection_gauge(&self, listener: &str) -> Gauge {
-        self.connections
-            .get_or_create(&ListenerLabel {
-                door: Door::Tcp.name(),
-                listener: listener.to_string(),
-            })
-            .clone()
+        listener_gauge(&self.connections, Door::Tcp, listener)
     }
 
     /// Sets the gauges read at scrape time.

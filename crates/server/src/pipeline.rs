@@ -118,7 +118,7 @@ fn recent_client_ids(
 }
 
 /// What a successful store did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stored {
     /// Events now durable.
     pub events: usize,
@@ -228,6 +228,9 @@ impl Ingest {
         bytes: usize,
         received: Instant,
     ) -> Result<Stored, StoreError> {
+        if events.is_empty() {
+            return Ok(Stored::default());
+        }
         let result = loop {
             match self.store_once(repo, &mut events) {
                 Err(StoreError::Busy(_)) if received.elapsed() < self.config.queue_timeout => {
@@ -278,16 +281,11 @@ impl Ingest {
                 }
             }
         }
-        if events.is_empty() {
-            return Ok(Stored {
-                events: 0,
-                duplicates: 0,
-            });
-        }
+        let tried = events.len();
         let result = self.store(door, repo, events, bytes, received);
         if result.is_err() {
             self.metrics
-                .rejected(door, &repo.name, RejectReason::Bus, lines.len());
+                .rejected(door, &repo.name, RejectReason::Bus, tried);
         }
         result
     }

@@ -36,26 +36,13 @@ pub struct TcpDoor {
     addr: SocketAddr,
 }
 
-/// The repository a listener writes to.
-pub(crate) fn listener_repository(
-    state: &AppState,
-    config: &ListenerConfig,
-) -> Result<Arc<Repository>, ServerError> {
-    state.repository(&config.repository).ok_or_else(|| {
-        ServerError::io(format!("listener {}", config.listen))(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("repository {:?} does not exist", config.repository),
-        ))
-    })
-}
-
 impl TcpDoor {
     /// Binds the listener.
     pub async fn bind(
         state: Arc<AppState>,
         config: ListenerConfig,
     ) -> Result<TcpDoor, ServerError> {
-        let repo = listener_repository(&state, &config)?;
+        let repo = state.listener_repository(&config)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(ServerError::io(format!(

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::ListenerConfig;
 use crate::metrics::Door;
 use crate::pipeline::{Repository, StoreError};
-use crate::tcp::{listener_repository, MAX_BATCH_EVENTS};
+use crate::tcp::MAX_BATCH_EVENTS;
 use crate::{AppState, ServerError};
 
 /// Receive buffer asked of the kernel, to ride out bursts while a batch is being stored.
@@ -43,7 +43,7 @@ impl UdpDoor {
         state: Arc<AppState>,
         config: ListenerConfig,
     ) -> Result<UdpDoor, ServerError> {
-        let repo = listener_repository(&state, &config)?;
+        let repo = state.listener_repository(&config)?;
         let context = format!("binding the UDP listener to {}", config.listen);
         let socket = socket2::Socket::new(
             socket2::Domain::for_address(config.listen),
