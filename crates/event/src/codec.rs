@@ -6,7 +6,8 @@
 //!
 //! ```text
 //!  u8        format version: 2
-//!  u8        flags: bit 0 = @id came from the client
+//!  u8        flags: bit 0 = @id came from the client; bits 1-3 = the parser that made the
+//!            fields from @rawstring ([`Parser::code`], 0 = none)
 //!  i64       @timestamp (ns)
 //!  i64       @ingesttimestamp (ns)
 //!  [u8; 16]  @id (UUID bytes)
@@ -23,38 +24,20 @@
 use std::collections::BTreeMap;
 
 use crate::event::Event;
+use crate::parse::Parser;
 use crate::value::Value;
 
 /// The current format version.
 pub const VERSION: u8 = 2;
 
-/// Why bytes are not an encoded event.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot decode event at byte {position}: {reason}")]
-pub struct DecodeError {
-    /// Where decoding stopped.
-    pub position: usize,
-    /// What was wrong.
-    pub reason: &'static str,
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
-}
+pub use crate::wire::DecodeError;
+use crate::wire::{put_str, put_varint, Reader};
 
 /// Appends the encoding of `event` to `out`.
 pub fn encode_into(event: &Event, out: &mut Vec<u8>) {
     out.push(VERSION);
-    out.push(u8::from(event.id_from_client));
+    let parser = event.parsed_by.map_or(0, Parser::code);
+    out.push(u8::from(event.id_from_client) | (parser << 1));
     out.extend_from_slice(&event.timestamp.to_le_bytes());
     out.extend_from_slice(&event.ingest_timestamp.to_le_bytes());
     out.extend_from_slice(event.id.as_bytes());
@@ -70,8 +53,13 @@ pub fn encode_into(event: &Event, out: &mut Vec<u8>) {
         put_str(out, k);
         put_str(out, v);
     }
-    put_varint(out, event.fields.len() as u64);
-    for (k, v) in &event.fields {
+    encode_fields(&event.fields, out);
+}
+
+/// Appends a field map: a varint count, then per field its name, a kind byte and the payload.
+pub fn encode_fields(fields: &BTreeMap<String, Value>, out: &mut Vec<u8>) {
+    put_varint(out, fields.len() as u64);
+    for (k, v) in fields {
         put_str(out, k);
         match v {
             Value::Null => out.push(0),
@@ -105,88 +93,25 @@ pub fn encode(event: &Event) -> Vec<u8> {
     out
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn fail<T>(&self, reason: &'static str) -> Result<T, DecodeError> {
-        Err(DecodeError {
-            position: self.pos,
-            reason,
-        })
-    }
-
-    fn bytes(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
-        match self.pos.checked_add(n).filter(|&end| end <= self.buf.len()) {
-            Some(end) => {
-                let out = &self.buf[self.pos..end];
-                self.pos = end;
-                Ok(out)
-            }
-            None => self.fail(what),
-        }
-    }
-
-    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.bytes(N, what)?);
-        Ok(a)
-    }
-
-    fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let [b] = self.array::<1>(what)?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        self.fail(what)
-    }
-
-    fn len(&mut self, what: &'static str) -> Result<usize, DecodeError> {
-        let n = self.varint(what)?;
-        // A length can never exceed what is left; checking here also bounds allocations.
-        match usize::try_from(n)
-            .ok()
-            .filter(|&n| n <= self.buf.len() - self.pos)
-        {
-            Some(n) => Ok(n),
-            None => self.fail(what),
-        }
-    }
-
-    fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
-        let n = self.len(what)?;
-        self.text(n, what)
-    }
-
-    fn text(&mut self, n: usize, what: &'static str) -> Result<String, DecodeError> {
-        let at = self.pos;
-        let b = self.bytes(n, what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| DecodeError {
-            position: at,
-            reason: "text is not UTF-8",
-        })
-    }
-}
-
 /// Decodes an event encoded by [`encode`].
 pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
-    let mut r = Reader { buf, pos: 0 };
+    let mut r = Reader::new(buf);
     let [version] = r.array::<1>("empty input")?;
     if version != VERSION {
         r.pos = 0;
         return r.fail("unknown format version");
     }
     let [flags] = r.array::<1>("truncated flags")?;
-    if flags > 1 {
-        r.pos -= 1;
-        return r.fail("unknown flags");
-    }
+    let parsed_by = match flags >> 1 {
+        0 => None,
+        code => match Parser::from_code(code) {
+            Some(p) => Some(p),
+            None => {
+                r.pos -= 1;
+                return r.fail("unknown flags");
+            }
+        },
+    };
     let timestamp = i64::from_le_bytes(r.array("truncated @timestamp")?);
     let ingest_timestamp = i64::from_le_bytes(r.array("truncated @ingesttimestamp")?);
     let id = uuid::Uuid::from_bytes(r.array("truncated @id")?);
@@ -206,6 +131,24 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         let v = r.string("truncated tag value")?;
         tags.insert(k, v);
     }
+    let fields = decode_fields(&mut r)?;
+    if r.pos != buf.len() {
+        return r.fail("trailing bytes after the event");
+    }
+    Ok(Event {
+        timestamp,
+        ingest_timestamp,
+        id,
+        id_from_client: flags & 1 == 1,
+        parsed_by,
+        raw,
+        tags,
+        fields,
+    })
+}
+
+/// Reads a field map written by [`encode_fields`].
+pub fn decode_fields(r: &mut Reader<'_>) -> Result<BTreeMap<String, Value>, DecodeError> {
     let mut fields = BTreeMap::new();
     for _ in 0..r.len("bad field count")? {
         let k = r.string("truncated field name")?;
@@ -226,18 +169,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         };
         fields.insert(k, v);
     }
-    if r.pos != buf.len() {
-        return r.fail("trailing bytes after the event");
-    }
-    Ok(Event {
-        timestamp,
-        ingest_timestamp,
-        id,
-        id_from_client: flags == 1,
-        raw,
-        tags,
-        fields,
-    })
+    Ok(fields)
 }
 
 #[cfg(test)]
@@ -262,20 +194,23 @@ mod tests {
         (
             any::<i64>(),
             any::<i64>(),
-            (any::<u128>(), any::<bool>()),
+            (any::<u128>(), any::<bool>(), 0u8..7),
             proptest::option::of(".{0,200}"),
             proptest::collection::btree_map(".{0,10}", ".{0,10}", 0..5),
             proptest::collection::btree_map(".{0,20}", value(), 0..20),
         )
             .prop_map(
-                |(timestamp, ingest_timestamp, (id, id_from_client), raw, tags, fields)| Event {
-                    timestamp,
-                    ingest_timestamp,
-                    id: uuid::Uuid::from_u128(id),
-                    id_from_client,
-                    raw,
-                    tags,
-                    fields,
+                |(timestamp, ingest_timestamp, (id, id_from_client, parser), raw, tags, fields)| {
+                    Event {
+                        timestamp,
+                        ingest_timestamp,
+                        id: uuid::Uuid::from_u128(id),
+                        id_from_client,
+                        parsed_by: crate::Parser::from_code(parser),
+                        raw,
+                        tags,
+                        fields,
+                    }
                 },
             )
     }

@@ -30,6 +30,11 @@ pub struct Event {
     /// because a client that retries resends the same id.
     #[serde(skip)]
     pub id_from_client: bool,
+    /// The parser that made `fields` from `raw`, if `fields` are exactly what it makes (the
+    /// store keeps only `raw` then, and the parser re-derives the fields when they are read).
+    /// Whoever changes `fields` or `raw` afterwards must clear it.
+    #[serde(skip)]
+    pub parsed_by: Option<crate::Parser>,
     /// `@rawstring`: the original line, when there is one.
     #[serde(
         rename = "@rawstring",
@@ -53,6 +58,7 @@ impl Event {
             ingest_timestamp: now,
             id: new_id(now),
             id_from_client: false,
+            parsed_by: None,
             raw: None,
             tags: BTreeMap::new(),
             fields: BTreeMap::new(),

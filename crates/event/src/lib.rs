@@ -14,6 +14,7 @@ mod event;
 pub mod parse;
 pub mod time;
 mod value;
+pub mod wire;
 
 pub use event::{flatten_json, new_id, Event};
 pub use parse::{ParseError, Parser};

@@ -39,7 +39,9 @@ pub struct BloomFilter {
     words: Vec<u32>,
 }
 
-fn hash(token: &str) -> u64 {
+/// The hash a token is filed under (XXH3-64 of its UTF-8 bytes): builders that gather a block's
+/// distinct tokens keep these instead of the strings.
+pub fn token_hash(token: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(token.as_bytes())
 }
 
@@ -76,7 +78,12 @@ impl BloomFilter {
 
     /// Adds a token.
     pub fn insert(&mut self, token: &str) {
-        let (at, masks) = self.block_and_masks(hash(token));
+        self.insert_hash(token_hash(token));
+    }
+
+    /// Adds a token by its [`token_hash`].
+    pub fn insert_hash(&mut self, hash: u64) {
+        let (at, masks) = self.block_and_masks(hash);
         for (w, m) in self.words[at..at + BLOCK_WORDS].iter_mut().zip(masks) {
             *w |= m;
         }
@@ -84,7 +91,7 @@ impl BloomFilter {
 
     /// False if the token was certainly never inserted; true if it may have been.
     pub fn may_contain(&self, token: &str) -> bool {
-        let (at, masks) = self.block_and_masks(hash(token));
+        let (at, masks) = self.block_and_masks(token_hash(token));
         self.words[at..at + BLOCK_WORDS]
             .iter()
             .zip(masks)

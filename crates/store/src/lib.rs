@@ -1,14 +1,19 @@
-//! The segment store, where the digest will keep events compressed and prunable (issue 4).
+//! The segment store: where the digest keeps each repository's events, compressed and prunable.
 //!
-//! So far its pruning primitives: [`tokens`] defines the searchable tokens of an event (the
-//! query engine derives a search's required tokens with the same function), and [`bloom`] is
-//! the per-block filter that says "cannot contain" for a token, so a search skips blocks
-//! without decompressing them.
+//! [`block`] lays out and compresses runs of events with their time range and a bloom filter of
+//! their [`tokens`]; [`segment`] is the file that holds a data source's blocks behind a footer;
+//! the [`catalogue`] is the small index of every segment; [`store`] holds a repository's
+//! segments and work in progress and answers scans; [`digest`] turns the bus into segments, and
+//! [`maintenance`] applies retention and merges small segments.
 
 #![deny(missing_docs)]
 
+pub mod block;
 pub mod bloom;
+pub mod segment;
 pub mod tokens;
 
+pub use block::{BlockBuilder, Compression};
 pub use bloom::{BloomError, BloomFilter};
+pub use segment::{Footer, SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
 pub use tokens::{event_tokens, text_tokens};

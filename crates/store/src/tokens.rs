@@ -7,7 +7,7 @@
 //! lacks one are skipped. Field values also count whole (lower-cased) when short, so `url="/api/v2/orders"`
 //! can be pruned on the exact value too.
 
-use std::collections::HashSet;
+use std::fmt::Write;
 
 use eddy_event::{Event, Value};
 
@@ -16,14 +16,35 @@ pub const MAX_WHOLE_VALUE: usize = 64;
 
 /// Calls `f` with each word of `text`, lower-cased (words may repeat).
 pub fn text_tokens(text: &str, mut f: impl FnMut(&str)) {
+    if text.is_ascii() {
+        // The common case, byte by byte: words are slices when already lower case.
+        let bytes = text.as_bytes();
+        let mut lower = String::new();
+        let mut start = None;
+        for (i, &b) in bytes.iter().chain([&b' ']).enumerate() {
+            match (b.is_ascii_alphanumeric(), start) {
+                (true, None) => start = Some(i),
+                (false, Some(s)) => {
+                    let word = &text[s..i];
+                    if word.bytes().any(|b| b.is_ascii_uppercase()) {
+                        lower.clear();
+                        lower.push_str(word);
+                        lower.make_ascii_lowercase();
+                        f(&lower);
+                    } else {
+                        f(word);
+                    }
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        return;
+    }
     let mut word = String::new();
     for c in text.chars() {
         if c.is_alphanumeric() {
-            if c.is_ascii() {
-                word.push(c.to_ascii_lowercase());
-            } else {
-                word.extend(c.to_lowercase());
-            }
+            word.extend(c.to_lowercase());
         } else if !word.is_empty() {
             f(&word);
             word.clear();
@@ -34,36 +55,69 @@ pub fn text_tokens(text: &str, mut f: impl FnMut(&str)) {
     }
 }
 
-/// Adds the tokens of `event` to `out`: the words of `@rawstring`, of tag values and of field
-/// values, and short field and tag values whole.
-pub fn event_tokens(event: &Event, out: &mut HashSet<String>) {
-    let mut add = |t: &str| {
-        if !out.contains(t) {
-            out.insert(t.to_string());
-        }
-    };
+/// Calls `add` with each token of `event` (tokens may repeat): its tags' and [`content_tokens`].
+pub fn event_tokens(event: &Event, mut add: impl FnMut(&str)) {
+    for v in event.tags.values() {
+        tag_tokens(v, &mut add);
+    }
+    content_tokens(event, add);
+}
+
+/// The tokens of a tag value: its words and itself whole.
+pub fn tag_tokens(value: &str, mut add: impl FnMut(&str)) {
+    value_tokens(value, true, &mut add);
+}
+
+/// The tokens of an event's `@rawstring` and fields:
+///
+/// - the words of `@rawstring`;
+/// - each field value whole, lower-cased, when it is at most [`MAX_WHOLE_VALUE`] bytes without
+///   white space (identifiers, paths, hosts, numbers: what `field=value` searches name);
+/// - the words of field values, unless a parser made the fields from `@rawstring` (their words
+///   are the raw text's words then; a search for words matches `@rawstring`).
+pub fn content_tokens(event: &Event, mut add: impl FnMut(&str)) {
     if let Some(raw) = &event.raw {
         text_tokens(raw, &mut add);
     }
-    for v in event.tags.values() {
-        value_tokens(v, &mut add);
-    }
+    let words = event.parsed_by.is_none() || event.raw.is_none();
+    let mut number = String::new();
     for v in event.fields.values() {
         match v {
-            Value::Str(s) => value_tokens(s, &mut add),
-            Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
-                value_tokens(&v.to_text(), &mut add)
+            Value::Str(s) => value_tokens(s, words, &mut add),
+            Value::Int(i) => {
+                number.clear();
+                let _ = write!(number, "{i}");
+                value_tokens(&number, words, &mut add)
             }
+            Value::Float(f) => {
+                number.clear();
+                let _ = write!(number, "{f}");
+                value_tokens(&number, words, &mut add)
+            }
+            Value::Bool(b) => value_tokens(if *b { "true" } else { "false" }, words, &mut add),
             Value::Null => {}
         }
     }
 }
 
-/// A value's words, and the value whole when short.
-fn value_tokens(text: &str, add: &mut impl FnMut(&str)) {
-    text_tokens(text, &mut *add);
-    if !text.is_empty() && text.len() <= MAX_WHOLE_VALUE {
-        add(&text.to_lowercase());
+/// Whether `value` is also a token whole.
+pub fn is_whole_token(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_WHOLE_VALUE
+        && !value.bytes().any(|b| b.is_ascii_whitespace())
+}
+
+/// A value's words (if `words`), and the value whole when short and without white space.
+fn value_tokens(text: &str, words: bool, add: &mut impl FnMut(&str)) {
+    if words {
+        text_tokens(text, &mut *add);
+    }
+    if is_whole_token(text) {
+        if text.is_ascii() && !text.bytes().any(|b| b.is_ascii_uppercase()) {
+            add(text);
+        } else {
+            add(&text.to_lowercase());
+        }
     }
 }
 
@@ -72,6 +126,7 @@ fn value_tokens(text: &str, add: &mut impl FnMut(&str)) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::HashSet;
 
     fn words(text: &str) -> Vec<String> {
         let mut out = Vec::new();
@@ -99,7 +154,9 @@ mod tests {
             )
             .unwrap();
         let mut tokens = HashSet::new();
-        event_tokens(&e, &mut tokens);
+        event_tokens(&e, |t| {
+            tokens.insert(t.to_string());
+        });
         for t in ["frank", "get", "orders", "503", "curl", "/api/v2/orders"] {
             assert!(tokens.contains(t), "{t} missing from {tokens:?}");
         }
