@@ -10,10 +10,13 @@
 
 pub mod block;
 pub mod bloom;
+pub mod catalogue;
 pub mod segment;
+pub mod store;
 pub mod tokens;
 
 pub use block::{BlockBuilder, Compression};
 pub use bloom::{BloomError, BloomFilter};
 pub use segment::{Footer, SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
+pub use store::{BlockTask, Plan, RepoStore, Scan, ScanStats, StoreConfig};
 pub use tokens::{event_tokens, text_tokens};

@@ -45,6 +45,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use eddy_event::wire::{put_str, put_varint, unzigzag, zigzag, DecodeError, Reader};
 use eddy_event::Event;
@@ -150,8 +151,6 @@ pub struct BlockEntry {
     pub summary: BlockSummary,
     /// CRC-32C of the stored bytes.
     pub crc: u32,
-    /// The tokens it holds.
-    pub bloom: BloomFilter,
 }
 
 /// A segment's footer.
@@ -161,39 +160,17 @@ pub struct Footer {
     pub info: SegmentInfo,
     /// Its blocks, in file order.
     pub blocks: Vec<BlockEntry>,
+    /// The tokens of each block.
+    pub blooms: Vec<BloomFilter>,
 }
 
 impl Footer {
     fn encode(&self) -> Vec<u8> {
-        let i = &self.info;
-        let mut out = Vec::with_capacity(
-            128 + self
-                .blocks
-                .iter()
-                .map(|b| 48 + b.bloom.byte_len())
-                .sum::<usize>(),
-        );
-        put_varint(&mut out, i.id);
-        put_str(&mut out, &i.source);
-        put_varint(&mut out, i.tags.len() as u64);
-        for (k, v) in &i.tags {
-            put_str(&mut out, k);
-            put_str(&mut out, v);
-        }
-        put_varint(&mut out, u64::from(i.partition));
-        put_varint(&mut out, i.first_offset);
-        put_varint(&mut out, i.last_offset);
-        put_varint(&mut out, zigzag(i.min_time));
-        put_varint(&mut out, zigzag(i.max_time));
-        put_varint(&mut out, i.count);
-        put_varint(&mut out, i.raw_bytes);
-        put_varint(&mut out, zigzag(i.sealed_at));
-        put_varint(&mut out, i.replaces.len() as u64);
-        for &r in &i.replaces {
-            put_varint(&mut out, r);
-        }
+        let mut out =
+            Vec::with_capacity(128 + self.blooms.iter().map(|b| 48 + b.byte_len()).sum::<usize>());
+        encode_info(&self.info, &mut out);
         put_varint(&mut out, self.blocks.len() as u64);
-        for b in &self.blocks {
+        for (b, bloom) in self.blocks.iter().zip(&self.blooms) {
             put_varint(&mut out, b.offset);
             put_varint(&mut out, u64::from(b.stored_len));
             put_varint(&mut out, u64::from(b.summary.raw_len));
@@ -201,7 +178,7 @@ impl Footer {
             put_varint(&mut out, zigzag(b.summary.min_time));
             put_varint(&mut out, zigzag(b.summary.max_time));
             out.extend_from_slice(&b.crc.to_le_bytes());
-            let bloom = b.bloom.to_bytes();
+            let bloom = bloom.to_bytes();
             put_varint(&mut out, bloom.len() as u64);
             out.extend_from_slice(&bloom);
         }
@@ -210,31 +187,13 @@ impl Footer {
 
     fn decode(buf: &[u8]) -> Result<Footer, DecodeError> {
         let mut r = Reader::new(buf);
+        let info = decode_info(&mut r)?;
         let u32_of = |r: &mut Reader<'_>, what| -> Result<u32, DecodeError> {
             let v = r.varint(what)?;
             u32::try_from(v).or_else(|_| r.fail(what))
         };
-        let id = r.varint("bad id")?;
-        let source = r.string("bad data source")?;
-        let mut tags = BTreeMap::new();
-        for _ in 0..r.len("bad tag count")? {
-            let k = r.string("bad tag name")?;
-            let v = r.string("bad tag value")?;
-            tags.insert(k, v);
-        }
-        let partition = u32_of(&mut r, "bad partition")?;
-        let first_offset = r.varint("bad first offset")?;
-        let last_offset = r.varint("bad last offset")?;
-        let min_time = unzigzag(r.varint("bad min time")?);
-        let max_time = unzigzag(r.varint("bad max time")?);
-        let count = r.varint("bad event count")?;
-        let raw_bytes = r.varint("bad raw size")?;
-        let sealed_at = unzigzag(r.varint("bad seal time")?);
-        let mut replaces = Vec::new();
-        for _ in 0..r.len("bad replaced count")? {
-            replaces.push(r.varint("bad replaced id")?);
-        }
         let mut blocks = Vec::new();
+        let mut blooms = Vec::new();
         for _ in 0..r.len("bad block count")? {
             let offset = r.varint("bad block offset")?;
             let stored_len = u32_of(&mut r, "bad block length")?;
@@ -258,30 +217,82 @@ impl Footer {
                     raw_len,
                 },
                 crc,
-                bloom,
             });
+            blooms.push(bloom);
         }
         if !r.at_end() {
             return r.fail("trailing bytes in the footer");
         }
         Ok(Footer {
-            info: SegmentInfo {
-                id,
-                source,
-                tags,
-                partition,
-                first_offset,
-                last_offset,
-                min_time,
-                max_time,
-                count,
-                raw_bytes,
-                sealed_at,
-                replaces,
-            },
+            info,
             blocks,
+            blooms,
         })
     }
+}
+
+/// Appends a segment's description (the footer's first part; the catalogue's entry).
+pub fn encode_info(i: &SegmentInfo, out: &mut Vec<u8>) {
+    put_varint(out, i.id);
+    put_str(out, &i.source);
+    put_varint(out, i.tags.len() as u64);
+    for (k, v) in &i.tags {
+        put_str(out, k);
+        put_str(out, v);
+    }
+    put_varint(out, u64::from(i.partition));
+    put_varint(out, i.first_offset);
+    put_varint(out, i.last_offset);
+    put_varint(out, zigzag(i.min_time));
+    put_varint(out, zigzag(i.max_time));
+    put_varint(out, i.count);
+    put_varint(out, i.raw_bytes);
+    put_varint(out, zigzag(i.sealed_at));
+    put_varint(out, i.replaces.len() as u64);
+    for &r in &i.replaces {
+        put_varint(out, r);
+    }
+}
+
+/// Reads what [`encode_info`] wrote.
+pub fn decode_info(r: &mut Reader<'_>) -> Result<SegmentInfo, DecodeError> {
+    let id = r.varint("bad id")?;
+    let source = r.string("bad data source")?;
+    let mut tags = BTreeMap::new();
+    for _ in 0..r.len("bad tag count")? {
+        let k = r.string("bad tag name")?;
+        let v = r.string("bad tag value")?;
+        tags.insert(k, v);
+    }
+    let partition = r.varint("bad partition")?;
+    let Ok(partition) = u32::try_from(partition) else {
+        return r.fail("bad partition");
+    };
+    let first_offset = r.varint("bad first offset")?;
+    let last_offset = r.varint("bad last offset")?;
+    let min_time = unzigzag(r.varint("bad min time")?);
+    let max_time = unzigzag(r.varint("bad max time")?);
+    let count = r.varint("bad event count")?;
+    let raw_bytes = r.varint("bad raw size")?;
+    let sealed_at = unzigzag(r.varint("bad seal time")?);
+    let mut replaces = Vec::new();
+    for _ in 0..r.len("bad replaced count")? {
+        replaces.push(r.varint("bad replaced id")?);
+    }
+    Ok(SegmentInfo {
+        id,
+        source,
+        tags,
+        partition,
+        first_offset,
+        last_offset,
+        min_time,
+        max_time,
+        count,
+        raw_bytes,
+        sealed_at,
+        replaces,
+    })
 }
 
 /// A segment being written: blocks are appended (not synced) as they fill, then the footer
@@ -292,6 +303,7 @@ pub struct SegmentWriter {
     path: PathBuf,
     len: u64,
     blocks: Vec<BlockEntry>,
+    blooms: Vec<BloomFilter>,
 }
 
 /// Syncs a directory, so a rename or a removal in it is durable.
@@ -318,6 +330,7 @@ impl SegmentWriter {
             path: path.to_path_buf(),
             len: HEADER_LEN,
             blocks: Vec::new(),
+            blooms: Vec::new(),
         })
     }
 
@@ -334,8 +347,8 @@ impl SegmentWriter {
             stored_len: u32::try_from(stored.len()).unwrap_or(u32::MAX),
             summary,
             crc: crc32c::crc32c(stored),
-            bloom,
         });
+        self.blooms.push(bloom);
         self.len += stored.len() as u64;
         Ok(&self.blocks[self.blocks.len() - 1])
     }
@@ -343,6 +356,11 @@ impl SegmentWriter {
     /// The blocks written so far.
     pub fn blocks(&self) -> &[BlockEntry] {
         &self.blocks
+    }
+
+    /// Their bloom filters.
+    pub fn blooms(&self) -> &[BloomFilter] {
+        &self.blooms
     }
 
     /// Bytes written so far.
@@ -393,6 +411,7 @@ impl SegmentWriter {
         let footer = Footer {
             info,
             blocks: std::mem::take(&mut self.blocks),
+            blooms: std::mem::take(&mut self.blooms),
         };
         let bytes = footer.encode();
         let mut trailer = Vec::with_capacity(TRAILER_LEN as usize);
@@ -460,7 +479,7 @@ pub fn read_events(
 /// A sealed segment file, open for reading (from several threads at once).
 #[derive(Debug)]
 pub struct SegmentFile {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     footer: Footer,
     file_len: u64,
@@ -537,7 +556,7 @@ impl SegmentFile {
             }
         }
         Ok(SegmentFile {
-            file,
+            file: Arc::new(file),
             path: path.to_path_buf(),
             footer,
             file_len,
@@ -552,6 +571,11 @@ impl SegmentFile {
     /// Its path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open file, for block reads that outlive this handle.
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
     }
 
     /// Its size in bytes.

@@ -1,0 +1,230 @@
+//! The catalogue: every sealed segment of a repository (tags, time range, size, bus offsets),
+//! held in memory and persisted in `catalogue.bin`.
+//!
+//! It is a cache of the segments' own footers: if the file is missing or damaged it is rebuilt
+//! from them, and at start it is reconciled with the directory (a segment sealed just before a
+//! crash, a merge's leftovers). It also keeps, per bus partition and data source, the last
+//! offset ever sealed, so that after a crash the digest skips what is already in a segment even
+//! if retention has since deleted that segment.
+//!
+//! File: magic `EDDYCAT1`, varint next id, varint n, n × (segment description as in the footer,
+//! varint file bytes), varint m, m × (varint partition, str data source, varint offset), then
+//! CRC-32C of everything before it (u32, little-endian).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use eddy_event::wire::{put_str, put_varint, DecodeError, Reader};
+
+use crate::segment::{decode_info, encode_info, sync_dir, SegmentError, SegmentInfo};
+
+const MAGIC: &[u8; 8] = b"EDDYCAT1";
+/// The catalogue's file name in a repository's directory.
+pub const FILE: &str = "catalogue.bin";
+
+/// A sealed segment as the catalogue knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// What its footer says.
+    pub info: SegmentInfo,
+    /// Its size on disk.
+    pub file_bytes: u64,
+}
+
+/// The segments of one repository.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Catalogue {
+    /// By id.
+    pub segments: BTreeMap<u64, Entry>,
+    /// The next segment id to hand out.
+    pub next_id: u64,
+    /// Last bus offset sealed, per (partition, data source).
+    pub sealed_upto: HashMap<(u32, String), u64>,
+}
+
+impl Catalogue {
+    /// Adds a sealed segment.
+    pub fn insert(&mut self, info: SegmentInfo, file_bytes: u64) {
+        self.next_id = self.next_id.max(info.id + 1);
+        let key = (info.partition, info.source.clone());
+        let upto = self.sealed_upto.entry(key).or_insert(info.last_offset);
+        *upto = (*upto).max(info.last_offset);
+        self.segments.insert(info.id, Entry { info, file_bytes });
+    }
+
+    /// A fresh segment id.
+    pub fn allocate_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// The last offset of `partition` sealed for `source`, if any.
+    pub fn sealed_upto(&self, partition: u32, source: &str) -> Option<u64> {
+        self.sealed_upto
+            .get(&(partition, source.to_string()))
+            .copied()
+    }
+
+    /// The encoded file contents.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.segments.len() * 96);
+        out.extend_from_slice(MAGIC);
+        put_varint(&mut out, self.next_id);
+        put_varint(&mut out, self.segments.len() as u64);
+        for e in self.segments.values() {
+            encode_info(&e.info, &mut out);
+            put_varint(&mut out, e.file_bytes);
+        }
+        let mut marks: Vec<_> = self.sealed_upto.iter().collect();
+        marks.sort();
+        put_varint(&mut out, marks.len() as u64);
+        for ((partition, source), offset) in marks {
+            put_varint(&mut out, u64::from(*partition));
+            put_str(&mut out, source);
+            put_varint(&mut out, *offset);
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Reads what [`Catalogue::encode`] wrote.
+    pub fn decode(bytes: &[u8]) -> Result<Catalogue, DecodeError> {
+        if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(DecodeError {
+                position: 0,
+                reason: "not a catalogue (bad magic)",
+            });
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32c::crc32c(body).to_le_bytes() != crc {
+            return Err(DecodeError {
+                position: body.len(),
+                reason: "checksum mismatch",
+            });
+        }
+        let mut r = Reader::new(body);
+        r.pos = MAGIC.len();
+        let mut c = Catalogue {
+            next_id: r.varint("bad next id")?,
+            ..Catalogue::default()
+        };
+        for _ in 0..r.len("bad segment count")? {
+            let info = decode_info(&mut r)?;
+            let file_bytes = r.varint("bad file size")?;
+            c.segments.insert(info.id, Entry { info, file_bytes });
+        }
+        for _ in 0..r.len("bad watermark count")? {
+            let partition = r.varint("bad partition")?;
+            let Ok(partition) = u32::try_from(partition) else {
+                return r.fail("bad partition");
+            };
+            let source = r.string("bad data source")?;
+            let offset = r.varint("bad offset")?;
+            c.sealed_upto.insert((partition, source), offset);
+        }
+        if !r.at_end() {
+            return r.fail("trailing bytes");
+        }
+        Ok(c)
+    }
+
+    /// Writes the catalogue into `dir` atomically and durably.
+    pub fn persist(&self, dir: &Path) -> Result<(), SegmentError> {
+        let path = dir.join(FILE);
+        let tmp = dir.join(format!("{FILE}.tmp"));
+        let io = |source| SegmentError::Io {
+            path: path.clone(),
+            source,
+        };
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(&self.encode()).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        sync_dir(dir)
+    }
+
+    /// Reads `dir`'s catalogue; `None` if there is none or it is damaged (with a warning).
+    pub fn load(dir: &Path) -> Option<Catalogue> {
+        let path = dir.join(FILE);
+        let bytes = std::fs::read(&path).ok()?;
+        match Catalogue::decode(&bytes) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "catalogue unreadable ({e}); rebuilding it from the segments");
+                None
+            }
+        }
+    }
+
+    /// Bytes the catalogue takes on disk.
+    pub fn encoded_len(&self) -> usize {
+        self.encode().len()
+    }
+}
+
+/// The path of segment `id` in `dir`.
+pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.seg"))
+}
+
+/// The path of the work in progress that will become segment `id`.
+pub fn wip_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.wip"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn info(id: u64, last: u64) -> SegmentInfo {
+        SegmentInfo {
+            id,
+            source: "#host=a".into(),
+            tags: BTreeMap::from([("host".into(), "a".into())]),
+            partition: 2,
+            first_offset: 1,
+            last_offset: last,
+            min_time: -5,
+            max_time: 9,
+            count: 3,
+            raw_bytes: 100,
+            sealed_at: 1,
+            replaces: vec![],
+        }
+    }
+
+    #[test]
+    fn roundtrips_and_detects_damage() {
+        let mut c = Catalogue::default();
+        c.insert(info(4, 30), 77);
+        c.insert(info(2, 10), 55);
+        assert_eq!(c.next_id, 5);
+        assert_eq!(c.sealed_upto(2, "#host=a"), Some(30));
+        let bytes = c.encode();
+        assert_eq!(Catalogue::decode(&bytes).unwrap(), c);
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x10;
+            assert!(Catalogue::decode(&bad).is_err(), "flip at {i}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        c.persist(dir.path()).unwrap();
+        assert_eq!(Catalogue::load(dir.path()), Some(c));
+    }
+
+    #[test]
+    fn a_segment_costs_bytes_not_kilobytes() {
+        let mut c = Catalogue::default();
+        for id in 0..1000 {
+            c.insert(info(id, id * 1_000_000), 100 << 20);
+        }
+        let per_segment = c.encoded_len() / 1000;
+        assert!(per_segment < 128, "{per_segment} bytes per segment");
+    }
+}

@@ -1,0 +1,663 @@
+//! A repository's store: its sealed segments, the work in progress of each data source, and the
+//! read API that plans a scan (pruning by time, tags and tokens) into blocks that any thread can
+//! read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use eddy_event::Event;
+
+use crate::block::{BlockBuilder, Compression};
+use crate::bloom::DEFAULT_BITS_PER_TOKEN;
+use crate::catalogue::{segment_path, wip_path, Catalogue};
+use crate::segment::{
+    read_events, BlockEntry, SegmentError, SegmentFile, SegmentInfo, SegmentWriter,
+};
+
+/// How a repository's segments are cut, compressed and kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    /// A work in progress is sealed once it holds this many bytes of events (before compression).
+    pub segment_bytes: u64,
+    /// … or once its first event is this old (wall clock since it was digested).
+    pub segment_age: Duration,
+    /// A block is closed once it holds this many bytes of events.
+    pub block_bytes: usize,
+    /// Block compression.
+    pub compression: Compression,
+    /// Bloom filter bits per distinct token (10 ≈ 1 % false positives).
+    pub bloom_bits_per_token: usize,
+    /// Segments whose latest event is older than this are deleted.
+    pub retention_age: Option<Duration>,
+    /// The oldest segments are deleted while the repository's segments take more than this.
+    pub retention_bytes: Option<u64>,
+    /// Segments smaller than this (bytes of events) are merged with their neighbours.
+    pub merge_below: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            segment_bytes: 1 << 30,
+            segment_age: Duration::from_secs(3600),
+            block_bytes: 1 << 20,
+            compression: Compression::ZstdAuto,
+            bloom_bits_per_token: DEFAULT_BITS_PER_TOKEN,
+            retention_age: None,
+            retention_bytes: None,
+            merge_below: 64 << 20,
+        }
+    }
+}
+
+/// What a scan wants: a time range, tags every event must have, and tokens every matching
+/// event holds (used only to skip blocks; the caller still matches each event).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Earliest `@timestamp`, inclusive.
+    pub start: i64,
+    /// Latest `@timestamp`, exclusive.
+    pub end: i64,
+    /// `(name, value)` pairs that must all match the event's tags.
+    pub tags: Vec<(String, String)>,
+    /// Lower-cased tokens (see `tokens`) that a block must hold to be read.
+    pub tokens: Vec<String>,
+}
+
+impl Scan {
+    /// Everything.
+    pub fn all() -> Scan {
+        Scan {
+            start: i64::MIN,
+            end: i64::MAX,
+            ..Scan::default()
+        }
+    }
+
+    fn overlaps(&self, min: i64, max: i64) -> bool {
+        min < self.end && max >= self.start
+    }
+
+    fn tags_may_match(&self, known: &BTreeMap<String, String>, source: &str) -> bool {
+        self.tags.iter().all(|(k, v)| match known.get(k) {
+            Some(have) => have == v,
+            // Not constant over the segment: the key still names it (grouped values aside).
+            None => source.contains(&format!("#{k}=")),
+        })
+    }
+
+    /// Whether `event` is in range and has the tags.
+    pub fn keeps(&self, event: &Event) -> bool {
+        event.timestamp >= self.start
+            && event.timestamp < self.end
+            && self
+                .tags
+                .iter()
+                .all(|(k, v)| event.tags.get(k).is_some_and(|have| have == v))
+    }
+}
+
+/// What planning skipped and kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ScanStats {
+    /// Sealed segments in the repository.
+    pub segments: usize,
+    /// Of them, skipped by time range or tags.
+    pub segments_skipped: usize,
+    /// Blocks in the kept segments and the work in progress.
+    pub blocks: usize,
+    /// Of them, skipped by time range or bloom filter.
+    pub blocks_skipped: usize,
+    /// Compressed bytes the kept blocks take.
+    pub bytes_to_read: u64,
+    /// Problems met while planning (an unreadable segment), each naming the file.
+    pub warnings: Vec<String>,
+}
+
+/// One block to read.
+#[derive(Debug, Clone)]
+pub struct BlockTask {
+    source: TaskSource,
+    scan: Arc<Scan>,
+}
+
+#[derive(Debug, Clone)]
+enum TaskSource {
+    Stored {
+        file: Arc<File>,
+        path: Arc<PathBuf>,
+        index: usize,
+        entry: BlockEntry,
+    },
+    Open(Arc<Vec<Event>>),
+}
+
+impl BlockTask {
+    /// The block's events that are in the scan's time range and have its tags. A damaged block
+    /// is an error naming the file and block; the caller reports it and goes on.
+    pub fn read(&self) -> Result<Vec<Event>, SegmentError> {
+        let events = match &self.source {
+            TaskSource::Stored {
+                file,
+                path,
+                index,
+                entry,
+            } => read_events(file, path, *index, entry)?,
+            TaskSource::Open(events) => events.to_vec(),
+        };
+        Ok(events.into_iter().filter(|e| self.scan.keeps(e)).collect())
+    }
+}
+
+/// A scan's blocks, ready to read (from any threads), and what planning skipped.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The blocks to read.
+    pub tasks: Vec<BlockTask>,
+    /// Counts of what was pruned.
+    pub stats: ScanStats,
+}
+
+/// A data source's segment in the making.
+struct Wip {
+    id: u64,
+    source: String,
+    partition: u32,
+    writer: Option<SegmentWriter>,
+    /// Set between sealing the file and publishing it in the catalogue.
+    sealed: Option<Arc<SegmentFile>>,
+    reader: Arc<File>,
+    open: BlockBuilder,
+    tags: Option<BTreeMap<String, String>>,
+    first_offset: u64,
+    last_offset: u64,
+    raw_bytes: u64,
+    started: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One repository's store.
+pub struct RepoStore {
+    name: String,
+    dir: PathBuf,
+    config: StoreConfig,
+    catalogue: Mutex<Catalogue>,
+    segments: RwLock<BTreeMap<u64, Arc<SegmentFile>>>,
+    wips: Mutex<HashMap<(u32, String), Arc<Mutex<Wip>>>>,
+    /// Held for writing while segments and work in progress change hands, for reading while a
+    /// scan is planned: no event is seen twice or missed.
+    transition: RwLock<()>,
+}
+
+impl std::fmt::Debug for RepoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RepoStore({})", self.dir.display())
+    }
+}
+
+impl RepoStore {
+    /// Opens (creating) the store in `dir`: deletes work in progress left by a crash (it is
+    /// rebuilt from the bus), finishes interrupted merges, and reconciles the catalogue with the
+    /// segment files.
+    pub fn open(name: &str, dir: &Path, config: StoreConfig) -> Result<RepoStore, SegmentError> {
+        let io = |source| SegmentError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let loaded = Catalogue::load(dir);
+        let mut catalogue = loaded.clone().unwrap_or_default();
+        let mut on_disk = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.ends_with(".wip") || name.ends_with(".tmp") {
+                std::fs::remove_file(&path).map_err(io)?;
+            } else if let Some(id) = name
+                .strip_suffix(".seg")
+                .and_then(|i| i.parse::<u64>().ok())
+            {
+                on_disk.insert(id, path);
+            }
+        }
+        let mut segments = BTreeMap::new();
+        for (&id, path) in &on_disk {
+            catalogue.next_id = catalogue.next_id.max(id + 1);
+            if catalogue.segments.contains_key(&id) {
+                continue;
+            }
+            match SegmentFile::open(path) {
+                Ok(seg) => {
+                    catalogue.insert(seg.footer().info.clone(), seg.file_len());
+                    segments.insert(id, Arc::new(seg));
+                }
+                Err(e) => tracing::warn!("skipping segment: {e}"),
+            }
+        }
+        catalogue.segments.retain(|id, _| on_disk.contains_key(id));
+        // A merge that crashed before deleting what it replaced: finish it.
+        let replaced: Vec<u64> = catalogue
+            .segments
+            .values()
+            .flat_map(|e| e.info.replaces.iter().copied())
+            .filter(|id| catalogue.segments.contains_key(id))
+            .collect();
+        for id in replaced {
+            catalogue.segments.remove(&id);
+            segments.remove(&id);
+            std::fs::remove_file(segment_path(dir, id)).map_err(io)?;
+        }
+        if loaded.as_ref() != Some(&catalogue) {
+            catalogue.persist(dir)?;
+        }
+        Ok(RepoStore {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            config,
+            catalogue: Mutex::new(catalogue),
+            segments: RwLock::new(segments),
+            wips: Mutex::new(HashMap::new()),
+            transition: RwLock::new(()),
+        })
+    }
+
+    /// The repository's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// A copy of the catalogue.
+    pub fn catalogue(&self) -> Catalogue {
+        lock(&self.catalogue).clone()
+    }
+
+    /// The last offset of `partition` already sealed for `source`.
+    pub fn sealed_upto(&self, partition: u32, source: &str) -> Option<u64> {
+        lock(&self.catalogue).sealed_upto(partition, source)
+    }
+
+    /// Adds the event at bus `offset` of `partition` to its data source's work in progress,
+    /// unless a sealed segment already holds it. Seals the work in progress when it is full.
+    pub fn append(
+        &self,
+        partition: u32,
+        offset: u64,
+        source: &str,
+        event: &Event,
+    ) -> Result<(), SegmentError> {
+        if self
+            .sealed_upto(partition, source)
+            .is_some_and(|upto| offset <= upto)
+        {
+            return Ok(());
+        }
+        let wip = self.wip(partition, source, offset)?;
+        let full = {
+            let mut w = lock(&wip);
+            w.open.push(event);
+            w.last_offset = offset;
+            match &mut w.tags {
+                Some(common) if *common != event.tags => {
+                    common.retain(|k, v| event.tags.get(k) == Some(v));
+                }
+                Some(_) => {}
+                None => w.tags = Some(event.tags.clone()),
+            }
+            if w.open.payload_len() >= self.config.block_bytes {
+                self.close_block(&mut w)?;
+            }
+            w.raw_bytes + w.open.payload_len() as u64 >= self.config.segment_bytes
+        };
+        if full {
+            self.seal(partition, source)?;
+        }
+        Ok(())
+    }
+
+    fn wip(
+        &self,
+        partition: u32,
+        source: &str,
+        offset: u64,
+    ) -> Result<Arc<Mutex<Wip>>, SegmentError> {
+        let mut wips = lock(&self.wips);
+        if let Some(w) = wips.get(&(partition, source.to_string())) {
+            return Ok(w.clone());
+        }
+        let id = lock(&self.catalogue).allocate_id();
+        let writer = SegmentWriter::create(&wip_path(&self.dir, id))?;
+        let wip = Arc::new(Mutex::new(Wip {
+            id,
+            source: source.to_string(),
+            partition,
+            reader: Arc::new(writer.reader()?),
+            writer: Some(writer),
+            sealed: None,
+            open: BlockBuilder::new(),
+            tags: None,
+            first_offset: offset,
+            last_offset: offset,
+            raw_bytes: 0,
+            started: Instant::now(),
+        }));
+        wips.insert((partition, source.to_string()), wip.clone());
+        Ok(wip)
+    }
+
+    fn close_block(&self, w: &mut Wip) -> Result<(), SegmentError> {
+        let open = std::mem::take(&mut w.open);
+        let (stored, summary, bloom) =
+            open.finish(self.config.compression, self.config.bloom_bits_per_token);
+        w.raw_bytes += u64::from(summary.raw_len);
+        if let Some(writer) = &mut w.writer {
+            writer.append(&stored, summary, bloom)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the work in progress of `source` in `partition` into a segment.
+    pub fn seal(&self, partition: u32, source: &str) -> Result<(), SegmentError> {
+        let Some(wip) = lock(&self.wips)
+            .get(&(partition, source.to_string()))
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let mut w = lock(&wip);
+        if !w.open.is_empty() {
+            self.close_block(&mut w)?;
+        }
+        let info = SegmentInfo {
+            id: w.id,
+            source: w.source.clone(),
+            tags: w.tags.take().unwrap_or_default(),
+            partition: w.partition,
+            first_offset: w.first_offset,
+            last_offset: w.last_offset,
+            min_time: 0,
+            max_time: 0,
+            count: 0,
+            raw_bytes: 0,
+            sealed_at: eddy_log::now_ns(),
+            replaces: Vec::new(),
+        };
+        let Some(writer) = w.writer.take() else {
+            return Ok(());
+        };
+        let seg = self.seal_file(writer, info)?;
+        w.sealed = Some(seg.clone());
+        drop(w);
+        let key = (partition, source.to_string());
+        self.publish(seg, || {
+            lock(&self.wips).remove(&key);
+        })
+    }
+
+    /// Seals `writer` as segment `info.id`.
+    pub(crate) fn seal_file(
+        &self,
+        writer: SegmentWriter,
+        info: SegmentInfo,
+    ) -> Result<Arc<SegmentFile>, SegmentError> {
+        let path = segment_path(&self.dir, info.id);
+        writer.seal(info, &path)?;
+        Ok(Arc::new(SegmentFile::open(&path)?))
+    }
+
+    /// Adds a sealed segment to the catalogue, deleting what it replaces; `also` runs in the
+    /// same step, so a scan sees either the old state or the new.
+    pub(crate) fn publish(
+        &self,
+        seg: Arc<SegmentFile>,
+        also: impl FnOnce(),
+    ) -> Result<(), SegmentError> {
+        let info = seg.footer().info.clone();
+        let replaced = info.replaces.clone();
+        let _step = self
+            .transition
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        also();
+        {
+            let mut catalogue = lock(&self.catalogue);
+            catalogue.insert(info.clone(), seg.file_len());
+            for id in &replaced {
+                catalogue.segments.remove(id);
+            }
+            catalogue.persist(&self.dir)?;
+        }
+        {
+            let mut segments = self
+                .segments
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            segments.insert(info.id, seg);
+            for id in &replaced {
+                segments.remove(id);
+            }
+        }
+        for id in replaced {
+            remove_file(&segment_path(&self.dir, id))?;
+        }
+        Ok(())
+    }
+
+    /// Seals every work in progress of `partition` older than the configured age.
+    pub fn seal_due(&self, partition: u32) -> Result<(), SegmentError> {
+        let due: Vec<String> = lock(&self.wips)
+            .iter()
+            .filter(|((p, _), w)| {
+                *p == partition && lock(w).started.elapsed() >= self.config.segment_age
+            })
+            .map(|((_, s), _)| s.clone())
+            .collect();
+        for source in due {
+            self.seal(partition, &source)?;
+        }
+        Ok(())
+    }
+
+    /// The bus offset of `partition` the digest may commit: the first offset still only in a
+    /// work in progress, or `None` when everything read is sealed.
+    pub fn commit_point(&self, partition: u32) -> Option<u64> {
+        lock(&self.wips)
+            .iter()
+            .filter(|((p, _), _)| *p == partition)
+            .map(|(_, w)| lock(w).first_offset)
+            .min()
+    }
+
+    /// Deletes segment `id` (retention).
+    pub fn delete(&self, id: u64) -> Result<(), SegmentError> {
+        let _step = self
+            .transition
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        {
+            let mut catalogue = lock(&self.catalogue);
+            if catalogue.segments.remove(&id).is_none() {
+                return Ok(());
+            }
+            catalogue.persist(&self.dir)?;
+        }
+        self.segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        remove_file(&segment_path(&self.dir, id))
+    }
+
+    /// An open handle on sealed segment `id`.
+    pub fn segment(&self, id: u64) -> Result<Arc<SegmentFile>, SegmentError> {
+        if let Some(s) = self
+            .segments
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+        {
+            return Ok(s.clone());
+        }
+        let seg = Arc::new(SegmentFile::open(&segment_path(&self.dir, id))?);
+        self.segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, seg.clone());
+        Ok(seg)
+    }
+
+    /// Plans `scan`: the blocks of sealed segments and work in progress that may hold matching
+    /// events, with nothing decompressed yet.
+    pub fn plan(&self, scan: &Scan) -> Plan {
+        let scan_arc = Arc::new(scan.clone());
+        let mut plan = Plan::default();
+        let _step = self
+            .transition
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entries: Vec<_> = lock(&self.catalogue).segments.values().cloned().collect();
+        plan.stats.segments = entries.len();
+        for e in entries {
+            let i = &e.info;
+            if !scan.overlaps(i.min_time, i.max_time) || !scan.tags_may_match(&i.tags, &i.source) {
+                plan.stats.segments_skipped += 1;
+                continue;
+            }
+            let seg = match self.segment(i.id) {
+                Ok(s) => s,
+                Err(err) => {
+                    plan.stats.warnings.push(format!("segment skipped: {err}"));
+                    continue;
+                }
+            };
+            let path = Arc::new(seg.path().to_path_buf());
+            let footer = seg.footer();
+            self.plan_blocks(
+                &mut plan,
+                &scan_arc,
+                seg.file(),
+                &path,
+                &footer.blocks,
+                &footer.blooms,
+            );
+        }
+        let wips: Vec<_> = lock(&self.wips).values().cloned().collect();
+        for wip in wips {
+            let w = lock(&wip);
+            let known = w.tags.clone().unwrap_or_default();
+            if !scan.tags_may_match(&known, &w.source) {
+                continue;
+            }
+            match (&w.writer, &w.sealed) {
+                (Some(writer), _) => {
+                    let path = Arc::new(writer.path().to_path_buf());
+                    self.plan_blocks(
+                        &mut plan,
+                        &scan_arc,
+                        &w.reader,
+                        &path,
+                        writer.blocks(),
+                        writer.blooms(),
+                    );
+                }
+                // Sealed, not yet in the catalogue.
+                (None, Some(seg)) => {
+                    let path = Arc::new(seg.path().to_path_buf());
+                    let footer = seg.footer();
+                    self.plan_blocks(
+                        &mut plan,
+                        &scan_arc,
+                        seg.file(),
+                        &path,
+                        &footer.blocks,
+                        &footer.blooms,
+                    );
+                    continue;
+                }
+                (None, None) => continue,
+            }
+            if !w.open.is_empty() {
+                plan.stats.blocks += 1;
+                plan.tasks.push(BlockTask {
+                    source: TaskSource::Open(Arc::new(w.open.events())),
+                    scan: scan_arc.clone(),
+                });
+            }
+        }
+        plan
+    }
+
+    fn plan_blocks(
+        &self,
+        plan: &mut Plan,
+        scan: &Arc<Scan>,
+        file: &Arc<File>,
+        path: &Arc<PathBuf>,
+        blocks: &[BlockEntry],
+        blooms: &[crate::BloomFilter],
+    ) {
+        for (index, (entry, bloom)) in blocks.iter().zip(blooms).enumerate() {
+            plan.stats.blocks += 1;
+            let s = &entry.summary;
+            if !scan.overlaps(s.min_time, s.max_time)
+                || !scan.tokens.iter().all(|t| bloom.may_contain(t))
+            {
+                plan.stats.blocks_skipped += 1;
+                continue;
+            }
+            plan.stats.bytes_to_read += u64::from(entry.stored_len);
+            plan.tasks.push(BlockTask {
+                source: TaskSource::Stored {
+                    file: file.clone(),
+                    path: path.clone(),
+                    index,
+                    entry: entry.clone(),
+                },
+                scan: scan.clone(),
+            });
+        }
+    }
+
+    /// Every event matching `scan`, read on the calling thread, with warnings for damaged
+    /// blocks (a convenience over [`RepoStore::plan`] for small results and tests).
+    pub fn collect(&self, scan: &Scan) -> (Vec<Event>, ScanStats) {
+        let plan = self.plan(scan);
+        let mut stats = plan.stats;
+        let mut events = Vec::new();
+        for task in &plan.tasks {
+            match task.read() {
+                Ok(mut e) => events.append(&mut e),
+                Err(err) => stats.warnings.push(format!("block skipped: {err}")),
+            }
+        }
+        (events, stats)
+    }
+}
+
+fn remove_file(path: &Path) -> Result<(), SegmentError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(SegmentError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
