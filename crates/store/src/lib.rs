@@ -11,12 +11,15 @@
 pub mod block;
 pub mod bloom;
 pub mod catalogue;
+pub mod digest;
+pub mod maintenance;
 pub mod segment;
 pub mod store;
 pub mod tokens;
 
 pub use block::{BlockBuilder, Compression};
 pub use bloom::{BloomError, BloomFilter};
+pub use digest::Digest;
 pub use segment::{Footer, SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
 pub use store::{BlockTask, Plan, RepoStore, Scan, ScanStats, StoreConfig};
 pub use tokens::{event_tokens, text_tokens};

@@ -178,6 +178,9 @@ struct Wip {
     started: Instant,
 }
 
+/// A work in progress is per bus partition and data source.
+type WipKey = (u32, String);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -189,7 +192,7 @@ pub struct RepoStore {
     config: StoreConfig,
     catalogue: Mutex<Catalogue>,
     segments: RwLock<BTreeMap<u64, Arc<SegmentFile>>>,
-    wips: Mutex<HashMap<(u32, String), Arc<Mutex<Wip>>>>,
+    wips: Mutex<HashMap<WipKey, Arc<Mutex<Wip>>>>,
     /// Held for writing while segments and work in progress change hands, for reading while a
     /// scan is planned: no event is seen twice or missed.
     transition: RwLock<()>,
@@ -289,6 +292,11 @@ impl RepoStore {
         lock(&self.catalogue).clone()
     }
 
+    /// A fresh segment id.
+    pub fn allocate_id(&self) -> u64 {
+        lock(&self.catalogue).allocate_id()
+    }
+
     /// The last offset of `partition` already sealed for `source`.
     pub fn sealed_upto(&self, partition: u32, source: &str) -> Option<u64> {
         lock(&self.catalogue).sealed_upto(partition, source)
@@ -342,7 +350,7 @@ impl RepoStore {
         if let Some(w) = wips.get(&(partition, source.to_string())) {
             return Ok(w.clone());
         }
-        let id = lock(&self.catalogue).allocate_id();
+        let id = self.allocate_id();
         let writer = SegmentWriter::create(&wip_path(&self.dir, id))?;
         let wip = Arc::new(Mutex::new(Wip {
             id,

@@ -1,0 +1,164 @@
+//! The digest: one thread per bus partition of a repository, reading from the offset its
+//! consumer group committed, adding events to their data source's work in progress, and
+//! committing only offsets whose events are all in sealed segments.
+//!
+//! After a crash it starts again from the committed offset: events that a sealed segment
+//! already holds (a data source sealed past the commit point) are skipped by the catalogue's
+//! watermark, the rest rebuild the work in progress. Nothing is lost, nothing is stored twice.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use eddy_event::codec;
+use eddy_log::{Log, Topic};
+
+use crate::store::RepoStore;
+
+/// The consumer group of every digest; repository topics keep their data until it commits.
+pub const GROUP: &str = "digest";
+
+/// Counters of a running digest.
+#[derive(Debug, Default)]
+pub struct DigestStats {
+    /// Events added to work in progress.
+    pub events: AtomicU64,
+    /// Bytes of encoded events read from the bus.
+    pub bytes: AtomicU64,
+    /// Records that are not events (skipped, with a warning).
+    pub undecodable: AtomicU64,
+}
+
+/// A repository's running digest.
+#[derive(Debug)]
+pub struct Digest {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    /// Its counters.
+    pub stats: Arc<DigestStats>,
+}
+
+impl Digest {
+    /// Starts digesting `topic` into `store`.
+    pub fn start(log: Arc<Log>, topic: Arc<Topic>, store: Arc<RepoStore>) -> Digest {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(DigestStats::default());
+        let threads = (0..topic.partition_count())
+            .map(|partition| {
+                let (log, topic, store, stop, stats) = (
+                    log.clone(),
+                    topic.clone(),
+                    store.clone(),
+                    stop.clone(),
+                    stats.clone(),
+                );
+                std::thread::Builder::new()
+                    .name(format!("digest-{}-{partition}", store.name()))
+                    .spawn(move || run(&log, &topic, &store, partition, &stop, &stats))
+            })
+            .filter_map(|t| match t {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::error!("cannot start a digest thread: {e}");
+                    None
+                }
+            })
+            .collect();
+        Digest {
+            stop,
+            threads,
+            stats,
+        }
+    }
+
+    /// Stops the threads (work in progress stays unsealed: the bus still holds it).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    log: &Log,
+    topic: &Topic,
+    store: &RepoStore,
+    partition: u32,
+    stop: &AtomicBool,
+    stats: &DigestStats,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        match digest_partition(log, topic, store, partition, stop, stats) {
+            Ok(()) => return,
+            Err(e) => {
+                // Stay alive: the next round starts again from the committed offset.
+                tracing::error!(
+                    repository = store.name(),
+                    partition,
+                    "digest failed, retrying in 1 s: {e}"
+                );
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Why a digest round stopped.
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    #[error(transparent)]
+    Bus(#[from] eddy_log::Error),
+    #[error(transparent)]
+    Store(#[from] crate::SegmentError),
+}
+
+fn digest_partition(
+    log: &Log,
+    topic: &Topic,
+    store: &RepoStore,
+    partition: u32,
+    stop: &AtomicBool,
+    stats: &DigestStats,
+) -> Result<(), RoundError> {
+    let start = topic.partition(partition)?.start_offset();
+    let committed = log.groups().committed(GROUP, topic.name(), partition);
+    let mut reader = topic.reader(partition, committed.unwrap_or(start).max(start))?;
+    let mut last_commit = committed;
+    while !stop.load(Ordering::Relaxed) {
+        let records = reader.poll_wait(Duration::from_millis(200))?;
+        for r in &records {
+            stats
+                .bytes
+                .fetch_add(r.value.len() as u64, Ordering::Relaxed);
+            let event = match codec::decode(&r.value) {
+                Ok(e) => e,
+                Err(e) => {
+                    stats.undecodable.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        topic = topic.name(),
+                        partition,
+                        offset = r.offset,
+                        "not an event, skipped: {e}"
+                    );
+                    continue;
+                }
+            };
+            let source = r
+                .key
+                .as_ref()
+                .map_or("", |k| std::str::from_utf8(k).unwrap_or(""));
+            store.append(partition, r.offset, source, &event)?;
+            stats.events.fetch_add(1, Ordering::Relaxed);
+        }
+        store.seal_due(partition)?;
+        let commit = store.commit_point(partition).unwrap_or(reader.position());
+        if last_commit != Some(commit) {
+            log.groups()
+                .commit(GROUP, &[(topic.name(), partition, commit)])?;
+            last_commit = Some(commit);
+        }
+    }
+    Ok(())
+}
