@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 use eddy_bench::gen::Kind;
 use eddy_bench::{log_bench, report, Options};
 
-use crate::units::parse_size;
 use crate::Global;
+use eddy_event::units::parse_size;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {

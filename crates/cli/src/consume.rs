@@ -8,8 +8,8 @@ use base64::Engine;
 use clap::Args;
 use eddy_log::{PartitionReader, StoredRecord};
 
-use crate::units::{format_time, parse_duration, parse_time};
 use crate::Global;
+use eddy_event::units::{format_time, parse_duration, parse_time};
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("start").args(["from_beginning", "from_end", "offset", "since"]))]

@@ -9,7 +9,7 @@ mod produce;
 mod send;
 mod serve;
 mod topic;
-mod units;
+use eddy_event::units;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -8,8 +8,8 @@ use clap::{Args, Subcommand};
 use eddy_log::{Compression, TopicConfig};
 
 use crate::output::{human_bytes, json_line, table};
-use crate::units::{format_time, parse_duration, parse_size};
 use crate::Global;
+use eddy_event::units::{format_time, parse_duration, parse_size};
 
 #[derive(Debug, Subcommand)]
 pub enum TopicCommand {

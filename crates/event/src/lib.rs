@@ -13,6 +13,7 @@ pub mod codec;
 mod event;
 pub mod parse;
 pub mod time;
+pub mod units;
 mod value;
 pub mod wire;
 

@@ -98,6 +98,13 @@ pub fn detect(fields: &BTreeMap<String, Value>) -> Option<(&'static str, i64)> {
     })
 }
 
+/// Now, in ns since the Unix epoch (UTC).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -161,8 +161,14 @@ impl AppState {
             ));
         }
         let unavailable = |e: String| error(StatusCode::SERVICE_UNAVAILABLE, e);
-        let repo = Repository::open(&self.log, name, config.clone(), &self.config.ingest)
-            .map_err(|e| unavailable(format!("could not create the topic: {e}")))?;
+        let repo = Repository::open(
+            &self.log,
+            name,
+            config.clone(),
+            &self.config.ingest,
+            &crate::store_root(&self.config),
+        )
+        .map_err(|e| unavailable(format!("could not create the topic: {e}")))?;
         created.insert(name.to_string(), config);
         if let Err(e) = save_created(&created_file(&self.config.data_dir), &created) {
             created.remove(name);
@@ -176,4 +182,96 @@ impl AppState {
         tracing::info!(repository = name, "repository created through the API");
         Ok(description)
     }
+}
+
+/// `GET /api/v1/repositories/{name}/events?start=…&end=…&tag=k=v&token=…&limit=…`: the stored
+/// events (segments and work in progress) in a time range with the given tags, pruned by the
+/// given tokens, as JSON with what the scan skipped and any damaged block it met. The query
+/// language (a later issue) builds on the same scan.
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let Some(repo) = state.repository(&name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("repository {name:?} does not exist"),
+        )
+        .into_response();
+    };
+    let mut tokens = repo.config.tokens.clone();
+    tokens.extend(state.config.http.admin_tokens.iter().cloned());
+    if let Err(r) = authorize(&headers, &tokens) {
+        return r.into_response();
+    }
+    let (scan, limit) = match scan_of(query.as_deref().unwrap_or("")) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        let plan = repo.store.plan(&scan);
+        let mut stats = plan.stats;
+        let mut events = Vec::new();
+        let mut truncated = false;
+        for task in &plan.tasks {
+            match task.read() {
+                Ok(mut e) => events.append(&mut e),
+                Err(err) => stats.warnings.push(format!("block skipped: {err}")),
+            }
+            if events.len() > limit {
+                truncated = true;
+                break;
+            }
+        }
+        events.sort_by_key(|e| (e.timestamp, e.id));
+        events.truncate(limit);
+        json!({ "count": events.len(), "truncated": truncated, "events": events, "stats": stats })
+    })
+    .await;
+    match read {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the scan failed: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+/// Reads the scan parameters of [`events`].
+fn scan_of(query: &str) -> Result<(eddy_store::Scan, usize), String> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|e| format!("bad query string: {e}"))?;
+    let mut scan = eddy_store::Scan::all();
+    let mut limit = 10_000;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "start" => {
+                scan.start = eddy_event::units::parse_time(&v).map_err(|e| format!("start: {e}"))?
+            }
+            "end" => {
+                scan.end = eddy_event::units::parse_time(&v).map_err(|e| format!("end: {e}"))?
+            }
+            "tag" => match v.split_once('=') {
+                Some((name, value)) => scan
+                    .tags
+                    .push((name.trim_start_matches('#').to_string(), value.to_string())),
+                None => return Err(format!("tag {v:?}: expected name=value")),
+            },
+            "token" => eddy_store::text_tokens(&v, |t| scan.tokens.push(t.to_string())),
+            "limit" => {
+                limit = v
+                    .parse()
+                    .map_err(|_| format!("limit {v:?} is not a number"))?
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?}; expected start, end, tag, token or limit"
+                ))
+            }
+        }
+    }
+    Ok((scan, limit))
 }

@@ -28,6 +28,12 @@
 //! tokens = ["a-long-random-ingest-token"]
 //! max_tag_values = 1000            # distinct values of one tag before it is auto-grouped
 //! tag_buckets = 32                 # buckets an auto-grouped tag's values are hashed into
+//! segment_size = "1GiB"            # a data source's work in progress is sealed at this size
+//! segment_age = "1h"               # … or at this age
+//! block_size = "1MiB"              # events per compressed block (bytes before compression)
+//! compression = "zstd"             # zstd (level by layout) | zstd-1 … zstd-22 | lz4 | none
+//! retention = "30d"                # segments whose newest event is older are deleted
+//! retention_size = "500GiB"        # the oldest segments go while the repository is larger
 //!
 //! [[tcp]]                          # newline-delimited lines (syslog also octet-counted)
 //! listen = "127.0.0.1:5514"
@@ -46,7 +52,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use eddy_event::units;
 use eddy_event::Parser;
+use eddy_store::StoreConfig;
 use serde::{Deserialize, Deserializer};
 
 /// The whole configuration.
@@ -156,6 +164,20 @@ pub struct RepositoryConfig {
     pub max_tag_values: usize,
     /// Buckets of an auto-grouped tag.
     pub tag_buckets: u32,
+    /// A data source's work in progress is sealed into a segment at this many bytes of events.
+    pub segment_size: String,
+    /// … or once it is this old.
+    pub segment_age: String,
+    /// Bytes of events per compressed block.
+    pub block_size: String,
+    /// Block compression: `zstd`, `zstd-N`, `lz4` or `none`.
+    pub compression: String,
+    /// Segments whose newest event is older than this are deleted (none: kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+    /// The oldest segments are deleted while the repository's segments are larger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_size: Option<String>,
 }
 
 impl Default for Config {
@@ -203,6 +225,12 @@ impl Default for RepositoryConfig {
             tokens: Vec::new(),
             max_tag_values: 1000,
             tag_buckets: 32,
+            segment_size: "1GiB".into(),
+            segment_age: "1h".into(),
+            block_size: "1MiB".into(),
+            compression: "zstd".into(),
+            retention: None,
+            retention_size: None,
         }
     }
 }
@@ -335,7 +363,56 @@ impl RepositoryConfig {
             problems.push(format!("{at}.tag_buckets must be at least 1"));
         }
         check_tokens(&format!("{at}.tokens"), &self.tokens, &mut problems);
+        if let Err(mut p) = self.store_config(at) {
+            problems.append(&mut p);
+        }
         problems
+    }
+
+    /// The store settings, or what is wrong with them (each prefixed with `at`).
+    pub fn store_config(&self, at: &str) -> Result<StoreConfig, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut config = StoreConfig::default();
+        let mut size = |key: &str, text: &str, min: u64| match units::parse_size(text) {
+            Ok(n) if n >= min => n,
+            Ok(_) => {
+                problems.push(format!(
+                    "{at}.{key} = {text:?} must be at least {min} bytes"
+                ));
+                min
+            }
+            Err(e) => {
+                problems.push(format!("{at}.{key}: {e}"));
+                min
+            }
+        };
+        config.segment_bytes = size("segment_size", &self.segment_size, 4096);
+        config.block_bytes =
+            usize::try_from(size("block_size", &self.block_size, 1024).min(64 << 20))
+                .unwrap_or(1 << 20);
+        config.retention_bytes = self
+            .retention_size
+            .as_ref()
+            .map(|t| size("retention_size", t, 1));
+        let mut duration = |key: &str, text: &str| match units::parse_duration(text) {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(format!("{at}.{key}: {e}"));
+                Duration::from_secs(1)
+            }
+        };
+        config.segment_age = duration("segment_age", &self.segment_age);
+        config.retention_age = self.retention.as_ref().map(|t| duration("retention", t));
+        match self.compression.parse() {
+            Ok(c) => config.compression = c,
+            Err(e) => problems.push(format!("{at}.compression: {e}")),
+        }
+        config.merge_below = config.segment_bytes / 4;
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
     }
 }
 

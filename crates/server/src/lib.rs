@@ -50,6 +50,12 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// A repository's store could not be opened.
+    #[error("the store: {0}")]
+    Store(#[from] eddy_store::SegmentError),
+    /// A repository's settings are wrong.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl ServerError {
@@ -67,7 +73,7 @@ pub struct AppState {
     /// Back-pressure, metrics and the store.
     pub ingest: Ingest,
     /// The bus (kept open for the life of the server).
-    pub log: Log,
+    pub log: Arc<Log>,
     repositories: RwLock<BTreeMap<String, Arc<Repository>>>,
     /// Repositories created through the API (guarded: the file is rewritten whole).
     created: Mutex<BTreeMap<String, config::RepositoryConfig>>,
@@ -125,10 +131,15 @@ impl AppState {
     }
 }
 
+/// Where the repositories' segments live.
+pub fn store_root(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("store")
+}
+
 /// Opens the bus and the repositories: those of the configuration and those created through
 /// the API before.
 pub fn open(config: Config) -> Result<AppState, ServerError> {
-    let log = Log::open(&config.data_dir)?;
+    let log = Arc::new(Log::open(&config.data_dir)?);
     let created_path = api::created_file(&config.data_dir);
     let created = api::load_created(&created_path).map_err(ServerError::io(format!(
         "reading {}",
@@ -140,7 +151,13 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         .filter(|(name, _)| !config.repositories.contains_key(*name))
         .chain(&config.repositories);
     for (name, repo) in all {
-        let repo = Repository::open(&log, name, repo.clone(), &config.ingest)?;
+        let repo = Repository::open(
+            &log,
+            name,
+            repo.clone(),
+            &config.ingest,
+            &store_root(&config),
+        )?;
         repositories.insert(name.clone(), Arc::new(repo));
     }
     Ok(AppState {
@@ -158,6 +175,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/ingest/{repository}", post(http::ingest))
         .route("/api/v1/repositories", get(api::list).post(api::create))
         .route("/api/v1/repositories/{name}", get(api::get))
+        .route("/api/v1/repositories/{name}/events", get(api::events))
         .route(
             "/metrics",
             get(
@@ -250,6 +268,7 @@ pub async fn serve(
         bound.udp.push(door.local_addr());
         doors.spawn(door.run(stop_rx.clone()));
     }
+    let maintenance = Maintenance::start(state.clone());
     tracing::info!(http = %bound.http, tcp = ?bound.tcp, udp = ?bound.udp, repositories = state.repositories().len(), "eddy serve: doors open");
     on_listen(&bound);
     let mut http_stop = stop_rx.clone();
@@ -264,9 +283,57 @@ pub async fn serve(
         .map_err(|e| ServerError::io("serving HTTP")(std::io::Error::other(e)))?
         .map_err(ServerError::io("serving HTTP"))?;
     while doors.join_next().await.is_some() {}
-    tracing::info!("eddy serve: doors closed; closing the bus");
+    tracing::info!("eddy serve: doors closed; stopping the digests and closing the bus");
+    maintenance.stop();
+    tokio::task::block_in_place(|| {
+        for repo in state.repositories() {
+            repo.stop_digest();
+        }
+    });
     drop(state);
     Ok(())
+}
+
+/// The store's background care (retention, merging) of every repository, every 30 s.
+struct Maintenance {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Maintenance {
+    fn start(state: Arc<AppState>) -> Maintenance {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-maintenance".into())
+            .spawn(move || {
+                let mut last = std::time::Instant::now();
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    if last.elapsed() < std::time::Duration::from_secs(30) {
+                        continue;
+                    }
+                    last = std::time::Instant::now();
+                    for repo in state.repositories() {
+                        match eddy_store::maintenance::run_once(&repo.store, eddy_log::now_ns()) {
+                            Ok(o) if o.deleted + o.merged > 0 => tracing::info!(repository = %repo.name, deleted = o.deleted, deleted_bytes = o.deleted_bytes, merged = o.merged, "store maintenance"),
+                            Ok(_) => {}
+                            Err(e) => tracing::error!(repository = %repo.name, "store maintenance failed: {e}"),
+                        }
+                    }
+                }
+            })
+            .ok();
+        Maintenance { stop, thread }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

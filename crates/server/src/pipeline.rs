@@ -3,12 +3,14 @@
 //! events into durable bus records.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use eddy_event::{codec, Event};
 use eddy_log::{Log, PartitionChoice, Record, Topic, TopicConfig};
+use eddy_store::{digest, Digest, RepoStore};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
@@ -16,6 +18,7 @@ use crate::config::{topic_of, IngestConfig, ListenerConfig, RepositoryConfig};
 use crate::dedup::{DedupWindow, Reservation};
 use crate::grouping::TagGrouping;
 use crate::metrics::{Door, Metrics, RejectReason};
+use crate::ServerError;
 
 /// A repository as the doors see it.
 #[derive(Debug)]
@@ -26,6 +29,9 @@ pub struct Repository {
     pub topic: Arc<Topic>,
     /// Its settings.
     pub config: RepositoryConfig,
+    /// Its segments and work in progress.
+    pub store: Arc<RepoStore>,
+    digest: Mutex<Option<Digest>>,
     dedup: Mutex<DedupWindow>,
     grouping: Mutex<TagGrouping>,
 }
@@ -36,21 +42,38 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Repository {
-    /// Opens (creating if needed) the repository's topic and re-reads the ids it stored within
-    /// the de-duplication window, so a retry after a restart is still recognised.
+    /// Opens (creating if needed) the repository's topic and store, re-reads the ids it stored
+    /// within the de-duplication window (so a retry after a restart is still recognised), and
+    /// starts its digest.
     pub fn open(
-        log: &Log,
+        log: &Arc<Log>,
         name: &str,
         config: RepositoryConfig,
         ingest: &IngestConfig,
-    ) -> Result<Repository, eddy_log::Error> {
+        store_root: &Path,
+    ) -> Result<Repository, ServerError> {
         let topic = log.topic_or_create(
             &topic_of(name),
             TopicConfig {
                 partitions: config.partitions,
+                // The bus keeps what the digest has not sealed into segments yet.
+                retain_for_groups: vec![digest::GROUP.to_string()],
                 ..TopicConfig::default()
             },
         )?;
+        if !topic
+            .config()
+            .retain_for_groups
+            .iter()
+            .any(|g| g == digest::GROUP)
+        {
+            tracing::warn!(repository = %name, "this repository's topic predates the store: bus retention may delete events not yet digested");
+        }
+        let store_config = config
+            .store_config(&format!("repositories.{name}"))
+            .map_err(|p| ServerError::Config(p.join("\n")))?;
+        let store = Arc::new(RepoStore::open(name, &store_root.join(name), store_config)?);
+        let digest = Digest::start(log.clone(), topic.clone(), store.clone());
         if topic.partition_count() != config.partitions {
             tracing::warn!(
                 repository = %name,
@@ -66,8 +89,17 @@ impl Repository {
             grouping: Mutex::new(TagGrouping::new(config.max_tag_values, config.tag_buckets)),
             topic,
             config,
+            store,
+            digest: Mutex::new(Some(digest)),
             dedup: Mutex::new(dedup),
         })
+    }
+
+    /// Stops the digest (its work in progress stays in the bus, to be rebuilt at start).
+    pub fn stop_digest(&self) {
+        if let Some(d) = lock(&self.digest).take() {
+            d.stop();
+        }
     }
 
     /// Tags auto-grouped so far and client ids remembered, for the metrics.

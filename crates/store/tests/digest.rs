@@ -63,7 +63,7 @@ fn produce(topic: &Topic, from: u64, to: u64) {
 fn numbers(store: &RepoStore, scan: &Scan) -> Vec<i64> {
     let (events, stats) = store.collect(scan);
     assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
-    let mut n: Vec<i64> = events.iter().map(|e| field_n(e)).collect();
+    let mut n: Vec<i64> = events.iter().map(field_n).collect();
     n.sort_unstable();
     n
 }

@@ -1,4 +1,4 @@
-//! Parsing of durations, sizes and points in time given on the command line.
+//! Parsing of durations, sizes and points in time, as given on the command line and in config.
 
 use std::time::Duration;
 
@@ -46,7 +46,7 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
             .map_err(|_| format!("time {s:?} is after 2262, the last time eddy can represent"));
     }
     match humantime::parse_duration(s) {
-        Ok(ago) => Ok(eddy_log::now_ns().saturating_sub(ago.as_nanos() as i64)),
+        Ok(ago) => Ok(crate::time::now_ns().saturating_sub(ago.as_nanos() as i64)),
         Err(_) => Err(format!(
             "invalid time {s:?}: use RFC 3339 (2026-11-24T10:00:00Z) or a relative time like 15m or 24h"
         )),
@@ -82,7 +82,7 @@ mod tests {
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert_eq!(parse_time("1970-01-01T00:00:01Z").unwrap(), 1_000_000_000);
         let ago = parse_time("1h").unwrap();
-        assert!(eddy_log::now_ns() - ago >= 3_600_000_000_000);
+        assert!(crate::time::now_ns() - ago >= 3_600_000_000_000);
         assert!(parse_time("yesterday-ish").is_err());
         assert!(parse_time("2999-01-01T00:00:00Z")
             .unwrap_err()
