@@ -185,8 +185,8 @@ impl AppState {
 }
 
 /// `GET /api/v1/repositories/{name}/events?start=…&end=…&tag=k=v&token=…&limit=…`: the stored
-/// events (segments and work in progress) in a time range with the given tags, pruned by the
-/// given tokens, as JSON with what the scan skipped and any damaged block it met. The query
+/// events (segments and work in progress) in a time range with the given tags and holding the
+/// given tokens (whole words), as JSON with what the scan skipped and any damaged block it met. The query
 /// language (a later issue) builds on the same scan.
 pub async fn events(
     State(state): State<Arc<AppState>>,
@@ -217,7 +217,12 @@ pub async fn events(
         let mut truncated = false;
         for task in &plan.tasks {
             match task.read() {
-                Ok(mut e) => events.append(&mut e),
+                Ok(mut e) => {
+                    if !scan.tokens.is_empty() {
+                        e.retain(|e| has_tokens(e, &scan.tokens));
+                    }
+                    events.append(&mut e);
+                }
                 Err(err) => stats.warnings.push(format!("block skipped: {err}")),
             }
             if events.len() > limit {
@@ -238,6 +243,17 @@ pub async fn events(
         )
         .into_response(),
     }
+}
+
+/// Whether `event` holds every one of `tokens`.
+fn has_tokens(event: &eddy_event::Event, tokens: &[String]) -> bool {
+    let mut found = vec![false; tokens.len()];
+    eddy_store::event_tokens(event, |t| {
+        if let Some(i) = tokens.iter().position(|x| x == t) {
+            found[i] = true;
+        }
+    });
+    found.iter().all(|&f| f)
 }
 
 /// Reads the scan parameters of [`events`].

@@ -149,7 +149,12 @@ pub fn get(server: &Server, path: &str, headers: &[(&str, &str)]) -> (u16, serde
     }
     let mut resp = req.call().unwrap();
     let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .unwrap();
     (
         status,
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),

