@@ -8,6 +8,7 @@ mod output;
 mod produce;
 mod send;
 mod serve;
+mod store;
 mod topic;
 use eddy_event::units;
 
@@ -117,6 +118,9 @@ enum Command {
     /// List consumer groups and show their committed offsets and lag.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Inspect the segment store: list segments, verify checksums, show compression ratios.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Run benchmarks and write their report.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => produce::run(&cli.global, args),
         Command::Consume(args) => consume::run(&cli.global, args),
         Command::Group(cmd) => group::run(&cli.global, cmd),
+        Command::Store(cmd) => store::run(&cli.global, cmd),
         Command::Bench(cmd) => bench::run(&cli.global, cmd),
     };
     match result {
