@@ -16,6 +16,7 @@ pub mod ingest_bench;
 pub mod log_bench;
 pub mod peers;
 pub mod report;
+pub mod store_bench;
 
 use std::path::PathBuf;
 
@@ -44,6 +45,8 @@ pub struct Options {
     pub ingest_seconds: u64,
     /// The `eddy` binary run as the server by the ingest benchmark.
     pub server: PathBuf,
+    /// Bytes of raw data per kind for the store benchmark.
+    pub store_bytes: u64,
 }
 
 /// The running `eddy` binary (the ingest benchmark starts it as `eddy serve`).
@@ -64,6 +67,7 @@ impl Options {
             latency_seconds: 3,
             ingest_seconds: 3,
             server: this_binary(),
+            store_bytes: 64 << 20,
         }
     }
 
@@ -79,11 +83,23 @@ impl Options {
             latency_seconds: 10,
             ingest_seconds: 10,
             server: this_binary(),
+            store_bytes: 1 << 30,
         }
     }
 }
 
 impl Options {
+    /// The store benchmark's settings.
+    pub fn store_options(&self, zstd: PathBuf) -> store_bench::StoreBenchOptions {
+        store_bench::StoreBenchOptions {
+            dir: self.dir.join("store"),
+            data_dir: self.dir.join("store-data"),
+            seed: self.seed,
+            data_bytes: self.store_bytes,
+            zstd,
+        }
+    }
+
     /// The ingest benchmark's settings.
     pub fn ingest_options(&self) -> ingest_bench::IngestBenchOptions {
         ingest_bench::IngestBenchOptions {
@@ -244,12 +260,6 @@ pub fn run_all(opts: &Options, progress: &dyn Fn(&str)) -> Result<(String, Vec<S
                 goal: String::new(),
             });
         }
-        compression_rows.push(Row {
-            figure: Figure::new(&format!("eddy segment store on {}", kind.name()), "ratio"),
-            baseline: ratios.join(", "),
-            ratio: String::new(),
-            goal: "the segment store (issue 4)".into(),
-        });
     }
     let compression = Section {
         id: "compression".into(),
@@ -276,13 +286,17 @@ pub fn run_all(opts: &Options, progress: &dyn Fn(&str)) -> Result<(String, Vec<S
     let _ = std::fs::remove_dir_all(opts.dir.join("log"));
 
     let ingest = ingest_bench::run(&opts.ingest_options(), &opts.mode, progress)?;
+    let store = store_bench::run(
+        &opts.store_options(tools.zstd.clone()),
+        &opts.mode,
+        progress,
+    )?;
 
     let not_yet = Section {
         id: "missing".into(),
         title: "Figures of parts not built yet".into(),
         intro: "Reported as missing rather than invented; each issue adds its figures here.".into(),
         rows: vec![
-            missing("digest: bus → sealed segments", "", "issue 4"),
             missing(
                 "live query: acknowledgement → websocket update p99",
                 "",
@@ -325,6 +339,7 @@ pub fn run_all(opts: &Options, progress: &dyn Fn(&str)) -> Result<(String, Vec<S
             ingest,
             search,
             compression,
+            store,
             not_yet,
             peers,
         ],

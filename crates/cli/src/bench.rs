@@ -23,6 +23,9 @@ pub enum BenchCommand {
     /// Benchmark `eddy serve` (HTTP ingest rate and latency, syslog over UDP) and replace the
     /// report's ingest section.
     Ingest(LogArgs),
+    /// Benchmark the segment store (compression ratio beside zstd -3, digest rate, catalogue
+    /// size) and replace the report's store section.
+    Store(StoreArgs),
     /// Write deterministic generated data to a file or stdout.
     Gen(GenArgs),
 }
@@ -50,6 +53,15 @@ pub struct Common {
     /// Also print the sections as JSON on stdout.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Bytes of raw data per kind (default 64MiB quick, 1GiB full).
+    #[arg(long, value_parser = parse_size)]
+    data_size: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +196,23 @@ pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
                 eddy_bench::ingest_bench::run(&opts.ingest_options(), &opts.mode, &|m: &str| {
                     bar.set_message(m.to_string())
                 });
+            bar.finish_and_clear();
+            let section = result?;
+            let header = format!("# eddy benchmark report\n\n{}", report::machine(&opts.dir));
+            finish(&args.common, &header, &[section], false)?;
+        }
+        BenchCommand::Store(args) => {
+            let mut opts = args.common.options();
+            if let Some(size) = args.data_size {
+                opts.store_bytes = size;
+            }
+            let tools = eddy_bench::baselines::Tools::find()?;
+            let bar = progress_bar();
+            let result = eddy_bench::store_bench::run(
+                &opts.store_options(tools.zstd.clone()),
+                &opts.mode,
+                &|m: &str| bar.set_message(m.to_string()),
+            );
             bar.finish_and_clear();
             let section = result?;
             let header = format!("# eddy benchmark report\n\n{}", report::machine(&opts.dir));

@@ -468,6 +468,15 @@ impl RepoStore {
         Ok(())
     }
 
+    /// Seals every work in progress (a benchmark's end; a server does not need it).
+    pub fn seal_all(&self) -> Result<(), SegmentError> {
+        let keys: Vec<WipKey> = lock(&self.wips).keys().cloned().collect();
+        for (partition, source) in keys {
+            self.seal(partition, &source)?;
+        }
+        Ok(())
+    }
+
     /// Seals every work in progress of `partition` older than the configured age.
     pub fn seal_due(&self, partition: u32) -> Result<(), SegmentError> {
         let due: Vec<String> = lock(&self.wips)
