@@ -40,11 +40,13 @@ fn process_cpu() -> Duration {
     };
     // The command name may hold spaces: fields are counted after its closing parenthesis.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    // Every field after the name counts (some may be negative, like tpgid without a terminal).
     let fields: Vec<u64> = after
         .split_whitespace()
-        .filter_map(|f| f.parse().ok())
+        .skip(1)
+        .map(|f| f.parse::<i64>().map_or(0, |v| v.max(0) as u64))
         .collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name/state.
+    // utime and stime are fields 14 and 15 of the line; this list starts at field 4 (ppid).
     let ticks = fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0);
     Duration::from_millis(ticks * 10)
 }
