@@ -333,7 +333,17 @@ impl BlockBuilder {
     /// Finishes the block: its stored bytes (codec byte + frame), its summary and its bloom
     /// filter at `bits_per_token`.
     pub fn finish(
-        self,
+        mut self,
+        compression: Compression,
+        bits_per_token: usize,
+    ) -> (Vec<u8>, BlockSummary, BloomFilter) {
+        self.finish_and_reset(compression, bits_per_token)
+    }
+
+    /// Like [`BlockBuilder::finish`], but leaves the builder empty with its buffers kept, so
+    /// the next block of a data source fills memory that is already there.
+    pub fn finish_and_reset(
+        &mut self,
         compression: Compression,
         bits_per_token: usize,
     ) -> (Vec<u8>, BlockSummary, BloomFilter) {
@@ -354,7 +364,35 @@ impl BlockBuilder {
             max_time: self.max_time,
             raw_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
         };
-        (compress(&payload, compression), summary, bloom)
+        let stored = compress(&payload, compression);
+        self.reset();
+        (stored, summary, bloom)
+    }
+
+    fn reset(&mut self) {
+        self.count = 0;
+        (
+            self.min_time,
+            self.max_time,
+            self.prev_time,
+            self.prev_ingest,
+            self.prev_id,
+        ) = (0, 0, 0, 0, 0);
+        self.tag_sets.clear();
+        self.last_tags.clear();
+        for column in [
+            &mut self.timestamps,
+            &mut self.ingests,
+            &mut self.flags,
+            &mut self.ids,
+            &mut self.lines,
+            &mut self.odd_raws,
+            &mut self.fields,
+        ] {
+            column.clear();
+        }
+        self.tag_indexes.clear();
+        self.tokens.clear();
     }
 }
 

@@ -371,9 +371,9 @@ impl RepoStore {
     }
 
     fn close_block(&self, w: &mut Wip) -> Result<(), SegmentError> {
-        let open = std::mem::take(&mut w.open);
-        let (stored, summary, bloom) =
-            open.finish(self.config.compression, self.config.bloom_bits_per_token);
+        let (stored, summary, bloom) = w
+            .open
+            .finish_and_reset(self.config.compression, self.config.bloom_bits_per_token);
         w.raw_bytes += u64::from(summary.raw_len);
         if let Some(writer) = &mut w.writer {
             writer.append(&stored, summary, bloom)?;
