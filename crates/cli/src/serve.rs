@@ -37,19 +37,20 @@ pub fn run(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .thread_name("eddy-serve")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(eddy_server::serve(
-        config,
-        eddy_server::shutdown_signal(),
-        |bound| {
-            // Scripts and tests read these lines to find the ports.
-            println!("listening on http://{}", bound.http);
-            for addr in &bound.tcp {
-                println!("listening on tcp://{addr}");
-            }
-            for addr in &bound.udp {
-                println!("listening on udp://{addr}");
-            }
-        },
-    ))?;
+    // Signal handlers go in before the addresses are announced.
+    let shutdown = {
+        let _in_runtime = runtime.enter();
+        eddy_server::shutdown_signal()
+    };
+    runtime.block_on(eddy_server::serve(config, shutdown, |bound| {
+        // Scripts and tests read these lines to find the ports.
+        println!("listening on http://{}", bound.http);
+        for addr in &bound.tcp {
+            println!("listening on tcp://{addr}");
+        }
+        for addr in &bound.udp {
+            println!("listening on udp://{addr}");
+        }
+    }))?;
     Ok(ExitCode::SUCCESS)
 }
