@@ -168,7 +168,11 @@ pub struct BlockBuilder {
     odd_raws: Vec<u8>,
     fields: Vec<u8>,
     tokens: TokenSet,
+    recent_tokens: Vec<u64>,
 }
+
+/// Slots of [`BlockBuilder`]'s memory of recent token hashes.
+const RECENT_TOKENS: usize = 4096;
 
 fn put_varint128(out: &mut Vec<u8>, mut v: u128) {
     while v >= 0x80 {
@@ -193,7 +197,10 @@ fn read_varint128(r: &mut Reader<'_>, what: &'static str) -> Result<u128, Decode
 impl BlockBuilder {
     /// An empty block.
     pub fn new() -> BlockBuilder {
-        BlockBuilder::default()
+        BlockBuilder {
+            recent_tokens: vec![0; RECENT_TOKENS],
+            ..BlockBuilder::default()
+        }
     }
 
     /// Events added so far.
@@ -281,8 +288,21 @@ impl BlockBuilder {
         if parser == 0 {
             codec::encode_fields(&event.fields, &mut self.fields);
         }
+        let recent = &mut self.recent_tokens;
         content_tokens(event, |t| {
-            tokens.insert(token_hash(t));
+            // Most tokens repeat within a block (methods, status codes, common words): a
+            // direct-mapped memory of recent ones spares the set most of its lookups.
+            let h = token_hash(t);
+            match recent.get_mut((h as usize) % RECENT_TOKENS) {
+                Some(slot) if *slot == h && h != 0 => {}
+                Some(slot) => {
+                    *slot = h;
+                    tokens.insert(h);
+                }
+                None => {
+                    tokens.insert(h);
+                }
+            }
         });
     }
 
@@ -393,6 +413,8 @@ impl BlockBuilder {
         }
         self.tag_indexes.clear();
         self.tokens.clear();
+        // A remembered hash would keep a token out of the next block's set.
+        self.recent_tokens.fill(0);
     }
 }
 

@@ -20,23 +20,27 @@ pub fn text_tokens(text: &str, mut f: impl FnMut(&str)) {
         // The common case, byte by byte: words are slices when already lower case.
         let bytes = text.as_bytes();
         let mut lower = String::new();
-        let mut start = None;
-        for (i, &b) in bytes.iter().chain([&b' ']).enumerate() {
-            match (b.is_ascii_alphanumeric(), start) {
-                (true, None) => start = Some(i),
-                (false, Some(s)) => {
-                    let word = &text[s..i];
-                    if word.bytes().any(|b| b.is_ascii_uppercase()) {
-                        lower.clear();
-                        lower.push_str(word);
-                        lower.make_ascii_lowercase();
-                        f(&lower);
-                    } else {
-                        f(word);
-                    }
-                    start = None;
+        let mut i = 0;
+        while i < bytes.len() {
+            while i < bytes.len() && !bytes[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            let start = i;
+            let mut upper = false;
+            while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+                upper |= bytes[i].is_ascii_uppercase();
+                i += 1;
+            }
+            if start < i {
+                let word = &text[start..i];
+                if upper {
+                    lower.clear();
+                    lower.push_str(word);
+                    lower.make_ascii_lowercase();
+                    f(&lower);
+                } else {
+                    f(word);
                 }
-                _ => {}
             }
         }
         return;
