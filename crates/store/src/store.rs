@@ -564,16 +564,7 @@ impl RepoStore {
                     continue;
                 }
             };
-            let path = Arc::new(seg.path().to_path_buf());
-            let footer = seg.footer();
-            self.plan_blocks(
-                &mut plan,
-                &scan_arc,
-                seg.file(),
-                &path,
-                &footer.blocks,
-                &footer.blooms,
-            );
+            self.plan_segment(&mut plan, &scan_arc, &seg);
         }
         let wips: Vec<_> = lock(&self.wips).values().cloned().collect();
         for wip in wips {
@@ -596,16 +587,7 @@ impl RepoStore {
                 }
                 // Sealed, not yet in the catalogue.
                 (None, Some(seg)) => {
-                    let path = Arc::new(seg.path().to_path_buf());
-                    let footer = seg.footer();
-                    self.plan_blocks(
-                        &mut plan,
-                        &scan_arc,
-                        seg.file(),
-                        &path,
-                        &footer.blocks,
-                        &footer.blooms,
-                    );
+                    self.plan_segment(&mut plan, &scan_arc, seg);
                     continue;
                 }
                 (None, None) => continue,
@@ -619,6 +601,19 @@ impl RepoStore {
             }
         }
         plan
+    }
+
+    fn plan_segment(&self, plan: &mut Plan, scan: &Arc<Scan>, seg: &SegmentFile) {
+        let path = Arc::new(seg.path().to_path_buf());
+        let footer = seg.footer();
+        self.plan_blocks(
+            plan,
+            scan,
+            seg.file(),
+            &path,
+            &footer.blocks,
+            &footer.blooms,
+        );
     }
 
     fn plan_blocks(
