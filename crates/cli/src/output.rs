@@ -45,6 +45,19 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints `rows` as one JSON object per line (`json`) or as a table of `cells` under `header`.
+pub fn rows<T: Serialize>(
+    json: bool,
+    rows: &[T],
+    header: &[&str],
+    cells: impl Fn(&T) -> Vec<String>,
+) -> anyhow::Result<()> {
+    if json {
+        return rows.iter().try_for_each(json_line);
+    }
+    table(header, &rows.iter().map(cells).collect::<Vec<_>>())
+}
+
 /// A byte count for people: 1.5 MiB.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use eddy_store::catalogue::Catalogue;
 use eddy_store::SegmentFile;
 
-use crate::output::{human_bytes, json_line, table};
+use crate::output::{human_bytes, json_line, rows};
 use crate::Global;
 
 #[derive(Debug, Subcommand)]
@@ -149,16 +149,23 @@ fn segment_rows(root: &Path, args: &StoreArgs) -> anyhow::Result<Vec<SegmentRow>
 }
 
 fn list(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
-    let rows = segment_rows(root, args)?;
-    if args.json {
-        for r in &rows {
-            json_line(r)?;
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
+    let segments = segment_rows(root, args)?;
+    rows(
+        args.json,
+        &segments,
+        &[
+            "REPOSITORY",
+            "SEGMENT",
+            "DATA SOURCE",
+            "EVENTS",
+            "RAW",
+            "STORED",
+            "RATIO",
+            "FROM",
+            "TO",
+            "BUS OFFSETS",
+        ],
+        |r| {
             vec![
                 r.repository.clone(),
                 r.id.to_string(),
@@ -175,22 +182,7 @@ fn list(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
                 eddy_event::units::format_time(r.max_time),
                 format!("{}:{}-{}", r.partition, r.first_offset, r.last_offset),
             ]
-        })
-        .collect();
-    table(
-        &[
-            "REPOSITORY",
-            "SEGMENT",
-            "DATA SOURCE",
-            "EVENTS",
-            "RAW",
-            "STORED",
-            "RATIO",
-            "FROM",
-            "TO",
-            "BUS OFFSETS",
-        ],
-        &cells,
+        },
     )?;
     Ok(ExitCode::SUCCESS)
 }
@@ -237,7 +229,7 @@ fn verify(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
 
 fn ratio_per_repository(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
     let segments = segment_rows(root, args)?;
-    let mut rows = Vec::new();
+    let mut repositories_rows = Vec::new();
     for (repository, dir) in repositories(root, args.repository.as_deref())? {
         let mine: Vec<&SegmentRow> = segments
             .iter()
@@ -246,7 +238,7 @@ fn ratio_per_repository(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCod
         let raw: u64 = mine.iter().map(|s| s.raw_bytes).sum();
         let stored: u64 = mine.iter().map(|s| s.file_bytes).sum();
         let catalogue = Catalogue::load(&dir).map_or(0, |c| c.encoded_len() as u64);
-        rows.push(RepositoryRow {
+        repositories_rows.push(RepositoryRow {
             repository,
             segments: mine.len(),
             events: mine.iter().map(|s| s.events).sum(),
@@ -262,28 +254,9 @@ fn ratio_per_repository(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCod
             },
         });
     }
-    if args.json {
-        for r in &rows {
-            json_line(r)?;
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.repository.clone(),
-                r.segments.to_string(),
-                r.events.to_string(),
-                human_bytes(r.raw_bytes),
-                human_bytes(r.stored_bytes),
-                human_bytes(r.index_bytes),
-                human_bytes(r.catalogue_bytes),
-                format!("{:.2}×", r.ratio),
-            ]
-        })
-        .collect();
-    table(
+    rows(
+        args.json,
+        &repositories_rows,
         &[
             "REPOSITORY",
             "SEGMENTS",
@@ -294,7 +267,18 @@ fn ratio_per_repository(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCod
             "CATALOGUE",
             "RATIO",
         ],
-        &cells,
+        |r| {
+            vec![
+                r.repository.clone(),
+                r.segments.to_string(),
+                r.events.to_string(),
+                human_bytes(r.raw_bytes),
+                human_bytes(r.stored_bytes),
+                human_bytes(r.index_bytes),
+                human_bytes(r.catalogue_bytes),
+                format!("{:.2}×", r.ratio),
+            ]
+        },
     )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -331,49 +331,13 @@ fn overload_answers_429_with_retry_after_and_loses_no_accepted_event() {
 fn acknowledged_events_survive_a_kill_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), "");
-    let url = format!("{}/api/v1/ingest/open", server.url);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let acked: Vec<u64> = std::thread::scope(|s| {
-        let senders: Vec<_> = (0..4u64)
-            .map(|t| {
-                let (url, stop) = (url.clone(), &stop);
-                s.spawn(move || {
-                    let mut acked = Vec::new();
-                    for batch in 0u64.. {
-                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                            break;
-                        }
-                        let first = (t << 32) | (batch * 100);
-                        let body: String = (first..first + 100)
-                            .map(|n| format!("{{\"n\":{n}}}\n"))
-                            .collect();
-                        // A request cut off by the kill is simply not acknowledged.
-                        match agent()
-                            .post(&url)
-                            .header(NDJSON.0, NDJSON.1)
-                            .send(body.as_bytes())
-                        {
-                            Ok(r) if r.status() == 200 => acked.extend(first..first + 100),
-                            _ => break,
-                        }
-                    }
-                    acked
-                })
-            })
-            .collect();
-        std::thread::sleep(std::time::Duration::from_millis(400));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        // Kill while the senders are still sending.
-        let pid = server.child.id();
-        Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .unwrap();
-        senders
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    });
+    let acked = ingest_until_killed(
+        &server,
+        "open",
+        100,
+        std::time::Duration::from_millis(400),
+        |n| format!("{{\"n\":{n}}}\n"),
+    );
     server.kill();
     assert!(
         acked.len() >= 100,
@@ -388,10 +352,7 @@ fn acknowledged_events_survive_a_kill_and_restart() {
             _ => None,
         })
         .collect();
-    let lost = acked
-        .iter()
-        .filter(|n| !stored.contains(&(**n as i64)))
-        .count();
+    let lost = acked.iter().filter(|n| !stored.contains(n)).count();
     assert_eq!(
         lost,
         0,

@@ -5,10 +5,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{agent, get, Server, NDJSON, TOKEN};
+use common::{agent, get, ingest_until_killed, Server, NDJSON, TOKEN};
 
 fn auth() -> String {
     format!("Bearer {TOKEN}")
@@ -47,41 +46,11 @@ fn wait_for_count(server: &Server, repository: &str, count: usize) -> HashMap<i6
 fn a_kill_while_digesting_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), SMALL);
-    let url = format!("{}/api/v1/ingest/small", server.url);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let acked: Vec<i64> = std::thread::scope(|s| {
-        let senders: Vec<_> = (0..4i64)
-            .map(|t| {
-                let (url, stop) = (url.clone(), &stop);
-                s.spawn(move || {
-                    let mut acked = Vec::new();
-                    for batch in 0i64.. {
-                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                            break;
-                        }
-                        let first = t * 1_000_000_000 + batch * 200;
-                        let body: String = (first..first + 200)
-                            .map(|n| format!("{{\"#host\":\"h{}\",\"n\":{n},\"msg\":\"event number {n}\"}}\n", n % 5))
-                            .collect();
-                        match agent().post(&url).header(NDJSON.0, NDJSON.1).send(body.as_bytes()) {
-                            Ok(r) if r.status() == 200 => acked.extend(first..first + 200),
-                            _ => break,
-                        }
-                    }
-                    acked
-                })
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(1500));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        Command::new("kill")
-            .args(["-KILL", &server.child.id().to_string()])
-            .status()
-            .unwrap();
-        senders
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
+    let acked = ingest_until_killed(&server, "small", 200, Duration::from_millis(1500), |n| {
+        format!(
+            "{{\"#host\":\"h{}\",\"n\":{n},\"msg\":\"event number {n}\"}}\n",
+            n % 5
+        )
     });
     server.kill();
     assert!(acked.len() >= 2000, "only {} acknowledged", acked.len());

@@ -31,13 +31,26 @@ use crate::value::Value;
 pub const VERSION: u8 = 2;
 
 pub use crate::wire::DecodeError;
-use crate::wire::{put_str, put_varint, Reader};
+use crate::wire::{put_str, put_string_map, put_varint, Reader};
+
+/// The flags byte of `event` (shared with the segment store's blocks): bit 0 its `@id` came
+/// from the client, bits 1-3 the [`Parser::code`] of the parser that made its fields.
+pub fn flags_of(event: &Event) -> u8 {
+    u8::from(event.id_from_client) | (event.parsed_by.map_or(0, Parser::code) << 1)
+}
+
+/// The parser named by bits 1-3 of a flags byte; `Err` with the code if it names none.
+pub fn parser_in_flags(flags: u8) -> Result<Option<Parser>, u8> {
+    match (flags >> 1) & 7 {
+        0 => Ok(None),
+        code => Parser::from_code(code).map(Some).ok_or(code),
+    }
+}
 
 /// Appends the encoding of `event` to `out`.
 pub fn encode_into(event: &Event, out: &mut Vec<u8>) {
     out.push(VERSION);
-    let parser = event.parsed_by.map_or(0, Parser::code);
-    out.push(u8::from(event.id_from_client) | (parser << 1));
+    out.push(flags_of(event));
     out.extend_from_slice(&event.timestamp.to_le_bytes());
     out.extend_from_slice(&event.ingest_timestamp.to_le_bytes());
     out.extend_from_slice(event.id.as_bytes());
@@ -48,11 +61,7 @@ pub fn encode_into(event: &Event, out: &mut Vec<u8>) {
             out.extend_from_slice(r.as_bytes());
         }
     }
-    put_varint(out, event.tags.len() as u64);
-    for (k, v) in &event.tags {
-        put_str(out, k);
-        put_str(out, v);
-    }
+    put_string_map(out, &event.tags);
     encode_fields(&event.fields, out);
 }
 
@@ -102,15 +111,12 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         return r.fail("unknown format version");
     }
     let [flags] = r.array::<1>("truncated flags")?;
-    let parsed_by = match flags >> 1 {
-        0 => None,
-        code => match Parser::from_code(code) {
-            Some(p) => Some(p),
-            None => {
-                r.pos -= 1;
-                return r.fail("unknown flags");
-            }
-        },
+    let parsed_by = match parser_in_flags(flags) {
+        Ok(p) if flags >> 4 == 0 => p,
+        _ => {
+            r.pos -= 1;
+            return r.fail("unknown flags");
+        }
     };
     let timestamp = i64::from_le_bytes(r.array("truncated @timestamp")?);
     let ingest_timestamp = i64::from_le_bytes(r.array("truncated @ingesttimestamp")?);
@@ -125,12 +131,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
             Some(r.text(len, "truncated @rawstring")?)
         }
     };
-    let mut tags = BTreeMap::new();
-    for _ in 0..r.len("bad tag count")? {
-        let k = r.string("truncated tag name")?;
-        let v = r.string("truncated tag value")?;
-        tags.insert(k, v);
-    }
+    let tags = r.string_map("truncated tags")?;
     let fields = decode_fields(&mut r)?;
     if r.pos != buf.len() {
         return r.fail("trailing bytes after the event");

@@ -2,6 +2,8 @@
 //! unsigned LEB128 varints, length-prefixed UTF-8 text, and a bounds-checked reader that turns
 //! every shortfall into a [`DecodeError`] naming the byte where it happened.
 
+use std::collections::BTreeMap;
+
 /// Why bytes could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot decode at byte {position}: {reason}")]
@@ -27,6 +29,24 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// Appends `v` as an unsigned LEB128 varint (for 128-bit values such as UUIDs).
+pub fn put_varint128(out: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Appends a map of texts: a varint count, then each name and value as [`put_str`].
+pub fn put_string_map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) {
+    put_varint(out, map.len() as u64);
+    for (k, v) in map {
+        put_str(out, k);
+        put_str(out, v);
+    }
+}
+
 /// Maps signed integers to unsigned so small magnitudes stay short as varints.
 pub fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
@@ -35,6 +55,16 @@ pub fn zigzag(v: i64) -> u64 {
 /// The inverse of [`zigzag`].
 pub fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// [`zigzag`] for 128-bit integers.
+pub fn zigzag128(v: i128) -> u128 {
+    ((v << 1) ^ (v >> 127)) as u128
+}
+
+/// The inverse of [`zigzag128`].
+pub fn unzigzag128(v: u128) -> i128 {
+    ((v >> 1) as i128) ^ -((v & 1) as i128)
 }
 
 /// A cursor over untrusted bytes: every read is checked against what is left.
@@ -95,6 +125,39 @@ impl<'a> Reader<'a> {
             }
         }
         self.fail(what)
+    }
+
+    /// The next varint of up to 128 bits.
+    pub fn varint128(&mut self, what: &'static str) -> Result<u128, DecodeError> {
+        let mut v = 0u128;
+        for shift in (0..128).step_by(7) {
+            let [b] = self.array::<1>(what)?;
+            v |= u128::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        self.fail(what)
+    }
+
+    /// The next varint, which must fit in 32 bits.
+    pub fn varint_u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        let v = self.varint(what)?;
+        u32::try_from(v).or_else(|_| self.fail(what))
+    }
+
+    /// The next map written by [`put_string_map`].
+    pub fn string_map(
+        &mut self,
+        what: &'static str,
+    ) -> Result<BTreeMap<String, String>, DecodeError> {
+        let mut map = BTreeMap::new();
+        for _ in 0..self.len(what)? {
+            let k = self.string(what)?;
+            let v = self.string(what)?;
+            map.insert(k, v);
+        }
+        Ok(map)
     }
 
     /// The next varint, checked to be no more than the bytes left (a length).

@@ -211,25 +211,9 @@ pub async fn events(
         Err(e) => return error(StatusCode::BAD_REQUEST, e).into_response(),
     };
     let read = tokio::task::spawn_blocking(move || {
-        let plan = repo.store.plan(&scan);
-        let mut stats = plan.stats;
-        let mut events = Vec::new();
-        let mut truncated = false;
-        for task in &plan.tasks {
-            match task.read() {
-                Ok(mut e) => {
-                    if !scan.tokens.is_empty() {
-                        e.retain(|e| has_tokens(e, &scan.tokens));
-                    }
-                    events.append(&mut e);
-                }
-                Err(err) => stats.warnings.push(format!("block skipped: {err}")),
-            }
-            if events.len() > limit {
-                truncated = true;
-                break;
-            }
-        }
+        let (mut events, stats, truncated) =
+            repo.store
+                .read_matching(&scan, |e| has_tokens(e, &scan.tokens), limit);
         events.sort_by_key(|e| (e.timestamp, e.id));
         events.truncate(limit);
         json!({ "count": events.len(), "truncated": truncated, "events": events, "stats": stats })
@@ -247,6 +231,9 @@ pub async fn events(
 
 /// Whether `event` holds every one of `tokens`.
 fn has_tokens(event: &eddy_event::Event, tokens: &[String]) -> bool {
+    if tokens.is_empty() {
+        return true;
+    }
     let mut found = vec![false; tokens.len()];
     eddy_store::event_tokens(event, |t| {
         if let Some(i) = tokens.iter().position(|x| x == t) {

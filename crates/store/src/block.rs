@@ -41,8 +41,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use eddy_event::wire::{put_str, put_varint, unzigzag, zigzag, DecodeError, Reader};
-use eddy_event::{codec, Event, Parser};
+use eddy_event::wire::{
+    put_str, put_string_map, put_varint, put_varint128, unzigzag, unzigzag128, zigzag, zigzag128,
+    DecodeError, Reader,
+};
+use eddy_event::{codec, Event};
 
 use crate::bloom::{token_hash, BloomFilter};
 use crate::tokens::{content_tokens, tag_tokens};
@@ -174,26 +177,6 @@ pub struct BlockBuilder {
 /// Slots of [`BlockBuilder`]'s memory of recent token hashes.
 const RECENT_TOKENS: usize = 4096;
 
-fn put_varint128(out: &mut Vec<u8>, mut v: u128) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn read_varint128(r: &mut Reader<'_>, what: &'static str) -> Result<u128, DecodeError> {
-    let mut v = 0u128;
-    for shift in (0..128).step_by(7) {
-        let [b] = r.array::<1>(what)?;
-        v |= u128::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    r.fail(what)
-}
-
 impl BlockBuilder {
     /// An empty block.
     pub fn new() -> BlockBuilder {
@@ -245,33 +228,35 @@ impl BlockBuilder {
             zigzag(event.ingest_timestamp.wrapping_sub(self.prev_ingest)),
         );
         self.prev_ingest = event.ingest_timestamp;
-        let parser = event.parsed_by.map_or(0, Parser::code);
-        let mut flags = u8::from(event.id_from_client) | (parser << 1);
+        let mut flags = codec::flags_of(event);
         let id = event.id.as_u128();
-        let delta = id.wrapping_sub(self.prev_id) as i128;
-        put_varint128(&mut self.ids, ((delta << 1) ^ (delta >> 127)) as u128);
+        put_varint128(
+            &mut self.ids,
+            zigzag128(id.wrapping_sub(self.prev_id) as i128),
+        );
         self.prev_id = id;
         let tokens = &mut self.tokens;
         // Most events of a data source share the previous event's tags: no hashing then.
         let index = match self.tag_indexes.last() {
             Some(&last) if self.last_tags == event.tags => last,
-            _ => match self.tag_sets.get(&event.tags) {
-                Some(&i) => i,
-                None => {
-                    let next = self.tag_sets.len() as u32;
-                    self.tag_sets.insert(event.tags.clone(), next);
-                    for v in event.tags.values() {
-                        tag_tokens(v, |t| {
-                            tokens.insert(token_hash(t));
-                        });
+            _ => {
+                let index = match self.tag_sets.get(&event.tags) {
+                    Some(&i) => i,
+                    None => {
+                        let next = self.tag_sets.len() as u32;
+                        self.tag_sets.insert(event.tags.clone(), next);
+                        for v in event.tags.values() {
+                            tag_tokens(v, |t| {
+                                tokens.insert(token_hash(t));
+                            });
+                        }
+                        next
                     }
-                    next
-                }
-            },
+                };
+                self.last_tags.clone_from(&event.tags);
+                index
+            }
         };
-        if self.last_tags != event.tags {
-            self.last_tags.clone_from(&event.tags);
-        }
         self.tag_indexes.push(index);
         match &event.raw {
             None => flags |= NO_RAW,
@@ -285,7 +270,7 @@ impl BlockBuilder {
             }
         }
         self.flags.push(flags);
-        if parser == 0 {
+        if event.parsed_by.is_none() {
             codec::encode_fields(&event.fields, &mut self.fields);
         }
         let recent = &mut self.recent_tokens;
@@ -315,11 +300,7 @@ impl BlockBuilder {
         sets.sort_unstable_by_key(|&(_, i)| i);
         put_varint(&mut out, sets.len() as u64);
         for (tags, _) in &sets {
-            put_varint(&mut out, tags.len() as u64);
-            for (k, v) in *tags {
-                put_str(&mut out, k);
-                put_str(&mut out, v);
-            }
+            put_string_map(&mut out, tags);
         }
         out.extend_from_slice(&self.timestamps);
         out.extend_from_slice(&self.ingests);
@@ -369,11 +350,6 @@ impl BlockBuilder {
     ) -> (Vec<u8>, BlockSummary, BloomFilter) {
         let split = compression != Compression::None && mostly_json(&self.lines);
         let payload = self.payload(split);
-        let compression = match compression {
-            Compression::ZstdAuto if split => Compression::Zstd(1),
-            Compression::ZstdAuto => Compression::Zstd(5),
-            other => other,
-        };
         let mut bloom = BloomFilter::with_capacity(self.tokens.len(), bits_per_token);
         for &h in &self.tokens {
             bloom.insert_hash(h);
@@ -384,7 +360,7 @@ impl BlockBuilder {
             max_time: self.max_time,
             raw_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
         };
-        let stored = compress(&payload, compression);
+        let stored = compress(&payload, compression, split);
         self.reset();
         (stored, summary, bloom)
     }
@@ -427,10 +403,8 @@ const SPLIT_COLUMNS: usize = 32;
 fn split_lines(lines: &[u8], out: &mut Vec<u8>) {
     let mut counts = Vec::new();
     let mut columns: Vec<Vec<u8>> = vec![Vec::new(); SPLIT_COLUMNS];
-    for line in lines.split(|&b| b == b'\n') {
-        if line.is_empty() && counts.len() == memchr::memchr_iter(b'\n', lines).count() {
-            break; // what follows the last terminator
-        }
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
         let mut pieces = 0u8;
         for (column, piece) in columns
             .iter_mut()
@@ -515,15 +489,17 @@ fn read_lines(r: &mut Reader<'_>, plain: usize, out: &mut Vec<String>) -> Result
     Ok(())
 }
 
-fn compress(payload: &[u8], compression: Compression) -> Vec<u8> {
+/// Compresses a payload; `split` says which layout it has (the automatic zstd level depends
+/// on it).
+fn compress(payload: &[u8], compression: Compression, split: bool) -> Vec<u8> {
     let mut out = vec![compression.code()];
     match compression {
         Compression::None => out.extend_from_slice(payload),
         Compression::Zstd(_) | Compression::ZstdAuto => {
-            let level = if let Compression::Zstd(l) = compression {
-                l
-            } else {
-                5
+            let level = match compression {
+                Compression::Zstd(level) => level,
+                _ if split => 1,
+                _ => 5,
             };
             // Compressing into memory cannot fail but for a bad level, which parsing refuses.
             match zstd::bulk::compress(payload, level) {
@@ -573,13 +549,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
     let sets = r.len("bad tag set count")?;
     let mut tag_sets = Vec::with_capacity(sets);
     for _ in 0..sets {
-        let mut tags = BTreeMap::new();
-        for _ in 0..r.len("bad tag count")? {
-            let k = r.string("truncated tag name")?;
-            let v = r.string("truncated tag value")?;
-            tags.insert(k, v);
-        }
-        tag_sets.push(tags);
+        tag_sets.push(r.string_map("truncated tag set")?);
     }
     let mut times = Vec::with_capacity(n);
     let mut prev = 0i64;
@@ -597,8 +567,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
     let mut ids = Vec::with_capacity(n);
     let mut prev = 0u128;
     for _ in 0..n {
-        let z = read_varint128(&mut r, "truncated @id")?;
-        let delta = ((z >> 1) as i128) ^ -((z & 1) as i128);
+        let delta = unzigzag128(r.varint128("truncated @id")?);
         prev = prev.wrapping_add(delta as u128);
         ids.push(prev);
     }
@@ -629,12 +598,8 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
         } else {
             lines.next()
         };
-        let parsed_by = match (flags[i] >> 1) & 7 {
-            0 => None,
-            code => match Parser::from_code(code) {
-                Some(p) => Some(p),
-                None => return r.fail("unknown parser code"),
-            },
+        let Ok(parsed_by) = codec::parser_in_flags(flags[i]) else {
+            return r.fail("unknown parser code");
         };
         events.push(Event {
             timestamp: times[i],
@@ -669,6 +634,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
 #[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
+    use eddy_event::Parser;
     use eddy_event::Value;
     use proptest::prelude::*;
 

@@ -116,10 +116,7 @@ impl Catalogue {
             c.segments.insert(info.id, Entry { info, file_bytes });
         }
         for _ in 0..r.len("bad watermark count")? {
-            let partition = r.varint("bad partition")?;
-            let Ok(partition) = u32::try_from(partition) else {
-                return r.fail("bad partition");
-            };
+            let partition = r.varint_u32("bad partition")?;
             let source = r.string("bad data source")?;
             let offset = r.varint("bad offset")?;
             c.sealed_upto.insert((partition, source), offset);

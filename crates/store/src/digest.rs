@@ -46,16 +46,17 @@ impl Digest {
         let stats = Arc::new(DigestStats::default());
         let threads = (0..topic.partition_count())
             .map(|partition| {
-                let (log, topic, store, stop, stats) = (
-                    log.clone(),
-                    topic.clone(),
-                    store.clone(),
-                    stop.clone(),
-                    stats.clone(),
-                );
+                let worker = Worker {
+                    log: log.clone(),
+                    topic: topic.clone(),
+                    store: store.clone(),
+                    partition,
+                    stop: stop.clone(),
+                    stats: stats.clone(),
+                };
                 std::thread::Builder::new()
                     .name(format!("digest-{}-{partition}", store.name()))
-                    .spawn(move || run(&log, &topic, &store, partition, &stop, &stats))
+                    .spawn(move || worker.run())
             })
             .filter_map(|t| match t {
                 Ok(t) => Some(t),
@@ -81,30 +82,6 @@ impl Digest {
     }
 }
 
-fn run(
-    log: &Log,
-    topic: &Topic,
-    store: &RepoStore,
-    partition: u32,
-    stop: &AtomicBool,
-    stats: &DigestStats,
-) {
-    while !stop.load(Ordering::Relaxed) {
-        match digest_partition(log, topic, store, partition, stop, stats) {
-            Ok(()) => return,
-            Err(e) => {
-                // Stay alive: the next round starts again from the committed offset.
-                tracing::error!(
-                    repository = store.name(),
-                    partition,
-                    "digest failed, retrying in 1 s: {e}"
-                );
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
-    }
-}
-
 /// Why a digest round stopped.
 #[derive(Debug, thiserror::Error)]
 enum RoundError {
@@ -114,51 +91,78 @@ enum RoundError {
     Store(#[from] crate::SegmentError),
 }
 
-fn digest_partition(
-    log: &Log,
-    topic: &Topic,
-    store: &RepoStore,
+/// The digest of one partition, on its own thread.
+struct Worker {
+    log: Arc<Log>,
+    topic: Arc<Topic>,
+    store: Arc<RepoStore>,
     partition: u32,
-    stop: &AtomicBool,
-    stats: &DigestStats,
-) -> Result<(), RoundError> {
-    let start = topic.partition(partition)?.start_offset();
-    let committed = log.groups().committed(GROUP, topic.name(), partition);
-    let mut reader = topic.reader(partition, committed.unwrap_or(start).max(start))?;
-    let mut last_commit = committed;
-    while !stop.load(Ordering::Relaxed) {
-        let records = reader.poll_wait(Duration::from_millis(200))?;
-        for r in &records {
-            stats
-                .bytes
-                .fetch_add(r.value.len() as u64, Ordering::Relaxed);
-            let event = match codec::decode(&r.value) {
-                Ok(e) => e,
+    stop: Arc<AtomicBool>,
+    stats: Arc<DigestStats>,
+}
+
+impl Worker {
+    fn run(&self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            match self.round() {
+                Ok(()) => return,
                 Err(e) => {
-                    stats.undecodable.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        topic = topic.name(),
-                        partition,
-                        offset = r.offset,
-                        "not an event, skipped: {e}"
+                    // Stay alive: the next round starts again from the committed offset.
+                    tracing::error!(
+                        repository = self.store.name(),
+                        partition = self.partition,
+                        "digest failed, retrying in 1 s: {e}"
                     );
-                    continue;
+                    std::thread::sleep(Duration::from_secs(1));
                 }
-            };
-            let source = r
-                .key
-                .as_ref()
-                .map_or("", |k| std::str::from_utf8(k).unwrap_or(""));
-            store.append(partition, r.offset, source, &event)?;
-            stats.events.fetch_add(1, Ordering::Relaxed);
-        }
-        store.seal_due(partition)?;
-        let commit = store.commit_point(partition).unwrap_or(reader.position());
-        if last_commit != Some(commit) {
-            log.groups()
-                .commit(GROUP, &[(topic.name(), partition, commit)])?;
-            last_commit = Some(commit);
+            }
         }
     }
-    Ok(())
+
+    /// Digests from the committed offset until stopped or until something fails.
+    fn round(&self) -> Result<(), RoundError> {
+        let (topic, store, partition) = (&self.topic, &self.store, self.partition);
+        let start = topic.partition(partition)?.start_offset();
+        let committed = self.log.groups().committed(GROUP, topic.name(), partition);
+        let mut reader = topic.reader(partition, committed.unwrap_or(start).max(start))?;
+        let mut last_commit = committed;
+        while !self.stop.load(Ordering::Relaxed) {
+            let records = reader.poll_wait(Duration::from_millis(200))?;
+            let (mut events, mut bytes) = (0, 0);
+            for r in &records {
+                bytes += r.value.len() as u64;
+                let event = match codec::decode(&r.value) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        self.stats.undecodable.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            topic = topic.name(),
+                            partition,
+                            offset = r.offset,
+                            "not an event, skipped: {e}"
+                        );
+                        continue;
+                    }
+                };
+                let source = r
+                    .key
+                    .as_ref()
+                    .map_or("", |k| std::str::from_utf8(k).unwrap_or(""));
+                store.append(partition, r.offset, source, &event)?;
+                events += 1;
+            }
+            // Once per poll: the threads of a digest share these counters.
+            self.stats.events.fetch_add(events, Ordering::Relaxed);
+            self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+            store.seal_due(partition)?;
+            let commit = store.commit_point(partition).unwrap_or(reader.position());
+            if last_commit != Some(commit) {
+                self.log
+                    .groups()
+                    .commit(GROUP, &[(topic.name(), partition, commit)])?;
+                last_commit = Some(commit);
+            }
+        }
+        Ok(())
+    }
 }

@@ -47,7 +47,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use eddy_event::wire::{put_str, put_varint, unzigzag, zigzag, DecodeError, Reader};
+use eddy_event::wire::{
+    put_str, put_string_map, put_varint, unzigzag, zigzag, DecodeError, Reader,
+};
 use eddy_event::Event;
 
 use crate::block::{self, BlockError, BlockSummary};
@@ -188,17 +190,13 @@ impl Footer {
     fn decode(buf: &[u8]) -> Result<Footer, DecodeError> {
         let mut r = Reader::new(buf);
         let info = decode_info(&mut r)?;
-        let u32_of = |r: &mut Reader<'_>, what| -> Result<u32, DecodeError> {
-            let v = r.varint(what)?;
-            u32::try_from(v).or_else(|_| r.fail(what))
-        };
         let mut blocks = Vec::new();
         let mut blooms = Vec::new();
         for _ in 0..r.len("bad block count")? {
             let offset = r.varint("bad block offset")?;
-            let stored_len = u32_of(&mut r, "bad block length")?;
-            let raw_len = u32_of(&mut r, "bad block payload length")?;
-            let count = u32_of(&mut r, "bad block event count")?;
+            let stored_len = r.varint_u32("bad block length")?;
+            let raw_len = r.varint_u32("bad block payload length")?;
+            let count = r.varint_u32("bad block event count")?;
             let min_time = unzigzag(r.varint("bad block min time")?);
             let max_time = unzigzag(r.varint("bad block max time")?);
             let crc = u32::from_le_bytes(r.array("truncated block checksum")?);
@@ -235,11 +233,7 @@ impl Footer {
 pub fn encode_info(i: &SegmentInfo, out: &mut Vec<u8>) {
     put_varint(out, i.id);
     put_str(out, &i.source);
-    put_varint(out, i.tags.len() as u64);
-    for (k, v) in &i.tags {
-        put_str(out, k);
-        put_str(out, v);
-    }
+    put_string_map(out, &i.tags);
     put_varint(out, u64::from(i.partition));
     put_varint(out, i.first_offset);
     put_varint(out, i.last_offset);
@@ -258,16 +252,8 @@ pub fn encode_info(i: &SegmentInfo, out: &mut Vec<u8>) {
 pub fn decode_info(r: &mut Reader<'_>) -> Result<SegmentInfo, DecodeError> {
     let id = r.varint("bad id")?;
     let source = r.string("bad data source")?;
-    let mut tags = BTreeMap::new();
-    for _ in 0..r.len("bad tag count")? {
-        let k = r.string("bad tag name")?;
-        let v = r.string("bad tag value")?;
-        tags.insert(k, v);
-    }
-    let partition = r.varint("bad partition")?;
-    let Ok(partition) = u32::try_from(partition) else {
-        return r.fail("bad partition");
-    };
+    let tags = r.string_map("bad tags")?;
+    let partition = r.varint_u32("bad partition")?;
     let first_offset = r.varint("bad first offset")?;
     let last_offset = r.varint("bad last offset")?;
     let min_time = unzigzag(r.varint("bad min time")?);

@@ -139,16 +139,20 @@ impl BlockTask {
     /// The block's events that are in the scan's time range and have its tags. A damaged block
     /// is an error naming the file and block; the caller reports it and goes on.
     pub fn read(&self) -> Result<Vec<Event>, SegmentError> {
-        let events = match &self.source {
+        let keeps = |e: &Event| self.scan.keeps(e);
+        match &self.source {
             TaskSource::Stored {
                 file,
                 path,
                 index,
                 entry,
-            } => read_events(file, path, *index, entry)?,
-            TaskSource::Open(events) => events.to_vec(),
-        };
-        Ok(events.into_iter().filter(|e| self.scan.keeps(e)).collect())
+            } => {
+                let mut events = read_events(file, path, *index, entry)?;
+                events.retain(keeps);
+                Ok(events)
+            }
+            TaskSource::Open(events) => Ok(events.iter().filter(|e| keeps(e)).cloned().collect()),
+        }
     }
 }
 
@@ -178,8 +182,8 @@ struct Wip {
     started: Instant,
 }
 
-/// A work in progress is per bus partition and data source.
-type WipKey = (u32, String);
+/// The work in progress of one bus partition, by data source (looked up per event by `&str`).
+type PartitionWips = HashMap<String, Arc<Mutex<Wip>>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -192,7 +196,7 @@ pub struct RepoStore {
     config: StoreConfig,
     catalogue: Mutex<Catalogue>,
     segments: RwLock<BTreeMap<u64, Arc<SegmentFile>>>,
-    wips: Mutex<HashMap<WipKey, Arc<Mutex<Wip>>>>,
+    wips: Mutex<HashMap<u32, PartitionWips>>,
     /// Held for writing while segments and work in progress change hands, for reading while a
     /// scan is planned: no event is seen twice or missed.
     transition: RwLock<()>,
@@ -311,13 +315,9 @@ impl RepoStore {
         source: &str,
         event: &Event,
     ) -> Result<(), SegmentError> {
-        if self
-            .sealed_upto(partition, source)
-            .is_some_and(|upto| offset <= upto)
-        {
+        let Some(wip) = self.wip(partition, source, offset)? else {
             return Ok(());
-        }
-        let wip = self.wip(partition, source, offset)?;
+        };
         let full = {
             let mut w = lock(&wip);
             w.open.push(event);
@@ -340,15 +340,25 @@ impl RepoStore {
         Ok(())
     }
 
+    /// The work in progress that takes the event at `offset`, started if needed; `None` if a
+    /// sealed segment already holds that offset (a replay after a crash).
     fn wip(
         &self,
         partition: u32,
         source: &str,
         offset: u64,
-    ) -> Result<Arc<Mutex<Wip>>, SegmentError> {
+    ) -> Result<Option<Arc<Mutex<Wip>>>, SegmentError> {
         let mut wips = lock(&self.wips);
-        if let Some(w) = wips.get(&(partition, source.to_string())) {
-            return Ok(w.clone());
+        let mine = wips.entry(partition).or_default();
+        if let Some(w) = mine.get(source) {
+            // Offsets only grow: past the watermark when it started, past it still.
+            return Ok(Some(w.clone()));
+        }
+        if self
+            .sealed_upto(partition, source)
+            .is_some_and(|upto| offset <= upto)
+        {
+            return Ok(None);
         }
         let id = self.allocate_id();
         let writer = SegmentWriter::create(&wip_path(&self.dir, id))?;
@@ -366,8 +376,13 @@ impl RepoStore {
             raw_bytes: 0,
             started: Instant::now(),
         }));
-        wips.insert((partition, source.to_string()), wip.clone());
-        Ok(wip)
+        mine.insert(source.to_string(), wip.clone());
+        Ok(Some(wip))
+    }
+
+    /// The work in progress of `source` in `partition`, if there is one.
+    fn existing_wip(&self, partition: u32, source: &str) -> Option<Arc<Mutex<Wip>>> {
+        lock(&self.wips).get(&partition)?.get(source).cloned()
     }
 
     fn close_block(&self, w: &mut Wip) -> Result<(), SegmentError> {
@@ -383,10 +398,7 @@ impl RepoStore {
 
     /// Seals the work in progress of `source` in `partition` into a segment.
     pub fn seal(&self, partition: u32, source: &str) -> Result<(), SegmentError> {
-        let Some(wip) = lock(&self.wips)
-            .get(&(partition, source.to_string()))
-            .cloned()
-        else {
+        let Some(wip) = self.existing_wip(partition, source) else {
             return Ok(());
         };
         let mut w = lock(&wip);
@@ -413,9 +425,10 @@ impl RepoStore {
         let seg = self.seal_file(writer, info)?;
         w.sealed = Some(seg.clone());
         drop(w);
-        let key = (partition, source.to_string());
         self.publish(seg, || {
-            lock(&self.wips).remove(&key);
+            if let Some(mine) = lock(&self.wips).get_mut(&partition) {
+                mine.remove(source);
+            }
         })
     }
 
@@ -470,7 +483,10 @@ impl RepoStore {
 
     /// Seals every work in progress (a benchmark's end; a server does not need it).
     pub fn seal_all(&self) -> Result<(), SegmentError> {
-        let keys: Vec<WipKey> = lock(&self.wips).keys().cloned().collect();
+        let keys: Vec<(u32, String)> = lock(&self.wips)
+            .iter()
+            .flat_map(|(&p, mine)| mine.keys().map(move |s| (p, s.clone())))
+            .collect();
         for (partition, source) in keys {
             self.seal(partition, &source)?;
         }
@@ -480,11 +496,11 @@ impl RepoStore {
     /// Seals every work in progress of `partition` older than the configured age.
     pub fn seal_due(&self, partition: u32) -> Result<(), SegmentError> {
         let due: Vec<String> = lock(&self.wips)
-            .iter()
-            .filter(|((p, _), w)| {
-                *p == partition && lock(w).started.elapsed() >= self.config.segment_age
-            })
-            .map(|((_, s), _)| s.clone())
+            .get(&partition)
+            .into_iter()
+            .flatten()
+            .filter(|(_, w)| lock(w).started.elapsed() >= self.config.segment_age)
+            .map(|(s, _)| s.clone())
             .collect();
         for source in due {
             self.seal(partition, &source)?;
@@ -496,9 +512,9 @@ impl RepoStore {
     /// work in progress, or `None` when everything read is sealed.
     pub fn commit_point(&self, partition: u32) -> Option<u64> {
         lock(&self.wips)
-            .iter()
-            .filter(|((p, _), _)| *p == partition)
-            .map(|(_, w)| lock(w).first_offset)
+            .get(&partition)?
+            .values()
+            .map(|w| lock(w).first_offset)
             .min()
     }
 
@@ -566,7 +582,10 @@ impl RepoStore {
             };
             self.plan_segment(&mut plan, &scan_arc, &seg);
         }
-        let wips: Vec<_> = lock(&self.wips).values().cloned().collect();
+        let wips: Vec<_> = lock(&self.wips)
+            .values()
+            .flat_map(|mine| mine.values().cloned())
+            .collect();
         for wip in wips {
             let w = lock(&wip);
             let known = w.tags.clone().unwrap_or_default();
@@ -650,16 +669,35 @@ impl RepoStore {
     /// Every event matching `scan`, read on the calling thread, with warnings for damaged
     /// blocks (a convenience over [`RepoStore::plan`] for small results and tests).
     pub fn collect(&self, scan: &Scan) -> (Vec<Event>, ScanStats) {
+        let (events, stats, _) = self.read_matching(scan, |_| true, usize::MAX);
+        (events, stats)
+    }
+
+    /// The events matching `scan` that `keep` accepts, read block by block on the calling
+    /// thread until more than `limit` are found (then `true`: the result is cut short), with
+    /// a warning for each damaged block.
+    pub fn read_matching(
+        &self,
+        scan: &Scan,
+        keep: impl Fn(&Event) -> bool,
+        limit: usize,
+    ) -> (Vec<Event>, ScanStats, bool) {
         let plan = self.plan(scan);
         let mut stats = plan.stats;
         let mut events = Vec::new();
         for task in &plan.tasks {
             match task.read() {
-                Ok(mut e) => events.append(&mut e),
+                Ok(mut e) => {
+                    e.retain(&keep);
+                    events.append(&mut e);
+                }
                 Err(err) => stats.warnings.push(format!("block skipped: {err}")),
             }
+            if events.len() > limit {
+                return (events, stats, true);
+            }
         }
-        (events, stats)
+        (events, stats, false)
     }
 }
 

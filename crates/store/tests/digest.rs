@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,19 @@ fn wait_for(store: &RepoStore, count: usize) {
     }
 }
 
+/// A store in `dir/store` that has digested events `0..count`, its digest stopped (the work in
+/// progress left unsealed, as after a crash).
+fn digested(dir: &Path, count: u64) -> (Arc<RepoStore>, PathBuf) {
+    let (log, topic) = open_log(dir);
+    let store_dir = dir.join("store");
+    let store = Arc::new(RepoStore::open("main", &store_dir, small_config()).unwrap());
+    let digest = Digest::start(log, topic.clone(), store.clone());
+    produce(&topic, 0, count);
+    wait_for(&store, count as usize);
+    digest.stop();
+    (store, store_dir)
+}
+
 #[test]
 fn digested_events_are_searchable_and_survive_a_crash_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,13 +131,7 @@ fn digested_events_are_searchable_and_survive_a_crash_exactly_once() {
 #[test]
 fn scans_prune_by_time_tags_and_tokens_without_changing_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, topic) = open_log(dir.path());
-    let store =
-        Arc::new(RepoStore::open("main", &dir.path().join("store"), small_config()).unwrap());
-    let digest = Digest::start(log, topic.clone(), store.clone());
-    produce(&topic, 0, 5000);
-    wait_for(&store, 5000);
-    digest.stop();
+    let (store, _) = digested(dir.path(), 5000);
 
     let second = 1_000_000_000i64;
     let t0 = 1_700_000_000 * second;
@@ -169,13 +176,7 @@ fn scans_prune_by_time_tags_and_tokens_without_changing_answers() {
 #[test]
 fn retention_and_merging_keep_the_catalogue_and_files_in_step() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, topic) = open_log(dir.path());
-    let store_dir = dir.path().join("store");
-    let store = Arc::new(RepoStore::open("main", &store_dir, small_config()).unwrap());
-    let digest = Digest::start(log, topic.clone(), store.clone());
-    produce(&topic, 0, 3000);
-    wait_for(&store, 3000);
-    digest.stop();
+    let (store, store_dir) = digested(dir.path(), 3000);
     let before = store.catalogue().segments.len();
 
     // Merging: everything below 1 MiB merges per data source, answers unchanged.
@@ -226,13 +227,7 @@ fn retention_and_merging_keep_the_catalogue_and_files_in_step() {
 #[test]
 fn a_damaged_block_is_skipped_with_a_warning_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, topic) = open_log(dir.path());
-    let store_dir = dir.path().join("store");
-    let store = Arc::new(RepoStore::open("main", &store_dir, small_config()).unwrap());
-    let digest = Digest::start(log, topic.clone(), store.clone());
-    produce(&topic, 0, 3000);
-    wait_for(&store, 3000);
-    digest.stop();
+    let (store, store_dir) = digested(dir.path(), 3000);
     let entry = store.catalogue().segments.into_values().next().unwrap();
     let seg = store.segment(entry.info.id).unwrap();
     let at = seg.footer().blocks[0].offset + 10;

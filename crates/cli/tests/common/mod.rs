@@ -116,6 +116,56 @@ impl Server {
     }
 }
 
+/// Four senders post NDJSON batches of `batch` events (`line(n)` each, every `n` unique) to
+/// `repository` until, after `run_for`, the server is SIGKILLed while they still send. Returns
+/// the `n` of every event acknowledged; a request cut off by the kill is not.
+pub fn ingest_until_killed(
+    server: &Server,
+    repository: &str,
+    batch: i64,
+    run_for: Duration,
+    line: impl Fn(i64) -> String + Sync,
+) -> Vec<i64> {
+    let url = format!("{}/api/v1/ingest/{repository}", server.url);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let senders: Vec<_> = (0..4i64)
+            .map(|t| {
+                let (url, stop, line) = (url.clone(), &stop, &line);
+                s.spawn(move || {
+                    let mut acked = Vec::new();
+                    for round in 0i64.. {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let first = t * 1_000_000_000 + round * batch;
+                        let body: String = (first..first + batch).map(line).collect();
+                        match agent()
+                            .post(&url)
+                            .header(NDJSON.0, NDJSON.1)
+                            .send(body.as_bytes())
+                        {
+                            Ok(r) if r.status() == 200 => acked.extend(first..first + batch),
+                            _ => break,
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        std::thread::sleep(run_for);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        Command::new("kill")
+            .args(["-KILL", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        senders
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
