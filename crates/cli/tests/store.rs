@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{agent, get, ingest_until_killed, Server, NDJSON, TOKEN};
@@ -85,6 +86,49 @@ fn a_kill_while_digesting_loses_and_doubles_nothing() {
         &doubled[..doubled.len().min(5)]
     );
     server.stop();
+
+    // The store commands read the files directly.
+    let eddy = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .args(args)
+            .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, listed) = eddy(&["store", "list", "--repository", "small", "--json"]);
+    assert_eq!(code, Some(0));
+    let segments: Vec<serde_json::Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(segments.len() >= sealed, "{listed}");
+    assert!(
+        segments.iter().all(|s| s["ratio"].as_f64().unwrap() > 1.0),
+        "{listed}"
+    );
+    let (code, ratio) = eddy(&["store", "ratio"]);
+    assert_eq!(code, Some(0));
+    assert!(ratio.contains("small") && ratio.contains('×'), "{ratio}");
+    let (code, verified) = eddy(&["store", "verify"]);
+    assert_eq!(code, Some(0), "{verified}");
+    assert!(verified.contains("all intact"), "{verified}");
+
+    // One flipped bit in a block's data is found and named.
+    let id = segments[0]["id"].as_u64().unwrap();
+    let path = store_dir.join(format!("{id:020}.seg"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[40] ^= 0x08;
+    std::fs::write(&path, &bytes).unwrap();
+    let (code, verified) = eddy(&["store", "verify"]);
+    assert_eq!(code, Some(1), "{verified}");
+    assert!(
+        verified.contains(&format!("{id:020}.seg")) && verified.contains("block 0"),
+        "{verified}"
+    );
 }
 
 #[test]
