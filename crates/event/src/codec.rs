@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use crate::event::Event;
 use crate::parse::Parser;
-use crate::value::Value;
+use crate::value::{Value, ValueRef};
 
 /// The current format version.
 pub const VERSION: u8 = 2;
@@ -104,6 +104,14 @@ pub fn encode(event: &Event) -> Vec<u8> {
 
 /// Decodes an event encoded by [`encode`].
 pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
+    let (mut event, fields) = decode_lazily(buf)?;
+    event.fields = fields.to_map();
+    Ok(event)
+}
+
+/// Decodes an event but for its fields, which stay encoded (checked, and readable without
+/// building a map: what a reader that needs only some of them, or passes them on, wants).
+pub fn decode_lazily(buf: &[u8]) -> Result<(Event, EncodedFields<'_>), DecodeError> {
     let mut r = Reader::new(buf);
     let [version] = r.array::<1>("empty input")?;
     if version != VERSION {
@@ -132,11 +140,11 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         }
     };
     let tags = r.string_map("truncated tags")?;
-    let fields = decode_fields(&mut r)?;
+    let fields = EncodedFields::read(&mut r)?;
     if r.pos != buf.len() {
         return r.fail("trailing bytes after the event");
     }
-    Ok(Event {
+    let event = Event {
         timestamp,
         ingest_timestamp,
         id,
@@ -144,33 +152,103 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         parsed_by,
         raw,
         tags,
-        fields,
-    })
+        fields: BTreeMap::new(),
+    };
+    Ok((event, fields))
 }
 
 /// Reads a field map written by [`encode_fields`].
 pub fn decode_fields(r: &mut Reader<'_>) -> Result<BTreeMap<String, Value>, DecodeError> {
-    let mut fields = BTreeMap::new();
-    for _ in 0..r.len("bad field count")? {
-        let k = r.string("truncated field name")?;
-        let [kind] = r.array::<1>("truncated field kind")?;
-        let v = match kind {
-            0 => Value::Null,
-            1 => Value::Bool(false),
-            2 => Value::Bool(true),
-            3 => Value::Int(i64::from_le_bytes(r.array("truncated int")?)),
-            4 => Value::Float(f64::from_bits(u64::from_le_bytes(
-                r.array("truncated float")?,
-            ))),
-            5 => Value::Str(r.string("truncated string")?),
-            _ => {
-                r.pos -= 1;
-                return r.fail("unknown field kind");
-            }
-        };
-        fields.insert(k, v);
+    EncodedFields::read(r).map(|f| f.to_map())
+}
+
+/// A field map as [`encode_fields`] wrote it, checked when read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodedFields<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> EncodedFields<'a> {
+    /// Checks and takes the field map at the reader's position.
+    pub fn read(r: &mut Reader<'a>) -> Result<EncodedFields<'a>, DecodeError> {
+        let start = r.pos;
+        for _ in 0..r.len("bad field count")? {
+            read_field(r)?;
+        }
+        Ok(EncodedFields {
+            bytes: &r.buf[start..r.pos],
+        })
     }
-    Ok(fields)
+
+    /// The encoding.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The fields in order (checked by `read`: reading them again cannot fail).
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, ValueRef<'a>)> {
+        let mut r = Reader::new(self.bytes);
+        let n = r.len("bad field count").unwrap_or(0);
+        (0..n).map_while(move |_| read_field(&mut r).ok())
+    }
+
+    /// The fields as a map.
+    pub fn to_map(&self) -> BTreeMap<String, Value> {
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.into()))
+            .collect()
+    }
+}
+
+fn read_field<'a>(r: &mut Reader<'a>) -> Result<(&'a str, ValueRef<'a>), DecodeError> {
+    let k = r.string_ref("truncated field name")?;
+    let [kind] = r.array::<1>("truncated field kind")?;
+    let v = match kind {
+        0 => ValueRef::Null,
+        1 => ValueRef::Bool(false),
+        2 => ValueRef::Bool(true),
+        3 => ValueRef::Int(i64::from_le_bytes(r.array("truncated int")?)),
+        4 => ValueRef::Float(f64::from_bits(u64::from_le_bytes(
+            r.array("truncated float")?,
+        ))),
+        5 => ValueRef::Str(r.string_ref("truncated string")?),
+        _ => {
+            r.pos -= 1;
+            return r.fail("unknown field kind");
+        }
+    };
+    Ok((k, v))
+}
+
+/// An event's fields: its map, or still encoded.
+#[derive(Debug, Clone, Copy)]
+pub enum FieldsRef<'a> {
+    /// A map.
+    Map(&'a BTreeMap<String, Value>),
+    /// As [`encode_fields`] wrote them.
+    Encoded(EncodedFields<'a>),
+}
+
+impl<'a> FieldsRef<'a> {
+    /// The values, in name order for a map and encoding order (also name order when a map was
+    /// encoded) otherwise.
+    pub fn values(self) -> impl Iterator<Item = ValueRef<'a>> {
+        let (map, encoded) = match self {
+            FieldsRef::Map(m) => (Some(m.values().map(ValueRef::from)), None),
+            FieldsRef::Encoded(e) => (None, Some(e.iter().map(|(_, v)| v))),
+        };
+        map.into_iter()
+            .flatten()
+            .chain(encoded.into_iter().flatten())
+    }
+
+    /// Appends their encoding (as [`encode_fields`]) to `out`.
+    pub fn encode_into(self, out: &mut Vec<u8>) {
+        match self {
+            FieldsRef::Map(m) => encode_fields(m, out),
+            FieldsRef::Encoded(e) => out.extend_from_slice(e.as_bytes()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -223,7 +301,17 @@ mod tests {
         fn roundtrips(e in event()) {
             let bytes = encode(&e);
             prop_assert_eq!(has_client_id(&bytes), e.id_from_client);
-            prop_assert_eq!(decode(&bytes).unwrap(), e);
+            prop_assert_eq!(decode(&bytes).unwrap(), e.clone());
+            // Lazily: the same event, its fields still encoded exactly as `encode_fields` would.
+            let (without, fields) = decode_lazily(&bytes).unwrap();
+            prop_assert!(without.fields.is_empty());
+            prop_assert_eq!(fields.to_map(), e.fields.clone());
+            let (mut direct, mut passed_on) = (Vec::new(), Vec::new());
+            encode_fields(&e.fields, &mut direct);
+            FieldsRef::Encoded(fields).encode_into(&mut passed_on);
+            prop_assert_eq!(direct, passed_on);
+            let values: Vec<ValueRef<'_>> = FieldsRef::Map(&e.fields).values().collect();
+            prop_assert_eq!(FieldsRef::Encoded(fields).values().collect::<Vec<_>>(), values);
         }
 
         #[test]

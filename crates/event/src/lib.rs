@@ -19,4 +19,4 @@ pub mod wire;
 
 pub use event::{flatten_json, new_id, Event};
 pub use parse::{ParseError, Parser};
-pub use value::Value;
+pub use value::{Value, ValueRef};

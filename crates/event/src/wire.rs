@@ -175,17 +175,27 @@ impl<'a> Reader<'a> {
 
     /// The next length-prefixed UTF-8 text.
     pub fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
-        let n = self.len(what)?;
-        self.text(n, what)
+        self.string_ref(what).map(str::to_string)
     }
 
     /// The next `n` bytes as UTF-8 text.
     pub fn text(&mut self, n: usize, what: &'static str) -> Result<String, DecodeError> {
+        self.str(n, what).map(str::to_string)
+    }
+
+    /// `n` bytes of UTF-8 text, borrowed.
+    pub fn str(&mut self, n: usize, what: &'static str) -> Result<&'a str, DecodeError> {
         let at = self.pos;
         let b = self.bytes(n, what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| DecodeError {
+        std::str::from_utf8(b).map_err(|_| DecodeError {
             position: at,
             reason: "text is not UTF-8",
         })
+    }
+
+    /// The next length-prefixed UTF-8 text, borrowed.
+    pub fn string_ref(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
+        let n = self.len(what)?;
+        self.str(n, what)
     }
 }

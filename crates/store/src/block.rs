@@ -13,9 +13,11 @@
 //!  n × varint  tag set index (only when k > 1)
 //!  u8      the layout of the plain @rawstrings (those without a line break), in event order:
 //!            0 lines: varint byte length, then each text followed by "\n"
-//!            1 split: varint c (columns), one u8 per plain text (its pieces), c × varint
-//!              column length, then the columns; a text is cut at its first c − 1 commas and
-//!              piece i, followed by "\n", goes to column i
+//!            2 split: u8 separator, varint c (columns), one u8 per plain text (its pieces),
+//!              c × varint column length, then the columns; piece i of a text, followed by
+//!              "\n", is in column i, and the pieces joined by the separator are the text
+//!              (how texts are cut: [`crate::split`])
+//!            1 (written by earlier versions, still read): layout 2 with "," as separator
 //!          the other @rawstrings (flag bit 5: they hold a line break), each varint length, bytes
 //!          the fields of each event whose parser code is 0, one field map after another
 //! ```
@@ -23,11 +25,11 @@
 //! Flags: bit 0 the client sent `@id`; bits 1-3 the parser code; bit 4 no `@rawstring`; bit 5
 //! the `@rawstring` holds a line break.
 //!
-//! The split layout is chosen when nine in ten texts are JSON objects: JSON lines whose keys come
-//! in the same order line up in columns (measured 5.98× against 5.19× as lines at zstd level 1
-//! on the benchmark's application logs), while other logs measured better as lines (access logs
-//! 9.2× split against 9.8× as lines at level 3). A trial compression of the first 64 KiB was
-//! tried and misjudged: the gain only shows over whole blocks.
+//! Texts take the split layout when their pieces line up (JSON objects cut at commas, access
+//! logs at spaces; measured in [`crate::split`]): 12.7× on the benchmark's access logs at zstd
+//! level 1 against 11.3× as lines at level 5, 5.98× on its application logs against 5.19×. A
+//! trial compression of the first 64 KiB to choose was tried and misjudged: the gain only shows
+//! over whole blocks.
 //!
 //! Why columns inside one frame: the compressor sees like next to like (timestamps that differ
 //! by little, ids from one counter, lines without their lengths in between), which the benchmark
@@ -41,14 +43,16 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use eddy_event::codec::{self, FieldsRef};
 use eddy_event::wire::{
     put_str, put_string_map, put_varint, put_varint128, unzigzag, unzigzag128, zigzag, zigzag128,
     DecodeError, Reader,
 };
-use eddy_event::{codec, Event};
+use eddy_event::Event;
 
-use crate::bloom::{token_hash, BloomFilter};
-use crate::tokens::{content_tokens, tag_tokens};
+use crate::bloom::{token_hash, token_hash_bytes, BloomFilter};
+use crate::split::{self, Splitter};
+use crate::tokens::{byte_words, field_tokens, tag_tokens, text_tokens};
 
 /// How blocks are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +61,9 @@ pub enum Compression {
     None,
     /// Zstandard at a level (1–22).
     Zstd(i32),
-    /// Zstandard at the level measured best for each block's layout: 5 for lines (access logs
-    /// 11.3× at 240 MB/s, where levels 1–4 stay under 10×), 1 for split JSON (6.0× at 400
-    /// MB/s; higher levels are slower and no smaller). The default.
+    /// Zstandard at the level measured best for each block's layout: 1 for split texts (access
+    /// logs 12.7×, JSON 6.0×; higher levels are slower and hardly smaller), 5 for lines (access
+    /// logs as lines: 11.3× where levels 1–4 stay under 10×). The default.
     ZstdAuto,
     /// LZ4 (block format with the size prepended): faster, larger.
     Lz4,
@@ -134,9 +138,72 @@ impl Hasher for IdentityHasher {
     fn write_u64(&mut self, v: u64) {
         self.0 = v;
     }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
 }
 
-type TokenSet = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
+type HashOnly = BuildHasherDefault<IdentityHasher>;
+
+/// Slots of [`BlockTokens`]' memory of recent token hashes.
+const RECENT_TOKENS: usize = 4096;
+
+/// The distinct tokens of a block, as hashes.
+struct BlockTokens {
+    set: HashSet<u64, HashOnly>,
+    /// A direct-mapped memory of recent hashes: most tokens repeat within a block (methods,
+    /// status codes, common words), and it spares the set most of its lookups.
+    recent: Vec<u64>,
+    /// The 128-bit hashes of the texts already taken apart into words (collisions: about one
+    /// in 2^100 blocks).
+    texts: HashSet<u128, HashOnly>,
+}
+
+impl Default for BlockTokens {
+    fn default() -> BlockTokens {
+        BlockTokens {
+            set: HashSet::default(),
+            recent: vec![0; RECENT_TOKENS],
+            texts: HashSet::default(),
+        }
+    }
+}
+
+impl BlockTokens {
+    fn add(&mut self, token: &str) {
+        self.add_hash(token_hash(token));
+    }
+
+    fn add_hash(&mut self, h: u64) {
+        match self.recent.get_mut((h as usize) % RECENT_TOKENS) {
+            Some(slot) if *slot == h && h != 0 => {}
+            Some(slot) => {
+                *slot = h;
+                self.set.insert(h);
+            }
+            None => {
+                self.set.insert(h);
+            }
+        }
+    }
+
+    /// Adds the words of a piece of text, unless the block already had that piece: a text's
+    /// words are the union of its pieces' words (pieces are cut at non-word bytes), and most
+    /// pieces of a log repeat (user agents, request lines, JSON key-value pairs), so hashing a
+    /// piece whole once costs far less than taking it apart again.
+    fn add_words_of(&mut self, piece: &[u8]) {
+        if self.texts.insert(xxhash_rust::xxh3::xxh3_128(piece)) {
+            byte_words(piece, |t| self.add_hash(token_hash_bytes(t)));
+        }
+    }
+
+    fn clear(&mut self) {
+        self.set.clear();
+        self.texts.clear();
+        // A remembered hash would keep a token out of the next block's set.
+        self.recent.fill(0);
+    }
+}
 
 /// What a block says about itself without being decompressed.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,20 +237,18 @@ pub struct BlockBuilder {
     lines: Vec<u8>,
     odd_raws: Vec<u8>,
     fields: Vec<u8>,
-    tokens: TokenSet,
-    recent_tokens: Vec<u64>,
+    tokens: BlockTokens,
+    // Kept from block to block: refilling memory that is already mapped costs no page faults.
+    splitter: Splitter,
+    payload: Vec<u8>,
+    frame: Vec<u8>,
+    compressor: Option<zstd::bulk::Compressor<'static>>,
 }
-
-/// Slots of [`BlockBuilder`]'s memory of recent token hashes.
-const RECENT_TOKENS: usize = 4096;
 
 impl BlockBuilder {
     /// An empty block.
     pub fn new() -> BlockBuilder {
-        BlockBuilder {
-            recent_tokens: vec![0; RECENT_TOKENS],
-            ..BlockBuilder::default()
-        }
+        BlockBuilder::default()
     }
 
     /// Events added so far.
@@ -210,6 +275,13 @@ impl BlockBuilder {
 
     /// Adds an event.
     pub fn push(&mut self, event: &Event) {
+        self.push_with(event, FieldsRef::Map(&event.fields));
+    }
+
+    /// Adds an event whose fields are given apart (`event.fields` is not read), e.g. still
+    /// encoded as the bus holds them: no field map is built for an event whose parser gives
+    /// its fields back anyway.
+    pub fn push_with(&mut self, event: &Event, fields: FieldsRef<'_>) {
         if self.count == 0 {
             self.min_time = event.timestamp;
             self.max_time = event.timestamp;
@@ -246,9 +318,7 @@ impl BlockBuilder {
                         let next = self.tag_sets.len() as u32;
                         self.tag_sets.insert(event.tags.clone(), next);
                         for v in event.tags.values() {
-                            tag_tokens(v, |t| {
-                                tokens.insert(token_hash(t));
-                            });
+                            tag_tokens(v, |t| tokens.add(t));
                         }
                         next
                     }
@@ -263,6 +333,7 @@ impl BlockBuilder {
             Some(raw) if memchr::memchr(b'\n', raw.as_bytes()).is_some() => {
                 flags |= ODD_RAW;
                 put_str(&mut self.odd_raws, raw);
+                text_tokens(raw, |t| self.tokens.add(t));
             }
             Some(raw) => {
                 self.lines.extend_from_slice(raw.as_bytes());
@@ -271,36 +342,29 @@ impl BlockBuilder {
         }
         self.flags.push(flags);
         if event.parsed_by.is_none() {
-            codec::encode_fields(&event.fields, &mut self.fields);
+            fields.encode_into(&mut self.fields);
         }
-        let recent = &mut self.recent_tokens;
-        content_tokens(event, |t| {
-            // Most tokens repeat within a block (methods, status codes, common words): a
-            // direct-mapped memory of recent ones spares the set most of its lookups.
-            let h = token_hash(t);
-            match recent.get_mut((h as usize) % RECENT_TOKENS) {
-                Some(slot) if *slot == h && h != 0 => {}
-                Some(slot) => {
-                    *slot = h;
-                    tokens.insert(h);
-                }
-                None => {
-                    tokens.insert(h);
-                }
-            }
-        });
+        // The words of plain texts are gathered when the block is finished (see
+        // `BlockTokens::add_words_of`).
+        let tokens = &mut self.tokens;
+        field_tokens(
+            fields,
+            event.parsed_by.is_none() || event.raw.is_none(),
+            |t| tokens.add(t),
+        );
     }
 
-    /// The uncompressed payload (see the module documentation).
-    fn payload(&self, split: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.payload_len() + 64);
-        put_varint(&mut out, u64::from(self.count));
+    /// Writes the uncompressed payload (see the module documentation) into `out`, the texts
+    /// as lines or, given a separator, in the split layout `self.splitter` holds.
+    fn write_payload(&self, split: Option<u8>, out: &mut Vec<u8>) {
+        out.reserve(self.payload_len() + 64);
+        put_varint(out, u64::from(self.count));
         let mut sets: Vec<(&BTreeMap<String, String>, u32)> =
             self.tag_sets.iter().map(|(t, &i)| (t, i)).collect();
         sets.sort_unstable_by_key(|&(_, i)| i);
-        put_varint(&mut out, sets.len() as u64);
+        put_varint(out, sets.len() as u64);
         for (tags, _) in &sets {
-            put_string_map(&mut out, tags);
+            put_string_map(out, tags);
         }
         out.extend_from_slice(&self.timestamps);
         out.extend_from_slice(&self.ingests);
@@ -308,27 +372,31 @@ impl BlockBuilder {
         out.extend_from_slice(&self.ids);
         if sets.len() > 1 {
             for &i in &self.tag_indexes {
-                put_varint(&mut out, u64::from(i));
+                put_varint(out, u64::from(i));
             }
         }
-        if split {
-            out.push(1);
-            split_lines(&self.lines, &mut out);
-        } else {
-            out.push(0);
-            put_varint(&mut out, self.lines.len() as u64);
-            out.extend_from_slice(&self.lines);
+        match split {
+            Some(separator) => {
+                out.push(LAYOUT_SPLIT);
+                self.splitter.write(separator, out);
+            }
+            None => {
+                out.push(LAYOUT_LINES);
+                put_varint(out, self.lines.len() as u64);
+                out.extend_from_slice(&self.lines);
+            }
         }
         out.extend_from_slice(&self.odd_raws);
         out.extend_from_slice(&self.fields);
-        out
     }
 
     /// The events added so far, read back from the payload (how the work in progress is
     /// searched before its block is complete).
     pub fn events(&self) -> Vec<Event> {
+        let mut payload = Vec::new();
+        self.write_payload(None, &mut payload);
         // A payload this builder wrote always decodes.
-        decode_payload(&self.payload(false)).unwrap_or_default()
+        decode_payload(&payload).unwrap_or_default()
     }
 
     /// Finishes the block: its stored bytes (codec byte + frame), its summary and its bloom
@@ -348,10 +416,29 @@ impl BlockBuilder {
         compression: Compression,
         bits_per_token: usize,
     ) -> (Vec<u8>, BlockSummary, BloomFilter) {
-        let split = compression != Compression::None && mostly_json(&self.lines);
-        let payload = self.payload(split);
-        let mut bloom = BloomFilter::with_capacity(self.tokens.len(), bits_per_token);
-        for &h in &self.tokens {
+        let split = match compression {
+            Compression::None => None,
+            _ => self.splitter.split(&self.lines),
+        };
+        let mut payload = std::mem::take(&mut self.payload);
+        payload.clear();
+        self.write_payload(split, &mut payload);
+        match split {
+            Some(_) => {
+                for column in self.splitter.columns() {
+                    for piece in column.split(|&b| b == b'\n') {
+                        self.tokens.add_words_of(piece);
+                    }
+                }
+            }
+            None => {
+                for line in self.lines.split(|&b| b == b'\n') {
+                    self.tokens.add_words_of(line);
+                }
+            }
+        }
+        let mut bloom = BloomFilter::with_capacity(self.tokens.set.len(), bits_per_token);
+        for &h in &self.tokens.set {
             bloom.insert_hash(h);
         }
         let summary = BlockSummary {
@@ -360,9 +447,41 @@ impl BlockBuilder {
             max_time: self.max_time,
             raw_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
         };
-        let stored = compress(&payload, compression, split);
+        let stored = self.compress(&payload, compression, split.is_some());
+        self.payload = payload;
         self.reset();
         (stored, summary, bloom)
+    }
+
+    /// Compresses a payload into a stored block (codec byte + frame); `split` says which
+    /// layout it has (the automatic zstd level depends on it).
+    fn compress(&mut self, payload: &[u8], compression: Compression, split: bool) -> Vec<u8> {
+        let level = match compression {
+            Compression::None => return [&[compression.code()], payload].concat(),
+            Compression::Lz4 => {
+                return [
+                    &[compression.code()],
+                    &lz4_flex::compress_prepend_size(payload)[..],
+                ]
+                .concat()
+            }
+            Compression::Zstd(level) => level,
+            Compression::ZstdAuto if split => 1,
+            Compression::ZstdAuto => 5,
+        };
+        self.frame.clear();
+        self.frame
+            .reserve(zstd::zstd_safe::compress_bound(payload.len()));
+        let compressed = match &mut self.compressor {
+            Some(c) => c.set_compression_level(level).map(|()| c),
+            None => zstd::bulk::Compressor::new(level).map(|c| self.compressor.insert(c)),
+        }
+        .and_then(|c| c.compress_to_buffer(payload, &mut self.frame));
+        match compressed {
+            Ok(_) => [&[compression.code()], &self.frame[..]].concat(),
+            // Compressing into memory cannot fail but for a bad level, which parsing refuses.
+            Err(_) => [&[Compression::None.code()], payload].concat(),
+        }
     }
 
     fn reset(&mut self) {
@@ -389,66 +508,27 @@ impl BlockBuilder {
         }
         self.tag_indexes.clear();
         self.tokens.clear();
-        // A remembered hash would keep a token out of the next block's set.
-        self.recent_tokens.fill(0);
     }
 }
 
 const NO_RAW: u8 = 1 << 4;
+const LAYOUT_LINES: u8 = 0;
+/// Written by format 1 before layout 2 named its separator; still read.
+const LAYOUT_SPLIT_AT_COMMAS: u8 = 1;
+const LAYOUT_SPLIT: u8 = 2;
 const ODD_RAW: u8 = 1 << 5;
-/// Pieces a text is cut into, at most, in the split layout.
-const SPLIT_COLUMNS: usize = 32;
-
-/// Writes newline-terminated `lines` in the split layout.
-fn split_lines(lines: &[u8], out: &mut Vec<u8>) {
-    let mut counts = Vec::new();
-    let mut columns: Vec<Vec<u8>> = vec![Vec::new(); SPLIT_COLUMNS];
-    for line in lines.split_inclusive(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let mut pieces = 0u8;
-        for (column, piece) in columns
-            .iter_mut()
-            .zip(line.splitn(SPLIT_COLUMNS, |&b| b == b','))
-        {
-            column.extend_from_slice(piece);
-            column.push(b'\n');
-            pieces += 1;
-        }
-        counts.push(pieces);
-    }
-    put_varint(out, SPLIT_COLUMNS as u64);
-    out.extend_from_slice(&counts);
-    for c in &columns {
-        put_varint(out, c.len() as u64);
-    }
-    for c in &columns {
-        out.extend_from_slice(c);
-    }
-}
-
-/// Whether nine in ten of the newline-terminated `lines` are JSON objects.
-fn mostly_json(lines: &[u8]) -> bool {
-    let total = memchr::memchr_iter(b'\n', lines).count();
-    let objects = lines.first().is_some_and(|&b| b == b'{') as usize
-        + memchr::memmem::find_iter(lines, b"\n{").count();
-    total > 0 && objects * 10 >= total * 9
-}
-
-/// Reads the plain texts of a payload (either layout) into `out`.
+/// Reads the plain texts of a payload (any layout) into `out`.
 fn read_lines(r: &mut Reader<'_>, plain: usize, out: &mut Vec<String>) -> Result<(), DecodeError> {
     let [layout] = r.array::<1>("truncated raw layout")?;
-    let text = |r: &Reader<'_>, b: &[u8]| match std::str::from_utf8(b) {
-        Ok(t) => Ok(t.to_string()),
-        Err(_) => r.fail("@rawstring is not UTF-8"),
-    };
     match layout {
-        0 => {
+        LAYOUT_LINES => {
             let n = r.len("bad lines length")?;
             let area = r.bytes(n, "truncated lines")?;
             let mut lines = area.split(|&b| b == b'\n');
             for _ in 0..plain {
-                match lines.next() {
-                    Some(l) => out.push(text(r, l)?),
+                match lines.next().map(std::str::from_utf8) {
+                    Some(Ok(l)) => out.push(l.to_string()),
+                    Some(Err(_)) => return r.fail("@rawstring is not UTF-8"),
                     None => return r.fail("fewer lines than events"),
                 }
             }
@@ -456,63 +536,14 @@ fn read_lines(r: &mut Reader<'_>, plain: usize, out: &mut Vec<String>) -> Result
                 return r.fail("more lines than events");
             }
         }
-        1 => {
-            let columns = r.len("bad column count")?;
-            let counts = r.bytes(plain, "truncated piece counts")?;
-            let mut areas = Vec::with_capacity(columns);
-            let mut lens = Vec::with_capacity(columns);
-            for _ in 0..columns {
-                lens.push(r.len("bad column length")?);
-            }
-            for len in lens {
-                areas.push(r.bytes(len, "truncated column")?.split(|&b| b == b'\n'));
-            }
-            for &pieces in counts {
-                if usize::from(pieces) > columns || pieces == 0 {
-                    return r.fail("bad piece count");
-                }
-                let mut line = Vec::new();
-                for (i, area) in areas.iter_mut().take(usize::from(pieces)).enumerate() {
-                    if i > 0 {
-                        line.push(b',');
-                    }
-                    match area.next() {
-                        Some(p) => line.extend_from_slice(p),
-                        None => return r.fail("a column ran short"),
-                    }
-                }
-                out.push(text(r, &line)?);
-            }
+        LAYOUT_SPLIT_AT_COMMAS => split::read(r, b',', plain, out)?,
+        LAYOUT_SPLIT => {
+            let [separator] = r.array::<1>("truncated separator")?;
+            split::read(r, separator, plain, out)?
         }
         _ => return r.fail("unknown raw layout"),
     }
     Ok(())
-}
-
-/// Compresses a payload; `split` says which layout it has (the automatic zstd level depends
-/// on it).
-fn compress(payload: &[u8], compression: Compression, split: bool) -> Vec<u8> {
-    let mut out = vec![compression.code()];
-    match compression {
-        Compression::None => out.extend_from_slice(payload),
-        Compression::Zstd(_) | Compression::ZstdAuto => {
-            let level = match compression {
-                Compression::Zstd(level) => level,
-                _ if split => 1,
-                _ => 5,
-            };
-            // Compressing into memory cannot fail but for a bad level, which parsing refuses.
-            match zstd::bulk::compress(payload, level) {
-                Ok(frame) => out.extend_from_slice(&frame),
-                Err(_) => {
-                    out[0] = Compression::None.code();
-                    out.extend_from_slice(payload);
-                }
-            }
-        }
-        Compression::Lz4 => out.extend_from_slice(&lz4_flex::compress_prepend_size(payload)),
-    }
-    out
 }
 
 /// Decompresses a stored block (codec byte + frame) whose payload is `raw_len` bytes.
@@ -752,7 +783,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn json_lines_take_the_split_layout_and_access_lines_do_not() {
+    fn json_and_access_lines_take_the_split_layout() {
         let json: Vec<Event> = (0..2000)
             .map(|i| {
                 let line = format!(
@@ -763,14 +794,20 @@ pub(crate) mod tests {
                 Parser::Json.parse(&line, i).unwrap()
             })
             .collect();
-        let b = build(&json);
-        assert!(mostly_json(&b.lines));
+        let mut b = build(&json);
+        assert_eq!(b.splitter.split(&b.lines), Some(b','));
         let (stored, summary, _) = b.finish(Compression::ZstdAuto, 10);
         assert_eq!(decode(&stored, summary.raw_len as usize).unwrap(), json);
         let access = Parser::Accesslog
             .parse(r#"10.0.0.1 - - [24/Nov/2026:10:00:00 +0000] "GET /a HTTP/1.1" 200 12 "-" "Mozilla/5.0 (X11, Linux)""#, 1)
             .unwrap();
-        assert!(!mostly_json(&build(&vec![access; 500]).lines));
+        let mut b = build(&vec![access; 500]);
+        assert_eq!(b.splitter.split(&b.lines), Some(b' '));
+        let (stored, summary, _) = b.finish(Compression::ZstdAuto, 10);
+        assert_eq!(
+            decode(&stored, summary.raw_len as usize).unwrap().len(),
+            500
+        );
     }
 
     #[test]

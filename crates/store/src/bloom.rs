@@ -42,7 +42,12 @@ pub struct BloomFilter {
 /// The hash a token is filed under (XXH3-64 of its UTF-8 bytes): builders that gather a block's
 /// distinct tokens keep these instead of the strings.
 pub fn token_hash(token: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(token.as_bytes())
+    token_hash_bytes(token.as_bytes())
+}
+
+/// [`token_hash`] of a token's bytes.
+pub fn token_hash_bytes(token: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(token)
 }
 
 impl BloomFilter {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use eddy_event::codec;
+use eddy_event::codec::{self, FieldsRef};
 use eddy_log::{Log, Topic};
 
 use crate::store::RepoStore;
@@ -124,14 +124,17 @@ impl Worker {
         let (topic, store, partition) = (&self.topic, &self.store, self.partition);
         let start = topic.partition(partition)?.start_offset();
         let committed = self.log.groups().committed(GROUP, topic.name(), partition);
-        let mut reader = topic.reader(partition, committed.unwrap_or(start).max(start))?;
+        let mut reader = topic
+            .reader(partition, committed.unwrap_or(start).max(start))?
+            .with_max_bytes(256 << 10);
         let mut last_commit = committed;
         while !self.stop.load(Ordering::Relaxed) {
             let records = reader.poll_wait(Duration::from_millis(200))?;
             let (mut events, mut bytes) = (0, 0);
             for r in &records {
                 bytes += r.value.len() as u64;
-                let event = match codec::decode(&r.value) {
+                // The fields stay encoded: the block copies them, or the parser re-derives them.
+                let (event, fields) = match codec::decode_lazily(&r.value) {
                     Ok(e) => e,
                     Err(e) => {
                         self.stats.undecodable.fetch_add(1, Ordering::Relaxed);
@@ -148,7 +151,13 @@ impl Worker {
                     .key
                     .as_ref()
                     .map_or("", |k| std::str::from_utf8(k).unwrap_or(""));
-                store.append(partition, r.offset, source, &event)?;
+                store.append(
+                    partition,
+                    r.offset,
+                    source,
+                    &event,
+                    FieldsRef::Encoded(fields),
+                )?;
                 events += 1;
             }
             // Once per poll: the threads of a digest share these counters.

@@ -14,6 +14,7 @@ pub mod catalogue;
 pub mod digest;
 pub mod maintenance;
 pub mod segment;
+pub mod split;
 pub mod store;
 pub mod tokens;
 

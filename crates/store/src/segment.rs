@@ -8,7 +8,7 @@
 //!
 //! ```text
 //!  header   8 bytes  magic "EDDYSEG\n"
-//!           u16      format version (1)
+//!           u16      format version (2)
 //!           6 bytes  zero
 //!  blocks   one after another, each a codec byte and a compressed frame (see `block`)
 //!  footer   varint id · str data source key · varint n, n × (str, str) tags every event shares
@@ -31,6 +31,10 @@
 //! The version is in the header and the trailer. A reader accepts every version up to its own
 //! and refuses later ones with a message naming both; a sample file of each version is kept in
 //! `tests/samples/` and a test reads it.
+//!
+//! - 1: the first.
+//! - 2: blocks may hold their texts in split layout 2 (columns cut at a separator the block
+//!   names, e.g. access logs at spaces: see [`crate::split`]); version 1 readers do not know it.
 //!
 //! # Recovery
 //!
@@ -60,7 +64,7 @@ pub const MAGIC: &[u8; 8] = b"EDDYSEG\n";
 /// The last bytes of every sealed segment file.
 pub const END_MAGIC: &[u8; 8] = b"EDDYEND\n";
 /// The format version this build writes (and the latest it reads).
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 const HEADER_LEN: u64 = 16;
 const TRAILER_LEN: u64 = 24;
 /// Footers beyond this are refused rather than allocated (a damaged length).

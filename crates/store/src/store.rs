@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use eddy_event::codec::FieldsRef;
 use eddy_event::Event;
 
 use crate::block::{BlockBuilder, Compression};
@@ -308,19 +309,21 @@ impl RepoStore {
 
     /// Adds the event at bus `offset` of `partition` to its data source's work in progress,
     /// unless a sealed segment already holds it. Seals the work in progress when it is full.
+    /// Its fields are `fields` (`event.fields` is not read: see [`BlockBuilder::push_with`]).
     pub fn append(
         &self,
         partition: u32,
         offset: u64,
         source: &str,
         event: &Event,
+        fields: FieldsRef<'_>,
     ) -> Result<(), SegmentError> {
         let Some(wip) = self.wip(partition, source, offset)? else {
             return Ok(());
         };
         let full = {
             let mut w = lock(&wip);
-            w.open.push(event);
+            w.open.push_with(event, fields);
             w.last_offset = offset;
             match &mut w.tags {
                 Some(common) if *common != event.tags => {

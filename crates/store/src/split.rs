@@ -1,0 +1,251 @@
+//! The split layout of a block's texts: each line cut into positional columns at a separator,
+//! so that the compressor sees like next to like (all the client addresses, then all the
+//! paths, then all the status codes …).
+//!
+//! A line is cut at its first [`MAX_COLUMNS`] − 1 separators that are neither inside a
+//! double-quoted string (where a backslash escapes the next byte) nor inside square brackets;
+//! the rest of the line is the last piece. Quotes and brackets keep a user agent, a request
+//! line or a JSON array in one column, so the columns after it still line up. Joining the
+//! pieces with the separator gives the line back whatever its content: reading needs only the
+//! separator, never the quoting rule.
+//!
+//! Which separator, measured on the benchmark's 1 MiB blocks: JSON objects split at commas
+//! (5.98× at zstd level 1 against 5.19× as lines); access logs split at spaces (12.7× at level
+//! 1 against 11.3× as lines at level 5 and 9.6× at level 1). Other text is split at spaces only
+//! when nine in ten lines give the same number of pieces (at least three): free text whose
+//! pieces do not line up compresses better as lines.
+
+use eddy_event::wire::{put_varint, DecodeError, Reader};
+
+/// Pieces a line is cut into, at most.
+pub const MAX_COLUMNS: usize = 32;
+
+/// Cuts lines into columns, keeping its buffers from one block to the next.
+#[derive(Default)]
+pub struct Splitter {
+    counts: Vec<u8>,
+    columns: Vec<Vec<u8>>,
+}
+
+impl Splitter {
+    /// Cuts the newline-terminated `lines` into columns when that layout suits them, and
+    /// returns the separator used; `None` means they are better kept as lines.
+    pub fn split(&mut self, lines: &[u8]) -> Option<u8> {
+        let json = mostly_json(lines);
+        let separator = if json { b',' } else { b' ' };
+        self.cut(lines, separator);
+        (json || self.pieces_line_up()).then_some(separator)
+    }
+
+    fn cut(&mut self, lines: &[u8], separator: u8) {
+        self.counts.clear();
+        self.columns.resize_with(MAX_COLUMNS, Vec::new);
+        for c in &mut self.columns {
+            c.clear();
+        }
+        for line in lines.split_inclusive(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            self.counts
+                .push(cut_line(line, separator, &mut self.columns));
+        }
+    }
+
+    /// Whether nine in ten lines have the same number of pieces, and it is at least three.
+    fn pieces_line_up(&self) -> bool {
+        let mut histogram = [0usize; MAX_COLUMNS + 1];
+        for &c in &self.counts {
+            histogram[usize::from(c)] += 1;
+        }
+        let (pieces, lines) = histogram
+            .iter()
+            .enumerate()
+            .max_by_key(|&(_, n)| *n)
+            .unwrap_or((0, &0));
+        pieces >= 3 && lines * 10 >= self.counts.len() * 9
+    }
+
+    /// The columns of the last cut, each piece followed by a newline.
+    pub fn columns(&self) -> &[Vec<u8>] {
+        &self.columns
+    }
+
+    /// Writes the layout after its layout byte: the separator, the column count, one piece count
+    /// per line, the column lengths, the columns.
+    pub fn write(&self, separator: u8, out: &mut Vec<u8>) {
+        let used = self
+            .columns
+            .iter()
+            .rposition(|c| !c.is_empty())
+            .map_or(0, |i| i + 1);
+        out.push(separator);
+        put_varint(out, used as u64);
+        out.extend_from_slice(&self.counts);
+        for c in &self.columns[..used] {
+            put_varint(out, c.len() as u64);
+        }
+        for c in &self.columns[..used] {
+            out.extend_from_slice(c);
+        }
+    }
+}
+
+/// Cuts one line (without its newline) into `columns`, each piece followed by a newline, and
+/// returns the number of pieces.
+fn cut_line(line: &[u8], separator: u8, columns: &mut [Vec<u8>]) -> u8 {
+    let last = columns.len() - 1;
+    let (mut piece, mut start, mut at) = (0, 0, 0);
+    while piece < last {
+        let Some(k) = memchr::memchr3(separator, b'"', b'[', &line[at..]) else {
+            break;
+        };
+        let found = at + k;
+        at = match line[found] {
+            b'"' => after_closing_quote(line, found + 1),
+            b'[' => memchr::memchr(b']', &line[found + 1..]).map_or(line.len(), |k| found + k + 2),
+            _ => {
+                columns[piece].extend_from_slice(&line[start..found]);
+                columns[piece].push(b'\n');
+                piece += 1;
+                start = found + 1;
+                found + 1
+            }
+        };
+    }
+    columns[piece].extend_from_slice(&line[start..]);
+    columns[piece].push(b'\n');
+    // At most MAX_COLUMNS pieces.
+    (piece + 1) as u8
+}
+
+/// The index after the quote that closes a string whose content starts at `from` (the end of
+/// the line when it is not closed).
+fn after_closing_quote(line: &[u8], mut from: usize) -> usize {
+    while let Some(k) = memchr::memchr2(b'"', b'\\', line.get(from..).unwrap_or_default()) {
+        match line[from + k] {
+            b'"' => return from + k + 1,
+            _ => from += k + 2,
+        }
+    }
+    line.len()
+}
+
+/// Whether nine in ten of the newline-terminated `lines` are JSON objects.
+pub fn mostly_json(lines: &[u8]) -> bool {
+    let total = memchr::memchr_iter(b'\n', lines).count();
+    let objects = lines.first().is_some_and(|&b| b == b'{') as usize
+        + memchr::memmem::find_iter(lines, b"\n{").count();
+    total > 0 && objects * 10 >= total * 9
+}
+
+/// Reads `lines` texts written by [`Splitter::write`] (after `separator`, which layout 1 implies
+/// and layout 2 stores) and appends them to `out`.
+pub fn read(
+    r: &mut Reader<'_>,
+    separator: u8,
+    lines: usize,
+    out: &mut Vec<String>,
+) -> Result<(), DecodeError> {
+    let columns = r.len("bad column count")?;
+    if columns > MAX_COLUMNS {
+        return r.fail("too many columns");
+    }
+    let counts = r.bytes(lines, "truncated piece counts")?;
+    let mut lens = [0usize; MAX_COLUMNS];
+    for len in &mut lens[..columns] {
+        *len = r.len("bad column length")?;
+    }
+    let mut areas = Vec::with_capacity(columns);
+    for &len in &lens[..columns] {
+        areas.push(r.bytes(len, "truncated column")?.split(|&b| b == b'\n'));
+    }
+    let mut line = Vec::new();
+    for &pieces in counts {
+        if usize::from(pieces) > columns || pieces == 0 {
+            return r.fail("bad piece count");
+        }
+        line.clear();
+        for (i, area) in areas.iter_mut().take(usize::from(pieces)).enumerate() {
+            if i > 0 {
+                line.push(separator);
+            }
+            match area.next() {
+                Some(p) => line.extend_from_slice(p),
+                None => return r.fail("a column ran short"),
+            }
+        }
+        match std::str::from_utf8(&line) {
+            Ok(t) => out.push(t.to_string()),
+            Err(_) => return r.fail("@rawstring is not UTF-8"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(lines: &[&str], separator: u8) -> Vec<String> {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let mut s = Splitter::default();
+        s.cut(text.as_bytes(), separator);
+        let mut payload = Vec::new();
+        s.write(separator, &mut payload);
+        let mut r = Reader::new(&payload[1..]);
+        let mut out = Vec::new();
+        read(&mut r, separator, lines.len(), &mut out).unwrap();
+        assert!(r.at_end());
+        out
+    }
+
+    #[test]
+    fn quotes_and_brackets_keep_their_separators() {
+        let line = r#"10.0.0.1 - - [24/Nov/2026:10:00:00 +0000] "GET /a HTTP/1.1" 200 12 "-" "Mozilla/5.0 (X11; Linux)""#;
+        let mut columns = vec![Vec::new(); MAX_COLUMNS];
+        assert_eq!(cut_line(line.as_bytes(), b' ', &mut columns), 9);
+        assert_eq!(columns[3], b"[24/Nov/2026:10:00:00 +0000]\n");
+        assert_eq!(columns[8], b"\"Mozilla/5.0 (X11; Linux)\"\n");
+        let json = r#"{"msg":"a, \"b, c\"","tags":[1,2],"n":3}"#;
+        let mut columns = vec![Vec::new(); MAX_COLUMNS];
+        assert_eq!(cut_line(json.as_bytes(), b',', &mut columns), 3);
+        assert_eq!(columns[0], b"{\"msg\":\"a, \\\"b, c\\\"\"\n");
+    }
+
+    #[test]
+    fn long_lines_keep_their_rest_in_the_last_column() {
+        let line = vec!["x"; 100].join(" ");
+        assert_eq!(
+            round_trip(&[&line, "", "a b"], b' '),
+            [line.as_str(), "", "a b"]
+        );
+    }
+
+    #[test]
+    fn the_layout_is_chosen_by_structure() {
+        let access =
+            r#"10.0.0.1 - - [24/Nov/2026:10:00:00 +0000] "GET /a HTTP/1.1" 200 12 "-" "curl/8""#;
+        let mut s = Splitter::default();
+        assert_eq!(
+            s.split(format!("{access}\n").repeat(100).as_bytes()),
+            Some(b' ')
+        );
+        assert_eq!(s.split(b"{\"a\":1}\n{\"a\":2}\n"), Some(b','));
+        let prose: String = (0..100)
+            .map(|i| format!("{}\n", vec!["w"; i % 7].join(" ")))
+            .collect();
+        assert_eq!(s.split(prose.as_bytes()), None);
+    }
+
+    proptest! {
+        #[test]
+        fn any_lines_round_trip(
+            lines in proptest::collection::vec("[a-c \",\\[\\]\\\\é]{0,40}", 0..30),
+            comma in any::<bool>(),
+        ) {
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            prop_assert_eq!(round_trip(&lines, if comma { b',' } else { b' ' }), lines);
+        }
+    }
+}
