@@ -105,11 +105,12 @@ pub fn encode(event: &Event) -> Vec<u8> {
 /// Decodes an event encoded by [`encode`].
 pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
     let (mut event, fields) = decode_lazily(buf)?;
-    event.fields = fields.to_map();
+    event.fields = fields.to_map()?;
     Ok(event)
 }
 
-/// Decodes an event but for its fields, which stay encoded (checked, and readable without
+/// Decodes an event but for its fields, which stay encoded (their structure checked, their
+/// text not yet: see [`EncodedFields`]; readable without
 /// building a map: what a reader that needs only some of them, or passes them on, wants).
 pub fn decode_lazily(buf: &[u8]) -> Result<(Event, EncodedFields<'_>), DecodeError> {
     let mut r = Reader::new(buf);
@@ -159,24 +160,29 @@ pub fn decode_lazily(buf: &[u8]) -> Result<(Event, EncodedFields<'_>), DecodeErr
 
 /// Reads a field map written by [`encode_fields`].
 pub fn decode_fields(r: &mut Reader<'_>) -> Result<BTreeMap<String, Value>, DecodeError> {
-    EncodedFields::read(r).map(|f| f.to_map())
+    EncodedFields::read(r)?.to_map()
 }
 
-/// A field map as [`encode_fields`] wrote it, checked when read.
+/// A field map as [`encode_fields`] wrote it. Its structure (lengths, kinds) is checked when
+/// read; its text is checked as UTF-8 by whoever reads it ([`EncodedFields::to_map`] fails,
+/// [`EncodedFields::iter`] stops), so that a reader checks each text once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncodedFields<'a> {
     bytes: &'a [u8],
+    /// Where the map starts in the reader's input (error positions count from there).
+    at: usize,
 }
 
 impl<'a> EncodedFields<'a> {
-    /// Checks and takes the field map at the reader's position.
+    /// Takes the field map at the reader's position, its structure checked.
     pub fn read(r: &mut Reader<'a>) -> Result<EncodedFields<'a>, DecodeError> {
-        let start = r.pos;
+        let at = r.pos;
         for _ in 0..r.len("bad field count")? {
-            read_field(r)?;
+            skip_field(r)?;
         }
         Ok(EncodedFields {
-            bytes: &r.buf[start..r.pos],
+            bytes: &r.buf[at..r.pos],
+            at,
         })
     }
 
@@ -185,19 +191,55 @@ impl<'a> EncodedFields<'a> {
         self.bytes
     }
 
-    /// The fields in order (checked by `read`: reading them again cannot fail).
+    /// The fields in order, up to the first whose text is not UTF-8.
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, ValueRef<'a>)> {
         let mut r = Reader::new(self.bytes);
         let n = r.len("bad field count").unwrap_or(0);
         (0..n).map_while(move |_| read_field(&mut r).ok())
     }
 
-    /// The fields as a map.
-    pub fn to_map(&self) -> BTreeMap<String, Value> {
-        self.iter()
-            .map(|(k, v)| (k.to_string(), v.into()))
-            .collect()
+    /// The fields as a map; an error if a text is not UTF-8.
+    pub fn to_map(&self) -> Result<BTreeMap<String, Value>, DecodeError> {
+        let mut r = Reader::new(self.bytes);
+        let mut map = BTreeMap::new();
+        for _ in 0..r.len("bad field count")? {
+            match read_field(&mut r) {
+                Ok((k, v)) => map.insert(k.to_string(), v.into()),
+                Err(e) => {
+                    return Err(DecodeError {
+                        position: self.at + e.position,
+                        ..e
+                    })
+                }
+            };
+        }
+        Ok(map)
     }
+}
+
+/// Steps over one field, checking its structure but not its text.
+fn skip_field(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    let n = r.len("truncated field name")?;
+    r.bytes(n, "truncated field name")?;
+    let [kind] = r.array::<1>("truncated field kind")?;
+    match kind {
+        0..=2 => {}
+        3 => {
+            r.array::<8>("truncated int")?;
+        }
+        4 => {
+            r.array::<8>("truncated float")?;
+        }
+        5 => {
+            let n = r.len("truncated string")?;
+            r.bytes(n, "truncated string")?;
+        }
+        _ => {
+            r.pos -= 1;
+            return r.fail("unknown field kind");
+        }
+    }
+    Ok(())
 }
 
 fn read_field<'a>(r: &mut Reader<'a>) -> Result<(&'a str, ValueRef<'a>), DecodeError> {
@@ -305,7 +347,7 @@ mod tests {
             // Lazily: the same event, its fields still encoded exactly as `encode_fields` would.
             let (without, fields) = decode_lazily(&bytes).unwrap();
             prop_assert!(without.fields.is_empty());
-            prop_assert_eq!(fields.to_map(), e.fields.clone());
+            prop_assert_eq!(fields.to_map().unwrap(), e.fields.clone());
             let (mut direct, mut passed_on) = (Vec::new(), Vec::new());
             encode_fields(&e.fields, &mut direct);
             FieldsRef::Encoded(fields).encode_into(&mut passed_on);
@@ -329,6 +371,20 @@ mod tests {
             bad[i] ^= 1 << bit;
             let _ = decode(&bad);
         }
+    }
+
+    #[test]
+    fn field_text_that_is_not_utf8_is_an_error_saying_where() {
+        let mut e = Event::new(1);
+        e.fields.insert("k".into(), Value::Str("xyz".into()));
+        let mut bytes = encode(&e);
+        let at = bytes.windows(3).position(|w| w == b"xyz").unwrap();
+        bytes[at] = 0xff;
+        let err = decode(&bytes).unwrap_err();
+        assert_eq!((err.position, err.reason), (at, "text is not UTF-8"));
+        // Read lazily, the structure is fine and iterating stops before the bad text.
+        let (_, fields) = decode_lazily(&bytes).unwrap();
+        assert_eq!(fields.iter().count(), 0);
     }
 
     #[test]

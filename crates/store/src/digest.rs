@@ -124,17 +124,27 @@ impl Worker {
         let (topic, store, partition) = (&self.topic, &self.store, self.partition);
         let start = topic.partition(partition)?.start_offset();
         let committed = self.log.groups().committed(GROUP, topic.name(), partition);
-        let mut reader = topic
-            .reader(partition, committed.unwrap_or(start).max(start))?
-            .with_max_bytes(256 << 10);
+        let mut reader = topic.reader(partition, committed.unwrap_or(start).max(start))?;
         let mut last_commit = committed;
         while !self.stop.load(Ordering::Relaxed) {
             let records = reader.poll_wait(Duration::from_millis(200))?;
             let (mut events, mut bytes) = (0, 0);
             for r in &records {
                 bytes += r.value.len() as u64;
-                // The fields stay encoded: the block copies them, or the parser re-derives them.
-                let (event, fields) = match codec::decode_lazily(&r.value) {
+                // A parsed event's fields stay encoded: only their values are tokenised (its
+                // parser gives them back when the block is read). Other events' fields are
+                // decoded, which checks their text, since the block keeps them.
+                let decoded = codec::decode_lazily(&r.value).and_then(|(mut event, fields)| {
+                    let encoded = match event.parsed_by {
+                        Some(_) => Some(fields),
+                        None => {
+                            event.fields = fields.to_map()?;
+                            None
+                        }
+                    };
+                    Ok((event, encoded))
+                });
+                let (event, encoded) = match decoded {
                     Ok(e) => e,
                     Err(e) => {
                         self.stats.undecodable.fetch_add(1, Ordering::Relaxed);
@@ -156,7 +166,7 @@ impl Worker {
                     r.offset,
                     source,
                     &event,
-                    FieldsRef::Encoded(fields),
+                    encoded.map_or(FieldsRef::Map(&event.fields), FieldsRef::Encoded),
                 )?;
                 events += 1;
             }
