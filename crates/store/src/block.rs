@@ -794,20 +794,25 @@ pub(crate) mod tests {
                 Parser::Json.parse(&line, i).unwrap()
             })
             .collect();
-        let mut b = build(&json);
-        assert_eq!(b.splitter.split(&b.lines), Some(b','));
-        let (stored, summary, _) = b.finish(Compression::ZstdAuto, 10);
-        assert_eq!(decode(&stored, summary.raw_len as usize).unwrap(), json);
-        let access = Parser::Accesslog
-            .parse(r#"10.0.0.1 - - [24/Nov/2026:10:00:00 +0000] "GET /a HTTP/1.1" 200 12 "-" "Mozilla/5.0 (X11, Linux)""#, 1)
-            .unwrap();
-        let mut b = build(&vec![access; 500]);
-        assert_eq!(b.splitter.split(&b.lines), Some(b' '));
-        let (stored, summary, _) = b.finish(Compression::ZstdAuto, 10);
-        assert_eq!(
-            decode(&stored, summary.raw_len as usize).unwrap().len(),
-            500
-        );
+        let access: Vec<Event> = (0..500)
+            .map(|i| {
+                let line = format!(
+                    r#"10.0.0.{} - - [24/Nov/2026:10:00:00 +0000] "GET /a/{i} HTTP/1.1" 200 {i} "-" "Mozilla/5.0 (X11, Linux)""#,
+                    i % 9
+                );
+                Parser::Accesslog.parse(&line, i).unwrap()
+            })
+            .collect();
+        for (events, separator) in [(json, b','), (access, b' ')] {
+            let mut b = build(&events);
+            assert_eq!(b.splitter.split(&b.lines), Some(separator));
+            let (stored, summary, bloom) = b.finish(Compression::ZstdAuto, 10);
+            assert_eq!(decode(&stored, summary.raw_len as usize).unwrap(), events);
+            // Words gathered from the columns are every event's words.
+            for e in &events {
+                crate::tokens::event_tokens(e, |t| assert!(bloom.may_contain(t), "{t} missing"));
+            }
+        }
     }
 
     #[test]

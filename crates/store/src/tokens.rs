@@ -48,9 +48,17 @@ fn gather_high_bits(m: u64) -> u64 {
 /// Calls `f` with each word of `text`, lower-cased (words may repeat).
 pub fn text_tokens(text: &str, mut f: impl FnMut(&str)) {
     if text.is_ascii() {
-        ascii_words(text, f);
-        return;
+        // The words of ASCII text are ASCII, which is UTF-8.
+        byte_words(text.as_bytes(), |w| {
+            f(std::str::from_utf8(w).unwrap_or_default())
+        });
+    } else {
+        unicode_words(text, &mut f);
     }
+}
+
+/// [`text_tokens`] of any text, character by character.
+fn unicode_words(text: &str, f: &mut dyn FnMut(&str)) {
     let mut word = String::new();
     for c in text.chars() {
         if c.is_alphanumeric() {
@@ -65,23 +73,7 @@ pub fn text_tokens(text: &str, mut f: impl FnMut(&str)) {
     }
 }
 
-/// [`text_tokens`] of ASCII text.
-fn ascii_words(text: &str, mut f: impl FnMut(&str)) {
-    let mut lower = String::new();
-    ascii_word_spans(text.as_bytes(), |start, end, upper| {
-        let word = &text[start..end];
-        if upper {
-            lower.clear();
-            lower.push_str(word);
-            lower.make_ascii_lowercase();
-            f(&lower);
-        } else {
-            f(word);
-        }
-    });
-}
-
-/// Calls `f` with the word of each word of `text` (lower-cased), where the text need not be
+/// Calls `f` with each word of `text` (lower-cased, as bytes), where the text need not be
 /// checked as UTF-8 first: ASCII text is taken apart as bytes, other text must be UTF-8 (else
 /// it has no words).
 pub fn byte_words(text: &[u8], mut f: impl FnMut(&[u8])) {
@@ -99,7 +91,7 @@ pub fn byte_words(text: &[u8], mut f: impl FnMut(&[u8])) {
             }
         });
     } else if let Ok(text) = std::str::from_utf8(text) {
-        text_tokens(text, |w| f(w.as_bytes()));
+        unicode_words(text, &mut |w| f(w.as_bytes()));
     }
 }
 
@@ -315,6 +307,14 @@ mod tests {
             });
             let expected = if is_whole_token(&value) { vec![value.to_lowercase()] } else { vec![] };
             prop_assert_eq!(got, expected);
+        }
+
+        #[test]
+        fn byte_words_are_the_text_tokens(text in ".{0,100}") {
+            let mut bytes = Vec::new();
+            byte_words(text.as_bytes(), |w| bytes.push(w.to_vec()));
+            let expected: Vec<Vec<u8>> = words(&text).into_iter().map(String::into_bytes).collect();
+            prop_assert_eq!(bytes, expected);
         }
 
         #[test]
