@@ -299,41 +299,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn value() -> impl Strategy<Value = Value> {
-        prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::Int),
-            any::<f64>()
-                .prop_filter("NaN breaks equality", |f| !f.is_nan())
-                .prop_map(Value::Float),
-            ".{0,40}".prop_map(Value::Str),
-        ]
-    }
-
     fn event() -> impl Strategy<Value = Event> {
-        (
-            any::<i64>(),
-            any::<i64>(),
-            (any::<u128>(), any::<bool>(), 0u8..7),
+        crate::arbitrary::event(
             proptest::option::of(".{0,200}"),
             proptest::collection::btree_map(".{0,10}", ".{0,10}", 0..5),
-            proptest::collection::btree_map(".{0,20}", value(), 0..20),
+            proptest::collection::btree_map(".{0,20}", crate::arbitrary::value(), 0..20),
+            (0u8..7).prop_map(crate::Parser::from_code),
         )
-            .prop_map(
-                |(timestamp, ingest_timestamp, (id, id_from_client, parser), raw, tags, fields)| {
-                    Event {
-                        timestamp,
-                        ingest_timestamp,
-                        id: uuid::Uuid::from_u128(id),
-                        id_from_client,
-                        parsed_by: crate::Parser::from_code(parser),
-                        raw,
-                        tags,
-                        fields,
-                    }
-                },
-            )
     }
 
     proptest! {

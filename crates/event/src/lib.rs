@@ -9,6 +9,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(any(test, feature = "arbitrary"))]
+pub mod arbitrary;
 pub mod codec;
 mod event;
 pub mod parse;

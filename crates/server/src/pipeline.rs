@@ -133,8 +133,9 @@ fn recent_client_ids(
                 break;
             }
             for r in records.iter().filter(|r| codec::has_client_id(&r.value)) {
-                // Records that are not events are not ours to judge here.
-                if let Ok(e) = codec::decode(&r.value) {
+                // Records that are not events are not ours to judge here; their fields are not
+                // needed.
+                if let Ok((e, _)) = codec::decode_lazily(&r.value) {
                     if e.id_from_client && e.ingest_timestamp >= now.saturating_sub(window_ns) {
                         found.push((e.ingest_timestamp, e.id));
                     }

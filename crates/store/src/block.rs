@@ -280,8 +280,9 @@ impl BlockBuilder {
 
     /// Adds an event whose fields are given apart (`event.fields` is not read), e.g. still
     /// encoded as the bus holds them: no field map is built for an event whose parser gives
-    /// its fields back anyway.
-    pub fn push_with(&mut self, event: &Event, fields: FieldsRef<'_>) {
+    /// its fields back anyway. Returns whether the event's tags differ from the previous event's
+    /// in this block (always for its first event), so a caller tracking tags compares only then.
+    pub fn push_with(&mut self, event: &Event, fields: FieldsRef<'_>) -> bool {
         if self.count == 0 {
             self.min_time = event.timestamp;
             self.max_time = event.timestamp;
@@ -309,9 +310,11 @@ impl BlockBuilder {
         self.prev_id = id;
         let tokens = &mut self.tokens;
         // Most events of a data source share the previous event's tags: no hashing then.
+        let mut new_tags = false;
         let index = match self.tag_indexes.last() {
             Some(&last) if self.last_tags == event.tags => last,
             _ => {
+                new_tags = true;
                 let index = match self.tag_sets.get(&event.tags) {
                     Some(&i) => i,
                     None => {
@@ -352,6 +355,7 @@ impl BlockBuilder {
             event.parsed_by.is_none() || event.raw.is_none(),
             |t| tokens.add(t),
         );
+        new_tags
     }
 
     /// Writes the uncompressed payload (see the module documentation) into `out`, the texts
@@ -666,44 +670,17 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
 pub(crate) mod tests {
     use super::*;
     use eddy_event::Parser;
-    use eddy_event::Value;
     use proptest::prelude::*;
-
-    fn value() -> impl Strategy<Value = Value> {
-        prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::Int),
-            any::<f64>()
-                .prop_filter("NaN breaks equality", |f| !f.is_nan())
-                .prop_map(Value::Float),
-            ".{0,20}".prop_map(Value::Str),
-        ]
-    }
 
     /// Events as the bus holds them: unparsed ones with any content, and lines parsed by a
     /// real parser (whose fields the block drops and re-derives).
     pub(crate) fn event() -> impl Strategy<Value = Event> {
-        let unparsed = (
-            any::<i64>(),
-            any::<i64>(),
-            (any::<u128>(), any::<bool>()),
+        let unparsed = eddy_event::arbitrary::event(
             proptest::option::of("(.|\n|,){0,80}"),
             proptest::collection::btree_map("[a-z]{1,4}", "[a-z0-9]{0,3}", 0..3),
-            proptest::collection::btree_map(".{0,10}", value(), 0..6),
-        )
-            .prop_map(
-                |(timestamp, ingest_timestamp, (id, client), raw, tags, fields)| Event {
-                    timestamp,
-                    ingest_timestamp,
-                    id: uuid::Uuid::from_u128(id),
-                    id_from_client: client,
-                    parsed_by: None,
-                    raw,
-                    tags,
-                    fields,
-                },
-            );
+            proptest::collection::btree_map(".{0,10}", eddy_event::arbitrary::value(), 0..6),
+            Just(None),
+        );
         let parsed = (
             prop_oneof![
                 Just(Parser::Accesslog),

@@ -96,7 +96,13 @@ impl BloomFilter {
 
     /// False if the token was certainly never inserted; true if it may have been.
     pub fn may_contain(&self, token: &str) -> bool {
-        let (at, masks) = self.block_and_masks(token_hash(token));
+        self.may_contain_hash(token_hash(token))
+    }
+
+    /// [`BloomFilter::may_contain`] for a token's [`token_hash`] (hashed once, tried on many
+    /// filters).
+    pub fn may_contain_hash(&self, hash: u64) -> bool {
+        let (at, masks) = self.block_and_masks(hash);
         self.words[at..at + BLOCK_WORDS]
             .iter()
             .zip(masks)

@@ -28,14 +28,15 @@ pub fn run_once(store: &RepoStore, now_ns: i64) -> Result<MaintenanceOutcome, Se
     let config = store.config().clone();
     let mut entries: Vec<Entry> = store.catalogue().segments.into_values().collect();
     entries.sort_by_key(|e| (e.info.max_time, e.info.id));
-    let mut expired = Vec::new();
+    // Segment id → its file's bytes, once even when both rules expire it.
+    let mut expired = BTreeMap::new();
     if let Some(age) = config.retention_age {
         let limit = now_ns.saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX));
         expired.extend(
             entries
                 .iter()
                 .filter(|e| e.info.max_time < limit)
-                .map(|e| e.info.id),
+                .map(|e| (e.info.id, e.file_bytes)),
         );
     }
     if let Some(max) = config.retention_bytes {
@@ -45,17 +46,13 @@ pub fn run_once(store: &RepoStore, now_ns: i64) -> Result<MaintenanceOutcome, Se
                 break;
             }
             total -= e.file_bytes;
-            expired.push(e.info.id);
+            expired.insert(e.info.id, e.file_bytes);
         }
     }
-    expired.sort_unstable();
-    expired.dedup();
-    for id in expired {
-        if let Some(e) = entries.iter().find(|e| e.info.id == id) {
-            outcome.deleted_bytes += e.file_bytes;
-        }
+    for (id, bytes) in expired {
         store.delete(id)?;
         outcome.deleted += 1;
+        outcome.deleted_bytes += bytes;
     }
     outcome.merged = merge_small(store)?;
     Ok(outcome)

@@ -5,14 +5,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use eddy_event::codec::FieldsRef;
 use eddy_event::Event;
 
 use crate::block::{BlockBuilder, Compression};
-use crate::bloom::DEFAULT_BITS_PER_TOKEN;
+use crate::bloom::{token_hash, BloomFilter, DEFAULT_BITS_PER_TOKEN};
 use crate::catalogue::{segment_path, wip_path, Catalogue};
 use crate::segment::{
     read_events, BlockEntry, SegmentError, SegmentFile, SegmentInfo, SegmentWriter,
@@ -166,6 +166,51 @@ pub struct Plan {
     pub stats: ScanStats,
 }
 
+/// A plan being made: the blocks kept so far, and the scan with its tokens hashed.
+struct Planner {
+    plan: Plan,
+    scan: Arc<Scan>,
+    token_hashes: Vec<u64>,
+}
+
+impl Planner {
+    fn segment(&mut self, seg: &SegmentFile) {
+        let path = Arc::new(seg.path().to_path_buf());
+        let footer = seg.footer();
+        self.blocks(seg.file(), &path, &footer.blocks, &footer.blooms);
+    }
+
+    fn blocks(
+        &mut self,
+        file: &Arc<File>,
+        path: &Arc<PathBuf>,
+        blocks: &[BlockEntry],
+        blooms: &[BloomFilter],
+    ) {
+        let stats = &mut self.plan.stats;
+        for (index, (entry, bloom)) in blocks.iter().zip(blooms).enumerate() {
+            stats.blocks += 1;
+            let s = &entry.summary;
+            if !self.scan.overlaps(s.min_time, s.max_time)
+                || !self.token_hashes.iter().all(|&h| bloom.may_contain_hash(h))
+            {
+                stats.blocks_skipped += 1;
+                continue;
+            }
+            stats.bytes_to_read += u64::from(entry.stored_len);
+            self.plan.tasks.push(BlockTask {
+                source: TaskSource::Stored {
+                    file: file.clone(),
+                    path: path.clone(),
+                    index,
+                    entry: entry.clone(),
+                },
+                scan: self.scan.clone(),
+            });
+        }
+    }
+}
+
 /// A data source's segment in the making.
 struct Wip {
     id: u64,
@@ -186,8 +231,17 @@ struct Wip {
 /// The work in progress of one bus partition, by data source (looked up per event by `&str`).
 type PartitionWips = HashMap<String, Arc<Mutex<Wip>>>;
 
+// The guarded state stays consistent between calls: a panic elsewhere does not spoil it.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One repository's store.
@@ -323,14 +377,15 @@ impl RepoStore {
         };
         let full = {
             let mut w = lock(&wip);
-            w.open.push_with(event, fields);
+            let new_tags = w.open.push_with(event, fields);
             w.last_offset = offset;
-            match &mut w.tags {
-                Some(common) if *common != event.tags => {
-                    common.retain(|k, v| event.tags.get(k) == Some(v));
+            // The tags every event of the segment has change only with an event whose tags
+            // differ from the one before.
+            if new_tags {
+                match &mut w.tags {
+                    Some(common) => common.retain(|k, v| event.tags.get(k) == Some(v)),
+                    None => w.tags = Some(event.tags.clone()),
                 }
-                Some(_) => {}
-                None => w.tags = Some(event.tags.clone()),
             }
             if w.open.payload_len() >= self.config.block_bytes {
                 self.close_block(&mut w)?;
@@ -455,10 +510,7 @@ impl RepoStore {
     ) -> Result<(), SegmentError> {
         let info = seg.footer().info.clone();
         let replaced = info.replaces.clone();
-        let _step = self
-            .transition
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _step = write(&self.transition);
         also();
         {
             let mut catalogue = lock(&self.catalogue);
@@ -469,10 +521,7 @@ impl RepoStore {
             catalogue.persist(&self.dir)?;
         }
         {
-            let mut segments = self
-                .segments
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut segments = write(&self.segments);
             segments.insert(info.id, seg);
             for id in &replaced {
                 segments.remove(id);
@@ -523,10 +572,7 @@ impl RepoStore {
 
     /// Deletes segment `id` (retention).
     pub fn delete(&self, id: u64) -> Result<(), SegmentError> {
-        let _step = self
-            .transition
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _step = write(&self.transition);
         {
             let mut catalogue = lock(&self.catalogue);
             if catalogue.segments.remove(&id).is_none() {
@@ -534,139 +580,82 @@ impl RepoStore {
             }
             catalogue.persist(&self.dir)?;
         }
-        self.segments
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
+        write(&self.segments).remove(&id);
         remove_file(&segment_path(&self.dir, id))
     }
 
     /// An open handle on sealed segment `id`.
     pub fn segment(&self, id: u64) -> Result<Arc<SegmentFile>, SegmentError> {
-        if let Some(s) = self
-            .segments
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&id)
-        {
+        if let Some(s) = read(&self.segments).get(&id) {
             return Ok(s.clone());
         }
         let seg = Arc::new(SegmentFile::open(&segment_path(&self.dir, id))?);
-        self.segments
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, seg.clone());
+        write(&self.segments).insert(id, seg.clone());
         Ok(seg)
     }
 
     /// Plans `scan`: the blocks of sealed segments and work in progress that may hold matching
     /// events, with nothing decompressed yet.
     pub fn plan(&self, scan: &Scan) -> Plan {
-        let scan_arc = Arc::new(scan.clone());
-        let mut plan = Plan::default();
-        let _step = self
-            .transition
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut planner = Planner {
+            plan: Plan::default(),
+            scan: Arc::new(scan.clone()),
+            // Hashed once, tried on every block's filter.
+            token_hashes: scan.tokens.iter().map(|t| token_hash(t)).collect(),
+        };
+        let _step = read(&self.transition);
         let entries: Vec<_> = lock(&self.catalogue).segments.values().cloned().collect();
-        plan.stats.segments = entries.len();
+        planner.plan.stats.segments = entries.len();
         for e in entries {
             let i = &e.info;
             if !scan.overlaps(i.min_time, i.max_time) || !scan.tags_may_match(&i.tags, &i.source) {
-                plan.stats.segments_skipped += 1;
+                planner.plan.stats.segments_skipped += 1;
                 continue;
             }
             let seg = match self.segment(i.id) {
                 Ok(s) => s,
                 Err(err) => {
-                    plan.stats.warnings.push(format!("segment skipped: {err}"));
+                    planner
+                        .plan
+                        .stats
+                        .warnings
+                        .push(format!("segment skipped: {err}"));
                     continue;
                 }
             };
-            self.plan_segment(&mut plan, &scan_arc, &seg);
+            planner.segment(&seg);
         }
         let wips: Vec<_> = lock(&self.wips)
             .values()
             .flat_map(|mine| mine.values().cloned())
             .collect();
+        let no_tags = BTreeMap::new();
         for wip in wips {
             let w = lock(&wip);
-            let known = w.tags.clone().unwrap_or_default();
-            if !scan.tags_may_match(&known, &w.source) {
+            if !scan.tags_may_match(w.tags.as_ref().unwrap_or(&no_tags), &w.source) {
                 continue;
             }
             match (&w.writer, &w.sealed) {
                 (Some(writer), _) => {
                     let path = Arc::new(writer.path().to_path_buf());
-                    self.plan_blocks(
-                        &mut plan,
-                        &scan_arc,
-                        &w.reader,
-                        &path,
-                        writer.blocks(),
-                        writer.blooms(),
-                    );
+                    planner.blocks(&w.reader, &path, writer.blocks(), writer.blooms());
                 }
                 // Sealed, not yet in the catalogue.
                 (None, Some(seg)) => {
-                    self.plan_segment(&mut plan, &scan_arc, seg);
+                    planner.segment(seg);
                     continue;
                 }
                 (None, None) => continue,
             }
             if !w.open.is_empty() {
-                plan.stats.blocks += 1;
-                plan.tasks.push(BlockTask {
+                planner.plan.stats.blocks += 1;
+                planner.plan.tasks.push(BlockTask {
                     source: TaskSource::Open(Arc::new(w.open.events())),
-                    scan: scan_arc.clone(),
+                    scan: planner.scan.clone(),
                 });
             }
         }
-        plan
-    }
-
-    fn plan_segment(&self, plan: &mut Plan, scan: &Arc<Scan>, seg: &SegmentFile) {
-        let path = Arc::new(seg.path().to_path_buf());
-        let footer = seg.footer();
-        self.plan_blocks(
-            plan,
-            scan,
-            seg.file(),
-            &path,
-            &footer.blocks,
-            &footer.blooms,
-        );
-    }
-
-    fn plan_blocks(
-        &self,
-        plan: &mut Plan,
-        scan: &Arc<Scan>,
-        file: &Arc<File>,
-        path: &Arc<PathBuf>,
-        blocks: &[BlockEntry],
-        blooms: &[crate::BloomFilter],
-    ) {
-        for (index, (entry, bloom)) in blocks.iter().zip(blooms).enumerate() {
-            plan.stats.blocks += 1;
-            let s = &entry.summary;
-            if !scan.overlaps(s.min_time, s.max_time)
-                || !scan.tokens.iter().all(|t| bloom.may_contain(t))
-            {
-                plan.stats.blocks_skipped += 1;
-                continue;
-            }
-            plan.stats.bytes_to_read += u64::from(entry.stored_len);
-            plan.tasks.push(BlockTask {
-                source: TaskSource::Stored {
-                    file: file.clone(),
-                    path: path.clone(),
-                    index,
-                    entry: entry.clone(),
-                },
-                scan: scan.clone(),
-            });
-        }
+        planner.plan
     }
 
     /// Every event matching `scan`, read on the calling thread, with warnings for damaged
