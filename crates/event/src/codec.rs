@@ -141,10 +141,12 @@ pub fn decode_lazily(buf: &[u8]) -> Result<(Event, EncodedFields<'_>), DecodeErr
         }
     };
     let tags = r.string_map("truncated tags")?;
-    let fields = EncodedFields::read(&mut r)?;
-    if r.pos != buf.len() {
-        return r.fail("trailing bytes after the event");
-    }
+    // The fields are the rest of the record: their structure is checked by their reader.
+    let fields = EncodedFields {
+        bytes: &buf[r.pos..],
+        at: r.pos,
+        checked: false,
+    };
     let event = Event {
         timestamp,
         ingest_timestamp,
@@ -163,18 +165,23 @@ pub fn decode_fields(r: &mut Reader<'_>) -> Result<BTreeMap<String, Value>, Deco
     EncodedFields::read(r)?.to_map()
 }
 
-/// A field map as [`encode_fields`] wrote it. Its structure (lengths, kinds) is checked when
-/// read; its text is checked as UTF-8 by whoever reads it ([`EncodedFields::to_map`] fails,
-/// [`EncodedFields::iter`] stops), so that a reader checks each text once.
+/// A field map as [`encode_fields`] wrote it, checked once by whoever reads it
+/// ([`EncodedFields::to_map`] fails on bad structure, text that is not UTF-8 or trailing bytes;
+/// [`EncodedFields::iter`] and [`FieldsRef::values`] stop at the first bad field), so that a
+/// reader that only looks at some of it (the digest tokenising a parsed event's values) pays for
+/// one pass, not two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncodedFields<'a> {
     bytes: &'a [u8],
     /// Where the map starts in the reader's input (error positions count from there).
     at: usize,
+    /// Whether the structure is known to be sound (taken by [`EncodedFields::read`]).
+    checked: bool,
 }
 
 impl<'a> EncodedFields<'a> {
-    /// Takes the field map at the reader's position, its structure checked.
+    /// Takes the field map at the reader's position, its structure checked (where more follows
+    /// it, its end can only be found by walking it).
     pub fn read(r: &mut Reader<'a>) -> Result<EncodedFields<'a>, DecodeError> {
         let at = r.pos;
         for _ in 0..r.len("bad field count")? {
@@ -183,37 +190,69 @@ impl<'a> EncodedFields<'a> {
         Ok(EncodedFields {
             bytes: &r.buf[at..r.pos],
             at,
+            checked: true,
         })
     }
 
-    /// The encoding.
-    pub fn as_bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-
-    /// The fields in order, up to the first whose text is not UTF-8.
+    /// The fields in order, up to the first that is damaged or whose text is not UTF-8.
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, ValueRef<'a>)> {
         let mut r = Reader::new(self.bytes);
         let n = r.len("bad field count").unwrap_or(0);
         (0..n).map_while(move |_| read_field(&mut r).ok())
     }
 
-    /// The fields as a map; an error if a text is not UTF-8.
+    /// The values in order, up to the first damaged field (names are skipped unchecked).
+    fn values(&self) -> impl Iterator<Item = ValueRef<'a>> {
+        let mut r = Reader::new(self.bytes);
+        let n = r.len("bad field count").unwrap_or(0);
+        (0..n).map_while(move |_| {
+            let name = r.len("truncated field name").ok()?;
+            r.bytes(name, "truncated field name").ok()?;
+            read_value(&mut r).ok()
+        })
+    }
+
+    /// The fields as a map; an error if the structure is damaged, a text is not UTF-8 or bytes
+    /// follow the map.
     pub fn to_map(&self) -> Result<BTreeMap<String, Value>, DecodeError> {
         let mut r = Reader::new(self.bytes);
         let mut map = BTreeMap::new();
-        for _ in 0..r.len("bad field count")? {
-            match read_field(&mut r) {
-                Ok((k, v)) => map.insert(k.to_string(), v.into()),
-                Err(e) => {
-                    return Err(DecodeError {
-                        position: self.at + e.position,
-                        ..e
-                    })
-                }
-            };
+        let n = r.len("bad field count").map_err(|e| self.positioned(e))?;
+        for _ in 0..n {
+            let (k, v) = read_field(&mut r).map_err(|e| self.positioned(e))?;
+            map.insert(k.to_string(), v.into());
+        }
+        if r.pos != self.bytes.len() {
+            return Err(self.positioned(DecodeError {
+                position: r.pos,
+                reason: "trailing bytes after the fields",
+            }));
         }
         Ok(map)
+    }
+
+    /// An error at a position in this map, as a position in the reader's input.
+    fn positioned(&self, e: DecodeError) -> DecodeError {
+        DecodeError {
+            position: self.at + e.position,
+            ..e
+        }
+    }
+
+    /// Appends the encoding to `out`; an empty map if its structure turns out damaged (what
+    /// it would decode as is then unknown, and a block must never hold undecodable bytes).
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        let sound = self.checked || {
+            let mut r = Reader::new(self.bytes);
+            r.len("")
+                .is_ok_and(|n| (0..n).all(|_| skip_field(&mut r).is_ok()))
+                && r.pos == self.bytes.len()
+        };
+        if sound {
+            out.extend_from_slice(self.bytes);
+        } else {
+            put_varint(out, 0);
+        }
     }
 }
 
@@ -244,8 +283,12 @@ fn skip_field(r: &mut Reader<'_>) -> Result<(), DecodeError> {
 
 fn read_field<'a>(r: &mut Reader<'a>) -> Result<(&'a str, ValueRef<'a>), DecodeError> {
     let k = r.string_ref("truncated field name")?;
+    Ok((k, read_value(r)?))
+}
+
+fn read_value<'a>(r: &mut Reader<'a>) -> Result<ValueRef<'a>, DecodeError> {
     let [kind] = r.array::<1>("truncated field kind")?;
-    let v = match kind {
+    Ok(match kind {
         0 => ValueRef::Null,
         1 => ValueRef::Bool(false),
         2 => ValueRef::Bool(true),
@@ -258,8 +301,7 @@ fn read_field<'a>(r: &mut Reader<'a>) -> Result<(&'a str, ValueRef<'a>), DecodeE
             r.pos -= 1;
             return r.fail("unknown field kind");
         }
-    };
-    Ok((k, v))
+    })
 }
 
 /// An event's fields: its map, or still encoded.
@@ -277,7 +319,7 @@ impl<'a> FieldsRef<'a> {
     pub fn values(self) -> impl Iterator<Item = ValueRef<'a>> {
         let (map, encoded) = match self {
             FieldsRef::Map(m) => (Some(m.values().map(ValueRef::from)), None),
-            FieldsRef::Encoded(e) => (None, Some(e.iter().map(|(_, v)| v))),
+            FieldsRef::Encoded(e) => (None, Some(e.values())),
         };
         map.into_iter()
             .flatten()
@@ -288,7 +330,7 @@ impl<'a> FieldsRef<'a> {
     pub fn encode_into(self, out: &mut Vec<u8>) {
         match self {
             FieldsRef::Map(m) => encode_fields(m, out),
-            FieldsRef::Encoded(e) => out.extend_from_slice(e.as_bytes()),
+            FieldsRef::Encoded(e) => e.encode_into(out),
         }
     }
 }
@@ -357,6 +399,32 @@ mod tests {
         // Read lazily, the structure is fine and iterating stops before the bad text.
         let (_, fields) = decode_lazily(&bytes).unwrap();
         assert_eq!(fields.iter().count(), 0);
+    }
+
+    #[test]
+    fn damaged_fields_are_found_by_their_reader() {
+        let mut e = Event::new(1);
+        e.fields.insert("a".into(), Value::Int(1));
+        e.fields.insert("b".into(), Value::Str("two".into()));
+        let mut bytes = encode(&e);
+        bytes.push(7);
+        // The event itself reads; its fields say what is wrong when read whole.
+        let (_, fields) = decode_lazily(&bytes).unwrap();
+        let err = fields.to_map().unwrap_err();
+        assert_eq!(
+            (err.position, err.reason),
+            (bytes.len() - 1, "trailing bytes after the fields")
+        );
+        assert_eq!(decode(&bytes).unwrap_err().position, bytes.len() - 1);
+        // Cut inside the second field: the values stop before it, and passing the fields on
+        // writes an empty map rather than bytes no one could read.
+        let cut = &bytes[..bytes.len() - 3];
+        let (_, fields) = decode_lazily(cut).unwrap();
+        let values: Vec<_> = FieldsRef::Encoded(fields).values().collect();
+        assert_eq!(values, [ValueRef::Int(1)]);
+        let mut out = Vec::new();
+        FieldsRef::Encoded(fields).encode_into(&mut out);
+        assert_eq!(out, [0]);
     }
 
     #[test]

@@ -126,6 +126,7 @@ impl Worker {
         let committed = self.log.groups().committed(GROUP, topic.name(), partition);
         let mut reader = topic.reader(partition, committed.unwrap_or(start).max(start))?;
         let mut last_commit = committed;
+        let mut appender = store.appender(partition);
         while !self.stop.load(Ordering::Relaxed) {
             let records = reader.poll_wait(Duration::from_millis(200))?;
             let (mut events, mut bytes) = (0, 0);
@@ -161,8 +162,7 @@ impl Worker {
                     .key
                     .as_ref()
                     .map_or("", |k| std::str::from_utf8(k).unwrap_or(""));
-                store.append(
-                    partition,
+                appender.append(
                     r.offset,
                     source,
                     &event,

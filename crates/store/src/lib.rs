@@ -22,5 +22,5 @@ pub use block::{BlockBuilder, Compression};
 pub use bloom::{BloomError, BloomFilter};
 pub use digest::Digest;
 pub use segment::{Footer, SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
-pub use store::{BlockTask, Plan, RepoStore, Scan, ScanStats, StoreConfig};
+pub use store::{Appender, BlockTask, Plan, RepoStore, Scan, ScanStats, StoreConfig};
 pub use tokens::{event_tokens, text_tokens};

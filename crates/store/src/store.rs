@@ -244,6 +244,40 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Adds one partition's events to their work in progress, remembering the last data source's,
+/// so that a run of events from one source (the common case) takes the store-wide map's lock
+/// once instead of per event. Made by [`RepoStore::appender`]; one thread appends to a
+/// partition at a time.
+pub struct Appender<'s> {
+    store: &'s RepoStore,
+    partition: u32,
+    last: Option<(String, Arc<Mutex<Wip>>)>,
+}
+
+impl Appender<'_> {
+    /// [`RepoStore::append`] for this appender's partition.
+    pub fn append(
+        &mut self,
+        offset: u64,
+        source: &str,
+        event: &Event,
+        fields: FieldsRef<'_>,
+    ) -> Result<(), SegmentError> {
+        let store = self.store;
+        // A sealed work in progress has given its writer away and is looked up afresh.
+        let current = matches!(&self.last, Some((s, w)) if s == source && lock(w).writer.is_some());
+        if !current {
+            self.last = store
+                .wip(self.partition, source, offset)?
+                .map(|wip| (source.to_string(), wip));
+        }
+        match &self.last {
+            Some((_, wip)) => store.append_to(wip, self.partition, offset, source, event, fields),
+            None => Ok(()),
+        }
+    }
+}
+
 /// One repository's store.
 pub struct RepoStore {
     name: String,
@@ -372,11 +406,31 @@ impl RepoStore {
         event: &Event,
         fields: FieldsRef<'_>,
     ) -> Result<(), SegmentError> {
-        let Some(wip) = self.wip(partition, source, offset)? else {
-            return Ok(());
-        };
+        self.appender(partition)
+            .append(offset, source, event, fields)
+    }
+
+    /// An appender for `partition`'s events, for one thread: what a digest uses.
+    pub fn appender(&self, partition: u32) -> Appender<'_> {
+        Appender {
+            store: self,
+            partition,
+            last: None,
+        }
+    }
+
+    /// Adds the event to `wip` (of `partition`, which has not sealed it).
+    fn append_to(
+        &self,
+        wip: &Mutex<Wip>,
+        partition: u32,
+        offset: u64,
+        source: &str,
+        event: &Event,
+        fields: FieldsRef<'_>,
+    ) -> Result<(), SegmentError> {
         let full = {
-            let mut w = lock(&wip);
+            let mut w = lock(wip);
             let new_tags = w.open.push_with(event, fields);
             w.last_offset = offset;
             // The tags every event of the segment has change only with an event whose tags

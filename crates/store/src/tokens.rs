@@ -232,7 +232,14 @@ fn value_tokens(v: ValueRef<'_>, words: bool, scratch: &mut String, add: &mut im
         return;
     }
     if upper {
-        add(&text.to_ascii_lowercase());
+        let mut lower = [0u8; MAX_WHOLE_VALUE];
+        let lower = &mut lower[..text.len()];
+        lower.copy_from_slice(text.as_bytes());
+        lower.make_ascii_lowercase();
+        // ASCII stays ASCII.
+        if let Ok(lower) = std::str::from_utf8(lower) {
+            add(lower);
+        }
     } else {
         add(text);
     }
