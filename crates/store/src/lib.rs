@@ -23,4 +23,4 @@ pub use bloom::{BloomError, BloomFilter};
 pub use digest::Digest;
 pub use segment::{Footer, SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
 pub use store::{Appender, BlockTask, Plan, RepoStore, Scan, ScanStats, StoreConfig};
-pub use tokens::{event_tokens, text_tokens};
+pub use tokens::{event_tokens, is_whole_token, text_tokens};

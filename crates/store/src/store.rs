@@ -137,6 +137,14 @@ enum TaskSource {
 }
 
 impl BlockTask {
+    /// Compressed bytes the block takes on disk (0 for work in progress in memory).
+    pub fn stored_len(&self) -> u64 {
+        match &self.source {
+            TaskSource::Stored { entry, .. } => u64::from(entry.stored_len),
+            TaskSource::Open(_) => 0,
+        }
+    }
+
     /// The block's events that are in the scan's time range and have its tags. A damaged block
     /// is an error naming the file and block; the caller reports it and goes on.
     pub fn read(&self) -> Result<Vec<Event>, SegmentError> {

@@ -1,0 +1,1258 @@
+//! The operators: a query compiles into stages that transform events one at a time (filters,
+//! assignments, extraction, renaming) up to its first *collecting* stage (an aggregate, sort,
+//! head, tail, table), whose state is mergeable: each thread (and later each live window or
+//! machine) fills its own, and the states are merged before the rest of the query runs over the
+//! collected rows. Rows are events with only fields, so every stage works on both.
+
+use std::collections::{BTreeMap, HashMap};
+
+use regex::Regex;
+
+use eddy_event::{Event, Value};
+
+use crate::expr;
+use crate::fields;
+use crate::filter::{self, Compiled};
+use crate::sketch::{Distinct, Quantiles};
+use crate::syntax::{Arg, ArgValue, Call, Expr, Query, QueryError, Span, Stage};
+
+/// Rows returned when the query does not say (events, `sort`, `table`).
+pub const DEFAULT_LIMIT: usize = 200;
+/// Groups `groupBy` keeps unless told.
+pub const DEFAULT_GROUP_LIMIT: usize = 20_000;
+/// The most groups any aggregate may keep (its memory bound).
+pub const MAX_GROUPS: usize = 1_000_000;
+/// The most rows `sort`, `head`, `tail` and `table` may keep.
+pub const MAX_ROWS: usize = 100_000;
+
+/// Every function name a stage may use.
+pub const STAGE_FUNCTIONS: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "stats",
+    "percentile",
+    "countDistinct",
+    "groupBy",
+    "timechart",
+    "bucket",
+    "top",
+    "sort",
+    "head",
+    "tail",
+    "select",
+    "table",
+    "rename",
+    "drop",
+    "eval",
+    "regex",
+];
+
+/// The error for an unknown function, suggesting the nearest known name.
+pub fn unknown_function(c: &Call, known: &[&str]) -> QueryError {
+    let nearest = known
+        .iter()
+        .map(|k| {
+            (
+                strsim::damerau_levenshtein(&c.name.to_lowercase(), &k.to_lowercase()),
+                k,
+            )
+        })
+        .min();
+    let e = QueryError::new(format!("unknown function {}", c.name), c.name_span);
+    match nearest {
+        Some((d, k)) if d <= 3 => e.hint(format!("did you mean {k}?")),
+        _ => e.hint(format!("known functions: {}", known.join(", "))),
+    }
+}
+
+/// A per-event stage.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Keep matching events.
+    Filter(Compiled),
+    /// Set a field from an expression.
+    Assign(String, Expr),
+    /// Extract named groups from a field; drop events that do not match.
+    Extract {
+        /// The field read (`@rawstring` by default).
+        field: String,
+        /// The regex with named groups.
+        regex: Regex,
+    },
+    /// Rename fields.
+    Rename(Vec<(String, String)>),
+    /// Remove fields.
+    Drop(Vec<String>),
+    /// Keep only these fields.
+    Select(Vec<String>),
+}
+
+impl Step {
+    /// Applies the step; `false` drops the event.
+    pub fn apply(&self, e: &mut Event) -> bool {
+        match self {
+            Step::Filter(f) => f.matches(e),
+            Step::Assign(field, x) => {
+                if let Some(v) = expr::eval(x, e) {
+                    fields::set(e, field, v);
+                }
+                true
+            }
+            Step::Extract { field, regex } => {
+                let Some(text) = fields::text(e, field).map(|t| t.into_owned()) else {
+                    return false;
+                };
+                let Some(caps) = regex.captures(&text) else {
+                    return false;
+                };
+                for name in regex.capture_names().flatten() {
+                    if let Some(m) = caps.name(name) {
+                        fields::set(e, name, Value::infer(m.as_str()));
+                    }
+                }
+                true
+            }
+            Step::Rename(pairs) => {
+                for (from, to) in pairs {
+                    if let Some(v) = fields::get(e, from).map(|v| v.into_owned()) {
+                        e.fields.remove(from);
+                        fields::set(e, to, v);
+                    }
+                }
+                true
+            }
+            Step::Drop(names) => {
+                for n in names {
+                    e.fields.remove(n);
+                }
+                true
+            }
+            Step::Select(names) => {
+                let kept = names
+                    .iter()
+                    .filter_map(|n| fields::get(e, n).map(|v| (n.clone(), v.into_owned())))
+                    .collect();
+                e.fields = kept;
+                e.raw = None;
+                e.tags.clear();
+                true
+            }
+        }
+    }
+}
+
+/// An aggregate function.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Agg {
+    /// `count()`, `count(field)`, `count(field, distinct=true)`.
+    Count(Option<String>),
+    /// `countDistinct(field)`.
+    Distinct(String),
+    /// `sum(field)`.
+    Sum(String),
+    /// `avg(field)`.
+    Avg(String),
+    /// `min(field)`.
+    Min(String),
+    /// `max(field)`.
+    Max(String),
+    /// `percentile(field, percentiles=[...])`.
+    Percentile(String, Vec<f64>),
+}
+
+/// An aggregate and the name(s) of its output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    agg: Agg,
+    /// `as=`, else the function's default (`_count`, `_sum`, ...).
+    name: Option<String>,
+}
+
+impl Output {
+    fn columns(&self) -> Vec<String> {
+        if let Agg::Percentile(_, ps) = &self.agg {
+            let prefix = self.name.clone().unwrap_or_default();
+            return ps
+                .iter()
+                .map(|p| format!("{prefix}_{}", fmt_num(*p)))
+                .collect();
+        }
+        vec![self.name.clone().unwrap_or_else(|| {
+            match &self.agg {
+                Agg::Count(_) | Agg::Distinct(_) => "_count",
+                Agg::Sum(_) => "_sum",
+                Agg::Avg(_) => "_avg",
+                Agg::Min(_) => "_min",
+                Agg::Max(_) => "_max",
+                Agg::Percentile(..) => "",
+            }
+            .to_string()
+        })]
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 {
+        format!("{}", x as i64)
+    } else {
+        x.to_string()
+    }
+}
+
+/// The mergeable state of one aggregate.
+#[derive(Debug, Clone)]
+enum AggState {
+    Count(u64),
+    Distinct(Box<Distinct>),
+    Sum { sum: f64, n: u64 },
+    Min(Option<f64>),
+    Max(Option<f64>),
+    Quantiles(Box<Quantiles>),
+}
+
+impl Agg {
+    fn state(&self) -> AggState {
+        match self {
+            Agg::Count(_) => AggState::Count(0),
+            Agg::Distinct(_) => AggState::Distinct(Box::default()),
+            Agg::Sum(_) | Agg::Avg(_) => AggState::Sum { sum: 0.0, n: 0 },
+            Agg::Min(_) => AggState::Min(None),
+            Agg::Max(_) => AggState::Max(None),
+            Agg::Percentile(..) => AggState::Quantiles(Box::default()),
+        }
+    }
+
+    fn add(&self, s: &mut AggState, e: &Event) {
+        let number = |f: &str| fields::get(e, f).and_then(|v| v.as_f64());
+        match (self, s) {
+            (Agg::Count(None), AggState::Count(n)) => *n += 1,
+            (Agg::Count(Some(f)), AggState::Count(n)) => {
+                *n += u64::from(fields::get(e, f).is_some())
+            }
+            (Agg::Distinct(f), AggState::Distinct(d)) => {
+                if let Some(t) = fields::text(e, f) {
+                    d.add(&t)
+                }
+            }
+            (Agg::Sum(f) | Agg::Avg(f), AggState::Sum { sum, n }) => {
+                if let Some(x) = number(f) {
+                    *sum += x;
+                    *n += 1;
+                }
+            }
+            (Agg::Min(f), AggState::Min(m)) => {
+                if let Some(x) = number(f) {
+                    *m = Some(m.map_or(x, |m| m.min(x)))
+                }
+            }
+            (Agg::Max(f), AggState::Max(m)) => {
+                if let Some(x) = number(f) {
+                    *m = Some(m.map_or(x, |m| m.max(x)))
+                }
+            }
+            (Agg::Percentile(f, _), AggState::Quantiles(q)) => {
+                if let Some(x) = number(f) {
+                    q.add(x)
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn values(&self, s: &AggState) -> Vec<Value> {
+        match (self, s) {
+            (_, AggState::Count(n)) => vec![Value::Int(*n as i64)],
+            (_, AggState::Distinct(d)) => vec![Value::Int(d.estimate() as i64)],
+            (Agg::Avg(_), AggState::Sum { sum, n }) => vec![if *n == 0 {
+                Value::Null
+            } else {
+                float(sum / *n as f64)
+            }],
+            (_, AggState::Sum { sum, .. }) => vec![float(*sum)],
+            (_, AggState::Min(m) | AggState::Max(m)) => vec![m.map_or(Value::Null, float)],
+            (Agg::Percentile(_, ps), AggState::Quantiles(q)) => ps
+                .iter()
+                .map(|p| q.percentile(*p).map_or(Value::Null, float))
+                .collect(),
+            (_, AggState::Quantiles(_)) => vec![],
+        }
+    }
+}
+
+impl AggState {
+    fn merge(&mut self, other: AggState) {
+        match (self, other) {
+            (AggState::Count(a), AggState::Count(b)) => *a += b,
+            (AggState::Distinct(a), AggState::Distinct(b)) => a.merge(&b),
+            (AggState::Sum { sum, n }, AggState::Sum { sum: s2, n: n2 }) => {
+                *sum += s2;
+                *n += n2;
+            }
+            (AggState::Min(a), AggState::Min(b)) => {
+                *a = match (*a, b) {
+                    (Some(x), Some(y)) => Some(x.min(y)),
+                    (x, y) => x.or(y),
+                }
+            }
+            (AggState::Max(a), AggState::Max(b)) => {
+                *a = match (*a, b) {
+                    (Some(x), Some(y)) => Some(x.max(y)),
+                    (x, y) => x.or(y),
+                }
+            }
+            (AggState::Quantiles(a), AggState::Quantiles(b)) => a.merge(&b),
+            _ => {}
+        }
+    }
+}
+
+fn float(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9e15 {
+        Value::Int(x as i64)
+    } else {
+        Value::Float(x)
+    }
+}
+
+/// A hashable group key part.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Key {
+    Int(i64),
+    Text(String),
+}
+
+impl Key {
+    fn of(v: &Value) -> Key {
+        match v {
+            Value::Int(i) => Key::Int(*i),
+            other => Key::Text(other.to_text()),
+        }
+    }
+
+    fn value(&self) -> Value {
+        match self {
+            Key::Int(i) => Value::Int(*i),
+            Key::Text(t) => Value::Str(t.clone()),
+        }
+    }
+}
+
+/// How events are grouped before aggregating.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Grouping {
+    /// One group.
+    All,
+    /// By the values of fields (events without one of them are left out).
+    Fields(Vec<String>),
+    /// By time bucket (`_bucket`, ns of its start), and by a field's value if given; `pivot`
+    /// turns the field's values into columns (timechart).
+    Time {
+        /// Bucket width, ns.
+        span: i64,
+        /// A series field.
+        series: Option<String>,
+        /// One row per bucket with a column per series value.
+        pivot: bool,
+    },
+}
+
+/// How rows are ordered for `sort`, `head`, `tail` and the default event list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    field: String,
+    descending: bool,
+}
+
+/// A collecting stage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Collect {
+    /// Aggregates per group.
+    Aggregate {
+        /// The grouping.
+        grouping: Grouping,
+        /// The aggregates, in output order.
+        outputs: Vec<Output>,
+        /// Most groups kept.
+        limit: usize,
+    },
+    /// The first `limit` rows in an order.
+    Rows {
+        /// The order.
+        order: Order,
+        /// Rows kept.
+        limit: usize,
+        /// Keep only these fields afterwards (`table`).
+        select: Option<Vec<String>>,
+    },
+}
+
+/// A collecting stage's state, mergeable.
+#[derive(Debug, Clone)]
+pub struct State(Collected);
+
+#[derive(Debug, Clone)]
+enum Collected {
+    /// Per group, per aggregate.
+    Groups {
+        /// The groups.
+        groups: HashMap<Vec<Key>, Vec<AggState>>,
+        /// Whether a group was refused for the limit.
+        overflowed: bool,
+    },
+    /// Rows kept so far.
+    Rows(Vec<Event>),
+}
+
+impl Collect {
+    /// An empty state.
+    pub fn state(&self) -> State {
+        State(match self {
+            Collect::Aggregate { .. } => Collected::Groups {
+                groups: HashMap::new(),
+                overflowed: false,
+            },
+            Collect::Rows { .. } => Collected::Rows(Vec::new()),
+        })
+    }
+
+    fn key(&self, grouping: &Grouping, e: &Event) -> Option<Vec<Key>> {
+        match grouping {
+            Grouping::All => Some(Vec::new()),
+            Grouping::Fields(fs) => fs
+                .iter()
+                .map(|f| fields::get(e, f).map(|v| Key::of(&v)))
+                .collect(),
+            Grouping::Time { span, series, .. } => {
+                let bucket = e.timestamp.div_euclid(*span) * span;
+                let mut key = vec![Key::Int(bucket)];
+                if let Some(s) = series {
+                    key.push(fields::get(e, s).map_or(Key::Text(String::new()), |v| Key::of(&v)));
+                }
+                Some(key)
+            }
+        }
+    }
+
+    /// Adds an event.
+    pub fn add(&self, state: &mut State, e: Event) {
+        match (self, &mut state.0) {
+            (
+                Collect::Aggregate {
+                    grouping,
+                    outputs,
+                    limit,
+                },
+                Collected::Groups { groups, overflowed },
+            ) => {
+                let Some(key) = self.key(grouping, &e) else {
+                    return;
+                };
+                let len = groups.len();
+                let states = match groups.get_mut(&key) {
+                    Some(s) => s,
+                    None if len >= *limit => {
+                        *overflowed = true;
+                        return;
+                    }
+                    None => groups
+                        .entry(key)
+                        .or_insert_with(|| outputs.iter().map(|o| o.agg.state()).collect()),
+                };
+                for (o, s) in outputs.iter().zip(states) {
+                    o.agg.add(s, &e);
+                }
+            }
+            (Collect::Rows { order, limit, .. }, Collected::Rows(rows)) => {
+                rows.push(e);
+                if rows.len() >= limit.saturating_mul(2).max(64) {
+                    sort_rows(rows, order);
+                    rows.truncate(*limit);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Merges `other` into `state`.
+    pub fn merge(&self, state: &mut State, other: State) {
+        match (self, &mut state.0, other.0) {
+            (
+                Collect::Aggregate { limit, .. },
+                Collected::Groups { groups, overflowed },
+                Collected::Groups {
+                    groups: theirs,
+                    overflowed: o2,
+                },
+            ) => {
+                *overflowed |= o2;
+                for (k, v) in theirs {
+                    let len = groups.len();
+                    match groups.get_mut(&k) {
+                        Some(mine) => {
+                            for (a, b) in mine.iter_mut().zip(v) {
+                                a.merge(b);
+                            }
+                        }
+                        None if len >= *limit => *overflowed = true,
+                        None => {
+                            groups.insert(k, v);
+                        }
+                    }
+                }
+            }
+            (
+                Collect::Rows { order, limit, .. },
+                Collected::Rows(rows),
+                Collected::Rows(theirs),
+            ) => {
+                rows.extend(theirs);
+                sort_rows(rows, order);
+                rows.truncate(*limit);
+            }
+            _ => {}
+        }
+    }
+
+    /// The rows of a state, and a warning if it was cut by its limit.
+    pub fn finish(&self, state: State) -> (Vec<Event>, Vec<String>, Option<String>) {
+        match (self, state.0) {
+            (
+                Collect::Aggregate {
+                    grouping,
+                    outputs,
+                    limit,
+                },
+                Collected::Groups { groups, overflowed },
+            ) => {
+                let warning = overflowed.then(|| {
+                    format!(
+                        "more than {limit} groups: the result holds the first {limit} only; raise limit= (up to {MAX_GROUPS}) or group by fewer values"
+                    )
+                });
+                let agg_columns: Vec<String> = outputs.iter().flat_map(Output::columns).collect();
+                let mut entries: Vec<(Vec<Key>, Vec<AggState>)> = groups.into_iter().collect();
+                if entries.is_empty() && *grouping == Grouping::All {
+                    entries.push((Vec::new(), outputs.iter().map(|o| o.agg.state()).collect()));
+                }
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                let aggregate_values = |states: &[AggState]| -> Vec<Value> {
+                    outputs
+                        .iter()
+                        .zip(states)
+                        .flat_map(|(o, s)| o.agg.values(s))
+                        .collect()
+                };
+                match grouping {
+                    Grouping::All | Grouping::Fields(_) => {
+                        let key_columns: Vec<String> = match grouping {
+                            Grouping::Fields(fs) => fs.clone(),
+                            _ => Vec::new(),
+                        };
+                        let rows = entries
+                            .iter()
+                            .map(|(k, states)| {
+                                fields::row(
+                                    key_columns
+                                        .iter()
+                                        .cloned()
+                                        .zip(k.iter().map(Key::value))
+                                        .chain(
+                                            agg_columns
+                                                .iter()
+                                                .cloned()
+                                                .zip(aggregate_values(states)),
+                                        ),
+                                )
+                            })
+                            .collect();
+                        (rows, [key_columns, agg_columns].concat(), warning)
+                    }
+                    Grouping::Time {
+                        series,
+                        pivot: false,
+                        ..
+                    }
+                    | Grouping::Time {
+                        series: series @ None,
+                        ..
+                    } => {
+                        let mut columns = vec!["_bucket".to_string()];
+                        columns.extend(series.clone());
+                        let rows = entries
+                            .iter()
+                            .map(|(k, states)| {
+                                fields::row(
+                                    columns.iter().cloned().zip(k.iter().map(Key::value)).chain(
+                                        agg_columns.iter().cloned().zip(aggregate_values(states)),
+                                    ),
+                                )
+                            })
+                            .collect();
+                        columns.extend(agg_columns);
+                        (rows, columns, warning)
+                    }
+                    Grouping::Time { .. } => {
+                        // One row per bucket; a column per series value (and aggregate).
+                        let mut by_bucket: BTreeMap<Key, Vec<(String, Value)>> = BTreeMap::new();
+                        let mut series_columns: Vec<String> = Vec::new();
+                        for (k, states) in &entries {
+                            let (Some(bucket), Some(s)) = (k.first(), k.get(1)) else {
+                                continue;
+                            };
+                            let label = s.value().to_text();
+                            let row = by_bucket.entry(bucket.clone()).or_default();
+                            for (col, v) in agg_columns.iter().zip(aggregate_values(states)) {
+                                let name = if agg_columns.len() == 1 {
+                                    label.clone()
+                                } else {
+                                    format!("{label}{col}")
+                                };
+                                if !series_columns.contains(&name) {
+                                    series_columns.push(name.clone());
+                                }
+                                row.push((name, v));
+                            }
+                        }
+                        series_columns.sort();
+                        let rows = by_bucket
+                            .into_iter()
+                            .map(|(b, values)| {
+                                fields::row(
+                                    std::iter::once(("_bucket".to_string(), b.value()))
+                                        .chain(values),
+                                )
+                            })
+                            .collect();
+                        let columns = std::iter::once("_bucket".to_string())
+                            .chain(series_columns)
+                            .collect();
+                        (rows, columns, warning)
+                    }
+                }
+            }
+            (
+                Collect::Rows {
+                    order,
+                    limit,
+                    select,
+                },
+                Collected::Rows(mut rows),
+            ) => {
+                sort_rows(&mut rows, order);
+                rows.truncate(*limit);
+                if let Some(names) = select {
+                    let step = Step::Select(names.clone());
+                    for r in &mut rows {
+                        step.apply(r);
+                    }
+                    return (rows, names.clone(), None);
+                }
+                (rows, Vec::new(), None)
+            }
+            _ => (Vec::new(), Vec::new(), None),
+        }
+    }
+}
+
+fn sort_rows(rows: &mut [Event], order: &Order) {
+    let key = |e: &Event| -> (Option<f64>, String) {
+        match fields::get(e, &order.field) {
+            Some(v) => (v.as_f64(), v.to_text()),
+            None => (None, String::new()),
+        }
+    };
+    rows.sort_by(|a, b| {
+        let (ka, kb) = (key(a), key(b));
+        // Numbers before text, missing last; ties by time then id, so results are stable.
+        let ord = match (&ka.0, &kb.0) {
+            (Some(x), Some(y)) => x.total_cmp(y),
+            _ => ka.1.cmp(&kb.1),
+        };
+        let ord = if order.descending { ord.reverse() } else { ord };
+        ord.then(b.timestamp.cmp(&a.timestamp))
+            .then(a.id.cmp(&b.id))
+    });
+}
+
+/// A compiled query: per-event steps up to a collecting stage, then the rest of the query
+/// over the collected rows.
+#[derive(Debug, Clone)]
+pub struct Program {
+    /// Per-event steps before the collecting stage.
+    pub steps: Vec<Step>,
+    /// The collecting stage (the default: the newest events).
+    pub collect: Collect,
+    /// Whether `collect` was written by the user (else the result is a list of events).
+    pub explicit: bool,
+    /// What runs on the collected rows.
+    pub then: Option<Box<Program>>,
+}
+
+/// Compiles a parsed query; `limit` is the default number of events or rows returned.
+pub fn compile(q: &Query, limit: usize) -> Result<Program, QueryError> {
+    compile_stages(&q.stages, limit)
+}
+
+fn compile_stages(stages: &[Stage], limit: usize) -> Result<Program, QueryError> {
+    let mut steps = Vec::new();
+    for (i, stage) in stages.iter().enumerate() {
+        let collect = match stage {
+            Stage::Filter(f) => {
+                steps.push(Step::Filter(filter::compile(f)?));
+                continue;
+            }
+            Stage::Assign { field, expr, .. } => {
+                expr::check(expr)?;
+                steps.push(Step::Assign(field.clone(), expr.clone()));
+                continue;
+            }
+            Stage::Call(c) => match compile_call(c, &mut steps, limit)? {
+                Some(collect) => collect,
+                None => continue,
+            },
+        };
+        let mut then_stages: Vec<Stage> = Vec::new();
+        if let Stage::Call(c) = stage {
+            if c.name == "top" {
+                // top = count per value, sorted by count.
+                let n = int_arg(c, "limit", 10)?;
+                then_stages.push(Stage::Call(synthetic_sort("_count", n)));
+            }
+        }
+        then_stages.extend_from_slice(&stages[i + 1..]);
+        let then = if then_stages.is_empty() {
+            None
+        } else {
+            Some(Box::new(compile_stages(&then_stages, limit)?))
+        };
+        return Ok(Program {
+            steps,
+            collect,
+            explicit: true,
+            then,
+        });
+    }
+    Ok(Program {
+        steps,
+        collect: Collect::Rows {
+            order: Order {
+                field: "@timestamp".into(),
+                descending: true,
+            },
+            limit,
+            select: None,
+        },
+        explicit: false,
+        then: None,
+    })
+}
+
+fn synthetic_sort(field: &str, limit: usize) -> Call {
+    let span = Span::default();
+    let arg = |name: Option<&str>, e: Expr| Arg {
+        name: name.map(str::to_string),
+        value: ArgValue::Expr(e),
+        span,
+    };
+    Call {
+        name: "sort".into(),
+        name_span: span,
+        args: vec![
+            arg(None, Expr::Field(field.into(), span)),
+            arg(Some("limit"), Expr::Number(limit as f64, span)),
+        ],
+        span,
+    }
+}
+
+/// Arguments of a call, by name or position.
+struct Args<'a> {
+    call: &'a Call,
+}
+
+impl<'a> Args<'a> {
+    fn named(&self, name: &str) -> Option<&'a Arg> {
+        self.call
+            .args
+            .iter()
+            .find(|a| a.name.as_deref() == Some(name))
+    }
+
+    /// The argument named `name`, or the `i`-th unnamed one.
+    fn get(&self, name: &str, i: usize) -> Option<&'a Arg> {
+        self.named(name)
+            .or_else(|| self.call.args.iter().filter(|a| a.name.is_none()).nth(i))
+    }
+
+    fn check_names(&self, allowed: &[&str]) -> Result<(), QueryError> {
+        for a in &self.call.args {
+            if let Some(n) = &a.name {
+                if !allowed.contains(&n.as_str()) {
+                    return Err(QueryError::new(
+                        format!("{}() has no parameter {n}", self.call.name),
+                        a.span,
+                    )
+                    .hint(if allowed.is_empty() {
+                        "it takes no named parameters".to_string()
+                    } else {
+                        format!("its parameters: {}", allowed.join(", "))
+                    }));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A field name written as a bare word or a quoted string.
+fn field_name(v: &ArgValue) -> Result<String, QueryError> {
+    match v {
+        ArgValue::Expr(Expr::Field(f, _) | Expr::Str(f, _)) => Ok(f.clone()),
+        other => Err(QueryError::new("expected a field name", other.span())),
+    }
+}
+
+/// One field name or a list of them.
+fn field_names(v: &ArgValue) -> Result<Vec<String>, QueryError> {
+    match v {
+        ArgValue::List(items, _) => items.iter().map(field_name).collect(),
+        other => Ok(vec![field_name(other)?]),
+    }
+}
+
+fn required_field(c: &Call, name: &str) -> Result<String, QueryError> {
+    match (Args { call: c }).get(name, 0) {
+        Some(a) => field_name(&a.value),
+        None => Err(
+            QueryError::new(format!("{}() needs a field", c.name), c.span)
+                .hint(format!("for example: {}(latency)", c.name)),
+        ),
+    }
+}
+
+fn number_of(v: &ArgValue) -> Option<f64> {
+    match v {
+        ArgValue::Expr(Expr::Number(n, _)) => Some(*n),
+        _ => None,
+    }
+}
+
+fn int_arg(c: &Call, name: &str, default: usize) -> Result<usize, QueryError> {
+    match (Args { call: c }).named(name) {
+        None => Ok(default),
+        Some(a) => match number_of(&a.value) {
+            Some(n) if n >= 1.0 && n.fract() == 0.0 => Ok(n as usize),
+            _ => Err(QueryError::new(
+                format!("{name} must be a whole number of at least 1"),
+                a.value.span(),
+            )),
+        },
+    }
+}
+
+fn text_arg(c: &Call, name: &str) -> Result<Option<String>, QueryError> {
+    match (Args { call: c }).named(name) {
+        None => Ok(None),
+        Some(a) => field_name(&a.value).map(Some),
+    }
+}
+
+fn span_arg(c: &Call, name: &str) -> Result<Option<i64>, QueryError> {
+    let Some(a) = (Args { call: c }).named(name) else {
+        return Ok(None);
+    };
+    let text = match &a.value {
+        ArgValue::Expr(Expr::Field(t, _) | Expr::Str(t, _)) => t.clone(),
+        other => {
+            return Err(QueryError::new(
+                "expected a span like 5m or 1h",
+                other.span(),
+            ))
+        }
+    };
+    match eddy_event::units::parse_duration(&text) {
+        Ok(d) if !d.is_zero() => Ok(Some(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))),
+        _ => Err(QueryError::new(
+            format!("{text:?} is not a span; write one like 30s, 5m or 1h"),
+            a.value.span(),
+        )),
+    }
+}
+
+/// Compiles an aggregate call (`count()`, `avg(x)`, ...) into its output.
+fn compile_agg(c: &Call) -> Result<Output, QueryError> {
+    let args = Args { call: c };
+    let name = text_arg(c, "as")?;
+    let agg = match c.name.as_str() {
+        "count" => {
+            args.check_names(&["field", "distinct", "as"])?;
+            let field = args
+                .get("field", 0)
+                .map(|a| field_name(&a.value))
+                .transpose()?;
+            let distinct = args.named("distinct").is_some_and(
+                |a| matches!(&a.value, ArgValue::Expr(Expr::Field(t, _)) if t == "true"),
+            );
+            match (field, distinct) {
+                (Some(f), true) => Agg::Distinct(f),
+                (None, true) => {
+                    return Err(QueryError::new(
+                        "count(distinct=true) needs a field",
+                        c.span,
+                    ))
+                }
+                (f, false) => Agg::Count(f),
+            }
+        }
+        "countDistinct" => {
+            args.check_names(&["field", "as"])?;
+            Agg::Distinct(required_field(c, "field")?)
+        }
+        "sum" | "avg" | "min" | "max" => {
+            args.check_names(&["field", "as"])?;
+            let f = required_field(c, "field")?;
+            match c.name.as_str() {
+                "sum" => Agg::Sum(f),
+                "avg" => Agg::Avg(f),
+                "min" => Agg::Min(f),
+                _ => Agg::Max(f),
+            }
+        }
+        "percentile" => {
+            args.check_names(&["field", "percentiles", "as"])?;
+            let f = required_field(c, "field")?;
+            let ps = match args.named("percentiles") {
+                None => vec![50.0, 75.0, 99.0],
+                Some(a) => {
+                    let items = match &a.value {
+                        ArgValue::List(items, _) => items.clone(),
+                        other => vec![other.clone()],
+                    };
+                    items
+                        .iter()
+                        .map(|i| match number_of(i) {
+                            Some(p) if (0.0..=100.0).contains(&p) => Ok(p),
+                            _ => Err(QueryError::new(
+                                "a percentile is a number from 0 to 100",
+                                i.span(),
+                            )),
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+            };
+            Agg::Percentile(f, ps)
+        }
+        _ => {
+            return Err(unknown_function(
+                c,
+                &[
+                    "count",
+                    "countDistinct",
+                    "sum",
+                    "avg",
+                    "min",
+                    "max",
+                    "percentile",
+                ],
+            ))
+        }
+    };
+    Ok(Output { agg, name })
+}
+
+/// The aggregates of `function=` (one call or a list), or `count()` by default.
+fn function_arg(c: &Call) -> Result<Vec<Output>, QueryError> {
+    let Some(a) = (Args { call: c }).named("function") else {
+        return Ok(vec![Output {
+            agg: Agg::Count(None),
+            name: None,
+        }]);
+    };
+    let items = match &a.value {
+        ArgValue::List(items, _) => items.clone(),
+        other => vec![other.clone()],
+    };
+    items
+        .iter()
+        .map(|i| match i {
+            ArgValue::Expr(Expr::Call(call)) => compile_agg(call),
+            other => Err(QueryError::new(
+                "function= takes an aggregate such as count() or a list of them",
+                other.span(),
+            )),
+        })
+        .collect()
+}
+
+/// Compiles a function stage: either a per-event step (pushed onto `steps`) or a collecting
+/// stage (returned).
+fn compile_call(
+    c: &Call,
+    steps: &mut Vec<Step>,
+    limit: usize,
+) -> Result<Option<Collect>, QueryError> {
+    let args = Args { call: c };
+    let group_limit = |default| -> Result<usize, QueryError> {
+        let n = int_arg(c, "limit", default)?;
+        if n > MAX_GROUPS {
+            return Err(QueryError::new(
+                format!("limit may be at most {MAX_GROUPS} groups"),
+                c.span,
+            ));
+        }
+        Ok(n)
+    };
+    let row_limit = |default| -> Result<usize, QueryError> {
+        let n = int_arg(c, "limit", default)?;
+        if n > MAX_ROWS {
+            return Err(QueryError::new(
+                format!("limit may be at most {MAX_ROWS} rows"),
+                c.span,
+            ));
+        }
+        Ok(n)
+    };
+    Ok(Some(match c.name.as_str() {
+        "count" | "countDistinct" | "sum" | "avg" | "min" | "max" | "percentile" => {
+            Collect::Aggregate {
+                grouping: Grouping::All,
+                outputs: vec![compile_agg(c)?],
+                limit: 1,
+            }
+        }
+        "stats" => {
+            args.check_names(&["function"])?;
+            let mut outputs = match args.named("function") {
+                Some(_) => function_arg(c)?,
+                None => Vec::new(),
+            };
+            for a in c.args.iter().filter(|a| a.name.is_none()) {
+                let items = match &a.value {
+                    ArgValue::List(items, _) => items.clone(),
+                    other => vec![other.clone()],
+                };
+                for i in items {
+                    match i {
+                        ArgValue::Expr(Expr::Call(call)) => outputs.push(compile_agg(&call)?),
+                        other => {
+                            return Err(QueryError::new(
+                                "stats() takes aggregates such as [count(), avg(x)]",
+                                other.span(),
+                            ))
+                        }
+                    }
+                }
+            }
+            if outputs.is_empty() {
+                return Err(QueryError::new("stats() needs aggregates", c.span)
+                    .hint("for example: stats([count(), avg(latency)])"));
+            }
+            Collect::Aggregate {
+                grouping: Grouping::All,
+                outputs,
+                limit: 1,
+            }
+        }
+        "groupBy" => {
+            args.check_names(&["field", "function", "limit"])?;
+            let Some(f) = args.get("field", 0) else {
+                return Err(
+                    QueryError::new("groupBy() needs a field or a list of fields", c.span)
+                        .hint("for example: groupBy([host, method], function=count())"),
+                );
+            };
+            Collect::Aggregate {
+                grouping: Grouping::Fields(field_names(&f.value)?),
+                outputs: function_arg(c)?,
+                limit: group_limit(DEFAULT_GROUP_LIMIT)?,
+            }
+        }
+        "top" => {
+            args.check_names(&["field", "limit"])?;
+            let Some(f) = args.get("field", 0) else {
+                return Err(QueryError::new("top() needs a field", c.span));
+            };
+            Collect::Aggregate {
+                grouping: Grouping::Fields(field_names(&f.value)?),
+                outputs: vec![Output {
+                    agg: Agg::Count(None),
+                    name: None,
+                }],
+                limit: MAX_GROUPS,
+            }
+        }
+        "timechart" | "bucket" => {
+            args.check_names(&["span", "function", "series", "field", "limit"])?;
+            let span = span_arg(c, "span")?.unwrap_or(60_000_000_000);
+            let series = match args.named("series").or_else(|| args.named("field")) {
+                Some(a) => Some(field_name(&a.value)?),
+                None => None,
+            };
+            Collect::Aggregate {
+                grouping: Grouping::Time {
+                    span,
+                    series,
+                    pivot: c.name == "timechart",
+                },
+                outputs: function_arg(c)?,
+                limit: group_limit(DEFAULT_GROUP_LIMIT)?,
+            }
+        }
+        "sort" => {
+            args.check_names(&["field", "order", "limit"])?;
+            let field = match args.get("field", 0) {
+                Some(a) => field_name(&a.value)?,
+                None => "@timestamp".into(),
+            };
+            let descending = match text_arg(c, "order")?.as_deref() {
+                None | Some("desc" | "descending") => true,
+                Some("asc" | "ascending") => false,
+                Some(other) => {
+                    return Err(QueryError::new(
+                        format!("order is asc or desc, not {other:?}"),
+                        c.span,
+                    ))
+                }
+            };
+            Collect::Rows {
+                order: Order { field, descending },
+                limit: row_limit(DEFAULT_LIMIT)?,
+                select: None,
+            }
+        }
+        "head" | "tail" => {
+            args.check_names(&["limit"])?;
+            let n = match args.get("limit", 0) {
+                Some(a) => match number_of(&a.value) {
+                    Some(n) if n >= 1.0 && n.fract() == 0.0 && n as usize <= MAX_ROWS => n as usize,
+                    _ => {
+                        return Err(QueryError::new(
+                            format!(
+                                "{}() takes a whole number of rows from 1 to {MAX_ROWS}",
+                                c.name
+                            ),
+                            a.span,
+                        ))
+                    }
+                },
+                None => DEFAULT_LIMIT,
+            };
+            Collect::Rows {
+                order: Order {
+                    field: "@timestamp".into(),
+                    descending: c.name == "tail",
+                },
+                limit: n,
+                select: None,
+            }
+        }
+        "table" => {
+            args.check_names(&["fields", "limit"])?;
+            let Some(f) = args.get("fields", 0) else {
+                return Err(QueryError::new("table() needs a list of fields", c.span));
+            };
+            Collect::Rows {
+                order: Order {
+                    field: "@timestamp".into(),
+                    descending: true,
+                },
+                limit: row_limit(limit)?,
+                select: Some(field_names(&f.value)?),
+            }
+        }
+        "select" => {
+            args.check_names(&["fields"])?;
+            let Some(f) = args.get("fields", 0) else {
+                return Err(QueryError::new("select() needs a list of fields", c.span));
+            };
+            steps.push(Step::Select(field_names(&f.value)?));
+            return Ok(None);
+        }
+        "drop" => {
+            args.check_names(&["fields"])?;
+            let Some(f) = args.get("fields", 0) else {
+                return Err(QueryError::new("drop() needs a list of fields", c.span));
+            };
+            steps.push(Step::Drop(field_names(&f.value)?));
+            return Ok(None);
+        }
+        "rename" => {
+            args.check_names(&["field", "as"])?;
+            let (Some(from), Some(to)) = (args.get("field", 0), args.get("as", 1)) else {
+                return Err(QueryError::new("rename() needs a field and as=", c.span)
+                    .hint("for example: rename(field=status, as=code)"));
+            };
+            steps.push(Step::Rename(vec![(
+                field_name(&from.value)?,
+                field_name(&to.value)?,
+            )]));
+            return Ok(None);
+        }
+        "eval" => {
+            for a in &c.args {
+                let (Some(name), ArgValue::Expr(e)) = (&a.name, &a.value) else {
+                    return Err(QueryError::new(
+                        "eval() takes assignments: eval(field = expression)",
+                        a.span,
+                    ));
+                };
+                expr::check(e)?;
+                steps.push(Step::Assign(name.clone(), e.clone()));
+            }
+            return Ok(None);
+        }
+        "regex" => {
+            args.check_names(&["regex", "field"])?;
+            let regex = match args.get("regex", 0).map(|a| &a.value) {
+                Some(ArgValue::Expr(Expr::Str(p, span))) => filter::compile_regex(
+                    &crate::syntax::RegexLit {
+                        pattern: p.clone(),
+                        flags: String::new(),
+                    },
+                    *span,
+                )?,
+                Some(ArgValue::Regex(r, span)) => filter::compile_regex(r, *span)?,
+                _ => {
+                    return Err(QueryError::new(
+                        "regex() needs a pattern with named groups",
+                        c.span,
+                    )
+                    .hint("for example: regex(\"user=(?<user>\\\\w+)\")"))
+                }
+            };
+            let field = text_arg(c, "field")?.unwrap_or_else(|| "@rawstring".into());
+            steps.push(Step::Extract { field, regex });
+            return Ok(None);
+        }
+        _ => return Err(unknown_function(c, STAGE_FUNCTIONS)),
+    }))
+}
+
+/// The rows' columns when the collecting stage does not name them (events): the standard
+/// fields, tags and fields in name order.
+pub fn event_columns(rows: &[Event]) -> Vec<String> {
+    let mut tags = std::collections::BTreeSet::new();
+    let mut names = std::collections::BTreeSet::new();
+    for r in rows {
+        tags.extend(r.tags.keys().map(|k| format!("#{k}")));
+        names.extend(r.fields.keys().cloned());
+    }
+    let mut cols = vec!["@timestamp".to_string()];
+    if rows.iter().any(|r| r.raw.is_some()) {
+        cols.push("@rawstring".to_string());
+    }
+    cols.extend(tags);
+    cols.extend(names);
+    cols
+}
+
+/// A row of the result: the named values of an event.
+pub fn row_values(e: &Event, columns: &[String]) -> BTreeMap<String, Value> {
+    columns
+        .iter()
+        .filter_map(|c| fields::get(e, c).map(|v| (c.clone(), v.into_owned())))
+        .collect()
+}

@@ -1,0 +1,449 @@
+//! Filters compiled for matching, and what they tell the planner.
+//!
+//! Free text matches **whole words**, case-insensitively: `error` matches "Error: disk" but not
+//! "errors" (write `error*` for that). A quoted phrase matches its words in sequence with
+//! exactly the characters between them, case-insensitively, and word boundaries at its ends.
+//! This is what lets a block's bloom filter of words skip blocks without ever changing an
+//! answer: an event that matches holds every word of the phrase. Text is the `@rawstring`, or,
+//! for an event without one, any of its field values.
+//!
+//! `field=value` compares the value's text exactly (case-sensitive); `*` in a bare value is a
+//! wildcard; `field=*` means the field exists; `!=` is its negation (an event without the field
+//! passes); `<`, `<=`, `>`, `>=` compare numbers (an event whose value is not a number fails).
+
+use regex::Regex;
+
+use eddy_event::{Event, Value};
+use eddy_store::text_tokens;
+
+use crate::fields;
+use crate::syntax::{CompareOp, Filter, Pattern, QueryError, RegexLit, Span};
+
+/// A value matcher.
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    /// Equal text.
+    Exact(String),
+    /// A compiled wildcard or regex.
+    Regex(Regex),
+    /// Anything (`field=*`).
+    Any,
+}
+
+impl Matcher {
+    fn of(p: &Pattern, span: Span) -> Result<Matcher, QueryError> {
+        Ok(match p {
+            Pattern::Exact(s) => Matcher::Exact(s.clone()),
+            Pattern::Wildcard(w) if w == "*" => Matcher::Any,
+            Pattern::Wildcard(w) => Matcher::Regex(wildcard_regex(w, true)),
+            Pattern::Regex(r) => Matcher::Regex(compile_regex(r, span)?),
+        })
+    }
+
+    /// Whether `text` matches.
+    pub fn matches(&self, text: &str) -> bool {
+        match self {
+            Matcher::Exact(s) => s == text,
+            Matcher::Regex(r) => r.is_match(text),
+            Matcher::Any => true,
+        }
+    }
+}
+
+/// A compiled filter.
+#[derive(Debug, Clone)]
+pub enum Compiled {
+    /// Words or a phrase in the event's text.
+    Text(Regex),
+    /// A regex over the event's text.
+    Regex(Regex),
+    /// `field = / != matcher`.
+    Match {
+        /// The field.
+        field: String,
+        /// What its text must match.
+        matcher: Matcher,
+        /// `!=`
+        negated: bool,
+    },
+    /// A numeric comparison.
+    Number {
+        /// The field.
+        field: String,
+        /// `<`, `<=`, `>`, `>=`.
+        op: CompareOp,
+        /// The number.
+        value: f64,
+    },
+    /// `in(field, values=[...])`.
+    In {
+        /// The field.
+        field: String,
+        /// Any of these.
+        values: Vec<Matcher>,
+    },
+    /// All of these.
+    And(Box<Compiled>, Box<Compiled>),
+    /// Any of these.
+    Or(Box<Compiled>, Box<Compiled>),
+    /// Not this.
+    Not(Box<Compiled>),
+}
+
+/// Compiles a filter, checking its regexes and numbers.
+pub fn compile(f: &Filter) -> Result<Compiled, QueryError> {
+    Ok(match f {
+        Filter::Text { text, wildcard, .. } => Compiled::Text(text_regex(text, *wildcard)),
+        Filter::Regex { regex, span } => Compiled::Regex(compile_regex(regex, *span)?),
+        Filter::Compare {
+            field,
+            op,
+            value,
+            span,
+        } => match op {
+            CompareOp::Eq | CompareOp::Ne => Compiled::Match {
+                field: field.clone(),
+                matcher: Matcher::of(value, *span)?,
+                negated: *op == CompareOp::Ne,
+            },
+            _ => {
+                let Pattern::Exact(text) = value else {
+                    return Err(QueryError::new(
+                        "<, <=, > and >= compare with a number",
+                        *span,
+                    ));
+                };
+                let Ok(number) = text.trim().parse::<f64>() else {
+                    return Err(QueryError::new(
+                        format!("{text:?} is not a number; <, <=, > and >= compare numbers"),
+                        *span,
+                    ));
+                };
+                Compiled::Number {
+                    field: field.clone(),
+                    op: *op,
+                    value: number,
+                }
+            }
+        },
+        Filter::In {
+            field,
+            values,
+            span,
+        } => Compiled::In {
+            field: field.clone(),
+            values: values
+                .iter()
+                .map(|v| Matcher::of(v, *span))
+                .collect::<Result<_, _>>()?,
+        },
+        Filter::And(a, b) => Compiled::And(Box::new(compile(a)?), Box::new(compile(b)?)),
+        Filter::Or(a, b) => Compiled::Or(Box::new(compile(a)?), Box::new(compile(b)?)),
+        Filter::Not(a) => Compiled::Not(Box::new(compile(a)?)),
+    })
+}
+
+impl Compiled {
+    /// Whether `event` passes.
+    pub fn matches(&self, event: &Event) -> bool {
+        match self {
+            Compiled::Text(r) | Compiled::Regex(r) => text_matches(event, |t| r.is_match(t)),
+            Compiled::Match {
+                field,
+                matcher,
+                negated,
+            } => fields::text(event, field).is_some_and(|t| matcher.matches(&t)) != *negated,
+            Compiled::Number { field, op, value } => fields::get(event, field)
+                .and_then(|v| v.as_f64())
+                .is_some_and(|x| match op {
+                    CompareOp::Lt => x < *value,
+                    CompareOp::Le => x <= *value,
+                    CompareOp::Gt => x > *value,
+                    CompareOp::Ge => x >= *value,
+                    CompareOp::Eq => x == *value,
+                    CompareOp::Ne => x != *value,
+                }),
+            Compiled::In { field, values } => {
+                fields::text(event, field).is_some_and(|t| values.iter().any(|m| m.matches(&t)))
+            }
+            Compiled::And(a, b) => a.matches(event) && b.matches(event),
+            Compiled::Or(a, b) => a.matches(event) || b.matches(event),
+            Compiled::Not(a) => !a.matches(event),
+        }
+    }
+}
+
+/// What a filter requires of every event it keeps, for pruning: tokens (lower-cased words or
+/// whole values, see `eddy_store`'s tokens) and exact tags.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Requirements {
+    /// Tokens every kept event holds.
+    pub tokens: Vec<String>,
+    /// Tags every kept event has.
+    pub tags: Vec<(String, String)>,
+}
+
+impl Requirements {
+    fn and(mut self, other: Requirements) -> Requirements {
+        for t in other.tokens {
+            if !self.tokens.contains(&t) {
+                self.tokens.push(t);
+            }
+        }
+        for t in other.tags {
+            if !self.tags.contains(&t) {
+                self.tags.push(t);
+            }
+        }
+        self
+    }
+
+    fn or(self, other: Requirements) -> Requirements {
+        Requirements {
+            tokens: self
+                .tokens
+                .into_iter()
+                .filter(|t| other.tokens.contains(t))
+                .collect(),
+            tags: self
+                .tags
+                .into_iter()
+                .filter(|t| other.tags.contains(t))
+                .collect(),
+        }
+    }
+}
+
+/// What every event that passes `f` must hold (an under-approximation: never more than is true).
+pub fn requirements(f: &Filter) -> Requirements {
+    match f {
+        Filter::Text {
+            text,
+            wildcard: false,
+            ..
+        } => words_of(text),
+        Filter::Text { text, .. } => {
+            // Words cut by a wildcard may be longer in the event: only the others count.
+            let mut r = Requirements::default();
+            let pieces: Vec<&str> = text.split('*').collect();
+            for (i, piece) in pieces.iter().enumerate() {
+                let mut words = Vec::new();
+                text_tokens(piece, |w| words.push(w.to_string()));
+                let open_start = i > 0 && piece.starts_with(char::is_alphanumeric);
+                let open_end = i + 1 < pieces.len() && piece.ends_with(char::is_alphanumeric);
+                let n = words.len();
+                for (j, w) in words.into_iter().enumerate() {
+                    if !(j == 0 && open_start || j + 1 == n && open_end) {
+                        r.tokens.push(w);
+                    }
+                }
+            }
+            r
+        }
+        Filter::Compare {
+            field,
+            op: CompareOp::Eq,
+            value: Pattern::Exact(v),
+            ..
+        } => {
+            if let Some(tag) = field.strip_prefix('#') {
+                return Requirements {
+                    tokens: Vec::new(),
+                    tags: vec![(tag.to_string(), v.clone())],
+                };
+            }
+            // Field values count whole (lower-cased) in a block's tokens; `@` fields do not.
+            let mut r = Requirements::default();
+            if !field.starts_with('@') && eddy_store::is_whole_token(v) && v != "null" {
+                r.tokens.push(v.to_lowercase());
+            }
+            r
+        }
+        Filter::And(a, b) => requirements(a).and(requirements(b)),
+        Filter::Or(a, b) => requirements(a).or(requirements(b)),
+        _ => Requirements::default(),
+    }
+}
+
+fn words_of(text: &str) -> Requirements {
+    let mut r = Requirements::default();
+    text_tokens(text, |w| {
+        if !r.tokens.iter().any(|t| t == w) {
+            r.tokens.push(w.to_string());
+        }
+    });
+    r
+}
+
+/// Whether the event's text passes `test`: `@rawstring`, or without one any field value.
+fn text_matches(event: &Event, mut test: impl FnMut(&str) -> bool) -> bool {
+    match &event.raw {
+        Some(raw) => test(raw),
+        None => event.fields.values().any(|v| match v {
+            Value::Str(s) => test(s),
+            Value::Null => false,
+            other => test(&other.to_text()),
+        }),
+    }
+}
+
+/// What is not a word character (see the store's tokens: alphanumeric is a word).
+const NOT_WORD: &str = r"[^\p{Alphabetic}\p{N}]";
+
+/// The regex for free text: the words with word boundaries where the text starts or ends with
+/// a word character; `*` (if `wildcard`) any run of characters.
+fn text_regex(text: &str, wildcard: bool) -> Regex {
+    let mut pattern = String::from("(?i)");
+    if text.starts_with(char::is_alphanumeric) {
+        pattern.push_str(&format!("(?:^|{NOT_WORD})"));
+    }
+    if wildcard {
+        let pieces: Vec<String> = text.split('*').map(regex::escape).collect();
+        pattern.push_str(&pieces.join(".*"));
+    } else {
+        pattern.push_str(&regex::escape(text));
+    }
+    if text.ends_with(char::is_alphanumeric) {
+        pattern.push_str(&format!("(?:$|{NOT_WORD})"));
+    }
+    // Escaped literals always compile.
+    Regex::new(&pattern).unwrap_or_else(|_| never())
+}
+
+/// A regex that matches nothing (for the impossible case that an escaped literal fails).
+fn never() -> Regex {
+    #[allow(clippy::unwrap_used)]
+    Regex::new(r"[^\s\S]").unwrap()
+}
+
+/// An anchored wildcard (`web-*`), case-sensitive.
+fn wildcard_regex(w: &str, anchored: bool) -> Regex {
+    let pieces: Vec<String> = w.split('*').map(regex::escape).collect();
+    let body = pieces.join(".*");
+    let pattern = if anchored {
+        format!("(?s)^{body}$")
+    } else {
+        body
+    };
+    Regex::new(&pattern).unwrap_or_else(|_| never())
+}
+
+/// Compiles `/pattern/flags`, reporting a bad pattern at `span`.
+pub fn compile_regex(r: &RegexLit, span: Span) -> Result<Regex, QueryError> {
+    let pattern = if r.flags.is_empty() {
+        r.pattern.clone()
+    } else {
+        format!("(?{}){}", r.flags, r.pattern)
+    };
+    regex::RegexBuilder::new(&pattern)
+        .size_limit(10 << 20)
+        .build()
+        .map_err(|e| {
+            let detail = e.to_string();
+            let last = detail.lines().last().unwrap_or("").trim().to_string();
+            QueryError::new(format!("invalid regex: {last}"), span)
+        })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::syntax::{parse, Stage};
+
+    fn filter(q: &str) -> Filter {
+        match parse(q).unwrap().stages.remove(0) {
+            Stage::Filter(f) => f,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn event(raw: &str, fields: &[(&str, Value)]) -> Event {
+        let mut e = Event::new(1);
+        e.raw = Some(raw.into());
+        for (k, v) in fields {
+            e.fields.insert((*k).into(), v.clone());
+        }
+        e.tags.insert("host".into(), "web-1".into());
+        e
+    }
+
+    fn passes(q: &str, e: &Event) -> bool {
+        compile(&filter(q)).unwrap().matches(e)
+    }
+
+    #[test]
+    fn free_text_is_whole_words_case_insensitive() {
+        let e = event(
+            "GET /api/v2/orders 500 Error: connection reset by peer",
+            &[],
+        );
+        assert!(passes("error", &e));
+        assert!(passes("ERROR", &e));
+        assert!(!passes("erro", &e));
+        assert!(passes("erro*", &e));
+        assert!(passes("\"connection reset\"", &e));
+        assert!(!passes("\"connection rese\"", &e));
+        assert!(passes("\"/api/v2\"", &e));
+        assert!(passes("api v2", &e));
+        assert!(passes("/conn.*reset/", &e));
+        assert!(!passes("/CONN/", &e));
+        assert!(passes("/CONN/i", &e));
+    }
+
+    #[test]
+    fn comparisons_and_logic() {
+        let e = event(
+            "x",
+            &[
+                ("status", Value::Int(503)),
+                ("method", Value::Str("GET".into())),
+                ("url", Value::Str("/api/v2/x".into())),
+            ],
+        );
+        assert!(passes("status>=500", &e));
+        assert!(!passes("status<500", &e));
+        assert!(passes("status=503", &e));
+        assert!(passes("method=GET", &e));
+        assert!(!passes("method=get", &e));
+        assert!(passes("method=G*", &e));
+        assert!(passes(r"url=/\/api\/v\d+/", &e));
+        assert!(passes("method!=POST", &e));
+        assert!(passes("missing!=1", &e));
+        assert!(!passes("missing=*", &e));
+        assert!(passes("method=*", &e));
+        assert!(passes("#host=web-1", &e));
+        assert!(passes("#host=web-*", &e));
+        assert!(passes("host=web-1", &e));
+        assert!(passes("in(method, values=[POST, GET])", &e));
+        assert!(!passes("in(method, values=[POST, PUT])", &e));
+        assert!(passes("method=POST or status=503", &e));
+        assert!(!passes("method=POST and status=503", &e));
+        assert!(passes("not method=POST", &e));
+    }
+
+    #[test]
+    fn bad_filters_are_errors_with_positions() {
+        let e = compile(&filter("status>abc")).unwrap_err();
+        assert!(e.message.contains("not a number"), "{e}");
+        let e = compile(&filter("x=/a(/")).unwrap_err();
+        assert!(e.message.starts_with("invalid regex"), "{e}");
+        assert_eq!((e.span.start, e.span.end), (0, 6));
+    }
+
+    #[test]
+    fn requirements_never_claim_more_than_true() {
+        let r = requirements(&filter("\"Connection reset\" method=GET #host=web-1"));
+        assert_eq!(r.tokens, ["connection", "reset", "get"]);
+        assert_eq!(r.tags, [("host".to_string(), "web-1".to_string())]);
+        assert_eq!(requirements(&filter("a or b")).tokens, Vec::<String>::new());
+        assert_eq!(requirements(&filter("(a b) or (a c)")).tokens, ["a"]);
+        assert_eq!(requirements(&filter("not a")).tokens, Vec::<String>::new());
+        assert_eq!(requirements(&filter("foo* bar*baz qux")).tokens, ["qux"]);
+        assert_eq!(requirements(&filter("a-b*")).tokens, ["a"]);
+        assert_eq!(
+            requirements(&filter("url=\"a b\"")).tokens,
+            Vec::<String>::new()
+        );
+    }
+}

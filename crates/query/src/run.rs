@@ -1,0 +1,230 @@
+//! Running a query over a repository's store: plan (prune segments and blocks by time, tags and
+//! tokens before anything is decompressed), read the surviving blocks on several threads, each
+//! filling its own collecting state, merge the states, then run the rest of the query.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use eddy_event::{Event, Value};
+use eddy_store::{RepoStore, Scan, ScanStats};
+use serde::Serialize;
+
+use crate::engine::{self, Program, State};
+use crate::filter::{self, Requirements};
+use crate::syntax::{self, Query, QueryError, Stage};
+
+/// Where and how to run a query.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Earliest `@timestamp`, ns, inclusive.
+    pub start: i64,
+    /// Latest `@timestamp`, ns, exclusive.
+    pub end: i64,
+    /// Events (or rows, where the query does not say) returned at most.
+    pub limit: usize,
+    /// Threads reading blocks.
+    pub threads: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            start: i64::MIN,
+            end: i64::MAX,
+            limit: engine::DEFAULT_LIMIT,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// Progress of a running query (also its final statistics).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// Blocks read so far.
+    pub blocks_done: u64,
+    /// Blocks to read in all.
+    pub blocks_total: u64,
+    /// Events read from blocks (in the time range and tags).
+    pub events_scanned: u64,
+    /// Compressed bytes read so far.
+    pub bytes_read: u64,
+    /// What planning pruned.
+    pub plan: ScanStats,
+}
+
+/// A query's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    /// Column names in display order.
+    pub columns: Vec<String>,
+    /// The rows (events have `@timestamp`, `@rawstring`, `#tags` and their fields).
+    pub rows: Vec<std::collections::BTreeMap<String, Value>>,
+    /// Whether the rows are events (no aggregate in the query).
+    pub events: bool,
+    /// Problems that did not stop the query (a damaged block, a limit reached).
+    pub warnings: Vec<String>,
+    /// What was read and skipped.
+    pub progress: Progress,
+    /// Whether it was cancelled before reading everything.
+    pub cancelled: bool,
+}
+
+/// A parsed and compiled query, with what it lets the planner prune.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The compiled program.
+    pub program: Program,
+    /// What every event it keeps must hold.
+    pub requirements: Requirements,
+}
+
+/// Parses and compiles `text`.
+pub fn prepare(text: &str, limit: usize) -> Result<Prepared, QueryError> {
+    let query = syntax::parse(text)?;
+    let program = engine::compile(&query, limit)?;
+    Ok(Prepared {
+        program,
+        requirements: requirements(&query),
+    })
+}
+
+/// What the leading filters require (stages that change fields end what can be known).
+fn requirements(q: &Query) -> Requirements {
+    let mut filters = q.stages.iter().map_while(|s| match s {
+        Stage::Filter(f) => Some(f),
+        _ => None,
+    });
+    let Some(first) = filters.next() else {
+        return Requirements::default();
+    };
+    let combined = filters.fold(first.clone(), |acc, f| {
+        syntax::Filter::And(Box::new(acc), Box::new(f.clone()))
+    });
+    filter::requirements(&combined)
+}
+
+/// Runs a prepared query over `events` (no store: for the rest of a query after its
+/// collecting stage, for live data, and as the reference in tests).
+pub fn run_events(
+    p: &Program,
+    events: impl IntoIterator<Item = Event>,
+) -> (Vec<Event>, Vec<String>, Vec<String>) {
+    let mut state = p.collect.state();
+    for mut e in events {
+        if p.steps.iter().all(|s| s.apply(&mut e)) {
+            p.collect.add(&mut state, e);
+        }
+    }
+    finish(p, state)
+}
+
+/// Rows, columns and warnings of a filled state, the rest of the query applied.
+fn finish(p: &Program, state: State) -> (Vec<Event>, Vec<String>, Vec<String>) {
+    let (rows, columns, warning) = p.collect.finish(state);
+    let mut warnings: Vec<String> = warning.into_iter().collect();
+    match &p.then {
+        None => (rows, columns, warnings),
+        Some(next) => {
+            let (rows, next_columns, more) = run_events(next, rows);
+            warnings.extend(more);
+            let columns = if next_columns.is_empty() {
+                columns
+            } else {
+                next_columns
+            };
+            (rows, columns, warnings)
+        }
+    }
+}
+
+/// Whether the program returns events (no collecting stage written anywhere).
+fn returns_events(p: &Program) -> bool {
+    !p.explicit && p.then.as_ref().is_none_or(|t| returns_events(t))
+}
+
+/// Runs `prepared` over `store`. `cancel` stops it between blocks; `on_progress` is called
+/// after each block from the reading threads.
+pub fn run(
+    store: &RepoStore,
+    prepared: &Prepared,
+    options: &Options,
+    cancel: &AtomicBool,
+    on_progress: &(dyn Fn(&Progress) + Sync),
+) -> Answer {
+    let scan = Scan {
+        start: options.start,
+        end: options.end,
+        tags: prepared.requirements.tags.clone(),
+        tokens: prepared.requirements.tokens.clone(),
+    };
+    let plan = store.plan(&scan);
+    let total = plan.tasks.len() as u64;
+    let next = AtomicUsize::new(0);
+    let (done, scanned, bytes) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let warnings = Mutex::new(plan.stats.warnings.clone());
+    let program = &prepared.program;
+    let snapshot = |plan_stats: &ScanStats| Progress {
+        blocks_done: done.load(Ordering::Relaxed),
+        blocks_total: total,
+        events_scanned: scanned.load(Ordering::Relaxed),
+        bytes_read: bytes.load(Ordering::Relaxed),
+        plan: plan_stats.clone(),
+    };
+    let threads = options.threads.clamp(1, 64).min(plan.tasks.len().max(1));
+    let states: Vec<State> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut state = program.collect.state();
+                    while !cancel.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(task) = plan.tasks.get(i) else { break };
+                        match task.read() {
+                            Ok(events) => {
+                                scanned.fetch_add(events.len() as u64, Ordering::Relaxed);
+                                for mut e in events {
+                                    if program.steps.iter().all(|s| s.apply(&mut e)) {
+                                        program.collect.add(&mut state, e);
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                if let Ok(mut w) = warnings.lock() {
+                                    w.push(format!("skipped a damaged block: {e}"));
+                                }
+                            }
+                        }
+                        bytes.fetch_add(task.stored_len(), Ordering::Relaxed);
+                        done.fetch_add(1, Ordering::Relaxed);
+                        on_progress(&snapshot(&plan.stats));
+                    }
+                    state
+                })
+            })
+            .collect();
+        workers.into_iter().filter_map(|w| w.join().ok()).collect()
+    });
+    let mut states = states.into_iter();
+    let mut state = states.next().unwrap_or_else(|| program.collect.state());
+    for s in states {
+        program.collect.merge(&mut state, s);
+    }
+    let (rows, mut columns, more) = finish(program, state);
+    let mut warnings = warnings.into_inner().unwrap_or_default();
+    warnings.extend(more);
+    let events = returns_events(program);
+    if events || columns.is_empty() {
+        columns = engine::event_columns(&rows);
+    }
+    Answer {
+        rows: rows
+            .iter()
+            .map(|r| engine::row_values(r, &columns))
+            .collect(),
+        columns,
+        events,
+        warnings,
+        progress: snapshot(&plan.stats),
+        cancelled: cancel.load(Ordering::Relaxed),
+    }
+}
