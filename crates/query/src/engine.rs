@@ -91,6 +91,34 @@ pub enum Step {
 }
 
 impl Step {
+    /// The columns of rows after this step, given those before.
+    pub fn columns_after(mut columns: Vec<String>, step: &Step) -> Vec<String> {
+        let add = |columns: &mut Vec<String>, name: &str| {
+            if !columns.iter().any(|c| c == name) {
+                columns.push(name.to_string());
+            }
+        };
+        match step {
+            Step::Filter(_) => {}
+            Step::Assign(name, _) => add(&mut columns, name),
+            Step::Extract { regex, .. } => {
+                for name in regex.capture_names().flatten() {
+                    add(&mut columns, name);
+                }
+            }
+            Step::Rename(pairs) => {
+                for (from, to) in pairs {
+                    for c in columns.iter_mut().filter(|c| *c == from) {
+                        c.clone_from(to);
+                    }
+                }
+            }
+            Step::Drop(names) => columns.retain(|c| !names.contains(c)),
+            Step::Select(names) => columns.clone_from(names),
+        }
+        columns
+    }
+
     /// Applies the step; `false` drops the event.
     pub fn apply(&self, e: &mut Event) -> bool {
         match self {

@@ -128,7 +128,7 @@ fn finish(p: &Program, state: State) -> (Vec<Event>, Vec<String>, Vec<String>) {
             let (rows, next_columns, more) = run_events(next, rows);
             warnings.extend(more);
             let columns = if next_columns.is_empty() {
-                columns
+                next.steps.iter().fold(columns, engine::Step::columns_after)
             } else {
                 next_columns
             };

@@ -685,11 +685,16 @@ impl Parser<'_> {
                 '\\' => {
                     let Some(next) = self.peek() else { continue };
                     self.pos += next.len_utf8();
-                    out.push(match next {
-                        'n' => '\n',
-                        't' => '\t',
-                        other => other,
-                    });
+                    match next {
+                        'n' => out.push('\n'),
+                        't' => out.push('\t'),
+                        '"' | '\\' => out.push(next),
+                        // Other escapes stay as written (regex classes such as \d).
+                        other => {
+                            out.push('\\');
+                            out.push(other);
+                        }
+                    }
                 }
                 c => out.push(c),
             }

@@ -1,0 +1,505 @@
+//! The engine through its public interface: queries over a real store (segments on disk and
+//! work in progress) against what is known of the events, and a differential test of random
+//! filters against a simple reference evaluator, with pruning on.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+
+use eddy_event::codec::FieldsRef;
+use eddy_event::{Event, Value};
+use eddy_query::{prepare, run, Answer, Options};
+use eddy_store::{RepoStore, StoreConfig};
+use proptest::prelude::*;
+
+const SECOND: i64 = 1_000_000_000;
+const T0: i64 = 1_700_000_000 * SECOND;
+const WORDS: &[&str] = &[
+    "alpha", "beta", "Gamma", "delta", "error", "timeout", "reset",
+];
+const METHODS: &[&str] = &["GET", "POST", "PUT"];
+
+/// Event `n`: a deterministic mix of words, hosts, methods and numbers.
+fn event(n: i64) -> Event {
+    let mut e = Event::new(T0 + n * SECOND);
+    let w = |k: i64| WORDS[((n * 7 + k * 3) % WORDS.len() as i64) as usize];
+    let method = METHODS[(n % 3) as usize];
+    e.raw = Some(format!(
+        "{} {method} /api/v{}/items/{n} {} {}-{}",
+        w(0),
+        n % 4,
+        w(1),
+        w(2),
+        w(3)
+    ));
+    e.tags.insert("host".into(), format!("web-{}", n % 2));
+    e.fields.insert("method".into(), Value::Str(method.into()));
+    e.fields
+        .insert("status".into(), Value::Int(200 + (n % 5) * 100));
+    e.fields
+        .insert("latency".into(), Value::Float((n % 100) as f64 / 4.0));
+    e.fields.insert("n".into(), Value::Int(n));
+    if n % 10 == 0 {
+        e.fields
+            .insert("rare".into(), Value::Str(format!("needle{n}")));
+    }
+    e
+}
+
+/// A store holding events `0..count`: most in sealed segments of small blocks, the newest in
+/// work in progress.
+fn store(dir: &std::path::Path, count: i64) -> RepoStore {
+    let config = StoreConfig {
+        block_bytes: 4096,
+        ..StoreConfig::default()
+    };
+    let store = RepoStore::open("test", dir, config).unwrap();
+    for n in 0..count {
+        let e = event(n);
+        let source = e.data_source();
+        let partition = (n % 2) as u32;
+        store
+            .append(partition, n as u64, &source, &e, FieldsRef::Map(&e.fields))
+            .unwrap();
+        if n == count * 3 / 4 {
+            store.seal_all().unwrap();
+        }
+    }
+    store
+}
+
+fn query(store: &RepoStore, q: &str) -> Answer {
+    let prepared = prepare(q, 100_000).unwrap_or_else(|e| panic!("{}", e.render(q)));
+    run(
+        store,
+        &prepared,
+        &Options::default(),
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+}
+
+fn numbers(a: &Answer) -> Vec<i64> {
+    let mut ns: Vec<i64> = a
+        .rows
+        .iter()
+        .map(|r| match r.get("n") {
+            Some(Value::Int(n)) => *n,
+            other => panic!("no n in {other:?}"),
+        })
+        .collect();
+    ns.sort_unstable();
+    ns
+}
+
+fn cell<'a>(row: &'a BTreeMap<String, Value>, name: &str) -> &'a Value {
+    row.get(name)
+        .unwrap_or_else(|| panic!("no {name} in {row:?}"))
+}
+
+#[test]
+fn aggregates_over_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), 2000);
+    let events: Vec<Event> = (0..2000).map(event).collect();
+
+    let a = query(&s, "count()");
+    assert!(!a.events);
+    assert_eq!(a.rows.len(), 1);
+    assert_eq!(cell(&a.rows[0], "_count"), &Value::Int(2000));
+
+    let a = query(&s, "method=GET | count()");
+    assert_eq!(cell(&a.rows[0], "_count"), &Value::Int(667));
+
+    let a = query(
+        &s,
+        "groupBy(method, function=[count(), avg(latency), max(n)])",
+    );
+    assert_eq!(a.columns, ["method", "_count", "_avg", "_max"]);
+    assert_eq!(a.rows.len(), 3);
+    for row in &a.rows {
+        let Value::Str(m) = cell(row, "method") else {
+            panic!()
+        };
+        let mine: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.fields["method"] == Value::Str(m.clone()))
+            .collect();
+        assert_eq!(cell(row, "_count"), &Value::Int(mine.len() as i64));
+        let avg = mine
+            .iter()
+            .map(|e| e.fields["latency"].as_f64().unwrap())
+            .sum::<f64>()
+            / mine.len() as f64;
+        assert!((cell(row, "_avg").as_f64().unwrap() - avg).abs() < 1e-9);
+    }
+
+    let a = query(&s, "stats([count(), sum(status), min(latency)])");
+    assert_eq!(a.columns, ["_count", "_sum", "_min"]);
+    let sum: i64 = events
+        .iter()
+        .map(|e| 200 + (e.fields["n"].as_f64().unwrap() as i64 % 5) * 100)
+        .sum();
+    assert_eq!(cell(&a.rows[0], "_sum"), &Value::Int(sum));
+
+    let a = query(&s, "top(status, limit=2)");
+    assert_eq!(a.rows.len(), 2);
+    assert_eq!(cell(&a.rows[0], "_count"), &Value::Int(400));
+
+    // Exact up to 1024 values, then a HyperLogLog (1.6 % standard error).
+    let a = query(&s, "countDistinct(method)");
+    assert_eq!(cell(&a.rows[0], "_count"), &Value::Int(3));
+    let a = query(&s, "countDistinct(n)");
+    let distinct = cell(&a.rows[0], "_count").as_f64().unwrap();
+    assert!((distinct - 2000.0).abs() < 100.0, "{distinct}");
+
+    let a = query(&s, "percentile(n, percentiles=[50, 99])");
+    let p50 = cell(&a.rows[0], "_50").as_f64().unwrap();
+    assert!((p50 - 1000.0).abs() <= 0.01 * 1000.0 + 1.0, "{p50}");
+
+    let a = query(&s, "timechart(span=100s, function=count())");
+    assert_eq!(a.rows.len(), 20);
+    assert_eq!(cell(&a.rows[0], "_count"), &Value::Int(100));
+    let a = query(&s, "timechart(span=1000s, series=method)");
+    assert_eq!(a.columns, ["_bucket", "GET", "POST", "PUT"]);
+    assert_eq!(a.rows.len(), 2);
+    let a = query(&s, "bucket(span=1000s, field=method)");
+    assert_eq!(a.rows.len(), 6);
+
+    let a = query(&s, "groupBy(n, limit=10)");
+    assert_eq!(a.rows.len(), 10);
+    assert!(
+        a.warnings.iter().any(|w| w.contains("more than 10 groups")),
+        "{:?}",
+        a.warnings
+    );
+}
+
+#[test]
+fn events_rows_and_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), 1000);
+
+    let a = query(&s, "rare=needle420");
+    assert!(a.events);
+    assert_eq!(numbers(&a), [420]);
+    assert!(a
+        .columns
+        .starts_with(&["@timestamp".to_string(), "@rawstring".to_string()]));
+    assert_eq!(cell(&a.rows[0], "#host"), &Value::Str("web-0".into()));
+    // The needle's token skips most blocks.
+    let p = &a.progress.plan;
+    assert!(p.blocks_skipped * 2 > p.blocks, "{p:?}");
+
+    let a = query(&s, "method=GET | head(3)");
+    assert_eq!(numbers(&a), [0, 3, 6]);
+    let a = query(&s, "tail(2)");
+    assert_eq!(numbers(&a), [998, 999]);
+    let a = query(
+        &s,
+        "sort(latency, order=asc, limit=3) | select([n, latency])",
+    );
+    assert_eq!(a.columns, ["n", "latency"]);
+    assert!(a.rows.iter().all(|r| r["latency"].as_f64() == Some(0.0)));
+
+    let a = query(&s, "n<3 | double := n * 2 | eval(label = concat(method, \"-\", n)) | table([n, double, label])");
+    assert_eq!(a.columns, ["n", "double", "label"]);
+    assert_eq!(a.rows.len(), 3);
+    let row = a.rows.iter().find(|r| r["n"] == Value::Int(2)).unwrap();
+    assert_eq!(row["double"], Value::Int(4));
+    assert_eq!(row["label"], Value::Str("PUT-2".into()));
+
+    let a = query(
+        &s,
+        r#"n<5 | regex("items/(?<item>\d+)") | rename(field=item, as=thing) | drop([latency]) | table([thing, latency])"#,
+    );
+    assert_eq!(a.rows.len(), 5);
+    assert!(a
+        .rows
+        .iter()
+        .all(|r| r.contains_key("thing") && !r.contains_key("latency")));
+
+    let a = query(&s, "#host=web-1 | count()");
+    assert_eq!(cell(&a.rows[0], "_count"), &Value::Int(500));
+    let a = query(&s, "groupBy(method) | sort(_count, order=desc, limit=1)");
+    assert_eq!(a.rows.len(), 1);
+}
+
+#[test]
+fn bad_queries_say_where_and_suggest() {
+    let q = "error | cuont()";
+    let e = prepare(q, 10).unwrap_err();
+    assert_eq!(e.hint.as_deref(), Some("did you mean count?"));
+    let rendered = e.render(q);
+    assert!(
+        rendered.contains("line 1, column 9: unknown function cuont"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("          ^^^^^"), "{rendered}");
+    assert!(prepare("groupBy(x, limt=3)", 10)
+        .unwrap_err()
+        .message
+        .contains("no parameter limt"));
+    assert!(prepare("groupBy(x, limit=0)", 10).is_err());
+    assert!(prepare("timechart(span=soon)", 10)
+        .unwrap_err()
+        .message
+        .contains("not a span"));
+    assert!(prepare("x := lowr(y)", 10)
+        .unwrap_err()
+        .hint
+        .unwrap()
+        .contains("lower"));
+    assert!(prepare("percentile(x, percentiles=[101])", 10).is_err());
+}
+
+/// A random filter, as query text.
+fn filter_text() -> impl Strategy<Value = String> {
+    let word = prop::sample::select(
+        WORDS
+            .iter()
+            .map(|w| w.to_string())
+            .chain(["get", "api", "items", "v2", "nothing"].map(String::from))
+            .collect::<Vec<_>>(),
+    );
+    let leaf = prop_oneof![
+        word.clone(),
+        word.clone().prop_map(|w| format!("{}*", &w[..2])),
+        (word.clone(), word.clone()).prop_map(|(a, b)| format!("\"{a}-{b}\"")),
+        prop::sample::select(METHODS.to_vec()).prop_map(|m| format!("method={m}")),
+        prop::sample::select(METHODS.to_vec()).prop_map(|m| format!("method!={m}")),
+        (0..1000i64).prop_map(|n| format!("n={n}")),
+        (0..1000i64).prop_map(|n| format!("rare=needle{}", n - n % 10)),
+        (0..1000i64).prop_map(|n| format!("n>{n}")),
+        (0..25i64).prop_map(|n| format!("latency<={n}")),
+        (0..2i64).prop_map(|h| format!("#host=web-{h}")),
+        Just("host=web-*".to_string()),
+        Just("/v[12]\\/items/".to_string()),
+        Just("/GAMMA/i".to_string()),
+        Just("in(status, values=[200, 4*])".to_string()),
+        Just("rare=*".to_string()),
+    ];
+    leaf.prop_recursive(3, 12, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} {b}")),
+            inner.prop_map(|a| format!("not {a}")),
+        ]
+    })
+}
+
+/// The reference: the documented semantics written as plainly as possible.
+mod reference {
+    use super::*;
+
+    fn is_word(c: char) -> bool {
+        c.is_alphanumeric()
+    }
+
+    /// Whether `needle` occurs in `hay` (ASCII, case-insensitive) at a place where it does not
+    /// cut a word at either end (when that end is a word character); `*` is any run.
+    pub fn text(hay: &str, needle: &str) -> bool {
+        let hay = hay.to_lowercase();
+        let needle = needle.to_lowercase();
+        let starts_word = needle.starts_with(is_word);
+        let ends_word = needle.ends_with(is_word);
+        let parts: Vec<&str> = needle.split('*').collect();
+        (0..=hay.len()).any(|start| {
+            if starts_word && start > 0 && hay[..start].ends_with(is_word) {
+                return false;
+            }
+            // Match the parts in order from `start`, trying every end.
+            fn rest(hay: &str, at: usize, parts: &[&str], ends_word: bool) -> bool {
+                match parts {
+                    [] => !ends_word || !hay[at..].starts_with(is_word),
+                    [first, others @ ..] => {
+                        if others.len() < parts.len() - 1 {
+                            unreachable!()
+                        }
+                        if !hay[at..].starts_with(first) {
+                            return false;
+                        }
+                        let after = at + first.len();
+                        if others.is_empty() {
+                            return rest(hay, after, &[], ends_word);
+                        }
+                        (after..=hay.len()).any(|next| rest(hay, next, others, ends_word))
+                    }
+                }
+            }
+            rest(&hay, start, &parts, ends_word)
+        })
+    }
+
+    pub fn value(e: &Event, field: &str) -> Option<String> {
+        if let Some(t) = field.strip_prefix('#') {
+            return e.tags.get(t).cloned();
+        }
+        e.fields
+            .get(field)
+            .map(Value::to_text)
+            .or_else(|| e.tags.get(field).cloned())
+    }
+}
+
+/// Evaluates a filter by the reference semantics, re-parsing the text with a tiny parser of
+/// the generated shapes.
+fn reference_matches(q: &str, e: &Event) -> bool {
+    fn parse(tokens: &[String], at: &mut usize, e: &Event) -> bool {
+        // or-level
+        let mut v = and(tokens, at, e);
+        while tokens.get(*at).map(String::as_str) == Some("or") {
+            *at += 1;
+            let r = and(tokens, at, e);
+            v = v || r;
+        }
+        v
+    }
+    fn and(tokens: &[String], at: &mut usize, e: &Event) -> bool {
+        let mut v = unary(tokens, at, e);
+        while let Some(t) = tokens.get(*at) {
+            if t == "or" || t == ")" {
+                break;
+            }
+            if t == "and" {
+                *at += 1;
+            }
+            let r = unary(tokens, at, e);
+            v = v && r;
+        }
+        v
+    }
+    fn unary(tokens: &[String], at: &mut usize, e: &Event) -> bool {
+        let t = tokens[*at].clone();
+        *at += 1;
+        match t.as_str() {
+            "not" => !unary(tokens, at, e),
+            "(" => {
+                let v = parse(tokens, at, e);
+                *at += 1; // ")"
+                v
+            }
+            _ => leaf(&t, e),
+        }
+    }
+    fn leaf(t: &str, e: &Event) -> bool {
+        let raw = e.raw.as_deref().unwrap_or("");
+        if let Some(phrase) = t.strip_prefix('"') {
+            return reference::text(raw, phrase.trim_end_matches('"'));
+        }
+        if t == "/v[12]\\/items/" {
+            return raw.contains("v1/items") || raw.contains("v2/items");
+        }
+        if t == "/GAMMA/i" {
+            return raw.to_lowercase().contains("gamma");
+        }
+        if t == "in(status, values=[200, 4*])" {
+            return reference::value(e, "status").is_some_and(|s| s == "200" || s.starts_with('4'));
+        }
+        for (op, test) in [
+            ("!=", (|a: &str, b: &str| a != b) as fn(&str, &str) -> bool),
+            ("<=", |a, b| {
+                a.parse::<f64>().unwrap() <= b.parse::<f64>().unwrap()
+            }),
+            (">", |a, b| {
+                a.parse::<f64>().unwrap() > b.parse::<f64>().unwrap()
+            }),
+            ("=", |a, b| {
+                if b == "*" {
+                    true
+                } else if let Some(prefix) = b.strip_suffix('*') {
+                    a.starts_with(prefix)
+                } else {
+                    a == b
+                }
+            }),
+        ] {
+            if let Some((field, want)) = t.split_once(op) {
+                return match reference::value(e, field) {
+                    Some(have) => test(&have, want),
+                    None => op == "!=",
+                };
+            }
+        }
+        reference::text(raw, t)
+    }
+    // Tokenise the generated text: parentheses, quoted phrases, and other runs.
+    let mut tokens = Vec::new();
+    let mut chars = q.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        match c {
+            ' ' => {
+                chars.next();
+            }
+            '(' | ')' => {
+                tokens.push(c.to_string());
+                chars.next();
+            }
+            '"' => {
+                let mut s = String::from('"');
+                chars.next();
+                for c in chars.by_ref() {
+                    s.push(c);
+                    if c == '"' {
+                        break;
+                    }
+                }
+                tokens.push(s);
+            }
+            _ => {
+                let mut s = String::new();
+                let in_call = q[q.len() - chars.clone().count()..].starts_with("in(");
+                let mut depth = 0;
+                while let Some(&c) = chars.peek() {
+                    if in_call {
+                        if c == '(' {
+                            depth += 1;
+                        }
+                        if c == ')' {
+                            depth -= 1;
+                            s.push(c);
+                            chars.next();
+                            if depth == 0 {
+                                break;
+                            }
+                            continue;
+                        }
+                    } else if c == ' ' || c == '(' || c == ')' {
+                        break;
+                    }
+                    s.push(c);
+                    chars.next();
+                }
+                tokens.push(s);
+            }
+        }
+    }
+    let mut at = 0;
+    parse(&tokens, &mut at, e)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn pruning_never_changes_an_answer(filters in prop::collection::vec(filter_text(), 1..40)) {
+        // One store per case is slow; one store for the whole run, made lazily.
+        static STORE: std::sync::OnceLock<(tempfile::TempDir, RepoStore)> = std::sync::OnceLock::new();
+        let (_, s) = STORE.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let s = store(dir.path(), 1000);
+            (dir, s)
+        });
+        let events: Vec<Event> = (0..1000).map(event).collect();
+        for f in filters {
+            let a = query(s, &f);
+            let want: Vec<i64> = events
+                .iter()
+                .filter(|e| reference_matches(&f, e))
+                .map(|e| e.fields["n"].as_f64().unwrap() as i64)
+                .collect();
+            prop_assert_eq!(numbers(&a), want, "filter {}", f);
+        }
+    }
+}
