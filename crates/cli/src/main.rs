@@ -6,6 +6,7 @@ mod consume;
 mod group;
 mod output;
 mod produce;
+mod search;
 mod send;
 mod serve;
 mod store;
@@ -108,6 +109,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Send lines from files or stdin to a running server over HTTP, in batches, with retries.
     Send(send::SendArgs),
+    /// Run a query on a server: `eddy search 'status>=500 | groupBy(host)' --start 24h`.
+    Search(search::SearchArgs),
     /// Create, list, describe, verify and delete topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Serve(args) => serve::run(&cli.global, args),
         Command::Send(args) => send::run(&cli.global, args),
+        Command::Search(args) => search::run(&cli.global, args),
         Command::Topic(cmd) => topic::run(&cli.global, cmd),
         Command::Produce(args) => produce::run(&cli.global, args),
         Command::Consume(args) => consume::run(&cli.global, args),

@@ -214,7 +214,11 @@ pub fn run(
     warnings.extend(more);
     let events = returns_events(program);
     if events || columns.is_empty() {
-        columns = engine::event_columns(&rows);
+        // A select() among the steps decides the columns, as it decided the fields.
+        columns = program
+            .steps
+            .iter()
+            .fold(engine::event_columns(&rows), engine::Step::columns_after);
     }
     Answer {
         rows: rows

@@ -26,6 +26,7 @@
 //! [repositories.web]
 //! partitions = 4
 //! tokens = ["a-long-random-ingest-token"]
+//! read_tokens = ["a-long-random-read-token"]   # for queries (with admin_tokens)
 //! max_tag_values = 1000            # distinct values of one tag before it is auto-grouped
 //! tag_buckets = 32                 # buckets an auto-grouped tag's values are hashed into
 //! segment_size = "1GiB"            # a data source's work in progress is sealed at this size
@@ -158,6 +159,9 @@ pub struct RepositoryConfig {
     pub partitions: u32,
     /// Ingest tokens accepted as `Authorization: Bearer <token>`. Empty: no token needed.
     pub tokens: Vec<String>,
+    /// Tokens that may query the repository (with the admin tokens). Once any token is
+    /// configured, only these read: ingest tokens never do.
+    pub read_tokens: Vec<String>,
     /// Distinct values one tag may take before it is auto-grouped: its values are then hashed
     /// into `tag_buckets` buckets for the data source key (the event keeps the real value), so
     /// the number of data sources stays bounded.
@@ -223,6 +227,7 @@ impl Default for RepositoryConfig {
         RepositoryConfig {
             partitions: 4,
             tokens: Vec::new(),
+            read_tokens: Vec::new(),
             max_tag_values: 1000,
             tag_buckets: 32,
             segment_size: "1GiB".into(),
@@ -363,6 +368,11 @@ impl RepositoryConfig {
             problems.push(format!("{at}.tag_buckets must be at least 1"));
         }
         check_tokens(&format!("{at}.tokens"), &self.tokens, &mut problems);
+        check_tokens(
+            &format!("{at}.read_tokens"),
+            &self.read_tokens,
+            &mut problems,
+        );
         if let Err(mut p) = self.store_config(at) {
             problems.append(&mut p);
         }

@@ -21,6 +21,7 @@ pub mod grouping;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod query;
 pub mod tcp;
 pub mod udp;
 
@@ -176,6 +177,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/repositories", get(api::list).post(api::create))
         .route("/api/v1/repositories/{name}", get(api::get))
         .route("/api/v1/repositories/{name}/events", get(api::events))
+        .route("/api/v1/repositories/{name}/query", post(query::query))
         .route(
             "/metrics",
             get(

@@ -1,0 +1,237 @@
+//! Queries through the real binary: `POST /api/v1/repositories/{repo}/query` in its three
+//! forms, read tokens apart from ingest tokens, and `eddy search` as a user runs it.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{agent, post, Server, NDJSON};
+
+const INGEST: &str = "ingest-token-0123456789";
+const READ: &str = "read-token-0123456789";
+const LOGS: &str = "[repositories.logs]\ntokens = [\"ingest-token-0123456789\"]\nread_tokens = [\"read-token-0123456789\"]\n";
+
+fn query(server: &Server, token: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    post(
+        server,
+        "/api/v1/repositories/logs/query",
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Content-Type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+}
+
+fn search(server: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args([
+            "search",
+            "--url",
+            &server.url,
+            "--repository",
+            "logs",
+            "--token",
+            READ,
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A server holding 300 events in repository `logs`, all visible to queries.
+fn loaded(dir: &std::path::Path) -> Server {
+    let server = Server::start(dir, LOGS);
+    let body: String = (0..300)
+        .map(|n| {
+            format!(
+                "{{\"#host\":\"web-{}\",\"n\":{n},\"method\":\"{}\",\"status\":{},\"msg\":\"request {n} done\"}}\n",
+                n % 2,
+                ["GET", "POST", "PUT"][n % 3],
+                200 + (n % 4) * 100
+            )
+        })
+        .collect();
+    let (status, answer) = post(
+        &server,
+        "/api/v1/ingest/logs",
+        &[("Authorization", &format!("Bearer {INGEST}")), NDJSON],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    // Acknowledged events become searchable (work in progress) within moments.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, a) = query(&server, READ, serde_json::json!({ "query": "count()" }));
+        assert_eq!(status, 200, "{a}");
+        if a["rows"][0]["_count"] == 300 || Instant::now() > deadline {
+            assert_eq!(a["rows"][0]["_count"], 300, "{a}");
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_query_endpoint_answers_json_ndjson_and_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = loaded(dir.path());
+
+    let (status, a) = query(
+        &server,
+        READ,
+        serde_json::json!({ "query": "status>=400 | groupBy(method, function=[count(), max(n)])", "start": "1h", "end": "now" }),
+    );
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(
+        a["columns"],
+        serde_json::json!(["method", "_count", "_max"])
+    );
+    let total: i64 = a["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["_count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 150);
+
+    let (status, a) = query(
+        &server,
+        READ,
+        serde_json::json!({ "query": "msg=\"request 42 done\"" }),
+    );
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["events"], true);
+    assert_eq!(a["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(a["rows"][0]["#host"], "web-0");
+
+    // NDJSON: columns, rows, then the totals.
+    let mut resp = agent()
+        .post(format!("{}/api/v1/repositories/logs/query", server.url))
+        .header("Authorization", &format!("Bearer {READ}"))
+        .header("Accept", "application/x-ndjson")
+        .send(
+            serde_json::json!({ "query": "top(method)" })
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.body_mut().read_to_string().unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["columns"] == serde_json::json!(["method", "_count"])),
+        "{text}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.get("row").is_some()).count(),
+        3,
+        "{text}"
+    );
+    assert!(lines.last().unwrap().get("done").is_some(), "{text}");
+
+    // CSV.
+    let mut resp = agent()
+        .post(format!("{}/api/v1/repositories/logs/query", server.url))
+        .header("Authorization", &format!("Bearer {READ}"))
+        .header("Accept", "text/csv")
+        .send(
+            serde_json::json!({ "query": "n<2 | select([n, method]) | sort(n, order=asc)" })
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+    let text = resp.body_mut().read_to_string().unwrap();
+    assert_eq!(text, "n,method\r\n0,GET\r\n1,POST\r\n");
+
+    // A bad query: 400 with the position and the offending text underlined.
+    let (status, a) = query(
+        &server,
+        READ,
+        serde_json::json!({ "query": "error | cuont()" }),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        (a["line"].as_u64(), a["column"].as_u64()),
+        (Some(1), Some(9))
+    );
+    assert_eq!(a["hint"], "did you mean count?");
+    assert!(a["rendered"].as_str().unwrap().contains("^^^^^"), "{a}");
+    let (status, a) = query(
+        &server,
+        READ,
+        serde_json::json!({ "query": "count()", "start": "yesterday" }),
+    );
+    assert_eq!(status, 400);
+    assert!(a["error"].as_str().unwrap().starts_with("start:"), "{a}");
+
+    // Ingest tokens do not read; no token does not read.
+    assert_eq!(
+        query(&server, INGEST, serde_json::json!({ "query": "count()" })).0,
+        403
+    );
+    let (status, _) = post(
+        &server,
+        "/api/v1/repositories/logs/query",
+        &[],
+        br#"{"query": "count()"}"#,
+    );
+    assert_eq!(status, 401);
+    server.stop();
+}
+
+#[test]
+fn eddy_search_prints_tables_json_and_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = loaded(dir.path());
+
+    let out = search(&server, &["groupBy(method) | sort(method, order=asc)"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(
+        lines[0].starts_with("method") && lines[0].contains("_count"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("GET") && lines[1].ends_with("100"),
+        "{table}"
+    );
+
+    let out = search(&server, &["#host=web-1 | count()", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rows"][0]["_count"], 150);
+    assert!(
+        v["progress"]["events_scanned"].as_u64().unwrap() >= 150,
+        "{v}"
+    );
+
+    let out = search(&server, &["n=7", "--csv"]);
+    assert!(out.status.success());
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert!(csv.starts_with("@timestamp,@rawstring,#host,"), "{csv}");
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+
+    let out = search(&server, &["status>=500 | cuont()"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("line 1, column 15: unknown function cuont"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean count?"), "{err}");
+    server.stop();
+}

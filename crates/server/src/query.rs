@@ -1,0 +1,294 @@
+//! `POST /api/v1/repositories/{name}/query` with `{"query": "...", "start": "24h", "end":
+//! "now", "limit": 200}`: runs a query of the language over the repository's store.
+//!
+//! The answer's form follows `Accept`: `application/json` (the default) is one object with
+//! `columns`, `rows`, `events`, `warnings`, `progress` and `cancelled`; `application/x-ndjson`
+//! streams one object per line, `{"progress": ...}` while blocks are read, then `{"columns":
+//! [...]}`, one `{"row": {...}}` per row and a last `{"done": {...}}` with warnings and totals;
+//! `text/csv` is a header line and the rows. A client that goes away cancels the query.
+//!
+//! Reading needs one of the repository's `read_tokens` or an admin token whenever the
+//! repository or the server has any token configured; ingest tokens never grant reading.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use eddy_event::Value;
+use eddy_query::{Options, QueryError};
+
+use crate::http::{authorize, error, Reject};
+use crate::AppState;
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// The query text.
+    pub query: String,
+    /// Start: RFC 3339 or a relative time such as `15m` (default `24h`).
+    pub start: Option<String>,
+    /// End: RFC 3339, a relative time, or `now` (default: no end).
+    pub end: Option<String>,
+    /// Events or rows returned when the query does not say (default 200).
+    pub limit: Option<usize>,
+}
+
+/// A point in time of a request: RFC 3339, a relative time, or `now`.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    if text == "now" {
+        return Ok(eddy_event::time::now_ns());
+    }
+    eddy_event::units::parse_time(text)
+}
+
+/// The error body of a query that does not parse: message, line, column and the rendering
+/// with the offending text underlined.
+pub fn query_error_body(query: &str, e: &QueryError) -> serde_json::Value {
+    let (line, column) = e.line_column(query);
+    json!({
+        "error": e.message,
+        "line": line,
+        "column": column,
+        "hint": e.hint,
+        "rendered": e.render(query),
+    })
+}
+
+fn reject(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// Who may read: the repository's read tokens and the admin tokens; nobody but them once any
+/// token is configured.
+fn authorize_read(
+    state: &AppState,
+    repo: &crate::Repository,
+    headers: &HeaderMap,
+) -> Result<(), Reject> {
+    let mut allowed = repo.config.read_tokens.clone();
+    allowed.extend(state.config.http.admin_tokens.iter().cloned());
+    let any_configured = !allowed.is_empty() || !repo.config.tokens.is_empty();
+    if !any_configured {
+        return Ok(());
+    }
+    if allowed.is_empty() {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "this repository has no read_tokens: ingest tokens do not grant reading",
+        ));
+    }
+    authorize(headers, &allowed)
+}
+
+enum Format {
+    Json,
+    Ndjson,
+    Csv,
+}
+
+fn format_of(headers: &HeaderMap) -> Format {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("application/x-ndjson") {
+        Format::Ndjson
+    } else if accept.contains("text/csv") {
+        Format::Csv
+    } else {
+        Format::Json
+    }
+}
+
+/// The handler.
+pub async fn query(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(repo) = state.repository(&name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("repository {name:?} does not exist"),
+        )
+        .into_response();
+    };
+    if let Err(r) = authorize_read(&state, &repo, &headers) {
+        return r.into_response();
+    }
+    let request: QueryRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a query request ({e}); expected {{\"query\": \"...\", \"start\": \"24h\"}}"),
+            )
+            .into_response()
+        }
+    };
+    let mut options = Options {
+        limit: request.limit.unwrap_or(eddy_query::engine::DEFAULT_LIMIT),
+        ..Options::default()
+    };
+    match parse_time(request.start.as_deref().unwrap_or("24h")) {
+        Ok(t) => options.start = t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("start: {e}")).into_response(),
+    }
+    if let Some(end) = &request.end {
+        match parse_time(end) {
+            Ok(t) => options.end = t,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("end: {e}")).into_response(),
+        }
+    }
+    let prepared = match eddy_query::prepare(&request.query, options.limit) {
+        Ok(p) => p,
+        Err(e) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                query_error_body(&request.query, &e),
+            )
+        }
+    };
+    let format = format_of(&headers);
+    let cancel = Arc::new(AtomicBool::new(false));
+    match format {
+        Format::Json | Format::Csv => {
+            let run_cancel = cancel.clone();
+            let answer = tokio::task::spawn_blocking(move || {
+                eddy_query::run(&repo.store, &prepared, &options, &run_cancel, &|_| {})
+            })
+            .await;
+            let answer = match answer {
+                Ok(a) => a,
+                Err(e) => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("the query failed: {e}"),
+                    )
+                    .into_response()
+                }
+            };
+            match format {
+                Format::Csv => (
+                    [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+                    to_csv(&answer.columns, &answer.rows),
+                )
+                    .into_response(),
+                _ => axum::Json(answer).into_response(),
+            }
+        }
+        Format::Ndjson => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+            tokio::task::spawn_blocking(move || {
+                let last = Mutex::new(Instant::now());
+                let on_progress = |p: &eddy_query::Progress| {
+                    let Ok(mut last) = last.lock() else { return };
+                    if last.elapsed() < Duration::from_millis(200) {
+                        return;
+                    }
+                    *last = Instant::now();
+                    if tx.is_closed() {
+                        cancel.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    // A full channel skips a progress line; the rows are never skipped.
+                    let _ = tx.try_send(line(&json!({ "progress": p })));
+                };
+                let answer =
+                    eddy_query::run(&repo.store, &prepared, &options, &cancel, &on_progress);
+                let send = |v: serde_json::Value| tx.blocking_send(line(&v)).is_ok();
+                if !send(json!({ "columns": answer.columns, "events": answer.events })) {
+                    return;
+                }
+                for row in &answer.rows {
+                    if !send(json!({ "row": row })) {
+                        return;
+                    }
+                }
+                send(json!({ "done": {
+                    "warnings": answer.warnings,
+                    "progress": answer.progress,
+                    "cancelled": answer.cancelled,
+                }}));
+            });
+            (
+                [(header::CONTENT_TYPE, "application/x-ndjson")],
+                Body::new(ChannelBody(rx)),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn line(v: &serde_json::Value) -> Bytes {
+    let mut out = serde_json::to_vec(v).unwrap_or_default();
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+/// A response body fed by a channel (the NDJSON stream).
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|b| b.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// The answer as CSV (RFC 4180): a header, then the rows; `@timestamp` and `_bucket` as RFC 3339.
+pub fn to_csv(columns: &[String], rows: &[BTreeMap<String, Value>]) -> String {
+    let mut out = String::new();
+    let escape = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    out.push_str(
+        &columns
+            .iter()
+            .map(|c| escape(c))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    out.push_str("\r\n");
+    for row in rows {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| escape(&cell_text(c, row.get(c))))
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// How a cell reads in a table: times as RFC 3339, missing as empty.
+pub fn cell_text(column: &str, v: Option<&Value>) -> String {
+    match (column, v) {
+        (_, None | Some(Value::Null)) => String::new(),
+        ("@timestamp" | "@ingesttimestamp" | "_bucket", Some(Value::Int(ns))) => {
+            eddy_event::units::format_time(*ns)
+        }
+        (_, Some(v)) => v.to_text(),
+    }
+}
