@@ -573,92 +573,73 @@ impl Collect {
                         .flat_map(|(o, s)| o.agg.values(s))
                         .collect()
                 };
-                match grouping {
-                    Grouping::All | Grouping::Fields(_) => {
-                        let key_columns: Vec<String> = match grouping {
-                            Grouping::Fields(fs) => fs.clone(),
-                            _ => Vec::new(),
-                        };
-                        let rows = entries
-                            .iter()
-                            .map(|(k, states)| {
-                                fields::row(
-                                    key_columns
-                                        .iter()
-                                        .cloned()
-                                        .zip(k.iter().map(Key::value))
-                                        .chain(
-                                            agg_columns
-                                                .iter()
-                                                .cloned()
-                                                .zip(aggregate_values(states)),
-                                        ),
-                                )
-                            })
-                            .collect();
-                        (rows, [key_columns, agg_columns].concat(), warning)
-                    }
+                let pivot = matches!(
+                    grouping,
                     Grouping::Time {
-                        series,
-                        pivot: false,
+                        series: Some(_),
+                        pivot: true,
                         ..
                     }
-                    | Grouping::Time {
-                        series: series @ None,
-                        ..
-                    } => {
-                        let mut columns = vec!["_bucket".to_string()];
-                        columns.extend(series.clone());
-                        let rows = entries
-                            .iter()
-                            .map(|(k, states)| {
-                                fields::row(
-                                    columns.iter().cloned().zip(k.iter().map(Key::value)).chain(
+                );
+                if !pivot {
+                    let key_columns: Vec<String> = match grouping {
+                        Grouping::All => Vec::new(),
+                        Grouping::Fields(fs) => fs.clone(),
+                        Grouping::Time { series, .. } => std::iter::once("_bucket".to_string())
+                            .chain(series.clone())
+                            .collect(),
+                    };
+                    let rows = entries
+                        .iter()
+                        .map(|(k, states)| {
+                            fields::row(
+                                key_columns
+                                    .iter()
+                                    .cloned()
+                                    .zip(k.iter().map(Key::value))
+                                    .chain(
                                         agg_columns.iter().cloned().zip(aggregate_values(states)),
                                     ),
-                                )
-                            })
-                            .collect();
-                        columns.extend(agg_columns);
-                        (rows, columns, warning)
-                    }
-                    Grouping::Time { .. } => {
-                        // One row per bucket; a column per series value (and aggregate).
-                        let mut by_bucket: BTreeMap<Key, Vec<(String, Value)>> = BTreeMap::new();
-                        let mut series_columns: Vec<String> = Vec::new();
-                        for (k, states) in &entries {
-                            let (Some(bucket), Some(s)) = (k.first(), k.get(1)) else {
-                                continue;
+                            )
+                        })
+                        .collect();
+                    return (rows, [key_columns, agg_columns].concat(), warning);
+                }
+                {
+                    // One row per bucket; a column per series value (and aggregate).
+                    let mut by_bucket: BTreeMap<Key, Vec<(String, Value)>> = BTreeMap::new();
+                    let mut series_columns: Vec<String> = Vec::new();
+                    for (k, states) in &entries {
+                        let (Some(bucket), Some(s)) = (k.first(), k.get(1)) else {
+                            continue;
+                        };
+                        let label = s.value().to_text();
+                        let row = by_bucket.entry(bucket.clone()).or_default();
+                        for (col, v) in agg_columns.iter().zip(aggregate_values(states)) {
+                            let name = if agg_columns.len() == 1 {
+                                label.clone()
+                            } else {
+                                format!("{label}{col}")
                             };
-                            let label = s.value().to_text();
-                            let row = by_bucket.entry(bucket.clone()).or_default();
-                            for (col, v) in agg_columns.iter().zip(aggregate_values(states)) {
-                                let name = if agg_columns.len() == 1 {
-                                    label.clone()
-                                } else {
-                                    format!("{label}{col}")
-                                };
-                                if !series_columns.contains(&name) {
-                                    series_columns.push(name.clone());
-                                }
-                                row.push((name, v));
+                            if !series_columns.contains(&name) {
+                                series_columns.push(name.clone());
                             }
+                            row.push((name, v));
                         }
-                        series_columns.sort();
-                        let rows = by_bucket
-                            .into_iter()
-                            .map(|(b, values)| {
-                                fields::row(
-                                    std::iter::once(("_bucket".to_string(), b.value()))
-                                        .chain(values),
-                                )
-                            })
-                            .collect();
-                        let columns = std::iter::once("_bucket".to_string())
-                            .chain(series_columns)
-                            .collect();
-                        (rows, columns, warning)
                     }
+                    series_columns.sort();
+                    let rows = by_bucket
+                        .into_iter()
+                        .map(|(b, values)| {
+                            fields::row(
+                                std::iter::once(("_bucket".to_string(), b.value())).chain(values),
+                            )
+                        })
+                        .collect();
+                    let columns = std::iter::once("_bucket".to_string())
+                        .chain(series_columns)
+                        .collect();
+                    (rows, columns, warning)
                 }
             }
             (
@@ -1023,26 +1004,19 @@ fn compile_call(
     limit: usize,
 ) -> Result<Option<Collect>, QueryError> {
     let args = Args { call: c };
-    let group_limit = |default| -> Result<usize, QueryError> {
+    // `limit=` within the memory bound of the stage.
+    let bounded = |default, max: usize, what: &str| -> Result<usize, QueryError> {
         let n = int_arg(c, "limit", default)?;
-        if n > MAX_GROUPS {
+        if n > max {
             return Err(QueryError::new(
-                format!("limit may be at most {MAX_GROUPS} groups"),
+                format!("limit may be at most {max} {what}"),
                 c.span,
             ));
         }
         Ok(n)
     };
-    let row_limit = |default| -> Result<usize, QueryError> {
-        let n = int_arg(c, "limit", default)?;
-        if n > MAX_ROWS {
-            return Err(QueryError::new(
-                format!("limit may be at most {MAX_ROWS} rows"),
-                c.span,
-            ));
-        }
-        Ok(n)
-    };
+    let group_limit = |default| bounded(default, MAX_GROUPS, "groups");
+    let row_limit = |default| bounded(default, MAX_ROWS, "rows");
     Ok(Some(match c.name.as_str() {
         "count" | "countDistinct" | "sum" | "avg" | "min" | "max" | "percentile" => {
             Collect::Aggregate {
