@@ -1165,20 +1165,19 @@ fn compile_call(
                 select: Some(field_names(&f.value)?),
             }
         }
-        "select" => {
+        "select" | "drop" => {
             args.check_names(&["fields"])?;
             let Some(f) = args.get("fields", 0) else {
-                return Err(QueryError::new("select() needs a list of fields", c.span));
+                return Err(QueryError::new(
+                    format!("{}() needs a list of fields", c.name),
+                    c.span,
+                ));
             };
-            steps.push(Step::Select(field_names(&f.value)?));
-            return Ok(None);
-        }
-        "drop" => {
-            args.check_names(&["fields"])?;
-            let Some(f) = args.get("fields", 0) else {
-                return Err(QueryError::new("drop() needs a list of fields", c.span));
-            };
-            steps.push(Step::Drop(field_names(&f.value)?));
+            let names = field_names(&f.value)?;
+            steps.push(match c.name.as_str() {
+                "select" => Step::Select(names),
+                _ => Step::Drop(names),
+            });
             return Ok(None);
         }
         "rename" => {
