@@ -146,24 +146,17 @@ fn digest_file(
         wall,
         cpu,
     };
-    for entry in
-        std::fs::read_dir(&store_dir).context(|| format!("reading {}", store_dir.display()))?
+    for path in eddy_store::catalogue::segment_files(&store_dir)
+        .context(|| format!("reading {}", store_dir.display()))?
     {
-        let path = entry.context(|| store_dir.display().to_string())?.path();
-        if path.extension().is_some_and(|x| x == "seg") {
-            let seg = SegmentFile::open(&path).map_err(|e| Error::Invalid(e.to_string()))?;
-            m.stored += seg.file_len();
-            m.index += seg.index_len();
-            m.segments += 1;
-        } else if path
-            .file_name()
-            .is_some_and(|n| n == eddy_store::catalogue::FILE)
-        {
-            m.catalogue = std::fs::metadata(&path)
-                .context(|| path.display().to_string())?
-                .len();
-        }
+        let seg = SegmentFile::open(&path).map_err(|e| Error::Invalid(e.to_string()))?;
+        m.stored += seg.file_len();
+        m.index += seg.index_len();
+        m.segments += 1;
     }
+    // No catalogue file when nothing was sealed.
+    m.catalogue =
+        std::fs::metadata(store_dir.join(eddy_store::catalogue::FILE)).map_or(0, |meta| meta.len());
     m.stored += m.catalogue;
     drop(log);
     let _ = std::fs::remove_dir_all(&scratch);

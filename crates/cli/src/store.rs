@@ -96,13 +96,7 @@ fn repositories(root: &Path, only: Option<&str>) -> anyhow::Result<Vec<(String, 
 }
 
 fn segment_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    files.sort();
-    Ok(files)
+    eddy_store::catalogue::segment_files(dir).with_context(|| format!("reading {}", dir.display()))
 }
 
 fn ratio(raw: u64, stored: u64) -> f64 {

@@ -56,16 +56,9 @@ fn a_kill_while_digesting_loses_and_doubles_nothing() {
     server.kill();
     assert!(acked.len() >= 2000, "only {} acknowledged", acked.len());
     let store_dir = dir.path().join("data/store/small");
-    let sealed = std::fs::read_dir(&store_dir)
+    let sealed = eddy_store::catalogue::segment_files(&store_dir)
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "seg")
-        })
-        .count();
+        .len();
     assert!(sealed > 0, "no segment was sealed before the kill");
 
     let server = Server::start(dir.path(), SMALL);

@@ -14,7 +14,7 @@ use crate::expr;
 use crate::fields;
 use crate::filter::{self, Compiled};
 use crate::sketch::{Distinct, Quantiles};
-use crate::syntax::{Arg, ArgValue, Call, Expr, Query, QueryError, Span, Stage};
+use crate::syntax::{Arg, ArgValue, Call, Expr, Query, QueryError, Stage};
 
 /// Rows returned when the query does not say (events, `sort`, `table`).
 pub const DEFAULT_LIMIT: usize = 200;
@@ -130,23 +130,30 @@ impl Step {
                 true
             }
             Step::Extract { field, regex } => {
-                let Some(text) = fields::text(e, field).map(|t| t.into_owned()) else {
-                    return false;
+                // The groups are read while the text is borrowed, then set.
+                let found: Vec<(&str, Value)> = {
+                    let Some(text) = fields::text(e, field) else {
+                        return false;
+                    };
+                    let Some(caps) = regex.captures(&text) else {
+                        return false;
+                    };
+                    regex
+                        .capture_names()
+                        .flatten()
+                        .filter_map(|n| caps.name(n).map(|m| (n, Value::infer(m.as_str()))))
+                        .collect()
                 };
-                let Some(caps) = regex.captures(&text) else {
-                    return false;
-                };
-                for name in regex.capture_names().flatten() {
-                    if let Some(m) = caps.name(name) {
-                        fields::set(e, name, Value::infer(m.as_str()));
-                    }
+                for (name, value) in found {
+                    fields::set(e, name, value);
                 }
                 true
             }
             Step::Rename(pairs) => {
                 for (from, to) in pairs {
-                    if let Some(v) = fields::get(e, from).map(|v| v.into_owned()) {
-                        e.fields.remove(from);
+                    let taken = e.fields.remove(from);
+                    if let Some(v) = taken.or_else(|| fields::get(e, from).map(|v| v.into_owned()))
+                    {
                         fields::set(e, to, v);
                     }
                 }
@@ -271,16 +278,8 @@ impl Agg {
                     *n += 1;
                 }
             }
-            (Agg::Min(f), AggState::Min(m)) => {
-                if let Some(x) = number(f) {
-                    *m = Some(m.map_or(x, |m| m.min(x)))
-                }
-            }
-            (Agg::Max(f), AggState::Max(m)) => {
-                if let Some(x) = number(f) {
-                    *m = Some(m.map_or(x, |m| m.max(x)))
-                }
-            }
+            (Agg::Min(f), AggState::Min(m)) => *m = extreme(*m, number(f), f64::min),
+            (Agg::Max(f), AggState::Max(m)) => *m = extreme(*m, number(f), f64::max),
             (Agg::Percentile(f, _), AggState::Quantiles(q)) => {
                 if let Some(x) = number(f) {
                     q.add(x)
@@ -297,13 +296,13 @@ impl Agg {
             (Agg::Avg(_), AggState::Sum { sum, n }) => vec![if *n == 0 {
                 Value::Null
             } else {
-                float(sum / *n as f64)
+                expr::number(sum / *n as f64)
             }],
-            (_, AggState::Sum { sum, .. }) => vec![float(*sum)],
-            (_, AggState::Min(m) | AggState::Max(m)) => vec![m.map_or(Value::Null, float)],
+            (_, AggState::Sum { sum, .. }) => vec![expr::number(*sum)],
+            (_, AggState::Min(m) | AggState::Max(m)) => vec![m.map_or(Value::Null, expr::number)],
             (Agg::Percentile(_, ps), AggState::Quantiles(q)) => ps
                 .iter()
-                .map(|p| q.percentile(*p).map_or(Value::Null, float))
+                .map(|p| q.percentile(*p).map_or(Value::Null, expr::number))
                 .collect(),
             (_, AggState::Quantiles(_)) => vec![],
         }
@@ -319,29 +318,19 @@ impl AggState {
                 *sum += s2;
                 *n += n2;
             }
-            (AggState::Min(a), AggState::Min(b)) => {
-                *a = match (*a, b) {
-                    (Some(x), Some(y)) => Some(x.min(y)),
-                    (x, y) => x.or(y),
-                }
-            }
-            (AggState::Max(a), AggState::Max(b)) => {
-                *a = match (*a, b) {
-                    (Some(x), Some(y)) => Some(x.max(y)),
-                    (x, y) => x.or(y),
-                }
-            }
+            (AggState::Min(a), AggState::Min(b)) => *a = extreme(*a, b, f64::min),
+            (AggState::Max(a), AggState::Max(b)) => *a = extreme(*a, b, f64::max),
             (AggState::Quantiles(a), AggState::Quantiles(b)) => a.merge(&b),
             _ => {}
         }
     }
 }
 
-fn float(x: f64) -> Value {
-    if x.fract() == 0.0 && x.abs() < 9e15 {
-        Value::Int(x as i64)
-    } else {
-        Value::Float(x)
+/// The smaller or larger (by `pick`) of two values either of which may be missing.
+fn extreme(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(pick(x, y)),
+        (x, y) => x.or(y),
     }
 }
 
@@ -385,6 +374,27 @@ pub enum Grouping {
         /// One row per bucket with a column per series value.
         pivot: bool,
     },
+}
+
+impl Grouping {
+    /// The group of `e`; `None` if it lacks a field grouped by.
+    fn key(&self, e: &Event) -> Option<Vec<Key>> {
+        match self {
+            Grouping::All => Some(Vec::new()),
+            Grouping::Fields(fs) => fs
+                .iter()
+                .map(|f| fields::get(e, f).map(|v| Key::of(&v)))
+                .collect(),
+            Grouping::Time { span, series, .. } => {
+                let bucket = e.timestamp.div_euclid(*span) * span;
+                let mut key = vec![Key::Int(bucket)];
+                if let Some(s) = series {
+                    key.push(fields::get(e, s).map_or(Key::Text(String::new()), |v| Key::of(&v)));
+                }
+                Some(key)
+            }
+        }
+    }
 }
 
 /// How rows are ordered for `sort`, `head`, `tail` and the default event list.
@@ -446,24 +456,6 @@ impl Collect {
         })
     }
 
-    fn key(&self, grouping: &Grouping, e: &Event) -> Option<Vec<Key>> {
-        match grouping {
-            Grouping::All => Some(Vec::new()),
-            Grouping::Fields(fs) => fs
-                .iter()
-                .map(|f| fields::get(e, f).map(|v| Key::of(&v)))
-                .collect(),
-            Grouping::Time { span, series, .. } => {
-                let bucket = e.timestamp.div_euclid(*span) * span;
-                let mut key = vec![Key::Int(bucket)];
-                if let Some(s) = series {
-                    key.push(fields::get(e, s).map_or(Key::Text(String::new()), |v| Key::of(&v)));
-                }
-                Some(key)
-            }
-        }
-    }
-
     /// Adds an event.
     pub fn add(&self, state: &mut State, e: Event) {
         match (self, &mut state.0) {
@@ -475,7 +467,7 @@ impl Collect {
                 },
                 Collected::Groups { groups, overflowed },
             ) => {
-                let Some(key) = self.key(grouping, &e) else {
+                let Some(key) = grouping.key(&e) else {
                     return;
                 };
                 let len = groups.len();
@@ -666,15 +658,19 @@ impl Collect {
     }
 }
 
-fn sort_rows(rows: &mut [Event], order: &Order) {
+fn sort_rows(rows: &mut Vec<Event>, order: &Order) {
     let key = |e: &Event| -> (Option<f64>, String) {
         match fields::get(e, &order.field) {
             Some(v) => (v.as_f64(), v.to_text()),
             None => (None, String::new()),
         }
     };
-    rows.sort_by(|a, b| {
-        let (ka, kb) = (key(a), key(b));
+    // Each row's key is made once, not at every comparison.
+    let mut keyed: Vec<_> = std::mem::take(rows)
+        .into_iter()
+        .map(|e| (key(&e), e))
+        .collect();
+    keyed.sort_by(|(ka, a), (kb, b)| {
         // Numbers before text, missing last; ties by time then id, so results are stable.
         let ord = match (&ka.0, &kb.0) {
             (Some(x), Some(y)) => x.total_cmp(y),
@@ -684,6 +680,7 @@ fn sort_rows(rows: &mut [Event], order: &Order) {
         ord.then(b.timestamp.cmp(&a.timestamp))
             .then(a.id.cmp(&b.id))
     });
+    rows.extend(keyed.into_iter().map(|(_, e)| e));
 }
 
 /// A compiled query: per-event steps up to a collecting stage, then the rest of the query
@@ -698,6 +695,15 @@ pub struct Program {
     pub explicit: bool,
     /// What runs on the collected rows.
     pub then: Option<Box<Program>>,
+}
+
+impl Program {
+    /// Runs the per-event steps over `e` and adds it to `state` if it passes them all.
+    pub fn feed(&self, state: &mut State, mut e: Event) {
+        if self.steps.iter().all(|s| s.apply(&mut e)) {
+            self.collect.add(state, e);
+        }
+    }
 }
 
 /// Compiles a parsed query; `limit` is the default number of events or rows returned.
@@ -723,20 +729,29 @@ fn compile_stages(stages: &[Stage], limit: usize) -> Result<Program, QueryError>
                 None => continue,
             },
         };
-        let mut then_stages: Vec<Stage> = Vec::new();
+        let rest = &stages[i + 1..];
+        let mut then = match rest.is_empty() {
+            true => None,
+            false => Some(Box::new(compile_stages(rest, limit)?)),
+        };
         if let Stage::Call(c) = stage {
             if c.name == "top" {
-                // top = count per value, sorted by count.
-                let n = int_arg(c, "limit", 10)?;
-                then_stages.push(Stage::Call(synthetic_sort("_count", n)));
+                // top = count per value, then the most frequent first.
+                then = Some(Box::new(Program {
+                    steps: Vec::new(),
+                    collect: Collect::Rows {
+                        order: Order {
+                            field: "_count".into(),
+                            descending: true,
+                        },
+                        limit: bounded_limit(c, 10, MAX_ROWS, "rows")?,
+                        select: None,
+                    },
+                    explicit: true,
+                    then,
+                }));
             }
         }
-        then_stages.extend_from_slice(&stages[i + 1..]);
-        let then = if then_stages.is_empty() {
-            None
-        } else {
-            Some(Box::new(compile_stages(&then_stages, limit)?))
-        };
         return Ok(Program {
             steps,
             collect,
@@ -757,24 +772,6 @@ fn compile_stages(stages: &[Stage], limit: usize) -> Result<Program, QueryError>
         explicit: false,
         then: None,
     })
-}
-
-fn synthetic_sort(field: &str, limit: usize) -> Call {
-    let span = Span::default();
-    let arg = |name: Option<&str>, e: Expr| Arg {
-        name: name.map(str::to_string),
-        value: ArgValue::Expr(e),
-        span,
-    };
-    Call {
-        name: "sort".into(),
-        name_span: span,
-        args: vec![
-            arg(None, Expr::Field(field.into(), span)),
-            arg(Some("limit"), Expr::Number(limit as f64, span)),
-        ],
-        span,
-    }
 }
 
 /// Arguments of a call, by name or position.
@@ -860,6 +857,18 @@ fn int_arg(c: &Call, name: &str, default: usize) -> Result<usize, QueryError> {
             )),
         },
     }
+}
+
+/// `limit=` (or `default`) within the memory bound `max` of the stage.
+fn bounded_limit(c: &Call, default: usize, max: usize, what: &str) -> Result<usize, QueryError> {
+    let n = int_arg(c, "limit", default)?;
+    if n > max {
+        return Err(QueryError::new(
+            format!("limit may be at most {max} {what}"),
+            c.span,
+        ));
+    }
+    Ok(n)
 }
 
 fn text_arg(c: &Call, name: &str) -> Result<Option<String>, QueryError> {
@@ -1004,19 +1013,8 @@ fn compile_call(
     limit: usize,
 ) -> Result<Option<Collect>, QueryError> {
     let args = Args { call: c };
-    // `limit=` within the memory bound of the stage.
-    let bounded = |default, max: usize, what: &str| -> Result<usize, QueryError> {
-        let n = int_arg(c, "limit", default)?;
-        if n > max {
-            return Err(QueryError::new(
-                format!("limit may be at most {max} {what}"),
-                c.span,
-            ));
-        }
-        Ok(n)
-    };
-    let group_limit = |default| bounded(default, MAX_GROUPS, "groups");
-    let row_limit = |default| bounded(default, MAX_ROWS, "rows");
+    let group_limit = |default| bounded_limit(c, default, MAX_GROUPS, "groups");
+    let row_limit = |default| bounded_limit(c, default, MAX_ROWS, "rows");
     Ok(Some(match c.name.as_str() {
         "count" | "countDistinct" | "sum" | "avg" | "min" | "max" | "percentile" => {
             Collect::Aggregate {

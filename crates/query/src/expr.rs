@@ -95,7 +95,8 @@ pub fn eval(e: &Expr, event: &Event) -> Option<Value> {
     }
 }
 
-fn number(x: f64) -> Value {
+/// A number as a value: an integer when it is whole (and exactly representable), else a float.
+pub fn number(x: f64) -> Value {
     if x.fract() == 0.0 && x.abs() < 9e15 {
         Value::Int(x as i64)
     } else {

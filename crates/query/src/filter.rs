@@ -184,7 +184,8 @@ pub struct Requirements {
 }
 
 impl Requirements {
-    fn and(mut self, other: Requirements) -> Requirements {
+    /// What both require.
+    pub fn and(mut self, other: Requirements) -> Requirements {
         for t in other.tokens {
             if !self.tokens.contains(&t) {
                 self.tokens.push(t);
@@ -349,14 +350,7 @@ pub fn compile_regex(r: &RegexLit, span: Span) -> Result<Regex, QueryError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::syntax::{parse, Stage};
-
-    fn filter(q: &str) -> Filter {
-        match parse(q).unwrap().stages.remove(0) {
-            Stage::Filter(f) => f,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::syntax::first_filter as filter;
 
     fn event(raw: &str, fields: &[(&str, Value)]) -> Event {
         let mut e = Event::new(1);

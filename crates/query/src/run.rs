@@ -90,17 +90,14 @@ pub fn prepare(text: &str, limit: usize) -> Result<Prepared, QueryError> {
 
 /// What the leading filters require (stages that change fields end what can be known).
 fn requirements(q: &Query) -> Requirements {
-    let mut filters = q.stages.iter().map_while(|s| match s {
-        Stage::Filter(f) => Some(f),
-        _ => None,
-    });
-    let Some(first) = filters.next() else {
-        return Requirements::default();
-    };
-    let combined = filters.fold(first.clone(), |acc, f| {
-        syntax::Filter::And(Box::new(acc), Box::new(f.clone()))
-    });
-    filter::requirements(&combined)
+    q.stages
+        .iter()
+        .map_while(|s| match s {
+            Stage::Filter(f) => Some(filter::requirements(f)),
+            _ => None,
+        })
+        .reduce(Requirements::and)
+        .unwrap_or_default()
 }
 
 /// Runs a prepared query over `events` (no store: for the rest of a query after its
@@ -110,10 +107,8 @@ pub fn run_events(
     events: impl IntoIterator<Item = Event>,
 ) -> (Vec<Event>, Vec<String>, Vec<String>) {
     let mut state = p.collect.state();
-    for mut e in events {
-        if p.steps.iter().all(|s| s.apply(&mut e)) {
-            p.collect.add(&mut state, e);
-        }
+    for e in events {
+        p.feed(&mut state, e);
     }
     finish(p, state)
 }
@@ -135,11 +130,6 @@ fn finish(p: &Program, state: State) -> (Vec<Event>, Vec<String>, Vec<String>) {
             (rows, columns, warnings)
         }
     }
-}
-
-/// Whether the program returns events (no collecting stage written anywhere).
-fn returns_events(p: &Program) -> bool {
-    !p.explicit && p.then.as_ref().is_none_or(|t| returns_events(t))
 }
 
 /// Runs `prepared` over `store`. `cancel` stops it between blocks; `on_progress` is called
@@ -182,10 +172,8 @@ pub fn run(
                         match task.read() {
                             Ok(events) => {
                                 scanned.fetch_add(events.len() as u64, Ordering::Relaxed);
-                                for mut e in events {
-                                    if program.steps.iter().all(|s| s.apply(&mut e)) {
-                                        program.collect.add(&mut state, e);
-                                    }
+                                for e in events {
+                                    program.feed(&mut state, e);
                                 }
                             }
                             Err(e) => {
@@ -212,7 +200,8 @@ pub fn run(
     let (rows, mut columns, more) = finish(program, state);
     let mut warnings = warnings.into_inner().unwrap_or_default();
     warnings.extend(more);
-    let events = returns_events(program);
+    // Without a collecting stage written, nothing follows and the rows are events.
+    let events = !program.explicit;
     if events || columns.is_empty() {
         // A select() among the steps decides the columns, as it decided the fields.
         columns = program

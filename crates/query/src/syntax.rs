@@ -442,12 +442,7 @@ impl Parser<'_> {
         self.skip_space();
         let start = self.pos;
         if let Some(name) = self.name_ahead().map(str::to_string) {
-            let after = self.pos + name.len();
-            let mut q = Parser {
-                text: self.text,
-                pos: after,
-            };
-            q.skip_space();
+            let q = self.past(name.len());
             if q.rest().starts_with(":=") {
                 self.pos = q.pos + 2;
                 let expr = self.expr()?;
@@ -750,20 +745,7 @@ impl Parser<'_> {
         self.pos += name.len();
         let name_span = Span::new(start, self.pos);
         self.expect('(', "'('")?;
-        let mut args = Vec::new();
-        self.skip_space();
-        if self.peek() != Some(')') {
-            loop {
-                args.push(self.arg()?);
-                self.skip_space();
-                if self.peek() == Some(',') {
-                    self.pos += 1;
-                } else {
-                    break;
-                }
-            }
-        }
-        let close = self.expect(')', "',' or ')' in the arguments")?;
+        let (args, close) = self.separated(')', "',' or ')' in the arguments", Self::arg)?;
         Ok(Call {
             name,
             name_span,
@@ -772,16 +754,45 @@ impl Parser<'_> {
         })
     }
 
+    /// Items separated by commas up to `close` (which may come at once), and its span.
+    fn separated<T>(
+        &mut self,
+        close: char,
+        expected: &str,
+        mut item: impl FnMut(&mut Self) -> Result<T, QueryError>,
+    ) -> Result<(Vec<T>, Span), QueryError> {
+        let mut items = Vec::new();
+        self.skip_space();
+        if self.peek() != Some(close) {
+            loop {
+                items.push(item(self)?);
+                self.skip_space();
+                if self.peek() != Some(',') {
+                    break;
+                }
+                self.pos += 1;
+            }
+        }
+        let span = self.expect(close, expected)?;
+        Ok((items, span))
+    }
+
+    /// A parser at the first non-space after the next `len` bytes (to look past a name).
+    fn past(&self, len: usize) -> Parser<'_> {
+        let mut q = Parser {
+            text: self.text,
+            pos: self.pos + len,
+        };
+        q.skip_space();
+        q
+    }
+
     fn arg(&mut self) -> Result<Arg, QueryError> {
         self.skip_space();
         let start = self.pos;
         let mut name = None;
         if let Some(n) = self.name_ahead().map(str::to_string) {
-            let mut q = Parser {
-                text: self.text,
-                pos: self.pos + n.len(),
-            };
-            q.skip_space();
+            let q = self.past(n.len());
             if q.peek() == Some('=') && q.peek2() != Some('=') {
                 self.pos = q.pos + 1;
                 name = Some(n);
@@ -801,20 +812,8 @@ impl Parser<'_> {
             Some('[') => {
                 let start = self.pos;
                 self.pos += 1;
-                let mut items = Vec::new();
-                self.skip_space();
-                if self.peek() != Some(']') {
-                    loop {
-                        items.push(self.list_item()?);
-                        self.skip_space();
-                        if self.peek() == Some(',') {
-                            self.pos += 1;
-                        } else {
-                            break;
-                        }
-                    }
-                }
-                let close = self.expect(']', "',' or ']' in the list")?;
+                let (items, close) =
+                    self.separated(']', "',' or ']' in the list", Self::list_item)?;
                 Ok(ArgValue::List(items, Span::new(start, close.end)))
             }
             Some('/') => {
@@ -935,17 +934,21 @@ fn pattern_of_word(w: String) -> Pattern {
     }
 }
 
+/// The first stage of `q`, which must be a filter (for tests).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn first_filter(q: &str) -> Filter {
+    match parse(q).unwrap().stages.remove(0) {
+        Stage::Filter(f) => f,
+        other => panic!("not a filter: {other:?}"),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn filter(q: &str) -> Filter {
-        match parse(q).unwrap().stages.remove(0) {
-            Stage::Filter(f) => f,
-            other => panic!("not a filter: {other:?}"),
-        }
-    }
+    use first_filter as filter;
 
     fn text(t: &str) -> Filter {
         Filter::Text {

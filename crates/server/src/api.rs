@@ -91,13 +91,9 @@ pub async fn get(
     if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
         return r.into_response();
     }
-    match state.repository(&name) {
-        Some(repo) => Json(describe(&repo)).into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            format!("repository {name:?} does not exist"),
-        )
-        .into_response(),
+    match state.existing_repository(&name) {
+        Ok(repo) => Json(describe(&repo)).into_response(),
+        Err(r) => r.into_response(),
     }
 }
 
@@ -194,12 +190,9 @@ pub async fn events(
     axum::extract::RawQuery(query): axum::extract::RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let Some(repo) = state.repository(&name) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("repository {name:?} does not exist"),
-        )
-        .into_response();
+    let repo = match state.existing_repository(&name) {
+        Ok(repo) => repo,
+        Err(r) => return r.into_response(),
     };
     let mut tokens = repo.config.tokens.clone();
     tokens.extend(state.config.http.admin_tokens.iter().cloned());

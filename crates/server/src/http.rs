@@ -319,12 +319,7 @@ async fn admit(
     params: IngestParams,
     headers: &HeaderMap,
 ) -> Result<Admitted, Reject> {
-    let Some(repo) = state.repository(repository) else {
-        return Err(error(
-            StatusCode::NOT_FOUND,
-            format!("repository {repository:?} does not exist"),
-        ));
-    };
+    let repo = state.existing_repository(repository)?;
     authorize(headers, &repo.config.tokens)?;
     let parser = params
         .parser

@@ -90,6 +90,16 @@ impl AppState {
             .cloned()
     }
 
+    /// A repository by name, or the `404` that says it does not exist.
+    pub(crate) fn existing_repository(&self, name: &str) -> Result<Arc<Repository>, http::Reject> {
+        self.repository(name).ok_or_else(|| {
+            http::error(
+                axum::http::StatusCode::NOT_FOUND,
+                format!("repository {name:?} does not exist"),
+            )
+        })
+    }
+
     /// The repository a TCP or UDP listener writes to.
     pub fn listener_repository(
         &self,

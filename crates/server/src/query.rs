@@ -116,12 +116,9 @@ pub async fn query(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(repo) = state.repository(&name) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("repository {name:?} does not exist"),
-        )
-        .into_response();
+    let repo = match state.existing_repository(&name) {
+        Ok(repo) => repo,
+        Err(r) => return r.into_response(),
     };
     if let Err(r) = authorize_read(&state, &repo, &headers) {
         return r.into_response();
@@ -160,74 +157,79 @@ pub async fn query(
         }
     };
     let format = format_of(&headers);
-    let cancel = Arc::new(AtomicBool::new(false));
-    match format {
-        Format::Json | Format::Csv => {
-            let run_cancel = cancel.clone();
-            let answer = tokio::task::spawn_blocking(move || {
-                eddy_query::run(&repo.store, &prepared, &options, &run_cancel, &|_| {})
-            })
-            .await;
-            let answer = match answer {
-                Ok(a) => a,
-                Err(e) => {
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("the query failed: {e}"),
-                    )
-                    .into_response()
-                }
-            };
-            match format {
-                Format::Csv => (
-                    [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-                    to_csv(&answer.columns, &answer.rows),
-                )
-                    .into_response(),
-                _ => axum::Json(answer).into_response(),
+    if let Format::Ndjson = format {
+        return stream_ndjson(repo, prepared, options);
+    }
+    let answer = tokio::task::spawn_blocking(move || {
+        eddy_query::run(
+            &repo.store,
+            &prepared,
+            &options,
+            &AtomicBool::new(false),
+            &|_| {},
+        )
+    })
+    .await;
+    match (answer, format) {
+        (Err(e), _) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the query failed: {e}"),
+        )
+        .into_response(),
+        (Ok(answer), Format::Csv) => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            to_csv(&answer.columns, &answer.rows),
+        )
+            .into_response(),
+        (Ok(answer), _) => axum::Json(answer).into_response(),
+    }
+}
+
+/// Runs the query on a blocking thread, streaming progress, the columns, the rows and the totals
+/// as NDJSON; a client that goes away cancels it.
+fn stream_ndjson(
+    repo: Arc<crate::Repository>,
+    prepared: eddy_query::Prepared,
+    options: Options,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::task::spawn_blocking(move || {
+        let cancel = AtomicBool::new(false);
+        let last = Mutex::new(Instant::now());
+        let on_progress = |p: &eddy_query::Progress| {
+            let Ok(mut last) = last.lock() else { return };
+            if last.elapsed() < Duration::from_millis(200) {
+                return;
+            }
+            *last = Instant::now();
+            if tx.is_closed() {
+                cancel.store(true, Ordering::Relaxed);
+                return;
+            }
+            // A full channel skips a progress line; the rows are never skipped.
+            let _ = tx.try_send(line(&json!({ "progress": p })));
+        };
+        let answer = eddy_query::run(&repo.store, &prepared, &options, &cancel, &on_progress);
+        let send = |v: serde_json::Value| tx.blocking_send(line(&v)).is_ok();
+        if !send(json!({ "columns": answer.columns, "events": answer.events })) {
+            return;
+        }
+        for row in &answer.rows {
+            if !send(json!({ "row": row })) {
+                return;
             }
         }
-        Format::Ndjson => {
-            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-            tokio::task::spawn_blocking(move || {
-                let last = Mutex::new(Instant::now());
-                let on_progress = |p: &eddy_query::Progress| {
-                    let Ok(mut last) = last.lock() else { return };
-                    if last.elapsed() < Duration::from_millis(200) {
-                        return;
-                    }
-                    *last = Instant::now();
-                    if tx.is_closed() {
-                        cancel.store(true, Ordering::Relaxed);
-                        return;
-                    }
-                    // A full channel skips a progress line; the rows are never skipped.
-                    let _ = tx.try_send(line(&json!({ "progress": p })));
-                };
-                let answer =
-                    eddy_query::run(&repo.store, &prepared, &options, &cancel, &on_progress);
-                let send = |v: serde_json::Value| tx.blocking_send(line(&v)).is_ok();
-                if !send(json!({ "columns": answer.columns, "events": answer.events })) {
-                    return;
-                }
-                for row in &answer.rows {
-                    if !send(json!({ "row": row })) {
-                        return;
-                    }
-                }
-                send(json!({ "done": {
-                    "warnings": answer.warnings,
-                    "progress": answer.progress,
-                    "cancelled": answer.cancelled,
-                }}));
-            });
-            (
-                [(header::CONTENT_TYPE, "application/x-ndjson")],
-                Body::new(ChannelBody(rx)),
-            )
-                .into_response()
-        }
-    }
+        send(json!({ "done": {
+            "warnings": answer.warnings,
+            "progress": answer.progress,
+            "cancelled": answer.cancelled,
+        }}));
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::new(ChannelBody(rx)),
+    )
+        .into_response()
 }
 
 fn line(v: &serde_json::Value) -> Bytes {

@@ -169,6 +169,19 @@ pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.seg"))
 }
 
+/// The sealed segment files in `dir`, in id order.
+pub fn segment_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|x| x == "seg") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// The path of the work in progress that will become segment `id`.
 pub fn wip_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.wip"))

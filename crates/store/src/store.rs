@@ -272,17 +272,31 @@ impl Appender<'_> {
         fields: FieldsRef<'_>,
     ) -> Result<(), SegmentError> {
         let store = self.store;
-        // A sealed work in progress has given its writer away and is looked up afresh.
-        let current = matches!(&self.last, Some((s, w)) if s == source && lock(w).writer.is_some());
-        if !current {
-            self.last = store
-                .wip(self.partition, source, offset)?
-                .map(|wip| (source.to_string(), wip));
+        // The remembered work in progress, locked once per event; a sealed one has given its
+        // writer away and is looked up afresh.
+        let mut full = None;
+        if let Some((s, wip)) = &self.last {
+            let mut w = lock(wip);
+            if s == source && w.writer.is_some() {
+                full = Some(store.push(&mut w, offset, event, fields)?);
+            }
         }
-        match &self.last {
-            Some((_, wip)) => store.append_to(wip, self.partition, offset, source, event, fields),
-            None => Ok(()),
+        let full = match full {
+            Some(full) => full,
+            None => {
+                self.last = store
+                    .wip(self.partition, source, offset)?
+                    .map(|wip| (source.to_string(), wip));
+                match &self.last {
+                    Some((_, wip)) => store.push(&mut lock(wip), offset, event, fields)?,
+                    None => return Ok(()),
+                }
+            }
+        };
+        if full {
+            store.seal(self.partition, source)?;
         }
+        Ok(())
     }
 }
 
@@ -427,37 +441,29 @@ impl RepoStore {
         }
     }
 
-    /// Adds the event to `wip` (of `partition`, which has not sealed it).
-    fn append_to(
+    /// Adds the event to work in progress `w`, closing the block when it is full; returns
+    /// whether the work in progress is due to be sealed.
+    fn push(
         &self,
-        wip: &Mutex<Wip>,
-        partition: u32,
+        w: &mut Wip,
         offset: u64,
-        source: &str,
         event: &Event,
         fields: FieldsRef<'_>,
-    ) -> Result<(), SegmentError> {
-        let full = {
-            let mut w = lock(wip);
-            let new_tags = w.open.push_with(event, fields);
-            w.last_offset = offset;
-            // The tags every event of the segment has change only with an event whose tags
-            // differ from the one before.
-            if new_tags {
-                match &mut w.tags {
-                    Some(common) => common.retain(|k, v| event.tags.get(k) == Some(v)),
-                    None => w.tags = Some(event.tags.clone()),
-                }
+    ) -> Result<bool, SegmentError> {
+        let new_tags = w.open.push_with(event, fields);
+        w.last_offset = offset;
+        // The tags every event of the segment has change only with an event whose tags differ
+        // from the one before.
+        if new_tags {
+            match &mut w.tags {
+                Some(common) => common.retain(|k, v| event.tags.get(k) == Some(v)),
+                None => w.tags = Some(event.tags.clone()),
             }
-            if w.open.payload_len() >= self.config.block_bytes {
-                self.close_block(&mut w)?;
-            }
-            w.raw_bytes + w.open.payload_len() as u64 >= self.config.segment_bytes
-        };
-        if full {
-            self.seal(partition, source)?;
         }
-        Ok(())
+        if w.open.payload_len() >= self.config.block_bytes {
+            self.close_block(w)?;
+        }
+        Ok(w.raw_bytes + w.open.payload_len() as u64 >= self.config.segment_bytes)
     }
 
     /// The work in progress that takes the event at `offset`, started if needed; `None` if a

@@ -198,16 +198,9 @@ fn retention_and_merging_keep_the_catalogue_and_files_in_step() {
         sealed.len(),
         merged.len()
     );
-    let files = std::fs::read_dir(&store_dir)
+    let files = eddy_store::catalogue::segment_files(&store_dir)
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "seg")
-        })
-        .count();
+        .len();
     assert_eq!(files, after);
 
     // Retention by size leaves the newest data.
