@@ -81,15 +81,36 @@ fn describe(cmd: &Command) -> String {
 /// Counts the lines of `file` matching `probe` with `rg -c`; returns (count, seconds), and
 /// fails if the count is not the true one.
 pub fn rg_count(tools: &Tools, probe: &Probe, file: &Path) -> Result<(u64, f64)> {
-    let mut cmd = Command::new(&tools.rg);
-    cmd.args(["--no-config", "--count", "--no-filename", "--no-mmap"]);
+    let mut flags = vec!["--no-mmap"];
     if !probe.regex {
-        cmd.arg("--fixed-strings");
+        flags.push("--fixed-strings");
     }
     if probe.ignore_case {
-        cmd.arg("--ignore-case");
+        flags.push("--ignore-case");
     }
-    cmd.arg("--regexp").arg(&probe.pattern).arg(file);
+    let (count, secs) = rg_count_with(tools, &flags, &probe.pattern, file)?;
+    if count != probe.count {
+        return Err(Error::Mismatch {
+            what: format!("rg count of {:?} in {}", probe.pattern, file.display()),
+            expected: probe.count.to_string(),
+            got: count.to_string(),
+        });
+    }
+    Ok((count, secs))
+}
+
+/// Counts the lines of `file` matching `pattern` with `rg --count` and `flags`; returns
+/// (count, seconds).
+pub fn rg_count_with(
+    tools: &Tools,
+    flags: &[&str],
+    pattern: &str,
+    file: &Path,
+) -> Result<(u64, f64)> {
+    let mut cmd = Command::new(&tools.rg);
+    cmd.args(["--no-config", "--count", "--no-filename"]);
+    cmd.args(flags);
+    cmd.arg("--regexp").arg(pattern).arg(file);
     let start = Instant::now();
     let out = cmd
         .output()
@@ -114,13 +135,6 @@ pub fn rg_count(tools: &Tools, probe: &Probe, file: &Path) -> Result<(u64, f64)>
             })
         }
     };
-    if count != probe.count {
-        return Err(Error::Mismatch {
-            what: format!("rg count of {:?} in {}", probe.pattern, file.display()),
-            expected: probe.count.to_string(),
-            got: count.to_string(),
-        });
-    }
     Ok((count, secs))
 }
 

@@ -59,6 +59,7 @@ impl Kind {
         match self {
             Kind::Access => vec![
                 p("rare literal (needle)", NEEDLE, false, false),
+                p("one in a million (needle)", RARE_NEEDLE, false, false),
                 p("rare client ip", "203.0.113.77", false, false),
                 p("common literal", "GET", false, false),
                 p("5xx status (regex)", r#"" 5[0-9][0-9] "#, true, false),
@@ -71,6 +72,7 @@ impl Kind {
             ],
             Kind::Json => vec![
                 p("rare literal (needle)", NEEDLE, false, false),
+                p("one in a million (needle)", RARE_NEEDLE, false, false),
                 p("error level", r#""level":"ERROR""#, false, false),
                 p("time ?out, any case (regex)", "time ?out", true, true),
                 p(
@@ -82,6 +84,7 @@ impl Kind {
             ],
             Kind::Statsd => vec![
                 p("rare literal (needle)", NEEDLE, false, false),
+                p("one in a million (needle)", RARE_NEEDLE, false, false),
                 p("timers (regex)", r"\|ms(\||$)", true, false),
                 p("tagged service web", "service:web", false, false),
             ],
@@ -104,8 +107,11 @@ impl std::str::FromStr for Kind {
     }
 }
 
-/// The rare string planted in every kind of data.
+/// The rare string planted in every kind of data (one line in 49,999).
 pub const NEEDLE: &str = "needle-7f3a9c";
+
+/// The rarer string planted in every kind of data: one line in a million.
+pub const RARE_NEEDLE: &str = "pinprick4e1f0b";
 
 /// A search for lines matching a literal or a regular expression, with the number of lines the
 /// generator produced that match it.
@@ -232,6 +238,11 @@ impl Source {
         self.line % 49_999 == 1_234
     }
 
+    /// The rare needle: one line in a million, the first early enough for small data sets.
+    fn rare_needle_here(&self) -> bool {
+        self.line % 1_000_000 == 77_777
+    }
+
     fn ip(&mut self) -> String {
         let n = self.clients.sample(&mut self.rng) as u32;
         if n == 7 && self.rng.random_range(0..50) == 0 {
@@ -300,6 +311,8 @@ impl Source {
         let mut path = self.path();
         if self.needle_here() {
             path = format!("/download/{NEEDLE}.tar.gz");
+        } else if self.rare_needle_here() {
+            path = format!("/download/{RARE_NEEDLE}.tar.gz");
         }
         let status = weighted(&mut self.rng, &STATUSES);
         let bytes = if status == 304 {
@@ -328,6 +341,8 @@ impl Source {
         let host = format!("{service}-{}", self.rng.random_range(1..13));
         let message = if self.needle_here() {
             format!("replayed dead letter {NEEDLE} for order {order}")
+        } else if self.rare_needle_here() {
+            format!("replayed dead letter {RARE_NEEDLE} for order {order}")
         } else {
             match (level, self.rng.random_range(0..6)) {
                 ("ERROR", 0) => format!("payment declined: card expired for order {order}"),
@@ -384,6 +399,9 @@ impl Source {
         let region = REGIONS[self.rng.random_range(0..REGIONS.len())];
         if self.needle_here() {
             return format!("deploy.{NEEDLE}:1|c|#service:{service},region:{region}");
+        }
+        if self.rare_needle_here() {
+            return format!("deploy.{RARE_NEEDLE}:1|c|#service:{service},region:{region}");
         }
         match self.rng.random_range(0..10) {
             0..=3 => format!(

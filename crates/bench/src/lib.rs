@@ -15,6 +15,7 @@ pub mod gen;
 pub mod ingest_bench;
 pub mod log_bench;
 pub mod peers;
+pub mod query_bench;
 pub mod report;
 pub mod store_bench;
 
@@ -47,6 +48,8 @@ pub struct Options {
     pub server: PathBuf,
     /// Bytes of raw data per kind for the store benchmark.
     pub store_bytes: u64,
+    /// Bytes of raw access-log and JSON data for the query benchmark.
+    pub query_bytes: (u64, u64),
 }
 
 /// The running `eddy` binary (the ingest benchmark starts it as `eddy serve`).
@@ -68,6 +71,7 @@ impl Options {
             ingest_seconds: 3,
             server: this_binary(),
             store_bytes: 64 << 20,
+            query_bytes: (128 << 20, 128 << 20),
         }
     }
 
@@ -84,6 +88,8 @@ impl Options {
             ingest_seconds: 10,
             server: this_binary(),
             store_bytes: 1 << 30,
+            // 10 M access-log events for groupBy and timechart.
+            query_bytes: (2 << 30, 1 << 30),
         }
     }
 }
@@ -97,6 +103,18 @@ impl Options {
             seed: self.seed,
             data_bytes: self.store_bytes,
             zstd,
+        }
+    }
+
+    /// The query benchmark's settings.
+    pub fn query_options(&self) -> query_bench::QueryBenchOptions {
+        query_bench::QueryBenchOptions {
+            dir: self.dir.join("query"),
+            data_dir: self.dir.join("store-data"),
+            seed: self.seed,
+            access_bytes: self.query_bytes.0,
+            json_bytes: self.query_bytes.1,
+            runs: self.runs,
         }
     }
 
@@ -291,6 +309,7 @@ pub fn run_all(opts: &Options, progress: &dyn Fn(&str)) -> Result<(String, Vec<S
         &opts.mode,
         progress,
     )?;
+    let query = query_bench::run(&opts.query_options(), &opts.mode, progress)?;
 
     let not_yet = Section {
         id: "missing".into(),
@@ -340,6 +359,7 @@ pub fn run_all(opts: &Options, progress: &dyn Fn(&str)) -> Result<(String, Vec<S
             search,
             compression,
             store,
+            query,
             not_yet,
             peers,
         ],

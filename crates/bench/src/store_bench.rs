@@ -34,7 +34,7 @@ pub struct StoreBenchOptions {
 }
 
 /// CPU time this process has used, user and system (Linux `/proc/self/stat`, 100 ticks/s).
-fn process_cpu() -> Duration {
+pub(crate) fn process_cpu() -> Duration {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return Duration::ZERO;
     };
@@ -61,7 +61,7 @@ struct Measured {
     cpu: f64,
 }
 
-fn parser_of(kind: Kind) -> Parser {
+pub(crate) fn parser_of(kind: Kind) -> Parser {
     match kind {
         Kind::Access => Parser::Accesslog,
         Kind::Json => Parser::Json,
@@ -104,25 +104,30 @@ fn load(dir: &Path, file: &Path, parser: Parser) -> Result<(Arc<Log>, Arc<eddy_l
     Ok((log, topic, events))
 }
 
-fn digest_file(
-    opts: &StoreBenchOptions,
+/// The digest's wall-clock and CPU seconds (the load into the bus not counted).
+pub(crate) struct Built {
+    pub(crate) wall: f64,
+    pub(crate) cpu: f64,
+}
+
+/// Loads `file` into a fresh bus under `scratch`, digests it into a store at `scratch/store`
+/// and seals it; the bus is removed afterwards, the store stays on disk.
+pub(crate) fn build_store(
+    scratch: &Path,
     kind: Kind,
     file: &Path,
-    raw: u64,
     progress: &dyn Fn(&str),
-) -> Result<Measured> {
-    let scratch = opts.dir.join(kind.name());
-    let _ = std::fs::remove_dir_all(&scratch);
-    progress(&format!("store: loading {} data into the bus", kind.name()));
-    let (log, topic, events) = load(&scratch, file, parser_of(kind))?;
+) -> Result<Built> {
+    let _ = std::fs::remove_dir_all(scratch);
+    progress(&format!("loading {} data into the bus", kind.name()));
+    let (log, topic, events) = load(scratch, file, parser_of(kind))?;
     progress(&format!(
-        "store: digesting {} events of {} data",
+        "digesting {} events of {} data",
         events,
         kind.name()
     ));
-    let store_dir = scratch.join("store");
     let store = Arc::new(
-        RepoStore::open("bench", &store_dir, StoreConfig::default())
+        RepoStore::open("bench", &scratch.join("store"), StoreConfig::default())
             .map_err(|e| Error::Invalid(e.to_string()))?,
     );
     let cpu0 = process_cpu();
@@ -137,14 +142,29 @@ fn digest_file(
     let wall = start.elapsed().as_secs_f64();
     let cpu = (process_cpu() - cpu0).as_secs_f64();
     digest.stop();
+    drop(log);
+    let _ = std::fs::remove_dir_all(scratch.join("bus"));
+    Ok(Built { wall, cpu })
+}
+
+fn digest_file(
+    opts: &StoreBenchOptions,
+    kind: Kind,
+    file: &Path,
+    raw: u64,
+    progress: &dyn Fn(&str),
+) -> Result<Measured> {
+    let scratch = opts.dir.join(kind.name());
+    let built = build_store(&scratch, kind, file, &|m| progress(&format!("store: {m}")))?;
+    let store_dir = scratch.join("store");
     let mut m = Measured {
         raw,
         stored: 0,
         index: 0,
         catalogue: 0,
         segments: 0,
-        wall,
-        cpu,
+        wall: built.wall,
+        cpu: built.cpu,
     };
     for path in eddy_store::catalogue::segment_files(&store_dir)
         .context(|| format!("reading {}", store_dir.display()))?
@@ -158,7 +178,6 @@ fn digest_file(
     m.catalogue =
         std::fs::metadata(store_dir.join(eddy_store::catalogue::FILE)).map_or(0, |meta| meta.len());
     m.stored += m.catalogue;
-    drop(log);
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(m)
 }

@@ -26,6 +26,9 @@ pub enum BenchCommand {
     /// Benchmark the segment store (compression ratio beside zstd -3, digest rate, catalogue
     /// size) and replace the report's store section.
     Store(StoreArgs),
+    /// Benchmark queries over segments beside ripgrep over the raw files (count, needle,
+    /// regex, groupBy, timechart) and replace the report's query section.
+    Query(QueryArgs),
     /// Write deterministic generated data to a file or stdout.
     Gen(GenArgs),
 }
@@ -62,6 +65,18 @@ pub struct StoreArgs {
     /// Bytes of raw data per kind (default 64MiB quick, 1GiB full).
     #[arg(long, value_parser = parse_size)]
     data_size: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Bytes of raw access-log data (default 128MiB quick, 2GiB full: 10 M events).
+    #[arg(long, value_parser = parse_size)]
+    access_size: Option<u64>,
+    /// Bytes of raw JSON application-log data (default 128MiB quick, 1GiB full).
+    #[arg(long, value_parser = parse_size)]
+    json_size: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +228,24 @@ pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
                 &opts.mode,
                 &|m: &str| bar.set_message(m.to_string()),
             );
+            bar.finish_and_clear();
+            let section = result?;
+            let header = format!("# eddy benchmark report\n\n{}", report::machine(&opts.dir));
+            finish(&args.common, &header, &[section], false)?;
+        }
+        BenchCommand::Query(args) => {
+            let mut opts = args.common.options();
+            if let Some(size) = args.access_size {
+                opts.query_bytes.0 = size;
+            }
+            if let Some(size) = args.json_size {
+                opts.query_bytes.1 = size;
+            }
+            let bar = progress_bar();
+            let result =
+                eddy_bench::query_bench::run(&opts.query_options(), &opts.mode, &|m: &str| {
+                    bar.set_message(m.to_string())
+                });
             bar.finish_and_clear();
             let section = result?;
             let header = format!("# eddy benchmark report\n\n{}", report::machine(&opts.dir));

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use regex::Regex;
 
 use eddy_event::{Event, Value};
+use eddy_store::Parts;
 
+use crate::blockwise;
 use crate::expr;
 use crate::fields;
 use crate::filter::{self, Compiled};
@@ -249,6 +251,19 @@ enum AggState {
 }
 
 impl Agg {
+    /// The field it reads, if any.
+    fn field(&self) -> Option<&str> {
+        match self {
+            Agg::Count(f) => f.as_deref(),
+            Agg::Distinct(f)
+            | Agg::Sum(f)
+            | Agg::Avg(f)
+            | Agg::Min(f)
+            | Agg::Max(f)
+            | Agg::Percentile(f, _) => Some(f),
+        }
+    }
+
     fn state(&self) -> AggState {
         match self {
             Agg::Count(_) => AggState::Count(0),
@@ -496,6 +511,29 @@ impl Collect {
         }
     }
 
+    /// Whether the stage only counts events (one group, `count()`s without a field), so that
+    /// [`Collect::add_count`] can stand for adding each.
+    pub fn counts_only(&self) -> bool {
+        matches!(self, Collect::Aggregate { grouping: Grouping::All, outputs, .. }
+            if outputs.iter().all(|o| o.agg == Agg::Count(None)))
+    }
+
+    /// Adds `n` events at once to a state of a stage that [`Collect::counts_only`].
+    pub fn add_count(&self, state: &mut State, n: u64) {
+        if let (Collect::Aggregate { outputs, .. }, Collected::Groups { groups, .. }) =
+            (self, &mut state.0)
+        {
+            let states = groups
+                .entry(Vec::new())
+                .or_insert_with(|| outputs.iter().map(|o| o.agg.state()).collect());
+            for s in states {
+                if let AggState::Count(c) = s {
+                    *c += n;
+                }
+            }
+        }
+    }
+
     /// Merges `other` into `state`.
     pub fn merge(&self, state: &mut State, other: State) {
         match (self, &mut state.0, other.0) {
@@ -703,6 +741,79 @@ impl Program {
         if self.steps.iter().all(|s| s.apply(&mut e)) {
             self.collect.add(state, e);
         }
+    }
+
+    /// The parts of events the program reads before collecting (what a block must build).
+    pub fn parts(&self) -> Parts {
+        let mut parts = Parts {
+            raw: false,
+            tags: false,
+            fields: false,
+        };
+        for step in &self.steps {
+            match step {
+                Step::Filter(c) => c.note_reads(&mut parts),
+                _ => return Parts::ALL,
+            }
+        }
+        match &self.collect {
+            Collect::Rows { .. } => return Parts::ALL,
+            Collect::Aggregate {
+                grouping, outputs, ..
+            } => {
+                match grouping {
+                    Grouping::All => {}
+                    Grouping::Fields(names) => {
+                        names.iter().for_each(|n| fields::note_read(&mut parts, n))
+                    }
+                    Grouping::Time { series, .. } => {
+                        series.iter().for_each(|n| fields::note_read(&mut parts, n))
+                    }
+                }
+                for o in outputs {
+                    if let Some(name) = o.agg.field() {
+                        fields::note_read(&mut parts, name);
+                    }
+                }
+            }
+        }
+        parts
+    }
+
+    /// Takes the conditions on text out of the leading filters: they can be decided for a
+    /// whole block at once (see [`crate::blockwise`]). Returns them (if any) and the program
+    /// without them.
+    pub fn split_text_filter(&self) -> (Option<Compiled>, Program) {
+        let mut text: Option<Compiled> = None;
+        let mut steps = Vec::new();
+        let mut leading = true;
+        for step in &self.steps {
+            match step {
+                Step::Filter(c) if leading => {
+                    for part in c.conjuncts() {
+                        if blockwise::text_only(part) {
+                            text = Some(match text.take() {
+                                None => part.clone(),
+                                Some(t) => Compiled::And(Box::new(t), Box::new(part.clone())),
+                            });
+                        } else {
+                            steps.push(Step::Filter(part.clone()));
+                        }
+                    }
+                }
+                other => {
+                    leading = false;
+                    steps.push(other.clone());
+                }
+            }
+        }
+        (
+            text,
+            Program {
+                steps,
+                ..self.clone()
+            },
+        )
     }
 }
 

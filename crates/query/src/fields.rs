@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use eddy_event::{Event, Value};
+use eddy_store::Parts;
 
 /// The value of `name` in `event`, if it has one.
 pub fn get<'e>(event: &'e Event, name: &str) -> Option<Cow<'e, Value>> {
@@ -56,4 +57,16 @@ pub fn row(fields: impl IntoIterator<Item = (String, Value)>) -> Event {
     let mut e = Event::new(0);
     e.fields = fields.into_iter().collect();
     e
+}
+
+/// Notes in `parts` what reading `name` takes from a stored event: `@rawstring` its text,
+/// other `@` fields nothing, any other name its fields (a parser runs) and tags (a plain name
+/// falls back to a tag).
+pub fn note_read(parts: &mut Parts, name: &str) {
+    if name == "@rawstring" {
+        parts.raw = true;
+    } else if !name.starts_with('@') {
+        parts.fields = true;
+        parts.tags = true;
+    }
 }

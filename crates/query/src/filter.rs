@@ -14,9 +14,10 @@
 use regex::Regex;
 
 use eddy_event::{Event, Value};
-use eddy_store::text_tokens;
+use eddy_store::{text_tokens, Parts};
 
 use crate::fields;
+use crate::search::{self, TextRegex, Words};
 use crate::syntax::{CompareOp, Filter, Pattern, QueryError, RegexLit, Span};
 
 /// A value matcher.
@@ -54,9 +55,9 @@ impl Matcher {
 #[derive(Debug, Clone)]
 pub enum Compiled {
     /// Words or a phrase in the event's text.
-    Text(Regex),
+    Text(Box<Words>),
     /// A regex over the event's text.
-    Regex(Regex),
+    Regex(TextRegex),
     /// `field = / != matcher`.
     Match {
         /// The field.
@@ -93,8 +94,12 @@ pub enum Compiled {
 /// Compiles a filter, checking its regexes and numbers.
 pub fn compile(f: &Filter) -> Result<Compiled, QueryError> {
     Ok(match f {
-        Filter::Text { text, wildcard, .. } => Compiled::Text(text_regex(text, *wildcard)),
-        Filter::Regex { regex, span } => Compiled::Regex(compile_regex(regex, *span)?),
+        Filter::Text { text, wildcard, .. } => {
+            Compiled::Text(Box::new(Words::new(text, *wildcard)))
+        }
+        Filter::Regex { regex, span } => Compiled::Regex(
+            TextRegex::new(&inline_flags(regex)).map_err(|e| regex_error(&e, *span))?,
+        ),
         Filter::Compare {
             field,
             op,
@@ -147,7 +152,8 @@ impl Compiled {
     /// Whether `event` passes.
     pub fn matches(&self, event: &Event) -> bool {
         match self {
-            Compiled::Text(r) | Compiled::Regex(r) => text_matches(event, |t| r.is_match(t)),
+            Compiled::Text(w) => text_matches(event, |t| w.is_match(t)),
+            Compiled::Regex(r) => text_matches(event, |t| r.is_match(t)),
             Compiled::Match {
                 field,
                 matcher,
@@ -169,6 +175,35 @@ impl Compiled {
             Compiled::And(a, b) => a.matches(event) && b.matches(event),
             Compiled::Or(a, b) => a.matches(event) || b.matches(event),
             Compiled::Not(a) => !a.matches(event),
+        }
+    }
+}
+
+impl Compiled {
+    /// The parts of `and` at the top: each must hold.
+    pub fn conjuncts(&self) -> Vec<&Compiled> {
+        match self {
+            Compiled::And(a, b) => [a.conjuncts(), b.conjuncts()].concat(),
+            other => vec![other],
+        }
+    }
+
+    /// Notes in `parts` what deciding the filter reads (free text reads the fields of an event
+    /// without a `@rawstring`).
+    pub fn note_reads(&self, parts: &mut Parts) {
+        match self {
+            Compiled::Text(_) | Compiled::Regex(_) => {
+                parts.raw = true;
+                parts.fields = true;
+            }
+            Compiled::Match { field, .. }
+            | Compiled::Number { field, .. }
+            | Compiled::In { field, .. } => fields::note_read(parts, field),
+            Compiled::And(a, b) | Compiled::Or(a, b) => {
+                a.note_reads(parts);
+                b.note_reads(parts);
+            }
+            Compiled::Not(a) => a.note_reads(parts),
         }
     }
 }
@@ -288,35 +323,6 @@ fn text_matches(event: &Event, mut test: impl FnMut(&str) -> bool) -> bool {
     }
 }
 
-/// What is not a word character (see the store's tokens: alphanumeric is a word).
-const NOT_WORD: &str = r"[^\p{Alphabetic}\p{N}]";
-
-/// The regex for free text: the words with word boundaries where the text starts or ends with
-/// a word character; `*` (if `wildcard`) any run of characters.
-fn text_regex(text: &str, wildcard: bool) -> Regex {
-    let mut pattern = String::from("(?i)");
-    if text.starts_with(char::is_alphanumeric) {
-        pattern.push_str(&format!("(?:^|{NOT_WORD})"));
-    }
-    if wildcard {
-        let pieces: Vec<String> = text.split('*').map(regex::escape).collect();
-        pattern.push_str(&pieces.join(".*"));
-    } else {
-        pattern.push_str(&regex::escape(text));
-    }
-    if text.ends_with(char::is_alphanumeric) {
-        pattern.push_str(&format!("(?:$|{NOT_WORD})"));
-    }
-    // Escaped literals always compile.
-    Regex::new(&pattern).unwrap_or_else(|_| never())
-}
-
-/// A regex that matches nothing (for the impossible case that an escaped literal fails).
-fn never() -> Regex {
-    #[allow(clippy::unwrap_used)]
-    Regex::new(r"[^\s\S]").unwrap()
-}
-
 /// An anchored wildcard (`web-*`), case-sensitive.
 fn wildcard_regex(w: &str, anchored: bool) -> Regex {
     let pieces: Vec<String> = w.split('*').map(regex::escape).collect();
@@ -326,24 +332,30 @@ fn wildcard_regex(w: &str, anchored: bool) -> Regex {
     } else {
         body
     };
-    Regex::new(&pattern).unwrap_or_else(|_| never())
+    Regex::new(&pattern).unwrap_or_else(|_| search::never())
 }
 
 /// Compiles `/pattern/flags`, reporting a bad pattern at `span`.
 pub fn compile_regex(r: &RegexLit, span: Span) -> Result<Regex, QueryError> {
-    let pattern = if r.flags.is_empty() {
+    regex::RegexBuilder::new(&inline_flags(r))
+        .size_limit(10 << 20)
+        .build()
+        .map_err(|e| regex_error(&e, span))
+}
+
+/// The pattern with its flags written inline.
+fn inline_flags(r: &RegexLit) -> String {
+    if r.flags.is_empty() {
         r.pattern.clone()
     } else {
         format!("(?{}){}", r.flags, r.pattern)
-    };
-    regex::RegexBuilder::new(&pattern)
-        .size_limit(10 << 20)
-        .build()
-        .map_err(|e| {
-            let detail = e.to_string();
-            let last = detail.lines().last().unwrap_or("").trim().to_string();
-            QueryError::new(format!("invalid regex: {last}"), span)
-        })
+    }
+}
+
+fn regex_error(e: &regex::Error, span: Span) -> QueryError {
+    let detail = e.to_string();
+    let last = detail.lines().last().unwrap_or("").trim().to_string();
+    QueryError::new(format!("invalid regex: {last}"), span)
 }
 
 #[cfg(test)]

@@ -8,11 +8,13 @@
 
 #![deny(missing_docs)]
 
+pub mod blockwise;
 pub mod engine;
 pub mod expr;
 pub mod fields;
 pub mod filter;
 pub mod run;
+pub mod search;
 pub mod sketch;
 pub mod syntax;
 

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use eddy_event::{Event, Value};
-use eddy_store::{RepoStore, Scan, ScanStats};
+use eddy_store::{BlockView, Parts, ReadBuffers, RepoStore, Scan, ScanStats};
 use serde::Serialize;
 
+use crate::blockwise::BlockFilter;
 use crate::engine::{self, Program, State};
-use crate::filter::{self, Requirements};
+use crate::filter::{self, Compiled, Requirements};
 use crate::syntax::{self, Query, QueryError, Stage};
 
 /// Where and how to run a query.
@@ -76,6 +77,56 @@ pub struct Prepared {
     pub program: Program,
     /// What every event it keeps must hold.
     pub requirements: Requirements,
+    /// How it reads stored blocks.
+    blocks: BlockPlan,
+}
+
+/// How a query reads a stored block: its leading conditions on text decided for the whole
+/// block, then events built with only the parts the rest reads (none at all for a count).
+#[derive(Debug, Clone)]
+struct BlockPlan {
+    text: Option<Compiled>,
+    program: Program,
+    parts: Parts,
+    counts_only: bool,
+}
+
+impl BlockPlan {
+    fn of(program: &Program) -> BlockPlan {
+        let (text, program) = program.split_text_filter();
+        BlockPlan {
+            parts: program.parts(),
+            counts_only: program.steps.is_empty() && program.collect.counts_only(),
+            text,
+            program,
+        }
+    }
+
+    /// Feeds the block's events that the scan keeps into `state`; returns how many the scan
+    /// kept (before the query's own filters).
+    fn feed(
+        &self,
+        view: &BlockView,
+        scan: &Scan,
+        text_filter: &mut BlockFilter,
+        state: &mut State,
+    ) -> u64 {
+        let mut keep = view.kept_by(scan);
+        let scanned = keep.iter().filter(|&&k| k).count() as u64;
+        if let Some(text) = self.text.as_ref().filter(|_| scanned > 0) {
+            let passed = text_filter.decide(view, text);
+            keep.iter_mut().zip(passed).for_each(|(k, p)| *k &= p);
+        }
+        if self.counts_only {
+            let n = keep.iter().filter(|&&k| k).count();
+            self.program.collect.add_count(state, n as u64);
+        } else {
+            for (i, _) in keep.iter().enumerate().filter(|(_, &k)| k) {
+                self.program.feed(state, view.event(i, self.parts));
+            }
+        }
+        scanned
+    }
 }
 
 /// Parses and compiles `text`.
@@ -83,6 +134,7 @@ pub fn prepare(text: &str, limit: usize) -> Result<Prepared, QueryError> {
     let query = syntax::parse(text)?;
     let program = engine::compile(&query, limit)?;
     Ok(Prepared {
+        blocks: BlockPlan::of(&program),
         program,
         requirements: requirements(&query),
     })
@@ -166,15 +218,21 @@ pub fn run(
             .map(|_| {
                 scope.spawn(|| {
                     let mut state = program.collect.state();
+                    // Kept from one block to the next.
+                    let (mut buffers, mut view) = (ReadBuffers::default(), BlockView::default());
+                    let mut text_filter = BlockFilter::default();
                     while !cancel.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(task) = plan.tasks.get(i) else { break };
-                        match task.read() {
-                            Ok(events) => {
-                                scanned.fetch_add(events.len() as u64, Ordering::Relaxed);
-                                for e in events {
-                                    program.feed(&mut state, e);
-                                }
+                        match task.open_into(&mut buffers, &mut view) {
+                            Ok(()) => {
+                                let n = prepared.blocks.feed(
+                                    &view,
+                                    task.scan(),
+                                    &mut text_filter,
+                                    &mut state,
+                                );
+                                scanned.fetch_add(n, Ordering::Relaxed);
                             }
                             Err(e) => {
                                 if let Ok(mut w) = warnings.lock() {

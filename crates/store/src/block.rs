@@ -45,14 +45,14 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use eddy_event::codec::{self, FieldsRef};
 use eddy_event::wire::{
-    put_str, put_string_map, put_varint, put_varint128, unzigzag, unzigzag128, zigzag, zigzag128,
-    DecodeError, Reader,
+    put_str, put_string_map, put_varint, put_varint128, zigzag, zigzag128, DecodeError,
 };
 use eddy_event::Event;
 
 use crate::bloom::{token_hash, token_hash_bytes, BloomFilter};
-use crate::split::{self, Splitter};
+use crate::split::Splitter;
 use crate::tokens::{byte_words, field_tokens, tag_tokens, text_tokens};
+use crate::view::BlockView;
 
 /// How blocks are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,13 +394,18 @@ impl BlockBuilder {
         out.extend_from_slice(&self.fields);
     }
 
-    /// The events added so far, read back from the payload (how the work in progress is
-    /// searched before its block is complete).
+    /// The events added so far, read back from the payload.
     pub fn events(&self) -> Vec<Event> {
+        self.view().into_events()
+    }
+
+    /// The events added so far as a decoded block (how the work in progress is searched
+    /// before its block is complete).
+    pub fn view(&self) -> BlockView {
         let mut payload = Vec::new();
         self.write_payload(None, &mut payload);
         // A payload this builder wrote always decodes.
-        decode_payload(&payload).unwrap_or_default()
+        BlockView::decode(&payload).unwrap_or_default()
     }
 
     /// Finishes the block: its stored bytes (codec byte + frame), its summary and its bloom
@@ -515,52 +520,54 @@ impl BlockBuilder {
     }
 }
 
-const NO_RAW: u8 = 1 << 4;
-const LAYOUT_LINES: u8 = 0;
+pub(crate) const NO_RAW: u8 = 1 << 4;
+pub(crate) const LAYOUT_LINES: u8 = 0;
 /// Written by format 1 before layout 2 named its separator; still read.
-const LAYOUT_SPLIT_AT_COMMAS: u8 = 1;
-const LAYOUT_SPLIT: u8 = 2;
-const ODD_RAW: u8 = 1 << 5;
-/// Reads the plain texts of a payload (any layout) into `out`.
-fn read_lines(r: &mut Reader<'_>, plain: usize, out: &mut Vec<String>) -> Result<(), DecodeError> {
-    let [layout] = r.array::<1>("truncated raw layout")?;
-    match layout {
-        LAYOUT_LINES => {
-            let n = r.len("bad lines length")?;
-            let area = r.bytes(n, "truncated lines")?;
-            let mut lines = area.split(|&b| b == b'\n');
-            for _ in 0..plain {
-                match lines.next().map(std::str::from_utf8) {
-                    Some(Ok(l)) => out.push(l.to_string()),
-                    Some(Err(_)) => return r.fail("@rawstring is not UTF-8"),
-                    None => return r.fail("fewer lines than events"),
-                }
-            }
-            if lines.next() != Some(&[][..]) || lines.next().is_some() {
-                return r.fail("more lines than events");
-            }
-        }
-        LAYOUT_SPLIT_AT_COMMAS => split::read(r, b',', plain, out)?,
-        LAYOUT_SPLIT => {
-            let [separator] = r.array::<1>("truncated separator")?;
-            split::read(r, separator, plain, out)?
-        }
-        _ => return r.fail("unknown raw layout"),
-    }
-    Ok(())
-}
+pub(crate) const LAYOUT_SPLIT_AT_COMMAS: u8 = 1;
+pub(crate) const LAYOUT_SPLIT: u8 = 2;
+pub(crate) const ODD_RAW: u8 = 1 << 5;
 
 /// Decompresses a stored block (codec byte + frame) whose payload is `raw_len` bytes.
 pub fn decompress(stored: &[u8], raw_len: usize) -> Result<Vec<u8>, BlockError> {
+    let mut payload = Vec::new();
+    decompress_into(stored, raw_len, &mut payload)?;
+    Ok(payload)
+}
+
+thread_local! {
+    /// A decompression context per reading thread: making one costs more than a small block.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// [`decompress`] into `payload` (replacing what it held, keeping its memory).
+pub fn decompress_into(
+    stored: &[u8],
+    raw_len: usize,
+    payload: &mut Vec<u8>,
+) -> Result<(), BlockError> {
     let Some((&code, frame)) = stored.split_first() else {
         return Err(BlockError::Decompress("the block is empty".into()));
     };
-    let payload = match code {
-        0 => frame.to_vec(),
-        1 => zstd::bulk::decompress(frame, raw_len)
-            .map_err(|e| BlockError::Decompress(e.to_string()))?,
-        2 => lz4_flex::decompress_size_prepended(frame)
-            .map_err(|e| BlockError::Decompress(e.to_string()))?,
+    payload.clear();
+    match code {
+        0 => payload.extend_from_slice(frame),
+        1 => {
+            payload.reserve(raw_len);
+            DECOMPRESSOR
+                .with_borrow_mut(|d| {
+                    let d = match d {
+                        Some(d) => d,
+                        None => d.insert(zstd::bulk::Decompressor::new()?),
+                    };
+                    d.decompress_to_buffer(frame, payload)
+                })
+                .map_err(|e| BlockError::Decompress(e.to_string()))?;
+        }
+        2 => {
+            *payload = lz4_flex::decompress_size_prepended(frame)
+                .map_err(|e| BlockError::Decompress(e.to_string()))?
+        }
         other => return Err(BlockError::UnknownCodec(other)),
     };
     if payload.len() != raw_len {
@@ -569,7 +576,7 @@ pub fn decompress(stored: &[u8], raw_len: usize) -> Result<Vec<u8>, BlockError> 
             payload.len()
         )));
     }
-    Ok(payload)
+    Ok(())
 }
 
 /// Decodes a stored block into its events.
@@ -579,90 +586,7 @@ pub fn decode(stored: &[u8], raw_len: usize) -> Result<Vec<Event>, BlockError> {
 
 /// Decodes an uncompressed payload. Parsed events get their fields from their parser.
 pub fn decode_payload(payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
-    let mut r = Reader::new(payload);
-    let n = r.len("bad event count")?;
-    let sets = r.len("bad tag set count")?;
-    let mut tag_sets = Vec::with_capacity(sets);
-    for _ in 0..sets {
-        tag_sets.push(r.string_map("truncated tag set")?);
-    }
-    let mut times = Vec::with_capacity(n);
-    let mut prev = 0i64;
-    for _ in 0..n {
-        prev = prev.wrapping_add(unzigzag(r.varint("truncated @timestamp")?));
-        times.push(prev);
-    }
-    let mut ingests = Vec::with_capacity(n);
-    let mut prev = 0i64;
-    for _ in 0..n {
-        prev = prev.wrapping_add(unzigzag(r.varint("truncated @ingesttimestamp")?));
-        ingests.push(prev);
-    }
-    let flags = r.bytes(n, "truncated flags")?;
-    let mut ids = Vec::with_capacity(n);
-    let mut prev = 0u128;
-    for _ in 0..n {
-        let delta = unzigzag128(r.varint128("truncated @id")?);
-        prev = prev.wrapping_add(delta as u128);
-        ids.push(prev);
-    }
-    let mut tag_index = vec![0usize; n];
-    if sets > 1 {
-        for t in tag_index.iter_mut() {
-            *t = r.len("bad tag set index")?;
-            if *t >= sets {
-                return r.fail("tag set index out of range");
-            }
-        }
-    } else if sets == 0 && n > 0 {
-        return r.fail("events without a tag set");
-    }
-    let plain = flags
-        .iter()
-        .filter(|&&f| f & (NO_RAW | ODD_RAW) == 0)
-        .count();
-    let mut lines = Vec::with_capacity(plain);
-    read_lines(&mut r, plain, &mut lines)?;
-    let mut lines = lines.into_iter();
-    let mut events = Vec::with_capacity(n);
-    for i in 0..n {
-        let raw = if flags[i] & NO_RAW != 0 {
-            None
-        } else if flags[i] & ODD_RAW != 0 {
-            Some(r.string("truncated @rawstring")?)
-        } else {
-            lines.next()
-        };
-        let Ok(parsed_by) = codec::parser_in_flags(flags[i]) else {
-            return r.fail("unknown parser code");
-        };
-        events.push(Event {
-            timestamp: times[i],
-            ingest_timestamp: ingests[i],
-            id: uuid::Uuid::from_u128(ids[i]),
-            id_from_client: flags[i] & 1 == 1,
-            parsed_by,
-            raw,
-            tags: tag_sets[tag_index[i]].clone(),
-            fields: BTreeMap::new(),
-        });
-    }
-    for e in &mut events {
-        match e.parsed_by {
-            None => e.fields = codec::decode_fields(&mut r)?,
-            Some(p) => {
-                // A parser of a later version may not accept what an older one did: the event
-                // keeps its raw text then, without fields.
-                if let Some(raw) = &e.raw {
-                    e.fields = p.fields_of(raw, e.ingest_timestamp).unwrap_or_default();
-                }
-            }
-        }
-    }
-    if !r.at_end() {
-        return r.fail("trailing bytes after the events");
-    }
-    Ok(events)
+    Ok(BlockView::decode(payload)?.into_events())
 }
 
 #[cfg(test)]

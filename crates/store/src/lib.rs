@@ -4,7 +4,8 @@
 //! their [`tokens`]; [`segment`] is the file that holds a data source's blocks behind a footer;
 //! the [`catalogue`] is the small index of every segment; [`store`] holds a repository's
 //! segments and work in progress and answers scans; [`digest`] turns the bus into segments, and
-//! [`maintenance`] applies retention and merges small segments.
+//! [`maintenance`] applies retention and merges small segments. A query reads a block as a
+//! [`view`]: its columns decoded, events built only where needed.
 
 #![deny(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod segment;
 pub mod split;
 pub mod store;
 pub mod tokens;
+pub mod view;
 
 pub use block::{BlockBuilder, Compression};
 pub use bloom::{BloomError, BloomFilter};
@@ -24,3 +26,4 @@ pub use digest::Digest;
 pub use segment::{Footer, SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
 pub use store::{Appender, BlockTask, Plan, RepoStore, Scan, ScanStats, StoreConfig};
 pub use tokens::{event_tokens, is_whole_token, text_tokens};
+pub use view::{BlockView, Parts, ReadBuffers};

@@ -58,6 +58,7 @@ use eddy_event::Event;
 
 use crate::block::{self, BlockError, BlockSummary};
 use crate::bloom::BloomFilter;
+use crate::view::{BlockView, ReadBuffers};
 
 /// The first bytes of every segment file.
 pub const MAGIC: &[u8; 8] = b"EDDYSEG\n";
@@ -429,23 +430,51 @@ pub fn read_block(
     index: usize,
     entry: &BlockEntry,
 ) -> Result<Vec<u8>, SegmentError> {
-    let block_error = |reason: String| SegmentError::Block {
+    let mut stored = Vec::new();
+    read_block_into(file, path, index, entry, &mut stored)?;
+    Ok(stored)
+}
+
+fn block_error(path: &Path, index: usize, entry: &BlockEntry, reason: String) -> SegmentError {
+    SegmentError::Block {
         path: path.to_path_buf(),
         block: index,
         offset: entry.offset,
         reason,
-    };
-    let mut stored = vec![0u8; entry.stored_len as usize];
-    file.read_exact_at(&mut stored, entry.offset)
-        .map_err(|e| block_error(format!("cannot read {} bytes: {e}", entry.stored_len)))?;
-    let crc = crc32c::crc32c(&stored);
-    if crc != entry.crc {
-        return Err(block_error(format!(
-            "checksum mismatch (stored {:08x}, computed {crc:08x})",
-            entry.crc
-        )));
     }
-    Ok(stored)
+}
+
+/// [`read_block`] into `stored`, whose memory is kept from one block to the next.
+fn read_block_into(
+    file: &File,
+    path: &Path,
+    index: usize,
+    entry: &BlockEntry,
+    stored: &mut Vec<u8>,
+) -> Result<(), SegmentError> {
+    stored.clear();
+    stored.resize(entry.stored_len as usize, 0);
+    file.read_exact_at(stored, entry.offset).map_err(|e| {
+        block_error(
+            path,
+            index,
+            entry,
+            format!("cannot read {} bytes: {e}", entry.stored_len),
+        )
+    })?;
+    let crc = crc32c::crc32c(stored);
+    if crc != entry.crc {
+        return Err(block_error(
+            path,
+            index,
+            entry,
+            format!(
+                "checksum mismatch (stored {:08x}, computed {crc:08x})",
+                entry.crc
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads and decodes one block's events.
@@ -455,15 +484,38 @@ pub fn read_events(
     index: usize,
     entry: &BlockEntry,
 ) -> Result<Vec<Event>, SegmentError> {
-    let stored = read_block(file, path, index, entry)?;
-    block::decode(&stored, entry.summary.raw_len as usize).map_err(|e: BlockError| {
-        SegmentError::Block {
-            path: path.to_path_buf(),
-            block: index,
-            offset: entry.offset,
-            reason: e.to_string(),
-        }
-    })
+    let mut view = BlockView::default();
+    read_view(
+        file,
+        path,
+        index,
+        entry,
+        &mut ReadBuffers::default(),
+        &mut view,
+    )?;
+    Ok(view.into_events())
+}
+
+/// Reads and decodes one block into `view`, column by column, with `buffers` kept from one
+/// block to the next by the reading thread.
+pub fn read_view(
+    file: &File,
+    path: &Path,
+    index: usize,
+    entry: &BlockEntry,
+    buffers: &mut ReadBuffers,
+    view: &mut BlockView,
+) -> Result<(), SegmentError> {
+    read_block_into(file, path, index, entry, &mut buffers.stored)?;
+    let failed = |reason: String| block_error(path, index, entry, reason);
+    block::decompress_into(
+        &buffers.stored,
+        entry.summary.raw_len as usize,
+        &mut buffers.payload,
+    )
+    .map_err(|e| failed(e.to_string()))?;
+    view.decode_from(&buffers.payload)
+        .map_err(|e| failed(BlockError::from(e).to_string()))
 }
 
 /// A sealed segment file, open for reading (from several threads at once).

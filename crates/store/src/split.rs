@@ -195,12 +195,14 @@ pub fn mostly_json(lines: &[u8]) -> bool {
 }
 
 /// Reads `lines` texts written by [`Splitter::write`] (after `separator`, which layout 1 implies
-/// and layout 2 stores) and appends them to `out`.
-pub fn read(
+/// and layout 2 stores) and appends each to `out` followed by a newline, pushing where each
+/// starts onto `starts`. The caller checks the text as UTF-8, once for the whole block.
+pub fn read_into(
     r: &mut Reader<'_>,
     separator: u8,
     lines: usize,
-    out: &mut Vec<String>,
+    out: &mut Vec<u8>,
+    starts: &mut Vec<u32>,
 ) -> Result<(), DecodeError> {
     let columns = r.len("bad column count")?;
     if columns > MAX_COLUMNS {
@@ -211,28 +213,35 @@ pub fn read(
     for len in &mut lens[..columns] {
         *len = r.len("bad column length")?;
     }
-    let mut areas = Vec::with_capacity(columns);
-    for &len in &lens[..columns] {
-        areas.push(r.bytes(len, "truncated column")?.split(|&b| b == b'\n'));
+    let mut areas: [&[u8]; MAX_COLUMNS] = [&[]; MAX_COLUMNS];
+    let mut total = 0;
+    for (area, &len) in areas.iter_mut().zip(&lens[..columns]) {
+        *area = r.bytes(len, "truncated column")?;
+        total += len;
     }
-    let mut line = Vec::new();
+    // Pieces and their newlines become the line and its separators: the same size.
+    out.reserve(total);
+    let mut at = [0usize; MAX_COLUMNS];
     for &pieces in counts {
-        if usize::from(pieces) > columns || pieces == 0 {
+        let pieces = usize::from(pieces);
+        if pieces > columns || pieces == 0 {
             return r.fail("bad piece count");
         }
-        line.clear();
-        for (i, area) in areas.iter_mut().take(usize::from(pieces)).enumerate() {
-            if i > 0 {
-                line.push(separator);
-            }
-            match area.next() {
-                Some(p) => line.extend_from_slice(p),
-                None => return r.fail("a column ran short"),
+        starts.push(u32::try_from(out.len()).unwrap_or(u32::MAX));
+        for (area, at) in areas[..pieces].iter().zip(&mut at[..pieces]) {
+            let rest = area.get(*at..).unwrap_or_default();
+            let Some(len) = memchr::memchr(b'\n', rest) else {
+                return r.fail("a column ran short");
+            };
+            // The piece with its newline; the newline becomes the separator unless it is last.
+            out.extend_from_slice(&rest[..=len]);
+            *at += len + 1;
+            if let Some(last) = out.last_mut() {
+                *last = separator;
             }
         }
-        match std::str::from_utf8(&line) {
-            Ok(t) => out.push(t.to_string()),
-            Err(_) => return r.fail("@rawstring is not UTF-8"),
+        if let Some(last) = out.last_mut() {
+            *last = b'\n';
         }
     }
     Ok(())
@@ -251,10 +260,15 @@ mod tests {
         let mut payload = Vec::new();
         s.write(separator, &mut payload);
         let mut r = Reader::new(&payload[1..]);
-        let mut out = Vec::new();
-        read(&mut r, separator, lines.len(), &mut out).unwrap();
+        let (mut out, mut starts) = (Vec::new(), Vec::new());
+        read_into(&mut r, separator, lines.len(), &mut out, &mut starts).unwrap();
         assert!(r.at_end());
-        out
+        let text = String::from_utf8(out).unwrap();
+        starts.push(text.len() as u32);
+        starts
+            .windows(2)
+            .map(|w| text[w[0] as usize..w[1] as usize - 1].to_string())
+            .collect()
     }
 
     #[test]

@@ -15,8 +15,9 @@ use crate::block::{BlockBuilder, Compression};
 use crate::bloom::{token_hash, BloomFilter, DEFAULT_BITS_PER_TOKEN};
 use crate::catalogue::{segment_path, wip_path, Catalogue};
 use crate::segment::{
-    read_events, BlockEntry, SegmentError, SegmentFile, SegmentInfo, SegmentWriter,
+    read_view, BlockEntry, SegmentError, SegmentFile, SegmentInfo, SegmentWriter,
 };
+use crate::view::{BlockView, ReadBuffers};
 
 /// How a repository's segments are cut, compressed and kept.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,7 +134,7 @@ enum TaskSource {
         index: usize,
         entry: BlockEntry,
     },
-    Open(Arc<Vec<Event>>),
+    Open(Arc<BlockView>),
 }
 
 impl BlockTask {
@@ -148,20 +149,48 @@ impl BlockTask {
     /// The block's events that are in the scan's time range and have its tags. A damaged block
     /// is an error naming the file and block; the caller reports it and goes on.
     pub fn read(&self) -> Result<Vec<Event>, SegmentError> {
-        let keeps = |e: &Event| self.scan.keeps(e);
+        let view = self.open()?;
+        let kept = view.kept_by(&self.scan);
+        Ok(view
+            .into_events()
+            .into_iter()
+            .zip(kept)
+            .filter_map(|(e, keep)| keep.then_some(e))
+            .collect())
+    }
+
+    /// The block decoded (all its events: [`BlockView::kept_by`] with [`BlockTask::scan`]
+    /// says which are in the scan's time range and have its tags).
+    pub fn open(&self) -> Result<BlockView, SegmentError> {
+        let mut view = BlockView::default();
+        self.open_into(&mut ReadBuffers::default(), &mut view)?;
+        Ok(view)
+    }
+
+    /// [`BlockTask::open`] into `view`, with buffers a reading thread keeps from one block to
+    /// the next.
+    pub fn open_into(
+        &self,
+        buffers: &mut ReadBuffers,
+        view: &mut BlockView,
+    ) -> Result<(), SegmentError> {
         match &self.source {
             TaskSource::Stored {
                 file,
                 path,
                 index,
                 entry,
-            } => {
-                let mut events = read_events(file, path, *index, entry)?;
-                events.retain(keeps);
-                Ok(events)
+            } => read_view(file, path, *index, entry, buffers, view),
+            TaskSource::Open(open) => {
+                view.clone_from(open);
+                Ok(())
             }
-            TaskSource::Open(events) => Ok(events.iter().filter(|e| keeps(e)).cloned().collect()),
         }
+    }
+
+    /// The scan this block was planned for.
+    pub fn scan(&self) -> &Scan {
+        &self.scan
     }
 }
 
@@ -718,7 +747,7 @@ impl RepoStore {
             if !w.open.is_empty() {
                 planner.plan.stats.blocks += 1;
                 planner.plan.tasks.push(BlockTask {
-                    source: TaskSource::Open(Arc::new(w.open.events())),
+                    source: TaskSource::Open(Arc::new(w.open.view())),
                     scan: planner.scan.clone(),
                 });
             }

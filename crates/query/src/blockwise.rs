@@ -1,0 +1,146 @@
+//! Filters on text decided for a whole block at once: each free-text or regex condition is one
+//! search over the block's text (see [`crate::search`]), so no event is built for it; only the
+//! events that pass are built, and only with the parts the rest of the query reads.
+
+use eddy_store::{BlockView, Parts};
+
+use crate::filter::Compiled;
+use crate::search::{self, lowercase};
+
+/// Whether `c` looks only at events' text (free text and regexes under `and`, `or`, `not`).
+pub fn text_only(c: &Compiled) -> bool {
+    match c {
+        Compiled::Text(_) | Compiled::Regex(_) => true,
+        Compiled::And(a, b) | Compiled::Or(a, b) => text_only(a) && text_only(b),
+        Compiled::Not(a) => text_only(a),
+        _ => false,
+    }
+}
+
+/// A block's text lower-cased, made once per block for all its free-text conditions.
+#[derive(Default)]
+struct Lowered {
+    text: String,
+    starts: Vec<u32>,
+}
+
+impl Lowered {
+    fn fill(&mut self, view: &BlockView) {
+        let (text, starts) = (view.text(), view.text_starts());
+        self.starts.clear();
+        self.text.clear();
+        if text.is_ascii() {
+            // Same lengths, so the events start where they did.
+            self.text.push_str(text);
+            self.text.make_ascii_lowercase();
+            self.starts.extend_from_slice(starts);
+            return;
+        }
+        for w in starts.windows(2) {
+            self.starts.push(self.text.len() as u32);
+            self.text
+                .push_str(&lowercase(&text[w[0] as usize..w[1] as usize - 1]));
+            self.text.push('\n');
+        }
+        self.starts.push(self.text.len() as u32);
+    }
+}
+
+/// Decides text-only filters (see [`text_only`]) over blocks, keeping its buffers from one
+/// block to the next.
+#[derive(Default)]
+pub struct BlockFilter {
+    lowered: Lowered,
+    /// Whether `lowered` holds the current block's text.
+    lowered_ready: bool,
+}
+
+impl BlockFilter {
+    /// Which of the events of `view` pass `c`, which must be [`text_only`].
+    pub fn decide(&mut self, view: &BlockView, c: &Compiled) -> Vec<bool> {
+        self.lowered_ready = false;
+        self.matches(view, c)
+    }
+
+    fn matches(&mut self, view: &BlockView, c: &Compiled) -> Vec<bool> {
+        match c {
+            Compiled::And(a, b) => {
+                let mut x = self.matches(view, a);
+                if x.iter().any(|&m| m) {
+                    let y = self.matches(view, b);
+                    x.iter_mut().zip(y).for_each(|(x, y)| *x &= y);
+                }
+                x
+            }
+            Compiled::Or(a, b) => {
+                let mut x = self.matches(view, a);
+                let y = self.matches(view, b);
+                x.iter_mut().zip(y).for_each(|(x, y)| *x |= y);
+                x
+            }
+            Compiled::Not(a) => self.matches(view, a).into_iter().map(|m| !m).collect(),
+            Compiled::Text(words) => {
+                if !self.lowered_ready {
+                    self.lowered.fill(view);
+                    self.lowered_ready = true;
+                }
+                let mut hits = vec![false; view.len()];
+                let mut recheck = Vec::new();
+                search::mark_lines(
+                    &self.lowered.text,
+                    &self.lowered.starts,
+                    |i| view.is_line(i),
+                    |hay, from| words.find_lowered(hay, from),
+                    &mut hits,
+                    &mut recheck,
+                );
+                settle(view, c, &mut hits, recheck, |t| words.is_match(t));
+                hits
+            }
+            Compiled::Regex(r) => {
+                let mut hits = vec![false; view.len()];
+                let mut recheck = Vec::new();
+                match r.lines() {
+                    Some(lines) => search::mark_lines(
+                        view.text(),
+                        view.text_starts(),
+                        |i| view.is_line(i),
+                        |hay, from| lines.find_at(hay, from).map(|m| (m.start(), m.end())),
+                        &mut hits,
+                        &mut recheck,
+                    ),
+                    None => recheck.extend((0..view.len()).filter(|&i| view.is_line(i))),
+                }
+                settle(view, c, &mut hits, recheck, |t| r.is_match(t));
+                hits
+            }
+            // Not text-only: decided per event.
+            other => (0..view.len())
+                .map(|i| other.matches(&view.event(i, Parts::ALL)))
+                .collect(),
+        }
+    }
+}
+
+/// Decides the events the block-wide search left open: those in `recheck`, and every event
+/// that is not a line (a text with line breaks, or no text: then its field values).
+fn settle(
+    view: &BlockView,
+    c: &Compiled,
+    hits: &mut [bool],
+    recheck: Vec<usize>,
+    test: impl Fn(&str) -> bool,
+) {
+    for i in recheck {
+        hits[i] = view.raw(i).is_some_and(&test);
+    }
+    for (i, hit) in hits.iter_mut().enumerate() {
+        if view.is_line(i) {
+            continue;
+        }
+        *hit = match view.raw(i) {
+            Some(raw) => test(raw),
+            None => c.matches(&view.event(i, Parts::ALL)),
+        };
+    }
+}

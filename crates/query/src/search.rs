@@ -1,0 +1,297 @@
+//! Searching text for free-text words and regexes, in one event's text or in a whole block's
+//! text at once: one pass of a substring or regex searcher over the block finds the events
+//! that match, where calling a regex per event costs its setup every time.
+//!
+//! Free text is matched on lower-cased text (each character by `char::to_lowercase`, as the
+//! store's tokens are made), so what a block's bloom filter says it lacks is never a match.
+
+use std::borrow::Cow;
+
+use memchr::memmem;
+use regex::{Regex, RegexBuilder};
+use regex_syntax::hir::Look;
+
+/// What is not a word character, apart from the line break (see the store's tokens: a word is
+/// alphanumeric). Line starts and ends are boundaries through `^` and `$` in multi-line mode,
+/// so that no match ever takes in a line break and each belongs to one event.
+const NOT_WORD: &str = r"[^\p{Alphabetic}\p{N}\n]";
+
+/// `text` lower-cased character by character (borrowed when it has no capitals).
+pub fn lowercase(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() {
+        if text.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(text.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(text)
+        }
+    } else {
+        Cow::Owned(text.chars().flat_map(char::to_lowercase).collect())
+    }
+}
+
+/// Free text: a word, a phrase, or a pattern with `*` wildcards, matched case-insensitively
+/// with word boundaries where it starts or ends with a word character.
+#[derive(Debug, Clone)]
+pub struct Words {
+    needle: String,
+    finder: memmem::Finder<'static>,
+    bounded_start: bool,
+    bounded_end: bool,
+    /// For wildcards: the whole pattern, boundaries included, over lower-cased text.
+    wildcard: Option<Regex>,
+}
+
+impl Words {
+    /// The matcher for `text` (with `*` as a wildcard if `wildcard`).
+    pub fn new(text: &str, wildcard: bool) -> Words {
+        let needle = lowercase(text).into_owned();
+        let bounded_start = text.starts_with(char::is_alphanumeric);
+        let bounded_end = text.ends_with(char::is_alphanumeric);
+        let wildcard = wildcard.then(|| {
+            let pieces: Vec<String> = needle.split('*').map(regex::escape).collect();
+            let mut pattern = String::new();
+            if bounded_start {
+                pattern.push_str(&format!("(?:^|{NOT_WORD})"));
+            }
+            pattern.push_str(&pieces.join(".*"));
+            if bounded_end {
+                pattern.push_str(&format!("(?:$|{NOT_WORD})"));
+            }
+            // Escaped literals always compile; the fallback matches nothing.
+            RegexBuilder::new(&pattern)
+                .multi_line(true)
+                .build()
+                .unwrap_or_else(|_| never())
+        });
+        Words {
+            finder: memmem::Finder::new(needle.as_bytes()).into_owned(),
+            needle,
+            bounded_start,
+            bounded_end,
+            wildcard,
+        }
+    }
+
+    /// Whether `text` holds the words.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.find_lowered(&lowercase(text), 0).is_some()
+    }
+
+    /// The first match in lower-cased `hay` that starts at or after `from`.
+    pub fn find_lowered(&self, hay: &str, from: usize) -> Option<(usize, usize)> {
+        if let Some(r) = &self.wildcard {
+            return r.find_at(hay, from).map(|m| (m.start(), m.end()));
+        }
+        let bytes = hay.as_bytes();
+        let mut at = from;
+        while at <= bytes.len() {
+            let start = at + self.finder.find(&bytes[at..])?;
+            let end = start + self.needle.len();
+            // A match of UTF-8 text in UTF-8 text starts and ends at character boundaries.
+            let before_ok =
+                !self.bounded_start || !hay[..start].chars().next_back().is_some_and(is_word);
+            let after_ok = !self.bounded_end || !hay[end..].chars().next().is_some_and(is_word);
+            if before_ok && after_ok {
+                return Some((start, end));
+            }
+            // Overlapping occurrences are tried too: "a a" in "xa a a" is at 3, not 1.
+            at = start + hay[start..].chars().next().map_or(1, char::len_utf8);
+        }
+        None
+    }
+}
+
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric()
+}
+
+/// A regex over the text, with the same regex in multi-line mode for searching a whole block's
+/// lines at once.
+#[derive(Debug, Clone)]
+pub struct TextRegex {
+    event: Regex,
+    /// Absent when the pattern anchors at the very start or end of the text (`\A`, `\z`),
+    /// which a block of many lines cannot express.
+    lines: Option<Regex>,
+}
+
+impl TextRegex {
+    /// Compiles `pattern` (flags already inline); the error is the regex crate's.
+    pub fn new(pattern: &str) -> Result<TextRegex, regex::Error> {
+        let build = |multi_line| {
+            RegexBuilder::new(pattern)
+                .multi_line(multi_line)
+                .size_limit(10 << 20)
+                .build()
+        };
+        let event = build(false)?;
+        // Parsed as the block form is: `^` and `$` then anchor at lines, `\A` and `\z` do not.
+        let parsed = regex_syntax::ParserBuilder::new()
+            .multi_line(true)
+            .build()
+            .parse(pattern);
+        let anchored = match parsed {
+            Ok(hir) => {
+                let looks = hir.properties().look_set();
+                looks.contains(Look::Start) || looks.contains(Look::End)
+            }
+            Err(_) => true,
+        };
+        let lines = match anchored {
+            true => None,
+            false => Some(build(true)?),
+        };
+        Ok(TextRegex { event, lines })
+    }
+
+    /// Whether `text` matches.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.event.is_match(text)
+    }
+
+    /// The regex for whole blocks, if the pattern allows one.
+    pub fn lines(&self) -> Option<&Regex> {
+        self.lines.as_ref()
+    }
+
+    /// The regex for one text.
+    pub fn regex(&self) -> &Regex {
+        &self.event
+    }
+}
+
+/// A regex that matches nothing.
+pub fn never() -> Regex {
+    #[allow(clippy::unwrap_used)]
+    Regex::new(r"[^\s\S]").unwrap()
+}
+
+/// Marks in `hits` the events whose text in `area` (each event's text followed by a newline,
+/// event `i`'s starting at `starts[i]`) `find` finds a match in. `find(area, from)` returns
+/// the first match at or after `from`. A match within one event that `is_line` (a text
+/// without line breaks) is exact; events touched by a match that spans more than one event
+/// are pushed onto `recheck`, and events that are not lines are left to the caller.
+pub fn mark_lines(
+    area: &str,
+    starts: &[u32],
+    is_line: impl Fn(usize) -> bool,
+    mut find: impl FnMut(&str, usize) -> Option<(usize, usize)>,
+    hits: &mut [bool],
+    recheck: &mut Vec<usize>,
+) {
+    // Matches come in order: the event of each is found by walking on from the last one.
+    let mut cursor = 0;
+    let mut event_at = |offset: usize| {
+        while starts
+            .get(cursor + 1)
+            .is_some_and(|&s| s as usize <= offset)
+        {
+            cursor += 1;
+        }
+        cursor
+    };
+    let mut from = 0;
+    while from < area.len() {
+        let Some((start, end)) = find(area, from) else {
+            break;
+        };
+        if start >= area.len() {
+            break;
+        }
+        let first = event_at(start);
+        // Within the event's text, short of its newline: the match is the event's own.
+        if end < starts[first + 1] as usize {
+            if is_line(first) {
+                hits[first] = true;
+            }
+            from = starts[first + 1] as usize;
+            continue;
+        }
+        let last = event_at(end - 1).min(starts.len() - 2);
+        recheck.extend((first..=last).filter(|&i| is_line(i)));
+        // The next search starts after the last event touched: each is decided.
+        from = starts[last + 1] as usize;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn words_need_boundaries_and_ignore_case() {
+        let w = Words::new("Error", false);
+        assert!(w.is_match("an ERROR: x"));
+        assert!(w.is_match("error"));
+        assert!(!w.is_match("errors"));
+        assert!(!w.is_match("xerror"));
+        assert!(w.is_match("errors and error"));
+        let phrase = Words::new("a a", false);
+        assert!(phrase.is_match("xa a a"));
+        assert!(Words::new("/api/v2", false).is_match("GET /api/v2/x"));
+        assert!(Words::new("erro*", true).is_match("Errors"));
+        assert!(!Words::new("erro*", true).is_match("terrors"));
+        assert!(Words::new("ärger", false).is_match("Großer ÄRGER!"));
+    }
+
+    #[test]
+    fn anchored_regexes_have_no_block_form() {
+        assert!(TextRegex::new(r"\Aabc").unwrap().lines().is_none());
+        assert!(TextRegex::new(r"^abc$").unwrap().lines().is_some());
+        assert!(TextRegex::new(r"\\Aabc").unwrap().lines().is_some());
+    }
+
+    fn texts() -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec("[aAb \\-\n.É]{0,12}", 0..12)
+    }
+
+    /// The events a block-wide search marks (with rechecks) are those a per-text match takes.
+    fn block_agrees(
+        texts: &[String],
+        find: impl Fn(&str, usize) -> Option<(usize, usize)>,
+        each: impl Fn(&str) -> bool,
+        lowered: bool,
+    ) {
+        let mut area = String::new();
+        let mut starts = Vec::new();
+        for t in texts {
+            starts.push(area.len() as u32);
+            if lowered {
+                area.push_str(&lowercase(t));
+            } else {
+                area.push_str(t);
+            }
+            area.push('\n');
+        }
+        starts.push(area.len() as u32);
+        let is_line = |i: usize| !texts[i].contains('\n');
+        let mut hits = vec![false; texts.len()];
+        let mut recheck = Vec::new();
+        mark_lines(&area, &starts, is_line, &find, &mut hits, &mut recheck);
+        for i in recheck {
+            hits[i] = each(&texts[i]);
+        }
+        for (i, t) in texts.iter().enumerate() {
+            if is_line(i) {
+                assert_eq!(hits[i], each(t), "text {t:?} in {texts:?}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn block_search_agrees_with_per_text_words(texts in texts(), needle in "[aAb \\-*É]{1,4}") {
+            let w = Words::new(&needle, needle.contains('*'));
+            block_agrees(&texts, |a, f| w.find_lowered(a, f), |t| w.is_match(t), true);
+        }
+
+        #[test]
+        fn block_search_agrees_with_per_text_regexes(texts in texts(), pattern in "(\\^|)(a|b|\\.|\\s|A)(\\*|\\+|)(\\$|)") {
+            let r = TextRegex::new(&pattern).unwrap();
+            let lines = r.lines().unwrap();
+            block_agrees(&texts, |a, f| lines.find_at(a, f).map(|m| (m.start(), m.end())), |t| r.is_match(t), false);
+        }
+    }
+}
