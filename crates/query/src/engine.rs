@@ -8,13 +8,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use regex::Regex;
 
-use eddy_event::{Event, Value};
+use eddy_event::{Event, Parser, Value};
 use eddy_store::Parts;
 
 use crate::blockwise;
 use crate::expr;
 use crate::fields;
 use crate::filter::{self, Compiled};
+use crate::format::{self, render, FormatPiece};
 use crate::sketch::{Distinct, Quantiles};
 use crate::syntax::{Arg, ArgValue, Call, Expr, Query, QueryError, Stage};
 
@@ -50,6 +51,11 @@ pub const STAGE_FUNCTIONS: &[&str] = &[
     "drop",
     "eval",
     "regex",
+    "parseJson",
+    "kvParse",
+    "format",
+    "histogram",
+    "boxplot",
 ];
 
 /// The error for an unknown function, suggesting the nearest known name.
@@ -84,6 +90,26 @@ pub enum Step {
         /// The regex with named groups.
         regex: Regex,
     },
+    /// Parse a field's text (JSON or key=value) into fields.
+    Parse {
+        /// The field read (`@rawstring` by default).
+        field: String,
+        /// The parser.
+        parser: Parser,
+        /// Put before each name found.
+        prefix: String,
+        /// Replace fields the event already has.
+        overwrite: bool,
+    },
+    /// Set a field to a printf-style format of fields.
+    Format {
+        /// The format, cut into pieces.
+        format: Vec<FormatPiece>,
+        /// The fields, one per placeholder.
+        fields: Vec<String>,
+        /// The field set.
+        into: String,
+    },
     /// Rename fields.
     Rename(Vec<(String, String)>),
     /// Remove fields.
@@ -101,8 +127,8 @@ impl Step {
             }
         };
         match step {
-            Step::Filter(_) => {}
-            Step::Assign(name, _) => add(&mut columns, name),
+            Step::Filter(_) | Step::Parse { .. } => {}
+            Step::Assign(name, _) | Step::Format { into: name, .. } => add(&mut columns, name),
             Step::Extract { regex, .. } => {
                 for name in regex.capture_names().flatten() {
                     add(&mut columns, name);
@@ -148,6 +174,39 @@ impl Step {
                 };
                 for (name, value) in found {
                     fields::set(e, name, value);
+                }
+                true
+            }
+            Step::Parse {
+                field,
+                parser,
+                prefix,
+                overwrite,
+            } => {
+                // Text that does not parse leaves the event as it was.
+                let found = match fields::text(e, field) {
+                    Some(text) => parser.fields_of(&text, e.ingest_timestamp).ok(),
+                    None => None,
+                };
+                for (name, value) in found.into_iter().flatten() {
+                    let name = format!("{prefix}{name}");
+                    if *overwrite || !e.fields.contains_key(&name) {
+                        e.fields.insert(name, value);
+                    }
+                }
+                true
+            }
+            Step::Format {
+                format,
+                fields: names,
+                into,
+            } => {
+                let values: Vec<Option<Value>> = names
+                    .iter()
+                    .map(|n| fields::get(e, n).map(|v| v.into_owned()))
+                    .collect();
+                if let Some(text) = render(format, &values) {
+                    fields::set(e, into, Value::Str(text));
                 }
                 true
             }
@@ -198,7 +257,21 @@ pub enum Agg {
     Max(String),
     /// `percentile(field, percentiles=[...])`.
     Percentile(String, Vec<f64>),
+    /// `boxplot(field)`: quartiles, whiskers, outliers and range.
+    Boxplot(String),
 }
+
+/// The columns of `boxplot()`, after its prefix.
+const BOXPLOT_COLUMNS: [&str; 8] = [
+    "_q1",
+    "_median",
+    "_q3",
+    "_low_whisker",
+    "_high_whisker",
+    "_outliers",
+    "_min",
+    "_max",
+];
 
 /// An aggregate and the name(s) of its output.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,12 +283,21 @@ pub struct Output {
 
 impl Output {
     fn columns(&self) -> Vec<String> {
-        if let Agg::Percentile(_, ps) = &self.agg {
-            let prefix = self.name.clone().unwrap_or_default();
-            return ps
-                .iter()
-                .map(|p| format!("{prefix}_{}", fmt_num(*p)))
-                .collect();
+        let prefix = self.name.clone().unwrap_or_default();
+        match &self.agg {
+            Agg::Percentile(_, ps) => {
+                return ps
+                    .iter()
+                    .map(|p| format!("{prefix}_{}", fmt_num(*p)))
+                    .collect()
+            }
+            Agg::Boxplot(_) => {
+                return BOXPLOT_COLUMNS
+                    .iter()
+                    .map(|c| format!("{prefix}{c}"))
+                    .collect()
+            }
+            _ => {}
         }
         vec![self.name.clone().unwrap_or_else(|| {
             match &self.agg {
@@ -224,7 +306,7 @@ impl Output {
                 Agg::Avg(_) => "_avg",
                 Agg::Min(_) => "_min",
                 Agg::Max(_) => "_max",
-                Agg::Percentile(..) => "",
+                Agg::Percentile(..) | Agg::Boxplot(_) => "",
             }
             .to_string()
         })]
@@ -260,7 +342,8 @@ impl Agg {
             | Agg::Avg(f)
             | Agg::Min(f)
             | Agg::Max(f)
-            | Agg::Percentile(f, _) => Some(f),
+            | Agg::Percentile(f, _)
+            | Agg::Boxplot(f) => Some(f),
         }
     }
 
@@ -271,7 +354,7 @@ impl Agg {
             Agg::Sum(_) | Agg::Avg(_) => AggState::Sum { sum: 0.0, n: 0 },
             Agg::Min(_) => AggState::Min(None),
             Agg::Max(_) => AggState::Max(None),
-            Agg::Percentile(..) => AggState::Quantiles(Box::default()),
+            Agg::Percentile(..) | Agg::Boxplot(_) => AggState::Quantiles(Box::default()),
         }
     }
 
@@ -295,7 +378,7 @@ impl Agg {
             }
             (Agg::Min(f), AggState::Min(m)) => *m = extreme(*m, number(f), f64::min),
             (Agg::Max(f), AggState::Max(m)) => *m = extreme(*m, number(f), f64::max),
-            (Agg::Percentile(f, _), AggState::Quantiles(q)) => {
+            (Agg::Percentile(f, _) | Agg::Boxplot(f), AggState::Quantiles(q)) => {
                 if let Some(x) = number(f) {
                     q.add(x)
                 }
@@ -319,6 +402,22 @@ impl Agg {
                 .iter()
                 .map(|p| q.percentile(*p).map_or(Value::Null, expr::number))
                 .collect(),
+            (Agg::Boxplot(_), AggState::Quantiles(q)) => match q.boxplot() {
+                Some(b) => [
+                    b.q1,
+                    b.median,
+                    b.q3,
+                    b.low_whisker,
+                    b.high_whisker,
+                    b.outliers as f64,
+                    b.min,
+                    b.max,
+                ]
+                .into_iter()
+                .map(expr::number)
+                .collect(),
+                None => vec![Value::Null; BOXPLOT_COLUMNS.len()],
+            },
             (_, AggState::Quantiles(_)) => vec![],
         }
     }
@@ -431,10 +530,22 @@ pub enum Collect {
         /// Most groups kept.
         limit: usize,
     },
+    /// `histogram(field, buckets=n)`: a row per bucket of equal width from the smallest value
+    /// to the largest (or `min=`, `max=`).
+    Histogram {
+        /// The field.
+        field: String,
+        /// Buckets.
+        buckets: usize,
+        /// The lower end, if given.
+        min: Option<f64>,
+        /// The upper end, if given.
+        max: Option<f64>,
+    },
     /// The first `limit` rows in an order.
     Rows {
-        /// The order.
-        order: Order,
+        /// The order (`None`: as the rows came, for stages after a collecting one).
+        order: Option<Order>,
         /// Rows kept.
         limit: usize,
         /// Keep only these fields afterwards (`table`).
@@ -455,6 +566,8 @@ enum Collected {
         /// Whether a group was refused for the limit.
         overflowed: bool,
     },
+    /// The values of a histogram.
+    Values(Box<Quantiles>),
     /// Rows kept so far.
     Rows(Vec<Event>),
 }
@@ -467,6 +580,7 @@ impl Collect {
                 groups: HashMap::new(),
                 overflowed: false,
             },
+            Collect::Histogram { .. } => Collected::Values(Box::default()),
             Collect::Rows { .. } => Collected::Rows(Vec::new()),
         })
     }
@@ -498,6 +612,11 @@ impl Collect {
                 };
                 for (o, s) in outputs.iter().zip(states) {
                     o.agg.add(s, &e);
+                }
+            }
+            (Collect::Histogram { field, .. }, Collected::Values(q)) => {
+                if let Some(x) = fields::get(&e, field).and_then(|v| v.as_f64()) {
+                    q.add(x);
                 }
             }
             (Collect::Rows { order, limit, .. }, Collected::Rows(rows)) => {
@@ -560,6 +679,9 @@ impl Collect {
                         }
                     }
                 }
+            }
+            (Collect::Histogram { .. }, Collected::Values(q), Collected::Values(theirs)) => {
+                q.merge(&theirs)
             }
             (
                 Collect::Rows { order, limit, .. },
@@ -673,6 +795,16 @@ impl Collect {
                 }
             }
             (
+                Collect::Histogram {
+                    buckets, min, max, ..
+                },
+                Collected::Values(q),
+            ) => (
+                histogram_rows(&q, *buckets, *min, *max),
+                ["_lower", "_upper", "_count"].map(String::from).to_vec(),
+                None,
+            ),
+            (
                 Collect::Rows {
                     order,
                     limit,
@@ -696,7 +828,47 @@ impl Collect {
     }
 }
 
-fn sort_rows(rows: &mut Vec<Event>, order: &Order) {
+/// The rows of a histogram: `buckets` of equal width over `[min, max]` (the values' own range
+/// where not given); values outside it are left out. Values are binned by the sketch, within
+/// 1 % of their value.
+fn histogram_rows(q: &Quantiles, buckets: usize, min: Option<f64>, max: Option<f64>) -> Vec<Event> {
+    let Some((low, high)) = q.range() else {
+        return Vec::new();
+    };
+    let (low, high) = (min.unwrap_or(low), max.unwrap_or(high));
+    let width = match (high - low) / buckets as f64 {
+        w if w > 0.0 && w.is_finite() => w,
+        // One value: one bucket holds it.
+        _ => 1.0,
+    };
+    let mut counts = vec![0u64; buckets];
+    for (value, n) in q.buckets() {
+        if value < low || value > high {
+            continue;
+        }
+        let i = (((value - low) / width) as usize).min(buckets - 1);
+        counts[i] += n;
+    }
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            fields::row([
+                ("_lower".to_string(), expr::number(low + i as f64 * width)),
+                (
+                    "_upper".to_string(),
+                    expr::number(low + (i + 1) as f64 * width),
+                ),
+                ("_count".to_string(), Value::Int(n as i64)),
+            ])
+        })
+        .collect()
+}
+
+fn sort_rows(rows: &mut Vec<Event>, order: &Option<Order>) {
+    let Some(order) = order else {
+        return;
+    };
     let key = |e: &Event| -> (Option<f64>, String) {
         match fields::get(e, &order.field) {
             Some(v) => (v.as_f64(), v.to_text()),
@@ -758,6 +930,7 @@ impl Program {
         }
         match &self.collect {
             Collect::Rows { .. } => return Parts::ALL,
+            Collect::Histogram { field, .. } => fields::note_read(&mut parts, field),
             Collect::Aggregate {
                 grouping, outputs, ..
             } => {
@@ -819,10 +992,22 @@ impl Program {
 
 /// Compiles a parsed query; `limit` is the default number of events or rows returned.
 pub fn compile(q: &Query, limit: usize) -> Result<Program, QueryError> {
-    compile_stages(&q.stages, limit)
+    compile_stages(&q.stages, limit, false)
 }
 
-fn compile_stages(stages: &[Stage], limit: usize) -> Result<Program, QueryError> {
+/// `after_collect`: the stages run over collected rows, whose order they keep unless they sort.
+fn compile_stages(
+    stages: &[Stage],
+    limit: usize,
+    after_collect: bool,
+) -> Result<Program, QueryError> {
+    // Events come newest first; collected rows as they were collected.
+    let by_time = |descending| {
+        (!after_collect).then(|| Order {
+            field: "@timestamp".into(),
+            descending,
+        })
+    };
     let mut steps = Vec::new();
     for (i, stage) in stages.iter().enumerate() {
         let collect = match stage {
@@ -835,7 +1020,7 @@ fn compile_stages(stages: &[Stage], limit: usize) -> Result<Program, QueryError>
                 steps.push(Step::Assign(field.clone(), expr.clone()));
                 continue;
             }
-            Stage::Call(c) => match compile_call(c, &mut steps, limit)? {
+            Stage::Call(c) => match compile_call(c, &mut steps, limit, &by_time)? {
                 Some(collect) => collect,
                 None => continue,
             },
@@ -843,7 +1028,7 @@ fn compile_stages(stages: &[Stage], limit: usize) -> Result<Program, QueryError>
         let rest = &stages[i + 1..];
         let mut then = match rest.is_empty() {
             true => None,
-            false => Some(Box::new(compile_stages(rest, limit)?)),
+            false => Some(Box::new(compile_stages(rest, limit, true)?)),
         };
         if let Stage::Call(c) = stage {
             if c.name == "top" {
@@ -851,10 +1036,10 @@ fn compile_stages(stages: &[Stage], limit: usize) -> Result<Program, QueryError>
                 then = Some(Box::new(Program {
                     steps: Vec::new(),
                     collect: Collect::Rows {
-                        order: Order {
+                        order: Some(Order {
                             field: "_count".into(),
                             descending: true,
-                        },
+                        }),
                         limit: bounded_limit(c, 10, MAX_ROWS, "rows")?,
                         select: None,
                     },
@@ -873,10 +1058,7 @@ fn compile_stages(stages: &[Stage], limit: usize) -> Result<Program, QueryError>
     Ok(Program {
         steps,
         collect: Collect::Rows {
-            order: Order {
-                field: "@timestamp".into(),
-                descending: true,
-            },
+            order: by_time(true),
             limit,
             select: None,
         },
@@ -1074,6 +1256,10 @@ fn compile_agg(c: &Call) -> Result<Output, QueryError> {
             };
             Agg::Percentile(f, ps)
         }
+        "boxplot" => {
+            args.check_names(&["field", "as"])?;
+            Agg::Boxplot(required_field(c, "field")?)
+        }
         _ => {
             return Err(unknown_function(
                 c,
@@ -1085,6 +1271,7 @@ fn compile_agg(c: &Call) -> Result<Output, QueryError> {
                     "min",
                     "max",
                     "percentile",
+                    "boxplot",
                 ],
             ))
         }
@@ -1122,12 +1309,13 @@ fn compile_call(
     c: &Call,
     steps: &mut Vec<Step>,
     limit: usize,
+    by_time: &dyn Fn(bool) -> Option<Order>,
 ) -> Result<Option<Collect>, QueryError> {
     let args = Args { call: c };
     let group_limit = |default| bounded_limit(c, default, MAX_GROUPS, "groups");
     let row_limit = |default| bounded_limit(c, default, MAX_ROWS, "rows");
     Ok(Some(match c.name.as_str() {
-        "count" | "countDistinct" | "sum" | "avg" | "min" | "max" | "percentile" => {
+        "count" | "countDistinct" | "sum" | "avg" | "min" | "max" | "percentile" | "boxplot" => {
             Collect::Aggregate {
                 grouping: Grouping::All,
                 outputs: vec![compile_agg(c)?],
@@ -1229,7 +1417,7 @@ fn compile_call(
                 }
             };
             Collect::Rows {
-                order: Order { field, descending },
+                order: Some(Order { field, descending }),
                 limit: row_limit(DEFAULT_LIMIT)?,
                 select: None,
             }
@@ -1252,9 +1440,13 @@ fn compile_call(
                 None => DEFAULT_LIMIT,
             };
             Collect::Rows {
-                order: Order {
-                    field: "@timestamp".into(),
-                    descending: c.name == "tail",
+                // tail over collected rows: the last ones, which is the same order reversed.
+                order: match c.name.as_str() {
+                    "tail" => Some(Order {
+                        field: "@timestamp".into(),
+                        descending: true,
+                    }),
+                    _ => by_time(false),
                 },
                 limit: n,
                 select: None,
@@ -1266,10 +1458,7 @@ fn compile_call(
                 return Err(QueryError::new("table() needs a list of fields", c.span));
             };
             Collect::Rows {
-                order: Order {
-                    field: "@timestamp".into(),
-                    descending: true,
-                },
+                order: by_time(true),
                 limit: row_limit(limit)?,
                 select: Some(field_names(&f.value)?),
             }
@@ -1312,6 +1501,78 @@ fn compile_call(
                 expr::check(e)?;
                 steps.push(Step::Assign(name.clone(), e.clone()));
             }
+            return Ok(None);
+        }
+        "histogram" => {
+            args.check_names(&["field", "buckets", "min", "max"])?;
+            let buckets = int_arg(c, "buckets", 10)?;
+            if buckets > 10_000 {
+                return Err(QueryError::new("buckets may be at most 10000", c.span));
+            }
+            let bound = |name| match args.named(name) {
+                None => Ok(None),
+                Some(a) => number_of(&a.value).map(Some).ok_or_else(|| {
+                    QueryError::new(format!("{name} must be a number"), a.value.span())
+                }),
+            };
+            Collect::Histogram {
+                field: required_field(c, "field")?,
+                buckets,
+                min: bound("min")?,
+                max: bound("max")?,
+            }
+        }
+        "parseJson" | "kvParse" => {
+            args.check_names(&["field", "prefix", "override"])?;
+            let field = match args.get("field", 0) {
+                Some(a) => field_name(&a.value)?,
+                None => "@rawstring".into(),
+            };
+            let overwrite = args.named("override").is_some_and(
+                |a| matches!(&a.value, ArgValue::Expr(Expr::Field(t, _)) if t == "true"),
+            );
+            steps.push(Step::Parse {
+                field,
+                parser: match c.name.as_str() {
+                    "parseJson" => Parser::Json,
+                    _ => Parser::Kv,
+                },
+                prefix: text_arg(c, "prefix")?.unwrap_or_default(),
+                // A JSON object parsed on purpose wins; key=value pairs found in passing do not.
+                overwrite: overwrite || c.name == "parseJson",
+            });
+            return Ok(None);
+        }
+        "format" => {
+            args.check_names(&["format", "field", "as"])?;
+            let (text, span) = match args.get("format", 0).map(|a| &a.value) {
+                Some(ArgValue::Expr(Expr::Str(t, span))) => (t.clone(), *span),
+                _ => return Err(
+                    QueryError::new("format() needs a format string", c.span).hint(
+                        "for example: format(\"%s took %d ms\", field=[method, latency], as=line)",
+                    ),
+                ),
+            };
+            let pieces = format::parse(&text, span)?;
+            let names = match args.get("field", 1) {
+                Some(a) => field_names(&a.value)?,
+                None => Vec::new(),
+            };
+            if names.len() != format::placeholders(&pieces) {
+                return Err(QueryError::new(
+                    format!(
+                        "the format has {} placeholders but {} fields are given",
+                        format::placeholders(&pieces),
+                        names.len()
+                    ),
+                    c.span,
+                ));
+            }
+            steps.push(Step::Format {
+                format: pieces,
+                fields: names,
+                into: text_arg(c, "as")?.unwrap_or_else(|| "_format".into()),
+            });
             return Ok(None);
         }
         "regex" => {

@@ -8,7 +8,18 @@ use crate::syntax::{ArgValue, BinOp, Call, Expr, QueryError};
 
 /// Functions usable inside expressions.
 pub const FUNCTIONS: &[&str] = &[
-    "lower", "upper", "length", "concat", "round", "floor", "ceil", "abs", "sqrt", "now",
+    "lower",
+    "upper",
+    "length",
+    "concat",
+    "round",
+    "floor",
+    "ceil",
+    "abs",
+    "sqrt",
+    "now",
+    "formatTime",
+    "parseTime",
 ];
 
 /// Checks an expression's functions and their argument counts.
@@ -24,6 +35,7 @@ pub fn check(e: &Expr) -> Result<(), QueryError> {
             let arity = match c.name.as_str() {
                 "now" => 0..=0,
                 "concat" => 1..=64,
+                "formatTime" => 1..=2,
                 n if FUNCTIONS.contains(&n) => 1..=1,
                 _ => {
                     return Err(crate::engine::unknown_function(c, FUNCTIONS));
@@ -43,6 +55,11 @@ pub fn check(e: &Expr) -> Result<(), QueryError> {
                     ),
                     c.span,
                 ));
+            }
+            if c.name == "formatTime" {
+                if let Some(ArgValue::Expr(Expr::Str(f, span))) = c.args.first().map(|a| &a.value) {
+                    check_time_format(f, *span)?;
+                }
             }
             for a in &c.args {
                 match &a.value {
@@ -129,6 +146,36 @@ fn call(c: &Call, event: &Event) -> Option<Value> {
         "abs" => number(num(0)?.abs()),
         "sqrt" => Value::Float(num(0)?.sqrt()),
         "now" => Value::Int(eddy_event::time::now_ns()),
+        "formatTime" => {
+            let format = arg(c, 0, event)?.to_text();
+            let time = match c.args.len() {
+                1 => event.timestamp,
+                _ => eddy_event::time::parse_time_value(&arg(c, 1, event)?)?,
+            };
+            Value::Str(format_time(&format, time)?)
+        }
+        "parseTime" => Value::Int(eddy_event::time::parse_time_value(&arg(c, 0, event)?)?),
         _ => return None,
     })
+}
+
+/// `time` (ns since the epoch, UTC) in a strftime `format`; `None` for a bad format.
+fn format_time(format: &str, time: i64) -> Option<String> {
+    use std::fmt::Write;
+    let t = chrono::DateTime::from_timestamp_nanos(time);
+    let mut out = String::new();
+    // A bad format makes the writer fail rather than the formatting panic.
+    write!(out, "{}", t.format(format)).ok()?;
+    Some(out)
+}
+
+fn check_time_format(format: &str, span: crate::syntax::Span) -> Result<(), QueryError> {
+    use chrono::format::{Item, StrftimeItems};
+    if StrftimeItems::new(format).any(|i| matches!(i, Item::Error)) {
+        return Err(
+            QueryError::new(format!("{format:?} is not a time format"), span)
+                .hint("strftime: for example \"%Y-%m-%d %H:%M:%S\""),
+        );
+    }
+    Ok(())
 }

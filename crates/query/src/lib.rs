@@ -13,6 +13,7 @@ pub mod engine;
 pub mod expr;
 pub mod fields;
 pub mod filter;
+pub mod format;
 pub mod run;
 pub mod search;
 pub mod sketch;

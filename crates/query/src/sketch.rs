@@ -79,36 +79,100 @@ impl Quantiles {
         self.count
     }
 
+    /// The smallest and largest values counted (exact), or `None` without values.
+    pub fn range(&self) -> Option<(f64, f64)> {
+        (self.count > 0).then_some((self.min, self.max))
+    }
+
+    /// Each bucket's value (within 1 % of every value it counts, and within the range) and
+    /// count, from the smallest value up.
+    pub fn buckets(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        let value_of = |index: i32| {
+            let g = gamma();
+            2.0 * g.powi(index) / (g + 1.0)
+        };
+        let (min, max) = (self.min, self.max);
+        // Negative values from the most negative (largest magnitude) up.
+        let negative = self
+            .negative
+            .iter()
+            .rev()
+            .map(move |(&i, &n)| ((-value_of(i)).clamp(min, max), n));
+        let zeros = (self.zeros > 0).then_some((0.0, self.zeros));
+        let positive = self
+            .positive
+            .iter()
+            .map(move |(&i, &n)| (value_of(i).clamp(min, max), n));
+        negative.chain(zeros).chain(positive)
+    }
+
     /// The `p`-th percentile (0–100), or `None` without values.
     pub fn percentile(&self, p: f64) -> Option<f64> {
         if self.count == 0 {
             return None;
         }
         let rank = ((p / 100.0).clamp(0.0, 1.0) * (self.count - 1) as f64).round() as u64;
-        let value_of = |index: i32| {
-            let g = gamma();
-            2.0 * g.powi(index) / (g + 1.0)
-        };
         let mut seen = 0u64;
-        // Negative values from the most negative (largest magnitude) up.
-        for (&index, &n) in self.negative.iter().rev() {
+        for (value, n) in self.buckets() {
             seen += n;
             if seen > rank {
-                return Some((-value_of(index)).clamp(self.min, self.max));
-            }
-        }
-        seen += self.zeros;
-        if seen > rank {
-            return Some(0.0);
-        }
-        for (&index, &n) in &self.positive {
-            seen += n;
-            if seen > rank {
-                return Some(value_of(index).clamp(self.min, self.max));
+                return Some(value);
             }
         }
         Some(self.max)
     }
+
+    /// A box plot: quartiles, whiskers at the furthest values within 1.5 interquartile ranges
+    /// of the box, the number of outliers beyond them, and the range.
+    pub fn boxplot(&self) -> Option<BoxPlot> {
+        let (q1, median, q3) = (
+            self.percentile(25.0)?,
+            self.percentile(50.0)?,
+            self.percentile(75.0)?,
+        );
+        let iqr = q3 - q1;
+        let (low_fence, high_fence) = (q1 - 1.5 * iqr, q3 + 1.5 * iqr);
+        let (mut low, mut high, mut outliers) = (q1, q3, 0);
+        for (value, n) in self.buckets() {
+            if value < low_fence || value > high_fence {
+                outliers += n;
+            } else {
+                low = low.min(value);
+                high = high.max(value);
+            }
+        }
+        Some(BoxPlot {
+            q1,
+            median,
+            q3,
+            low_whisker: low,
+            high_whisker: high,
+            outliers,
+            min: self.min,
+            max: self.max,
+        })
+    }
+}
+
+/// What [`Quantiles::boxplot`] gives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoxPlot {
+    /// The 25th percentile.
+    pub q1: f64,
+    /// The 50th percentile.
+    pub median: f64,
+    /// The 75th percentile.
+    pub q3: f64,
+    /// The smallest value within 1.5 interquartile ranges below `q1`.
+    pub low_whisker: f64,
+    /// The largest value within 1.5 interquartile ranges above `q3`.
+    pub high_whisker: f64,
+    /// Values beyond the whiskers.
+    pub outliers: u64,
+    /// The smallest value.
+    pub min: f64,
+    /// The largest value.
+    pub max: f64,
 }
 
 /// Distinct values counted exactly up to [`EXACT_UP_TO`], then by a HyperLogLog of 2^12

@@ -54,17 +54,23 @@ fn event(n: i64) -> Event {
 /// A store holding events `0..count`: most in sealed segments of small blocks, the newest in
 /// work in progress.
 fn store(dir: &std::path::Path, count: i64) -> RepoStore {
+    store_of(dir, (0..count).map(event).collect())
+}
+
+/// A store holding `events`: the first three quarters in sealed segments of small blocks,
+/// the rest in work in progress.
+fn store_of(dir: &std::path::Path, events: Vec<Event>) -> RepoStore {
     let config = StoreConfig {
         block_bytes: 4096,
         ..StoreConfig::default()
     };
     let store = RepoStore::open("test", dir, config).unwrap();
-    for n in 0..count {
-        let e = event(n);
+    let count = events.len();
+    for (n, e) in events.iter().enumerate() {
         let source = e.data_source();
         let partition = (n % 2) as u32;
         store
-            .append(partition, n as u64, &source, &e, FieldsRef::Map(&e.fields))
+            .append(partition, n as u64, &source, e, FieldsRef::Map(&e.fields))
             .unwrap();
         if n == count * 3 / 4 {
             store.seal_all().unwrap();
@@ -228,6 +234,124 @@ fn events_rows_and_steps() {
     assert_eq!(cell(&a.rows[0], "_count"), &Value::Int(500));
     let a = query(&s, "groupBy(method) | sort(_count, order=desc, limit=1)");
     assert_eq!(a.rows.len(), 1);
+}
+
+#[test]
+fn parsing_formatting_and_distributions() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = (0..200)
+        .map(|n: i64| {
+            let mut e = Event::new(T0 + n * SECOND);
+            e.raw = Some(match n % 2 {
+                0 => format!(
+                    r#"{{"req":{{"ms":{n},"path":"/a/{n}"}},"user":"u{}"}}"#,
+                    n % 3
+                ),
+                _ => format!("user=u{} ms={n} path=/b", n % 3),
+            });
+            e
+        })
+        .collect();
+    let s = store_of(dir.path(), events);
+
+    let a = query(
+        &s,
+        "parseJson() | req.ms < 10 | table([req.ms, req.path, user])",
+    );
+    assert_eq!(a.rows.len(), 5);
+    assert!(a
+        .rows
+        .iter()
+        .all(|r| r["req.path"].to_text().starts_with("/a/")));
+    let a = query(&s, "parseJson(prefix=j.) | j.user=u1 | count()");
+    assert_eq!(cell(&a.rows[0], "_count"), &Value::Int(33));
+    let a = query(
+        &s,
+        "kvParse() | ms>=190 | sort(ms, order=asc) | select([ms, path])",
+    );
+    let ms: Vec<String> = a.rows.iter().map(|r| r["ms"].to_text()).collect();
+    assert_eq!(ms, ["191", "193", "195", "197", "199"]);
+
+    let a = query(
+        &s,
+        r#"kvParse() | ms<4 | format("%s took %5.1f ms", field=[user, ms], as=line) | table([line])"#,
+    );
+    let lines: Vec<String> = a.rows.iter().map(|r| r["line"].to_text()).collect();
+    assert_eq!(lines, ["u0 took   3.0 ms", "u1 took   1.0 ms"]);
+    let a = query(
+        &s,
+        r#"day := formatTime("%Y-%m-%d %H:%M") | iso := formatTime("%Y-%m-%dT%H:%M:%SZ", @timestamp) | back := parseTime(iso) | head(1) | select([day, back])"#,
+    );
+    assert_eq!(
+        cell(&a.rows[0], "day"),
+        &Value::Str("2023-11-14 22:13".into())
+    );
+    assert_eq!(cell(&a.rows[0], "back"), &Value::Int(T0));
+
+    // The JSON events hold req.ms = 0, 2, …, 198.
+    let a = query(&s, "parseJson() | histogram(req.ms, buckets=4)");
+    assert_eq!(a.columns, ["_lower", "_upper", "_count"]);
+    let counts: Vec<i64> = a
+        .rows
+        .iter()
+        .map(|r| r["_count"].as_f64().unwrap() as i64)
+        .collect();
+    assert_eq!(counts.iter().sum::<i64>(), 100);
+    // Equal widths over 0..198: 25 even values per bucket, give or take the sketch's 1 %.
+    assert!(counts.iter().all(|c| (23..=27).contains(c)), "{counts:?}");
+    let a = query(&s, "kvParse() | histogram(ms, buckets=2, min=0, max=100)");
+    let counts: Vec<i64> = a
+        .rows
+        .iter()
+        .map(|r| r["_count"].as_f64().unwrap() as i64)
+        .collect();
+    assert_eq!(counts.iter().sum::<i64>(), 50);
+
+    let a = query(&s, "kvParse() | groupBy(user, function=boxplot(ms))");
+    assert_eq!(
+        a.columns,
+        [
+            "user",
+            "_q1",
+            "_median",
+            "_q3",
+            "_low_whisker",
+            "_high_whisker",
+            "_outliers",
+            "_min",
+            "_max"
+        ]
+    );
+    let all = query(&s, "kvParse() | boxplot(ms, as=b)");
+    let row = &all.rows[0];
+    let near = |name: &str, want: f64| {
+        let got = row[name].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= want * 0.02 + 2.0,
+            "{name}: {got} against {want}"
+        );
+    };
+    near("b_q1", 51.0);
+    near("b_median", 101.0);
+    near("b_q3", 151.0);
+    assert_eq!(row["b_outliers"], Value::Int(0));
+    assert_eq!(row["b_min"], Value::Int(1));
+    assert_eq!(row["b_max"], Value::Int(199));
+
+    for (q, says) in [
+        ("format(\"%q\", field=[a])", "unknown placeholder %q"),
+        (
+            "format(\"%s %s\", field=[a])",
+            "2 placeholders but 1 fields",
+        ),
+        ("t := formatTime(\"%Y-%\")", "not a time format"),
+        ("histogram(ms, buckets=0)", "at least 1"),
+        ("boxplt(ms)", "did you mean boxplot?"),
+    ] {
+        let e = prepare(q, 10).unwrap_err();
+        let text = format!("{} {}", e.message, e.hint.unwrap_or_default());
+        assert!(text.contains(says), "{q}: {text}");
+    }
 }
 
 #[test]
