@@ -90,16 +90,6 @@ impl Scan {
             None => source.contains(&format!("#{k}=")),
         })
     }
-
-    /// Whether `event` is in range and has the tags.
-    pub fn keeps(&self, event: &Event) -> bool {
-        event.timestamp >= self.start
-            && event.timestamp < self.end
-            && self
-                .tags
-                .iter()
-                .all(|(k, v)| event.tags.get(k).is_some_and(|have| have == v))
-    }
 }
 
 /// What planning skipped and kept.
