@@ -83,7 +83,8 @@ pub struct QueryArgs {
 pub struct AllArgs {
     #[command(flatten)]
     common: Common,
-    /// Bytes of generated data per kind (default 32MiB quick, 400MiB full).
+    /// Bytes of generated data per kind (default 32MiB quick, 400MiB full); also the query
+    /// benchmark's data when given.
     #[arg(long, value_parser = parse_size)]
     data_size: Option<u64>,
     /// Seed of the data generator.
@@ -176,6 +177,7 @@ pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
             opts.seed = args.seed;
             if let Some(size) = args.data_size {
                 opts.data_bytes = size;
+                opts.query_bytes = (size, size);
             }
             let bar = progress_bar();
             let result = eddy_bench::run_all(&opts, &|m: &str| bar.set_message(m.to_string()));

@@ -423,6 +423,7 @@ fn bench_all_runs_on_tiny_data_and_writes_every_section() {
         "## Ingest (eddy serve)",
         "## Search",
         "## Compression",
+        "## Queries",
         "## Figures of parts not built yet",
         "## Peers",
     ] {
@@ -438,6 +439,7 @@ fn bench_all_runs_on_tiny_data_and_writes_every_section() {
         "zstd -19 on json",
         "gzip -6 on statsd",
         "HTTP ingest",
+        "needle, one event in a million",
     ] {
         assert!(text.contains(figure), "missing {figure}");
     }
