@@ -170,6 +170,20 @@ fn finish(
     Ok(())
 }
 
+/// Runs `bench` with a spinner showing its progress messages.
+fn with_progress<T>(bench: impl FnOnce(&dyn Fn(&str)) -> T) -> T {
+    let bar = progress_bar();
+    let result = bench(&|m: &str| bar.set_message(m.to_string()));
+    bar.finish_and_clear();
+    result
+}
+
+/// Replaces one benchmark's section of the report and prints it.
+fn finish_section(common: &Common, opts: &Options, section: report::Section) -> anyhow::Result<()> {
+    let header = format!("# eddy benchmark report\n\n{}", report::machine(&opts.dir));
+    finish(common, &header, &[section], false)
+}
+
 pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::All(args) => {
@@ -202,21 +216,14 @@ pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
             });
             bar.finish_and_clear();
             let _ = std::fs::remove_dir_all(&log_opts.dir);
-            let section = result?;
-            let header = format!("# eddy benchmark report\n\n{}", report::machine(&opts.dir));
-            finish(&args.common, &header, &[section], false)?;
+            finish_section(&args.common, &opts, result?)?;
         }
         BenchCommand::Ingest(args) => {
             let opts = args.common.options();
-            let bar = progress_bar();
-            let result =
-                eddy_bench::ingest_bench::run(&opts.ingest_options(), &opts.mode, &|m: &str| {
-                    bar.set_message(m.to_string())
-                });
-            bar.finish_and_clear();
-            let section = result?;
-            let header = format!("# eddy benchmark report\n\n{}", report::machine(&opts.dir));
-            finish(&args.common, &header, &[section], false)?;
+            let section = with_progress(|p| {
+                eddy_bench::ingest_bench::run(&opts.ingest_options(), &opts.mode, p)
+            })?;
+            finish_section(&args.common, &opts, section)?;
         }
         BenchCommand::Store(args) => {
             let mut opts = args.common.options();
@@ -224,16 +231,10 @@ pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
                 opts.store_bytes = size;
             }
             let tools = eddy_bench::baselines::Tools::find()?;
-            let bar = progress_bar();
-            let result = eddy_bench::store_bench::run(
-                &opts.store_options(tools.zstd.clone()),
-                &opts.mode,
-                &|m: &str| bar.set_message(m.to_string()),
-            );
-            bar.finish_and_clear();
-            let section = result?;
-            let header = format!("# eddy benchmark report\n\n{}", report::machine(&opts.dir));
-            finish(&args.common, &header, &[section], false)?;
+            let section = with_progress(|p| {
+                eddy_bench::store_bench::run(&opts.store_options(tools.zstd.clone()), &opts.mode, p)
+            })?;
+            finish_section(&args.common, &opts, section)?;
         }
         BenchCommand::Query(args) => {
             let mut opts = args.common.options();
@@ -243,15 +244,10 @@ pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
             if let Some(size) = args.json_size {
                 opts.query_bytes.1 = size;
             }
-            let bar = progress_bar();
-            let result =
-                eddy_bench::query_bench::run(&opts.query_options(), &opts.mode, &|m: &str| {
-                    bar.set_message(m.to_string())
-                });
-            bar.finish_and_clear();
-            let section = result?;
-            let header = format!("# eddy benchmark report\n\n{}", report::machine(&opts.dir));
-            finish(&args.common, &header, &[section], false)?;
+            let section = with_progress(|p| {
+                eddy_bench::query_bench::run(&opts.query_options(), &opts.mode, p)
+            })?;
+            finish_section(&args.common, &opts, section)?;
         }
         BenchCommand::Gen(args) => {
             let manifest = match &args.out {

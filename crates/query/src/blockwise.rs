@@ -84,42 +84,58 @@ impl BlockFilter {
                     self.lowered.fill(view);
                     self.lowered_ready = true;
                 }
-                let mut hits = vec![false; view.len()];
-                let mut recheck = Vec::new();
-                search::mark_lines(
-                    &self.lowered.text,
-                    &self.lowered.starts,
-                    |i| view.is_line(i),
+                let area = (self.lowered.text.as_str(), self.lowered.starts.as_slice());
+                search_leaf(
+                    view,
+                    c,
+                    Some(area),
                     |hay, from| words.find_lowered(hay, from),
-                    &mut hits,
-                    &mut recheck,
-                );
-                settle(view, c, &mut hits, recheck, |t| words.is_match(t));
-                hits
+                    |t| words.is_match(t),
+                )
             }
-            Compiled::Regex(r) => {
-                let mut hits = vec![false; view.len()];
-                let mut recheck = Vec::new();
-                match r.lines() {
-                    Some(lines) => search::mark_lines(
-                        view.text(),
-                        view.text_starts(),
-                        |i| view.is_line(i),
-                        |hay, from| lines.find_at(hay, from).map(|m| (m.start(), m.end())),
-                        &mut hits,
-                        &mut recheck,
-                    ),
-                    None => recheck.extend((0..view.len()).filter(|&i| view.is_line(i))),
-                }
-                settle(view, c, &mut hits, recheck, |t| r.is_match(t));
-                hits
-            }
+            Compiled::Regex(r) => match r.lines() {
+                Some(lines) => search_leaf(
+                    view,
+                    c,
+                    Some((view.text(), view.text_starts())),
+                    |hay, from| lines.find_at(hay, from).map(|m| (m.start(), m.end())),
+                    |t| r.is_match(t),
+                ),
+                None => search_leaf(view, c, None, |_, _| None, |t| r.is_match(t)),
+            },
             // Not text-only: decided per event.
             other => (0..view.len())
                 .map(|i| other.matches(&view.event(i, Parts::ALL)))
                 .collect(),
         }
     }
+}
+
+/// Which events a free-text or regex leaf `c` passes: one search with `find` over `area` (the
+/// block's text, as `find` wants it, with where each event starts), then `test` on the events
+/// it left open. Without an area, every line is tested by itself.
+fn search_leaf(
+    view: &BlockView,
+    c: &Compiled,
+    area: Option<(&str, &[u32])>,
+    find: impl FnMut(&str, usize) -> Option<(usize, usize)>,
+    test: impl Fn(&str) -> bool,
+) -> Vec<bool> {
+    let mut hits = vec![false; view.len()];
+    let mut recheck = Vec::new();
+    match area {
+        Some((text, starts)) => search::mark_lines(
+            text,
+            starts,
+            |i| view.is_line(i),
+            find,
+            &mut hits,
+            &mut recheck,
+        ),
+        None => recheck.extend((0..view.len()).filter(|&i| view.is_line(i))),
+    }
+    settle(view, c, &mut hits, recheck, test);
+    hits
 }
 
 /// Decides the events the block-wide search left open: those in `recheck`, and every event

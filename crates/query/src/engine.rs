@@ -1164,6 +1164,13 @@ fn bounded_limit(c: &Call, default: usize, max: usize, what: &str) -> Result<usi
     Ok(n)
 }
 
+/// Whether `name=true` is given.
+fn flag_arg(c: &Call, name: &str) -> bool {
+    (Args { call: c })
+        .named(name)
+        .is_some_and(|a| matches!(&a.value, ArgValue::Expr(Expr::Field(t, _)) if t == "true"))
+}
+
 fn text_arg(c: &Call, name: &str) -> Result<Option<String>, QueryError> {
     match (Args { call: c }).named(name) {
         None => Ok(None),
@@ -1204,9 +1211,7 @@ fn compile_agg(c: &Call) -> Result<Output, QueryError> {
                 .get("field", 0)
                 .map(|a| field_name(&a.value))
                 .transpose()?;
-            let distinct = args.named("distinct").is_some_and(
-                |a| matches!(&a.value, ArgValue::Expr(Expr::Field(t, _)) if t == "true"),
-            );
+            let distinct = flag_arg(c, "distinct");
             match (field, distinct) {
                 (Some(f), true) => Agg::Distinct(f),
                 (None, true) => {
@@ -1528,9 +1533,7 @@ fn compile_call(
                 Some(a) => field_name(&a.value)?,
                 None => "@rawstring".into(),
             };
-            let overwrite = args.named("override").is_some_and(
-                |a| matches!(&a.value, ArgValue::Expr(Expr::Field(t, _)) if t == "true"),
-            );
+            let overwrite = flag_arg(c, "override");
             steps.push(Step::Parse {
                 field,
                 parser: match c.name.as_str() {

@@ -17,7 +17,7 @@ use crate::catalogue::{segment_path, wip_path, Catalogue};
 use crate::segment::{
     read_view, BlockEntry, SegmentError, SegmentFile, SegmentInfo, SegmentWriter,
 };
-use crate::view::{BlockView, ReadBuffers};
+use crate::view::{BlockView, Parts, ReadBuffers};
 
 /// How a repository's segments are cut, compressed and kept.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,12 +140,13 @@ impl BlockTask {
     /// is an error naming the file and block; the caller reports it and goes on.
     pub fn read(&self) -> Result<Vec<Event>, SegmentError> {
         let view = self.open()?;
-        let kept = view.kept_by(&self.scan);
+        // Only the kept events are built: a parser runs for no event the scan drops.
         Ok(view
-            .into_events()
-            .into_iter()
-            .zip(kept)
-            .filter_map(|(e, keep)| keep.then_some(e))
+            .kept_by(&self.scan)
+            .iter()
+            .enumerate()
+            .filter(|&(_, &keep)| keep)
+            .map(|(i, _)| view.event(i, Parts::ALL))
             .collect())
     }
 
