@@ -2,7 +2,7 @@
 //! search over the block's text (see [`crate::search`]), so no event is built for it; only the
 //! events that pass are built, and only with the parts the rest of the query reads.
 
-use eddy_store::{BlockView, Parts};
+use eddy_store::{BlockView, Parts, SplitColumns};
 
 use crate::filter::Compiled;
 use crate::search::{self, lowercase};
@@ -46,6 +46,44 @@ impl Lowered {
     }
 }
 
+/// A block's split columns lower-cased, made once per block for all its free-text conditions
+/// that a search of the columns can decide.
+#[derive(Default)]
+struct LoweredColumns {
+    bytes: Vec<u8>,
+    /// Where each column ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl LoweredColumns {
+    fn fill(&mut self, columns: SplitColumns<'_>) {
+        self.bytes.clear();
+        self.ends.clear();
+        let region = columns.region();
+        if region.is_ascii() {
+            self.bytes.extend_from_slice(region);
+            self.bytes.make_ascii_lowercase();
+            let mut end = 0;
+            for column in columns.columns() {
+                end += column.len();
+                self.ends.push(end);
+            }
+            return;
+        }
+        // Lower-casing changes lengths but never makes or removes a newline.
+        for column in columns.columns() {
+            let text = std::str::from_utf8(column).unwrap_or_default();
+            self.bytes.extend_from_slice(lowercase(text).as_bytes());
+            self.ends.push(self.bytes.len());
+        }
+    }
+
+    fn columns(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(s, &e)| &self.bytes[s..e])
+    }
+}
+
 /// Decides text-only filters (see [`text_only`]) over blocks, keeping its buffers from one
 /// block to the next.
 #[derive(Default)]
@@ -53,12 +91,16 @@ pub struct BlockFilter {
     lowered: Lowered,
     /// Whether `lowered` holds the current block's text.
     lowered_ready: bool,
+    lowered_columns: LoweredColumns,
+    /// Whether `lowered_columns` holds the current block's columns.
+    lowered_columns_ready: bool,
 }
 
 impl BlockFilter {
     /// Which of the events of `view` pass `c`, which must be [`text_only`].
     pub fn decide(&mut self, view: &BlockView, c: &Compiled) -> Vec<bool> {
         self.lowered_ready = false;
+        self.lowered_columns_ready = false;
         self.matches(view, c)
     }
 
@@ -80,6 +122,21 @@ impl BlockFilter {
             }
             Compiled::Not(a) => self.matches(view, a).into_iter().map(|m| !m).collect(),
             Compiled::Text(words) => {
+                let split = view.split_columns();
+                if let Some(columns) = split.filter(|s| words.within_pieces(s.separator())) {
+                    if !self.lowered_columns_ready {
+                        self.lowered_columns.fill(columns);
+                        self.lowered_columns_ready = true;
+                    }
+                    return columns_leaf(
+                        view,
+                        c,
+                        self.lowered_columns.columns(),
+                        columns.counts(),
+                        |hay, from| words.find_in_bytes(hay, from),
+                        |t| words.is_match(t),
+                    );
+                }
                 if !self.lowered_ready {
                     self.lowered.fill(view);
                     self.lowered_ready = true;
@@ -93,15 +150,29 @@ impl BlockFilter {
                     |t| words.is_match(t),
                 )
             }
-            Compiled::Regex(r) => match r.lines() {
-                Some(lines) => search_leaf(
+            Compiled::Regex(r) => match (view.split_columns(), r.lines()) {
+                (Some(columns), _) if r.within_pieces(columns.separator()).is_some() => {
+                    let pieces = r.within_pieces(columns.separator());
+                    columns_leaf(
+                        view,
+                        c,
+                        columns.columns(),
+                        columns.counts(),
+                        |hay, from| {
+                            let m = pieces?.find_at(hay, from)?;
+                            Some((m.start(), m.end()))
+                        },
+                        |t| r.is_match(t),
+                    )
+                }
+                (_, Some(lines)) => search_leaf(
                     view,
                     c,
                     Some((view.text(), view.text_starts())),
                     |hay, from| lines.find_at(hay, from).map(|m| (m.start(), m.end())),
                     |t| r.is_match(t),
                 ),
-                None => search_leaf(view, c, None, |_, _| None, |t| r.is_match(t)),
+                (_, None) => search_leaf(view, c, None, |_, _| None, |t| r.is_match(t)),
             },
             // Not text-only: decided per event.
             other => (0..view.len())
@@ -135,6 +206,35 @@ fn search_leaf(
         None => recheck.extend((0..view.len()).filter(|&i| view.is_line(i))),
     }
     settle(view, c, &mut hits, recheck, test);
+    hits
+}
+
+/// Which events a free-text or regex leaf `c` passes, by one search with `find` over each of
+/// the block's split `columns` (see [`search::mark_columns`]: `find` must match only within
+/// pieces), then `test` on the events that are not lines.
+fn columns_leaf<'a>(
+    view: &BlockView,
+    c: &Compiled,
+    columns: impl Iterator<Item = &'a [u8]>,
+    counts: &[u8],
+    find: impl FnMut(&'a [u8], usize) -> Option<(usize, usize)>,
+    test: impl Fn(&str) -> bool,
+) -> Vec<bool> {
+    let mut lines = vec![false; counts.len()];
+    search::mark_columns(columns, counts, find, &mut lines);
+    let mut hits = match counts.len() == view.len() {
+        true => lines,
+        false => {
+            let mut hits = vec![false; view.len()];
+            for k in (0..lines.len()).filter(|&k| lines[k]) {
+                if let Some(hit) = hits.get_mut(view.line_event(k)) {
+                    *hit = true;
+                }
+            }
+            hits
+        }
+    };
+    settle(view, c, &mut hits, Vec::new(), test);
     hits
 }
 

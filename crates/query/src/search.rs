@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use memchr::memmem;
 use regex::{Regex, RegexBuilder};
-use regex_syntax::hir::Look;
+use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
 /// What is not a word character, apart from the line break (see the store's tokens: a word is
 /// alphanumeric). Line starts and ends are boundaries through `^` and `$` in multi-line mode,
@@ -79,23 +79,35 @@ impl Words {
 
     /// The first match in lower-cased `hay` that starts at or after `from`.
     pub fn find_lowered(&self, hay: &str, from: usize) -> Option<(usize, usize)> {
-        if let Some(r) = &self.wildcard {
-            return r.find_at(hay, from).map(|m| (m.start(), m.end()));
+        match &self.wildcard {
+            Some(r) => r.find_at(hay, from).map(|m| (m.start(), m.end())),
+            None => self.find_in_bytes(hay.as_bytes(), from),
         }
-        let bytes = hay.as_bytes();
+    }
+
+    /// Whether every match lies within one piece of a line split at `separator`: then a search
+    /// of the split columns finds the same lines as a search of the lines (see
+    /// [`mark_columns`]). A word character is never a separator, so boundaries agree.
+    pub fn within_pieces(&self, separator: u8) -> bool {
+        self.wildcard.is_none()
+            && !self.needle.is_empty()
+            && !self.needle.bytes().any(|b| b == separator || b == b'\n')
+    }
+
+    /// [`Words::find_lowered`] without wildcards, over lower-cased UTF-8 as bytes.
+    pub fn find_in_bytes(&self, hay: &[u8], from: usize) -> Option<(usize, usize)> {
         let mut at = from;
-        while at <= bytes.len() {
-            let start = at + self.finder.find(&bytes[at..])?;
+        while at <= hay.len() {
+            let start = at + self.finder.find(hay.get(at..)?)?;
             let end = start + self.needle.len();
             // A match of UTF-8 text in UTF-8 text starts and ends at character boundaries.
-            let before_ok =
-                !self.bounded_start || !hay[..start].chars().next_back().is_some_and(is_word);
-            let after_ok = !self.bounded_end || !hay[end..].chars().next().is_some_and(is_word);
+            let before_ok = !self.bounded_start || !char_before(hay, start).is_some_and(is_word);
+            let after_ok = !self.bounded_end || !char_after(hay, end).is_some_and(is_word);
             if before_ok && after_ok {
                 return Some((start, end));
             }
             // Overlapping occurrences are tried too: "a a" in "xa a a" is at 3, not 1.
-            at = start + hay[start..].chars().next().map_or(1, char::len_utf8);
+            at = start + char_after(hay, start).map_or(1, char::len_utf8);
         }
         None
     }
@@ -103,6 +115,27 @@ impl Words {
 
 fn is_word(c: char) -> bool {
     c.is_alphanumeric()
+}
+
+/// The character of UTF-8 `text` that ends at byte `at`.
+fn char_before(text: &[u8], at: usize) -> Option<char> {
+    let before = text.get(..at)?;
+    let start = (at.saturating_sub(4)..at)
+        .rev()
+        .find(|&i| before[i] & 0xC0 != 0x80)?;
+    std::str::from_utf8(&before[start..]).ok()?.chars().next()
+}
+
+/// The character of UTF-8 `text` that starts at byte `at`.
+fn char_after(text: &[u8], at: usize) -> Option<char> {
+    let rest = text.get(at..)?;
+    let width = match rest.first()? {
+        b if *b < 0x80 => return Some(char::from(*b)),
+        b if *b >= 0xF0 => 4,
+        b if *b >= 0xE0 => 3,
+        _ => 2,
+    };
+    std::str::from_utf8(rest.get(..width)?).ok()?.chars().next()
 }
 
 /// A regex over the text, with the same regex in multi-line mode for searching a whole block's
@@ -113,6 +146,9 @@ pub struct TextRegex {
     /// Absent when the pattern anchors at the very start or end of the text (`\A`, `\z`),
     /// which a block of many lines cannot express.
     lines: Option<Regex>,
+    /// The same regex over bytes, for split columns, with the separators no match can hold
+    /// (see [`TextRegex::within_pieces`]).
+    pieces: Option<(regex::bytes::Regex, Vec<u8>)>,
 }
 
 impl TextRegex {
@@ -130,18 +166,52 @@ impl TextRegex {
             .multi_line(true)
             .build()
             .parse(pattern);
-        let anchored = match parsed {
+        let (anchored, separators) = match &parsed {
             Ok(hir) => {
                 let looks = hir.properties().look_set();
-                looks.contains(Look::Start) || looks.contains(Look::End)
+                let anchored = looks.contains(Look::Start) || looks.contains(Look::End);
+                let only_words = looks.iter().all(is_word_look);
+                let never_holds =
+                    |b: u8| only_words && never_holds(hir, b) && never_holds(hir, b'\n');
+                (
+                    anchored,
+                    [b' ', b',']
+                        .into_iter()
+                        .filter(|&b| never_holds(b))
+                        .collect(),
+                )
             }
-            Err(_) => true,
+            Err(_) => (true, Vec::new()),
         };
         let lines = match anchored {
             true => None,
             false => Some(build(true)?),
         };
-        Ok(TextRegex { event, lines })
+        let pieces = match separators.is_empty() {
+            true => None,
+            false => Some((
+                regex::bytes::RegexBuilder::new(pattern)
+                    .size_limit(10 << 20)
+                    .build()?,
+                separators,
+            )),
+        };
+        Ok(TextRegex {
+            event,
+            lines,
+            pieces,
+        })
+    }
+
+    /// The regex over bytes when no match can hold `separator` or a line break and it looks
+    /// only at word boundaries: then each match lies within one piece of a line split at
+    /// `separator`, and a search of the split columns finds the same lines (see
+    /// [`mark_columns`]).
+    pub fn within_pieces(&self, separator: u8) -> Option<&regex::bytes::Regex> {
+        self.pieces
+            .as_ref()
+            .filter(|(_, separators)| separators.contains(&separator))
+            .map(|(r, _)| r)
     }
 
     /// Whether `text` matches.
@@ -157,6 +227,33 @@ impl TextRegex {
     /// The regex for one text.
     pub fn regex(&self) -> &Regex {
         &self.event
+    }
+}
+
+/// Whether `look` is a word boundary of some kind: a separator and a line break are both
+/// non-word characters, so such a boundary holds in a piece exactly where it holds in its line.
+fn is_word_look(look: Look) -> bool {
+    !matches!(
+        look,
+        Look::Start | Look::End | Look::StartLF | Look::EndLF | Look::StartCRLF | Look::EndCRLF
+    )
+}
+
+/// Whether no match of `hir` can hold the byte `b` (an ASCII character).
+fn never_holds(hir: &Hir, b: u8) -> bool {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => true,
+        HirKind::Literal(l) => !l.0.contains(&b),
+        HirKind::Class(Class::Unicode(c)) => !c
+            .ranges()
+            .iter()
+            .any(|r| r.start() <= char::from(b) && char::from(b) <= r.end()),
+        HirKind::Class(Class::Bytes(c)) => {
+            !c.ranges().iter().any(|r| r.start() <= b && b <= r.end())
+        }
+        HirKind::Repetition(r) => never_holds(&r.sub, b),
+        HirKind::Capture(c) => never_holds(&c.sub, b),
+        HirKind::Concat(all) | HirKind::Alternation(all) => all.iter().all(|h| never_holds(h, b)),
     }
 }
 
@@ -211,6 +308,47 @@ pub fn mark_lines(
         recheck.extend((first..=last).filter(|&i| is_line(i)));
         // The next search starts after the last event touched: each is decided.
         from = starts[last + 1] as usize;
+    }
+}
+
+/// Marks in `hits` (one per line) the lines whose split pieces `find` finds a match in, given
+/// the split `columns` (column `c` holds piece `c` of each line with more than `c` pieces, each
+/// followed by a newline) and each line's number of pieces in `counts`. Exact when no match
+/// can hold the separator or a newline ([`Words::within_pieces`], [`TextRegex::within_pieces`]).
+pub fn mark_columns<'a>(
+    columns: impl Iterator<Item = &'a [u8]>,
+    counts: &[u8],
+    mut find: impl FnMut(&'a [u8], usize) -> Option<(usize, usize)>,
+    hits: &mut [bool],
+) {
+    let mut lines_of = Vec::new();
+    for (c, column) in columns.enumerate() {
+        // Which line each piece of the column belongs to, unless every line has one.
+        let every_line = counts.iter().all(|&n| usize::from(n) > c);
+        if !every_line {
+            lines_of.clear();
+            lines_of.extend((0..counts.len()).filter(|&k| usize::from(counts[k]) > c));
+        }
+        let (mut at, mut piece) = (0, 0);
+        while let Some((start, _)) = find(column, at) {
+            if start >= column.len() {
+                break;
+            }
+            piece += eddy_store::split::count_newlines(&column[at..start]);
+            let line = match every_line {
+                true => Some(piece),
+                false => lines_of.get(piece).copied(),
+            };
+            if let Some(hit) = line.and_then(|k| hits.get_mut(k)) {
+                *hit = true;
+            }
+            // On to the next piece: the match is within this one.
+            match memchr::memchr(b'\n', &column[start..]) {
+                Some(k) => at = start + k + 1,
+                None => break,
+            }
+            piece += 1;
+        }
     }
 }
 
@@ -280,7 +418,92 @@ mod tests {
         }
     }
 
+    #[test]
+    fn only_matches_within_pieces_search_columns() {
+        let r = |p: &str| TextRegex::new(p).unwrap();
+        assert!(r("time ?out").within_pieces(b',').is_some());
+        assert!(r("time ?out").within_pieces(b' ').is_none());
+        assert!(r(r"(?i)\bE\d+").within_pieces(b' ').is_some());
+        assert!(r("a.b").within_pieces(b',').is_none());
+        assert!(r("^a").within_pieces(b',').is_none());
+        assert!(r("[^x]").within_pieces(b',').is_none());
+        assert!(Words::new("GET", false).within_pieces(b' '));
+        assert!(!Words::new("a b", false).within_pieces(b' '));
+        assert!(!Words::new("ge*", true).within_pieces(b' '));
+    }
+
+    /// `lines` cut at each `separator` into at most `max` pieces, as columns (each piece
+    /// followed by a newline, lower-cased if `lowered`) and piece counts.
+    fn columns_of(
+        lines: &[String],
+        separator: char,
+        max: usize,
+        lowered: bool,
+    ) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let mut columns = vec![Vec::new(); max];
+        let mut counts = Vec::new();
+        for line in lines {
+            let pieces: Vec<&str> = line.splitn(max, separator).collect();
+            for (c, piece) in pieces.iter().enumerate() {
+                let piece = if lowered {
+                    lowercase(piece)
+                } else {
+                    Cow::Borrowed(*piece)
+                };
+                columns[c].extend_from_slice(piece.as_bytes());
+                columns[c].push(b'\n');
+            }
+            counts.push(pieces.len() as u8);
+        }
+        (columns, counts)
+    }
+
+    fn lines() -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec("[aAb ,\\-.É]{0,12}", 0..12)
+    }
+
     proptest! {
+        #[test]
+        fn column_search_agrees_with_per_line_words(
+            lines in lines(),
+            needle in "[aAb ,\\-É]{1,4}",
+            comma in any::<bool>(),
+            max in 1usize..5,
+        ) {
+            let separator = if comma { ',' } else { ' ' };
+            let w = Words::new(&needle, false);
+            prop_assume!(w.within_pieces(separator as u8));
+            let (columns, counts) = columns_of(&lines, separator, max, true);
+            let mut hits = vec![false; lines.len()];
+            mark_columns(columns.iter().map(Vec::as_slice), &counts, |h, f| w.find_in_bytes(h, f), &mut hits);
+            let want: Vec<bool> = lines.iter().map(|l| w.is_match(l)).collect();
+            prop_assert_eq!(hits, want);
+        }
+
+        #[test]
+        fn column_search_agrees_with_per_line_regexes(
+            lines in lines(),
+            pattern in "(\\(\\?i\\)|)(\\\\b|)(a|b|\\.|\\s|A|É|\\\\w|[^,]|a b)(\\*|\\+|)",
+            comma in any::<bool>(),
+            max in 1usize..5,
+        ) {
+            let separator = if comma { ',' } else { ' ' };
+            let r = TextRegex::new(&pattern).unwrap();
+            let Some(pieces) = r.within_pieces(separator as u8) else {
+                return Ok(());
+            };
+            let (columns, counts) = columns_of(&lines, separator, max, false);
+            let mut hits = vec![false; lines.len()];
+            mark_columns(
+                columns.iter().map(Vec::as_slice),
+                &counts,
+                |h, f| pieces.find_at(h, f).map(|m| (m.start(), m.end())),
+                &mut hits,
+            );
+            let want: Vec<bool> = lines.iter().map(|l| r.is_match(l)).collect();
+            prop_assert_eq!(hits, want, "pattern {:?}", pattern);
+        }
+
         #[test]
         fn block_search_agrees_with_per_text_words(texts in texts(), needle in "[aAb \\-*É]{1,4}") {
             let w = Words::new(&needle, needle.contains('*'));

@@ -26,4 +26,4 @@ pub use digest::Digest;
 pub use segment::{Footer, SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
 pub use store::{Appender, BlockTask, Plan, RepoStore, Scan, ScanStats, StoreConfig};
 pub use tokens::{event_tokens, is_whole_token, text_tokens};
-pub use view::{BlockView, Parts, ReadBuffers};
+pub use view::{BlockView, Parts, ReadBuffers, SplitColumns};

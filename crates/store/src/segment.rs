@@ -508,13 +508,14 @@ pub fn read_view(
 ) -> Result<(), SegmentError> {
     read_block_into(file, path, index, entry, &mut buffers.stored)?;
     let failed = |reason: String| block_error(path, index, entry, reason);
+    let mut payload = view.take_payload_buffer();
     block::decompress_into(
         &buffers.stored,
         entry.summary.raw_len as usize,
-        &mut buffers.payload,
+        &mut payload,
     )
     .map_err(|e| failed(e.to_string()))?;
-    view.decode_from(&buffers.payload)
+    view.decode_owned(payload)
         .map_err(|e| failed(BlockError::from(e).to_string()))
 }
 

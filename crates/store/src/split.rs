@@ -15,6 +15,8 @@
 //! when nine in ten lines give the same number of pieces (at least three): free text whose
 //! pieces do not line up compresses better as lines.
 
+use std::ops::Range;
+
 use eddy_event::wire::{put_varint, DecodeError, Reader};
 
 /// Pieces a line is cut into, at most.
@@ -194,57 +196,105 @@ pub fn mostly_json(lines: &[u8]) -> bool {
     total > 0 && objects * 10 >= total * 9
 }
 
-/// Reads `lines` texts written by [`Splitter::write`] (after `separator`, which layout 1 implies
-/// and layout 2 stores) and appends each to `out` followed by a newline, pushing where each
-/// starts onto `starts`. The caller checks the text as UTF-8, once for the whole block.
-pub fn read_into(
+/// Where the columns of a block's split texts sit in its payload, checked when the block is
+/// decoded so that rebuilding the lines and searching the columns cannot fail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SplitLayout {
+    /// The byte the pieces of a line are joined with.
+    pub separator: u8,
+    /// Each text's number of pieces, as a range of the payload.
+    pub counts: Range<usize>,
+    /// Each column, as a range of the payload: its pieces, each followed by a newline.
+    pub columns: Vec<Range<usize>>,
+}
+
+impl SplitLayout {
+    /// The columns from the first to the last, as one range of the payload.
+    pub fn region(&self) -> Range<usize> {
+        match (self.columns.first(), self.columns.last()) {
+            (Some(first), Some(last)) => first.start..last.end,
+            _ => self.counts.end..self.counts.end,
+        }
+    }
+}
+
+/// Reads the layout of `lines` texts written by [`Splitter::write`] (after `separator`, which
+/// layout 1 implies and layout 2 stores), checking that each column holds as many pieces as the
+/// counts say. The caller checks the columns as UTF-8.
+pub fn read_layout(
     r: &mut Reader<'_>,
     separator: u8,
     lines: usize,
-    out: &mut Vec<u8>,
-    starts: &mut Vec<u32>,
-) -> Result<(), DecodeError> {
+) -> Result<SplitLayout, DecodeError> {
     let columns = r.len("bad column count")?;
     if columns > MAX_COLUMNS {
         return r.fail("too many columns");
     }
+    let counts_at = r.pos;
     let counts = r.bytes(lines, "truncated piece counts")?;
-    let mut lens = [0usize; MAX_COLUMNS];
-    for len in &mut lens[..columns] {
-        *len = r.len("bad column length")?;
-    }
-    let mut areas: [&[u8]; MAX_COLUMNS] = [&[]; MAX_COLUMNS];
-    let mut total = 0;
-    for (area, &len) in areas.iter_mut().zip(&lens[..columns]) {
-        *area = r.bytes(len, "truncated column")?;
-        total += len;
-    }
-    // Pieces and their newlines become the line and its separators: the same size.
-    out.reserve(total);
-    let mut at = [0usize; MAX_COLUMNS];
+    // How many texts have more than c pieces: the pieces column c must hold.
+    let mut longer_than = [0usize; MAX_COLUMNS + 1];
     for &pieces in counts {
         let pieces = usize::from(pieces);
         if pieces > columns || pieces == 0 {
             return r.fail("bad piece count");
         }
+        longer_than[pieces - 1] += 1;
+    }
+    for c in (0..columns).rev() {
+        longer_than[c] += longer_than[c + 1];
+    }
+    let mut lens = [0usize; MAX_COLUMNS];
+    for len in &mut lens[..columns] {
+        *len = r.len("bad column length")?;
+    }
+    let mut layout = SplitLayout {
+        separator,
+        counts: counts_at..counts_at + lines,
+        columns: Vec::with_capacity(columns),
+    };
+    for (c, &len) in lens[..columns].iter().enumerate() {
+        let at = r.pos;
+        let column = r.bytes(len, "truncated column")?;
+        if column.last().is_some_and(|&b| b != b'\n') || count_newlines(column) != longer_than[c] {
+            return r.fail("a column holds the wrong number of pieces");
+        }
+        layout.columns.push(at..r.pos);
+    }
+    Ok(layout)
+}
+
+/// The newlines in `bytes` (pieces are short: a search per newline would cost more).
+pub fn count_newlines(bytes: &[u8]) -> usize {
+    bytecount::count(bytes, b'\n')
+}
+
+/// Rebuilds the lines of a checked `layout` over `payload` into `out`, each followed by a
+/// newline, pushing where each starts onto `starts`.
+pub fn rebuild(payload: &[u8], layout: &SplitLayout, out: &mut Vec<u8>, starts: &mut Vec<u32>) {
+    let counts = payload.get(layout.counts.clone()).unwrap_or_default();
+    let mut areas: [&[u8]; MAX_COLUMNS] = [&[]; MAX_COLUMNS];
+    for (area, range) in areas.iter_mut().zip(&layout.columns) {
+        *area = payload.get(range.clone()).unwrap_or_default();
+    }
+    // Pieces and their newlines become the line and its separators: the same size.
+    out.reserve(layout.region().len());
+    for &pieces in counts {
         starts.push(u32::try_from(out.len()).unwrap_or(u32::MAX));
-        for (area, at) in areas[..pieces].iter().zip(&mut at[..pieces]) {
-            let rest = area.get(*at..).unwrap_or_default();
-            let Some(len) = memchr::memchr(b'\n', rest) else {
-                return r.fail("a column ran short");
-            };
+        for area in &mut areas[..usize::from(pieces).min(MAX_COLUMNS)] {
             // The piece with its newline; the newline becomes the separator unless it is last.
-            out.extend_from_slice(&rest[..=len]);
-            *at += len + 1;
+            // The layout was checked: a column never runs short.
+            let len = memchr::memchr(b'\n', area).map_or(area.len(), |k| k + 1);
+            out.extend_from_slice(&area[..len]);
+            *area = &area[len..];
             if let Some(last) = out.last_mut() {
-                *last = separator;
+                *last = layout.separator;
             }
         }
         if let Some(last) = out.last_mut() {
             *last = b'\n';
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -259,10 +309,12 @@ mod tests {
         s.cut(text.as_bytes(), separator);
         let mut payload = Vec::new();
         s.write(separator, &mut payload);
-        let mut r = Reader::new(&payload[1..]);
-        let (mut out, mut starts) = (Vec::new(), Vec::new());
-        read_into(&mut r, separator, lines.len(), &mut out, &mut starts).unwrap();
+        let mut r = Reader::new(&payload);
+        r.pos = 1;
+        let layout = read_layout(&mut r, separator, lines.len()).unwrap();
         assert!(r.at_end());
+        let (mut out, mut starts) = (Vec::new(), Vec::new());
+        rebuild(&payload, &layout, &mut out, &mut starts);
         let text = String::from_utf8(out).unwrap();
         starts.push(text.len() as u32);
         starts
@@ -317,6 +369,11 @@ mod tests {
         ) {
             let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
             prop_assert_eq!(round_trip(&lines, if comma { b',' } else { b' ' }), lines);
+        }
+
+        #[test]
+        fn newlines_are_counted(bytes in proptest::collection::vec(prop_oneof![Just(b'\n'), any::<u8>()], 0..20_000)) {
+            prop_assert_eq!(count_newlines(&bytes), bytes.iter().filter(|&&b| b == b'\n').count());
         }
 
         #[test]

@@ -3,13 +3,15 @@
 //! parts it reads (a count builds none; a timechart needs no fields, so no parser runs).
 
 use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::{Mutex, OnceLock};
 
 use eddy_event::codec;
 use eddy_event::wire::{unzigzag, unzigzag128, DecodeError, Reader};
 use eddy_event::{Event, Parser, Value};
 
 use crate::block::{LAYOUT_LINES, LAYOUT_SPLIT, LAYOUT_SPLIT_AT_COMMAS, NO_RAW, ODD_RAW};
-use crate::split;
+use crate::split::{self, SplitLayout};
 use crate::store::Scan;
 
 /// Which parts of an event to build.
@@ -33,11 +35,74 @@ impl Parts {
 }
 
 /// Buffers a reading thread keeps from one block to the next (a fresh megabyte for every
-/// block costs page faults).
+/// block costs page faults); the view keeps its payload.
 #[derive(Debug, Default)]
 pub struct ReadBuffers {
     pub(crate) stored: Vec<u8>,
-    pub(crate) payload: Vec<u8>,
+}
+
+/// Where the plain texts (those without a line break) sit in the payload.
+#[derive(Debug, Clone)]
+enum PlainTexts {
+    /// One after another, each followed by a newline.
+    Lines(Range<usize>),
+    /// Cut into columns.
+    Split(SplitLayout),
+}
+
+/// Every event's text in one buffer, each followed by a newline (just the newline for none).
+#[derive(Debug, Clone, Default)]
+struct Texts {
+    text: String,
+    /// Where each event's text starts in `text`, then the end.
+    starts: Vec<u32>,
+}
+
+/// The buffers of the texts built for the previous block, for the next one to reuse.
+#[derive(Debug, Default)]
+struct Spare(Mutex<Texts>);
+
+impl Clone for Spare {
+    fn clone(&self) -> Spare {
+        Spare::default()
+    }
+}
+
+/// A block's split texts as stored: column by column, so that a search for something that
+/// cannot hold the separator or a newline runs over them without rebuilding the lines.
+#[derive(Debug, Clone, Copy)]
+pub struct SplitColumns<'a> {
+    payload: &'a [u8],
+    layout: &'a SplitLayout,
+}
+
+impl<'a> SplitColumns<'a> {
+    /// The byte the pieces of a line are joined with (never part of a word).
+    pub fn separator(&self) -> u8 {
+        self.layout.separator
+    }
+
+    /// Each line's number of pieces (line `k` is the `k`-th event that is a line).
+    pub fn counts(&self) -> &'a [u8] {
+        self.payload
+            .get(self.layout.counts.clone())
+            .unwrap_or_default()
+    }
+
+    /// The columns: column `c` holds piece `c` of each line that has more than `c` pieces, in
+    /// line order, each followed by a newline. Checked as UTF-8 when the block was decoded.
+    pub fn columns(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
+        let payload = self.payload;
+        self.layout
+            .columns
+            .iter()
+            .map(move |r| payload.get(r.clone()).unwrap_or_default())
+    }
+
+    /// All the columns, one after another.
+    pub fn region(&self) -> &'a [u8] {
+        self.payload.get(self.layout.region()).unwrap_or_default()
+    }
 }
 
 /// A decoded block's columns.
@@ -49,11 +114,17 @@ pub struct BlockView {
     ids: Vec<u128>,
     tag_sets: Vec<BTreeMap<String, String>>,
     tag_index: Vec<u32>,
-    /// Every event's `@rawstring` followed by a newline (just the newline for none), in event
-    /// order.
-    text: String,
-    /// Where each event's text starts in `text`, and its end.
-    starts: Vec<u32>,
+    /// The uncompressed block.
+    payload: Vec<u8>,
+    /// The plain texts in `payload` (`None` for a view never decoded).
+    plain: Option<PlainTexts>,
+    /// The texts with line breaks in `payload`, in event order.
+    odd: Vec<Range<usize>>,
+    /// For each event that is a line, its index (only when some events are not lines).
+    line_events: Vec<u32>,
+    /// Built on first use: a count over a search of the split columns needs no lines.
+    texts: OnceLock<Texts>,
+    spare: Spare,
     /// Each unparsed event's stored fields (empty for parsed events: their parser gives them).
     fields: Vec<BTreeMap<String, Value>>,
 }
@@ -68,6 +139,36 @@ impl BlockView {
 
     /// Decodes `payload` into this view, reusing its memory.
     pub fn decode_from(&mut self, payload: &[u8]) -> Result<(), DecodeError> {
+        let mut buffer = self.take_payload_buffer();
+        buffer.extend_from_slice(payload);
+        self.decode_owned(buffer)
+    }
+
+    /// The payload buffer, emptied, for the next block to be decompressed into and handed to
+    /// [`BlockView::decode_owned`] (saves copying a megabyte per block).
+    pub(crate) fn take_payload_buffer(&mut self) -> Vec<u8> {
+        self.plain = None;
+        let mut buffer = std::mem::take(&mut self.payload);
+        buffer.clear();
+        buffer
+    }
+
+    /// Decodes `payload`, which the view keeps.
+    pub(crate) fn decode_owned(&mut self, payload: Vec<u8>) -> Result<(), DecodeError> {
+        if let Some(texts) = self.texts.take() {
+            if let Ok(mut spare) = self.spare.0.lock() {
+                *spare = texts;
+            }
+        }
+        let result = self.decode_payload(&payload);
+        self.payload = payload;
+        if result.is_err() {
+            self.plain = None;
+        }
+        result
+    }
+
+    fn decode_payload(&mut self, payload: &[u8]) -> Result<(), DecodeError> {
         let v = self;
         let mut r = Reader::new(payload);
         let n = r.len("bad event count")?;
@@ -114,93 +215,167 @@ impl BlockView {
         Ok(())
     }
 
-    /// Reads the plain texts (any layout) and the texts with line breaks into `text` and
-    /// `starts`, in event order.
+    /// Reads where the plain texts (any layout) and the texts with line breaks are, checking
+    /// them (UTF-8, counts) so that building the texts later cannot fail.
     fn read_texts(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
-        let n = self.flags.len();
         let plain = self
             .flags
             .iter()
             .filter(|&&f| f & (NO_RAW | ODD_RAW) == 0)
             .count();
-        // The buffers of the previous block, emptied.
-        let mut text = std::mem::take(&mut self.text).into_bytes();
-        text.clear();
-        let mut starts = std::mem::take(&mut self.starts);
-        starts.clear();
         let [layout] = r.array::<1>("truncated raw layout")?;
-        match layout {
+        let (texts, region) = match layout {
             LAYOUT_LINES => {
                 let len = r.len("bad lines length")?;
-                text.extend_from_slice(r.bytes(len, "truncated lines")?);
+                let at = r.pos;
+                let lines = r.bytes(len, "truncated lines")?;
+                if lines.last().is_some_and(|&b| b != b'\n') {
+                    return r.fail("lines do not end with a newline");
+                }
+                if split::count_newlines(lines) != plain {
+                    return r.fail("lines and events differ in number");
+                }
+                (PlainTexts::Lines(at..r.pos), at..r.pos)
+            }
+            LAYOUT_SPLIT_AT_COMMAS | LAYOUT_SPLIT => {
+                let separator = match layout {
+                    LAYOUT_SPLIT => r.array::<1>("truncated separator")?[0],
+                    _ => b',',
+                };
+                let layout = split::read_layout(r, separator, plain)?;
+                let region = layout.region();
+                (PlainTexts::Split(layout), region)
+            }
+            _ => return r.fail("unknown raw layout"),
+        };
+        if std::str::from_utf8(&r.buf[region.clone()]).is_err() {
+            return r.fail("@rawstring is not UTF-8");
+        }
+        self.odd.clear();
+        for _ in plain..self.flags.len().saturating_sub(self.no_raw()) {
+            let len = r.len("bad @rawstring length")?;
+            let at = r.pos;
+            if std::str::from_utf8(r.bytes(len, "truncated @rawstring")?).is_err() {
+                return r.fail("@rawstring is not UTF-8");
+            }
+            self.odd.push(at..r.pos);
+        }
+        // Every text and its newline, with one newline per event without a text.
+        if region.len() + self.odd.iter().map(|o| o.len() + 1).sum::<usize>() + self.no_raw()
+            >= u32::MAX as usize
+        {
+            return r.fail("texts too long for one block");
+        }
+        self.line_events.clear();
+        if plain < self.flags.len() {
+            let lines = self.flags.iter().enumerate();
+            self.line_events.extend(
+                lines
+                    .filter(|(_, &f)| f & (NO_RAW | ODD_RAW) == 0)
+                    .map(|(i, _)| i as u32),
+            );
+        }
+        self.plain = Some(texts);
+        Ok(())
+    }
+
+    /// Events without a `@rawstring`.
+    fn no_raw(&self) -> usize {
+        self.flags.iter().filter(|&&f| f & NO_RAW != 0).count()
+    }
+
+    /// The texts, built on first use from the checked layout.
+    fn texts(&self) -> &Texts {
+        self.texts.get_or_init(|| {
+            let mut spare = self
+                .spare
+                .0
+                .lock()
+                .map(|mut s| std::mem::take(&mut *s))
+                .unwrap_or_default();
+            self.build_texts(&mut spare);
+            spare
+        })
+    }
+
+    fn build_texts(&self, texts: &mut Texts) {
+        let mut text = std::mem::take(&mut texts.text).into_bytes();
+        let starts = &mut texts.starts;
+        text.clear();
+        starts.clear();
+        let payload = &self.payload;
+        let Some(plain) = &self.plain else {
+            starts.push(0);
+            return;
+        };
+        match plain {
+            PlainTexts::Lines(range) => {
+                text.extend_from_slice(&payload[range.clone()]);
                 let mut at = 0;
                 for end in memchr::memchr_iter(b'\n', &text) {
                     starts.push(at as u32);
                     at = end + 1;
                 }
-                if at != text.len() {
-                    return r.fail("lines do not end with a newline");
-                }
-                if starts.len() != plain {
-                    return r.fail("lines and events differ in number");
-                }
             }
-            LAYOUT_SPLIT_AT_COMMAS => split::read_into(r, b',', plain, &mut text, &mut starts)?,
-            LAYOUT_SPLIT => {
-                let [separator] = r.array::<1>("truncated separator")?;
-                split::read_into(r, separator, plain, &mut text, &mut starts)?
-            }
-            _ => return r.fail("unknown raw layout"),
+            PlainTexts::Split(layout) => split::rebuild(payload, layout, &mut text, starts),
         }
-        if text.len() >= u32::MAX as usize {
-            return r.fail("texts too long for one block");
-        }
-        if plain < n {
-            (text, starts) = self.in_event_order(r, &text, &starts)?;
-        } else {
+        if starts.len() == self.flags.len() {
             starts.push(text.len() as u32);
+        } else {
+            self.in_event_order(&mut text, starts);
         }
-        match String::from_utf8(text) {
-            Ok(t) => self.text = t,
-            Err(_) => return r.fail("@rawstring is not UTF-8"),
-        }
-        self.starts = starts;
-        Ok(())
+        // Checked as UTF-8 when decoded, and cut only at newlines and separators (ASCII).
+        texts.text = String::from_utf8(text).unwrap_or_default();
     }
 
-    /// The texts in event order when some events have no plain text: those with line breaks
-    /// are read after the plain ones, and events without a text get an empty one.
-    fn in_event_order(
-        &self,
-        r: &mut Reader<'_>,
-        plain: &[u8],
-        plain_starts: &[u32],
-    ) -> Result<(Vec<u8>, Vec<u32>), DecodeError> {
-        let mut text = Vec::with_capacity(plain.len());
-        let mut starts = Vec::with_capacity(self.flags.len() + 1);
-        let mut next_plain = 0;
+    /// Puts the texts in event order when some events are not lines: those with line breaks
+    /// come from `odd`, and events without a text get an empty one.
+    fn in_event_order(&self, text: &mut Vec<u8>, starts: &mut Vec<u32>) {
+        let plain = std::mem::take(text);
+        let plain_starts = std::mem::take(starts);
+        text.reserve(plain.len());
+        let (mut next_plain, mut next_odd) = (0, 0);
         for &f in &self.flags {
             starts.push(text.len() as u32);
             if f & NO_RAW != 0 {
             } else if f & ODD_RAW != 0 {
-                let len = r.len("bad @rawstring length")?;
-                text.extend_from_slice(r.bytes(len, "truncated @rawstring")?);
+                if let Some(odd) = self.odd.get(next_odd) {
+                    text.extend_from_slice(&self.payload[odd.clone()]);
+                }
+                next_odd += 1;
             } else {
-                let from = plain_starts[next_plain] as usize;
+                let from = plain_starts
+                    .get(next_plain)
+                    .map_or(plain.len(), |&s| s as usize);
                 let to = plain_starts
                     .get(next_plain + 1)
                     .map_or(plain.len(), |&s| s as usize);
                 // Without its newline, added below like every other text's.
-                text.extend_from_slice(&plain[from..to - 1]);
+                text.extend_from_slice(&plain[from..to.max(from + 1) - 1]);
                 next_plain += 1;
             }
             text.push(b'\n');
         }
-        if text.len() >= u32::MAX as usize {
-            return r.fail("texts too long for one block");
-        }
         starts.push(text.len() as u32);
-        Ok((text, starts))
+    }
+
+    /// The split columns of the block's lines, when they are stored that way.
+    pub fn split_columns(&self) -> Option<SplitColumns<'_>> {
+        match &self.plain {
+            Some(PlainTexts::Split(layout)) => Some(SplitColumns {
+                payload: &self.payload,
+                layout,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The event that is line `k` (of the events that are lines, in order).
+    pub fn line_event(&self, k: usize) -> usize {
+        match self.line_events.is_empty() {
+            true => k,
+            false => self.line_events.get(k).map_or(usize::MAX, |&i| i as usize),
+        }
     }
 
     /// Events in the block.
@@ -220,19 +395,19 @@ impl BlockView {
 
     /// Every event's text, each followed by a newline (see [`BlockView::text_starts`]).
     pub fn text(&self) -> &str {
-        &self.text
+        &self.texts().text
     }
 
     /// Where each event's text starts in [`BlockView::text`], then the end (one more than the
     /// events): event `i`'s text is `starts[i]..starts[i + 1] - 1`.
     pub fn text_starts(&self) -> &[u32] {
-        &self.starts
+        &self.texts().starts
     }
 
     /// Event `i`'s `@rawstring`.
     pub fn raw(&self, i: usize) -> Option<&str> {
-        (self.flags[i] & NO_RAW == 0)
-            .then(|| &self.text[self.starts[i] as usize..self.starts[i + 1] as usize - 1])
+        let Texts { text, starts } = self.texts();
+        (self.flags[i] & NO_RAW == 0).then(|| &text[starts[i] as usize..starts[i + 1] as usize - 1])
     }
 
     /// Whether event `i` has a `@rawstring` without line breaks (a line of the text).
@@ -266,8 +441,11 @@ impl BlockView {
 
     /// Builds event `i` with the given parts (its time and id always).
     pub fn event(&self, i: usize, parts: Parts) -> Event {
-        let raw = self.raw(i);
         let parsed_by = codec::parser_in_flags(self.flags[i]).ok().flatten();
+        // Only what is asked for: the texts are built on first use.
+        let raw = (parts.raw || (parts.fields && parsed_by.is_some()))
+            .then(|| self.raw(i))
+            .flatten();
         Event {
             timestamp: self.times[i],
             ingest_timestamp: self.ingests[i],
