@@ -61,8 +61,9 @@ impl LoweredColumns {
         self.ends.clear();
         let region = columns.region();
         if region.is_ascii() {
-            self.bytes.extend_from_slice(region);
-            self.bytes.make_ascii_lowercase();
+            // One pass that the compiler vectorises, where copying then lower-casing is two.
+            let lower = |b: u8| b | (u8::from(b.wrapping_sub(b'A') < 26) << 5);
+            self.bytes.extend(region.iter().map(|&b| lower(b)));
             let mut end = 0;
             for column in columns.columns() {
                 end += column.len();
