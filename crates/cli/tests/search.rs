@@ -136,6 +136,27 @@ fn the_query_endpoint_answers_json_ndjson_and_csv() {
         "{text}"
     );
     assert!(lines.last().unwrap().get("done").is_some(), "{text}");
+    // Partial answers, if the query lasts long enough for one, have the answer's form.
+    for partial in lines.iter().filter_map(|l| l.get("partial")) {
+        assert_eq!(partial["columns"], serde_json::json!(["method", "_count"]));
+    }
+    let ndjson = |body: serde_json::Value| {
+        agent()
+            .post(format!("{}/api/v1/repositories/logs/query", server.url))
+            .header("Authorization", &format!("Bearer {READ}"))
+            .header("Accept", "application/x-ndjson")
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(body.to_string().as_bytes())
+            .unwrap()
+    };
+    let resp = ndjson(serde_json::json!({ "query": "count()", "partial_every": "10ms" }));
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut resp = ndjson(serde_json::json!({ "query": "count()", "partial_every": "soon" }));
+    assert_eq!(resp.status().as_u16(), 400);
+    let text = resp.body_mut().read_to_string().unwrap();
+    assert!(text.contains("partial_every"), "{text}");
 
     // CSV.
     let mut resp = agent()

@@ -19,5 +19,5 @@ pub mod search;
 pub mod sketch;
 pub mod syntax;
 
-pub use run::{prepare, run, Answer, Options, Prepared, Progress};
+pub use run::{prepare, run, run_with_partials, Answer, Options, Partials, Prepared, Progress};
 pub use syntax::{parse, QueryError};

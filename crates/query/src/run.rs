@@ -193,6 +193,27 @@ pub fn run(
     cancel: &AtomicBool,
     on_progress: &(dyn Fn(&Progress) + Sync),
 ) -> Answer {
+    run_with_partials(store, prepared, options, cancel, on_progress, None)
+}
+
+/// How often a running query reports its answer so far, and to whom.
+pub struct Partials<'a> {
+    /// The time between two partial answers.
+    pub every: std::time::Duration,
+    /// Called with each partial answer, from the thread that called the run.
+    pub send: &'a (dyn Fn(Answer) + Sync),
+}
+
+/// [`run`], also reporting the answer so far at the interval `partials` asks for: the reading
+/// threads' states are cloned (each between two of its blocks) and merged, as at the end.
+pub fn run_with_partials(
+    store: &RepoStore,
+    prepared: &Prepared,
+    options: &Options,
+    cancel: &AtomicBool,
+    on_progress: &(dyn Fn(&Progress) + Sync),
+    partials: Option<Partials<'_>>,
+) -> Answer {
     let scan = Scan {
         start: options.start,
         end: options.end,
@@ -205,58 +226,101 @@ pub fn run(
     let (done, scanned, bytes) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let warnings = Mutex::new(plan.stats.warnings.clone());
     let program = &prepared.program;
-    let snapshot = |plan_stats: &ScanStats| Progress {
+    let snapshot = || Progress {
         blocks_done: done.load(Ordering::Relaxed),
         blocks_total: total,
         events_scanned: scanned.load(Ordering::Relaxed),
         bytes_read: bytes.load(Ordering::Relaxed),
-        plan: plan_stats.clone(),
+        plan: plan.stats.clone(),
     };
     let threads = options.threads.clamp(1, 64).min(plan.tasks.len().max(1));
-    let states: Vec<State> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut state = program.collect.state();
-                    // Kept from one block to the next.
-                    let (mut buffers, mut view) = (ReadBuffers::default(), BlockView::default());
-                    let mut text_filter = BlockFilter::default();
-                    while !cancel.load(Ordering::Relaxed) {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(task) = plan.tasks.get(i) else { break };
-                        match task.open_into(&mut buffers, &mut view) {
-                            Ok(()) => {
-                                let n = prepared.blocks.feed(
-                                    &view,
-                                    task.scan(),
-                                    &mut text_filter,
-                                    &mut state,
-                                );
-                                scanned.fetch_add(n, Ordering::Relaxed);
-                            }
-                            Err(e) => {
-                                if let Ok(mut w) = warnings.lock() {
-                                    w.push(format!("skipped a damaged block: {e}"));
-                                }
-                            }
+    // One per reading thread, locked by it while it feeds a block (so never contended but
+    // by a partial answer's snapshot).
+    let states: Vec<Mutex<State>> = (0..threads)
+        .map(|_| Mutex::new(program.collect.state()))
+        .collect();
+    let merged = |states: Vec<State>| {
+        let mut states = states.into_iter();
+        let mut state = states.next().unwrap_or_else(|| program.collect.state());
+        for s in states {
+            program.collect.merge(&mut state, s);
+        }
+        state
+    };
+    let answer_of = |state: State, cancelled: bool| {
+        let warnings = warnings.lock().map(|w| w.clone()).unwrap_or_default();
+        answer(program, state, warnings, snapshot(), cancelled)
+    };
+    std::thread::scope(|scope| {
+        let (finished_tx, finished) = std::sync::mpsc::channel::<()>();
+        for state in &states {
+            let finished_tx = finished_tx.clone();
+            let (next, done, scanned, bytes) = (&next, &done, &scanned, &bytes);
+            let (plan, warnings, snapshot) = (&plan, &warnings, &snapshot);
+            scope.spawn(move || {
+                // Kept from one block to the next.
+                let (mut buffers, mut view) = (ReadBuffers::default(), BlockView::default());
+                let mut text_filter = BlockFilter::default();
+                while !cancel.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(task) = plan.tasks.get(i) else { break };
+                    match task.open_into(&mut buffers, &mut view) {
+                        Ok(()) => {
+                            let mut state = lock(state);
+                            let n = prepared.blocks.feed(
+                                &view,
+                                task.scan(),
+                                &mut text_filter,
+                                &mut state,
+                            );
+                            scanned.fetch_add(n, Ordering::Relaxed);
                         }
-                        bytes.fetch_add(task.stored_len(), Ordering::Relaxed);
-                        done.fetch_add(1, Ordering::Relaxed);
-                        on_progress(&snapshot(&plan.stats));
+                        Err(e) => lock(warnings).push(format!("skipped a damaged block: {e}")),
                     }
-                    state
-                })
-            })
-            .collect();
-        workers.into_iter().filter_map(|w| w.join().ok()).collect()
+                    bytes.fetch_add(task.stored_len(), Ordering::Relaxed);
+                    done.fetch_add(1, Ordering::Relaxed);
+                    on_progress(&snapshot());
+                }
+                let _ = finished_tx.send(());
+            });
+        }
+        drop(finished_tx);
+        let Some(partials) = partials else { return };
+        let mut running = threads;
+        let mut due = std::time::Instant::now() + partials.every;
+        while running > 0 {
+            let wait = due.saturating_duration_since(std::time::Instant::now());
+            match finished.recv_timeout(wait) {
+                Ok(()) => running -= 1,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let copies = states.iter().map(|s| lock(s).clone()).collect();
+                    (partials.send)(answer_of(merged(copies), false));
+                    due = std::time::Instant::now() + partials.every;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
     });
-    let mut states = states.into_iter();
-    let mut state = states.next().unwrap_or_else(|| program.collect.state());
-    for s in states {
-        program.collect.merge(&mut state, s);
-    }
+    let states = states
+        .into_iter()
+        .map(|s| s.into_inner().unwrap_or_else(|p| p.into_inner()));
+    answer_of(merged(states.collect()), cancel.load(Ordering::Relaxed))
+}
+
+/// The lock, also when a thread panicked holding it (the state is still a valid state).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The answer of a filled state: the rest of the query applied, rows as their columns.
+fn answer(
+    program: &Program,
+    state: State,
+    mut warnings: Vec<String>,
+    progress: Progress,
+    cancelled: bool,
+) -> Answer {
     let (rows, mut columns, more) = finish(program, state);
-    let mut warnings = warnings.into_inner().unwrap_or_default();
     warnings.extend(more);
     // Without a collecting stage written, nothing follows and the rows are events.
     let events = !program.explicit;
@@ -275,7 +339,7 @@ pub fn run(
         columns,
         events,
         warnings,
-        progress: snapshot(&plan.stats),
-        cancelled: cancel.load(Ordering::Relaxed),
+        progress,
+        cancelled,
     }
 }

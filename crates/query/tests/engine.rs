@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use eddy_event::codec::FieldsRef;
 use eddy_event::{Event, Value};
-use eddy_query::{prepare, run, Answer, Options};
+use eddy_query::{prepare, run, run_with_partials, Answer, Options, Partials};
 use eddy_store::{RepoStore, StoreConfig};
 use proptest::prelude::*;
 
@@ -106,6 +106,49 @@ fn numbers(a: &Answer) -> Vec<i64> {
 fn cell<'a>(row: &'a BTreeMap<String, Value>, name: &str) -> &'a Value {
     row.get(name)
         .unwrap_or_else(|| panic!("no {name} in {row:?}"))
+}
+
+#[test]
+fn partial_answers_grow_towards_the_final_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), 2000);
+    let prepared = prepare("groupBy(method)", 100).unwrap();
+    let partials = std::sync::Mutex::new(Vec::new());
+    let send = |a: Answer| partials.lock().unwrap().push(a);
+    // Slow reading (a pause after each block) so that partial answers come before the end.
+    let slow = |_: &eddy_query::Progress| std::thread::sleep(std::time::Duration::from_millis(3));
+    let options = Options {
+        threads: 2,
+        ..Options::default()
+    };
+    let total = |a: &Answer| -> i64 {
+        a.rows
+            .iter()
+            .map(|r| cell(r, "_count").as_f64().unwrap() as i64)
+            .sum()
+    };
+    let last = run_with_partials(
+        &s,
+        &prepared,
+        &options,
+        &AtomicBool::new(false),
+        &slow,
+        Some(Partials {
+            every: std::time::Duration::from_millis(5),
+            send: &send,
+        }),
+    );
+    assert_eq!(total(&last), 2000);
+    let partials = partials.into_inner().unwrap();
+    assert!(partials.len() >= 2, "{} partial answers", partials.len());
+    let counts: Vec<i64> = partials.iter().map(total).collect();
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    assert!(counts.iter().all(|&c| c <= 2000), "{counts:?}");
+    assert!(partials
+        .iter()
+        .all(|a| a.columns == last.columns && !a.cancelled));
+    let blocks: Vec<u64> = partials.iter().map(|a| a.progress.blocks_done).collect();
+    assert!(blocks.windows(2).all(|w| w[0] <= w[1]), "{blocks:?}");
 }
 
 #[test]

@@ -3,9 +3,11 @@
 //!
 //! The answer's form follows `Accept`: `application/json` (the default) is one object with
 //! `columns`, `rows`, `events`, `warnings`, `progress` and `cancelled`; `application/x-ndjson`
-//! streams one object per line, `{"progress": ...}` while blocks are read, then `{"columns":
-//! [...]}`, one `{"row": {...}}` per row and a last `{"done": {...}}` with warnings and totals;
-//! `text/csv` is a header line and the rows. A client that goes away cancels the query.
+//! streams one object per line, `{"progress": ...}` while blocks are read and a `{"partial":
+//! {...}}` with the whole answer so far (as the JSON form) every `partial_every` (default 1 s,
+//! `"off"` for none), then `{"columns": [...]}`, one `{"row": {...}}` per row and a last
+//! `{"done": {...}}` with warnings and totals; `text/csv` is a header line and the rows. A client
+//! that goes away cancels the query.
 //!
 //! Reading needs one of the repository's `read_tokens` or an admin token whenever the
 //! repository or the server has any token configured; ingest tokens never grant reading.
@@ -40,6 +42,22 @@ pub struct QueryRequest {
     pub end: Option<String>,
     /// Events or rows returned when the query does not say (default 200).
     pub limit: Option<usize>,
+    /// NDJSON only: the time between two partial answers, such as `500ms` (default `1s`), or
+    /// `off`.
+    pub partial_every: Option<String>,
+}
+
+/// The interval between partial answers a request asks for (`None`: none).
+fn partial_interval(request: &QueryRequest) -> Result<Option<Duration>, String> {
+    match request.partial_every.as_deref() {
+        None => Ok(Some(Duration::from_secs(1))),
+        Some("off") => Ok(None),
+        Some(text) => match eddy_event::units::parse_duration(text) {
+            Ok(d) if d >= Duration::from_millis(10) => Ok(Some(d)),
+            Ok(_) => Err(format!("partial_every: {text} is below the 10ms minimum")),
+            Err(e) => Err(format!("partial_every: {e}")),
+        },
+    }
 }
 
 /// A point in time of a request: RFC 3339, a relative time, or `now`.
@@ -158,7 +176,10 @@ pub async fn query(
     };
     let format = format_of(&headers);
     if let Format::Ndjson = format {
-        return stream_ndjson(repo, prepared, options);
+        return match partial_interval(&request) {
+            Ok(every) => stream_ndjson(repo, prepared, options, every),
+            Err(e) => error(StatusCode::BAD_REQUEST, e).into_response(),
+        };
     }
     let answer = tokio::task::spawn_blocking(move || {
         eddy_query::run(
@@ -185,12 +206,13 @@ pub async fn query(
     }
 }
 
-/// Runs the query on a blocking thread, streaming progress, the columns, the rows and the totals
-/// as NDJSON; a client that goes away cancels it.
+/// Runs the query on a blocking thread, streaming progress, partial answers `every` so often,
+/// the columns, the rows and the totals as NDJSON; a client that goes away cancels it.
 fn stream_ndjson(
     repo: Arc<crate::Repository>,
     prepared: eddy_query::Prepared,
     options: Options,
+    every: Option<Duration>,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::task::spawn_blocking(move || {
@@ -209,7 +231,27 @@ fn stream_ndjson(
             // A full channel skips a progress line; the rows are never skipped.
             let _ = tx.try_send(line(&json!({ "progress": p })));
         };
-        let answer = eddy_query::run(&repo.store, &prepared, &options, &cancel, &on_progress);
+        // Partial answers wait for room in the channel: a slow client slows only its query.
+        let send_partial = |answer: eddy_query::Answer| {
+            if tx
+                .blocking_send(line(&json!({ "partial": answer })))
+                .is_err()
+            {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        };
+        let partials = every.map(|every| eddy_query::Partials {
+            every,
+            send: &send_partial,
+        });
+        let answer = eddy_query::run_with_partials(
+            &repo.store,
+            &prepared,
+            &options,
+            &cancel,
+            &on_progress,
+            partials,
+        );
         let send = |v: serde_json::Value| tx.blocking_send(line(&v)).is_ok();
         if !send(json!({ "columns": answer.columns, "events": answer.events })) {
             return;
