@@ -1,0 +1,24 @@
+//! eddy's schema registry: contracts for producers (see `ARCHITECTURE.md`, "schema").
+//!
+//! - [`avro`]: Avro schemas, their Parsing Canonical Form and fingerprints;
+//! - [`compat`]: whether one schema can read data written with another, every reason it cannot
+//!   with the path of the field, and the compatibility modes built on that.
+
+pub mod avro;
+pub mod compat;
+
+pub use avro::AvroSchema;
+pub use compat::{Compatibility, Incompatibility};
+
+/// What can go wrong with a schema.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// The text is not a schema of its kind.
+    #[error("invalid {kind} schema: {reason}")]
+    Invalid {
+        /// `AVRO` or `JSON`.
+        kind: &'static str,
+        /// The parser's reason.
+        reason: String,
+    },
+}
