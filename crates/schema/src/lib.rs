@@ -2,13 +2,16 @@
 //!
 //! - [`avro`]: Avro schemas, their Parsing Canonical Form and fingerprints;
 //! - [`compat`]: whether one schema can read data written with another, every reason it cannot
-//!   with the path of the field, and the compatibility modes built on that.
+//!   with the path of the field, and the compatibility modes built on that;
+//! - [`registry`]: subjects and versions, kept as a journal in eddy's own bus.
 
 pub mod avro;
 pub mod compat;
+pub mod registry;
 
 pub use avro::AvroSchema;
 pub use compat::{Compatibility, Incompatibility};
+pub use registry::{Registry, RegistryError};
 
 /// What can go wrong with a schema.
 #[derive(Debug, thiserror::Error)]

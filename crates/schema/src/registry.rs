@@ -1,0 +1,547 @@
+//! The registry: subjects, their versions and the schemas they name, kept as a journal of
+//! changes in eddy's own bus (the internal topic [`TOPIC`], one partition, kept forever) and
+//! replayed when the server starts. No other database.
+//!
+//! The rules are the Confluent registry's: a schema has one id wherever it is registered, and
+//! registering it again returns that id; versions count up per subject and are never reused;
+//! deleting is soft (a deleted version stays readable by id, since producers may still send
+//! data framed with it); a new version must be compatible with the subject's live versions by
+//! the subject's mode (or the global one).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use eddy_log::{Log, PartitionChoice, Record, Topic, TopicConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::compat::{Compatibility, Incompatibility};
+use crate::{AvroSchema, SchemaError};
+
+/// The internal topic holding the registry's journal.
+pub const TOPIC: &str = "_schemas";
+
+/// One change to the registry, as the journal stores it (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    /// A schema registered under a subject.
+    Registered {
+        /// Its id (the same for the same schema under any subject).
+        id: u32,
+        /// The subject.
+        subject: String,
+        /// The new version of the subject.
+        version: u32,
+        /// The schema's text as registered.
+        schema: String,
+    },
+    /// A version soft-deleted.
+    Deleted {
+        /// The subject.
+        subject: String,
+        /// The version.
+        version: u32,
+    },
+    /// A compatibility mode set, for a subject or (without one) globally.
+    Compatibility {
+        /// The subject, or none for the global mode.
+        subject: Option<String>,
+        /// The mode's name, or none to fall back to the global mode.
+        mode: Option<String>,
+    },
+}
+
+/// What the registry refuses, with the Confluent error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// 40401.
+    #[error("subject {0:?} not found")]
+    SubjectNotFound(String),
+    /// 40402.
+    #[error("version {version} of subject {subject:?} not found")]
+    VersionNotFound {
+        /// The subject.
+        subject: String,
+        /// The version asked for.
+        version: String,
+    },
+    /// 40403.
+    #[error("schema {0} not found")]
+    SchemaNotFound(u32),
+    /// 409.
+    #[error("the schema is incompatible with an earlier version: {}", list(.0))]
+    Incompatible(Vec<Incompatibility>),
+    /// 42201.
+    #[error(transparent)]
+    InvalidSchema(#[from] SchemaError),
+    /// 42202.
+    #[error("{0:?} is not a version: a number from 1, or \"latest\"")]
+    InvalidVersion(String),
+    /// 42203.
+    #[error("{0}")]
+    InvalidCompatibility(String),
+    /// 50001: the journal could not be written or read.
+    #[error("the registry's journal failed: {0}")]
+    Journal(String),
+}
+
+impl RegistryError {
+    /// The Confluent error code.
+    pub fn code(&self) -> u32 {
+        match self {
+            RegistryError::SubjectNotFound(_) => 40401,
+            RegistryError::VersionNotFound { .. } => 40402,
+            RegistryError::SchemaNotFound(_) => 40403,
+            RegistryError::Incompatible(_) => 409,
+            RegistryError::InvalidSchema(_) => 42201,
+            RegistryError::InvalidVersion(_) => 42202,
+            RegistryError::InvalidCompatibility(_) => 42203,
+            RegistryError::Journal(_) => 50001,
+        }
+    }
+}
+
+fn list(found: &[Incompatibility]) -> String {
+    let all: Vec<String> = found.iter().map(ToString::to_string).collect();
+    all.join("; ")
+}
+
+/// A registered version of a subject.
+#[derive(Debug, Clone)]
+pub struct Version {
+    /// The subject.
+    pub subject: String,
+    /// Its number in the subject.
+    pub version: u32,
+    /// The schema's id.
+    pub id: u32,
+    /// The schema's text as registered.
+    pub schema: String,
+    /// Soft-deleted.
+    pub deleted: bool,
+}
+
+/// What registering did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered {
+    /// The schema's id.
+    pub id: u32,
+    /// The subject's version holding it.
+    pub version: u32,
+    /// Whether this call added the version (false: it was there).
+    pub added: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Schemas by id: the text first registered and the parsed schema.
+    schemas: BTreeMap<u32, (String, Arc<AvroSchema>)>,
+    /// Ids by SHA-256 of the canonical form.
+    by_fingerprint: HashMap<[u8; 32], u32>,
+    subjects: BTreeMap<String, Vec<Version>>,
+    global: Compatibility,
+    modes: HashMap<String, Compatibility>,
+}
+
+impl State {
+    fn apply(&mut self, change: Change) -> Result<(), RegistryError> {
+        match change {
+            Change::Registered {
+                id,
+                subject,
+                version,
+                schema,
+            } => {
+                let parsed = Arc::new(AvroSchema::parse(&schema)?);
+                self.by_fingerprint.entry(parsed.sha256()).or_insert(id);
+                self.schemas
+                    .entry(id)
+                    .or_insert_with(|| (schema.clone(), parsed));
+                self.subjects
+                    .entry(subject.clone())
+                    .or_default()
+                    .push(Version {
+                        subject,
+                        version,
+                        id,
+                        schema,
+                        deleted: false,
+                    });
+            }
+            Change::Deleted { subject, version } => {
+                let versions = self.subjects.get_mut(&subject).into_iter().flatten();
+                for v in versions.filter(|v| v.version == version) {
+                    v.deleted = true;
+                }
+            }
+            Change::Compatibility { subject, mode } => {
+                let mode = mode
+                    .map(|m| m.parse())
+                    .transpose()
+                    .map_err(RegistryError::InvalidCompatibility)?;
+                match (subject, mode) {
+                    (None, Some(mode)) => self.global = mode,
+                    (None, None) => self.global = Compatibility::default(),
+                    (Some(s), Some(mode)) => {
+                        self.modes.insert(s, mode);
+                    }
+                    (Some(s), None) => {
+                        self.modes.remove(&s);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn live(&self, subject: &str) -> impl Iterator<Item = &Version> {
+        self.subjects
+            .get(subject)
+            .into_iter()
+            .flatten()
+            .filter(|v| !v.deleted)
+    }
+
+    fn mode(&self, subject: &str) -> Compatibility {
+        self.modes.get(subject).copied().unwrap_or(self.global)
+    }
+
+    fn parsed(&self, id: u32) -> Option<&AvroSchema> {
+        self.schemas.get(&id).map(|(_, s)| s.as_ref())
+    }
+}
+
+/// The registry.
+pub struct Registry {
+    state: RwLock<State>,
+    journal: Arc<Topic>,
+}
+
+impl Registry {
+    /// Opens the registry kept in `log`, replaying its journal.
+    pub fn open(log: &Log) -> Result<Registry, RegistryError> {
+        let journal = log
+            .topic_or_create(
+                TOPIC,
+                TopicConfig {
+                    partitions: 1,
+                    retention_ms: None,
+                    retention_bytes: None,
+                    ..TopicConfig::default()
+                },
+            )
+            .map_err(|e| RegistryError::Journal(e.to_string()))?;
+        let mut state = State::default();
+        let mut reader = journal
+            .reader(0, 0)
+            .map_err(|e| RegistryError::Journal(e.to_string()))?;
+        loop {
+            let records = reader
+                .poll()
+                .map_err(|e| RegistryError::Journal(e.to_string()))?;
+            if records.is_empty() {
+                break;
+            }
+            for r in records {
+                let change: Change = serde_json::from_slice(&r.value).map_err(|e| {
+                    RegistryError::Journal(format!("record {} of {TOPIC}: {e}", r.offset))
+                })?;
+                state.apply(change)?;
+            }
+        }
+        Ok(Registry {
+            state: RwLock::new(state),
+            journal,
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `change` to the journal (durable when this returns), then applies it.
+    fn commit(&self, state: &mut State, change: Change) -> Result<(), RegistryError> {
+        let value =
+            serde_json::to_vec(&change).map_err(|e| RegistryError::Journal(e.to_string()))?;
+        self.journal
+            .produce(vec![Record::new(value)], PartitionChoice::Explicit(0))
+            .map_err(|e| RegistryError::Journal(e.to_string()))?;
+        state.apply(change)
+    }
+
+    /// Registers `schema` under `subject`: the existing version if it is there already, else a
+    /// new version if it is compatible by the subject's mode.
+    pub fn register(&self, subject: &str, schema: &str) -> Result<Registered, RegistryError> {
+        let parsed = AvroSchema::parse(schema)?;
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let known = state.by_fingerprint.get(&parsed.sha256()).copied();
+        if let Some(v) = state.live(subject).find(|v| Some(v.id) == known) {
+            return Ok(Registered {
+                id: v.id,
+                version: v.version,
+                added: false,
+            });
+        }
+        let earlier: Vec<(u32, &AvroSchema)> = state
+            .live(subject)
+            .filter_map(|v| Some((v.version, state.parsed(v.id)?)))
+            .collect();
+        let found = state.mode(subject).check(&parsed, &earlier);
+        if !found.is_empty() {
+            return Err(RegistryError::Incompatible(found));
+        }
+        let id = known.unwrap_or_else(|| state.schemas.keys().last().map_or(1, |id| id + 1));
+        // Deleted versions keep their numbers: a number is never reused.
+        let version = state
+            .subjects
+            .get(subject)
+            .and_then(|vs| vs.iter().map(|v| v.version).max())
+            .map_or(1, |v| v + 1);
+        let change = Change::Registered {
+            id,
+            subject: subject.to_string(),
+            version,
+            schema: schema.to_string(),
+        };
+        self.commit(&mut state, change)?;
+        Ok(Registered {
+            id,
+            version,
+            added: true,
+        })
+    }
+
+    /// The live version of `subject` holding `schema`, if any.
+    pub fn lookup(&self, subject: &str, schema: &str) -> Result<Version, RegistryError> {
+        let parsed = AvroSchema::parse(schema)?;
+        let state = self.read();
+        if state.live(subject).next().is_none() {
+            return Err(RegistryError::SubjectNotFound(subject.to_string()));
+        }
+        let id = state.by_fingerprint.get(&parsed.sha256()).copied();
+        let found = state.live(subject).find(|v| Some(v.id) == id).cloned();
+        found.ok_or_else(|| RegistryError::SchemaNotFound(id.unwrap_or(0)))
+    }
+
+    /// The subjects with a live version.
+    pub fn subjects(&self) -> Vec<String> {
+        let state = self.read();
+        let live = state
+            .subjects
+            .iter()
+            .filter(|(_, vs)| vs.iter().any(|v| !v.deleted));
+        live.map(|(s, _)| s.clone()).collect()
+    }
+
+    /// The live version numbers of `subject`.
+    pub fn versions(&self, subject: &str) -> Result<Vec<u32>, RegistryError> {
+        let state = self.read();
+        let versions: Vec<u32> = state.live(subject).map(|v| v.version).collect();
+        match versions.is_empty() {
+            true => Err(RegistryError::SubjectNotFound(subject.to_string())),
+            false => Ok(versions),
+        }
+    }
+
+    /// Version `version` of `subject`: a number, or `latest` (or `-1`).
+    pub fn version(&self, subject: &str, version: &str) -> Result<Version, RegistryError> {
+        let state = self.read();
+        if state.live(subject).next().is_none() {
+            return Err(RegistryError::SubjectNotFound(subject.to_string()));
+        }
+        let found = match version {
+            "latest" | "-1" => state.live(subject).last(),
+            n => {
+                let n: u32 = n
+                    .parse()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| RegistryError::InvalidVersion(n.to_string()))?;
+                state.live(subject).find(|v| v.version == n)
+            }
+        };
+        found
+            .cloned()
+            .ok_or_else(|| RegistryError::VersionNotFound {
+                subject: subject.to_string(),
+                version: version.to_string(),
+            })
+    }
+
+    /// The schema with `id` (also when every version naming it is deleted).
+    pub fn schema(&self, id: u32) -> Result<(String, Arc<AvroSchema>), RegistryError> {
+        self.read()
+            .schemas
+            .get(&id)
+            .cloned()
+            .ok_or(RegistryError::SchemaNotFound(id))
+    }
+
+    /// Soft-deletes version `version` (a number or `latest`) of `subject`; returns its number.
+    pub fn delete_version(&self, subject: &str, version: &str) -> Result<u32, RegistryError> {
+        let v = self.version(subject, version)?;
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let change = Change::Deleted {
+            subject: subject.to_string(),
+            version: v.version,
+        };
+        self.commit(&mut state, change)?;
+        Ok(v.version)
+    }
+
+    /// Soft-deletes every version of `subject`; returns their numbers.
+    pub fn delete_subject(&self, subject: &str) -> Result<Vec<u32>, RegistryError> {
+        let versions = self.versions(subject)?;
+        for v in &versions {
+            self.delete_version(subject, &v.to_string())?;
+        }
+        Ok(versions)
+    }
+
+    /// Every reason `schema` cannot follow version `version` of `subject` by the subject's
+    /// mode (NONE checks as BACKWARD would, so that a check always says something).
+    pub fn check(
+        &self,
+        subject: &str,
+        version: &str,
+        schema: &str,
+    ) -> Result<Vec<Incompatibility>, RegistryError> {
+        let parsed = AvroSchema::parse(schema)?;
+        let against = self.version(subject, version)?;
+        let state = self.read();
+        let old = state
+            .parsed(against.id)
+            .ok_or(RegistryError::SchemaNotFound(against.id))?;
+        let mode = match state.mode(subject) {
+            Compatibility::None => Compatibility::Backward,
+            // Against one version, transitive is the same as not.
+            m => m,
+        };
+        Ok(mode.check(&parsed, &[(against.version, old)]))
+    }
+
+    /// The mode of `subject` (its own, else the global one), or the global mode.
+    pub fn compatibility(&self, subject: Option<&str>) -> Compatibility {
+        let state = self.read();
+        match subject {
+            Some(s) => state.mode(s),
+            None => state.global,
+        }
+    }
+
+    /// Whether `subject` has a mode of its own.
+    pub fn has_own_compatibility(&self, subject: &str) -> bool {
+        self.read().modes.contains_key(subject)
+    }
+
+    /// Sets the mode of `subject` or the global one (`None`: back to the default).
+    pub fn set_compatibility(
+        &self,
+        subject: Option<&str>,
+        mode: Option<Compatibility>,
+    ) -> Result<(), RegistryError> {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let change = Change::Compatibility {
+            subject: subject.map(str::to_string),
+            mode: mode.map(|m| m.name().to_string()),
+        };
+        self.commit(&mut state, change)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const V1: &str =
+        r#"{"type": "record", "name": "Order", "fields": [{"name": "id", "type": "long"}]}"#;
+    const V2: &str = r#"{"type": "record", "name": "Order", "fields": [{"name": "id", "type": "long"},
+        {"name": "note", "type": "string", "default": ""}]}"#;
+    const BAD: &str =
+        r#"{"type": "record", "name": "Order", "fields": [{"name": "id", "type": "string"}]}"#;
+
+    #[test]
+    fn ids_are_stable_versions_count_up_and_deletes_are_soft() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        let r = Registry::open(&log).unwrap();
+        let a = r.register("orders-value", V1).unwrap();
+        assert_eq!((a.id, a.version, a.added), (1, 1, true));
+        // The same schema, written differently, again: the same id and version.
+        let again = r
+            .register(
+                "orders-value",
+                r#"{"name":"Order","type":"record","fields":[{"type":"long","name":"id"}]}"#,
+            )
+            .unwrap();
+        assert_eq!((again.id, again.version, again.added), (1, 1, false));
+        // Under another subject: the same id, that subject's version 1.
+        let other = r.register("audit-value", V1).unwrap();
+        assert_eq!((other.id, other.version), (1, 1));
+        let b = r.register("orders-value", V2).unwrap();
+        assert_eq!((b.id, b.version), (2, 2));
+
+        let e = r.register("orders-value", BAD).unwrap_err();
+        assert_eq!(e.code(), 409);
+        assert!(
+            e.to_string()
+                .contains("Order.id: type changed from long to string"),
+            "{e}"
+        );
+
+        assert_eq!(r.delete_version("orders-value", "2").unwrap(), 2);
+        assert_eq!(r.versions("orders-value").unwrap(), [1]);
+        // Deleted, yet readable by id: producers may still send data framed with it.
+        assert!(r.schema(2).is_ok());
+        assert_eq!(r.version("orders-value", "2").unwrap_err().code(), 40402);
+        // Registering it again makes a new version: numbers are never reused.
+        assert_eq!(r.register("orders-value", V2).unwrap().version, 3);
+        assert_eq!(r.version("nope", "1").unwrap_err().code(), 40401);
+        assert_eq!(r.version("orders-value", "x").unwrap_err().code(), 42202);
+        assert_eq!(r.register("orders-value", "{").unwrap_err().code(), 42201);
+    }
+
+    #[test]
+    fn the_registry_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = Log::open(dir.path()).unwrap();
+            let r = Registry::open(&log).unwrap();
+            r.register("orders-value", V1).unwrap();
+            r.register("orders-value", V2).unwrap();
+            r.delete_version("orders-value", "1").unwrap();
+            r.set_compatibility(Some("orders-value"), Some(Compatibility::Full))
+                .unwrap();
+            r.set_compatibility(None, Some(Compatibility::None))
+                .unwrap();
+        }
+        let log = Log::open(dir.path()).unwrap();
+        let r = Registry::open(&log).unwrap();
+        assert_eq!(r.subjects(), ["orders-value"]);
+        assert_eq!(r.versions("orders-value").unwrap(), [2]);
+        assert_eq!(r.schema(1).unwrap().0, V1);
+        assert_eq!(r.compatibility(Some("orders-value")), Compatibility::Full);
+        assert_eq!(r.compatibility(None), Compatibility::None);
+        // Ids go on from where they were.
+        let c = r
+            .register(
+                "other",
+                r#"{"type": "enum", "name": "E", "symbols": ["A"]}"#,
+            )
+            .unwrap();
+        assert_eq!(c.id, 3);
+    }
+
+    #[test]
+    fn checks_answer_with_reasons_whatever_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        let r = Registry::open(&log).unwrap();
+        r.register("orders-value", V1).unwrap();
+        assert!(r.check("orders-value", "latest", V2).unwrap().is_empty());
+        let found = r.check("orders-value", "1", BAD).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "Order.id");
+    }
+}
