@@ -108,16 +108,18 @@ fn the_query_endpoint_answers_json_ndjson_and_csv() {
     assert_eq!(a["rows"][0]["#host"], "web-0");
 
     // NDJSON: columns, rows, then the totals.
-    let mut resp = agent()
-        .post(format!("{}/api/v1/repositories/logs/query", server.url))
-        .header("Authorization", &format!("Bearer {READ}"))
-        .header("Accept", "application/x-ndjson")
-        .send(
-            serde_json::json!({ "query": "top(method)" })
-                .to_string()
-                .as_bytes(),
-        )
-        .unwrap();
+    let ndjson = |body: serde_json::Value| {
+        agent()
+            .post(format!("{}/api/v1/repositories/logs/query", server.url))
+            .header("Authorization", &format!("Bearer {READ}"))
+            .header("Accept", "application/x-ndjson")
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(body.to_string().as_bytes())
+            .unwrap()
+    };
+    let mut resp = ndjson(serde_json::json!({ "query": "top(method)" }));
     assert_eq!(resp.status().as_u16(), 200);
     let text = resp.body_mut().read_to_string().unwrap();
     let lines: Vec<serde_json::Value> = text
@@ -140,17 +142,6 @@ fn the_query_endpoint_answers_json_ndjson_and_csv() {
     for partial in lines.iter().filter_map(|l| l.get("partial")) {
         assert_eq!(partial["columns"], serde_json::json!(["method", "_count"]));
     }
-    let ndjson = |body: serde_json::Value| {
-        agent()
-            .post(format!("{}/api/v1/repositories/logs/query", server.url))
-            .header("Authorization", &format!("Bearer {READ}"))
-            .header("Accept", "application/x-ndjson")
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .send(body.to_string().as_bytes())
-            .unwrap()
-    };
     let resp = ndjson(serde_json::json!({ "query": "count()", "partial_every": "10ms" }));
     assert_eq!(resp.status().as_u16(), 200);
     let mut resp = ndjson(serde_json::json!({ "query": "count()", "partial_every": "soon" }));
