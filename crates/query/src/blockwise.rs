@@ -151,30 +151,28 @@ impl BlockFilter {
                     |t| words.is_match(t),
                 )
             }
-            Compiled::Regex(r) => match (view.split_columns(), r.lines()) {
-                (Some(columns), _) if r.within_pieces(columns.separator()).is_some() => {
-                    let pieces = r.within_pieces(columns.separator());
-                    columns_leaf(
+            Compiled::Regex(r) => {
+                let split = view.split_columns();
+                let pieces = split.and_then(|s| Some((s, r.within_pieces(s.separator())?)));
+                match (pieces, r.lines()) {
+                    (Some((columns, pieces)), _) => columns_leaf(
                         view,
                         c,
                         columns.columns(),
                         columns.counts(),
-                        |hay, from| {
-                            let m = pieces?.find_at(hay, from)?;
-                            Some((m.start(), m.end()))
-                        },
+                        |hay, from| pieces.find_at(hay, from).map(|m| (m.start(), m.end())),
                         |t| r.is_match(t),
-                    )
+                    ),
+                    (_, Some(lines)) => search_leaf(
+                        view,
+                        c,
+                        Some((view.text(), view.text_starts())),
+                        |hay, from| lines.find_at(hay, from).map(|m| (m.start(), m.end())),
+                        |t| r.is_match(t),
+                    ),
+                    (_, None) => search_leaf(view, c, None, |_, _| None, |t| r.is_match(t)),
                 }
-                (_, Some(lines)) => search_leaf(
-                    view,
-                    c,
-                    Some((view.text(), view.text_starts())),
-                    |hay, from| lines.find_at(hay, from).map(|m| (m.start(), m.end())),
-                    |t| r.is_match(t),
-                ),
-                (_, None) => search_leaf(view, c, None, |_, _| None, |t| r.is_match(t)),
-            },
+            }
             // Not text-only: decided per event.
             other => (0..view.len())
                 .map(|i| other.matches(&view.event(i, Parts::ALL)))

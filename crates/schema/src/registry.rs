@@ -259,6 +259,10 @@ impl Registry {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Writes `change` to the journal (durable when this returns), then applies it.
     fn commit(&self, state: &mut State, change: Change) -> Result<(), RegistryError> {
         let value =
@@ -273,7 +277,7 @@ impl Registry {
     /// new version if it is compatible by the subject's mode.
     pub fn register(&self, subject: &str, schema: &str) -> Result<Registered, RegistryError> {
         let parsed = AvroSchema::parse(schema)?;
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.write();
         let known = state.by_fingerprint.get(&parsed.sha256()).copied();
         if let Some(v) = state.live(subject).find(|v| Some(v.id) == known) {
             return Ok(Registered {
@@ -380,7 +384,7 @@ impl Registry {
     /// Soft-deletes version `version` (a number or `latest`) of `subject`; returns its number.
     pub fn delete_version(&self, subject: &str, version: &str) -> Result<u32, RegistryError> {
         let v = self.version(subject, version)?;
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.write();
         let change = Change::Deleted {
             subject: subject.to_string(),
             version: v.version,
@@ -440,7 +444,7 @@ impl Registry {
         subject: Option<&str>,
         mode: Option<Compatibility>,
     ) -> Result<(), RegistryError> {
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.write();
         let change = Change::Compatibility {
             subject: subject.map(str::to_string),
             mode: mode.map(|m| m.name().to_string()),

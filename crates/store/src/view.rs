@@ -218,11 +218,13 @@ impl BlockView {
     /// Reads where the plain texts (any layout) and the texts with line breaks are, checking
     /// them (UTF-8, counts) so that building the texts later cannot fail.
     fn read_texts(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
-        let plain = self
-            .flags
-            .iter()
-            .filter(|&&f| f & (NO_RAW | ODD_RAW) == 0)
-            .count();
+        // Events whose text is a line, and events without a text, in one pass over the flags.
+        let (plain, no_raw) = self.flags.iter().fold((0, 0), |(plain, none), &f| {
+            (
+                plain + usize::from(f & (NO_RAW | ODD_RAW) == 0),
+                none + usize::from(f & NO_RAW != 0),
+            )
+        });
         let [layout] = r.array::<1>("truncated raw layout")?;
         let (texts, region) = match layout {
             LAYOUT_LINES => {
@@ -252,7 +254,7 @@ impl BlockView {
             return r.fail("@rawstring is not UTF-8");
         }
         self.odd.clear();
-        for _ in plain..self.flags.len().saturating_sub(self.no_raw()) {
+        for _ in plain..self.flags.len().saturating_sub(no_raw) {
             let len = r.len("bad @rawstring length")?;
             let at = r.pos;
             if std::str::from_utf8(r.bytes(len, "truncated @rawstring")?).is_err() {
@@ -261,7 +263,7 @@ impl BlockView {
             self.odd.push(at..r.pos);
         }
         // Every text and its newline, with one newline per event without a text.
-        if region.len() + self.odd.iter().map(|o| o.len() + 1).sum::<usize>() + self.no_raw()
+        if region.len() + self.odd.iter().map(|o| o.len() + 1).sum::<usize>() + no_raw
             >= u32::MAX as usize
         {
             return r.fail("texts too long for one block");
@@ -277,11 +279,6 @@ impl BlockView {
         }
         self.plain = Some(texts);
         Ok(())
-    }
-
-    /// Events without a `@rawstring`.
-    fn no_raw(&self) -> usize {
-        self.flags.iter().filter(|&&f| f & NO_RAW != 0).count()
     }
 
     /// The texts, built on first use from the checked layout.
