@@ -14,7 +14,6 @@ use std::str::FromStr;
 use apache_avro::schema::{InnerDecimalSchema, Name, RecordSchema, UuidSchema};
 use apache_avro::Schema;
 
-use crate::AvroSchema;
 
 /// A compatibility mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,7 +91,11 @@ impl Compatibility {
 
     /// Every reason `new` may not be registered after `earlier` (the subject's live versions,
     /// oldest first, with their version numbers). Empty means compatible.
-    pub fn check(self, new: &AvroSchema, earlier: &[(u32, &AvroSchema)]) -> Vec<Incompatibility> {
+    pub fn check(
+        self,
+        new: &crate::Schema,
+        earlier: &[(u32, &crate::Schema)],
+    ) -> Vec<Incompatibility> {
         let against = match self.transitive() {
             true => earlier,
             false => earlier
@@ -104,12 +107,12 @@ impl Compatibility {
             if self.backward() {
                 let consequence =
                     format!("data written with version {version} cannot be read by the new schema");
-                found.extend(can_read(new.schema(), old.schema(), true, &consequence));
+                found.extend(reads(new, old, true, &consequence));
             }
             if self.forward() {
                 let consequence =
                     format!("version {version} cannot read data written with the new schema");
-                found.extend(can_read(old.schema(), new.schema(), false, &consequence));
+                found.extend(reads(old, new, false, &consequence));
             }
         }
         found
@@ -150,6 +153,33 @@ pub struct Incompatibility {
 impl fmt::Display for Incompatibility {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}; {}", self.path, self.reason, self.consequence)
+    }
+}
+
+/// Every reason `reader` cannot read data written with `writer`, of either kind.
+fn reads(
+    reader: &crate::Schema,
+    writer: &crate::Schema,
+    reader_is_new: bool,
+    consequence: &str,
+) -> Vec<Incompatibility> {
+    use crate::Schema as Any;
+    match (reader, writer) {
+        (Any::Avro(r), Any::Avro(w)) => can_read(r.schema(), w.schema(), reader_is_new, consequence),
+        (Any::Json(r), Any::Json(w)) => {
+            crate::json_compat::can_read(r.value(), w.value(), reader_is_new, consequence)
+        }
+        (r, w) => {
+            let (old, new) = match reader_is_new {
+                true => (w.kind(), r.kind()),
+                false => (r.kind(), w.kind()),
+            };
+            vec![Incompatibility {
+                path: "(root)".into(),
+                reason: format!("schema type changed from {old} to {new}"),
+                consequence: consequence.to_string(),
+            }]
+        }
     }
 }
 
@@ -455,16 +485,24 @@ fn aliased(aliases: &Option<Vec<apache_avro::schema::Alias>>, name: &Name) -> bo
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::AvroSchema;
 
-    fn order(fields: &str) -> AvroSchema {
-        AvroSchema::parse(&format!(
-            r#"{{"type": "record", "name": "Order", "fields": [{fields}]}}"#
-        ))
-        .unwrap()
+    fn avro(text: &str) -> crate::Schema {
+        crate::Schema::Avro(AvroSchema::parse(text).unwrap())
     }
 
-    fn messages(mode: Compatibility, new: &AvroSchema, earlier: &[&AvroSchema]) -> Vec<String> {
-        let earlier: Vec<(u32, &AvroSchema)> = earlier
+    fn order(fields: &str) -> crate::Schema {
+        avro(&format!(
+            r#"{{"type": "record", "name": "Order", "fields": [{fields}]}}"#
+        ))
+    }
+
+    fn messages(
+        mode: Compatibility,
+        new: &crate::Schema,
+        earlier: &[&crate::Schema],
+    ) -> Vec<String> {
+        let earlier: Vec<(u32, &crate::Schema)> = earlier
             .iter()
             .enumerate()
             .map(|(i, s)| (i as u32 + 1, *s))
@@ -570,15 +608,29 @@ mod tests {
     #[test]
     fn recursive_and_aliased_types_resolve() {
         let list = |field: &str| {
-            AvroSchema::parse(&format!(
+            avro(&format!(
                 r#"{{"type": "record", "name": "Node", "fields": [{{"name": "{field}", "type": "long", "aliases": ["value"]}},
                     {{"name": "next", "type": ["null", "Node"], "default": null}}]}}"#
             ))
-            .unwrap()
         };
         assert!(messages(Compatibility::Full, &list("value"), &[&list("value")]).is_empty());
         // A renamed field reads through its alias.
         assert!(messages(Compatibility::Backward, &list("amount"), &[&list("value")]).is_empty());
+    }
+
+    #[test]
+    fn json_schemas_check_by_the_same_modes_and_kinds_do_not_mix() {
+        let json = |t: &str| crate::Schema::Json(crate::JsonSchema::parse(t).unwrap());
+        let old = json(r#"{"type": "object", "properties": {"total": {"type": "integer"}}}"#);
+        let new = json(r#"{"type": "object", "properties": {"total": {"type": "string"}}}"#);
+        assert_eq!(
+            messages(Compatibility::Forward, &new, &[&old]),
+            ["total: type changed from integer to string; version 1 cannot read data written with the new schema"]
+        );
+        assert_eq!(
+            messages(Compatibility::Backward, &order(ID), &[&old]),
+            ["(root): schema type changed from JSON to AVRO; data written with version 1 cannot be read by the new schema"]
+        );
     }
 
     #[test]

@@ -1,15 +1,22 @@
 //! eddy's schema registry: contracts for producers (see `ARCHITECTURE.md`, "schema").
 //!
 //! - [`avro`]: Avro schemas, their Parsing Canonical Form and fingerprints;
+//! - [`json`]: JSON Schemas, their normalised form, validation with field paths;
 //! - [`compat`]: whether one schema can read data written with another, every reason it cannot
-//!   with the path of the field, and the compatibility modes built on that;
+//!   with the path of the field, and the compatibility modes built on that ([`json_compat`] for
+//!   JSON Schemas);
 //! - [`registry`]: subjects and versions, kept as a journal in eddy's own bus.
 
 pub mod avro;
 pub mod compat;
+pub mod json;
+pub mod json_compat;
 pub mod registry;
+pub mod schema;
 
 pub use avro::AvroSchema;
+pub use json::JsonSchema;
+pub use schema::{Schema, SchemaType};
 pub use compat::{Compatibility, Incompatibility};
 pub use registry::{Registry, RegistryError};
 

@@ -15,7 +15,7 @@ use eddy_log::{Log, PartitionChoice, Record, Topic, TopicConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::compat::{Compatibility, Incompatibility};
-use crate::{AvroSchema, SchemaError};
+use crate::{Schema, SchemaType};
 
 /// The internal topic holding the registry's journal.
 pub const TOPIC: &str = "_schemas";
@@ -34,6 +34,9 @@ pub enum Change {
         version: u32,
         /// The schema's text as registered.
         schema: String,
+        /// Its kind (left out for Avro, as journals before JSON Schema support have it).
+        #[serde(default, skip_serializing_if = "SchemaType::is_default")]
+        schema_type: SchemaType,
     },
     /// A version soft-deleted.
     Deleted {
@@ -73,7 +76,7 @@ pub enum RegistryError {
     Incompatible(Vec<Incompatibility>),
     /// 42201.
     #[error(transparent)]
-    InvalidSchema(#[from] SchemaError),
+    InvalidSchema(#[from] crate::SchemaError),
     /// 42202.
     #[error("{0:?} is not a version: a number from 1, or \"latest\"")]
     InvalidVersion(String),
@@ -117,6 +120,8 @@ pub struct Version {
     pub id: u32,
     /// The schema's text as registered.
     pub schema: String,
+    /// Its kind.
+    pub schema_type: SchemaType,
     /// Soft-deleted.
     pub deleted: bool,
 }
@@ -135,9 +140,11 @@ pub struct Registered {
 #[derive(Debug, Default)]
 struct State {
     /// Schemas by id: the text first registered and the parsed schema.
-    schemas: BTreeMap<u32, (String, Arc<AvroSchema>)>,
-    /// Ids by SHA-256 of the canonical form.
-    by_fingerprint: HashMap<[u8; 32], u32>,
+    schemas: BTreeMap<u32, (String, Arc<Schema>)>,
+    /// Ids by kind and SHA-256 of the canonical form.
+    by_fingerprint: HashMap<(SchemaType, [u8; 32]), u32>,
+    /// Ids of Avro schemas by CRC-64-AVRO (single-object encoding names schemas by it).
+    by_crc64: HashMap<[u8; 8], u32>,
     subjects: BTreeMap<String, Vec<Version>>,
     global: Compatibility,
     modes: HashMap<String, Compatibility>,
@@ -151,9 +158,15 @@ impl State {
                 subject,
                 version,
                 schema,
+                schema_type,
             } => {
-                let parsed = Arc::new(AvroSchema::parse(&schema)?);
-                self.by_fingerprint.entry(parsed.sha256()).or_insert(id);
+                let parsed = Arc::new(Schema::parse(schema_type, &schema)?);
+                self.by_fingerprint
+                    .entry((schema_type, parsed.sha256()))
+                    .or_insert(id);
+                if let Some(avro) = parsed.as_avro() {
+                    self.by_crc64.entry(avro.crc64()).or_insert(id);
+                }
                 self.schemas
                     .entry(id)
                     .or_insert_with(|| (schema.clone(), parsed));
@@ -165,6 +178,7 @@ impl State {
                         version,
                         id,
                         schema,
+                        schema_type,
                         deleted: false,
                     });
             }
@@ -206,7 +220,7 @@ impl State {
         self.modes.get(subject).copied().unwrap_or(self.global)
     }
 
-    fn parsed(&self, id: u32) -> Option<&AvroSchema> {
+    fn parsed(&self, id: u32) -> Option<&Schema> {
         self.schemas.get(&id).map(|(_, s)| s.as_ref())
     }
 }
@@ -275,10 +289,15 @@ impl Registry {
 
     /// Registers `schema` under `subject`: the existing version if it is there already, else a
     /// new version if it is compatible by the subject's mode.
-    pub fn register(&self, subject: &str, schema: &str) -> Result<Registered, RegistryError> {
-        let parsed = AvroSchema::parse(schema)?;
+    pub fn register(
+        &self,
+        subject: &str,
+        kind: SchemaType,
+        schema: &str,
+    ) -> Result<Registered, RegistryError> {
+        let parsed = Schema::parse(kind, schema)?;
         let mut state = self.write();
-        let known = state.by_fingerprint.get(&parsed.sha256()).copied();
+        let known = state.by_fingerprint.get(&(kind, parsed.sha256())).copied();
         if let Some(v) = state.live(subject).find(|v| Some(v.id) == known) {
             return Ok(Registered {
                 id: v.id,
@@ -286,7 +305,7 @@ impl Registry {
                 added: false,
             });
         }
-        let earlier: Vec<(u32, &AvroSchema)> = state
+        let earlier: Vec<(u32, &Schema)> = state
             .live(subject)
             .filter_map(|v| Some((v.version, state.parsed(v.id)?)))
             .collect();
@@ -306,6 +325,7 @@ impl Registry {
             subject: subject.to_string(),
             version,
             schema: schema.to_string(),
+            schema_type: kind,
         };
         self.commit(&mut state, change)?;
         Ok(Registered {
@@ -316,13 +336,18 @@ impl Registry {
     }
 
     /// The live version of `subject` holding `schema`, if any.
-    pub fn lookup(&self, subject: &str, schema: &str) -> Result<Version, RegistryError> {
-        let parsed = AvroSchema::parse(schema)?;
+    pub fn lookup(
+        &self,
+        subject: &str,
+        kind: SchemaType,
+        schema: &str,
+    ) -> Result<Version, RegistryError> {
+        let parsed = Schema::parse(kind, schema)?;
         let state = self.read();
         if state.live(subject).next().is_none() {
             return Err(RegistryError::SubjectNotFound(subject.to_string()));
         }
-        let id = state.by_fingerprint.get(&parsed.sha256()).copied();
+        let id = state.by_fingerprint.get(&(kind, parsed.sha256())).copied();
         let found = state.live(subject).find(|v| Some(v.id) == id).cloned();
         found.ok_or_else(|| RegistryError::SchemaNotFound(id.unwrap_or(0)))
     }
@@ -373,7 +398,7 @@ impl Registry {
     }
 
     /// The schema with `id` (also when every version naming it is deleted).
-    pub fn schema(&self, id: u32) -> Result<(String, Arc<AvroSchema>), RegistryError> {
+    pub fn schema(&self, id: u32) -> Result<(String, Arc<Schema>), RegistryError> {
         self.read()
             .schemas
             .get(&id)
@@ -408,9 +433,10 @@ impl Registry {
         &self,
         subject: &str,
         version: &str,
+        kind: SchemaType,
         schema: &str,
     ) -> Result<Vec<Incompatibility>, RegistryError> {
-        let parsed = AvroSchema::parse(schema)?;
+        let parsed = Schema::parse(kind, schema)?;
         let against = self.version(subject, version)?;
         let state = self.read();
         let old = state
@@ -470,23 +496,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path()).unwrap();
         let r = Registry::open(&log).unwrap();
-        let a = r.register("orders-value", V1).unwrap();
+        let a = r.register("orders-value", SchemaType::Avro, V1).unwrap();
         assert_eq!((a.id, a.version, a.added), (1, 1, true));
         // The same schema, written differently, again: the same id and version.
         let again = r
-            .register(
-                "orders-value",
+            .register("orders-value", SchemaType::Avro,
                 r#"{"name":"Order","type":"record","fields":[{"type":"long","name":"id"}]}"#,
             )
             .unwrap();
         assert_eq!((again.id, again.version, again.added), (1, 1, false));
         // Under another subject: the same id, that subject's version 1.
-        let other = r.register("audit-value", V1).unwrap();
+        let other = r.register("audit-value", SchemaType::Avro, V1).unwrap();
         assert_eq!((other.id, other.version), (1, 1));
-        let b = r.register("orders-value", V2).unwrap();
+        let b = r.register("orders-value", SchemaType::Avro, V2).unwrap();
         assert_eq!((b.id, b.version), (2, 2));
 
-        let e = r.register("orders-value", BAD).unwrap_err();
+        let e = r.register("orders-value", SchemaType::Avro, BAD).unwrap_err();
         assert_eq!(e.code(), 409);
         assert!(
             e.to_string()
@@ -500,10 +525,10 @@ mod tests {
         assert!(r.schema(2).is_ok());
         assert_eq!(r.version("orders-value", "2").unwrap_err().code(), 40402);
         // Registering it again makes a new version: numbers are never reused.
-        assert_eq!(r.register("orders-value", V2).unwrap().version, 3);
+        assert_eq!(r.register("orders-value", SchemaType::Avro, V2).unwrap().version, 3);
         assert_eq!(r.version("nope", "1").unwrap_err().code(), 40401);
         assert_eq!(r.version("orders-value", "x").unwrap_err().code(), 42202);
-        assert_eq!(r.register("orders-value", "{").unwrap_err().code(), 42201);
+        assert_eq!(r.register("orders-value", SchemaType::Avro, "{").unwrap_err().code(), 42201);
     }
 
     #[test]
@@ -512,8 +537,8 @@ mod tests {
         {
             let log = Log::open(dir.path()).unwrap();
             let r = Registry::open(&log).unwrap();
-            r.register("orders-value", V1).unwrap();
-            r.register("orders-value", V2).unwrap();
+            r.register("orders-value", SchemaType::Avro, V1).unwrap();
+            r.register("orders-value", SchemaType::Avro, V2).unwrap();
             r.delete_version("orders-value", "1").unwrap();
             r.set_compatibility(Some("orders-value"), Some(Compatibility::Full))
                 .unwrap();
@@ -529,8 +554,7 @@ mod tests {
         assert_eq!(r.compatibility(None), Compatibility::None);
         // Ids go on from where they were.
         let c = r
-            .register(
-                "other",
+            .register("other", SchemaType::Avro,
                 r#"{"type": "enum", "name": "E", "symbols": ["A"]}"#,
             )
             .unwrap();
@@ -542,9 +566,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path()).unwrap();
         let r = Registry::open(&log).unwrap();
-        r.register("orders-value", V1).unwrap();
-        assert!(r.check("orders-value", "latest", V2).unwrap().is_empty());
-        let found = r.check("orders-value", "1", BAD).unwrap();
+        r.register("orders-value", SchemaType::Avro, V1).unwrap();
+        assert!(r.check("orders-value", "latest", SchemaType::Avro, V2).unwrap().is_empty());
+        let found = r.check("orders-value", "1", SchemaType::Avro, BAD).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].path, "Order.id");
     }
