@@ -49,6 +49,17 @@ impl AvroSchema {
         self.sha256
     }
 
+    /// `value` in Avro's binary encoding (a datum, without framing).
+    pub fn encode(&self, value: apache_avro::types::Value) -> Result<Vec<u8>, SchemaError> {
+        apache_avro::writer::datum::GenericDatumWriter::builder(&self.schema)
+            .build()
+            .and_then(|w| w.write_value_to_vec(value))
+            .map_err(|e| SchemaError::Invalid {
+                kind: "AVRO",
+                reason: format!("the value does not encode: {e}"),
+            })
+    }
+
     /// CRC-64-AVRO (Rabin) of the canonical form, little-endian as single-object encoding
     /// writes it after `C3 01`.
     pub fn crc64(&self) -> [u8; 8] {

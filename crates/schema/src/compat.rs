@@ -14,7 +14,6 @@ use std::str::FromStr;
 use apache_avro::schema::{InnerDecimalSchema, Name, RecordSchema, UuidSchema};
 use apache_avro::Schema;
 
-
 /// A compatibility mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compatibility {
@@ -165,7 +164,9 @@ fn reads(
 ) -> Vec<Incompatibility> {
     use crate::Schema as Any;
     match (reader, writer) {
-        (Any::Avro(r), Any::Avro(w)) => can_read(r.schema(), w.schema(), reader_is_new, consequence),
+        (Any::Avro(r), Any::Avro(w)) => {
+            can_read(r.schema(), w.schema(), reader_is_new, consequence)
+        }
         (Any::Json(r), Any::Json(w)) => {
             crate::json_compat::can_read(r.value(), w.value(), reader_is_new, consequence)
         }
@@ -208,7 +209,7 @@ pub fn can_read(
 }
 
 /// The named types (records, enums, fixed) a schema defines, by full name.
-fn named(schema: &Schema) -> HashMap<String, &Schema> {
+pub(crate) fn named(schema: &Schema) -> HashMap<String, &Schema> {
     fn walk<'a>(s: &'a Schema, out: &mut HashMap<String, &'a Schema>) {
         match s {
             // A record defined twice (or recursively) is walked once.
@@ -234,12 +235,12 @@ fn named(schema: &Schema) -> HashMap<String, &Schema> {
     out
 }
 
-fn full(name: &Name) -> String {
+pub(crate) fn full(name: &Name) -> String {
     name.fullname(None)
 }
 
 /// A schema as it is encoded: logical types by their underlying type, references resolved.
-enum Physical<'a> {
+pub(crate) enum Physical<'a> {
     Null,
     Boolean,
     Int,
@@ -256,7 +257,10 @@ enum Physical<'a> {
     Fixed(&'a Name, usize),
 }
 
-fn physical<'a>(s: &'a Schema, names: &HashMap<String, &'a Schema>) -> Option<Physical<'a>> {
+pub(crate) fn physical<'a>(
+    s: &'a Schema,
+    names: &HashMap<String, &'a Schema>,
+) -> Option<Physical<'a>> {
     Some(match s {
         Schema::Null => Physical::Null,
         Schema::Boolean => Physical::Boolean,

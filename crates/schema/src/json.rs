@@ -146,7 +146,9 @@ mod tests {
     #[test]
     fn violations_name_the_field() {
         let s = JsonSchema::parse(ORDER).unwrap();
-        assert!(s.violations(&json!({"id": 1, "items": [{"qty": 2}]})).is_empty());
+        assert!(s
+            .violations(&json!({"id": 1, "items": [{"qty": 2}]}))
+            .is_empty());
         let found = s.violations(&json!({"id": "x", "items": [{"qty": 2}, {"qty": 0}]}));
         let paths: Vec<&str> = found.iter().map(|v| v.path.as_str()).collect();
         assert_eq!(paths.len(), 2, "{found:?}");

@@ -125,7 +125,9 @@ impl Checker<'_> {
         };
         let writer_types = w.get("type").map(types_of);
         let accepted = |t: &str| {
-            reader_types.iter().any(|r| r == t || (r == "number" && t == "integer"))
+            reader_types
+                .iter()
+                .any(|r| r == t || (r == "number" && t == "integer"))
         };
         let lost = match &writer_types {
             None => true,
@@ -192,7 +194,12 @@ impl Checker<'_> {
         let required = |m: &Map<String, Value>| -> Vec<String> {
             m.get("required")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let writer_required = required(w);
@@ -249,7 +256,11 @@ fn properties(m: &Map<String, Value>) -> Option<&Map<String, Value>> {
 fn types_of(v: &Value) -> Vec<String> {
     match v {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect(),
         _ => Vec::new(),
     }
 }

@@ -9,6 +9,7 @@
 //! the subject's mode (or the global one).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use eddy_log::{Log, PartitionChoice, Record, Topic, TopicConfig};
@@ -229,6 +230,8 @@ impl State {
 pub struct Registry {
     state: RwLock<State>,
     journal: Arc<Topic>,
+    /// Counts changes, so that gates know when to look again.
+    generation: AtomicU64,
 }
 
 impl Registry {
@@ -266,6 +269,7 @@ impl Registry {
         Ok(Registry {
             state: RwLock::new(state),
             journal,
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -284,7 +288,23 @@ impl Registry {
         self.journal
             .produce(vec![Record::new(value)], PartitionChoice::Explicit(0))
             .map_err(|e| RegistryError::Journal(e.to_string()))?;
-        state.apply(change)
+        let applied = state.apply(change);
+        self.generation.fetch_add(1, Ordering::Release);
+        applied
+    }
+
+    /// Changes so far in this process: a gate rebuilds its contract when this moves.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Every version of `subject`, deleted ones too, oldest first, with the parsed schemas.
+    pub fn history(&self, subject: &str) -> Vec<(Version, Arc<Schema>)> {
+        let state = self.read();
+        let versions = state.subjects.get(subject).into_iter().flatten();
+        versions
+            .filter_map(|v| Some((v.clone(), state.schemas.get(&v.id)?.1.clone())))
+            .collect()
     }
 
     /// Registers `schema` under `subject`: the existing version if it is there already, else a
@@ -500,7 +520,9 @@ mod tests {
         assert_eq!((a.id, a.version, a.added), (1, 1, true));
         // The same schema, written differently, again: the same id and version.
         let again = r
-            .register("orders-value", SchemaType::Avro,
+            .register(
+                "orders-value",
+                SchemaType::Avro,
                 r#"{"name":"Order","type":"record","fields":[{"type":"long","name":"id"}]}"#,
             )
             .unwrap();
@@ -511,7 +533,9 @@ mod tests {
         let b = r.register("orders-value", SchemaType::Avro, V2).unwrap();
         assert_eq!((b.id, b.version), (2, 2));
 
-        let e = r.register("orders-value", SchemaType::Avro, BAD).unwrap_err();
+        let e = r
+            .register("orders-value", SchemaType::Avro, BAD)
+            .unwrap_err();
         assert_eq!(e.code(), 409);
         assert!(
             e.to_string()
@@ -525,10 +549,20 @@ mod tests {
         assert!(r.schema(2).is_ok());
         assert_eq!(r.version("orders-value", "2").unwrap_err().code(), 40402);
         // Registering it again makes a new version: numbers are never reused.
-        assert_eq!(r.register("orders-value", SchemaType::Avro, V2).unwrap().version, 3);
+        assert_eq!(
+            r.register("orders-value", SchemaType::Avro, V2)
+                .unwrap()
+                .version,
+            3
+        );
         assert_eq!(r.version("nope", "1").unwrap_err().code(), 40401);
         assert_eq!(r.version("orders-value", "x").unwrap_err().code(), 42202);
-        assert_eq!(r.register("orders-value", SchemaType::Avro, "{").unwrap_err().code(), 42201);
+        assert_eq!(
+            r.register("orders-value", SchemaType::Avro, "{")
+                .unwrap_err()
+                .code(),
+            42201
+        );
     }
 
     #[test]
@@ -554,7 +588,9 @@ mod tests {
         assert_eq!(r.compatibility(None), Compatibility::None);
         // Ids go on from where they were.
         let c = r
-            .register("other", SchemaType::Avro,
+            .register(
+                "other",
+                SchemaType::Avro,
                 r#"{"type": "enum", "name": "E", "symbols": ["A"]}"#,
             )
             .unwrap();
@@ -567,7 +603,10 @@ mod tests {
         let log = Log::open(dir.path()).unwrap();
         let r = Registry::open(&log).unwrap();
         r.register("orders-value", SchemaType::Avro, V1).unwrap();
-        assert!(r.check("orders-value", "latest", SchemaType::Avro, V2).unwrap().is_empty());
+        assert!(r
+            .check("orders-value", "latest", SchemaType::Avro, V2)
+            .unwrap()
+            .is_empty());
         let found = r.check("orders-value", "1", SchemaType::Avro, BAD).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].path, "Order.id");
