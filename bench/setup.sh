@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the benchmark baselines' tools (ripgrep, zstd, gzip) with apt-get if any is missing;
+# Installs the benchmark baselines' tools (ripgrep, zstd, gzip) and the test suite's external
+# client (Debian's python3-confluent-kafka, for the schema registry) with apt-get if any is missing;
 # with --peers also the peers that can be installed here (ClickHouse, embedded via chDB, from PyPI).
 # Idempotent: does nothing when all are there. The test suite's benchmark-runner test needs the
 # baseline tools, not the peers.
@@ -8,6 +9,10 @@ missing=()
 for pair in rg:ripgrep zstd:zstd gzip:gzip; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
 done
+# The registry's real-client test: Confluent's Python client, from Debian, for /usr/bin/python3.
+if ! /usr/bin/python3 -c "import confluent_kafka.schema_registry" >/dev/null 2>&1; then
+  missing+=(python3-confluent-kafka python3-requests)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing baseline tools: ${missing[*]}" >&2
   sudo=""

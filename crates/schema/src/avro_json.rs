@@ -1,8 +1,8 @@
 //! JSON events converted to Avro values by their schema, as the Gilt gateway does: plain JSON
 //! (`{"id": 7, "note": null}`), not Avro's own JSON encoding, though a union branch may also be
 //! named the Avro way (`{"string": "x"}`). A field missing from the event takes its default; a
-//! field the schema does not know is refused, except eddy's own `@` fields (`@timestamp`,
-//! `@id`, ...). Every refusal names the field's path and says what was expected.
+//! field the schema does not know is refused. Every refusal names the field's path and says
+//! what was expected.
 
 use std::collections::HashMap;
 
@@ -147,10 +147,7 @@ impl<'a> Converter<'a> {
                 let o = v
                     .as_object()
                     .ok_or_else(|| expected(&format!("record {}", r.name.name()), path))?;
-                if let Some(unknown) = o
-                    .keys()
-                    .find(|k| !k.starts_with('@') && !r.lookup.contains_key(*k))
-                {
+                if let Some(unknown) = o.keys().find(|k| !r.lookup.contains_key(*k)) {
                     let len = push_field(path, unknown);
                     let e = fail(path, format!("not a field of {}", r.name.name()));
                     path.truncate(len);
@@ -294,7 +291,7 @@ mod tests {
         let parsed = crate::AvroSchema::parse(ORDER).unwrap();
         let schema = parsed.schema();
         let event = json!({"id": 7, "total": 12, "note": "gift", "items": [{"sku": "a", "qty": 2}],
-            "attrs": {"k": "v"}, "@timestamp": "2026-11-24T10:00:00Z"});
+            "attrs": {"k": "v"}});
         let value = Converter::new(schema).convert(&event).unwrap();
         let bytes = parsed.encode(value.clone()).unwrap();
         let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema);

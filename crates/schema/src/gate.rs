@@ -290,7 +290,20 @@ pub struct Checker<'a> {
 impl Checker<'_> {
     /// Whether `event` fits; if not, every reason it does not fit the first schema checked
     /// (Avro gives the first; JSON Schema all).
+    /// eddy's own fields (`@timestamp`, `@id`) and tags (`#host`) at the top are not the
+    /// producer's data and are not checked.
     pub fn check(&self, event: &Json) -> Result<(), Vec<Rejection>> {
+        let own = |k: &String| k.starts_with('@') || k.starts_with('#');
+        let stripped;
+        let event = match event {
+            Json::Object(o) if o.keys().any(own) => {
+                let mut o = o.clone();
+                o.retain(|k, _| !own(k));
+                stripped = Json::Object(o);
+                &stripped
+            }
+            other => other,
+        };
         let mut first = None;
         for p in &self.prepared {
             let found = match p {
@@ -386,6 +399,9 @@ mod tests {
         let c = gate.contract().unwrap();
         let checker = c.checker();
         assert!(checker.check_text(r#"{"id": 1, "total": 2.5}"#).is_ok());
+        let own =
+            r##"{"id": 1, "total": 2.5, "@timestamp": "2026-11-24T10:00:00Z", "#host": "a"}"##;
+        assert!(checker.check_text(own).is_ok());
         let e = checker
             .check_text(r#"{"id": 1, "total": "2.5"}"#)
             .unwrap_err();

@@ -221,6 +221,15 @@ impl State {
         self.modes.get(subject).copied().unwrap_or(self.global)
     }
 
+    /// What stands against registering `new` under `subject` by its mode.
+    fn incompatibilities(&self, subject: &str, new: &Schema) -> Vec<Incompatibility> {
+        let earlier: Vec<(u32, &Schema)> = self
+            .live(subject)
+            .filter_map(|v| Some((v.version, self.parsed(v.id)?)))
+            .collect();
+        self.mode(subject).check(new, &earlier)
+    }
+
     fn parsed(&self, id: u32) -> Option<&Schema> {
         self.schemas.get(&id).map(|(_, s)| s.as_ref())
     }
@@ -232,6 +241,14 @@ pub struct Registry {
     journal: Arc<Topic>,
     /// Counts changes, so that gates know when to look again.
     generation: AtomicU64,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("generation", &self.generation())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Registry {
@@ -325,11 +342,7 @@ impl Registry {
                 added: false,
             });
         }
-        let earlier: Vec<(u32, &Schema)> = state
-            .live(subject)
-            .filter_map(|v| Some((v.version, state.parsed(v.id)?)))
-            .collect();
-        let found = state.mode(subject).check(&parsed, &earlier);
+        let found = state.incompatibilities(subject, &parsed);
         if !found.is_empty() {
             return Err(RegistryError::Incompatible(found));
         }
@@ -468,6 +481,18 @@ impl Registry {
             m => m,
         };
         Ok(mode.check(&parsed, &[(against.version, old)]))
+    }
+
+    /// Every reason `schema` could not be registered under `subject` now, by the subject's
+    /// mode against its live versions (empty: it could).
+    pub fn check_subject(
+        &self,
+        subject: &str,
+        kind: SchemaType,
+        schema: &str,
+    ) -> Result<Vec<Incompatibility>, RegistryError> {
+        let parsed = Schema::parse(kind, schema)?;
+        Ok(self.read().incompatibilities(subject, &parsed))
     }
 
     /// The mode of `subject` (its own, else the global one), or the global mode.

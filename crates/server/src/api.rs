@@ -159,6 +159,7 @@ impl AppState {
         let unavailable = |e: String| error(StatusCode::SERVICE_UNAVAILABLE, e);
         let repo = Repository::open(
             &self.log,
+            &self.registry,
             name,
             config.clone(),
             &self.config.ingest,

@@ -12,7 +12,7 @@
 //! max_body_bytes = 33554432
 //! max_event_bytes = 1048576
 //!
-//! admin_tokens = []          # for /api/v1/repositories; empty: no token needed
+//! admin_tokens = []          # for /api/v1/repositories and the registry; empty: none needed
 //!
 //! [ingest]
 //! max_inflight_bytes = 268435456   # events being parsed or stored; beyond: back-pressure
@@ -35,6 +35,8 @@
 //! compression = "zstd"             # zstd (level by layout) | zstd-1 … zstd-22 | lz4 | none
 //! retention = "30d"                # segments whose newest event is older are deleted
 //! retention_size = "500GiB"        # the oldest segments go while the repository is larger
+//! # The gatekeeper: every event must fit this registry subject (latest | any | a version).
+//! schema = { subject = "web-value", versions = "latest" }
 //!
 //! [[tcp]]                          # newline-delimited lines (syslog also octet-counted)
 //! listen = "127.0.0.1:5514"
@@ -182,6 +184,41 @@ pub struct RepositoryConfig {
     /// The oldest segments are deleted while the repository's segments are larger.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_size: Option<String>,
+    /// The schema subject every event must fit (the gatekeeper); none: any event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaBinding>,
+}
+
+/// A repository's binding to a registry subject: `schema = { subject = "orders", versions =
+/// "latest" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaBinding {
+    /// The subject.
+    pub subject: String,
+    /// Which versions count: `latest` (the default), `any`, or a version number.
+    #[serde(default = "latest")]
+    pub versions: String,
+}
+
+fn latest() -> String {
+    "latest".into()
+}
+
+impl SchemaBinding {
+    /// The binding the gatekeeper uses, or why this one is wrong.
+    pub fn binding(&self) -> Result<eddy_schema::gate::Binding, String> {
+        if self.subject.trim().is_empty() {
+            return Err("schema.subject must not be empty".into());
+        }
+        Ok(eddy_schema::gate::Binding {
+            subject: self.subject.clone(),
+            versions: self
+                .versions
+                .parse()
+                .map_err(|e| format!("schema.versions: {e}"))?,
+        })
+    }
 }
 
 impl Default for Config {
@@ -236,6 +273,7 @@ impl Default for RepositoryConfig {
             compression: "zstd".into(),
             retention: None,
             retention_size: None,
+            schema: None,
         }
     }
 }
@@ -375,6 +413,9 @@ impl RepositoryConfig {
         );
         if let Err(mut p) = self.store_config(at) {
             problems.append(&mut p);
+        }
+        if let Some(Err(e)) = self.schema.as_ref().map(SchemaBinding::binding) {
+            problems.push(format!("{at}.{e}"));
         }
         problems
     }

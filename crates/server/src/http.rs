@@ -12,6 +12,10 @@
 //!   never logged.
 //! - Back-pressure: a request waits up to `ingest.queue_timeout` for room in the in-flight
 //!   budget, then gets 429 with `Retry-After`; 503 with `Retry-After` if the bus fails.
+//! - Schemas: in a repository bound to a subject, every event must fit it (the gatekeeper),
+//!   else 400 lists each event's number, field and reason and nothing is stored. Binary Avro
+//!   (`Content-Type: application/vnd.apache.avro+binary`) is read there too: datums one after
+//!   another, each framed by a schema id (`0x00`), a CRC-64 (`C3 01`) or a SHA-256 (`0x81`).
 //! - De-duplication: events whose client `@id` was stored within the window are dropped and
 //!   counted in the answer: `{"events": stored, "duplicates": dropped}`.
 
@@ -58,6 +62,19 @@ pub struct Reject {
 }
 
 impl Reject {
+    /// Its status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its message.
+    pub fn message(&self) -> String {
+        match &self.body["error"] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
     fn retry_after(mut self, after: Duration) -> Reject {
         self.retry_after = Some(after);
         self
@@ -101,7 +118,20 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Reject {
     }
 }
 
-/// Checks the bearer token against `tokens`, in constant time per token.
+/// The password of basic auth (`user:password` in base64): clients that only speak basic auth
+/// (Confluent's registry clients) send the token as the password.
+fn basic_password(encoded: &str) -> Option<String> {
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':')
+        .map(|(_, password)| password.to_string())
+}
+
+/// Checks the token (bearer, or basic auth's password) against `tokens`, in constant time
+/// per token.
 pub(crate) fn authorize(headers: &HeaderMap, tokens: &[String]) -> Result<(), Reject> {
     if tokens.is_empty() {
         return Ok(());
@@ -109,7 +139,12 @@ pub(crate) fn authorize(headers: &HeaderMap, tokens: &[String]) -> Result<(), Re
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .map(str::to_string)
+                .or_else(|| basic_password(v.strip_prefix("Basic ")?))
+        });
+    let given = given.as_deref();
     let Some(given) = given else {
         let mut r = error(
             StatusCode::UNAUTHORIZED,
@@ -264,6 +299,105 @@ fn parse_body(
             events: bad.len() + events.len(),
             reason: RejectReason::Parse,
         });
+    }
+    Ok(events)
+}
+
+/// Binary Avro bodies: framed datums one after another.
+fn is_avro(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    matches!(
+        essence,
+        "application/vnd.apache.avro+binary" | "avro/binary" | "application/avro"
+    )
+}
+
+fn schema_refusal(
+    message: String,
+    invalid: usize,
+    total: usize,
+    lines: Vec<serde_json::Value>,
+) -> Reject {
+    Reject {
+        status: StatusCode::BAD_REQUEST,
+        body: json!({ "error": message, "invalid": invalid, "lines": lines }),
+        challenge: false,
+        retry_after: None,
+        events: total,
+        reason: RejectReason::Schema,
+    }
+}
+
+fn no_contract(e: eddy_schema::gate::GateError, total: usize) -> Reject {
+    schema_refusal(format!("{e}; nothing was stored"), total, total, Vec::new())
+}
+
+/// All or nothing: every event must fit the repository's schema, or the answer lists each
+/// one that does not (its number, field and reason) and nothing is stored.
+fn gatekeep(repo: &crate::pipeline::Repository, events: &[Event]) -> Result<(), Reject> {
+    let refused = repo
+        .refused(events)
+        .map_err(|e| no_contract(e, events.len()))?;
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let listed = refused
+        .iter()
+        .flat_map(|(i, why)| {
+            why.iter()
+                .map(move |r| json!({"line": i + 1, "field": r.path, "reason": r.reason}))
+        })
+        .take(MAX_LISTED_ERRORS)
+        .collect();
+    let message = format!(
+        "{} of {} events do not fit the schema of subject {:?}; nothing was stored",
+        refused.len(),
+        events.len(),
+        repo.gate
+            .as_ref()
+            .map_or("", |g| g.binding().subject.as_str()),
+    );
+    Err(schema_refusal(message, refused.len(), events.len(), listed))
+}
+
+/// Decodes a body of framed binary Avro datums into events (as JSON, resolved to the schema
+/// the repository reads with). The first datum that does not decode refuses the whole body:
+/// where the next one would start is unknown.
+fn avro_body(
+    repo: &crate::pipeline::Repository,
+    body: &[u8],
+    max_event: usize,
+    now: i64,
+) -> Result<Vec<Event>, Reject> {
+    let Some(gate) = &repo.gate else {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("repository {:?} is bound to no schema subject, so binary Avro cannot be read; bind one with `schema = {{ subject = \"...\" }}`", repo.name),
+        ));
+    };
+    let contract = gate.contract().map_err(|e| no_contract(e, 1))?;
+    let mut events = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let datum = events.len() + 1;
+        let refuse = |reason: String| {
+            let line = json!({"line": datum, "byte": at, "field": "", "reason": reason});
+            let message = format!("datum {datum} (byte {at}) cannot be read; nothing was stored");
+            schema_refusal(message, 1, datum, vec![line])
+        };
+        let (value, used) = contract
+            .decode(&body[at..])
+            .map_err(|r| refuse(r.to_string()))?;
+        let text = value.to_string();
+        if text.len() > max_event {
+            return Err(event_too_large(datum, text.len(), max_event));
+        }
+        events.push(
+            Parser::Json
+                .parse(&text, now)
+                .map_err(|e| refuse(e.to_string()))?,
+        );
+        at += used;
     }
     Ok(events)
 }
@@ -446,13 +580,14 @@ async fn ingest_request(
     }
     let state = state.clone();
     let stored = blocking(move || {
-        let events = parse_body(
-            &decoded,
-            &content_type,
-            parser,
-            limits.max_event_bytes,
-            eddy_log::now_ns(),
-        )?;
+        let now = eddy_log::now_ns();
+        let events = if is_avro(&content_type) {
+            avro_body(&repo, &decoded, limits.max_event_bytes, now)?
+        } else {
+            let events = parse_body(&decoded, &content_type, parser, limits.max_event_bytes, now)?;
+            gatekeep(&repo, &events)?;
+            events
+        };
         let n = events.len();
         state
             .ingest

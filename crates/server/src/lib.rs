@@ -8,7 +8,8 @@
 //! tags) and appends durably. Back-pressure is one budget of bytes in flight shared by all doors.
 //!
 //! Routes: `POST /api/v1/ingest/{repository}`, `GET|POST /api/v1/repositories`,
-//! `GET /api/v1/repositories/{name}`, `GET /metrics` (Prometheus), `GET /health` (the process
+//! `GET /api/v1/repositories/{name}`, the schema registry under `/api/v1/registry`
+//! ([`registry_api`], Confluent's API), `GET /metrics` (Prometheus), `GET /health` (the process
 //! is up), `GET /ready` (the bus is open and the doors accept events).
 
 #![deny(missing_docs)]
@@ -22,6 +23,7 @@ pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod query;
+pub mod registry_api;
 pub mod tcp;
 pub mod udp;
 
@@ -34,6 +36,7 @@ use axum::routing::{get, post};
 use axum::Router;
 pub use config::{Config, ConfigError};
 use eddy_log::Log;
+use eddy_schema::Registry;
 use pipeline::{Ingest, Repository};
 
 /// Why the server could not start or run.
@@ -75,6 +78,8 @@ pub struct AppState {
     pub ingest: Ingest,
     /// The bus (kept open for the life of the server).
     pub log: Arc<Log>,
+    /// The schema registry (kept in the bus).
+    pub registry: Arc<Registry>,
     repositories: RwLock<BTreeMap<String, Arc<Repository>>>,
     /// Repositories created through the API (guarded: the file is rewritten whole).
     created: Mutex<BTreeMap<String, config::RepositoryConfig>>,
@@ -151,6 +156,10 @@ pub fn store_root(config: &Config) -> std::path::PathBuf {
 /// the API before.
 pub fn open(config: Config) -> Result<AppState, ServerError> {
     let log = Arc::new(Log::open(&config.data_dir)?);
+    let registry = Arc::new(
+        Registry::open(&log)
+            .map_err(|e| ServerError::Config(format!("the schema registry: {e}")))?,
+    );
     let created_path = api::created_file(&config.data_dir);
     let created = api::load_created(&created_path).map_err(ServerError::io(format!(
         "reading {}",
@@ -164,6 +173,7 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
     for (name, repo) in all {
         let repo = Repository::open(
             &log,
+            &registry,
             name,
             repo.clone(),
             &config.ingest,
@@ -175,6 +185,7 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         ingest: Ingest::new(config.ingest.clone()),
         config,
         log,
+        registry,
         repositories: RwLock::new(repositories),
         created: Mutex::new(created),
     })
@@ -188,6 +199,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/repositories/{name}", get(api::get))
         .route("/api/v1/repositories/{name}/events", get(api::events))
         .route("/api/v1/repositories/{name}/query", post(query::query))
+        .nest("/api/v1/registry", registry_api::router())
         .route(
             "/metrics",
             get(

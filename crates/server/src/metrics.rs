@@ -53,6 +53,8 @@ pub enum RejectReason {
     Bus,
     /// The request itself was malformed (encoding, UTF-8, parameters).
     BadRequest,
+    /// The event does not fit the repository's schema (the gatekeeper).
+    Schema,
 }
 
 impl RejectReason {
@@ -64,6 +66,7 @@ impl RejectReason {
             RejectReason::Overload => "overload",
             RejectReason::Bus => "bus",
             RejectReason::BadRequest => "bad_request",
+            RejectReason::Schema => "schema",
         }
     }
 }

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use eddy_event::{codec, Event};
 use eddy_log::{Log, PartitionChoice, Record, Topic, TopicConfig};
+use eddy_schema::avro_json::Rejection;
+use eddy_schema::gate::{Gate, GateError};
+use eddy_schema::Registry;
 use eddy_store::{digest, Digest, RepoStore};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
@@ -31,6 +34,8 @@ pub struct Repository {
     pub config: RepositoryConfig,
     /// Its segments and work in progress.
     pub store: Arc<RepoStore>,
+    /// The gatekeeper, when the repository is bound to a schema subject.
+    pub gate: Option<Gate>,
     digest: Mutex<Option<Digest>>,
     dedup: Mutex<DedupWindow>,
     grouping: Mutex<TagGrouping>,
@@ -47,11 +52,20 @@ impl Repository {
     /// starts its digest.
     pub fn open(
         log: &Arc<Log>,
+        registry: &Arc<Registry>,
         name: &str,
         config: RepositoryConfig,
         ingest: &IngestConfig,
         store_root: &Path,
     ) -> Result<Repository, ServerError> {
+        let gate = match &config.schema {
+            Some(s) => Some(Gate::new(
+                registry.clone(),
+                s.binding()
+                    .map_err(|e| ServerError::Config(format!("repositories.{name}.{e}")))?,
+            )),
+            None => None,
+        };
         let topic = log.topic_or_create(
             &topic_of(name),
             TopicConfig {
@@ -90,9 +104,27 @@ impl Repository {
             topic,
             config,
             store,
+            gate,
             digest: Mutex::new(Some(digest)),
             dedup: Mutex::new(dedup),
         })
+    }
+
+    /// The events that do not fit the repository's schema, by index, each with its reasons
+    /// (none without a gate).
+    pub fn refused(&self, events: &[Event]) -> Result<Vec<(usize, Vec<Rejection>)>, GateError> {
+        let Some(gate) = &self.gate else {
+            return Ok(Vec::new());
+        };
+        let contract = gate.contract()?;
+        let checker = contract.checker();
+        let mut refused = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            if let Err(why) = checker.check(&as_json(e)) {
+                refused.push((i, why));
+            }
+        }
+        Ok(refused)
     }
 
     /// Stops the digest (its work in progress stays in the bus, to be rebuilt at start).
@@ -109,6 +141,26 @@ impl Repository {
             lock(&self.dedup).len(),
         )
     }
+}
+
+/// An event as the gatekeeper sees it: a JSON event as it was sent, any other its fields.
+fn as_json(e: &Event) -> serde_json::Value {
+    if let (Some(eddy_event::Parser::Json), Some(raw)) = (e.parsed_by, &e.raw) {
+        if let Ok(v) = serde_json::from_str(raw) {
+            return v;
+        }
+    }
+    let fields = e.fields.iter().map(|(k, v)| {
+        let v = match v {
+            eddy_event::Value::Null => serde_json::Value::Null,
+            eddy_event::Value::Bool(b) => (*b).into(),
+            eddy_event::Value::Int(i) => (*i).into(),
+            eddy_event::Value::Float(f) => (*f).into(),
+            eddy_event::Value::Str(s) => s.clone().into(),
+        };
+        (k.clone(), v)
+    });
+    serde_json::Value::Object(fields.collect())
 }
 
 /// The de-duplication window as the bus holds it: the last `max_ids` records of each partition
@@ -314,6 +366,7 @@ impl Ingest {
                 }
             }
         }
+        self.drop_refused(door, repo, &mut events);
         let tried = events.len();
         let result = self.store(door, repo, events, bytes, received);
         if result.is_err() {
@@ -321,6 +374,33 @@ impl Ingest {
                 .rejected(door, &repo.name, RejectReason::Bus, tried);
         }
         result
+    }
+
+    /// Drops (counting and logging them) the events that do not fit the repository's schema:
+    /// a listener has no one to answer.
+    fn drop_refused(&self, door: Door, repo: &Repository, events: &mut Vec<Event>) {
+        let refused = match repo.refused(events) {
+            Ok(r) => r,
+            Err(e) => {
+                self.warn_sometimes(|| tracing::warn!(repository = %repo.name, error = %e, "rejected events: the gatekeeper has nothing to check them against"));
+                (0..events.len()).map(|i| (i, Vec::new())).collect()
+            }
+        };
+        if refused.is_empty() {
+            return;
+        }
+        self.metrics
+            .rejected(door, &repo.name, RejectReason::Schema, refused.len());
+        if let Some((_, why)) = refused.first().filter(|(_, why)| !why.is_empty()) {
+            self.warn_sometimes(|| tracing::warn!(repository = %repo.name, refused = refused.len(), reason = %why[0], "rejected events that do not fit the schema"));
+        }
+        let mut refused = refused.iter().map(|(i, _)| *i).peekable();
+        let mut index = 0;
+        events.retain(|_| {
+            let drop = refused.next_if_eq(&index).is_some();
+            index += 1;
+            !drop
+        });
     }
 
     /// Logs the 1st, 2nd, 4th, 8th… occurrence: a flood of bad lines must not flood the log.

@@ -1,0 +1,409 @@
+//! The schema registry's REST API under `/api/v1/registry`, shaped like the Confluent Schema
+//! Registry's so that its clients work unchanged (set their URL to
+//! `http://<eddy>/api/v1/registry`): the same paths, JSON bodies, content type
+//! (`application/vnd.schemaregistry.v1+json`) and errors (`{"error_code": 40401, "message":
+//! ...}`).
+//!
+//! Deletes are soft only: `?permanent=true` is refused (42205), since producers may still send
+//! data framed with a version. A refused registration (409) and a failed compatibility test
+//! list every incompatibility with the field's path and the reason. With `http.admin_tokens`
+//! set, every call needs one, as a bearer token or as the password of basic auth (what
+//! Confluent clients send with `basic.auth.user.info`).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use eddy_schema::registry::Version;
+use eddy_schema::{Compatibility, Incompatibility, RegistryError, SchemaType};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::AppState;
+
+/// The registry's content type.
+pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// The registry's routes (to be nested under `/api/v1/registry`).
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(|| async { reply(json!({})) }))
+        .route("/subjects", get(subjects))
+        .route("/subjects/{subject}", post(lookup).delete(delete_subject))
+        .route("/subjects/{subject}/versions", get(versions).post(register))
+        .route(
+            "/subjects/{subject}/versions/{version}",
+            get(version).delete(delete_version),
+        )
+        .route(
+            "/subjects/{subject}/versions/{version}/schema",
+            get(version_schema),
+        )
+        .route(
+            "/schemas/types",
+            get(|| async { reply(json!(["AVRO", "JSON"])) }),
+        )
+        .route("/schemas/ids/{id}", get(schema_by_id))
+        .route("/schemas/ids/{id}/schema", get(schema_text_by_id))
+        .route("/compatibility/subjects/{subject}/versions", post(test_all))
+        .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            post(test_one),
+        )
+        .route("/config", get(global_config).put(set_global_config))
+        .route(
+            "/config/{subject}",
+            get(subject_config)
+                .put(set_subject_config)
+                .delete(delete_subject_config),
+        )
+}
+
+/// A registry answer or refusal.
+type Answer = Result<Response, Refusal>;
+
+/// A refusal in the Confluent shape.
+pub struct Refusal {
+    status: StatusCode,
+    code: u32,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<RegistryError> for Refusal {
+    fn from(e: RegistryError) -> Refusal {
+        let code = e.code();
+        let status = match code / 100 {
+            404 => StatusCode::NOT_FOUND,
+            422 => StatusCode::UNPROCESSABLE_ENTITY,
+            4 => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Refusal::new(status, code, e.to_string())
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = json!({"error_code": self.code, "message": self.message});
+        let mut r = reply(body);
+        *r.status_mut() = self.status;
+        r
+    }
+}
+
+fn reply(body: Value) -> Response {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response()
+}
+
+/// Checks the admin token (bearer, or the password of basic auth).
+fn admit(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
+    crate::http::authorize(headers, &state.config.http.admin_tokens).map_err(|r| {
+        let status = r.status();
+        Refusal::new(status, u32::from(status.as_u16()), r.message())
+    })
+}
+
+/// Runs a registry call off the async workers (writes fsync the journal).
+async fn call<T: Send + 'static>(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    f: impl FnOnce(&eddy_schema::Registry) -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, Refusal> {
+    admit(state, headers)?;
+    let registry = state.registry.clone();
+    tokio::task::spawn_blocking(move || f(&registry))
+        .await
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, 50001, e.to_string()))?
+        .map_err(Refusal::from)
+}
+
+/// The body of a registration, lookup or compatibility test.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SchemaRequest {
+    schema: String,
+    #[serde(default)]
+    schema_type: Option<String>,
+    #[serde(default)]
+    references: Vec<Value>,
+}
+
+impl SchemaRequest {
+    fn parse(body: &[u8]) -> Result<(SchemaType, String), Refusal> {
+        let unprocessable = |m: String| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, 42201, m);
+        let r: SchemaRequest = serde_json::from_slice(body)
+            .map_err(|e| unprocessable(format!("the request body is not a schema request: {e}")))?;
+        if !r.references.is_empty() {
+            return Err(unprocessable("schema references are not supported".into()));
+        }
+        let kind = match r.schema_type.as_deref() {
+            None => SchemaType::Avro,
+            Some(t) => t.parse().map_err(unprocessable)?,
+        };
+        Ok((kind, r.schema))
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct Flags {
+    #[serde(default)]
+    permanent: bool,
+}
+
+fn refuse_permanent(flags: &Flags) -> Result<(), Refusal> {
+    match flags.permanent {
+        true => Err(Refusal::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42205,
+            "eddy never erases a schema (producers may still send data framed with it); soft deletes only",
+        )),
+        false => Ok(()),
+    }
+}
+
+fn describe(v: &Version) -> Value {
+    let mut body = json!({
+        "subject": v.subject,
+        "version": v.version,
+        "id": v.id,
+        "schema": v.schema,
+    });
+    if !v.schema_type.is_default() {
+        body["schemaType"] = json!(v.schema_type.name());
+    }
+    body
+}
+
+fn incompatibilities(found: &[Incompatibility]) -> Value {
+    json!({
+        "is_compatible": found.is_empty(),
+        "messages": found.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+async fn subjects(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Answer {
+    let subjects = call(&state, &headers, |r| Ok(r.subjects())).await?;
+    Ok(reply(json!(subjects)))
+}
+
+async fn versions(
+    State(state): State<Arc<AppState>>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    let versions = call(&state, &headers, move |r| r.versions(&subject)).await?;
+    Ok(reply(json!(versions)))
+}
+
+async fn register(
+    State(state): State<Arc<AppState>>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let (kind, schema) = SchemaRequest::parse(&body)?;
+    let done = call(&state, &headers, move |r| {
+        let done = r.register(&subject, kind, &schema)?;
+        if done.added {
+            tracing::info!(subject = %subject, id = done.id, version = done.version, "schema registered");
+        }
+        Ok(done)
+    })
+    .await?;
+    Ok(reply(json!({"id": done.id})))
+}
+
+async fn lookup(
+    State(state): State<Arc<AppState>>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let (kind, schema) = SchemaRequest::parse(&body)?;
+    let v = call(&state, &headers, move |r| r.lookup(&subject, kind, &schema)).await?;
+    Ok(reply(describe(&v)))
+}
+
+async fn version(
+    State(state): State<Arc<AppState>>,
+    Path((subject, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let v = call(&state, &headers, move |r| r.version(&subject, &version)).await?;
+    Ok(reply(describe(&v)))
+}
+
+async fn version_schema(
+    State(state): State<Arc<AppState>>,
+    Path((subject, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let v = call(&state, &headers, move |r| r.version(&subject, &version)).await?;
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], v.schema).into_response())
+}
+
+async fn delete_version(
+    State(state): State<Arc<AppState>>,
+    Path((subject, version)): Path<(String, String)>,
+    Query(flags): Query<Flags>,
+    headers: HeaderMap,
+) -> Answer {
+    refuse_permanent(&flags)?;
+    let v = call(&state, &headers, move |r| {
+        r.delete_version(&subject, &version)
+    })
+    .await?;
+    Ok(reply(json!(v)))
+}
+
+async fn delete_subject(
+    State(state): State<Arc<AppState>>,
+    Path(subject): Path<String>,
+    Query(flags): Query<Flags>,
+    headers: HeaderMap,
+) -> Answer {
+    refuse_permanent(&flags)?;
+    let vs = call(&state, &headers, move |r| r.delete_subject(&subject)).await?;
+    Ok(reply(json!(vs)))
+}
+
+async fn schema_by_id(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<u32>,
+    headers: HeaderMap,
+) -> Answer {
+    let (text, schema) = call(&state, &headers, move |r| r.schema(id)).await?;
+    let mut body = json!({ "schema": text });
+    if !schema.kind().is_default() {
+        body["schemaType"] = json!(schema.kind().name());
+    }
+    Ok(reply(body))
+}
+
+async fn schema_text_by_id(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<u32>,
+    headers: HeaderMap,
+) -> Answer {
+    let (text, _) = call(&state, &headers, move |r| r.schema(id)).await?;
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
+}
+
+async fn test_one(
+    State(state): State<Arc<AppState>>,
+    Path((subject, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let (kind, schema) = SchemaRequest::parse(&body)?;
+    let found = call(&state, &headers, move |r| {
+        r.check(&subject, &version, kind, &schema)
+    })
+    .await?;
+    Ok(reply(incompatibilities(&found)))
+}
+
+async fn test_all(
+    State(state): State<Arc<AppState>>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let (kind, schema) = SchemaRequest::parse(&body)?;
+    let found = call(&state, &headers, move |r| {
+        r.check_subject(&subject, kind, &schema)
+    })
+    .await?;
+    Ok(reply(incompatibilities(&found)))
+}
+
+#[derive(Debug, Deserialize)]
+struct ConfigRequest {
+    compatibility: String,
+}
+
+fn parse_mode(body: &[u8]) -> Result<Compatibility, Refusal> {
+    let invalid = |m: String| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, 42203, m);
+    let r: ConfigRequest = serde_json::from_slice(body).map_err(|e| {
+        invalid(format!(
+            "the request body is not {{\"compatibility\": ...}}: {e}"
+        ))
+    })?;
+    r.compatibility.parse().map_err(invalid)
+}
+
+async fn global_config(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Answer {
+    let mode = call(&state, &headers, |r| Ok(r.compatibility(None))).await?;
+    Ok(reply(json!({"compatibilityLevel": mode.name()})))
+}
+
+async fn set_global_config(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let mode = parse_mode(&body)?;
+    call(&state, &headers, move |r| {
+        r.set_compatibility(None, Some(mode))
+    })
+    .await?;
+    Ok(reply(json!({"compatibility": mode.name()})))
+}
+
+/// A subject's mode: its own, else the global one (as Confluent's `defaultToGlobal=true`).
+async fn subject_config(
+    State(state): State<Arc<AppState>>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    let mode = call(&state, &headers, move |r| {
+        Ok(r.compatibility(Some(&subject)))
+    })
+    .await?;
+    Ok(reply(json!({"compatibilityLevel": mode.name()})))
+}
+
+async fn set_subject_config(
+    State(state): State<Arc<AppState>>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let mode = parse_mode(&body)?;
+    call(&state, &headers, move |r| {
+        r.set_compatibility(Some(&subject), Some(mode))
+    })
+    .await?;
+    Ok(reply(json!({"compatibility": mode.name()})))
+}
+
+async fn delete_subject_config(
+    State(state): State<Arc<AppState>>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    let before = call(&state, &headers, move |r| {
+        if !r.has_own_compatibility(&subject) {
+            return Err(RegistryError::SubjectNotFound(subject));
+        }
+        let before = r.compatibility(Some(&subject));
+        r.set_compatibility(Some(&subject), None)?;
+        Ok(before)
+    })
+    .await?;
+    Ok(reply(json!({"compatibilityLevel": before.name()})))
+}
