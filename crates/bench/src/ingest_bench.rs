@@ -62,6 +62,7 @@ impl Server {
             format!(
                 "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n[ingest]\nudp_queue_datagrams = 262144\n\
                  [repositories.bench]\npartitions = 4\n\
+                 [repositories.gated]\npartitions = 4\nschema = {{ subject = \"bench-value\" }}\n\
                  [[tcp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"bench\"\nparser = \"json\"\n\
                  [[udp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"bench\"\nparser = \"syslog\"\n",
                 dir.join("data")
@@ -98,12 +99,33 @@ impl Server {
         };
         let tcp = address("tcp")?;
         let udp = address("udp")?;
-        Ok(Server {
+        let server = Server {
             child,
             http,
             tcp,
             udp,
-        })
+        };
+        server.register_gated_schema()?;
+        Ok(server)
+    }
+
+    /// Registers the schema the `gated` repository checks the benchmark's events against.
+    fn register_gated_schema(&self) -> Result<()> {
+        let body = serde_json::json!({ "schema": GATED_SCHEMA }).to_string();
+        let resp = Self::agent()
+            .post(format!(
+                "{}/api/v1/registry/subjects/bench-value/versions",
+                self.http
+            ))
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .send(body.as_bytes())
+            .map_err(|e| Error::Invalid(format!("registering the benchmark schema: {e}")))?;
+        match resp.status().as_u16() {
+            200 => Ok(()),
+            s => Err(Error::Invalid(format!(
+                "registering the benchmark schema: status {s}"
+            ))),
+        }
     }
 
     fn agent() -> ureq::Agent {
@@ -114,14 +136,20 @@ impl Server {
             .into()
     }
 
-    /// Events stored through `door`, from the server's metrics.
+    /// Events stored through `door` into `bench`, from the server's metrics.
     fn stored(&self, door: &str) -> Result<u64> {
+        self.stored_in(door, "bench")
+    }
+
+    /// Events stored through `door` into `repository`, from the server's metrics.
+    fn stored_in(&self, door: &str, repository: &str) -> Result<u64> {
         let text = Self::agent()
             .get(format!("{}/metrics", self.http))
             .call()
             .and_then(|mut r| r.body_mut().read_to_string())
             .map_err(|e| Error::Invalid(format!("reading /metrics: {e}")))?;
-        let series = format!("eddy_ingest_events_total{{door=\"{door}\",repository=\"bench\"}} ");
+        let series =
+            format!("eddy_ingest_events_total{{door=\"{door}\",repository=\"{repository}\"}} ");
         Ok(text
             .lines()
             .find_map(|l| l.strip_prefix(&series)?.parse().ok())
@@ -156,12 +184,20 @@ fn body(client: usize, batch: usize) -> Vec<u8> {
     out
 }
 
-/// One HTTP run: events/s and the latency histogram (µs).
+/// The Avro schema of [`body`]'s events (eddy's `@timestamp` and `#host` are not checked).
+const GATED_SCHEMA: &str = r#"{"type": "record", "name": "Order", "fields": [
+    {"name": "level", "type": "string"}, {"name": "service", "type": "string"},
+    {"name": "status", "type": "int"}, {"name": "latency_ms", "type": "int"},
+    {"name": "user", "type": "string"}, {"name": "msg", "type": "string"},
+    {"name": "c", "type": "long"}, {"name": "n", "type": "long"}, {"name": "pad", "type": "string"}]}"#;
+
+/// One HTTP run into `repository`: events/s and the latency histogram (µs).
 fn http_run(
     server: &Server,
     opts: &IngestBenchOptions,
+    repository: &str,
 ) -> Result<(f64, hdrhistogram::Histogram<u64>)> {
-    let url = format!("{}/api/v1/ingest/bench", server.http);
+    let url = format!("{}/api/v1/ingest/{repository}", server.http);
     let deadline = Instant::now() + Duration::from_secs(opts.seconds);
     let started = Instant::now();
     let results: Vec<Result<(u64, hdrhistogram::Histogram<u64>)>> = std::thread::scope(|s| {
@@ -312,19 +348,31 @@ pub fn run(opts: &IngestBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Re
     );
     let mut p50 = Figure::new("HTTP ack latency p50 (per batch of 1,000)", "ms");
     let mut p99 = Figure::new("HTTP ack latency p99 (per batch of 1,000)", "ms");
+    let mut gated = Figure::new(
+        "HTTP ingest into a repository bound to an Avro schema (the gatekeeper)",
+        "events/s",
+    );
     for run in 0..runs {
         progress(&format!("HTTP ingest, run {}/{runs}", run + 1));
         let server = Server::start(&opts.server, &opts.dir)?;
-        let (r, h) = http_run(&server, opts)?;
+        let (r, h) = http_run(&server, opts, "bench")?;
+        progress(&format!(
+            "HTTP ingest through the gatekeeper, run {}/{runs}",
+            run + 1
+        ));
+        let (g, gh) = http_run(&server, opts, "gated")?;
+        gated.runs.push(g);
         // Every acknowledged event is counted by the server too.
-        let stored = server.stored("http")?;
-        let acked = h.len() * BATCH as u64;
-        if stored != acked {
-            return Err(Error::Mismatch {
-                what: "events stored by eddy serve vs acknowledged to the clients".into(),
-                expected: acked.to_string(),
-                got: stored.to_string(),
-            });
+        for (repository, hist) in [("bench", &h), ("gated", &gh)] {
+            let stored = server.stored_in("http", repository)?;
+            let acked = hist.len() * BATCH as u64;
+            if stored != acked {
+                return Err(Error::Mismatch {
+                    what: format!("events stored in {repository} vs acknowledged to the clients"),
+                    expected: acked.to_string(),
+                    got: stored.to_string(),
+                });
+            }
         }
         rate.runs.push(r);
         p50.runs.push(h.value_at_quantile(0.50) as f64 / 1e3);
@@ -382,6 +430,11 @@ pub fn run(opts: &IngestBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Re
     }
     drop(server);
     let _ = std::fs::remove_dir_all(&opts.dir);
+    progress("the gatekeeper in process");
+    let events = if opts.seconds <= 3 { 100_000 } else { 400_000 };
+    let (parse_only, check, decode) = crate::schema_bench::figures(&opts.dir, events, runs)?;
+    let parse_floor = parse_only.median();
+    let plain_rate = rate.median();
     let udp = match best {
         Some((_, achieved)) => Figure::once(
             "syslog over UDP: highest rate with no datagram dropped",
@@ -402,6 +455,25 @@ pub fn run(opts: &IngestBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Re
         },
         Row::plain(p50),
         Row::plain(p99),
+        Row {
+            baseline: "the same events, no schema".into(),
+            ratio: format!("{:.2}× the rate without", gated.median() / plain_rate),
+            goal: "cost printed as a ratio".into(),
+            figure: gated,
+        },
+        Row {
+            baseline: String::new(),
+            ratio: String::new(),
+            goal: String::new(),
+            figure: parse_only,
+        },
+        Row {
+            baseline: "JSON parsing alone (row above)".into(),
+            ratio: format!("{:.2}× its rate", check.median() / parse_floor),
+            goal: "≥ 200.0 k events/s".into(),
+            figure: check,
+        },
+        Row::plain(decode),
         Row {
             baseline: "counted until every line sent is stored".into(),
             ratio: String::new(),
@@ -429,6 +501,10 @@ pub fn run(opts: &IngestBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Re
              run; each request is timed until its 200, which eddy sends only after the events are fsync'd in the bus. \
              TCP: the same events as JSON lines streamed over {} connections, timed from the first byte to the last \
              event stored (no acknowledgements on TCP). \
+             The gatekeeper: the same HTTP load into a repository bound to an Avro schema of the events' nine \
+             fields (each event parsed, then converted to Avro), on the same server right after the plain run; \
+             and in process on one core, a 10-field record checked against its Avro schema (text to verdict) \
+             beside parsing the JSON alone, and binary Avro decoded. \
              Syslog: RFC 5424 datagrams at rising rates for {} s each; the events stored (the server's \
              `/metrics`) are compared with the datagrams sent. Regenerate this section alone with \
              `cargo run --release -p eddy -- bench ingest` (`--quick` for a short run).",

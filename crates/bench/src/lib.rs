@@ -17,6 +17,7 @@ pub mod log_bench;
 pub mod peers;
 pub mod query_bench;
 pub mod report;
+pub mod schema_bench;
 pub mod store_bench;
 
 use std::path::PathBuf;

@@ -6,6 +6,7 @@ mod consume;
 mod group;
 mod output;
 mod produce;
+mod schema;
 mod search;
 mod send;
 mod serve;
@@ -121,6 +122,9 @@ enum Command {
     /// List consumer groups and show their committed offsets and lag.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// The schema registry of a running server: register, list, show, check, diff.
+    #[command(subcommand)]
+    Schema(schema::SchemaCommand),
     /// Inspect the segment store: list segments, verify checksums, show compression ratios.
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -154,6 +158,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => produce::run(&cli.global, args),
         Command::Consume(args) => consume::run(&cli.global, args),
         Command::Group(cmd) => group::run(&cli.global, cmd),
+        Command::Schema(cmd) => schema::run(&cli.global, cmd),
         Command::Store(cmd) => store::run(&cli.global, cmd),
         Command::Bench(cmd) => bench::run(&cli.global, cmd),
     };
@@ -164,5 +169,16 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Clap checks the whole command tree (e.g. no two arguments with one name) only when a
+    /// subcommand is used; this checks it all at once.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -70,6 +70,12 @@ fn every_subcommand_has_help() {
         vec!["group", "describe", "--help"],
         vec!["bench", "--help"],
         vec!["bench", "log", "--help"],
+        vec!["schema", "--help"],
+        vec!["schema", "register", "--help"],
+        vec!["schema", "list", "--help"],
+        vec!["schema", "show", "--help"],
+        vec!["schema", "check", "--help"],
+        vec!["schema", "diff", "--help"],
     ] {
         let out = ok(dir.path(), &args, "");
         assert!(out.contains("Usage:"), "{args:?}: {out}");

@@ -231,3 +231,82 @@ fn the_gatekeeper_stops_bad_events_at_every_door_and_resolves_old_writers() {
         .unwrap();
     assert_eq!(resolved.fields.get("currency"), Some(&Value::from("EUR")));
 }
+
+fn eddy_schema(server: &Server, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .arg("schema")
+        .args(args)
+        .args(["--url", &server.url, "--token", TOKEN])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_schema_command_registers_lists_shows_checks_and_diffs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (v1, v2) = (file("v1.avsc", ORDER_V1), file("v2.avsc", ORDER_V2));
+    let bad = file(
+        "bad.avsc",
+        &ORDER_V2.replace(
+            r#""name": "id", "type": "long""#,
+            r#""name": "id", "type": "int""#,
+        ),
+    );
+
+    let (code, out, _) = eddy_schema(&server, &["register", "orders", &v1]);
+    assert_eq!((code, out.trim()), (0, "orders: version 1 (schema id 1)"));
+    let (code, out, _) = eddy_schema(&server, &["check", "orders", &v2]);
+    assert_eq!((code, out.trim()), (0, "compatible: compatible"));
+    let (code, _, err) = eddy_schema(&server, &["check", "orders", &bad]);
+    assert_eq!(code, 1);
+    assert!(err.contains("Order.id: type changed from long to int; data written with version 1 cannot be read by the new schema"), "{err}");
+    let (code, _, err) = eddy_schema(&server, &["register", "orders", &bad]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("incompatible (1 reasons)"), "{err}");
+    assert_eq!(eddy_schema(&server, &["register", "orders", &v2]).0, 0);
+
+    let (code, out, _) = eddy_schema(&server, &["list", "--json"]);
+    assert_eq!(code, 0);
+    let row: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        row,
+        json!({"subject": "orders", "version": 2, "id": 2, "type": "AVRO", "compatibility": "BACKWARD"})
+    );
+    let (code, out, _) = eddy_schema(&server, &["show", "orders", "--at", "1"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("# orders version 1 (schema id 1, AVRO)"),
+        "{out}"
+    );
+    let (code, out, _) = eddy_schema(&server, &["diff", "orders", "1", "2"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(
+            "+ fields.currency: {\"default\":\"EUR\",\"name\":\"currency\",\"type\":\"string\"}"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("the new version reads old data (backward): yes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("old readers read new data (forward): yes"),
+        "{out}"
+    );
+    let (code, _, err) = eddy_schema(&server, &["show", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("error 40401"), "{err}");
+    server.stop();
+}
