@@ -371,6 +371,11 @@ mod tests {
         (dir, r)
     }
 
+    fn bound(registry: Arc<Registry>, subject: &str, versions: Versions) -> Gate {
+        let subject = subject.to_string();
+        Gate::new(registry, Binding { subject, versions })
+    }
+
     fn datum(schema: &str, value: apache_avro::types::Value) -> Vec<u8> {
         crate::AvroSchema::parse(schema)
             .unwrap()
@@ -389,13 +394,7 @@ mod tests {
     #[test]
     fn json_events_fit_the_latest_version_and_refusals_name_the_field() {
         let (_dir, r) = registry();
-        let gate = Gate::new(
-            r.clone(),
-            Binding {
-                subject: "orders".into(),
-                versions: Versions::Latest,
-            },
-        );
+        let gate = bound(r.clone(), "orders", Versions::Latest);
         let c = gate.contract().unwrap();
         let checker = c.checker();
         assert!(checker.check_text(r#"{"id": 1, "total": 2.5}"#).is_ok());
@@ -424,13 +423,7 @@ mod tests {
         let (_dir, r) = registry();
         let v1 = r.version("orders", "1").unwrap();
         r.register("orders", SchemaType::Avro, V2).unwrap();
-        let gate = Gate::new(
-            r.clone(),
-            Binding {
-                subject: "orders".into(),
-                versions: Versions::Latest,
-            },
-        );
+        let gate = bound(r.clone(), "orders", Versions::Latest);
         let c = gate.contract().unwrap();
         let parsed = crate::AvroSchema::parse(V1).unwrap();
         let d = datum(V1, order(7, 9.5));
@@ -449,13 +442,7 @@ mod tests {
             assert_eq!(e, json!({"id": 7, "total": 9.5, "currency": "EUR"}));
         }
         // Kept as written under `any`.
-        let any = Gate::new(
-            r.clone(),
-            Binding {
-                subject: "orders".into(),
-                versions: Versions::Any,
-            },
-        );
+        let any = bound(r.clone(), "orders", Versions::Any);
         let (e, _) = any
             .contract()
             .unwrap()
@@ -474,13 +461,7 @@ mod tests {
                 r#"{"type": "record", "name": "A", "fields": [{"name": "x", "type": "int"}]}"#,
             )
             .unwrap();
-        let gate = Gate::new(
-            r.clone(),
-            Binding {
-                subject: "orders".into(),
-                versions: Versions::Latest,
-            },
-        );
+        let gate = bound(r.clone(), "orders", Versions::Latest);
         let c = gate.contract().unwrap();
         let e = c.decode(&framing::confluent(other.id, &[2])).unwrap_err();
         assert_eq!(
@@ -493,13 +474,7 @@ mod tests {
                 .starts_with("the datum does not decode with version 1 (schema id 1)"),
             "{e}"
         );
-        let unbound = Gate::new(
-            r,
-            Binding {
-                subject: "nope".into(),
-                versions: Versions::Latest,
-            },
-        );
+        let unbound = bound(r, "nope", Versions::Latest);
         assert_eq!(
             unbound.contract().unwrap_err(),
             GateError::NoSchema("nope".into())
@@ -516,13 +491,7 @@ mod tests {
             "properties": {"url": {"type": "string"}, "ms": {"type": "integer", "minimum": 0}}}"#,
         )
         .unwrap();
-        let gate = Gate::new(
-            r,
-            Binding {
-                subject: "clicks".into(),
-                versions: Versions::Any,
-            },
-        );
+        let gate = bound(r, "clicks", Versions::Any);
         let c = gate.contract().unwrap();
         assert!(c.checker().check(&json!({"url": "/", "ms": 3})).is_ok());
         let e = c.checker().check(&json!({"ms": -1})).unwrap_err();
@@ -553,15 +522,7 @@ mod tests {
             {"name": "m", "type": {"type": "map", "values": {"type": "fixed", "name": "F", "size": 3}}},
             {"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["X", "Y"]}},
             {"name": "next", "type": ["null", "R"], "default": null}]}"#).unwrap();
-        let c = Gate::new(
-            r,
-            Binding {
-                subject: "deep".into(),
-                versions: Versions::Latest,
-            },
-        )
-        .contract()
-        .unwrap();
+        let c = bound(r, "deep", Versions::Latest).contract().unwrap();
         (dir, c)
     }
 
