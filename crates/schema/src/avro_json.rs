@@ -307,6 +307,51 @@ mod tests {
         );
     }
 
+    fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Json> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::from),
+            any::<i64>().prop_map(Json::from),
+            any::<f64>().prop_map(Json::from),
+            prop_oneof![
+                Just("NEW".to_string()),
+                Just("id".to_string()),
+                ".{0,8}".prop_map(String::from)
+            ]
+            .prop_map(Json::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            let keys = prop_oneof![
+                Just("id".to_string()),
+                Just("total".to_string()),
+                Just("items".to_string()),
+                Just("note".to_string()),
+                Just("sku".to_string()),
+                Just("qty".to_string()),
+                "[a-z]{1,4}"
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Json::from),
+                proptest::collection::btree_map(keys, inner, 0..6)
+                    .prop_map(|m| Json::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever JSON arrives, the converter answers with a value or a reason, never a panic;
+        /// and a value it gives encodes under the schema.
+        #[test]
+        fn arbitrary_json_converts_or_says_why(event in arbitrary_json()) {
+            let parsed = crate::AvroSchema::parse(ORDER).unwrap();
+            match Converter::new(parsed.schema()).convert(&event) {
+                Ok(value) => proptest::prop_assert!(parsed.encode(value).is_ok()),
+                Err(e) => proptest::prop_assert!(!e.reason.is_empty()),
+            }
+        }
+    }
+
     #[test]
     fn every_refusal_names_the_field_and_says_why() {
         let cases = [

@@ -623,6 +623,39 @@ mod tests {
     }
 
     #[test]
+    fn json_schemas_have_their_own_ids_and_modes_apply_to_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        let r = Registry::open(&log).unwrap();
+        let open = r#"{"type": "object", "properties": {"id": {"type": "integer"}}}"#;
+        let a = r.register("clicks", SchemaType::Json, open).unwrap();
+        // The same text as another kind is another schema.
+        let enum_text = r#"{"type": "enum", "name": "E", "symbols": ["A"]}"#;
+        let b = r.register("other", SchemaType::Avro, enum_text).unwrap();
+        assert_ne!(a.id, b.id);
+        let required =
+            r#"{"type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}}"#;
+        let e = r
+            .register("clicks", SchemaType::Json, required)
+            .unwrap_err();
+        assert_eq!(e.code(), 409);
+        assert!(e.to_string().contains("id: became required"), "{e}");
+        let kinds = r
+            .register("clicks", SchemaType::Avro, enum_text)
+            .unwrap_err();
+        assert!(
+            kinds
+                .to_string()
+                .contains("schema type changed from JSON to AVRO"),
+            "{kinds}"
+        );
+        assert_eq!(
+            r.version("clicks", "1").unwrap().schema_type,
+            SchemaType::Json
+        );
+    }
+
+    #[test]
     fn checks_answer_with_reasons_whatever_the_mode() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path()).unwrap();
