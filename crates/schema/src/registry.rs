@@ -524,6 +524,16 @@ impl Registry {
     }
 }
 
+/// A registry in a fresh temporary bus, for tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn scratch() -> (tempfile::TempDir, Arc<Registry>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let registry = Arc::new(Registry::open(&log).unwrap());
+    (dir, registry)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -538,9 +548,7 @@ mod tests {
 
     #[test]
     fn ids_are_stable_versions_count_up_and_deletes_are_soft() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path()).unwrap();
-        let r = Registry::open(&log).unwrap();
+        let (_dir, r) = scratch();
         let a = r.register("orders-value", SchemaType::Avro, V1).unwrap();
         assert_eq!((a.id, a.version, a.added), (1, 1, true));
         // The same schema, written differently, again: the same id and version.
@@ -624,9 +632,7 @@ mod tests {
 
     #[test]
     fn json_schemas_have_their_own_ids_and_modes_apply_to_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path()).unwrap();
-        let r = Registry::open(&log).unwrap();
+        let (_dir, r) = scratch();
         let open = r#"{"type": "object", "properties": {"id": {"type": "integer"}}}"#;
         let a = r.register("clicks", SchemaType::Json, open).unwrap();
         // The same text as another kind is another schema.
@@ -657,9 +663,7 @@ mod tests {
 
     #[test]
     fn checks_answer_with_reasons_whatever_the_mode() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path()).unwrap();
-        let r = Registry::open(&log).unwrap();
+        let (_dir, r) = scratch();
         r.register("orders-value", SchemaType::Avro, V1).unwrap();
         assert!(r
             .check("orders-value", "latest", SchemaType::Avro, V2)

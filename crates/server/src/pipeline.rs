@@ -120,7 +120,7 @@ impl Repository {
         let checker = contract.checker();
         let mut refused = Vec::new();
         for (i, e) in events.iter().enumerate() {
-            if let Err(why) = checker.check(&as_json(e)) {
+            if let Err(why) = checker.check(as_json(e)) {
                 refused.push((i, why));
             }
         }

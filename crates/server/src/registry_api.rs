@@ -54,11 +54,11 @@ pub fn router() -> Router<Arc<AppState>> {
             "/compatibility/subjects/{subject}/versions/{version}",
             post(test_one),
         )
-        .route("/config", get(global_config).put(set_global_config))
+        .route("/config", get(get_config).put(set_config))
         .route(
             "/config/{subject}",
-            get(subject_config)
-                .put(set_subject_config)
+            get(get_config)
+                .put(set_config)
                 .delete(delete_subject_config),
         )
 }
@@ -346,46 +346,31 @@ fn parse_mode(body: &[u8]) -> Result<Compatibility, Refusal> {
     r.compatibility.parse().map_err(invalid)
 }
 
-async fn global_config(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Answer {
-    let mode = call(&state, &headers, |r| Ok(r.compatibility(None))).await?;
-    Ok(reply(json!({"compatibilityLevel": mode.name()})))
-}
-
-async fn set_global_config(
+/// The mode of a subject (its own, else the global one, as Confluent's `defaultToGlobal=true`),
+/// or without one the global mode.
+async fn get_config(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let mode = parse_mode(&body)?;
-    call(&state, &headers, move |r| {
-        r.set_compatibility(None, Some(mode))
-    })
-    .await?;
-    Ok(reply(json!({"compatibility": mode.name()})))
-}
-
-/// A subject's mode: its own, else the global one (as Confluent's `defaultToGlobal=true`).
-async fn subject_config(
-    State(state): State<Arc<AppState>>,
-    Path(subject): Path<String>,
+    subject: Option<Path<String>>,
     headers: HeaderMap,
 ) -> Answer {
+    let subject = subject.map(|Path(s)| s);
     let mode = call(&state, &headers, move |r| {
-        Ok(r.compatibility(Some(&subject)))
+        Ok(r.compatibility(subject.as_deref()))
     })
     .await?;
     Ok(reply(json!({"compatibilityLevel": mode.name()})))
 }
 
-async fn set_subject_config(
+async fn set_config(
     State(state): State<Arc<AppState>>,
-    Path(subject): Path<String>,
+    subject: Option<Path<String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
     let mode = parse_mode(&body)?;
+    let subject = subject.map(|Path(s)| s);
     call(&state, &headers, move |r| {
-        r.set_compatibility(Some(&subject), Some(mode))
+        r.set_compatibility(subject.as_deref(), Some(mode))
     })
     .await?;
     Ok(reply(json!({"compatibility": mode.name()})))
