@@ -424,6 +424,17 @@ impl Agg {
 }
 
 impl AggState {
+    fn approx_bytes(&self) -> usize {
+        16 + match self {
+            AggState::Distinct(d) => match d.as_ref() {
+                Distinct::Exact(set) => set.len() * 16,
+                Distinct::Sketch(registers) => registers.len(),
+            },
+            AggState::Quantiles(q) => q.approx_bytes(),
+            _ => 0,
+        }
+    }
+
     fn merge(&mut self, other: AggState) {
         match (self, other) {
             (AggState::Count(a), AggState::Count(b)) => *a += b,
@@ -456,6 +467,13 @@ enum Key {
 }
 
 impl Key {
+    fn approx_bytes(&self) -> usize {
+        match self {
+            Key::Int(_) => 16,
+            Key::Text(t) => 24 + t.len(),
+        }
+    }
+
     fn of(v: &Value) -> Key {
         match v {
             Value::Int(i) => Key::Int(*i),
@@ -570,6 +588,41 @@ enum Collected {
     Values(Box<Quantiles>),
     /// Rows kept so far.
     Rows(Vec<Event>),
+}
+
+impl State {
+    /// Roughly the bytes the state holds (for bounding live queries' memory).
+    pub fn approx_bytes(&self) -> usize {
+        match &self.0 {
+            Collected::Groups { groups, .. } => groups
+                .iter()
+                .map(|(key, states)| {
+                    64 + key.iter().map(Key::approx_bytes).sum::<usize>()
+                        + states.iter().map(AggState::approx_bytes).sum::<usize>()
+                })
+                .sum(),
+            Collected::Values(q) => q.approx_bytes(),
+            Collected::Rows(rows) => rows.iter().map(approx_event_bytes).sum(),
+        }
+    }
+}
+
+/// Roughly the bytes an event holds.
+pub fn approx_event_bytes(e: &Event) -> usize {
+    let text = |t: &str| 24 + t.len();
+    let value = |v: &Value| match v {
+        Value::Str(t) => text(t),
+        _ => 24,
+    };
+    96 + e.raw.as_deref().map_or(0, text)
+        + e.tags
+            .iter()
+            .map(|(k, v)| 32 + text(k) + text(v))
+            .sum::<usize>()
+        + e.fields
+            .iter()
+            .map(|(k, v)| 32 + text(k) + value(v))
+            .sum::<usize>()
 }
 
 impl Collect {
@@ -908,6 +961,28 @@ pub struct Program {
 }
 
 impl Program {
+    /// The event as the per-event steps leave it, or `None` if they drop it. Leading filters
+    /// read `e` in place: only an event that passes them is copied.
+    pub fn process(&self, e: &Event) -> Option<Event> {
+        let leading = self
+            .steps
+            .iter()
+            .take_while(|s| matches!(s, Step::Filter(_)))
+            .count();
+        let passes = self.steps[..leading].iter().all(|s| match s {
+            Step::Filter(f) => f.matches(e),
+            _ => true,
+        });
+        if !passes {
+            return None;
+        }
+        let mut e = e.clone();
+        self.steps[leading..]
+            .iter()
+            .all(|s| s.apply(&mut e))
+            .then_some(e)
+    }
+
     /// Runs the per-event steps over `e` and adds it to `state` if it passes them all.
     pub fn feed(&self, state: &mut State, mut e: Event) {
         if self.steps.iter().all(|s| s.apply(&mut e)) {

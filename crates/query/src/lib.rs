@@ -14,10 +14,12 @@ pub mod expr;
 pub mod fields;
 pub mod filter;
 pub mod format;
+pub mod live;
 pub mod run;
 pub mod search;
 pub mod sketch;
 pub mod syntax;
 
+pub use live::{Live, LiveError, Window};
 pub use run::{prepare, run, run_with_partials, Answer, Options, Partials, Prepared, Progress};
 pub use syntax::{parse, QueryError};

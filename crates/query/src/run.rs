@@ -313,7 +313,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The answer of a filled state: the rest of the query applied, rows as their columns.
-fn answer(
+pub(crate) fn answer(
     program: &Program,
     state: State,
     mut warnings: Vec<String>,

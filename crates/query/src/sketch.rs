@@ -79,6 +79,11 @@ impl Quantiles {
         self.count
     }
 
+    /// Roughly the bytes it holds.
+    pub fn approx_bytes(&self) -> usize {
+        64 + (self.positive.len() + self.negative.len()) * 48
+    }
+
     /// The smallest and largest values counted (exact), or `None` without values.
     pub fn range(&self) -> Option<(f64, f64)> {
         (self.count > 0).then_some((self.min, self.max))

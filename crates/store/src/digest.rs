@@ -125,6 +125,7 @@ impl Worker {
         let start = topic.partition(partition)?.start_offset();
         let committed = self.log.groups().committed(GROUP, topic.name(), partition);
         let mut reader = topic.reader(partition, committed.unwrap_or(start).max(start))?;
+        store.note_digested(partition, reader.position());
         let mut last_commit = committed;
         let mut appender = store.appender(partition);
         while !self.stop.load(Ordering::Relaxed) {
@@ -173,6 +174,7 @@ impl Worker {
             // Once per poll: the threads of a digest share these counters.
             self.stats.events.fetch_add(events, Ordering::Relaxed);
             self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+            store.note_digested(partition, reader.position());
             store.seal_due(partition)?;
             let commit = store.commit_point(partition).unwrap_or(reader.position());
             if last_commit != Some(commit) {

@@ -24,6 +24,6 @@ pub use block::{BlockBuilder, Compression};
 pub use bloom::{BloomError, BloomFilter};
 pub use digest::Digest;
 pub use segment::{Footer, SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
-pub use store::{Appender, BlockTask, Plan, RepoStore, Scan, ScanStats, StoreConfig};
+pub use store::{Appender, BlockTask, Cut, Plan, RepoStore, Scan, ScanStats, StoreConfig};
 pub use tokens::{event_tokens, is_whole_token, text_tokens};
 pub use view::{BlockView, Parts, ReadBuffers, SplitColumns};

@@ -185,6 +185,54 @@ impl BlockTask {
     }
 }
 
+/// Which bus records a plan holds, per partition: those below `from`, and those of a data
+/// source up to the last offset sealed or in work in progress when it was planned.
+#[derive(Debug, Clone, Default)]
+pub struct Cut {
+    partitions: HashMap<u32, PartitionCut>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct PartitionCut {
+    from: u64,
+    upto: HashMap<String, u64>,
+}
+
+impl PartitionCut {
+    fn from(from: u64) -> PartitionCut {
+        PartitionCut {
+            from,
+            upto: HashMap::new(),
+        }
+    }
+}
+
+impl Cut {
+    fn note(&mut self, partition: u32, source: &str, last: u64) {
+        let upto = self
+            .partitions
+            .entry(partition)
+            .or_default()
+            .upto
+            .entry(source.to_string())
+            .or_insert(last);
+        *upto = (*upto).max(last);
+    }
+
+    /// Where a reader of `partition` starts: every record before it is in the plan.
+    pub fn from(&self, partition: u32) -> u64 {
+        self.partitions.get(&partition).map_or(0, |p| p.from)
+    }
+
+    /// Whether the plan holds the record at `offset` of `partition` from data source `source`
+    /// (the record's key).
+    pub fn holds(&self, partition: u32, offset: u64, source: &str) -> bool {
+        self.partitions.get(&partition).is_some_and(|p| {
+            offset < p.from || p.upto.get(source).is_some_and(|&upto| offset <= upto)
+        })
+    }
+}
+
 /// A scan's blocks, ready to read (from any threads), and what planning skipped.
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -331,6 +379,9 @@ pub struct RepoStore {
     /// Held for writing while segments and work in progress change hands, for reading while a
     /// scan is planned: no event is seen twice or missed.
     transition: RwLock<()>,
+    /// Per partition, the bus offset below which every event has been appended (the digest
+    /// says so after each batch): where a live reader of the bus takes over from a scan.
+    digested: Mutex<HashMap<u32, u64>>,
 }
 
 impl std::fmt::Debug for RepoStore {
@@ -404,6 +455,7 @@ impl RepoStore {
             segments: RwLock::new(segments),
             wips: Mutex::new(HashMap::new()),
             transition: RwLock::new(()),
+            digested: Mutex::new(HashMap::new()),
         })
     }
 
@@ -682,9 +734,21 @@ impl RepoStore {
         Ok(seg)
     }
 
+    /// Records that every event of `partition` below bus offset `next` has been appended (or
+    /// was already sealed). Called by the digest after each batch.
+    pub fn note_digested(&self, partition: u32, next: u64) {
+        lock(&self.digested).insert(partition, next);
+    }
+
     /// Plans `scan`: the blocks of sealed segments and work in progress that may hold matching
     /// events, with nothing decompressed yet.
     pub fn plan(&self, scan: &Scan) -> Plan {
+        self.plan_with_cut(scan).0
+    }
+
+    /// [`RepoStore::plan`], and the [`Cut`] that says which bus records the plan holds: a
+    /// live query reads the plan, then the bus from the cut, and sees every event once.
+    pub fn plan_with_cut(&self, scan: &Scan) -> (Plan, Cut) {
         let mut planner = Planner {
             plan: Plan::default(),
             scan: Arc::new(scan.clone()),
@@ -692,7 +756,21 @@ impl RepoStore {
             token_hashes: scan.tokens.iter().map(|t| token_hash(t)).collect(),
         };
         let _step = read(&self.transition);
-        let entries: Vec<_> = lock(&self.catalogue).segments.values().cloned().collect();
+        // Read under the transition lock, before the work in progress: an event below `from`
+        // is in the plan; one at or past it is in the plan only if `sealed` says so.
+        let mut cut = Cut {
+            partitions: lock(&self.digested)
+                .iter()
+                .map(|(&p, &from)| (p, PartitionCut::from(from)))
+                .collect(),
+        };
+        let entries: Vec<_> = {
+            let catalogue = lock(&self.catalogue);
+            for ((p, source), &upto) in &catalogue.sealed_upto {
+                cut.note(*p, source, upto);
+            }
+            catalogue.segments.values().cloned().collect()
+        };
         planner.plan.stats.segments = entries.len();
         for e in entries {
             let i = &e.info;
@@ -720,6 +798,9 @@ impl RepoStore {
         let no_tags = BTreeMap::new();
         for wip in wips {
             let w = lock(&wip);
+            if w.writer.is_some() || w.sealed.is_some() {
+                cut.note(w.partition, &w.source, w.last_offset);
+            }
             if !scan.tags_may_match(w.tags.as_ref().unwrap_or(&no_tags), &w.source) {
                 continue;
             }
@@ -743,7 +824,7 @@ impl RepoStore {
                 });
             }
         }
-        planner.plan
+        (planner.plan, cut)
     }
 
     /// Every event matching `scan`, read on the calling thread, with warnings for damaged
