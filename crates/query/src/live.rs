@@ -231,6 +231,7 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
 pub const DEFAULT_ROWS: usize = DEFAULT_LIMIT;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::run::{prepare, run_events};
