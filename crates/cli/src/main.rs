@@ -11,6 +11,7 @@ mod search;
 mod send;
 mod serve;
 mod store;
+mod tail;
 mod topic;
 use eddy_event::units;
 
@@ -112,6 +113,9 @@ enum Command {
     Send(send::SendArgs),
     /// Run a query on a server: `eddy search 'status>=500 | groupBy(host)' --start 24h`.
     Search(search::SearchArgs),
+    /// Follow a live query: `eddy tail 'status>=500'` prints events as they come, an aggregate
+    /// is a table redrawn as it changes.
+    Tail(tail::TailArgs),
     /// Create, list, describe, verify and delete topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
@@ -154,6 +158,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&cli.global, args),
         Command::Send(args) => send::run(&cli.global, args),
         Command::Search(args) => search::run(&cli.global, args),
+        Command::Tail(args) => tail::run(&cli.global, args),
         Command::Topic(cmd) => topic::run(&cli.global, cmd),
         Command::Produce(args) => produce::run(&cli.global, args),
         Command::Consume(args) => consume::run(&cli.global, args),

@@ -91,6 +91,8 @@ pub struct Live {
     changed: bool,
     /// Events too old for the window when they came.
     late: u64,
+    /// Events that passed the query's steps into the window's state.
+    kept: u64,
 }
 
 impl Live {
@@ -104,6 +106,7 @@ impl Live {
             memory_limit,
             changed: true,
             late: 0,
+            kept: 0,
         }
     }
 
@@ -120,6 +123,11 @@ impl Live {
     /// Events that came too late for the window.
     pub fn late(&self) -> u64 {
         self.late
+    }
+
+    /// Events that passed the query's steps into the window's state.
+    pub fn kept(&self) -> u64 {
+        self.kept
     }
 
     /// The scan that seeds the window at `now` from the store: the window's start onwards
@@ -163,6 +171,7 @@ impl Live {
         }
         let kept = self.prepared.program.process(e)?;
         let slice = e.timestamp.div_euclid(self.window.slice) * self.window.slice;
+        self.kept += 1;
         self.changed |= e.timestamp < end;
         let pushed = (self.is_events() && e.timestamp < end).then(|| kept.clone());
         let collect = &self.prepared.program.collect;

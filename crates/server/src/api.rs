@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::config::RepositoryConfig;
 use crate::http::{authorize, error, Reject};
-use crate::pipeline::Repository;
+use crate::ingest::Repository;
 use crate::AppState;
 
 /// The file of API-created repositories in a data directory.

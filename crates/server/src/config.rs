@@ -77,6 +77,34 @@ pub struct Config {
     pub tcp: Vec<ListenerConfig>,
     /// UDP listeners: one event per datagram (statsd: one per line of a datagram).
     pub udp: Vec<ListenerConfig>,
+    /// Live queries.
+    pub live: LiveConfig,
+}
+
+/// Live queries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveConfig {
+    /// A live query's state is bounded to this (`64MiB`); past it the query stops and its
+    /// subscribers are told why.
+    pub max_query_memory: String,
+}
+
+impl Default for LiveConfig {
+    fn default() -> LiveConfig {
+        LiveConfig {
+            max_query_memory: "64MiB".into(),
+        }
+    }
+}
+
+impl LiveConfig {
+    /// `max_query_memory` in bytes.
+    pub fn max_query_bytes(&self) -> Result<usize, String> {
+        units::parse_size(&self.max_query_memory)
+            .map(|n| n as usize)
+            .map_err(|e| format!("live.max_query_memory: {e}"))
+    }
 }
 
 /// Limits and windows shared by every door.
@@ -230,6 +258,7 @@ impl Default for Config {
             repositories: BTreeMap::from([(main_repository(), RepositoryConfig::default())]),
             tcp: Vec::new(),
             udp: Vec::new(),
+            live: LiveConfig::default(),
         }
     }
 }
@@ -346,6 +375,9 @@ impl Config {
             }
         }
         check_tokens("http.admin_tokens", &self.http.admin_tokens, &mut problems);
+        if let Err(e) = self.live.max_query_bytes() {
+            problems.push(e);
+        }
         if self.repositories.is_empty() {
             problems
                 .push("no repositories: add at least one [repositories.<name>] table".to_string());

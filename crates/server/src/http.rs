@@ -32,8 +32,8 @@ use eddy_event::{Event, ParseError, Parser};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::ingest::StoreError;
 use crate::metrics::{Door, RejectReason};
-use crate::pipeline::StoreError;
 use crate::AppState;
 
 /// Most bad lines listed in a 400 answer (the count covers all of them).
@@ -334,7 +334,7 @@ fn no_contract(e: eddy_schema::gate::GateError, total: usize) -> Reject {
 
 /// All or nothing: every event must fit the repository's schema, or the answer lists each
 /// one that does not (its number, field and reason) and nothing is stored.
-fn gatekeep(repo: &crate::pipeline::Repository, events: &[Event]) -> Result<(), Reject> {
+fn gatekeep(repo: &crate::ingest::Repository, events: &[Event]) -> Result<(), Reject> {
     let refused = repo
         .refused(events)
         .map_err(|e| no_contract(e, events.len()))?;
@@ -364,7 +364,7 @@ fn gatekeep(repo: &crate::pipeline::Repository, events: &[Event]) -> Result<(), 
 /// the repository reads with). The first datum that does not decode refuses the whole body:
 /// where the next one would start is unknown.
 fn avro_body(
-    repo: &crate::pipeline::Repository,
+    repo: &crate::ingest::Repository,
     body: &[u8],
     max_event: usize,
     now: i64,
@@ -440,7 +440,7 @@ pub async fn ingest(
 /// What a request was admitted with: its repository, parser, content type and room in the
 /// in-flight budget.
 struct Admitted {
-    repo: Arc<crate::pipeline::Repository>,
+    repo: Arc<crate::ingest::Repository>,
     parser: Option<Parser>,
     content_type: String,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -542,7 +542,7 @@ async fn ingest_request(
     headers: HeaderMap,
     body: Body,
     received: Instant,
-) -> Result<crate::pipeline::Stored, Reject> {
+) -> Result<crate::ingest::Stored, Reject> {
     let limits = state.config.http.clone();
     let ingest = &state.ingest;
     // Admission (repository, token, room in the budget) comes before the body is kept.

@@ -3,7 +3,7 @@
 //! UDP listeners ([`tcp`], [`udp`]). On shutdown it stops accepting, lets batches in flight be
 //! stored and acknowledged, and closes the bus.
 //!
-//! Every door parses into events and hands them to [`pipeline::Ingest::store`], which
+//! Every door parses into events and hands them to [`ingest::Ingest::store`], which
 //! de-duplicates client `@id`s, computes the data source key (auto-grouping high-cardinality
 //! tags) and appends durably. Back-pressure is one budget of bytes in flight shared by all doors.
 //!
@@ -20,8 +20,10 @@ pub mod dedup;
 pub mod framing;
 pub mod grouping;
 pub mod http;
+pub mod ingest;
+pub mod live;
+pub mod live_api;
 pub mod metrics;
-pub mod pipeline;
 pub mod query;
 pub mod registry_api;
 pub mod tcp;
@@ -37,7 +39,7 @@ use axum::Router;
 pub use config::{Config, ConfigError};
 use eddy_log::Log;
 use eddy_schema::Registry;
-use pipeline::{Ingest, Repository};
+use ingest::{Ingest, Repository};
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,8 @@ pub struct AppState {
     pub log: Arc<Log>,
     /// The schema registry (kept in the bus).
     pub registry: Arc<Registry>,
+    /// Live queries and websocket channels.
+    pub live: Arc<live::Hub>,
     repositories: RwLock<BTreeMap<String, Arc<Repository>>>,
     /// Repositories created through the API (guarded: the file is rewritten whole).
     created: Mutex<BTreeMap<String, config::RepositoryConfig>>,
@@ -181,8 +185,14 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         )?;
         repositories.insert(name.clone(), Arc::new(repo));
     }
+    let ingest = Ingest::new(config.ingest.clone());
+    let live = live::Hub::start(
+        ingest.metrics.clone(),
+        config.live.max_query_bytes().map_err(ServerError::Config)?,
+    );
     Ok(AppState {
-        ingest: Ingest::new(config.ingest.clone()),
+        ingest,
+        live,
         config,
         log,
         registry,
@@ -199,6 +209,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/repositories/{name}", get(api::get))
         .route("/api/v1/repositories/{name}/events", get(api::events))
         .route("/api/v1/repositories/{name}/query", post(query::query))
+        .route("/api/v1/repositories/{name}/live", get(live_api::live))
+        .route("/api/v1/channels/{name}", get(live_api::channel))
         .nest("/api/v1/registry", registry_api::router())
         .route(
             "/metrics",
@@ -310,6 +322,7 @@ pub async fn serve(
     tracing::info!("eddy serve: doors closed; stopping the digests and closing the bus");
     maintenance.stop();
     tokio::task::block_in_place(|| {
+        state.live.stop();
         for repo in state.repositories() {
             repo.stop_digest();
         }

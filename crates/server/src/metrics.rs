@@ -190,6 +190,29 @@ pub struct Metrics {
     connections: Family<ListenerLabel, Gauge>,
     grouped_tags: Family<RepoLabel, Gauge>,
     dedup_ids: Family<RepoLabel, Gauge>,
+    /// Live queries running (shared by their subscribers).
+    pub live_views: Gauge,
+    /// Websocket subscribers of live queries and channels.
+    pub live_subscribers: Gauge,
+    /// Time from an event's ingest to a websocket update that reflects it.
+    pub live_freshness: Histogram,
+    /// Websocket clients dropped for being too slow.
+    pub live_dropped_clients: Counter,
+    /// Live queries stopped (their memory bound).
+    pub live_stopped: Counter,
+    /// Events a pipeline read, by pipeline.
+    pub pipeline_events: Family<PipelineLabel, Counter>,
+    /// Events a pipeline delivered to its sinks, by pipeline.
+    pub pipeline_delivered: Family<PipelineLabel, Counter>,
+    /// Failed deliveries (retried), by pipeline.
+    pub pipeline_failures: Family<PipelineLabel, Counter>,
+}
+
+/// A pipeline's label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PipelineLabel {
+    /// The pipeline's name.
+    pub pipeline: String,
 }
 
 impl Default for Metrics {
@@ -201,7 +224,7 @@ impl Default for Metrics {
 impl Metrics {
     /// All metrics registered, at zero.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("eddy_ingest");
+        let mut root = Registry::default();
         let m = Metrics {
             registry: Registry::default(),
             events: Family::default(),
@@ -220,7 +243,55 @@ impl Metrics {
             connections: Family::default(),
             grouped_tags: Family::default(),
             dedup_ids: Family::default(),
+            live_views: Gauge::default(),
+            live_subscribers: Gauge::default(),
+            // 100 µs … ~26 s in factors of 2.
+            live_freshness: Histogram::new(exponential_buckets(100e-6, 2.0, 19)),
+            live_dropped_clients: Counter::default(),
+            live_stopped: Counter::default(),
+            pipeline_events: Family::default(),
+            pipeline_delivered: Family::default(),
+            pipeline_failures: Family::default(),
         };
+        let live = root.sub_registry_with_prefix("eddy_live");
+        live.register(
+            "views",
+            "Live queries running, each shared by its subscribers",
+            m.live_views.clone(),
+        );
+        live.register(
+            "subscribers",
+            "Websocket subscribers of live queries and channels",
+            m.live_subscribers.clone(),
+        );
+        live.register("freshness_seconds", "Time from an event's ingest to the websocket update that carries it (events) or reflects it (aggregates)", m.live_freshness.clone());
+        live.register(
+            "dropped_clients",
+            "Websocket clients dropped for being too slow",
+            m.live_dropped_clients.clone(),
+        );
+        live.register(
+            "stopped_queries",
+            "Live queries stopped for going past their memory bound",
+            m.live_stopped.clone(),
+        );
+        let pipelines = root.sub_registry_with_prefix("eddy_pipeline");
+        pipelines.register(
+            "events",
+            "Events a pipeline read from its repository",
+            m.pipeline_events.clone(),
+        );
+        pipelines.register(
+            "delivered",
+            "Events a pipeline delivered to its sinks (one per sink)",
+            m.pipeline_delivered.clone(),
+        );
+        pipelines.register(
+            "failures",
+            "Failed deliveries to a sink (each is retried)",
+            m.pipeline_failures.clone(),
+        );
+        let registry = root.sub_registry_with_prefix("eddy_ingest");
         registry.register(
             "events",
             "Events stored, by door and repository",
@@ -296,7 +367,10 @@ impl Metrics {
             "Client @ids remembered for de-duplication",
             m.dedup_ids.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry: root,
+            ..m
+        }
     }
 
     /// `n` events of `bytes` bytes stored.

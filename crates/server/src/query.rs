@@ -87,7 +87,7 @@ fn reject(status: StatusCode, body: serde_json::Value) -> Response {
 
 /// Who may read: the repository's read tokens and the admin tokens; nobody but them once any
 /// token is configured.
-fn authorize_read(
+pub(crate) fn authorize_read(
     state: &AppState,
     repo: &crate::Repository,
     headers: &HeaderMap,

@@ -16,8 +16,8 @@ use tokio::task::JoinSet;
 
 use crate::config::ListenerConfig;
 use crate::framing::{Frame, FrameReader, Framing};
+use crate::ingest::Repository;
 use crate::metrics::{Door, RejectReason};
-use crate::pipeline::Repository;
 use crate::{AppState, ServerError};
 
 /// Events per stored batch at most.

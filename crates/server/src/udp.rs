@@ -15,8 +15,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::ListenerConfig;
+use crate::ingest::{Repository, StoreError};
 use crate::metrics::Door;
-use crate::pipeline::{Repository, StoreError};
 use crate::tcp::MAX_BATCH_EVENTS;
 use crate::{AppState, ServerError};
 

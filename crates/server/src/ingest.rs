@@ -285,7 +285,7 @@ pub struct Ingest {
     /// Back-pressure.
     pub budget: Budget,
     /// Self-metrics.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     tickets: AtomicU64,
     warnings: AtomicU64,
 }
@@ -296,7 +296,7 @@ impl Ingest {
         Ingest {
             budget: Budget::new(config.max_inflight_bytes),
             config,
-            metrics: Metrics::new(),
+            metrics: Arc::new(Metrics::new()),
             tickets: AtomicU64::new(1),
             warnings: AtomicU64::new(0),
         }

@@ -1,0 +1,231 @@
+//! `eddy tail '<query>'`: a live query in the terminal over the server's websocket. Events are
+//! printed as they match; an aggregate is a table redrawn when it changes (on a terminal; else
+//! printed again, followed by a blank line).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::net::TcpStream;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use eddy_event::Value;
+use eddy_server::query::cell_text;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+use crate::{output, Global};
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// The query, e.g. `status>=500` or `groupBy(host, function=count())`.
+    query: String,
+    /// The server's base URL.
+    #[arg(long, env = "EDDY_URL", default_value = "http://127.0.0.1:7280")]
+    url: String,
+    /// Repository to follow.
+    #[arg(short, long, default_value = "main")]
+    repository: String,
+    /// Read token of the repository.
+    #[arg(long, env = "EDDY_READ_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The sliding window the query runs over (it starts complete, from history).
+    #[arg(long, default_value = "15m")]
+    window: String,
+    /// Time between two updates of an aggregate.
+    #[arg(long, default_value = "1s")]
+    interval: String,
+    /// Rows kept at most.
+    #[arg(long, default_value_t = 200)]
+    limit: usize,
+    /// Print every message as it comes, one JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Stop after this many messages (the first snapshot counts).
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+/// `s` with everything but unreserved characters percent-encoded (for a query string).
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The websocket URL of a live query.
+fn live_url(args: &TailArgs) -> anyhow::Result<String> {
+    let base = args.url.trim_end_matches('/');
+    let base = if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else {
+        bail!("--url {base}: expected http://… or https://…");
+    };
+    Ok(format!(
+        "{base}/api/v1/repositories/{}/live?query={}&window={}&interval={}&limit={}",
+        percent_encode(&args.repository),
+        percent_encode(&args.query),
+        percent_encode(&args.window),
+        percent_encode(&args.interval),
+        args.limit
+    ))
+}
+
+fn connect(
+    args: &TailArgs,
+) -> anyhow::Result<Result<WebSocket<MaybeTlsStream<TcpStream>>, ExitCode>> {
+    let url = live_url(args)?;
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .with_context(|| format!("not a websocket URL: {url}"))?;
+    if let Some(token) = &args.token {
+        request
+            .headers_mut()
+            .insert("Authorization", format!("Bearer {token}").parse()?);
+    }
+    match tungstenite::connect(request) {
+        Ok((socket, _)) => Ok(Ok(socket)),
+        Err(tungstenite::Error::Http(response)) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            let answer: serde_json::Value =
+                serde_json::from_str(&body).unwrap_or(serde_json::json!({ "error": body }));
+            if let Some(rendered) = answer["rendered"].as_str() {
+                eprintln!("{rendered}");
+                return Ok(Err(ExitCode::from(2)));
+            }
+            bail!(
+                "the server answered {}: {}",
+                response.status(),
+                answer["error"].as_str().unwrap_or("(no message)")
+            )
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot reach {}", args.url)),
+    }
+}
+
+pub fn run(_global: &Global, args: &TailArgs) -> anyhow::Result<ExitCode> {
+    let mut socket = match connect(args)? {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let terminal = std::io::stdout().is_terminal();
+    let mut seen = 0u64;
+    while args.count.is_none_or(|n| seen < n) {
+        let text = match socket.read().context("the live query broke off")? {
+            Message::Text(t) => t,
+            Message::Close(frame) => {
+                let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                bail!("the server closed the live query {reason}");
+            }
+            _ => continue,
+        };
+        seen += 1;
+        if args.json {
+            println!("{}", text.as_str());
+            continue;
+        }
+        let message: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("not a JSON message: {text}"))?;
+        match message["type"].as_str() {
+            Some("events") => print_events(&message)?,
+            Some("snapshot" | "update") if message["events"] == true => print_events(&message)?,
+            Some("snapshot" | "update") => print_table(&message, terminal)?,
+            Some("skipped") => eprintln!(
+                "warning: this terminal fell behind; {} updates skipped",
+                message["frames"]
+            ),
+            Some("stopped") => {
+                eprintln!(
+                    "the live query stopped: {}",
+                    message["reason"].as_str().unwrap_or("(no reason)")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            _ => {}
+        }
+    }
+    let _ = socket.close(None);
+    Ok(ExitCode::SUCCESS)
+}
+
+type Row = BTreeMap<String, Value>;
+
+fn rows_of(message: &serde_json::Value) -> anyhow::Result<(Vec<String>, Vec<Row>)> {
+    Ok((
+        serde_json::from_value(message["columns"].clone())?,
+        serde_json::from_value(message["rows"].clone())?,
+    ))
+}
+
+/// Events, oldest first: the time and the raw text (or the fields where there is none).
+fn print_events(message: &serde_json::Value) -> anyhow::Result<()> {
+    let (_, mut rows) = rows_of(message)?;
+    rows.reverse();
+    let mut out = std::io::stdout().lock();
+    for row in rows {
+        let time = cell_text("@timestamp", row.get("@timestamp"));
+        let text = match row.get("@rawstring") {
+            Some(raw) => raw.to_text(),
+            None => row
+                .iter()
+                .filter(|(k, _)| !k.starts_with('@'))
+                .map(|(k, v)| format!("{k}={}", v.to_text()))
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        writeln!(out, "{time} {text}")?;
+    }
+    Ok(())
+}
+
+/// An aggregate's answer as a table, redrawn in place on a terminal.
+fn print_table(message: &serde_json::Value, terminal: bool) -> anyhow::Result<()> {
+    let (columns, rows) = rows_of(message)?;
+    if terminal {
+        // Home and clear: the table replaces the last one.
+        print!("\x1b[H\x1b[2J");
+    }
+    let header: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| columns.iter().map(|c| cell_text(c, r.get(c))).collect())
+        .collect();
+    output::table(&header, &table)?;
+    let window = &message["window"];
+    let bound = |k: &str| window[k].as_i64().map(eddy_event::units::format_time);
+    if let (Some(start), Some(end)) = (bound("start"), bound("end")) {
+        println!("window {start} – {end}; {} rows", rows.len());
+    }
+    if !terminal {
+        println!();
+    }
+    for w in message["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", w.as_str().unwrap_or_default());
+    }
+    std::io::stdout().flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_text_is_percent_encoded() {
+        assert_eq!(percent_encode("a b&c=d|é"), "a%20b%26c%3Dd%7C%C3%A9");
+        assert_eq!(percent_encode("Az09-._~"), "Az09-._~");
+    }
+}

@@ -1,0 +1,624 @@
+//! Live queries on the server. Per repository, a tap reads the bus topic as events are
+//! appended, decodes each event once and feeds the views. A view is one running live query,
+//! shared by every websocket client that asks for the same query, window and interval (a
+//! materialized view: computed once, whatever the number of clients).
+//!
+//! A view starts complete: it joins the tap first (events from then on are kept aside), then
+//! seeds its window from the store, reads the bus between the store's cut and the tap, and
+//! finally takes what was kept aside — each event once (see [`eddy_store::Cut`]).
+//!
+//! Nothing here waits for a client: updates go out through `watch` (the latest answer, so a
+//! slow client skips intermediate ones) and `broadcast` channels (pushed events; a client
+//! that falls behind starts again from a fresh snapshot).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use eddy_event::{codec, Event};
+use eddy_log::now_ns;
+use eddy_query::engine;
+use eddy_query::{Answer, Live, Prepared, Window};
+use eddy_store::Cut;
+use serde_json::json;
+use tokio::sync::{broadcast, watch};
+
+use crate::ingest::Repository;
+use crate::metrics::Metrics;
+
+/// Frames a slow client may fall behind by before it is resynchronised.
+const EVENT_BACKLOG: usize = 256;
+/// How long a view with no subscribers lives on (a client reconnecting finds it warm).
+const IDLE_GRACE: Duration = Duration::from_secs(5);
+/// How often the clock looks at the views.
+const TICK: Duration = Duration::from_millis(20);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded state stays consistent between calls: a panic elsewhere does not spoil it.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a websocket client is sent: a JSON text, made once for all of them.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The JSON text.
+    pub text: Arc<str>,
+    /// The ingest time (ns) of the oldest event it carries or reflects, if any.
+    pub oldest_ingest: Option<i64>,
+    /// Whether the query stopped with it (nothing follows).
+    pub last: bool,
+}
+
+impl Frame {
+    fn of(value: serde_json::Value, oldest_ingest: Option<i64>) -> Frame {
+        Frame {
+            text: value.to_string().into(),
+            oldest_ingest,
+            last: false,
+        }
+    }
+}
+
+/// What identifies a view: two clients asking the same share one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ViewKey {
+    /// The repository.
+    pub repository: String,
+    /// The query text (trimmed).
+    pub query: String,
+    /// The window, seconds.
+    pub window: u64,
+    /// The interval between aggregate updates, ms.
+    pub interval: u64,
+    /// Rows kept at most.
+    pub limit: usize,
+}
+
+/// One event as the tap read it.
+struct Tapped {
+    offset: u64,
+    source: String,
+    event: Event,
+}
+
+/// A poll's worth of one partition's events.
+struct TapBatch {
+    partition: u32,
+    events: Vec<Tapped>,
+}
+
+enum Phase {
+    /// Seeding from the store: batches from the tap are kept aside.
+    Seeding(Vec<Arc<TapBatch>>),
+    /// Fed by the tap; the cut says which events the seed already held.
+    Running(Cut),
+    /// Stopped (subscribers were told why).
+    Stopped,
+}
+
+struct ViewState {
+    live: Option<Live>,
+    phase: Phase,
+    next_due: Instant,
+    /// The last answer sent (rows and columns), to send only changes.
+    last_sent: Option<String>,
+    /// The ingest time of the oldest event added since the last update.
+    oldest_unsent: Option<i64>,
+}
+
+/// A running live query and its subscribers' channels.
+pub struct View {
+    /// What it answers.
+    pub key: ViewKey,
+    events_kind: bool,
+    interval: Duration,
+    state: Mutex<ViewState>,
+    /// The latest answer (aggregates), the seed's (events), or the reason it stopped.
+    latest: watch::Sender<Option<Frame>>,
+    /// Events pushed as they match.
+    pushed: broadcast::Sender<Frame>,
+    subscribers: AtomicUsize,
+    idle_since: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "View({:?})", self.key)
+    }
+}
+
+fn window_json(live: &Live, now: i64) -> serde_json::Value {
+    let (start, end) = live.window().bounds(now);
+    json!({ "start": start, "end": end })
+}
+
+fn answer_json(kind: &str, answer: &Answer, window: serde_json::Value) -> serde_json::Value {
+    json!({
+        "type": kind,
+        "window": window,
+        "columns": answer.columns,
+        "rows": answer.rows,
+        "events": answer.events,
+        "warnings": answer.warnings,
+    })
+}
+
+impl View {
+    /// Whether its answer is a list of events, pushed as they come.
+    pub fn is_events(&self) -> bool {
+        self.events_kind
+    }
+
+    /// Feeds a batch from the tap.
+    fn feed(&self, batch: &Arc<TapBatch>) {
+        let mut state = lock(&self.state);
+        let now = now_ns();
+        let state = &mut *state;
+        let (Phase::Running(cut), Some(live)) = (&state.phase, state.live.as_mut()) else {
+            if let Phase::Seeding(kept) = &mut state.phase {
+                kept.push(batch.clone());
+            }
+            return;
+        };
+        let mut pushed = Vec::new();
+        let mut oldest = state.oldest_unsent;
+        for t in &batch.events {
+            if cut.holds(batch.partition, t.offset, &t.source) {
+                continue;
+            }
+            let before = live.kept();
+            if let Some(e) = live.add(&t.event, now) {
+                pushed.push(e);
+            }
+            if live.kept() > before {
+                let ingest = t.event.ingest_timestamp;
+                oldest = Some(oldest.map_or(ingest, |o: i64| o.min(ingest)));
+            }
+        }
+        if self.events_kind {
+            if !pushed.is_empty() {
+                let oldest = pushed.iter().map(|e| e.ingest_timestamp).min();
+                let columns = engine::event_columns(&pushed);
+                let rows: Vec<_> = pushed
+                    .iter()
+                    .map(|e| engine::row_values(e, &columns))
+                    .collect();
+                let frame = json!({ "type": "events", "columns": columns, "rows": rows });
+                // No subscriber is not an error: one may come.
+                let _ = self.pushed.send(Frame::of(frame, oldest));
+            }
+        } else {
+            state.oldest_unsent = oldest;
+        }
+    }
+
+    /// Slides the window and, when due and changed, publishes the answer; stops the query
+    /// past its memory bound. Returns `false` once stopped.
+    fn tick(&self, now: i64, metrics: &Metrics) -> bool {
+        let mut state = lock(&self.state);
+        if Instant::now() < state.next_due {
+            return !matches!(state.phase, Phase::Stopped);
+        }
+        state.next_due = Instant::now() + self.interval;
+        let state = &mut *state;
+        let (Phase::Running(_), Some(live)) = (&state.phase, state.live.as_mut()) else {
+            return !matches!(state.phase, Phase::Stopped);
+        };
+        if let Err(e) = live.advance(now) {
+            metrics.live_stopped.inc();
+            self.stop(state, &e.to_string());
+            return false;
+        }
+        if self.events_kind || !live.take_changed() {
+            return true;
+        }
+        let answer = live.answer(now);
+        let rows = json!([answer.columns, answer.rows]).to_string();
+        if state.last_sent.as_deref() == Some(rows.as_str()) {
+            return true;
+        }
+        state.last_sent = Some(rows);
+        let frame = answer_json("update", &answer, window_json(live, now));
+        self.latest
+            .send_replace(Some(Frame::of(frame, state.oldest_unsent.take())));
+        true
+    }
+
+    /// Stops the query, telling its subscribers why.
+    fn stop(&self, state: &mut ViewState, reason: &str) {
+        tracing::warn!(query = %self.key.query, repository = %self.key.repository, "live query {reason}");
+        let frame = Frame {
+            last: true,
+            ..Frame::of(json!({ "type": "stopped", "reason": reason }), None)
+        };
+        let _ = self.pushed.send(frame.clone());
+        self.latest.send_replace(Some(frame));
+        state.phase = Phase::Stopped;
+        state.live = None;
+    }
+
+    /// A new subscriber: the snapshot to send first (or `None` while the view is still
+    /// seeding: the first value of `latest` is it), and the channels that follow it.
+    pub fn subscribe(self: &Arc<Self>, metrics: &Arc<Metrics>) -> Subscription {
+        let state = lock(&self.state);
+        // Taken under the lock that feeding holds: no event falls between the two.
+        let pushed = self.pushed.subscribe();
+        let first = match (&state.phase, &state.live) {
+            (Phase::Running(_), Some(live)) if self.events_kind => {
+                let now = now_ns();
+                let answer = live.answer(now);
+                Some(Frame::of(
+                    answer_json("snapshot", &answer, window_json(live, now)),
+                    None,
+                ))
+            }
+            _ => None,
+        };
+        drop(state);
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        metrics.live_subscribers.inc();
+        Subscription {
+            view: self.clone(),
+            first,
+            latest: self.latest.subscribe(),
+            pushed,
+            metrics: metrics.clone(),
+        }
+    }
+}
+
+/// A client's hold on a view; dropping it lets the view go once nobody holds it.
+pub struct Subscription {
+    /// The view.
+    pub view: Arc<View>,
+    /// The snapshot to send first, if the view had one ready.
+    pub first: Option<Frame>,
+    /// The latest answer or stop.
+    pub latest: watch::Receiver<Option<Frame>>,
+    /// Pushed events.
+    pub pushed: broadcast::Receiver<Frame>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.metrics.live_subscribers.dec();
+        if self.view.subscribers.fetch_sub(1, Ordering::Relaxed) == 1 {
+            *lock(&self.view.idle_since) = Some(Instant::now());
+        }
+    }
+}
+
+/// A repository's tap: one thread per partition reading the topic from its end.
+struct Tap {
+    views: RwLock<Vec<Arc<View>>>,
+    /// Per partition, the offset of the next record the tap will feed.
+    positions: Vec<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Tap {
+    fn start(repo: &Arc<Repository>, stop: Arc<AtomicBool>) -> Arc<Tap> {
+        let partitions = repo.topic.partitions();
+        let tap = Arc::new(Tap {
+            views: RwLock::new(Vec::new()),
+            positions: partitions
+                .iter()
+                .map(|p| AtomicU64::new(p.end_offset()))
+                .collect(),
+            stop,
+            threads: Mutex::new(Vec::new()),
+        });
+        for p in 0..partitions.len() as u32 {
+            let (tap2, repo) = (tap.clone(), repo.clone());
+            match std::thread::Builder::new()
+                .name(format!("tap-{}-{p}", repo.name))
+                .spawn(move || tap2.run(&repo, p))
+            {
+                Ok(t) => lock(&tap.threads).push(t),
+                Err(e) => tracing::error!("cannot start a live tap thread: {e}"),
+            }
+        }
+        tap
+    }
+
+    fn run(&self, repo: &Repository, partition: u32) {
+        let from = self.positions[partition as usize].load(Ordering::Relaxed);
+        let mut reader = match repo.topic.reader(partition, from) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(repository = %repo.name, partition, "the live tap cannot read: {e}");
+                return;
+            }
+        };
+        while !self.stop.load(Ordering::Relaxed) {
+            let records = match reader.poll_wait(Duration::from_millis(100)) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(repository = %repo.name, partition, "the live tap failed to read, retrying: {e}");
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
+            if !views.is_empty() && !records.is_empty() {
+                let events = records
+                    .iter()
+                    .filter_map(|r| {
+                        let event = codec::decode(&r.value).ok()?;
+                        let source = r
+                            .key
+                            .as_ref()
+                            .map_or(String::new(), |k| String::from_utf8_lossy(k).into_owned());
+                        Some(Tapped {
+                            offset: r.offset,
+                            source,
+                            event,
+                        })
+                    })
+                    .collect();
+                let batch = Arc::new(TapBatch { partition, events });
+                for v in views.iter() {
+                    v.feed(&batch);
+                }
+            }
+            // Under the views' lock: a view joining sees exactly the batches from here on.
+            self.positions[partition as usize].store(reader.position(), Ordering::Relaxed);
+        }
+    }
+
+    /// Adds `view`; returns the offsets from which it is fed, per partition.
+    fn join(&self, view: Arc<View>) -> Vec<u64> {
+        let mut views = self.views.write().unwrap_or_else(PoisonError::into_inner);
+        views.push(view);
+        self.positions
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    fn leave(&self, view: &Arc<View>) {
+        self.views
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|v| !Arc::ptr_eq(v, view));
+    }
+}
+
+/// A running view and the tap that feeds it.
+type Running = (Arc<View>, Arc<Tap>);
+
+/// Every live query and websocket channel of a server.
+pub struct Hub {
+    metrics: Arc<Metrics>,
+    taps: Mutex<HashMap<String, Arc<Tap>>>,
+    views: Mutex<HashMap<ViewKey, Running>>,
+    channels: Mutex<HashMap<String, broadcast::Sender<Frame>>>,
+    stop: Arc<AtomicBool>,
+    clock: Mutex<Option<JoinHandle<()>>>,
+    memory_limit: usize,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hub({} views)", lock(&self.views).len())
+    }
+}
+
+impl Hub {
+    /// A hub whose live queries hold at most `memory_limit` bytes each; its clock starts.
+    pub fn start(metrics: Arc<Metrics>, memory_limit: usize) -> Arc<Hub> {
+        let hub = Arc::new(Hub {
+            metrics,
+            taps: Mutex::new(HashMap::new()),
+            views: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
+            stop: Arc::new(AtomicBool::new(false)),
+            clock: Mutex::new(None),
+            memory_limit,
+        });
+        let weak = Arc::downgrade(&hub);
+        let stop = hub.stop.clone();
+        let clock = std::thread::Builder::new()
+            .name("live-clock".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    match weak.upgrade() {
+                        Some(hub) => hub.tick(),
+                        None => return,
+                    }
+                }
+            });
+        match clock {
+            Ok(t) => *lock(&hub.clock) = Some(t),
+            Err(e) => tracing::error!("cannot start the live clock: {e}"),
+        }
+        hub
+    }
+
+    /// Slides every view; drops those stopped or long without subscribers.
+    fn tick(&self) {
+        let now = now_ns();
+        let views: Vec<_> = lock(&self.views)
+            .iter()
+            .map(|(k, (v, t))| (k.clone(), v.clone(), t.clone()))
+            .collect();
+        for (key, view, tap) in views {
+            let running = view.tick(now, &self.metrics);
+            let idle = view.subscribers.load(Ordering::Relaxed) == 0
+                && lock(&view.idle_since).is_some_and(|t| t.elapsed() >= IDLE_GRACE);
+            if !running || idle {
+                let mut views = lock(&self.views);
+                // It may have been taken again meanwhile.
+                if idle && view.subscribers.load(Ordering::Relaxed) > 0 {
+                    continue;
+                }
+                views.remove(&key);
+                tap.leave(&view);
+                self.metrics.live_views.dec();
+            }
+        }
+    }
+
+    /// The view answering `key` over `repo`: the running one, or a new one (seeded on its own
+    /// thread).
+    pub fn view(
+        &self,
+        repo: &Arc<Repository>,
+        key: ViewKey,
+        prepared: Prepared,
+        window: Window,
+    ) -> Arc<View> {
+        let mut views = lock(&self.views);
+        if let Some((view, _)) = views.get(&key) {
+            *lock(&view.idle_since) = None;
+            return view.clone();
+        }
+        let tap = lock(&self.taps)
+            .entry(repo.name.clone())
+            .or_insert_with(|| Tap::start(repo, self.stop.clone()))
+            .clone();
+        let live = Live::new(prepared, window, self.memory_limit);
+        let view = Arc::new(View {
+            events_kind: live.is_events(),
+            interval: Duration::from_millis(key.interval),
+            key: key.clone(),
+            state: Mutex::new(ViewState {
+                live: None,
+                phase: Phase::Seeding(Vec::new()),
+                next_due: Instant::now(),
+                last_sent: None,
+                oldest_unsent: None,
+            }),
+            latest: watch::channel(None).0,
+            pushed: broadcast::channel(EVENT_BACKLOG).0,
+            subscribers: AtomicUsize::new(0),
+            idle_since: Mutex::new(Some(Instant::now())),
+        });
+        let joined = tap.join(view.clone());
+        views.insert(key, (view.clone(), tap));
+        self.metrics.live_views.inc();
+        let (seeding, repo) = (view.clone(), repo.clone());
+        let spawned = std::thread::Builder::new()
+            .name("live-seed".into())
+            .spawn(move || seed(&seeding, &repo, live, &joined));
+        if let Err(e) = spawned {
+            view.stop(
+                &mut lock(&view.state),
+                &format!("cannot start seeding: {e}"),
+            );
+        }
+        view
+    }
+
+    /// The websocket channel `name` (a pipeline's sink), made on first use.
+    pub fn channel(&self, name: &str) -> broadcast::Sender<Frame> {
+        lock(&self.channels)
+            .entry(name.to_string())
+            .or_insert_with(|| broadcast::channel(EVENT_BACKLOG).0)
+            .clone()
+    }
+
+    /// The metrics it reports to.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Stops the taps and the clock.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let taps: Vec<_> = lock(&self.taps).drain().map(|(_, t)| t).collect();
+        for tap in taps {
+            for t in lock(&tap.threads).drain(..) {
+                let _ = t.join();
+            }
+        }
+        if let Some(t) = lock(&self.clock).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Seeds `live` from the store, reads the bus from the store's cut up to where the tap
+/// started feeding the view (`joined`), then takes the batches kept aside and starts running.
+fn seed(view: &View, repo: &Repository, mut live: Live, joined: &[u64]) {
+    let now = now_ns();
+    let (cut, warnings) = live.seed(&repo.store, now);
+    for w in warnings {
+        tracing::warn!(repository = %repo.name, "live query seed: {w}");
+    }
+    for (p, &upto) in joined.iter().enumerate() {
+        let p = p as u32;
+        if let Err(e) = replay(repo, p, &cut, upto, &mut live) {
+            tracing::warn!(repository = %repo.name, partition = p, "live query seed: the bus could not be read: {e}");
+        }
+    }
+    let mut state = lock(&view.state);
+    let kept = match std::mem::replace(&mut state.phase, Phase::Seeding(Vec::new())) {
+        Phase::Seeding(kept) => kept,
+        other => {
+            state.phase = other;
+            return;
+        }
+    };
+    let now = now_ns();
+    for batch in kept {
+        for t in &batch.events {
+            if !cut.holds(batch.partition, t.offset, &t.source) {
+                live.add(&t.event, now);
+            }
+        }
+    }
+    let answer = live.answer(now);
+    let kind = if view.events_kind {
+        "snapshot"
+    } else {
+        "update"
+    };
+    let frame = Frame::of(answer_json(kind, &answer, window_json(&live, now)), None);
+    if !view.events_kind {
+        state.last_sent = Some(json!([answer.columns, answer.rows]).to_string());
+        live.take_changed();
+    }
+    view.latest.send_replace(Some(frame));
+    state.live = Some(live);
+    state.phase = Phase::Running(cut);
+}
+
+/// Adds partition `p`'s records from the cut up to `upto` (exclusive) that the seed lacks.
+fn replay(
+    repo: &Repository,
+    p: u32,
+    cut: &Cut,
+    upto: u64,
+    live: &mut Live,
+) -> Result<(), eddy_log::Error> {
+    let partition = repo.topic.partition(p)?;
+    let mut reader = repo
+        .topic
+        .reader(p, cut.from(p).max(partition.start_offset()))?;
+    while reader.position() < upto {
+        let records = reader.poll()?;
+        if records.is_empty() {
+            break;
+        }
+        let now = now_ns();
+        for r in records.iter().filter(|r| r.offset < upto) {
+            let source = r
+                .key
+                .as_ref()
+                .map_or(String::new(), |k| String::from_utf8_lossy(k).into_owned());
+            if cut.holds(p, r.offset, &source) {
+                continue;
+            }
+            if let Ok(event) = codec::decode(&r.value) {
+                live.add(&event, now);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! The websocket endpoints: `GET /api/v1/repositories/{name}/live?query=…&window=15m&interval=1s`
+//! subscribes to a live query (a snapshot, then updates), `GET /api/v1/channels/{name}` to a
+//! pipeline's websocket sink. Every message is a JSON text:
+//!
+//! - `{"type": "snapshot" | "update", "window": {"start", "end"}, "columns", "rows", "events",
+//!   "warnings"}`: the whole answer over the window (first, then for aggregates each time it
+//!   changed, at most once per interval);
+//! - `{"type": "events", "columns", "rows"}`: events as they match (queries without an
+//!   aggregate);
+//! - `{"type": "skipped", "frames": n}`: the client fell behind; a fresh snapshot follows;
+//! - `{"type": "stopped", "reason"}`: the query stopped (its memory bound); the socket closes.
+//!
+//! A client whose socket does not take a message within 5 s is dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use eddy_log::now_ns;
+use eddy_query::Window;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::http::error;
+use crate::live::{Frame, Subscription, ViewKey};
+use crate::metrics::Metrics;
+use crate::query::{authorize_read, query_error_body};
+use crate::AppState;
+
+/// How long a client's socket may take to accept one message.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The live query asked for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveParams {
+    /// The query.
+    pub query: String,
+    /// The sliding window (`15m` by default).
+    pub window: Option<String>,
+    /// Time between aggregate updates (`1s` by default; at least `50ms`).
+    pub interval: Option<String>,
+    /// Rows kept at most.
+    pub limit: Option<usize>,
+    /// A read token, for clients that cannot set headers (browsers).
+    pub token: Option<String>,
+}
+
+/// With `?token=` as the bearer token when no header says otherwise.
+fn with_token(mut headers: HeaderMap, token: Option<&str>) -> HeaderMap {
+    if let Some(value) = token.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
+        headers
+            .entry(axum::http::header::AUTHORIZATION)
+            .or_insert(value);
+    }
+    headers
+}
+
+fn duration(what: &str, text: &str) -> Result<Duration, crate::http::Reject> {
+    humantime::parse_duration(text).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("{what}: {text:?} is not a duration like \"15m\" ({e})"),
+        )
+    })
+}
+
+/// `GET /api/v1/repositories/{name}/live`.
+pub async fn live(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(params): Query<LiveParams>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let repo = match state.existing_repository(&name) {
+        Ok(repo) => repo,
+        Err(r) => return r.into_response(),
+    };
+    let headers = with_token(headers, params.token.as_deref());
+    if let Err(r) = authorize_read(&state, &repo, &headers) {
+        return r.into_response();
+    }
+    let window = match duration("window", params.window.as_deref().unwrap_or("15m")) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let window = match Window::new(window) {
+        Ok(w) => w,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let interval = match duration("interval", params.interval.as_deref().unwrap_or("1s")) {
+        Ok(i) if (Duration::from_millis(50)..=Duration::from_secs(3600)).contains(&i) => i,
+        Ok(i) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("interval: {i:?} must be between 50ms and 1h"),
+            )
+            .into_response()
+        }
+        Err(r) => return r.into_response(),
+    };
+    let limit = params
+        .limit
+        .unwrap_or(eddy_query::engine::DEFAULT_LIMIT)
+        .clamp(1, 100_000);
+    let query = params.query.trim().to_string();
+    let prepared = match eddy_query::prepare(&query, limit) {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(query_error_body(&query, &e)),
+            )
+                .into_response()
+        }
+    };
+    let key = ViewKey {
+        repository: repo.name.clone(),
+        query,
+        window: (window.span() / 1_000_000_000) as u64,
+        interval: interval.as_millis() as u64,
+        limit,
+    };
+    let view = state.live.view(&repo, key, prepared, window);
+    let subscription = view.subscribe(state.live.metrics());
+    let metrics = state.live.metrics().clone();
+    upgrade.on_upgrade(move |socket| serve_view(socket, subscription, metrics))
+}
+
+/// `GET /api/v1/channels/{name}`: a pipeline's websocket sink.
+pub async fn channel(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let headers = with_token(headers, params.get("token").map(String::as_str));
+    if let Err(r) = crate::http::authorize(&headers, &state.config.http.admin_tokens) {
+        return r.into_response();
+    }
+    let pushed = state.live.channel(&name).subscribe();
+    let metrics = state.live.metrics().clone();
+    upgrade.on_upgrade(move |socket| serve_channel(socket, pushed, metrics))
+}
+
+/// Sends one frame; `false` when the client is gone or too slow (then dropped).
+async fn send(socket: &mut WebSocket, frame: &Frame, metrics: &Metrics) -> bool {
+    let message = Message::Text(frame.text.as_ref().into());
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
+        Ok(Ok(())) => {
+            if let Some(ingest) = frame.oldest_ingest {
+                metrics
+                    .live_freshness
+                    .observe((now_ns() - ingest).max(0) as f64 / 1e9);
+            }
+            true
+        }
+        Ok(Err(_)) => false,
+        Err(_) => {
+            metrics.live_dropped_clients.inc();
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: axum::extract::ws::close_code::POLICY,
+                    reason: "too slow: a message waited more than 5 s".into(),
+                })))
+                .await;
+            false
+        }
+    }
+}
+
+fn skipped(frames: u64) -> Frame {
+    Frame {
+        text: serde_json::json!({"type": "skipped", "frames": frames})
+            .to_string()
+            .into(),
+        oldest_ingest: None,
+        last: false,
+    }
+}
+
+/// Whether the client closed its side (other messages from it are ignored).
+fn closed(message: Option<Result<Message, axum::Error>>) -> bool {
+    matches!(message, None | Some(Err(_)) | Some(Ok(Message::Close(_))))
+}
+
+async fn serve_view(mut socket: WebSocket, mut sub: Subscription, metrics: Arc<Metrics>) {
+    let first = match sub.first.take() {
+        Some(f) => f,
+        None => {
+            let Ok(latest) = sub.latest.wait_for(Option::is_some).await else {
+                return;
+            };
+            let Some(first) = latest.clone() else { return };
+            first
+        }
+    };
+    sub.latest.borrow_and_update();
+    if !send(&mut socket, &first, &metrics).await || first.last {
+        return;
+    }
+    let events = sub.view.is_events();
+    loop {
+        tokio::select! {
+            changed = sub.latest.changed(), if !events => {
+                if changed.is_err() { return; }
+                let frame = sub.latest.borrow_and_update().clone();
+                if let Some(frame) = frame {
+                    if !send(&mut socket, &frame, &metrics).await || frame.last { return; }
+                }
+            }
+            pushed = sub.pushed.recv(), if events => match pushed {
+                Ok(frame) => {
+                    if !send(&mut socket, &frame, &metrics).await || frame.last { return; }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    // Fell behind: skip to a fresh snapshot.
+                    let mut fresh = sub.view.subscribe(&metrics);
+                    if !send(&mut socket, &skipped(n), &metrics).await { return; }
+                    if let Some(snapshot) = fresh.first.take() {
+                        if !send(&mut socket, &snapshot, &metrics).await { return; }
+                    }
+                    sub = fresh;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            message = socket.recv() => if closed(message) { return; },
+        }
+    }
+}
+
+async fn serve_channel(
+    mut socket: WebSocket,
+    mut pushed: tokio::sync::broadcast::Receiver<Frame>,
+    metrics: Arc<Metrics>,
+) {
+    metrics.live_subscribers.inc();
+    loop {
+        tokio::select! {
+            frame = pushed.recv() => match frame {
+                Ok(frame) => if !send(&mut socket, &frame, &metrics).await { break },
+                Err(RecvError::Lagged(n)) => {
+                    if !send(&mut socket, &skipped(n), &metrics).await { break }
+                }
+                Err(RecvError::Closed) => break,
+            },
+            message = socket.recv() => if closed(message) { break },
+        }
+    }
+    metrics.live_subscribers.dec();
+}
