@@ -312,6 +312,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The answer of a state filled by feeding events to `program` (a rollup window's).
+pub fn answer_of(program: &Program, state: State) -> Answer {
+    answer(program, state, Vec::new(), Progress::default(), false)
+}
+
 /// The answer of a filled state: the rest of the query applied, rows as their columns.
 pub(crate) fn answer(
     program: &Program,

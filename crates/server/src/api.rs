@@ -27,7 +27,9 @@ pub fn created_file(data_dir: &FsPath) -> PathBuf {
 }
 
 /// Reads the API-created repositories (none if the file does not exist).
-pub fn load_created(path: &FsPath) -> std::io::Result<BTreeMap<String, RepositoryConfig>> {
+pub fn load_created<T: serde::de::DeserializeOwned>(
+    path: &FsPath,
+) -> std::io::Result<BTreeMap<String, T>> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
             std::io::Error::new(
@@ -42,7 +44,10 @@ pub fn load_created(path: &FsPath) -> std::io::Result<BTreeMap<String, Repositor
 
 /// Replaces the file atomically and durably: temporary file, fsync, rename, fsync of the
 /// directory. It holds tokens, so only the owner may read it.
-fn save_created(path: &FsPath, repos: &BTreeMap<String, RepositoryConfig>) -> std::io::Result<()> {
+pub(crate) fn save_created<T: serde::Serialize>(
+    path: &FsPath,
+    repos: &BTreeMap<String, T>,
+) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
     {
         let mut options = std::fs::OpenOptions::new();

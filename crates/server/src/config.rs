@@ -79,6 +79,167 @@ pub struct Config {
     pub udp: Vec<ListenerConfig>,
     /// Live queries.
     pub live: LiveConfig,
+    /// Pipelines by name: a repository's events, through a query, to sinks. More can be
+    /// created with `POST /api/v1/pipelines`.
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+}
+
+/// A pipeline: `[pipelines.errors]` with `from`, `query` and `[[pipelines.errors.sinks]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// The repository whose events it reads.
+    pub from: String,
+    /// The query each event goes through (filters, `eval`, … or an aggregate).
+    pub query: String,
+    /// Where a new pipeline starts reading: `end` (events from now on) or `beginning`.
+    #[serde(default = "pipeline_start")]
+    pub start: String,
+    /// For an aggregating query: the rollup window (`1m`); each window's rows go to the sinks
+    /// when it closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// How long a window stays open after its end for late events.
+    #[serde(default = "pipeline_lateness")]
+    pub lateness: String,
+    /// Closed windows kept for `GET /api/v1/pipelines/{name}` (a ring buffer).
+    #[serde(default = "pipeline_keep")]
+    pub keep: usize,
+    /// A field whose value picks the sinks: a sink with `on = "<value>"` takes the events with
+    /// that value; sinks without `on` take every event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
+    /// Where the results go.
+    pub sinks: Vec<SinkConfig>,
+}
+
+fn pipeline_start() -> String {
+    "end".into()
+}
+
+fn pipeline_lateness() -> String {
+    "5s".into()
+}
+
+fn pipeline_keep() -> usize {
+    10
+}
+
+/// One of a pipeline's outputs: exactly one of `repository`, `topic`, `webhook`, `websocket`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Store into this repository (de-duplicated by the events' ids).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// Append to this bus topic (rebroadcast), created if needed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// POST JSON arrays to this URL, retried with back-off until it answers 2xx.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// Push to the websocket channel of this name (`GET /api/v1/channels/{name}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<String>,
+    /// With the pipeline's `split`: only events whose split field has this value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on: Option<String>,
+    /// Deliver once this many events are waiting (1: each at once; 500 by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buffer_events: Option<usize>,
+    /// … or once the oldest waiting event has waited this long.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buffer_time: Option<String>,
+    /// The longest wait between two attempts of a failing delivery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_backoff: Option<String>,
+}
+
+impl PipelineConfig {
+    /// Every problem with the pipeline `name` (empty: none).
+    pub fn problems(&self, name: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut say = |p: String| problems.push(format!("pipeline {name:?}: {p}"));
+        let aggregates = match eddy_query::prepare(&self.query, 1) {
+            Ok(p) => p.program.explicit,
+            Err(e) => {
+                say(format!("query: {}", e.render(&self.query)));
+                false
+            }
+        };
+        match (&self.window, aggregates) {
+            (None, true) => {
+                say("the query aggregates: give it a rollup window, e.g. window = \"1m\"".into())
+            }
+            (Some(_), false) => {
+                say("window is for aggregating queries; this one passes events on".into())
+            }
+            (Some(w), true) => {
+                if !humantime::parse_duration(w).is_ok_and(|d| d >= Duration::from_secs(1)) {
+                    say(format!("window = {w:?} is not a duration of at least 1s"));
+                }
+            }
+            (None, false) => {}
+        }
+        if humantime::parse_duration(&self.lateness).is_err() {
+            say(format!("lateness = {:?} is not a duration", self.lateness));
+        }
+        if !matches!(self.start.as_str(), "end" | "beginning") {
+            say(format!(
+                "start = {:?}: expected \"end\" or \"beginning\"",
+                self.start
+            ));
+        }
+        if self.keep == 0 || self.keep > 10_000 {
+            say(format!("keep = {} must be between 1 and 10000", self.keep));
+        }
+        if self.sinks.is_empty() {
+            say("no sinks: add [[pipelines.NAME.sinks]] with repository, topic, webhook or websocket".into());
+        }
+        for (i, sink) in self.sinks.iter().enumerate() {
+            let kinds = [
+                &sink.repository,
+                &sink.topic,
+                &sink.webhook,
+                &sink.websocket,
+            ]
+            .iter()
+            .filter(|k| k.is_some())
+            .count();
+            if kinds != 1 {
+                say(format!(
+                    "sink {}: give exactly one of repository, topic, webhook, websocket",
+                    i + 1
+                ));
+            }
+            if let Some(url) = &sink.webhook {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    say(format!(
+                        "sink {}: webhook {url:?} is not an http(s) URL",
+                        i + 1
+                    ));
+                }
+            }
+            if sink.on.is_some() && self.split.is_none() {
+                say(format!(
+                    "sink {}: on = … needs the pipeline's split = \"field\"",
+                    i + 1
+                ));
+            }
+            if sink.buffer_events == Some(0) {
+                say(format!("sink {}: buffer_events must be at least 1", i + 1));
+            }
+            for (what, d) in [
+                ("buffer_time", &sink.buffer_time),
+                ("max_backoff", &sink.max_backoff),
+            ] {
+                if let Some(d) = d.as_ref().filter(|d| humantime::parse_duration(d).is_err()) {
+                    say(format!("sink {}: {what} = {d:?} is not a duration", i + 1));
+                }
+            }
+        }
+        problems
+    }
 }
 
 /// Live queries.
@@ -259,6 +420,7 @@ impl Default for Config {
             tcp: Vec::new(),
             udp: Vec::new(),
             live: LiveConfig::default(),
+            pipelines: BTreeMap::new(),
         }
     }
 }
@@ -377,6 +539,9 @@ impl Config {
         check_tokens("http.admin_tokens", &self.http.admin_tokens, &mut problems);
         if let Err(e) = self.live.max_query_bytes() {
             problems.push(e);
+        }
+        for (name, p) in &self.pipelines {
+            problems.extend(p.problems(name));
         }
         if self.repositories.is_empty() {
             problems

@@ -24,6 +24,8 @@ pub mod ingest;
 pub mod live;
 pub mod live_api;
 pub mod metrics;
+pub mod pipelines;
+pub mod pipelines_api;
 pub mod query;
 pub mod registry_api;
 pub mod tcp;
@@ -84,6 +86,10 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Live queries and websocket channels.
     pub live: Arc<live::Hub>,
+    /// Running pipelines.
+    pub pipelines: pipelines::Pipelines,
+    /// Pipelines created through the API (guarded: the file is rewritten whole).
+    created_pipelines: Mutex<BTreeMap<String, config::PipelineConfig>>,
     repositories: RwLock<BTreeMap<String, Arc<Repository>>>,
     /// Repositories created through the API (guarded: the file is rewritten whole).
     created: Mutex<BTreeMap<String, config::RepositoryConfig>>,
@@ -130,6 +136,27 @@ impl AppState {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// The pipelines created through the API, locked while the caller changes them.
+    pub(crate) fn created_pipelines(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<String, config::PipelineConfig>> {
+        self.created_pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts every pipeline: the configuration's and those created through the API.
+    pub fn start_pipelines(self: &Arc<Self>) {
+        let created = self.created_pipelines().clone();
+        let all = created
+            .iter()
+            .filter(|(name, _)| !self.config.pipelines.contains_key(*name))
+            .chain(&self.config.pipelines);
+        for (name, p) in all {
+            self.pipelines.start(self, name, p.clone());
+        }
     }
 
     fn insert_repository(&self, repo: Arc<Repository>) {
@@ -185,6 +212,10 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         )?;
         repositories.insert(name.clone(), Arc::new(repo));
     }
+    let pipelines_path = pipelines_api::created_file(&config.data_dir);
+    let created_pipelines = api::load_created(&pipelines_path).map_err(ServerError::io(
+        format!("reading {}", pipelines_path.display()),
+    ))?;
     let ingest = Ingest::new(config.ingest.clone());
     let live = live::Hub::start(
         ingest.metrics.clone(),
@@ -193,6 +224,8 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
     Ok(AppState {
         ingest,
         live,
+        pipelines: pipelines::Pipelines::default(),
+        created_pipelines: Mutex::new(created_pipelines),
         config,
         log,
         registry,
@@ -211,6 +244,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/repositories/{name}/query", post(query::query))
         .route("/api/v1/repositories/{name}/live", get(live_api::live))
         .route("/api/v1/channels/{name}", get(live_api::channel))
+        .route(
+            "/api/v1/pipelines",
+            get(pipelines_api::list).post(pipelines_api::create),
+        )
+        .route(
+            "/api/v1/pipelines/{name}",
+            get(pipelines_api::get).delete(pipelines_api::delete),
+        )
         .nest("/api/v1/registry", registry_api::router())
         .route(
             "/metrics",
@@ -305,6 +346,7 @@ pub async fn serve(
         doors.spawn(door.run(stop_rx.clone()));
     }
     let maintenance = Maintenance::start(state.clone());
+    state.start_pipelines();
     tracing::info!(http = %bound.http, tcp = ?bound.tcp, udp = ?bound.udp, repositories = state.repositories().len(), "eddy serve: doors open");
     on_listen(&bound);
     let mut http_stop = stop_rx.clone();
@@ -322,6 +364,7 @@ pub async fn serve(
     tracing::info!("eddy serve: doors closed; stopping the digests and closing the bus");
     maintenance.stop();
     tokio::task::block_in_place(|| {
+        state.pipelines.stop_all();
         state.live.stop();
         for repo in state.repositories() {
             repo.stop_digest();

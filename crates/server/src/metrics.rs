@@ -25,6 +25,8 @@ pub enum Door {
     Tcp,
     /// A UDP listener.
     Udp,
+    /// A pipeline's repository sink.
+    Pipeline,
 }
 
 impl Door {
@@ -34,6 +36,7 @@ impl Door {
             Door::Http => "http",
             Door::Tcp => "tcp",
             Door::Udp => "udp",
+            Door::Pipeline => "pipeline",
         }
     }
 }

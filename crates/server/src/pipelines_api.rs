@@ -1,0 +1,148 @@
+//! `/api/v1/pipelines`: list, create, describe (with a rollup's last windows) and delete
+//! pipelines. Those created here are kept in `pipelines.json` in the data directory and start
+//! again with the server; those of the configuration file cannot be deleted here.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::config::PipelineConfig;
+use crate::http::{authorize, error, Reject};
+use crate::AppState;
+
+/// Where pipelines created through the API are kept.
+pub fn created_file(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("pipelines.json")
+}
+
+/// `GET /api/v1/pipelines`.
+pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
+        return r.into_response();
+    }
+    Json(json!({ "pipelines": state.pipelines.describe(None) })).into_response()
+}
+
+/// `GET /api/v1/pipelines/{name}`.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
+        return r.into_response();
+    }
+    match state.pipelines.describe(Some(&name)).pop() {
+        Some(p) => Json(p).into_response(),
+        None => not_found(&name).into_response(),
+    }
+}
+
+fn not_found(name: &str) -> Reject {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("pipeline {name:?} does not exist"),
+    )
+}
+
+/// `POST /api/v1/pipelines`: `{"name": …, "from": …, "query": …, "sinks": [...]}`.
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    match create_pipeline(&state, &headers, &body) {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+fn create_pipeline(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<serde_json::Value, Reject> {
+    authorize(headers, &state.config.http.admin_tokens)?;
+    let invalid = |e: String| error(StatusCode::BAD_REQUEST, format!("invalid pipeline: {e}"));
+    let mut request: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
+    let name = match request.remove("name") {
+        Some(serde_json::Value::String(name)) => name,
+        _ => return Err(invalid("\"name\" (a string) is required".into())),
+    };
+    let config: PipelineConfig = serde_json::from_value(serde_json::Value::Object(request))
+        .map_err(|e| invalid(e.to_string()))?;
+    let mut problems = Vec::new();
+    if let Err(e) = eddy_log::validate_name("pipeline", &name) {
+        problems.push(e.to_string());
+    }
+    problems.extend(config.problems(&name));
+    if state.repository(&config.from).is_none() {
+        problems.push(format!("repository {:?} does not exist", config.from));
+    }
+    if !problems.is_empty() {
+        return Err(invalid(problems.join("; ")));
+    }
+    let mut created = state.created_pipelines();
+    if state.pipelines.contains(&name) {
+        return Err(error(
+            StatusCode::CONFLICT,
+            format!("pipeline {name:?} already exists"),
+        ));
+    }
+    created.insert(name.clone(), config.clone());
+    crate::api::save_created(&created_file(&state.config.data_dir), &created).map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot keep the pipeline: {e}"),
+        )
+    })?;
+    state.pipelines.start(state, &name, config);
+    Ok(state
+        .pipelines
+        .describe(Some(&name))
+        .pop()
+        .unwrap_or_default())
+}
+
+/// Removes `name` from the pipelines kept in the data directory.
+fn forget(state: &AppState, name: &str) -> Result<(), Reject> {
+    let mut created = state.created_pipelines();
+    if created.remove(name).is_none() {
+        return Err(not_found(name));
+    }
+    crate::api::save_created(&created_file(&state.config.data_dir), &created).map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot forget the pipeline: {e}"),
+        )
+    })
+}
+
+/// `DELETE /api/v1/pipelines/{name}`: stops it and forgets it (its consumer group stays).
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
+        return r.into_response();
+    }
+    if state.config.pipelines.contains_key(&name) {
+        return error(
+            StatusCode::CONFLICT,
+            format!("pipeline {name:?} is in the configuration file: remove it there"),
+        )
+        .into_response();
+    }
+    if let Err(r) = forget(&state, &name) {
+        return r.into_response();
+    }
+    let state2 = state.clone();
+    let _ = tokio::task::spawn_blocking(move || state2.pipelines.stop(&name)).await;
+    StatusCode::NO_CONTENT.into_response()
+}
