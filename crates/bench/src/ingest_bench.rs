@@ -16,7 +16,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::report::{format_value, Figure, Row, Section};
 
 const EVENT_BYTES: usize = 200;
-const BATCH: usize = 1000;
+pub(crate) const BATCH: usize = 1000;
 const HOSTS: usize = 8;
 const UDP_RATES: [u64; 9] = [
     25_000, 50_000, 100_000, 200_000, 300_000, 400_000, 600_000, 800_000, 1_000_000,
@@ -38,9 +38,9 @@ pub struct IngestBenchOptions {
 }
 
 /// A running `eddy serve`, stopped (SIGKILL) when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    http: String,
+    pub(crate) http: String,
     tcp: SocketAddr,
     udp: SocketAddr,
 }
@@ -53,7 +53,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(exe: &Path, dir: &Path) -> Result<Server> {
+    pub(crate) fn start(exe: &Path, dir: &Path) -> Result<Server> {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
         let config = dir.join("eddy.toml");
@@ -128,7 +128,7 @@ impl Server {
         }
     }
 
-    fn agent() -> ureq::Agent {
+    pub(crate) fn agent() -> ureq::Agent {
         ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
@@ -142,7 +142,7 @@ impl Server {
     }
 
     /// Events stored through `door` into `repository`, from the server's metrics.
-    fn stored_in(&self, door: &str, repository: &str) -> Result<u64> {
+    pub(crate) fn stored_in(&self, door: &str, repository: &str) -> Result<u64> {
         let text = Self::agent()
             .get(format!("{}/metrics", self.http))
             .call()
@@ -158,7 +158,7 @@ impl Server {
 }
 
 /// One NDJSON body of `BATCH` events of `EVENT_BYTES` bytes each (before the newline).
-fn body(client: usize, batch: usize) -> Vec<u8> {
+pub(crate) fn body(client: usize, batch: usize) -> Vec<u8> {
     let levels = ["info", "info", "info", "warn", "debug", "error"];
     let mut out = Vec::with_capacity(BATCH * (EVENT_BYTES + 1));
     for i in 0..BATCH {
@@ -192,7 +192,7 @@ const GATED_SCHEMA: &str = r#"{"type": "record", "name": "Order", "fields": [
     {"name": "c", "type": "long"}, {"name": "n", "type": "long"}, {"name": "pad", "type": "string"}]}"#;
 
 /// One HTTP run into `repository`: events/s and the latency histogram (µs).
-fn http_run(
+pub(crate) fn http_run(
     server: &Server,
     opts: &IngestBenchOptions,
     repository: &str,
@@ -250,7 +250,7 @@ fn http_run(
     Ok((total as f64 / secs, hist))
 }
 
-fn histogram() -> Result<hdrhistogram::Histogram<u64>> {
+pub(crate) fn histogram() -> Result<hdrhistogram::Histogram<u64>> {
     hdrhistogram::Histogram::<u64>::new(3).map_err(|e| Error::Invalid(e.to_string()))
 }
 

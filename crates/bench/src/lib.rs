@@ -13,6 +13,7 @@ pub mod baselines;
 mod error;
 pub mod gen;
 pub mod ingest_bench;
+pub mod live_bench;
 pub mod log_bench;
 pub mod peers;
 pub mod query_bench;

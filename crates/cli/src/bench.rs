@@ -23,6 +23,9 @@ pub enum BenchCommand {
     /// Benchmark `eddy serve` (HTTP ingest rate and latency, syslog over UDP) and replace the
     /// report's ingest section.
     Ingest(LogArgs),
+    /// Benchmark live queries (20 websocket subscriptions under 100 k events/s of ingest:
+    /// freshness and ingest cost) and replace the report's live section.
+    Live(LogArgs),
     /// Benchmark the segment store (compression ratio beside zstd -3, digest rate, catalogue
     /// size) and replace the report's store section.
     Store(StoreArgs),
@@ -223,6 +226,13 @@ pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
             let section = with_progress(|p| {
                 eddy_bench::ingest_bench::run(&opts.ingest_options(), &opts.mode, p)
             })?;
+            finish_section(&args.common, &opts, section)?;
+        }
+        BenchCommand::Live(args) => {
+            let opts = args.common.options();
+            let mut live = opts.ingest_options();
+            live.dir = opts.dir.join("live");
+            let section = with_progress(|p| eddy_bench::live_bench::run(&live, &opts.mode, p))?;
             finish_section(&args.common, &opts, section)?;
         }
         BenchCommand::Store(args) => {

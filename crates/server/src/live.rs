@@ -30,6 +30,8 @@ use crate::metrics::Metrics;
 
 /// Frames a slow client may fall behind by before it is resynchronised.
 const EVENT_BACKLOG: usize = 256;
+/// Events kept aside at most while a view is seeded.
+const SEEDING_BACKLOG: usize = 2_000_000;
 /// How long a view with no subscribers lives on (a client reconnecting finds it warm).
 const IDLE_GRACE: Duration = Duration::from_secs(5);
 /// How often the clock looks at the views.
@@ -159,6 +161,11 @@ impl View {
         let (Phase::Running(cut), Some(live)) = (&state.phase, state.live.as_mut()) else {
             if let Phase::Seeding(kept) = &mut state.phase {
                 kept.push(batch.clone());
+                // What waits for the seed is bounded like the query itself.
+                let waiting: usize = kept.iter().map(|b| b.events.len()).sum();
+                if waiting > SEEDING_BACKLOG {
+                    self.stop(state, &format!("stopped: more than {SEEDING_BACKLOG} events arrived while the window was read from history; try a shorter window"));
+                }
             }
             return;
         };

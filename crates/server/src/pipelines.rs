@@ -249,7 +249,10 @@ impl Runner {
     }
 
     fn fail(&self, why: String) {
-        tracing::warn!(pipeline = %self.name, "{why}");
+        // Logged when it changes: a pipeline retrying every second must not flood the log.
+        if lock(&self.status.error).as_deref() != Some(why.as_str()) {
+            tracing::warn!(pipeline = %self.name, "{why}");
+        }
         self.status.failures.fetch_add(1, Ordering::Relaxed);
         self.state
             .ingest
