@@ -53,20 +53,11 @@ const QUERIES: [&str; 20] = [
 
 type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn subscribe(server: &Server, query: &str) -> Result<Socket> {
     let url = format!(
         "{}/api/v1/repositories/bench/live?query={}&window=5m&interval=1s",
         server.http.replace("http://", "ws://"),
-        encode(query)
+        form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>()
     );
     let (socket, _) = tungstenite::connect(&url)
         .map_err(|e| Error::Invalid(format!("subscribing to {query:?}: {e}")))?;

@@ -14,20 +14,27 @@ use serde_json::json;
 
 use crate::{output, Global};
 
+/// The repository a query reads, on which server.
+#[derive(Debug, Args)]
+pub struct Repository {
+    /// The server's base URL.
+    #[arg(long, env = "EDDY_URL", default_value = "http://127.0.0.1:7280")]
+    pub url: String,
+    /// The repository.
+    #[arg(short, long, default_value = "main")]
+    pub repository: String,
+    /// Read token of the repository (sent as `Authorization: Bearer`).
+    #[arg(long, env = "EDDY_READ_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct SearchArgs {
     /// The query, e.g. `status>=500 | groupBy(host, function=count())` (see
     /// docs/query-language.md).
     query: String,
-    /// The server's base URL.
-    #[arg(long, env = "EDDY_URL", default_value = "http://127.0.0.1:7280")]
-    url: String,
-    /// Repository to search.
-    #[arg(short, long, default_value = "main")]
-    repository: String,
-    /// Read token of the repository (sent as `Authorization: Bearer`).
-    #[arg(long, env = "EDDY_READ_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    from: Repository,
     /// Start: a relative time (15m, 24h, 7d) or RFC 3339.
     #[arg(long, default_value = "24h")]
     start: String,
@@ -56,14 +63,14 @@ pub fn run(_global: &Global, args: &SearchArgs) -> anyhow::Result<ExitCode> {
         .into();
     let url = format!(
         "{}/api/v1/repositories/{}/query",
-        args.url.trim_end_matches('/'),
-        args.repository
+        args.from.url.trim_end_matches('/'),
+        args.from.repository
     );
     let mut req = agent
         .post(&url)
         .header("Content-Type", "application/json")
         .header("Accept", "application/x-ndjson");
-    if let Some(token) = &args.token {
+    if let Some(token) = &args.from.token {
         req = req.header("Authorization", &format!("Bearer {token}"));
     }
     let body = json!({

@@ -21,15 +21,8 @@ use crate::{output, Global};
 pub struct TailArgs {
     /// The query, e.g. `status>=500` or `groupBy(host, function=count())`.
     query: String,
-    /// The server's base URL.
-    #[arg(long, env = "EDDY_URL", default_value = "http://127.0.0.1:7280")]
-    url: String,
-    /// Repository to follow.
-    #[arg(short, long, default_value = "main")]
-    repository: String,
-    /// Read token of the repository.
-    #[arg(long, env = "EDDY_READ_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    from: crate::search::Repository,
     /// The sliding window the query runs over (it starts complete, from history).
     #[arg(long, default_value = "15m")]
     window: String,
@@ -47,21 +40,9 @@ pub struct TailArgs {
     count: Option<u64>,
 }
 
-/// `s` with everything but unreserved characters percent-encoded (for a query string).
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The websocket URL of a live query.
 fn live_url(args: &TailArgs) -> anyhow::Result<String> {
-    let base = args.url.trim_end_matches('/');
+    let base = args.from.url.trim_end_matches('/');
     let base = if let Some(rest) = base.strip_prefix("http://") {
         format!("ws://{rest}")
     } else if let Some(rest) = base.strip_prefix("https://") {
@@ -69,13 +50,16 @@ fn live_url(args: &TailArgs) -> anyhow::Result<String> {
     } else {
         bail!("--url {base}: expected http://… or https://…");
     };
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("query", &args.query)
+        .append_pair("window", &args.window)
+        .append_pair("interval", &args.interval)
+        .append_pair("limit", &args.limit.to_string())
+        .finish();
+    let repository: String =
+        form_urlencoded::byte_serialize(args.from.repository.as_bytes()).collect();
     Ok(format!(
-        "{base}/api/v1/repositories/{}/live?query={}&window={}&interval={}&limit={}",
-        percent_encode(&args.repository),
-        percent_encode(&args.query),
-        percent_encode(&args.window),
-        percent_encode(&args.interval),
-        args.limit
+        "{base}/api/v1/repositories/{repository}/live?{query}"
     ))
 }
 
@@ -87,7 +71,7 @@ fn connect(
         .as_str()
         .into_client_request()
         .with_context(|| format!("not a websocket URL: {url}"))?;
-    if let Some(token) = &args.token {
+    if let Some(token) = &args.from.token {
         request
             .headers_mut()
             .insert("Authorization", format!("Bearer {token}").parse()?);
@@ -112,7 +96,7 @@ fn connect(
                 answer["error"].as_str().unwrap_or("(no message)")
             )
         }
-        Err(e) => Err(e).with_context(|| format!("cannot reach {}", args.url)),
+        Err(e) => Err(e).with_context(|| format!("cannot reach {}", args.from.url)),
     }
 }
 
@@ -217,15 +201,4 @@ fn print_table(message: &serde_json::Value, terminal: bool) -> anyhow::Result<()
     }
     std::io::stdout().flush()?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_text_is_percent_encoded() {
-        assert_eq!(percent_encode("a b&c=d|é"), "a%20b%26c%3Dd%7C%C3%A9");
-        assert_eq!(percent_encode("Az09-._~"), "Az09-._~");
-    }
 }
