@@ -220,6 +220,9 @@ impl PipelineConfig {
                     ));
                 }
             }
+            if sink.repository.as_ref() == Some(&self.from) {
+                say(format!("sink {}: writing into {:?}, the repository it reads, would feed it its own output forever", i + 1, self.from));
+            }
             if sink.on.is_some() && self.split.is_none() {
                 say(format!(
                     "sink {}: on = … needs the pipeline's split = \"field\"",
@@ -755,6 +758,47 @@ mod tests {
         assert!(err.contains("repositories.web.partitions = 0"), "{err}");
         assert!(err.contains("tokens[0] is 12 characters"), "{err}");
         assert!(!err.contains("short-secret"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_of_a_pipeline_is_reported() {
+        let err = Config::parse(
+            r#"
+[pipelines.p]
+from = "main"
+query = "groupBy(host)"
+start = "middle"
+[[pipelines.p.sinks]]
+repository = "main"
+webhook = "ftp://x"
+on = "a"
+buffer_time = "soon"
+[pipelines.q]
+from = "main"
+query = "status>=500"
+window = "1m"
+sinks = []
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "pipeline \"p\": the query aggregates: give it a rollup window",
+            "start = \"middle\"",
+            "sink 1: give exactly one of repository, topic, webhook, websocket",
+            "is not an http(s) URL",
+            "the repository it reads",
+            "on = … needs the pipeline's split",
+            "buffer_time = \"soon\" is not a duration",
+            "pipeline \"q\": window is for aggregating queries",
+            "pipeline \"q\": no sinks",
+        ] {
+            assert!(err.contains(expected), "{expected:?} not in {err}");
+        }
+        let ok = Config::parse(
+            "[repositories.main]\n[repositories.errors]\n[pipelines.p]\nfrom = \"main\"\nquery = \"groupBy(host)\"\nwindow = \"1m\"\n[[pipelines.p.sinks]]\nrepository = \"errors\"\n",
+        );
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]
