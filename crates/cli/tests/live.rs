@@ -171,6 +171,73 @@ fn live_queries_start_from_history_share_one_view_and_push_updates() {
 }
 
 #[test]
+fn views_seeded_while_ingest_runs_count_every_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let batches = 60;
+    let total = batches * 500;
+    std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            for b in 0..batches {
+                let events: Vec<Value> = (0..500)
+                    .map(|i| json!({"host": format!("h{}", i % 7), "n": b * 500 + i}))
+                    .collect();
+                ingest(&server, &events);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        // Views start at different points of the load: seeded from the store, the bus and
+        // the tap at once.
+        let mut sockets = Vec::new();
+        for (i, q) in ["count()", "groupBy(host)", "n>=0 | count()"]
+            .iter()
+            .enumerate()
+        {
+            std::thread::sleep(Duration::from_millis(150 * (i as u64 + 1)));
+            sockets.push((q, subscribe(&server, q, "window=1h&interval=100ms")));
+        }
+        load.join().unwrap();
+        for (q, socket) in &mut sockets {
+            let counted = |m: &Value| -> i64 {
+                m["rows"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["_count"].as_i64().unwrap())
+                    .sum()
+            };
+            let last = until(socket, |m| {
+                assert!(counted(m) <= total, "{q}: counted twice: {m}");
+                counted(m) == total
+            });
+            assert_eq!(counted(&last), total, "{q}");
+        }
+    });
+    let (_, historic) = post(
+        &server,
+        "/api/v1/repositories/open/query",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        br#"{"query": "groupBy(host)", "start": "1h"}"#,
+    );
+    let mut live = subscribe(&server, "groupBy(host)", "window=1h&interval=100ms");
+    let snapshot = next(&mut live);
+    let counts = |rows: &Value| -> Vec<(String, i64)> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["host"].as_str().unwrap().to_string(),
+                    r["_count"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(counts(&snapshot["rows"]), counts(&historic["rows"]));
+    server.stop();
+}
+
+#[test]
 fn a_slow_websocket_client_is_dropped_and_ingest_is_unaffected() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), "");

@@ -3,9 +3,10 @@
 //! shared by every websocket client that asks for the same query, window and interval (a
 //! materialized view: computed once, whatever the number of clients).
 //!
-//! A view starts complete: it joins the tap first (events from then on are kept aside), then
-//! seeds its window from the store, reads the bus between the store's cut and the tap, and
-//! finally takes what was kept aside — each event once (see [`eddy_store::Cut`]).
+//! A view starts complete: it joins the tap first (the tap's batches then only say how far it
+//! has read), seeds its window from the store, then reads the bus itself from the store's cut
+//! until it has caught up with the tap, the last stretch with the tap held — each event once
+//! (see [`eddy_store::Cut`]).
 //!
 //! Nothing here waits for a client: updates go out through `watch` (the latest answer, so a
 //! slow client skips intermediate ones) and `broadcast` channels (pushed events; a client
@@ -30,8 +31,8 @@ use crate::metrics::Metrics;
 
 /// Frames a slow client may fall behind by before it is resynchronised.
 const EVENT_BACKLOG: usize = 256;
-/// Events kept aside at most while a view is seeded.
-const SEEDING_BACKLOG: usize = 2_000_000;
+/// A seed's catch-up with the bus ends (under the view's lock) once this few records remain.
+const CATCH_UP_GAP: u64 = 10_000;
 /// How long a view with no subscribers lives on (a client reconnecting finds it warm).
 const IDLE_GRACE: Duration = Duration::from_secs(5);
 /// How often the clock looks at the views.
@@ -89,11 +90,14 @@ struct Tapped {
 struct TapBatch {
     partition: u32,
     events: Vec<Tapped>,
+    /// The offset after the batch.
+    next: u64,
 }
 
 enum Phase {
-    /// Seeding from the store: batches from the tap are kept aside.
-    Seeding(Vec<Arc<TapBatch>>),
+    /// Seeding: per partition, the offset up to which the tap has offered batches (which the
+    /// seed reads from the bus itself).
+    Seeding(Vec<u64>),
     /// Fed by the tap; the cut says which events the seed already held.
     Running(Cut),
     /// Stopped (subscribers were told why).
@@ -159,12 +163,9 @@ impl View {
         let now = now_ns();
         let state = &mut *state;
         let (Phase::Running(cut), Some(live)) = (&state.phase, state.live.as_mut()) else {
-            if let Phase::Seeding(kept) = &mut state.phase {
-                kept.push(batch.clone());
-                // What waits for the seed is bounded like the query itself.
-                let waiting: usize = kept.iter().map(|b| b.events.len()).sum();
-                if waiting > SEEDING_BACKLOG {
-                    self.stop(state, &format!("stopped: more than {SEEDING_BACKLOG} events arrived while the window was read from history; try a shorter window"));
+            if let Phase::Seeding(offered) = &mut state.phase {
+                if let Some(o) = offered.get_mut(batch.partition as usize) {
+                    *o = (*o).max(batch.next);
                 }
             }
             return;
@@ -367,7 +368,11 @@ impl Tap {
                         })
                     })
                     .collect();
-                let batch = Arc::new(TapBatch { partition, events });
+                let batch = Arc::new(TapBatch {
+                    partition,
+                    events,
+                    next: reader.position(),
+                });
                 for v in views.iter() {
                     v.feed(&batch);
                 }
@@ -377,14 +382,17 @@ impl Tap {
         }
     }
 
-    /// Adds `view`; returns the offsets from which it is fed, per partition.
-    fn join(&self, view: Arc<View>) -> Vec<u64> {
+    /// Adds a seeding `view`: it is told, under the lock the tap feeds under, the offsets from
+    /// which the tap offers it batches.
+    fn join(&self, view: Arc<View>) {
         let mut views = self.views.write().unwrap_or_else(PoisonError::into_inner);
-        views.push(view);
-        self.positions
+        let from = self
+            .positions
             .iter()
             .map(|p| p.load(Ordering::Relaxed))
-            .collect()
+            .collect();
+        lock(&view.state).phase = Phase::Seeding(from);
+        views.push(view);
     }
 
     fn leave(&self, view: &Arc<View>) {
@@ -506,13 +514,13 @@ impl Hub {
             subscribers: AtomicUsize::new(0),
             idle_since: Mutex::new(Some(Instant::now())),
         });
-        let joined = tap.join(view.clone());
+        tap.join(view.clone());
         views.insert(key, (view.clone(), tap));
         self.metrics.live_views.inc();
         let (seeding, repo) = (view.clone(), repo.clone());
         let spawned = std::thread::Builder::new()
             .name("live-seed".into())
-            .spawn(move || seed(&seeding, &repo, live, &joined));
+            .spawn(move || seed(&seeding, &repo, live));
         if let Err(e) = spawned {
             view.stop(
                 &mut lock(&view.state),
@@ -550,36 +558,43 @@ impl Hub {
     }
 }
 
-/// Seeds `live` from the store, reads the bus from the store's cut up to where the tap
-/// started feeding the view (`joined`), then takes the batches kept aside and starts running.
-fn seed(view: &View, repo: &Repository, mut live: Live, joined: &[u64]) {
-    let now = now_ns();
-    let (cut, warnings) = live.seed(&repo.store, now);
+/// Seeds `live` from the store, then reads the bus from the store's cut until it has caught
+/// up with what the tap offered the view; the last stretch is read holding the view's lock (the
+/// tap waits), and the view starts running.
+fn seed(view: &View, repo: &Repository, mut live: Live) {
+    let (cut, warnings) = live.seed(&repo.store, now_ns());
     for w in warnings {
         tracing::warn!(repository = %repo.name, "live query seed: {w}");
     }
-    for (p, &upto) in joined.iter().enumerate() {
-        let p = p as u32;
-        if let Err(e) = replay(repo, p, &cut, upto, &mut live) {
-            tracing::warn!(repository = %repo.name, partition = p, "live query seed: the bus could not be read: {e}");
+    let offered = |view: &View| match &lock(&view.state).phase {
+        Phase::Seeding(offered) => Some(offered.clone()),
+        _ => None,
+    };
+    let mut read: Vec<u64> = repo
+        .topic
+        .partitions()
+        .iter()
+        .map(|p| cut.from(p.id()).max(p.start_offset()))
+        .collect();
+    for _ in 0..100 {
+        let Some(upto) = offered(view) else { return };
+        let gap: u64 = upto
+            .iter()
+            .zip(&read)
+            .map(|(u, r)| u.saturating_sub(*r))
+            .sum();
+        if gap <= CATCH_UP_GAP {
+            break;
         }
+        catch_up(repo, &cut, &mut read, &upto, &mut live);
     }
     let mut state = lock(&view.state);
-    let kept = match std::mem::replace(&mut state.phase, Phase::Seeding(Vec::new())) {
-        Phase::Seeding(kept) => kept,
-        other => {
-            state.phase = other;
-            return;
-        }
+    let Phase::Seeding(upto) = &state.phase else {
+        return;
     };
+    let upto = upto.clone();
+    catch_up(repo, &cut, &mut read, &upto, &mut live);
     let now = now_ns();
-    for batch in kept {
-        for t in &batch.events {
-            if !cut.holds(batch.partition, t.offset, &t.source) {
-                live.add(&t.event, now);
-            }
-        }
-    }
     let answer = live.answer(now);
     let kind = if view.events_kind {
         "snapshot"
@@ -596,18 +611,29 @@ fn seed(view: &View, repo: &Repository, mut live: Live, joined: &[u64]) {
     state.phase = Phase::Running(cut);
 }
 
-/// Adds partition `p`'s records from the cut up to `upto` (exclusive) that the seed lacks.
+/// Reads each partition's records from `read` up to `upto` into `live`.
+fn catch_up(repo: &Repository, cut: &Cut, read: &mut [u64], upto: &[u64], live: &mut Live) {
+    for (p, (from, &to)) in read.iter_mut().zip(upto).enumerate() {
+        if *from >= to {
+            continue;
+        }
+        if let Err(e) = replay(repo, p as u32, cut, *from, to, live) {
+            tracing::warn!(repository = %repo.name, partition = p, "live query seed: the bus could not be read: {e}");
+        }
+        *from = to;
+    }
+}
+
+/// Adds partition `p`'s records in `[from, upto)` that the seed lacks.
 fn replay(
     repo: &Repository,
     p: u32,
     cut: &Cut,
+    from: u64,
     upto: u64,
     live: &mut Live,
 ) -> Result<(), eddy_log::Error> {
-    let partition = repo.topic.partition(p)?;
-    let mut reader = repo
-        .topic
-        .reader(p, cut.from(p).max(partition.start_offset()))?;
+    let mut reader = repo.topic.reader(p, from)?;
     while reader.position() < upto {
         let records = reader.poll()?;
         if records.is_empty() {
