@@ -142,12 +142,7 @@ pub fn run(_global: &Global, args: &SearchArgs) -> anyhow::Result<ExitCode> {
             .lock()
             .write_all(to_csv(&columns, &rows).as_bytes())?;
     } else {
-        let header: Vec<&str> = columns.iter().map(String::as_str).collect();
-        let table: Vec<Vec<String>> = rows
-            .iter()
-            .map(|r| columns.iter().map(|c| cell_text(c, r.get(c))).collect())
-            .collect();
-        output::table(&header, &table)?;
+        print_table(&columns, &rows)?;
         if std::io::stderr().is_terminal() {
             eprintln!("{} rows; {}", rows.len(), progress_text(&done["progress"]));
         }
@@ -156,6 +151,16 @@ pub fn run(_global: &Global, args: &SearchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {}", w.as_str().unwrap_or_default());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Rows of an answer as an aligned table, their cells as the server's CSV writes them.
+pub fn print_table(columns: &[String], rows: &[BTreeMap<String, Value>]) -> anyhow::Result<()> {
+    let header: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| columns.iter().map(|c| cell_text(c, r.get(c))).collect())
+        .collect();
+    output::table(&header, &table)
 }
 
 fn progress_text(p: &serde_json::Value) -> String {

@@ -15,7 +15,7 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use crate::{output, Global};
+use crate::Global;
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
@@ -182,12 +182,7 @@ fn print_table(message: &serde_json::Value, terminal: bool) -> anyhow::Result<()
         // Home and clear: the table replaces the last one.
         print!("\x1b[H\x1b[2J");
     }
-    let header: Vec<&str> = columns.iter().map(String::as_str).collect();
-    let table: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| columns.iter().map(|c| cell_text(c, r.get(c))).collect())
-        .collect();
-    output::table(&header, &table)?;
+    crate::search::print_table(&columns, &rows)?;
     let window = &message["window"];
     let bound = |k: &str| window[k].as_i64().map(eddy_event::units::format_time);
     if let (Some(start), Some(end)) = (bound("start"), bound("end")) {

@@ -65,6 +65,20 @@ pub(crate) fn save_created<T: serde::Serialize>(
     Ok(())
 }
 
+/// A creation request: `name`, then the settings of the configuration file (unknown keys
+/// refused).
+pub(crate) fn named<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<(String, T), String> {
+    let mut request: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let name = match request.remove("name") {
+        Some(serde_json::Value::String(name)) => name,
+        _ => return Err("\"name\" (a string) is required".into()),
+    };
+    let settings =
+        serde_json::from_value(serde_json::Value::Object(request)).map_err(|e| e.to_string())?;
+    Ok((name, settings))
+}
+
 fn describe(repo: &Repository) -> serde_json::Value {
     let info = repo.topic.info();
     json!({
@@ -121,15 +135,7 @@ async fn create_repository(
 ) -> Result<serde_json::Value, Reject> {
     authorize(&headers, &state.config.http.admin_tokens)?;
     let invalid = |e: String| error(StatusCode::BAD_REQUEST, format!("invalid repository: {e}"));
-    // `name`, then the settings of the configuration file (unknown keys refused).
-    let mut request: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
-    let name = match request.remove("name") {
-        Some(serde_json::Value::String(name)) => name,
-        _ => return Err(invalid("\"name\" (a string) is required".into())),
-    };
-    let config: RepositoryConfig = serde_json::from_value(serde_json::Value::Object(request))
-        .map_err(|e| invalid(e.to_string()))?;
+    let (name, config): (String, RepositoryConfig) = named(&body).map_err(invalid)?;
     let mut problems = Vec::new();
     if let Err(e) = eddy_log::validate_name("repository", &name) {
         problems.push(e.to_string());

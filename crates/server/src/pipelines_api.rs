@@ -68,14 +68,7 @@ fn create_pipeline(
 ) -> Result<serde_json::Value, Reject> {
     authorize(headers, &state.config.http.admin_tokens)?;
     let invalid = |e: String| error(StatusCode::BAD_REQUEST, format!("invalid pipeline: {e}"));
-    let mut request: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
-    let name = match request.remove("name") {
-        Some(serde_json::Value::String(name)) => name,
-        _ => return Err(invalid("\"name\" (a string) is required".into())),
-    };
-    let config: PipelineConfig = serde_json::from_value(serde_json::Value::Object(request))
-        .map_err(|e| invalid(e.to_string()))?;
+    let (name, config): (String, PipelineConfig) = crate::api::named(body).map_err(invalid)?;
     let mut problems = Vec::new();
     if let Err(e) = eddy_log::validate_name("pipeline", &name) {
         problems.push(e.to_string());
