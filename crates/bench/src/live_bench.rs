@@ -181,11 +181,23 @@ fn probes(server: &Server, stop: &AtomicBool) -> Result<HashMap<u64, (Instant, I
     Ok(out)
 }
 
+/// What one run measured.
+struct RunFigures {
+    /// Events/s acknowledged under the paced load.
+    paced: f64,
+    /// Events/s of the unpaced load after it.
+    unpaced: f64,
+    /// Per probe, websocket arrival minus acknowledgement, µs (live runs only).
+    from_ack: Vec<u64>,
+    /// … minus sending, µs.
+    from_send: Vec<u64>,
+    /// Websocket messages the clients received.
+    messages: u64,
+}
+
 /// One run: the paced load for `seconds` (with the queries subscribed if `live`), then the
-/// unpaced load. Returns (paced rate, unpaced rate, probe latencies from ack and from send in
-/// µs, messages received).
-#[allow(clippy::type_complexity)]
-fn run_once(opts: &IngestBenchOptions, live: bool) -> Result<(f64, f64, Vec<u64>, Vec<u64>, u64)> {
+/// unpaced load.
+fn run_once(opts: &IngestBenchOptions, live: bool) -> Result<RunFigures> {
     let server = Server::start(&opts.server, &opts.dir)?;
     let seen = Seen::default();
     let (stop_clients, stop_load) = (AtomicBool::new(false), AtomicBool::new(false));
@@ -243,13 +255,13 @@ fn run_once(opts: &IngestBenchOptions, live: bool) -> Result<(f64, f64, Vec<u64>
             from_send.push(at.saturating_duration_since(*sent).as_micros() as u64);
         }
     }
-    Ok((
+    Ok(RunFigures {
         paced,
         unpaced,
         from_ack,
         from_send,
-        seen.messages.load(Ordering::Relaxed),
-    ))
+        messages: seen.messages.load(Ordering::Relaxed),
+    })
 }
 
 fn quantile(values: &[u64], q: f64) -> Result<f64> {
@@ -279,17 +291,17 @@ pub fn run(opts: &IngestBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Re
     let mut messages = Figure::new("websocket messages received by the 20 clients", "messages");
     for run in 0..runs {
         progress(&format!("no live queries, run {}/{runs}", run + 1));
-        let (paced, unpaced, _, _, _) = run_once(opts, false)?;
-        paced_none.runs.push(paced);
-        max_none.runs.push(unpaced);
+        let none = run_once(opts, false)?;
+        paced_none.runs.push(none.paced);
+        max_none.runs.push(none.unpaced);
         progress(&format!("20 live queries, run {}/{runs}", run + 1));
-        let (paced, unpaced, from_ack, from_send, received) = run_once(opts, true)?;
-        paced_live.runs.push(paced);
-        max_live.runs.push(unpaced);
-        p50.runs.push(quantile(&from_ack, 0.50)?);
-        p99.runs.push(quantile(&from_ack, 0.99)?);
-        send_p99.runs.push(quantile(&from_send, 0.99)?);
-        messages.runs.push(received as f64);
+        let live = run_once(opts, true)?;
+        paced_live.runs.push(live.paced);
+        max_live.runs.push(live.unpaced);
+        p50.runs.push(quantile(&live.from_ack, 0.50)?);
+        p99.runs.push(quantile(&live.from_ack, 0.99)?);
+        send_p99.runs.push(quantile(&live.from_send, 0.99)?);
+        messages.runs.push(live.messages as f64);
     }
     let _ = std::fs::remove_dir_all(&opts.dir);
     let lost = |with: &Figure, without: &Figure| {

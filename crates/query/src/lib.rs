@@ -20,6 +20,6 @@ pub mod search;
 pub mod sketch;
 pub mod syntax;
 
-pub use live::{Live, LiveError, Window};
+pub use live::{Added, Live, LiveError, Window};
 pub use run::{prepare, run, run_with_partials, Answer, Options, Partials, Prepared, Progress};
 pub use syntax::{parse, QueryError};

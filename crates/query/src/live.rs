@@ -13,7 +13,7 @@ use std::time::Duration;
 use eddy_event::Event;
 use eddy_store::{BlockView, Cut, ReadBuffers, RepoStore, Scan};
 
-use crate::engine::{State, DEFAULT_LIMIT};
+use crate::engine::State;
 use crate::run::{answer, Answer, Prepared, Progress};
 
 /// Slices a window is cut into, at least (when its span allows).
@@ -91,8 +91,20 @@ pub struct Live {
     changed: bool,
     /// Events too old for the window when they came.
     late: u64,
-    /// Events that passed the query's steps into the window's state.
-    kept: u64,
+}
+
+/// What [`Live::add`] did with an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Added {
+    /// Its time had left the window.
+    Late,
+    /// The query's steps dropped it.
+    Dropped,
+    /// It is in the window's state.
+    Kept,
+    /// It is in the window's state and, the answer being a list of events, to be pushed as
+    /// the steps left it.
+    Pushed(Event),
 }
 
 impl Live {
@@ -106,7 +118,6 @@ impl Live {
             memory_limit,
             changed: true,
             late: 0,
-            kept: 0,
         }
     }
 
@@ -125,14 +136,9 @@ impl Live {
         self.late
     }
 
-    /// Events that passed the query's steps into the window's state.
-    pub fn kept(&self) -> u64 {
-        self.kept
-    }
-
     /// The scan that seeds the window at `now` from the store: the window's start onwards
     /// (events from the future too, since the window will reach them).
-    pub fn seed_scan(&self, now: i64) -> Scan {
+    fn seed_scan(&self, now: i64) -> Scan {
         Scan {
             start: self.window.bounds(now).0,
             end: i64::MAX,
@@ -161,23 +167,26 @@ impl Live {
         (cut, warnings)
     }
 
-    /// Adds an event that arrived at wall-clock time `now`. Returns it as the query's steps
-    /// left it when the answer is a list of events and it belongs there (to be pushed).
-    pub fn add(&mut self, e: &Event, now: i64) -> Option<Event> {
+    /// Adds an event that arrived at wall-clock time `now`.
+    pub fn add(&mut self, e: &Event, now: i64) -> Added {
         let (start, end) = self.window.bounds(now);
         if e.timestamp < start {
             self.late += 1;
-            return None;
+            return Added::Late;
         }
-        let kept = self.prepared.program.process(e)?;
+        let Some(kept) = self.prepared.program.process(e) else {
+            return Added::Dropped;
+        };
         let slice = e.timestamp.div_euclid(self.window.slice) * self.window.slice;
-        self.kept += 1;
         self.changed |= e.timestamp < end;
-        let pushed = (self.is_events() && e.timestamp < end).then(|| kept.clone());
+        let added = match self.is_events() && e.timestamp < end {
+            true => Added::Pushed(kept.clone()),
+            false => Added::Kept,
+        };
         let collect = &self.prepared.program.collect;
         let state = self.slices.entry(slice).or_insert_with(|| collect.state());
         collect.add(state, kept);
-        pushed
+        added
     }
 
     /// Slides the window to `now`, dropping slices that left it; stops the query (an error)
@@ -235,9 +244,6 @@ impl Live {
 
 /// The default bound of a live query's state.
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
-
-/// Rows kept by default in a live list of events.
-pub const DEFAULT_ROWS: usize = DEFAULT_LIMIT;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

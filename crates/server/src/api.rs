@@ -42,20 +42,28 @@ pub fn load_created<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// Replaces the file atomically and durably: temporary file, fsync, rename, fsync of the
-/// directory. It holds tokens, so only the owner may read it.
+/// Replaces the file of created repositories or pipelines (see [`replace_file`]).
 pub(crate) fn save_created<T: serde::Serialize>(
     path: &FsPath,
     repos: &BTreeMap<String, T>,
 ) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
+    replace_file(
+        path,
+        &serde_json::to_vec_pretty(repos).map_err(std::io::Error::other)?,
+    )
+}
+
+/// Replaces the file atomically and durably: temporary file, fsync, rename, fsync of the
+/// directory. It may hold tokens, so only the owner may read it.
+pub(crate) fn replace_file(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut f = options.open(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(repos).map_err(std::io::Error::other)?)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;

@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use eddy_event::{codec, Event};
 use eddy_log::now_ns;
+use eddy_log::StoredRecord;
 use eddy_query::engine;
-use eddy_query::{Answer, Live, Prepared, Window};
-use eddy_store::Cut;
+use eddy_query::{Added, Answer, Live, Prepared, Window};
+use eddy_store::{digest, Cut};
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
@@ -55,7 +56,8 @@ pub struct Frame {
 }
 
 impl Frame {
-    fn of(value: serde_json::Value, oldest_ingest: Option<i64>) -> Frame {
+    /// A frame of `value` that carries or reflects events ingested from `oldest_ingest` on.
+    pub fn of(value: serde_json::Value, oldest_ingest: Option<i64>) -> Frame {
         Frame {
             text: value.to_string().into(),
             oldest_ingest,
@@ -82,8 +84,23 @@ pub struct ViewKey {
 /// One event as the tap read it.
 struct Tapped {
     offset: u64,
-    source: String,
+    key: Option<bytes::Bytes>,
     event: Event,
+}
+
+impl Tapped {
+    /// The bus record as an event, if it is one.
+    fn of(r: StoredRecord) -> Option<Tapped> {
+        Some(Tapped {
+            event: codec::decode(&r.value).ok()?,
+            offset: r.offset,
+            key: r.key,
+        })
+    }
+
+    fn source(&self) -> &str {
+        digest::source_of(self.key.as_deref())
+    }
 }
 
 /// A poll's worth of one partition's events.
@@ -173,17 +190,16 @@ impl View {
         let mut pushed = Vec::new();
         let mut oldest = state.oldest_unsent;
         for t in &batch.events {
-            if cut.holds(batch.partition, t.offset, &t.source) {
+            if cut.holds(batch.partition, t.offset, t.source()) {
                 continue;
             }
-            let before = live.kept();
-            if let Some(e) = live.add(&t.event, now) {
-                pushed.push(e);
+            match live.add(&t.event, now) {
+                Added::Late | Added::Dropped => continue,
+                Added::Pushed(e) => pushed.push(e),
+                Added::Kept => {}
             }
-            if live.kept() > before {
-                let ingest = t.event.ingest_timestamp;
-                oldest = Some(oldest.map_or(ingest, |o: i64| o.min(ingest)));
-            }
+            let ingest = t.event.ingest_timestamp;
+            oldest = Some(oldest.map_or(ingest, |o: i64| o.min(ingest)));
         }
         if self.events_kind {
             if !pushed.is_empty() {
@@ -353,21 +369,7 @@ impl Tap {
             };
             let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
             if !views.is_empty() && !records.is_empty() {
-                let events = records
-                    .iter()
-                    .filter_map(|r| {
-                        let event = codec::decode(&r.value).ok()?;
-                        let source = r
-                            .key
-                            .as_ref()
-                            .map_or(String::new(), |k| String::from_utf8_lossy(k).into_owned());
-                        Some(Tapped {
-                            offset: r.offset,
-                            source,
-                            event,
-                        })
-                    })
-                    .collect();
+                let events = records.into_iter().filter_map(Tapped::of).collect();
                 let batch = Arc::new(TapBatch {
                     partition,
                     events,
@@ -640,16 +642,12 @@ fn replay(
             break;
         }
         let now = now_ns();
-        for r in records.iter().filter(|r| r.offset < upto) {
-            let source = r
-                .key
-                .as_ref()
-                .map_or(String::new(), |k| String::from_utf8_lossy(k).into_owned());
-            if cut.holds(p, r.offset, &source) {
+        for r in records.into_iter().filter(|r| r.offset < upto) {
+            if cut.holds(p, r.offset, digest::source_of(r.key.as_deref())) {
                 continue;
             }
-            if let Ok(event) = codec::decode(&r.value) {
-                live.add(&event, now);
+            if let Some(t) = Tapped::of(r) {
+                live.add(&t.event, now);
             }
         }
     }

@@ -175,13 +175,10 @@ async fn send(socket: &mut WebSocket, frame: &Frame, metrics: &Metrics) -> bool 
 }
 
 fn skipped(frames: u64) -> Frame {
-    Frame {
-        text: serde_json::json!({"type": "skipped", "frames": frames})
-            .to_string()
-            .into(),
-        oldest_ingest: None,
-        last: false,
-    }
+    Frame::of(
+        serde_json::json!({"type": "skipped", "frames": frames}),
+        None,
+    )
 }
 
 /// Whether the client closed its side (other messages from it are ignored).

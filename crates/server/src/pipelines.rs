@@ -106,6 +106,11 @@ impl Pipelines {
             state: state.clone(),
             status: status.clone(),
             stop: stop.clone(),
+            http: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build()
+                .into(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("pipeline-{name}"))
@@ -214,19 +219,10 @@ fn load_closed(path: &std::path::Path) -> i64 {
 }
 
 fn save_closed(path: &std::path::Path, upto: i64) -> std::io::Result<()> {
-    use std::io::Write;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("closed.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(upto.to_string().as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    crate::api::replace_file(path, upto.to_string().as_bytes())
 }
 
 /// A pipeline's work, on its thread.
@@ -236,6 +232,8 @@ struct Runner {
     state: Arc<AppState>,
     status: Arc<Status>,
     stop: Arc<AtomicBool>,
+    /// For webhooks (kept: connections are reused between deliveries).
+    http: ureq::Agent,
 }
 
 /// Why a step of the loop failed (the loop starts again after a pause).
@@ -604,12 +602,8 @@ impl Runner {
         if let Some(url) = &sink.webhook {
             let ids: String = events.iter().map(|e| e.id.simple().to_string()).collect();
             let key = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(ids.as_bytes()));
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(10)))
-                .build()
-                .into();
-            let response = agent
+            let response = self
+                .http
                 .post(url)
                 .header("Content-Type", "application/json")
                 .header("Idempotency-Key", &key)
@@ -626,11 +620,7 @@ impl Runner {
             let oldest = events.iter().map(|e| e.ingest_timestamp).min();
             let frame = json!({ "type": "events", "pipeline": self.name, "rows": rows });
             // A channel is live only: nobody listening is not a failure.
-            let _ = self.state.live.channel(name).send(Frame {
-                text: frame.to_string().into(),
-                oldest_ingest: oldest,
-                last: false,
-            });
+            let _ = self.state.live.channel(name).send(Frame::of(frame, oldest));
         }
         Ok(())
     }

@@ -19,6 +19,11 @@ use crate::store::RepoStore;
 /// The consumer group of every digest; repository topics keep their data until it commits.
 pub const GROUP: &str = "digest";
 
+/// The data source of a bus record: its key (none, or not UTF-8: the empty source).
+pub fn source_of(key: Option<&[u8]>) -> &str {
+    key.map_or("", |k| std::str::from_utf8(k).unwrap_or(""))
+}
+
 /// Counters of a running digest.
 #[derive(Debug, Default)]
 pub struct DigestStats {
@@ -159,10 +164,7 @@ impl Worker {
                         continue;
                     }
                 };
-                let source = r
-                    .key
-                    .as_ref()
-                    .map_or("", |k| std::str::from_utf8(k).unwrap_or(""));
+                let source = source_of(r.key.as_deref());
                 appender.append(
                     r.offset,
                     source,

@@ -198,15 +198,6 @@ struct PartitionCut {
     upto: HashMap<String, u64>,
 }
 
-impl PartitionCut {
-    fn from(from: u64) -> PartitionCut {
-        PartitionCut {
-            from,
-            upto: HashMap::new(),
-        }
-    }
-}
-
 impl Cut {
     fn note(&mut self, partition: u32, source: &str, last: u64) {
         let upto = self
@@ -743,12 +734,19 @@ impl RepoStore {
     /// Plans `scan`: the blocks of sealed segments and work in progress that may hold matching
     /// events, with nothing decompressed yet.
     pub fn plan(&self, scan: &Scan) -> Plan {
-        self.plan_with_cut(scan).0
+        self.plan_into(scan, None)
     }
 
     /// [`RepoStore::plan`], and the [`Cut`] that says which bus records the plan holds: a
     /// live query reads the plan, then the bus from the cut, and sees every event once.
     pub fn plan_with_cut(&self, scan: &Scan) -> (Plan, Cut) {
+        let mut cut = Cut::default();
+        let plan = self.plan_into(scan, Some(&mut cut));
+        (plan, cut)
+    }
+
+    /// Plans `scan`, noting in `cut` (when given) which bus records the plan holds.
+    fn plan_into(&self, scan: &Scan, mut cut: Option<&mut Cut>) -> Plan {
         let mut planner = Planner {
             plan: Plan::default(),
             scan: Arc::new(scan.clone()),
@@ -757,17 +755,18 @@ impl RepoStore {
         };
         let _step = read(&self.transition);
         // Read under the transition lock, before the work in progress: an event below `from`
-        // is in the plan; one at or past it is in the plan only if `sealed` says so.
-        let mut cut = Cut {
-            partitions: lock(&self.digested)
-                .iter()
-                .map(|(&p, &from)| (p, PartitionCut::from(from)))
-                .collect(),
-        };
+        // is in the plan; one at or past it is in the plan only up to its source's `upto`.
+        if let Some(cut) = cut.as_deref_mut() {
+            for (&p, &from) in lock(&self.digested).iter() {
+                cut.partitions.entry(p).or_default().from = from;
+            }
+        }
         let entries: Vec<_> = {
             let catalogue = lock(&self.catalogue);
-            for ((p, source), &upto) in &catalogue.sealed_upto {
-                cut.note(*p, source, upto);
+            if let Some(cut) = cut.as_deref_mut() {
+                for ((p, source), &upto) in &catalogue.sealed_upto {
+                    cut.note(*p, source, upto);
+                }
             }
             catalogue.segments.values().cloned().collect()
         };
@@ -798,7 +797,10 @@ impl RepoStore {
         let no_tags = BTreeMap::new();
         for wip in wips {
             let w = lock(&wip);
-            if w.writer.is_some() || w.sealed.is_some() {
+            if let Some(cut) = cut
+                .as_deref_mut()
+                .filter(|_| w.writer.is_some() || w.sealed.is_some())
+            {
                 cut.note(w.partition, &w.source, w.last_offset);
             }
             if !scan.tags_may_match(w.tags.as_ref().unwrap_or(&no_tags), &w.source) {
@@ -824,7 +826,7 @@ impl RepoStore {
                 });
             }
         }
-        (planner.plan, cut)
+        planner.plan
     }
 
     /// Every event matching `scan`, read on the calling thread, with warnings for damaged
