@@ -166,7 +166,8 @@ impl Log {
                 continue;
             }
             let config = read_topic_config(&entry.path().join("topic.json"))?;
-            let topic = open_topic(&entry.path(), &name, config, b.durability, access)?;
+            let floor = |partition| groups.highest_committed(&name, partition);
+            let topic = open_topic(&entry.path(), &name, config, b.durability, access, floor)?;
             topics.insert(name, Arc::new(topic));
         }
         let shared = Arc::new(Shared {
@@ -259,6 +260,7 @@ impl Log {
             config,
             self.shared.durability,
             Access::Write,
+            |_| 0,
         )?);
         topics.insert(name.to_string(), topic.clone());
         tracing::info!(
@@ -360,6 +362,7 @@ fn open_topic(
     config: TopicConfig,
     durability: Durability,
     access: Access,
+    floor: impl Fn(u32) -> u64,
 ) -> Result<Topic> {
     let name: Arc<str> = Arc::from(name);
     let config = Arc::new(config);
@@ -374,6 +377,7 @@ fn open_topic(
             durability,
             signal.clone(),
             access,
+            floor(id),
         )?));
     }
     Ok(Topic::new(name, config, partitions, signal))

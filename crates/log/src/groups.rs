@@ -105,6 +105,17 @@ impl Groups {
         cache.get(group)?.get(topic)?.get(&partition).copied()
     }
 
+    /// The highest offset any group has committed for a partition (0 if none has): every
+    /// record below it has been seen by some consumer.
+    pub fn highest_committed(&self, topic: &str, partition: u32) -> u64 {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .values()
+            .filter_map(|g| g.get(topic)?.get(&partition).copied())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// All offsets of one group.
     pub fn get(&self, group: &str) -> Option<GroupOffsets> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());

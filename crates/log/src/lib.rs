@@ -26,6 +26,7 @@
 pub mod batch;
 mod bus;
 mod config;
+mod damage;
 mod error;
 mod groups;
 pub mod index;
@@ -38,6 +39,7 @@ mod topic;
 pub use batch::{Compression, EncodedBatch};
 pub use bus::{Log, LogBuilder};
 pub use config::{validate_name, Durability, TopicConfig, MAX_PARTITIONS};
+pub use damage::Damage;
 pub use error::{CorruptReason, Error, Result};
 pub use groups::{GroupOffsets, Groups};
 pub use partition::{AppendAck, Partition, PartitionInfo, PartitionReader, RetentionOutcome};

@@ -18,7 +18,8 @@ use tokio::sync::watch;
 
 use crate::batch::{self, EncodedBatch};
 use crate::config::{Durability, TopicConfig};
-use crate::error::{Error, IoContext, Result};
+use crate::damage::Damage;
+use crate::error::{CorruptReason, Error, IoContext, Result};
 use crate::record::{now_ns, Record, StoredRecord};
 use crate::segment::{Segment, SegmentInfo};
 use crate::signal::Signal;
@@ -176,7 +177,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Partition {
-    /// Opens (or creates) the partition in `dir`, recovering its segments.
+    /// Opens (or creates) the partition in `dir`, recovering its segments. `floor`: an offset a
+    /// consumer has already committed; if recovery lost records up to it, the partition goes on
+    /// from there (see [`Partition::advance_to`]).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         topic: Arc<str>,
         id: u32,
@@ -185,6 +189,7 @@ impl Partition {
         durability: Durability,
         signal: Arc<Signal>,
         access: Access,
+        floor: u64,
     ) -> Result<Partition> {
         let write = access == Access::Write;
         if write {
@@ -197,9 +202,10 @@ impl Partition {
 
         let interval = config.index_interval_bytes;
         let mut segments = Vec::with_capacity(bases.len().max(1));
+        // The writer's last published mark: what readers in other processes may have seen.
         let published = match access {
-            Access::ReadOnly { live: true } => read_mark(&dir),
-            _ => None,
+            Access::ReadOnly { live: false } => None,
+            _ => read_mark(&dir),
         };
         match bases.split_last() {
             Some((&last, sealed)) => {
@@ -228,6 +234,14 @@ impl Partition {
                 })
             }
         }
+        if let Some(damaged) = segments.last().filter(|s| write && s.is_damaged()).cloned() {
+            // Keep the damaged file as it is, good batches after the damage included, and
+            // append to a new one.
+            damaged.seal()?;
+            let next = damaged.info().next_offset;
+            segments.push(Arc::new(Segment::create(&dir, next)?));
+            sync_dir(&dir)?;
+        }
         for pair in segments.windows(2) {
             let (a, b) = (pair[0].info(), pair[1].info());
             if a.next_offset != b.base_offset {
@@ -254,7 +268,7 @@ impl Partition {
         } else {
             None
         };
-        Ok(Partition {
+        let partition = Partition {
             topic,
             id,
             dir,
@@ -278,7 +292,59 @@ impl Partition {
             signal,
             access,
             mark_file,
-        })
+        };
+        if write {
+            let seen = published.map_or(0, |m| m.next_offset);
+            partition.advance_to(floor.max(seen))?;
+        }
+        Ok(partition)
+    }
+
+    /// Moves the partition's end forward to `offset` if it is below it, so that no offset below
+    /// it is ever handed out again. Recovery can end a partition below offsets that consumers
+    /// have already seen and committed (a tail cut short or damaged on disk, or the `Interval`
+    /// policy after a power cut); reusing those offsets would make consumers treat new records
+    /// as done. Like Kafka after an unclean leader election, the lost offsets stay a gap: the
+    /// partition continues in a new segment based at `offset`. Returns whether it moved.
+    pub fn advance_to(&self, offset: u64) -> Result<bool> {
+        if self.access != Access::Write {
+            return Err(Error::ReadOnly);
+        }
+        let mut w = lock(&self.writer);
+        let from = w.next_offset;
+        if from >= offset {
+            return Ok(false);
+        }
+        let empty = w.active.info().len == 0;
+        if empty {
+            w.active.delete_files()?;
+        } else {
+            w.active.seal()?;
+        }
+        let segment = Arc::new(Segment::create(&self.dir, offset)?);
+        sync_dir(&self.dir)?;
+        {
+            let mut list = self.segments.write().unwrap_or_else(|p| p.into_inner());
+            if empty {
+                list.pop();
+            }
+            list.push(segment.clone());
+        }
+        w.active = segment;
+        w.next_offset = offset;
+        let mark = Mark::end_of(&w.active);
+        let mut c = lock(&self.commit);
+        c.written = mark;
+        c.written_segment = w.active.clone();
+        self.publish(&mut c, mark);
+        tracing::warn!(
+            topic = %self.topic,
+            partition = self.id,
+            recovered_end = from,
+            continues_at = offset,
+            "the partition ends below an offset a consumer has already seen (records lost on disk); offsets go on from there and are never reused"
+        );
+        Ok(true)
     }
 
     /// The partition number.
@@ -653,15 +719,25 @@ impl Partition {
         segment.readable_end((segment.base_offset == mark.segment_base).then_some(mark.position))
     }
 
-    /// Checks every batch of every segment, records included.
-    pub fn verify(&self) -> Result<Vec<Error>> {
+    /// Checks every batch of every segment, records included, and returns every damaged
+    /// stretch.
+    pub fn verify(&self) -> Result<Vec<Damage>> {
+        let segments = self.segments();
         let mut problems = Vec::new();
-        for segment in self.segments() {
-            if let Some(e) = segment.verify()? {
-                problems.push(e);
-            }
+        for (i, segment) in segments.iter().enumerate() {
+            problems.extend(segment.verify(segments.get(i + 1).map(|s| s.base_offset))?);
         }
         Ok(problems)
+    }
+
+    /// The damage found so far: by recovery at open, and by readers that skipped it.
+    pub fn damage(&self) -> Vec<Damage> {
+        let segments = self.segments();
+        segments
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.damage(segments.get(i + 1).map(|s| s.base_offset)))
+            .collect()
     }
 
     /// Waits until data past `seen_version` of the topic's signal appears or `timeout` passes.
@@ -693,6 +769,8 @@ pub struct PartitionReader {
     next_offset: u64,
     cursor: Option<Cursor>,
     max_bytes: usize,
+    /// Where the last poll met damage, for [`PartitionReader::skip_damage`].
+    damaged: Option<(Arc<Segment>, u64, CorruptReason)>,
 }
 
 impl std::fmt::Debug for PartitionReader {
@@ -712,6 +790,7 @@ impl PartitionReader {
             next_offset: offset,
             cursor: None,
             max_bytes: 1 << 20,
+            damaged: None,
         }
     }
 
@@ -754,14 +833,31 @@ impl PartitionReader {
         };
         loop {
             let end = self.partition.readable_end(&cursor.segment, mark)?;
-            let outcome = cursor.segment.read(
+            let read = cursor.segment.read(
                 self.next_offset,
                 cursor.batch_offset,
                 cursor.position,
                 end,
                 self.max_bytes,
                 &mut out,
-            )?;
+            );
+            let outcome = match read {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    if let Some(last) = out.last() {
+                        // Hand out what was read before the damage; the next poll meets it.
+                        self.next_offset = last.offset + 1;
+                        return Ok(out);
+                    }
+                    if let Error::Corrupt {
+                        position, reason, ..
+                    } = &e
+                    {
+                        self.damaged = Some((cursor.segment.clone(), *position, reason.clone()));
+                    }
+                    return Err(e);
+                }
+            };
             cursor.batch_offset = outcome.next_offset;
             cursor.position = outcome.position;
             if let Some(last) = out.last() {
@@ -794,6 +890,35 @@ impl PartitionReader {
                 segment: next,
             };
         }
+    }
+
+    /// After a poll failed with [`Error::Corrupt`], moves past the damaged stretch to the next
+    /// good batch (or the next segment) and says what this reader could not read; `None` if the
+    /// last poll met no damage. Skipping is the caller's decision: the records in the stretch
+    /// are lost to it. The partition remembers the damage ([`Partition::damage`]).
+    pub fn skip_damage(&mut self) -> Result<Option<Damage>> {
+        let Some((segment, position, reason)) = self.damaged.take() else {
+            return Ok(None);
+        };
+        let mark = self.partition.committed();
+        let limit = (segment.base_offset == mark.segment_base).then_some(mark.position);
+        let stretch = segment.damage_at(position, self.next_offset, reason, limit)?;
+        let next_segment = self
+            .partition
+            .segments()
+            .into_iter()
+            .find(|s| s.base_offset > segment.base_offset)
+            .map(|s| s.base_offset);
+        let mut damage = stretch.damage(&segment.path, next_segment.unwrap_or(mark.next_offset));
+        damage.offsets.start = damage.offsets.start.max(self.next_offset);
+        damage.offsets.start = damage.offsets.start.min(damage.offsets.end);
+        self.next_offset = self.next_offset.max(damage.offsets.end);
+        self.cursor = stretch.resumes_at.map(|h| Cursor {
+            segment,
+            batch_offset: h.base_offset,
+            position: stretch.end,
+        });
+        Ok(Some(damage))
     }
 
     fn locate(&self) -> Result<Cursor> {

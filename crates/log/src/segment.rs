@@ -6,10 +6,14 @@
 //! - The active segment is scanned batch by batch on open (header shape, CRC, offset sequence).
 //!   The first bad batch starts a torn or corrupt tail: the file is truncated there and a warning
 //!   names the file, the byte offset and the reason. Everything before it was written whole.
+//! - A bad batch with good batches after it is damage, not a torn tail (see [`crate::damage`]):
+//!   the active segment is then kept whole and sealed, so records acknowledged after the damage
+//!   stay readable, and the partition goes on in a new segment.
 //! - A sealed segment is trusted as far as its index files agree with its size. If they do not,
-//!   it is scanned and its indexes rebuilt; if the scan finds a bad batch, the segment is kept
-//!   as it is, a warning names the file and offset, and readers reaching that point get
-//!   [`Error::Corrupt`]. A sealed segment is never truncated and never silently skipped.
+//!   it is scanned and its indexes rebuilt; damage it finds is kept as it is and a warning names
+//!   the file and offset. A sealed segment is never truncated or changed at open.
+//! - Readers reaching damage get [`Error::Corrupt`]; [`crate::PartitionReader::skip_damage`] moves
+//!   them past it deliberately, to the next good batch.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -19,6 +23,7 @@ use std::sync::RwLock;
 use bytes::Bytes;
 
 use crate::batch::{self, BatchHeader, Frame, HEADER_LEN};
+use crate::damage::{self, Damage, Stretch};
 use crate::error::{CorruptReason, Error, IoContext, Result};
 use crate::index::{Entry, SegmentIndex};
 use crate::record::StoredRecord;
@@ -50,8 +55,9 @@ struct State {
     /// Bytes written since the last index entry.
     since_entry: u64,
     sealed: bool,
-    /// Where a sealed segment's scan found bad data; readers stop there with an error.
-    corrupt_at: Option<(u64, CorruptReason)>,
+    /// Damaged stretches found so far, by position. One with no good batch after it ends what
+    /// is readable in this segment; readers skip the others deliberately.
+    damage: Vec<Stretch>,
 }
 
 impl State {
@@ -63,10 +69,24 @@ impl State {
         end: u64,
         interval: u64,
         deep: bool,
-    ) -> Result<(State, Option<(u64, CorruptReason)>)> {
+    ) -> Result<(State, Vec<Stretch>)> {
         let mut state = State::empty(base_offset);
-        let bad = scan(file, path, base_offset, &mut state, end, interval, deep)?;
+        let bad = scan(
+            file,
+            path,
+            base_offset,
+            &mut state,
+            end,
+            interval,
+            deep,
+            true,
+        )?;
         Ok((state, bad))
+    }
+
+    /// Where readable data ends for good: the start of damage that no good batch follows.
+    fn dead_end(&self) -> Option<&Stretch> {
+        self.damage.iter().find(|s| s.resumes_at.is_none())
     }
 
     fn empty(base_offset: u64) -> State {
@@ -77,7 +97,7 @@ impl State {
             max_timestamp: i64::MIN,
             since_entry: 0,
             sealed: false,
-            corrupt_at: None,
+            damage: Vec::new(),
         }
     }
 
@@ -203,26 +223,31 @@ impl Segment {
             .context(|| format!("opening segment {}", path.display()))
     }
 
-    /// Opens the last segment of a partition: scans it whole and truncates a torn tail.
+    /// Opens the last segment of a partition: scans it whole and truncates a torn tail. Damage
+    /// with good batches after it is kept (see [`Segment::is_damaged`]).
     pub fn open_active(dir: &Path, base_offset: u64, index_interval: u64) -> Result<Segment> {
         let path = log_path(dir, base_offset);
         let file = Segment::open_file(&path, true)?;
         let file_len = file_len(&file, &path)?;
-        let (state, bad) =
+        let (mut state, mut bad) =
             State::scanned(&file, &path, base_offset, file_len, index_interval, false)?;
-        if let Some((position, reason)) = &bad {
+        if let Some(tail) = bad.pop_if(|s| s.resumes_at.is_none()) {
             tracing::warn!(
                 file = %path.display(),
-                byte_offset = position,
-                dropped_bytes = file_len - position,
-                %reason,
+                byte_offset = tail.start,
+                dropped_bytes = file_len - tail.start,
+                reason = %tail.reason,
                 "truncating torn or corrupt tail of the active segment"
             );
-            file.set_len(*position)
-                .context(|| format!("truncating {} to {position} bytes", path.display()))?;
+            file.set_len(tail.start)
+                .context(|| format!("truncating {} to {} bytes", path.display(), tail.start))?;
             file.sync_all()
                 .context(|| format!("syncing {} after truncation", path.display()))?;
         }
+        for stretch in &bad {
+            tracing::warn!(damage = %stretch.damage(&path, state.next_offset), "damaged batch inside the active segment; the good batches after it are kept");
+        }
+        state.damage = bad;
         Ok(Segment::with_state(dir, path, file, base_offset, state))
     }
 
@@ -237,7 +262,7 @@ impl Segment {
         let path = log_path(dir, base_offset);
         let file = Segment::open_file(&path, false)?;
         let file_len = file_len(&file, &path)?;
-        let (state, bad) = State::scanned(
+        let (mut state, mut bad) = State::scanned(
             &file,
             &path,
             base_offset,
@@ -245,9 +270,10 @@ impl Segment {
             index_interval,
             false,
         )?;
-        if let Some((position, reason)) = bad {
-            tracing::warn!(file = %path.display(), byte_offset = position, %reason, "reading only up to a torn or corrupt tail");
+        if let Some(tail) = bad.pop_if(|s| s.resumes_at.is_none()) {
+            tracing::warn!(file = %path.display(), byte_offset = tail.start, reason = %tail.reason, "reading only up to a torn or corrupt tail");
         }
+        state.damage = bad;
         Ok(Segment::with_state(dir, path, file, base_offset, state))
     }
 
@@ -257,7 +283,7 @@ impl Segment {
         if end <= s.len {
             return Ok(());
         }
-        match scan(
+        let bad = scan(
             &self.file,
             &self.path,
             self.base_offset,
@@ -265,10 +291,14 @@ impl Segment {
             end,
             index_interval,
             false,
-        )? {
-            None => Ok(()),
-            Some((position, reason)) => Err(self.corrupt(position, reason)),
+            true,
+        )?;
+        for stretch in &bad {
+            tracing::warn!(damage = %stretch.damage(&self.path, s.next_offset), "damaged batch in data the writer appended");
         }
+        s.damage.retain(|d| !bad.iter().any(|b| b.start == d.start));
+        s.damage.extend(bad);
+        Ok(())
     }
 
     /// Marks a segment sealed once another process has sealed it (read-only logs).
@@ -306,28 +336,23 @@ impl Segment {
                     max_timestamp: end.max_ts_before,
                     since_entry: 0,
                     sealed: true,
-                    corrupt_at: None,
+                    damage: Vec::new(),
                 }
             }
             Err(why) => {
                 tracing::warn!(file = %path.display(), reason = %why, "rebuilding segment index by a scan");
                 let (mut state, bad) =
                     State::scanned(&file, &path, base_offset, file_len, index_interval, false)?;
-                if let Some((position, reason)) = &bad {
-                    tracing::warn!(
-                        file = %path.display(),
-                        byte_offset = position,
-                        %reason,
-                        "corruption inside a sealed segment; reads stop there with an error"
-                    );
-                } else {
-                    state.push_end(base_offset);
-                    if write {
-                        state.index.write_files(&offset_path, &time_path)?;
-                    }
+                for stretch in &bad {
+                    tracing::warn!(damage = %stretch.damage(&path, state.next_offset), "damage inside a sealed segment; readers skip it only when asked to");
+                }
+                state.push_end(base_offset);
+                // A damaged segment keeps no index, so every open finds and reports its damage.
+                if write && bad.is_empty() {
+                    state.index.write_files(&offset_path, &time_path)?;
                 }
                 state.sealed = true;
-                state.corrupt_at = bad;
+                state.damage = bad;
                 state
             }
         };
@@ -388,8 +413,11 @@ impl Segment {
         self.sync()?;
         let mut s = self.write_state()?;
         s.push_end(self.base_offset);
-        let (offset_path, time_path) = index_paths(&self.dir, self.base_offset);
-        s.index.write_files(&offset_path, &time_path)?;
+        // A damaged segment keeps no index, so every open finds and reports its damage.
+        if s.damage.is_empty() {
+            let (offset_path, time_path) = index_paths(&self.dir, self.base_offset);
+            s.index.write_files(&offset_path, &time_path)?;
+        }
         s.sealed = true;
         Ok(())
     }
@@ -451,10 +479,7 @@ impl Segment {
     pub fn readable_end(&self, committed_position: Option<u64>) -> Result<u64> {
         let s = self.read_state()?;
         let end = committed_position.map_or(s.len, |p| p.min(s.len));
-        Ok(match &s.corrupt_at {
-            Some((p, _)) => end.min(*p),
-            None => end,
-        })
+        Ok(s.dead_end().map_or(end, |d| end.min(d.start)))
     }
 
     /// Reads whole batches from `position` (the start of a batch with base `batch_offset`) up to
@@ -517,10 +542,8 @@ impl Segment {
         if position < end {
             // Stopped by max_bytes: fine. Otherwise we are at `end`.
         } else if let Ok(s) = self.read_state() {
-            if let Some((p, reason)) = &s.corrupt_at {
-                if position >= *p {
-                    return Err(self.corrupt(*p, reason.clone()));
-                }
+            if let Some(d) = s.dead_end().filter(|d| position >= d.start) {
+                return Err(self.corrupt(d.start, d.reason.clone()));
             }
         }
         Ok(ReadOutcome {
@@ -593,11 +616,13 @@ impl Segment {
         Ok(None)
     }
 
-    /// Reads and checks every batch, records included; returns the first problem.
-    pub fn verify(&self) -> Result<Option<Error>> {
+    /// Reads and checks every batch, records included; returns every damaged stretch.
+    /// `end_offset`: where the segment's offsets end (the next segment's base), for damage that
+    /// runs to the end of the file.
+    pub fn verify(&self, end_offset: Option<u64>) -> Result<Vec<Damage>> {
         // The whole file, not just the prefix known to be good.
         let len = file_len(&self.file, &self.path)?;
-        let (_, bad) = State::scanned(
+        let (state, bad) = State::scanned(
             &self.file,
             &self.path,
             self.base_offset,
@@ -605,7 +630,75 @@ impl Segment {
             u64::MAX,
             true,
         )?;
-        Ok(bad.map(|(p, r)| self.corrupt(p, r)))
+        let end_offset = end_offset.unwrap_or(state.next_offset);
+        Ok(bad
+            .iter()
+            .map(|b| b.damage(&self.path, end_offset))
+            .collect())
+    }
+
+    /// Whether a scan found damage with good batches after it (the segment must not take more
+    /// appends: it is sealed and kept as it is).
+    pub fn is_damaged(&self) -> bool {
+        self.read_state().is_ok_and(|s| !s.damage.is_empty())
+    }
+
+    /// The damage found so far; `end_offset` as in [`Segment::verify`].
+    pub fn damage(&self, end_offset: Option<u64>) -> Vec<Damage> {
+        let Ok(s) = self.read_state() else {
+            return Vec::new();
+        };
+        let end_offset = end_offset.unwrap_or(s.next_offset);
+        s.damage
+            .iter()
+            .map(|d| d.damage(&self.path, end_offset))
+            .collect()
+    }
+
+    /// The damaged stretch that starts with the bad batch a reader met at `position`, wanting
+    /// `first_offset`: from there to the next good batch before `limit` (the committed end, in
+    /// the segment the writer appends to), or to the end. Remembered, and logged when new.
+    pub fn damage_at(
+        &self,
+        position: u64,
+        first_offset: u64,
+        reason: CorruptReason,
+        limit: Option<u64>,
+    ) -> Result<Stretch> {
+        let (sealed, next_offset) = {
+            let s = self.read_state()?;
+            let known = s.damage.iter().find(|d| d.start == position);
+            // Damage at the tail of the segment being written may yet be followed by more.
+            if let Some(d) = known.filter(|d| s.sealed || d.resumes_at.is_some()) {
+                return Ok(d.clone());
+            }
+            (s.sealed, s.next_offset)
+        };
+        let end = match limit {
+            Some(limit) => limit,
+            None => file_len(&self.file, &self.path)?,
+        };
+        let found = damage::next_good_batch(
+            &self.file,
+            &self.path,
+            position,
+            end,
+            first_offset,
+            sealed.then_some(next_offset),
+        )?;
+        let stretch = Stretch {
+            start: position,
+            end: found.map_or(end, |(q, _)| q),
+            first_offset,
+            resumes_at: found.map(|(_, h)| h),
+            reason,
+        };
+        let mut s = self.write_state()?;
+        s.damage.retain(|d| d.start != position);
+        let at = s.damage.partition_point(|d| d.start < position);
+        s.damage.insert(at, stretch.clone());
+        tracing::warn!(damage = %stretch.damage(&self.path, next_offset), "skipping damaged bus data");
+        Ok(stretch)
     }
 }
 
@@ -617,7 +710,9 @@ fn file_len(file: &File, path: &Path) -> Result<u64> {
 }
 
 /// Reads `file` from `state.len` (a batch boundary) to `end`, checking each batch and adding it
-/// to `state`; stops at the first bad batch and returns where it is and why.
+/// to `state`. At a bad batch it returns where it is and why or, with `resync`, looks for the
+/// next good batch and goes on from there, returning every damaged stretch.
+#[allow(clippy::too_many_arguments)]
 fn scan(
     file: &File,
     path: &Path,
@@ -626,54 +721,86 @@ fn scan(
     end: u64,
     index_interval: u64,
     deep: bool,
-) -> Result<Option<(u64, CorruptReason)>> {
+    resync: bool,
+) -> Result<Vec<Stretch>> {
+    let mut stretches = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     let mut buf_pos = state.len; // file position of buf[0]
     let mut at = 0usize;
     loop {
         let position = buf_pos + at as u64;
         if position >= end {
-            return Ok(None);
+            return Ok(stretches);
         }
-        let header = match batch::check(&buf[at..]) {
-            Err(reason) => return Ok(Some((position, reason))),
-            Ok(Frame::Complete(h)) => h,
+        let checked = match batch::check(&buf[at..]) {
+            Err(reason) => Err(reason),
+            Ok(Frame::Complete(header)) => {
+                let bytes = &buf[at..at + header.batch_len as usize];
+                batch::verify_crc(&header, bytes)
+                    .and_then(|()| {
+                        if header.base_offset != state.next_offset {
+                            return Err(CorruptReason::OffsetGap {
+                                expected: state.next_offset,
+                                found: header.base_offset,
+                            });
+                        }
+                        if deep {
+                            batch::decode(&Bytes::copy_from_slice(bytes), 0, |_| {})?;
+                        }
+                        Ok(())
+                    })
+                    .map(|()| header)
+            }
             Ok(Frame::Incomplete { needed }) => {
                 let have = buf.len() - at;
                 let whole = position + (have + needed) as u64;
                 if whole > end {
-                    let needed = whole - end;
-                    return Ok(Some((position, CorruptReason::Truncated { needed })));
+                    Err(CorruptReason::Truncated {
+                        needed: whole - end,
+                    })
+                } else {
+                    let want = (have + needed)
+                        .max(SCAN_CHUNK)
+                        .min((end - position) as usize);
+                    let mut next = vec![0u8; want];
+                    file.read_exact_at(&mut next, position)
+                        .context(|| format!("reading {} at byte {position}", path.display()))?;
+                    buf = next;
+                    buf_pos = position;
+                    at = 0;
+                    continue;
                 }
-                let want = (have + needed)
-                    .max(SCAN_CHUNK)
-                    .min((end - position) as usize);
-                let mut next = vec![0u8; want];
-                file.read_exact_at(&mut next, position)
-                    .context(|| format!("reading {} at byte {position}", path.display()))?;
-                buf = next;
-                buf_pos = position;
-                at = 0;
-                continue;
             }
         };
-        let bytes = &buf[at..at + header.batch_len as usize];
-        let checked = batch::verify_crc(&header, bytes).and_then(|()| {
-            if header.base_offset != state.next_offset {
-                return Err(CorruptReason::OffsetGap {
-                    expected: state.next_offset,
-                    found: header.base_offset,
+        match checked {
+            Ok(header) => {
+                state.add_batch(base_offset, position, &header, index_interval);
+                at += header.batch_len as usize;
+            }
+            Err(reason) => {
+                let found = if resync {
+                    damage::next_good_batch(file, path, position, end, state.next_offset, None)?
+                } else {
+                    None
+                };
+                stretches.push(Stretch {
+                    start: position,
+                    end: found.map_or(end, |(q, _)| q),
+                    first_offset: state.next_offset,
+                    resumes_at: found.map(|(_, h)| h),
+                    reason,
                 });
+                let Some((q, header)) = found else {
+                    return Ok(stretches);
+                };
+                // Offsets go on from the good batch: the lost ones are a gap, never reused. An
+                // index entry right after the gap lets readers seek past it.
+                state.next_offset = header.base_offset;
+                state.since_entry = u64::MAX;
+                buf.clear();
+                buf_pos = q;
+                at = 0;
             }
-            if deep {
-                batch::decode(&Bytes::copy_from_slice(bytes), 0, |_| {})?;
-            }
-            Ok(())
-        });
-        if let Err(reason) = checked {
-            return Ok(Some((position, reason)));
         }
-        state.add_batch(base_offset, position, &header, index_interval);
-        at += header.batch_len as usize;
     }
 }

@@ -53,6 +53,24 @@ fn read_all(topic: &Topic, partition: u32, from: u64) -> Result<Vec<StoredRecord
     }
 }
 
+/// The files of a directory, to put it back as it was.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+fn restore(dir: &Path, files: &[(PathBuf, Vec<u8>)]) {
+    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    for (path, bytes) in files {
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
 fn values(records: &[StoredRecord]) -> Vec<String> {
     records
         .iter()
@@ -289,7 +307,10 @@ fn recovers_after_torn_tail_at_every_byte() {
         (file.clone(), good, std::fs::metadata(&file).unwrap().len())
     };
     let full = std::fs::read(&last_file).unwrap();
+    let partition_dir = last_file.parent().unwrap().to_path_buf();
+    let pristine = snapshot(&partition_dir);
     for cut in (good_len + 1..full_len).step_by(7) {
+        restore(&partition_dir, &pristine);
         std::fs::write(&last_file, &full[..cut as usize]).unwrap();
         let log = Log::open(dir.path()).unwrap();
         let topic = log.topic("torn").unwrap();
@@ -301,6 +322,7 @@ fn recovers_after_torn_tail_at_every_byte() {
             "tail truncated"
         );
     }
+    restore(&partition_dir, &pristine);
     // Garbage after a whole batch is a corrupt tail too, and appends continue after it.
     let mut garbage = full.clone();
     garbage.extend_from_slice(&[0xAB; 100]);
@@ -378,6 +400,121 @@ fn detects_bit_flip_in_sealed_segment() {
         let later = read_all(&topic, 0, 250).unwrap();
         assert_eq!(later.first().map(|r| r.offset), Some(250));
     }
+}
+
+/// Reads a partition from `from` to its end, skipping damage; returns the records and what was
+/// skipped.
+fn read_skipping_damage(
+    topic: &Topic,
+    partition: u32,
+    from: u64,
+) -> (Vec<StoredRecord>, Vec<eddy_log::Damage>) {
+    let mut reader = topic.reader(partition, from).unwrap();
+    let (mut out, mut skipped) = (Vec::new(), Vec::new());
+    loop {
+        match reader.poll() {
+            Ok(batch) if batch.is_empty() => return (out, skipped),
+            Ok(batch) => out.extend(batch),
+            Err(Error::Corrupt { .. }) => skipped.push(reader.skip_damage().unwrap().unwrap()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn readers_skip_damage_in_a_sealed_segment_to_the_next_good_batch() {
+    for delete_index in [false, true] {
+        let (dir, victim) = sealed_segment_with_flip(delete_index);
+        let log = Log::open(dir.path()).unwrap();
+        let topic = log.topic("sealed").unwrap();
+        let (got, skipped) = read_skipping_damage(&topic, 0, 0);
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        let damage = &skipped[0];
+        assert_eq!(damage.file, victim);
+        assert_eq!(damage.records(), 5, "one batch of five records: {damage}");
+        assert_eq!(got.len(), 300 - 5);
+        let offsets: Vec<u64> = got.iter().map(|r| r.offset).collect();
+        let expected: Vec<u64> = (0..300).filter(|o| !damage.offsets.contains(o)).collect();
+        assert_eq!(offsets, expected, "every other record, in order, once");
+        // The partition remembers it, and verify finds the same stretch.
+        let partition = topic.partition(0).unwrap();
+        assert_eq!(partition.damage(), vec![damage.clone()]);
+        let verified = partition.verify().unwrap();
+        assert_eq!(verified.len(), 1);
+        assert_eq!(verified[0].bytes, damage.bytes);
+        assert_eq!(verified[0].offsets, damage.offsets);
+    }
+}
+
+#[test]
+fn damage_inside_the_active_segment_keeps_the_batches_acknowledged_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = {
+        let log = Log::open(dir.path()).unwrap();
+        let topic = log.create_topic("mid", TopicConfig::default()).unwrap();
+        fill(&topic, 0..2, 10, 0);
+        let file = segment_files(dir.path(), "mid", 0).pop().unwrap();
+        let before = std::fs::metadata(&file).unwrap().len();
+        fill(&topic, 2..4, 10, 0);
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes[before as usize - 20] ^= 0x40; // inside the second batch (offsets 10..20)
+        std::fs::write(&file, &bytes).unwrap();
+        file
+    };
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic("mid").unwrap();
+    let (got, skipped) = read_skipping_damage(&topic, 0, 0);
+    assert_eq!(got.len(), 30, "the batches after the damage are kept");
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].offsets, 10..20);
+    assert_eq!(skipped[0].file, file);
+    // The damaged file is sealed as it is; appends go on in a new segment, after every offset.
+    let ack = topic
+        .produce(records(40..41, 0), PartitionChoice::Explicit(0))
+        .unwrap();
+    assert_eq!(ack[0].base_offset, 40);
+    assert_eq!(segment_files(dir.path(), "mid", 0).len(), 2);
+    assert_eq!(topic.partition(0).unwrap().damage().len(), 1);
+}
+
+#[test]
+fn offsets_are_never_reused_after_recovery_cuts_below_a_committed_group_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = {
+        let log = Log::open(dir.path()).unwrap();
+        let topic = log.create_topic("cut", TopicConfig::default()).unwrap();
+        fill(&topic, 0..3, 10, 0);
+        log.groups().commit("digest", &[("cut", 0, 30)]).unwrap();
+        segment_files(dir.path(), "cut", 0).pop().unwrap()
+    };
+    // The last 100 bytes go missing, and the writer's published mark with them (as after a
+    // machine crash), so only the group's offset remembers how far the partition went.
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() - 100]).unwrap();
+    std::fs::remove_file(file.parent().unwrap().join("committed")).unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic("cut").unwrap();
+    assert_eq!(topic.partition(0).unwrap().end_offset(), 30);
+    let ack = topic
+        .produce(records(100..105, 0), PartitionChoice::Explicit(0))
+        .unwrap();
+    assert_eq!(
+        ack[0].base_offset, 30,
+        "offsets go on after the committed one"
+    );
+    // A consumer resuming at its committed offset gets exactly the new records.
+    let got = read_all(&topic, 0, 30).unwrap();
+    assert_eq!(got.len(), 5);
+    assert_eq!(got[0].offset, 30);
+    // Readers from the start see the survivors, then the new records after the gap.
+    let all = read_all(&topic, 0, 0).unwrap();
+    assert_eq!(all.len(), 20 + 5);
+    drop(log);
+    // And it stays so across another restart.
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic("cut").unwrap();
+    assert_eq!(topic.partition(0).unwrap().end_offset(), 35);
+    assert_eq!(read_all(&topic, 0, 0).unwrap().len(), 25);
 }
 
 /// A log whose retention runs only when the test calls it.
