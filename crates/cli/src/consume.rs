@@ -137,7 +137,7 @@ pub fn run(global: &Global, args: &ConsumeArgs) -> anyhow::Result<ExitCode> {
         } else {
             part.start_offset()
         };
-        readers.push(topic.reader(p, start)?);
+        readers.push(topic.reader(p, start)?.skipping_damage());
     }
 
     let stdout = std::io::stdout();

@@ -24,10 +24,23 @@ pub enum TopicCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
-    /// Read and check every batch of every segment; exits with 1 if any is corrupt.
+    /// Read and check every batch of every segment; names every damaged stretch (file, bytes,
+    /// offsets lost) and exits with 1 if there is any.
     Verify {
         /// The topic.
         name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Cut damaged stretches out of a topic's segments (with `eddy serve` stopped): the good
+    /// batches around them stay, the damaged bytes are kept in the partition's `damaged/`
+    /// directory, and the records they held are a gap in the offsets.
+    Repair {
+        /// The topic.
+        name: String,
+        /// Only say what would be cut.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -126,6 +139,14 @@ fn retention_text(config: &TopicConfig) -> String {
 }
 
 pub fn run(global: &Global, cmd: &TopicCommand) -> anyhow::Result<ExitCode> {
+    if let TopicCommand::Repair {
+        name,
+        dry_run,
+        json,
+    } = cmd
+    {
+        return repair(global, name, *dry_run, json.json);
+    }
     let writes = matches!(cmd, TopicCommand::Create(_) | TopicCommand::Delete { .. });
     let log = if writes {
         global.open_log()?
@@ -221,33 +242,61 @@ pub fn run(global: &Global, cmd: &TopicCommand) -> anyhow::Result<ExitCode> {
             let topic = log.topic(name)?;
             let mut problems = Vec::new();
             for p in topic.partitions() {
-                for e in p.verify()? {
-                    problems.push(serde_json::json!({"partition": p.id(), "error": e.to_string()}));
-                }
+                problems.extend(p.verify()?.into_iter().map(|d| (p.id(), d)));
             }
             if json.json {
+                let problems: Vec<_> = problems
+                    .iter()
+                    .map(|(p, d)| serde_json::json!({"partition": p, "error": d.to_string(), "damage": d}))
+                    .collect();
                 json_line(
                     &serde_json::json!({"topic": name, "ok": problems.is_empty(), "problems": problems}),
                 )?;
             } else if problems.is_empty() {
                 println!("topic {name}: every batch of every segment is intact");
             } else {
-                for p in &problems {
-                    println!(
-                        "partition {}: {}",
-                        p["partition"],
-                        p["error"].as_str().unwrap_or_default()
-                    );
+                for (p, d) in &problems {
+                    println!("partition {p}: {d}");
                 }
+                println!("readers skip this damage; `eddy topic repair {name}` (with eddy serve stopped) cuts it out");
             }
             if !problems.is_empty() {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        TopicCommand::Repair { .. } => unreachable!("handled before the log is opened"),
         TopicCommand::Delete { name } => {
             log.delete_topic(name)?;
             println!("deleted topic {name}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `eddy topic repair`: works on the files with no log open, so it needs the data directory to
+/// itself.
+fn repair(global: &Global, name: &str, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let repairs = eddy_log::repair_topic(&global.data_dir, name, dry_run)
+        .with_context(|| format!("repairing topic {name}"))?;
+    if json {
+        json_line(&serde_json::json!({"topic": name, "dry_run": dry_run, "repairs": repairs}))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if repairs.is_empty() {
+        println!("topic {name}: nothing damaged to repair");
+    }
+    let verb = if dry_run { "would cut" } else { "cut" };
+    for r in &repairs {
+        println!(
+            "partition {}: {verb} {} (bytes kept in {})",
+            r.partition,
+            r.damage,
+            r.kept_in.display()
+        );
+    }
+    let lost: u64 = repairs.iter().map(|r| r.damage.records()).sum();
+    if !repairs.is_empty() {
+        println!("{} stretch(es), {lost} record(s) lost", repairs.len());
     }
     Ok(ExitCode::SUCCESS)
 }

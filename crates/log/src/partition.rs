@@ -194,6 +194,7 @@ impl Partition {
         let write = access == Access::Write;
         if write {
             std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+            crate::repair::finish(&dir)?;
         }
         let bases = segment_bases(&dir)?;
         if write {
@@ -771,6 +772,10 @@ pub struct PartitionReader {
     max_bytes: usize,
     /// Where the last poll met damage, for [`PartitionReader::skip_damage`].
     damaged: Option<(Arc<Segment>, u64, CorruptReason)>,
+    /// Whether polls skip damage themselves (see [`PartitionReader::skipping_damage`]).
+    skip_damaged: bool,
+    /// Records skipped as damaged so far.
+    skipped: u64,
 }
 
 impl std::fmt::Debug for PartitionReader {
@@ -791,6 +796,8 @@ impl PartitionReader {
             cursor: None,
             max_bytes: 1 << 20,
             damaged: None,
+            skip_damaged: false,
+            skipped: 0,
         }
     }
 
@@ -798,6 +805,19 @@ impl PartitionReader {
     pub fn with_max_bytes(mut self, max_bytes: usize) -> PartitionReader {
         self.max_bytes = max_bytes.max(1);
         self
+    }
+
+    /// Makes polls skip damaged bus data with a warning instead of failing, for readers that
+    /// would rather go on without the records (live views, pipelines, `eddy consume`) than stop.
+    /// [`PartitionReader::skipped`] counts what they lost.
+    pub fn skipping_damage(mut self) -> PartitionReader {
+        self.skip_damaged = true;
+        self
+    }
+
+    /// Records skipped as damaged so far.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
     }
 
     /// The next offset this reader will return.
@@ -817,8 +837,24 @@ impl PartitionReader {
     }
 
     /// Returns the next readable records (about `max_bytes` of them), or none if the reader is
-    /// at the end. Never blocks on new data.
+    /// at the end. Never blocks on new data. Damaged data is an [`Error::Corrupt`], unless the
+    /// reader is [`PartitionReader::skipping_damage`].
     pub fn poll(&mut self) -> Result<Vec<StoredRecord>> {
+        loop {
+            match self.poll_once() {
+                Err(e @ Error::Corrupt { .. }) if self.skip_damaged => match self.skip_damage()? {
+                    Some(damage) => {
+                        self.skipped += damage.records();
+                        tracing::warn!(topic = %self.partition.topic, partition = self.partition.id, "a reader skipped damaged bus data: {damage}");
+                    }
+                    None => return Err(e),
+                },
+                polled => return polled,
+            }
+        }
+    }
+
+    fn poll_once(&mut self) -> Result<Vec<StoredRecord>> {
         let mark = self.partition.committed();
         let mut out = Vec::new();
         if self.next_offset >= mark.next_offset {
@@ -965,7 +1001,7 @@ fn write_mark(file: &std::fs::File, mark: Mark) {
 }
 
 /// The base offsets of the segment files in `dir`, in order.
-fn segment_bases(dir: &Path) -> Result<Vec<u64>> {
+pub(crate) fn segment_bases(dir: &Path) -> Result<Vec<u64>> {
     let mut bases = Vec::new();
     for entry in std::fs::read_dir(dir).context(|| format!("listing {}", dir.display()))? {
         let entry = entry.context(|| format!("listing {}", dir.display()))?;

@@ -447,6 +447,45 @@ fn readers_skip_damage_in_a_sealed_segment_to_the_next_good_batch() {
 }
 
 #[test]
+fn topic_repair_cuts_damage_out_so_reads_and_verify_pass_again() {
+    let (dir, victim) = sealed_segment_with_flip(false);
+    {
+        let log = Log::open(dir.path()).unwrap();
+        log.groups()
+            .commit("reader", &[("sealed", 0, 300)])
+            .unwrap();
+        // Not while the log is open.
+        let err = eddy_log::repair_topic(dir.path(), "sealed", false).unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err}");
+    }
+    let planned = eddy_log::repair_topic(dir.path(), "sealed", true).unwrap();
+    assert_eq!(planned.len(), 1);
+    assert!(!planned[0].kept_in.exists(), "a dry run changes nothing");
+    let done = eddy_log::repair_topic(dir.path(), "sealed", false).unwrap();
+    assert_eq!(done, planned);
+    let damage = &done[0].damage;
+    assert_eq!(damage.file, victim);
+    assert_eq!(
+        std::fs::metadata(&done[0].kept_in).unwrap().len(),
+        damage.bytes.end - damage.bytes.start,
+        "the damaged bytes are kept aside"
+    );
+    assert!(eddy_log::repair_topic(dir.path(), "sealed", false)
+        .unwrap()
+        .is_empty());
+    let log = Log::open(dir.path()).unwrap();
+    let topic = log.topic("sealed").unwrap();
+    assert!(topic.partition(0).unwrap().verify().unwrap().is_empty());
+    let got = read_all(&topic, 0, 0).unwrap();
+    assert_eq!(got.len(), 300 - 5, "no reader has to skip anything");
+    assert!(got.iter().all(|r| !damage.offsets.contains(&r.offset)));
+    let ack = topic
+        .produce(records(0..1, 0), PartitionChoice::Explicit(0))
+        .unwrap();
+    assert_eq!(ack[0].base_offset, 300);
+}
+
+#[test]
 fn damage_inside_the_active_segment_keeps_the_batches_acknowledged_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let file = {

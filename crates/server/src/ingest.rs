@@ -37,6 +37,7 @@ pub struct Repository {
     /// The gatekeeper, when the repository is bound to a schema subject.
     pub gate: Option<Gate>,
     digest: Mutex<Option<Digest>>,
+    digest_stats: Arc<eddy_store::digest::DigestStats>,
     dedup: Mutex<DedupWindow>,
     grouping: Mutex<TagGrouping>,
 }
@@ -97,7 +98,7 @@ impl Repository {
             );
         }
         let window_ns = i64::try_from(ingest.dedup_window.as_nanos()).unwrap_or(i64::MAX);
-        let dedup = recent_client_ids(&topic, window_ns, ingest.dedup_max_ids)?;
+        let dedup = recent_client_ids(&topic, window_ns, ingest.dedup_max_ids);
         Ok(Repository {
             name: name.to_string(),
             grouping: Mutex::new(TagGrouping::new(config.max_tag_values, config.tag_buckets)),
@@ -105,6 +106,7 @@ impl Repository {
             config,
             store,
             gate,
+            digest_stats: digest.stats.clone(),
             digest: Mutex::new(Some(digest)),
             dedup: Mutex::new(dedup),
         })
@@ -134,13 +136,40 @@ impl Repository {
         }
     }
 
-    /// Tags auto-grouped so far and client ids remembered, for the metrics.
-    pub fn gauges(&self) -> (usize, usize) {
-        (
-            lock(&self.grouping).grouped().count(),
-            lock(&self.dedup).len(),
-        )
+    /// The repository's gauges, read now for the metrics.
+    pub fn gauges(&self) -> RepositoryGauges {
+        let damage: Vec<eddy_log::Damage> = self
+            .topic
+            .partitions()
+            .iter()
+            .flat_map(|p| p.damage())
+            .collect();
+        RepositoryGauges {
+            grouped_tags: lock(&self.grouping).grouped().count(),
+            dedup_ids: lock(&self.dedup).len(),
+            bus_damaged_stretches: damage.len(),
+            bus_damaged_records: damage.iter().map(|d| d.records()).sum(),
+            digest_unreadable_records: self
+                .digest_stats
+                .unreadable
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
+}
+
+/// A repository's state as `/metrics` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepositoryGauges {
+    /// Tags auto-grouped so far.
+    pub grouped_tags: usize,
+    /// Client ids remembered for de-duplication.
+    pub dedup_ids: usize,
+    /// Damaged stretches found in the repository's bus topic.
+    pub bus_damaged_stretches: usize,
+    /// Records those stretches held.
+    pub bus_damaged_records: u64,
+    /// Records the digest skipped because the bus could not give them back.
+    pub digest_unreadable_records: u64,
 }
 
 /// An event as the gatekeeper sees it: a JSON event as it was sent, any other its fields.
@@ -163,43 +192,68 @@ fn as_json(e: &Event) -> serde_json::Value {
     serde_json::Value::Object(fields.collect())
 }
 
-/// The de-duplication window as the bus holds it: the last `max_ids` records of each partition
-/// whose client `@id` arrived within the window.
-fn recent_client_ids(
-    topic: &Topic,
-    window_ns: i64,
-    max_ids: usize,
-) -> Result<DedupWindow, eddy_log::Error> {
+/// The de-duplication window as the bus holds it: the client `@id`s of the records of each
+/// partition that arrived within the window (at most the last `max_ids`). Best effort: damaged
+/// bus data is skipped and any other read error ends that partition's rebuild with a warning,
+/// since a smaller window only lets a retry through, while refusing to start serves no one.
+fn recent_client_ids(topic: &Topic, window_ns: i64, max_ids: usize) -> DedupWindow {
     let now = eddy_log::now_ns();
+    let horizon = now.saturating_sub(window_ns);
     let mut window = DedupWindow::new(window_ns, max_ids);
     let mut found = Vec::new();
     for p in topic.partitions() {
-        let from = p
-            .end_offset()
-            .saturating_sub(max_ids as u64)
-            .max(p.start_offset());
-        let mut reader = topic.reader(p.id(), from)?;
-        loop {
-            let records = reader.poll()?;
-            if records.is_empty() {
-                break;
-            }
-            for r in records.iter().filter(|r| codec::has_client_id(&r.value)) {
-                // Records that are not events are not ours to judge here; their fields are not
-                // needed.
-                if let Ok((e, _)) = codec::decode_lazily(&r.value) {
-                    if e.id_from_client && e.ingest_timestamp >= now.saturating_sub(window_ns) {
-                        found.push((e.ingest_timestamp, e.id));
-                    }
-                }
-            }
+        if let Err(e) = client_ids_since(topic, p, horizon, max_ids, &mut found) {
+            tracing::warn!(
+                topic = topic.name(),
+                partition = p.id(),
+                "the de-duplication window is rebuilt only in part: {e}"
+            );
         }
     }
     found.sort_unstable();
     for (at, id) in found {
         window.commit([id], at);
     }
-    Ok(window)
+    window
+}
+
+/// Adds to `found` the client ids of `partition`'s last `max_ids` records that arrived after
+/// `horizon`. (The bus's time index is by event time, which says nothing of arrival.)
+fn client_ids_since(
+    topic: &Topic,
+    partition: &eddy_log::Partition,
+    horizon: i64,
+    max_ids: usize,
+    found: &mut Vec<(i64, Uuid)>,
+) -> Result<(), eddy_log::Error> {
+    let from = partition
+        .end_offset()
+        .saturating_sub(max_ids as u64)
+        .max(partition.start_offset());
+    let mut reader = topic.reader(partition.id(), from)?;
+    loop {
+        let records = match reader.poll() {
+            Err(eddy_log::Error::Corrupt { .. }) => {
+                if let Some(damage) = reader.skip_damage()? {
+                    tracing::warn!("the de-duplication window skips damaged bus data: {damage}");
+                }
+                continue;
+            }
+            polled => polled?,
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
+        for r in records.iter().filter(|r| codec::has_client_id(&r.value)) {
+            // Records that are not events are not ours to judge here; their fields are not
+            // needed.
+            if let Ok((e, _)) = codec::decode_lazily(&r.value) {
+                if e.id_from_client && e.ingest_timestamp >= horizon {
+                    found.push((e.ingest_timestamp, e.id));
+                }
+            }
+        }
+    }
 }
 
 /// What a successful store did.

@@ -171,8 +171,9 @@ impl AppState {
         let (inflight, limit) = self.ingest.budget.usage();
         self.ingest.metrics.set_state(inflight, limit);
         for repo in self.repositories() {
-            let (grouped, ids) = repo.gauges();
-            self.ingest.metrics.set_repository(&repo.name, grouped, ids);
+            self.ingest
+                .metrics
+                .set_repository(&repo.name, &repo.gauges());
         }
         self.ingest.metrics.render()
     }

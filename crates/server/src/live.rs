@@ -352,7 +352,7 @@ impl Tap {
     fn run(&self, repo: &Repository, partition: u32) {
         let from = self.positions[partition as usize].load(Ordering::Relaxed);
         let mut reader = match repo.topic.reader(partition, from) {
-            Ok(r) => r,
+            Ok(r) => r.skipping_damage(),
             Err(e) => {
                 tracing::error!(repository = %repo.name, partition, "the live tap cannot read: {e}");
                 return;
@@ -635,7 +635,7 @@ fn replay(
     upto: u64,
     live: &mut Live,
 ) -> Result<(), eddy_log::Error> {
-    let mut reader = repo.topic.reader(p, from)?;
+    let mut reader = repo.topic.reader(p, from)?.skipping_damage();
     while reader.position() < upto {
         let records = reader.poll()?;
         if records.is_empty() {

@@ -209,6 +209,15 @@ pub struct Metrics {
     pub pipeline_delivered: Family<PipelineLabel, Counter>,
     /// Failed deliveries (retried), by pipeline.
     pub pipeline_failures: Family<PipelineLabel, Counter>,
+    bus_damage: BusDamage,
+}
+
+/// Damaged bus data, by repository (gauges read at scrape time).
+#[derive(Debug, Default)]
+struct BusDamage {
+    stretches: Family<RepoLabel, Gauge>,
+    records: Family<RepoLabel, Gauge>,
+    digest_unreadable: Family<RepoLabel, Gauge>,
 }
 
 /// A pipeline's label.
@@ -255,7 +264,24 @@ impl Metrics {
             pipeline_events: Family::default(),
             pipeline_delivered: Family::default(),
             pipeline_failures: Family::default(),
+            bus_damage: BusDamage::default(),
         };
+        let bus = root.sub_registry_with_prefix("eddy_bus");
+        bus.register(
+            "damaged_stretches",
+            "Damaged stretches found in a repository's bus topic (readers skip them; eddy topic verify names them, eddy topic repair cuts them out)",
+            m.bus_damage.stretches.clone(),
+        );
+        bus.register(
+            "damaged_records",
+            "Records held by the damaged stretches of a repository's bus topic",
+            m.bus_damage.records.clone(),
+        );
+        bus.register(
+            "digest_unreadable_records",
+            "Records the digest skipped because the bus could not give them back (not in the store)",
+            m.bus_damage.digest_unreadable.clone(),
+        );
         let live = root.sub_registry_with_prefix("eddy_live");
         live.register(
             "views",
@@ -461,14 +487,23 @@ impl Metrics {
     }
 
     /// Sets a repository's gauges.
-    pub fn set_repository(&self, repository: &str, grouped_tags: usize, dedup_ids: usize) {
+    pub fn set_repository(&self, repository: &str, g: &crate::ingest::RepositoryGauges) {
         let labels = RepoLabel {
             repository: repository.to_string(),
         };
-        self.grouped_tags
-            .get_or_create(&labels)
-            .set(grouped_tags as i64);
-        self.dedup_ids.get_or_create(&labels).set(dedup_ids as i64);
+        let set = |family: &Family<RepoLabel, Gauge>, v: u64| {
+            family
+                .get_or_create(&labels)
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        set(&self.grouped_tags, g.grouped_tags as u64);
+        set(&self.dedup_ids, g.dedup_ids as u64);
+        set(&self.bus_damage.stretches, g.bus_damaged_stretches as u64);
+        set(&self.bus_damage.records, g.bus_damaged_records);
+        set(
+            &self.bus_damage.digest_unreadable,
+            g.digest_unreadable_records,
+        );
     }
 
     /// The text exposition.

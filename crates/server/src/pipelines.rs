@@ -309,7 +309,8 @@ impl Runner {
             readers.push(
                 topic
                     .reader(p.id(), from.max(p.start_offset()))
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| e.to_string())?
+                    .skipping_damage(),
             );
         }
         let mut committed = Vec::new();

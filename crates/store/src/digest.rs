@@ -33,6 +33,9 @@ pub struct DigestStats {
     pub bytes: AtomicU64,
     /// Records that are not events (skipped, with a warning).
     pub undecodable: AtomicU64,
+    /// Records the bus could not give back because its files are damaged (skipped, with a
+    /// warning naming the file, bytes and offsets).
+    pub unreadable: AtomicU64,
 }
 
 /// A repository's running digest.
@@ -127,14 +130,33 @@ impl Worker {
     /// Digests from the committed offset until stopped or until something fails.
     fn round(&self) -> Result<(), RoundError> {
         let (topic, store, partition) = (&self.topic, &self.store, self.partition);
-        let start = topic.partition(partition)?.start_offset();
+        let bus = topic.partition(partition)?;
+        // Sealed segments may hold offsets the bus lost on disk since (a crash between sealing
+        // and committing, then a tail cut short): the bus must not hand them out again.
+        let catalogue = store.catalogue();
+        let sealed = catalogue
+            .sealed_upto
+            .iter()
+            .filter(|((p, _), _)| *p == partition)
+            .map(|(_, &upto)| upto + 1)
+            .max();
+        if let Some(past_sealed) = sealed {
+            bus.advance_to(past_sealed)?;
+        }
+        let start = bus.start_offset();
         let committed = self.log.groups().committed(GROUP, topic.name(), partition);
         let mut reader = topic.reader(partition, committed.unwrap_or(start).max(start))?;
         store.note_digested(partition, reader.position());
         let mut last_commit = committed;
         let mut appender = store.appender(partition);
         while !self.stop.load(Ordering::Relaxed) {
-            let records = reader.poll_wait(Duration::from_millis(200))?;
+            let records = match reader.poll_wait(Duration::from_millis(200)) {
+                Err(eddy_log::Error::Corrupt { .. }) => {
+                    self.skip_damage(&mut reader)?;
+                    continue;
+                }
+                polled => polled?,
+            };
             let (mut events, mut bytes) = (0, 0);
             for r in &records {
                 bytes += r.value.len() as u64;
@@ -185,6 +207,23 @@ impl Worker {
                     .commit(GROUP, &[(topic.name(), partition, commit)])?;
                 last_commit = Some(commit);
             }
+        }
+        Ok(())
+    }
+
+    /// Skips damaged bus data the reader met. What it held is not in the store (the digest
+    /// reads only past what is sealed), so it is lost unless a copy comes back: say how much.
+    fn skip_damage(&self, reader: &mut eddy_log::PartitionReader) -> Result<(), RoundError> {
+        if let Some(damage) = reader.skip_damage()? {
+            self.stats
+                .unreadable
+                .fetch_add(damage.records(), Ordering::Relaxed);
+            tracing::error!(
+                repository = self.store.name(),
+                partition = self.partition,
+                records = damage.records(),
+                "the digest skipped damaged bus data it could not read: {damage}"
+            );
         }
         Ok(())
     }
