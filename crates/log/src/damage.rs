@@ -87,13 +87,34 @@ impl Stretch {
     }
 }
 
+/// Whether the batch after a candidate (if there is one before `end`) continues its offsets.
+/// The CRC does not cover the base offset, so damage that hit only a header's offset field
+/// would otherwise pass for a good batch and renumber its records.
+fn continues(
+    file: &File,
+    path: &Path,
+    position: u64,
+    header: &BatchHeader,
+    end: u64,
+) -> Result<bool> {
+    let next = position + u64::from(header.batch_len);
+    if next + HEADER_LEN as u64 > end {
+        return Ok(true);
+    }
+    let mut head = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut head, next)
+        .context(|| format!("reading {} at byte {next}", path.display()))?;
+    Ok(matches!(batch::parse_header(&head), Ok(Some(h)) if h.base_offset == header.next_offset()))
+}
+
 /// Size of the reads while searching for the next good batch.
 const SEARCH_CHUNK: usize = 1 << 20;
 
 /// Finds the first whole, CRC-valid batch in `file` after byte `from` and before `end` whose
-/// base offset is at least `min_offset` (and below `max_offset`, when known). Batches are found
-/// by their magic byte, then checked in full, so damage cannot fake one except by a 1 in 2^32
-/// CRC collision with a plausible header and offset.
+/// base offset is at least `min_offset` (and below `max_offset`, when known), and whose
+/// successor, if any, continues its offsets. Batches are found by their magic byte, then
+/// checked in full, so damage cannot fake one except by a 1 in 2^32 CRC collision with a
+/// plausible header and offset, or by hitting the (uncovered) offset field of the last batch.
 pub(crate) fn next_good_batch(
     file: &File,
     path: &Path,
@@ -136,6 +157,7 @@ pub(crate) fn next_good_batch(
             };
             if matches!(batch::check(&whole), Ok(Frame::Complete(_)))
                 && batch::verify_crc(&header, &whole).is_ok()
+                && continues(file, path, position, &header, end)?
             {
                 return Ok(Some((position, header)));
             }
