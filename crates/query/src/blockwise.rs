@@ -11,7 +11,7 @@ use crate::search::{self, lowercase};
 pub fn text_only(c: &Compiled) -> bool {
     match c {
         Compiled::Text(_) | Compiled::Regex(_) => true,
-        Compiled::And(a, b) | Compiled::Or(a, b) => text_only(a) && text_only(b),
+        Compiled::And(items) | Compiled::Or(items) => items.iter().all(text_only),
         Compiled::Not(a) => text_only(a),
         _ => false,
     }
@@ -107,18 +107,28 @@ impl BlockFilter {
 
     fn matches(&mut self, view: &BlockView, c: &Compiled) -> Vec<bool> {
         match c {
-            Compiled::And(a, b) => {
-                let mut x = self.matches(view, a);
-                if x.iter().any(|&m| m) {
-                    let y = self.matches(view, b);
+            Compiled::And(all) => {
+                let mut x = vec![true; view.len()];
+                for c in all {
+                    // Once nothing passes, the rest need not be searched.
+                    if !x.iter().any(|&m| m) {
+                        break;
+                    }
+                    let y = self.matches(view, c);
                     x.iter_mut().zip(y).for_each(|(x, y)| *x &= y);
                 }
                 x
             }
-            Compiled::Or(a, b) => {
-                let mut x = self.matches(view, a);
-                let y = self.matches(view, b);
-                x.iter_mut().zip(y).for_each(|(x, y)| *x |= y);
+            Compiled::Or(any) => {
+                let mut x = vec![false; view.len()];
+                for c in any {
+                    // Once everything passes, the rest need not be searched.
+                    if x.iter().all(|&m| m) {
+                        break;
+                    }
+                    let y = self.matches(view, c);
+                    x.iter_mut().zip(y).for_each(|(x, y)| *x |= y);
+                }
                 x
             }
             Compiled::Not(a) => self.matches(view, a).into_iter().map(|m| !m).collect(),

@@ -11,6 +11,8 @@
 //! wildcard; `field=*` means the field exists; `!=` is its negation (an event without the field
 //! passes); `<`, `<=`, `>`, `>=` compare numbers (an event whose value is not a number fails).
 
+use std::collections::HashSet;
+
 use regex::Regex;
 
 use eddy_event::{Event, Value};
@@ -84,9 +86,9 @@ pub enum Compiled {
         values: Vec<Matcher>,
     },
     /// All of these.
-    And(Box<Compiled>, Box<Compiled>),
+    And(Vec<Compiled>),
     /// Any of these.
-    Or(Box<Compiled>, Box<Compiled>),
+    Or(Vec<Compiled>),
     /// Not this.
     Not(Box<Compiled>),
 }
@@ -142,10 +144,96 @@ pub fn compile(f: &Filter) -> Result<Compiled, QueryError> {
                 .map(|v| Matcher::of(v, *span))
                 .collect::<Result<_, _>>()?,
         },
-        Filter::And(a, b) => Compiled::And(Box::new(compile(a)?), Box::new(compile(b)?)),
-        Filter::Or(a, b) => Compiled::Or(Box::new(compile(a)?), Box::new(compile(b)?)),
+        Filter::And(all) => Compiled::And(compile_distinct(all)?),
+        Filter::Or(any) => Compiled::Or(compile_distinct(any)?),
         Filter::Not(a) => Compiled::Not(Box::new(compile(a)?)),
     })
+}
+
+/// The filters compiled, each written the same way more than once kept once (`a or a or …`
+/// would otherwise search the text once per copy).
+fn compile_distinct(filters: &[Filter]) -> Result<Vec<Compiled>, QueryError> {
+    let mut seen = HashSet::new();
+    filters
+        .iter()
+        .filter(|f| seen.insert(Unspanned(f)))
+        .map(compile)
+        .collect()
+}
+
+/// A filter compared and hashed without its spans (where it was written).
+struct Unspanned<'a>(&'a Filter);
+
+impl PartialEq for Unspanned<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        same_filter(self.0, other.0)
+    }
+}
+
+impl Eq for Unspanned<'_> {}
+
+impl std::hash::Hash for Unspanned<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Only the leaf's kind and text: equal filters hash alike, which is all a hash needs.
+        std::mem::discriminant(self.0).hash(state);
+        match self.0 {
+            Filter::Text { text, .. } => text.hash(state),
+            Filter::Compare { field, .. } | Filter::In { field, .. } => field.hash(state),
+            Filter::Regex { regex, .. } => regex.pattern.hash(state),
+            Filter::And(v) | Filter::Or(v) => v.len().hash(state),
+            Filter::Not(_) => {}
+        }
+    }
+}
+
+/// Whether two filters are written alike, wherever they are.
+fn same_filter(a: &Filter, b: &Filter) -> bool {
+    match (a, b) {
+        (
+            Filter::Text {
+                text: t1,
+                wildcard: w1,
+                ..
+            },
+            Filter::Text {
+                text: t2,
+                wildcard: w2,
+                ..
+            },
+        ) => t1 == t2 && w1 == w2,
+        (Filter::Regex { regex: r1, .. }, Filter::Regex { regex: r2, .. }) => r1 == r2,
+        (
+            Filter::Compare {
+                field: f1,
+                op: o1,
+                value: v1,
+                ..
+            },
+            Filter::Compare {
+                field: f2,
+                op: o2,
+                value: v2,
+                ..
+            },
+        ) => f1 == f2 && o1 == o2 && v1 == v2,
+        (
+            Filter::In {
+                field: f1,
+                values: v1,
+                ..
+            },
+            Filter::In {
+                field: f2,
+                values: v2,
+                ..
+            },
+        ) => f1 == f2 && v1 == v2,
+        (Filter::And(x), Filter::And(y)) | (Filter::Or(x), Filter::Or(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_filter(a, b))
+        }
+        (Filter::Not(x), Filter::Not(y)) => same_filter(x, y),
+        _ => false,
+    }
 }
 
 impl Compiled {
@@ -172,8 +260,8 @@ impl Compiled {
             Compiled::In { field, values } => {
                 fields::text(event, field).is_some_and(|t| values.iter().any(|m| m.matches(&t)))
             }
-            Compiled::And(a, b) => a.matches(event) && b.matches(event),
-            Compiled::Or(a, b) => a.matches(event) || b.matches(event),
+            Compiled::And(all) => all.iter().all(|c| c.matches(event)),
+            Compiled::Or(any) => any.iter().any(|c| c.matches(event)),
             Compiled::Not(a) => !a.matches(event),
         }
     }
@@ -183,7 +271,7 @@ impl Compiled {
     /// The parts of `and` at the top: each must hold.
     pub fn conjuncts(&self) -> Vec<&Compiled> {
         match self {
-            Compiled::And(a, b) => [a.conjuncts(), b.conjuncts()].concat(),
+            Compiled::And(all) => all.iter().flat_map(Compiled::conjuncts).collect(),
             other => vec![other],
         }
     }
@@ -199,9 +287,8 @@ impl Compiled {
             Compiled::Match { field, .. }
             | Compiled::Number { field, .. }
             | Compiled::In { field, .. } => fields::note_read(parts, field),
-            Compiled::And(a, b) | Compiled::Or(a, b) => {
-                a.note_reads(parts);
-                b.note_reads(parts);
+            Compiled::And(items) | Compiled::Or(items) => {
+                items.iter().for_each(|c| c.note_reads(parts));
             }
             Compiled::Not(a) => a.note_reads(parts),
         }
@@ -220,32 +307,41 @@ pub struct Requirements {
 
 impl Requirements {
     /// What both require.
-    pub fn and(mut self, other: Requirements) -> Requirements {
-        for t in other.tokens {
-            if !self.tokens.contains(&t) {
-                self.tokens.push(t);
+    pub fn and(self, other: Requirements) -> Requirements {
+        Requirements::all([self, other])
+    }
+
+    /// What all of `each` require, each token and tag once, in the order first seen (hashed:
+    /// a chain of thousands of words costs a pass, not a pass per word).
+    pub fn all(each: impl IntoIterator<Item = Requirements>) -> Requirements {
+        let mut out = Requirements::default();
+        let mut tokens = HashSet::new();
+        let mut tags = HashSet::new();
+        for r in each {
+            for t in r.tokens {
+                if tokens.insert(t.clone()) {
+                    out.tokens.push(t);
+                }
+            }
+            for t in r.tags {
+                if tags.insert(t.clone()) {
+                    out.tags.push(t);
+                }
             }
         }
-        for t in other.tags {
-            if !self.tags.contains(&t) {
-                self.tags.push(t);
-            }
-        }
-        self
+        out
     }
 
     fn or(self, other: Requirements) -> Requirements {
+        let tokens: HashSet<String> = other.tokens.into_iter().collect();
+        let tags: HashSet<(String, String)> = other.tags.into_iter().collect();
         Requirements {
             tokens: self
                 .tokens
                 .into_iter()
-                .filter(|t| other.tokens.contains(t))
+                .filter(|t| tokens.contains(t))
                 .collect(),
-            tags: self
-                .tags
-                .into_iter()
-                .filter(|t| other.tags.contains(t))
-                .collect(),
+            tags: self.tags.into_iter().filter(|t| tags.contains(t)).collect(),
         }
     }
 }
@@ -295,16 +391,21 @@ pub fn requirements(f: &Filter) -> Requirements {
             }
             r
         }
-        Filter::And(a, b) => requirements(a).and(requirements(b)),
-        Filter::Or(a, b) => requirements(a).or(requirements(b)),
+        Filter::And(all) => Requirements::all(all.iter().map(requirements)),
+        Filter::Or(any) => any
+            .iter()
+            .map(requirements)
+            .reduce(Requirements::or)
+            .unwrap_or_default(),
         _ => Requirements::default(),
     }
 }
 
 fn words_of(text: &str) -> Requirements {
     let mut r = Requirements::default();
+    let mut seen = HashSet::new();
     text_tokens(text, |w| {
-        if !r.tokens.iter().any(|t| t == w) {
+        if seen.insert(w.to_string()) {
             r.tokens.push(w.to_string());
         }
     });
