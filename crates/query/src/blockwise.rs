@@ -10,7 +10,7 @@ use crate::search::{self, lowercase};
 /// Whether `c` looks only at events' text (free text and regexes under `and`, `or`, `not`).
 pub fn text_only(c: &Compiled) -> bool {
     match c {
-        Compiled::Text(_) | Compiled::Regex(_) => true,
+        Compiled::Text(_) | Compiled::Regex(_) | Compiled::AnyWord(_) => true,
         Compiled::And(items) | Compiled::Or(items) => items.iter().all(text_only),
         Compiled::Not(a) => text_only(a),
         _ => false,
@@ -148,6 +148,20 @@ impl BlockFilter {
                         |t| words.is_match(t),
                     );
                 }
+                if !self.lowered_ready {
+                    self.lowered.fill(view);
+                    self.lowered_ready = true;
+                }
+                let area = (self.lowered.text.as_str(), self.lowered.starts.as_slice());
+                search_leaf(
+                    view,
+                    c,
+                    Some(area),
+                    |hay, from| words.find_lowered(hay, from),
+                    |t| words.is_match(t),
+                )
+            }
+            Compiled::AnyWord(words) => {
                 if !self.lowered_ready {
                     self.lowered.fill(view);
                     self.lowered_ready = true;

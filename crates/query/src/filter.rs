@@ -19,7 +19,7 @@ use eddy_event::{Event, Value};
 use eddy_store::{text_tokens, Parts};
 
 use crate::fields;
-use crate::search::{self, TextRegex, Words};
+use crate::search::{self, AnyWord, TextRegex, Words};
 use crate::syntax::{CompareOp, Filter, Pattern, QueryError, RegexLit, Span};
 
 /// A value matcher.
@@ -78,13 +78,17 @@ pub enum Compiled {
         /// The number.
         value: f64,
     },
-    /// `in(field, values=[...])`.
+    /// `in(field, values=[...])`, and `field=v1 or field=v2 or …`.
     In {
         /// The field.
         field: String,
-        /// Any of these.
-        values: Vec<Matcher>,
+        /// Any of these texts exactly (hashed: thousands of values cost one look-up).
+        exact: HashSet<String>,
+        /// Or any of these wildcards and regexes.
+        patterns: Vec<Matcher>,
     },
+    /// Any of several single words in the event's text (an `or` of them).
+    AnyWord(AnyWord),
     /// All of these.
     And(Vec<Compiled>),
     /// Any of these.
@@ -137,15 +141,25 @@ pub fn compile(f: &Filter) -> Result<Compiled, QueryError> {
             field,
             values,
             span,
-        } => Compiled::In {
-            field: field.clone(),
-            values: values
-                .iter()
-                .map(|v| Matcher::of(v, *span))
-                .collect::<Result<_, _>>()?,
-        },
+        } => {
+            let mut exact = HashSet::new();
+            let mut patterns = Vec::new();
+            for v in values {
+                match Matcher::of(v, *span)? {
+                    Matcher::Exact(text) => {
+                        exact.insert(text);
+                    }
+                    other => patterns.push(other),
+                }
+            }
+            Compiled::In {
+                field: field.clone(),
+                exact,
+                patterns,
+            }
+        }
         Filter::And(all) => Compiled::And(compile_distinct(all)?),
-        Filter::Or(any) => Compiled::Or(compile_distinct(any)?),
+        Filter::Or(any) => Compiled::Or(merge_alternatives(compile_distinct(any)?)),
         Filter::Not(a) => Compiled::Not(Box::new(compile(a)?)),
     })
 }
@@ -159,6 +173,69 @@ fn compile_distinct(filters: &[Filter]) -> Result<Vec<Compiled>, QueryError> {
         .filter(|f| seen.insert(Unspanned(f)))
         .map(compile)
         .collect()
+}
+
+/// Alternatives of `or` with the comparisons of one field to exact texts merged into one
+/// `in` (a hashed look-up per event, where each would compare the field's text again), and
+/// single plain words into one search for any of them.
+fn merge_alternatives(any: Vec<Compiled>) -> Vec<Compiled> {
+    let mut out = Vec::new();
+    let mut by_field: Vec<(String, HashSet<String>, Vec<Matcher>, usize)> = Vec::new();
+    let mut words = HashSet::new();
+    for c in any {
+        let (field, exact, patterns) = match c {
+            Compiled::Match {
+                field,
+                matcher: Matcher::Exact(text),
+                negated: false,
+            } => (field, HashSet::from([text]), Vec::new()),
+            Compiled::In {
+                field,
+                exact,
+                patterns,
+            } => (field, exact, patterns),
+            Compiled::Text(w) if w.plain_word().is_some() => {
+                words.extend(w.plain_word().map(str::to_string));
+                continue;
+            }
+            other => {
+                out.push(other);
+                continue;
+            }
+        };
+        match by_field.iter_mut().find(|(f, ..)| *f == field) {
+            Some((_, e, p, n)) => {
+                e.extend(exact);
+                p.extend(patterns);
+                *n += 1;
+            }
+            None => by_field.push((field, exact, patterns, 1)),
+        }
+    }
+    for (field, exact, patterns, n) in by_field {
+        match (n, exact.len(), patterns.is_empty()) {
+            (1, 1, true) => out.push(Compiled::Match {
+                field,
+                matcher: Matcher::Exact(exact.into_iter().next().unwrap_or_default()),
+                negated: false,
+            }),
+            _ => out.push(Compiled::In {
+                field,
+                exact,
+                patterns,
+            }),
+        }
+    }
+    match words.len() {
+        0 => {}
+        1 => out.extend(
+            words
+                .into_iter()
+                .map(|w| Compiled::Text(Box::new(Words::new(&w, false)))),
+        ),
+        _ => out.push(Compiled::AnyWord(AnyWord::new(words))),
+    }
+    out
 }
 
 /// A filter compared and hashed without its spans (where it was written).
@@ -257,9 +334,13 @@ impl Compiled {
                     CompareOp::Eq => x == *value,
                     CompareOp::Ne => x != *value,
                 }),
-            Compiled::In { field, values } => {
-                fields::text(event, field).is_some_and(|t| values.iter().any(|m| m.matches(&t)))
-            }
+            Compiled::In {
+                field,
+                exact,
+                patterns,
+            } => fields::text(event, field)
+                .is_some_and(|t| exact.contains(&*t) || patterns.iter().any(|m| m.matches(&t))),
+            Compiled::AnyWord(words) => text_matches(event, |t| words.is_match(t)),
             Compiled::And(all) => all.iter().all(|c| c.matches(event)),
             Compiled::Or(any) => any.iter().any(|c| c.matches(event)),
             Compiled::Not(a) => !a.matches(event),
@@ -280,7 +361,7 @@ impl Compiled {
     /// without a `@rawstring`).
     pub fn note_reads(&self, parts: &mut Parts) {
         match self {
-            Compiled::Text(_) | Compiled::Regex(_) => {
+            Compiled::Text(_) | Compiled::Regex(_) | Compiled::AnyWord(_) => {
                 parts.raw = true;
                 parts.fields = true;
             }
@@ -527,6 +608,26 @@ mod tests {
         assert!(passes("method=POST or status=503", &e));
         assert!(!passes("method=POST and status=503", &e));
         assert!(passes("not method=POST", &e));
+    }
+
+    #[test]
+    fn long_ors_compile_to_one_lookup_and_repeats_to_one_leaf() {
+        let ors = |leaf: &dyn Fn(usize) -> String| {
+            (0..1_000).map(leaf).collect::<Vec<_>>().join(" or ")
+        };
+        let c = compile(&filter(&ors(&|_| "a".into()))).unwrap();
+        assert!(matches!(c, Compiled::Or(v) if v.len() == 1));
+        let c = compile(&filter(&ors(&|i| format!("n={i}")))).unwrap();
+        assert!(matches!(&c, Compiled::Or(v) if matches!(&v[..], [Compiled::In { exact, .. }] if exact.len() == 1_000)));
+        let c = compile(&filter(&(ors(&|i| format!("w{i}")) + " or \"a b\""))).unwrap();
+        assert!(matches!(&c, Compiled::Or(v) if v.len() == 2 && matches!(v[1], Compiled::AnyWord(_))));
+        let e = event("GET w999 done", &[("n", Value::Int(7))]);
+        assert!(passes(&ors(&|i| format!("n={i}")), &e));
+        assert!(passes(&ors(&|i| format!("w{i}")), &e));
+        assert!(!passes(&ors(&|i| format!("w{}", i + 1_000)), &e));
+        assert!(!passes("w99 or w9 or w9999", &e));
+        assert!(passes("n=8 or n=* or n=9", &e));
+        assert!(passes("in(n, values=[1, 7*])", &e));
     }
 
     #[test]

@@ -165,3 +165,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn head_of_large_events_is_cut_at_the_answer_budget_with_a_warning() {
+    let p = prepare("head(100000)", 200).unwrap();
+    let big = "x".repeat(1 << 20);
+    let events = (0..48i64).map(|n| {
+        let mut e = Event::new(n);
+        e.raw = Some(big.clone());
+        e
+    });
+    let (rows, _, warnings) = eddy_query::run::run_events(&p.program, events);
+    assert!(rows.len() < 48 && rows.len() >= 16, "{}", rows.len());
+    let bytes: usize = rows.iter().map(eddy_query::engine::approx_event_bytes).sum();
+    assert!(bytes <= eddy_query::engine::MAX_ANSWER_BYTES);
+    assert!(warnings.iter().any(|w| w.contains("memory budget")), "{warnings:?}");
+}
