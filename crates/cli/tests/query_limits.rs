@@ -67,7 +67,13 @@ fn deep_and_chained_queries_get_400_or_an_answer_and_the_server_survives() {
     for q in &nested {
         let (status, a) = query(&server, json!({ "query": q }));
         assert_eq!(status, 400, "{a}");
-        assert!(a["error"].as_str().unwrap().contains("nests more than 64 levels"), "{a}");
+        assert!(
+            a["error"]
+                .as_str()
+                .unwrap()
+                .contains("nests more than 64 levels"),
+            "{a}"
+        );
         assert_eq!(a["line"], 1, "{a}");
         assert!(a["column"].as_u64().unwrap() > 1, "{a}");
     }
@@ -75,7 +81,10 @@ fn deep_and_chained_queries_get_400_or_an_answer_and_the_server_survives() {
     for (q, count) in [
         ("a ".repeat(2_000) + "| count()", 100),
         (format!("a{} | count()", " or a".repeat(1_000)), 100),
-        (format!("x := 1{} | x > 10000 | count()", "+1".repeat(20_000)), 100),
+        (
+            format!("x := 1{} | x > 10000 | count()", "+1".repeat(20_000)),
+            100,
+        ),
     ] {
         let (status, a) = query(&server, json!({ "query": q }));
         assert_eq!(status, 200, "{a}");
@@ -93,7 +102,10 @@ fn oversized_texts_bodies_and_limits_and_empty_ranges_get_400_and_the_server_sur
     let q = format!("eval(x = {}1{})", "(".repeat(100_000), ")".repeat(100_000));
     let (status, a) = query(&server, json!({ "query": q }));
     assert_eq!(status, 400, "{a}");
-    assert!(a["error"].as_str().unwrap().contains("at most 65536 bytes"), "{a}");
+    assert!(
+        a["error"].as_str().unwrap().contains("at most 65536 bytes"),
+        "{a}"
+    );
     // A 20 MB body is not read past the body limit.
     let huge = json!({ "query": "a ".repeat(10 << 20) }).to_string();
     let sent = agent()
@@ -103,9 +115,17 @@ fn oversized_texts_bodies_and_limits_and_empty_ranges_get_400_and_the_server_sur
         .send(huge.as_bytes());
     if let Ok(mut r) = sent {
         // The server may also close the connection while the client still sends.
-        assert_eq!(r.status().as_u16(), 413, "{}", r.body_mut().read_to_string().unwrap());
+        assert_eq!(
+            r.status().as_u16(),
+            413,
+            "{}",
+            r.body_mut().read_to_string().unwrap()
+        );
     }
-    let (status, a) = query(&server, json!({ "query": "a", "limit": 1_000_000_000_000u64 }));
+    let (status, a) = query(
+        &server,
+        json!({ "query": "a", "limit": 1_000_000_000_000u64 }),
+    );
     assert_eq!(status, 400, "{a}");
     assert!(a["error"].as_str().unwrap().contains("limit"), "{a}");
     let (status, a) = query(&server, json!({ "query": "a", "start": "1h", "end": "2h" }));
@@ -138,7 +158,10 @@ fn deep_and_huge_live_queries_get_400_and_the_server_survives() {
         match tungstenite::connect(url) {
             Err(tungstenite::Error::Http(response)) => {
                 let body = response.body().clone().unwrap_or_default();
-                (response.status().as_u16(), String::from_utf8_lossy(&body).into_owned())
+                (
+                    response.status().as_u16(),
+                    String::from_utf8_lossy(&body).into_owned(),
+                )
             }
             Ok(_) => panic!("{q:.40}: subscribed"),
             Err(e) => panic!("{q:.40}: {e}"),
@@ -150,7 +173,9 @@ fn deep_and_huge_live_queries_get_400_and_the_server_survives() {
     // A text over the size limit makes a URI longer than clients and the server's HTTP layer
     // take (64 KiB): sent raw, it is refused before the handler, which would refuse it too.
     let mut stream = TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     write!(
         stream,
         "GET /api/v1/repositories/open/live?token={TOKEN}&query={} HTTP/1.1\r\nHost: x\r\n\

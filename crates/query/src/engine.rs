@@ -1129,11 +1129,7 @@ pub fn compile(q: &Query, limit: usize) -> Result<Program, QueryError> {
 /// `collected`: the collecting stages before these, whose rows they run over (keeping their
 /// order unless they sort). Each one is a level of the program, so there are at most
 /// [`MAX_NESTING`] of them.
-fn compile_stages(
-    stages: &[Stage],
-    limit: usize,
-    collected: usize,
-) -> Result<Program, QueryError> {
+fn compile_stages(stages: &[Stage], limit: usize, collected: usize) -> Result<Program, QueryError> {
     let after_collect = collected > 0;
     // Events come newest first; collected rows as they were collected.
     let by_time = |descending| {

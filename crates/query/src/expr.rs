@@ -79,9 +79,11 @@ pub fn eval(e: &Expr, event: &Event) -> Option<Value> {
         Expr::Str(s, _) => Some(Value::Str(s.clone())),
         Expr::Field(name, _) => fields::get(event, name).map(|v| v.into_owned()),
         Expr::Neg(inner, _) => eval(inner, event)?.as_f64().map(|x| number(-x)),
-        Expr::Chain { first, rest, .. } => rest.iter().try_fold(eval(first, event)?, |a, (op, b)| {
-            binary(*op, a, eval(b, event)?)
-        }),
+        Expr::Chain { first, rest, .. } => {
+            rest.iter().try_fold(eval(first, event)?, |a, (op, b)| {
+                binary(*op, a, eval(b, event)?)
+            })
+        }
         Expr::Call(c) => call(c, event),
     }
 }

@@ -612,15 +612,18 @@ mod tests {
 
     #[test]
     fn long_ors_compile_to_one_lookup_and_repeats_to_one_leaf() {
-        let ors = |leaf: &dyn Fn(usize) -> String| {
-            (0..1_000).map(leaf).collect::<Vec<_>>().join(" or ")
-        };
+        let ors =
+            |leaf: &dyn Fn(usize) -> String| (0..1_000).map(leaf).collect::<Vec<_>>().join(" or ");
         let c = compile(&filter(&ors(&|_| "a".into()))).unwrap();
         assert!(matches!(c, Compiled::Or(v) if v.len() == 1));
         let c = compile(&filter(&ors(&|i| format!("n={i}")))).unwrap();
-        assert!(matches!(&c, Compiled::Or(v) if matches!(&v[..], [Compiled::In { exact, .. }] if exact.len() == 1_000)));
+        assert!(
+            matches!(&c, Compiled::Or(v) if matches!(&v[..], [Compiled::In { exact, .. }] if exact.len() == 1_000))
+        );
         let c = compile(&filter(&(ors(&|i| format!("w{i}")) + " or \"a b\""))).unwrap();
-        assert!(matches!(&c, Compiled::Or(v) if v.len() == 2 && matches!(v[1], Compiled::AnyWord(_))));
+        assert!(
+            matches!(&c, Compiled::Or(v) if v.len() == 2 && matches!(v[1], Compiled::AnyWord(_)))
+        );
         let e = event("GET w999 done", &[("n", Value::Int(7))]);
         assert!(passes(&ors(&|i| format!("n={i}")), &e));
         assert!(passes(&ors(&|i| format!("w{i}")), &e));

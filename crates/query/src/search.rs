@@ -147,7 +147,10 @@ impl AnyWord {
     pub fn find_lowered(&self, hay: &str, from: usize) -> Option<(usize, usize)> {
         let mut start = None;
         let rest = hay.get(from..)?;
-        for (i, c) in rest.char_indices().chain(std::iter::once((rest.len(), ' '))) {
+        for (i, c) in rest
+            .char_indices()
+            .chain(std::iter::once((rest.len(), ' ')))
+        {
             match (is_word(c), start) {
                 (true, None) => start = Some(i),
                 (false, Some(s)) => {

@@ -1060,8 +1060,14 @@ mod tests {
                 field, op, value, ..
             } => format!("{field} {op:?} {value:?}"),
             Filter::In { field, values, .. } => format!("in({field}, {values:?})"),
-            Filter::And(all) => format!("and({})", all.iter().map(shape).collect::<Vec<_>>().join(", ")),
-            Filter::Or(any) => format!("or({})", any.iter().map(shape).collect::<Vec<_>>().join(", ")),
+            Filter::And(all) => format!(
+                "and({})",
+                all.iter().map(shape).collect::<Vec<_>>().join(", ")
+            ),
+            Filter::Or(any) => format!(
+                "or({})",
+                any.iter().map(shape).collect::<Vec<_>>().join(", ")
+            ),
             Filter::Not(a) => format!("not({})", shape(a)),
         }
     }
@@ -1134,7 +1140,9 @@ mod tests {
             panic!()
         };
         assert_eq!(field, "x");
-        assert!(matches!(expr, Expr::Chain { rest, .. } if rest.len() == 1 && rest[0].0 == BinOp::Sub));
+        assert!(
+            matches!(expr, Expr::Chain { rest, .. } if rest.len() == 1 && rest[0].0 == BinOp::Sub)
+        );
         assert_eq!(parse("").unwrap().stages.len(), 0);
         let q = parse("timechart(span=5m, function=count())").unwrap();
         let Stage::Call(c) = &q.stages[0] else {
@@ -1161,7 +1169,10 @@ mod tests {
         let at_limit = format!("{}a{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
         assert!(parse(&at_limit).is_ok());
         for (q, at) in [
-            (format!("{}a{}", "(".repeat(1_500), ")".repeat(1_500)), MAX_NESTING),
+            (
+                format!("{}a{}", "(".repeat(1_500), ")".repeat(1_500)),
+                MAX_NESTING,
+            ),
             (format!("{}a", "!".repeat(60_000)), MAX_NESTING),
             (format!("{}a", "not ".repeat(15_000)), 4 * MAX_NESTING),
             (format!("x := {}1", "-".repeat(60_000)), 5 + MAX_NESTING),
@@ -1169,8 +1180,14 @@ mod tests {
                 format!("eval(x = {}1{})", "(".repeat(30_000), ")".repeat(30_000)),
                 9 + MAX_NESTING - 1,
             ),
-            (format!("x := {}1", "abs(".repeat(1_000)), 5 + 4 * MAX_NESTING),
-            (format!("in(f, values={}a)", "[".repeat(1_000)), 13 + MAX_NESTING - 1),
+            (
+                format!("x := {}1", "abs(".repeat(1_000)),
+                5 + 4 * MAX_NESTING,
+            ),
+            (
+                format!("in(f, values={}a)", "[".repeat(1_000)),
+                13 + MAX_NESTING - 1,
+            ),
         ] {
             let e = parse(&q).unwrap_err();
             assert!(e.message.contains("nests more than"), "{e}");

@@ -73,8 +73,14 @@ fn construct(kind: usize, n: usize) -> String {
         15 => format!("x := 1{}", r("-(1")) + &r(")"),
         16 => format!("groupBy(x, function={}count(){})", r("["), r("]")),
         17 => format!("{}a", r("!(")) + &r(")"),
-        18 => (0..n).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" or "),
-        _ => (0..n).map(|i| format!("n={i}")).collect::<Vec<_>>().join(" or "),
+        18 => (0..n)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" or "),
+        _ => (0..n)
+            .map(|i| format!("n={i}"))
+            .collect::<Vec<_>>()
+            .join(" or "),
     }
 }
 
@@ -88,7 +94,13 @@ fn error_or_answer(store: &RepoStore, q: &str) {
             assert!(line >= 1 && column >= 1);
         }
         Ok(p) => {
-            run(store, &p, &Options::default(), &AtomicBool::new(false), &|_| {});
+            run(
+                store,
+                &p,
+                &Options::default(),
+                &AtomicBool::new(false),
+                &|_| {},
+            );
         }
     }
 }
@@ -138,7 +150,13 @@ fn chains_that_are_legitimate_just_work() {
             format!("x := 1{} | x > 1", "+1".repeat(10_000)),
         ] {
             let p = prepare(&q, 1_000).unwrap_or_else(|e| panic!("{}", e.render(&q)));
-            let a = run(&store, &p, &Options::default(), &AtomicBool::new(false), &|_| {});
+            let a = run(
+                &store,
+                &p,
+                &Options::default(),
+                &AtomicBool::new(false),
+                &|_| {},
+            );
             assert_eq!(a.rows.len(), 200);
         }
     });
@@ -177,7 +195,13 @@ fn head_of_large_events_is_cut_at_the_answer_budget_with_a_warning() {
     });
     let (rows, _, warnings) = eddy_query::run::run_events(&p.program, events);
     assert!(rows.len() < 48 && rows.len() >= 16, "{}", rows.len());
-    let bytes: usize = rows.iter().map(eddy_query::engine::approx_event_bytes).sum();
+    let bytes: usize = rows
+        .iter()
+        .map(eddy_query::engine::approx_event_bytes)
+        .sum();
     assert!(bytes <= eddy_query::engine::MAX_ANSWER_BYTES);
-    assert!(warnings.iter().any(|w| w.contains("memory budget")), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("memory budget")),
+        "{warnings:?}"
+    );
 }
