@@ -10,8 +10,8 @@ use crate::search::{self, lowercase};
 /// Whether `c` looks only at events' text (free text and regexes under `and`, `or`, `not`).
 pub fn text_only(c: &Compiled) -> bool {
     match c {
-        Compiled::Text(_) | Compiled::Regex(_) => true,
-        Compiled::And(a, b) | Compiled::Or(a, b) => text_only(a) && text_only(b),
+        Compiled::Text(_) | Compiled::Regex(_) | Compiled::AnyWord(_) => true,
+        Compiled::And(items) | Compiled::Or(items) => items.iter().all(text_only),
         Compiled::Not(a) => text_only(a),
         _ => false,
     }
@@ -107,18 +107,28 @@ impl BlockFilter {
 
     fn matches(&mut self, view: &BlockView, c: &Compiled) -> Vec<bool> {
         match c {
-            Compiled::And(a, b) => {
-                let mut x = self.matches(view, a);
-                if x.iter().any(|&m| m) {
-                    let y = self.matches(view, b);
+            Compiled::And(all) => {
+                let mut x = vec![true; view.len()];
+                for c in all {
+                    // Once nothing passes, the rest need not be searched.
+                    if !x.iter().any(|&m| m) {
+                        break;
+                    }
+                    let y = self.matches(view, c);
                     x.iter_mut().zip(y).for_each(|(x, y)| *x &= y);
                 }
                 x
             }
-            Compiled::Or(a, b) => {
-                let mut x = self.matches(view, a);
-                let y = self.matches(view, b);
-                x.iter_mut().zip(y).for_each(|(x, y)| *x |= y);
+            Compiled::Or(any) => {
+                let mut x = vec![false; view.len()];
+                for c in any {
+                    // Once everything passes, the rest need not be searched.
+                    if x.iter().all(|&m| m) {
+                        break;
+                    }
+                    let y = self.matches(view, c);
+                    x.iter_mut().zip(y).for_each(|(x, y)| *x |= y);
+                }
                 x
             }
             Compiled::Not(a) => self.matches(view, a).into_iter().map(|m| !m).collect(),
@@ -138,6 +148,20 @@ impl BlockFilter {
                         |t| words.is_match(t),
                     );
                 }
+                if !self.lowered_ready {
+                    self.lowered.fill(view);
+                    self.lowered_ready = true;
+                }
+                let area = (self.lowered.text.as_str(), self.lowered.starts.as_slice());
+                search_leaf(
+                    view,
+                    c,
+                    Some(area),
+                    |hay, from| words.find_lowered(hay, from),
+                    |t| words.is_match(t),
+                )
+            }
+            Compiled::AnyWord(words) => {
                 if !self.lowered_ready {
                     self.lowered.fill(view);
                     self.lowered_ready = true;

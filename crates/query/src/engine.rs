@@ -17,7 +17,7 @@ use crate::fields;
 use crate::filter::{self, Compiled};
 use crate::format::{self, render, FormatPiece};
 use crate::sketch::{Distinct, Quantiles};
-use crate::syntax::{Arg, ArgValue, Call, Expr, Query, QueryError, Stage};
+use crate::syntax::{Arg, ArgValue, Call, Expr, Query, QueryError, Stage, MAX_NESTING};
 
 /// Rows returned when the query does not say (events, `sort`, `table`).
 pub const DEFAULT_LIMIT: usize = 200;
@@ -25,8 +25,13 @@ pub const DEFAULT_LIMIT: usize = 200;
 pub const DEFAULT_GROUP_LIMIT: usize = 20_000;
 /// The most groups any aggregate may keep (its memory bound).
 pub const MAX_GROUPS: usize = 1_000_000;
-/// The most rows `sort`, `head`, `tail` and `table` may keep.
+/// The most rows `sort`, `head`, `tail` and `table` may keep (and the most events a request's
+/// `limit` may ask for).
 pub const MAX_ROWS: usize = 100_000;
+/// The memory budget of the rows a query keeps and answers with, in bytes (as
+/// [`approx_event_bytes`] counts them): 32 MiB. Past it the rows are cut, in their order, with
+/// a warning, so that `head(100000)` of large events cannot take the server's memory.
+pub const MAX_ANSWER_BYTES: usize = 32 << 20;
 
 /// Every function name a stage may use.
 pub const STAGE_FUNCTIONS: &[&str] = &[
@@ -587,7 +592,50 @@ enum Collected {
     /// The values of a histogram.
     Values(Box<Quantiles>),
     /// Rows kept so far.
-    Rows(Vec<Event>),
+    Rows(KeptRows),
+}
+
+/// The rows a stage keeps, with their size, to hold them to [`MAX_ANSWER_BYTES`].
+#[derive(Debug, Clone, Default)]
+struct KeptRows {
+    rows: Vec<Event>,
+    /// Their [`approx_event_bytes`], summed.
+    bytes: usize,
+    /// Whether rows within the limit were dropped for the memory budget.
+    cut: bool,
+}
+
+impl KeptRows {
+    fn push(&mut self, e: Event) {
+        self.bytes += approx_event_bytes(&e);
+        self.rows.push(e);
+    }
+
+    /// Whether enough has come in to sort and trim (amortised: twice what is kept).
+    fn due(&self, limit: usize) -> bool {
+        self.rows.len() >= limit.saturating_mul(2).max(64)
+            || self.bytes >= MAX_ANSWER_BYTES.saturating_mul(2)
+    }
+
+    /// Sorts, then keeps the first `limit` rows that fit the memory budget together.
+    fn trim(&mut self, order: &Option<Order>, limit: usize) {
+        sort_rows(&mut self.rows, order);
+        self.rows.truncate(limit);
+        let mut bytes = 0;
+        let fit = self
+            .rows
+            .iter()
+            .take_while(|r| {
+                bytes += approx_event_bytes(r);
+                bytes <= MAX_ANSWER_BYTES
+            })
+            .count();
+        if fit < self.rows.len() {
+            self.rows.truncate(fit);
+            self.cut = true;
+        }
+        self.bytes = self.rows.iter().map(approx_event_bytes).sum();
+    }
 }
 
 impl State {
@@ -602,7 +650,7 @@ impl State {
                 })
                 .sum(),
             Collected::Values(q) => q.approx_bytes(),
-            Collected::Rows(rows) => rows.iter().map(approx_event_bytes).sum(),
+            Collected::Rows(kept) => kept.bytes,
         }
     }
 }
@@ -634,7 +682,7 @@ impl Collect {
                 overflowed: false,
             },
             Collect::Histogram { .. } => Collected::Values(Box::default()),
-            Collect::Rows { .. } => Collected::Rows(Vec::new()),
+            Collect::Rows { .. } => Collected::Rows(KeptRows::default()),
         })
     }
 
@@ -672,11 +720,10 @@ impl Collect {
                     q.add(x);
                 }
             }
-            (Collect::Rows { order, limit, .. }, Collected::Rows(rows)) => {
-                rows.push(e);
-                if rows.len() >= limit.saturating_mul(2).max(64) {
-                    sort_rows(rows, order);
-                    rows.truncate(*limit);
+            (Collect::Rows { order, limit, .. }, Collected::Rows(kept)) => {
+                kept.push(e);
+                if kept.due(*limit) {
+                    kept.trim(order, *limit);
                 }
             }
             _ => {}
@@ -738,12 +785,13 @@ impl Collect {
             }
             (
                 Collect::Rows { order, limit, .. },
-                Collected::Rows(rows),
+                Collected::Rows(kept),
                 Collected::Rows(theirs),
             ) => {
-                rows.extend(theirs);
-                sort_rows(rows, order);
-                rows.truncate(*limit);
+                kept.rows.extend(theirs.rows);
+                kept.bytes += theirs.bytes;
+                kept.cut |= theirs.cut;
+                kept.trim(order, *limit);
             }
             _ => {}
         }
@@ -863,18 +911,25 @@ impl Collect {
                     limit,
                     select,
                 },
-                Collected::Rows(mut rows),
+                Collected::Rows(mut kept),
             ) => {
-                sort_rows(&mut rows, order);
-                rows.truncate(*limit);
+                kept.trim(order, *limit);
+                let warning = kept.cut.then(|| {
+                    format!(
+                        "the rows were cut at {} to keep the answer within its memory budget of {} MiB; ask for fewer rows, or fewer fields with select() or table()",
+                        kept.rows.len(),
+                        MAX_ANSWER_BYTES >> 20
+                    )
+                });
+                let mut rows = kept.rows;
                 if let Some(names) = select {
                     let step = Step::Select(names.clone());
                     for r in &mut rows {
                         step.apply(r);
                     }
-                    return (rows, names.clone(), None);
+                    return (rows, names.clone(), warning);
                 }
-                (rows, Vec::new(), None)
+                (rows, Vec::new(), warning)
             }
             _ => (Vec::new(), Vec::new(), None),
         }
@@ -1032,7 +1087,7 @@ impl Program {
     /// whole block at once (see [`crate::blockwise`]). Returns them (if any) and the program
     /// without them.
     pub fn split_text_filter(&self) -> (Option<Compiled>, Program) {
-        let mut text: Option<Compiled> = None;
+        let mut text: Vec<Compiled> = Vec::new();
         let mut steps = Vec::new();
         let mut leading = true;
         for step in &self.steps {
@@ -1040,10 +1095,7 @@ impl Program {
                 Step::Filter(c) if leading => {
                     for part in c.conjuncts() {
                         if blockwise::text_only(part) {
-                            text = Some(match text.take() {
-                                None => part.clone(),
-                                Some(t) => Compiled::And(Box::new(t), Box::new(part.clone())),
-                            });
+                            text.push(part.clone());
                         } else {
                             steps.push(Step::Filter(part.clone()));
                         }
@@ -1055,6 +1107,10 @@ impl Program {
                 }
             }
         }
+        let text = match text.len() {
+            0 | 1 => text.pop(),
+            _ => Some(Compiled::And(text)),
+        };
         (
             text,
             Program {
@@ -1067,15 +1123,14 @@ impl Program {
 
 /// Compiles a parsed query; `limit` is the default number of events or rows returned.
 pub fn compile(q: &Query, limit: usize) -> Result<Program, QueryError> {
-    compile_stages(&q.stages, limit, false)
+    compile_stages(&q.stages, limit, 0)
 }
 
-/// `after_collect`: the stages run over collected rows, whose order they keep unless they sort.
-fn compile_stages(
-    stages: &[Stage],
-    limit: usize,
-    after_collect: bool,
-) -> Result<Program, QueryError> {
+/// `collected`: the collecting stages before these, whose rows they run over (keeping their
+/// order unless they sort). Each one is a level of the program, so there are at most
+/// [`MAX_NESTING`] of them.
+fn compile_stages(stages: &[Stage], limit: usize, collected: usize) -> Result<Program, QueryError> {
+    let after_collect = collected > 0;
     // Events come newest first; collected rows as they were collected.
     let by_time = |descending| {
         (!after_collect).then(|| Order {
@@ -1096,6 +1151,12 @@ fn compile_stages(
                 continue;
             }
             Stage::Call(c) => match compile_call(c, &mut steps, limit, &by_time)? {
+                Some(_) if collected >= MAX_NESTING => {
+                    return Err(QueryError::new(
+                        format!("a query may have at most {MAX_NESTING} collecting stages (aggregates, sorts, head, tail, table)"),
+                        c.span,
+                    ))
+                }
                 Some(collect) => collect,
                 None => continue,
             },
@@ -1103,7 +1164,7 @@ fn compile_stages(
         let rest = &stages[i + 1..];
         let mut then = match rest.is_empty() {
             true => None,
-            false => Some(Box::new(compile_stages(rest, limit, true)?)),
+            false => Some(Box::new(compile_stages(rest, limit, collected + 1)?)),
         };
         if let Stage::Call(c) = stage {
             if c.name == "top" {

@@ -27,9 +27,9 @@ pub fn check(e: &Expr) -> Result<(), QueryError> {
     match e {
         Expr::Number(..) | Expr::Str(..) | Expr::Field(..) => Ok(()),
         Expr::Neg(inner, _) => check(inner),
-        Expr::Binary(_, a, b, _) => {
-            check(a)?;
-            check(b)
+        Expr::Chain { first, rest, .. } => {
+            check(first)?;
+            rest.iter().try_for_each(|(_, e)| check(e))
         }
         Expr::Call(c) => {
             let arity = match c.name.as_str() {
@@ -79,37 +79,49 @@ pub fn eval(e: &Expr, event: &Event) -> Option<Value> {
         Expr::Str(s, _) => Some(Value::Str(s.clone())),
         Expr::Field(name, _) => fields::get(event, name).map(|v| v.into_owned()),
         Expr::Neg(inner, _) => eval(inner, event)?.as_f64().map(|x| number(-x)),
-        Expr::Binary(op, a, b, _) => {
-            let (a, b) = (eval(a, event)?, eval(b, event)?);
-            if let (BinOp::Add, Value::Str(_), _) | (BinOp::Add, _, Value::Str(_)) = (op, &a, &b) {
-                if a.as_f64().is_none() || b.as_f64().is_none() {
-                    return Some(Value::Str(a.to_text() + &b.to_text()));
-                }
-            }
-            if let (Value::Int(x), Value::Int(y)) = (&a, &b) {
-                let r = match op {
-                    BinOp::Add => x.checked_add(*y),
-                    BinOp::Sub => x.checked_sub(*y),
-                    BinOp::Mul => x.checked_mul(*y),
-                    BinOp::Rem => x.checked_rem(*y),
-                    BinOp::Div => None,
-                };
-                if let Some(r) = r {
-                    return Some(Value::Int(r));
-                }
-            }
-            let (x, y) = (a.as_f64()?, b.as_f64()?);
-            let r = match op {
-                BinOp::Add => x + y,
-                BinOp::Sub => x - y,
-                BinOp::Mul => x * y,
-                BinOp::Div => x / y,
-                BinOp::Rem => x % y,
-            };
-            r.is_finite().then_some(Value::Float(r))
+        Expr::Chain { first, rest, .. } => {
+            rest.iter().try_fold(eval(first, event)?, |a, (op, b)| {
+                binary(*op, a, eval(b, event)?)
+            })
         }
         Expr::Call(c) => call(c, event),
     }
+}
+
+/// `a op b`: arithmetic, or `+` concatenating when either is text that is not a number.
+fn binary(op: BinOp, a: Value, b: Value) -> Option<Value> {
+    if let (BinOp::Add, Value::Str(_), _) | (BinOp::Add, _, Value::Str(_)) = (op, &a, &b) {
+        if a.as_f64().is_none() || b.as_f64().is_none() {
+            // Appended in place: a long chain of `+` costs its length, not its square.
+            let mut text = match a {
+                Value::Str(text) => text,
+                other => other.to_text(),
+            };
+            text.push_str(&b.to_text());
+            return Some(Value::Str(text));
+        }
+    }
+    if let (Value::Int(x), Value::Int(y)) = (&a, &b) {
+        let r = match op {
+            BinOp::Add => x.checked_add(*y),
+            BinOp::Sub => x.checked_sub(*y),
+            BinOp::Mul => x.checked_mul(*y),
+            BinOp::Rem => x.checked_rem(*y),
+            BinOp::Div => None,
+        };
+        if let Some(r) = r {
+            return Some(Value::Int(r));
+        }
+    }
+    let (x, y) = (a.as_f64()?, b.as_f64()?);
+    let r = match op {
+        BinOp::Add => x + y,
+        BinOp::Sub => x - y,
+        BinOp::Mul => x * y,
+        BinOp::Div => x / y,
+        BinOp::Rem => x % y,
+    };
+    r.is_finite().then_some(Value::Float(r))
 }
 
 /// A number as a value: an integer when it is whole (and exactly representable), else a float.

@@ -11,13 +11,15 @@
 //! wildcard; `field=*` means the field exists; `!=` is its negation (an event without the field
 //! passes); `<`, `<=`, `>`, `>=` compare numbers (an event whose value is not a number fails).
 
+use std::collections::HashSet;
+
 use regex::Regex;
 
 use eddy_event::{Event, Value};
 use eddy_store::{text_tokens, Parts};
 
 use crate::fields;
-use crate::search::{self, TextRegex, Words};
+use crate::search::{self, AnyWord, TextRegex, Words};
 use crate::syntax::{CompareOp, Filter, Pattern, QueryError, RegexLit, Span};
 
 /// A value matcher.
@@ -76,17 +78,21 @@ pub enum Compiled {
         /// The number.
         value: f64,
     },
-    /// `in(field, values=[...])`.
+    /// `in(field, values=[...])`, and `field=v1 or field=v2 or …`.
     In {
         /// The field.
         field: String,
-        /// Any of these.
-        values: Vec<Matcher>,
+        /// Any of these texts exactly (hashed: thousands of values cost one look-up).
+        exact: HashSet<String>,
+        /// Or any of these wildcards and regexes.
+        patterns: Vec<Matcher>,
     },
+    /// Any of several single words in the event's text (an `or` of them).
+    AnyWord(AnyWord),
     /// All of these.
-    And(Box<Compiled>, Box<Compiled>),
+    And(Vec<Compiled>),
     /// Any of these.
-    Or(Box<Compiled>, Box<Compiled>),
+    Or(Vec<Compiled>),
     /// Not this.
     Not(Box<Compiled>),
 }
@@ -135,17 +141,176 @@ pub fn compile(f: &Filter) -> Result<Compiled, QueryError> {
             field,
             values,
             span,
-        } => Compiled::In {
-            field: field.clone(),
-            values: values
-                .iter()
-                .map(|v| Matcher::of(v, *span))
-                .collect::<Result<_, _>>()?,
-        },
-        Filter::And(a, b) => Compiled::And(Box::new(compile(a)?), Box::new(compile(b)?)),
-        Filter::Or(a, b) => Compiled::Or(Box::new(compile(a)?), Box::new(compile(b)?)),
+        } => {
+            let mut exact = HashSet::new();
+            let mut patterns = Vec::new();
+            for v in values {
+                match Matcher::of(v, *span)? {
+                    Matcher::Exact(text) => {
+                        exact.insert(text);
+                    }
+                    other => patterns.push(other),
+                }
+            }
+            Compiled::In {
+                field: field.clone(),
+                exact,
+                patterns,
+            }
+        }
+        Filter::And(all) => Compiled::And(compile_distinct(all)?),
+        Filter::Or(any) => Compiled::Or(merge_alternatives(compile_distinct(any)?)),
         Filter::Not(a) => Compiled::Not(Box::new(compile(a)?)),
     })
+}
+
+/// The filters compiled, each written the same way more than once kept once (`a or a or …`
+/// would otherwise search the text once per copy).
+fn compile_distinct(filters: &[Filter]) -> Result<Vec<Compiled>, QueryError> {
+    let mut seen = HashSet::new();
+    filters
+        .iter()
+        .filter(|f| seen.insert(Unspanned(f)))
+        .map(compile)
+        .collect()
+}
+
+/// Alternatives of `or` with the comparisons of one field to exact texts merged into one
+/// `in` (a hashed look-up per event, where each would compare the field's text again), and
+/// single plain words into one search for any of them.
+fn merge_alternatives(any: Vec<Compiled>) -> Vec<Compiled> {
+    let mut out = Vec::new();
+    let mut by_field: Vec<(String, HashSet<String>, Vec<Matcher>, usize)> = Vec::new();
+    let mut words = HashSet::new();
+    for c in any {
+        let (field, exact, patterns) = match c {
+            Compiled::Match {
+                field,
+                matcher: Matcher::Exact(text),
+                negated: false,
+            } => (field, HashSet::from([text]), Vec::new()),
+            Compiled::In {
+                field,
+                exact,
+                patterns,
+            } => (field, exact, patterns),
+            Compiled::Text(w) if w.plain_word().is_some() => {
+                words.extend(w.plain_word().map(str::to_string));
+                continue;
+            }
+            other => {
+                out.push(other);
+                continue;
+            }
+        };
+        match by_field.iter_mut().find(|(f, ..)| *f == field) {
+            Some((_, e, p, n)) => {
+                e.extend(exact);
+                p.extend(patterns);
+                *n += 1;
+            }
+            None => by_field.push((field, exact, patterns, 1)),
+        }
+    }
+    for (field, exact, patterns, n) in by_field {
+        match (n, exact.len(), patterns.is_empty()) {
+            (1, 1, true) => out.push(Compiled::Match {
+                field,
+                matcher: Matcher::Exact(exact.into_iter().next().unwrap_or_default()),
+                negated: false,
+            }),
+            _ => out.push(Compiled::In {
+                field,
+                exact,
+                patterns,
+            }),
+        }
+    }
+    match words.len() {
+        0 => {}
+        1 => out.extend(
+            words
+                .into_iter()
+                .map(|w| Compiled::Text(Box::new(Words::new(&w, false)))),
+        ),
+        _ => out.push(Compiled::AnyWord(AnyWord::new(words))),
+    }
+    out
+}
+
+/// A filter compared and hashed without its spans (where it was written).
+struct Unspanned<'a>(&'a Filter);
+
+impl PartialEq for Unspanned<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        same_filter(self.0, other.0)
+    }
+}
+
+impl Eq for Unspanned<'_> {}
+
+impl std::hash::Hash for Unspanned<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Only the leaf's kind and text: equal filters hash alike, which is all a hash needs.
+        std::mem::discriminant(self.0).hash(state);
+        match self.0 {
+            Filter::Text { text, .. } => text.hash(state),
+            Filter::Compare { field, .. } | Filter::In { field, .. } => field.hash(state),
+            Filter::Regex { regex, .. } => regex.pattern.hash(state),
+            Filter::And(v) | Filter::Or(v) => v.len().hash(state),
+            Filter::Not(_) => {}
+        }
+    }
+}
+
+/// Whether two filters are written alike, wherever they are.
+fn same_filter(a: &Filter, b: &Filter) -> bool {
+    match (a, b) {
+        (
+            Filter::Text {
+                text: t1,
+                wildcard: w1,
+                ..
+            },
+            Filter::Text {
+                text: t2,
+                wildcard: w2,
+                ..
+            },
+        ) => t1 == t2 && w1 == w2,
+        (Filter::Regex { regex: r1, .. }, Filter::Regex { regex: r2, .. }) => r1 == r2,
+        (
+            Filter::Compare {
+                field: f1,
+                op: o1,
+                value: v1,
+                ..
+            },
+            Filter::Compare {
+                field: f2,
+                op: o2,
+                value: v2,
+                ..
+            },
+        ) => f1 == f2 && o1 == o2 && v1 == v2,
+        (
+            Filter::In {
+                field: f1,
+                values: v1,
+                ..
+            },
+            Filter::In {
+                field: f2,
+                values: v2,
+                ..
+            },
+        ) => f1 == f2 && v1 == v2,
+        (Filter::And(x), Filter::And(y)) | (Filter::Or(x), Filter::Or(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_filter(a, b))
+        }
+        (Filter::Not(x), Filter::Not(y)) => same_filter(x, y),
+        _ => false,
+    }
 }
 
 impl Compiled {
@@ -169,11 +334,15 @@ impl Compiled {
                     CompareOp::Eq => x == *value,
                     CompareOp::Ne => x != *value,
                 }),
-            Compiled::In { field, values } => {
-                fields::text(event, field).is_some_and(|t| values.iter().any(|m| m.matches(&t)))
-            }
-            Compiled::And(a, b) => a.matches(event) && b.matches(event),
-            Compiled::Or(a, b) => a.matches(event) || b.matches(event),
+            Compiled::In {
+                field,
+                exact,
+                patterns,
+            } => fields::text(event, field)
+                .is_some_and(|t| exact.contains(&*t) || patterns.iter().any(|m| m.matches(&t))),
+            Compiled::AnyWord(words) => text_matches(event, |t| words.is_match(t)),
+            Compiled::And(all) => all.iter().all(|c| c.matches(event)),
+            Compiled::Or(any) => any.iter().any(|c| c.matches(event)),
             Compiled::Not(a) => !a.matches(event),
         }
     }
@@ -183,7 +352,7 @@ impl Compiled {
     /// The parts of `and` at the top: each must hold.
     pub fn conjuncts(&self) -> Vec<&Compiled> {
         match self {
-            Compiled::And(a, b) => [a.conjuncts(), b.conjuncts()].concat(),
+            Compiled::And(all) => all.iter().flat_map(Compiled::conjuncts).collect(),
             other => vec![other],
         }
     }
@@ -192,16 +361,15 @@ impl Compiled {
     /// without a `@rawstring`).
     pub fn note_reads(&self, parts: &mut Parts) {
         match self {
-            Compiled::Text(_) | Compiled::Regex(_) => {
+            Compiled::Text(_) | Compiled::Regex(_) | Compiled::AnyWord(_) => {
                 parts.raw = true;
                 parts.fields = true;
             }
             Compiled::Match { field, .. }
             | Compiled::Number { field, .. }
             | Compiled::In { field, .. } => fields::note_read(parts, field),
-            Compiled::And(a, b) | Compiled::Or(a, b) => {
-                a.note_reads(parts);
-                b.note_reads(parts);
+            Compiled::And(items) | Compiled::Or(items) => {
+                items.iter().for_each(|c| c.note_reads(parts));
             }
             Compiled::Not(a) => a.note_reads(parts),
         }
@@ -220,32 +388,41 @@ pub struct Requirements {
 
 impl Requirements {
     /// What both require.
-    pub fn and(mut self, other: Requirements) -> Requirements {
-        for t in other.tokens {
-            if !self.tokens.contains(&t) {
-                self.tokens.push(t);
+    pub fn and(self, other: Requirements) -> Requirements {
+        Requirements::all([self, other])
+    }
+
+    /// What all of `each` require, each token and tag once, in the order first seen (hashed:
+    /// a chain of thousands of words costs a pass, not a pass per word).
+    pub fn all(each: impl IntoIterator<Item = Requirements>) -> Requirements {
+        let mut out = Requirements::default();
+        let mut tokens = HashSet::new();
+        let mut tags = HashSet::new();
+        for r in each {
+            for t in r.tokens {
+                if tokens.insert(t.clone()) {
+                    out.tokens.push(t);
+                }
+            }
+            for t in r.tags {
+                if tags.insert(t.clone()) {
+                    out.tags.push(t);
+                }
             }
         }
-        for t in other.tags {
-            if !self.tags.contains(&t) {
-                self.tags.push(t);
-            }
-        }
-        self
+        out
     }
 
     fn or(self, other: Requirements) -> Requirements {
+        let tokens: HashSet<String> = other.tokens.into_iter().collect();
+        let tags: HashSet<(String, String)> = other.tags.into_iter().collect();
         Requirements {
             tokens: self
                 .tokens
                 .into_iter()
-                .filter(|t| other.tokens.contains(t))
+                .filter(|t| tokens.contains(t))
                 .collect(),
-            tags: self
-                .tags
-                .into_iter()
-                .filter(|t| other.tags.contains(t))
-                .collect(),
+            tags: self.tags.into_iter().filter(|t| tags.contains(t)).collect(),
         }
     }
 }
@@ -295,16 +472,21 @@ pub fn requirements(f: &Filter) -> Requirements {
             }
             r
         }
-        Filter::And(a, b) => requirements(a).and(requirements(b)),
-        Filter::Or(a, b) => requirements(a).or(requirements(b)),
+        Filter::And(all) => Requirements::all(all.iter().map(requirements)),
+        Filter::Or(any) => any
+            .iter()
+            .map(requirements)
+            .reduce(Requirements::or)
+            .unwrap_or_default(),
         _ => Requirements::default(),
     }
 }
 
 fn words_of(text: &str) -> Requirements {
     let mut r = Requirements::default();
+    let mut seen = HashSet::new();
     text_tokens(text, |w| {
-        if !r.tokens.iter().any(|t| t == w) {
+        if seen.insert(w.to_string()) {
             r.tokens.push(w.to_string());
         }
     });
@@ -426,6 +608,29 @@ mod tests {
         assert!(passes("method=POST or status=503", &e));
         assert!(!passes("method=POST and status=503", &e));
         assert!(passes("not method=POST", &e));
+    }
+
+    #[test]
+    fn long_ors_compile_to_one_lookup_and_repeats_to_one_leaf() {
+        let ors =
+            |leaf: &dyn Fn(usize) -> String| (0..1_000).map(leaf).collect::<Vec<_>>().join(" or ");
+        let c = compile(&filter(&ors(&|_| "a".into()))).unwrap();
+        assert!(matches!(c, Compiled::Or(v) if v.len() == 1));
+        let c = compile(&filter(&ors(&|i| format!("n={i}")))).unwrap();
+        assert!(
+            matches!(&c, Compiled::Or(v) if matches!(&v[..], [Compiled::In { exact, .. }] if exact.len() == 1_000))
+        );
+        let c = compile(&filter(&(ors(&|i| format!("w{i}")) + " or \"a b\""))).unwrap();
+        assert!(
+            matches!(&c, Compiled::Or(v) if v.len() == 2 && matches!(v[1], Compiled::AnyWord(_)))
+        );
+        let e = event("GET w999 done", &[("n", Value::Int(7))]);
+        assert!(passes(&ors(&|i| format!("n={i}")), &e));
+        assert!(passes(&ors(&|i| format!("w{i}")), &e));
+        assert!(!passes(&ors(&|i| format!("w{}", i + 1_000)), &e));
+        assert!(!passes("w99 or w9 or w9999", &e));
+        assert!(passes("n=8 or n=* or n=9", &e));
+        assert!(passes("in(n, values=[1, 7*])", &e));
     }
 
     #[test]

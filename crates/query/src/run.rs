@@ -142,14 +142,10 @@ pub fn prepare(text: &str, limit: usize) -> Result<Prepared, QueryError> {
 
 /// What the leading filters require (stages that change fields end what can be known).
 fn requirements(q: &Query) -> Requirements {
-    q.stages
-        .iter()
-        .map_while(|s| match s {
-            Stage::Filter(f) => Some(filter::requirements(f)),
-            _ => None,
-        })
-        .reduce(Requirements::and)
-        .unwrap_or_default()
+    Requirements::all(q.stages.iter().map_while(|s| match s {
+        Stage::Filter(f) => Some(filter::requirements(f)),
+        _ => None,
+    }))
 }
 
 /// Runs a prepared query over `events` (no store: for the rest of a query after its

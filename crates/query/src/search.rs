@@ -113,6 +113,61 @@ impl Words {
     }
 }
 
+impl Words {
+    /// The word, when this is one plain word (letters and digits only, no wildcard): it
+    /// matches exactly where a word of the text equals it.
+    pub fn plain_word(&self) -> Option<&str> {
+        (self.wildcard.is_none()
+            && !self.needle.is_empty()
+            && self.needle.chars().all(char::is_alphanumeric))
+        .then_some(self.needle.as_str())
+    }
+}
+
+/// Any of a set of plain words (see [`Words::plain_word`]): one pass over the text's words,
+/// each looked up in the set, however many words are asked for.
+#[derive(Debug, Clone)]
+pub struct AnyWord {
+    words: std::collections::HashSet<String>,
+}
+
+impl AnyWord {
+    /// The matcher for any of `words` (lower-cased plain words).
+    pub fn new(words: std::collections::HashSet<String>) -> AnyWord {
+        AnyWord { words }
+    }
+
+    /// Whether `text` holds any of the words.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.find_lowered(&lowercase(text), 0).is_some()
+    }
+
+    /// The first of the words in lower-cased `hay` that starts at or after `from` (a word
+    /// cut by `from` does not count).
+    pub fn find_lowered(&self, hay: &str, from: usize) -> Option<(usize, usize)> {
+        let mut start = None;
+        let rest = hay.get(from..)?;
+        for (i, c) in rest
+            .char_indices()
+            .chain(std::iter::once((rest.len(), ' ')))
+        {
+            match (is_word(c), start) {
+                (true, None) => start = Some(i),
+                (false, Some(s)) => {
+                    let at = from + s;
+                    let cut = s == 0 && char_before(hay.as_bytes(), from).is_some_and(is_word);
+                    if !cut && self.words.contains(&hay[at..from + i]) {
+                        return Some((at, from + i));
+                    }
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
 fn is_word(c: char) -> bool {
     c.is_alphanumeric()
 }

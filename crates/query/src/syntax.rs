@@ -20,8 +20,21 @@
 //! ```
 //!
 //! Keywords (`and`, `or`, `not`, `in`) are case-insensitive, as in LogScale.
+//!
+//! Chains (`a b c …`, `x or y or …`, `1 + 2 + …`) are parsed in a loop into one flat node, so a
+//! long line pasted as a search just works. True nesting (parentheses, `not`, `!`, unary minus,
+//! calls and lists inside arguments) is refused past [`MAX_NESTING`] levels with an error at the
+//! level that went too deep: every function over the tree recurses at most that deep, on any
+//! thread's stack. A text longer than [`MAX_QUERY_BYTES`] is refused before it is parsed.
 
 use std::fmt;
+
+/// The longest query text accepted, in bytes (64 KiB): far more than any query written by hand,
+/// and it bounds the plan built from it.
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+
+/// How deep parentheses, `not`, `!`, unary minus, calls in arguments and lists may nest.
+pub const MAX_NESTING: usize = 64;
 
 /// A byte range of the query text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -144,10 +157,10 @@ pub enum Filter {
         /// Where it is.
         span: Span,
     },
-    /// Both.
-    And(Box<Filter>, Box<Filter>),
-    /// Either.
-    Or(Box<Filter>, Box<Filter>),
+    /// All of these (two or more, flat: a chain is one node).
+    And(Vec<Filter>),
+    /// Any of these (two or more, flat).
+    Or(Vec<Filter>),
     /// Not.
     Not(Box<Filter>),
 }
@@ -225,8 +238,16 @@ pub enum Expr {
     Call(Call),
     /// `-x`
     Neg(Box<Expr>, Span),
-    /// `a op b`
-    Binary(BinOp, Box<Expr>, Box<Expr>, Span),
+    /// `first op x op y …`, left to right (operators of one precedence; flat, so a long chain
+    /// is one node).
+    Chain {
+        /// The leftmost operand.
+        first: Box<Expr>,
+        /// Each operator with its right operand, in order.
+        rest: Vec<(BinOp, Expr)>,
+        /// The whole chain.
+        span: Span,
+    },
 }
 
 impl Expr {
@@ -237,7 +258,7 @@ impl Expr {
             | Expr::Str(_, s)
             | Expr::Field(_, s)
             | Expr::Neg(_, s)
-            | Expr::Binary(_, _, _, s) => *s,
+            | Expr::Chain { span: s, .. } => *s,
             Expr::Call(c) => c.span,
         }
     }
@@ -325,7 +346,20 @@ impl fmt::Display for Span {
 
 /// Parses a query.
 pub fn parse(text: &str) -> Result<Query, QueryError> {
-    let mut p = Parser { text, pos: 0 };
+    if text.len() > MAX_QUERY_BYTES {
+        return Err(QueryError::new(
+            format!(
+                "the query is {} bytes long; at most {MAX_QUERY_BYTES} bytes are accepted",
+                text.len()
+            ),
+            Span::new(floor_char_boundary(text, MAX_QUERY_BYTES), text.len()),
+        ));
+    }
+    let mut p = Parser {
+        text,
+        pos: 0,
+        depth: 0,
+    };
     let mut stages = Vec::new();
     loop {
         p.skip_space();
@@ -356,6 +390,8 @@ fn ends_word(c: char) -> bool {
 struct Parser<'a> {
     text: &'a str,
     pos: usize,
+    /// Levels of nesting open at `pos`.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -377,6 +413,29 @@ impl Parser<'_> {
 
     fn char_span(&self) -> Span {
         Span::new(self.pos, self.pos + self.peek().map_or(1, char::len_utf8))
+    }
+
+    /// Runs `inner` one level of nesting deeper, refusing to go past [`MAX_NESTING`]; the
+    /// error points at `start`, where the level that is too deep opens.
+    fn nested<T>(
+        &mut self,
+        start: usize,
+        inner: impl FnOnce(&mut Self) -> Result<T, QueryError>,
+    ) -> Result<T, QueryError> {
+        if self.depth >= MAX_NESTING {
+            let end = (start + 1..=self.text.len())
+                .find(|&i| self.text.is_char_boundary(i))
+                .unwrap_or(self.text.len());
+            return Err(QueryError::new(
+                format!("the query nests more than {MAX_NESTING} levels deep here"),
+                Span::new(start, end),
+            )
+            .hint("parentheses, not, !, unary minus and calls in arguments count as levels"));
+        }
+        self.depth += 1;
+        let out = inner(self);
+        self.depth -= 1;
+        out
     }
 
     fn skip_space(&mut self) {
@@ -462,32 +521,30 @@ impl Parser<'_> {
     }
 
     fn filter(&mut self) -> Result<Filter, QueryError> {
-        let mut left = self.and()?;
+        let mut any = vec![self.and()?];
         loop {
             self.skip_space();
             if self.keyword_ahead("or") {
                 self.pos += 2;
-                let right = self.and()?;
-                left = Filter::Or(Box::new(left), Box::new(right));
+                any.push(self.and()?);
             } else {
-                return Ok(left);
+                return Ok(one_or(any, Filter::Or));
             }
         }
     }
 
     fn and(&mut self) -> Result<Filter, QueryError> {
-        let mut left = self.unary()?;
+        let mut all = vec![self.unary()?];
         loop {
             self.skip_space();
             match self.peek() {
-                None | Some('|' | ')') => return Ok(left),
-                _ if self.keyword_ahead("or") => return Ok(left),
+                None | Some('|' | ')') => return Ok(one_or(all, Filter::And)),
+                _ if self.keyword_ahead("or") => return Ok(one_or(all, Filter::And)),
                 _ => {
                     if self.keyword_ahead("and") {
                         self.pos += 3;
                     }
-                    let right = self.unary()?;
-                    left = Filter::And(Box::new(left), Box::new(right));
+                    all.push(self.unary()?);
                 }
             }
         }
@@ -495,15 +552,18 @@ impl Parser<'_> {
 
     fn unary(&mut self) -> Result<Filter, QueryError> {
         self.skip_space();
-        if self.keyword_ahead("not") {
-            self.pos += 3;
-            return Ok(Filter::Not(Box::new(self.unary()?)));
-        }
-        if self.peek() == Some('!') && self.peek2() != Some('=') {
-            self.pos += 1;
-            return Ok(Filter::Not(Box::new(self.unary()?)));
-        }
-        self.primary()
+        let start = self.pos;
+        let negation = if self.keyword_ahead("not") {
+            3
+        } else if self.peek() == Some('!') && self.peek2() != Some('=') {
+            1
+        } else {
+            return self.primary();
+        };
+        self.nested(start, |p| {
+            p.pos += negation;
+            Ok(Filter::Not(Box::new(p.unary()?)))
+        })
     }
 
     fn primary(&mut self) -> Result<Filter, QueryError> {
@@ -514,12 +574,12 @@ impl Parser<'_> {
                 "expected a filter, found the end of the query",
                 self.char_span(),
             )),
-            Some('(') => {
-                self.pos += 1;
-                let inner = self.filter()?;
-                self.expect(')', "')' to close the '('")?;
+            Some('(') => self.nested(start, |p| {
+                p.pos += 1;
+                let inner = p.filter()?;
+                p.expect(')', "')' to close the '('")?;
                 Ok(inner)
-            }
+            }),
             Some('"') => {
                 let (text, span) = self.quoted()?;
                 Ok(Filter::Text {
@@ -745,7 +805,9 @@ impl Parser<'_> {
         self.pos += name.len();
         let name_span = Span::new(start, self.pos);
         self.expect('(', "'('")?;
-        let (args, close) = self.separated(')', "',' or ')' in the arguments", Self::arg)?;
+        let (args, close) = self.nested(start, |p| {
+            p.separated(')', "',' or ')' in the arguments", Self::arg)
+        })?;
         Ok(Call {
             name,
             name_span,
@@ -782,6 +844,7 @@ impl Parser<'_> {
         let mut q = Parser {
             text: self.text,
             pos: self.pos + len,
+            depth: self.depth,
         };
         q.skip_space();
         q
@@ -811,10 +874,12 @@ impl Parser<'_> {
         match self.peek() {
             Some('[') => {
                 let start = self.pos;
-                self.pos += 1;
-                let (items, close) =
-                    self.separated(']', "',' or ']' in the list", Self::list_item)?;
-                Ok(ArgValue::List(items, Span::new(start, close.end)))
+                self.nested(start, |p| {
+                    p.pos += 1;
+                    let (items, close) =
+                        p.separated(']', "',' or ']' in the list", Self::list_item)?;
+                    Ok(ArgValue::List(items, Span::new(start, close.end)))
+                })
             }
             Some('/') => {
                 let (r, span) = self.regex()?;
@@ -840,35 +905,33 @@ impl Parser<'_> {
     }
 
     fn expr(&mut self) -> Result<Expr, QueryError> {
-        let mut left = self.term()?;
+        let first = self.term()?;
+        let mut rest = Vec::new();
         loop {
             self.skip_space();
             let op = match self.peek() {
                 Some('+') => BinOp::Add,
                 Some('-') => BinOp::Sub,
-                _ => return Ok(left),
+                _ => return Ok(chain(first, rest)),
             };
             self.pos += 1;
-            let right = self.term()?;
-            let span = left.span().to(right.span());
-            left = Expr::Binary(op, Box::new(left), Box::new(right), span);
+            rest.push((op, self.term()?));
         }
     }
 
     fn term(&mut self) -> Result<Expr, QueryError> {
-        let mut left = self.factor()?;
+        let first = self.factor()?;
+        let mut rest = Vec::new();
         loop {
             self.skip_space();
             let op = match self.peek() {
                 Some('*') => BinOp::Mul,
                 Some('/') if !self.rest().starts_with("//") => BinOp::Div,
                 Some('%') => BinOp::Rem,
-                _ => return Ok(left),
+                _ => return Ok(chain(first, rest)),
             };
             self.pos += 1;
-            let right = self.factor()?;
-            let span = left.span().to(right.span());
-            left = Expr::Binary(op, Box::new(left), Box::new(right), span);
+            rest.push((op, self.factor()?));
         }
     }
 
@@ -876,18 +939,18 @@ impl Parser<'_> {
         self.skip_space();
         let start = self.pos;
         match self.peek() {
-            Some('-') => {
-                self.pos += 1;
-                let inner = self.factor()?;
+            Some('-') => self.nested(start, |p| {
+                p.pos += 1;
+                let inner = p.factor()?;
                 let span = Span::new(start, inner.span().end);
                 Ok(Expr::Neg(Box::new(inner), span))
-            }
-            Some('(') => {
-                self.pos += 1;
-                let inner = self.expr()?;
-                self.expect(')', "')' to close the '('")?;
+            }),
+            Some('(') => self.nested(start, |p| {
+                p.pos += 1;
+                let inner = p.expr()?;
+                p.expect(')', "')' to close the '('")?;
                 Ok(inner)
-            }
+            }),
             Some('"') => {
                 let (s, span) = self.quoted()?;
                 Ok(Expr::Str(s, span))
@@ -923,6 +986,34 @@ impl Parser<'_> {
                 )),
             },
         }
+    }
+}
+
+/// The largest character boundary of `text` at or before `at`.
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    (0..=at.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
+/// The one item, or the items joined by `join` (a flat `and` or `or`).
+fn one_or(mut items: Vec<Filter>, join: fn(Vec<Filter>) -> Filter) -> Filter {
+    match items.len() {
+        1 => items.remove(0),
+        _ => join(items),
+    }
+}
+
+/// `first`, or a chain of it and `rest`.
+fn chain(first: Expr, rest: Vec<(BinOp, Expr)>) -> Expr {
+    match rest.last() {
+        None => first,
+        Some((_, last)) => Expr::Chain {
+            span: first.span().to(last.span()),
+            first: Box::new(first),
+            rest,
+        },
     }
 }
 
@@ -969,8 +1060,14 @@ mod tests {
                 field, op, value, ..
             } => format!("{field} {op:?} {value:?}"),
             Filter::In { field, values, .. } => format!("in({field}, {values:?})"),
-            Filter::And(a, b) => format!("and({}, {})", shape(a), shape(b)),
-            Filter::Or(a, b) => format!("or({}, {})", shape(a), shape(b)),
+            Filter::And(all) => format!(
+                "and({})",
+                all.iter().map(shape).collect::<Vec<_>>().join(", ")
+            ),
+            Filter::Or(any) => format!(
+                "or({})",
+                any.iter().map(shape).collect::<Vec<_>>().join(", ")
+            ),
             Filter::Not(a) => format!("not({})", shape(a)),
         }
     }
@@ -1043,13 +1140,66 @@ mod tests {
             panic!()
         };
         assert_eq!(field, "x");
-        assert!(matches!(expr, Expr::Binary(BinOp::Sub, _, _, _)));
+        assert!(
+            matches!(expr, Expr::Chain { rest, .. } if rest.len() == 1 && rest[0].0 == BinOp::Sub)
+        );
         assert_eq!(parse("").unwrap().stages.len(), 0);
         let q = parse("timechart(span=5m, function=count())").unwrap();
         let Stage::Call(c) = &q.stages[0] else {
             panic!()
         };
         assert!(matches!(&c.args[0].value, ArgValue::Expr(Expr::Field(w, _)) if w == "5m"));
+    }
+
+    #[test]
+    fn long_chains_parse_flat_without_nesting() {
+        let words = "a ".repeat(2_000);
+        assert!(matches!(filter(&words), Filter::And(all) if all.len() == 2_000));
+        let ors = vec!["x"; 2_000].join(" or ");
+        assert!(matches!(filter(&ors), Filter::Or(any) if any.len() == 2_000));
+        let sum = format!("n := 1{}", "+1".repeat(20_000));
+        let Stage::Assign { expr, .. } = &parse(&sum).unwrap().stages[0] else {
+            panic!()
+        };
+        assert!(matches!(expr, Expr::Chain { rest, .. } if rest.len() == 20_000));
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_an_error_at_the_level_too_deep() {
+        let at_limit = format!("{}a{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        assert!(parse(&at_limit).is_ok());
+        for (q, at) in [
+            (
+                format!("{}a{}", "(".repeat(1_500), ")".repeat(1_500)),
+                MAX_NESTING,
+            ),
+            (format!("{}a", "!".repeat(60_000)), MAX_NESTING),
+            (format!("{}a", "not ".repeat(15_000)), 4 * MAX_NESTING),
+            (format!("x := {}1", "-".repeat(60_000)), 5 + MAX_NESTING),
+            (
+                format!("eval(x = {}1{})", "(".repeat(30_000), ")".repeat(30_000)),
+                9 + MAX_NESTING - 1,
+            ),
+            (
+                format!("x := {}1", "abs(".repeat(1_000)),
+                5 + 4 * MAX_NESTING,
+            ),
+            (
+                format!("in(f, values={}a)", "[".repeat(1_000)),
+                13 + MAX_NESTING - 1,
+            ),
+        ] {
+            let e = parse(&q).unwrap_err();
+            assert!(e.message.contains("nests more than"), "{e}");
+            assert_eq!(e.span.start, at, "{e}");
+        }
+    }
+
+    #[test]
+    fn a_text_over_the_size_limit_is_refused_unparsed() {
+        let e = parse(&"a ".repeat(MAX_QUERY_BYTES)).unwrap_err();
+        assert!(e.message.contains("at most 65536 bytes"), "{e}");
+        assert!(parse(&"é".repeat(MAX_QUERY_BYTES)).is_err());
     }
 
     #[test]

@@ -107,6 +107,9 @@ pub async fn live(
         .limit
         .unwrap_or(eddy_query::engine::DEFAULT_LIMIT)
         .clamp(1, 100_000);
+    if let Err(r) = crate::query::check_query_size(&params.query) {
+        return r.into_response();
+    }
     let query = params.query.trim().to_string();
     let prepared = match eddy_query::prepare(&query, limit) {
         Ok(p) => p,

@@ -11,13 +11,18 @@
 //!
 //! Reading needs one of the repository's `read_tokens` or an admin token whenever the
 //! repository or the server has any token configured; ingest tokens never grant reading.
+//!
+//! Bounds, each refused with a `400` that says which (a `413` for the body): the body at most
+//! [`MAX_QUERY_BODY_BYTES`], the query text at most [`eddy_query::syntax::MAX_QUERY_BYTES`],
+//! `limit` at most [`eddy_query::engine::MAX_ROWS`], `start` before `end`; the rows of an
+//! answer are cut, with a warning, at [`eddy_query::engine::MAX_ANSWER_BYTES`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,10 +30,16 @@ use serde::Deserialize;
 use serde_json::json;
 
 use eddy_event::Value;
+use eddy_query::engine::MAX_ROWS;
+use eddy_query::syntax::MAX_QUERY_BYTES;
 use eddy_query::{Options, QueryError};
 
 use crate::http::{authorize, error, Reject};
 use crate::AppState;
+
+/// The largest request body of a query, in bytes (1 MiB): room for the longest query text
+/// however its JSON escapes it; the server's router sets no body limit of its own.
+pub const MAX_QUERY_BODY_BYTES: usize = 1 << 20;
 
 /// The request body.
 #[derive(Debug, Deserialize)]
@@ -66,6 +77,32 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
         return Ok(eddy_event::time::now_ns());
     }
     eddy_event::units::parse_time(text)
+}
+
+/// A `400` for a query text over [`MAX_QUERY_BYTES`], said before it is parsed (and without
+/// echoing it).
+pub fn check_query_size(query: &str) -> Result<(), crate::http::Reject> {
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "query: the text is {} bytes long; at most {MAX_QUERY_BYTES} bytes are accepted",
+                query.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A `400` unless `limit` is within 1 and [`MAX_ROWS`].
+pub fn check_limit(limit: usize) -> Result<(), crate::http::Reject> {
+    if !(1..=MAX_ROWS).contains(&limit) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("limit: {limit} is not between 1 and {MAX_ROWS}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The error body of a query that does not parse: message, line, column and the rendering
@@ -132,7 +169,7 @@ pub async fn query(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let repo = match state.existing_repository(&name) {
         Ok(repo) => repo,
@@ -141,6 +178,13 @@ pub async fn query(
     if let Err(r) = authorize_read(&state, &repo, &headers) {
         return r.into_response();
     }
+    let Ok(body) = to_bytes(body, MAX_QUERY_BODY_BYTES).await else {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body could not be read within its limit of {MAX_QUERY_BODY_BYTES} bytes; a query text may have at most {MAX_QUERY_BYTES} bytes"),
+        )
+        .into_response();
+    };
     let request: QueryRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -151,10 +195,16 @@ pub async fn query(
             .into_response()
         }
     };
+    if let Err(r) = check_query_size(&request.query) {
+        return r.into_response();
+    }
     let mut options = Options {
         limit: request.limit.unwrap_or(eddy_query::engine::DEFAULT_LIMIT),
         ..Options::default()
     };
+    if let Err(r) = check_limit(options.limit) {
+        return r.into_response();
+    }
     match parse_time(request.start.as_deref().unwrap_or("24h")) {
         Ok(t) => options.start = t,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("start: {e}")).into_response(),
@@ -164,6 +214,17 @@ pub async fn query(
             Ok(t) => options.end = t,
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("end: {e}")).into_response(),
         }
+    }
+    if options.start > options.end {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "start ({}) is after end ({}): the time range is empty",
+                eddy_event::units::format_time(options.start),
+                eddy_event::units::format_time(options.end)
+            ),
+        )
+        .into_response();
     }
     let prepared = match eddy_query::prepare(&request.query, options.limit) {
         Ok(p) => p,
