@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::ListenerConfig;
 use crate::ingest::{Repository, StoreError};
+use crate::json_body;
 use crate::metrics::Door;
 use crate::tcp::MAX_BATCH_EVENTS;
 use crate::{AppState, ServerError};
@@ -176,6 +177,14 @@ fn split(config: &ListenerConfig, datagrams: impl Iterator<Item = Vec<u8>>) -> V
                     .filter(|l| !l.is_empty())
                     .map(str::to_string),
             );
+        } else if config.parser == Parser::Json {
+            // A datagram is a body: a document (an array gives its elements) or NDJSON lines.
+            let text = text.trim_end_matches(['\r', '\n', '\0']);
+            if text.trim_start().starts_with('[') || text.contains('\n') {
+                lines.extend(json_body::texts(text).into_iter().map(str::to_string));
+            } else if !text.trim().is_empty() {
+                lines.push(text.to_string());
+            }
         } else {
             let text = text.trim_end_matches(['\r', '\n', '\0']);
             if !text.trim().is_empty() {
