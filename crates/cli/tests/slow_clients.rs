@@ -54,12 +54,7 @@ fn start(dir: &Path, config: &str) -> Server {
 }
 
 fn http_addr(server: &Server) -> SocketAddr {
-    server
-        .url
-        .strip_prefix("http://")
-        .unwrap()
-        .parse()
-        .unwrap()
+    server.url.strip_prefix("http://").unwrap().parse().unwrap()
 }
 
 /// What the server did to a slow client.
@@ -191,9 +186,9 @@ fn slow_clients_past_the_limit_are_cut_while_others_ingest_and_sigterm_keeps_its
         outcomes.iter().all(|o| *o != Outcome::StillOpen),
         "every slow client is cut: {outcomes:?}"
     );
-    let refused = server.metric(
-        &format!(r#"eddy_ingest_refused_connections_total{{door="http",listener="{addr}"}}"#),
-    );
+    let refused = server.metric(&format!(
+        r#"eddy_ingest_refused_connections_total{{door="http",listener="{addr}"}}"#
+    ));
     let timed_out =
         server.metric(r#"eddy_ingest_timed_out_requests_total{door="http",phase="headers"}"#);
     assert!(refused >= 4.0, "refused {refused}\n{}", server.metrics());
@@ -268,7 +263,9 @@ fn tcp_connections_past_the_listener_limit_are_refused_and_counted() {
         2.0,
     );
     let mut third = TcpStream::connect(tcp).unwrap();
-    third.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let mut buf = [0u8; 1];
     assert!(
         matches!(third.read(&mut buf), Ok(0) | Err(_)),
@@ -305,7 +302,11 @@ fn ndjson_labelled_json_or_unlabelled_is_read_as_lines() {
         &[("Content-Type", "application/octet-stream")][..],
     ] {
         let (status, answer) = post(&server, "/api/v1/ingest/main", headers, ndjson);
-        assert_eq!((status, &answer["events"]), (200, &3.into()), "{headers:?}: {answer}");
+        assert_eq!(
+            (status, &answer["events"]),
+            (200, &3.into()),
+            "{headers:?}: {answer}"
+        );
     }
     // A pretty-printed document labelled NDJSON is one document.
     let (status, answer) = post(

@@ -736,6 +736,12 @@ mod tests {
         assert_eq!(c.http.listen, d.http.listen);
         assert_eq!(c.ingest.dedup_window, d.ingest.dedup_window);
         assert_eq!(c.ingest.max_inflight_bytes, d.ingest.max_inflight_bytes);
+        assert_eq!(c.shutdown_timeout, d.shutdown_timeout);
+        assert_eq!(c.http.max_connections, d.http.max_connections);
+        assert_eq!(c.http.header_read_timeout, d.http.header_read_timeout);
+        assert_eq!(c.http.body_idle_timeout, d.http.body_idle_timeout);
+        assert_eq!(c.http.body_timeout, d.http.body_timeout);
+        assert_eq!(c.ingest.max_tcp_connections, d.ingest.max_tcp_connections);
         assert_eq!(c.repositories, d.repositories);
         assert_eq!((c.tcp.len(), c.udp.len()), (2, 2));
     }

@@ -140,11 +140,15 @@ mod tests {
         drop((b, c));
         let text = metrics.render();
         assert!(
-            text.contains(r#"eddy_ingest_refused_connections_total{door="http",listener="127.0.0.1:7280"} 5"#),
+            text.contains(
+                r#"eddy_ingest_refused_connections_total{door="http",listener="127.0.0.1:7280"} 5"#
+            ),
             "{text}"
         );
         assert!(
-            text.contains(r#"eddy_ingest_tcp_connections{door="http",listener="127.0.0.1:7280"} 0"#),
+            text.contains(
+                r#"eddy_ingest_tcp_connections{door="http",listener="127.0.0.1:7280"} 0"#
+            ),
             "{text}"
         );
     }

@@ -238,7 +238,11 @@ fn parse_body(
     })?;
     let mut events = Vec::new();
     let mut bad = Vec::new();
-    let parser = parser.or_else(|| content_type.starts_with("text/plain").then_some(Parser::None));
+    let parser = parser.or_else(|| {
+        content_type
+            .starts_with("text/plain")
+            .then_some(Parser::None)
+    });
     let document = match parser {
         Some(_) => None,
         None => match json_body::classify(text) {
@@ -670,4 +674,182 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
             format!("ingest task failed: {e}"),
         )
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PARSERS: [Option<Parser>; 7] = [
+        None,
+        Some(Parser::Json),
+        Some(Parser::Kv),
+        Some(Parser::Accesslog),
+        Some(Parser::Syslog),
+        Some(Parser::Statsd),
+        Some(Parser::None),
+    ];
+
+    /// A valid body for each parser, for mutation.
+    const SAMPLES: [&str; 6] = [
+        "{\"host\":\"web-1\",\"status\":500,\"nested\":{\"a\":[1,2]}}\n{\"@timestamp\":\"2026-11-24T10:00:00Z\",\"#env\":\"prod\"}\n",
+        "[{\"a\":1},\n {\"b\":\"x\\u00e9\"}]",
+        "level=error msg=\"disk full\" host='web-1' took=12ms\nuser=ann action=login\n",
+        "127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] \"GET /apache_pb.gif HTTP/1.0\" 200 2326 \"http://x/\" \"Mozilla/4.08\"\n",
+        "<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 [exampleSDID@32473 iut=\"3\"] BOM'su root' failed\n<13>Oct 11 22:14:15 host app[42]: plain 3164\n",
+        "checkout.orders:1|c|#region:eu\nlatency:320|ms|@0.5\nusers:42|s\n",
+    ];
+
+    /// Events, or a refusal that says where: a numbered line or element, or a byte, line or
+    /// event position in its message. Never a panic.
+    fn check(body: &[u8], content_type: &str, parser: Option<Parser>) -> Result<(), String> {
+        match parse_body(body, content_type, parser, 200, 0) {
+            Ok(_) => Ok(()),
+            Err(r) => {
+                let status = r.status();
+                if status != StatusCode::BAD_REQUEST && status != StatusCode::PAYLOAD_TOO_LARGE {
+                    return Err(format!("unexpected status {status}"));
+                }
+                let listed = r.body["lines"].as_array().is_some_and(|lines| {
+                    !lines.is_empty() && lines.iter().all(|l| l["line"].as_u64() >= Some(1))
+                });
+                let message = r.message();
+                let placed = ["line ", "byte ", "event "]
+                    .iter()
+                    .any(|w| message.contains(w));
+                if listed || placed {
+                    Ok(())
+                } else {
+                    Err(format!("a refusal without a position: {}", r.body))
+                }
+            }
+        }
+    }
+
+    /// Mutations of a valid body: (position, byte, kind) with kind 0 replace, 1 insert,
+    /// 2 delete.
+    fn mutate(sample: &str, edits: &[(usize, u8, u8)]) -> Vec<u8> {
+        let mut bytes = sample.as_bytes().to_vec();
+        for &(at, byte, kind) in edits {
+            let at = at % (bytes.len() + 1);
+            match kind % 3 {
+                0 if at < bytes.len() => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                _ if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                _ => {}
+            }
+        }
+        bytes
+    }
+
+    fn content_type() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "application/json",
+            "application/x-ndjson",
+            "text/plain",
+            "application/octet-stream",
+            "",
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_give_events_or_a_placed_refusal_for_every_parser(
+            body in prop::collection::vec(any::<u8>(), 0..400),
+            content_type in content_type(),
+        ) {
+            for parser in PARSERS {
+                prop_assert_eq!(check(&body, content_type, parser), Ok(()), "{:?}", parser);
+            }
+        }
+
+        #[test]
+        fn mutated_valid_bodies_give_events_or_a_placed_refusal(
+            sample in 0..SAMPLES.len(),
+            edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..8),
+            content_type in content_type(),
+        ) {
+            let body = mutate(SAMPLES[sample], &edits);
+            for parser in PARSERS {
+                prop_assert_eq!(check(&body, content_type, parser), Ok(()), "{:?}", parser);
+            }
+        }
+
+        #[test]
+        fn compressed_bodies_decode_or_are_refused_never_past_the_limit(
+            body in prop::collection::vec(any::<u8>(), 0..300),
+            edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..4),
+            zstd_level in 1i32..4,
+        ) {
+            let gz = {
+                use std::io::Write;
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(&body).unwrap();
+                e.finish().unwrap()
+            };
+            let zst = zstd::encode_all(&body[..], zstd_level).unwrap();
+            for (encoding, packed) in [("gzip", gz), ("zstd", zst)] {
+                let packed = if edits.is_empty() { packed } else {
+                    let mut p = packed.clone();
+                    for &(at, byte, _) in &edits {
+                        let at = at % p.len().max(1);
+                        if let Some(b) = p.get_mut(at) { *b = byte; }
+                    }
+                    p
+                };
+                match decode_body(encoding, packed, 200) {
+                    Ok(out) => {
+                        prop_assert!(out.len() <= 200);
+                        if edits.is_empty() { prop_assert_eq!(&out, &body); }
+                    }
+                    Err(r) => {
+                        let m = r.message();
+                        prop_assert!(
+                            r.status() == StatusCode::PAYLOAD_TOO_LARGE
+                                || (r.status() == StatusCode::BAD_REQUEST && m.contains("bytes of output")),
+                            "{}: {}", encoding, m
+                        );
+                        if edits.is_empty() { prop_assert!(body.len() > 200, "{}", m); }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ndjson_labelled_json_or_unlabelled_is_read_as_lines() {
+        let ndjson = b"{\"a\":1}\n{\"a\":2}\n";
+        for content_type in ["application/json", "", "application/x-www-form-urlencoded"] {
+            let events = parse_body(ndjson, content_type, None, 1000, 0).unwrap();
+            assert_eq!(events.len(), 2, "{content_type:?}");
+        }
+        // A bad line is listed by its number, whatever the label.
+        let err = parse_body(
+            b"{\"a\":1}\n{\"a\": tru}\n",
+            "application/json",
+            None,
+            1000,
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(err.body["lines"][0]["line"], 2, "{}", err.body);
+        // text/plain stays raw lines; ?parser= wins over any label.
+        let raw = parse_body(ndjson, "text/plain", None, 1000, 0).unwrap();
+        assert_eq!(raw[0].parsed_by, Some(Parser::None));
+        let kv = parse_body(b"a=1\n", "application/json", Some(Parser::Kv), 1000, 0).unwrap();
+        assert_eq!(kv.len(), 1);
+        // A broken pretty-printed document says where it breaks.
+        let err = parse_body(b"{\n  \"a\":\n}\n", "application/json", None, 1000, 0).unwrap_err();
+        assert!(
+            err.message().contains("line 3, column 1"),
+            "{}",
+            err.message()
+        );
+    }
 }

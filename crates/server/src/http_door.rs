@@ -103,7 +103,10 @@ impl HttpDoor {
             let _ = stream.set_nodelay(true);
             let conn = builder
                 .clone()
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()))
+                .serve_connection(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(router.clone()),
+                )
                 .with_upgrades();
             let metrics = self.state.ingest.metrics.clone();
             let mut stop = stop.clone();

@@ -324,7 +324,9 @@ pub struct Charge {
 impl Charge {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.permit.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
+        self.permit
+            .as_ref()
+            .map_or(0, OwnedSemaphorePermit::num_permits)
     }
 
     fn hold(&mut self, more: OwnedSemaphorePermit) {
@@ -601,7 +603,11 @@ mod tests {
             drop(others);
             drop(fast);
             // A charge is capped at the whole budget instead of waiting forever.
-            assert!(budget.charge(&mut slow, 1000, Duration::from_millis(10)).await);
+            assert!(
+                budget
+                    .charge(&mut slow, 1000, Duration::from_millis(10))
+                    .await
+            );
             assert_eq!(slow.bytes(), 100);
             assert!(budget.try_charge(&mut slow, 1));
             drop(slow);

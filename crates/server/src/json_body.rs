@@ -85,8 +85,14 @@ mod tests {
     fn one_value_is_a_document_more_are_lines_whatever_the_label() {
         assert_eq!(shape(r#"{"a":1}"#), r#"document {"a":1}"#);
         assert_eq!(shape("{\n  \"a\": 1\n}\n"), "document {\n  \"a\": 1\n}");
-        assert_eq!(shape(r#" [{"a":1}, {"b":2}] "#), r#"document {"a":1} {"b":2}"#);
-        assert_eq!(shape("[\n {\"a\":1},\n {\"b\":2}\n]"), r#"document {"a":1} {"b":2}"#);
+        assert_eq!(
+            shape(r#" [{"a":1}, {"b":2}] "#),
+            r#"document {"a":1} {"b":2}"#
+        );
+        assert_eq!(
+            shape("[\n {\"a\":1},\n {\"b\":2}\n]"),
+            r#"document {"a":1} {"b":2}"#
+        );
         assert_eq!(shape("{\"a\":1}\n{\"b\":2}\n"), "lines");
         assert_eq!(shape("[1]\n[2]\n"), "lines");
         assert_eq!(shape(""), "lines");
@@ -107,8 +113,14 @@ mod tests {
 
     #[test]
     fn listener_texts_split_arrays_and_lines() {
-        assert_eq!(texts(r#"[{"a":1},{"b":2}]"#), vec![r#"{"a":1}"#, r#"{"b":2}"#]);
-        assert_eq!(texts("{\"a\":1}\r\n\n{\"b\":2}"), vec![r#"{"a":1}"#, r#"{"b":2}"#]);
+        assert_eq!(
+            texts(r#"[{"a":1},{"b":2}]"#),
+            vec![r#"{"a":1}"#, r#"{"b":2}"#]
+        );
+        assert_eq!(
+            texts("{\"a\":1}\r\n\n{\"b\":2}"),
+            vec![r#"{"a":1}"#, r#"{"b":2}"#]
+        );
         assert_eq!(texts("{\"a\": tru}"), vec!["{\"a\": tru}"]);
         assert!(texts("  ").is_empty());
     }

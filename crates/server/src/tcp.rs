@@ -19,8 +19,8 @@ use tokio::task::JoinSet;
 use crate::config::ListenerConfig;
 use crate::connlimit::ConnectionLimit;
 use crate::framing::{Frame, FrameReader, Framing};
-use crate::json_body;
 use crate::ingest::Repository;
+use crate::json_body;
 use crate::metrics::{Door, RejectReason};
 use crate::{AppState, ServerError};
 
@@ -150,8 +150,7 @@ impl Connection {
                         bytes += frame.len();
                         let text = String::from_utf8_lossy(&frame);
                         // Only an array needs the rule: any other line is one event.
-                        if self.config.parser == Parser::Json
-                            && text.trim_start().starts_with('[')
+                        if self.config.parser == Parser::Json && text.trim_start().starts_with('[')
                         {
                             batch.extend(json_body::texts(&text).into_iter().map(str::to_string));
                         } else {
