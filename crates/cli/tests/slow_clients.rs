@@ -162,7 +162,13 @@ fn slow_clients_past_the_limit_are_cut_while_others_ingest_and_sigterm_keeps_its
         let stalled: Vec<_> = (0..3)
             .map(|_| s.spawn(move || stalled_body(addr, 900_000)))
             .collect();
-        std::thread::sleep(STEP * 3);
+        // The three are in (the scrape's own connection makes four).
+        let open = format!(r#"eddy_ingest_tcp_connections{{door="http",listener="{addr}"}}"#);
+        assert!(
+            server.wait_for_metric(&open, 4.0) >= 4.0,
+            "{}",
+            server.metrics()
+        );
         assert_eq!(ingest(&server, 0, 100), 200, "{}", server.metrics());
         acked += 100;
         for h in stalled {

@@ -30,7 +30,7 @@ use crate::metrics::{Door, Metrics, SlowPhase};
 use crate::{AppState, ServerError};
 
 /// The answer to a connection refused at the limit, written if the socket takes it at once.
-const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-type: text/plain\r\ncontent-length: 49\r\n\r\neddy is at http.max_connections; retry later.\r\n\r\n";
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-type: text/plain\r\ncontent-length: 46\r\n\r\neddy is at http.max_connections; retry later.\n";
 
 /// The bound HTTP door.
 #[derive(Debug)]
@@ -133,6 +133,8 @@ impl HttpDoor {
             });
             while connections.try_join_next().is_some() {}
         }
+        // New clients are refused by the kernel from now on, not left waiting in the backlog.
+        drop(self.listener);
         while connections.join_next().await.is_some() {}
     }
 }
@@ -333,6 +335,17 @@ mod tests {
         assert_eq!(
             got,
             Err("the body did not arrive whole within 100ms (http.body_timeout)".into())
+        );
+    }
+
+    #[test]
+    fn the_refusal_at_the_connection_limit_is_a_well_formed_503() {
+        let text = std::str::from_utf8(REFUSED).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
         );
     }
 

@@ -110,6 +110,8 @@ impl TcpDoor {
             }
             while connections.try_join_next().is_some() {}
         }
+        // New clients are refused by the kernel from now on, not left waiting in the backlog.
+        drop(self.listener);
         while connections.join_next().await.is_some() {}
     }
 }
