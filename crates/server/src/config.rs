@@ -6,11 +6,16 @@
 //!
 //! ```toml
 //! data_dir = "eddy-data"
+//! shutdown_timeout = "10s"         # after SIGTERM, open requests are cut past this
 //!
 //! [http]
 //! listen = "127.0.0.1:7280"
 //! max_body_bytes = 33554432
 //! max_event_bytes = 1048576
+//! max_connections = 1024           # open connections at most; more are refused and counted
+//! header_read_timeout = "10s"      # a request's headers must arrive within this
+//! body_idle_timeout = "10s"        # a body that sends nothing this long gets 408
+//! body_timeout = "60s"             # a whole body must arrive within this, else 408
 //!
 //! admin_tokens = []          # for /api/v1/repositories and the registry; empty: none needed
 //!
@@ -21,7 +26,7 @@
 //! dedup_window = "10m"             # a client @id seen within this window is stored once
 //! dedup_max_ids = 1000000          # ids remembered at most (oldest forgotten first)
 //! udp_queue_datagrams = 65536      # datagrams waiting to be stored; beyond: counted drops
-//! max_tcp_connections = 1024
+//! max_tcp_connections = 1024      # per TCP listener; more are refused and counted
 //!
 //! [repositories.web]
 //! partitions = 4
@@ -66,6 +71,10 @@ use serde::{Deserialize, Deserializer};
 pub struct Config {
     /// Directory of the bus (and later the segment store).
     pub data_dir: PathBuf,
+    /// After SIGINT/SIGTERM, how long the doors have to finish the requests and batches they
+    /// have read; connections still open then are cut (their requests are not acknowledged).
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
     /// The HTTP door.
     pub http: HttpConfig,
     /// Back-pressure and de-duplication, shared by every door.
@@ -292,7 +301,8 @@ pub struct IngestConfig {
     /// Datagrams received but not yet stored, per UDP listener; beyond, they are dropped and
     /// counted.
     pub udp_queue_datagrams: usize,
-    /// Open TCP connections at most, per listener; more wait in the kernel's backlog.
+    /// Open TCP connections at most, per listener; more are closed at once, counted in
+    /// `eddy_ingest_refused_connections_total` and logged.
     pub max_tcp_connections: usize,
 }
 
@@ -343,6 +353,21 @@ pub struct HttpConfig {
     /// Tokens for the repository API (`Authorization: Bearer <token>`). Empty: none needed;
     /// set them whenever the HTTP door is reachable beyond this machine.
     pub admin_tokens: Vec<String>,
+    /// Open connections at most (1024); more are answered 503 and closed at once, counted in
+    /// `eddy_ingest_refused_connections_total` and logged.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this time (10 s) of the connection opening or
+    /// of the previous answer on it; else the connection is closed. It also closes idle
+    /// keep-alive connections.
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    /// A request body that sends nothing for this long (10 s) is answered 408 and its
+    /// connection closed.
+    #[serde(deserialize_with = "duration")]
+    pub body_idle_timeout: Duration,
+    /// A request body must arrive whole within this time (60 s) of its headers; else 408.
+    #[serde(deserialize_with = "duration")]
+    pub body_timeout: Duration,
 }
 
 /// One repository.
@@ -417,6 +442,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("eddy-data"),
+            shutdown_timeout: Duration::from_secs(10),
             http: HttpConfig::default(),
             ingest: IngestConfig::default(),
             repositories: BTreeMap::from([(main_repository(), RepositoryConfig::default())]),
@@ -435,6 +461,10 @@ impl Default for HttpConfig {
             max_body_bytes: 32 << 20,
             max_event_bytes: 1 << 20,
             admin_tokens: Vec::new(),
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -534,9 +564,19 @@ impl Config {
                 "ingest.max_tcp_connections",
                 self.ingest.max_tcp_connections,
             ),
+            ("http.max_connections", self.http.max_connections),
         ] {
             if n == 0 {
                 problems.push(format!("{what} must be at least 1"));
+            }
+        }
+        for (what, d) in [
+            ("http.header_read_timeout", self.http.header_read_timeout),
+            ("http.body_idle_timeout", self.http.body_idle_timeout),
+            ("http.body_timeout", self.http.body_timeout),
+        ] {
+            if d.is_zero() {
+                problems.push(format!("{what} must be longer than 0s"));
             }
         }
         check_tokens("http.admin_tokens", &self.http.admin_tokens, &mut problems);
@@ -696,6 +736,12 @@ mod tests {
         assert_eq!(c.http.listen, d.http.listen);
         assert_eq!(c.ingest.dedup_window, d.ingest.dedup_window);
         assert_eq!(c.ingest.max_inflight_bytes, d.ingest.max_inflight_bytes);
+        assert_eq!(c.shutdown_timeout, d.shutdown_timeout);
+        assert_eq!(c.http.max_connections, d.http.max_connections);
+        assert_eq!(c.http.header_read_timeout, d.http.header_read_timeout);
+        assert_eq!(c.http.body_idle_timeout, d.http.body_idle_timeout);
+        assert_eq!(c.http.body_timeout, d.http.body_timeout);
+        assert_eq!(c.ingest.max_tcp_connections, d.ingest.max_tcp_connections);
         assert_eq!(c.repositories, d.repositories);
         assert_eq!((c.tcp.len(), c.udp.len()), (2, 2));
     }

@@ -36,13 +36,20 @@ pub enum FramingError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     /// An octet count was not a number followed by a space.
-    #[error("bad octet count {0:?}: expected digits and a space before the message")]
-    BadCount(String),
+    #[error("bad octet count {text:?} at byte {at} of the stream: expected digits and a space before the message")]
+    BadCount {
+        /// What was read where the count should be.
+        text: String,
+        /// Where the count starts in the stream (0-based).
+        at: u64,
+    },
     /// The stream ended inside an octet-counted frame.
-    #[error("the stream ended {missing} bytes short of an octet-counted frame")]
+    #[error("the stream ended at byte {at}, {missing} bytes short of an octet-counted frame")]
     Truncated {
         /// Bytes that did not arrive.
         missing: usize,
+        /// Where the stream ended (bytes read in all).
+        at: u64,
     },
 }
 
@@ -55,6 +62,8 @@ pub struct FrameReader<R> {
     reader: R,
     framing: Framing,
     max: usize,
+    /// Bytes consumed so far: where errors are.
+    offset: u64,
 }
 
 impl<R: AsyncBufRead + Unpin> FrameReader<R> {
@@ -64,6 +73,7 @@ impl<R: AsyncBufRead + Unpin> FrameReader<R> {
             reader,
             framing,
             max,
+            offset: 0,
         }
     }
 
@@ -108,7 +118,7 @@ impl<R: AsyncBufRead + Unpin> FrameReader<R> {
             } else {
                 out.clear();
             }
-            self.reader.consume(used);
+            self.consume(used);
             if done {
                 if seen > self.max {
                     return Ok(Some(Frame::TooLong(seen)));
@@ -121,37 +131,47 @@ impl<R: AsyncBufRead + Unpin> FrameReader<R> {
         }
     }
 
+    fn consume(&mut self, n: usize) {
+        self.reader.consume(n);
+        self.offset += n as u64;
+    }
+
     async fn counted(&mut self, out: &mut Vec<u8>) -> Result<Frame, FramingError> {
+        let at = self.offset;
         let mut digits = String::new();
         loop {
             let buf = self.reader.fill_buf().await?;
             let Some(&b) = buf.first() else {
-                return Err(FramingError::BadCount(digits));
+                return Err(FramingError::BadCount { text: digits, at });
             };
-            self.reader.consume(1);
+            self.consume(1);
             match b {
                 b'0'..=b'9' if digits.len() < MAX_COUNT_DIGITS => digits.push(char::from(b)),
                 b' ' if !digits.is_empty() => break,
                 other => {
                     digits.push(char::from(other));
-                    return Err(FramingError::BadCount(digits));
+                    return Err(FramingError::BadCount { text: digits, at });
                 }
             }
         }
-        let len: usize = digits
-            .parse()
-            .map_err(|_| FramingError::BadCount(digits.clone()))?;
+        let len: usize = digits.parse().map_err(|_| FramingError::BadCount {
+            text: digits.clone(),
+            at,
+        })?;
         let mut left = len;
         while left > 0 {
             let buf = self.reader.fill_buf().await?;
             if buf.is_empty() {
-                return Err(FramingError::Truncated { missing: left });
+                return Err(FramingError::Truncated {
+                    missing: left,
+                    at: self.offset,
+                });
             }
             let n = buf.len().min(left);
             if len <= self.max {
                 out.extend_from_slice(&buf[..n]);
             }
-            self.reader.consume(n);
+            self.consume(n);
             left -= n;
         }
         if len > self.max {
@@ -239,9 +259,9 @@ mod tests {
             ]
         );
         let (_, err) = frames(b"12x <1>", Framing::Syslog, 100, 4);
-        assert!(err.unwrap().contains("bad octet count \"12x\""));
+        assert!(err.unwrap().contains("bad octet count \"12x\" at byte 0"));
         let (_, err) = frames(b"10 <1>", Framing::Syslog, 100, 4);
-        assert!(err.unwrap().contains("7 bytes short"));
+        assert!(err.unwrap().contains("ended at byte 6, 7 bytes short"));
         let (got, _) = frames(b"8 <1>abcde3 <2>", Framing::Syslog, 4, 2);
         assert_eq!(got, vec![Err(8), Ok(b"<2>".to_vec())]);
     }
@@ -276,6 +296,29 @@ mod tests {
             prop_assert_eq!(err, None);
             let want: Vec<Result<Vec<u8>, usize>> = msgs.iter().map(|m| Ok(m.as_bytes().to_vec())).collect();
             prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn mutated_octet_counted_streams_give_frames_or_an_error_with_its_byte(
+            msgs in proptest::collection::vec("<[0-9]{1,3}>[^\r\n]{0,40}", 1..10),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            chunk in 1usize..40,
+        ) {
+            let mut input = Vec::new();
+            for m in &msgs {
+                input.extend_from_slice(format!("{} {m}", m.len()).as_bytes());
+            }
+            for (at, byte) in edits {
+                let at = at % input.len();
+                input[at] = byte;
+            }
+            let (got, err) = frames(&input, Framing::Syslog, 64, chunk);
+            for bytes in got.into_iter().flatten() {
+                prop_assert!(bytes.len() <= 64);
+            }
+            if let Some(e) = err {
+                prop_assert!(e.contains("at byte") || e.contains("ended at byte"), "{}", e);
+            }
         }
 
         #[test]

@@ -1,17 +1,20 @@
 //! The HTTP ingest door: `POST /api/v1/ingest/{repository}`, and the answers every HTTP
 //! route shares.
 //!
-//! - Body: a JSON array of objects or a single object (`Content-Type: application/json`),
-//!   NDJSON (`application/x-ndjson`), or raw lines (`text/plain`, or any type with
-//!   `?parser=json|kv|accesslog|syslog|statsd|none`). `Content-Encoding: gzip` and `zstd`.
+//! - Body: JSON by [`crate::json_body`]'s rule whatever the `Content-Type` (a JSON array of
+//!   objects or a single object is one document; more than one top-level value is NDJSON, one
+//!   event per line), raw lines with `text/plain`, or lines of any type with
+//!   `?parser=json|kv|accesslog|syslog|statsd|none`. `Content-Encoding: gzip` and `zstd`.
 //! - All or nothing: if any line is bad the answer is 400 listing each bad line's number, column,
 //!   field and reason, and nothing of the request is stored. Otherwise 200, sent only after
 //!   every event is durable in the bus.
 //! - 413 for a body or an event over the configured limits; 401 without a token where the
 //!   repository needs one, 403 with a wrong one, 404 for an unknown repository. Tokens are
 //!   never logged.
-//! - Back-pressure: a request waits up to `ingest.queue_timeout` for room in the in-flight
-//!   budget, then gets 429 with `Retry-After`; 503 with `Retry-After` if the bus fails.
+//! - Back-pressure: the in-flight budget is charged as the body's bytes arrive (a slow client
+//!   holds only what it has sent); a chunk waits up to `ingest.queue_timeout` for room, then the
+//!   request gets 429 with `Retry-After`; 503 with `Retry-After` if the bus fails. A body that
+//!   stalls or dawdles past `http.body_idle_timeout` / `http.body_timeout` gets 408.
 //! - Schemas: in a repository bound to a subject, every event must fit it (the gatekeeper),
 //!   else 400 lists each event's number, field and reason and nothing is stored. Binary Avro
 //!   (`Content-Type: application/vnd.apache.avro+binary`) is read there too: datums one after
@@ -32,7 +35,9 @@ use eddy_event::{Event, ParseError, Parser};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::ingest::StoreError;
+use crate::http_door::BodyTimeout;
+use crate::ingest::{Charge, StoreError};
+use crate::json_body::{self, JsonBody};
 use crate::metrics::{Door, RejectReason};
 use crate::AppState;
 
@@ -106,6 +111,7 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Reject {
         StatusCode::PAYLOAD_TOO_LARGE => RejectReason::TooLarge,
         StatusCode::TOO_MANY_REQUESTS => RejectReason::Overload,
         StatusCode::SERVICE_UNAVAILABLE => RejectReason::Bus,
+        StatusCode::REQUEST_TIMEOUT => RejectReason::Timeout,
         _ => RejectReason::BadRequest,
     };
     Reject {
@@ -176,18 +182,23 @@ fn content_encoding(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-/// Decompresses a `gzip` or `zstd` body, refusing to produce more than `limit` bytes.
+/// Decompresses a `gzip` or `zstd` body, refusing to produce more than `limit` bytes. A
+/// body that does not decompress is refused with how far decompression got.
 fn decode_body(encoding: &str, body: Vec<u8>, limit: usize) -> Result<Vec<u8>, Reject> {
+    let broken = |e: std::io::Error, out: usize| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the {encoding} body ({} bytes) does not decompress after {out} bytes of output: {e}",
+                body.len()
+            ),
+        )
+    };
     let read_limited = |r: &mut dyn Read| -> Result<Vec<u8>, Reject> {
         let mut out = Vec::new();
         r.take(limit as u64 + 1)
             .read_to_end(&mut out)
-            .map_err(|e| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("the {encoding} body does not decompress: {e}"),
-                )
-            })?;
+            .map_err(|e| broken(e, out.len()))?;
         if out.len() > limit {
             return Err(body_too_large(limit));
         }
@@ -196,12 +207,7 @@ fn decode_body(encoding: &str, body: Vec<u8>, limit: usize) -> Result<Vec<u8>, R
     match encoding {
         "gzip" | "x-gzip" => read_limited(&mut flate2::read::GzDecoder::new(&body[..])),
         "zstd" => {
-            let mut d = zstd::stream::read::Decoder::new(&body[..]).map_err(|e| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("the zstd body does not decompress: {e}"),
-                )
-            })?;
+            let mut d = zstd::stream::read::Decoder::new(&body[..]).map_err(|e| broken(e, 0))?;
             read_limited(&mut d)
         }
         other => Err(error(
@@ -232,24 +238,30 @@ fn parse_body(
     })?;
     let mut events = Vec::new();
     let mut bad = Vec::new();
-    if parser.is_none() && content_type.starts_with("application/json") {
+    let parser = parser.or_else(|| {
+        content_type
+            .starts_with("text/plain")
+            .then_some(Parser::None)
+    });
+    let document = match parser {
+        Some(_) => None,
+        None => match json_body::classify(text) {
+            Ok(JsonBody::Document(values)) => Some(values),
+            Ok(JsonBody::Lines) => None,
+            Err(e) => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the JSON body is invalid at line {}, column {}: {e}",
+                        e.line(),
+                        e.column()
+                    ),
+                ))
+            }
+        },
+    };
+    if let Some(elements) = document {
         // Each element's own text becomes its @rawstring, without re-serialising it.
-        let invalid = |e: serde_json::Error| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "the JSON body is invalid at line {}, column {}: {e}",
-                    e.line(),
-                    e.column()
-                ),
-            )
-        };
-        let trimmed = text.trim_start();
-        let elements: Vec<&serde_json::value::RawValue> = if trimmed.starts_with('[') {
-            serde_json::from_str(text).map_err(invalid)?
-        } else {
-            vec![serde_json::from_str(text).map_err(invalid)?]
-        };
         for (i, raw) in elements.into_iter().enumerate() {
             let raw = raw.get();
             if raw.len() > max_event {
@@ -261,11 +273,7 @@ fn parse_body(
             }
         }
     } else {
-        let parser = parser.unwrap_or(if content_type.starts_with("text/plain") {
-            Parser::None
-        } else {
-            Parser::Json
-        });
+        let parser = parser.unwrap_or(Parser::Json);
         for (i, line) in text.lines().enumerate() {
             let line = line.strip_suffix('\r').unwrap_or(line);
             if line.trim().is_empty() {
@@ -437,13 +445,11 @@ pub async fn ingest(
     }
 }
 
-/// What a request was admitted with: its repository, parser, content type and room in the
-/// in-flight budget.
+/// What a request was admitted with: its repository, parser and content type.
 struct Admitted {
     repo: Arc<crate::ingest::Repository>,
     parser: Option<Parser>,
     content_type: String,
-    permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// The checks made before reading the body.
@@ -474,21 +480,32 @@ async fn admit(
     if declared.is_some_and(|n| n > max_body) {
         return Err(body_too_large(max_body));
     }
-    let ingest = &state.ingest;
-    let waiting = ingest.metrics.waiting_gauge();
-    waiting.inc();
-    let permit = ingest
-        .budget
-        .acquire_within(declared.unwrap_or(max_body), ingest.config.queue_timeout)
-        .await;
-    waiting.dec();
-    let permit = permit.ok_or_else(|| overloaded(state))?;
     Ok(Admitted {
         repo,
         parser,
         content_type,
-        permit,
     })
+}
+
+/// Adds `bytes` to the request's charge on the in-flight budget, waiting up to
+/// `queue_timeout` for room (counted as a waiting request meanwhile); 429 if none came.
+async fn charge(state: &AppState, charged: &mut Charge, bytes: usize) -> Result<(), Reject> {
+    let ingest = &state.ingest;
+    if ingest.budget.try_charge(charged, bytes) {
+        return Ok(());
+    }
+    let waiting = ingest.metrics.waiting_gauge();
+    waiting.inc();
+    let room = ingest
+        .budget
+        .charge(charged, bytes, ingest.config.queue_timeout)
+        .await;
+    waiting.dec();
+    if room {
+        Ok(())
+    } else {
+        Err(overloaded(state))
+    }
 }
 
 fn overloaded(state: &AppState) -> Reject {
@@ -503,36 +520,77 @@ fn overloaded(state: &AppState) -> Reject {
 /// reads the answer instead of a broken pipe; beyond, the connection is simply closed.
 const MAX_DRAIN_BYTES: usize = 64 << 20;
 
-/// Reads the body, up to `limit` bytes kept; a longer body is read on (and dropped) up to
-/// [`MAX_DRAIN_BYTES`] and answered 413.
-async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, Reject> {
+/// Reads the body, up to `limit` bytes kept, charging the in-flight budget for each chunk as
+/// it arrives. A longer body is read on (and dropped) up to [`MAX_DRAIN_BYTES`] and answered
+/// 413; one that finds no room in the budget is read on likewise and answered 429; one whose
+/// client stalls or dawdles is answered 408 (the connection is then closed).
+async fn read_body(
+    state: &AppState,
+    mut body: Body,
+    limit: usize,
+) -> Result<(Vec<u8>, Charge), Reject> {
     use http_body_util::BodyExt;
-    let mut body = body;
-    // Sized once from Content-Length: no regrowth copies of a large body.
-    let declared = usize::try_from(http_body::Body::size_hint(&body).lower()).unwrap_or(0);
-    let mut out = Vec::with_capacity(declared.min(limit));
+    let mut charged = Charge::default();
+    // Grows as bytes arrive: a declared length is a claim, not bytes in hand.
+    let mut out = Vec::new();
     let mut seen = 0usize;
+    let mut refused = None;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("could not read the body: {e}"),
-            )
-        })?;
-        let Ok(data) = frame.into_data() else {
-            continue;
+        let data = match frame.map(|f| f.into_data()) {
+            Ok(Ok(data)) => data,
+            Ok(Err(_)) => continue,
+            Err(e) => return Err(refused.unwrap_or_else(|| unreadable(&e, seen))),
         };
         seen += data.len();
-        if seen <= limit {
-            out.extend_from_slice(&data);
-        } else if seen > MAX_DRAIN_BYTES {
+        if refused.is_none() && seen > limit {
+            refused = Some(body_too_large(limit));
+            out = Vec::new();
+            charged = Charge::default();
+        }
+        if refused.is_none() {
+            if let Err(r) = charge(state, &mut charged, data.len()).await {
+                refused = Some(r);
+                out = Vec::new();
+                charged = Charge::default();
+            } else {
+                out.extend_from_slice(&data);
+            }
+        }
+        if refused.is_some() && seen > MAX_DRAIN_BYTES {
             break;
         }
     }
-    if seen > limit {
-        return Err(body_too_large(limit));
+    match refused {
+        Some(r) => Err(r),
+        None => Ok((out, charged)),
     }
-    Ok(out)
+}
+
+/// Why a body could not be read: its client was too slow (408), or the stream broke (400).
+fn unreadable(e: &axum::Error, seen: usize) -> Reject {
+    match BodyTimeout::find(e) {
+        Some(t) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("{t}, after {seen} bytes; nothing was stored"),
+        ),
+        None => error(
+            StatusCode::BAD_REQUEST,
+            format!("could not read the body (after {seen} bytes): {e}"),
+        ),
+    }
+}
+
+/// Reads and drops what a refused request still sends, up to [`MAX_DRAIN_BYTES`], so that
+/// its client reads the answer instead of a broken pipe.
+async fn drain(mut body: Body) {
+    use http_body_util::BodyExt;
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        seen += frame.data_ref().map_or(0, |d| d.len());
+        if seen > MAX_DRAIN_BYTES {
+            break;
+        }
+    }
 }
 
 async fn ingest_request(
@@ -544,21 +602,19 @@ async fn ingest_request(
     received: Instant,
 ) -> Result<crate::ingest::Stored, Reject> {
     let limits = state.config.http.clone();
-    let ingest = &state.ingest;
-    // Admission (repository, token, room in the budget) comes before the body is kept.
+    // Admission (repository, token, declared size) comes before the body is kept.
     let Admitted {
         repo,
         parser,
         content_type,
-        mut permit,
     } = match admit(state, repository, params, &headers).await {
         Ok(a) => a,
         Err(r) => {
-            let _ = read_body(body, 0).await;
+            drain(body).await;
             return Err(r);
         }
     };
-    let body = read_body(body, limits.max_body_bytes).await?;
+    let (body, mut charged) = read_body(state, body, limits.max_body_bytes).await?;
     let encoding = content_encoding(&headers);
     // Identity bodies need no blocking hop.
     let decoded = if matches!(encoding.as_str(), "identity" | "") {
@@ -567,16 +623,9 @@ async fn ingest_request(
         blocking(move || decode_body(&encoding, body, limits.max_body_bytes)).await??
     };
     // A compressed body takes more room once decompressed.
-    if decoded.len() > permit.num_permits() {
-        let more = ingest
-            .budget
-            .acquire_within(
-                decoded.len() - permit.num_permits(),
-                ingest.config.queue_timeout,
-            )
-            .await
-            .ok_or_else(|| overloaded(state))?;
-        permit.merge(more);
+    if decoded.len() > charged.bytes() {
+        let more = decoded.len() - charged.bytes();
+        charge(state, &mut charged, more).await?;
     }
     let state = state.clone();
     let stored = blocking(move || {
@@ -606,7 +655,7 @@ async fn ingest_request(
             })
     })
     .await?;
-    drop(permit);
+    drop(charged);
     stored
 }
 
@@ -625,4 +674,182 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
             format!("ingest task failed: {e}"),
         )
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PARSERS: [Option<Parser>; 7] = [
+        None,
+        Some(Parser::Json),
+        Some(Parser::Kv),
+        Some(Parser::Accesslog),
+        Some(Parser::Syslog),
+        Some(Parser::Statsd),
+        Some(Parser::None),
+    ];
+
+    /// A valid body for each parser, for mutation.
+    const SAMPLES: [&str; 6] = [
+        "{\"host\":\"web-1\",\"status\":500,\"nested\":{\"a\":[1,2]}}\n{\"@timestamp\":\"2026-11-24T10:00:00Z\",\"#env\":\"prod\"}\n",
+        "[{\"a\":1},\n {\"b\":\"x\\u00e9\"}]",
+        "level=error msg=\"disk full\" host='web-1' took=12ms\nuser=ann action=login\n",
+        "127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] \"GET /apache_pb.gif HTTP/1.0\" 200 2326 \"http://x/\" \"Mozilla/4.08\"\n",
+        "<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 [exampleSDID@32473 iut=\"3\"] BOM'su root' failed\n<13>Oct 11 22:14:15 host app[42]: plain 3164\n",
+        "checkout.orders:1|c|#region:eu\nlatency:320|ms|@0.5\nusers:42|s\n",
+    ];
+
+    /// Events, or a refusal that says where: a numbered line or element, or a byte, line or
+    /// event position in its message. Never a panic.
+    fn check(body: &[u8], content_type: &str, parser: Option<Parser>) -> Result<(), String> {
+        match parse_body(body, content_type, parser, 200, 0) {
+            Ok(_) => Ok(()),
+            Err(r) => {
+                let status = r.status();
+                if status != StatusCode::BAD_REQUEST && status != StatusCode::PAYLOAD_TOO_LARGE {
+                    return Err(format!("unexpected status {status}"));
+                }
+                let listed = r.body["lines"].as_array().is_some_and(|lines| {
+                    !lines.is_empty() && lines.iter().all(|l| l["line"].as_u64() >= Some(1))
+                });
+                let message = r.message();
+                let placed = ["line ", "byte ", "event "]
+                    .iter()
+                    .any(|w| message.contains(w));
+                if listed || placed {
+                    Ok(())
+                } else {
+                    Err(format!("a refusal without a position: {}", r.body))
+                }
+            }
+        }
+    }
+
+    /// Mutations of a valid body: (position, byte, kind) with kind 0 replace, 1 insert,
+    /// 2 delete.
+    fn mutate(sample: &str, edits: &[(usize, u8, u8)]) -> Vec<u8> {
+        let mut bytes = sample.as_bytes().to_vec();
+        for &(at, byte, kind) in edits {
+            let at = at % (bytes.len() + 1);
+            match kind % 3 {
+                0 if at < bytes.len() => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                _ if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                _ => {}
+            }
+        }
+        bytes
+    }
+
+    fn content_type() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "application/json",
+            "application/x-ndjson",
+            "text/plain",
+            "application/octet-stream",
+            "",
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_give_events_or_a_placed_refusal_for_every_parser(
+            body in prop::collection::vec(any::<u8>(), 0..400),
+            content_type in content_type(),
+        ) {
+            for parser in PARSERS {
+                prop_assert_eq!(check(&body, content_type, parser), Ok(()), "{:?}", parser);
+            }
+        }
+
+        #[test]
+        fn mutated_valid_bodies_give_events_or_a_placed_refusal(
+            sample in 0..SAMPLES.len(),
+            edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..8),
+            content_type in content_type(),
+        ) {
+            let body = mutate(SAMPLES[sample], &edits);
+            for parser in PARSERS {
+                prop_assert_eq!(check(&body, content_type, parser), Ok(()), "{:?}", parser);
+            }
+        }
+
+        #[test]
+        fn compressed_bodies_decode_or_are_refused_never_past_the_limit(
+            body in prop::collection::vec(any::<u8>(), 0..300),
+            edits in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..4),
+            zstd_level in 1i32..4,
+        ) {
+            let gz = {
+                use std::io::Write;
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(&body).unwrap();
+                e.finish().unwrap()
+            };
+            let zst = zstd::encode_all(&body[..], zstd_level).unwrap();
+            for (encoding, packed) in [("gzip", gz), ("zstd", zst)] {
+                let packed = if edits.is_empty() { packed } else {
+                    let mut p = packed.clone();
+                    for &(at, byte, _) in &edits {
+                        let at = at % p.len().max(1);
+                        if let Some(b) = p.get_mut(at) { *b = byte; }
+                    }
+                    p
+                };
+                match decode_body(encoding, packed, 200) {
+                    Ok(out) => {
+                        prop_assert!(out.len() <= 200);
+                        if edits.is_empty() { prop_assert_eq!(&out, &body); }
+                    }
+                    Err(r) => {
+                        let m = r.message();
+                        prop_assert!(
+                            r.status() == StatusCode::PAYLOAD_TOO_LARGE
+                                || (r.status() == StatusCode::BAD_REQUEST && m.contains("bytes of output")),
+                            "{}: {}", encoding, m
+                        );
+                        if edits.is_empty() { prop_assert!(body.len() > 200, "{}", m); }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ndjson_labelled_json_or_unlabelled_is_read_as_lines() {
+        let ndjson = b"{\"a\":1}\n{\"a\":2}\n";
+        for content_type in ["application/json", "", "application/x-www-form-urlencoded"] {
+            let events = parse_body(ndjson, content_type, None, 1000, 0).unwrap();
+            assert_eq!(events.len(), 2, "{content_type:?}");
+        }
+        // A bad line is listed by its number, whatever the label.
+        let err = parse_body(
+            b"{\"a\":1}\n{\"a\": tru}\n",
+            "application/json",
+            None,
+            1000,
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(err.body["lines"][0]["line"], 2, "{}", err.body);
+        // text/plain stays raw lines; ?parser= wins over any label.
+        let raw = parse_body(ndjson, "text/plain", None, 1000, 0).unwrap();
+        assert_eq!(raw[0].parsed_by, Some(Parser::None));
+        let kv = parse_body(b"a=1\n", "application/json", Some(Parser::Kv), 1000, 0).unwrap();
+        assert_eq!(kv.len(), 1);
+        // A broken pretty-printed document says where it breaks.
+        let err = parse_body(b"{\n  \"a\":\n}\n", "application/json", None, 1000, 0).unwrap_err();
+        assert!(
+            err.message().contains("line 3, column 1"),
+            "{}",
+            err.message()
+        );
+    }
 }

@@ -329,6 +329,66 @@ impl Budget {
         let cap = self.capacity as usize;
         (cap - self.permits.available_permits().min(cap), cap)
     }
+
+    /// What `charge` may still take: it holds the whole budget at most, so it never waits
+    /// for room that cannot exist.
+    fn room_for(&self, charge: &Charge, bytes: usize) -> u32 {
+        let left = (self.capacity as usize).saturating_sub(charge.bytes());
+        u32::try_from(bytes.min(left)).unwrap_or(self.capacity)
+    }
+
+    /// Adds room for `bytes` more to `charge` if there is room now.
+    pub fn try_charge(&self, charge: &mut Charge, bytes: usize) -> bool {
+        let n = self.room_for(charge, bytes);
+        if n == 0 {
+            return true;
+        }
+        match self.permits.clone().try_acquire_many_owned(n) {
+            Ok(more) => {
+                charge.hold(more);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Adds room for `bytes` more to `charge`, waiting up to `timeout`; false if none came.
+    pub async fn charge(&self, charge: &mut Charge, bytes: usize, timeout: Duration) -> bool {
+        let n = self.room_for(charge, bytes);
+        if n == 0 {
+            return true;
+        }
+        match self.acquire_within(n as usize, timeout).await {
+            Some(more) => {
+                charge.hold(more);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Room in the budget for bytes that arrive bit by bit (an HTTP body): charged as they come,
+/// so a slow client holds only what it has sent. Given back when dropped.
+#[derive(Debug, Default)]
+pub struct Charge {
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Charge {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.permit
+            .as_ref()
+            .map_or(0, OwnedSemaphorePermit::num_permits)
+    }
+
+    fn hold(&mut self, more: OwnedSemaphorePermit) {
+        match &mut self.permit {
+            Some(held) => held.merge(more),
+            None => self.permit = Some(more),
+        }
+    }
 }
 
 /// The state shared by every door.
@@ -567,6 +627,44 @@ mod tests {
                 .unwrap();
             assert_eq!(all.num_permits(), 100);
             drop(all);
+            assert_eq!(budget.usage(), (0, 100));
+        });
+    }
+
+    #[test]
+    fn a_charge_grows_as_bytes_arrive_and_never_past_the_whole_budget() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let budget = Budget::new(100);
+            let mut slow = Charge::default();
+            // Twelve slow bodies that sent 5 bytes each hold 60, not what they declared.
+            let mut others: Vec<Charge> = (0..11).map(|_| Charge::default()).collect();
+            assert!(budget.try_charge(&mut slow, 5));
+            for c in &mut others {
+                assert!(budget.try_charge(c, 5));
+            }
+            assert_eq!(budget.usage(), (60, 100));
+            // A fast request still finds room for its 40 bytes.
+            let mut fast = Charge::default();
+            assert!(budget.charge(&mut fast, 40, Duration::ZERO).await);
+            assert_eq!(fast.bytes(), 40);
+            // Full: one more byte waits, then gives up.
+            assert!(!budget.try_charge(&mut slow, 1));
+            assert!(!budget.charge(&mut slow, 1, Duration::from_millis(10)).await);
+            drop(others);
+            drop(fast);
+            // A charge is capped at the whole budget instead of waiting forever.
+            assert!(
+                budget
+                    .charge(&mut slow, 1000, Duration::from_millis(10))
+                    .await
+            );
+            assert_eq!(slow.bytes(), 100);
+            assert!(budget.try_charge(&mut slow, 1));
+            drop(slow);
             assert_eq!(budget.usage(), (0, 100));
         });
     }

@@ -1,7 +1,8 @@
 //! `eddy serve`: the one process a user starts. It opens the bus and the repositories (each a
 //! topic `repo.<name>`), and serves its doors until SIGINT or SIGTERM: HTTP ([`http`]), TCP and
 //! UDP listeners ([`tcp`], [`udp`]). On shutdown it stops accepting, lets batches in flight be
-//! stored and acknowledged, and closes the bus.
+//! stored and acknowledged for up to `shutdown_timeout`, cuts the connections still open then
+//! (nothing they sent is acknowledged unless stored), and closes the bus.
 //!
 //! Every door parses into events and hands them to [`ingest::Ingest::store`], which
 //! de-duplicates client `@id`s, computes the data source key (auto-grouping high-cardinality
@@ -16,11 +17,14 @@
 
 pub mod api;
 pub mod config;
+pub mod connlimit;
 pub mod dedup;
 pub mod framing;
 pub mod grouping;
 pub mod http;
+pub mod http_door;
 pub mod ingest;
+pub mod json_body;
 pub mod live;
 pub mod live_api;
 pub mod metrics;
@@ -271,8 +275,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
-        // The ingest handler bounds its body itself, after taking room in the budget.
+        // The ingest handler bounds its body itself, charging the budget as bytes arrive.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::map_request_with_state(
+            state.clone(),
+            http_door::time_bodies,
+        ))
         .with_state(state)
 }
 
@@ -313,26 +321,20 @@ pub struct Bound {
     pub udp: Vec<std::net::SocketAddr>,
 }
 
-/// Serves until `shutdown` resolves; then stops accepting, finishes batches in flight and
-/// closes the bus. `on_listen` is told the bound addresses (useful with port 0).
+/// Serves until `shutdown` resolves; then stops accepting, finishes batches in flight (for up
+/// to `shutdown_timeout`, then cuts what is still open) and closes the bus. `on_listen` is
+/// told the bound addresses (useful with port 0).
 pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     on_listen: impl FnOnce(&Bound),
 ) -> Result<(), ServerError> {
-    let listen = config.http.listen;
     let state = Arc::new(tokio::task::block_in_place(|| open(config))?);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(ServerError::io(format!(
-            "binding the HTTP door to {listen}"
-        )))?;
+    let http_door = http_door::HttpDoor::bind(state.clone()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut doors = tokio::task::JoinSet::new();
     let mut bound = Bound {
-        http: listener
-            .local_addr()
-            .map_err(ServerError::io("reading the bound address"))?,
+        http: http_door.local_addr(),
         tcp: Vec::new(),
         udp: Vec::new(),
     };
@@ -350,18 +352,11 @@ pub async fn serve(
     state.start_pipelines();
     tracing::info!(http = %bound.http, tcp = ?bound.tcp, udp = ?bound.udp, repositories = state.repositories().len(), "eddy serve: doors open");
     on_listen(&bound);
-    let mut http_stop = stop_rx.clone();
-    let served = axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
-        let _ = http_stop.wait_for(|stop| *stop).await;
-    });
-    let http = tokio::spawn(async move { served.await });
+    doors.spawn(http_door.run(stop_rx.clone()));
     shutdown.await;
     tracing::info!("eddy serve: stopping the doors");
     let _ = stop_tx.send(true);
-    http.await
-        .map_err(|e| ServerError::io("serving HTTP")(std::io::Error::other(e)))?
-        .map_err(ServerError::io("serving HTTP"))?;
-    while doors.join_next().await.is_some() {}
+    close_doors(doors, state.config.shutdown_timeout).await;
     tracing::info!("eddy serve: doors closed; stopping the digests and closing the bus");
     maintenance.stop();
     tokio::task::block_in_place(|| {
@@ -373,6 +368,25 @@ pub async fn serve(
     });
     drop(state);
     Ok(())
+}
+
+/// Waits for the doors to finish what they have read, up to `deadline`; then cuts the
+/// connections still open. A request cut is never acknowledged: its answer is not sent,
+/// though a store already under way completes (the bus closes only when it is done).
+async fn close_doors(mut doors: tokio::task::JoinSet<()>, deadline: std::time::Duration) {
+    let finished = tokio::time::timeout(deadline, async {
+        while doors.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            doors = doors.len(),
+            shutdown_timeout = %humantime::format_duration(deadline),
+            "eddy serve: cutting the connections still open at the shutdown deadline"
+        );
+        // Dropping a door's task drops its connections' tasks with it.
+        doors.shutdown().await;
+    }
 }
 
 /// The store's background care (retention, merging) of every repository, every 30 s.

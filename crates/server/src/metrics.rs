@@ -58,6 +58,8 @@ pub enum RejectReason {
     BadRequest,
     /// The event does not fit the repository's schema (the gatekeeper).
     Schema,
+    /// The body did not arrive in time (`http.body_idle_timeout`, `http.body_timeout`).
+    Timeout,
 }
 
 impl RejectReason {
@@ -70,6 +72,7 @@ impl RejectReason {
             RejectReason::Bus => "bus",
             RejectReason::BadRequest => "bad_request",
             RejectReason::Schema => "schema",
+            RejectReason::Timeout => "timeout",
         }
     }
 }
@@ -210,6 +213,7 @@ pub struct Metrics {
     /// Failed deliveries (retried), by pipeline.
     pub pipeline_failures: Family<PipelineLabel, Counter>,
     bus_damage: BusDamage,
+    connection_limits: ConnectionLimitMetrics,
 }
 
 /// Damaged bus data, by repository (gauges read at scrape time).
@@ -218,6 +222,56 @@ struct BusDamage {
     stretches: Family<RepoLabel, Gauge>,
     records: Family<RepoLabel, Gauge>,
     digest_unreadable: Family<RepoLabel, Gauge>,
+}
+
+/// Connections refused at a door's limit, and slow requests cut by a timeout.
+#[derive(Debug, Default)]
+struct ConnectionLimitMetrics {
+    refused: Family<ListenerLabel, Counter>,
+    timed_out: Family<PhaseLabel, Counter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PhaseLabel {
+    door: &'static str,
+    phase: &'static str,
+}
+
+/// What a slow client was too slow to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowPhase {
+    /// The request's headers (`http.header_read_timeout`).
+    Headers,
+    /// The request's body (`http.body_idle_timeout`, `http.body_timeout`).
+    Body,
+}
+
+impl Metrics {
+    /// A connection refused because `listener` was at its connection limit.
+    pub fn refused_connection(&self, door: Door, listener: &str) {
+        self.connection_limits
+            .refused
+            .get_or_create(&ListenerLabel {
+                door: door.name(),
+                listener: listener.to_string(),
+            })
+            .inc();
+    }
+
+    /// A request cut because its client was too slow.
+    pub fn timed_out(&self, door: Door, phase: SlowPhase) {
+        let phase = match phase {
+            SlowPhase::Headers => "headers",
+            SlowPhase::Body => "body",
+        };
+        self.connection_limits
+            .timed_out
+            .get_or_create(&PhaseLabel {
+                door: door.name(),
+                phase,
+            })
+            .inc();
+    }
 }
 
 /// A pipeline's label.
@@ -265,6 +319,7 @@ impl Metrics {
             pipeline_delivered: Family::default(),
             pipeline_failures: Family::default(),
             bus_damage: BusDamage::default(),
+            connection_limits: ConnectionLimitMetrics::default(),
         };
         let bus = root.sub_registry_with_prefix("eddy_bus");
         bus.register(
@@ -383,8 +438,18 @@ impl Metrics {
         );
         registry.register(
             "tcp_connections",
-            "Open TCP connections",
+            "Open connections of the HTTP door and of each TCP listener",
             m.connections.clone(),
+        );
+        registry.register(
+            "refused_connections",
+            "Connections closed at once because their door (the HTTP door or a TCP listener) was at its connection limit",
+            m.connection_limits.refused.clone(),
+        );
+        registry.register(
+            "timed_out_requests",
+            "HTTP requests cut because their headers or body did not arrive in time",
+            m.connection_limits.timed_out.clone(),
         );
         registry.register(
             "grouped_tags",
@@ -475,9 +540,9 @@ impl Metrics {
         &self.waiting
     }
 
-    /// The gauge of a TCP listener's open connections.
-    pub fn connection_gauge(&self, listener: &str) -> Gauge {
-        listener_gauge(&self.connections, Door::Tcp, listener)
+    /// The gauge of a door's open connections (the HTTP door or a TCP listener).
+    pub fn connection_gauge(&self, door: Door, listener: &str) -> Gauge {
+        listener_gauge(&self.connections, door, listener)
     }
 
     /// Sets the gauges read at scrape time.

@@ -3,7 +3,9 @@
 //! Each connection reads frames into a batch and stores the batch when it is full or when no
 //! more bytes are buffered; it reads nothing more until the batch is durable. So when the bus
 //! or the in-flight budget is full, the connection stops reading and the kernel pushes back on
-//! the sender. Bad lines are counted and logged, and the connection goes on.
+//! the sender. Bad lines are counted and logged, and the connection goes on. A JSON listener
+//! reads each line by [`crate::json_body`]'s rule (a line holding an array gives its elements).
+//! Connections past `ingest.max_tcp_connections` are closed at once, counted and logged.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,12 +13,14 @@ use std::time::Instant;
 
 use eddy_event::Parser;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::ListenerConfig;
+use crate::connlimit::ConnectionLimit;
 use crate::framing::{Frame, FrameReader, Framing};
 use crate::ingest::Repository;
+use crate::json_body;
 use crate::metrics::{Door, RejectReason};
 use crate::{AppState, ServerError};
 
@@ -68,38 +72,33 @@ impl TcpDoor {
 
     /// Accepts connections until `stop`; then lets each connection store what it has read.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(self.state.config.ingest.max_tcp_connections));
-        let gauge = self
-            .state
-            .ingest
-            .metrics
-            .connection_gauge(&self.addr.to_string());
+        let limit = ConnectionLimit::new(
+            self.state.ingest.metrics.clone(),
+            Door::Tcp,
+            self.addr,
+            self.state.config.ingest.max_tcp_connections,
+        );
         let mut connections = JoinSet::new();
         loop {
-            // A free slot first: at the limit, connections wait in the kernel's backlog.
-            let slot = tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
-                slot = slots.clone().acquire_owned() => slot,
-            };
-            let Ok(slot) = slot else { break };
             let accepted = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
-                accepted = self.listener.accept() => accepted.map(|a| (a, slot)),
+                accepted = self.listener.accept() => accepted,
             };
             match accepted {
-                Ok(((stream, peer), slot)) => {
+                Ok((stream, peer)) => {
+                    // At the limit the connection is closed at once (dropped).
+                    let Some(slot) = limit.admit(peer) else {
+                        continue;
+                    };
                     let conn = Connection {
                         state: self.state.clone(),
                         config: self.config.clone(),
                         repo: self.repo.clone(),
                         peer,
                     };
-                    let gauge = gauge.clone();
                     let stop = stop.clone();
-                    gauge.inc();
                     connections.spawn(async move {
                         conn.run(stream, stop).await;
-                        gauge.dec();
                         drop(slot);
                     });
                 }
@@ -111,6 +110,8 @@ impl TcpDoor {
             }
             while connections.try_join_next().is_some() {}
         }
+        // New clients are refused by the kernel from now on, not left waiting in the backlog.
+        drop(self.listener);
         while connections.join_next().await.is_some() {}
     }
 }
@@ -149,7 +150,14 @@ impl Connection {
                     }
                     if !frame.iter().all(u8::is_ascii_whitespace) {
                         bytes += frame.len();
-                        batch.push(String::from_utf8_lossy(&frame).into_owned());
+                        let text = String::from_utf8_lossy(&frame);
+                        // Only an array needs the rule: any other line is one event.
+                        if self.config.parser == Parser::Json && text.trim_start().starts_with('[')
+                        {
+                            batch.extend(json_body::texts(&text).into_iter().map(str::to_string));
+                        } else {
+                            batch.push(text.into_owned());
+                        }
                     }
                 }
                 Ok(Some(Frame::TooLong(n))) => {

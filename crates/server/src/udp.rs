@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::ListenerConfig;
 use crate::ingest::{Repository, StoreError};
+use crate::json_body;
 use crate::metrics::Door;
 use crate::tcp::MAX_BATCH_EVENTS;
 use crate::{AppState, ServerError};
@@ -176,6 +177,14 @@ fn split(config: &ListenerConfig, datagrams: impl Iterator<Item = Vec<u8>>) -> V
                     .filter(|l| !l.is_empty())
                     .map(str::to_string),
             );
+        } else if config.parser == Parser::Json {
+            // A datagram is a body: a document (an array gives its elements) or NDJSON lines.
+            let text = text.trim_end_matches(['\r', '\n', '\0']);
+            if text.trim_start().starts_with('[') || text.contains('\n') {
+                lines.extend(json_body::texts(text).into_iter().map(str::to_string));
+            } else if !text.trim().is_empty() {
+                lines.push(text.to_string());
+            }
         } else {
             let text = text.trim_end_matches(['\r', '\n', '\0']);
             if !text.trim().is_empty() {
@@ -230,6 +239,7 @@ fn parse_drops(table: &str, inode: &str) -> Option<u64> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn reads_the_drops_of_one_socket_from_proc_net_udp() {
@@ -240,6 +250,98 @@ mod tests {
         assert_eq!(parse_drops(table, "4343"), Some(0));
         assert_eq!(parse_drops(table, "1"), None);
         assert_eq!(parse_drops("", "1"), None);
+    }
+
+    fn listener(parser: Parser) -> ListenerConfig {
+        ListenerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            repository: "main".into(),
+            parser,
+            tags: Default::default(),
+        }
+    }
+
+    const PARSERS: [Parser; 6] = [
+        Parser::Json,
+        Parser::Kv,
+        Parser::Accesslog,
+        Parser::Syslog,
+        Parser::Statsd,
+        Parser::None,
+    ];
+
+    /// Every line of the datagrams is an event or a refusal with a column inside the line.
+    fn check(parser: Parser, datagrams: Vec<Vec<u8>>) -> Result<(), TestCaseError> {
+        for line in split(&listener(parser), datagrams.into_iter()) {
+            prop_assert!(!line.trim().is_empty());
+            if let Err(e) = parser.parse(&line, 0) {
+                prop_assert!(
+                    (1..=line.len() + 1).contains(&e.column),
+                    "{:?}: column {} of {:?}: {}",
+                    parser,
+                    e.column,
+                    line,
+                    e
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_datagrams_give_events_or_placed_refusals(
+            datagrams in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..6),
+        ) {
+            for parser in PARSERS {
+                check(parser, datagrams.clone())?;
+            }
+        }
+
+        #[test]
+        fn mutated_statsd_and_json_datagrams_give_events_or_placed_refusals(
+            edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+        ) {
+            let samples: [&[u8]; 2] = [
+                b"checkout.orders:1|c|#region:eu\nlatency:320|ms|@0.5\nusers:42|s|#a:b,c\n",
+                b"[{\"a\":1,\"#env\":\"prod\"},\n {\"b\":[1,2,{\"c\":null}]}]",
+            ];
+            for sample in samples {
+                let mut d = sample.to_vec();
+                for &(at, byte) in &edits {
+                    let at = at % d.len();
+                    d[at] = byte;
+                }
+                for parser in PARSERS {
+                    check(parser, vec![d.clone()])?;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_json_datagram_is_a_body_a_document_or_ndjson() {
+        let lines = split(
+            &listener(Parser::Json),
+            vec![
+                b"[{\"a\":1},{\"a\":2}]".to_vec(),
+                b"{\"b\":1}\n{\"b\":2}\n".to_vec(),
+                b"{\"c\":1}".to_vec(),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            lines,
+            vec![
+                r#"{"a":1}"#,
+                r#"{"a":2}"#,
+                r#"{"b":1}"#,
+                r#"{"b":2}"#,
+                r#"{"c":1}"#
+            ]
+        );
     }
 
     #[test]
