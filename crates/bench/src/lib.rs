@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod baselines;
+pub mod crash_bench;
 mod error;
 pub mod gen;
 pub mod ingest_bench;

@@ -267,3 +267,26 @@ fn a_segment_cut_short_and_a_flipped_byte_are_repaired_and_every_event_is_found_
     assert!(repaired.contains(&name) && repaired.contains("LOST"), "{repaired}");
     assert!(repaired.contains("bus topic is gone"), "{repaired}");
 }
+
+/// The crash benchmark at a count CI affords (`eddy bench crash` runs 100 and more): the real
+/// server SIGKILLed 60 times on one data directory while clients ingest and the digest seals
+/// and commits; every acknowledged event is found once.
+#[test]
+fn sixty_kills_while_ingesting_and_digesting_lose_and_double_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().join("crash");
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["bench", "crash", "--kills", "60", "--max-round", "300ms"])
+        .args(["--long-rounds", "0", "--json", "--dir", scratch.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let outcome: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+    assert_eq!(outcome["kills"], 60, "{outcome}");
+    assert!(outcome["acknowledged"].as_u64().unwrap() >= 1000, "{outcome}");
+    assert_eq!((&outcome["lost"], &outcome["doubled"]), (&0.into(), &0.into()), "{outcome}");
+    assert!(outcome["segments"].as_u64().unwrap() > 0, "{outcome}");
+    assert_eq!(out.status.code(), Some(0), "{outcome}");
+}
