@@ -140,9 +140,7 @@ impl Server {
 
     /// SIGKILL: nothing is flushed.
     fn kill(mut self) -> Result<()> {
-        self.child
-            .kill()
-            .context(|| "killing eddy serve".into())?;
+        self.child.kill().context(|| "killing eddy serve".into())?;
         let _ = self.child.wait();
         Ok(())
     }
@@ -248,7 +246,9 @@ pub fn run(opts: &CrashOptions, progress: &dyn Fn(&str)) -> Result<CrashOutcome>
         ));
         let server = Server::start(&opts.server, &config)?;
         let long = opts.long_rounds > 0 && round % long_every == long_every - 1;
-        let max_round = u64::try_from(opts.max_round.as_millis()).unwrap_or(u64::MAX).max(2);
+        let max_round = u64::try_from(opts.max_round.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(2);
         let life = if long {
             LONG_ROUND
         } else {
@@ -328,7 +328,12 @@ pub fn section(outcome: &CrashOutcome, mode: &str) -> Section {
         ),
         rows: vec![
             row("kills", "count", outcome.kills as f64, "≥ 100"),
-            row("events acknowledged", "count", outcome.acknowledged as f64, ""),
+            row(
+                "events acknowledged",
+                "count",
+                outcome.acknowledged as f64,
+                "",
+            ),
             row("lost", "count", outcome.lost as f64, "0"),
             row("doubled", "count", outcome.doubled as f64, "0"),
             row("segments at the end", "count", outcome.segments as f64, ""),

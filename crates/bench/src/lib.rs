@@ -109,6 +109,20 @@ impl Options {
         }
     }
 
+    /// The crash benchmark's settings: 30 short rounds quick; 100, two of them long enough
+    /// to merge, full.
+    pub fn crash_options(&self) -> crash_bench::CrashOptions {
+        let quick = self.mode == "quick";
+        let mut o = crash_bench::CrashOptions::new(
+            self.server.clone(),
+            self.dir.join("crash"),
+            if quick { 30 } else { 100 },
+        );
+        o.long_rounds = if quick { 0 } else { 2 };
+        o.seed = self.seed;
+        o
+    }
+
     /// The query benchmark's settings.
     pub fn query_options(&self) -> query_bench::QueryBenchOptions {
         query_bench::QueryBenchOptions {
@@ -313,6 +327,10 @@ pub fn run_all(opts: &Options, progress: &dyn Fn(&str)) -> Result<(String, Vec<S
         progress,
     )?;
     let query = query_bench::run(&opts.query_options(), &opts.mode, progress)?;
+    let crash = crash_bench::section(
+        &crash_bench::run(&opts.crash_options(), progress)?,
+        &opts.mode,
+    );
 
     let not_yet = Section {
         id: "missing".into(),
@@ -363,6 +381,7 @@ pub fn run_all(opts: &Options, progress: &dyn Fn(&str)) -> Result<(String, Vec<S
             compression,
             store,
             query,
+            crash,
             not_yet,
             peers,
         ],

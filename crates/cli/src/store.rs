@@ -234,7 +234,8 @@ fn verify(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-const REPAIR_HINT: &str = "to restore the damaged segments from their readable blocks and the bus: \
+const REPAIR_HINT: &str =
+    "to restore the damaged segments from their readable blocks and the bus: \
      stop eddy serve, then run `eddy store repair`";
 
 fn repair(global: &Global, root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {

@@ -192,7 +192,12 @@ fn ingest(server: &Server, repository: &str, first: i64, batches: i64) -> Vec<i6
     for b in 0..batches {
         let from = first + b * 200;
         let body: String = (from..from + 200)
-            .map(|n| format!("{{\"#host\":\"h{}\",\"n\":{n},\"msg\":\"event number {n}\"}}\n", n % 3))
+            .map(|n| {
+                format!(
+                    "{{\"#host\":\"h{}\",\"n\":{n},\"msg\":\"event number {n}\"}}\n",
+                    n % 3
+                )
+            })
             .collect();
         let r = agent()
             .post(&url)
@@ -217,14 +222,20 @@ fn a_segment_cut_short_and_a_flipped_byte_are_repaired_and_every_event_is_found_
     assert!(err.contains("stop eddy serve"), "{err}");
     server.stop();
 
-    let (code, listed, _) = eddy_in(dir.path(), &["store", "list", "--repository", "small", "--json"]);
+    let (code, listed, _) = eddy_in(
+        dir.path(),
+        &["store", "list", "--repository", "small", "--json"],
+    );
     assert_eq!(code, Some(0));
-    let mut segments: Vec<serde_json::Value> =
-        listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut segments: Vec<serde_json::Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(segments.len() >= 3, "{listed}");
     segments.sort_by_key(|s| std::cmp::Reverse(s["events"].as_u64().unwrap()));
     let store_dir = dir.path().join("data/store/small");
-    let path = |s: &serde_json::Value| store_dir.join(format!("{:020}.seg", s["id"].as_u64().unwrap()));
+    let path =
+        |s: &serde_json::Value| store_dir.join(format!("{:020}.seg", s["id"].as_u64().unwrap()));
     let bytes = std::fs::read(path(&segments[0])).unwrap();
     std::fs::write(path(&segments[0]), &bytes[..bytes.len() * 2 / 3]).unwrap();
     let mut bytes = std::fs::read(path(&segments[1])).unwrap();
@@ -236,8 +247,10 @@ fn a_segment_cut_short_and_a_flipped_byte_are_repaired_and_every_event_is_found_
     assert!(verified.contains("eddy store repair"), "{verified}");
     let (code, repaired, err) = eddy_in(dir.path(), &["store", "repair", "--json"]);
     assert_eq!(code, Some(0), "{repaired}{err}");
-    let repairs: Vec<serde_json::Value> =
-        repaired.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let repairs: Vec<serde_json::Value> = repaired
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(repairs.len(), 2, "{repaired}");
     for r in &repairs {
         assert!(r["lost"].is_null() && r["restored_as"].is_u64(), "{r}");
@@ -256,7 +269,10 @@ fn a_segment_cut_short_and_a_flipped_byte_are_repaired_and_every_event_is_found_
     server.stop();
 
     // Without the bus, what the blocks do not hold is reported lost, and the exit code says so.
-    let (_, listed, _) = eddy_in(dir.path(), &["store", "list", "--repository", "small", "--json"]);
+    let (_, listed, _) = eddy_in(
+        dir.path(),
+        &["store", "list", "--repository", "small", "--json"],
+    );
     let victim: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
     let bytes = std::fs::read(path(&victim)).unwrap();
     std::fs::write(path(&victim), &bytes[..bytes.len() / 2]).unwrap();
@@ -264,7 +280,10 @@ fn a_segment_cut_short_and_a_flipped_byte_are_repaired_and_every_event_is_found_
     let (code, repaired, err) = eddy_in(dir.path(), &["store", "repair"]);
     assert_eq!(code, Some(1), "{repaired}{err}");
     let name = format!("{:020}.seg", victim["id"].as_u64().unwrap());
-    assert!(repaired.contains(&name) && repaired.contains("LOST"), "{repaired}");
+    assert!(
+        repaired.contains(&name) && repaired.contains("LOST"),
+        "{repaired}"
+    );
     assert!(repaired.contains("bus topic is gone"), "{repaired}");
 }
 
@@ -277,16 +296,29 @@ fn sixty_kills_while_ingesting_and_digesting_lose_and_double_nothing() {
     let scratch = dir.path().join("crash");
     let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
         .args(["bench", "crash", "--kills", "60", "--max-round", "300ms"])
-        .args(["--long-rounds", "0", "--json", "--dir", scratch.to_str().unwrap()])
+        .args([
+            "--long-rounds",
+            "0",
+            "--json",
+            "--dir",
+            scratch.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let outcome: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+    let outcome: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
     assert_eq!(outcome["kills"], 60, "{outcome}");
-    assert!(outcome["acknowledged"].as_u64().unwrap() >= 1000, "{outcome}");
-    assert_eq!((&outcome["lost"], &outcome["doubled"]), (&0.into(), &0.into()), "{outcome}");
+    assert!(
+        outcome["acknowledged"].as_u64().unwrap() >= 1000,
+        "{outcome}"
+    );
+    assert_eq!(
+        (&outcome["lost"], &outcome["doubled"]),
+        (&0.into(), &0.into()),
+        "{outcome}"
+    );
     assert!(outcome["segments"].as_u64().unwrap() > 0, "{outcome}");
     assert_eq!(out.status.code(), Some(0), "{outcome}");
 }

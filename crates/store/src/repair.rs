@@ -103,7 +103,10 @@ impl SegmentRepair {
 
 /// Finds every damaged segment of `store` and repairs it, re-digesting from `topic` (the
 /// repository's bus topic, `None` if it is gone). Intact segments are read but not changed.
-pub fn repair(store: &RepoStore, topic: Option<&Topic>) -> Result<Vec<SegmentRepair>, SegmentError> {
+pub fn repair(
+    store: &RepoStore,
+    topic: Option<&Topic>,
+) -> Result<Vec<SegmentRepair>, SegmentError> {
     let dir = store.dir().to_path_buf();
     let files = segment_files(&dir).map_err(|source| SegmentError::Io {
         path: dir.clone(),
@@ -380,7 +383,13 @@ fn restore(
         from_bus,
         restored_as,
         kept_as,
-        lost: lost(&salvage, known.as_ref(), restored, bus_missing, topic.is_some()),
+        lost: lost(
+            &salvage,
+            known.as_ref(),
+            restored,
+            bus_missing,
+            topic.is_some(),
+        ),
     })
 }
 
@@ -412,8 +421,18 @@ fn lost(
         (info.min_time, info.max_time)
     } else {
         (
-            salvage.unreadable.iter().map(|b| b.min_time).min().unwrap_or(info.min_time),
-            salvage.unreadable.iter().map(|b| b.max_time).max().unwrap_or(info.max_time),
+            salvage
+                .unreadable
+                .iter()
+                .map(|b| b.min_time)
+                .min()
+                .unwrap_or(info.min_time),
+            salvage
+                .unreadable
+                .iter()
+                .map(|b| b.max_time)
+                .max()
+                .unwrap_or(info.max_time),
         )
     };
     let reason = if !have_bus {
@@ -421,7 +440,10 @@ fn lost(
     } else if bus_missing.is_empty() {
         "the bus holds the offsets, but not these events (not decodable)".to_string()
     } else {
-        let ranges: Vec<String> = bus_missing.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+        let ranges: Vec<String> = bus_missing
+            .iter()
+            .map(|(a, b)| format!("{a}-{b}"))
+            .collect();
         format!(
             "the bus no longer holds offsets {} of partition {} (retention deleted them, or they are damaged)",
             ranges.join(", "),

@@ -58,7 +58,9 @@ fn produce_batch(topic: &Topic, numbers: std::ops::Range<u64>) {
         .map(|i| {
             let host = format!("web-{}", i % 3);
             let line = format!(r#"{{"n":{i},"message":"request {i} served","host":"{host}"}}"#);
-            let mut e = Parser::Json.parse(&line, 1_700_000_000_000_000_000 + i as i64).unwrap();
+            let mut e = Parser::Json
+                .parse(&line, 1_700_000_000_000_000_000 + i as i64)
+                .unwrap();
             e.tags = BTreeMap::from([("host".to_string(), host.clone())]);
             Record::new(codec::encode(&e)).with_key(format!("#host={host}"))
         })
@@ -132,9 +134,20 @@ fn a_segment_cut_short_and_one_with_a_flipped_byte_come_back_exactly_once() {
         assert_eq!(r.from_blocks + r.from_bus, r.held.as_ref().unwrap().events);
     }
     let by_id = |id| repairs.iter().find(|r| r.segment == id).unwrap();
-    assert!(by_id(cut).problem.contains("never sealed"), "{:?}", by_id(cut));
-    assert!(by_id(cut).from_blocks > 0, "no whole block found in the cut file");
-    assert!(by_id(flipped).problem.contains("block 0"), "{:?}", by_id(flipped));
+    assert!(
+        by_id(cut).problem.contains("never sealed"),
+        "{:?}",
+        by_id(cut)
+    );
+    assert!(
+        by_id(cut).from_blocks > 0,
+        "no whole block found in the cut file"
+    );
+    assert!(
+        by_id(flipped).problem.contains("block 0"),
+        "{:?}",
+        by_id(flipped)
+    );
     assert_eq!(numbers(&store), (0..COUNT).collect::<Vec<_>>());
     // Nothing left to repair, and the same answer after a restart.
     assert!(repair(&store, Some(&topic)).unwrap().is_empty());
@@ -148,7 +161,10 @@ fn what_the_bus_no_longer_holds_is_reported_not_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let (log, topic, store_dir) = digested(dir.path());
     log.enforce_retention().unwrap();
-    assert!(topic.partition(0).unwrap().start_offset() > 0, "retention kept everything");
+    assert!(
+        topic.partition(0).unwrap().start_offset() > 0,
+        "retention kept everything"
+    );
     let (cut, flipped) = damage(&store_dir);
 
     let store = RepoStore::open("main", &store_dir, config()).unwrap();
@@ -168,11 +184,16 @@ fn what_the_bus_no_longer_holds_is_reported_not_skipped() {
         assert!(!lost.bus_offsets.is_empty(), "{r:#?}");
         assert!(lost.reason.contains("no longer holds"), "{r:#?}");
         let (first, last) = lost.bus_offsets[0];
-        assert!(first >= held.first_offset && last <= held.last_offset, "{r:#?}");
+        assert!(
+            first >= held.first_offset && last <= held.last_offset,
+            "{r:#?}"
+        );
         missing += events;
     }
     assert!(missing > 0, "nothing was reported lost: {repairs:#?}");
-    assert!([cut, flipped].iter().all(|id| repairs.iter().any(|r| r.segment == *id)));
+    assert!([cut, flipped]
+        .iter()
+        .all(|id| repairs.iter().any(|r| r.segment == *id)));
     let n = numbers(&store);
     let mut unique = n.clone();
     unique.dedup();
