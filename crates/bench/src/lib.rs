@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod baselines;
+pub mod crash_bench;
 mod error;
 pub mod gen;
 pub mod ingest_bench;
@@ -106,6 +107,20 @@ impl Options {
             data_bytes: self.store_bytes,
             zstd,
         }
+    }
+
+    /// The crash benchmark's settings: 30 short rounds quick; 100, two of them long enough
+    /// to merge, full.
+    pub fn crash_options(&self) -> crash_bench::CrashOptions {
+        let quick = self.mode == "quick";
+        let mut o = crash_bench::CrashOptions::new(
+            self.server.clone(),
+            self.dir.join("crash"),
+            if quick { 30 } else { 100 },
+        );
+        o.long_rounds = if quick { 0 } else { 2 };
+        o.seed = self.seed;
+        o
     }
 
     /// The query benchmark's settings.
@@ -312,6 +327,10 @@ pub fn run_all(opts: &Options, progress: &dyn Fn(&str)) -> Result<(String, Vec<S
         progress,
     )?;
     let query = query_bench::run(&opts.query_options(), &opts.mode, progress)?;
+    let crash = crash_bench::section(
+        &crash_bench::run(&opts.crash_options(), progress)?,
+        &opts.mode,
+    );
 
     let not_yet = Section {
         id: "missing".into(),
@@ -362,6 +381,7 @@ pub fn run_all(opts: &Options, progress: &dyn Fn(&str)) -> Result<(String, Vec<S
             compression,
             store,
             query,
+            crash,
             not_yet,
             peers,
         ],

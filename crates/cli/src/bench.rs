@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use eddy_bench::gen::Kind;
-use eddy_bench::{log_bench, report, Options};
+use eddy_bench::{crash_bench, log_bench, report, Options};
+
+use crate::output::json_line;
 
 use crate::Global;
 use eddy_event::units::parse_size;
@@ -32,8 +34,35 @@ pub enum BenchCommand {
     /// Benchmark queries over segments beside ripgrep over the raw files (count, needle,
     /// regex, groupBy, timechart) and replace the report's query section.
     Query(QueryArgs),
+    /// SIGKILL `eddy serve` again and again while clients ingest and its digest seals,
+    /// commits and merges; then check that every acknowledged event is found exactly once.
+    /// Replaces the report's crash section; exits with 1 if anything was lost or doubled.
+    Crash(CrashArgs),
     /// Write deterministic generated data to a file or stdout.
     Gen(GenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CrashArgs {
+    /// SIGKILLs (rounds).
+    #[arg(long, default_value_t = 100)]
+    kills: usize,
+    /// Longest stretch between a start and its kill.
+    #[arg(long, value_parser = eddy_event::units::parse_duration, default_value = "400ms")]
+    max_round: std::time::Duration,
+    /// Rounds that outlive the server's 30 s maintenance period, so that merges run (each
+    /// takes 32 s).
+    #[arg(long, default_value_t = 2)]
+    long_rounds: usize,
+    /// Print the outcome as one JSON object and write no report.
+    #[arg(long)]
+    json: bool,
+    /// Scratch directory (emptied first).
+    #[arg(long, default_value = "bench/data/crash")]
+    dir: PathBuf,
+    /// The report file.
+    #[arg(long, default_value = "bench/REPORT.md")]
+    report: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +288,7 @@ pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
             })?;
             finish_section(&args.common, &opts, section)?;
         }
+        BenchCommand::Crash(args) => return crash(args),
         BenchCommand::Gen(args) => {
             let manifest = match &args.out {
                 Some(path) => {
@@ -282,4 +312,40 @@ pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn crash(args: &CrashArgs) -> anyhow::Result<ExitCode> {
+    let server = std::env::current_exe().context("finding the eddy binary")?;
+    let mut opts = crash_bench::CrashOptions::new(server, args.dir.clone(), args.kills);
+    opts.max_round = args.max_round;
+    opts.long_rounds = args.long_rounds;
+    let outcome = if args.json {
+        crash_bench::run(&opts, &|_: &str| {})?
+    } else {
+        with_progress(|p| crash_bench::run(&opts, p))?
+    };
+    if args.json {
+        json_line(&outcome)?;
+    } else {
+        let header = format!("# eddy benchmark report\n\n{}", report::machine(&args.dir));
+        let section = crash_bench::section(&outcome, &format!("{} kills", outcome.kills));
+        report::update_report(&args.report, &header, std::slice::from_ref(&section))?;
+        println!(
+            "{} kills in {:.0} s: {} events acknowledged, {} lost, {} doubled",
+            outcome.kills, outcome.seconds, outcome.acknowledged, outcome.lost, outcome.doubled
+        );
+        if !outcome.exact() {
+            println!(
+                "lost e.g. {:?}, doubled e.g. {:?}",
+                outcome.lost_examples, outcome.doubled_examples
+            );
+        }
+        println!("report written to {}", args.report.display());
+    }
+    let _ = std::fs::remove_dir_all(&opts.dir);
+    Ok(if outcome.exact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

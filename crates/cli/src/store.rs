@@ -1,13 +1,17 @@
 //! `eddy store …`: the segment files of each repository, read straight from the data
-//! directory (a running server need not be stopped: sealed segments never change).
+//! directory (a running server need not be stopped: sealed segments never change), and their
+//! repair (which needs it stopped).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use eddy_log::Log;
 use eddy_store::catalogue::Catalogue;
-use eddy_store::SegmentFile;
+use eddy_store::repair::SegmentRepair;
+use eddy_store::{RepoStore, SegmentFile, StoreConfig};
 
 use crate::output::{human_bytes, json_line, rows};
 use crate::Global;
@@ -22,6 +26,10 @@ pub enum StoreCommand {
     /// Show the compression ratio per repository, index (blooms, block tables) and catalogue
     /// sizes included.
     Ratio(StoreArgs),
+    /// Replace damaged segments (cut short, damaged footer or blocks) with what their readable
+    /// blocks and the bus still hold, each event once; name what could not be restored. Needs
+    /// the data directory to itself (stop `eddy serve`). Exits with 1 when something is lost.
+    Repair(StoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +121,7 @@ pub fn run(global: &Global, cmd: &StoreCommand) -> anyhow::Result<ExitCode> {
         StoreCommand::List(args) => list(&root, args),
         StoreCommand::Verify(args) => verify(&root, args),
         StoreCommand::Ratio(args) => ratio_per_repository(&root, args),
+        StoreCommand::Repair(args) => repair(global, &root, args),
     }
 }
 
@@ -197,13 +206,17 @@ fn verify(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    let hint = (!problems.is_empty()).then_some(REPAIR_HINT);
     if args.json {
-        json_line(
-            &serde_json::json!({ "segments": checked, "blocks": blocks, "problems": problems }),
-        )?;
+        json_line(&serde_json::json!({
+            "segments": checked, "blocks": blocks, "problems": problems, "hint": hint,
+        }))?;
     } else {
         for p in &problems {
             println!("DAMAGED {p}");
+        }
+        if let Some(hint) = hint {
+            println!("{hint}");
         }
         println!(
             "{checked} segments, {blocks} blocks checked: {}",
@@ -219,6 +232,98 @@ fn verify(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+const REPAIR_HINT: &str =
+    "to restore the damaged segments from their readable blocks and the bus: \
+     stop eddy serve, then run `eddy store repair`";
+
+fn repair(global: &Global, root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
+    // Held for writing: no server digests while segments change hands. Retention waits.
+    let log = Log::builder(&global.data_dir)
+        .retention_check(Duration::ZERO)
+        .open()
+        .with_context(|| {
+            format!(
+                "opening the log in {} (stop eddy serve before a repair)",
+                global.data_dir.display()
+            )
+        })?;
+    let mut repairs = Vec::new();
+    for (repository, dir) in repositories(root, args.repository.as_deref())? {
+        let store = RepoStore::open(&repository, &dir, StoreConfig::default())
+            .with_context(|| format!("opening the store of {repository}"))?;
+        let topic = log.topic(&format!("repo.{repository}")).ok();
+        if topic.is_none() {
+            tracing::warn!(%repository, "the repository's bus topic is gone: only readable blocks can be restored");
+        }
+        for r in eddy_store::repair::repair(&store, topic.as_deref())
+            .with_context(|| format!("repairing the store of {repository}"))?
+        {
+            repairs.push((repository.clone(), r));
+        }
+    }
+    let incomplete = repairs.iter().filter(|(_, r)| !r.complete()).count();
+    for (repository, r) in &repairs {
+        if args.json {
+            let mut line = serde_json::to_value(r)?;
+            line["repository"] = repository.as_str().into();
+            json_line(&line)?;
+        } else {
+            print_repair(repository, r);
+        }
+    }
+    if !args.json {
+        println!(
+            "{} damaged segments: {} restored whole, {incomplete} with events lost",
+            repairs.len(),
+            repairs.len() - incomplete
+        );
+    }
+    Ok(if incomplete == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_repair(repository: &str, r: &SegmentRepair) {
+    let name = r.path.file_name().map_or_else(
+        || r.path.display().to_string(),
+        |n| n.to_string_lossy().to_string(),
+    );
+    println!("DAMAGED {repository}/{name}: {}", r.problem);
+    let held = match &r.held {
+        Some(h) => format!(
+            "partition {} offsets {}-{}, {} events",
+            h.partition, h.first_offset, h.last_offset, h.events
+        ),
+        None => "what it held is unknown".into(),
+    };
+    let now = match r.restored_as {
+        Some(id) => format!("now in segment {id}"),
+        None => "nothing restored".into(),
+    };
+    println!(
+        "  {held}: {} from its blocks, {} from the bus, {now}; the damaged file is kept as {}",
+        r.from_blocks,
+        r.from_bus,
+        r.kept_as.display()
+    );
+    if let Some(lost) = &r.lost {
+        let events = lost
+            .events
+            .map_or("an unknown number of".to_string(), |n| n.to_string());
+        let times = match (lost.min_time, lost.max_time) {
+            (Some(a), Some(b)) => format!(
+                " from {} to {}",
+                eddy_event::units::format_time(a),
+                eddy_event::units::format_time(b)
+            ),
+            _ => String::new(),
+        };
+        println!("  LOST {events} events{times}: {}", lost.reason);
+    }
 }
 
 fn ratio_per_repository(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {

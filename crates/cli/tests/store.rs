@@ -170,3 +170,155 @@ fn recent_events_are_searchable_before_they_are_sealed() {
     assert!(body.to_string().contains("start"), "{body}");
     server.stop();
 }
+
+/// Runs `eddy` on the data directory of `dir`: exit code, stdout, stderr.
+fn eddy_in(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(args)
+        .args(["--data-dir", dir.join("data").to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Posts `batches` batches of 200 events numbered from `first` to `repository`.
+fn ingest(server: &Server, repository: &str, first: i64, batches: i64) -> Vec<i64> {
+    let url = format!("{}/api/v1/ingest/{repository}", server.url);
+    let mut acked = Vec::new();
+    for b in 0..batches {
+        let from = first + b * 200;
+        let body: String = (from..from + 200)
+            .map(|n| {
+                format!(
+                    "{{\"#host\":\"h{}\",\"n\":{n},\"msg\":\"event number {n}\"}}\n",
+                    n % 3
+                )
+            })
+            .collect();
+        let r = agent()
+            .post(&url)
+            .header(NDJSON.0, NDJSON.1)
+            .send(body.as_bytes())
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        acked.extend(from..from + 200);
+    }
+    acked
+}
+
+#[test]
+fn a_segment_cut_short_and_a_flipped_byte_are_repaired_and_every_event_is_found_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), SMALL);
+    let acked = ingest(&server, "small", 0, 30);
+    wait_for_count(&server, "small", acked.len());
+    // The data directory is the server's: a repair refuses to start.
+    let (code, _, err) = eddy_in(dir.path(), &["store", "repair"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("stop eddy serve"), "{err}");
+    server.stop();
+
+    let (code, listed, _) = eddy_in(
+        dir.path(),
+        &["store", "list", "--repository", "small", "--json"],
+    );
+    assert_eq!(code, Some(0));
+    let mut segments: Vec<serde_json::Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(segments.len() >= 3, "{listed}");
+    segments.sort_by_key(|s| std::cmp::Reverse(s["events"].as_u64().unwrap()));
+    let store_dir = dir.path().join("data/store/small");
+    let path =
+        |s: &serde_json::Value| store_dir.join(format!("{:020}.seg", s["id"].as_u64().unwrap()));
+    let bytes = std::fs::read(path(&segments[0])).unwrap();
+    std::fs::write(path(&segments[0]), &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let mut bytes = std::fs::read(path(&segments[1])).unwrap();
+    bytes[40] ^= 0x08;
+    std::fs::write(path(&segments[1]), &bytes).unwrap();
+
+    let (code, verified, _) = eddy_in(dir.path(), &["store", "verify"]);
+    assert_eq!(code, Some(1), "{verified}");
+    assert!(verified.contains("eddy store repair"), "{verified}");
+    let (code, repaired, err) = eddy_in(dir.path(), &["store", "repair", "--json"]);
+    assert_eq!(code, Some(0), "{repaired}{err}");
+    let repairs: Vec<serde_json::Value> = repaired
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(repairs.len(), 2, "{repaired}");
+    for r in &repairs {
+        assert!(r["lost"].is_null() && r["restored_as"].is_u64(), "{r}");
+        assert_eq!(r["repository"], "small");
+    }
+    let (code, verified, _) = eddy_in(dir.path(), &["store", "verify"]);
+    assert_eq!(code, Some(0), "{verified}");
+
+    let server = Server::start(dir.path(), SMALL);
+    let seen = wait_for_count(&server, "small", acked.len());
+    let (_, stats) = visible(&server, "small");
+    assert_eq!(stats["warnings"], serde_json::json!([]), "{stats}");
+    let lost = acked.iter().filter(|n| !seen.contains_key(n)).count();
+    let doubled = seen.values().filter(|&&c| c > 1).count();
+    assert_eq!((lost, doubled, seen.len()), (0, 0, acked.len()));
+    server.stop();
+
+    // Without the bus, what the blocks do not hold is reported lost, and the exit code says so.
+    let (_, listed, _) = eddy_in(
+        dir.path(),
+        &["store", "list", "--repository", "small", "--json"],
+    );
+    let victim: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    let bytes = std::fs::read(path(&victim)).unwrap();
+    std::fs::write(path(&victim), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::remove_dir_all(dir.path().join("data/topics/repo.small")).unwrap();
+    let (code, repaired, err) = eddy_in(dir.path(), &["store", "repair"]);
+    assert_eq!(code, Some(1), "{repaired}{err}");
+    let name = format!("{:020}.seg", victim["id"].as_u64().unwrap());
+    assert!(
+        repaired.contains(&name) && repaired.contains("LOST"),
+        "{repaired}"
+    );
+    assert!(repaired.contains("bus topic is gone"), "{repaired}");
+}
+
+/// The crash benchmark at a count CI affords (`eddy bench crash` runs 100 and more): the real
+/// server SIGKILLed 60 times on one data directory while clients ingest and the digest seals
+/// and commits; every acknowledged event is found once.
+#[test]
+fn sixty_kills_while_ingesting_and_digesting_lose_and_double_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().join("crash");
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["bench", "crash", "--kills", "60", "--max-round", "300ms"])
+        .args([
+            "--long-rounds",
+            "0",
+            "--json",
+            "--dir",
+            scratch.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let outcome: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+    assert_eq!(outcome["kills"], 60, "{outcome}");
+    assert!(
+        outcome["acknowledged"].as_u64().unwrap() >= 1000,
+        "{outcome}"
+    );
+    assert_eq!(
+        (&outcome["lost"], &outcome["doubled"]),
+        (&0.into(), &0.into()),
+        "{outcome}"
+    );
+    assert!(outcome["segments"].as_u64().unwrap() > 0, "{outcome}");
+    assert_eq!(out.status.code(), Some(0), "{outcome}");
+}

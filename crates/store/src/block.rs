@@ -527,6 +527,10 @@ pub(crate) const LAYOUT_SPLIT_AT_COMMAS: u8 = 1;
 pub(crate) const LAYOUT_SPLIT: u8 = 2;
 pub(crate) const ODD_RAW: u8 = 1 << 5;
 
+/// The largest block payload read: blocks close at `block_size` (at most 64 MiB) plus one event
+/// (at most the bus's largest batch, 64 MiB).
+pub const MAX_PAYLOAD: usize = 128 << 20;
+
 /// Decompresses a stored block (codec byte + frame) whose payload is `raw_len` bytes.
 pub fn decompress(stored: &[u8], raw_len: usize) -> Result<Vec<u8>, BlockError> {
     let mut payload = Vec::new();
@@ -549,10 +553,30 @@ pub fn decompress_into(
     let Some((&code, frame)) = stored.split_first() else {
         return Err(BlockError::Decompress("the block is empty".into()));
     };
+    // A damaged length must not make us allocate: nothing larger is ever written.
+    if raw_len > MAX_PAYLOAD {
+        return Err(BlockError::Decompress(format!(
+            "a payload of {raw_len} bytes is over the limit of {MAX_PAYLOAD}"
+        )));
+    }
     payload.clear();
     match code {
         0 => payload.extend_from_slice(frame),
         1 => {
+            // Frames are written with their content size: checked before memory is reserved.
+            match zstd::zstd_safe::get_frame_content_size(frame) {
+                Ok(Some(size)) if size == raw_len as u64 => {}
+                Ok(Some(size)) => {
+                    return Err(BlockError::Decompress(format!(
+                        "the frame holds {size} bytes where the footer says {raw_len}"
+                    )))
+                }
+                _ => {
+                    return Err(BlockError::Decompress(
+                        "the frame header is damaged (no content size)".into(),
+                    ))
+                }
+            }
             payload.reserve(raw_len);
             DECOMPRESSOR
                 .with_borrow_mut(|d| {
@@ -565,6 +589,15 @@ pub fn decompress_into(
                 .map_err(|e| BlockError::Decompress(e.to_string()))?;
         }
         2 => {
+            // The size lz4 prepends is checked first: lz4_flex allocates what it says.
+            let size = frame
+                .get(..4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            if size != Some(raw_len) {
+                return Err(BlockError::Decompress(format!(
+                    "the frame's size ({size:?}) is not the footer's {raw_len}"
+                )));
+            }
             *payload = lz4_flex::decompress_size_prepended(frame)
                 .map_err(|e| BlockError::Decompress(e.to_string()))?
         }

@@ -4,7 +4,8 @@
 //! their [`tokens`]; [`segment`] is the file that holds a data source's blocks behind a footer;
 //! the [`catalogue`] is the small index of every segment; [`store`] holds a repository's
 //! segments and work in progress and answers scans; [`digest`] turns the bus into segments, and
-//! [`maintenance`] applies retention and merges small segments. A query reads a block as a
+//! [`maintenance`] applies retention and merges small segments; [`repair`] replaces damaged
+//! segments with what their readable blocks and the bus still hold. A query reads a block as a
 //! [`view`]: its columns decoded, events built only where needed.
 
 #![deny(missing_docs)]
@@ -14,6 +15,7 @@ pub mod bloom;
 pub mod catalogue;
 pub mod digest;
 pub mod maintenance;
+pub mod repair;
 pub mod segment;
 pub mod split;
 pub mod store;

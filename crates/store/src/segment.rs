@@ -42,7 +42,8 @@
 //! trailer appended, the file synced, renamed to `<id>.seg`, and the directory synced. Only a
 //! `.seg` file is a segment; a `.wip` file left by a crash is deleted at start (its events are
 //! still in the bus, past the committed offset). A segment that replaces others (a merge) names
-//! them in its footer: if a crash left them behind, they are deleted at start.
+//! them in its footer: if a crash left them behind, they are deleted at start. A damaged segment
+//! is replaced the same way by [`crate::repair`].
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
