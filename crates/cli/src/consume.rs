@@ -185,5 +185,13 @@ pub fn run(global: &Global, args: &ConsumeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     out.flush()?;
+    let skipped: u64 = readers.iter().map(|r| r.skipped()).sum();
+    if skipped > 0 {
+        eprintln!(
+            "error: {skipped} record(s) could not be read: the bus data holding them is damaged (named above; `eddy topic verify {}` lists it, `eddy topic repair` cuts it out)",
+            args.topic
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
