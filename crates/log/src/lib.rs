@@ -8,7 +8,9 @@
 //! [`Durability`] policy, by default only after fsync, with concurrent appenders sharing one
 //! fsync. Readers see only acknowledged data and are woken the moment more arrives. [`Groups`]
 //! keep consumer groups' committed offsets. Retention deletes whole sealed segments by age and
-//! size.
+//! size. Damaged bytes are [`Damage`]: found by recovery and readers, skipped only when a reader
+//! asks ([`PartitionReader::skip_damage`]), cut out by [`repair_topic`]; offsets are never
+//! reused after recovery loses records ([`Partition::advance_to`]).
 //!
 //! ```no_run
 //! use eddy_log::{Log, PartitionChoice, Record, TopicConfig};
