@@ -81,6 +81,14 @@ pub fn run(global: &Global, cmd: &GroupCommand) -> anyhow::Result<ExitCode> {
                     .collect::<Vec<_>>();
                 table(&["TOPIC", "PARTITION", "COMMITTED", "END", "LAG"], &cells)?;
             }
+            for r in &rows {
+                if let Some(end) = r.end_offset.filter(|&end| end < r.committed) {
+                    eprintln!(
+                        "warning: {name} committed {} in {}/{}, past its end {end}: records were lost on disk; the writer goes on from {} when it next opens the log, so no offset is reused",
+                        r.committed, r.topic, r.partition, r.committed
+                    );
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

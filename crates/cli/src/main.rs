@@ -171,16 +171,47 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined by ": ", leaving out a cause whose text the message before it
+/// already holds (library errors often say their source in their own message).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     /// Clap checks the whole command tree (e.g. no two arguments with one name) only when a
     /// subcommand is used; this checks it all at once.
+    #[test]
+    fn an_error_that_repeats_its_cause_is_printed_once() {
+        let io = std::io::Error::other("disk on fire");
+        let inner = eddy_log::Error::Io {
+            context: "reading x".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(inner).context("opening the log");
+        assert_eq!(
+            super::error_chain(&e),
+            "opening the log: reading x: disk on fire"
+        );
+    }
+
     #[test]
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;

@@ -328,7 +328,10 @@ fn verify_names_the_corrupt_file_and_exits_1() {
             && err.contains("10 record(s) could not be read"),
         "{err}"
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2000 - 10);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        2000 - 10
+    );
 }
 
 #[test]
