@@ -69,6 +69,17 @@ fn send(server: &Server, repository: &str, ns: std::ops::Range<i64>) {
 
 /// Every `n` a repository's events hold, with how often, once at least `count` are visible.
 fn visible(server: &Server, repository: &str, count: usize) -> HashMap<i64, usize> {
+    visible_when(server, repository, |seen| {
+        seen.values().sum::<usize>() >= count
+    })
+}
+
+/// Every `n` a repository's events hold, with how often, once `done` says so (or a minute).
+fn visible_when(
+    server: &Server,
+    repository: &str,
+    done: impl Fn(&HashMap<i64, usize>) -> bool,
+) -> HashMap<i64, usize> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (status, body) = get(
@@ -81,7 +92,7 @@ fn visible(server: &Server, repository: &str, count: usize) -> HashMap<i64, usiz
         for e in body["events"].as_array().unwrap() {
             *seen.entry(e["fields"]["n"].as_i64().unwrap()).or_insert(0) += 1;
         }
-        if seen.values().sum::<usize>() >= count || Instant::now() > deadline {
+        if done(&seen) || Instant::now() > deadline {
             return seen;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -148,7 +159,9 @@ fn events_acknowledged_after_a_bus_tail_cut_below_the_digest_commit_are_all_stor
 
     let server = Server::start(dir.path(), &config);
     send(&server, "cut", 1000..1300);
-    let seen = visible(&server, "cut", 400 + 300);
+    let seen = visible_when(&server, "cut", |seen| {
+        (1000..1300).all(|n| seen.contains_key(&n))
+    });
     let lost_new: Vec<_> = (1000..1300).filter(|n| !seen.contains_key(n)).collect();
     assert!(
         lost_new.is_empty(),

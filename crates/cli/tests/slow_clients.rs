@@ -6,10 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -18,40 +16,6 @@ use common::*;
 const STEP: Duration = Duration::from_millis(100);
 /// Steps a slow client takes at most: far past every configured timeout (a hang guard).
 const MAX_STEPS: usize = 300;
-
-/// Starts `eddy serve` with exactly `config` (plus its data_dir) and reads its doors.
-fn start(dir: &Path, config: &str) -> Server {
-    let path = dir.join("eddy.toml");
-    std::fs::write(
-        &path,
-        format!("data_dir = {:?}\n{config}", dir.join("data")),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["serve", "--config", path.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let doors = 1 + config.matches("[[tcp]]").count();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut server = Server {
-        child,
-        url: String::new(),
-        tcp: Vec::new(),
-        udp: Vec::new(),
-    };
-    for _ in 0..doors {
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let door = line.trim().strip_prefix("listening on ").unwrap();
-        match door.strip_prefix("tcp://") {
-            Some(a) => server.tcp.push(a.parse().unwrap()),
-            None => server.url = door.to_string(),
-        }
-    }
-    server
-}
 
 fn http_addr(server: &Server) -> SocketAddr {
     server.url.strip_prefix("http://").unwrap().parse().unwrap()
@@ -152,7 +116,7 @@ max_tcp_connections = 2
 #[test]
 fn slow_clients_past_the_limit_are_cut_while_others_ingest_and_sigterm_keeps_its_deadline() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), CONFIG);
+    let server = Server::start_with(dir.path(), CONFIG);
     let addr = http_addr(&server);
     let mut acked = 0;
 
@@ -257,7 +221,7 @@ fn slow_clients_past_the_limit_are_cut_while_others_ingest_and_sigterm_keeps_its
 #[test]
 fn tcp_connections_past_the_listener_limit_are_refused_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(
+    let server = Server::start_with(
         dir.path(),
         &format!("{CONFIG}[[tcp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"main\"\n"),
     );
@@ -300,7 +264,7 @@ fn tcp_connections_past_the_listener_limit_are_refused_and_counted() {
 #[test]
 fn ndjson_labelled_json_or_unlabelled_is_read_as_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), CONFIG);
+    let server = Server::start_with(dir.path(), CONFIG);
     let ndjson = b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n";
     for headers in [
         &[("Content-Type", "application/json")][..],

@@ -28,25 +28,34 @@ pub struct Server {
 }
 
 impl Server {
+    /// Starts `eddy serve` with the tests' usual config (an admin token, repositories `open` and
+    /// `secure`, small body limits) and `extra` after it.
     pub fn start(dir: &Path, extra: &str) -> Server {
-        let config = dir.join("eddy.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 100000\nmax_event_bytes = 2000\n\
-                 admin_tokens = [\"{TOKEN}\"]\n[repositories.open]\n[repositories.secure]\ntokens = [\"{TOKEN}\"]\n{extra}",
-                dir.join("data")
+        Server::start_with(
+            dir,
+            &format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 100000\nmax_event_bytes = 2000\n\
+                 admin_tokens = [\"{TOKEN}\"]\n[repositories.open]\n[repositories.secure]\ntokens = [\"{TOKEN}\"]\n{extra}"
             ),
+        )
+    }
+
+    /// Starts `eddy serve` with exactly `config` (plus its `data_dir`) and reads its doors.
+    pub fn start_with(dir: &Path, config: &str) -> Server {
+        let path = dir.join("eddy.toml");
+        std::fs::write(
+            &path,
+            format!("data_dir = {:?}\n{config}", dir.join("data")),
         )
         .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-            .args(["serve", "--config", config.to_str().unwrap()])
+            .args(["serve", "--config", path.to_str().unwrap()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         // One line per door: HTTP, then each [[tcp]] and [[udp]] listener.
-        let doors = 1 + extra.matches("[[tcp]]").count() + extra.matches("[[udp]]").count();
+        let doors = 1 + config.matches("[[tcp]]").count() + config.matches("[[udp]]").count();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut server = Server {
             child,
