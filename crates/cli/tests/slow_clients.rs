@@ -262,6 +262,37 @@ fn tcp_connections_past_the_listener_limit_are_refused_and_counted() {
 }
 
 #[test]
+fn a_tcp_connection_that_completes_no_line_is_closed_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &format!("{CONFIG}[[tcp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"main\"\n")
+            .replace("[ingest]\n", "[ingest]\ntcp_idle_timeout = \"1s\"\n"),
+    );
+    let tcp = server.tcp[0];
+    let mut stuck = TcpStream::connect(tcp).unwrap();
+    stuck.write_all(b"{\"a\":1}\n{\"half\":").unwrap();
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    assert!(
+        matches!(stuck.read(&mut buf), Ok(0) | Err(_)),
+        "the connection is closed"
+    );
+    assert_eq!(
+        server.metric(r#"eddy_ingest_timed_out_requests_total{door="tcp",phase="line"}"#),
+        1.0
+    );
+    assert_eq!(
+        server.metric(r#"eddy_ingest_events_total{door="tcp",repository="main"}"#),
+        1.0,
+        "the whole line it sent is stored"
+    );
+    server.stop();
+}
+
+#[test]
 fn ndjson_labelled_json_or_unlabelled_is_read_as_lines() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(dir.path(), CONFIG);

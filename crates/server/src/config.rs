@@ -27,6 +27,7 @@
 //! dedup_max_ids = 1000000          # ids remembered at most (oldest forgotten first)
 //! udp_queue_datagrams = 65536      # datagrams waiting to be stored; beyond: counted drops
 //! max_tcp_connections = 1024      # per TCP listener; more are refused and counted
+//! tcp_idle_timeout = "10m"        # a TCP connection that completes no line for this long is closed
 //!
 //! [repositories.web]
 //! partitions = 4
@@ -304,6 +305,11 @@ pub struct IngestConfig {
     /// Open TCP connections at most, per listener; more are closed at once, counted in
     /// `eddy_ingest_refused_connections_total` and logged.
     pub max_tcp_connections: usize,
+    /// A TCP connection that completes no line for this long is closed (what it sent whole is
+    /// stored), so quiet or stuck clients do not hold a listener's connections for ever.
+    /// Shippers reconnect; counted in `eddy_ingest_timed_out_requests_total{phase="line"}`.
+    #[serde(deserialize_with = "duration")]
+    pub tcp_idle_timeout: Duration,
 }
 
 /// A TCP or UDP listener.
@@ -479,6 +485,7 @@ impl Default for IngestConfig {
             dedup_max_ids: 1_000_000,
             udp_queue_datagrams: 65_536,
             max_tcp_connections: 1024,
+            tcp_idle_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -574,6 +581,7 @@ impl Config {
             ("http.header_read_timeout", self.http.header_read_timeout),
             ("http.body_idle_timeout", self.http.body_idle_timeout),
             ("http.body_timeout", self.http.body_timeout),
+            ("ingest.tcp_idle_timeout", self.ingest.tcp_idle_timeout),
         ] {
             if d.is_zero() {
                 problems.push(format!("{what} must be longer than 0s"));

@@ -244,6 +244,8 @@ pub enum SlowPhase {
     Headers,
     /// The request's body (`http.body_idle_timeout`, `http.body_timeout`).
     Body,
+    /// A whole line on a TCP connection (`ingest.tcp_idle_timeout`).
+    Line,
 }
 
 impl Metrics {
@@ -263,6 +265,7 @@ impl Metrics {
         let phase = match phase {
             SlowPhase::Headers => "headers",
             SlowPhase::Body => "body",
+            SlowPhase::Line => "line",
         };
         self.connection_limits
             .timed_out

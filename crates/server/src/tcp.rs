@@ -21,7 +21,7 @@ use crate::connlimit::ConnectionLimit;
 use crate::framing::{Frame, FrameReader, Framing};
 use crate::ingest::Repository;
 use crate::json_body;
-use crate::metrics::{Door, RejectReason};
+use crate::metrics::{Door, RejectReason, SlowPhase};
 use crate::{AppState, ServerError};
 
 /// Events per stored batch at most.
@@ -138,9 +138,17 @@ impl Connection {
         let mut batch = Vec::new();
         let mut bytes = 0;
         let mut received = Instant::now();
+        let idle = self.state.config.ingest.tcp_idle_timeout;
         loop {
             let next = tokio::select! {
-                next = frames.next(&mut frame) => next,
+                next = tokio::time::timeout(idle, frames.next(&mut frame)) => match next {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.state.ingest.metrics.timed_out(Door::Tcp, SlowPhase::Line);
+                        tracing::debug!(peer = %self.peer, "closing a TCP connection that completed no line within ingest.tcp_idle_timeout");
+                        break;
+                    }
+                },
                 _ = stop.wait_for(|s| *s) => break,
             };
             match next {
