@@ -114,7 +114,7 @@ impl Log {
         }
         std::fs::create_dir_all(dir.join("topics"))
             .context(|| format!("creating {}", dir.display()))?;
-        let (lock, writer_running) = try_lock(&dir)?;
+        let (lock, writer_running) = crate::lock::try_lock(&dir)?;
         let (access, lock) = if b.read_only {
             // A reader never keeps the lock: a writer may start while it reads.
             drop(lock);
@@ -150,7 +150,7 @@ impl Log {
                 tracing::warn!(file = %entry.path().display(), "ignoring a file that is not a topic directory");
                 continue;
             }
-            let config = read_topic_config(&entry.path().join("topic.json"))?;
+            let config = TopicConfig::read(&entry.path().join("topic.json"))?;
             let floor = |partition| groups.highest_committed(&name, partition);
             let topic = open_topic(&entry.path(), &name, config, b.durability, access, floor)?;
             topics.insert(name, Arc::new(topic));
@@ -354,6 +354,10 @@ fn open_topic(
     let signal = Arc::new(Signal::default());
     let mut partitions = Vec::with_capacity(config.partitions as usize);
     for id in 0..config.partitions {
+        let pdir = dir.join(id.to_string());
+        if access == Access::Write && pdir.is_dir() {
+            crate::repair::finish(&pdir)?;
+        }
         partitions.push(Arc::new(Partition::open(
             name.clone(),
             id,
@@ -368,64 +372,12 @@ fn open_topic(
     Ok(Topic::new(name, config, partitions, signal))
 }
 
-/// Opens `<dir>/LOCK` and tries to take it: the file, and whether another process holds it.
-fn try_lock(dir: &Path) -> Result<(std::fs::File, bool)> {
-    let lock_path = dir.join("LOCK");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .context(|| format!("opening {}", lock_path.display()))?;
-    let writer_running = match lock.try_lock() {
-        Ok(()) => false,
-        Err(std::fs::TryLockError::WouldBlock) => true,
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(Error::Io {
-                context: format!("locking {}", lock_path.display()),
-                source: e,
-            })
-        }
-    };
-    Ok((lock, writer_running))
-}
-
-/// Takes the data directory for this process alone, as a writer does (for offline work such as
-/// a repair); held until the file is dropped.
-pub(crate) fn lock_for_writing(dir: &Path) -> Result<std::fs::File> {
-    if !dir.join("LOCK").exists() {
-        return Err(Error::Io {
-            context: format!("opening the log in {}", dir.display()),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no eddy log there"),
-        });
-    }
-    match try_lock(dir)? {
-        (_, true) => Err(Error::Locked {
-            dir: dir.to_path_buf(),
-        }),
-        (lock, false) => Ok(lock),
-    }
-}
-
 fn topic_json(config: &TopicConfig) -> Result<Vec<u8>> {
     serde_json::to_vec_pretty(config).map_err(|e| Error::InvalidConfig {
         setting: "topic",
         value: format!("{config:?}"),
         reason: e.to_string(),
     })
-}
-
-pub(crate) fn read_topic_config(path: &Path) -> Result<TopicConfig> {
-    let bytes = std::fs::read(path).context(|| format!("reading {}", path.display()))?;
-    let config: TopicConfig = serde_json::from_slice(&bytes).map_err(|e| Error::BadMetadata {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    config.validate().map_err(|e| Error::BadMetadata {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    Ok(config)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::Compression;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// When an append is acknowledged, relative to fsync. This is the log's durability guarantee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,21 @@ impl Default for TopicConfig {
 pub const MAX_PARTITIONS: u32 = 1024;
 
 impl TopicConfig {
+    /// Reads and validates a topic's `topic.json`.
+    pub(crate) fn read(path: &std::path::Path) -> Result<TopicConfig> {
+        let bytes = std::fs::read(path).context(|| format!("reading {}", path.display()))?;
+        let config: TopicConfig =
+            serde_json::from_slice(&bytes).map_err(|e| Error::BadMetadata {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        config.validate().map_err(|e| Error::BadMetadata {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(config)
+    }
+
     /// Checks every setting and reports all problems at once.
     pub fn validate(&self) -> Result<()> {
         let mut problems = Vec::new();

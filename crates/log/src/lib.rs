@@ -32,6 +32,7 @@ mod damage;
 mod error;
 mod groups;
 pub mod index;
+mod lock;
 mod partition;
 mod record;
 mod repair;

@@ -194,7 +194,6 @@ impl Partition {
         let write = access == Access::Write;
         if write {
             std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
-            crate::repair::finish(&dir)?;
         }
         let bases = segment_bases(&dir)?;
         if write {

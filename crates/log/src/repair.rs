@@ -49,12 +49,12 @@ struct Journal {
 /// Cuts every damaged stretch out of `topic`'s partitions in the log at `dir`, which must not be
 /// open in another process. With `dry_run`, only says what it would do.
 pub fn repair_topic(dir: &Path, topic: &str, dry_run: bool) -> Result<Vec<Repair>> {
-    let _lock = crate::bus::lock_for_writing(dir)?;
+    let _lock = crate::lock::lock_for_writing(dir)?;
     let topic_dir = dir.join("topics").join(topic);
     if !topic_dir.join("topic.json").is_file() {
         return Err(Error::UnknownTopic(topic.to_string()));
     }
-    let config = crate::bus::read_topic_config(&topic_dir.join("topic.json"))?;
+    let config = crate::TopicConfig::read(&topic_dir.join("topic.json"))?;
     let mut repairs = Vec::new();
     for partition in 0..config.partitions {
         let pdir = topic_dir.join(partition.to_string());

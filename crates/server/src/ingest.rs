@@ -137,14 +137,14 @@ impl Repository {
     }
 
     /// The repository's gauges, read now for the metrics.
-    pub fn gauges(&self) -> RepositoryGauges {
+    pub fn gauges(&self) -> crate::metrics::RepositoryGauges {
         let damage: Vec<eddy_log::Damage> = self
             .topic
             .partitions()
             .iter()
             .flat_map(|p| p.damage())
             .collect();
-        RepositoryGauges {
+        crate::metrics::RepositoryGauges {
             grouped_tags: lock(&self.grouping).grouped().count(),
             dedup_ids: lock(&self.dedup).len(),
             bus_damaged_stretches: damage.len(),
@@ -155,21 +155,6 @@ impl Repository {
                 .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
-}
-
-/// A repository's state as `/metrics` shows it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RepositoryGauges {
-    /// Tags auto-grouped so far.
-    pub grouped_tags: usize,
-    /// Client ids remembered for de-duplication.
-    pub dedup_ids: usize,
-    /// Damaged stretches found in the repository's bus topic.
-    pub bus_damaged_stretches: usize,
-    /// Records those stretches held.
-    pub bus_damaged_records: u64,
-    /// Records the digest skipped because the bus could not give them back.
-    pub digest_unreadable_records: u64,
 }
 
 /// An event as the gatekeeper sees it: a JSON event as it was sent, any other its fields.

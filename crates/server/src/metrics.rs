@@ -216,6 +216,21 @@ pub struct Metrics {
     connection_limits: ConnectionLimitMetrics,
 }
 
+/// A repository's state as `/metrics` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepositoryGauges {
+    /// Tags auto-grouped so far.
+    pub grouped_tags: usize,
+    /// Client ids remembered for de-duplication.
+    pub dedup_ids: usize,
+    /// Damaged stretches found in the repository's bus topic.
+    pub bus_damaged_stretches: usize,
+    /// Records those stretches held.
+    pub bus_damaged_records: u64,
+    /// Records the digest skipped because the bus could not give them back.
+    pub digest_unreadable_records: u64,
+}
+
 /// Damaged bus data, by repository (gauges read at scrape time).
 #[derive(Debug, Default)]
 struct BusDamage {
@@ -555,7 +570,7 @@ impl Metrics {
     }
 
     /// Sets a repository's gauges.
-    pub fn set_repository(&self, repository: &str, g: &crate::ingest::RepositoryGauges) {
+    pub fn set_repository(&self, repository: &str, g: &RepositoryGauges) {
         let labels = RepoLabel {
             repository: repository.to_string(),
         };
