@@ -131,8 +131,8 @@ pub(crate) fn next_good_batch(
         file.read_exact_at(&mut buf, chunk_start)
             .context(|| format!("reading {} at byte {chunk_start}", path.display()))?;
         let searchable = len.saturating_sub(HEADER_LEN - 1);
-        for hit in memchr::memchr_iter(MAGIC, &buf[MAGIC_AT.min(len)..]) {
-            let at = hit; // the header starts MAGIC_AT bytes before the magic byte
+        // Searching from MAGIC_AT, a hit's index is where its header starts.
+        for at in memchr::memchr_iter(MAGIC, &buf[MAGIC_AT.min(len)..]) {
             if at >= searchable {
                 break;
             }

@@ -215,17 +215,9 @@ fn client_ids_since(
         .end_offset()
         .saturating_sub(max_ids as u64)
         .max(partition.start_offset());
-    let mut reader = topic.reader(partition.id(), from)?;
+    let mut reader = topic.reader(partition.id(), from)?.skipping_damage();
     loop {
-        let records = match reader.poll() {
-            Err(eddy_log::Error::Corrupt { .. }) => {
-                if let Some(damage) = reader.skip_damage()? {
-                    tracing::warn!("the de-duplication window skips damaged bus data: {damage}");
-                }
-                continue;
-            }
-            polled => polled?,
-        };
+        let records = reader.poll()?;
         if records.is_empty() {
             return Ok(());
         }

@@ -466,7 +466,7 @@ impl Metrics {
         );
         registry.register(
             "timed_out_requests",
-            "HTTP requests cut because their headers or body did not arrive in time",
+            "Requests cut because their headers or body (HTTP) or a whole line (TCP) did not arrive in time",
             m.connection_limits.timed_out.clone(),
         );
         registry.register(

@@ -24,6 +24,22 @@ pub fn source_of(key: Option<&[u8]>) -> &str {
     key.map_or("", |k| std::str::from_utf8(k).unwrap_or(""))
 }
 
+/// A bus record as the digest stores it: a parsed event keeps its fields encoded (its parser
+/// gives them back when the block is read, so only their values are tokenised); another's
+/// fields are decoded, which checks their text, since the block keeps them.
+pub(crate) fn decode_record(
+    value: &[u8],
+) -> Result<(eddy_event::Event, Option<codec::EncodedFields<'_>>), eddy_event::wire::DecodeError> {
+    let (mut event, fields) = codec::decode_lazily(value)?;
+    match event.parsed_by {
+        Some(_) => Ok((event, Some(fields))),
+        None => {
+            event.fields = fields.to_map()?;
+            Ok((event, None))
+        }
+    }
+}
+
 /// Counters of a running digest.
 #[derive(Debug, Default)]
 pub struct DigestStats {
@@ -145,35 +161,32 @@ impl Worker {
         }
         let start = bus.start_offset();
         let committed = self.log.groups().committed(GROUP, topic.name(), partition);
-        let mut reader = topic.reader(partition, committed.unwrap_or(start).max(start))?;
+        // Damage the reader meets lies past what is sealed, so its records are not in the store:
+        // they are skipped (the reader names them) and counted.
+        let mut reader = topic
+            .reader(partition, committed.unwrap_or(start).max(start))?
+            .skipping_damage();
+        let mut counted_unreadable = 0;
         store.note_digested(partition, reader.position());
         let mut last_commit = committed;
         let mut appender = store.appender(partition);
         while !self.stop.load(Ordering::Relaxed) {
-            let records = match reader.poll_wait(Duration::from_millis(200)) {
-                Err(eddy_log::Error::Corrupt { .. }) => {
-                    self.skip_damage(&mut reader)?;
-                    continue;
-                }
-                polled => polled?,
-            };
+            let records = reader.poll_wait(Duration::from_millis(200))?;
+            if reader.skipped() > counted_unreadable {
+                let lost = reader.skipped() - counted_unreadable;
+                counted_unreadable = reader.skipped();
+                self.stats.unreadable.fetch_add(lost, Ordering::Relaxed);
+                tracing::error!(
+                    repository = store.name(),
+                    partition,
+                    records = lost,
+                    "the digest could not read damaged bus data; those records are not in the store"
+                );
+            }
             let (mut events, mut bytes) = (0, 0);
             for r in &records {
                 bytes += r.value.len() as u64;
-                // A parsed event's fields stay encoded: only their values are tokenised (its
-                // parser gives them back when the block is read). Other events' fields are
-                // decoded, which checks their text, since the block keeps them.
-                let decoded = codec::decode_lazily(&r.value).and_then(|(mut event, fields)| {
-                    let encoded = match event.parsed_by {
-                        Some(_) => Some(fields),
-                        None => {
-                            event.fields = fields.to_map()?;
-                            None
-                        }
-                    };
-                    Ok((event, encoded))
-                });
-                let (event, encoded) = match decoded {
+                let (event, encoded) = match decode_record(&r.value) {
                     Ok(e) => e,
                     Err(e) => {
                         self.stats.undecodable.fetch_add(1, Ordering::Relaxed);
@@ -207,23 +220,6 @@ impl Worker {
                     .commit(GROUP, &[(topic.name(), partition, commit)])?;
                 last_commit = Some(commit);
             }
-        }
-        Ok(())
-    }
-
-    /// Skips damaged bus data the reader met. What it held is not in the store (the digest
-    /// reads only past what is sealed), so it is lost unless a copy comes back: say how much.
-    fn skip_damage(&self, reader: &mut eddy_log::PartitionReader) -> Result<(), RoundError> {
-        if let Some(damage) = reader.skip_damage()? {
-            self.stats
-                .unreadable
-                .fetch_add(damage.records(), Ordering::Relaxed);
-            tracing::error!(
-                repository = self.store.name(),
-                partition = self.partition,
-                records = damage.records(),
-                "the digest skipped damaged bus data it could not read: {damage}"
-            );
         }
         Ok(())
     }

@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use eddy_event::codec::{self, FieldsRef};
+use eddy_event::codec::FieldsRef;
 use eddy_event::Event;
 use eddy_log::Topic;
 use uuid::Uuid;
@@ -126,7 +126,7 @@ pub fn repair(
         {
             // Left behind by a merge or repair that finished: its events are in the segment
             // that replaced it.
-            remove(&path)?;
+            crate::store::remove_file(&path)?;
             continue;
         }
         let Some(salvage) = inspect(&path) else {
@@ -309,7 +309,7 @@ fn restore(
         let mut taken = salvage.ids.clone();
         overlapping_ids(store, id, info, &mut taken);
         let mut push = |offset: u64, value: &[u8]| -> Result<(), SegmentError> {
-            let Ok((event, encoded)) = decode_record(value) else {
+            let Ok((event, encoded)) = crate::digest::decode_record(value) else {
                 tracing::warn!(offset, "not an event, skipped");
                 return Ok(());
             };
@@ -361,9 +361,9 @@ fn restore(
         Some(new_id)
     } else {
         drop(writer);
-        remove(&wip_path(store.dir(), new_id))?;
+        crate::store::remove_file(&wip_path(store.dir(), new_id))?;
         store.delete(id)?;
-        remove(path)?;
+        crate::store::remove_file(path)?;
         None
     };
     Ok(SegmentRepair {
@@ -537,21 +537,6 @@ fn reread(
     Ok(missing)
 }
 
-/// A bus record as the digest stores it: a parsed event keeps its fields encoded (its parser
-/// gives them back), another's fields are decoded.
-fn decode_record(
-    value: &[u8],
-) -> Result<(Event, Option<codec::EncodedFields<'_>>), eddy_event::wire::DecodeError> {
-    let (mut event, fields) = codec::decode_lazily(value)?;
-    match event.parsed_by {
-        Some(_) => Ok((event, Some(fields))),
-        None => {
-            event.fields = fields.to_map()?;
-            Ok((event, None))
-        }
-    }
-}
-
 fn common_tags(events: &[Event]) -> BTreeMap<String, String> {
     let mut iter = events.iter();
     let mut tags = iter.next().map(|e| e.tags.clone()).unwrap_or_default();
@@ -563,7 +548,7 @@ fn common_tags(events: &[Event]) -> BTreeMap<String, String> {
 
 /// Keeps the damaged file's bytes at `to` (a hard link, else a copy).
 fn keep(from: &Path, to: &Path) -> Result<(), SegmentError> {
-    remove(to)?;
+    crate::store::remove_file(to)?;
     if std::fs::hard_link(from, to).is_ok() {
         return Ok(());
     }
@@ -573,15 +558,4 @@ fn keep(from: &Path, to: &Path) -> Result<(), SegmentError> {
             path: to.to_path_buf(),
             source,
         })
-}
-
-fn remove(path: &Path) -> Result<(), SegmentError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(SegmentError::Io {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
 }

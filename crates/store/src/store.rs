@@ -864,7 +864,7 @@ impl RepoStore {
     }
 }
 
-fn remove_file(path: &Path) -> Result<(), SegmentError> {
+pub(crate) fn remove_file(path: &Path) -> Result<(), SegmentError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
