@@ -18,8 +18,8 @@ use serde_json::json;
 
 use crate::config::RepositoryConfig;
 use crate::http::{authorize, error, Reject};
-use crate::ingest::Repository;
 use crate::AppState;
+use eddy_ingest::Repository;
 
 /// The file of API-created repositories in a data directory.
 pub fn created_file(data_dir: &FsPath) -> PathBuf {

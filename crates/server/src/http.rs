@@ -1,9 +1,10 @@
 //! The HTTP ingest door: `POST /api/v1/ingest/{repository}`, and the answers every HTTP
-//! route shares.
+//! route shares. The body becomes events in [`eddy_ingest::body`]; this module reads it off
+//! the wire and turns each kind of refusal into its status code ([`refused`]).
 //!
-//! - Body: JSON by [`crate::json_body`]'s rule whatever the `Content-Type` (a JSON array of
-//!   objects or a single object is one document; more than one top-level value is NDJSON, one
-//!   event per line), raw lines with `text/plain`, or lines of any type with
+//! - Body: JSON by [`eddy_ingest::json_body`]'s rule whatever the `Content-Type` (a JSON array
+//!   of objects or a single object is one document; more than one top-level value is NDJSON,
+//!   one event per line), raw lines with `text/plain`, or lines of any type with
 //!   `?parser=json|kv|accesslog|syslog|statsd|none`. `Content-Encoding: gzip` and `zstd`.
 //! - All or nothing: if any line is bad the answer is 400 listing each bad line's number, column,
 //!   field and reason, and nothing of the request is stored. Otherwise 200, sent only after
@@ -22,7 +23,6 @@
 //! - De-duplication: events whose client `@id` was stored within the window are dropped and
 //!   counted in the answer: `{"events": stored, "duplicates": dropped}`.
 
-use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,18 +31,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use eddy_event::{Event, ParseError, Parser};
+use eddy_event::Parser;
+use eddy_ingest::body::{self, Refusal, MAX_LISTED_ERRORS};
+use eddy_ingest::metrics::RejectReason;
+use eddy_ingest::{Charge, Door, Repository, StoreError, Stored};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::http_door::BodyTimeout;
-use crate::ingest::{Charge, StoreError};
-use crate::json_body::{self, JsonBody};
-use crate::metrics::{Door, RejectReason};
 use crate::AppState;
-
-/// Most bad lines listed in a 400 answer (the count covers all of them).
-const MAX_LISTED_ERRORS: usize = 100;
 
 /// Query parameters of the ingest endpoint.
 #[derive(Debug, Deserialize)]
@@ -182,239 +179,76 @@ fn content_encoding(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-/// Decompresses a `gzip` or `zstd` body, refusing to produce more than `limit` bytes. A
-/// body that does not decompress is refused with how far decompression got.
-fn decode_body(encoding: &str, body: Vec<u8>, limit: usize) -> Result<Vec<u8>, Reject> {
-    let broken = |e: std::io::Error, out: usize| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "the {encoding} body ({} bytes) does not decompress after {out} bytes of output: {e}",
-                body.len()
-            ),
-        )
+/// A refused body as the client sees it: the one place where each kind of refusal gets its
+/// status code, its JSON body and its metrics reason.
+pub(crate) fn refused(r: Refusal, retry_after: Duration) -> Reject {
+    let events = r.events();
+    let message = r.to_string();
+    let (status, reason) = match &r {
+        Refusal::BodyTooLarge { .. } | Refusal::EventTooLarge { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, RejectReason::TooLarge)
+        }
+        Refusal::UnsupportedEncoding { .. } | Refusal::NoSchema { .. } => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, RejectReason::BadRequest)
+        }
+        Refusal::Undecodable { .. } | Refusal::NotUtf8 { .. } | Refusal::InvalidJson { .. } => {
+            (StatusCode::BAD_REQUEST, RejectReason::BadRequest)
+        }
+        Refusal::InvalidEvents { .. } => (StatusCode::BAD_REQUEST, RejectReason::Parse),
+        Refusal::NoContract { .. }
+        | Refusal::SchemaMismatch { .. }
+        | Refusal::UnreadableDatum { .. } => (StatusCode::BAD_REQUEST, RejectReason::Schema),
+        Refusal::NotStored {
+            error: StoreError::Busy(_),
+            ..
+        } => (StatusCode::TOO_MANY_REQUESTS, RejectReason::Overload),
+        Refusal::NotStored {
+            error: StoreError::Bus(_),
+            ..
+        } => (StatusCode::SERVICE_UNAVAILABLE, RejectReason::Bus),
     };
-    let read_limited = |r: &mut dyn Read| -> Result<Vec<u8>, Reject> {
-        let mut out = Vec::new();
-        r.take(limit as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| broken(e, out.len()))?;
-        if out.len() > limit {
-            return Err(body_too_large(limit));
+    let body = match &r {
+        Refusal::InvalidEvents { bad, .. } => {
+            let listed: Vec<_> = bad
+                .iter()
+                .take(MAX_LISTED_ERRORS)
+                .map(|b| json!({"line": b.line, "column": b.error.column, "field": b.error.field, "reason": b.error.reason}))
+                .collect();
+            json!({ "error": message, "invalid": bad.len(), "lines": listed })
         }
-        Ok(out)
+        Refusal::NoContract { events, .. } => {
+            json!({ "error": message, "invalid": events, "lines": [] })
+        }
+        Refusal::SchemaMismatch { refused, .. } => {
+            let listed: Vec<_> = refused
+                .iter()
+                .flat_map(|(i, why)| {
+                    why.iter()
+                        .map(move |r| json!({"line": i + 1, "field": r.path, "reason": r.reason}))
+                })
+                .take(MAX_LISTED_ERRORS)
+                .collect();
+            json!({ "error": message, "invalid": refused.len(), "lines": listed })
+        }
+        Refusal::UnreadableDatum {
+            datum,
+            byte,
+            reason,
+        } => {
+            let line = json!({"line": datum, "byte": byte, "field": "", "reason": reason});
+            json!({ "error": message, "invalid": 1, "lines": [line] })
+        }
+        _ => json!({ "error": message }),
     };
-    match encoding {
-        "gzip" | "x-gzip" => read_limited(&mut flate2::read::GzDecoder::new(&body[..])),
-        "zstd" => {
-            let mut d = zstd::stream::read::Decoder::new(&body[..]).map_err(|e| broken(e, 0))?;
-            read_limited(&mut d)
-        }
-        other => Err(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Content-Encoding {other:?} is not supported; use gzip, zstd or none"),
-        )),
-    }
-}
-
-struct BadLine {
-    line: usize,
-    error: ParseError,
-}
-
-/// Turns a body into events, or lists every bad line (or array element).
-fn parse_body(
-    body: &[u8],
-    content_type: &str,
-    parser: Option<Parser>,
-    max_event: usize,
-    now: i64,
-) -> Result<Vec<Event>, Reject> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!("the body is not UTF-8 (byte {})", e.valid_up_to()),
-        )
-    })?;
-    let mut events = Vec::new();
-    let mut bad = Vec::new();
-    let parser = parser.or_else(|| {
-        content_type
-            .starts_with("text/plain")
-            .then_some(Parser::None)
-    });
-    let document = match parser {
-        Some(_) => None,
-        None => match json_body::classify(text) {
-            Ok(JsonBody::Document(values)) => Some(values),
-            Ok(JsonBody::Lines) => None,
-            Err(e) => {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "the JSON body is invalid at line {}, column {}: {e}",
-                        e.line(),
-                        e.column()
-                    ),
-                ))
-            }
-        },
-    };
-    if let Some(elements) = document {
-        // Each element's own text becomes its @rawstring, without re-serialising it.
-        for (i, raw) in elements.into_iter().enumerate() {
-            let raw = raw.get();
-            if raw.len() > max_event {
-                return Err(event_too_large(i + 1, raw.len(), max_event));
-            }
-            match Parser::Json.parse(raw, now) {
-                Ok(e) => events.push(e),
-                Err(error) => bad.push(BadLine { line: i + 1, error }),
-            }
-        }
-    } else {
-        let parser = parser.unwrap_or(Parser::Json);
-        for (i, line) in text.lines().enumerate() {
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            if line.trim().is_empty() {
-                continue;
-            }
-            if line.len() > max_event {
-                return Err(event_too_large(i + 1, line.len(), max_event));
-            }
-            match parser.parse(line, now) {
-                Ok(e) => events.push(e),
-                Err(error) => bad.push(BadLine { line: i + 1, error }),
-            }
-        }
-    }
-    if !bad.is_empty() {
-        let listed: Vec<_> = bad
-            .iter()
-            .take(MAX_LISTED_ERRORS)
-            .map(|b| json!({"line": b.line, "column": b.error.column, "field": b.error.field, "reason": b.error.reason}))
-            .collect();
-        let body = json!({
-            "error": format!("{} of {} events are invalid; nothing was stored", bad.len(), bad.len() + events.len()),
-            "invalid": bad.len(),
-            "lines": listed,
-        });
-        return Err(Reject {
-            status: StatusCode::BAD_REQUEST,
-            body,
-            challenge: false,
-            retry_after: None,
-            events: bad.len() + events.len(),
-            reason: RejectReason::Parse,
-        });
-    }
-    Ok(events)
-}
-
-/// Binary Avro bodies: framed datums one after another.
-fn is_avro(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    matches!(
-        essence,
-        "application/vnd.apache.avro+binary" | "avro/binary" | "application/avro"
-    )
-}
-
-fn schema_refusal(
-    message: String,
-    invalid: usize,
-    total: usize,
-    lines: Vec<serde_json::Value>,
-) -> Reject {
+    let retry_after = matches!(r, Refusal::NotStored { .. }).then_some(retry_after);
     Reject {
-        status: StatusCode::BAD_REQUEST,
-        body: json!({ "error": message, "invalid": invalid, "lines": lines }),
+        status,
+        body,
         challenge: false,
-        retry_after: None,
-        events: total,
-        reason: RejectReason::Schema,
+        retry_after,
+        events,
+        reason,
     }
-}
-
-fn no_contract(e: eddy_schema::gate::GateError, total: usize) -> Reject {
-    schema_refusal(format!("{e}; nothing was stored"), total, total, Vec::new())
-}
-
-/// All or nothing: every event must fit the repository's schema, or the answer lists each
-/// one that does not (its number, field and reason) and nothing is stored.
-fn gatekeep(repo: &crate::ingest::Repository, events: &[Event]) -> Result<(), Reject> {
-    let refused = repo
-        .refused(events)
-        .map_err(|e| no_contract(e, events.len()))?;
-    if refused.is_empty() {
-        return Ok(());
-    }
-    let listed = refused
-        .iter()
-        .flat_map(|(i, why)| {
-            why.iter()
-                .map(move |r| json!({"line": i + 1, "field": r.path, "reason": r.reason}))
-        })
-        .take(MAX_LISTED_ERRORS)
-        .collect();
-    let message = format!(
-        "{} of {} events do not fit the schema of subject {:?}; nothing was stored",
-        refused.len(),
-        events.len(),
-        repo.gate
-            .as_ref()
-            .map_or("", |g| g.binding().subject.as_str()),
-    );
-    Err(schema_refusal(message, refused.len(), events.len(), listed))
-}
-
-/// Decodes a body of framed binary Avro datums into events (as JSON, resolved to the schema
-/// the repository reads with). The first datum that does not decode refuses the whole body:
-/// where the next one would start is unknown.
-fn avro_body(
-    repo: &crate::ingest::Repository,
-    body: &[u8],
-    max_event: usize,
-    now: i64,
-) -> Result<Vec<Event>, Reject> {
-    let Some(gate) = &repo.gate else {
-        return Err(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("repository {:?} is bound to no schema subject, so binary Avro cannot be read; bind one with `schema = {{ subject = \"...\" }}`", repo.name),
-        ));
-    };
-    let contract = gate.contract().map_err(|e| no_contract(e, 1))?;
-    let mut events = Vec::new();
-    let mut at = 0;
-    while at < body.len() {
-        let datum = events.len() + 1;
-        let refuse = |reason: String| {
-            let line = json!({"line": datum, "byte": at, "field": "", "reason": reason});
-            let message = format!("datum {datum} (byte {at}) cannot be read; nothing was stored");
-            schema_refusal(message, 1, datum, vec![line])
-        };
-        let (value, used) = contract
-            .decode(&body[at..])
-            .map_err(|r| refuse(r.to_string()))?;
-        let text = value.to_string();
-        if text.len() > max_event {
-            return Err(event_too_large(datum, text.len(), max_event));
-        }
-        events.push(
-            Parser::Json
-                .parse(&text, now)
-                .map_err(|e| refuse(e.to_string()))?,
-        );
-        at += used;
-    }
-    Ok(events)
-}
-
-fn event_too_large(line: usize, size: usize, limit: usize) -> Reject {
-    error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("event {line} is {size} bytes, over the limit of {limit} bytes (http.max_event_bytes); nothing was stored"),
-    )
 }
 
 /// `POST /api/v1/ingest/{repository}`.
@@ -447,7 +281,7 @@ pub async fn ingest(
 
 /// What a request was admitted with: its repository, parser and content type.
 struct Admitted {
-    repo: Arc<crate::ingest::Repository>,
+    repo: Arc<Repository>,
     parser: Option<Parser>,
     content_type: String,
 }
@@ -600,7 +434,7 @@ async fn ingest_request(
     headers: HeaderMap,
     body: Body,
     received: Instant,
-) -> Result<crate::ingest::Stored, Reject> {
+) -> Result<Stored, Reject> {
     let limits = state.config.http.clone();
     // Admission (repository, token, declared size) comes before the body is kept.
     let Admitted {
@@ -620,7 +454,9 @@ async fn ingest_request(
     let decoded = if matches!(encoding.as_str(), "identity" | "") {
         body
     } else {
-        blocking(move || decode_body(&encoding, body, limits.max_body_bytes)).await??
+        blocking(move || body::decode(&encoding, body, limits.max_body_bytes))
+            .await?
+            .map_err(|r| refused(r, Duration::ZERO))?
     };
     // A compressed body takes more room once decompressed.
     if decoded.len() > charged.bytes() {
@@ -628,42 +464,30 @@ async fn ingest_request(
         charge(state, &mut charged, more).await?;
     }
     let state = state.clone();
+    let ingest = state.ingest.clone();
     let stored = blocking(move || {
         let now = eddy_log::now_ns();
-        let events = if is_avro(&content_type) {
-            avro_body(&repo, &decoded, limits.max_event_bytes, now)?
-        } else {
-            let events = parse_body(&decoded, &content_type, parser, limits.max_event_bytes, now)?;
-            gatekeep(&repo, &events)?;
-            events
-        };
+        let events = body::events(
+            &repo,
+            &decoded,
+            &content_type,
+            parser,
+            limits.max_event_bytes,
+            now,
+        )?;
         let n = events.len();
-        state
-            .ingest
+        ingest
             .store(Door::Http, &repo, events, decoded.len(), received)
-            .map_err(|e| {
-                let after = state.ingest.config.retry_after;
-                let r = match e {
-                    StoreError::Busy(_) => {
-                        error(StatusCode::TOO_MANY_REQUESTS, e.to_string()).retry_after(after)
-                    }
-                    StoreError::Bus(_) => {
-                        error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_after(after)
-                    }
-                };
-                Reject { events: n, ..r }
-            })
+            .map_err(|error| Refusal::NotStored { error, events: n })
     })
-    .await?;
+    .await?
+    .map_err(|r| refused(r, state.ingest.config.retry_after));
     drop(charged);
     stored
 }
 
 fn body_too_large(limit: usize) -> Reject {
-    error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the request body is over the limit of {limit} bytes (http.max_body_bytes)"),
-    )
+    refused(Refusal::BodyTooLarge { limit }, Duration::ZERO)
 }
 
 /// Runs blocking work (decompression, parsing, the durable append) off the async workers.
@@ -705,9 +529,10 @@ mod tests {
     /// Events, or a refusal that says where: a numbered line or element, or a byte, line or
     /// event position in its message. Never a panic.
     fn check(body: &[u8], content_type: &str, parser: Option<Parser>) -> Result<(), String> {
-        match parse_body(body, content_type, parser, 200, 0) {
+        match body::parse(body, content_type, parser, 200, 0) {
             Ok(_) => Ok(()),
             Err(r) => {
+                let r = refused(r, Duration::ZERO);
                 let status = r.status();
                 if status != StatusCode::BAD_REQUEST && status != StatusCode::PAYLOAD_TOO_LARGE {
                     return Err(format!("unexpected status {status}"));
@@ -803,7 +628,7 @@ mod tests {
                     }
                     p
                 };
-                match decode_body(encoding, packed, 200) {
+                match body::decode(encoding, packed, 200).map_err(|r| refused(r, Duration::ZERO)) {
                     Ok(out) => {
                         prop_assert!(out.len() <= 200);
                         if edits.is_empty() { prop_assert_eq!(&out, &body); }
@@ -822,15 +647,26 @@ mod tests {
         }
     }
 
+    fn parse_ok_or_reject(
+        body: &[u8],
+        content_type: &str,
+        parser: Option<Parser>,
+        max_event: usize,
+        now: i64,
+    ) -> Result<Vec<eddy_event::Event>, Reject> {
+        body::parse(body, content_type, parser, max_event, now)
+            .map_err(|r| refused(r, Duration::ZERO))
+    }
+
     #[test]
     fn ndjson_labelled_json_or_unlabelled_is_read_as_lines() {
         let ndjson = b"{\"a\":1}\n{\"a\":2}\n";
         for content_type in ["application/json", "", "application/x-www-form-urlencoded"] {
-            let events = parse_body(ndjson, content_type, None, 1000, 0).unwrap();
+            let events = parse_ok_or_reject(ndjson, content_type, None, 1000, 0).unwrap();
             assert_eq!(events.len(), 2, "{content_type:?}");
         }
         // A bad line is listed by its number, whatever the label.
-        let err = parse_body(
+        let err = parse_ok_or_reject(
             b"{\"a\":1}\n{\"a\": tru}\n",
             "application/json",
             None,
@@ -840,12 +676,14 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.body["lines"][0]["line"], 2, "{}", err.body);
         // text/plain stays raw lines; ?parser= wins over any label.
-        let raw = parse_body(ndjson, "text/plain", None, 1000, 0).unwrap();
+        let raw = parse_ok_or_reject(ndjson, "text/plain", None, 1000, 0).unwrap();
         assert_eq!(raw[0].parsed_by, Some(Parser::None));
-        let kv = parse_body(b"a=1\n", "application/json", Some(Parser::Kv), 1000, 0).unwrap();
+        let kv =
+            parse_ok_or_reject(b"a=1\n", "application/json", Some(Parser::Kv), 1000, 0).unwrap();
         assert_eq!(kv.len(), 1);
         // A broken pretty-printed document says where it breaks.
-        let err = parse_body(b"{\n  \"a\":\n}\n", "application/json", None, 1000, 0).unwrap_err();
+        let err =
+            parse_ok_or_reject(b"{\n  \"a\":\n}\n", "application/json", None, 1000, 0).unwrap_err();
         assert!(
             err.message().contains("line 3, column 1"),
             "{}",

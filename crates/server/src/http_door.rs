@@ -25,9 +25,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 
-use crate::connlimit::ConnectionLimit;
-use crate::metrics::{Door, Metrics, SlowPhase};
 use crate::{AppState, ServerError};
+use eddy_ingest::connlimit::ConnectionLimit;
+use eddy_ingest::metrics::{IngestMetrics, SlowPhase};
+use eddy_ingest::Door;
 
 /// The answer to a connection refused at the limit, written if the socket takes it at once.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-type: text/plain\r\ncontent-length: 46\r\n\r\neddy is at http.max_connections; retry later.\n";
@@ -172,12 +173,17 @@ pub struct TimedBody {
     idle_timer: Pin<Box<Sleep>>,
     deadline: Pin<Box<Sleep>>,
     expired: Option<BodyTimeout>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<IngestMetrics>,
 }
 
 impl TimedBody {
     /// Times `inner` from now.
-    pub fn new(inner: Body, idle: Duration, whole: Duration, metrics: Arc<Metrics>) -> TimedBody {
+    pub fn new(
+        inner: Body,
+        idle: Duration,
+        whole: Duration,
+        metrics: Arc<IngestMetrics>,
+    ) -> TimedBody {
         let now = Instant::now();
         TimedBody {
             inner,
@@ -289,7 +295,7 @@ mod tests {
             gaps: gaps.into_iter(),
             sleep: None,
         });
-        let timed = TimedBody::new(body, idle, whole, Arc::new(Metrics::new()));
+        let timed = TimedBody::new(body, idle, whole, crate::metrics::Metrics::new().ingest);
         let mut timed = Body::new(timed);
         let mut n = 0;
         while let Some(frame) = timed.frame().await {

@@ -1,39 +1,33 @@
-//! `eddy serve`: the one process a user starts. It opens the bus and the repositories (each a
-//! topic `repo.<name>`), and serves its doors until SIGINT or SIGTERM: HTTP ([`http`]), TCP and
-//! UDP listeners ([`tcp`], [`udp`]). On shutdown it stops accepting, lets batches in flight be
-//! stored and acknowledged for up to `shutdown_timeout`, cuts the connections still open then
-//! (nothing they sent is acknowledged unless stored), and closes the bus.
+//! `eddy serve`: the one process a user starts, and its HTTP and websocket surface. It opens the
+//! bus and the repositories (each a topic `repo.<name>`), wires the doors (`eddy_ingest`) and
+//! the stream runtime (`eddy_stream`) to them, and serves until SIGINT or SIGTERM. On shutdown
+//! it stops accepting, lets batches in flight be stored and acknowledged for up to
+//! `shutdown_timeout`, cuts the connections still open then (nothing they sent is acknowledged
+//! unless stored), stops the pipelines, live queries and digests, and closes the bus.
 //!
-//! Every door parses into events and hands them to [`ingest::Ingest::store`], which
-//! de-duplicates client `@id`s, computes the data source key (auto-grouping high-cardinality
-//! tags) and appends durably. Back-pressure is one budget of bytes in flight shared by all doors.
-//!
-//! Routes: `POST /api/v1/ingest/{repository}`, `GET|POST /api/v1/repositories`,
-//! `GET /api/v1/repositories/{name}`, the schema registry under `/api/v1/registry`
-//! ([`registry_api`], Confluent's API), `GET /metrics` (Prometheus), `GET /health` (the process
-//! is up), `GET /ready` (the bus is open and the doors accept events).
+//! Routes ([`router`]):
+//! - `POST /api/v1/ingest/{repository}`: the HTTP door ([`http`]);
+//! - `GET|POST /api/v1/repositories`, `GET /api/v1/repositories/{name}` ([`api`]);
+//! - `GET /api/v1/repositories/{name}/events` (a time range of events) and
+//!   `POST /api/v1/repositories/{name}/query` (a query, with NDJSON partials) ([`query`]);
+//! - `GET /api/v1/repositories/{name}/live` and `GET /api/v1/channels/{name}`: websockets of
+//!   live queries and of pipelines' channels ([`live_api`]);
+//! - `GET|POST /api/v1/pipelines`, `GET|DELETE /api/v1/pipelines/{name}` ([`pipelines_api`]);
+//! - the schema registry under `/api/v1/registry` ([`registry_api`], Confluent's API);
+//! - `GET /metrics` (Prometheus), `GET /health` (the process is up), `GET /ready` (the bus is
+//!   open and the doors accept events).
 
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod config;
-pub mod connlimit;
-pub mod dedup;
-pub mod framing;
-pub mod grouping;
 pub mod http;
 pub mod http_door;
-pub mod ingest;
-pub mod json_body;
-pub mod live;
 pub mod live_api;
 pub mod metrics;
-pub mod pipelines;
 pub mod pipelines_api;
 pub mod query;
 pub mod registry_api;
-pub mod tcp;
-pub mod udp;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -43,9 +37,14 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 pub use config::{Config, ConfigError};
+use eddy_ingest::tcp::TcpDoor;
+use eddy_ingest::udp::UdpDoor;
+use eddy_ingest::{Ingest, IngestError, Repository};
 use eddy_log::Log;
 use eddy_schema::Registry;
-use ingest::{Ingest, Repository};
+use eddy_stream::live::Hub;
+use eddy_stream::pipelines::{self, Pipelines};
+use metrics::Metrics;
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +64,13 @@ pub enum ServerError {
     /// A repository's store could not be opened.
     #[error("the store: {0}")]
     Store(#[from] eddy_store::SegmentError),
-    /// A repository's settings are wrong.
+    /// A repository could not be opened or a listener bound.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// The schema registry could not be read from the bus.
+    #[error("the schema registry: {0}")]
+    Registry(#[from] eddy_schema::RegistryError),
+    /// A setting is wrong (each problem names its key).
     #[error("{0}")]
     Config(String),
 }
@@ -82,31 +87,67 @@ impl ServerError {
 pub struct AppState {
     /// The configuration in force.
     pub config: Config,
-    /// Back-pressure, metrics and the store.
-    pub ingest: Ingest,
+    /// The doors' shared state: back-pressure, de-duplication, the store path.
+    pub ingest: Arc<Ingest>,
+    /// Self-metrics of every part.
+    pub metrics: Metrics,
     /// The bus (kept open for the life of the server).
     pub log: Arc<Log>,
     /// The schema registry (kept in the bus).
     pub registry: Arc<Registry>,
     /// Live queries and websocket channels.
-    pub live: Arc<live::Hub>,
+    pub live: Arc<Hub>,
     /// Running pipelines.
-    pub pipelines: pipelines::Pipelines,
+    pub pipelines: Pipelines,
+    /// What pipelines run against.
+    pipeline_context: Arc<pipelines::Context>,
     /// Pipelines created through the API (guarded: the file is rewritten whole).
     created_pipelines: Mutex<BTreeMap<String, config::PipelineConfig>>,
-    repositories: RwLock<BTreeMap<String, Arc<Repository>>>,
+    repositories: Arc<Repositories>,
     /// Repositories created through the API (guarded: the file is rewritten whole).
     created: Mutex<BTreeMap<String, config::RepositoryConfig>>,
+}
+
+/// The open repositories, by name.
+#[derive(Debug, Default)]
+pub struct Repositories(RwLock<BTreeMap<String, Arc<Repository>>>);
+
+impl Repositories {
+    fn get(&self, name: &str) -> Option<Arc<Repository>> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    fn all(&self) -> Vec<Arc<Repository>> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn insert(&self, repo: Arc<Repository>) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(repo.name.clone(), repo);
+    }
+}
+
+impl pipelines::Repositories for Repositories {
+    fn repository(&self, name: &str) -> Option<Arc<Repository>> {
+        self.get(name)
+    }
 }
 
 impl AppState {
     /// A repository by name.
     pub fn repository(&self, name: &str) -> Option<Arc<Repository>> {
-        self.repositories
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
+        self.repositories.get(name)
     }
 
     /// A repository by name, or the `404` that says it does not exist.
@@ -134,12 +175,7 @@ impl AppState {
 
     /// Every repository, by name.
     pub fn repositories(&self) -> Vec<Arc<Repository>> {
-        self.repositories
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
+        self.repositories.all()
     }
 
     /// The pipelines created through the API, locked while the caller changes them.
@@ -159,27 +195,28 @@ impl AppState {
             .filter(|(name, _)| !self.config.pipelines.contains_key(*name))
             .chain(&self.config.pipelines);
         for (name, p) in all {
-            self.pipelines.start(self, name, p.clone());
+            self.start_pipeline(name, p.clone());
         }
     }
 
+    /// Starts pipeline `name` (the caller checks it is new).
+    pub fn start_pipeline(&self, name: &str, config: config::PipelineConfig) {
+        self.pipelines.start(&self.pipeline_context, name, config);
+    }
+
     fn insert_repository(&self, repo: Arc<Repository>) {
-        self.repositories
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(repo.name.clone(), repo);
+        self.repositories.insert(repo);
     }
 
     /// The metrics text, with the gauges read now.
     pub fn metrics_text(&self) -> String {
+        let ingest = &self.metrics.ingest;
         let (inflight, limit) = self.ingest.budget.usage();
-        self.ingest.metrics.set_state(inflight, limit);
+        ingest.set_state(inflight, limit);
         for repo in self.repositories() {
-            self.ingest
-                .metrics
-                .set_repository(&repo.name, &repo.gauges());
+            ingest.set_repository(&repo.name, &repo.gauges());
         }
-        self.ingest.metrics.render()
+        self.metrics.render()
     }
 }
 
@@ -192,16 +229,13 @@ pub fn store_root(config: &Config) -> std::path::PathBuf {
 /// the API before.
 pub fn open(config: Config) -> Result<AppState, ServerError> {
     let log = Arc::new(Log::open(&config.data_dir)?);
-    let registry = Arc::new(
-        Registry::open(&log)
-            .map_err(|e| ServerError::Config(format!("the schema registry: {e}")))?,
-    );
+    let registry = Arc::new(Registry::open(&log)?);
     let created_path = api::created_file(&config.data_dir);
     let created = api::load_created(&created_path).map_err(ServerError::io(format!(
         "reading {}",
         created_path.display()
     )))?;
-    let mut repositories = BTreeMap::new();
+    let repositories = Arc::new(Repositories::default());
     let all = created
         .iter()
         .filter(|(name, _)| !config.repositories.contains_key(*name))
@@ -215,26 +249,41 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
             &config.ingest,
             &store_root(&config),
         )?;
-        repositories.insert(name.clone(), Arc::new(repo));
+        repositories.insert(Arc::new(repo));
     }
     let pipelines_path = pipelines_api::created_file(&config.data_dir);
     let created_pipelines = api::load_created(&pipelines_path).map_err(ServerError::io(
         format!("reading {}", pipelines_path.display()),
     ))?;
-    let ingest = Ingest::new(config.ingest.clone());
-    let live = live::Hub::start(
-        ingest.metrics.clone(),
+    let metrics = Metrics::new();
+    let ingest = Arc::new(Ingest::new(
+        config.ingest.clone(),
+        config.http.max_event_bytes,
+        metrics.ingest.clone(),
+    ));
+    let live = Hub::start(
+        metrics.stream.clone(),
         config.live.max_query_bytes().map_err(ServerError::Config)?,
     );
+    let pipeline_context = Arc::new(pipelines::Context {
+        log: log.clone(),
+        ingest: ingest.clone(),
+        repositories: repositories.clone(),
+        live: live.clone(),
+        metrics: metrics.stream.clone(),
+        data_dir: config.data_dir.clone(),
+    });
     Ok(AppState {
         ingest,
+        metrics,
         live,
-        pipelines: pipelines::Pipelines::default(),
+        pipelines: Pipelines::default(),
+        pipeline_context,
         created_pipelines: Mutex::new(created_pipelines),
         config,
         log,
         registry,
-        repositories: RwLock::new(repositories),
+        repositories,
         created: Mutex::new(created),
     })
 }
@@ -339,12 +388,14 @@ pub async fn serve(
         udp: Vec::new(),
     };
     for l in &state.config.tcp {
-        let door = tcp::TcpDoor::bind(state.clone(), l.clone()).await?;
+        let repo = state.listener_repository(l)?;
+        let door = TcpDoor::bind(state.ingest.clone(), repo, l.clone()).await?;
         bound.tcp.push(door.local_addr());
         doors.spawn(door.run(stop_rx.clone()));
     }
     for l in &state.config.udp {
-        let door = udp::UdpDoor::bind(state.clone(), l.clone()).await?;
+        let repo = state.listener_repository(l)?;
+        let door = UdpDoor::bind(state.ingest.clone(), repo, l.clone()).await?;
         bound.udp.push(door.local_addr());
         doors.spawn(door.run(stop_rx.clone()));
     }

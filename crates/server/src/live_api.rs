@@ -25,10 +25,11 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::http::error;
-use crate::live::{Frame, Subscription, ViewKey};
-use crate::metrics::Metrics;
 use crate::query::{authorize_read, query_error_body};
 use crate::AppState;
+use eddy_stream::live::{Frame, Subscription, ViewKey};
+use eddy_stream::metrics::StreamMetrics;
+use eddy_stream::ReadHandle;
 
 /// How long a client's socket may take to accept one message.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,7 +129,9 @@ pub async fn live(
         interval: interval.as_millis() as u64,
         limit,
     };
-    let view = state.live.view(&repo, key, prepared, window);
+    let view = state
+        .live
+        .view(&Arc::new(ReadHandle::from(&*repo)), key, prepared, window);
     let subscription = view.subscribe(state.live.metrics());
     let metrics = state.live.metrics().clone();
     upgrade.on_upgrade(move |socket| serve_view(socket, subscription, metrics))
@@ -152,7 +155,7 @@ pub async fn channel(
 }
 
 /// Sends one frame; `false` when the client is gone or too slow (then dropped).
-async fn send(socket: &mut WebSocket, frame: &Frame, metrics: &Metrics) -> bool {
+async fn send(socket: &mut WebSocket, frame: &Frame, metrics: &StreamMetrics) -> bool {
     let message = Message::Text(frame.text.as_ref().into());
     match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
         Ok(Ok(())) => {
@@ -189,7 +192,7 @@ fn closed(message: Option<Result<Message, axum::Error>>) -> bool {
     matches!(message, None | Some(Err(_)) | Some(Ok(Message::Close(_))))
 }
 
-async fn serve_view(mut socket: WebSocket, mut sub: Subscription, metrics: Arc<Metrics>) {
+async fn serve_view(mut socket: WebSocket, mut sub: Subscription, metrics: Arc<StreamMetrics>) {
     let first = match sub.first.take() {
         Some(f) => f,
         None => {
@@ -237,7 +240,7 @@ async fn serve_view(mut socket: WebSocket, mut sub: Subscription, metrics: Arc<M
 async fn serve_channel(
     mut socket: WebSocket,
     mut pushed: tokio::sync::broadcast::Receiver<Frame>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<StreamMetrics>,
 ) {
     metrics.live_subscribers.inc();
     loop {

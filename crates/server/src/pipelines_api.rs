@@ -94,7 +94,7 @@ fn create_pipeline(
             format!("cannot keep the pipeline: {e}"),
         )
     })?;
-    state.pipelines.start(state, &name, config);
+    state.start_pipeline(&name, config);
     Ok(state
         .pipelines
         .describe(Some(&name))

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::metrics::{Door, Metrics};
+use crate::metrics::{Door, IngestMetrics};
 
 /// Least time between two log lines about refused connections, per door.
 pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -24,7 +24,7 @@ pub struct ConnectionLimit {
     slots: Arc<Semaphore>,
     max: usize,
     open: Gauge,
-    metrics: Arc<Metrics>,
+    metrics: Arc<IngestMetrics>,
     door: Door,
     listener: String,
     refusals: RateLimitedLog,
@@ -45,7 +45,7 @@ impl Drop for Slot {
 
 impl ConnectionLimit {
     /// At most `max` open connections on `listener`.
-    pub fn new(metrics: Arc<Metrics>, door: Door, listener: SocketAddr, max: usize) -> Self {
+    pub fn new(metrics: Arc<IngestMetrics>, door: Door, listener: SocketAddr, max: usize) -> Self {
         let listener = listener.to_string();
         ConnectionLimit {
             slots: Arc::new(Semaphore::new(max)),
@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn connections_past_the_limit_are_refused_counted_and_logged_once_per_interval() {
-        let metrics = Arc::new(Metrics::new());
+        let (metrics, registry) = crate::metrics::registered();
         let addr: SocketAddr = "127.0.0.1:7280".parse().unwrap();
         let limit = ConnectionLimit::new(metrics.clone(), Door::Http, addr, 2);
         let (a, b) = (limit.admit(addr).unwrap(), limit.admit(addr).unwrap());
@@ -138,7 +138,7 @@ mod tests {
         let c = limit.admit(addr);
         assert!(c.is_some(), "a slot given back is taken again");
         drop((b, c));
-        let text = metrics.render();
+        let text = crate::metrics::rendered(&metrics, &registry);
         assert!(
             text.contains(
                 r#"eddy_ingest_refused_connections_total{door="http",listener="127.0.0.1:7280"} 5"#

@@ -14,31 +14,127 @@
 //! `buffer_events`/`buffer_time`; rebroadcast is a `topic` or `websocket` sink.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use eddy_event::{codec, Event, Value};
-use eddy_log::{now_ns, PartitionChoice, PartitionReader, Record, TopicConfig};
+use eddy_ingest::{Door, Ingest, StoreError};
+use eddy_log::{now_ns, Log, PartitionChoice, PartitionReader, Record, TopicConfig};
 use eddy_query::engine::{self, Program, State};
 use eddy_query::Prepared;
 use serde_json::json;
 
-use crate::config::{PipelineConfig, SinkConfig};
-use crate::ingest::{Repository, StoreError};
-use crate::live::Frame;
-use crate::metrics::{Door, PipelineLabel};
-use crate::AppState;
+use crate::config::{PipelineConfig, PipelinePlan, Start};
+use crate::live::{Frame, Hub};
+use crate::lock;
+use crate::metrics::{PipelineLabel, StreamMetrics};
+use crate::sink::{Sink, SinkPlan};
+use crate::ReadHandle;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded state stays consistent between calls: a panic elsewhere does not spoil it.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// The repositories a pipeline may read from and write into, by name.
+pub trait Repositories: Send + Sync {
+    /// The repository `name`, if it exists.
+    fn repository(&self, name: &str) -> Option<Arc<eddy_ingest::Repository>>;
 }
 
-fn duration(text: Option<&str>, default: Duration) -> Duration {
-    text.and_then(|t| humantime::parse_duration(t).ok())
-        .unwrap_or(default)
+/// What pipelines run against: the bus, the doors (for repository sinks), the live hub (for
+/// websocket sinks), their metrics, and where rollups keep their progress.
+pub struct Context {
+    /// The bus: consumer groups and rebroadcast topics.
+    pub log: Arc<Log>,
+    /// Repository sinks store through the doors' own path.
+    pub ingest: Arc<Ingest>,
+    /// The repositories by name.
+    pub repositories: Arc<dyn Repositories>,
+    /// Websocket sinks push to its channels.
+    pub live: Arc<Hub>,
+    /// Self-metrics.
+    pub metrics: Arc<StreamMetrics>,
+    /// The server's data directory (rollups keep `pipelines/<name>.closed` there).
+    pub data_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a step of a pipeline failed (it starts again after a pause, from its committed
+/// offsets).
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Its configuration does not check (it was changed on disk, or never checked).
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    /// The repository it reads does not exist.
+    #[error("repository {0:?} does not exist")]
+    NoRepository(String),
+    /// The query does not compile.
+    #[error("query: {0}")]
+    Query(String),
+    /// The bus could not be read.
+    #[error("{0}")]
+    Read(#[from] eddy_log::Error),
+    /// The consumer group's offsets could not be committed.
+    #[error("committing offsets: {0}")]
+    Commit(eddy_log::Error),
+    /// A rollup's progress could not be kept.
+    #[error("writing {}: {source}", path.display())]
+    KeepProgress {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A repository sink's repository does not exist.
+    #[error("sink repository {0:?} does not exist")]
+    NoSinkRepository(String),
+    /// A repository sink's repository is storing an event with the same id.
+    #[error("repository {name:?} is busy: {id}")]
+    Busy {
+        /// The repository.
+        name: String,
+        /// The event id.
+        id: uuid::Uuid,
+    },
+    /// A repository sink could not store.
+    #[error("repository {name:?}: {error}")]
+    Store {
+        /// The repository.
+        name: String,
+        /// Why.
+        error: StoreError,
+    },
+    /// A topic sink could not append.
+    #[error("topic {name:?}: {error}")]
+    Topic {
+        /// The topic.
+        name: String,
+        /// Why.
+        error: eddy_log::Error,
+    },
+    /// A webhook could not be reached.
+    #[error("webhook {url}: {error}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// Why.
+        error: Box<ureq::Error>,
+    },
+    /// A webhook answered other than 2xx.
+    #[error("webhook {url} answered {status}")]
+    Refused {
+        /// The URL.
+        url: String,
+        /// Its status code.
+        status: u16,
+    },
 }
 
 /// What a running pipeline reports.
@@ -97,13 +193,14 @@ impl std::fmt::Debug for Pipelines {
 
 impl Pipelines {
     /// Starts pipeline `name` (replacing none: the caller checks it is new).
-    pub fn start(&self, state: &Arc<AppState>, name: &str, config: PipelineConfig) {
+    pub fn start(&self, context: &Arc<Context>, name: &str, config: PipelineConfig) {
         let status = Arc::new(Status::default());
         let stop = Arc::new(AtomicBool::new(false));
         let runner = Runner {
             name: name.to_string(),
+            plan: config.plan(name),
             config: config.clone(),
-            state: state.clone(),
+            context: context.clone(),
             status: status.clone(),
             stop: stop.clone(),
             http: ureq::Agent::config_builder()
@@ -176,17 +273,17 @@ impl Pipelines {
 
 /// Events waiting for one sink.
 struct Pending {
-    sink: SinkConfig,
+    sink: SinkPlan,
     events: Vec<Event>,
     since: Option<Instant>,
-    max_events: usize,
-    max_wait: Duration,
 }
 
 impl Pending {
     fn due(&self) -> bool {
-        self.events.len() >= self.max_events
-            || self.since.is_some_and(|s| s.elapsed() >= self.max_wait)
+        self.events.len() >= self.sink.buffer_events
+            || self
+                .since
+                .is_some_and(|s| s.elapsed() >= self.sink.buffer_time)
     }
 }
 
@@ -203,9 +300,8 @@ struct Rollup {
 }
 
 /// Where a rollup keeps how far its windows were delivered.
-fn closed_file(state: &AppState, name: &str) -> std::path::PathBuf {
-    state
-        .config
+fn closed_file(context: &Context, name: &str) -> PathBuf {
+    context
         .data_dir
         .join("pipelines")
         .join(format!("{name}.closed"))
@@ -222,22 +318,20 @@ fn save_closed(path: &std::path::Path, upto: i64) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    crate::api::replace_file(path, upto.to_string().as_bytes())
+    crate::replace_file(path, upto.to_string().as_bytes())
 }
 
 /// A pipeline's work, on its thread.
 struct Runner {
     name: String,
     config: PipelineConfig,
-    state: Arc<AppState>,
+    plan: Result<PipelinePlan, Vec<String>>,
+    context: Arc<Context>,
     status: Arc<Status>,
     stop: Arc<AtomicBool>,
     /// For webhooks (kept: connections are reused between deliveries).
     http: ureq::Agent,
 }
-
-/// Why a step of the loop failed (the loop starts again after a pause).
-type Failure = String;
 
 impl Runner {
     fn label(&self) -> PipelineLabel {
@@ -246,14 +340,14 @@ impl Runner {
         }
     }
 
-    fn fail(&self, why: String) {
+    fn fail(&self, why: Failure) {
+        let why = why.to_string();
         // Logged when it changes: a pipeline retrying every second must not flood the log.
         if lock(&self.status.error).as_deref() != Some(why.as_str()) {
             tracing::warn!(pipeline = %self.name, "{why}");
         }
         self.status.failures.fetch_add(1, Ordering::Relaxed);
-        self.state
-            .ingest
+        self.context
             .metrics
             .pipeline_failures
             .get_or_create(&self.label())
@@ -291,48 +385,49 @@ impl Runner {
     }
 
     fn round(&self) -> Result<(), Failure> {
+        let plan = self
+            .plan
+            .as_ref()
+            .map_err(|p| Failure::Invalid(p.clone()))?;
         let repo = self
-            .state
+            .context
+            .repositories
             .repository(&self.config.from)
-            .ok_or_else(|| format!("repository {:?} does not exist", self.config.from))?;
+            .map(|r| ReadHandle::from(&*r))
+            .ok_or_else(|| Failure::NoRepository(self.config.from.clone()))?;
         let prepared = eddy_query::prepare(&self.config.query, 100_000)
-            .map_err(|e| format!("query: {}", e.render(&self.config.query)))?;
+            .map_err(|e| Failure::Query(e.render(&self.config.query)))?;
         let topic = &repo.topic;
-        let groups = self.state.log.groups();
+        let groups = self.context.log.groups();
         let mut readers: Vec<PartitionReader> = Vec::new();
         for p in topic.partitions() {
             let committed = groups.committed(&self.group(), topic.name(), p.id());
-            let from = committed.unwrap_or(match self.config.start.as_str() {
-                "beginning" => p.start_offset(),
-                _ => p.end_offset(),
+            let from = committed.unwrap_or(match plan.start {
+                Start::Beginning => p.start_offset(),
+                Start::End => p.end_offset(),
             });
             readers.push(
                 topic
-                    .reader(p.id(), from.max(p.start_offset()))
-                    .map_err(|e| e.to_string())?
+                    .reader(p.id(), from.max(p.start_offset()))?
                     .skipping_damage(),
             );
         }
         let mut committed = Vec::new();
         self.commit(&repo, &readers, None, &mut committed)?;
-        let mut pending: Vec<Pending> = self
-            .config
+        let mut pending: Vec<Pending> = plan
             .sinks
             .iter()
             .map(|s| Pending {
                 sink: s.clone(),
                 events: Vec::new(),
                 since: None,
-                max_events: s.buffer_events.unwrap_or(500),
-                max_wait: duration(s.buffer_time.as_deref(), Duration::from_millis(200)),
             })
             .collect();
-        let mut rollup = self.config.window.as_ref().map(|w| Rollup {
-            width: duration(Some(w), Duration::from_secs(60)).as_nanos() as i64,
-            lateness: duration(Some(&self.config.lateness), Duration::from_secs(5)).as_nanos()
-                as i64,
+        let mut rollup = plan.window.map(|width| Rollup {
+            width: i64::try_from(width.as_nanos()).unwrap_or(i64::MAX),
+            lateness: i64::try_from(plan.lateness.as_nanos()).unwrap_or(i64::MAX),
             open: BTreeMap::new(),
-            closed_upto: load_closed(&closed_file(&self.state, &self.name)),
+            closed_upto: load_closed(&closed_file(&self.context, &self.name)),
         });
         let mut delivered_upto = None;
         let program = &prepared.program;
@@ -340,7 +435,7 @@ impl Runner {
             let mut read = 0;
             for reader in &mut readers {
                 let partition = reader.partition().id();
-                let records = reader.poll().map_err(|e| e.to_string())?;
+                let records = reader.poll()?;
                 read += records.len();
                 for r in records {
                     let Ok(event) = codec::decode(&r.value) else {
@@ -357,8 +452,7 @@ impl Runner {
                 }
             }
             self.status.read.fetch_add(read as u64, Ordering::Relaxed);
-            self.state
-                .ingest
+            self.context
                 .metrics
                 .pipeline_events
                 .get_or_create(&self.label())
@@ -378,9 +472,9 @@ impl Runner {
                     return Ok(());
                 }
                 if let Some(upto) = delivered_upto.take() {
-                    let path = closed_file(&self.state, &self.name);
+                    let path = closed_file(&self.context, &self.name);
                     save_closed(&path, upto)
-                        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                        .map_err(|source| Failure::KeepProgress { path, source })?;
                 }
                 self.commit(&repo, &readers, rollup.as_ref(), &mut committed)?;
                 *lock(&self.status.error) = None;
@@ -396,7 +490,7 @@ impl Runner {
     /// offset of each open window.
     fn commit(
         &self,
-        repo: &Repository,
+        repo: &ReadHandle,
         readers: &[PartitionReader],
         rollup: Option<&Rollup>,
         last: &mut Vec<u64>,
@@ -422,11 +516,11 @@ impl Runner {
             .zip(&offsets)
             .map(|(r, &o)| (name, r.partition().id(), o))
             .collect();
-        self.state
+        self.context
             .log
             .groups()
             .commit(&self.group(), &commits)
-            .map_err(|e| format!("committing offsets: {e}"))?;
+            .map_err(Failure::Commit)?;
         *last = offsets;
         Ok(())
     }
@@ -525,10 +619,10 @@ impl Runner {
     /// pipeline was stopped first.
     fn flush(&self, pending: &mut [Pending]) -> bool {
         for p in pending.iter_mut().filter(|p| !p.events.is_empty()) {
-            let max_backoff = duration(p.sink.max_backoff.as_deref(), Duration::from_secs(30));
+            let max_backoff = p.sink.max_backoff;
             let mut backoff = Duration::from_millis(100);
             loop {
-                match self.deliver(&p.sink, &p.events) {
+                match self.deliver(&p.sink.sink, &p.events) {
                     Ok(()) => break,
                     Err(why) => {
                         self.fail(why);
@@ -541,8 +635,7 @@ impl Runner {
             }
             let n = p.events.len() as u64;
             self.status.delivered.fetch_add(n, Ordering::Relaxed);
-            self.state
-                .ingest
+            self.context
                 .metrics
                 .pipeline_delivered
                 .get_or_create(&self.label())
@@ -553,77 +646,101 @@ impl Runner {
         true
     }
 
-    fn deliver(&self, sink: &SinkConfig, events: &[Event]) -> Result<(), Failure> {
-        if let Some(name) = &sink.repository {
-            let repo = self
-                .state
-                .repository(name)
-                .ok_or_else(|| format!("sink repository {name:?} does not exist"))?;
-            let now = now_ns();
-            let events: Vec<Event> = events
-                .iter()
-                .map(|e| Event {
-                    ingest_timestamp: now,
-                    ..e.clone()
-                })
-                .collect();
-            let bytes = events.iter().map(engine::approx_event_bytes).sum();
-            return match self.state.ingest.store(
-                Door::Pipeline,
-                &repo,
-                events,
-                bytes,
-                Instant::now(),
-            ) {
-                Ok(_) => Ok(()),
-                Err(StoreError::Busy(why)) => Err(format!("repository {name:?} is busy: {why}")),
-                Err(e) => Err(format!("repository {name:?}: {e}")),
-            };
-        }
-        if let Some(name) = &sink.topic {
-            let topic = self
-                .state
-                .log
-                .topic_or_create(name, TopicConfig::default())
-                .map_err(|e| format!("topic {name:?}: {e}"))?;
-            let records = events
-                .iter()
-                .map(|e| {
-                    Record::new(codec::encode(e))
-                        .with_key(e.data_source())
-                        .with_timestamp(e.timestamp)
-                })
-                .collect();
-            return topic
-                .produce(records, PartitionChoice::ByKey)
-                .map(|_| ())
-                .map_err(|e| format!("topic {name:?}: {e}"));
-        }
-        let rows = rows_json(events);
-        if let Some(url) = &sink.webhook {
-            let ids: String = events.iter().map(|e| e.id.simple().to_string()).collect();
-            let key = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(ids.as_bytes()));
-            let response = self
-                .http
-                .post(url)
-                .header("Content-Type", "application/json")
-                .header("Idempotency-Key", &key)
-                .send(rows.to_string().as_bytes())
-                .map_err(|e| format!("webhook {url}: {e}"))?;
-            let status = response.status().as_u16();
-            return if (200..300).contains(&status) {
+    fn deliver(&self, sink: &Sink, events: &[Event]) -> Result<(), Failure> {
+        match sink {
+            Sink::Repository(name) => self.store(name, events),
+            Sink::Topic(name) => {
+                let failed = |error| Failure::Topic {
+                    name: name.clone(),
+                    error,
+                };
+                let topic = self
+                    .context
+                    .log
+                    .topic_or_create(name, TopicConfig::default())
+                    .map_err(failed)?;
+                let records = events
+                    .iter()
+                    .map(|e| {
+                        Record::new(codec::encode(e))
+                            .with_key(e.data_source())
+                            .with_timestamp(e.timestamp)
+                    })
+                    .collect();
+                topic
+                    .produce(records, PartitionChoice::ByKey)
+                    .map(|_| ())
+                    .map_err(failed)
+            }
+            Sink::Webhook(url) => {
+                let ids: String = events.iter().map(|e| e.id.simple().to_string()).collect();
+                let key = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(ids.as_bytes()));
+                let response = self
+                    .http
+                    .post(url)
+                    .header("Content-Type", "application/json")
+                    .header("Idempotency-Key", &key)
+                    .send(rows_json(events).to_string().as_bytes())
+                    .map_err(|e| Failure::Unreachable {
+                        url: url.clone(),
+                        error: Box::new(e),
+                    })?;
+                let status = response.status().as_u16();
+                if (200..300).contains(&status) {
+                    Ok(())
+                } else {
+                    Err(Failure::Refused {
+                        url: url.clone(),
+                        status,
+                    })
+                }
+            }
+            Sink::Websocket(name) => {
+                let oldest = events.iter().map(|e| e.ingest_timestamp).min();
+                let frame =
+                    json!({ "type": "events", "pipeline": self.name, "rows": rows_json(events) });
+                // A channel is live only: nobody listening is not a failure.
+                let _ = self
+                    .context
+                    .live
+                    .channel(name)
+                    .send(Frame::of(frame, oldest));
                 Ok(())
-            } else {
-                Err(format!("webhook {url} answered {status}"))
-            };
+            }
         }
-        if let Some(name) = &sink.websocket {
-            let oldest = events.iter().map(|e| e.ingest_timestamp).min();
-            let frame = json!({ "type": "events", "pipeline": self.name, "rows": rows });
-            // A channel is live only: nobody listening is not a failure.
-            let _ = self.state.live.channel(name).send(Frame::of(frame, oldest));
+    }
+
+    /// A repository sink: the events, stamped as ingested now, through the doors' store.
+    fn store(&self, name: &str, events: &[Event]) -> Result<(), Failure> {
+        let repo = self
+            .context
+            .repositories
+            .repository(name)
+            .ok_or_else(|| Failure::NoSinkRepository(name.to_string()))?;
+        let now = now_ns();
+        let events: Vec<Event> = events
+            .iter()
+            .map(|e| Event {
+                ingest_timestamp: now,
+                ..e.clone()
+            })
+            .collect();
+        let bytes = events.iter().map(engine::approx_event_bytes).sum();
+        match self
+            .context
+            .ingest
+            .store(Door::Pipeline, &repo, events, bytes, Instant::now())
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::Busy(id)) => Err(Failure::Busy {
+                name: name.to_string(),
+                id,
+            }),
+            Err(error) => Err(Failure::Store {
+                name: name.to_string(),
+                error,
+            }),
         }
-        Ok(())
     }
 }
 

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,8 +27,9 @@ use eddy_store::{digest, Cut};
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
-use crate::ingest::Repository;
-use crate::metrics::Metrics;
+use crate::lock;
+use crate::metrics::StreamMetrics;
+use crate::ReadHandle;
 
 /// Frames a slow client may fall behind by before it is resynchronised.
 const EVENT_BACKLOG: usize = 256;
@@ -38,11 +39,6 @@ const CATCH_UP_GAP: u64 = 10_000;
 const IDLE_GRACE: Duration = Duration::from_secs(5);
 /// How often the clock looks at the views.
 const TICK: Duration = Duration::from_millis(20);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded state stays consistent between calls: a panic elsewhere does not spoil it.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// What a websocket client is sent: a JSON text, made once for all of them.
 #[derive(Debug, Clone)]
@@ -220,7 +216,7 @@ impl View {
 
     /// Slides the window and, when due and changed, publishes the answer; stops the query
     /// past its memory bound. Returns `false` once stopped.
-    fn tick(&self, now: i64, metrics: &Metrics) -> bool {
+    fn tick(&self, now: i64, metrics: &StreamMetrics) -> bool {
         let mut state = lock(&self.state);
         if Instant::now() < state.next_due {
             return !matches!(state.phase, Phase::Stopped);
@@ -265,7 +261,7 @@ impl View {
 
     /// A new subscriber: the snapshot to send first (or `None` while the view is still
     /// seeding: the first value of `latest` is it), and the channels that follow it.
-    pub fn subscribe(self: &Arc<Self>, metrics: &Arc<Metrics>) -> Subscription {
+    pub fn subscribe(self: &Arc<Self>, metrics: &Arc<StreamMetrics>) -> Subscription {
         let state = lock(&self.state);
         // Taken under the lock that feeding holds: no event falls between the two.
         let pushed = self.pushed.subscribe();
@@ -303,7 +299,7 @@ pub struct Subscription {
     pub latest: watch::Receiver<Option<Frame>>,
     /// Pushed events.
     pub pushed: broadcast::Receiver<Frame>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<StreamMetrics>,
 }
 
 impl Drop for Subscription {
@@ -325,7 +321,7 @@ struct Tap {
 }
 
 impl Tap {
-    fn start(repo: &Arc<Repository>, stop: Arc<AtomicBool>) -> Arc<Tap> {
+    fn start(repo: &Arc<ReadHandle>, stop: Arc<AtomicBool>) -> Arc<Tap> {
         let partitions = repo.topic.partitions();
         let tap = Arc::new(Tap {
             views: RwLock::new(Vec::new()),
@@ -349,7 +345,7 @@ impl Tap {
         tap
     }
 
-    fn run(&self, repo: &Repository, partition: u32) {
+    fn run(&self, repo: &ReadHandle, partition: u32) {
         let from = self.positions[partition as usize].load(Ordering::Relaxed);
         let mut reader = match repo.topic.reader(partition, from) {
             Ok(r) => r.skipping_damage(),
@@ -410,7 +406,7 @@ type Running = (Arc<View>, Arc<Tap>);
 
 /// Every live query and websocket channel of a server.
 pub struct Hub {
-    metrics: Arc<Metrics>,
+    metrics: Arc<StreamMetrics>,
     taps: Mutex<HashMap<String, Arc<Tap>>>,
     views: Mutex<HashMap<ViewKey, Running>>,
     channels: Mutex<HashMap<String, broadcast::Sender<Frame>>>,
@@ -427,7 +423,7 @@ impl std::fmt::Debug for Hub {
 
 impl Hub {
     /// A hub whose live queries hold at most `memory_limit` bytes each; its clock starts.
-    pub fn start(metrics: Arc<Metrics>, memory_limit: usize) -> Arc<Hub> {
+    pub fn start(metrics: Arc<StreamMetrics>, memory_limit: usize) -> Arc<Hub> {
         let hub = Arc::new(Hub {
             metrics,
             taps: Mutex::new(HashMap::new()),
@@ -485,7 +481,7 @@ impl Hub {
     /// thread).
     pub fn view(
         &self,
-        repo: &Arc<Repository>,
+        repo: &Arc<ReadHandle>,
         key: ViewKey,
         prepared: Prepared,
         window: Window,
@@ -541,7 +537,7 @@ impl Hub {
     }
 
     /// The metrics it reports to.
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub fn metrics(&self) -> &Arc<StreamMetrics> {
         &self.metrics
     }
 
@@ -563,7 +559,7 @@ impl Hub {
 /// Seeds `live` from the store, then reads the bus from the store's cut until it has caught
 /// up with what the tap offered the view; the last stretch is read holding the view's lock (the
 /// tap waits), and the view starts running.
-fn seed(view: &View, repo: &Repository, mut live: Live) {
+fn seed(view: &View, repo: &ReadHandle, mut live: Live) {
     let (cut, warnings) = live.seed(&repo.store, now_ns());
     for w in warnings {
         tracing::warn!(repository = %repo.name, "live query seed: {w}");
@@ -614,7 +610,7 @@ fn seed(view: &View, repo: &Repository, mut live: Live) {
 }
 
 /// Reads each partition's records from `read` up to `upto` into `live`.
-fn catch_up(repo: &Repository, cut: &Cut, read: &mut [u64], upto: &[u64], live: &mut Live) {
+fn catch_up(repo: &ReadHandle, cut: &Cut, read: &mut [u64], upto: &[u64], live: &mut Live) {
     for (p, (from, &to)) in read.iter_mut().zip(upto).enumerate() {
         if *from >= to {
             continue;
@@ -628,7 +624,7 @@ fn catch_up(repo: &Repository, cut: &Cut, read: &mut [u64], upto: &[u64], live: 
 
 /// Adds partition `p`'s records in `[from, upto)` that the seed lacks.
 fn replay(
-    repo: &Repository,
+    repo: &ReadHandle,
     p: u32,
     cut: &Cut,
     from: u64,

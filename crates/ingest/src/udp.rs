@@ -15,11 +15,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::ListenerConfig;
-use crate::ingest::{Repository, StoreError};
 use crate::json_body;
 use crate::metrics::Door;
 use crate::tcp::MAX_BATCH_EVENTS;
-use crate::{AppState, ServerError};
+use crate::{Ingest, IngestError, Repository, StoreError};
 
 /// Receive buffer asked of the kernel, to ride out bursts while a batch is being stored.
 const SOCKET_BUFFER: usize = 8 << 20;
@@ -31,7 +30,7 @@ const MAX_DATAGRAM: usize = 65_535;
 /// A bound UDP listener.
 #[derive(Debug)]
 pub struct UdpDoor {
-    state: Arc<AppState>,
+    ingest: Arc<Ingest>,
     config: Arc<ListenerConfig>,
     repo: Arc<Repository>,
     socket: UdpSocket,
@@ -39,33 +38,33 @@ pub struct UdpDoor {
 }
 
 impl UdpDoor {
-    /// Binds the listener.
+    /// Binds the listener, which stores into `repo`.
     pub async fn bind(
-        state: Arc<AppState>,
+        ingest: Arc<Ingest>,
+        repo: Arc<Repository>,
         config: ListenerConfig,
-    ) -> Result<UdpDoor, ServerError> {
-        let repo = state.listener_repository(&config)?;
+    ) -> Result<UdpDoor, IngestError> {
         let context = format!("binding the UDP listener to {}", config.listen);
         let socket = socket2::Socket::new(
             socket2::Domain::for_address(config.listen),
             socket2::Type::DGRAM,
             Some(socket2::Protocol::UDP),
         )
-        .map_err(ServerError::io(context.clone()))?;
+        .map_err(IngestError::io(context.clone()))?;
         // Best effort: the kernel caps it at net.core.rmem_max.
         let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
         socket
             .set_nonblocking(true)
-            .map_err(ServerError::io(context.clone()))?;
+            .map_err(IngestError::io(context.clone()))?;
         socket
             .bind(&config.listen.into())
-            .map_err(ServerError::io(context.clone()))?;
-        let socket = UdpSocket::from_std(socket.into()).map_err(ServerError::io(context))?;
+            .map_err(IngestError::io(context.clone()))?;
+        let socket = UdpSocket::from_std(socket.into()).map_err(IngestError::io(context))?;
         let addr = socket
             .local_addr()
-            .map_err(ServerError::io("reading the bound address"))?;
+            .map_err(IngestError::io("reading the bound address"))?;
         Ok(UdpDoor {
-            state,
+            ingest,
             config: Arc::new(config),
             repo,
             socket,
@@ -80,15 +79,15 @@ impl UdpDoor {
 
     /// Receives until `stop`, then stores what is queued.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(self.state.config.ingest.udp_queue_datagrams);
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(self.ingest.config.udp_queue_datagrams);
         let storer = tokio::spawn(store_queued(
-            self.state.clone(),
+            self.ingest.clone(),
             self.config.clone(),
             self.repo.clone(),
             rx,
         ));
         let listener = self.addr.to_string();
-        let metrics = &self.state.ingest.metrics;
+        let metrics = &self.ingest.metrics;
         let depth = metrics.queue_gauge(&listener);
         let kernel = KernelDrops::of(&self.socket);
         let kernel_gauge = metrics.kernel_drop_gauge(&listener);
@@ -124,7 +123,7 @@ impl UdpDoor {
 }
 
 async fn store_queued(
-    state: Arc<AppState>,
+    ingest: Arc<Ingest>,
     config: Arc<ListenerConfig>,
     repo: Arc<Repository>,
     mut rx: mpsc::Receiver<Vec<u8>>,
@@ -137,16 +136,13 @@ async fn store_queued(
         let received = Instant::now();
         let lines = split(&config, datagrams.drain(..));
         let bytes = lines.iter().map(String::len).sum();
-        let permit = state.ingest.budget.acquire(bytes).await;
+        let permit = ingest.budget.acquire(bytes).await;
         while storing.len() >= BATCHES_IN_FLIGHT {
             log_failure(storing.join_next().await);
         }
-        let (state, config, repo) = (state.clone(), config.clone(), repo.clone());
+        let (ingest, config, repo) = (ingest.clone(), config.clone(), repo.clone());
         storing.spawn_blocking(move || {
-            let stored =
-                state
-                    .ingest
-                    .store_lines(Door::Udp, &repo, &config, lines, bytes, received);
+            let stored = ingest.store_lines(Door::Udp, &repo, &config, lines, bytes, received);
             drop(permit);
             stored.map(|_| ())
         });

@@ -19,10 +19,9 @@ use tokio::task::JoinSet;
 use crate::config::ListenerConfig;
 use crate::connlimit::ConnectionLimit;
 use crate::framing::{Frame, FrameReader, Framing};
-use crate::ingest::Repository;
 use crate::json_body;
 use crate::metrics::{Door, RejectReason, SlowPhase};
-use crate::{AppState, ServerError};
+use crate::{Ingest, IngestError, Repository};
 
 /// Events per stored batch at most.
 pub const MAX_BATCH_EVENTS: usize = 1000;
@@ -33,7 +32,7 @@ const READ_BUFFER: usize = 64 << 10;
 /// A bound TCP listener.
 #[derive(Debug)]
 pub struct TcpDoor {
-    state: Arc<AppState>,
+    ingest: Arc<Ingest>,
     config: Arc<ListenerConfig>,
     repo: Arc<Repository>,
     listener: TcpListener,
@@ -41,23 +40,23 @@ pub struct TcpDoor {
 }
 
 impl TcpDoor {
-    /// Binds the listener.
+    /// Binds the listener, which stores into `repo`.
     pub async fn bind(
-        state: Arc<AppState>,
+        ingest: Arc<Ingest>,
+        repo: Arc<Repository>,
         config: ListenerConfig,
-    ) -> Result<TcpDoor, ServerError> {
-        let repo = state.listener_repository(&config)?;
+    ) -> Result<TcpDoor, IngestError> {
         let listener = TcpListener::bind(config.listen)
             .await
-            .map_err(ServerError::io(format!(
+            .map_err(IngestError::io(format!(
                 "binding the TCP listener to {}",
                 config.listen
             )))?;
         let addr = listener
             .local_addr()
-            .map_err(ServerError::io("reading the bound address"))?;
+            .map_err(IngestError::io("reading the bound address"))?;
         Ok(TcpDoor {
-            state,
+            ingest,
             config: Arc::new(config),
             repo,
             listener,
@@ -73,10 +72,10 @@ impl TcpDoor {
     /// Accepts connections until `stop`; then lets each connection store what it has read.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let limit = ConnectionLimit::new(
-            self.state.ingest.metrics.clone(),
+            self.ingest.metrics.clone(),
             Door::Tcp,
             self.addr,
-            self.state.config.ingest.max_tcp_connections,
+            self.ingest.config.max_tcp_connections,
         );
         let mut connections = JoinSet::new();
         loop {
@@ -91,7 +90,7 @@ impl TcpDoor {
                         continue;
                     };
                     let conn = Connection {
-                        state: self.state.clone(),
+                        ingest: self.ingest.clone(),
                         config: self.config.clone(),
                         repo: self.repo.clone(),
                         peer,
@@ -117,7 +116,7 @@ impl TcpDoor {
 }
 
 struct Connection {
-    state: Arc<AppState>,
+    ingest: Arc<Ingest>,
     config: Arc<ListenerConfig>,
     repo: Arc<Repository>,
     peer: SocketAddr,
@@ -131,20 +130,20 @@ impl Connection {
         } else {
             Framing::Lines
         };
-        let max = self.state.config.http.max_event_bytes;
+        let max = self.ingest.max_event_bytes;
         let reader = tokio::io::BufReader::with_capacity(READ_BUFFER, stream);
         let mut frames = FrameReader::new(reader, framing, max);
         let mut frame = Vec::new();
         let mut batch = Vec::new();
         let mut bytes = 0;
         let mut received = Instant::now();
-        let idle = self.state.config.ingest.tcp_idle_timeout;
+        let idle = self.ingest.config.tcp_idle_timeout;
         loop {
             let next = tokio::select! {
                 next = tokio::time::timeout(idle, frames.next(&mut frame)) => match next {
                     Ok(next) => next,
                     Err(_) => {
-                        self.state.ingest.metrics.timed_out(Door::Tcp, SlowPhase::Line);
+                        self.ingest.metrics.timed_out(Door::Tcp, SlowPhase::Line);
                         tracing::debug!(peer = %self.peer, "closing a TCP connection that completed no line within ingest.tcp_idle_timeout");
                         break;
                     }
@@ -169,7 +168,7 @@ impl Connection {
                     }
                 }
                 Ok(Some(Frame::TooLong(n))) => {
-                    let ingest = &self.state.ingest;
+                    let ingest = &self.ingest;
                     ingest
                         .metrics
                         .rejected(Door::Tcp, &self.repo.name, RejectReason::TooLarge, 1);
@@ -199,14 +198,12 @@ impl Connection {
 
     /// Stores a batch; false if the connection should close because the bus failed.
     async fn flush(&self, lines: Vec<String>, bytes: usize, received: Instant) -> bool {
-        let permit = self.state.ingest.budget.acquire(bytes).await;
-        let state = self.state.clone();
+        let permit = self.ingest.budget.acquire(bytes).await;
+        let ingest = self.ingest.clone();
         let config = self.config.clone();
         let repo = self.repo.clone();
         let stored = tokio::task::spawn_blocking(move || {
-            state
-                .ingest
-                .store_lines(Door::Tcp, &repo, &config, lines, bytes, received)
+            ingest.store_lines(Door::Tcp, &repo, &config, lines, bytes, received)
         })
         .await;
         drop(permit);

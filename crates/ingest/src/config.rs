@@ -1,0 +1,283 @@
+//! The doors' settings: limits and windows shared by every door (`[ingest]`), the TCP and UDP
+//! listeners (`[[tcp]]`, `[[udp]]`) and the repositories (`[repositories.<name>]`). They are
+//! sections of `eddy serve`'s configuration file; its loader checks them with the `check`
+//! functions here, reporting every problem at once.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use eddy_event::units;
+use eddy_event::Parser;
+use eddy_store::StoreConfig;
+use serde::{Deserialize, Deserializer};
+
+/// Limits and windows shared by every door.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Bytes of events being parsed or stored at once, over all doors. When full, HTTP waits up
+    /// to `queue_timeout` and then answers 429, TCP stops reading, UDP queues then drops.
+    pub max_inflight_bytes: usize,
+    /// How long an HTTP request waits for room before it gets 429.
+    #[serde(deserialize_with = "duration")]
+    pub queue_timeout: Duration,
+    /// `Retry-After` sent with 429 and 503.
+    #[serde(deserialize_with = "duration")]
+    pub retry_after: Duration,
+    /// An event whose client-supplied `@id` was stored within this window is stored once.
+    #[serde(deserialize_with = "duration")]
+    pub dedup_window: Duration,
+    /// Ids remembered at most per repository; the oldest are forgotten first.
+    pub dedup_max_ids: usize,
+    /// Datagrams received but not yet stored, per UDP listener; beyond, they are dropped and
+    /// counted.
+    pub udp_queue_datagrams: usize,
+    /// Open TCP connections at most, per listener; more are closed at once, counted in
+    /// `eddy_ingest_refused_connections_total` and logged.
+    pub max_tcp_connections: usize,
+    /// A TCP connection that completes no line for this long is closed (what it sent whole is
+    /// stored), so quiet or stuck clients do not hold a listener's connections for ever.
+    /// Shippers reconnect; counted in `eddy_ingest_timed_out_requests_total{phase="line"}`.
+    #[serde(deserialize_with = "duration")]
+    pub tcp_idle_timeout: Duration,
+}
+
+/// A TCP or UDP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Repository its events go to.
+    #[serde(default = "main_repository")]
+    pub repository: String,
+    /// How each line or datagram is parsed.
+    #[serde(default = "json_parser")]
+    pub parser: Parser,
+    /// Tags added to every event (they join the data source).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The repository a listener writes to unless it names one, and the one an empty
+/// configuration has.
+pub fn main_repository() -> String {
+    "main".to_string()
+}
+
+fn json_parser() -> Parser {
+    Parser::Json
+}
+
+/// Reads a duration written as text (`"500ms"`, `"10m"`), saying what is wrong with a bad one.
+pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a duration like \"500ms\" or \"10m\": {e}"
+        ))
+    })
+}
+
+/// One repository.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// Partitions of its bus topic (fixed once created).
+    pub partitions: u32,
+    /// Ingest tokens accepted as `Authorization: Bearer <token>`. Empty: no token needed.
+    pub tokens: Vec<String>,
+    /// Tokens that may query the repository (with the admin tokens). Once any token is
+    /// configured, only these read: ingest tokens never do.
+    pub read_tokens: Vec<String>,
+    /// Distinct values one tag may take before it is auto-grouped: its values are then hashed
+    /// into `tag_buckets` buckets for the data source key (the event keeps the real value), so
+    /// the number of data sources stays bounded.
+    pub max_tag_values: usize,
+    /// Buckets of an auto-grouped tag.
+    pub tag_buckets: u32,
+    /// A data source's work in progress is sealed into a segment at this many bytes of events.
+    pub segment_size: String,
+    /// … or once it is this old.
+    pub segment_age: String,
+    /// Bytes of events per compressed block.
+    pub block_size: String,
+    /// Block compression: `zstd`, `zstd-N`, `lz4` or `none`.
+    pub compression: String,
+    /// Segments whose newest event is older than this are deleted (none: kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+    /// The oldest segments are deleted while the repository's segments are larger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_size: Option<String>,
+    /// The schema subject every event must fit (the gatekeeper); none: any event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaBinding>,
+}
+
+/// A repository's binding to a registry subject: `schema = { subject = "orders", versions =
+/// "latest" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaBinding {
+    /// The subject.
+    pub subject: String,
+    /// Which versions count: `latest` (the default), `any`, or a version number.
+    #[serde(default = "latest")]
+    pub versions: String,
+}
+
+fn latest() -> String {
+    "latest".into()
+}
+
+impl SchemaBinding {
+    /// The binding the gatekeeper uses, or why this one is wrong.
+    pub fn binding(&self) -> Result<eddy_schema::gate::Binding, String> {
+        if self.subject.trim().is_empty() {
+            return Err("schema.subject must not be empty".into());
+        }
+        Ok(eddy_schema::gate::Binding {
+            subject: self.subject.clone(),
+            versions: self
+                .versions
+                .parse()
+                .map_err(|e| format!("schema.versions: {e}"))?,
+        })
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_inflight_bytes: 256 << 20,
+            queue_timeout: Duration::from_secs(1),
+            retry_after: Duration::from_secs(1),
+            dedup_window: Duration::from_secs(600),
+            dedup_max_ids: 1_000_000,
+            udp_queue_datagrams: 65_536,
+            max_tcp_connections: 1024,
+            tcp_idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Default for RepositoryConfig {
+    fn default() -> Self {
+        RepositoryConfig {
+            partitions: 4,
+            tokens: Vec::new(),
+            read_tokens: Vec::new(),
+            max_tag_values: 1000,
+            tag_buckets: 32,
+            segment_size: "1GiB".into(),
+            segment_age: "1h".into(),
+            block_size: "1MiB".into(),
+            compression: "zstd".into(),
+            retention: None,
+            retention_size: None,
+            schema: None,
+        }
+    }
+}
+
+/// Shortest ingest token accepted: shorter ones are guessable.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl RepositoryConfig {
+    /// Problems with this repository's settings, each prefixed with `at`.
+    pub fn check(&self, at: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.partitions == 0 || self.partitions > eddy_log::MAX_PARTITIONS {
+            problems.push(format!(
+                "{at}.partitions = {} must be 1..={}",
+                self.partitions,
+                eddy_log::MAX_PARTITIONS
+            ));
+        }
+        if self.max_tag_values == 0 {
+            problems.push(format!("{at}.max_tag_values must be at least 1"));
+        }
+        if self.tag_buckets == 0 {
+            problems.push(format!("{at}.tag_buckets must be at least 1"));
+        }
+        check_tokens(&format!("{at}.tokens"), &self.tokens, &mut problems);
+        check_tokens(
+            &format!("{at}.read_tokens"),
+            &self.read_tokens,
+            &mut problems,
+        );
+        if let Err(mut p) = self.store_config(at) {
+            problems.append(&mut p);
+        }
+        if let Some(Err(e)) = self.schema.as_ref().map(SchemaBinding::binding) {
+            problems.push(format!("{at}.{e}"));
+        }
+        problems
+    }
+
+    /// The store settings, or what is wrong with them (each prefixed with `at`).
+    pub fn store_config(&self, at: &str) -> Result<StoreConfig, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut config = StoreConfig::default();
+        let mut size = |key: &str, text: &str, min: u64| match units::parse_size(text) {
+            Ok(n) if n >= min => n,
+            Ok(_) => {
+                problems.push(format!(
+                    "{at}.{key} = {text:?} must be at least {min} bytes"
+                ));
+                min
+            }
+            Err(e) => {
+                problems.push(format!("{at}.{key}: {e}"));
+                min
+            }
+        };
+        config.segment_bytes = size("segment_size", &self.segment_size, 4096);
+        config.block_bytes =
+            usize::try_from(size("block_size", &self.block_size, 1024).min(64 << 20))
+                .unwrap_or(1 << 20);
+        config.retention_bytes = self
+            .retention_size
+            .as_ref()
+            .map(|t| size("retention_size", t, 1));
+        let mut duration = |key: &str, text: &str| match units::parse_duration(text) {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(format!("{at}.{key}: {e}"));
+                Duration::from_secs(1)
+            }
+        };
+        config.segment_age = duration("segment_age", &self.segment_age);
+        config.retention_age = self.retention.as_ref().map(|t| duration("retention", t));
+        match self.compression.parse() {
+            Ok(c) => config.compression = c,
+            Err(e) => problems.push(format!("{at}.compression: {e}")),
+        }
+        config.merge_below = config.segment_bytes / 4;
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// Adds a problem for each token in `tokens` shorter than [`MIN_TOKEN_LEN`] (never printing it).
+pub fn check_tokens(at: &str, tokens: &[String], problems: &mut Vec<String>) {
+    for (i, token) in tokens.iter().enumerate() {
+        if token.len() < MIN_TOKEN_LEN {
+            // Never print the token itself.
+            problems.push(format!(
+                "{at}[{i}] is {} characters; tokens need at least {MIN_TOKEN_LEN}",
+                token.len()
+            ));
+        }
+    }
+}
+
+/// The bus topic of a repository.
+pub fn topic_of(repository: &str) -> String {
+    format!("repo.{repository}")
+}

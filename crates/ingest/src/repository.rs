@@ -1,0 +1,226 @@
+//! A repository as the doors see it: its topic, store, gatekeeper, de-duplication window and
+//! tag grouping, and the digest that seals its events into segments.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::lock;
+use eddy_event::{codec, Event};
+use eddy_log::{Log, Topic, TopicConfig};
+use eddy_schema::avro_json::Rejection;
+use eddy_schema::gate::{Gate, GateError};
+use eddy_schema::Registry;
+use eddy_store::{digest, Digest, RepoStore};
+use uuid::Uuid;
+
+use crate::config::{topic_of, IngestConfig, RepositoryConfig};
+use crate::dedup::DedupWindow;
+use crate::grouping::TagGrouping;
+use crate::metrics::RepositoryGauges;
+use crate::IngestError;
+
+/// A repository as the doors see it.
+#[derive(Debug)]
+pub struct Repository {
+    /// Its name.
+    pub name: String,
+    /// Its bus topic.
+    pub topic: Arc<Topic>,
+    /// Its settings.
+    pub config: RepositoryConfig,
+    /// Its segments and work in progress.
+    pub store: Arc<RepoStore>,
+    /// The gatekeeper, when the repository is bound to a schema subject.
+    pub gate: Option<Gate>,
+    digest: Mutex<Option<Digest>>,
+    digest_stats: Arc<eddy_store::digest::DigestStats>,
+    pub(crate) dedup: Mutex<DedupWindow>,
+    pub(crate) grouping: Mutex<TagGrouping>,
+}
+
+impl Repository {
+    /// Opens (creating if needed) the repository's topic and store, re-reads the ids it stored
+    /// within the de-duplication window (so a retry after a restart is still recognised), and
+    /// starts its digest.
+    pub fn open(
+        log: &Arc<Log>,
+        registry: &Arc<Registry>,
+        name: &str,
+        config: RepositoryConfig,
+        ingest: &IngestConfig,
+        store_root: &Path,
+    ) -> Result<Repository, IngestError> {
+        let gate = match &config.schema {
+            Some(s) => Some(Gate::new(
+                registry.clone(),
+                s.binding().map_err(|e| IngestError::InvalidRepository {
+                    problems: vec![format!("repositories.{name}.{e}")],
+                })?,
+            )),
+            None => None,
+        };
+        let topic = log.topic_or_create(
+            &topic_of(name),
+            TopicConfig {
+                partitions: config.partitions,
+                // The bus keeps what the digest has not sealed into segments yet.
+                retain_for_groups: vec![digest::GROUP.to_string()],
+                ..TopicConfig::default()
+            },
+        )?;
+        if !topic
+            .config()
+            .retain_for_groups
+            .iter()
+            .any(|g| g == digest::GROUP)
+        {
+            tracing::warn!(repository = %name, "this repository's topic predates the store: bus retention may delete events not yet digested");
+        }
+        let store_config = config
+            .store_config(&format!("repositories.{name}"))
+            .map_err(|problems| IngestError::InvalidRepository { problems })?;
+        let store = Arc::new(RepoStore::open(name, &store_root.join(name), store_config)?);
+        let digest = Digest::start(log.clone(), topic.clone(), store.clone());
+        if topic.partition_count() != config.partitions {
+            tracing::warn!(
+                repository = %name,
+                configured = config.partitions,
+                actual = topic.partition_count(),
+                "the partition count of an existing repository cannot change; keeping the existing one"
+            );
+        }
+        let window_ns = i64::try_from(ingest.dedup_window.as_nanos()).unwrap_or(i64::MAX);
+        let dedup = recent_client_ids(&topic, window_ns, ingest.dedup_max_ids);
+        Ok(Repository {
+            name: name.to_string(),
+            grouping: Mutex::new(TagGrouping::new(config.max_tag_values, config.tag_buckets)),
+            topic,
+            config,
+            store,
+            gate,
+            digest_stats: digest.stats.clone(),
+            digest: Mutex::new(Some(digest)),
+            dedup: Mutex::new(dedup),
+        })
+    }
+
+    /// The events that do not fit the repository's schema, by index, each with its reasons
+    /// (none without a gate).
+    pub fn refused(&self, events: &[Event]) -> Result<Vec<(usize, Vec<Rejection>)>, GateError> {
+        let Some(gate) = &self.gate else {
+            return Ok(Vec::new());
+        };
+        let contract = gate.contract()?;
+        let checker = contract.checker();
+        let mut refused = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            if let Err(why) = checker.check(as_json(e)) {
+                refused.push((i, why));
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Stops the digest (its work in progress stays in the bus, to be rebuilt at start).
+    pub fn stop_digest(&self) {
+        if let Some(d) = lock(&self.digest).take() {
+            d.stop();
+        }
+    }
+
+    /// The repository's gauges, read now for the metrics.
+    pub fn gauges(&self) -> RepositoryGauges {
+        let damage: Vec<eddy_log::Damage> = self
+            .topic
+            .partitions()
+            .iter()
+            .flat_map(|p| p.damage())
+            .collect();
+        RepositoryGauges {
+            grouped_tags: lock(&self.grouping).grouped().count(),
+            dedup_ids: lock(&self.dedup).len(),
+            bus_damaged_stretches: damage.len(),
+            bus_damaged_records: damage.iter().map(|d| d.records()).sum(),
+            digest_unreadable_records: self
+                .digest_stats
+                .unreadable
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+/// An event as the gatekeeper sees it: a JSON event as it was sent, any other its fields.
+fn as_json(e: &Event) -> serde_json::Value {
+    if let (Some(eddy_event::Parser::Json), Some(raw)) = (e.parsed_by, &e.raw) {
+        if let Ok(v) = serde_json::from_str(raw) {
+            return v;
+        }
+    }
+    let fields = e.fields.iter().map(|(k, v)| {
+        let v = match v {
+            eddy_event::Value::Null => serde_json::Value::Null,
+            eddy_event::Value::Bool(b) => (*b).into(),
+            eddy_event::Value::Int(i) => (*i).into(),
+            eddy_event::Value::Float(f) => (*f).into(),
+            eddy_event::Value::Str(s) => s.clone().into(),
+        };
+        (k.clone(), v)
+    });
+    serde_json::Value::Object(fields.collect())
+}
+
+/// The de-duplication window as the bus holds it: the client `@id`s of the records of each
+/// partition that arrived within the window (at most the last `max_ids`). Best effort: damaged
+/// bus data is skipped and any other read error ends that partition's rebuild with a warning,
+/// since a smaller window only lets a retry through, while refusing to start serves no one.
+fn recent_client_ids(topic: &Topic, window_ns: i64, max_ids: usize) -> DedupWindow {
+    let now = eddy_log::now_ns();
+    let horizon = now.saturating_sub(window_ns);
+    let mut window = DedupWindow::new(window_ns, max_ids);
+    let mut found = Vec::new();
+    for p in topic.partitions() {
+        if let Err(e) = client_ids_since(topic, p, horizon, max_ids, &mut found) {
+            tracing::warn!(
+                topic = topic.name(),
+                partition = p.id(),
+                "the de-duplication window is rebuilt only in part: {e}"
+            );
+        }
+    }
+    found.sort_unstable();
+    for (at, id) in found {
+        window.commit([id], at);
+    }
+    window
+}
+
+/// Adds to `found` the client ids of `partition`'s last `max_ids` records that arrived after
+/// `horizon`. (The bus's time index is by event time, which says nothing of arrival.)
+fn client_ids_since(
+    topic: &Topic,
+    partition: &eddy_log::Partition,
+    horizon: i64,
+    max_ids: usize,
+    found: &mut Vec<(i64, Uuid)>,
+) -> Result<(), eddy_log::Error> {
+    let from = partition
+        .end_offset()
+        .saturating_sub(max_ids as u64)
+        .max(partition.start_offset());
+    let mut reader = topic.reader(partition.id(), from)?.skipping_damage();
+    loop {
+        let records = reader.poll()?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        for r in records.iter().filter(|r| codec::has_client_id(&r.value)) {
+            // Records that are not events are not ours to judge here; their fields are not
+            // needed.
+            if let Ok((e, _)) = codec::decode_lazily(&r.value) {
+                if e.id_from_client && e.ingest_timestamp >= horizon {
+                    found.push((e.ingest_timestamp, e.id));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! eddy's stream runtime: questions answered as events arrive, over the bus rather than the
+//! store.
+//!
+//! - [`live`]: live queries. Per repository a tap reads the bus as events are appended and
+//!   feeds the views; a view is one running live query shared by every client asking the
+//!   same. The window semantics are the query engine's (`eddy_query::live`).
+//! - [`pipelines`]: a repository's events, through a query, to [`sink::Sink`]s, as consumer
+//!   groups of the bus with at-least-once delivery.
+//! - [`config`]: the `[live]` and `[pipelines.<name>]` settings, checked into a typed
+//!   [`config::PipelinePlan`] before anything runs.
+//! - [`metrics`]: their self-metrics.
+//!
+//! Repositories are read through a [`ReadHandle`] (name, topic, store); a pipeline writing
+//! into a repository goes through the doors' own `eddy_ingest::Ingest::store`.
+
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod live;
+pub mod metrics;
+pub mod pipelines;
+pub mod sink;
+
+use std::sync::Arc;
+
+use eddy_log::Topic;
+use eddy_store::RepoStore;
+
+/// A repository as the stream runtime reads it.
+#[derive(Debug, Clone)]
+pub struct ReadHandle {
+    /// Its name.
+    pub name: String,
+    /// Its bus topic.
+    pub topic: Arc<Topic>,
+    /// Its segments and work in progress.
+    pub store: Arc<RepoStore>,
+}
+
+impl From<&eddy_ingest::Repository> for ReadHandle {
+    fn from(repo: &eddy_ingest::Repository) -> ReadHandle {
+        ReadHandle {
+            name: repo.name.clone(),
+            topic: repo.topic.clone(),
+            store: repo.store.clone(),
+        }
+    }
+}
+
+// Until the shared plumbing crate lands: one poison-ignoring lock for this crate.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+// Until the shared plumbing crate lands: atomic file replacement for rollup progress.
+pub(crate) fn replace_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

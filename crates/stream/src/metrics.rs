@@ -1,0 +1,93 @@
+//! The stream runtime's self-metrics (`eddy_live_*`, `eddy_pipeline_*`), registered into the
+//! registry that `eddy serve` renders at `GET /metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// A pipeline's label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PipelineLabel {
+    /// The pipeline's name.
+    pub pipeline: String,
+}
+
+/// Live queries' and pipelines' metrics.
+#[derive(Debug)]
+pub struct StreamMetrics {
+    /// Live queries running (shared by their subscribers).
+    pub live_views: Gauge,
+    /// Websocket subscribers of live queries and channels.
+    pub live_subscribers: Gauge,
+    /// Time from an event's ingest to a websocket update that reflects it.
+    pub live_freshness: Histogram,
+    /// Websocket clients dropped for being too slow.
+    pub live_dropped_clients: Counter,
+    /// Live queries stopped (their memory bound).
+    pub live_stopped: Counter,
+    /// Events a pipeline read, by pipeline.
+    pub pipeline_events: Family<PipelineLabel, Counter>,
+    /// Events a pipeline delivered to its sinks, by pipeline.
+    pub pipeline_delivered: Family<PipelineLabel, Counter>,
+    /// Failed deliveries (retried), by pipeline.
+    pub pipeline_failures: Family<PipelineLabel, Counter>,
+}
+
+impl StreamMetrics {
+    /// The metrics, at zero, registered into `root`.
+    pub fn register(root: &mut Registry) -> StreamMetrics {
+        let m = StreamMetrics {
+            live_views: Gauge::default(),
+            live_subscribers: Gauge::default(),
+            // 100 µs … ~26 s in factors of 2.
+            live_freshness: Histogram::new(exponential_buckets(100e-6, 2.0, 19)),
+            live_dropped_clients: Counter::default(),
+            live_stopped: Counter::default(),
+            pipeline_events: Family::default(),
+            pipeline_delivered: Family::default(),
+            pipeline_failures: Family::default(),
+        };
+        let live = root.sub_registry_with_prefix("eddy_live");
+        live.register(
+            "views",
+            "Live queries running, each shared by its subscribers",
+            m.live_views.clone(),
+        );
+        live.register(
+            "subscribers",
+            "Websocket subscribers of live queries and channels",
+            m.live_subscribers.clone(),
+        );
+        live.register("freshness_seconds", "Time from an event's ingest to the websocket update that carries it (events) or reflects it (aggregates)", m.live_freshness.clone());
+        live.register(
+            "dropped_clients",
+            "Websocket clients dropped for being too slow",
+            m.live_dropped_clients.clone(),
+        );
+        live.register(
+            "stopped_queries",
+            "Live queries stopped for going past their memory bound",
+            m.live_stopped.clone(),
+        );
+        let pipelines = root.sub_registry_with_prefix("eddy_pipeline");
+        pipelines.register(
+            "events",
+            "Events a pipeline read from its repository",
+            m.pipeline_events.clone(),
+        );
+        pipelines.register(
+            "delivered",
+            "Events a pipeline delivered to its sinks (one per sink)",
+            m.pipeline_delivered.clone(),
+        );
+        pipelines.register(
+            "failures",
+            "Failed deliveries to a sink (each is retried)",
+            m.pipeline_failures.clone(),
+        );
+        m
+    }
+}
