@@ -70,9 +70,9 @@ pub enum ServerError {
     /// The schema registry could not be read from the bus.
     #[error("the schema registry: {0}")]
     Registry(#[from] eddy_schema::RegistryError),
-    /// A setting is wrong (each problem names its key).
-    #[error("{0}")]
-    Config(String),
+    /// The configuration is wrong (each problem names its key).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 impl ServerError {
@@ -263,7 +263,13 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
     ));
     let live = Hub::start(
         metrics.stream.clone(),
-        config.live.max_query_bytes().map_err(ServerError::Config)?,
+        config
+            .live
+            .max_query_bytes()
+            .map_err(|problem| ConfigError {
+                source_name: None,
+                problems: vec![problem],
+            })?,
     );
     let pipeline_context = Arc::new(pipelines::Context {
         log: log.clone(),
