@@ -659,6 +659,77 @@ mod tests {
     }
 
     #[test]
+    fn each_kind_of_refusal_gets_its_status_and_retry_signal() {
+        let io = || std::io::Error::other("x");
+        let cases = [
+            (
+                Refusal::BodyTooLarge { limit: 1 },
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                Refusal::EventTooLarge {
+                    event: 1,
+                    size: 2,
+                    limit: 1,
+                },
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                Refusal::UnsupportedEncoding {
+                    encoding: "br".into(),
+                },
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                Refusal::NoSchema {
+                    repository: "main".into(),
+                },
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                Refusal::Undecodable {
+                    encoding: "gzip".into(),
+                    size: 1,
+                    output: 0,
+                    error: io(),
+                },
+                StatusCode::BAD_REQUEST,
+            ),
+            (Refusal::NotUtf8 { byte: 3 }, StatusCode::BAD_REQUEST),
+            (
+                Refusal::UnreadableDatum {
+                    datum: 2,
+                    byte: 9,
+                    reason: "short".into(),
+                },
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                Refusal::NotStored {
+                    error: StoreError::Busy(uuid::Uuid::nil()),
+                    events: 4,
+                },
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            (
+                Refusal::NotStored {
+                    error: StoreError::Bus(eddy_log::Error::Closed),
+                    events: 4,
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+        ];
+        for (refusal, status) in cases {
+            let stored = matches!(refusal, Refusal::NotStored { .. });
+            let events = refusal.events();
+            let r = refused(refusal, Duration::from_secs(2));
+            assert_eq!(r.status(), status, "{}", r.message());
+            assert_eq!(r.retry_after.is_some(), stored, "{}", r.message());
+            assert_eq!(r.events, events);
+        }
+    }
+
+    #[test]
     fn ndjson_labelled_json_or_unlabelled_is_read_as_lines() {
         let ndjson = b"{\"a\":1}\n{\"a\":2}\n";
         for content_type in ["application/json", "", "application/x-www-form-urlencoded"] {
