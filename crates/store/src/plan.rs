@@ -2,7 +2,7 @@
 //! hold matching events — pruned by time range, tags and bloom filters, with nothing
 //! decompressed yet — as [`BlockTask`]s that any thread can read, what was skipped
 //! ([`ScanStats`]), and the [`Cut`] that says which bus records a plan holds. The store hands
-//! the [`Planner`] its segments and work in progress while it holds them still.
+//! the `Planner` its segments and work in progress while it holds them still.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;

@@ -1,8 +1,8 @@
 //! The compiler: a parsed [`Query`] becomes a [`Program`] of the engine's operators. Filters
 //! and per-event function stages become [`Step`]s, up to the first collecting stage (a
 //! [`Collect`]); the stages after it compile into the program run over the collected rows.
-//! Each family of functions compiles in its own module: [`aggregate`]s, ordered [`rows`] and
-//! [`per_event`] steps, over the [`args`] of the call.
+//! Each family of functions compiles in its own module: `aggregate`, `rows` (ordered rows) and
+//! `per_event` (steps), over the call's arguments as `args` reads them.
 
 mod aggregate;
 mod args;
