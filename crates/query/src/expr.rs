@@ -38,7 +38,7 @@ pub fn check(e: &Expr) -> Result<(), QueryError> {
                 "formatTime" => 1..=2,
                 n if FUNCTIONS.contains(&n) => 1..=1,
                 _ => {
-                    return Err(crate::engine::unknown_function(c, FUNCTIONS));
+                    return Err(QueryError::unknown_function(c, FUNCTIONS));
                 }
             };
             if !arity.contains(&c.args.len()) {

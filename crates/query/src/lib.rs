@@ -2,13 +2,24 @@
 //!
 //! A query is a pipeline, `error status>=500 | groupBy(host, function=count())`: filters and
 //! per-event steps, then collecting stages (aggregates, sorts) whose state merges across
-//! threads. [`syntax`] parses it with positions for errors, [`filter`] says what it requires so
-//! the store can skip segments and blocks, [`engine`] holds the operators and [`run`] runs a
-//! query over a repository. The language is described in `docs/query-language.md`.
+//! threads. The modules, from the text to the answer:
+//!
+//! - [`syntax`] parses the text, with positions for errors; [`expr`] checks and evaluates the
+//!   expressions of `eval` and `:=`, [`format`](mod@format) the format strings of `format()`;
+//! - [`filter`] compiles the search conditions and says what they require, so the store can
+//!   skip segments and blocks; [`search`] finds words and patterns in text, and [`blockwise`]
+//!   decides text conditions for a whole block at once;
+//! - [`compile`] turns a parsed query into a program of the operators that [`engine`] holds
+//!   (per-event steps, collecting stages and their mergeable state, over [`fields`] of events
+//!   and the [`sketch`]es of approximate aggregates);
+//! - [`run`](mod@run) runs a query over a repository; [`live`] keeps one running as data streams in.
+//!
+//! The language is described in `docs/query-language.md`.
 
 #![deny(missing_docs)]
 
 pub mod blockwise;
+pub mod compile;
 pub mod engine;
 pub mod expr;
 pub mod fields;

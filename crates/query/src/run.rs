@@ -10,6 +10,7 @@ use eddy_store::{BlockView, Parts, ReadBuffers, RepoStore, Scan, ScanStats};
 use serde::Serialize;
 
 use crate::blockwise::BlockFilter;
+use crate::compile;
 use crate::engine::{self, Program, State};
 use crate::filter::{self, Compiled, Requirements};
 use crate::syntax::{self, Query, QueryError, Stage};
@@ -132,7 +133,7 @@ impl BlockPlan {
 /// Parses and compiles `text`.
 pub fn prepare(text: &str, limit: usize) -> Result<Prepared, QueryError> {
     let query = syntax::parse(text)?;
-    let program = engine::compile(&query, limit)?;
+    let program = compile::compile(&query, limit)?;
     Ok(Prepared {
         blocks: BlockPlan::of(&program),
         program,

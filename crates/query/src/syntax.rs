@@ -292,6 +292,25 @@ impl QueryError {
         self
     }
 
+    /// The error for a call of an unknown function, suggesting the nearest of the `known`
+    /// names.
+    pub fn unknown_function(c: &Call, known: &[&str]) -> QueryError {
+        let nearest = known
+            .iter()
+            .map(|k| {
+                (
+                    strsim::damerau_levenshtein(&c.name.to_lowercase(), &k.to_lowercase()),
+                    k,
+                )
+            })
+            .min();
+        let e = QueryError::new(format!("unknown function {}", c.name), c.name_span);
+        match nearest {
+            Some((d, k)) if d <= 3 => e.hint(format!("did you mean {k}?")),
+            _ => e.hint(format!("known functions: {}", known.join(", "))),
+        }
+    }
+
     /// The 1-based line and column (in characters) where the error starts.
     pub fn line_column(&self, query: &str) -> (usize, usize) {
         let at = self.span.start.min(query.len());

@@ -5,7 +5,7 @@ use apache_avro::rabin::Rabin;
 use apache_avro::Schema;
 use sha2::Sha256;
 
-use crate::SchemaError;
+use crate::error::SchemaError;
 
 /// A parsed Avro schema with its canonical form and fingerprints.
 #[derive(Debug, Clone)]

@@ -288,7 +288,7 @@ mod tests {
 
     #[test]
     fn a_fitting_event_converts_and_encodes_as_its_schema() {
-        let parsed = crate::AvroSchema::parse(ORDER).unwrap();
+        let parsed = crate::avro::AvroSchema::parse(ORDER).unwrap();
         let schema = parsed.schema();
         let event = json!({"id": 7, "total": 12, "note": "gift", "items": [{"sku": "a", "qty": 2}],
             "attrs": {"k": "v"}});
@@ -344,7 +344,7 @@ mod tests {
         /// and a value it gives encodes under the schema.
         #[test]
         fn arbitrary_json_converts_or_says_why(event in arbitrary_json()) {
-            let parsed = crate::AvroSchema::parse(ORDER).unwrap();
+            let parsed = crate::avro::AvroSchema::parse(ORDER).unwrap();
             match Converter::new(parsed.schema()).convert(&event) {
                 Ok(value) => proptest::prop_assert!(parsed.encode(value).is_ok()),
                 Err(e) => proptest::prop_assert!(!e.reason.is_empty()),

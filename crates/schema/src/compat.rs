@@ -14,6 +14,8 @@ use std::str::FromStr;
 use apache_avro::schema::{InnerDecimalSchema, Name, RecordSchema, UuidSchema};
 use apache_avro::Schema;
 
+use crate::incompatibility::Incompatibility;
+
 /// A compatibility mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compatibility {
@@ -92,8 +94,8 @@ impl Compatibility {
     /// oldest first, with their version numbers). Empty means compatible.
     pub fn check(
         self,
-        new: &crate::Schema,
-        earlier: &[(u32, &crate::Schema)],
+        new: &crate::schema::Schema,
+        earlier: &[(u32, &crate::schema::Schema)],
     ) -> Vec<Incompatibility> {
         let against = match self.transitive() {
             true => earlier,
@@ -138,31 +140,14 @@ impl FromStr for Compatibility {
     }
 }
 
-/// One reason a schema cannot read data of another.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Incompatibility {
-    /// Where: the record's name then field names, `[]` for array items, `{}` for map values.
-    pub path: String,
-    /// What changed, from the old schema to the new.
-    pub reason: String,
-    /// Which data cannot be read then.
-    pub consequence: String,
-}
-
-impl fmt::Display for Incompatibility {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}; {}", self.path, self.reason, self.consequence)
-    }
-}
-
 /// Every reason `reader` cannot read data written with `writer`, of either kind.
 fn reads(
-    reader: &crate::Schema,
-    writer: &crate::Schema,
+    reader: &crate::schema::Schema,
+    writer: &crate::schema::Schema,
     reader_is_new: bool,
     consequence: &str,
 ) -> Vec<Incompatibility> {
-    use crate::Schema as Any;
+    use crate::schema::Schema as Any;
     match (reader, writer) {
         (Any::Avro(r), Any::Avro(w)) => {
             can_read(r.schema(), w.schema(), reader_is_new, consequence)
@@ -489,13 +474,13 @@ fn aliased(aliases: &Option<Vec<apache_avro::schema::Alias>>, name: &Name) -> bo
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::AvroSchema;
+    use crate::avro::AvroSchema;
 
-    fn avro(text: &str) -> crate::Schema {
-        crate::Schema::Avro(AvroSchema::parse(text).unwrap())
+    fn avro(text: &str) -> crate::schema::Schema {
+        crate::schema::Schema::Avro(AvroSchema::parse(text).unwrap())
     }
 
-    fn order(fields: &str) -> crate::Schema {
+    fn order(fields: &str) -> crate::schema::Schema {
         avro(&format!(
             r#"{{"type": "record", "name": "Order", "fields": [{fields}]}}"#
         ))
@@ -503,10 +488,10 @@ mod tests {
 
     fn messages(
         mode: Compatibility,
-        new: &crate::Schema,
-        earlier: &[&crate::Schema],
+        new: &crate::schema::Schema,
+        earlier: &[&crate::schema::Schema],
     ) -> Vec<String> {
-        let earlier: Vec<(u32, &crate::Schema)> = earlier
+        let earlier: Vec<(u32, &crate::schema::Schema)> = earlier
             .iter()
             .enumerate()
             .map(|(i, s)| (i as u32 + 1, *s))
@@ -624,7 +609,8 @@ mod tests {
 
     #[test]
     fn json_schemas_check_by_the_same_modes_and_kinds_do_not_mix() {
-        let json = |t: &str| crate::Schema::Json(crate::JsonSchema::parse(t).unwrap());
+        let json =
+            |t: &str| crate::schema::Schema::Json(crate::json::JsonSchema::parse(t).unwrap());
         let old = json(r#"{"type": "object", "properties": {"total": {"type": "integer"}}}"#);
         let new = json(r#"{"type": "object", "properties": {"total": {"type": "string"}}}"#);
         assert_eq!(

@@ -2,7 +2,7 @@
 //!
 //! - JSON events are checked against the subject's Avro schema (converted to Avro, as the Gilt
 //!   gateway does) or JSON Schema; a refusal names the field and the reason.
-//! - Binary Avro arrives in any of the three [`framing`](crate::framing)s. The frame must name a
+//! - Binary Avro arrives in any of the three [`framing`]s. The frame must name a
 //!   version of the bound subject (deleted ones too: producers may still use them). The datum is
 //!   decoded with the schema it was written with and resolved to the schema the binding reads
 //!   with, so data of older versions arrives in today's shape.
@@ -18,7 +18,8 @@ use serde_json::Value as Json;
 
 use crate::avro_json::{Converter, Rejection};
 use crate::framing::{self, Writer};
-use crate::{Registry, Schema};
+use crate::registry::Registry;
+use crate::schema::Schema;
 
 /// Which versions of the subject an event may fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -278,7 +279,7 @@ fn avro_model(s: &Schema) -> Option<&apache_avro::Schema> {
 
 enum Prepared<'a> {
     Avro(Converter<'a>),
-    Json(&'a crate::JsonSchema),
+    Json(&'a crate::json::JsonSchema),
 }
 
 /// Checks JSON events against a contract.
@@ -346,7 +347,7 @@ impl Checker<'_> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::SchemaType;
+    use crate::schema::SchemaType;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -368,7 +369,7 @@ mod tests {
     }
 
     fn datum(schema: &str, value: apache_avro::types::Value) -> Vec<u8> {
-        crate::AvroSchema::parse(schema)
+        crate::avro::AvroSchema::parse(schema)
             .unwrap()
             .encode(value)
             .unwrap()
@@ -416,7 +417,7 @@ mod tests {
         r.register("orders", SchemaType::Avro, V2).unwrap();
         let gate = bound(r.clone(), "orders", Versions::Latest);
         let c = gate.contract().unwrap();
-        let parsed = crate::AvroSchema::parse(V1).unwrap();
+        let parsed = crate::avro::AvroSchema::parse(V1).unwrap();
         let d = datum(V1, order(7, 9.5));
         let mut body = framing::confluent(v1.id, &d);
         body.extend(framing::single_object(parsed.crc64(), &d));

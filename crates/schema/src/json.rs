@@ -9,7 +9,7 @@ use std::fmt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::SchemaError;
+use crate::error::SchemaError;
 
 /// Most violations listed for one instance: a badly wrong event must not make a huge answer.
 const MAX_VIOLATIONS: usize = 20;

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::compat::Incompatibility;
+use crate::incompatibility::Incompatibility;
 
 /// Keywords compared only for equality.
 const OPAQUE: [&str; 14] = [

@@ -15,8 +15,9 @@ use std::sync::{Arc, RwLock};
 use eddy_log::{Log, PartitionChoice, Record, Topic, TopicConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::compat::{Compatibility, Incompatibility};
-use crate::{Schema, SchemaType};
+use crate::compat::Compatibility;
+use crate::incompatibility::Incompatibility;
+use crate::schema::{Schema, SchemaType};
 
 /// The internal topic holding the registry's journal.
 pub const TOPIC: &str = "_schemas";
@@ -77,7 +78,7 @@ pub enum RegistryError {
     Incompatible(Vec<Incompatibility>),
     /// 42201.
     #[error(transparent)]
-    InvalidSchema(#[from] crate::SchemaError),
+    InvalidSchema(#[from] crate::error::SchemaError),
     /// 42202.
     #[error("{0:?} is not a version: a number from 1, or \"latest\"")]
     InvalidVersion(String),

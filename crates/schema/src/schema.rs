@@ -6,7 +6,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AvroSchema, JsonSchema, SchemaError};
+use crate::avro::AvroSchema;
+use crate::error::SchemaError;
+use crate::json::JsonSchema;
 
 /// The kind of a schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

@@ -50,6 +50,7 @@ use eddy_event::wire::{
 use eddy_event::Event;
 
 use crate::bloom::{token_hash, token_hash_bytes, BloomFilter};
+use crate::layout::{LAYOUT_LINES, LAYOUT_SPLIT, NO_RAW, ODD_RAW};
 use crate::split::Splitter;
 use crate::tokens::{byte_words, field_tokens, tag_tokens, text_tokens};
 use crate::view::BlockView;
@@ -519,13 +520,6 @@ impl BlockBuilder {
         self.tokens.clear();
     }
 }
-
-pub(crate) const NO_RAW: u8 = 1 << 4;
-pub(crate) const LAYOUT_LINES: u8 = 0;
-/// Written by format 1 before layout 2 named its separator; still read.
-pub(crate) const LAYOUT_SPLIT_AT_COMMAS: u8 = 1;
-pub(crate) const LAYOUT_SPLIT: u8 = 2;
-pub(crate) const ODD_RAW: u8 = 1 << 5;
 
 /// The largest block payload read: blocks close at `block_size` (at most 64 MiB) plus one event
 /// (at most the bus's largest batch, 64 MiB).

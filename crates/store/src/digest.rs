@@ -112,7 +112,7 @@ enum RoundError {
     #[error(transparent)]
     Bus(#[from] eddy_log::Error),
     #[error(transparent)]
-    Store(#[from] crate::SegmentError),
+    Store(#[from] crate::segment::SegmentError),
 }
 
 /// The digest of one partition, on its own thread.

@@ -1,9 +1,10 @@
 //! The segment store: where the digest keeps each repository's events, compressed and prunable.
 //!
-//! [`block`] lays out and compresses runs of events with their time range and a bloom filter of
-//! their [`tokens`]; [`segment`] is the file that holds a data source's blocks behind a footer;
-//! the [`catalogue`] is the small index of every segment; [`store`] holds a repository's
-//! segments and work in progress and answers scans; [`digest`] turns the bus into segments, and
+//! [`block`] lays out (in the codes of [`layout`], texts cut by [`split`]) and compresses runs of
+//! events with their time range and a [`bloom`] filter of their [`tokens`]; [`segment`] is the
+//! file that holds a data source's blocks behind a footer; the [`catalogue`] is the small index
+//! of every segment; [`store`] holds a repository's segments and work in progress and answers a
+//! [`scan`] with a [`plan`] of the blocks to read; [`digest`] turns the bus into segments, and
 //! [`maintenance`] applies retention and merges small segments; [`repair`] replaces damaged
 //! segments with what their readable blocks and the bus still hold. A query reads a block as a
 //! [`view`]: its columns decoded, events built only where needed.
@@ -14,8 +15,11 @@ pub mod block;
 pub mod bloom;
 pub mod catalogue;
 pub mod digest;
+pub mod layout;
 pub mod maintenance;
+pub mod plan;
 pub mod repair;
+pub mod scan;
 pub mod segment;
 pub mod split;
 pub mod store;
@@ -25,7 +29,9 @@ pub mod view;
 pub use block::{BlockBuilder, Compression};
 pub use bloom::{BloomError, BloomFilter};
 pub use digest::Digest;
+pub use plan::{BlockTask, Cut, Plan, ScanStats};
+pub use scan::Scan;
 pub use segment::{Footer, SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
-pub use store::{Appender, BlockTask, Cut, Plan, RepoStore, Scan, ScanStats, StoreConfig};
+pub use store::{Appender, RepoStore, StoreConfig};
 pub use tokens::{event_tokens, is_whole_token, text_tokens};
 pub use view::{BlockView, Parts, ReadBuffers, SplitColumns};

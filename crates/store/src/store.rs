@@ -1,6 +1,6 @@
 //! A repository's store: its sealed segments, the work in progress of each data source, and the
-//! read API that plans a scan (pruning by time, tags and tokens) into blocks that any thread can
-//! read.
+//! read API that plans a scan (pruning by time, tags and tokens: see [`crate::plan`]) into
+//! blocks that any thread can read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -12,12 +12,11 @@ use eddy_event::codec::FieldsRef;
 use eddy_event::Event;
 
 use crate::block::{BlockBuilder, Compression};
-use crate::bloom::{token_hash, BloomFilter, DEFAULT_BITS_PER_TOKEN};
+use crate::bloom::DEFAULT_BITS_PER_TOKEN;
 use crate::catalogue::{segment_path, wip_path, Catalogue};
-use crate::segment::{
-    read_view, BlockEntry, SegmentError, SegmentFile, SegmentInfo, SegmentWriter,
-};
-use crate::view::{BlockView, Parts, ReadBuffers};
+use crate::plan::{Cut, Plan, Planner, ScanStats};
+use crate::scan::Scan;
+use crate::segment::{SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
 
 /// How a repository's segments are cut, compressed and kept.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,229 +50,6 @@ impl Default for StoreConfig {
             retention_age: None,
             retention_bytes: None,
             merge_below: 64 << 20,
-        }
-    }
-}
-
-/// What a scan wants: a time range, tags every event must have, and tokens every matching
-/// event holds (used only to skip blocks; the caller still matches each event).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Scan {
-    /// Earliest `@timestamp`, inclusive.
-    pub start: i64,
-    /// Latest `@timestamp`, exclusive.
-    pub end: i64,
-    /// `(name, value)` pairs that must all match the event's tags.
-    pub tags: Vec<(String, String)>,
-    /// Lower-cased tokens (see `tokens`) that a block must hold to be read.
-    pub tokens: Vec<String>,
-}
-
-impl Scan {
-    /// Everything.
-    pub fn all() -> Scan {
-        Scan {
-            start: i64::MIN,
-            end: i64::MAX,
-            ..Scan::default()
-        }
-    }
-
-    fn overlaps(&self, min: i64, max: i64) -> bool {
-        min < self.end && max >= self.start
-    }
-
-    fn tags_may_match(&self, known: &BTreeMap<String, String>, source: &str) -> bool {
-        self.tags.iter().all(|(k, v)| match known.get(k) {
-            Some(have) => have == v,
-            // Not constant over the segment: the key still names it (grouped values aside).
-            None => source.contains(&format!("#{k}=")),
-        })
-    }
-}
-
-/// What planning skipped and kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ScanStats {
-    /// Sealed segments in the repository.
-    pub segments: usize,
-    /// Of them, skipped by time range or tags.
-    pub segments_skipped: usize,
-    /// Blocks in the kept segments and the work in progress.
-    pub blocks: usize,
-    /// Of them, skipped by time range or bloom filter.
-    pub blocks_skipped: usize,
-    /// Compressed bytes the kept blocks take.
-    pub bytes_to_read: u64,
-    /// Problems met while planning (an unreadable segment), each naming the file.
-    pub warnings: Vec<String>,
-}
-
-/// One block to read.
-#[derive(Debug, Clone)]
-pub struct BlockTask {
-    source: TaskSource,
-    scan: Arc<Scan>,
-}
-
-#[derive(Debug, Clone)]
-enum TaskSource {
-    Stored {
-        file: Arc<File>,
-        path: Arc<PathBuf>,
-        index: usize,
-        entry: BlockEntry,
-    },
-    Open(Arc<BlockView>),
-}
-
-impl BlockTask {
-    /// Compressed bytes the block takes on disk (0 for work in progress in memory).
-    pub fn stored_len(&self) -> u64 {
-        match &self.source {
-            TaskSource::Stored { entry, .. } => u64::from(entry.stored_len),
-            TaskSource::Open(_) => 0,
-        }
-    }
-
-    /// The block's events that are in the scan's time range and have its tags. A damaged block
-    /// is an error naming the file and block; the caller reports it and goes on.
-    pub fn read(&self) -> Result<Vec<Event>, SegmentError> {
-        let view = self.open()?;
-        // Only the kept events are built: a parser runs for no event the scan drops.
-        Ok(view
-            .kept_by(&self.scan)
-            .iter()
-            .enumerate()
-            .filter(|&(_, &keep)| keep)
-            .map(|(i, _)| view.event(i, Parts::ALL))
-            .collect())
-    }
-
-    /// The block decoded (all its events: [`BlockView::kept_by`] with [`BlockTask::scan`]
-    /// says which are in the scan's time range and have its tags).
-    pub fn open(&self) -> Result<BlockView, SegmentError> {
-        let mut view = BlockView::default();
-        self.open_into(&mut ReadBuffers::default(), &mut view)?;
-        Ok(view)
-    }
-
-    /// [`BlockTask::open`] into `view`, with buffers a reading thread keeps from one block to
-    /// the next.
-    pub fn open_into(
-        &self,
-        buffers: &mut ReadBuffers,
-        view: &mut BlockView,
-    ) -> Result<(), SegmentError> {
-        match &self.source {
-            TaskSource::Stored {
-                file,
-                path,
-                index,
-                entry,
-            } => read_view(file, path, *index, entry, buffers, view),
-            TaskSource::Open(open) => {
-                view.clone_from(open);
-                Ok(())
-            }
-        }
-    }
-
-    /// The scan this block was planned for.
-    pub fn scan(&self) -> &Scan {
-        &self.scan
-    }
-}
-
-/// Which bus records a plan holds, per partition: those below `from`, and those of a data
-/// source up to the last offset sealed or in work in progress when it was planned.
-#[derive(Debug, Clone, Default)]
-pub struct Cut {
-    partitions: HashMap<u32, PartitionCut>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct PartitionCut {
-    from: u64,
-    upto: HashMap<String, u64>,
-}
-
-impl Cut {
-    fn note(&mut self, partition: u32, source: &str, last: u64) {
-        let upto = self
-            .partitions
-            .entry(partition)
-            .or_default()
-            .upto
-            .entry(source.to_string())
-            .or_insert(last);
-        *upto = (*upto).max(last);
-    }
-
-    /// Where a reader of `partition` starts: every record before it is in the plan.
-    pub fn from(&self, partition: u32) -> u64 {
-        self.partitions.get(&partition).map_or(0, |p| p.from)
-    }
-
-    /// Whether the plan holds the record at `offset` of `partition` from data source `source`
-    /// (the record's key).
-    pub fn holds(&self, partition: u32, offset: u64, source: &str) -> bool {
-        self.partitions.get(&partition).is_some_and(|p| {
-            offset < p.from || p.upto.get(source).is_some_and(|&upto| offset <= upto)
-        })
-    }
-}
-
-/// A scan's blocks, ready to read (from any threads), and what planning skipped.
-#[derive(Debug, Default)]
-pub struct Plan {
-    /// The blocks to read.
-    pub tasks: Vec<BlockTask>,
-    /// Counts of what was pruned.
-    pub stats: ScanStats,
-}
-
-/// A plan being made: the blocks kept so far, and the scan with its tokens hashed.
-struct Planner {
-    plan: Plan,
-    scan: Arc<Scan>,
-    token_hashes: Vec<u64>,
-}
-
-impl Planner {
-    fn segment(&mut self, seg: &SegmentFile) {
-        let path = Arc::new(seg.path().to_path_buf());
-        let footer = seg.footer();
-        self.blocks(seg.file(), &path, &footer.blocks, &footer.blooms);
-    }
-
-    fn blocks(
-        &mut self,
-        file: &Arc<File>,
-        path: &Arc<PathBuf>,
-        blocks: &[BlockEntry],
-        blooms: &[BloomFilter],
-    ) {
-        let stats = &mut self.plan.stats;
-        for (index, (entry, bloom)) in blocks.iter().zip(blooms).enumerate() {
-            stats.blocks += 1;
-            let s = &entry.summary;
-            if !self.scan.overlaps(s.min_time, s.max_time)
-                || !self.token_hashes.iter().all(|&h| bloom.may_contain_hash(h))
-            {
-                stats.blocks_skipped += 1;
-                continue;
-            }
-            stats.bytes_to_read += u64::from(entry.stored_len);
-            self.plan.tasks.push(BlockTask {
-                source: TaskSource::Stored {
-                    file: file.clone(),
-                    path: path.clone(),
-                    index,
-                    entry: entry.clone(),
-                },
-                scan: self.scan.clone(),
-            });
         }
     }
 }
@@ -747,18 +523,13 @@ impl RepoStore {
 
     /// Plans `scan`, noting in `cut` (when given) which bus records the plan holds.
     fn plan_into(&self, scan: &Scan, mut cut: Option<&mut Cut>) -> Plan {
-        let mut planner = Planner {
-            plan: Plan::default(),
-            scan: Arc::new(scan.clone()),
-            // Hashed once, tried on every block's filter.
-            token_hashes: scan.tokens.iter().map(|t| token_hash(t)).collect(),
-        };
+        let mut planner = Planner::new(scan);
         let _step = read(&self.transition);
         // Read under the transition lock, before the work in progress: an event below `from`
         // is in the plan; one at or past it is in the plan only up to its source's `upto`.
         if let Some(cut) = cut.as_deref_mut() {
             for (&p, &from) in lock(&self.digested).iter() {
-                cut.partitions.entry(p).or_default().from = from;
+                cut.set_from(p, from);
             }
         }
         let entries: Vec<_> = {
@@ -770,26 +541,7 @@ impl RepoStore {
             }
             catalogue.segments.values().cloned().collect()
         };
-        planner.plan.stats.segments = entries.len();
-        for e in entries {
-            let i = &e.info;
-            if !scan.overlaps(i.min_time, i.max_time) || !scan.tags_may_match(&i.tags, &i.source) {
-                planner.plan.stats.segments_skipped += 1;
-                continue;
-            }
-            let seg = match self.segment(i.id) {
-                Ok(s) => s,
-                Err(err) => {
-                    planner
-                        .plan
-                        .stats
-                        .warnings
-                        .push(format!("segment skipped: {err}"));
-                    continue;
-                }
-            };
-            planner.segment(&seg);
-        }
+        planner.sealed(entries, |id| self.segment(id));
         let wips: Vec<_> = lock(&self.wips)
             .values()
             .flat_map(|mine| mine.values().cloned())
@@ -803,7 +555,7 @@ impl RepoStore {
             {
                 cut.note(w.partition, &w.source, w.last_offset);
             }
-            if !scan.tags_may_match(w.tags.as_ref().unwrap_or(&no_tags), &w.source) {
+            if !planner.tags_may_match(w.tags.as_ref().unwrap_or(&no_tags), &w.source) {
                 continue;
             }
             match (&w.writer, &w.sealed) {
@@ -819,14 +571,10 @@ impl RepoStore {
                 (None, None) => continue,
             }
             if !w.open.is_empty() {
-                planner.plan.stats.blocks += 1;
-                planner.plan.tasks.push(BlockTask {
-                    source: TaskSource::Open(Arc::new(w.open.view())),
-                    scan: planner.scan.clone(),
-                });
+                planner.open_block(w.open.view());
             }
         }
-        planner.plan
+        planner.finish()
     }
 
     /// Every event matching `scan`, read on the calling thread, with warnings for damaged

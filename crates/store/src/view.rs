@@ -10,9 +10,9 @@ use eddy_event::codec;
 use eddy_event::wire::{unzigzag, unzigzag128, DecodeError, Reader};
 use eddy_event::{Event, Parser, Value};
 
-use crate::block::{LAYOUT_LINES, LAYOUT_SPLIT, LAYOUT_SPLIT_AT_COMMAS, NO_RAW, ODD_RAW};
+use crate::layout::{LAYOUT_LINES, LAYOUT_SPLIT, LAYOUT_SPLIT_AT_COMMAS, NO_RAW, ODD_RAW};
+use crate::scan::Scan;
 use crate::split::{self, SplitLayout};
-use crate::store::Scan;
 
 /// Which parts of an event to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
