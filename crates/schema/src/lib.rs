@@ -1,4 +1,4 @@
-//! eddy's schema registry: contracts for producers (see `ARCHITECTURE.md`, "schema").
+//! eddy's schema registry: contracts for producers (see `docs/architecture.md`, "schema").
 //!
 //! - [`schema`]: a [`Schema`] of either kind, which [`avro`] and [`json`] parse (or refuse with
 //!   a [`SchemaError`], from [`error`]);
