@@ -51,16 +51,13 @@ pub enum Error {
 /// The harness's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Attaches "what was being done" to an I/O error.
-pub(crate) trait IoContext<T> {
-    fn context(self, f: impl FnOnce() -> String) -> Result<T>;
-}
+pub(crate) use eddy_base::io::IoContext;
 
-impl<T> IoContext<T> for std::io::Result<T> {
-    fn context(self, f: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            context: f(),
-            source,
-        })
+impl From<eddy_base::io::IoError> for Error {
+    fn from(e: eddy_base::io::IoError) -> Error {
+        Error::Io {
+            context: e.context,
+            source: e.source,
+        }
     }
 }
