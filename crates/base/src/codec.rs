@@ -74,7 +74,10 @@ mod tests {
     fn both_tables_round_trip_and_refuse_unknown_numbers() {
         for c in ALL {
             assert_eq!(Codec::from_code(c.code()), Some(c));
-            assert_eq!(Codec::from_segment_block_code(c.segment_block_code()), Some(c));
+            assert_eq!(
+                Codec::from_segment_block_code(c.segment_block_code()),
+                Some(c)
+            );
         }
         assert_eq!(Codec::from_code(3), None);
         assert_eq!(Codec::from_segment_block_code(3), None);

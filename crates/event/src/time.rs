@@ -102,7 +102,6 @@ pub fn detect(fields: &BTreeMap<String, Value>) -> Option<(&'static str, i64)> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

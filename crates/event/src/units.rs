@@ -17,7 +17,9 @@ pub enum UnitsError {
     #[error("invalid size {0:?}: expected a number with an optional unit, like 512MiB")]
     SizeNumber(String),
     /// A size with a unit eddy does not know.
-    #[error("invalid size {input:?}: unknown unit {unit:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")]
+    #[error(
+        "invalid size {input:?}: unknown unit {unit:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+    )]
     SizeUnit {
         /// The text as given.
         input: String,
@@ -104,7 +106,6 @@ pub fn format_time(ns: i64) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

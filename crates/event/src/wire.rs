@@ -109,7 +109,10 @@ impl<'a> Reader<'a> {
                 Ok(v)
             }
             None => {
-                self.pos = self.pos.saturating_add(max_len).min(self.buf.len().max(self.pos));
+                self.pos = self
+                    .pos
+                    .saturating_add(max_len)
+                    .min(self.buf.len().max(self.pos));
                 self.fail(what)
             }
         }

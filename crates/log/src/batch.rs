@@ -526,7 +526,6 @@ fn put(dst: &mut &mut [u8], src: &[u8]) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -276,10 +276,7 @@ impl Log {
 
     /// All topics, by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        read(&self.shared.topics)
-            .values()
-            .cloned()
-            .collect()
+        read(&self.shared.topics).values().cloned().collect()
     }
 
     /// Deletes a topic and all its data, and forgets it in every consumer group.
@@ -406,10 +403,7 @@ fn retention_floor(shared: &Shared, topic: &Topic, partition: u32) -> u64 {
 
 fn enforce_retention(shared: &Shared) -> Result<RetentionOutcome> {
     let now = now_ns();
-    let topics: Vec<Arc<Topic>> = read(&shared.topics)
-        .values()
-        .cloned()
-        .collect();
+    let topics: Vec<Arc<Topic>> = read(&shared.topics).values().cloned().collect();
     let mut total = RetentionOutcome::default();
     for topic in topics {
         for p in topic.partitions() {

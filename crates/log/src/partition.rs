@@ -455,8 +455,7 @@ impl Partition {
         w.active.seal()?;
         let segment = Arc::new(Segment::create(&self.dir, w.next_offset)?);
         sync_dir(&self.dir)?;
-        write(&self.segments)
-            .push(segment.clone());
+        write(&self.segments).push(segment.clone());
         tracing::debug!(topic = %self.topic, partition = self.id, sealed = %w.active.path.display(), "rolled segment");
         w.active = segment;
         Ok(())
@@ -565,8 +564,7 @@ impl Partition {
                     Segment::open_sealed(&self.dir, base, interval, false)?
                 }));
             }
-            write(&self.segments)
-                .extend(added);
+            write(&self.segments).extend(added);
         } else {
             return Ok(false); // the writer restarted and is behind what we saw; wait
         }
@@ -580,15 +578,12 @@ impl Partition {
     }
 
     fn segments(&self) -> Vec<Arc<Segment>> {
-        read(&self.segments)
-            .clone()
+        read(&self.segments).clone()
     }
 
     /// Oldest offset still held.
     pub fn start_offset(&self) -> u64 {
-        read(&self.segments)
-            .first()
-            .map_or(0, |s| s.base_offset)
+        read(&self.segments).first().map_or(0, |s| s.base_offset)
     }
 
     /// Why the partition refuses appends, if a write or fsync failed (it needs a restart).

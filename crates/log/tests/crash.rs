@@ -55,8 +55,9 @@ fn key(generation: u32, writer: u32, seq: u64) -> String {
 #[test]
 #[ignore = "the child process of acknowledged_records_survive_sigkill, which runs it"]
 fn crash_child_writer() {
-    let dir = std::env::var("EDDY_CRASH_CHILD")
-        .expect("EDDY_CRASH_CHILD (the log directory) is set by acknowledged_records_survive_sigkill");
+    let dir = std::env::var("EDDY_CRASH_CHILD").expect(
+        "EDDY_CRASH_CHILD (the log directory) is set by acknowledged_records_survive_sigkill",
+    );
     let generation: u32 = std::env::var("EDDY_CRASH_GENERATION")
         .unwrap()
         .parse()

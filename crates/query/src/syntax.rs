@@ -1027,7 +1027,6 @@ fn pattern_of_word(w: String) -> Pattern {
 
 /// The first stage of `q`, which must be a filter (for tests).
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 pub(crate) fn first_filter(q: &str) -> Filter {
     match parse(q).unwrap().stages.remove(0) {
         Stage::Filter(f) => f,
@@ -1036,7 +1035,6 @@ pub(crate) fn first_filter(q: &str) -> Filter {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use first_filter as filter;

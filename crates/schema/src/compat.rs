@@ -486,7 +486,6 @@ fn aliased(aliases: &Option<Vec<apache_avro::schema::Alias>>, name: &Name) -> bo
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::AvroSchema;

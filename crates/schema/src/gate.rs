@@ -344,7 +344,6 @@ impl Checker<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::SchemaType;

@@ -526,7 +526,6 @@ impl Registry {
 
 /// A registry in a fresh temporary bus, for tests.
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 pub(crate) fn scratch() -> (tempfile::TempDir, Arc<Registry>) {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path()).unwrap();
@@ -535,7 +534,6 @@ pub(crate) fn scratch() -> (tempfile::TempDir, Arc<Registry>) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -180,7 +180,6 @@ pub fn wip_path(dir: &Path, id: u64) -> PathBuf {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -52,10 +52,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use eddy_base::fs::sync_dir;
 use eddy_event::wire::{
     put_str, put_string_map, put_varint, unzigzag, zigzag, DecodeError, Reader,
 };
-use eddy_base::fs::sync_dir;
 use eddy_event::Event;
 
 use crate::block::{self, BlockError, BlockSummary};
@@ -688,7 +688,6 @@ fn check_version(path: &Path, version: u16) -> Result<(), SegmentError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::block::{BlockBuilder, Compression};
