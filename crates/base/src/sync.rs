@@ -10,7 +10,10 @@
 //! such as a failed fsync, are the owner's to record explicitly (the log's partition refuses
 //! writes after one); a lock is not the place.
 
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{
+    Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
+use std::time::Duration;
 
 /// Locks `m`, recovering the guard if a holder panicked.
 pub fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -25,6 +28,22 @@ pub fn read<T: ?Sized>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 /// Takes `l` for writing, recovering the guard if a holder panicked.
 pub fn write<T: ?Sized>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits on `cv` with `guard`'s lock, recovering the guard if a holder panicked meanwhile.
+pub fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    cv.wait(guard).unwrap_or_else(PoisonError::into_inner)
+}
+
+/// [`wait`] for at most `timeout` (it may also wake early, as any condition variable does).
+pub fn wait_timeout<'a, T>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, T>,
+    timeout: Duration,
+) -> MutexGuard<'a, T> {
+    cv.wait_timeout(guard, timeout)
+        .unwrap_or_else(PoisonError::into_inner)
+        .0
 }
 
 #[cfg(test)]
@@ -60,5 +79,18 @@ mod tests {
         assert!(l.is_poisoned());
         write(&l).push(3);
         assert_eq!(*read(&l), [1, 2, 3]);
+    }
+
+    #[test]
+    fn waiting_on_a_poisoned_mutex_gives_the_guard_back() {
+        let m = std::sync::Arc::new(Mutex::new(0));
+        let held = m.clone();
+        poison(move || {
+            let _guard = lock(&held);
+            panic!("a bug while holding the lock");
+        });
+        let cv = Condvar::new();
+        let guard = wait_timeout(&cv, lock(&m), Duration::from_millis(1));
+        assert_eq!(*guard, 0);
     }
 }

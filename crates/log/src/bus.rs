@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use eddy_base::fs::{replace_file, sync_dir};
-use eddy_base::sync::{lock, read, write};
+use eddy_base::sync::{lock, read, wait_timeout, write};
 
 use crate::config::{validate_name, Durability, TopicConfig};
 use crate::error::{Error, IoContext, Result};
@@ -459,10 +459,7 @@ fn maintenance(shared: Arc<Shared>, jobs: Vec<(Job, Duration)>) {
                 if left.is_zero() {
                     break;
                 }
-                stop = match shared.stop_cv.wait_timeout(stop, left) {
-                    Ok((g, _)) => g,
-                    Err(p) => p.into_inner().0,
-                };
+                stop = wait_timeout(&shared.stop_cv, stop, left);
             }
             if *stop {
                 return;

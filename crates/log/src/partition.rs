@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 use eddy_base::fs::sync_dir;
-use eddy_base::sync::{lock, read, write};
+use eddy_base::sync::{lock, read, wait, write};
 use tokio::sync::watch;
 
 use crate::batch::{self, EncodedBatch};
@@ -484,7 +484,7 @@ impl Partition {
                 return Err(self.poisoned(cause));
             }
             if c.syncing {
-                c = self.commit_cv.wait(c).unwrap_or_else(|p| p.into_inner());
+                c = wait(&self.commit_cv, c);
                 continue;
             }
             c.syncing = true;

@@ -4,7 +4,7 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use eddy_base::sync::lock;
+use eddy_base::sync::{lock, wait_timeout};
 use tokio::sync::watch;
 
 /// Bumped every time new data in a topic becomes visible to readers.
@@ -48,10 +48,7 @@ impl Signal {
             if left.is_zero() {
                 break;
             }
-            v = match self.cv.wait_timeout(v, left) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
+            v = wait_timeout(&self.cv, v, left);
         }
         *v
     }
