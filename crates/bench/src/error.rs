@@ -3,15 +3,9 @@
 /// What can stop a benchmark run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file operation failed.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done, with the path.
-        context: String,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file operation failed; its context says which, with the path.
+    #[error(transparent)]
+    Io(#[from] eddy_base::io::IoError),
     /// A baseline tool is not installed; the report must not print a made-up number instead.
     #[error("baseline tool `{tool}` is not installed (not found on PATH); install it with `{install}` or run bench/run.sh, which does")]
     ToolMissing {
@@ -52,12 +46,3 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(crate) use eddy_base::io::IoContext;
-
-impl From<eddy_base::io::IoError> for Error {
-    fn from(e: eddy_base::io::IoError) -> Error {
-        Error::Io {
-            context: e.context,
-            source: e.source,
-        }
-    }
-}

@@ -18,7 +18,7 @@ use eddy_base::fs::{replace_file, sync_dir};
 use eddy_base::sync::{lock, read, wait_timeout, write};
 
 use crate::config::{validate_name, Durability, TopicConfig};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, IoError, Result};
 use crate::groups::Groups;
 use crate::partition::{Access, Partition, RetentionOutcome};
 use crate::record::now_ns;
@@ -109,10 +109,10 @@ impl Log {
         let dir = b.dir;
         let lock_path = dir.join("LOCK");
         if b.read_only && !lock_path.exists() {
-            return Err(Error::Io {
+            return Err(Error::Io(IoError {
                 context: format!("opening the log in {} read-only", dir.display()),
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no eddy log there"),
-            });
+            }));
         }
         std::fs::create_dir_all(dir.join("topics"))
             .context(|| format!("creating {}", dir.display()))?;

@@ -2,18 +2,14 @@
 
 use std::path::PathBuf;
 
+pub use eddy_base::io::IoError;
+
 /// Everything the log can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An I/O operation failed; `context` says which and on what path.
-    #[error("{context}: {source}")]
-    Io {
-        /// What the log was doing, including the path.
-        context: String,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O operation failed; its context says which and on what path.
+    #[error(transparent)]
+    Io(#[from] IoError),
 
     /// A topic or consumer group name breaks the naming rules.
     #[error("invalid {kind} name {name:?}: {reason}")]
@@ -199,12 +195,3 @@ pub enum CorruptReason {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(crate) use eddy_base::io::IoContext;
-
-impl From<eddy_base::io::IoError> for Error {
-    fn from(e: eddy_base::io::IoError) -> Error {
-        Error::Io {
-            context: e.context,
-            source: e.source,
-        }
-    }
-}

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use crate::batch::{self, EncodedBatch};
 use crate::config::{Durability, TopicConfig};
 use crate::damage::Damage;
-use crate::error::{CorruptReason, Error, IoContext, Result};
+use crate::error::{CorruptReason, Error, IoContext, IoError, Result};
 use crate::record::{now_ns, Record, StoredRecord};
 use crate::segment::{Segment, SegmentInfo};
 use crate::signal::Signal;
@@ -218,10 +218,10 @@ impl Partition {
                 sync_dir(&dir)?;
             }
             None => {
-                return Err(Error::Io {
+                return Err(Error::Io(IoError {
                     context: format!("opening partition {}", dir.display()),
                     source: std::io::Error::new(std::io::ErrorKind::NotFound, "no segment files"),
-                })
+                }))
             }
         }
         if let Some(damaged) = segments.last().filter(|s| write && s.is_damaged()).cloned() {

@@ -20,7 +20,7 @@ use eddy_base::fs::{replace_file, sync_dir};
 use serde::{Deserialize, Serialize};
 
 use crate::damage::Damage;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, IoError, Result};
 use crate::partition::segment_bases;
 use crate::segment::{log_path, Segment};
 
@@ -162,10 +162,10 @@ pub(crate) fn finish(pdir: &Path) -> Result<()> {
             for name in &journal.remove {
                 match std::fs::remove_file(pdir.join(name)) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(Error::Io {
+                        return Err(Error::Io(IoError {
                             context: format!("removing {}", pdir.join(name).display()),
                             source: e,
-                        })
+                        }))
                     }
                     _ => {}
                 }
@@ -197,10 +197,10 @@ pub(crate) fn finish(pdir: &Path) -> Result<()> {
             }
         }
         Err(e) => {
-            return Err(Error::Io {
+            return Err(Error::Io(IoError {
                 context: format!("reading {}", journal_path.display()),
                 source: e,
-            })
+            }))
         }
     }
     Ok(())

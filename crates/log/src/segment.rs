@@ -25,7 +25,7 @@ use eddy_base::sync::{read, write};
 
 use crate::batch::{self, BatchHeader, Frame, HEADER_LEN};
 use crate::damage::{self, Damage, Stretch};
-use crate::error::{CorruptReason, Error, IoContext, Result};
+use crate::error::{CorruptReason, Error, IoContext, IoError, Result};
 use crate::index::{Entry, SegmentIndex};
 use crate::record::StoredRecord;
 
@@ -421,10 +421,10 @@ impl Segment {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    return Err(Error::Io {
+                    return Err(Error::Io(IoError {
                         context: format!("deleting {}", path.display()),
                         source: e,
-                    })
+                    }))
                 }
             }
         }
