@@ -3,15 +3,9 @@
 /// What can stop a benchmark run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file operation failed.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done, with the path.
-        context: String,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file operation failed; its context says which, with the path.
+    #[error(transparent)]
+    Io(#[from] eddy_base::io::IoError),
     /// A baseline tool is not installed; the report must not print a made-up number instead.
     #[error("baseline tool `{tool}` is not installed (not found on PATH); install it with `{install}` or run bench/run.sh, which does")]
     ToolMissing {
@@ -51,16 +45,4 @@ pub enum Error {
 /// The harness's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Attaches "what was being done" to an I/O error.
-pub(crate) trait IoContext<T> {
-    fn context(self, f: impl FnOnce() -> String) -> Result<T>;
-}
-
-impl<T> IoContext<T> for std::io::Result<T> {
-    fn context(self, f: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            context: f(),
-            source,
-        })
-    }
-}
+pub(crate) use eddy_base::io::IoContext;

@@ -530,7 +530,6 @@ pub fn generate_file(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use eddy_base::sync::lock;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
@@ -102,7 +103,7 @@ fn drain(mut socket: Socket, seen: &Seen, stop: &AtomicBool) {
         if message["type"] != "events" {
             continue;
         }
-        let mut probes = seen.probes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut probes = lock(&seen.probes);
         for row in message["rows"].as_array().into_iter().flatten() {
             if let Some(id) = row["probe"].as_u64() {
                 probes.entry(id).or_insert(now);
@@ -236,11 +237,7 @@ fn run_once(opts: &IngestBenchOptions, live: bool) -> Result<RunFigures> {
         stop_clients.store(true, Ordering::Relaxed);
         Ok((paced, probed, unpaced))
     })?;
-    let arrived = seen
-        .probes
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let arrived = lock(&seen.probes).clone();
     let (mut from_ack, mut from_send) = (Vec::new(), Vec::new());
     if live {
         for (id, (sent, acked)) in &probed {

@@ -107,7 +107,7 @@ impl Bench<'_> {
     }
 
     fn remove(&self, d: &Path) -> Result<()> {
-        std::fs::remove_dir_all(d).context(|| format!("removing {}", d.display()))
+        Ok(std::fs::remove_dir_all(d).context(|| format!("removing {}", d.display()))?)
     }
 
     /// Appends with `producers` threads; returns (records/s, bytes/s, the log dir).

@@ -192,7 +192,7 @@ pub fn update_report(path: &Path, header: &str, sections: &[Section]) -> Result<
         std::fs::create_dir_all(parent).context(|| format!("creating {}", parent.display()))?;
     }
     let text = format!("{}\n", text.trim_end());
-    std::fs::write(path, text).context(|| format!("writing {}", path.display()))
+    Ok(std::fs::write(path, text).context(|| format!("writing {}", path.display()))?)
 }
 
 fn first_value(path: &str, prefix: &str) -> Option<String> {
@@ -256,7 +256,6 @@ pub fn machine(dir: &Path) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -201,10 +201,10 @@ mod tests {
     #[test]
     fn an_error_that_repeats_its_cause_is_printed_once() {
         let io = std::io::Error::other("disk on fire");
-        let inner = eddy_log::Error::Io {
+        let inner = eddy_log::Error::Io(eddy_log::IoError {
             context: "reading x".into(),
             source: io,
-        };
+        });
         let e = anyhow::Error::new(inner).context("opening the log");
         assert_eq!(
             super::error_chain(&e),

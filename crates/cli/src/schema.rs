@@ -415,7 +415,6 @@ fn named(items: &[Value]) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,5 @@
 //! End-to-end tests of `eddy serve`'s TCP and UDP doors with real clients: the system's own
 //! `logger` (util-linux) for syslog over UDP and TCP, raw sockets for statsd and JSON lines.
-#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,7 +1,6 @@
 //! Queries of death through the real binary: deep or chained queries over HTTP and the live
 //! websocket, huge texts, bodies and limits, and an empty time range each get a `400` (or an
 //! answer) that says what and where, and the server still answers normal queries afterwards.
-#![allow(clippy::unwrap_used)]
 
 mod common;
 

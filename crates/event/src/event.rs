@@ -146,7 +146,6 @@ pub fn flatten_json(value: serde_json::Value, prefix: &str, out: &mut BTreeMap<S
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

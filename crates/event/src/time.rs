@@ -10,6 +10,9 @@ use chrono::DateTime;
 
 use crate::value::Value;
 
+/// Now, in ns since the Unix epoch (UTC); see [`eddy_base::time::now_ns`] for its overflow policy.
+pub use eddy_base::time::now_ns;
+
 /// Field names that hold an event's time, in the order they are tried.
 pub const TIME_FIELDS: [&str; 8] = [
     "@timestamp",
@@ -98,15 +101,7 @@ pub fn detect(fields: &BTreeMap<String, Value>) -> Option<(&'static str, i64)> {
     })
 }
 
-/// Now, in ns since the Unix epoch (UTC).
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 
+pub use eddy_base::varint::{put_varint, put_varint128};
+pub use eddy_base::zigzag::{unzigzag, unzigzag128, zigzag, zigzag128};
+
 /// Why bytes could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot decode at byte {position}: {reason}")]
@@ -14,28 +17,10 @@ pub struct DecodeError {
     pub reason: &'static str,
 }
 
-/// Appends `v` as an unsigned LEB128 varint.
-pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 /// Appends `s` as a varint length and its bytes.
 pub fn put_str(out: &mut Vec<u8>, s: &str) {
     put_varint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
-}
-
-/// Appends `v` as an unsigned LEB128 varint (for 128-bit values such as UUIDs).
-pub fn put_varint128(out: &mut Vec<u8>, mut v: u128) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 /// Appends a map of texts: a varint count, then each name and value as [`put_str`].
@@ -45,26 +30,6 @@ pub fn put_string_map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) {
         put_str(out, k);
         put_str(out, v);
     }
-}
-
-/// Maps signed integers to unsigned so small magnitudes stay short as varints.
-pub fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-/// The inverse of [`zigzag`].
-pub fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-/// [`zigzag`] for 128-bit integers.
-pub fn zigzag128(v: i128) -> u128 {
-    ((v << 1) ^ (v >> 127)) as u128
-}
-
-/// The inverse of [`zigzag128`].
-pub fn unzigzag128(v: u128) -> i128 {
-    ((v >> 1) as i128) ^ -((v & 1) as i128)
 }
 
 /// A cursor over untrusted bytes: every read is checked against what is left.
@@ -116,28 +81,41 @@ impl<'a> Reader<'a> {
 
     /// The next varint.
     pub fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let [b] = self.array::<1>(what)?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        self.fail(what)
+        let read = eddy_base::varint::read_varint(self.rest());
+        self.take_varint(read, 10, what)
     }
 
     /// The next varint of up to 128 bits.
     pub fn varint128(&mut self, what: &'static str) -> Result<u128, DecodeError> {
-        let mut v = 0u128;
-        for shift in (0..128).step_by(7) {
-            let [b] = self.array::<1>(what)?;
-            v |= u128::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
+        let read = eddy_base::varint::read_varint128(self.rest());
+        self.take_varint(read, 19, what)
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        self.buf.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Moves past a varint read at the current position. A bad one fails where reading it
+    /// stopped: at the end of the bytes, or after its `max_len` bytes.
+    fn take_varint<T>(
+        &mut self,
+        read: Option<(T, usize)>,
+        max_len: usize,
+        what: &'static str,
+    ) -> Result<T, DecodeError> {
+        match read {
+            Some((v, n)) => {
+                self.pos += n;
+                Ok(v)
+            }
+            None => {
+                self.pos = self
+                    .pos
+                    .saturating_add(max_len)
+                    .min(self.buf.len().max(self.pos));
+                self.fail(what)
             }
         }
-        self.fail(what)
     }
 
     /// The next varint, which must fit in 32 bits.

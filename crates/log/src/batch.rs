@@ -10,7 +10,8 @@
 //!     8     4  batch_len        bytes in the whole batch, this header included
 //!    12     4  crc32c           CRC32C (Castagnoli) of bytes [16, batch_len)
 //!    16     1  magic            format version: 1
-//!    17     1  attributes       bits 0-1 compression (0 none, 1 lz4, 2 zstd); bits 2-7 zero
+//!    17     1  attributes       bits 0-1 compression (0 none, 1 lz4, 2 zstd: the common codec
+//!                               table of `eddy_base::codec`); bits 2-7 zero
 //!    18     2  reserved         zero
 //!    20     4  record_count     > 0
 //!    24     8  first_timestamp  ns since the Unix epoch, of record 0
@@ -37,6 +38,9 @@
 //! bytes. Errors are [`CorruptReason`]s; the segment adds the file and position.
 
 use bytes::{Buf, Bytes};
+use eddy_base::codec::Codec;
+use eddy_base::varint::{put_varint, read_varint, varint_len};
+use eddy_base::zigzag::{unzigzag, zigzag};
 
 use crate::error::CorruptReason;
 use crate::record::{Header, Record, StoredRecord};
@@ -64,11 +68,18 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The attribute bits: the codec's number in the common table (see [`eddy_base::codec`]).
     fn bits(self) -> u8 {
-        match self {
-            Compression::None => 0,
-            Compression::Lz4 => 1,
-            Compression::Zstd => 2,
+        Codec::from(self).code()
+    }
+}
+
+impl From<Compression> for Codec {
+    fn from(c: Compression) -> Codec {
+        match c {
+            Compression::None => Codec::None,
+            Compression::Lz4 => Codec::Lz4,
+            Compression::Zstd => Codec::Zstd,
         }
     }
 }
@@ -80,11 +91,11 @@ impl TryFrom<u8> for Compression {
         if attributes & !COMPRESSION_MASK != 0 {
             return Err(CorruptReason::BadAttributes(attributes));
         }
-        match attributes & COMPRESSION_MASK {
-            0 => Ok(Compression::None),
-            1 => Ok(Compression::Lz4),
-            2 => Ok(Compression::Zstd),
-            _ => Err(CorruptReason::BadAttributes(attributes)),
+        match Codec::from_code(attributes & COMPRESSION_MASK) {
+            Some(Codec::None) => Ok(Compression::None),
+            Some(Codec::Lz4) => Ok(Compression::Lz4),
+            Some(Codec::Zstd) => Ok(Compression::Zstd),
+            None => Err(CorruptReason::BadAttributes(attributes)),
         }
     }
 }
@@ -300,18 +311,10 @@ struct RecordCursor<'a> {
 
 impl RecordCursor<'_> {
     fn varint(&mut self, index: u32, what: &'static str) -> Result<u64, CorruptReason> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let Some(&byte) = self.buf.get(self.pos) else {
-                return Err(CorruptReason::Record { index, what });
-            };
-            self.pos += 1;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(CorruptReason::Record { index, what })
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        let (value, len) = read_varint(rest).ok_or(CorruptReason::Record { index, what })?;
+        self.pos += len;
+        Ok(value)
     }
 
     fn bytes(
@@ -366,26 +369,6 @@ impl RecordCursor<'_> {
         }
         Ok((timestamp, key, value, headers))
     }
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Encoded size of one record inside the records section (excluding the timestamp delta),
@@ -543,7 +526,6 @@ fn put(dst: &mut &mut [u8], src: &[u8]) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

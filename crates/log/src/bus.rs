@@ -9,16 +9,18 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use eddy_base::fs::{replace_file, sync_dir};
+use eddy_base::sync::{lock, read, wait_timeout, write};
+
 use crate::config::{validate_name, Durability, TopicConfig};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, IoError, Result};
 use crate::groups::Groups;
-use crate::partition::{sync_dir, Access, Partition, RetentionOutcome};
+use crate::partition::{Access, Partition, RetentionOutcome};
 use crate::record::now_ns;
 use crate::signal::Signal;
 use crate::topic::Topic;
@@ -107,10 +109,10 @@ impl Log {
         let dir = b.dir;
         let lock_path = dir.join("LOCK");
         if b.read_only && !lock_path.exists() {
-            return Err(Error::Io {
+            return Err(Error::Io(IoError {
                 context: format!("opening the log in {} read-only", dir.display()),
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no eddy log there"),
-            });
+            }));
         }
         std::fs::create_dir_all(dir.join("topics"))
             .context(|| format!("creating {}", dir.display()))?;
@@ -222,11 +224,7 @@ impl Log {
         self.check_writable()?;
         validate_name("topic", name)?;
         config.validate()?;
-        let mut topics = self
-            .shared
-            .topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut topics = write(&self.shared.topics);
         if topics.contains_key(name) {
             return Err(Error::TopicExists(name.to_string()));
         }
@@ -234,7 +232,7 @@ impl Log {
         let staging = topics_dir.join(format!(".creating-{name}"));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging).context(|| format!("creating {}", staging.display()))?;
-        write_atomically(&staging.join("topic.json"), &topic_json(&config)?)?;
+        replace_file(&staging.join("topic.json"), &topic_json(&config)?)?;
         let final_dir = topics_dir.join(name);
         std::fs::rename(&staging, &final_dir)
             .context(|| format!("renaming {} to {}", staging.display(), final_dir.display()))?;
@@ -258,10 +256,7 @@ impl Log {
 
     /// The topic, or [`Error::UnknownTopic`].
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        self.shared
-            .topics
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        read(&self.shared.topics)
             .get(name)
             .cloned()
             .ok_or_else(|| Error::UnknownTopic(name.to_string()))
@@ -281,23 +276,13 @@ impl Log {
 
     /// All topics, by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        self.shared
-            .topics
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        read(&self.shared.topics).values().cloned().collect()
     }
 
     /// Deletes a topic and all its data, and forgets it in every consumer group.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         self.check_writable()?;
-        let mut topics = self
-            .shared
-            .topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut topics = write(&self.shared.topics);
         if topics.remove(name).is_none() {
             return Err(Error::UnknownTopic(name.to_string()));
         }
@@ -330,7 +315,7 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        *self.shared.stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        *lock(&self.shared.stop) = true;
         self.shared.stop_cv.notify_all();
         if let Some(handle) = self.maintenance.take() {
             let _ = handle.join();
@@ -380,22 +365,8 @@ fn topic_json(config: &TopicConfig) -> Result<Vec<u8>> {
     })
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .context(|| format!("writing {}", tmp.display()))?;
-    f.sync_all()
-        .context(|| format!("fsync of {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).context(|| format!("renaming {}", tmp.display()))?;
-    if let Some(parent) = path.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
-}
-
 fn all_partitions(shared: &Shared) -> Vec<Arc<Partition>> {
-    let topics = shared.topics.read().unwrap_or_else(|p| p.into_inner());
+    let topics = read(&shared.topics);
     topics
         .values()
         .flat_map(|t| t.partitions().iter().cloned())
@@ -432,13 +403,7 @@ fn retention_floor(shared: &Shared, topic: &Topic, partition: u32) -> u64 {
 
 fn enforce_retention(shared: &Shared) -> Result<RetentionOutcome> {
     let now = now_ns();
-    let topics: Vec<Arc<Topic>> = shared
-        .topics
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .cloned()
-        .collect();
+    let topics: Vec<Arc<Topic>> = read(&shared.topics).values().cloned().collect();
     let mut total = RetentionOutcome::default();
     for topic in topics {
         for p in topic.partitions() {
@@ -486,7 +451,7 @@ fn maintenance(shared: Arc<Shared>, jobs: Vec<(Job, Duration)>) {
     loop {
         let wake = due.iter().min().copied();
         {
-            let mut stop = shared.stop.lock().unwrap_or_else(|p| p.into_inner());
+            let mut stop = lock(&shared.stop);
             while !*stop {
                 let left = wake.map_or(Duration::from_secs(3600), |w| {
                     w.saturating_duration_since(Instant::now())
@@ -494,10 +459,7 @@ fn maintenance(shared: Arc<Shared>, jobs: Vec<(Job, Duration)>) {
                 if left.is_zero() {
                     break;
                 }
-                stop = match shared.stop_cv.wait_timeout(stop, left) {
-                    Ok((g, _)) => g,
-                    Err(p) => p.into_inner().0,
-                };
+                stop = wait_timeout(&shared.stop_cv, stop, left);
             }
             if *stop {
                 return;

@@ -218,7 +218,6 @@ pub fn validate_name(kind: &'static str, name: &str) -> Result<()> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -2,18 +2,14 @@
 
 use std::path::PathBuf;
 
+pub use eddy_base::io::IoError;
+
 /// Everything the log can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An I/O operation failed; `context` says which and on what path.
-    #[error("{context}: {source}")]
-    Io {
-        /// What the log was doing, including the path.
-        context: String,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O operation failed; its context says which and on what path.
+    #[error(transparent)]
+    Io(#[from] IoError),
 
     /// A topic or consumer group name breaks the naming rules.
     #[error("invalid {kind} name {name:?}: {reason}")]
@@ -198,16 +194,4 @@ pub enum CorruptReason {
 /// The log's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Attaches "what was being done" to an I/O error.
-pub(crate) trait IoContext<T> {
-    fn context(self, f: impl FnOnce() -> String) -> Result<T>;
-}
-
-impl<T> IoContext<T> for std::io::Result<T> {
-    fn context(self, f: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            context: f(),
-            source,
-        })
-    }
-}
+pub(crate) use eddy_base::io::IoContext;

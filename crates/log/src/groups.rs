@@ -6,15 +6,16 @@
 //! A committed offset is the next offset the group will read (Kafka's convention).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use eddy_base::fs::replace_file;
+use eddy_base::sync::lock;
+
 use crate::config::validate_name;
 use crate::error::{Error, IoContext, Result};
-use crate::partition::sync_dir;
 
 /// topic → partition → next offset to read.
 pub type GroupOffsets = BTreeMap<String, BTreeMap<u32, u64>>;
@@ -61,7 +62,7 @@ impl Groups {
     /// Durably records `offsets` (topic, partition, next offset) for `group`, all at once.
     pub fn commit(&self, group: &str, offsets: &[(&str, u32, u64)]) -> Result<()> {
         validate_name("consumer group", group)?;
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = lock(&self.cache);
         let mut updated = cache.get(group).cloned().unwrap_or_default();
         for &(topic, partition, offset) in offsets {
             updated
@@ -76,10 +77,6 @@ impl Groups {
 
     fn write(&self, group: &str, offsets: &GroupOffsets) -> Result<()> {
         let path = self.dir.join(format!("{group}.json"));
-        // Unique per process: a reader process may commit its own groups at the same time.
-        let tmp = self
-            .dir
-            .join(format!("{group}.json.{}.tmp", std::process::id()));
         let body = serde_json::to_vec_pretty(&GroupFile {
             version: 1,
             offsets: offsets.clone(),
@@ -88,27 +85,21 @@ impl Groups {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        let mut file =
-            std::fs::File::create(&tmp).context(|| format!("creating {}", tmp.display()))?;
-        file.write_all(&body)
-            .context(|| format!("writing {}", tmp.display()))?;
-        file.sync_all()
-            .context(|| format!("fsync of {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path)
-            .context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        sync_dir(&self.dir)
+        // The temporary file is unique per process: a reader process may commit its own groups
+        // at the same time.
+        Ok(replace_file(&path, &body)?)
     }
 
     /// The committed offset of `group` for a partition, if any.
     pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = lock(&self.cache);
         cache.get(group)?.get(topic)?.get(&partition).copied()
     }
 
     /// The highest offset any group has committed for a partition (0 if none has): every
     /// record below it has been seen by some consumer.
     pub fn highest_committed(&self, topic: &str, partition: u32) -> u64 {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = lock(&self.cache);
         cache
             .values()
             .filter_map(|g| g.get(topic)?.get(&partition).copied())
@@ -118,19 +109,19 @@ impl Groups {
 
     /// All offsets of one group.
     pub fn get(&self, group: &str) -> Option<GroupOffsets> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = lock(&self.cache);
         cache.get(group).cloned()
     }
 
     /// Names of all groups.
     pub fn list(&self) -> Vec<String> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = lock(&self.cache);
         cache.keys().cloned().collect()
     }
 
     /// Forgets a topic in every group (when the topic is deleted).
     pub(crate) fn forget_topic(&self, topic: &str) -> Result<()> {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = lock(&self.cache);
         let names: Vec<String> = cache
             .iter()
             .filter(|(_, o)| o.contains_key(topic))

@@ -44,7 +44,7 @@ pub use batch::{Compression, EncodedBatch};
 pub use bus::{Log, LogBuilder};
 pub use config::{validate_name, Durability, TopicConfig, MAX_PARTITIONS};
 pub use damage::Damage;
-pub use error::{CorruptReason, Error, Result};
+pub use error::{CorruptReason, Error, IoError, Result};
 pub use groups::{GroupOffsets, Groups};
 pub use partition::{AppendAck, Partition, PartitionInfo, PartitionReader, RetentionOutcome};
 pub use record::{now_ns, Header, Record, StoredRecord};

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, IoContext, IoError, Result};
 
 /// Opens `<dir>/LOCK` and tries to take it: the file, and whether another process holds it.
 pub(crate) fn try_lock(dir: &Path) -> Result<(std::fs::File, bool)> {
@@ -17,10 +17,10 @@ pub(crate) fn try_lock(dir: &Path) -> Result<(std::fs::File, bool)> {
         Ok(()) => false,
         Err(std::fs::TryLockError::WouldBlock) => true,
         Err(std::fs::TryLockError::Error(e)) => {
-            return Err(Error::Io {
+            return Err(Error::Io(IoError {
                 context: format!("locking {}", lock_path.display()),
                 source: e,
-            })
+            }))
         }
     };
     Ok((lock, writer_running))
@@ -30,10 +30,10 @@ pub(crate) fn try_lock(dir: &Path) -> Result<(std::fs::File, bool)> {
 /// a repair); held until the file is dropped.
 pub(crate) fn lock_for_writing(dir: &Path) -> Result<std::fs::File> {
     if !dir.join("LOCK").exists() {
-        return Err(Error::Io {
+        return Err(Error::Io(IoError {
             context: format!("opening the log in {}", dir.display()),
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no eddy log there"),
-        });
+        }));
     }
     match try_lock(dir)? {
         (_, true) => Err(Error::Locked {

@@ -11,15 +11,17 @@
 //! [`Error::Poisoned`], because after a failed fsync the file's contents are unknown.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
+use eddy_base::fs::sync_dir;
+use eddy_base::sync::{lock, read, wait, write};
 use tokio::sync::watch;
 
 use crate::batch::{self, EncodedBatch};
 use crate::config::{Durability, TopicConfig};
 use crate::damage::Damage;
-use crate::error::{CorruptReason, Error, IoContext, Result};
+use crate::error::{CorruptReason, Error, IoContext, IoError, Result};
 use crate::record::{now_ns, Record, StoredRecord};
 use crate::segment::{Segment, SegmentInfo};
 use crate::signal::Signal;
@@ -164,18 +166,6 @@ impl std::fmt::Debug for Partition {
     }
 }
 
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .context(|| format!("fsync of directory {}", dir.display()))
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks cannot leave them half-updated in a way that matters
-    // more than refusing all further work would; keep serving.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Partition {
     /// Opens (or creates) the partition in `dir`, recovering its segments. `floor`: an offset a
     /// consumer has already committed; if recovery lost records up to it, the partition goes on
@@ -228,10 +218,10 @@ impl Partition {
                 sync_dir(&dir)?;
             }
             None => {
-                return Err(Error::Io {
+                return Err(Error::Io(IoError {
                     context: format!("opening partition {}", dir.display()),
                     source: std::io::Error::new(std::io::ErrorKind::NotFound, "no segment files"),
-                })
+                }))
             }
         }
         if let Some(damaged) = segments.last().filter(|s| write && s.is_damaged()).cloned() {
@@ -324,7 +314,7 @@ impl Partition {
         let segment = Arc::new(Segment::create(&self.dir, offset)?);
         sync_dir(&self.dir)?;
         {
-            let mut list = self.segments.write().unwrap_or_else(|p| p.into_inner());
+            let mut list = write(&self.segments);
             if empty {
                 list.pop();
             }
@@ -465,10 +455,7 @@ impl Partition {
         w.active.seal()?;
         let segment = Arc::new(Segment::create(&self.dir, w.next_offset)?);
         sync_dir(&self.dir)?;
-        self.segments
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(segment.clone());
+        write(&self.segments).push(segment.clone());
         tracing::debug!(topic = %self.topic, partition = self.id, sealed = %w.active.path.display(), "rolled segment");
         w.active = segment;
         Ok(())
@@ -497,7 +484,7 @@ impl Partition {
                 return Err(self.poisoned(cause));
             }
             if c.syncing {
-                c = self.commit_cv.wait(c).unwrap_or_else(|p| p.into_inner());
+                c = wait(&self.commit_cv, c);
                 continue;
             }
             c.syncing = true;
@@ -577,10 +564,7 @@ impl Partition {
                     Segment::open_sealed(&self.dir, base, interval, false)?
                 }));
             }
-            self.segments
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(added);
+            write(&self.segments).extend(added);
         } else {
             return Ok(false); // the writer restarted and is behind what we saw; wait
         }
@@ -594,19 +578,12 @@ impl Partition {
     }
 
     fn segments(&self) -> Vec<Arc<Segment>> {
-        self.segments
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        read(&self.segments).clone()
     }
 
     /// Oldest offset still held.
     pub fn start_offset(&self) -> u64 {
-        self.segments
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .first()
-            .map_or(0, |s| s.base_offset)
+        read(&self.segments).first().map_or(0, |s| s.base_offset)
     }
 
     /// Why the partition refuses appends, if a write or fsync failed (it needs a restart).
@@ -673,7 +650,7 @@ impl Partition {
             return Ok(RetentionOutcome::default());
         }
         let removed: Vec<Arc<Segment>> = {
-            let mut list = self.segments.write().unwrap_or_else(|p| p.into_inner());
+            let mut list = write(&self.segments);
             // Only the front can have changed shape: the writer appends at the back.
             let n = doomed.min(list.len().saturating_sub(1));
             list.drain(..n).collect()

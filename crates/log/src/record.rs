@@ -70,10 +70,5 @@ pub struct StoredRecord {
     pub headers: Vec<Header>,
 }
 
-/// Now, in ns since the Unix epoch.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+/// Now, in ns since the Unix epoch; see [`eddy_base::time::now_ns`] for its overflow policy.
+pub use eddy_base::time::now_ns;

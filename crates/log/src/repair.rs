@@ -13,14 +13,15 @@
 //! that have none, so a crash at any point leaves either the old files or the new ones.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use eddy_base::fs::{replace_file, sync_dir};
 use serde::{Deserialize, Serialize};
 
 use crate::damage::Damage;
-use crate::error::{Error, IoContext, Result};
-use crate::partition::{segment_bases, sync_dir};
+use crate::error::{Error, IoContext, IoError, Result};
+use crate::partition::segment_bases;
 use crate::segment::{log_path, Segment};
 
 const JOURNAL: &str = "repair.json";
@@ -127,11 +128,7 @@ fn split(pdir: &Path, base: u64, plan: &[Repair]) -> Result<()> {
         path: pdir.join(JOURNAL),
         reason: e.to_string(),
     })?;
-    let temp = pdir.join(format!("{JOURNAL}.tmp"));
-    write_synced(&temp, &body)?;
-    std::fs::rename(&temp, pdir.join(JOURNAL))
-        .context(|| format!("renaming {}", temp.display()))?;
-    sync_dir(pdir)?;
+    replace_file(&pdir.join(JOURNAL), &body)?;
     finish(pdir)
 }
 
@@ -146,16 +143,9 @@ fn copy_range(file: &mut File, path: &Path, range: std::ops::Range<u64>, to: &Pa
     let mut out = File::create(to).context(|| format!("creating {}", to.display()))?;
     std::io::copy(&mut file.take(range.end - range.start), &mut out)
         .context(|| format!("copying {} to {}", path.display(), to.display()))?;
-    out.sync_all()
-        .context(|| format!("fsync of {}", to.display()))
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = File::create(path).context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)
-        .context(|| format!("writing {}", path.display()))?;
-    f.sync_all()
-        .context(|| format!("fsync of {}", path.display()))
+    Ok(out
+        .sync_all()
+        .context(|| format!("fsync of {}", to.display()))?)
 }
 
 /// Finishes a repair of the partition in `pdir` that a crash cut short, or forgets one that had
@@ -172,10 +162,10 @@ pub(crate) fn finish(pdir: &Path) -> Result<()> {
             for name in &journal.remove {
                 match std::fs::remove_file(pdir.join(name)) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(Error::Io {
+                        return Err(Error::Io(IoError {
                             context: format!("removing {}", pdir.join(name).display()),
                             source: e,
-                        })
+                        }))
                     }
                     _ => {}
                 }
@@ -207,10 +197,10 @@ pub(crate) fn finish(pdir: &Path) -> Result<()> {
             }
         }
         Err(e) => {
-            return Err(Error::Io {
+            return Err(Error::Io(IoError {
                 context: format!("reading {}", journal_path.display()),
                 source: e,
-            })
+            }))
         }
     }
     Ok(())

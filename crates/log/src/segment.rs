@@ -18,13 +18,14 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
+use eddy_base::sync::{read, write};
 
 use crate::batch::{self, BatchHeader, Frame, HEADER_LEN};
 use crate::damage::{self, Damage, Stretch};
-use crate::error::{CorruptReason, Error, IoContext, Result};
+use crate::error::{CorruptReason, Error, IoContext, IoError, Result};
 use crate::index::{Entry, SegmentIndex};
 use crate::record::StoredRecord;
 
@@ -165,14 +166,6 @@ pub(crate) struct ReadOutcome {
     pub position: u64,
 }
 
-fn lock_poisoned<T>(_: T) -> Error {
-    Error::Poisoned {
-        topic: String::new(),
-        partition: 0,
-        cause: "a thread panicked while holding a segment lock".into(),
-    }
-}
-
 impl Segment {
     /// Creates a new, empty active segment.
     pub fn create(dir: &Path, base_offset: u64) -> Result<Segment> {
@@ -216,11 +209,11 @@ impl Segment {
     }
 
     fn open_file(path: &Path, write: bool) -> Result<File> {
-        OpenOptions::new()
+        Ok(OpenOptions::new()
             .read(true)
             .write(write)
             .open(path)
-            .context(|| format!("opening segment {}", path.display()))
+            .context(|| format!("opening segment {}", path.display()))?)
     }
 
     /// Opens the last segment of a partition: scans it whole and truncates a torn tail. Damage
@@ -279,7 +272,7 @@ impl Segment {
 
     /// Takes in batches another process appended, up to byte `end` (read-only logs).
     pub fn extend_to(&self, end: u64, index_interval: u64) -> Result<()> {
-        let mut s = self.write_state()?;
+        let mut s = self.write_state();
         if end <= s.len {
             return Ok(());
         }
@@ -305,7 +298,7 @@ impl Segment {
     pub fn mark_sealed(&self, index_interval: u64) -> Result<()> {
         let file_len = file_len(&self.file, &self.path)?;
         self.extend_to(file_len, index_interval)?;
-        let mut s = self.write_state()?;
+        let mut s = self.write_state();
         s.push_end(self.base_offset);
         s.sealed = true;
         Ok(())
@@ -359,19 +352,16 @@ impl Segment {
         Ok(Segment::with_state(dir, path, file, base_offset, state))
     }
 
-    fn read_state(&self) -> Result<std::sync::RwLockReadGuard<'_, State>> {
-        self.state.read().map_err(lock_poisoned)
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        read(&self.state)
     }
 
-    fn write_state(&self) -> Result<std::sync::RwLockWriteGuard<'_, State>> {
-        self.state.write().map_err(lock_poisoned)
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        write(&self.state)
     }
 
     pub fn info(&self) -> SegmentInfo {
-        let s = match self.state.read() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
-        };
+        let s = self.read_state();
         SegmentInfo {
             base_offset: self.base_offset,
             next_offset: s.next_offset,
@@ -388,7 +378,7 @@ impl Segment {
     /// Appends one encoded batch (its base offset already set) at the end of the file. Called
     /// only by the partition's writer, under its lock.
     pub fn append(&self, bytes: &[u8], header: &BatchHeader, index_interval: u64) -> Result<()> {
-        let mut s = self.write_state()?;
+        let mut s = self.write_state();
         let position = s.len;
         self.file.write_all_at(bytes, position).context(|| {
             format!(
@@ -403,15 +393,16 @@ impl Segment {
 
     /// Makes the file's data durable.
     pub fn sync(&self) -> Result<()> {
-        self.file
+        Ok(self
+            .file
             .sync_data()
-            .context(|| format!("fsync of {}", self.path.display()))
+            .context(|| format!("fsync of {}", self.path.display()))?)
     }
 
     /// Seals the segment: syncs its data and writes its index files.
     pub fn seal(&self) -> Result<()> {
         self.sync()?;
-        let mut s = self.write_state()?;
+        let mut s = self.write_state();
         s.push_end(self.base_offset);
         // A damaged segment keeps no index, so every open finds and reports its damage.
         if s.damage.is_empty() {
@@ -430,10 +421,10 @@ impl Segment {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    return Err(Error::Io {
+                    return Err(Error::Io(IoError {
                         context: format!("deleting {}", path.display()),
                         source: e,
-                    })
+                    }))
                 }
             }
         }
@@ -462,7 +453,7 @@ impl Segment {
     /// Where to start reading for `offset`: the indexed batch at or before it, as (its base
     /// offset, its byte position).
     pub fn seek(&self, offset: u64) -> Result<(u64, u64)> {
-        let s = self.read_state()?;
+        let s = self.read_state();
         let rel = offset
             .saturating_sub(self.base_offset)
             .min(u64::from(u32::MAX)) as u32;
@@ -477,7 +468,7 @@ impl Segment {
     /// the committed mark lies in this segment (even if it was just sealed: sealing makes data
     /// durable before its appenders are acknowledged), else the whole segment.
     pub fn readable_end(&self, committed_position: Option<u64>) -> Result<u64> {
-        let s = self.read_state()?;
+        let s = self.read_state();
         let end = committed_position.map_or(s.len, |p| p.min(s.len));
         Ok(s.dead_end().map_or(end, |d| end.min(d.start)))
     }
@@ -541,10 +532,8 @@ impl Segment {
         }
         if position < end {
             // Stopped by max_bytes: fine. Otherwise we are at `end`.
-        } else if let Ok(s) = self.read_state() {
-            if let Some(d) = s.dead_end().filter(|d| position >= d.start) {
-                return Err(self.corrupt(d.start, d.reason.clone()));
-            }
+        } else if let Some(d) = self.read_state().dead_end().filter(|d| position >= d.start) {
+            return Err(self.corrupt(d.start, d.reason.clone()));
         }
         Ok(ReadOutcome {
             next_offset: batch_offset,
@@ -582,7 +571,7 @@ impl Segment {
     /// further than `end`.
     pub fn offset_for_time(&self, ts: i64, end: u64) -> Result<Option<u64>> {
         let (mut offset, mut position) = {
-            let s = self.read_state()?;
+            let s = self.read_state();
             if s.max_timestamp < ts {
                 return Ok(None);
             }
@@ -640,14 +629,12 @@ impl Segment {
     /// Whether a scan found damage with good batches after it (the segment must not take more
     /// appends: it is sealed and kept as it is).
     pub fn is_damaged(&self) -> bool {
-        self.read_state().is_ok_and(|s| !s.damage.is_empty())
+        !self.read_state().damage.is_empty()
     }
 
     /// The damage found so far; `end_offset` as in [`Segment::verify`].
     pub fn damage(&self, end_offset: Option<u64>) -> Vec<Damage> {
-        let Ok(s) = self.read_state() else {
-            return Vec::new();
-        };
+        let s = self.read_state();
         let end_offset = end_offset.unwrap_or(s.next_offset);
         s.damage
             .iter()
@@ -666,7 +653,7 @@ impl Segment {
         limit: Option<u64>,
     ) -> Result<Stretch> {
         let (sealed, next_offset) = {
-            let s = self.read_state()?;
+            let s = self.read_state();
             let known = s.damage.iter().find(|d| d.start == position);
             // Damage at the tail of the segment being written may yet be followed by more.
             if let Some(d) = known.filter(|d| s.sealed || d.resumes_at.is_some()) {
@@ -693,7 +680,7 @@ impl Segment {
             resumes_at: found.map(|(_, h)| h),
             reason,
         };
-        let mut s = self.write_state()?;
+        let mut s = self.write_state();
         s.damage.retain(|d| d.start != position);
         let at = s.damage.partition_point(|d| d.start < position);
         s.damage.insert(at, stretch.clone());

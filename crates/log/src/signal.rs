@@ -4,6 +4,7 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use eddy_base::sync::{lock, wait_timeout};
 use tokio::sync::watch;
 
 /// Bumped every time new data in a topic becomes visible to readers.
@@ -27,12 +28,12 @@ impl Default for Signal {
 impl Signal {
     /// Current version.
     pub fn version(&self) -> u64 {
-        *self.version.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.version)
     }
 
     /// Announces new data.
     pub fn bump(&self) {
-        let mut v = self.version.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v = lock(&self.version);
         *v += 1;
         self.tx.send_replace(*v);
         self.cv.notify_all();
@@ -41,16 +42,13 @@ impl Signal {
     /// Sleeps until the version differs from `seen` or `timeout` passes; returns the version.
     pub fn wait_past(&self, seen: u64, timeout: Duration) -> u64 {
         let deadline = Instant::now() + timeout;
-        let mut v = self.version.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v = lock(&self.version);
         while *v == seen {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            v = match self.cv.wait_timeout(v, left) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
+            v = wait_timeout(&self.cv, v, left);
         }
         *v
     }

@@ -1,6 +1,5 @@
 //! A model test: random sequences of appends, reopenings, reads and time seeks against the log
 //! and against a plain in-memory vector per partition; both must always agree.
-#![allow(clippy::unwrap_used)]
 
 use eddy_log::{Compression, Log, Record, TopicConfig};
 use proptest::prelude::*;

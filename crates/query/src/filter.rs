@@ -541,7 +541,6 @@ fn regex_error(e: &regex::Error, span: Span) -> QueryError {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::syntax::first_filter as filter;

@@ -125,7 +125,6 @@ pub fn render(pieces: &[FormatPiece], values: &[Option<Value>]) -> Option<String
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -246,7 +246,6 @@ impl Live {
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::run::{prepare, run_events};

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use eddy_base::sync::lock;
 use eddy_event::{Event, Value};
 use eddy_store::{BlockView, Parts, ReadBuffers, RepoStore, Scan, ScanStats};
 use serde::Serialize;
@@ -245,7 +246,7 @@ pub fn run_with_partials(
         state
     };
     let answer_of = |state: State, cancelled: bool| {
-        let warnings = warnings.lock().map(|w| w.clone()).unwrap_or_default();
+        let warnings = lock(&warnings).clone();
         answer(program, state, warnings, snapshot(), cancelled)
     };
     std::thread::scope(|scope| {
@@ -302,11 +303,6 @@ pub fn run_with_partials(
         .into_iter()
         .map(|s| s.into_inner().unwrap_or_else(|p| p.into_inner()));
     answer_of(merged(states.collect()), cancel.load(Ordering::Relaxed))
-}
-
-/// The lock, also when a thread panicked holding it (the state is still a valid state).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The answer of a state filled by feeding events to `program` (a rollup window's).

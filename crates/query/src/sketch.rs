@@ -278,7 +278,6 @@ fn hll_add(registers: &mut [u8], h: u64) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

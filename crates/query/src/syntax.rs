@@ -1046,7 +1046,6 @@ fn pattern_of_word(w: String) -> Pattern {
 
 /// The first stage of `q`, which must be a filter (for tests).
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 pub(crate) fn first_filter(q: &str) -> Filter {
     match parse(q).unwrap().stages.remove(0) {
         Stage::Filter(f) => f,
@@ -1055,7 +1054,6 @@ pub(crate) fn first_filter(q: &str) -> Filter {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use first_filter as filter;

@@ -265,7 +265,6 @@ fn kind_of(v: &Json) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -471,7 +471,6 @@ fn aliased(aliases: &Option<Vec<apache_avro::schema::Alias>>, name: &Name) -> bo
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::avro::AvroSchema;

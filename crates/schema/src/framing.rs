@@ -115,7 +115,6 @@ pub fn sha256(fp: [u8; 32], datum: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

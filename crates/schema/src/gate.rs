@@ -11,9 +11,10 @@
 //! built and rebuilds it only when the registry has changed.
 
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use apache_avro::reader::datum::GenericDatumReader;
+use eddy_base::sync::lock;
 use serde_json::Value as Json;
 
 use crate::avro_json::{Converter, Rejection};
@@ -123,7 +124,7 @@ impl Gate {
     /// The contract in force now.
     pub fn contract(&self) -> Result<Arc<Contract>, GateError> {
         let generation = self.registry.generation();
-        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cached = lock(&self.cached);
         if let Some((g, c)) = cached.as_ref() {
             if *g == generation {
                 return Ok(c.clone());
@@ -344,7 +345,6 @@ impl Checker<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::schema::SchemaType;

@@ -122,7 +122,6 @@ pub(crate) fn dotted(pointer: &str) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

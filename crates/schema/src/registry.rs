@@ -292,11 +292,11 @@ impl Registry {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+        eddy_base::sync::read(&self.state)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|p| p.into_inner())
+        eddy_base::sync::write(&self.state)
     }
 
     /// Writes `change` to the journal (durable when this returns), then applies it.
@@ -527,7 +527,6 @@ impl Registry {
 
 /// A registry in a fresh temporary bus, for tests.
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 pub(crate) fn scratch() -> (tempfile::TempDir, Arc<Registry>) {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path()).unwrap();
@@ -536,7 +535,6 @@ pub(crate) fn scratch() -> (tempfile::TempDir, Arc<Registry>) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -76,7 +76,7 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     if text == "now" {
         return Ok(eddy_event::time::now_ns());
     }
-    eddy_event::units::parse_time(text)
+    eddy_event::units::parse_time(text).map_err(|e| e.to_string())
 }
 
 /// A `400` for a query text over [`MAX_QUERY_BYTES`], said before it is parsed (and without

@@ -38,7 +38,9 @@
 //! [`eddy_event::Event::parsed_by`]), and storing both measured at about twice the size; the
 //! parser gives them back when a block is read.
 //!
-//! On disk a block is one byte naming the codec (0 none, 1 zstd, 2 lz4) and the frame.
+//! On disk a block is one byte naming the codec (0 none, 1 zstd, 2 lz4: the store's own, older
+//! numbering, `eddy_base::codec::Codec::segment_block_code`; new formats use the common table) and
+//! the frame.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -617,7 +619,6 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
     use eddy_event::Parser;

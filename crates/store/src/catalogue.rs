@@ -14,9 +14,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use eddy_base::fs::replace_file;
 use eddy_event::wire::{put_str, put_varint, DecodeError, Reader};
 
-use crate::segment::{decode_info, encode_info, sync_dir, SegmentError, SegmentInfo};
+use crate::segment::{decode_info, encode_info, SegmentError, SegmentInfo};
 
 const MAGIC: &[u8; 8] = b"EDDYCAT1";
 /// The catalogue's file name in a repository's directory.
@@ -130,19 +131,10 @@ impl Catalogue {
     /// Writes the catalogue into `dir` atomically and durably.
     pub fn persist(&self, dir: &Path) -> Result<(), SegmentError> {
         let path = dir.join(FILE);
-        let tmp = dir.join(format!("{FILE}.tmp"));
-        let io = |source| SegmentError::Io {
-            path: path.clone(),
-            source,
-        };
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(&self.encode()).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        sync_dir(dir)
+        replace_file(&path, &self.encode()).map_err(|e| SegmentError::Io {
+            path,
+            source: e.source,
+        })
     }
 
     /// Reads `dir`'s catalogue; `None` if there is none or it is damaged (with a warning).
@@ -188,7 +180,6 @@ pub fn wip_path(dir: &Path, id: u64) -> PathBuf {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -52,6 +52,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use eddy_base::fs::sync_dir;
 use eddy_event::wire::{
     put_str, put_string_map, put_varint, unzigzag, zigzag, DecodeError, Reader,
 };
@@ -298,11 +299,6 @@ pub struct SegmentWriter {
     blooms: Vec<BloomFilter>,
 }
 
-/// Syncs a directory, so a rename or a removal in it is durable.
-pub fn sync_dir(dir: &Path) -> Result<(), SegmentError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
-}
-
 impl SegmentWriter {
     /// Starts `path` (conventionally `<id>.wip`), replacing any file there.
     pub fn create(path: &Path) -> Result<SegmentWriter, SegmentError> {
@@ -418,7 +414,7 @@ impl SegmentWriter {
         self.file.sync_all().map_err(io(&path))?;
         std::fs::rename(&path, sealed_path).map_err(io(&path))?;
         if let Some(dir) = sealed_path.parent() {
-            sync_dir(dir)?;
+            sync_dir(dir).map_err(|e| io(dir)(e.source))?;
         }
         Ok(footer)
     }
@@ -692,7 +688,6 @@ fn check_version(path: &Path, version: u16) -> Result<(), SegmentError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::block::{BlockBuilder, Compression};

@@ -298,7 +298,6 @@ pub fn rebuild(payload: &[u8], layout: &SplitLayout, out: &mut Vec<u8>, starts: 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

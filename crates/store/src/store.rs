@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use eddy_base::sync::{lock, read, write};
 use eddy_event::codec::FieldsRef;
 use eddy_event::Event;
 
@@ -73,19 +74,6 @@ struct Wip {
 
 /// The work in progress of one bus partition, by data source (looked up per event by `&str`).
 type PartitionWips = HashMap<String, Arc<Mutex<Wip>>>;
-
-// The guarded state stays consistent between calls: a panic elsewhere does not spoil it.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Adds one partition's events to their work in progress, remembering the last data source's,
 /// so that a run of events from one source (the common case) takes the store-wide map's lock

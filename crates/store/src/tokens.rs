@@ -263,7 +263,6 @@ fn spaces_and_capitals(text: &[u8]) -> (bool, bool) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

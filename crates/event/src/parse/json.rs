@@ -211,7 +211,6 @@ impl<'de> Visitor<'de> for Flatten<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use crate::parse::Parser;
     use crate::value::Value;

@@ -125,7 +125,6 @@ fn finish(event: &mut Event, raw: String) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

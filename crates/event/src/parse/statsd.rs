@@ -118,7 +118,6 @@ pub(crate) fn parse(line: &str, event: &mut Event) -> Result<(), ParseError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use crate::parse::Parser;
     use crate::value::Value;

@@ -200,7 +200,6 @@ fn rfc3164(c: &mut Cursor<'_>, event: &mut Event) -> Result<(), ParseError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use crate::parse::Parser;
     use crate::value::Value;
