@@ -7,7 +7,9 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use eddy_base::sync::lock;
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -107,7 +109,7 @@ impl RateLimitedLog {
     /// Counts one event; calls `log` with the count since the last line when a line is due.
     pub fn note(&self, log: impl FnOnce(u64)) {
         self.since.fetch_add(1, Ordering::Relaxed);
-        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = lock(&self.last);
         if last.is_some_and(|at| at.elapsed() < self.interval) {
             return;
         }
@@ -117,7 +119,6 @@ impl RateLimitedLog {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

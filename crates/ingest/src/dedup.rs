@@ -127,7 +127,6 @@ impl DedupWindow {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

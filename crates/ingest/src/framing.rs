@@ -198,7 +198,6 @@ impl<R: tokio::io::AsyncRead> HasBuffer for tokio::io::BufReader<R> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

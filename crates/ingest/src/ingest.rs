@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::lock;
+use eddy_base::sync::lock;
 use eddy_event::{codec, Event};
 use eddy_log::{PartitionChoice, Record};
 use uuid::Uuid;

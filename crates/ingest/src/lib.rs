@@ -68,8 +68,3 @@ impl IngestError {
         move |source| IngestError::Io { context, source }
     }
 }
-
-// Until the shared plumbing crate lands: one poison-ignoring lock for this crate.
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}

@@ -7,7 +7,9 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
+
+use eddy_base::sync::lock;
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -451,7 +453,7 @@ impl IngestMetrics {
         self.ack
             .get_or_create(&DoorLabel { door: door.name() })
             .observe(seconds);
-        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut recent = lock(&self.recent);
         let window = match recent.entry(door) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => match RecentLatency::new() {
@@ -510,7 +512,7 @@ impl IngestMetrics {
 
     /// Sets the gauges that summarise recent observations; call it before each scrape.
     pub fn refresh(&self) {
-        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut recent = lock(&self.recent);
         for (door, r) in recent.iter_mut() {
             if let Some((p50, p99)) = r.quantiles() {
                 for (quantile, v) in [("0.5", p50), ("0.99", p99)] {
@@ -544,7 +546,6 @@ pub(crate) fn rendered(m: &IngestMetrics, registry: &Registry) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::lock;
+use eddy_base::sync::lock;
 use eddy_event::{codec, Event};
 use eddy_log::{Log, Topic, TopicConfig};
 use eddy_schema::avro_json::Rejection;

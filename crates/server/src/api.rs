@@ -6,7 +6,6 @@
 //! so they come back after a restart; repositories in the configuration file win over them.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
@@ -14,12 +13,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use eddy_base::io::IoContext;
+use eddy_base::sync::lock;
+use eddy_ingest::Repository;
 use serde_json::json;
 
 use crate::config::RepositoryConfig;
 use crate::http::{authorize, error, Reject};
 use crate::AppState;
-use eddy_ingest::Repository;
 
 /// The file of API-created repositories in a data directory.
 pub fn created_file(data_dir: &FsPath) -> PathBuf {
@@ -42,35 +43,16 @@ pub fn load_created<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// Replaces the file of created repositories or pipelines (see [`replace_file`]).
+/// Replaces the file of created repositories or pipelines, atomically and durably.
 pub(crate) fn save_created<T: serde::Serialize>(
     path: &FsPath,
     repos: &BTreeMap<String, T>,
-) -> std::io::Result<()> {
-    replace_file(
-        path,
-        &serde_json::to_vec_pretty(repos).map_err(std::io::Error::other)?,
-    )
-}
-
-/// Replaces the file atomically and durably: temporary file, fsync, rename, fsync of the
-/// directory. It may hold tokens, so only the owner may read it.
-pub(crate) fn replace_file(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut f = options.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+) -> Result<(), eddy_base::io::IoError> {
+    let bytes = serde_json::to_vec_pretty(repos)
+        .map_err(std::io::Error::other)
+        .context(|| format!("encoding {}", path.display()))?;
+    // It may hold tokens: only the owner may read it.
+    eddy_base::fs::replace_private_file(path, &bytes)
 }
 
 /// A creation request: `name`, then the settings of the configuration file (unknown keys
@@ -165,10 +147,7 @@ impl AppState {
         config: RepositoryConfig,
     ) -> Result<serde_json::Value, Reject> {
         // One creation at a time: the file is rewritten whole.
-        let mut created = self
-            .created
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut created = lock(&self.created);
         if self.repository(name).is_some() {
             return Err(error(
                 StatusCode::CONFLICT,

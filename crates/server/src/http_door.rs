@@ -255,7 +255,6 @@ pub async fn time_bodies(State(state): State<Arc<AppState>>, request: Request) -
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;

@@ -30,13 +30,14 @@ pub mod query;
 pub mod registry_api;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 pub use config::{Config, ConfigError};
+use eddy_base::sync::{lock, read, write};
 use eddy_ingest::tcp::TcpDoor;
 use eddy_ingest::udp::UdpDoor;
 use eddy_ingest::{Ingest, IngestError, Repository};
@@ -114,27 +115,15 @@ pub struct Repositories(RwLock<BTreeMap<String, Arc<Repository>>>);
 
 impl Repositories {
     fn get(&self, name: &str) -> Option<Arc<Repository>> {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
+        read(&self.0).get(name).cloned()
     }
 
     fn all(&self) -> Vec<Arc<Repository>> {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
+        read(&self.0).values().cloned().collect()
     }
 
     fn insert(&self, repo: Arc<Repository>) {
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(repo.name.clone(), repo);
+        write(&self.0).insert(repo.name.clone(), repo);
     }
 }
 
@@ -182,9 +171,7 @@ impl AppState {
     pub(crate) fn created_pipelines(
         &self,
     ) -> std::sync::MutexGuard<'_, BTreeMap<String, config::PipelineConfig>> {
-        self.created_pipelines
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.created_pipelines)
     }
 
     /// Starts every pipeline: the configuration's and those created through the API.

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,9 +27,9 @@ use eddy_store::{digest, Cut};
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
-use crate::lock;
 use crate::metrics::StreamMetrics;
 use crate::ReadHandle;
+use eddy_base::sync::{lock, read, write};
 
 /// Frames a slow client may fall behind by before it is resynchronised.
 const EVENT_BACKLOG: usize = 256;
@@ -363,7 +363,7 @@ impl Tap {
                     continue;
                 }
             };
-            let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
+            let views = read(&self.views);
             if !views.is_empty() && !records.is_empty() {
                 let events = records.into_iter().filter_map(Tapped::of).collect();
                 let batch = Arc::new(TapBatch {
@@ -383,7 +383,7 @@ impl Tap {
     /// Adds a seeding `view`: it is told, under the lock the tap feeds under, the offsets from
     /// which the tap offers it batches.
     fn join(&self, view: Arc<View>) {
-        let mut views = self.views.write().unwrap_or_else(PoisonError::into_inner);
+        let mut views = write(&self.views);
         let from = self
             .positions
             .iter()
@@ -394,10 +394,7 @@ impl Tap {
     }
 
     fn leave(&self, view: &Arc<View>) {
-        self.views
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|v| !Arc::ptr_eq(v, view));
+        write(&self.views).retain(|v| !Arc::ptr_eq(v, view));
     }
 }
 

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use eddy_base::io::{IoContext, IoError};
 use eddy_event::{codec, Event, Value};
 use eddy_ingest::{Door, Ingest, StoreError};
 use eddy_log::{now_ns, Log, PartitionChoice, PartitionReader, Record, TopicConfig};
@@ -29,10 +30,10 @@ use serde_json::json;
 
 use crate::config::{PipelineConfig, PipelinePlan, Start};
 use crate::live::{Frame, Hub};
-use crate::lock;
 use crate::metrics::{PipelineLabel, StreamMetrics};
 use crate::sink::{Sink, SinkPlan};
 use crate::ReadHandle;
+use eddy_base::sync::lock;
 
 /// The repositories a pipeline may read from and write into, by name.
 pub trait Repositories: Send + Sync {
@@ -85,13 +86,8 @@ pub enum Failure {
     #[error("committing offsets: {0}")]
     Commit(eddy_log::Error),
     /// A rollup's progress could not be kept.
-    #[error("writing {}: {source}", path.display())]
-    KeepProgress {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
+    #[error("keeping its progress: {0}")]
+    KeepProgress(IoError),
     /// A repository sink's repository does not exist.
     #[error("sink repository {0:?} does not exist")]
     NoSinkRepository(String),
@@ -314,11 +310,11 @@ fn load_closed(path: &std::path::Path) -> i64 {
         .unwrap_or(i64::MIN)
 }
 
-fn save_closed(path: &std::path::Path, upto: i64) -> std::io::Result<()> {
+fn save_closed(path: &std::path::Path, upto: i64) -> Result<(), IoError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
     }
-    crate::replace_file(path, upto.to_string().as_bytes())
+    eddy_base::fs::replace_file(path, upto.to_string().as_bytes())
 }
 
 /// A pipeline's work, on its thread.
@@ -473,8 +469,7 @@ impl Runner {
                 }
                 if let Some(upto) = delivered_upto.take() {
                     let path = closed_file(&self.context, &self.name);
-                    save_closed(&path, upto)
-                        .map_err(|source| Failure::KeepProgress { path, source })?;
+                    save_closed(&path, upto).map_err(Failure::KeepProgress)?;
                 }
                 self.commit(&repo, &readers, rollup.as_ref(), &mut committed)?;
                 *lock(&self.status.error) = None;
