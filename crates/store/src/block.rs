@@ -45,6 +45,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use eddy_base::codec::Codec;
 use eddy_event::codec::{self, FieldsRef};
 use eddy_event::wire::{
     put_str, put_string_map, put_varint, put_varint128, zigzag, zigzag128, DecodeError,
@@ -73,13 +74,18 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// The codec byte that precedes a stored block.
-    fn code(self) -> u8 {
+    /// The codec, whatever its level.
+    fn codec(self) -> Codec {
         match self {
-            Compression::None => 0,
-            Compression::Zstd(_) | Compression::ZstdAuto => 1,
-            Compression::Lz4 => 2,
+            Compression::None => Codec::None,
+            Compression::Zstd(_) | Compression::ZstdAuto => Codec::Zstd,
+            Compression::Lz4 => Codec::Lz4,
         }
+    }
+
+    /// The codec byte that precedes a stored block (the store's own numbering).
+    fn code(self) -> u8 {
+        self.codec().segment_block_code()
     }
 }
 
@@ -556,9 +562,9 @@ pub fn decompress_into(
         )));
     }
     payload.clear();
-    match code {
-        0 => payload.extend_from_slice(frame),
-        1 => {
+    match Codec::from_segment_block_code(code) {
+        Some(Codec::None) => payload.extend_from_slice(frame),
+        Some(Codec::Zstd) => {
             // Frames are written with their content size: checked before memory is reserved.
             match zstd::zstd_safe::get_frame_content_size(frame) {
                 Ok(Some(size)) if size == raw_len as u64 => {}
@@ -584,7 +590,7 @@ pub fn decompress_into(
                 })
                 .map_err(|e| BlockError::Decompress(e.to_string()))?;
         }
-        2 => {
+        Some(Codec::Lz4) => {
             // The size lz4 prepends is checked first: lz4_flex allocates what it says.
             let size = frame
                 .get(..4)
@@ -597,7 +603,7 @@ pub fn decompress_into(
             *payload = lz4_flex::decompress_size_prepended(frame)
                 .map_err(|e| BlockError::Decompress(e.to_string()))?
         }
-        other => return Err(BlockError::UnknownCodec(other)),
+        None => return Err(BlockError::UnknownCodec(code)),
     };
     if payload.len() != raw_len {
         return Err(BlockError::Decompress(format!(
