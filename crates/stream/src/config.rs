@@ -256,3 +256,71 @@ impl LiveConfig {
             .map_err(|e| format!("live.max_query_memory: {e}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(toml_sinks: &str, window: Option<&str>) -> PipelineConfig {
+        let query = if window.is_some() {
+            "groupBy(host)"
+        } else {
+            "status>=500"
+        };
+        let window = window.map_or(String::new(), |w| format!("window = \"{w}\"\n"));
+        toml::from_str(&format!(
+            "from = \"main\"\nquery = \"{query}\"\n{window}{toml_sinks}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_checked_pipeline_has_its_durations_read_once_and_each_sink_typed() {
+        let plan = pipeline(
+            "lateness = \"2s\"\nstart = \"beginning\"\n[[sinks]]\nwebhook = \"http://127.0.0.1:9/x\"\nbuffer_time = \"50ms\"\nmax_backoff = \"3s\"\n[[sinks]]\nrepository = \"errors\"\nbuffer_events = 7\n",
+            Some("1m"),
+        )
+        .plan("p")
+        .unwrap();
+        assert_eq!(plan.start, Start::Beginning);
+        assert_eq!(plan.window, Some(Duration::from_secs(60)));
+        assert_eq!(plan.lateness, Duration::from_secs(2));
+        assert_eq!(
+            plan.sinks,
+            vec![
+                SinkPlan {
+                    sink: Sink::Webhook("http://127.0.0.1:9/x".into()),
+                    on: None,
+                    buffer_events: DEFAULT_BUFFER_EVENTS,
+                    buffer_time: Duration::from_millis(50),
+                    max_backoff: Duration::from_secs(3),
+                },
+                SinkPlan {
+                    sink: Sink::Repository("errors".into()),
+                    on: None,
+                    buffer_events: 7,
+                    buffer_time: DEFAULT_BUFFER_TIME,
+                    max_backoff: DEFAULT_MAX_BACKOFF,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sink_naming_two_targets_or_a_bad_duration_is_a_problem_not_a_default() {
+        let problems = pipeline(
+            "[[sinks]]\ntopic = \"t\"\nwebsocket = \"w\"\n[[sinks]]\ntopic = \"t\"\nmax_backoff = \"later\"\n",
+            None,
+        )
+        .plan("p")
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            vec![
+                "pipeline \"p\": sink 1: give exactly one of repository, topic, webhook, websocket"
+                    .to_string(),
+                "pipeline \"p\": sink 2: max_backoff = \"later\" is not a duration".to_string(),
+            ]
+        );
+    }
+}
