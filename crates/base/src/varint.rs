@@ -4,8 +4,12 @@
 //!
 //! Decoding takes at most 10 bytes for a `u64` (19 for a `u128`); bits beyond the type's width
 //! in the last byte are dropped, as every eddy reader has always done, so old files read the same.
+//!
+//! Every function is `#[inline]`: they run per field of every event, called from other crates,
+//! where they were inlined when each crate had its own copy.
 
 /// Appends `v` as a varint.
+#[inline]
 pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -15,6 +19,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Appends `v` as a varint (for 128-bit values such as UUIDs).
+#[inline]
 pub fn put_varint128(out: &mut Vec<u8>, mut v: u128) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -24,12 +29,14 @@ pub fn put_varint128(out: &mut Vec<u8>, mut v: u128) {
 }
 
 /// How many bytes [`put_varint`] writes for `v`.
+#[inline]
 pub fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// The varint at the start of `buf` and how many bytes it took; `None` when `buf` ends inside
 /// it or it runs over 10 bytes.
+#[inline]
 pub fn read_varint(buf: &[u8]) -> Option<(u64, usize)> {
     let mut v = 0u64;
     for (i, shift) in (0..64).step_by(7).enumerate() {
@@ -43,6 +50,7 @@ pub fn read_varint(buf: &[u8]) -> Option<(u64, usize)> {
 }
 
 /// [`read_varint`] for values of up to 128 bits (at most 19 bytes).
+#[inline]
 pub fn read_varint128(buf: &[u8]) -> Option<(u128, usize)> {
     let mut v = 0u128;
     for (i, shift) in (0..128).step_by(7).enumerate() {

@@ -2,21 +2,25 @@
 //! short [varints](crate::varint): 0, -1, 1, -2, 2 … become 0, 1, 2, 3, 4 …
 
 /// Maps `v` to an unsigned integer whose size follows its magnitude.
+#[inline]
 pub fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
 /// The inverse of [`zigzag`].
+#[inline]
 pub fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// [`zigzag`] for 128-bit integers.
+#[inline]
 pub fn zigzag128(v: i128) -> u128 {
     ((v << 1) ^ (v >> 127)) as u128
 }
 
 /// The inverse of [`zigzag128`].
+#[inline]
 pub fn unzigzag128(v: u128) -> i128 {
     ((v >> 1) as i128) ^ -((v & 1) as i128)
 }
