@@ -243,36 +243,35 @@ pub fn parse(
             }
         },
     };
-    let too_large = |event: usize, size: usize| Refusal::EventTooLarge {
-        event,
-        size,
-        limit: max_event,
+    // One element or line: too large refuses the body; a bad one is listed and reading goes on.
+    let mut take = |number: usize, parser: Parser, text: &str| {
+        if text.len() > max_event {
+            return Err(Refusal::EventTooLarge {
+                event: number,
+                size: text.len(),
+                limit: max_event,
+            });
+        }
+        match parser.parse(text, now) {
+            Ok(e) => events.push(e),
+            Err(error) => bad.push(BadLine {
+                line: number,
+                error,
+            }),
+        }
+        Ok(())
     };
     if let Some(elements) = document {
         // Each element's own text becomes its @rawstring, without re-serialising it.
         for (i, raw) in elements.into_iter().enumerate() {
-            let raw = raw.get();
-            if raw.len() > max_event {
-                return Err(too_large(i + 1, raw.len()));
-            }
-            match Parser::Json.parse(raw, now) {
-                Ok(e) => events.push(e),
-                Err(error) => bad.push(BadLine { line: i + 1, error }),
-            }
+            take(i + 1, Parser::Json, raw.get())?;
         }
     } else {
         let parser = parser.unwrap_or(Parser::Json);
         for (i, line) in text.lines().enumerate() {
             let line = line.strip_suffix('\r').unwrap_or(line);
-            if line.trim().is_empty() {
-                continue;
-            }
-            if line.len() > max_event {
-                return Err(too_large(i + 1, line.len()));
-            }
-            match parser.parse(line, now) {
-                Ok(e) => events.push(e),
-                Err(error) => bad.push(BadLine { line: i + 1, error }),
+            if !line.trim().is_empty() {
+                take(i + 1, parser, line)?;
             }
         }
     }

@@ -173,7 +173,7 @@ impl AppState {
         }
         let repo = Arc::new(repo);
         let description = describe(&repo);
-        self.insert_repository(repo);
+        self.repositories.insert(repo);
         tracing::info!(repository = name, "repository created through the API");
         Ok(description)
     }

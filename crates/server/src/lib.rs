@@ -175,7 +175,7 @@ impl AppState {
     }
 
     /// Starts every pipeline: the configuration's and those created through the API.
-    pub fn start_pipelines(self: &Arc<Self>) {
+    pub fn start_pipelines(&self) {
         let created = self.created_pipelines().clone();
         let all = created
             .iter()
@@ -189,10 +189,6 @@ impl AppState {
     /// Starts pipeline `name` (the caller checks it is new).
     pub fn start_pipeline(&self, name: &str, config: config::PipelineConfig) {
         self.pipelines.start(&self.pipeline_context, name, config);
-    }
-
-    fn insert_repository(&self, repo: Arc<Repository>) {
-        self.repositories.insert(repo);
     }
 
     /// The metrics text, with the gauges read now.
