@@ -326,6 +326,20 @@ impl<'a> FieldsRef<'a> {
             .chain(encoded.into_iter().flatten())
     }
 
+    /// The names and values, in name order (see [`FieldsRef::values`]).
+    pub fn iter(self) -> impl Iterator<Item = (&'a str, ValueRef<'a>)> {
+        let (map, encoded) = match self {
+            FieldsRef::Map(m) => (
+                Some(m.iter().map(|(k, v)| (k.as_str(), ValueRef::from(v)))),
+                None,
+            ),
+            FieldsRef::Encoded(e) => (None, Some(e.iter())),
+        };
+        map.into_iter()
+            .flatten()
+            .chain(encoded.into_iter().flatten())
+    }
+
     /// Appends their encoding (as [`encode_fields`]) to `out`.
     pub fn encode_into(self, out: &mut Vec<u8>) {
         match self {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use regex::Regex;
 
-use eddy_event::{Event, Parser, Value};
+use eddy_event::{Event, Parser, Value, ValueRef};
 use eddy_store::Parts;
 
 use crate::blockwise;
@@ -282,7 +282,7 @@ fn fmt_num(x: f64) -> String {
 
 /// The mergeable state of one aggregate.
 #[derive(Debug, Clone)]
-enum AggState {
+pub(crate) enum AggState {
     Count(u64),
     Distinct(Box<Distinct>),
     Sum { sum: f64, n: u64 },
@@ -293,7 +293,7 @@ enum AggState {
 
 impl Agg {
     /// The field it reads, if any.
-    fn field(&self) -> Option<&str> {
+    pub(crate) fn field(&self) -> Option<&str> {
         match self {
             Agg::Count(f) => f.as_deref(),
             Agg::Distinct(f)
@@ -306,7 +306,7 @@ impl Agg {
         }
     }
 
-    fn state(&self) -> AggState {
+    pub(crate) fn state(&self) -> AggState {
         match self {
             Agg::Count(_) => AggState::Count(0),
             Agg::Distinct(_) => AggState::Distinct(Box::default()),
@@ -318,27 +318,31 @@ impl Agg {
     }
 
     fn add(&self, s: &mut AggState, e: &Event) {
-        let number = |f: &str| fields::get(e, f).and_then(|v| v.as_f64());
+        let value = self.field().and_then(|f| fields::get(e, f));
+        self.add_value(s, value.as_deref().map(ValueRef::from));
+    }
+
+    /// Adds an event whose value of [`Agg::field`] is `v` (`None`: it has none).
+    pub(crate) fn add_value(&self, s: &mut AggState, v: Option<ValueRef<'_>>) {
+        let number = || v.and_then(number_of);
         match (self, s) {
             (Agg::Count(None), AggState::Count(n)) => *n += 1,
-            (Agg::Count(Some(f)), AggState::Count(n)) => {
-                *n += u64::from(fields::get(e, f).is_some())
-            }
-            (Agg::Distinct(f), AggState::Distinct(d)) => {
-                if let Some(t) = fields::text(e, f) {
-                    d.add(&t)
+            (Agg::Count(Some(_)), AggState::Count(n)) => *n += u64::from(v.is_some()),
+            (Agg::Distinct(_), AggState::Distinct(d)) => {
+                if let Some(v) = v {
+                    with_text(v, |t| d.add(t))
                 }
             }
-            (Agg::Sum(f) | Agg::Avg(f), AggState::Sum { sum, n }) => {
-                if let Some(x) = number(f) {
+            (Agg::Sum(_) | Agg::Avg(_), AggState::Sum { sum, n }) => {
+                if let Some(x) = number() {
                     *sum += x;
                     *n += 1;
                 }
             }
-            (Agg::Min(f), AggState::Min(m)) => *m = extreme(*m, number(f), f64::min),
-            (Agg::Max(f), AggState::Max(m)) => *m = extreme(*m, number(f), f64::max),
-            (Agg::Percentile(f, _) | Agg::Boxplot(f), AggState::Quantiles(q)) => {
-                if let Some(x) = number(f) {
+            (Agg::Min(_), AggState::Min(m)) => *m = extreme(*m, number(), f64::min),
+            (Agg::Max(_), AggState::Max(m)) => *m = extreme(*m, number(), f64::max),
+            (Agg::Percentile(..) | Agg::Boxplot(_), AggState::Quantiles(q)) => {
+                if let Some(x) = number() {
                     q.add(x)
                 }
             }
@@ -410,6 +414,28 @@ impl AggState {
     }
 }
 
+/// A value as a number, as [`Value::as_f64`] reads it.
+pub(crate) fn number_of(v: ValueRef<'_>) -> Option<f64> {
+    match v {
+        ValueRef::Int(i) => Some(i as f64),
+        ValueRef::Float(f) => Some(f),
+        ValueRef::Str(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Calls `f` with a value's text, as [`Value::to_text`] writes it (without allocating for
+/// texts and integers).
+pub(crate) fn with_text<R>(v: ValueRef<'_>, f: impl FnOnce(&str) -> R) -> R {
+    match v {
+        ValueRef::Str(s) => f(s),
+        ValueRef::Int(i) => f(itoa::Buffer::new().format(i)),
+        ValueRef::Bool(b) => f(if b { "true" } else { "false" }),
+        ValueRef::Null => f("null"),
+        ValueRef::Float(x) => f(&x.to_string()),
+    }
+}
+
 /// The smaller or larger (by `pick`) of two values either of which may be missing.
 fn extreme(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Option<f64> {
     match (a, b) {
@@ -420,7 +446,7 @@ fn extreme(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Option<
 
 /// A hashable group key part.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Key {
+pub(crate) enum Key {
     Int(i64),
     Text(String),
 }
@@ -434,9 +460,14 @@ impl Key {
     }
 
     fn of(v: &Value) -> Key {
+        Key::of_ref(v.into())
+    }
+
+    /// The key of a value.
+    pub(crate) fn of_ref(v: ValueRef<'_>) -> Key {
         match v {
-            Value::Int(i) => Key::Int(*i),
-            other => Key::Text(other.to_text()),
+            ValueRef::Int(i) => Key::Int(i),
+            other => with_text(other, |t| Key::Text(t.to_string())),
         }
     }
 
@@ -707,6 +738,20 @@ impl Collect {
                 }
             }
         }
+    }
+
+    /// Merges groups filled apart (from a block's columns) into `state`.
+    pub(crate) fn merge_groups(&self, state: &mut State, groups: HashMap<Vec<Key>, Vec<AggState>>) {
+        let other = State(Collected::Groups {
+            groups,
+            overflowed: false,
+        });
+        self.merge(state, other);
+    }
+
+    /// Merges values gathered apart (from a block's column) into a histogram's `state`.
+    pub(crate) fn merge_values(&self, state: &mut State, values: Quantiles) {
+        self.merge(state, State(Collected::Values(Box::new(values))));
     }
 
     /// Merges `other` into `state`.
@@ -1037,6 +1082,39 @@ impl Program {
             }
         }
         parts
+    }
+
+    /// The fields the program reads before collecting, when only some (`None`: any field,
+    /// e.g. for rows or per-event steps): what a block with field columns must decompress.
+    pub fn fields_read(&self) -> Option<Vec<String>> {
+        let mut names = Vec::new();
+        for step in &self.steps {
+            match step {
+                Step::Filter(c) => c.fields_read(&mut names),
+                _ => return None,
+            }
+        }
+        match &self.collect {
+            Collect::Rows { .. } => return None,
+            Collect::Histogram { field, .. } => names.push(field.clone()),
+            Collect::Aggregate {
+                grouping, outputs, ..
+            } => {
+                match grouping {
+                    Grouping::All => {}
+                    Grouping::Fields(fs) => names.extend(fs.iter().cloned()),
+                    Grouping::Time { series, .. } => names.extend(series.iter().cloned()),
+                }
+                names.extend(
+                    outputs
+                        .iter()
+                        .filter_map(|o| o.agg.field().map(str::to_string)),
+                );
+            }
+        }
+        names.sort();
+        names.dedup();
+        Some(names)
     }
 
     /// Takes the conditions on text out of the leading filters: they can be decided for a

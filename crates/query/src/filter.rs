@@ -359,6 +359,21 @@ impl Compiled {
 
     /// Notes in `parts` what deciding the filter reads (free text reads the fields of an event
     /// without a `@rawstring`).
+    /// Adds the fields it compares to `names` (text conditions read the text, not a field).
+    pub fn fields_read(&self, names: &mut Vec<String>) {
+        match self {
+            Compiled::Text(_) | Compiled::Regex(_) | Compiled::AnyWord(_) => {}
+            Compiled::Match { field, .. }
+            | Compiled::Number { field, .. }
+            | Compiled::In { field, .. } => names.push(field.clone()),
+            Compiled::And(items) | Compiled::Or(items) => {
+                items.iter().for_each(|c| c.fields_read(names));
+            }
+            Compiled::Not(a) => a.fields_read(names),
+        }
+    }
+
+    /// Notes in `parts` what deciding it reads of a stored event.
     pub fn note_reads(&self, parts: &mut Parts) {
         match self {
             Compiled::Text(_) | Compiled::Regex(_) | Compiled::AnyWord(_) => {

@@ -8,7 +8,8 @@
 //!   expressions of `eval` and `:=`, [`format`](mod@format) the format strings of `format()`;
 //! - [`filter`] compiles the search conditions and says what they require, so the store can
 //!   skip segments and blocks; [`search`] finds words and patterns in text, and [`blockwise`]
-//!   decides text conditions for a whole block at once;
+//!   decides text conditions for a whole block at once; [`columnar`] answers field filters and
+//!   aggregates from a block's field columns without building events;
 //! - [`compile`] turns a parsed query into a program of the operators that [`engine`] holds
 //!   (per-event steps, collecting stages and their mergeable state, over [`fields`] of events
 //!   and the [`sketch`]es of approximate aggregates);
@@ -19,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod blockwise;
+pub mod columnar;
 pub mod compile;
 pub mod engine;
 pub mod expr;

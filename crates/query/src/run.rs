@@ -7,10 +7,11 @@ use std::sync::Mutex;
 
 use eddy_base::sync::lock;
 use eddy_event::{Event, Value};
-use eddy_store::{BlockView, Parts, ReadBuffers, RepoStore, Scan, ScanStats};
+use eddy_store::{BlockView, Needs, Parts, ReadBuffers, RepoStore, Scan, ScanStats};
 use serde::Serialize;
 
 use crate::blockwise::BlockFilter;
+use crate::columnar;
 use crate::compile;
 use crate::engine::{self, Program, State};
 use crate::filter::{self, Compiled, Requirements};
@@ -91,13 +92,23 @@ struct BlockPlan {
     program: Program,
     parts: Parts,
     counts_only: bool,
+    /// What of a block with field columns to decompress.
+    needs: Needs,
 }
 
 impl BlockPlan {
     fn of(program: &Program) -> BlockPlan {
         let (text, program) = program.split_text_filter();
+        let parts = program.parts();
         BlockPlan {
-            parts: program.parts(),
+            needs: Needs {
+                text: parts.raw || text.is_some(),
+                fields: match parts.fields {
+                    true => program.fields_read(),
+                    false => Some(Vec::new()),
+                },
+            },
+            parts,
             counts_only: program.steps.is_empty() && program.collect.counts_only(),
             text,
             program,
@@ -122,6 +133,8 @@ impl BlockPlan {
         if self.counts_only {
             let n = keep.iter().filter(|&&k| k).count();
             self.program.collect.add_count(state, n as u64);
+        } else if columnar::feed(&self.program, view, &mut keep, state) {
+            // Answered from the field columns.
         } else {
             for (i, _) in keep.iter().enumerate().filter(|(_, &k)| k) {
                 self.program.feed(state, view.event(i, self.parts));
@@ -223,6 +236,7 @@ pub fn run_with_partials(
     let next = AtomicUsize::new(0);
     let (done, scanned, bytes) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let warnings = Mutex::new(plan.stats.warnings.clone());
+    let fields = Mutex::new(FieldsSeen::default());
     let program = &prepared.program;
     let snapshot = || Progress {
         blocks_done: done.load(Ordering::Relaxed),
@@ -254,16 +268,19 @@ pub fn run_with_partials(
         for state in &states {
             let finished_tx = finished_tx.clone();
             let (next, done, scanned, bytes) = (&next, &done, &scanned, &bytes);
-            let (plan, warnings, snapshot) = (&plan, &warnings, &snapshot);
+            let (plan, warnings, snapshot, fields) = (&plan, &warnings, &snapshot, &fields);
             scope.spawn(move || {
                 // Kept from one block to the next.
-                let (mut buffers, mut view) = (ReadBuffers::default(), BlockView::default());
+                let mut buffers = ReadBuffers::default();
+                let mut view = BlockView::with_needs(prepared.blocks.needs.clone());
                 let mut text_filter = BlockFilter::default();
+                let mut seen = FieldsSeen::default();
                 while !cancel.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(task) = plan.tasks.get(i) else { break };
                     match task.open_into(&mut buffers, &mut view) {
                         Ok(()) => {
+                            seen.note(&view);
                             let mut state = lock(state);
                             let n = prepared.blocks.feed(
                                 &view,
@@ -279,6 +296,7 @@ pub fn run_with_partials(
                     done.fetch_add(1, Ordering::Relaxed);
                     on_progress(&snapshot());
                 }
+                lock(fields).merge(seen);
                 let _ = finished_tx.send(());
             });
         }
@@ -302,7 +320,74 @@ pub fn run_with_partials(
     let states = states
         .into_iter()
         .map(|s| s.into_inner().unwrap_or_else(|p| p.into_inner()));
+    let seen = fields.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some(names) = prepared.blocks.program.fields_read() {
+        lock(&warnings).extend(seen.missing(&names));
+    }
     answer_of(merged(states.collect()), cancel.load(Ordering::Relaxed))
+}
+
+/// The fields and tags of the blocks a query read, to say when it names a field none has.
+#[derive(Debug, Default)]
+struct FieldsSeen {
+    names: std::collections::HashSet<String>,
+    /// Whether a block without field columns was read (its fields are not known up front).
+    unknown: bool,
+    blocks: u64,
+}
+
+impl FieldsSeen {
+    fn note(&mut self, view: &BlockView) {
+        self.blocks += 1;
+        if !view.has_columns() {
+            self.unknown = true;
+            return;
+        }
+        let tags = view.tag_names();
+        for name in view
+            .column_names()
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .chain(tags)
+        {
+            if !self.names.contains(name) {
+                self.names.insert(name.to_string());
+            }
+        }
+    }
+
+    fn merge(&mut self, other: FieldsSeen) {
+        self.names.extend(other.names);
+        self.unknown |= other.unknown;
+        self.blocks += other.blocks;
+    }
+
+    /// A warning for each of `named` that no block read has, with the nearest names that do.
+    fn missing(&self, named: &[String]) -> Vec<String> {
+        if self.unknown || self.blocks == 0 {
+            return Vec::new();
+        }
+        named
+            .iter()
+            .filter(|n| !n.starts_with('@') && !self.names.contains(n.trim_start_matches('#')))
+            .map(|n| {
+                let mut near: Vec<(f64, &String)> = self
+                    .names
+                    .iter()
+                    .map(|h| (strsim::jaro_winkler(&n.to_lowercase(), &h.to_lowercase()), h))
+                    .collect();
+                near.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+                let near: Vec<&str> = near.iter().take(5).map(|(_, h)| h.as_str()).collect();
+                match near.is_empty() {
+                    true => format!("no event in the range has a field named {n:?}"),
+                    false => format!(
+                        "no event in the range has a field named {n:?}; the nearest fields that exist: {}",
+                        near.join(", ")
+                    ),
+                }
+            })
+            .collect()
+    }
 }
 
 /// The answer of a state filled by feeding events to `program` (a rollup window's).

@@ -53,10 +53,24 @@ use eddy_event::wire::{
 use eddy_event::Event;
 
 use crate::bloom::{token_hash, token_hash_bytes, BloomFilter};
-use crate::layout::{LAYOUT_LINES, LAYOUT_SPLIT, NO_RAW, ODD_RAW};
+use crate::columns::ColumnBuilder;
+use crate::layout::{LAYOUT_LINES, LAYOUT_SPLIT, NO_RAW, ODD_RAW, TEMPLATED};
+use crate::sections::{self, Part, Role};
 use crate::split::Splitter;
+use crate::template::TemplateBuilder;
 use crate::tokens::{byte_words, field_tokens, tag_tokens, text_tokens};
 use crate::view::BlockView;
+
+/// The zstd level of a block's core, templates and columns under [`Compression::ZstdAuto`].
+const COLUMN_LEVEL: i32 = 3;
+
+/// Roughly the bytes a value takes encoded.
+fn value_len(v: eddy_event::ValueRef<'_>) -> usize {
+    match v {
+        eddy_event::ValueRef::Str(s) => s.len() + 2,
+        _ => 9,
+    }
+}
 
 /// How blocks are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,22 +85,6 @@ pub enum Compression {
     ZstdAuto,
     /// LZ4 (block format with the size prepended): faster, larger.
     Lz4,
-}
-
-impl Compression {
-    /// The codec, whatever its level.
-    fn codec(self) -> Codec {
-        match self {
-            Compression::None => Codec::None,
-            Compression::Zstd(_) | Compression::ZstdAuto => Codec::Zstd,
-            Compression::Lz4 => Codec::Lz4,
-        }
-    }
-
-    /// The codec byte that precedes a stored block (the store's own numbering).
-    fn code(self) -> u8 {
-        self.codec().segment_block_code()
-    }
 }
 
 impl std::fmt::Display for Compression {
@@ -131,6 +129,14 @@ pub enum BlockError {
     /// The payload does not decode.
     #[error("the block's events do not decode: {0}")]
     Payload(#[from] DecodeError),
+    /// One section of a sectioned block is damaged.
+    #[error("{section}: {reason}")]
+    Section {
+        /// Which (e.g. `column "status"`).
+        section: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Hashes are already uniformly spread: a set of them needs no second hash.
@@ -243,14 +249,18 @@ pub struct BlockBuilder {
     flags: Vec<u8>,
     ids: Vec<u8>,
     tag_indexes: Vec<u32>,
+    /// The plain texts stored as text (not templated), each followed by a newline.
     lines: Vec<u8>,
     odd_raws: Vec<u8>,
-    fields: Vec<u8>,
+    /// Bytes of the texts rebuilt from templates and of unparsed events' fields (what the
+    /// block holds before it is encoded, for its size).
+    other_bytes: usize,
+    columns: Vec<ColumnBuilder>,
+    column_of: HashMap<String, usize>,
+    templates: TemplateBuilder,
     tokens: BlockTokens,
     // Kept from block to block: refilling memory that is already mapped costs no page faults.
     splitter: Splitter,
-    payload: Vec<u8>,
-    frame: Vec<u8>,
     compressor: Option<zstd::bulk::Compressor<'static>>,
 }
 
@@ -279,7 +289,7 @@ impl BlockBuilder {
             + self.tag_indexes.len()
             + self.lines.len()
             + self.odd_raws.len()
-            + self.fields.len()
+            + self.other_bytes
     }
 
     /// Adds an event.
@@ -347,14 +357,40 @@ impl BlockBuilder {
                 put_str(&mut self.odd_raws, raw);
                 text_tokens(raw, |t| self.tokens.add(t));
             }
+            Some(raw) if event.parsed_by.is_some() && self.templates.add(raw, fields.iter()) => {
+                flags |= TEMPLATED;
+                self.other_bytes += raw.len() + 1;
+                // The holes stand apart from the words around them (see `crate::template`):
+                // the text's words are its literals' words and its values' words.
+                let mut at = 0;
+                for &(start, end, _) in self.templates.last_holes() {
+                    self.tokens.add_words_of(&raw.as_bytes()[at..start]);
+                    self.tokens.add_words_of(&raw.as_bytes()[start..end]);
+                    at = end;
+                }
+                self.tokens.add_words_of(&raw.as_bytes()[at..]);
+            }
             Some(raw) => {
                 self.lines.extend_from_slice(raw.as_bytes());
                 self.lines.push(b'\n');
             }
         }
         self.flags.push(flags);
-        if event.parsed_by.is_none() {
-            fields.encode_into(&mut self.fields);
+        let row = self.count - 1;
+        for (name, v) in fields.iter() {
+            let column = match self.column_of.get(name) {
+                Some(&c) => c,
+                None => {
+                    self.columns.push(ColumnBuilder::new(name));
+                    self.column_of
+                        .insert(name.to_string(), self.columns.len() - 1);
+                    self.columns.len() - 1
+                }
+            };
+            self.columns[column].push(row, v);
+            if event.parsed_by.is_none() {
+                self.other_bytes += name.len() + value_len(v);
+            }
         }
         // The words of plain texts are gathered when the block is finished (see
         // `BlockTokens::add_words_of`).
@@ -367,10 +403,8 @@ impl BlockBuilder {
         new_tags
     }
 
-    /// Writes the uncompressed payload (see the module documentation) into `out`, the texts
-    /// as lines or, given a separator, in the split layout `self.splitter` holds.
-    fn write_payload(&self, split: Option<u8>, out: &mut Vec<u8>) {
-        out.reserve(self.payload_len() + 64);
+    /// The core section's payload: count, tag sets, times, flags, ids, tag indexes.
+    fn write_core(&self, out: &mut Vec<u8>) {
         put_varint(out, u64::from(self.count));
         let mut sets: Vec<(&BTreeMap<String, String>, u32)> =
             self.tag_sets.iter().map(|(t, &i)| (t, i)).collect();
@@ -388,6 +422,11 @@ impl BlockBuilder {
                 put_varint(out, u64::from(i));
             }
         }
+    }
+
+    /// The text section's payload: the plain texts as lines or, given a separator, in the
+    /// split layout `self.splitter` holds; then the texts with line breaks.
+    fn write_texts(&self, split: Option<u8>, out: &mut Vec<u8>) {
         match split {
             Some(separator) => {
                 out.push(LAYOUT_SPLIT);
@@ -400,7 +439,73 @@ impl BlockBuilder {
             }
         }
         out.extend_from_slice(&self.odd_raws);
-        out.extend_from_slice(&self.fields);
+    }
+
+    /// The block as sections (see [`crate::sections`]), compressed at the levels of
+    /// `compression` (`None`: stored as they are).
+    fn write_sections(
+        &self,
+        split: Option<u8>,
+        levels: [(Codec, i32); 2],
+        compressor: &mut Option<zstd::bulk::Compressor<'static>>,
+    ) -> (Vec<u8>, usize) {
+        let mut core = Vec::with_capacity(self.timestamps.len() * 4 + 64);
+        self.write_core(&mut core);
+        let mut texts = Vec::with_capacity(self.lines.len() + self.odd_raws.len() + 16);
+        self.write_texts(split, &mut texts);
+        let mut templates = Vec::new();
+        if !self.templates.is_empty() {
+            self.templates.write(&mut templates);
+        }
+        let mut order: Vec<usize> = (0..self.columns.len()).collect();
+        order.sort_unstable_by(|&a, &b| self.columns[a].name.cmp(&self.columns[b].name));
+        let n = self.count as usize;
+        let encoded: Vec<Vec<u8>> = order
+            .iter()
+            .map(|&c| {
+                let mut out = Vec::new();
+                self.columns[c].encode(n, &mut out);
+                out
+            })
+            .collect();
+        let [text_level, other_level] = levels;
+        let mut parts = vec![
+            Part {
+                role: Role::Core,
+                name: "",
+                payload: &core,
+                range: None,
+                level: other_level,
+            },
+            Part {
+                role: Role::Text,
+                name: "",
+                payload: &texts,
+                range: None,
+                level: text_level,
+            },
+        ];
+        if !templates.is_empty() {
+            parts.push(Part {
+                role: Role::Templates,
+                name: "",
+                payload: &templates,
+                range: None,
+                level: other_level,
+            });
+        }
+        for (&c, payload) in order.iter().zip(&encoded) {
+            let column = &self.columns[c];
+            parts.push(Part {
+                role: Role::Column,
+                name: &column.name,
+                payload,
+                range: column.range(),
+                level: other_level,
+            });
+        }
+        let raw_len = parts.iter().map(|p| p.payload.len()).sum();
+        (sections::write(&parts, compressor), raw_len)
     }
 
     /// The events added so far, read back from the payload.
@@ -411,10 +516,13 @@ impl BlockBuilder {
     /// The events added so far as a decoded block (how the work in progress is searched
     /// before its block is complete).
     pub fn view(&self) -> BlockView {
-        let mut payload = Vec::new();
-        self.write_payload(None, &mut payload);
-        // A payload this builder wrote always decodes.
-        BlockView::decode(&payload).unwrap_or_default()
+        let (stored, raw_len) = self.write_sections(None, [(Codec::None, 0); 2], &mut None);
+        let mut view = BlockView::default();
+        // A block this builder wrote always decodes.
+        match view.decode_stored(&stored, raw_len) {
+            Ok(()) => view,
+            Err(_) => BlockView::default(),
+        }
     }
 
     /// Finishes the block: its stored bytes (codec byte + frame), its summary and its bloom
@@ -438,9 +546,6 @@ impl BlockBuilder {
             Compression::None => None,
             _ => self.splitter.split(&self.lines),
         };
-        let mut payload = std::mem::take(&mut self.payload);
-        payload.clear();
-        self.write_payload(split, &mut payload);
         match split {
             Some(_) => {
                 for column in self.splitter.columns() {
@@ -459,47 +564,27 @@ impl BlockBuilder {
         for &h in &self.tokens.set {
             bloom.insert_hash(h);
         }
+        let levels = match compression {
+            Compression::None => [(Codec::None, 0); 2],
+            Compression::Lz4 => [(Codec::Lz4, 0); 2],
+            Compression::Zstd(level) => [(Codec::Zstd, level); 2],
+            Compression::ZstdAuto => [
+                (Codec::Zstd, if split.is_some() { 1 } else { 5 }),
+                (Codec::Zstd, COLUMN_LEVEL),
+            ],
+        };
+        let mut compressor = self.compressor.take();
+        let stored = self.write_sections(split, levels, &mut compressor);
+        self.compressor = compressor;
+        let (stored, raw_len) = stored;
         let summary = BlockSummary {
             count: self.count,
             min_time: self.min_time,
             max_time: self.max_time,
-            raw_len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+            raw_len: u32::try_from(raw_len).unwrap_or(u32::MAX),
         };
-        let stored = self.compress(&payload, compression, split.is_some());
-        self.payload = payload;
         self.reset();
         (stored, summary, bloom)
-    }
-
-    /// Compresses a payload into a stored block (codec byte + frame); `split` says which
-    /// layout it has (the automatic zstd level depends on it).
-    fn compress(&mut self, payload: &[u8], compression: Compression, split: bool) -> Vec<u8> {
-        let level = match compression {
-            Compression::None => return [&[compression.code()], payload].concat(),
-            Compression::Lz4 => {
-                return [
-                    &[compression.code()],
-                    &lz4_flex::compress_prepend_size(payload)[..],
-                ]
-                .concat()
-            }
-            Compression::Zstd(level) => level,
-            Compression::ZstdAuto if split => 1,
-            Compression::ZstdAuto => 5,
-        };
-        self.frame.clear();
-        self.frame
-            .reserve(zstd::zstd_safe::compress_bound(payload.len()));
-        let compressed = match &mut self.compressor {
-            Some(c) => c.set_compression_level(level).map(|()| c),
-            None => zstd::bulk::Compressor::new(level).map(|c| self.compressor.insert(c)),
-        }
-        .and_then(|c| c.compress_to_buffer(payload, &mut self.frame));
-        match compressed {
-            Ok(_) => [&[compression.code()], &self.frame[..]].concat(),
-            // Compressing into memory cannot fail but for a bad level, which parsing refuses.
-            Err(_) => [&[Compression::None.code()], payload].concat(),
-        }
     }
 
     fn reset(&mut self) {
@@ -520,10 +605,13 @@ impl BlockBuilder {
             &mut self.ids,
             &mut self.lines,
             &mut self.odd_raws,
-            &mut self.fields,
         ] {
             column.clear();
         }
+        self.other_bytes = 0;
+        self.columns.clear();
+        self.column_of.clear();
+        self.templates.clear();
         self.tag_indexes.clear();
         self.tokens.clear();
     }
@@ -544,6 +632,22 @@ thread_local! {
     /// A decompression context per reading thread: making one costs more than a small block.
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
+}
+
+/// Decompresses a zstd frame of `raw_len` bytes into `out` (which must be empty), with the
+/// reading thread's context.
+pub(crate) fn zstd_into(frame: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    out.reserve(raw_len);
+    DECOMPRESSOR
+        .with_borrow_mut(|d| {
+            let d = match d {
+                Some(d) => d,
+                None => d.insert(zstd::bulk::Decompressor::new()?),
+            };
+            d.decompress_to_buffer(frame, out)
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// [`decompress`] into `payload` (replacing what it held, keeping its memory).
@@ -579,16 +683,7 @@ pub fn decompress_into(
                     ))
                 }
             }
-            payload.reserve(raw_len);
-            DECOMPRESSOR
-                .with_borrow_mut(|d| {
-                    let d = match d {
-                        Some(d) => d,
-                        None => d.insert(zstd::bulk::Decompressor::new()?),
-                    };
-                    d.decompress_to_buffer(frame, payload)
-                })
-                .map_err(|e| BlockError::Decompress(e.to_string()))?;
+            zstd_into(frame, raw_len, payload).map_err(BlockError::Decompress)?;
         }
         Some(Codec::Lz4) => {
             // The size lz4 prepends is checked first: lz4_flex allocates what it says.
@@ -616,7 +711,9 @@ pub fn decompress_into(
 
 /// Decodes a stored block into its events.
 pub fn decode(stored: &[u8], raw_len: usize) -> Result<Vec<Event>, BlockError> {
-    Ok(decode_payload(&decompress(stored, raw_len)?)?)
+    let mut view = BlockView::default();
+    view.decode_stored(stored, raw_len)?;
+    Ok(view.into_events())
 }
 
 /// Decodes an uncompressed payload. Parsed events get their fields from their parser.
@@ -718,7 +815,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn json_and_access_lines_take_the_split_layout() {
+    fn json_and_access_lines_become_templates_and_would_split_as_text() {
         let json: Vec<Event> = (0..2000)
             .map(|i| {
                 let line = format!(
@@ -739,8 +836,14 @@ pub(crate) mod tests {
             })
             .collect();
         for (events, separator) in [(json, b','), (access, b' ')] {
+            // Parsed texts are templates over their fields; as texts, they would be split.
             let mut b = build(&events);
-            assert_eq!(b.splitter.split(&b.lines), Some(separator));
+            assert!(b.lines.is_empty() && b.templates.len() == events.len());
+            let texts: Vec<u8> = events
+                .iter()
+                .flat_map(|e| format!("{}\n", e.raw.as_deref().unwrap()).into_bytes())
+                .collect();
+            assert_eq!(b.splitter.split(&texts), Some(separator));
             let (stored, summary, bloom) = b.finish(Compression::ZstdAuto, 10);
             assert_eq!(decode(&stored, summary.raw_len as usize).unwrap(), events);
             // Words gathered from the columns are every event's words.

@@ -14,15 +14,18 @@
 pub mod block;
 pub mod bloom;
 pub mod catalogue;
+pub mod columns;
 pub mod digest;
 pub mod layout;
 pub mod maintenance;
 pub mod plan;
 pub mod repair;
 pub mod scan;
+pub mod sections;
 pub mod segment;
 pub mod split;
 pub mod store;
+pub mod template;
 pub mod tokens;
 pub mod view;
 
@@ -34,4 +37,4 @@ pub use scan::Scan;
 pub use segment::{Footer, SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
 pub use store::{Appender, RepoStore, StoreConfig};
 pub use tokens::{event_tokens, is_whole_token, text_tokens};
-pub use view::{BlockView, Parts, ReadBuffers, SplitColumns};
+pub use view::{BlockView, Needs, Parts, ReadBuffers, SplitColumns};

@@ -29,6 +29,7 @@ use crate::block::{self, BlockBuilder, BlockSummary};
 use crate::bloom::BloomFilter;
 use crate::catalogue::{segment_files, wip_path};
 use crate::digest::source_of;
+use crate::sections;
 use crate::segment::{read_block, SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
 use crate::store::RepoStore;
 
@@ -240,8 +241,9 @@ fn inspect(path: &Path) -> Option<Salvage> {
     Some(salvage)
 }
 
-/// Without a footer: the blocks from the header on, one zstd frame after another, as long as
-/// they decode. (Blocks stored raw or with lz4 carry no length of their own: the walk stops.)
+/// Without a footer: the blocks from the header on, one after another, as long as they decode
+/// (sectioned blocks and zstd frames carry their length; older blocks stored raw or with lz4
+/// do not: the walk stops there).
 fn walk(path: &Path, problem: String) -> Salvage {
     let mut salvage = Salvage::new(problem, None);
     let Ok(bytes) = std::fs::read(path) else {
@@ -249,6 +251,18 @@ fn walk(path: &Path, problem: String) -> Salvage {
     };
     let mut at = FIRST_BLOCK as usize;
     while let Some(stored) = bytes.get(at..) {
+        if stored.first() == Some(&sections::SECTIONED) {
+            let Some((len, raw_len)) = sections::block_len(stored) else {
+                break;
+            };
+            let Ok(events) = block::decode(&stored[..len], raw_len) else {
+                break;
+            };
+            salvage.note(&events);
+            salvage.events.extend(events);
+            at += len;
+            continue;
+        }
         let Some((&CODEC_ZSTD, frame)) = stored.split_first() else {
             break;
         };

@@ -35,6 +35,9 @@
 //! - 1: the first.
 //! - 2: blocks may hold their texts in split layout 2 (columns cut at a separator the block
 //!   names, e.g. access logs at spaces: see [`crate::split`]); version 1 readers do not know it.
+//! - 3: blocks are sectioned (codec byte 3, see [`crate::sections`]): the core, the texts, the
+//!   templates of texts rebuilt from fields, and one typed column per field, each compressed on
+//!   its own; parsed events' fields are stored, not re-derived.
 //!
 //! # Recovery
 //!
@@ -58,7 +61,7 @@ use eddy_event::wire::{
 };
 use eddy_event::Event;
 
-use crate::block::{self, BlockError, BlockSummary};
+use crate::block::BlockSummary;
 use crate::bloom::BloomFilter;
 use crate::view::{BlockView, ReadBuffers};
 
@@ -67,7 +70,7 @@ pub const MAGIC: &[u8; 8] = b"EDDYSEG\n";
 /// The last bytes of every sealed segment file.
 pub const END_MAGIC: &[u8; 8] = b"EDDYEND\n";
 /// The format version this build writes (and the latest it reads).
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 const HEADER_LEN: u64 = 16;
 const TRAILER_LEN: u64 = 24;
 /// Footers beyond this are refused rather than allocated (a damaged length).
@@ -466,8 +469,11 @@ fn read_block_into(
             index,
             entry,
             format!(
-                "checksum mismatch (stored {:08x}, computed {crc:08x})",
-                entry.crc
+                "checksum mismatch (stored {:08x}, computed {crc:08x}){}",
+                entry.crc,
+                crate::sections::damaged_section(stored)
+                    .map(|s| format!(" in {s}"))
+                    .unwrap_or_default()
             ),
         ));
     }
@@ -504,16 +510,8 @@ pub fn read_view(
     view: &mut BlockView,
 ) -> Result<(), SegmentError> {
     read_block_into(file, path, index, entry, &mut buffers.stored)?;
-    let failed = |reason: String| block_error(path, index, entry, reason);
-    let mut payload = view.take_payload_buffer();
-    block::decompress_into(
-        &buffers.stored,
-        entry.summary.raw_len as usize,
-        &mut payload,
-    )
-    .map_err(|e| failed(e.to_string()))?;
-    view.decode_owned(payload)
-        .map_err(|e| failed(BlockError::from(e).to_string()))
+    view.decode_stored(&buffers.stored, entry.summary.raw_len as usize)
+        .map_err(|e| block_error(path, index, entry, e.to_string()))
 }
 
 /// A sealed segment file, open for reading (from several threads at once).
@@ -554,7 +552,14 @@ impl SegmentFile {
                 "no trailer: the segment was never sealed or is cut short",
             ));
         }
-        check_version(path, u16::from_le_bytes([trailer[12], trailer[13]]))?;
+        let version = u16::from_le_bytes([trailer[12], trailer[13]]);
+        check_version(path, version)?;
+        if version != u16::from_le_bytes([header[8], header[9]]) {
+            return Err(damaged(
+                path,
+                "the header and the trailer name different format versions",
+            ));
+        }
         if trailer[14..16] != [0, 0] {
             return Err(damaged(path, "reserved trailer bytes are not zero"));
         }

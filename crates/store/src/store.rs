@@ -339,10 +339,12 @@ impl RepoStore {
     }
 
     fn close_block(&self, w: &mut Wip) -> Result<(), SegmentError> {
+        // Segments are sized by what their events weigh as sent (as blocks are), not by the
+        // smaller payload their columns encode to.
+        w.raw_bytes += w.open.payload_len() as u64;
         let (stored, summary, bloom) = w
             .open
             .finish_and_reset(self.config.compression, self.config.bloom_bits_per_token);
-        w.raw_bytes += u64::from(summary.raw_len);
         if let Some(writer) = &mut w.writer {
             writer.append(&stored, summary, bloom)?;
         }

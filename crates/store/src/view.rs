@@ -10,9 +10,55 @@ use eddy_event::codec;
 use eddy_event::wire::{unzigzag, unzigzag128, DecodeError, Reader};
 use eddy_event::{Event, Parser, Value};
 
-use crate::layout::{LAYOUT_LINES, LAYOUT_SPLIT, LAYOUT_SPLIT_AT_COMMAS, NO_RAW, ODD_RAW};
+use crate::block::{self, BlockError};
+use crate::columns::{self, Column};
+use crate::layout::{
+    LAYOUT_LINES, LAYOUT_SPLIT, LAYOUT_SPLIT_AT_COMMAS, NO_RAW, ODD_RAW, TEMPLATED,
+};
 use crate::scan::Scan;
+use crate::sections::{self, Role, SECTIONED};
 use crate::split::{self, SplitLayout};
+use crate::template::{hole_text, Templates};
+
+/// How many times a block's text section was decompressed, in this process (a query about
+/// fields should not need any: tests check it).
+static TEXT_READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times a sectioned block's texts were decompressed so far in this process.
+pub fn text_reads() -> u64 {
+    TEXT_READS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// What of a sectioned block to decompress (older blocks are one frame: all of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Needs {
+    /// The texts (and every column, which templated texts are rebuilt from).
+    pub text: bool,
+    /// The field columns: `None` for all of them.
+    pub fields: Option<Vec<String>>,
+}
+
+impl Default for Needs {
+    fn default() -> Needs {
+        Needs::ALL
+    }
+}
+
+impl Needs {
+    /// Everything.
+    pub const ALL: Needs = Needs {
+        text: true,
+        fields: None,
+    };
+
+    fn wants(&self, field: &str) -> bool {
+        self.text
+            || self
+                .fields
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| n == field))
+    }
+}
 
 /// Which parts of an event to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,9 +173,139 @@ pub struct BlockView {
     spare: Spare,
     /// Each unparsed event's stored fields (empty for parsed events: their parser gives them).
     fields: Vec<BTreeMap<String, Value>>,
+    /// What to decompress of a sectioned block.
+    needs: Needs,
+    /// Whether the block is sectioned: fields come from `columns`, not from a parser.
+    sectioned: bool,
+    /// The field columns decompressed.
+    columns: Vec<Column>,
+    /// Every column of the block, with its range if numeric (known without decompressing).
+    column_names: Vec<(String, Option<columns::Range>)>,
+    /// The templates of templated texts, with each hole's column in `columns`.
+    templates: Option<(Templates, Vec<Option<usize>>)>,
 }
 
 impl BlockView {
+    /// An empty view that decompresses only what `needs` says of the blocks it reads.
+    pub fn with_needs(needs: Needs) -> BlockView {
+        BlockView {
+            needs,
+            ..BlockView::default()
+        }
+    }
+
+    /// Decodes a stored block (codec byte and frame, or sections) whose payload is `raw_len`
+    /// bytes, reusing this view's memory.
+    pub fn decode_stored(&mut self, stored: &[u8], raw_len: usize) -> Result<(), BlockError> {
+        if stored.first() == Some(&SECTIONED) {
+            // A damaged length must not make us allocate: nothing larger is ever written.
+            if raw_len > block::MAX_PAYLOAD {
+                return Err(BlockError::Decompress(format!(
+                    "a payload of {raw_len} bytes is over the limit of {}",
+                    block::MAX_PAYLOAD
+                )));
+            }
+            let result = self.decode_sections(stored, raw_len);
+            if result.is_err() {
+                self.plain = None;
+            }
+            return result;
+        }
+        self.sectioned = false;
+        self.columns.clear();
+        self.column_names.clear();
+        self.templates = None;
+        let mut payload = self.take_payload_buffer();
+        block::decompress_into(stored, raw_len, &mut payload)?;
+        Ok(self.decode_owned(payload)?)
+    }
+
+    fn decode_sections(&mut self, stored: &[u8], raw_len: usize) -> Result<(), BlockError> {
+        let directory = sections::directory(stored)?;
+        let sum = directory
+            .iter()
+            .map(|s| s.raw_len)
+            .fold(0usize, usize::saturating_add);
+        if sum != raw_len {
+            return Err(BlockError::Decompress(format!(
+                "the sections hold {sum} bytes where the footer says {raw_len}"
+            )));
+        }
+        self.sectioned = true;
+        if let Some(texts) = self.texts.take() {
+            if let Ok(mut spare) = self.spare.0.lock() {
+                *spare = texts;
+            }
+        }
+        let mut buffer = self.take_payload_buffer();
+        let named = |s: &sections::Section| {
+            let label = s.label();
+            move |e: DecodeError| BlockError::Section {
+                section: label,
+                reason: e.to_string(),
+            }
+        };
+        let Some(core) = directory.iter().find(|s| s.role == Role::Core) else {
+            return Err(BlockError::Decompress(
+                "the block has no core section".into(),
+            ));
+        };
+        sections::read(stored, core, &mut buffer)?;
+        let mut r = Reader::new(&buffer);
+        self.decode_core(&mut r).map_err(named(core))?;
+        if !r.at_end() {
+            return Err(named(core)(DecodeError {
+                position: r.pos,
+                reason: "trailing bytes after the events",
+            }));
+        }
+        let n = self.times.len();
+        self.fields.clear();
+        self.columns.clear();
+        self.column_names.clear();
+        self.templates = None;
+        for s in directory.iter().filter(|s| s.role == Role::Column) {
+            self.column_names.push((s.name.clone(), s.range));
+            if self.needs.wants(&s.name) {
+                sections::read(stored, s, &mut buffer)?;
+                self.columns
+                    .push(Column::decode(&s.name, &buffer, n).map_err(named(s))?);
+            }
+        }
+        if self.needs.text {
+            if let Some(t) = directory.iter().find(|s| s.role == Role::Templates) {
+                sections::read(stored, t, &mut buffer)?;
+                let templated = self.flags.iter().filter(|&&f| f & TEMPLATED != 0).count();
+                let templates = Templates::decode(&buffer, templated).map_err(named(t))?;
+                let holes = templates
+                    .names
+                    .iter()
+                    .map(|name| self.columns.iter().position(|c| &c.name == name))
+                    .collect();
+                self.templates = Some((templates, holes));
+            }
+            let Some(text) = directory.iter().find(|s| s.role == Role::Text) else {
+                return Err(BlockError::Decompress(
+                    "the block has no text section".into(),
+                ));
+            };
+            TEXT_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            sections::read(stored, text, &mut buffer)?;
+            let mut r = Reader::new(&buffer);
+            self.read_texts(&mut r).map_err(named(text))?;
+            if !r.at_end() {
+                return Err(named(text)(DecodeError {
+                    position: r.pos,
+                    reason: "trailing bytes after the texts",
+                }));
+            }
+        } else {
+            self.plain = None;
+        }
+        self.payload = buffer;
+        Ok(())
+    }
+
     /// Decodes an uncompressed payload (see [`crate::block`] for its layout).
     pub fn decode(payload: &[u8]) -> Result<BlockView, DecodeError> {
         let mut v = BlockView::default();
@@ -169,16 +345,39 @@ impl BlockView {
     }
 
     fn decode_payload(&mut self, payload: &[u8]) -> Result<(), DecodeError> {
-        let v = self;
         let mut r = Reader::new(payload);
+        self.decode_core(&mut r)?;
+        let n = self.times.len();
+        if self.flags.iter().any(|&f| f & TEMPLATED != 0) {
+            return r.fail("a templated text in a block without templates");
+        }
+        self.read_texts(&mut r)?;
+        self.fields.clear();
+        self.fields.resize(n, BTreeMap::new());
+        for i in 0..n {
+            match codec::parser_in_flags(self.flags[i]) {
+                Ok(None) => self.fields[i] = codec::decode_fields(&mut r)?,
+                Ok(Some(_)) => {}
+                Err(_) => return r.fail("unknown parser code"),
+            }
+        }
+        if !r.at_end() {
+            return r.fail("trailing bytes after the events");
+        }
+        Ok(())
+    }
+
+    /// Decodes the count, tag sets, times, flags, ids and tag indexes.
+    fn decode_core(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        let v = self;
         let n = r.len("bad event count")?;
         let sets = r.len("bad tag set count")?;
         v.tag_sets.clear();
         for _ in 0..sets {
             v.tag_sets.push(r.string_map("truncated tag set")?);
         }
-        deltas(&mut r, n, "truncated @timestamp", &mut v.times)?;
-        deltas(&mut r, n, "truncated @ingesttimestamp", &mut v.ingests)?;
+        deltas(r, n, "truncated @timestamp", &mut v.times)?;
+        deltas(r, n, "truncated @ingesttimestamp", &mut v.ingests)?;
         v.flags.clear();
         v.flags.extend_from_slice(r.bytes(n, "truncated flags")?);
         v.ids.clear();
@@ -199,18 +398,8 @@ impl BlockView {
         } else if sets == 0 && n > 0 {
             return r.fail("events without a tag set");
         }
-        v.read_texts(&mut r)?;
-        v.fields.clear();
-        v.fields.resize(n, BTreeMap::new());
-        for i in 0..n {
-            match codec::parser_in_flags(v.flags[i]) {
-                Ok(None) => v.fields[i] = codec::decode_fields(&mut r)?,
-                Ok(Some(_)) => {}
-                Err(_) => return r.fail("unknown parser code"),
-            }
-        }
-        if !r.at_end() {
-            return r.fail("trailing bytes after the events");
+        if v.flags.iter().any(|&f| codec::parser_in_flags(f).is_err()) {
+            return r.fail("unknown parser code");
         }
         Ok(())
     }
@@ -219,10 +408,10 @@ impl BlockView {
     /// them (UTF-8, counts) so that building the texts later cannot fail.
     fn read_texts(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
         // Events whose text is a line, and events without a text, in one pass over the flags.
-        let (plain, no_raw) = self.flags.iter().fold((0, 0), |(plain, none), &f| {
+        let (plain, odd) = self.flags.iter().fold((0, 0), |(plain, odd), &f| {
             (
-                plain + usize::from(f & (NO_RAW | ODD_RAW) == 0),
-                none + usize::from(f & NO_RAW != 0),
+                plain + usize::from(f & (NO_RAW | ODD_RAW | TEMPLATED) == 0),
+                odd + usize::from(f & (NO_RAW | ODD_RAW) == ODD_RAW),
             )
         });
         let [layout] = r.array::<1>("truncated raw layout")?;
@@ -254,7 +443,7 @@ impl BlockView {
             return r.fail("@rawstring is not UTF-8");
         }
         self.odd.clear();
-        for _ in plain..self.flags.len().saturating_sub(no_raw) {
+        for _ in 0..odd {
             let len = r.len("bad @rawstring length")?;
             let at = r.pos;
             if std::str::from_utf8(r.bytes(len, "truncated @rawstring")?).is_err() {
@@ -262,8 +451,9 @@ impl BlockView {
             }
             self.odd.push(at..r.pos);
         }
-        // Every text and its newline, with one newline per event without a text.
-        if region.len() + self.odd.iter().map(|o| o.len() + 1).sum::<usize>() + no_raw
+        // Every text and its newline, with one newline per event without a text (templated
+        // texts are checked as they are rebuilt).
+        if region.len() + self.odd.iter().map(|o| o.len() + 1).sum::<usize>() + self.flags.len()
             >= u32::MAX as usize
         {
             return r.fail("texts too long for one block");
@@ -273,7 +463,7 @@ impl BlockView {
             let lines = self.flags.iter().enumerate();
             self.line_events.extend(
                 lines
-                    .filter(|(_, &f)| f & (NO_RAW | ODD_RAW) == 0)
+                    .filter(|(_, &f)| f & (NO_RAW | ODD_RAW | TEMPLATED) == 0)
                     .map(|(i, _)| i as u32),
             );
         }
@@ -331,10 +521,13 @@ impl BlockView {
         let plain = std::mem::take(text);
         let plain_starts = std::mem::take(starts);
         text.reserve(plain.len());
-        let (mut next_plain, mut next_odd) = (0, 0);
-        for &f in &self.flags {
+        let (mut next_plain, mut next_odd, mut next_template) = (0, 0, 0);
+        for (index, &f) in self.flags.iter().enumerate() {
             starts.push(text.len() as u32);
             if f & NO_RAW != 0 {
+            } else if f & TEMPLATED != 0 {
+                self.render_template(next_template, index, text);
+                next_template += 1;
             } else if f & ODD_RAW != 0 {
                 if let Some(odd) = self.odd.get(next_odd) {
                     text.extend_from_slice(&self.payload[odd.clone()]);
@@ -356,8 +549,45 @@ impl BlockView {
         starts.push(text.len() as u32);
     }
 
-    /// The split columns of the block's lines, when they are stored that way.
+    /// Appends the text of event `index`, the `k`-th templated one, from its template and
+    /// the columns.
+    fn render_template(&self, k: usize, index: usize, text: &mut Vec<u8>) {
+        let Some((templates, holes)) = &self.templates else {
+            return;
+        };
+        let Some(t) = templates
+            .codes
+            .get(k)
+            .and_then(|&c| templates.templates.get(c as usize))
+        else {
+            return;
+        };
+        text.extend_from_slice(t.first.as_bytes());
+        let mut digits = itoa::Buffer::new();
+        for (name, literal) in &t.holes {
+            let value = holes
+                .get(*name as usize)
+                .copied()
+                .flatten()
+                .and_then(|c| self.columns[c].get(index));
+            if let Some(hole) = value.and_then(|v| hole_text(v, &mut digits)) {
+                // A hole's value never holds a newline: the whole text has none.
+                text.extend(
+                    hole.as_bytes()
+                        .iter()
+                        .map(|&b| if b == b'\n' { b' ' } else { b }),
+                );
+            }
+            text.extend_from_slice(literal.as_bytes());
+        }
+    }
+
+    /// The split columns of the block's lines, when they are stored that way and every line
+    /// is among them (no text is templated).
     pub fn split_columns(&self) -> Option<SplitColumns<'_>> {
+        if self.templates.is_some() {
+            return None;
+        }
         match &self.plain {
             Some(PlainTexts::Split(layout)) => Some(SplitColumns {
                 payload: &self.payload,
@@ -440,7 +670,7 @@ impl BlockView {
     pub fn event(&self, i: usize, parts: Parts) -> Event {
         let parsed_by = codec::parser_in_flags(self.flags[i]).ok().flatten();
         // Only what is asked for: the texts are built on first use.
-        let raw = (parts.raw || (parts.fields && parsed_by.is_some()))
+        let raw = (parts.raw || (parts.fields && parsed_by.is_some() && !self.sectioned))
             .then(|| self.raw(i))
             .flatten();
         Event {
@@ -456,14 +686,54 @@ impl BlockView {
             },
             fields: match (parts.fields, parsed_by, raw) {
                 (false, _, _) => BTreeMap::new(),
+                (true, _, _) if self.sectioned => self.column_fields(i),
                 (true, Some(p), Some(raw)) => parsed_fields(p, raw, self.ingests[i]),
                 (true, _, _) => self.fields[i].clone(),
             },
         }
     }
 
+    /// Event `i`'s fields from the decompressed columns.
+    fn column_fields(&self, i: usize) -> BTreeMap<String, Value> {
+        self.columns
+            .iter()
+            .filter_map(|c| Some((c.name.clone(), c.get(i)?.into())))
+            .collect()
+    }
+
+    /// The names of the block's tags.
+    pub fn tag_names(&self) -> impl Iterator<Item = &str> {
+        self.tag_sets
+            .iter()
+            .flat_map(|t| t.keys().map(String::as_str))
+    }
+
+    /// Whether some event of the block has a tag named `name`.
+    pub fn has_tag(&self, name: &str) -> bool {
+        self.tag_sets.iter().any(|t| t.contains_key(name))
+    }
+
+    /// Whether the block's fields are stored as columns (else a parser derives them).
+    pub fn has_columns(&self) -> bool {
+        self.sectioned
+    }
+
+    /// The decompressed column of `field`, if the block has it and it was asked for.
+    pub fn column(&self, field: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == field)
+    }
+
+    /// Every field column of the block, with a numeric one's range (known without
+    /// decompressing it).
+    pub fn column_names(&self) -> &[(String, Option<columns::Range>)] {
+        &self.column_names
+    }
+
     /// Every event, whole.
     pub fn into_events(mut self) -> Vec<Event> {
+        if self.sectioned {
+            return (0..self.len()).map(|i| self.event(i, Parts::ALL)).collect();
+        }
         let mut fields = std::mem::take(&mut self.fields);
         (0..self.len())
             .map(|i| {
