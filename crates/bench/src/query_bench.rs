@@ -590,12 +590,12 @@ fn count_of(answer: &Answer) -> Option<u64> {
 }
 
 /// ClickHouse with typed columns over the data files, asked every field question of
-/// [`cases`]; its answers by the question's label. `Err(why)` when it cannot run here.
+/// [`cases`], each by its label. `Err(why)` when it cannot run here.
 fn clickhouse(
     opts: &QueryBenchOptions,
     files: &[(Kind, PathBuf, Manifest)],
     progress: &dyn Fn(&str),
-) -> Result<std::result::Result<(FieldRun, BTreeMap<String, FieldAnswer>), String>> {
+) -> Result<std::result::Result<FieldRun, String>> {
     let tables: Vec<FieldTable> = files
         .iter()
         .map(|(kind, path, manifest)| FieldTable {
@@ -618,16 +618,7 @@ fn clickhouse(
     }
     progress("query: ClickHouse (chDB) with typed columns: loading and querying");
     let work = opts.dir.join("clickhouse");
-    Ok(
-        peers::clickhouse_fields(&work, &tables, &queries, opts.runs)?.map(|run| {
-            let answers = run
-                .queries
-                .iter()
-                .map(|a| (a.id.clone(), a.clone()))
-                .collect();
-            (run, answers)
-        }),
-    )
+    peers::clickhouse_fields(&work, &tables, &queries, opts.runs)
 }
 
 fn label(kind: Kind, case: &Case) -> String {
@@ -650,7 +641,10 @@ pub fn run(opts: &QueryBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Res
         files.push((kind, file, manifest));
     }
     let peer = clickhouse(opts, &files, progress)?;
-    let answers = peer.as_ref().ok().map(|(_, answers)| answers);
+    let answers: Option<BTreeMap<&str, &FieldAnswer>> = peer
+        .as_ref()
+        .ok()
+        .map(|run| run.queries.iter().map(|a| (a.id.as_str(), a)).collect());
     for (kind, file, manifest) in &files {
         let (kind, file) = (*kind, file.as_path());
         let store = store_for(&opts.dir, kind, file, manifest, progress)?;
@@ -768,7 +762,7 @@ pub fn run(opts: &QueryBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Res
                         }
                     };
                     let goal = format!("{}; {GOAL_PEER}", field.goal);
-                    let Some(theirs) = answers.and_then(|a| a.get(&label)) else {
+                    let Some(theirs) = answers.as_ref().and_then(|a| a.get(label.as_str())) else {
                         rows.push(Row {
                             figure: rate(format!("{label} ({what})")),
                             baseline: own,
@@ -818,7 +812,7 @@ pub fn run(opts: &QueryBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Res
         }
     }
     let peer_intro = match &peer {
-        Ok((run, _)) => {
+        Ok(run) => {
             for t in &run.tables {
                 let Some((_, _, manifest)) = files.iter().find(|(k, _, _)| *k == t.kind) else {
                     continue;
