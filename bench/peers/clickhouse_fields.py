@@ -2,7 +2,8 @@
 """ClickHouse (embedded, via chDB) with the benchmark's fields as its natural typed columns.
 
 Usage: clickhouse_fields.py WORKDIR RUNS SPEC.json
-SPEC.json: {"tables": [{"kind": "access"|"json", "data": PATH, "lines": N}],
+SPEC.json: {"threads": N,
+            "tables": [{"kind": "access"|"json", "data": PATH, "lines": N}],
             "queries": [{"id": ID, "sql": SQL, "reference": SQL or null}]}
 
 Each data file is loaded once into a MergeTree table ordered by time, LZ4 (ClickHouse's
@@ -18,7 +19,7 @@ default), named after its kind:
 
 A table that does not hold every line of its file is an error (exit 1). Then each query runs
 once untimed (caches and page cache warm, as for eddy), then RUNS times timed, with ClickHouse's
-query cache and query condition cache off; its `reference`, if any, runs once untimed (an exact
+query cache and query condition cache off and max_threads as the spec says; its `reference`, if any, runs once untimed (an exact
 answer to check approximations against). Prints one JSON object: the version, per table the load
 time and stored bytes, per query its rows (JSONCompact) and times.
 """
@@ -77,8 +78,9 @@ def sql_string(s):
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def rows(s, query):
-    text = s.query(query + NO_CACHE + ", output_format_json_quote_64bit_integers = 0", "JSONCompact").data()
+def rows(s, query, threads):
+    settings = f"{NO_CACHE}, max_threads = {threads}, output_format_json_quote_64bit_integers = 0"
+    text = s.query(query + settings, "JSONCompact").data()
     return json.loads(text)["data"]
 
 
@@ -116,14 +118,15 @@ def main():
     out = {"version": scalar(s, "SELECT version()"), "tables": [], "queries": []}
     for table in spec["tables"]:
         out["tables"].append(load(s, table))
+    threads = int(spec["threads"])
     for q in spec["queries"]:
-        got = rows(s, q["sql"])
+        got = rows(s, q["sql"], threads)
         times = []
         for _ in range(max(runs, 1)):
             start = time.perf_counter()
-            got = rows(s, q["sql"])
+            got = rows(s, q["sql"], threads)
             times.append(time.perf_counter() - start)
-        reference = rows(s, q["reference"]) if q.get("reference") else None
+        reference = rows(s, q["reference"], threads) if q.get("reference") else None
         out["queries"].append({"id": q["id"], "rows": got, "reference": reference, "seconds": times})
     s.close()
     shutil.rmtree(workdir, ignore_errors=True)

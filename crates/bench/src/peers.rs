@@ -214,13 +214,15 @@ pub struct FieldRun {
     pub queries: Vec<FieldAnswer>,
 }
 
-/// Runs ClickHouse (chDB) with the fields of `tables` as typed columns and answers `queries`,
-/// each `runs` times timed after one untimed run. `Ok(Err(why))` when chDB is not installed.
+/// Runs ClickHouse (chDB) with the fields of `tables` as typed columns and answers `queries`
+/// on `threads` threads, each `runs` times timed after one untimed run. `Ok(Err(why))` when
+/// chDB is not installed.
 pub fn clickhouse_fields(
     work: &Path,
     tables: &[FieldTable],
     queries: &[FieldQuery],
     runs: usize,
+    threads: usize,
 ) -> Result<std::result::Result<FieldRun, String>> {
     if let Some(why) = chdb_missing() {
         return Ok(Err(why));
@@ -231,8 +233,10 @@ pub fn clickhouse_fields(
     std::fs::write(&script, CLICKHOUSE_FIELDS_PY)
         .context(|| format!("writing {}", script.display()))?;
     let spec = work.join("spec.json");
-    let text = serde_json::to_vec(&serde_json::json!({ "tables": tables, "queries": queries }))
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let text = serde_json::to_vec(
+        &serde_json::json!({ "threads": threads.max(1), "tables": tables, "queries": queries }),
+    )
+    .map_err(|e| Error::Invalid(e.to_string()))?;
     std::fs::write(&spec, text).context(|| format!("writing {}", spec.display()))?;
     let out = Command::new("python3")
         .arg(&script)

@@ -618,7 +618,8 @@ fn clickhouse(
     }
     progress("query: ClickHouse (chDB) with typed columns: loading and querying");
     let work = opts.dir.join("clickhouse");
-    peers::clickhouse_fields(&work, &tables, &queries, opts.runs)
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    peers::clickhouse_fields(&work, &tables, &queries, opts.runs, threads)
 }
 
 fn label(kind: Kind, case: &Case) -> String {
@@ -836,7 +837,7 @@ pub fn run(opts: &QueryBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Res
                 });
             }
             format!(
-                "ClickHouse {} (embedded via chDB, {threads} threads) answers the same questions about fields \
+                "ClickHouse {} (embedded via chDB, on {threads} threads as eddy) answers the same questions about fields \
                  with the fields as its natural typed columns: JSON lines read as JSONEachRow into typed columns \
                  (LowCardinality(String) for service, host, region and level), access-log fields extracted once at \
                  load by a regex into typed columns (status UInt16, bytes UInt64, method LowCardinality(String), …), \
