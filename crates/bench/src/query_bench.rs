@@ -622,6 +622,16 @@ fn clickhouse(
     peers::clickhouse_fields(&work, &tables, &queries, opts.runs, threads)
 }
 
+/// A speed ratio with two decimals, or two significant digits below 0.1 (so that eddy far
+/// behind reads 0.0018×, not 0.00×).
+fn speed_ratio(x: f64) -> String {
+    if !x.is_finite() || x >= 0.1 || x <= 0.0 {
+        return format!("{x:.2}");
+    }
+    let decimals = (1.0 - x.log10().floor()) as usize;
+    format!("{x:.decimals$}")
+}
+
 fn label(kind: Kind, case: &Case) -> String {
     format!("{}: {} — `{}`", kind.name(), case.name, case.query)
 }
@@ -805,7 +815,7 @@ pub fn run(opts: &QueryBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Res
                             ),
                             format_value(eddy, "ms")
                         ),
-                        ratio: format!("{:.2}× ClickHouse's speed", ch.median() / eddy),
+                        ratio: format!("{}× ClickHouse's speed", speed_ratio(ch.median() / eddy)),
                         goal,
                     });
                 }
@@ -942,6 +952,14 @@ mod tests {
         let other = clickhouse(json!([[404, 2], [200, 5], [500, 1]]), None);
         let m = compare(check, &groups, &other).err().unwrap();
         assert!(m.expected.contains("500"), "{}", m.expected);
+    }
+
+    #[test]
+    fn speed_ratios_far_below_one_keep_two_significant_digits() {
+        assert_eq!(speed_ratio(1.234), "1.23");
+        assert_eq!(speed_ratio(0.5), "0.50");
+        assert_eq!(speed_ratio(0.0018), "0.0018");
+        assert_eq!(speed_ratio(0.01234), "0.012");
     }
 
     #[test]
