@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the benchmark baselines' tools (ripgrep, zstd, gzip) and the test suite's external
 # client (Debian's python3-confluent-kafka, for the schema registry) with apt-get if any is missing;
-# with --peers also the peers that can be installed here (ClickHouse, embedded via chDB, from PyPI).
+# with --peers also the peers that can be installed here (ClickHouse, embedded via chDB, from PyPI:
+# `eddy bench all` runs it over raw lines, `eddy bench query` with the fields as typed columns).
 # Idempotent: does nothing when all are there. The test suite's benchmark-runner test needs the
 # baseline tools, not the peers.
 set -euo pipefail

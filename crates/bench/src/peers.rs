@@ -4,15 +4,33 @@
 //! `bench/peers/clickhouse.py`, which is compiled into this binary so the runner needs no
 //! checkout. When chDB is not installed the peer is reported as not run, with how to install it;
 //! when it runs, every count it returns is checked against the generator's.
+//!
+//! [`clickhouse_fields`] runs ClickHouse a second way, the way its users would set it up for
+//! questions about fields: the access-log and JSON fields as typed columns
+//! (`bench/peers/clickhouse_fields.py` holds the tables), answering the SQL the query benchmark
+//! sets beside each of eddy's field queries; the query benchmark checks the answers.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::error::{Error, IoContext, Result};
-use crate::gen::{self, Manifest};
+use crate::gen::{self, Kind, Manifest};
 use crate::report::{format_value, Figure, Row};
 
 const CLICKHOUSE_PY: &str = include_str!("../../../bench/peers/clickhouse.py");
+const CLICKHOUSE_FIELDS_PY: &str = include_str!("../../../bench/peers/clickhouse_fields.py");
+
+/// Why ClickHouse cannot run here, or `None` when chDB is installed.
+pub(crate) fn chdb_missing() -> Option<String> {
+    let available = Command::new("python3")
+        .args(["-c", "import chdb"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    (!available).then(|| {
+        "ClickHouse (embedded, chDB) is not installed: `pip install chdb-core` or `bench/setup.sh --peers`".into()
+    })
+}
 
 /// What became of a peer.
 #[derive(Debug)]
@@ -66,15 +84,8 @@ pub fn clickhouse(
     files: &[(gen::Kind, PathBuf, Manifest)],
     runs: usize,
 ) -> Result<Peer> {
-    let available = Command::new("python3")
-        .args(["-c", "import chdb"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !available {
-        return Ok(Peer::NotRun(
-            "ClickHouse (embedded, chDB) is not installed: `pip install chdb-core` or `bench/setup.sh --peers`".into(),
-        ));
+    if let Some(why) = chdb_missing() {
+        return Ok(Peer::NotRun(why));
     }
     std::fs::create_dir_all(work).context(|| format!("creating {}", work.display()))?;
     let script = work.join("clickhouse.py");
@@ -144,4 +155,112 @@ pub fn clickhouse(
         name: format!("ClickHouse {} (embedded via chDB)", parsed.version),
         rows,
     })
+}
+
+/// A data file for [`clickhouse_fields`] to load into its typed table (named after the kind).
+#[derive(Debug, serde::Serialize)]
+pub struct FieldTable {
+    /// `access` or `json`.
+    pub kind: Kind,
+    /// The raw file.
+    pub data: PathBuf,
+    /// Its lines: the table must hold as many rows.
+    pub lines: u64,
+}
+
+/// A question for [`clickhouse_fields`], in SQL over its typed tables.
+#[derive(Debug, serde::Serialize)]
+pub struct FieldQuery {
+    /// Names the answer.
+    pub id: String,
+    /// The timed query.
+    pub sql: String,
+    /// An untimed query for an exact answer to check approximate ones against.
+    pub reference: Option<String>,
+}
+
+/// ClickHouse's answer to a [`FieldQuery`].
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct FieldAnswer {
+    /// The query's id.
+    pub id: String,
+    /// Its rows, as ClickHouse's JSONCompact format gives them.
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// The reference query's rows.
+    pub reference: Option<Vec<Vec<serde_json::Value>>>,
+    /// Wall-clock seconds of each timed run.
+    pub seconds: Vec<f64>,
+}
+
+/// How a typed table was loaded.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LoadedTable {
+    /// Which data.
+    pub kind: Kind,
+    /// Seconds to load the raw file and merge it into one part.
+    pub load_seconds: f64,
+    /// Compressed bytes of the table's columns.
+    pub stored_bytes: u64,
+}
+
+/// What [`clickhouse_fields`] returns when it ran.
+#[derive(Debug, serde::Deserialize)]
+pub struct FieldRun {
+    /// ClickHouse's version.
+    pub version: String,
+    /// The tables loaded.
+    pub tables: Vec<LoadedTable>,
+    /// One answer per query, in order.
+    pub queries: Vec<FieldAnswer>,
+}
+
+/// Runs ClickHouse (chDB) with the fields of `tables` as typed columns and answers `queries`
+/// on `threads` threads, each `runs` times timed after one untimed run. `Ok(Err(why))` when
+/// chDB is not installed.
+pub fn clickhouse_fields(
+    work: &Path,
+    tables: &[FieldTable],
+    queries: &[FieldQuery],
+    runs: usize,
+    threads: usize,
+) -> Result<std::result::Result<FieldRun, String>> {
+    if let Some(why) = chdb_missing() {
+        return Ok(Err(why));
+    }
+    let _ = std::fs::remove_dir_all(work);
+    std::fs::create_dir_all(work).context(|| format!("creating {}", work.display()))?;
+    let script = work.join("clickhouse_fields.py");
+    std::fs::write(&script, CLICKHOUSE_FIELDS_PY)
+        .context(|| format!("writing {}", script.display()))?;
+    let spec = work.join("spec.json");
+    let text = serde_json::to_vec(
+        &serde_json::json!({ "threads": threads.max(1), "tables": tables, "queries": queries }),
+    )
+    .map_err(|e| Error::Invalid(e.to_string()))?;
+    std::fs::write(&spec, text).context(|| format!("writing {}", spec.display()))?;
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(work.join("chdb"))
+        .arg(runs.max(1).to_string())
+        .arg(&spec)
+        .output()
+        .context(|| "running bench/peers/clickhouse_fields.py".to_string());
+    let _ = std::fs::remove_dir_all(work);
+    let out = out?;
+    if !out.status.success() {
+        return Err(Error::ToolFailed {
+            command: "python3 bench/peers/clickhouse_fields.py".into(),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        });
+    }
+    let run: FieldRun = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Invalid(format!("unreadable output of clickhouse_fields.py: {e}")))?;
+    let ids: Vec<&str> = run.queries.iter().map(|a| a.id.as_str()).collect();
+    if ids != queries.iter().map(|q| q.id.as_str()).collect::<Vec<_>>() {
+        return Err(Error::Invalid(format!(
+            "clickhouse_fields.py answered {ids:?}, not the queries asked"
+        )));
+    }
+    Ok(Ok(run))
 }
