@@ -12,7 +12,6 @@ use eddy_bench::{crash_bench, log_bench, report, Options};
 
 use crate::output::json_line;
 
-use crate::Global;
 use eddy_event::units::parse_size;
 
 #[derive(Debug, Subcommand)]
@@ -216,7 +215,7 @@ fn finish_section(common: &Common, opts: &Options, section: report::Section) -> 
     finish(common, &header, &[section], false)
 }
 
-pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
+pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::All(args) => {
             let mut opts = args.common.options();

@@ -2,11 +2,19 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use crate::output::{json_line, table};
 use crate::topic::JsonFlag;
-use crate::Global;
+use crate::DataDir;
+
+#[derive(Debug, Args)]
+pub struct GroupArgs {
+    #[command(flatten)]
+    dir: DataDir,
+    #[command(subcommand)]
+    command: GroupCommand,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
@@ -30,9 +38,9 @@ struct Row {
     lag: Option<u64>,
 }
 
-pub fn run(global: &Global, cmd: &GroupCommand) -> anyhow::Result<ExitCode> {
-    let log = global.open_log_read_only()?;
-    match cmd {
+pub fn run(args: &GroupArgs) -> anyhow::Result<ExitCode> {
+    let log = args.dir.open_log_read_only()?;
+    match &args.command {
         GroupCommand::List(JsonFlag { json }) => {
             let groups = log.groups().list();
             if *json {

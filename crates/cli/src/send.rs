@@ -17,7 +17,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{output, units, Global};
+use crate::{output, units};
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
@@ -184,7 +184,7 @@ struct Totals {
     retries: AtomicU64,
 }
 
-pub fn run(_global: &Global, args: &SendArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
     if args.batch_size == 0 || args.concurrency == 0 || args.attempts == 0 {
         bail!("--batch-size, --concurrency and --attempts must be at least 1");
     }

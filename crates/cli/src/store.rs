@@ -14,26 +14,34 @@ use eddy_store::repair::SegmentRepair;
 use eddy_store::{RepoStore, SegmentFile, StoreConfig};
 
 use crate::output::{human_bytes, json_line, rows};
-use crate::Global;
+use crate::DataDir;
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    dir: DataDir,
+    #[command(subcommand)]
+    command: StoreCommand,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
     /// List sealed segments with their data source, events, sizes and compression ratio.
-    List(StoreArgs),
+    List(StoreOptions),
     /// Check every checksum and decode every block; name the file and block of any damage.
     /// Exits with 1 when something is damaged.
-    Verify(StoreArgs),
+    Verify(StoreOptions),
     /// Show the compression ratio per repository, index (blooms, block tables) and catalogue
     /// sizes included.
-    Ratio(StoreArgs),
+    Ratio(StoreOptions),
     /// Replace damaged segments (cut short, damaged footer or blocks) with what their readable
     /// blocks and the bus still hold, each event once; name what could not be restored. Needs
     /// the data directory to itself (stop `eddy serve`). Exits with 1 when something is lost.
-    Repair(StoreArgs),
+    Repair(StoreOptions),
 }
 
 #[derive(Debug, Args)]
-pub struct StoreArgs {
+pub struct StoreOptions {
     /// Only this repository.
     #[arg(long, short)]
     repository: Option<String>,
@@ -115,17 +123,17 @@ fn ratio(raw: u64, stored: u64) -> f64 {
     }
 }
 
-pub fn run(global: &Global, cmd: &StoreCommand) -> anyhow::Result<ExitCode> {
-    let root = global.data_dir.join("store");
-    match cmd {
+pub fn run(args: &StoreArgs) -> anyhow::Result<ExitCode> {
+    let root = args.dir.data_dir.join("store");
+    match &args.command {
         StoreCommand::List(args) => list(&root, args),
         StoreCommand::Verify(args) => verify(&root, args),
         StoreCommand::Ratio(args) => ratio_per_repository(&root, args),
-        StoreCommand::Repair(args) => repair(global, &root, args),
+        StoreCommand::Repair(options) => repair(&args.dir, &root, options),
     }
 }
 
-fn segment_rows(root: &Path, args: &StoreArgs) -> anyhow::Result<Vec<SegmentRow>> {
+fn segment_rows(root: &Path, args: &StoreOptions) -> anyhow::Result<Vec<SegmentRow>> {
     let mut rows = Vec::new();
     for (repository, dir) in repositories(root, args.repository.as_deref())? {
         for path in segment_files(&dir)? {
@@ -151,7 +159,7 @@ fn segment_rows(root: &Path, args: &StoreArgs) -> anyhow::Result<Vec<SegmentRow>
     Ok(rows)
 }
 
-fn list(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
+fn list(root: &Path, args: &StoreOptions) -> anyhow::Result<ExitCode> {
     let segments = segment_rows(root, args)?;
     rows(
         args.json,
@@ -190,7 +198,7 @@ fn list(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
+fn verify(root: &Path, args: &StoreOptions) -> anyhow::Result<ExitCode> {
     let mut problems = Vec::new();
     let mut checked = 0usize;
     let mut blocks = 0usize;
@@ -238,15 +246,15 @@ const REPAIR_HINT: &str =
     "to restore the damaged segments from their readable blocks and the bus: \
      stop eddy serve, then run `eddy store repair`";
 
-fn repair(global: &Global, root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
+fn repair(dir: &DataDir, root: &Path, args: &StoreOptions) -> anyhow::Result<ExitCode> {
     // Held for writing: no server digests while segments change hands. Retention waits.
-    let log = Log::builder(&global.data_dir)
+    let log = Log::builder(&dir.data_dir)
         .retention_check(Duration::ZERO)
         .open()
         .with_context(|| {
             format!(
                 "opening the log in {} (stop eddy serve before a repair)",
-                global.data_dir.display()
+                dir.data_dir.display()
             )
         })?;
     let mut repairs = Vec::new();
@@ -326,7 +334,7 @@ fn print_repair(repository: &str, r: &SegmentRepair) {
     }
 }
 
-fn ratio_per_repository(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
+fn ratio_per_repository(root: &Path, args: &StoreOptions) -> anyhow::Result<ExitCode> {
     let segments = segment_rows(root, args)?;
     let mut repositories_rows = Vec::new();
     for (repository, dir) in repositories(root, args.repository.as_deref())? {
