@@ -161,6 +161,51 @@ fn durations_are_printed_with_a_space_before_the_unit() {
 }
 
 #[test]
+fn bench_gen_times_end_at_now_unless_given_a_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let time_of = |line: &str| {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        eddy_event::units::parse_time(v["@timestamp"].as_str().unwrap()).unwrap()
+    };
+    let before = eddy_event::time::now_ns();
+    let out = ok(
+        dir.path(),
+        &["bench", "gen", "--kind", "json", "--size", "200KiB"],
+        "",
+    );
+    let after = eddy_event::time::now_ns();
+    let last = time_of(out.lines().last().unwrap());
+    // Millisecond precision: the last event lies in the run's millisecond range.
+    assert!(
+        last >= before - 1_000_000 && last <= after,
+        "last event at {last}, run from {before} to {after}"
+    );
+    let first = time_of(out.lines().next().unwrap());
+    assert!(
+        first < last && last - first < 3_600_000_000_000,
+        "{first}..{last}"
+    );
+
+    let out = ok(
+        dir.path(),
+        &[
+            "bench",
+            "gen",
+            "--kind",
+            "json",
+            "--size",
+            "10KiB",
+            "--start",
+            "2026-01-01T00:00:00Z",
+        ],
+        "",
+    );
+    let start = eddy_event::units::parse_time("2026-01-01T00:00:00Z").unwrap();
+    let first = time_of(out.lines().next().unwrap());
+    assert!(first >= start && first < start + 1_000_000_000, "{first}");
+}
+
+#[test]
 fn produce_then_consume_from_beginning_offset_and_time() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
