@@ -43,7 +43,6 @@ fn search(server: &Server, args: &[&str]) -> std::process::Output {
 
 /// A server holding 300 events in repository `logs`, all visible to queries.
 fn loaded(dir: &std::path::Path) -> Server {
-    let server = Server::start(dir, LOGS);
     let body: String = (0..300)
         .map(|n| {
             format!(
@@ -54,6 +53,13 @@ fn loaded(dir: &std::path::Path) -> Server {
             )
         })
         .collect();
+    holding(dir, &body, 300)
+}
+
+/// A server whose repository `logs` holds the `events` NDJSON lines of `body`, all visible to
+/// queries over all time.
+fn holding(dir: &std::path::Path, body: &str, events: u64) -> Server {
+    let server = Server::start(dir, LOGS);
     let (status, answer) = post(
         &server,
         "/api/v1/ingest/logs",
@@ -64,14 +70,58 @@ fn loaded(dir: &std::path::Path) -> Server {
     // Acknowledged events become searchable (work in progress) within moments.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, a) = query(&server, READ, serde_json::json!({ "query": "count()" }));
+        let (status, a) = query(
+            &server,
+            READ,
+            serde_json::json!({ "query": "count()", "start": "1970-01-01T00:00:00Z", "end": "2200-01-01T00:00:00Z" }),
+        );
         assert_eq!(status, 200, "{a}");
-        if a["rows"][0]["_count"] == 300 || Instant::now() > deadline {
-            assert_eq!(a["rows"][0]["_count"], 300, "{a}");
+        if a["rows"][0]["_count"] == events || Instant::now() > deadline {
+            assert_eq!(a["rows"][0]["_count"], events, "{a}");
             return server;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn rfc3339_ago(ago: Duration) -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now() - ago).to_string()
+}
+
+#[test]
+fn client_timestamp_is_the_event_time_and_never_a_second_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let (older, newer) = (
+        rfc3339_ago(Duration::from_secs(7200)),
+        rfc3339_ago(Duration::from_secs(3600)),
+    );
+    // The newer event is sent first, so arrival order would put it wrong.
+    let body = format!(
+        "{{\"@timestamp\":\"{newer}\",\"m\":\"newer\"}}\n{{\"@timestamp\":\"{older}\",\"m\":\"older\"}}\n"
+    );
+    let server = holding(dir.path(), &body, 2);
+    let (status, a) = query(
+        &server,
+        READ,
+        serde_json::json!({ "query": "sort(@timestamp, order=asc)", "start": "3h" }),
+    );
+    assert_eq!(status, 200, "{a}");
+    let columns: Vec<_> = a["columns"].as_array().unwrap().iter().collect();
+    assert_eq!(
+        columns.iter().filter(|c| **c == "@timestamp").count(),
+        1,
+        "{a}"
+    );
+    assert_eq!(a["rows"][0]["m"], "older", "{a}");
+    assert_eq!(a["rows"][1]["m"], "newer", "{a}");
+    let (status, a) = query(
+        &server,
+        READ,
+        serde_json::json!({ "query": "m=older | eval(t=@timestamp + 0) | table(t)", "start": "3h" }),
+    );
+    assert_eq!(status, 200, "{a}");
+    assert!(a["rows"][0]["t"].is_number(), "{a}");
+    server.stop();
 }
 
 #[test]
