@@ -89,6 +89,43 @@ fn rfc3339_ago(ago: Duration) -> String {
 }
 
 #[test]
+fn string_ids_are_accepted_deduplicated_and_returned_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = holding(dir.path(), "{\"@id\":\"my-id-1\",\"m\":\"first\"}\n", 1);
+    // A retry with the same id is stored once; another id is another event.
+    let (status, answer) = post(
+        &server,
+        "/api/v1/ingest/logs",
+        &[("Authorization", &format!("Bearer {INGEST}")), NDJSON],
+        b"{\"@id\":\"my-id-1\",\"m\":\"retry\"}\n{\"@id\":\"order/42#2\",\"m\":\"other\"}\n",
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["duplicates"], 1, "{answer}");
+    let (status, a) = query(
+        &server,
+        READ,
+        serde_json::json!({ "query": "sort(m, order=asc)", "start": "1h" }),
+    );
+    assert_eq!(status, 200, "{a}");
+    let rows = a["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{a}");
+    assert_eq!(rows[0]["m"], "first", "{a}");
+    assert_eq!(rows[0]["@id"], "my-id-1", "{a}");
+    assert_eq!(rows[1]["@id"], "order/42#2", "{a}");
+    // Past the documented length: a 400 naming the field.
+    let long = format!("{{\"@id\":\"{}\"}}\n", "x".repeat(257));
+    let (status, answer) = post(
+        &server,
+        "/api/v1/ingest/logs",
+        &[("Authorization", &format!("Bearer {INGEST}")), NDJSON],
+        long.as_bytes(),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("256"), "{answer}");
+    server.stop();
+}
+
+#[test]
 fn client_timestamp_is_the_event_time_and_never_a_second_column() {
     let dir = tempfile::tempdir().unwrap();
     let (older, newer) = (
