@@ -78,6 +78,62 @@ struct RepositoryRow {
     catalogue_bytes: u64,
     ratio: f64,
     catalogue_bytes_per_gb: f64,
+    /// Data sources whose events are still in work in progress (not counted in the ratio).
+    in_progress_sources: usize,
+    /// Compressed bytes the work in progress has written so far.
+    in_progress_bytes: u64,
+    /// When the oldest work in progress began (ns), if any.
+    in_progress_since: Option<i64>,
+}
+
+/// The work in progress of a repository: `<id>.wip` files, their bytes, the oldest's start.
+fn work_in_progress(dir: &Path) -> anyhow::Result<(usize, u64, Option<i64>)> {
+    let (mut files, mut bytes, mut oldest) = (0, 0, None::<i64>);
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        if entry.path().extension().is_none_or(|e| e != "wip") {
+            continue;
+        }
+        // Sealed or removed since listed: not in progress any more.
+        let Ok(meta) = entry.metadata() else { continue };
+        files += 1;
+        bytes += meta.len();
+        let began = meta.created().or_else(|_| meta.modified()).ok();
+        if let Some(ns) = began.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
+            let ns = i64::try_from(ns.as_nanos()).unwrap_or(i64::MAX);
+            oldest = Some(oldest.map_or(ns, |o| o.min(ns)));
+        }
+    }
+    Ok((files, bytes, oldest))
+}
+
+/// Why a repository's ratio is 0 or partial: its events wait in work in progress, which is
+/// sealed (and counted) at `segment_size` or `segment_age`.
+fn in_progress_note(r: &RepositoryRow) -> Option<String> {
+    if r.in_progress_sources == 0 {
+        return None;
+    }
+    let sealed = if r.segments == 0 {
+        "nothing sealed yet"
+    } else {
+        "more not sealed yet"
+    };
+    let when = r.in_progress_since.map_or(String::new(), |since| {
+        let due = since.saturating_add(3_600_000_000_000);
+        let due = eddy_event::units::format_time(due);
+        format!(
+            ", the oldest about {}",
+            due.get(..16).unwrap_or(&due).replace('T', " ")
+        )
+    });
+    Some(format!(
+        "{}: {sealed}: {} data source(s) in work in progress ({} written so far), not counted \
+         above. A data source is sealed at the repository's segment_size or segment_age (by \
+         default 1 GiB or 1 h after its first event{when} UTC).",
+        r.repository,
+        r.in_progress_sources,
+        human_bytes(r.in_progress_bytes)
+    ))
 }
 
 fn repositories(root: &Path, only: Option<&str>) -> anyhow::Result<Vec<(String, PathBuf)>> {
@@ -345,7 +401,11 @@ fn ratio_per_repository(root: &Path, args: &StoreOptions) -> anyhow::Result<Exit
         let raw: u64 = mine.iter().map(|s| s.raw_bytes).sum();
         let stored: u64 = mine.iter().map(|s| s.file_bytes).sum();
         let catalogue = Catalogue::load(&dir).map_or(0, |c| c.encoded_len() as u64);
+        let (in_progress_sources, in_progress_bytes, in_progress_since) = work_in_progress(&dir)?;
         repositories_rows.push(RepositoryRow {
+            in_progress_sources,
+            in_progress_bytes,
+            in_progress_since,
             repository,
             segments: mine.len(),
             events: mine.iter().map(|s| s.events).sum(),
@@ -387,5 +447,10 @@ fn ratio_per_repository(root: &Path, args: &StoreOptions) -> anyhow::Result<Exit
             ]
         },
     )?;
+    if !args.json {
+        for note in repositories_rows.iter().filter_map(in_progress_note) {
+            println!("{note}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
