@@ -87,7 +87,7 @@ struct RepositoryRow {
 }
 
 /// The work in progress of a repository: `<id>.wip` files, their bytes, the oldest's start.
-fn work_in_progress(dir: &Path) -> anyhow::Result<(usize, u64, Option<i64>)> {
+pub(crate) fn work_in_progress(dir: &Path) -> anyhow::Result<(usize, u64, Option<i64>)> {
     let (mut files, mut bytes, mut oldest) = (0, 0, None::<i64>);
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
