@@ -126,6 +126,38 @@ fn string_ids_are_accepted_deduplicated_and_returned_unchanged() {
 }
 
 #[test]
+fn search_over_a_range_without_data_says_where_the_data_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "{\"@timestamp\":\"2026-01-05T10:00:00Z\",\"m\":\"error old\"}\n\
+                {\"@timestamp\":\"2026-01-06T11:00:00Z\",\"m\":\"error older\"}\n";
+    let server = holding(dir.path(), body, 2);
+    let out = search(&server, &["error | count()"]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("holds no events")
+            && stderr.contains("2026-01-05T10:00:00")
+            && stderr.contains("2026-01-06T11:00:00"),
+        "{stderr}"
+    );
+    // A range that holds data has no such warning.
+    let out = search(
+        &server,
+        &["error | count()", "--start", "2026-01-01T00:00:00Z"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("holds no events"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains('2'),
+        "{out:?}"
+    );
+    let (status, a) = query(&server, READ, serde_json::json!({ "query": "count()" }));
+    assert_eq!(status, 200, "{a}");
+    assert!(a["warnings"].to_string().contains("holds no events"), "{a}");
+    server.stop();
+}
+
+#[test]
 fn client_timestamp_is_the_event_time_and_never_a_second_column() {
     let dir = tempfile::tempdir().unwrap();
     let (older, newer) = (
