@@ -229,3 +229,24 @@ fn udp_queue_depth_reads_zero_once_the_queue_drains() {
     assert_eq!(server.metric(&depth), 0.0, "{}", server.metrics());
     server.stop();
 }
+
+#[test]
+fn eddy_send_of_an_access_log_without_parser_suggests_accesslog() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let log = dir.path().join("access.log");
+    std::fs::write(
+        &log,
+        "10.0.0.1 - - [10/Oct/2026:13:55:36 +0000] \"GET / HTTP/1.1\" 200 512 \"-\" \"curl/8\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["send", "--quiet", "-r", "open", "--url", &server.url])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("try --parser accesslog"), "{stderr}");
+    server.stop();
+}
