@@ -250,9 +250,12 @@ pub async fn query(
             &AtomicBool::new(false),
             &|_| {},
         );
-        answer
-            .warnings
-            .extend(empty_range_hint(&repo.store, &options));
+        // Only an answer that read nothing can have missed every event.
+        if answer.progress.events_scanned == 0 {
+            answer
+                .warnings
+                .extend(empty_range_hint(&repo.store, &options));
+        }
         answer
     })
     .await;
@@ -336,9 +339,12 @@ fn stream_ndjson(
             &on_progress,
             partials,
         );
-        answer
-            .warnings
-            .extend(empty_range_hint(&repo.store, &options));
+        // Only an answer that read nothing can have missed every event.
+        if answer.progress.events_scanned == 0 {
+            answer
+                .warnings
+                .extend(empty_range_hint(&repo.store, &options));
+        }
         let send = |v: serde_json::Value| tx.blocking_send(line(&v)).is_ok();
         if !send(json!({ "columns": answer.columns, "events": answer.events })) {
             return;
