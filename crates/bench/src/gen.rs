@@ -214,8 +214,12 @@ fn dist<T>(d: std::result::Result<T, impl std::fmt::Display>) -> T {
     d.unwrap_or_else(|e| panic!("invalid distribution parameters: {e}"))
 }
 
+/// Where the benchmarks' data starts (2026-11-01T00:00:00Z), so it is the same on every run.
+pub const BENCH_START_NS: i64 = 1_793_491_200_000_000_000;
+
 impl Source {
-    fn new(seed: u64) -> Source {
+    fn new(kind: Kind, seed: u64, start_ns: i64) -> Source {
+        let seed = seed ^ (kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         Source {
             rng: StdRng::seed_from_u64(seed),
             clients: dist(Zipf::new(20_000.0, 1.1)),
@@ -223,7 +227,7 @@ impl Source {
             users: dist(Zipf::new(2_000_000.0, 1.05)),
             bytes: dist(LogNormal::new(8.0, 1.5)),
             latency: dist(LogNormal::new(3.0, 1.1)),
-            now_ns: 1_793_491_200_000_000_000, // 2026-11-01T00:00:00Z
+            now_ns: start_ns,
             line: 0,
         }
     }
@@ -293,6 +297,14 @@ impl Source {
             &iso[0..4],
             &iso[11..19]
         )
+    }
+
+    fn line(&mut self, kind: Kind) -> String {
+        match kind {
+            Kind::Access => self.access_line(),
+            Kind::Json => self.json_line(),
+            Kind::Statsd => self.statsd_line(),
+        }
     }
 
     fn timestamp_iso(&self) -> String {
@@ -448,16 +460,41 @@ impl Matchers {
     }
 }
 
-/// Writes about `target_bytes` of `kind` data (whole lines) to `out` and returns its manifest.
+/// Writes about `target_bytes` of `kind` data (whole lines) to `out`, its times starting at
+/// [`BENCH_START_NS`], and returns its manifest.
 pub fn generate(
     kind: Kind,
     seed: u64,
     target_bytes: u64,
     out: &mut impl Write,
 ) -> Result<Manifest> {
+    generate_from(kind, seed, target_bytes, BENCH_START_NS, out)
+}
+
+/// How far after its start the last event of `kind` data of `seed` and `target_bytes` lies
+/// (ns), found by generating it without writing: a start of now minus this ends the data now.
+pub fn time_span_ns(kind: Kind, seed: u64, target_bytes: u64) -> i64 {
+    let mut source = Source::new(kind, seed, 0);
+    let mut bytes = 0;
+    while bytes < target_bytes {
+        source.tick();
+        bytes += source.line(kind).len() as u64 + 1;
+    }
+    source.now_ns
+}
+
+/// [`generate`] with the event times starting at `start_ns` (ns since the epoch); the lines
+/// differ only in their times.
+pub fn generate_from(
+    kind: Kind,
+    seed: u64,
+    target_bytes: u64,
+    start_ns: i64,
+    out: &mut impl Write,
+) -> Result<Manifest> {
     let mut probes = kind.probes();
     let matchers = Matchers::new(&probes)?;
-    let mut source = Source::new(seed ^ (kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut source = Source::new(kind, seed, start_ns);
     let mut manifest = Manifest {
         kind,
         seed,
@@ -467,11 +504,7 @@ pub fn generate(
     };
     while manifest.bytes < target_bytes {
         source.tick();
-        let line = match kind {
-            Kind::Access => source.access_line(),
-            Kind::Json => source.json_line(),
-            Kind::Statsd => source.statsd_line(),
-        };
+        let line = source.line(kind);
         for (probe, re) in probes.iter_mut().zip(&matchers.0) {
             if re.is_match(&line) {
                 probe.count += 1;

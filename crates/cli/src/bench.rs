@@ -12,8 +12,7 @@ use eddy_bench::{crash_bench, log_bench, report, Options};
 
 use crate::output::json_line;
 
-use crate::Global;
-use eddy_event::units::parse_size;
+use eddy_event::units::{parse_size, parse_time};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -144,6 +143,19 @@ pub struct GenArgs {
     /// Output file (default stdout); its manifest (probe counts) goes to stderr as JSON.
     #[arg(long, short)]
     out: Option<PathBuf>,
+    /// Time of the first event: RFC 3339 or a relative time like 60d (that long ago). Default:
+    /// the data ends now, so a search over the last hours finds it.
+    #[arg(long, value_parser = parse_time)]
+    start: Option<i64>,
+}
+
+impl GenArgs {
+    fn start_ns(&self) -> i64 {
+        self.start.unwrap_or_else(|| {
+            eddy_event::time::now_ns()
+                - eddy_bench::gen::time_span_ns(self.kind, self.seed, self.size)
+        })
+    }
 }
 
 impl Common {
@@ -216,7 +228,7 @@ fn finish_section(common: &Common, opts: &Options, section: report::Section) -> 
     finish(common, &header, &[section], false)
 }
 
-pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
+pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::All(args) => {
             let mut opts = args.common.options();
@@ -290,12 +302,19 @@ pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         }
         BenchCommand::Crash(args) => return crash(args),
         BenchCommand::Gen(args) => {
+            let start = args.start_ns();
+            let generate =
+                |mut w: &mut dyn std::io::Write| -> anyhow::Result<eddy_bench::gen::Manifest> {
+                    Ok(eddy_bench::gen::generate_from(
+                        args.kind, args.seed, args.size, start, &mut w,
+                    )?)
+                };
             let manifest = match &args.out {
                 Some(path) => {
                     let file = std::fs::File::create(path)
                         .with_context(|| format!("creating {}", path.display()))?;
                     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-                    let m = eddy_bench::gen::generate(args.kind, args.seed, args.size, &mut w)?;
+                    let m = generate(&mut w)?;
                     w.flush()
                         .with_context(|| format!("writing {}", path.display()))?;
                     m
@@ -303,7 +322,7 @@ pub fn run(_global: &Global, cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
                 None => {
                     let mut w =
                         std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-                    let m = eddy_bench::gen::generate(args.kind, args.seed, args.size, &mut w)?;
+                    let m = generate(&mut w)?;
                     w.flush()?;
                     m
                 }

@@ -8,12 +8,14 @@ use base64::Engine;
 use clap::Args;
 use eddy_log::{PartitionReader, StoredRecord};
 
-use crate::Global;
+use crate::DataDir;
 use eddy_event::units::{format_time, parse_duration, parse_time};
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("start").args(["from_beginning", "from_end", "offset", "since"]))]
 pub struct ConsumeArgs {
+    #[command(flatten)]
+    dir: DataDir,
     /// The topic to read.
     topic: String,
     /// Read only this partition (default: all).
@@ -106,8 +108,8 @@ fn write_record(
     writeln!(out)
 }
 
-pub fn run(global: &Global, args: &ConsumeArgs) -> anyhow::Result<ExitCode> {
-    let log = global.open_log_read_only()?;
+pub fn run(args: &ConsumeArgs) -> anyhow::Result<ExitCode> {
+    let log = args.dir.open_log_read_only()?;
     let topic = log.topic(&args.topic)?;
     if let Some(group) = &args.group {
         eddy_log::validate_name("consumer group", group)?;

@@ -2,11 +2,19 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use crate::output::{json_line, table};
 use crate::topic::JsonFlag;
-use crate::Global;
+use crate::DataDir;
+
+#[derive(Debug, Args)]
+pub struct GroupArgs {
+    #[command(flatten)]
+    dir: DataDir,
+    #[command(subcommand)]
+    command: GroupCommand,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
@@ -30,9 +38,46 @@ struct Row {
     lag: Option<u64>,
 }
 
-pub fn run(global: &Global, cmd: &GroupCommand) -> anyhow::Result<ExitCode> {
-    let log = global.open_log_read_only()?;
-    match cmd {
+/// The segment store's consumer group.
+const DIGEST_GROUP: &str = "digest";
+
+/// What the digest's lag means: it commits an offset only once its event is sealed in a
+/// segment, so until a seal it shows 0 and a growing lag without being stuck.
+fn digest_note(dir: &DataDir, rows: &[Row]) -> String {
+    let mut waiting = Vec::new();
+    let repositories: std::collections::BTreeSet<_> = rows
+        .iter()
+        .filter_map(|r| r.topic.strip_prefix("repo."))
+        .collect();
+    for repository in repositories {
+        let store = dir.data_dir.join("store").join(repository);
+        if let Ok((sources, bytes, _)) = crate::store::work_in_progress(&store) {
+            if sources > 0 {
+                waiting.push(format!(
+                    "{repository}: {sources} data source(s), {} written",
+                    crate::output::human_bytes(bytes)
+                ));
+            }
+        }
+    }
+    let waiting = if waiting.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Waiting for work in progress to be sealed ({}).",
+            waiting.join("; ")
+        )
+    };
+    format!(
+        "The digest commits an offset once its event is sealed in a segment, at the \
+         repository's segment_size or segment_age (by default 1 GiB or 1 h): until then the lag \
+         grows, but the events are stored and searchable; it is not stuck.{waiting}"
+    )
+}
+
+pub fn run(args: &GroupArgs) -> anyhow::Result<ExitCode> {
+    let log = args.dir.open_log_read_only()?;
+    match &args.command {
         GroupCommand::List(JsonFlag { json }) => {
             let groups = log.groups().list();
             if *json {
@@ -80,6 +125,9 @@ pub fn run(global: &Global, cmd: &GroupCommand) -> anyhow::Result<ExitCode> {
                     })
                     .collect::<Vec<_>>();
                 table(&["TOPIC", "PARTITION", "COMMITTED", "END", "LAG"], &cells)?;
+                if name == DIGEST_GROUP && rows.iter().any(|r| r.lag.unwrap_or(0) > 0) {
+                    println!("{}", digest_note(&args.dir, &rows));
+                }
             }
             for r in &rows {
                 if let Some(end) = r.end_offset.filter(|&end| end < r.committed) {

@@ -44,8 +44,27 @@ struct Cli {
     command: Command,
 }
 
+/// Options every command takes: how much it logs, and how.
 #[derive(Debug, Args)]
 struct Global {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Log lines as `text` (coloured only on a terminal) or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The data directory, for the commands that open it on this machine.
+#[derive(Debug, Args)]
+pub struct DataDir {
     /// Data directory of the embedded log.
     #[arg(
         long,
@@ -54,6 +73,25 @@ struct Global {
         default_value = "eddy-data"
     )]
     data_dir: PathBuf,
+}
+
+impl DataDir {
+    /// Opens the log for reading only, so it works beside a process that writes it.
+    fn open_log_read_only(&self) -> anyhow::Result<Log> {
+        use anyhow::Context;
+        Log::builder(&self.data_dir)
+            .read_only(Duration::from_millis(10))
+            .open()
+            .with_context(|| format!("opening the log in {} to read", self.data_dir.display()))
+    }
+}
+
+/// The data directory and how appends to it are made durable, for the commands that write the
+/// bus themselves.
+#[derive(Debug, Args)]
+pub struct BusArgs {
+    #[command(flatten)]
+    dir: DataDir,
 
     /// When appends are acknowledged: `fsync` (after fsync, with group commit; the default) or
     /// `interval` (after the write; fsync every --fsync-interval, so a machine crash can lose
@@ -68,13 +106,9 @@ struct Global {
     /// Time between background fsyncs in `interval` mode.
     #[arg(long, global = true, value_parser = units::parse_duration, default_value = "1s")]
     fsync_interval: Duration,
-
-    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    verbose: u8,
 }
 
-impl Global {
+impl BusArgs {
     fn durability(&self) -> Durability {
         match self.durability.as_str() {
             "interval" => Durability::Interval {
@@ -89,19 +123,10 @@ impl Global {
     /// Opens the log with the chosen durability.
     fn open_log(&self) -> anyhow::Result<Log> {
         use anyhow::Context;
-        Log::builder(&self.data_dir)
+        Log::builder(&self.dir.data_dir)
             .durability(self.durability())
             .open()
-            .with_context(|| format!("opening the log in {}", self.data_dir.display()))
-    }
-
-    /// Opens the log for reading only, so it works beside a process that writes it.
-    fn open_log_read_only(&self) -> anyhow::Result<Log> {
-        use anyhow::Context;
-        Log::builder(&self.data_dir)
-            .read_only(Duration::from_millis(10))
-            .open()
-            .with_context(|| format!("opening the log in {} to read", self.data_dir.display()))
+            .with_context(|| format!("opening the log in {}", self.dir.data_dir.display()))
     }
 }
 
@@ -117,55 +142,58 @@ enum Command {
     /// is a table redrawn as it changes.
     Tail(tail::TailArgs),
     /// Create, list, describe, verify and delete topics.
-    #[command(subcommand)]
-    Topic(topic::TopicCommand),
+    Topic(topic::TopicArgs),
     /// Append lines from stdin to a topic, one record per line.
     Produce(produce::ProduceArgs),
     /// Print a topic's records: from the beginning, an offset or a time; optionally follow.
     Consume(consume::ConsumeArgs),
     /// List consumer groups and show their committed offsets and lag.
-    #[command(subcommand)]
-    Group(group::GroupCommand),
+    Group(group::GroupArgs),
     /// The schema registry of a running server: register, list, show, check, diff.
     #[command(subcommand)]
     Schema(schema::SchemaCommand),
     /// Inspect the segment store: list segments, verify checksums, show compression ratios.
-    #[command(subcommand)]
-    Store(store::StoreCommand),
+    Store(store::StoreArgs),
     /// Run benchmarks and write their report.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
 
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
+fn init_tracing(global: &Global) {
+    let default = match global.verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match global.log_format {
+        LogFormat::Json => builder.json().init(),
+        // Colour codes only help a person at a terminal; in a file they are noise.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.global.verbose);
+    init_tracing(&cli.global);
     let result = match &cli.command {
-        Command::Serve(args) => serve::run(&cli.global, args),
-        Command::Send(args) => send::run(&cli.global, args),
-        Command::Search(args) => search::run(&cli.global, args),
-        Command::Tail(args) => tail::run(&cli.global, args),
-        Command::Topic(cmd) => topic::run(&cli.global, cmd),
-        Command::Produce(args) => produce::run(&cli.global, args),
-        Command::Consume(args) => consume::run(&cli.global, args),
-        Command::Group(cmd) => group::run(&cli.global, cmd),
-        Command::Schema(cmd) => schema::run(&cli.global, cmd),
-        Command::Store(cmd) => store::run(&cli.global, cmd),
-        Command::Bench(cmd) => bench::run(&cli.global, cmd),
+        Command::Serve(args) => serve::run(args),
+        Command::Send(args) => send::run(args),
+        Command::Search(args) => search::run(args),
+        Command::Tail(args) => tail::run(args),
+        Command::Topic(args) => topic::run(args),
+        Command::Produce(args) => produce::run(args),
+        Command::Consume(args) => consume::run(args),
+        Command::Group(args) => group::run(args),
+        Command::Schema(cmd) => schema::run(cmd),
+        Command::Store(args) => store::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -15,10 +15,12 @@ use eddy_log::{PartitionChoice, Record};
 
 use crate::output::json_line;
 use crate::topic::TopicSettings;
-use crate::Global;
+use crate::BusArgs;
 
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
+    #[command(flatten)]
+    bus: BusArgs,
     /// The topic to append to.
     topic: String,
     /// Create the topic (with the settings below) if it does not exist.
@@ -73,9 +75,9 @@ fn line_to_record(line: Vec<u8>, args: &ProduceArgs) -> Record {
     Record::new(line)
 }
 
-pub fn run(global: &Global, args: &ProduceArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &ProduceArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
-    let log = global.open_log()?;
+    let log = args.bus.open_log()?;
     let topic = if args.create {
         log.topic_or_create(&args.topic, args.settings.to_config()?)?
     } else {

@@ -12,7 +12,6 @@ use eddy_schema::{Compatibility, Schema, SchemaType};
 use serde_json::{json, Value};
 
 use crate::output::{json_line, table};
-use crate::Global;
 
 #[derive(Debug, Subcommand)]
 pub enum SchemaCommand {
@@ -159,7 +158,7 @@ fn request(file: &str, kind: &Kind) -> anyhow::Result<Value> {
 }
 
 /// Runs a `schema` command.
-pub fn run(_global: &Global, cmd: &SchemaCommand) -> anyhow::Result<ExitCode> {
+pub fn run(cmd: &SchemaCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SchemaCommand::Register {
             subject,

@@ -12,7 +12,7 @@ use eddy_event::Value;
 use eddy_server::query::{cell_text, to_csv};
 use serde_json::json;
 
-use crate::{output, Global};
+use crate::output;
 
 /// The repository a query reads, on which server.
 #[derive(Debug, Args)]
@@ -55,7 +55,7 @@ pub struct SearchArgs {
     timeout: Duration,
 }
 
-pub fn run(_global: &Global, args: &SearchArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(args.timeout))

@@ -17,7 +17,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{output, units, Global};
+use crate::{output, units};
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
@@ -184,7 +184,7 @@ struct Totals {
     retries: AtomicU64,
 }
 
-pub fn run(_global: &Global, args: &SendArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
     if args.batch_size == 0 || args.concurrency == 0 || args.attempts == 0 {
         bail!("--batch-size, --concurrency and --attempts must be at least 1");
     }
@@ -425,7 +425,18 @@ fn post_with_retries(
                         return Ok(());
                     }
                     429 | 503 => (retry_after, format!("{status}: {}", message(&answer))),
-                    400 => bail!("{}", rejected_lines(batch, &answer)),
+                    400 => {
+                        let mut why = rejected_lines(batch, &answer);
+                        if args.parser == "json" {
+                            if let Some(parser) = suggest_parser(&batch.body) {
+                                why.push_str(&format!(
+                                    "\nhint: these lines are not JSON but look like {parser} lines: \
+                                     try --parser {parser}"
+                                ));
+                            }
+                        }
+                        bail!("{why}")
+                    }
                     _ => bail!(
                         "{place}: the server answered {status}: {}",
                         message(&answer)
@@ -464,6 +475,34 @@ fn message(answer: &serde_json::Value) -> String {
         .unwrap_or_else(|| answer.to_string())
 }
 
+/// The line format that reads every one of the first lines of `body` (with fields to show for
+/// it), when JSON does not: what `--parser` to suggest.
+fn suggest_parser(body: &[u8]) -> Option<&'static str> {
+    use eddy_event::Parser;
+    let text = String::from_utf8_lossy(body);
+    let sample: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(20)
+        .collect();
+    if sample.is_empty() || sample.iter().all(|l| Parser::Json.parse(l, 0).is_ok()) {
+        return None;
+    }
+    // Most specific first: kv reads much that is not meant as key=value.
+    let candidates = [
+        (Parser::Accesslog, "accesslog"),
+        (Parser::Syslog, "syslog"),
+        (Parser::Statsd, "statsd"),
+        (Parser::Kv, "kv"),
+    ];
+    candidates.into_iter().find_map(|(parser, name)| {
+        sample
+            .iter()
+            .all(|l| parser.parse(l, 0).is_ok_and(|e| !e.fields.is_empty()))
+            .then_some(name)
+    })
+}
+
 /// The server's list of bad lines, as `file:line: field: reason`.
 fn rejected_lines(batch: &Batch, answer: &serde_json::Value) -> String {
     let mut out = format!(
@@ -490,6 +529,19 @@ fn rejected_lines(batch: &Batch, answer: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn send_suggests_the_parser_that_reads_lines_json_does_not() {
+        let access = b"127.0.0.1 - - [10/Oct/2026:13:55:36 +0000] \"GET / HTTP/1.1\" 200 512 \"-\" \"curl/8\"\n";
+        assert_eq!(suggest_parser(access), Some("accesslog"));
+        let syslog = b"<34>1 2026-10-11T22:14:15.003Z host app 123 ID47 - hello\n";
+        assert_eq!(suggest_parser(syslog), Some("syslog"));
+        assert_eq!(
+            suggest_parser(b"level=error msg=boom user=alice\n"),
+            Some("kv")
+        );
+        assert_eq!(suggest_parser(b"{\"a\":1}\n"), None);
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_respects_retry_after() {

@@ -8,24 +8,27 @@ use anyhow::Context;
 use clap::Args;
 use eddy_server::Config;
 
-use crate::Global;
+use crate::DataDir;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TOML configuration file (every key is optional; see crates/server/src/config.rs). Without
-    /// it: repository `main` without tokens, HTTP on 127.0.0.1:7280, data in --data-dir.
+    /// TOML configuration file. Every key is optional; eddy.example.toml in the repository lists
+    /// each with its default, and the README's `eddy serve` section explains them. Without it:
+    /// repository `main` without tokens, HTTP on 127.0.0.1:7280, data in --data-dir.
     #[arg(short, long)]
     config: Option<PathBuf>,
     /// Listen address of the HTTP door, overriding the configuration (port 0 picks one).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    #[command(flatten)]
+    dir: DataDir,
 }
 
-pub fn run(global: &Global, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config {
-            data_dir: global.data_dir.clone(),
+            data_dir: args.dir.data_dir.clone(),
             ..Config::default()
         },
     };

@@ -14,26 +14,34 @@ use eddy_store::repair::SegmentRepair;
 use eddy_store::{RepoStore, SegmentFile, StoreConfig};
 
 use crate::output::{human_bytes, json_line, rows};
-use crate::Global;
+use crate::DataDir;
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    dir: DataDir,
+    #[command(subcommand)]
+    command: StoreCommand,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
     /// List sealed segments with their data source, events, sizes and compression ratio.
-    List(StoreArgs),
+    List(StoreOptions),
     /// Check every checksum and decode every block; name the file and block of any damage.
     /// Exits with 1 when something is damaged.
-    Verify(StoreArgs),
+    Verify(StoreOptions),
     /// Show the compression ratio per repository, index (blooms, block tables) and catalogue
     /// sizes included.
-    Ratio(StoreArgs),
+    Ratio(StoreOptions),
     /// Replace damaged segments (cut short, damaged footer or blocks) with what their readable
     /// blocks and the bus still hold, each event once; name what could not be restored. Needs
     /// the data directory to itself (stop `eddy serve`). Exits with 1 when something is lost.
-    Repair(StoreArgs),
+    Repair(StoreOptions),
 }
 
 #[derive(Debug, Args)]
-pub struct StoreArgs {
+pub struct StoreOptions {
     /// Only this repository.
     #[arg(long, short)]
     repository: Option<String>,
@@ -70,6 +78,62 @@ struct RepositoryRow {
     catalogue_bytes: u64,
     ratio: f64,
     catalogue_bytes_per_gb: f64,
+    /// Data sources whose events are still in work in progress (not counted in the ratio).
+    in_progress_sources: usize,
+    /// Compressed bytes the work in progress has written so far.
+    in_progress_bytes: u64,
+    /// When the oldest work in progress began (ns), if any.
+    in_progress_since: Option<i64>,
+}
+
+/// The work in progress of a repository: `<id>.wip` files, their bytes, the oldest's start.
+pub(crate) fn work_in_progress(dir: &Path) -> anyhow::Result<(usize, u64, Option<i64>)> {
+    let (mut files, mut bytes, mut oldest) = (0, 0, None::<i64>);
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        if entry.path().extension().is_none_or(|e| e != "wip") {
+            continue;
+        }
+        // Sealed or removed since listed: not in progress any more.
+        let Ok(meta) = entry.metadata() else { continue };
+        files += 1;
+        bytes += meta.len();
+        let began = meta.created().or_else(|_| meta.modified()).ok();
+        if let Some(ns) = began.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
+            let ns = i64::try_from(ns.as_nanos()).unwrap_or(i64::MAX);
+            oldest = Some(oldest.map_or(ns, |o| o.min(ns)));
+        }
+    }
+    Ok((files, bytes, oldest))
+}
+
+/// Why a repository's ratio is 0 or partial: its events wait in work in progress, which is
+/// sealed (and counted) at `segment_size` or `segment_age`.
+fn in_progress_note(r: &RepositoryRow) -> Option<String> {
+    if r.in_progress_sources == 0 {
+        return None;
+    }
+    let sealed = if r.segments == 0 {
+        "nothing sealed yet"
+    } else {
+        "more not sealed yet"
+    };
+    let when = r.in_progress_since.map_or(String::new(), |since| {
+        let due = since.saturating_add(3_600_000_000_000);
+        let due = eddy_event::units::format_time(due);
+        format!(
+            ", the oldest about {}",
+            due.get(..16).unwrap_or(&due).replace('T', " ")
+        )
+    });
+    Some(format!(
+        "{}: {sealed}: {} data source(s) in work in progress ({} written so far), not counted \
+         above. A data source is sealed at the repository's segment_size or segment_age (by \
+         default 1 GiB or 1 h after its first event{when} UTC).",
+        r.repository,
+        r.in_progress_sources,
+        human_bytes(r.in_progress_bytes)
+    ))
 }
 
 fn repositories(root: &Path, only: Option<&str>) -> anyhow::Result<Vec<(String, PathBuf)>> {
@@ -115,17 +179,17 @@ fn ratio(raw: u64, stored: u64) -> f64 {
     }
 }
 
-pub fn run(global: &Global, cmd: &StoreCommand) -> anyhow::Result<ExitCode> {
-    let root = global.data_dir.join("store");
-    match cmd {
+pub fn run(args: &StoreArgs) -> anyhow::Result<ExitCode> {
+    let root = args.dir.data_dir.join("store");
+    match &args.command {
         StoreCommand::List(args) => list(&root, args),
         StoreCommand::Verify(args) => verify(&root, args),
         StoreCommand::Ratio(args) => ratio_per_repository(&root, args),
-        StoreCommand::Repair(args) => repair(global, &root, args),
+        StoreCommand::Repair(options) => repair(&args.dir, &root, options),
     }
 }
 
-fn segment_rows(root: &Path, args: &StoreArgs) -> anyhow::Result<Vec<SegmentRow>> {
+fn segment_rows(root: &Path, args: &StoreOptions) -> anyhow::Result<Vec<SegmentRow>> {
     let mut rows = Vec::new();
     for (repository, dir) in repositories(root, args.repository.as_deref())? {
         for path in segment_files(&dir)? {
@@ -151,7 +215,7 @@ fn segment_rows(root: &Path, args: &StoreArgs) -> anyhow::Result<Vec<SegmentRow>
     Ok(rows)
 }
 
-fn list(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
+fn list(root: &Path, args: &StoreOptions) -> anyhow::Result<ExitCode> {
     let segments = segment_rows(root, args)?;
     rows(
         args.json,
@@ -190,7 +254,7 @@ fn list(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
+fn verify(root: &Path, args: &StoreOptions) -> anyhow::Result<ExitCode> {
     let mut problems = Vec::new();
     let mut checked = 0usize;
     let mut blocks = 0usize;
@@ -238,15 +302,15 @@ const REPAIR_HINT: &str =
     "to restore the damaged segments from their readable blocks and the bus: \
      stop eddy serve, then run `eddy store repair`";
 
-fn repair(global: &Global, root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
+fn repair(dir: &DataDir, root: &Path, args: &StoreOptions) -> anyhow::Result<ExitCode> {
     // Held for writing: no server digests while segments change hands. Retention waits.
-    let log = Log::builder(&global.data_dir)
+    let log = Log::builder(&dir.data_dir)
         .retention_check(Duration::ZERO)
         .open()
         .with_context(|| {
             format!(
                 "opening the log in {} (stop eddy serve before a repair)",
-                global.data_dir.display()
+                dir.data_dir.display()
             )
         })?;
     let mut repairs = Vec::new();
@@ -326,7 +390,7 @@ fn print_repair(repository: &str, r: &SegmentRepair) {
     }
 }
 
-fn ratio_per_repository(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCode> {
+fn ratio_per_repository(root: &Path, args: &StoreOptions) -> anyhow::Result<ExitCode> {
     let segments = segment_rows(root, args)?;
     let mut repositories_rows = Vec::new();
     for (repository, dir) in repositories(root, args.repository.as_deref())? {
@@ -337,7 +401,11 @@ fn ratio_per_repository(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCod
         let raw: u64 = mine.iter().map(|s| s.raw_bytes).sum();
         let stored: u64 = mine.iter().map(|s| s.file_bytes).sum();
         let catalogue = Catalogue::load(&dir).map_or(0, |c| c.encoded_len() as u64);
+        let (in_progress_sources, in_progress_bytes, in_progress_since) = work_in_progress(&dir)?;
         repositories_rows.push(RepositoryRow {
+            in_progress_sources,
+            in_progress_bytes,
+            in_progress_since,
             repository,
             segments: mine.len(),
             events: mine.iter().map(|s| s.events).sum(),
@@ -379,5 +447,10 @@ fn ratio_per_repository(root: &Path, args: &StoreArgs) -> anyhow::Result<ExitCod
             ]
         },
     )?;
+    if !args.json {
+        for note in repositories_rows.iter().filter_map(in_progress_note) {
+            println!("{note}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,8 +15,6 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use crate::Global;
-
 #[derive(Debug, Args)]
 pub struct TailArgs {
     /// The query, e.g. `status>=500` or `groupBy(host, function=count())`.
@@ -100,7 +98,7 @@ fn connect(
     }
 }
 
-pub fn run(_global: &Global, args: &TailArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &TailArgs) -> anyhow::Result<ExitCode> {
     let mut socket = match connect(args)? {
         Ok(s) => s,
         Err(code) => return Ok(code),

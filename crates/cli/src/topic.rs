@@ -8,8 +8,16 @@ use clap::{Args, Subcommand};
 use eddy_log::{Compression, TopicConfig};
 
 use crate::output::{human_bytes, json_line, table};
-use crate::Global;
+use crate::BusArgs;
 use eddy_event::units::{format_time, parse_duration, parse_size};
+
+#[derive(Debug, Args)]
+pub struct TopicArgs {
+    #[command(flatten)]
+    bus: BusArgs,
+    #[command(subcommand)]
+    command: TopicCommand,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum TopicCommand {
@@ -122,7 +130,7 @@ pub struct CreateArgs {
 
 fn retention_text(config: &TopicConfig) -> String {
     let age = config.retention_ms.map_or("forever".to_string(), |ms| {
-        humantime::format_duration(Duration::from_millis(ms)).to_string()
+        eddy_event::units::format_duration(Duration::from_millis(ms))
     });
     let limits = match config.retention_bytes {
         Some(b) => format!("{age} or {}", human_bytes(b)),
@@ -138,20 +146,21 @@ fn retention_text(config: &TopicConfig) -> String {
     }
 }
 
-pub fn run(global: &Global, cmd: &TopicCommand) -> anyhow::Result<ExitCode> {
+pub fn run(args: &TopicArgs) -> anyhow::Result<ExitCode> {
+    let (bus, cmd) = (&args.bus, &args.command);
     if let TopicCommand::Repair {
         name,
         dry_run,
         json,
     } = cmd
     {
-        return repair(global, name, *dry_run, json.json);
+        return repair(bus, name, *dry_run, json.json);
     }
     let writes = matches!(cmd, TopicCommand::Create(_) | TopicCommand::Delete { .. });
     let log = if writes {
-        global.open_log()?
+        bus.open_log()?
     } else {
-        global.open_log_read_only()?
+        bus.dir.open_log_read_only()?
     };
     match cmd {
         TopicCommand::Create(args) => {
@@ -275,8 +284,8 @@ pub fn run(global: &Global, cmd: &TopicCommand) -> anyhow::Result<ExitCode> {
 
 /// `eddy topic repair`: works on the files with no log open, so it needs the data directory to
 /// itself.
-fn repair(global: &Global, name: &str, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let repairs = eddy_log::repair_topic(&global.data_dir, name, dry_run)
+fn repair(bus: &BusArgs, name: &str, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let repairs = eddy_log::repair_topic(&bus.dir.data_dir, name, dry_run)
         .with_context(|| format!("repairing topic {name}"))?;
     if json {
         json_line(&serde_json::json!({"topic": name, "dry_run": dry_run, "repairs": repairs}))?;

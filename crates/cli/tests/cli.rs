@@ -8,10 +8,8 @@ use std::time::Duration;
 
 fn eddy(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_eddy"));
-    c.arg("--data-dir")
-        .arg(dir)
-        .env_remove("EDDY_DATA_DIR")
-        .env_remove("RUST_LOG");
+    // By the environment: only the commands that open a data directory take --data-dir.
+    c.env("EDDY_DATA_DIR", dir).env_remove("RUST_LOG");
     c
 }
 
@@ -81,6 +79,130 @@ fn every_subcommand_has_help() {
         assert!(out.contains("Usage:"), "{args:?}: {out}");
     }
     fails(dir.path(), &["no-such-command"], "", 2);
+}
+
+#[test]
+fn http_clients_help_lists_only_their_own_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus_flags = ["--data-dir", "--durability", "--linger", "--fsync-interval"];
+    for command in ["send", "search", "tail", "schema", "bench"] {
+        let out = ok(dir.path(), &[command, "--help"], "");
+        for flag in bus_flags {
+            assert!(
+                !out.contains(flag),
+                "`eddy {command} --help` lists {flag}:\n{out}"
+            );
+        }
+    }
+    // The commands that read the data directory take it, and only writers take durability.
+    for command in ["consume", "group", "store", "serve"] {
+        let out = ok(dir.path(), &[command, "--help"], "");
+        assert!(out.contains("--data-dir"), "{command}: {out}");
+        assert!(!out.contains("--durability"), "{command}: {out}");
+    }
+    for command in [vec!["produce"], vec!["topic", "create"]] {
+        let out = ok(dir.path(), &[command.as_slice(), &["--help"]].concat(), "");
+        assert!(
+            out.contains("--durability") && out.contains("--fsync-interval"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn serve_help_points_to_the_example_config_and_docs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(dir.path(), &["serve", "--help"], "");
+    assert!(
+        out.contains("eddy.example.toml") && out.contains("README"),
+        "{out}"
+    );
+    assert!(!out.contains("config.rs"), "{out}");
+}
+
+#[test]
+fn log_redirected_to_a_file_has_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["topic", "create", "web", "-v"], "");
+    let log = String::from_utf8(out.stderr).unwrap();
+    assert!(log.contains("created topic"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "ANSI codes in a redirected log: {log:?}"
+    );
+}
+
+#[test]
+fn log_format_json_prints_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        dir.path(),
+        &["topic", "create", "web", "-v", "--log-format", "json"],
+        "",
+    );
+    let log = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "created topic" && l["level"] == "INFO"),
+        "{log}"
+    );
+}
+
+#[test]
+fn durations_are_printed_with_a_space_before_the_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(dir.path(), &["topic", "create", "web"], "");
+    assert!(out.contains("retention 7 days"), "{out}");
+}
+
+#[test]
+fn bench_gen_times_end_at_now_unless_given_a_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let time_of = |line: &str| {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        eddy_event::units::parse_time(v["@timestamp"].as_str().unwrap()).unwrap()
+    };
+    let before = eddy_event::time::now_ns();
+    let out = ok(
+        dir.path(),
+        &["bench", "gen", "--kind", "json", "--size", "200KiB"],
+        "",
+    );
+    let after = eddy_event::time::now_ns();
+    let last = time_of(out.lines().last().unwrap());
+    // Millisecond precision: the last event lies in the run's millisecond range.
+    assert!(
+        last >= before - 1_000_000 && last <= after,
+        "last event at {last}, run from {before} to {after}"
+    );
+    let first = time_of(out.lines().next().unwrap());
+    assert!(
+        first < last && last - first < 3_600_000_000_000,
+        "{first}..{last}"
+    );
+
+    let out = ok(
+        dir.path(),
+        &[
+            "bench",
+            "gen",
+            "--kind",
+            "json",
+            "--size",
+            "10KiB",
+            "--start",
+            "2026-01-01T00:00:00Z",
+        ],
+        "",
+    );
+    let start = eddy_event::units::parse_time("2026-01-01T00:00:00Z").unwrap();
+    let first = time_of(out.lines().next().unwrap());
+    assert!(first >= start && first < start + 1_000_000_000, "{first}");
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod common;
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use eddy_event::{Event, Value};
@@ -193,4 +194,59 @@ fn a_full_udp_queue_drops_and_counts_instead_of_growing() {
         stored >= 1.0 && stored + dropped <= sent as f64,
         "stored {stored}, dropped {dropped}"
     );
+}
+
+#[test]
+fn udp_queue_depth_reads_zero_once_the_queue_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "[[udp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"open\"\nparser = \"none\"\n",
+    );
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..5_000 {
+        socket
+            .send_to(format!("datagram {i}").as_bytes(), server.udp[0])
+            .unwrap();
+    }
+    let events = r#"eddy_ingest_events_total{door="udp",repository="open"}"#;
+    let depth = format!(
+        r#"eddy_ingest_queued_datagrams{{door="udp",listener="{}"}}"#,
+        server.udp[0]
+    );
+    // Once the stored count stops growing, the queue is empty and must read so. Bounded by count
+    // as a hang guard.
+    let mut last = -1.0;
+    for _ in 0..400 {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = server.metric(events);
+        if now > 0.0 && now == last && server.metric(&depth) == 0.0 {
+            break;
+        }
+        last = now;
+    }
+    assert!(last > 0.0, "{}", server.metrics());
+    assert_eq!(server.metric(&depth), 0.0, "{}", server.metrics());
+    server.stop();
+}
+
+#[test]
+fn eddy_send_of_an_access_log_without_parser_suggests_accesslog() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let log = dir.path().join("access.log");
+    std::fs::write(
+        &log,
+        "10.0.0.1 - - [10/Oct/2026:13:55:36 +0000] \"GET / HTTP/1.1\" 200 512 \"-\" \"curl/8\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["send", "--quiet", "-r", "open", "--url", &server.url])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("try --parser accesslog"), "{stderr}");
+    server.stop();
 }

@@ -72,6 +72,25 @@ fn count_of(update: &Value, host: &str) -> i64 {
 }
 
 #[test]
+fn aggregate_live_query_first_message_is_a_snapshot_then_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    ingest(&server, &[json!({"host": "h1"})]);
+    let params = "window=15m&interval=100ms";
+    let mut first_client = subscribe(&server, "count()", params);
+    assert_eq!(next(&mut first_client)["type"], "snapshot");
+    ingest(&server, &[json!({"host": "h2"})]);
+    let update = until(&mut first_client, |m| m["rows"][0]["_count"] == 2);
+    assert_eq!(update["type"], "update");
+    // A client joining the running view also starts with a snapshot, not the view's update.
+    let mut second_client = subscribe(&server, "count()", params);
+    let first = next(&mut second_client);
+    assert_eq!(first["type"], "snapshot", "{first}");
+    assert_eq!(first["rows"][0]["_count"], 2, "{first}");
+    server.stop();
+}
+
+#[test]
 fn live_queries_start_from_history_share_one_view_and_push_updates() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), "");
@@ -83,7 +102,7 @@ fn live_queries_start_from_history_share_one_view_and_push_updates() {
     let params = "window=15m&interval=100ms";
     let mut a = subscribe(&server, "groupBy(host)", params);
     let first = next(&mut a);
-    assert_eq!(first["type"], "update");
+    assert_eq!(first["type"], "snapshot");
     assert_eq!(count_of(&first, "h1"), 20, "seeded from history: {first}");
     let mut b = subscribe(&server, "groupBy(host)", params);
     assert_eq!(count_of(&next(&mut b), "h1"), 20);

@@ -232,6 +232,32 @@ fn the_gatekeeper_stops_bad_events_at_every_door_and_resolves_old_writers() {
     assert_eq!(resolved.fields.get("currency"), Some(&Value::from("EUR")));
 }
 
+#[test]
+fn json_events_get_the_bound_avro_schema_defaults_like_avro_datums() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), BOUND);
+    register(&server, "orders", ORDER_V1);
+    assert_eq!(register(&server, "orders", ORDER_V2).0, 200);
+    let ingest = "/api/v1/ingest/orders";
+    let body = b"{\"id\": 1, \"total\": 2.5}\n{\"id\": 2, \"total\": 3, \"currency\": \"USD\"}\n";
+    let (status, answer) = post(&server, ingest, &[NDJSON], body);
+    assert_eq!(status, 200, "{answer}");
+    server.stop();
+    let stored = stored_events(dir.path(), "orders");
+    let currency = |id: i64| {
+        stored
+            .iter()
+            .find(|e| e.fields.get("id") == Some(&Value::Int(id)))
+            .and_then(|e| e.fields.get("currency").cloned())
+    };
+    assert_eq!(currency(1), Some(Value::from("EUR")), "the default, filled");
+    assert_eq!(
+        currency(2),
+        Some(Value::from("USD")),
+        "the client's own value"
+    );
+}
+
 fn eddy_schema(server: &Server, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
         .arg("schema")

@@ -43,7 +43,6 @@ fn search(server: &Server, args: &[&str]) -> std::process::Output {
 
 /// A server holding 300 events in repository `logs`, all visible to queries.
 fn loaded(dir: &std::path::Path) -> Server {
-    let server = Server::start(dir, LOGS);
     let body: String = (0..300)
         .map(|n| {
             format!(
@@ -54,6 +53,13 @@ fn loaded(dir: &std::path::Path) -> Server {
             )
         })
         .collect();
+    holding(dir, &body, 300)
+}
+
+/// A server whose repository `logs` holds the `events` NDJSON lines of `body`, all visible to
+/// queries over all time.
+fn holding(dir: &std::path::Path, body: &str, events: u64) -> Server {
+    let server = Server::start(dir, LOGS);
     let (status, answer) = post(
         &server,
         "/api/v1/ingest/logs",
@@ -64,14 +70,127 @@ fn loaded(dir: &std::path::Path) -> Server {
     // Acknowledged events become searchable (work in progress) within moments.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, a) = query(&server, READ, serde_json::json!({ "query": "count()" }));
+        let (status, a) = query(
+            &server,
+            READ,
+            serde_json::json!({ "query": "count()", "start": "1970-01-01T00:00:00Z", "end": "2200-01-01T00:00:00Z" }),
+        );
         assert_eq!(status, 200, "{a}");
-        if a["rows"][0]["_count"] == 300 || Instant::now() > deadline {
-            assert_eq!(a["rows"][0]["_count"], 300, "{a}");
+        if a["rows"][0]["_count"] == events || Instant::now() > deadline {
+            assert_eq!(a["rows"][0]["_count"], events, "{a}");
             return server;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn rfc3339_ago(ago: Duration) -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now() - ago).to_string()
+}
+
+#[test]
+fn string_ids_are_accepted_deduplicated_and_returned_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = holding(dir.path(), "{\"@id\":\"my-id-1\",\"m\":\"first\"}\n", 1);
+    // A retry with the same id is stored once; another id is another event.
+    let (status, answer) = post(
+        &server,
+        "/api/v1/ingest/logs",
+        &[("Authorization", &format!("Bearer {INGEST}")), NDJSON],
+        b"{\"@id\":\"my-id-1\",\"m\":\"retry\"}\n{\"@id\":\"order/42#2\",\"m\":\"other\"}\n",
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["duplicates"], 1, "{answer}");
+    let (status, a) = query(
+        &server,
+        READ,
+        serde_json::json!({ "query": "sort(m, order=asc)", "start": "1h" }),
+    );
+    assert_eq!(status, 200, "{a}");
+    let rows = a["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{a}");
+    assert_eq!(rows[0]["m"], "first", "{a}");
+    assert_eq!(rows[0]["@id"], "my-id-1", "{a}");
+    assert_eq!(rows[1]["@id"], "order/42#2", "{a}");
+    // Past the documented length: a 400 naming the field.
+    let long = format!("{{\"@id\":\"{}\"}}\n", "x".repeat(257));
+    let (status, answer) = post(
+        &server,
+        "/api/v1/ingest/logs",
+        &[("Authorization", &format!("Bearer {INGEST}")), NDJSON],
+        long.as_bytes(),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("256"), "{answer}");
+    server.stop();
+}
+
+#[test]
+fn search_over_a_range_without_data_says_where_the_data_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "{\"@timestamp\":\"2026-01-05T10:00:00Z\",\"m\":\"error old\"}\n\
+                {\"@timestamp\":\"2026-01-06T11:00:00Z\",\"m\":\"error older\"}\n";
+    let server = holding(dir.path(), body, 2);
+    let out = search(&server, &["error | count()"]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("holds no events")
+            && stderr.contains("2026-01-05T10:00:00")
+            && stderr.contains("2026-01-06T11:00:00"),
+        "{stderr}"
+    );
+    // A range that holds data has no such warning.
+    let out = search(
+        &server,
+        &["error | count()", "--start", "2026-01-01T00:00:00Z"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("holds no events"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains('2'),
+        "{out:?}"
+    );
+    let (status, a) = query(&server, READ, serde_json::json!({ "query": "count()" }));
+    assert_eq!(status, 200, "{a}");
+    assert!(a["warnings"].to_string().contains("holds no events"), "{a}");
+    server.stop();
+}
+
+#[test]
+fn client_timestamp_is_the_event_time_and_never_a_second_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let (older, newer) = (
+        rfc3339_ago(Duration::from_secs(7200)),
+        rfc3339_ago(Duration::from_secs(3600)),
+    );
+    // The newer event is sent first, so arrival order would put it wrong.
+    let body = format!(
+        "{{\"@timestamp\":\"{newer}\",\"m\":\"newer\"}}\n{{\"@timestamp\":\"{older}\",\"m\":\"older\"}}\n"
+    );
+    let server = holding(dir.path(), &body, 2);
+    let (status, a) = query(
+        &server,
+        READ,
+        serde_json::json!({ "query": "sort(@timestamp, order=asc)", "start": "3h" }),
+    );
+    assert_eq!(status, 200, "{a}");
+    let columns: Vec<_> = a["columns"].as_array().unwrap().iter().collect();
+    assert_eq!(
+        columns.iter().filter(|c| **c == "@timestamp").count(),
+        1,
+        "{a}"
+    );
+    assert_eq!(a["rows"][0]["m"], "older", "{a}");
+    assert_eq!(a["rows"][1]["m"], "newer", "{a}");
+    let (status, a) = query(
+        &server,
+        READ,
+        serde_json::json!({ "query": "m=older | eval(t=@timestamp + 0) | table(t)", "start": "3h" }),
+    );
+    assert_eq!(status, 200, "{a}");
+    assert!(a["rows"][0]["t"].is_number(), "{a}");
+    server.stop();
 }
 
 #[test]

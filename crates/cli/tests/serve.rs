@@ -577,3 +577,23 @@ fn eddy_send_batches_files_retries_overload_and_maps_bad_lines_to_file_and_line(
     server.stop();
     assert_eq!(stored_events(dir.path(), "open").len(), 4700);
 }
+
+#[test]
+fn a_second_server_on_the_same_data_dir_names_the_pid_holding_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args([
+            "serve",
+            "--config",
+            dir.path().join("eddy.toml").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let pid = format!("pid {}", server.child.id());
+    assert!(stderr.contains(&pid), "{stderr}");
+    assert_eq!(stderr.matches("in use").count(), 1, "{stderr}");
+    server.stop();
+}

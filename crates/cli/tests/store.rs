@@ -325,3 +325,25 @@ fn sixty_kills_while_ingesting_and_digesting_lose_and_double_nothing() {
     assert!(outcome["segments"].as_u64().unwrap() > 0, "{outcome}");
     assert_eq!(out.status.code(), Some(0), "{outcome}");
 }
+
+#[test]
+fn group_describe_digest_says_what_it_waits_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    ingest(&server, "open", 0, 1);
+    // The digest picks the events up within moments; it commits nothing until a seal.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let (code, out, err) = eddy_in(dir.path(), &["group", "describe", "digest"]);
+        if code == Some(0) && out.contains("Waiting for work in progress") {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "{out}{err}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        out.contains("not stuck") && out.contains("segment_age") && out.contains("open: "),
+        "{out}"
+    );
+    server.stop();
+}

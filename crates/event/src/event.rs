@@ -103,6 +103,35 @@ pub fn new_id(now_ns: i64) -> Uuid {
     uuid::Builder::from_unix_timestamp_millis(ms, &tail).into_uuid()
 }
 
+/// The longest `@id` a client may send, in bytes.
+pub const MAX_CLIENT_ID_BYTES: usize = 256;
+
+/// The event id for a client's `@id`: a UUID as it is; any other text up to
+/// [`MAX_CLIENT_ID_BYTES`] maps to a UUIDv8 made from its SHA-256, so the same text always gives
+/// the same id (what de-duplication compares). Err: why the text cannot be an id.
+pub fn client_id(text: &str) -> Result<Uuid, String> {
+    if let Ok(id) = Uuid::parse_str(text) {
+        return Ok(id);
+    }
+    if text.is_empty() {
+        return Err("@id is empty".into());
+    }
+    if text.len() > MAX_CLIENT_ID_BYTES {
+        return Err(format!(
+            "@id is {} bytes long; at most {MAX_CLIENT_ID_BYTES} bytes are allowed",
+            text.len()
+        ));
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"eddy client @id\0")
+        .chain_update(text.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Ok(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+}
+
 /// Flattens a JSON value into dotted field names: objects by key, arrays by index. A scalar at
 /// the top goes under `prefix` (or `value` if the prefix is empty).
 pub fn flatten_json(value: serde_json::Value, prefix: &str, out: &mut BTreeMap<String, Value>) {

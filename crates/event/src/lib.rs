@@ -19,6 +19,6 @@ pub mod units;
 mod value;
 pub mod wire;
 
-pub use event::{flatten_json, new_id, Event};
+pub use event::{client_id, flatten_json, new_id, Event, MAX_CLIENT_ID_BYTES};
 pub use parse::{ParseError, Parser};
 pub use value::{Value, ValueRef};

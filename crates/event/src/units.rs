@@ -96,6 +96,25 @@ pub fn parse_time(s: &str) -> Result<i64, UnitsError> {
     }
 }
 
+/// A duration for people: a space between each number and its unit (`7 days`, `1 h 30 min`,
+/// `250 ms`), in a form [`parse_duration`] reads back.
+pub fn format_duration(d: Duration) -> String {
+    let compact = humantime::format_duration(d).to_string();
+    let parts: Vec<String> = compact
+        .split_whitespace()
+        .map(|part| {
+            let at = part
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(part.len());
+            let (number, unit) = part.split_at(at);
+            // humantime's `m` reads as metres; `min` is the SI symbol.
+            let unit = if unit == "m" { "min" } else { unit };
+            format!("{number} {unit}")
+        })
+        .collect();
+    parts.join(" ")
+}
+
 /// Formats ns since the epoch as RFC 3339 with nanoseconds.
 pub fn format_time(ns: i64) -> String {
     if ns < 0 {
@@ -131,5 +150,19 @@ mod tests {
             .to_string()
             .contains("2262"));
         assert_eq!(format_time(1_000_000_000), "1970-01-01T00:00:01.000000000Z");
+    }
+
+    #[test]
+    fn durations_print_with_a_space_between_number_and_unit() {
+        for (d, text) in [
+            (Duration::from_secs(7 * 86_400), "7 days"),
+            (Duration::from_secs(86_400), "1 day"),
+            (Duration::from_secs(5_400), "1 h 30 min"),
+            (Duration::from_millis(250), "250 ms"),
+            (Duration::from_secs(10), "10 s"),
+        ] {
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text).unwrap(), d, "{text} reads back");
+        }
     }
 }

@@ -206,8 +206,8 @@ pub fn events(
     if is_avro(content_type) {
         return avro(repo, body, max_event, now);
     }
-    let events = parse(body, content_type, parser, max_event, now)?;
-    gatekeep(repo, &events)?;
+    let mut events = parse(body, content_type, parser, max_event, now)?;
+    gatekeep(repo, &mut events)?;
     Ok(events)
 }
 
@@ -284,7 +284,7 @@ pub fn parse(
 
 /// All or nothing: every event must fit the repository's schema, or the refusal lists each
 /// one that does not.
-pub fn gatekeep(repo: &Repository, events: &[Event]) -> Result<(), Refusal> {
+pub fn gatekeep(repo: &Repository, events: &mut [Event]) -> Result<(), Refusal> {
     let refused = repo.refused(events).map_err(|error| Refusal::NoContract {
         error,
         events: events.len(),

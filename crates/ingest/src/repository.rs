@@ -105,17 +105,20 @@ impl Repository {
     }
 
     /// The events that do not fit the repository's schema, by index, each with its reasons
-    /// (none without a gate).
-    pub fn refused(&self, events: &[Event]) -> Result<Vec<(usize, Vec<Rejection>)>, GateError> {
+    /// (none without a gate). Those that fit an Avro schema get the fields it gives a default
+    /// and they lack, as binary datums of the subject do.
+    pub fn refused(&self, events: &mut [Event]) -> Result<Vec<(usize, Vec<Rejection>)>, GateError> {
         let Some(gate) = &self.gate else {
             return Ok(Vec::new());
         };
         let contract = gate.contract()?;
         let checker = contract.checker();
         let mut refused = Vec::new();
-        for (i, e) in events.iter().enumerate() {
-            if let Err(why) = checker.check(as_json(e)) {
-                refused.push((i, why));
+        for (i, e) in events.iter_mut().enumerate() {
+            match checker.resolve(as_json(e)) {
+                Ok(Some(resolved)) => fill_defaults(e, resolved),
+                Ok(None) => {}
+                Err(why) => refused.push((i, why)),
             }
         }
         Ok(refused)
@@ -150,6 +153,28 @@ impl Repository {
 }
 
 /// An event as the gatekeeper sees it: a JSON event as it was sent, any other its fields.
+/// Adds to `event` the top-level fields of `resolved` (its datum under the schema) that it
+/// lacks: the schema's defaults.
+fn fill_defaults(event: &mut Event, resolved: serde_json::Value) {
+    let serde_json::Value::Object(fields) = resolved else {
+        return;
+    };
+    for (name, value) in fields {
+        let nested = format!("{name}.");
+        let present = event.fields.contains_key(&name)
+            || event
+                .fields
+                .range(nested.clone()..)
+                .next()
+                .is_some_and(|(k, _)| k.starts_with(&nested));
+        if !present {
+            eddy_event::flatten_json(value, &name, &mut event.fields);
+            // The fields are no longer what the parser makes of the raw line.
+            event.parsed_by = None;
+        }
+    }
+}
+
 fn as_json(e: &Event) -> serde_json::Value {
     if let (Some(eddy_event::Parser::Json), Some(raw)) = (e.parsed_by, &e.raw) {
         if let Ok(v) = serde_json::from_str(raw) {

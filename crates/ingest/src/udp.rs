@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use eddy_event::Parser;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
@@ -80,15 +81,17 @@ impl UdpDoor {
     /// Receives until `stop`, then stores what is queued.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let (tx, rx) = mpsc::channel::<Vec<u8>>(self.ingest.config.udp_queue_datagrams);
+        let listener = self.addr.to_string();
+        let metrics = &self.ingest.metrics;
+        let depth = metrics.queue_gauge(&listener);
         let storer = tokio::spawn(store_queued(
             self.ingest.clone(),
             self.config.clone(),
             self.repo.clone(),
             rx,
+            depth.clone(),
         ));
-        let listener = self.addr.to_string();
-        let metrics = &self.ingest.metrics;
-        let depth = metrics.queue_gauge(&listener);
+        let queued = |tx: &mpsc::Sender<Vec<u8>>| (tx.max_capacity() - tx.capacity()) as i64;
         let kernel = KernelDrops::of(&self.socket);
         let kernel_gauge = metrics.kernel_drop_gauge(&listener);
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -97,6 +100,9 @@ impl UdpDoor {
             let received = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
                 _ = tick.tick() => {
+                    // The storer lowers the depth as it drains; this corrects a receive's
+                    // reading that raced with a drain, so an idle queue reads 0.
+                    depth.set(queued(&tx));
                     if let Some(n) = kernel.as_ref().and_then(KernelDrops::read) {
                         kernel_gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
                     }
@@ -109,7 +115,7 @@ impl UdpDoor {
                     if tx.try_send(buf[..n].to_vec()).is_err() {
                         metrics.dropped(Door::Udp, &listener);
                     }
-                    depth.set((tx.max_capacity() - tx.capacity()) as i64);
+                    depth.set(queued(&tx));
                 }
                 Err(e) => {
                     tracing::warn!(listener = %self.addr, error = %e, "receiving a datagram failed");
@@ -127,12 +133,14 @@ async fn store_queued(
     config: Arc<ListenerConfig>,
     repo: Arc<Repository>,
     mut rx: mpsc::Receiver<Vec<u8>>,
+    depth: Gauge,
 ) {
     // Datagrams carry no order to keep: batches are parsed and stored side by side, so one
     // batch's fsync does not leave the queue unattended.
     let mut storing = tokio::task::JoinSet::new();
     let mut datagrams = Vec::with_capacity(MAX_BATCH_EVENTS);
     while rx.recv_many(&mut datagrams, MAX_BATCH_EVENTS).await > 0 {
+        depth.set(rx.len() as i64);
         let received = Instant::now();
         let lines = split(&config, datagrams.drain(..));
         let bytes = lines.iter().map(String::len).sum();

@@ -127,8 +127,9 @@ impl Log {
                 None,
             )
         } else if writer_running {
-            return Err(Error::Locked { dir });
+            return Err(crate::lock::locked(&dir));
         } else {
+            crate::lock::record_holder(&lock);
             (Access::Write, Some(lock))
         };
         let write = access == Access::Write;

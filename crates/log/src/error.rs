@@ -117,10 +117,17 @@ pub enum Error {
     },
 
     /// Another process holds the data directory.
-    #[error("data directory {} is in use by another eddy process (lock file {})", dir.display(), dir.join("LOCK").display())]
+    #[error(
+        "data directory {} is in use by another eddy process{} (lock file {})",
+        dir.display(),
+        holder.map(|pid| format!(", pid {pid}")).unwrap_or_default(),
+        dir.join("LOCK").display()
+    )]
     Locked {
         /// The data directory.
         dir: PathBuf,
+        /// The process id the holder wrote into the lock file, when it could be read.
+        holder: Option<u32>,
     },
 
     /// The log was opened read-only (another process writes it).

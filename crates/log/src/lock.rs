@@ -1,5 +1,7 @@
 //! The data directory's `LOCK` file: one writing process at a time (flock), readers beside it.
+//! The writer keeps its process id in the file, so a second one can say who holds it.
 
+use std::io::Write;
 use std::path::Path;
 
 use crate::error::{Error, IoContext, IoError, Result};
@@ -26,6 +28,31 @@ pub(crate) fn try_lock(dir: &Path) -> Result<(std::fs::File, bool)> {
     Ok((lock, writer_running))
 }
 
+/// Writes this process's id into the lock file it holds; only for a message, so a failure is
+/// logged and not an error.
+pub(crate) fn record_holder(mut lock: &std::fs::File) {
+    let written = lock
+        .set_len(0)
+        .and_then(|()| lock.write_all(std::process::id().to_string().as_bytes()));
+    if let Err(e) = written {
+        tracing::debug!(error = %e, "could not write the process id into the LOCK file");
+    }
+}
+
+/// The process id the writer holding `<dir>/LOCK` wrote into it, if it can be read.
+pub(crate) fn holder(dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join("LOCK")).ok()?;
+    text.trim().parse().ok()
+}
+
+/// The error for a data directory another writer holds.
+pub(crate) fn locked(dir: &Path) -> Error {
+    Error::Locked {
+        dir: dir.to_path_buf(),
+        holder: holder(dir),
+    }
+}
+
 /// Takes the data directory for this process alone, as a writer does (for offline work such as
 /// a repair); held until the file is dropped.
 pub(crate) fn lock_for_writing(dir: &Path) -> Result<std::fs::File> {
@@ -36,9 +63,10 @@ pub(crate) fn lock_for_writing(dir: &Path) -> Result<std::fs::File> {
         }));
     }
     match try_lock(dir)? {
-        (_, true) => Err(Error::Locked {
-            dir: dir.to_path_buf(),
-        }),
-        (lock, false) => Ok(lock),
+        (_, true) => Err(locked(dir)),
+        (lock, false) => {
+            record_holder(&lock);
+            Ok(lock)
+        }
     }
 }

@@ -271,6 +271,21 @@ fn a_second_process_cannot_open_the_same_directory() {
 }
 
 #[test]
+fn the_lock_error_names_the_process_holding_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let _log = Log::open(dir.path()).unwrap();
+    let err = Log::open(dir.path()).unwrap_err();
+    let pid = std::process::id();
+    assert!(
+        matches!(err, Error::Locked { holder: Some(p), .. } if p == pid),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(&format!("pid {pid}")), "{text}");
+    assert_eq!(text.matches("in use").count(), 1, "{text}");
+}
+
+#[test]
 fn survives_reopen_with_all_data_and_continues_offsets() {
     let dir = tempfile::tempdir().unwrap();
     {

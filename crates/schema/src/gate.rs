@@ -295,7 +295,14 @@ impl Checker<'_> {
     /// eddy's own fields (`@timestamp`, `@id`) and tags (`#host`) at the top are not the
     /// producer's data and are not checked.
     /// It takes the event to remove those in place rather than copy it.
-    pub fn check(&self, mut event: Json) -> Result<(), Vec<Rejection>> {
+    pub fn check(&self, event: Json) -> Result<(), Vec<Rejection>> {
+        self.resolve(event).map(|_| ())
+    }
+
+    /// [`check`](Self::check), and for an Avro schema the event as the datum it converts to,
+    /// in JSON: with the schema's defaults filled in, as a binary datum of the same subject
+    /// gets them (`None` for JSON Schema, which has no defaults to fill).
+    pub fn resolve(&self, mut event: Json) -> Result<Option<Json>, Vec<Rejection>> {
         if let Json::Object(o) = &mut event {
             o.retain(|k, _| !k.starts_with('@') && !k.starts_with('#'));
         }
@@ -304,13 +311,13 @@ impl Checker<'_> {
         for p in &self.prepared {
             let found = match p {
                 Prepared::Avro(c) => match c.convert(event) {
-                    Ok(_) => return Ok(()),
+                    Ok(datum) => return Ok(Json::try_from(datum).ok()),
                     Err(r) => vec![r],
                 },
                 Prepared::Json(j) => {
                     let v = j.violations(event);
                     if v.is_empty() {
-                        return Ok(());
+                        return Ok(None);
                     }
                     v.into_iter()
                         .map(|v| Rejection {
@@ -381,6 +388,21 @@ mod tests {
             ("id".into(), Value::Long(id)),
             ("total".into(), Value::Double(total)),
         ])
+    }
+
+    #[test]
+    fn json_events_resolve_to_the_bound_avro_schema_with_its_defaults() {
+        let (_d, registry) = registry();
+        registry.register("orders", SchemaType::Avro, V2).unwrap();
+        let gate = bound(registry, "orders", Versions::Latest);
+        let contract = gate.contract().unwrap();
+        let resolved = contract
+            .checker()
+            .resolve(json!({"id": 1, "total": 2.5}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(resolved["currency"], "EUR", "{resolved}");
+        assert_eq!(resolved["id"], 1, "{resolved}");
     }
 
     #[test]

@@ -57,6 +57,8 @@
 //! ```
 
 use std::collections::BTreeMap;
+#[cfg(test)]
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -284,6 +286,124 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The keys serde knows for `T`, read from its refusal of an unknown one ("expected one of
+    /// `a`, `b`"), so the list follows the struct without being written twice.
+    fn keys_of<T: serde::de::DeserializeOwned + std::fmt::Debug>() -> BTreeSet<String> {
+        let refusal = toml::from_str::<T>("not_a_key_of_any_config = 0")
+            .unwrap_err()
+            .to_string();
+        let expected = refusal.split("expected").nth(1).unwrap_or_default();
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(String::from)
+            .collect()
+    }
+
+    /// The example with its commented-out settings (`# key = …`, `# [table]`) switched on.
+    fn example_with_every_setting_on() -> toml::Table {
+        let text: String = include_str!("../../../eddy.example.toml")
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[')
+                        || rest.split_once(" = ").is_some_and(|(key, _)| {
+                            key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        }) =>
+                {
+                    format!("{rest}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        toml::from_str(&text).unwrap()
+    }
+
+    /// The keys used in `tables` (all tables of one struct), as a set.
+    fn keys_in<'a>(tables: impl IntoIterator<Item = &'a toml::Value>) -> BTreeSet<String> {
+        tables
+            .into_iter()
+            .flat_map(|t| t.as_table().unwrap().keys().cloned())
+            .collect()
+    }
+
+    #[test]
+    fn every_config_key_appears_in_the_example_file() {
+        let example = example_with_every_setting_on();
+        Config::parse(&toml::to_string(&example).unwrap()).unwrap();
+        let table = |name: &str| {
+            example[name]
+                .as_table()
+                .unwrap()
+                .values()
+                .collect::<Vec<_>>()
+        };
+        let array = |name: &str| example[name].as_array().unwrap().iter().collect::<Vec<_>>();
+        let repositories = table("repositories");
+        let pipelines = table("pipelines");
+        let listeners: Vec<_> = array("tcp").into_iter().chain(array("udp")).collect();
+        let schemas: Vec<_> = repositories
+            .iter()
+            .filter_map(|r| r.get("schema"))
+            .collect();
+        let sinks: Vec<_> = pipelines
+            .iter()
+            .flat_map(|p| p["sinks"].as_array().unwrap())
+            .collect();
+        let checks = [
+            (
+                "top level",
+                keys_of::<Config>(),
+                keys_in([&toml::Value::Table(example.clone())]),
+            ),
+            (
+                "[http]",
+                keys_of::<HttpConfig>(),
+                keys_in([&example["http"]]),
+            ),
+            (
+                "[ingest]",
+                keys_of::<IngestConfig>(),
+                keys_in([&example["ingest"]]),
+            ),
+            (
+                "[live]",
+                keys_of::<LiveConfig>(),
+                keys_in([&example["live"]]),
+            ),
+            (
+                "[repositories.*]",
+                keys_of::<RepositoryConfig>(),
+                keys_in(repositories),
+            ),
+            ("schema = {…}", keys_of::<SchemaBinding>(), keys_in(schemas)),
+            (
+                "[[tcp]] / [[udp]]",
+                keys_of::<ListenerConfig>(),
+                keys_in(listeners),
+            ),
+            (
+                "[pipelines.*]",
+                keys_of::<PipelineConfig>(),
+                keys_in(pipelines),
+            ),
+            (
+                "[[pipelines.*.sinks]]",
+                keys_of::<SinkConfig>(),
+                keys_in(sinks),
+            ),
+        ];
+        for (section, known, shown) in checks {
+            assert!(!known.is_empty(), "{section}: no keys read from serde");
+            let missing: Vec<_> = known.difference(&shown).collect();
+            assert!(
+                missing.is_empty(),
+                "eddy.example.toml {section} lacks {missing:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_example_file_is_valid_and_its_defaults_are_the_defaults() {

@@ -144,10 +144,10 @@ impl HttpDoor {
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 pub enum BodyTimeout {
     /// Nothing arrived for this long.
-    #[error("the body sent nothing for {} (http.body_idle_timeout)", humantime::format_duration(*.0))]
+    #[error("the body sent nothing for {} (http.body_idle_timeout)", eddy_event::units::format_duration(*.0))]
     Idle(Duration),
     /// The whole body did not arrive within this.
-    #[error("the body did not arrive whole within {} (http.body_timeout)", humantime::format_duration(*.0))]
+    #[error("the body did not arrive whole within {} (http.body_timeout)", eddy_event::units::format_duration(*.0))]
     Whole(Duration),
 }
 
@@ -325,7 +325,7 @@ mod tests {
         ));
         assert_eq!(
             got,
-            Err("the body sent nothing for 50ms (http.body_idle_timeout)".into())
+            Err("the body sent nothing for 50 ms (http.body_idle_timeout)".into())
         );
     }
 
@@ -339,7 +339,7 @@ mod tests {
         ));
         assert_eq!(
             got,
-            Err("the body did not arrive whole within 100ms (http.body_timeout)".into())
+            Err("the body did not arrive whole within 100 ms (http.body_timeout)".into())
         );
     }
 

@@ -421,7 +421,7 @@ async fn close_doors(mut doors: tokio::task::JoinSet<()>, deadline: std::time::D
     if finished.is_err() {
         tracing::warn!(
             doors = doors.len(),
-            shutdown_timeout = %humantime::format_duration(deadline),
+            shutdown_timeout = %eddy_event::units::format_duration(deadline),
             "eddy serve: cutting the connections still open at the shutdown deadline"
         );
         // Dropping a door's task drops its connections' tasks with it.

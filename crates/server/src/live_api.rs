@@ -3,8 +3,8 @@
 //! pipeline's websocket sink. Every message is a JSON text:
 //!
 //! - `{"type": "snapshot" | "update", "window": {"start", "end"}, "columns", "rows", "events",
-//!   "warnings"}`: the whole answer over the window (first, then for aggregates each time it
-//!   changed, at most once per interval);
+//!   "warnings"}`: the whole answer over the window: a `snapshot` first, for every query, then
+//!   for aggregates an `update` each time it changed, at most once per interval;
 //! - `{"type": "events", "columns", "rows"}`: events as they match (queries without an
 //!   aggregate);
 //! - `{"type": "skipped", "frames": n}`: the client fell behind; a fresh snapshot follows;
@@ -187,6 +187,22 @@ fn skipped(frames: u64) -> Frame {
     )
 }
 
+/// The view's latest answer as a newcomer's first message: every subscription opens with a
+/// `snapshot`, though the view published it as an `update` to those already watching.
+fn as_snapshot(frame: Frame) -> Frame {
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&frame.text) else {
+        return frame;
+    };
+    if value["type"] != "update" {
+        return frame;
+    }
+    value["type"] = "snapshot".into();
+    Frame {
+        text: value.to_string().into(),
+        ..frame
+    }
+}
+
 /// Whether the client closed its side (other messages from it are ignored).
 fn closed(message: Option<Result<Message, axum::Error>>) -> bool {
     matches!(message, None | Some(Err(_)) | Some(Ok(Message::Close(_))))
@@ -200,7 +216,7 @@ async fn serve_view(mut socket: WebSocket, mut sub: Subscription, metrics: Arc<S
                 return;
             };
             let Some(first) = latest.clone() else { return };
-            first
+            as_snapshot(first)
         }
     };
     sub.latest.borrow_and_update();

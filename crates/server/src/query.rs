@@ -243,13 +243,20 @@ pub async fn query(
         };
     }
     let answer = tokio::task::spawn_blocking(move || {
-        eddy_query::run(
+        let mut answer = eddy_query::run(
             &repo.store,
             &prepared,
             &options,
             &AtomicBool::new(false),
             &|_| {},
-        )
+        );
+        // Only an answer that read nothing can have missed every event.
+        if answer.progress.events_scanned == 0 {
+            answer
+                .warnings
+                .extend(empty_range_hint(&repo.store, &options));
+        }
+        answer
     })
     .await;
     match (answer, format) {
@@ -265,6 +272,25 @@ pub async fn query(
             .into_response(),
         (Ok(answer), _) => axum::Json(answer).into_response(),
     }
+}
+
+/// When the range `options` asks for misses every event the repository holds, a warning that
+/// says so and where its events are (the first hour's usual surprise: data stamped elsewhere
+/// in time than the default last 24 h).
+fn empty_range_hint(store: &eddy_store::RepoStore, options: &Options) -> Option<String> {
+    let (first, last) = store.time_bounds()?;
+    if first < options.end && last >= options.start {
+        return None;
+    }
+    let time = eddy_event::units::format_time;
+    Some(format!(
+        "the time range {} to {} holds no events; this repository holds events from {} to {}: \
+         widen the range (start, end) to see them",
+        time(options.start),
+        time(options.end.min(eddy_event::time::now_ns())),
+        time(first),
+        time(last)
+    ))
 }
 
 /// Runs the query on a blocking thread, streaming progress, partial answers `every` so often,
@@ -305,7 +331,7 @@ fn stream_ndjson(
             every,
             send: &send_partial,
         });
-        let answer = eddy_query::run_with_partials(
+        let mut answer = eddy_query::run_with_partials(
             &repo.store,
             &prepared,
             &options,
@@ -313,6 +339,12 @@ fn stream_ndjson(
             &on_progress,
             partials,
         );
+        // Only an answer that read nothing can have missed every event.
+        if answer.progress.events_scanned == 0 {
+            answer
+                .warnings
+                .extend(empty_range_hint(&repo.store, &options));
+        }
         let send = |v: serde_json::Value| tx.blocking_send(line(&v)).is_ok();
         if !send(json!({ "columns": answer.columns, "events": answer.events })) {
             return;

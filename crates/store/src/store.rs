@@ -567,6 +567,44 @@ impl RepoStore {
         planner.finish()
     }
 
+    /// The earliest and latest `@timestamp` the repository holds, sealed or in progress (none
+    /// when it holds nothing): where to look when a time range finds nothing.
+    pub fn time_bounds(&self) -> Option<(i64, i64)> {
+        let mut bounds: Option<(i64, i64)> = None;
+        let mut widen = |min: i64, max: i64| {
+            bounds = Some(bounds.map_or((min, max), |(a, b)| (a.min(min), b.max(max))));
+        };
+        for entry in lock(&self.catalogue).segments.values() {
+            if entry.info.count > 0 {
+                widen(entry.info.min_time, entry.info.max_time);
+            }
+        }
+        let wips: Vec<_> = lock(&self.wips)
+            .values()
+            .flat_map(|mine| mine.values().cloned())
+            .collect();
+        for wip in wips {
+            let w = lock(&wip);
+            if let Some(writer) = &w.writer {
+                for block in writer.blocks().iter().filter(|b| b.summary.count > 0) {
+                    widen(block.summary.min_time, block.summary.max_time);
+                }
+            }
+            if let Some(info) = w.sealed.as_ref().map(|s| &s.footer().info) {
+                if info.count > 0 {
+                    widen(info.min_time, info.max_time);
+                }
+            }
+            if !w.open.is_empty() {
+                let view = w.open.view();
+                for i in 0..view.len() {
+                    widen(view.timestamp(i), view.timestamp(i));
+                }
+            }
+        }
+        bounds
+    }
+
     /// Every event matching `scan`, read on the calling thread, with warnings for damaged
     /// blocks (a convenience over [`RepoStore::plan`] for small results and tests).
     pub fn collect(&self, scan: &Scan) -> (Vec<Event>, ScanStats) {

@@ -747,7 +747,10 @@ fn rows_json(events: &[Event]) -> serde_json::Value {
         .map(|e| {
             let mut row = serde_json::to_value(engine::row_values(e, &columns))
                 .unwrap_or(serde_json::Value::Null);
-            row["@id"] = json!(e.id.to_string());
+            // A client's own `@id` (a field) is kept as sent.
+            if row.get("@id").is_none() {
+                row["@id"] = json!(e.id.to_string());
+            }
             row
         })
         .collect()

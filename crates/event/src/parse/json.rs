@@ -43,12 +43,16 @@ pub(crate) fn parse(line: &str, event: &mut Event) -> Result<(), ParseError> {
         }
     })?;
     if let Some(text) = special.id {
-        event.id = uuid::Uuid::parse_str(&text).map_err(|e| ParseError {
+        event.id = crate::event::client_id(&text).map_err(|reason| ParseError {
             column: 1,
             field: Some("@id".into()),
-            reason: format!("{text:?} is not a UUID: {e}"),
+            reason,
         })?;
         event.id_from_client = true;
+        // Results show the client's id as it was sent, not the UUID it maps to.
+        if text != event.id.to_string() {
+            event.fields.insert("@id".into(), Value::Str(text));
+        }
     }
     if let Some(Value::Null) = event.fields.get("@timestamp") {
         event.fields.remove("@timestamp");
@@ -216,6 +220,32 @@ mod tests {
     use crate::value::Value;
 
     #[test]
+    fn string_ids_map_to_one_uuid_each_and_are_returned_as_sent() {
+        let a = Parser::Json.parse(r#"{"@id":"my-id-1"}"#, 1).unwrap();
+        let again = Parser::Json.parse(r#"{"@id":"my-id-1","x":2}"#, 9).unwrap();
+        let b = Parser::Json.parse(r#"{"@id":"my-id-2"}"#, 1).unwrap();
+        assert!(a.id_from_client);
+        assert_eq!(
+            a.id, again.id,
+            "the same id, the same event for de-duplication"
+        );
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.fields["@id"], Value::Str("my-id-1".into()));
+        // A UUID is the id itself; only a differently written one is kept as sent.
+        let uuid = "0190b2e0-0000-7000-8000-000000000000";
+        let u = Parser::Json
+            .parse(&format!(r#"{{"@id":"{uuid}"}}"#), 1)
+            .unwrap();
+        assert_eq!(u.id.to_string(), uuid);
+        assert!(!u.fields.contains_key("@id"));
+        let upper = Parser::Json
+            .parse(&format!(r#"{{"@id":"{}"}}"#, uuid.to_uppercase()), 1)
+            .unwrap();
+        assert_eq!(upper.id, u.id);
+        assert_eq!(upper.fields["@id"], Value::Str(uuid.to_uppercase()));
+    }
+
+    #[test]
     fn objects_tags_ids_and_times() {
         let e = Parser::Json
             .parse(
@@ -275,8 +305,15 @@ mod tests {
         assert!(err.column >= 7, "{err:?}");
         let err = Parser::Json.parse("[1,2]", 0).unwrap_err();
         assert!(err.reason.contains("object"));
-        let err = Parser::Json.parse(r#"{"@id":"nope"}"#, 0).unwrap_err();
+        let err = Parser::Json.parse(r#"{"@id":""}"#, 0).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("@id"));
+        let long = format!(
+            r#"{{"@id":"{}"}}"#,
+            "x".repeat(crate::MAX_CLIENT_ID_BYTES + 1)
+        );
+        let err = Parser::Json.parse(&long, 0).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("@id"));
+        assert!(err.reason.contains("256 bytes"), "{err}");
         let err = Parser::Json.parse(r#"{"a":1} x"#, 0).unwrap_err();
         assert!(err.reason.contains("trailing"), "{err}");
         assert_eq!(err.column, 9, "{err:?}");

@@ -117,9 +117,21 @@ impl Parser {
     }
 }
 
+/// Where a client's `@timestamp` that is not a time is kept, so it never shadows the event's.
+pub const UNPARSED_TIMESTAMP_FIELD: &str = "@timestamp.unparsed";
+
 fn finish(event: &mut Event, raw: String) {
     if let Some((_, ts)) = time::detect(&event.fields) {
         event.timestamp = ts;
+    }
+    // The event's time is `@timestamp`: a client's field of that name is read into it, never
+    // kept beside it as a second column of the same name.
+    if let Some(sent) = event.fields.remove("@timestamp") {
+        if time::parse_time_value(&sent).is_none() {
+            event
+                .fields
+                .insert(UNPARSED_TIMESTAMP_FIELD.to_string(), sent);
+        }
     }
     event.raw = Some(raw);
 }
@@ -128,6 +140,29 @@ fn finish(event: &mut Event, raw: String) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn client_timestamp_becomes_the_event_time_and_never_a_second_field() {
+        let e = Parser::Json
+            .parse(r#"{"@timestamp":"2026-12-01T10:00:00Z","a":1}"#, 5)
+            .unwrap();
+        assert_eq!(e.timestamp, 1_796_119_200_000_000_000);
+        assert!(!e.fields.contains_key("@timestamp"), "{:?}", e.fields);
+        assert_eq!(e.fields.get("a"), Some(&Value::Int(1)));
+        let e = Parser::Kv
+            .parse("@timestamp=2026-12-01T10:00:00Z a=1", 5)
+            .unwrap();
+        assert_eq!(e.timestamp, 1_796_119_200_000_000_000);
+        assert!(!e.fields.contains_key("@timestamp"), "{:?}", e.fields);
+        // Not a time: kept under another name, the event keeps its arrival time.
+        let e = Parser::Json.parse(r#"{"@timestamp":"soon"}"#, 5).unwrap();
+        assert_eq!(e.timestamp, 5);
+        assert!(!e.fields.contains_key("@timestamp"));
+        assert_eq!(
+            e.fields.get(UNPARSED_TIMESTAMP_FIELD),
+            Some(&Value::Str("soon".into()))
+        );
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(3000))]
