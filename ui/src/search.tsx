@@ -85,6 +85,7 @@ function Editor({ value, onInput, onRun, onCancel, verdict }: {
   const shown = value.length < to ? value + " ".repeat(to - value.length) : value;
   return (
     <div class="editor">
+      <div class="field">
       <div class="backdrop" aria-hidden="true">
         {bad ? (
           <>
@@ -113,6 +114,7 @@ function Editor({ value, onInput, onRun, onCancel, verdict }: {
           } else if (e.key === "Escape") onCancel();
         }}
       />
+      </div>
       {bad && (
         <div class="syntax-message" role="alert">
           line {bad.line}, column {bad.column}: {bad.error}

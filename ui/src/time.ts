@@ -46,9 +46,11 @@ export function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-export function formatTime(ns: unknown): string {
-  if (typeof ns !== "number") return String(ns ?? "");
-  const d = new Date(ns / 1e6);
+// A time as the answers carry it (RFC 3339 text or nanoseconds), in local time to the ms.
+export function formatTime(t: unknown): string {
+  const ms = typeof t === "number" ? t / 1e6 : typeof t === "string" ? Date.parse(t) : NaN;
+  if (Number.isNaN(ms)) return String(t ?? "");
+  const d = new Date(ms);
   const pad = (n: number, w = 2) => String(n).padStart(w, "0");
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(
     d.getSeconds(),
