@@ -2,7 +2,9 @@
 // against a running `eddy serve`. Run by crates/cli/tests/ui.rs, which starts the server,
 // ingests the generated events and passes what it expects:
 //
-//   node ui/e2e/browser.mjs <server url> <screenshot dir> '<expectations as JSON>'
+//   node ui/e2e/browser.mjs <server url> <screenshot dir> '<expectations as JSON>' [<url> <token>]
+//
+// With the last two, a second server that requires tokens: the UI must ask for one.
 //
 // Each scenario of issue 22 throws on failure (exit 1, saying which); the four numbers are
 // measured and written to <screenshot dir>/report.md, not asserted.
@@ -12,7 +14,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
 
-const [url, shots, expectText] = process.argv.slice(2);
+const [url, shots, expectText, secureUrl, secureToken] = process.argv.slice(2);
 if (!url || !shots || !expectText) {
   console.error("usage: node browser.mjs <server url> <screenshot dir> '<expectations JSON>'");
   process.exit(2);
@@ -222,6 +224,20 @@ try {
     await page.waitForFunction(() => !document.body.textContent.includes("loading…"));
     await page.screenshot({ path: join(shots, "repositories.png"), fullPage: true });
   });
+
+  if (secureUrl) {
+    await scenario("a server that needs a token: the UI asks and keeps it for the session", async () => {
+      await page.goto(`${secureUrl}/#/search?repo=open&q=*&start=1h`);
+      const prompt = page.locator("input#token");
+      await prompt.waitFor();
+      await prompt.fill(secureToken);
+      await prompt.press("Enter");
+      await page.waitForSelector("#count");
+      const kept = await page.evaluate(() => [sessionStorage.getItem("eddy.token"), JSON.stringify(localStorage)]);
+      check(kept[0] === secureToken, "the token is not in sessionStorage");
+      check(!kept[1].includes(secureToken), "the token leaked into localStorage");
+    });
+  }
 
   check(errors.length === 0, `the page threw: ${errors.join("; ")}`);
 } catch (e) {

@@ -250,11 +250,16 @@ fn the_ui_passes_the_issues_scenarios_in_headless_chromium() {
         .parent()
         .unwrap()
         .join("ui-screenshots");
+    // A second server whose repositories need tokens.
+    let secure_dir = tempfile::tempdir().unwrap();
+    let secure = Server::start(secure_dir.path(), "");
     let mut child = Command::new("node")
         .arg(ui_dir().join("e2e/browser.mjs"))
         .arg(&server.url)
         .arg(&shots)
         .arg(expect.to_string())
+        .arg(&secure.url)
+        .arg(TOKEN)
         .current_dir(ui_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -277,6 +282,7 @@ fn the_ui_passes_the_issues_scenarios_in_headless_chromium() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
     server.stop();
+    secure.stop();
     match status {
         Some(s) if s.success() => {}
         Some(s) => panic!("the browser test failed ({s}):\n{stdout}\n{stderr}"),
