@@ -55,12 +55,14 @@ async function runTyped(page, query) {
   await page.waitForSelector("#count", { timeout: TIMEOUT });
 }
 
+let current = null; // the page, for a screenshot of a failure
 async function scenario(name, body) {
   const t0 = Date.now();
   try {
     await body();
   } catch (e) {
-    throw new Error(`scenario "${name}" failed: ${e.message}`);
+    await current?.screenshot({ path: join(shots, "failure.png") }).catch(() => {});
+    throw new Error(`scenario "${name}" failed (see failure.png): ${e.message}`);
   }
   passed.push(`${name} (${Date.now() - t0} ms)`);
 }
@@ -85,6 +87,7 @@ let failure = null;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(TIMEOUT);
+  current = page;
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
 
@@ -128,6 +131,21 @@ try {
   });
   numbers.searchPageGzipBytes = loaded.reduce((a, r) => a + r.gzip, 0);
   numbers.searchPageFiles = loaded.map((r) => r.url.replace(url, ""));
+
+  await scenario("drag across the histogram and see the range narrow", async () => {
+    const box = await page.locator("#histogram .u-over").boundingBox();
+    await page.mouse.move(box.x + box.width * 0.5, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.9, box.y + box.height / 2, { steps: 5 });
+    await page.mouse.up();
+    await page.waitForFunction(() => document.querySelector("#range")?.value === "absolute");
+    await page.waitForSelector("#count");
+    check(/start=\d{4}-\d\d-\d\dT/.test(decodeURIComponent(page.url())), `the URL ${page.url()} holds no absolute start`);
+    const narrowed = await countShown(page);
+    check(narrowed > 0 && narrowed <= Math.min(200, expect.checkout), `${narrowed} events after narrowing`);
+    await page.goto(base);
+    await page.waitForSelector("#query");
+  });
 
   await scenario("see a syntax error underlined at the right column", async () => {
     const query = "level=ERROR | cuont()";

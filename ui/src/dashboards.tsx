@@ -114,13 +114,14 @@ function WidgetView({ widget, range, onRemove }: { widget: Widget; range: Range;
       metrics.widgetUpdates += 1;
     };
     if (widget.live) {
+      // Half-second updates: a widget shows new events well within 2 s of their acknowledgement.
       return live(widget.repository, widget.query, windowOf(range), {
         status: (s, d) => setStatus(s === "open" ? "live" : `${s}${d ? `: ${d}` : ""}`),
         message: (m) => {
           if (m.type === "snapshot" || m.type === "update") got({ columns: m.columns ?? [], rows: m.rows ?? [], events: Boolean(m.events), warnings: [] });
           else if (m.type === "events") setAnswer((a) => a && { ...a, rows: [...(m.rows ?? []).reverse(), ...a.rows].slice(0, 200) });
         },
-      });
+      }, "500ms");
     }
     let ctl = new AbortController();
     const fetchOnce = () => {

@@ -33,10 +33,16 @@ function TokenPrompt({ why, onDone }: { why: string; onDone: () => void }) {
 function App() {
   const [r, setR] = useState(route());
   const [generation, setGeneration] = useState(0);
+  const [nav, setNav] = useState(0);
   const [auth, setAuth] = useState<string | null>(null);
   const [repos, setRepos] = useState<string[]>([]);
   useEffect(() => {
-    const onHash = () => setR(route());
+    // Every navigation (a link, back, a pasted URL) opens the page afresh; the search page's own
+    // pushState (a query run) fires no hashchange, so it keeps its state.
+    const onHash = () => {
+      setR(route());
+      setNav((n) => n + 1);
+    };
     window.addEventListener("hashchange", onHash);
     whenAuthNeeded((why) => setAuth(why));
     repositories().then(setRepos);
@@ -58,7 +64,7 @@ function App() {
         <span class="spacer" />
         {token() ? <button class="small" onClick={() => { setToken(null); setGeneration(generation + 1); }}>forget token</button> : null}
       </nav>
-      <main key={`${r.page}/${r.arg}/${r.page === "search" ? r.params : ""}/${generation}`}>{body}</main>
+      <main key={`${r.page}/${r.arg}/${nav}/${generation}`}>{body}</main>
       {auth !== null && <TokenPrompt why={auth} onDone={() => { setAuth(null); setGeneration(generation + 1); repositories().then(setRepos); }} />}
     </>
   );
