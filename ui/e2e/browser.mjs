@@ -203,6 +203,49 @@ try {
     await page.locator("#live").click();
   });
 
+  await scenario("live tail keeps the scroll position, pauses, and reconnects after a drop", async () => {
+    const service = `tail-${run}`;
+    const sockets = [];
+    // Between page and server, so the test can drop the connection as a network would.
+    await page.routeWebSocket(/\/live\?/, (ws) => {
+      ws.connectToServer();
+      sockets.push(ws);
+    });
+    await page.goto(`${url}/#/search?repo=${expect.repository}&q=service%3D${service}&start=15m`);
+    const now = Date.now();
+    const events = (from, n) =>
+      Array.from({ length: n }, (_, i) => ({ "@timestamp": new Date(now - 60000 + from + i).toISOString(), service, message: `tail event ${from + i}` }));
+    await ingest(events(0, 80));
+    await page.locator("#live").click();
+    await page.waitForFunction(() => document.querySelectorAll("#results .event").length === 80);
+    const results = page.locator("#results");
+    await results.evaluate((el) => (el.scrollTop = 300));
+    const firstVisible = () =>
+      results.evaluate((el) => {
+        const top = el.getBoundingClientRect().top;
+        return [...el.querySelectorAll(".event .text")].find((e) => e.getBoundingClientRect().bottom > top + 1)?.textContent;
+      });
+    const before = await firstVisible();
+    await ingest(events(100, 5));
+    await page.waitForFunction(() => document.querySelectorAll("#results .event").length === 85);
+    check((await firstVisible()) === before, `the view moved from "${before}" to "${await firstVisible()}"`);
+    await page.locator("#pause").click();
+    await ingest(events(200, 4));
+    await page.waitForFunction(() => document.querySelector("#pause")?.textContent === "Resume (4 new)");
+    check((await page.locator("#results .event").count()) === 85, "rows arrived while paused");
+    await page.locator("#pause").click();
+    await page.waitForFunction(() => document.querySelectorAll("#results .event").length === 89);
+    // The connection drops: the page says so, reconnects, and goes on receiving.
+    check(sockets.length === 1, `${sockets.length} sockets opened`);
+    await sockets[0].close({ code: 1011, reason: "test drop" });
+    await page.waitForFunction(() => document.querySelector("#live-status")?.textContent.startsWith("reconnecting"));
+    await page.waitForFunction(() => document.querySelector("#live-status")?.textContent === "live");
+    await ingest(events(300, 2));
+    await page.waitForFunction(() => [...document.querySelectorAll("#results .event .text")].some((e) => e.textContent.includes("tail event 301")));
+    await page.locator("#live").click();
+    await page.unrouteAll();
+  });
+
   await scenario("open a dashboard and see a widget update after new events", async () => {
     const dashboard = {
       name: `browser test ${run}`,
@@ -237,9 +280,17 @@ try {
     await page.goto(`${url}/#/repositories`);
     await page.waitForSelector("#repositories-table tbody tr");
     await page.waitForFunction(() => !document.body.textContent.includes("measuring…"), null, { timeout: TIMEOUT });
-    const row = await page.locator("#repositories-table tbody tr").first().textContent();
-    check(row.includes(expect.repository), `the table's first row: ${row}`);
+    const names = await page.locator("#repositories-table tbody tr td:first-child").allTextContents();
+    check(names.includes(expect.repository), `the table lists ${names.join(", ")}`);
     await page.waitForFunction(() => !document.body.textContent.includes("loading…"));
+    if (expect.subject) {
+      const subjects = await page.locator("#subjects").textContent();
+      check(subjects.includes(expect.subject) && subjects.includes("compatible"), `subjects: ${subjects}`);
+    }
+    if (expect.pipeline) {
+      const pipelines = await page.locator("#pipelines").textContent();
+      check(pipelines.includes(expect.pipeline), `pipelines: ${pipelines}`);
+    }
     await page.screenshot({ path: join(shots, "repositories.png"), fullPage: true });
   });
 

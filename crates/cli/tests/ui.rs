@@ -16,11 +16,11 @@ fn ui_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ui")
 }
 
-fn plain_server(dir: &std::path::Path) -> Server {
-    Server::start_with(
+fn plain_server(dir: &std::path::Path) -> Running {
+    Running(Some(Server::start_with(
         dir,
         "[http]\nlisten = \"127.0.0.1:0\"\n[repositories.main]\n",
-    )
+    )))
 }
 
 fn send(server: &Server, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
@@ -164,7 +164,7 @@ fn dashboards_and_saved_searches_round_trip_as_json_and_survive_a_restart() {
 #[test]
 fn documents_need_a_token_once_tokens_are_configured() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), "");
+    let server = Running(Some(Server::start(dir.path(), "")));
     let (status, _) = get(&server, "/api/v1/dashboards", &[]);
     assert_eq!(status, 401);
     let auth = format!("Bearer {TOKEN}");
@@ -205,6 +205,33 @@ fn generated_events() -> String {
         .collect()
 }
 
+/// A server killed if the test fails before stopping it (no orphan `eddy serve` left behind).
+struct Running(Option<Server>);
+
+impl Running {
+    fn stop(mut self) {
+        if let Some(server) = self.0.take() {
+            server.stop();
+        }
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        self.0.as_ref().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut server) = self.0.take() {
+            let _ = server.child.kill();
+            let _ = server.child.wait();
+        }
+    }
+}
+
 /// Why the browser test cannot run here, and the command that fixes it.
 fn browser_missing() -> Option<String> {
     if !std::path::Path::new("/usr/bin/chromium").exists() {
@@ -230,7 +257,14 @@ fn the_ui_passes_the_issues_scenarios_in_headless_chromium() {
         panic!("the browser test cannot run: {why}");
     }
     let dir = tempfile::tempdir().unwrap();
-    let server = plain_server(dir.path());
+    // What the repositories page lists: two repositories, a pipeline between them, a subject
+    // with two versions.
+    let server = Running(Some(Server::start_with(
+        dir.path(),
+        "[http]\nlisten = \"127.0.0.1:0\"\n[repositories.main]\n[repositories.errors]\n\
+         [pipelines.errors]\nfrom = \"main\"\nquery = \"level=ERROR\"\nstart = \"beginning\"\n\
+         [[pipelines.errors.sinks]]\nrepository = \"errors\"\n",
+    )));
     let (status, body) = post(
         &server,
         "/api/v1/ingest/main",
@@ -238,12 +272,27 @@ fn the_ui_passes_the_issues_scenarios_in_headless_chromium() {
         generated_events().as_bytes(),
     );
     assert_eq!(status, 200, "{body}");
+    for fields in [
+        r#"[{"name": "id", "type": "long"}]"#,
+        r#"[{"name": "id", "type": "long"}, {"name": "total", "type": "double", "default": 0}]"#,
+    ] {
+        let schema = format!(r#"{{"type": "record", "name": "Order", "fields": {fields}}}"#);
+        let (status, body) = post(
+            &server,
+            "/api/v1/registry/subjects/orders-value/versions",
+            &[("Content-Type", "application/json")],
+            json!({ "schema": schema }).to_string().as_bytes(),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
     let expect = json!({
         "repository": "main",
         "range": "1h",
         "events": EVENTS,
         "checkout": EVENTS / 4,
         "checkoutErrors": EVENTS / 20,
+        "subject": "orders-value",
+        "pipeline": "errors",
     });
     // target/ui-screenshots, beside target/tmp.
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -252,7 +301,7 @@ fn the_ui_passes_the_issues_scenarios_in_headless_chromium() {
         .join("ui-screenshots");
     // A second server whose repositories need tokens.
     let secure_dir = tempfile::tempdir().unwrap();
-    let secure = Server::start(secure_dir.path(), "");
+    let secure = Running(Some(Server::start(secure_dir.path(), "")));
     let mut child = Command::new("node")
         .arg(ui_dir().join("e2e/browser.mjs"))
         .arg(&server.url)
