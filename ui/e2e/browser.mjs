@@ -274,6 +274,28 @@ try {
     await page.waitForSelector('section.widget[data-title="latency by service"] canvas');
     await page.waitForSelector('section.widget[data-title="events per minute by level"] canvas');
     await page.screenshot({ path: join(shots, "dashboard.png"), fullPage: true });
+    // Drill-down: a point of a time chart opens the search for that bucket's events.
+    const chart = page.locator('section.widget[data-title="events per minute by level"] .u-over');
+    const box = await chart.boundingBox();
+    await page.mouse.move(box.x + box.width * 0.75, box.y + box.height * 0.5);
+    await page.mouse.click(box.x + box.width * 0.75, box.y + box.height * 0.5);
+    await page.waitForFunction(() => location.hash.startsWith("#/search"));
+    await page.waitForSelector("#count");
+    check((await page.locator("#range").inputValue()) === "absolute", "the drill-down did not open the bucket's range");
+    const drilled = await page.locator("#query").inputValue();
+    check(/^level="(INFO|WARN|ERROR)"$/.test(drilled), `the drill-down query is "${drilled}"`);
+  });
+
+  await scenario("save a search and open it from the search page", async () => {
+    await page.goto(`${url}/#/search?repo=${expect.repository}&q=service%3Dsearch&start=1h`);
+    await page.waitForSelector("#count");
+    page.once("dialog", (d) => d.accept(`saved ${run}`));
+    await page.locator("button", { hasText: "Save" }).click();
+    await page.waitForFunction((name) => document.querySelector("#saved-searches")?.textContent.includes(name), `saved ${run}`);
+    await page.locator("#query").fill("");
+    await page.locator("summary", { hasText: "Saved" }).click();
+    await page.locator("#saved-searches a", { hasText: `saved ${run}` }).click();
+    await page.waitForFunction(() => document.querySelector("#query")?.value === "service=search");
   });
 
   await scenario("the repositories page shows the repository, registry and pipelines", async () => {

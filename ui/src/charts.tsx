@@ -111,8 +111,15 @@ export function TimeChart({ data, kind, yLabel, height = 220, onSelect, onPoint 
         u.over.addEventListener("click", (e) => {
           const idx = u.cursor.idx;
           if (Math.abs(e.clientX - downX) > 3 || idx === null || idx === undefined) return;
-          const nearest = order.find((k) => values[k][idx] !== null);
-          onPoint(data.times[idx], nearest === undefined ? "" : data.series[nearest].name);
+          // The series under the pointer: the stacked band holding it, else the nearest value.
+          const y = u.posToVal(u.cursor.top ?? 0, "y");
+          const present = [...data.series.keys()].filter((k) => values[k][idx] !== null);
+          const stacked = kind === "bars" && data.series.length > 1;
+          const hit = stacked
+            ? present.find((k) => y <= (values[k][idx] as number))
+            : present.sort((a, b) => Math.abs((values[a][idx] as number) - y) - Math.abs((values[b][idx] as number) - y))[0];
+          const chosen = hit ?? present[present.length - 1];
+          onPoint(data.times[idx], chosen === undefined ? "" : data.series[chosen].name);
         });
         u.over.style.cursor = "pointer";
       }
