@@ -147,6 +147,20 @@ try {
     await page.waitForSelector("#query");
   });
 
+  await scenario("aggregates are drawn as a table, a time chart, a histogram and boxes", async () => {
+    for (const [query, selector] of [
+      ["groupBy(level)", "#results table.rows"],
+      ["timechart(span=1m, series=level)", "#results .chart canvas"],
+      ["histogram(latency_ms, buckets=10)", "#results .chart canvas"],
+      ["groupBy(service, function=boxplot(latency_ms))", "#results .chart canvas"],
+    ]) {
+      await runTyped(page, query);
+      await page.waitForSelector(selector);
+      check((await page.locator("#count").textContent()).includes("rows"), `${query}: not counted as rows`);
+    }
+    await page.screenshot({ path: join(shots, "boxplot.png") });
+  });
+
   await scenario("see a syntax error underlined at the right column", async () => {
     const query = "level=ERROR | cuont()";
     await page.locator("#query").fill(query);

@@ -51,8 +51,25 @@ export function boxes(a: Answer): Box[] {
   }));
 }
 
+// The filter stages of a query (those before its first function other than per-event ones):
+// what a drill-down searches and what the count histogram counts.
+export function filterOf(query: string): string {
+  const keep = [];
+  for (const stage of query.split("|")) {
+    if (/^\s*[A-Za-z]+\(/.test(stage) && !/^\s*(in|eval|select|drop|regex|rename)\(/.test(stage)) break;
+    keep.push(stage.trim());
+  }
+  return keep.filter(Boolean).join(" | ") || "*";
+}
+
+// The field a boxplot() reads, for its axis label.
+export function boxField(query: string): string {
+  return /boxplot\(\s*([^,\s)]+)/.exec(query)?.[1] ?? "value";
+}
+
 export function cell(column: string, v: unknown): string {
   if (v === null || v === undefined) return "";
+  if (typeof v === "number" && !Number.isInteger(v)) return String(Number(v.toPrecision(6)));
   if (column === "@timestamp" || column === "@ingesttimestamp" || column === "_bucket") return formatTime(v);
   if (typeof v === "object") return JSON.stringify(v);
   return String(v);
@@ -118,8 +135,9 @@ export function EventList({ rows }: { rows: Row[] }) {
 }
 
 // Any answer in its shape (events left to the caller, which lists and live-appends them).
-export function Aggregate({ answer, rangeMs, onPoint, height }: {
+export function Aggregate({ answer, query, rangeMs, onPoint, height }: {
   answer: Answer;
+  query?: string;
   rangeMs?: [number, number];
   onPoint?: (timeMs: number, series: string) => void;
   height?: number;
@@ -128,7 +146,7 @@ export function Aggregate({ answer, rangeMs, onPoint, height }: {
     case "timechart":
       return <TimeChart data={timeSeries(answer, rangeMs)} kind="line" yLabel={answer.columns.filter((c) => c !== "_bucket").join(", ")} onPoint={onPoint} height={height} />;
     case "histogram": {
-      const field = answer.columns.find((c) => !c.startsWith("_")) ?? "value";
+      const field = /histogram\(\s*([^,\s)]+)/.exec(query ?? "")?.[1] ?? "value";
       return (
         <BucketChart
           lower={answer.rows.map((r) => num(r._lower) ?? 0)}
@@ -142,7 +160,7 @@ export function Aggregate({ answer, rangeMs, onPoint, height }: {
     case "boxplot":
       return (
         <>
-          <BoxChart boxes={boxes(answer)} yLabel="value" height={height} />
+          <BoxChart boxes={boxes(answer)} yLabel={boxField(query ?? "")} height={height} />
           <Table answer={answer} />
         </>
       );

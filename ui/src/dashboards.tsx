@@ -3,7 +3,7 @@
 // dashboard's range applies to every widget; clicking a chart's point opens its events.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { documents, live, runQuery, type Answer, type Dashboard, type DocumentSummary, type Widget, type WidgetKind } from "./api";
-import { Aggregate, Table, boxes, shapeOf, timeSeries } from "./answer";
+import { Aggregate, Table, boxField, boxes, filterOf, shapeOf, timeSeries } from "./answer";
 import { BoxChart, BucketChart, Sparkline, TimeChart } from "./charts";
 import { TimePicker } from "./timepicker";
 import { durationMs, iso, resolve, windowOf, type Range } from "./time";
@@ -66,17 +66,6 @@ export function DashboardList() {
       {items.length === 0 && <p class="muted">No dashboards yet.</p>}
     </div>
   );
-}
-
-// The filter part of a widget's query (before its first aggregate), for drill-down.
-function filterOf(query: string): string {
-  const stages = query.split("|");
-  const keep = [];
-  for (const s of stages) {
-    if (/^\s*[A-Za-z]+\(/.test(s) && !/^\s*(in|eval|select|drop|regex|rename)\(/.test(s)) break;
-    keep.push(s.trim());
-  }
-  return keep.join(" | ") || "*";
 }
 
 function Single({ answer, trend }: { answer: Answer; trend: number[] }) {
@@ -157,10 +146,10 @@ function WidgetView({ widget, range, onRemove }: { widget: Widget; range: Range;
   else if (widget.kind === "table") body = <Table answer={answer} />;
   else if (widget.kind === "histogram" && shapeOf(answer) === "histogram")
     body = <BucketChart lower={answer.rows.map((r) => Number(r._lower))} upper={answer.rows.map((r) => Number(r._upper))} count={answer.rows.map((r) => Number(r._count))} field={/histogram\(\s*([^,\s)]+)/.exec(widget.query)?.[1] ?? "value"} height={200} />;
-  else if (widget.kind === "boxplot" && shapeOf(answer) === "boxplot") body = <BoxChart boxes={boxes(answer)} yLabel="value" height={200} />;
+  else if (widget.kind === "boxplot" && shapeOf(answer) === "boxplot") body = <BoxChart boxes={boxes(answer)} yLabel={boxField(widget.query)} height={200} />;
   else if ((widget.kind === "line" || widget.kind === "area" || widget.kind === "bars") && shapeOf(answer) === "timechart")
     body = <TimeChart data={timeSeries(answer, rangeMs)} kind={widget.kind} yLabel={answer.columns.filter((c) => c !== "_bucket").length > 1 ? "value" : answer.columns.filter((c) => c !== "_bucket")[0] ?? "value"} height={200} onPoint={drill} />;
-  else body = <Aggregate answer={answer} rangeMs={rangeMs} height={200} />;
+  else body = <Aggregate answer={answer} query={widget.query} rangeMs={rangeMs} height={200} />;
 
   return (
     <section class="widget" data-title={widget.title} data-updates={updates}>

@@ -2,7 +2,7 @@
 // fields sidebar, live tail, history, saved searches and a shareable URL.
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import { checkSyntax, documents, live, runQuery, type Answer, type DocumentSummary, type Progress, type Row, type SavedSearch, type SyntaxVerdict } from "./api";
-import { Aggregate, EventList, shapeOf, timeSeries } from "./answer";
+import { Aggregate, EventList, filterOf, shapeOf, timeSeries } from "./answer";
 import { TimeChart } from "./charts";
 import { TimePicker } from "./timepicker";
 import { iso, resolve, spanFor, windowOf, type Range } from "./time";
@@ -274,7 +274,7 @@ export function SearchPage({ initial, repositories }: { initial: SearchState; re
     // The count over time above the results (its own query, so it counts every event).
     const [a, b] = resolve(s.range);
     const [span] = spanFor(b - a);
-    const filter = s.query.trim() || "*";
+    const filter = filterOf(s.query);
     runQuery({ ...base, query: `${filter} | timechart(span=${span})`, limit: 10000 }, {}, ctl.signal)
       .then(setCounts)
       .catch(() => setCounts(null));
@@ -402,7 +402,7 @@ export function SearchPage({ initial, repositories }: { initial: SearchState; re
         {!running && answer && !liveOn && (
           <span id="count">
             {answer.events ? `${answer.rows.length} events` : `${answer.rows.length} rows`}
-            {countSeries ? ` of ${countSeries.series[0]?.values.reduce<number>((a, v) => a + (v ?? 0), 0).toLocaleString()} in range` : ""}
+            {countSeries && answer.events ? ` of ${countSeries.series[0]?.values.reduce<number>((a, v) => a + (v ?? 0), 0).toLocaleString()} in range` : ""}
             {elapsed !== null ? ` · ${Math.round(elapsed)} ms` : ""}
           </span>
         )}
@@ -429,7 +429,7 @@ export function SearchPage({ initial, repositories }: { initial: SearchState; re
         {shape === "events" && <Fields rows={answer!.rows} onPick={pick} />}
         <div class="results" ref={results} id="results">
           {answer && shape === "events" && <EventList rows={answer.rows} />}
-          {answer && shape !== "events" && <Aggregate answer={answer} rangeMs={rangeMs} />}
+          {answer && shape !== "events" && <Aggregate answer={answer} query={ran.current.query} rangeMs={rangeMs} />}
           {answer && answer.rows.length === 0 && <p class="muted">No results in this range.</p>}
         </div>
       </div>
