@@ -116,11 +116,12 @@ try {
     const cell = await page.locator("#results table.rows tbody td").first().textContent();
     check(Number(cell) === expect.checkout, `count() showed ${cell}, expected ${expect.checkout}`);
     // An events query: the list, the histogram above it, and its count.
-    const t1 = Date.now();
     await page.locator("#query").fill("service=checkout");
     await page.locator("#query").press("Enter");
     await page.waitForSelector("#results .event");
-    numbers.firstAnswerMs = Date.now() - t1;
+    // Measured by the page, from the Enter key to the frame after the first (partial) answer.
+    await page.waitForFunction(() => window.__eddy.firstAnswerMs !== undefined);
+    numbers.firstAnswerMs = Math.round(await page.evaluate(() => window.__eddy.firstAnswerMs));
     await page.waitForSelector("#count");
     await page.waitForSelector("#histogram canvas");
     const shown = await page.locator("#results .event").count();
@@ -361,7 +362,7 @@ const report = [
   "| --- | --- | --- |",
   `| gzipped size of what the search page loads (${(numbers.searchPageFiles ?? []).join(", ")}) | ${numbers.searchPageGzipBytes ?? "?"} bytes | 250 KB |`,
   `| search page usable after navigation (the editor ready) | ${numbers.usableMs ?? "?"} ms | 1 s |`,
-  `| first answer on screen after Enter (events of ${expect.events} generated) | ${numbers.firstAnswerMs ?? "?"} ms | 300 ms |`,
+  `| first answer on screen after Enter (${expect.events} events: the whole answer comes before a partial is due at 100 ms) | ${numbers.firstAnswerMs ?? "?"} ms | 300 ms |`,
   `| live dashboard widget updated after the ingest's acknowledgement | ${numbers.widgetUpdateMs ?? "?"} ms | 2 s |`,
   `| (live tail: events on screen after the acknowledgement) | ${numbers.liveTailMs ?? "?"} ms | |`,
   "",

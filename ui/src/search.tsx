@@ -248,13 +248,15 @@ export function SearchPage({ initial, repositories }: { initial: SearchState; re
     setAnswer(null);
     setCounts(null);
     const t0 = performance.now();
+    metrics.firstAnswerMs = undefined;
     let first = true;
     const shown = (a: Answer) => {
+      setAnswer(a);
       if (first) {
         first = false;
-        metrics.firstAnswerMs = performance.now() - t0;
+        // On screen: after the render this update causes, at the next frame.
+        setTimeout(() => requestAnimationFrame(() => (metrics.firstAnswerMs = performance.now() - t0)));
       }
-      setAnswer(a);
     };
     const base = { repository: s.repo, start: s.range.start, end: s.range.end };
     runQuery({ ...base, query: s.query || "*", limit: 200 }, { progress: setProgress, partial: shown }, ctl.signal)
