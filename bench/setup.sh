@@ -3,6 +3,7 @@
 # client (Debian's python3-confluent-kafka, for the schema registry) with apt-get if any is missing;
 # with --peers also the peers that can be installed here (ClickHouse, embedded via chDB, from PyPI:
 # `eddy bench all` runs it over raw lines, `eddy bench query` with the fields as typed columns).
+# The web UI's build and browser test: ui/setup.sh (chromium, Node.js, npm ci in ui/).
 # Idempotent: does nothing when all are there. The test suite's benchmark-runner test needs the
 # baseline tools, not the peers.
 set -euo pipefail
@@ -25,3 +26,4 @@ if [ "${1:-}" = "--peers" ] && ! python3 -c "import chdb" >/dev/null 2>&1; then
   echo "installing peer: chdb-core (ClickHouse, embedded)" >&2
   python3 -m pip install -q chdb-core
 fi
+"$(dirname "$0")/../ui/setup.sh"

@@ -79,6 +79,24 @@ fn describe(repo: &Repository) -> serde_json::Value {
         "tokens": repo.config.tokens.len(),
         "max_tag_values": repo.config.max_tag_values,
         "tag_buckets": repo.config.tag_buckets,
+        "retention": repo.config.retention,
+        "retention_size": repo.config.retention_size,
+        "bus_bytes": info.partitions.iter().map(|p| p.size_bytes).sum::<u64>(),
+        "store": store_stats(&repo.store.catalogue()),
+    })
+}
+
+/// What the sealed segments hold and take on disk (the UI's repositories page).
+fn store_stats(catalogue: &eddy_store::catalogue::Catalogue) -> serde_json::Value {
+    let entries = catalogue.segments.values();
+    let raw: u64 = entries.clone().map(|e| e.info.raw_bytes).sum();
+    let on_disk: u64 = entries.clone().map(|e| e.file_bytes).sum();
+    json!({
+        "segments": catalogue.segments.len(),
+        "events": entries.map(|e| e.info.count).sum::<u64>(),
+        "raw_bytes": raw,
+        "bytes_on_disk": on_disk,
+        "ratio": if on_disk == 0 { 0.0 } else { raw as f64 / on_disk as f64 },
     })
 }
 

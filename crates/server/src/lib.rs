@@ -14,6 +14,9 @@
 //!   live queries and of pipelines' channels ([`live_api`]);
 //! - `GET|POST /api/v1/pipelines`, `GET|DELETE /api/v1/pipelines/{name}` ([`pipelines_api`]);
 //! - the schema registry under `/api/v1/registry` ([`registry_api`], Confluent's API);
+//! - `POST /api/v1/query/check` (a query's syntax, [`syntax_api`]); the web UI's dashboards
+//!   and saved searches under `/api/v1/dashboards` and `/api/v1/searches`
+//!   ([`dashboards_api`]); the web UI itself at `/` and `/assets/…` ([`ui_assets`]);
 //! - `GET /metrics` (Prometheus), `GET /health` (the process is up), `GET /ready` (the bus is
 //!   open and the doors accept events).
 
@@ -21,6 +24,7 @@
 
 pub mod api;
 pub mod config;
+pub mod dashboards_api;
 pub mod http;
 pub mod http_door;
 pub mod live_api;
@@ -28,6 +32,8 @@ pub mod metrics;
 pub mod pipelines_api;
 pub mod query;
 pub mod registry_api;
+pub mod syntax_api;
+pub mod ui_assets;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -107,6 +113,8 @@ pub struct AppState {
     repositories: Arc<Repositories>,
     /// Repositories created through the API (guarded: the file is rewritten whole).
     created: Mutex<BTreeMap<String, config::RepositoryConfig>>,
+    /// The web UI's dashboards and saved searches.
+    pub documents: dashboards_api::UiDocuments,
 }
 
 /// The open repositories, by name.
@@ -238,6 +246,11 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
     let created_pipelines = api::load_created(&pipelines_path).map_err(ServerError::io(
         format!("reading {}", pipelines_path.display()),
     ))?;
+    let documents =
+        dashboards_api::UiDocuments::open(&config.data_dir).map_err(ServerError::io(format!(
+            "reading the UI's documents in {}",
+            config.data_dir.display()
+        )))?;
     let metrics = Metrics::new();
     let ingest = Arc::new(Ingest::new(
         config.ingest.clone(),
@@ -274,6 +287,7 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         registry,
         repositories,
         created: Mutex::new(created),
+        documents,
     })
 }
 
@@ -296,6 +310,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(pipelines_api::get).delete(pipelines_api::delete),
         )
         .nest("/api/v1/registry", registry_api::router())
+        .route("/api/v1/query/check", post(syntax_api::check))
+        .merge(dashboards_api::routes::<dashboards_api::Dashboard>(
+            "/api/v1/dashboards",
+        ))
+        .merge(dashboards_api::routes::<dashboards_api::SavedSearch>(
+            "/api/v1/searches",
+        ))
+        .route("/", get(ui_assets::index))
+        .route("/assets/{*path}", get(ui_assets::asset))
         .route(
             "/metrics",
             get(

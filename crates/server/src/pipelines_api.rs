@@ -24,7 +24,39 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
         return r.into_response();
     }
-    Json(json!({ "pipelines": state.pipelines.describe(None) })).into_response()
+    let mut pipelines = state.pipelines.describe(None);
+    for p in &mut pipelines {
+        if let (Some(name), Some(from)) = (p["name"].as_str(), p["config"]["from"].as_str()) {
+            p["lag"] = json!(lag(&state, name, from));
+        }
+    }
+    Json(json!({ "pipelines": pipelines })).into_response()
+}
+
+/// Events of the source repository that pipeline `name` (consumer group `pipeline.NAME`) has
+/// not committed yet, over every partition (the UI's repositories page).
+fn lag(state: &AppState, name: &str, from: &str) -> Option<u64> {
+    let repo = state.repository(from)?;
+    let committed = state
+        .log
+        .groups()
+        .get(&format!("pipeline.{name}"))
+        .and_then(|topics| topics.get(repo.topic.name()).cloned())
+        .unwrap_or_default();
+    Some(
+        repo.topic
+            .info()
+            .partitions
+            .iter()
+            .map(|p| {
+                let done = committed
+                    .get(&p.partition)
+                    .copied()
+                    .unwrap_or(p.start_offset);
+                p.end_offset.saturating_sub(done)
+            })
+            .sum(),
+    )
 }
 
 /// `GET /api/v1/pipelines/{name}`.
