@@ -132,49 +132,18 @@ impl BlockFilter {
                 x
             }
             Compiled::Not(a) => self.matches(view, a).into_iter().map(|m| !m).collect(),
-            Compiled::Text(words) => {
-                let split = view.split_columns();
-                if let Some(columns) = split.filter(|s| words.within_pieces(s.separator())) {
-                    if !self.lowered_columns_ready {
-                        self.lowered_columns.fill(columns);
-                        self.lowered_columns_ready = true;
-                    }
-                    return columns_leaf(
-                        view,
-                        c,
-                        self.lowered_columns.columns(),
-                        columns.counts(),
-                        |hay, from| words.find_in_bytes(hay, from),
-                        |t| words.is_match(t),
-                    );
+            Compiled::Text(words) if words.plain_word().is_some() => {
+                if let Some(hits) = template_leaf(view, c, |t| words.is_match(t)) {
+                    return hits;
                 }
-                if !self.lowered_ready {
-                    self.lowered.fill(view);
-                    self.lowered_ready = true;
-                }
-                let area = (self.lowered.text.as_str(), self.lowered.starts.as_slice());
-                search_leaf(
-                    view,
-                    c,
-                    Some(area),
-                    |hay, from| words.find_lowered(hay, from),
-                    |t| words.is_match(t),
-                )
+                self.text_leaf(view, c, words)
             }
-            Compiled::AnyWord(words) => {
-                if !self.lowered_ready {
-                    self.lowered.fill(view);
-                    self.lowered_ready = true;
-                }
-                let area = (self.lowered.text.as_str(), self.lowered.starts.as_slice());
-                search_leaf(
-                    view,
-                    c,
-                    Some(area),
-                    |hay, from| words.find_lowered(hay, from),
-                    |t| words.is_match(t),
-                )
-            }
+            // Any-of-words leaves hold single words only.
+            Compiled::AnyWord(words) => match template_leaf(view, c, |t| words.is_match(t)) {
+                Some(hits) => hits,
+                None => self.any_word_leaf(view, c, words),
+            },
+            Compiled::Text(words) => self.text_leaf(view, c, words),
             Compiled::Regex(r) => {
                 let split = view.split_columns();
                 let pieces = split.and_then(|s| Some((s, r.within_pieces(s.separator())?)));
@@ -203,6 +172,82 @@ impl BlockFilter {
                 .collect(),
         }
     }
+}
+
+impl BlockFilter {
+    /// A free-text leaf decided by one search over the block's split columns or its text.
+    fn text_leaf(
+        &mut self,
+        view: &BlockView,
+        c: &Compiled,
+        words: &crate::search::Words,
+    ) -> Vec<bool> {
+        let split = view.split_columns();
+        if let Some(columns) = split.filter(|s| words.within_pieces(s.separator())) {
+            if !self.lowered_columns_ready {
+                self.lowered_columns.fill(columns);
+                self.lowered_columns_ready = true;
+            }
+            return columns_leaf(
+                view,
+                c,
+                self.lowered_columns.columns(),
+                columns.counts(),
+                |hay, from| words.find_in_bytes(hay, from),
+                |t| words.is_match(t),
+            );
+        }
+        if !self.lowered_ready {
+            self.lowered.fill(view);
+            self.lowered_ready = true;
+        }
+        let area = (self.lowered.text.as_str(), self.lowered.starts.as_slice());
+        search_leaf(
+            view,
+            c,
+            Some(area),
+            |hay, from| words.find_lowered(hay, from),
+            |t| words.is_match(t),
+        )
+    }
+
+    /// An any-of-words leaf decided by one search over the block's text.
+    fn any_word_leaf(
+        &mut self,
+        view: &BlockView,
+        c: &Compiled,
+        words: &crate::search::AnyWord,
+    ) -> Vec<bool> {
+        if !self.lowered_ready {
+            self.lowered.fill(view);
+            self.lowered_ready = true;
+        }
+        let area = (self.lowered.text.as_str(), self.lowered.starts.as_slice());
+        search_leaf(
+            view,
+            c,
+            Some(area),
+            |hay, from| words.find_lowered(hay, from),
+            |t| words.is_match(t),
+        )
+    }
+}
+
+/// Which events a single-word leaf `c` passes in a block whose texts are templates: each
+/// literal and distinct value tested once (see `BlockView::match_template_pieces`), other
+/// events one by one; `None` when no text of the block is templated.
+fn template_leaf(view: &BlockView, c: &Compiled, test: impl Fn(&str) -> bool) -> Option<Vec<bool>> {
+    let mut hits = view.match_template_pieces(&test)?;
+    for (i, hit) in hits.iter_mut().enumerate() {
+        if view.is_templated(i) {
+            continue;
+        }
+        *hit = match view.raw(i) {
+            Some(raw) => test(raw),
+            None => c.matches(&view.event(i, Parts::ALL)),
+        };
+    }
+    Some(hits)
 }
 
 /// Which events a free-text or regex leaf `c` passes: one search with `find` over `area` (the

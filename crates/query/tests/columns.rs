@@ -2,7 +2,8 @@
 //! random field types and absences (parsed JSON, whose texts become templates, and events sent
 //! with fields), stored in sealed segments and work in progress, against the same program fed
 //! the events one by one. Filters, groupBy, top, countDistinct, timechart and numeric
-//! aggregates; pruning by dictionaries and ranges must never change an answer.
+//! aggregates, and free text over texts rebuilt from templates; pruning by dictionaries and
+//! ranges must never change an answer.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::AtomicBool;
@@ -129,6 +130,13 @@ fn filter() -> impl Strategy<Value = String> {
         Just("in(status, values=[404, 50*])".to_string()),
         Just("nothing=here".to_string()),
         Just("nothing!=here".to_string()),
+        // Free text over templated texts: words in literals and in holes, a regex across both.
+        prop::sample::select(vec![
+            "info", "ERROR", "u1", "u12", "404", "true", "level", "status", "event", "ms", "5"
+        ])
+        .prop_map(str::to_string),
+        Just(r#"/"ms":1/"#.to_string()),
+        Just("\"u1\"".to_string()),
     ];
     let tree = leaf.prop_recursive(2, 8, 2, |inner| {
         prop_oneof![

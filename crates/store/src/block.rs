@@ -257,6 +257,8 @@ pub struct BlockBuilder {
     other_bytes: usize,
     columns: Vec<ColumnBuilder>,
     column_of: HashMap<String, usize>,
+    /// The columns of the previous event's fields, in its order.
+    field_order: Vec<usize>,
     templates: TemplateBuilder,
     tokens: BlockTokens,
     // Kept from block to block: refilling memory that is already mapped costs no page faults.
@@ -377,16 +379,25 @@ impl BlockBuilder {
         }
         self.flags.push(flags);
         let row = self.count - 1;
-        for (name, v) in fields.iter() {
-            let column = match self.column_of.get(name) {
-                Some(&c) => c,
-                None => {
-                    self.columns.push(ColumnBuilder::new(name));
-                    self.column_of
-                        .insert(name.to_string(), self.columns.len() - 1);
-                    self.columns.len() - 1
-                }
+        for (k, (name, v)) in fields.iter().enumerate() {
+            // Events of a source mostly have the fields of the one before, in the same order.
+            let guess = self.field_order.get(k).copied();
+            let column = match guess.filter(|&c| self.columns[c].name == name) {
+                Some(c) => c,
+                None => match self.column_of.get(name) {
+                    Some(&c) => c,
+                    None => {
+                        self.columns.push(ColumnBuilder::new(name));
+                        self.column_of
+                            .insert(name.to_string(), self.columns.len() - 1);
+                        self.columns.len() - 1
+                    }
+                },
             };
+            match self.field_order.get_mut(k) {
+                Some(slot) => *slot = column,
+                None => self.field_order.push(column),
+            }
             self.columns[column].push(row, v);
             if event.parsed_by.is_none() {
                 self.other_bytes += name.len() + value_len(v);
@@ -611,6 +622,7 @@ impl BlockBuilder {
         self.other_bytes = 0;
         self.columns.clear();
         self.column_of.clear();
+        self.field_order.clear();
         self.templates.clear();
         self.tag_indexes.clear();
         self.tokens.clear();

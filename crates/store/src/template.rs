@@ -59,6 +59,9 @@ fn stands_apart(raw: &str, at: usize, len: usize) -> bool {
     !(first_word && before || last_word && after)
 }
 
+/// A value's text: its own, or a range of the buffer of numbers' texts.
+type HoleText<'a> = Result<&'a str, (usize, usize)>;
+
 /// Finds the holes of `raw` for `fields` (name index, value): returns them sorted by position
 /// as (start, end, name index). `None` when the event has too many fields to try.
 pub fn find_holes(
@@ -70,32 +73,56 @@ pub fn find_holes(
     if fields.len() > MAX_FIELDS {
         return false;
     }
-    let mut digits: Vec<itoa::Buffer> = (0..fields.len()).map(|_| itoa::Buffer::new()).collect();
-    let mut texts: Vec<(Cow<'_, str>, u32)> = Vec::with_capacity(fields.len());
-    for ((name, v), digits) in fields.iter().zip(digits.iter_mut()) {
-        if let Some(t) = hole_text(*v, digits) {
-            texts.push((t, *name));
+    // Numbers' texts one after another in `numbers`; texts name either a value's own text or
+    // a range of it (no allocation per value but this one buffer).
+    let mut numbers = String::new();
+    let mut texts: Vec<(HoleText<'_>, u32)> = Vec::with_capacity(fields.len());
+    for &(name, v) in fields {
+        let text = match v {
+            ValueRef::Str(s) if !s.is_empty() => Ok(s),
+            ValueRef::Str(_) | ValueRef::Null => continue,
+            other => {
+                let mut digits = itoa::Buffer::new();
+                let Some(t) = hole_text(other, &mut digits) else {
+                    continue;
+                };
+                let at = numbers.len();
+                numbers.push_str(&t);
+                Err((at, numbers.len()))
+            }
+        };
+        texts.push((text, name));
+    }
+    fn text_of<'a>(t: &HoleText<'a>, numbers: &'a str) -> &'a str {
+        match *t {
+            Ok(s) => s,
+            Err((from, to)) => numbers.get(from..to).unwrap_or_default(),
         }
     }
+    let numbers = numbers.as_str();
     // Longest first, then by name, so that equal events get equal templates.
-    texts.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+    texts.sort_by(|a, b| {
+        let (x, y) = (text_of(&a.0, numbers), text_of(&b.0, numbers));
+        y.len().cmp(&x.len()).then(a.1.cmp(&b.1))
+    });
+    let bytes = raw.as_bytes();
     for (text, name) in &texts {
-        let needle = text.as_bytes();
-        let finder = memchr::memmem::Finder::new(needle);
-        let mut from = 0;
-        while let Some(k) = finder.find(&raw.as_bytes()[from..]) {
-            let at = from + k;
+        let needle = text_of(text, numbers).as_bytes();
+        // Values are short: candidates by their first byte, then compared whole (building a
+        // substring searcher per value cost more than the search).
+        for at in memchr::memchr_iter(needle[0], bytes) {
             let end = at + needle.len();
-            let free = out.iter().all(|&(s, e, _)| end <= s || at >= e);
-            if free
-                && raw.is_char_boundary(at)
+            if end > bytes.len() {
+                break;
+            }
+            if &bytes[at..end] == needle
+                && out.iter().all(|&(s, e, _)| end <= s || at >= e)
                 && raw.is_char_boundary(end)
                 && stands_apart(raw, at, needle.len())
             {
                 out.push((at, end, *name));
                 break;
             }
-            from = at + 1;
         }
     }
     out.sort_unstable();
@@ -108,6 +135,8 @@ pub struct TemplateBuilder {
     /// The holes' field names, and their indexes.
     names: Vec<String>,
     name_index: HashMap<String, u32>,
+    /// The name indexes of the previous event's fields, in its order.
+    last_names: Vec<u32>,
     /// Each template encoded as the section stores it, and its number.
     templates: HashMap<Vec<u8>, u32>,
     in_order: Vec<Vec<u8>>,
@@ -139,16 +168,25 @@ impl TemplateBuilder {
         fields: impl Iterator<Item = (&'v str, ValueRef<'v>)>,
     ) -> bool {
         let mut named: Vec<(u32, ValueRef<'v>)> = Vec::with_capacity(16);
-        for (name, v) in fields {
-            let index = match self.name_index.get(name) {
-                Some(&i) => i,
-                None => {
-                    let i = self.names.len() as u32;
-                    self.names.push(name.to_string());
-                    self.name_index.insert(name.to_string(), i);
-                    i
-                }
+        for (k, (name, v)) in fields.enumerate() {
+            // Mostly the names of the event before, in the same order: no hashing then.
+            let guess = self.last_names.get(k).copied();
+            let index = match guess.filter(|&i| self.names[i as usize] == name) {
+                Some(i) => i,
+                None => match self.name_index.get(name) {
+                    Some(&i) => i,
+                    None => {
+                        let i = self.names.len() as u32;
+                        self.names.push(name.to_string());
+                        self.name_index.insert(name.to_string(), i);
+                        i
+                    }
+                },
             };
+            match self.last_names.get_mut(k) {
+                Some(slot) => *slot = index,
+                None => self.last_names.push(index),
+            }
             named.push((index, v));
         }
         let mut holes = std::mem::take(&mut self.holes);
@@ -220,6 +258,7 @@ impl TemplateBuilder {
     pub fn clear(&mut self) {
         self.names.clear();
         self.name_index.clear();
+        self.last_names.clear();
         self.templates.clear();
         self.in_order.clear();
         self.codes.clear();

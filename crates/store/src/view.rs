@@ -571,15 +571,89 @@ impl BlockView {
                 .flatten()
                 .and_then(|c| self.columns[c].get(index));
             if let Some(hole) = value.and_then(|v| hole_text(v, &mut digits)) {
-                // A hole's value never holds a newline: the whole text has none.
-                text.extend(
-                    hole.as_bytes()
-                        .iter()
-                        .map(|&b| if b == b'\n' { b' ' } else { b }),
-                );
+                // A hole's value is a piece of a text without line breaks; should a damaged
+                // column hold one, it must not cut the texts apart.
+                let at = text.len();
+                text.extend_from_slice(hole.as_bytes());
+                if memchr::memchr(b'\n', &text[at..]).is_some() {
+                    text[at..]
+                        .iter_mut()
+                        .filter(|b| **b == b'\n')
+                        .for_each(|b| *b = b' ');
+                }
             }
             text.extend_from_slice(literal.as_bytes());
         }
+    }
+
+    /// Whether event `i`'s text is rebuilt from a template and its fields.
+    pub fn is_templated(&self, i: usize) -> bool {
+        self.flags.get(i).is_some_and(|f| f & TEMPLATED != 0)
+    }
+
+    /// For each event, whether `test` holds for a piece of its template (a literal, or the
+    /// text of a value in a hole), deciding each literal and each distinct value once; `None`
+    /// when no text is templated. Events whose text is not templated get `false`. This decides
+    /// exactly whether a text holds a single word: a word never crosses from a literal into a
+    /// hole (see [`crate::template`]).
+    pub fn match_template_pieces(&self, test: &dyn Fn(&str) -> bool) -> Option<Vec<bool>> {
+        let (templates, holes) = self.templates.as_ref()?;
+        let literal_hit: Vec<bool> = templates
+            .templates
+            .iter()
+            .map(|t| test(&t.first) || t.holes.iter().any(|(_, l)| test(l)))
+            .collect();
+        // Per hole name: whether each value of its column (by slot, or by dictionary entry)
+        // passes.
+        let mut digits = itoa::Buffer::new();
+        let mut value_hits: Vec<Option<Vec<bool>>> = Vec::with_capacity(holes.len());
+        for c in holes {
+            value_hits.push(c.map(|c| {
+                let column = &self.columns[c];
+                match &column.values {
+                    columns::Values::Dictionary { entries, .. } => {
+                        entries.iter().map(|e| test(e)).collect()
+                    }
+                    _ => (0..column.count())
+                        .map(|slot| {
+                            column
+                                .value_at(slot)
+                                .and_then(|v| hole_text(v, &mut digits).map(|t| test(&t)))
+                                .unwrap_or(false)
+                        })
+                        .collect(),
+                }
+            }));
+        }
+        let hole_hit = |name: u32, i: usize| -> bool {
+            let (Some(Some(c)), Some(Some(hits))) =
+                (holes.get(name as usize), value_hits.get(name as usize))
+            else {
+                return false;
+            };
+            let column = &self.columns[*c];
+            let Some(slot) = column.slot(i) else {
+                return false;
+            };
+            match &column.values {
+                columns::Values::Dictionary { codes, .. } => hits[codes[slot] as usize],
+                _ => hits[slot],
+            }
+        };
+        let mut out = vec![false; self.len()];
+        let mut k = 0;
+        for (i, hit) in out.iter_mut().enumerate() {
+            if !self.is_templated(i) {
+                continue;
+            }
+            let code = templates.codes.get(k).copied().unwrap_or(0) as usize;
+            k += 1;
+            let Some(t) = templates.templates.get(code) else {
+                continue;
+            };
+            *hit = literal_hit[code] || t.holes.iter().any(|&(name, _)| hole_hit(name, i));
+        }
+        Some(out)
     }
 
     /// The split columns of the block's lines, when they are stored that way and every line
