@@ -50,7 +50,7 @@ use eddy_event::codec::{self, FieldsRef};
 use eddy_event::wire::{
     put_str, put_string_map, put_varint, put_varint128, zigzag, zigzag128, DecodeError,
 };
-use eddy_event::Event;
+use eddy_event::{Event, ValueRef};
 
 use crate::bloom::{token_hash, token_hash_bytes, BloomFilter};
 use crate::columns::ColumnBuilder;
@@ -63,6 +63,27 @@ use crate::view::BlockView;
 
 /// The zstd level of a block's core, templates and columns under [`Compression::ZstdAuto`].
 const COLUMN_LEVEL: i32 = 3;
+
+/// The column of the time text a client sent as `@timestamp` (never an event's field: the
+/// view does not list it).
+pub(crate) const SENT_TIME: &str = "@timestamp";
+
+/// The text of a JSON `"@timestamp":"…"` or a key-value `@timestamp=…` in `raw`, if any.
+fn sent_time_text(raw: &str) -> Option<&str> {
+    let (start, end) = if let Some(k) = memchr::memmem::find(raw.as_bytes(), b"\"@timestamp\":\"") {
+        let start = k + 14;
+        (
+            start,
+            start + memchr::memchr2(b'"', b'\\', &raw.as_bytes()[start..])?,
+        )
+    } else {
+        let start = memchr::memmem::find(raw.as_bytes(), b"@timestamp=")? + 11;
+        let len =
+            memchr::memchr2(b' ', b'"', &raw.as_bytes()[start..]).unwrap_or(raw.len() - start);
+        (start, start + len)
+    };
+    raw.get(start..end).filter(|t| !t.is_empty())
+}
 
 /// Roughly the bytes a value takes encoded.
 fn value_len(v: eddy_event::ValueRef<'_>) -> usize {
@@ -323,6 +344,12 @@ impl BlockBuilder {
         );
         self.prev_ingest = event.ingest_timestamp;
         let mut flags = codec::flags_of(event);
+        // The time a client sent is read into `@timestamp` and is no field; its text is kept
+        // in a column of its own so that it can be a hole of the template.
+        let sent_time = match (event.parsed_by, &event.raw) {
+            (Some(_), Some(raw)) => sent_time_text(raw),
+            _ => None,
+        };
         let id = event.id.as_u128();
         put_varint128(
             &mut self.ids,
@@ -359,7 +386,15 @@ impl BlockBuilder {
                 put_str(&mut self.odd_raws, raw);
                 text_tokens(raw, |t| self.tokens.add(t));
             }
-            Some(raw) if event.parsed_by.is_some() && self.templates.add(raw, fields.iter()) => {
+            Some(raw)
+                if event.parsed_by.is_some()
+                    && self.templates.add(
+                        raw,
+                        fields
+                            .iter()
+                            .chain(sent_time.map(|t| (SENT_TIME, ValueRef::Str(t)))),
+                    ) =>
+            {
                 flags |= TEMPLATED;
                 self.other_bytes += raw.len() + 1;
                 // The holes stand apart from the words around them (see `crate::template`):
@@ -379,6 +414,18 @@ impl BlockBuilder {
         }
         self.flags.push(flags);
         let row = self.count - 1;
+        if let Some(t) = sent_time.filter(|_| flags & TEMPLATED != 0) {
+            let column = match self.column_of.get(SENT_TIME) {
+                Some(&c) => c,
+                None => {
+                    self.columns.push(ColumnBuilder::new(SENT_TIME));
+                    self.column_of
+                        .insert(SENT_TIME.to_string(), self.columns.len() - 1);
+                    self.columns.len() - 1
+                }
+            };
+            self.columns[column].push(row, ValueRef::Str(t));
+        }
         for (k, (name, v)) in fields.iter().enumerate() {
             // Events of a source mostly have the fields of the one before, in the same order.
             let guess = self.field_order.get(k).copied();
@@ -863,6 +910,29 @@ pub(crate) mod tests {
                 crate::tokens::event_tokens(e, |t| assert!(bloom.may_contain(t), "{t} missing"));
             }
         }
+    }
+
+    #[test]
+    fn a_client_timestamp_is_a_hole_of_the_template_and_no_field() {
+        let events: Vec<Event> = (0..300)
+            .map(|i| {
+                let line = format!(
+                    r#"{{"@timestamp":"2026-12-02T10:17:{:02}.{i:03}Z","level":"INFO","n":{i}}}"#,
+                    i % 60
+                );
+                Parser::Json.parse(&line, 0).unwrap()
+            })
+            .collect();
+        let mut b = build(&events);
+        assert_eq!(b.templates.len(), events.len());
+        // One shape, so one template, whatever the times.
+        let (stored, summary, _) = b.finish_and_reset(Compression::ZstdAuto, 10);
+        let back = decode(&stored, summary.raw_len as usize).unwrap();
+        assert_eq!(back, events);
+        assert!(back.iter().all(|e| !e.fields.contains_key("@timestamp")));
+        let mut view = BlockView::default();
+        view.decode_stored(&stored, summary.raw_len as usize).unwrap();
+        assert_eq!(view.template_count(), 1);
     }
 
     #[test]

@@ -586,6 +586,11 @@ impl BlockView {
         }
     }
 
+    /// How many templates the block's texts share.
+    pub fn template_count(&self) -> usize {
+        self.templates.as_ref().map_or(0, |(t, _)| t.templates.len())
+    }
+
     /// Whether event `i`'s text is rebuilt from a template and its fields.
     pub fn is_templated(&self, i: usize) -> bool {
         self.flags.get(i).is_some_and(|f| f & TEMPLATED != 0)
@@ -771,6 +776,7 @@ impl BlockView {
     fn column_fields(&self, i: usize) -> BTreeMap<String, Value> {
         self.columns
             .iter()
+            .filter(|c| c.name != crate::block::SENT_TIME)
             .filter_map(|c| Some((c.name.clone(), c.get(i)?.into())))
             .collect()
     }
