@@ -931,7 +931,8 @@ pub(crate) mod tests {
         assert_eq!(back, events);
         assert!(back.iter().all(|e| !e.fields.contains_key("@timestamp")));
         let mut view = BlockView::default();
-        view.decode_stored(&stored, summary.raw_len as usize).unwrap();
+        view.decode_stored(&stored, summary.raw_len as usize)
+            .unwrap();
         assert_eq!(view.template_count(), 1);
     }
 

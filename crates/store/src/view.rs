@@ -588,7 +588,9 @@ impl BlockView {
 
     /// How many templates the block's texts share.
     pub fn template_count(&self) -> usize {
-        self.templates.as_ref().map_or(0, |(t, _)| t.templates.len())
+        self.templates
+            .as_ref()
+            .map_or(0, |(t, _)| t.templates.len())
     }
 
     /// Whether event `i`'s text is rebuilt from a template and its fields.
