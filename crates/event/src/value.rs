@@ -45,6 +45,18 @@ impl<'a> From<&'a Value> for ValueRef<'a> {
     }
 }
 
+impl ValueRef<'_> {
+    /// The value as a number, if it is one or is text that reads as one.
+    pub fn as_f64(self) -> Option<f64> {
+        match self {
+            ValueRef::Int(i) => Some(i as f64),
+            ValueRef::Float(f) => Some(f),
+            ValueRef::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+}
+
 impl From<ValueRef<'_>> for Value {
     fn from(v: ValueRef<'_>) -> Value {
         match v {
@@ -71,12 +83,7 @@ impl Value {
 
     /// The value as a number, if it is one or is text that reads as one.
     pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            Value::Int(i) => Some(*i as f64),
-            Value::Float(f) => Some(*f),
-            Value::Str(s) => s.trim().parse().ok(),
-            _ => None,
-        }
+        ValueRef::from(self).as_f64()
     }
 
     /// A value read from text: integers and floats become numbers, the rest stays text.

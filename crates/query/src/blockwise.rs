@@ -175,6 +175,15 @@ impl BlockFilter {
 }
 
 impl BlockFilter {
+    /// The block's text lower-cased, with where each event starts (made once per block).
+    fn lowered_area(&mut self, view: &BlockView) -> (&str, &[u32]) {
+        if !self.lowered_ready {
+            self.lowered.fill(view);
+            self.lowered_ready = true;
+        }
+        (self.lowered.text.as_str(), self.lowered.starts.as_slice())
+    }
+
     /// A free-text leaf decided by one search over the block's split columns or its text.
     fn text_leaf(
         &mut self,
@@ -197,11 +206,7 @@ impl BlockFilter {
                 |t| words.is_match(t),
             );
         }
-        if !self.lowered_ready {
-            self.lowered.fill(view);
-            self.lowered_ready = true;
-        }
-        let area = (self.lowered.text.as_str(), self.lowered.starts.as_slice());
+        let area = self.lowered_area(view);
         search_leaf(
             view,
             c,
@@ -218,11 +223,7 @@ impl BlockFilter {
         c: &Compiled,
         words: &crate::search::AnyWord,
     ) -> Vec<bool> {
-        if !self.lowered_ready {
-            self.lowered.fill(view);
-            self.lowered_ready = true;
-        }
-        let area = (self.lowered.text.as_str(), self.lowered.starts.as_slice());
+        let area = self.lowered_area(view);
         search_leaf(
             view,
             c,

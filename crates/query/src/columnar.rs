@@ -13,12 +13,9 @@ use eddy_store::columns::{Column, Values};
 use eddy_store::BlockView;
 use foldhash::HashMap;
 
-use crate::engine::{
-    number_of, with_text, Agg, AggState, Collect, Grouping, Key, Program, State, Step,
-};
-use crate::filter::{Compiled, Matcher};
+use crate::engine::{with_text, Agg, AggState, Collect, Grouping, Key, Program, State, Step};
+use crate::filter::{in_matches, Compiled, Matcher};
 use crate::sketch::Quantiles;
-use crate::syntax::CompareOp;
 
 /// Feeds the events of `view` that `keep` marks into `state` from the columns, if the block
 /// and the program allow it; `false` (nothing done) otherwise.
@@ -46,7 +43,7 @@ pub fn feed(program: &Program, view: &BlockView, keep: &mut [bool], state: &mut 
             let mut q = Quantiles::default();
             if let Some(c) = view.column(field) {
                 for (i, _) in keep.iter().enumerate().filter(|(_, &k)| k) {
-                    if let Some(x) = c.get(i).and_then(number_of) {
+                    if let Some(x) = c.get(i).and_then(ValueRef::as_f64) {
                         q.add(x);
                     }
                 }
@@ -125,23 +122,14 @@ fn decide(c: &Compiled, view: &BlockView) -> Option<Vec<bool>> {
             })
         }
         Compiled::Number { field, op, value } => each_value(view.column(field), n, false, |v| {
-            number_of(v).is_some_and(|x| match op {
-                CompareOp::Lt => x < *value,
-                CompareOp::Le => x <= *value,
-                CompareOp::Gt => x > *value,
-                CompareOp::Ge => x >= *value,
-                CompareOp::Eq => x == *value,
-                CompareOp::Ne => x != *value,
-            })
+            v.as_f64().is_some_and(|x| op.holds(x, *value))
         }),
         Compiled::In {
             field,
             exact,
             patterns,
         } => each_value(view.column(field), n, false, |v| {
-            with_text(v, |t| {
-                exact.contains(t) || patterns.iter().any(|m| m.matches(t))
-            })
+            with_text(v, |t| in_matches(exact, patterns, t))
         }),
         Compiled::And(all) => {
             let mut x = vec![true; n];

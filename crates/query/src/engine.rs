@@ -324,7 +324,7 @@ impl Agg {
 
     /// Adds an event whose value of [`Agg::field`] is `v` (`None`: it has none).
     pub(crate) fn add_value(&self, s: &mut AggState, v: Option<ValueRef<'_>>) {
-        let number = || v.and_then(number_of);
+        let number = || v.and_then(ValueRef::as_f64);
         match (self, s) {
             (Agg::Count(None), AggState::Count(n)) => *n += 1,
             (Agg::Count(Some(_)), AggState::Count(n)) => *n += u64::from(v.is_some()),
@@ -411,16 +411,6 @@ impl AggState {
             (AggState::Quantiles(a), AggState::Quantiles(b)) => a.merge(&b),
             _ => {}
         }
-    }
-}
-
-/// A value as a number, as [`Value::as_f64`] reads it.
-pub(crate) fn number_of(v: ValueRef<'_>) -> Option<f64> {
-    match v {
-        ValueRef::Int(i) => Some(i as f64),
-        ValueRef::Float(f) => Some(f),
-        ValueRef::Str(s) => s.trim().parse().ok(),
-        _ => None,
     }
 }
 

@@ -97,6 +97,11 @@ pub enum Compiled {
     Not(Box<Compiled>),
 }
 
+/// Whether `text` is one of `exact` or matches one of `patterns` (an `in()`).
+pub(crate) fn in_matches(exact: &HashSet<String>, patterns: &[Matcher], text: &str) -> bool {
+    exact.contains(text) || patterns.iter().any(|m| m.matches(text))
+}
+
 /// Compiles a filter, checking its regexes and numbers.
 pub fn compile(f: &Filter) -> Result<Compiled, QueryError> {
     Ok(match f {
@@ -326,20 +331,12 @@ impl Compiled {
             } => fields::text(event, field).is_some_and(|t| matcher.matches(&t)) != *negated,
             Compiled::Number { field, op, value } => fields::get(event, field)
                 .and_then(|v| v.as_f64())
-                .is_some_and(|x| match op {
-                    CompareOp::Lt => x < *value,
-                    CompareOp::Le => x <= *value,
-                    CompareOp::Gt => x > *value,
-                    CompareOp::Ge => x >= *value,
-                    CompareOp::Eq => x == *value,
-                    CompareOp::Ne => x != *value,
-                }),
+                .is_some_and(|x| op.holds(x, *value)),
             Compiled::In {
                 field,
                 exact,
                 patterns,
-            } => fields::text(event, field)
-                .is_some_and(|t| exact.contains(&*t) || patterns.iter().any(|m| m.matches(&t))),
+            } => fields::text(event, field).is_some_and(|t| in_matches(exact, patterns, &t)),
             Compiled::AnyWord(words) => text_matches(event, |t| words.is_match(t)),
             Compiled::And(all) => all.iter().all(|c| c.matches(event)),
             Compiled::Or(any) => any.iter().any(|c| c.matches(event)),

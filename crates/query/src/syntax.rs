@@ -98,6 +98,20 @@ pub enum CompareOp {
     Ge,
 }
 
+impl CompareOp {
+    /// Whether `x op value` holds.
+    pub fn holds(self, x: f64, value: f64) -> bool {
+        match self {
+            CompareOp::Lt => x < value,
+            CompareOp::Le => x <= value,
+            CompareOp::Gt => x > value,
+            CompareOp::Ge => x >= value,
+            CompareOp::Eq => x == value,
+            CompareOp::Ne => x != value,
+        }
+    }
+}
+
 /// A literal a filter compares with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pattern {

@@ -415,15 +415,7 @@ impl BlockBuilder {
         self.flags.push(flags);
         let row = self.count - 1;
         if let Some(t) = sent_time.filter(|_| flags & TEMPLATED != 0) {
-            let column = match self.column_of.get(SENT_TIME) {
-                Some(&c) => c,
-                None => {
-                    self.columns.push(ColumnBuilder::new(SENT_TIME));
-                    self.column_of
-                        .insert(SENT_TIME.to_string(), self.columns.len() - 1);
-                    self.columns.len() - 1
-                }
-            };
+            let column = self.column_index(SENT_TIME);
             self.columns[column].push(row, ValueRef::Str(t));
         }
         for (k, (name, v)) in fields.iter().enumerate() {
@@ -431,15 +423,7 @@ impl BlockBuilder {
             let guess = self.field_order.get(k).copied();
             let column = match guess.filter(|&c| self.columns[c].name == name) {
                 Some(c) => c,
-                None => match self.column_of.get(name) {
-                    Some(&c) => c,
-                    None => {
-                        self.columns.push(ColumnBuilder::new(name));
-                        self.column_of
-                            .insert(name.to_string(), self.columns.len() - 1);
-                        self.columns.len() - 1
-                    }
-                },
+                None => self.column_index(name),
             };
             match self.field_order.get_mut(k) {
                 Some(slot) => *slot = column,
@@ -459,6 +443,17 @@ impl BlockBuilder {
             |t| tokens.add(t),
         );
         new_tags
+    }
+
+    /// The column of field `name`, made if the block has none yet.
+    fn column_index(&mut self, name: &str) -> usize {
+        if let Some(&c) = self.column_of.get(name) {
+            return c;
+        }
+        self.columns.push(ColumnBuilder::new(name));
+        self.column_of
+            .insert(name.to_string(), self.columns.len() - 1);
+        self.columns.len() - 1
     }
 
     /// The core section's payload: count, tag sets, times, flags, ids, tag indexes.
