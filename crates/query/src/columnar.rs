@@ -17,17 +17,29 @@ use crate::engine::{with_text, Agg, AggState, Collect, Grouping, Key, Program, S
 use crate::filter::{in_matches, Compiled, Matcher};
 use crate::sketch::Quantiles;
 
-/// Feeds the events of `view` that `keep` marks into `state` from the columns, if the block
-/// and the program allow it; `false` (nothing done) otherwise.
-pub fn feed(program: &Program, view: &BlockView, keep: &mut [bool], state: &mut State) -> bool {
-    if !view.has_columns() || !eligible(program, view) {
-        return false;
-    }
+/// Whether the block and the program allow answering from the columns.
+pub fn applies(program: &Program, view: &BlockView) -> bool {
+    view.has_columns() && eligible(program, view)
+}
+
+/// Whether the columnar path reads the events' times (a time grouping).
+pub fn reads_times(program: &Program) -> bool {
+    matches!(
+        program.collect,
+        Collect::Aggregate {
+            grouping: Grouping::Time { .. },
+            ..
+        }
+    )
+}
+
+/// Feeds the events of `view` that `keep` marks into `state` from the columns, for a block and
+/// program that [`applies`] holds for.
+pub fn feed(program: &Program, view: &BlockView, keep: &mut [bool], state: &mut State) {
     for step in &program.steps {
         if let Step::Filter(c) = step {
-            let Some(passed) = decide(c, view) else {
-                return false;
-            };
+            // `eligible` holds: every filter is on fields.
+            let passed = decide(c, view).unwrap_or_else(|| vec![false; keep.len()]);
             keep.iter_mut().zip(passed).for_each(|(k, p)| *k &= p);
         }
     }
@@ -50,9 +62,8 @@ pub fn feed(program: &Program, view: &BlockView, keep: &mut [bool], state: &mut 
             }
             program.collect.merge_values(state, q);
         }
-        Collect::Rows { .. } => return false,
+        Collect::Rows { .. } => {}
     }
-    true
 }
 
 /// Whether every field the program reads is a plain field that no tag of the block shadows
@@ -198,9 +209,8 @@ impl<'c> Ids<'c> {
     fn new(column: Option<&'c Column>) -> Ids<'c> {
         let (direct, base) = match column.map(|c| &c.values) {
             Some(Values::Dictionary { entries, .. }) => (vec![u32::MAX; entries.len()], 0),
-            Some(Values::Int(values)) => {
-                let lo = values.iter().copied().min().unwrap_or(0);
-                let hi = values.iter().copied().max().unwrap_or(0);
+            Some(Values::Int(_)) => {
+                let (lo, hi) = column.and_then(Column::int_bounds).unwrap_or((0, i64::MAX));
                 match hi.checked_sub(lo).filter(|&w| w < NARROW) {
                     Some(w) => (vec![u32::MAX; w as usize + 1], lo),
                     None => (Vec::new(), 0),

@@ -7,7 +7,10 @@ use std::sync::Mutex;
 
 use eddy_base::sync::lock;
 use eddy_event::{Event, Value};
-use eddy_store::{BlockView, Needs, Parts, ReadBuffers, RepoStore, Scan, ScanStats};
+use eddy_store::{
+    BlockTask, BlockView, Deferred, Needs, Parts, ReadBuffers, RepoStore, Scan, ScanStats,
+    SegmentError,
+};
 use serde::Serialize;
 
 use crate::blockwise::BlockFilter;
@@ -101,12 +104,15 @@ impl BlockPlan {
         let (text, program) = program.split_text_filter();
         let parts = program.parts();
         BlockPlan {
+            // Times and arrivals are loaded per block, when the path it takes needs them.
             needs: Needs {
                 text: parts.raw || text.is_some(),
                 fields: match parts.fields {
                     true => program.fields_read(),
                     false => Some(Vec::new()),
                 },
+                times: false,
+                arrivals: false,
             },
             parts,
             counts_only: program.steps.is_empty() && program.collect.counts_only(),
@@ -116,15 +122,27 @@ impl BlockPlan {
     }
 
     /// Feeds the block's events that the scan keeps into `state`; returns how many the scan
-    /// kept (before the query's own filters).
+    /// kept (before the query's own filters). The block's times and arrivals are decompressed
+    /// only where the path it takes reads them.
     fn feed(
         &self,
-        view: &BlockView,
-        scan: &Scan,
+        task: &BlockTask,
+        buffers: &ReadBuffers,
+        view: &mut BlockView,
         text_filter: &mut BlockFilter,
         state: &mut State,
-    ) -> u64 {
-        let mut keep = view.kept_by(scan);
+    ) -> Result<u64, SegmentError> {
+        let columnar = !self.counts_only && columnar::applies(&self.program, view);
+        // A text filter may fall back to whole events.
+        let events = !self.counts_only && !columnar || self.text.is_some();
+        if events {
+            task.load(buffers, view, Deferred::Arrivals)?;
+        }
+        if events || !task.within_range() || columnar && columnar::reads_times(&self.program) {
+            task.load(buffers, view, Deferred::Times)?;
+        }
+        let view = &*view;
+        let mut keep = view.kept_by(task.scan());
         let scanned = keep.iter().filter(|&&k| k).count() as u64;
         if let Some(text) = self.text.as_ref().filter(|_| scanned > 0) {
             let passed = text_filter.decide(view, text);
@@ -133,14 +151,14 @@ impl BlockPlan {
         if self.counts_only {
             let n = keep.iter().filter(|&&k| k).count();
             self.program.collect.add_count(state, n as u64);
-        } else if columnar::feed(&self.program, view, &mut keep, state) {
-            // Answered from the field columns.
+        } else if columnar {
+            columnar::feed(&self.program, view, &mut keep, state);
         } else {
             for (i, _) in keep.iter().enumerate().filter(|(_, &k)| k) {
                 self.program.feed(state, view.event(i, self.parts));
             }
         }
-        scanned
+        Ok(scanned)
     }
 }
 
@@ -278,16 +296,19 @@ pub fn run_with_partials(
                 while !cancel.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(task) = plan.tasks.get(i) else { break };
-                    match task.open_into(&mut buffers, &mut view) {
-                        Ok(()) => {
-                            seen.note(&view);
-                            let mut state = lock(state);
-                            let n = prepared.blocks.feed(
-                                &view,
-                                task.scan(),
-                                &mut text_filter,
-                                &mut state,
-                            );
+                    let fed = task.open_into(&mut buffers, &mut view).and_then(|()| {
+                        seen.note(&view);
+                        let mut state = lock(state);
+                        prepared.blocks.feed(
+                            task,
+                            &buffers,
+                            &mut view,
+                            &mut text_filter,
+                            &mut state,
+                        )
+                    });
+                    match fed {
+                        Ok(n) => {
                             scanned.fetch_add(n, Ordering::Relaxed);
                         }
                         Err(e) => lock(warnings).push(format!("skipped a damaged block: {e}")),

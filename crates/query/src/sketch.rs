@@ -1,6 +1,6 @@
 //! Mergeable sketches: percentiles (a DDSketch) and distinct counts (HyperLogLog).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 /// Relative accuracy of [`Quantiles`]: a reported percentile is within 1 % of the true value
 /// of the rank (DDSketch's guarantee, for positive and negative values alike; zero is exact).
@@ -10,12 +10,54 @@ pub const QUANTILE_RELATIVE_ERROR: f64 = 0.01;
 /// 2 % of their value, so any quantile is known within 1 %; merging adds bucket counts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Quantiles {
-    positive: BTreeMap<i32, u64>,
-    negative: BTreeMap<i32, u64>,
+    positive: Buckets,
+    negative: Buckets,
     zeros: u64,
     count: u64,
     min: f64,
     max: f64,
+}
+
+/// Bucket counts by index, in one array from the smallest index seen to the largest: adding a
+/// value is an array increment (a tree map's look-up per value was most of a percentile's
+/// time). Indexes are bounded by the finite magnitudes above [`SMALLEST`], so the array is too.
+#[derive(Debug, Clone, Default)]
+struct Buckets {
+    base: i32,
+    counts: Vec<u64>,
+}
+
+impl Buckets {
+    #[inline]
+    fn add(&mut self, index: i32, n: u64) {
+        if self.counts.is_empty() {
+            self.base = index;
+        } else if index < self.base {
+            let grow = (self.base - index) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.base = index;
+        }
+        let k = (index - self.base) as usize;
+        if k >= self.counts.len() {
+            self.counts.resize(k + 1, 0);
+        }
+        self.counts[k] += n;
+    }
+
+    /// The buckets that count something, by index.
+    fn iter(&self) -> impl DoubleEndedIterator<Item = (i32, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(k, &n)| (self.base + k as i32, n))
+    }
+}
+
+impl PartialEq for Buckets {
+    fn eq(&self, other: &Buckets) -> bool {
+        self.iter().eq(other.iter())
+    }
 }
 
 fn gamma() -> f64 {
@@ -48,7 +90,7 @@ impl Quantiles {
             } else {
                 &mut self.negative
             };
-            *side.entry(index).or_insert(0) += 1;
+            side.add(index, 1);
         }
     }
 
@@ -66,11 +108,11 @@ impl Quantiles {
         }
         self.count += other.count;
         self.zeros += other.zeros;
-        for (k, v) in &other.positive {
-            *self.positive.entry(*k).or_insert(0) += v;
+        for (k, v) in other.positive.iter() {
+            self.positive.add(k, v);
         }
-        for (k, v) in &other.negative {
-            *self.negative.entry(*k).or_insert(0) += v;
+        for (k, v) in other.negative.iter() {
+            self.negative.add(k, v);
         }
     }
 
@@ -81,7 +123,7 @@ impl Quantiles {
 
     /// Roughly the bytes it holds.
     pub fn approx_bytes(&self) -> usize {
-        64 + (self.positive.len() + self.negative.len()) * 48
+        64 + (self.positive.counts.len() + self.negative.counts.len()) * 8
     }
 
     /// The smallest and largest values counted (exact), or `None` without values.
@@ -102,12 +144,12 @@ impl Quantiles {
             .negative
             .iter()
             .rev()
-            .map(move |(&i, &n)| ((-value_of(i)).clamp(min, max), n));
+            .map(move |(i, n)| ((-value_of(i)).clamp(min, max), n));
         let zeros = (self.zeros > 0).then_some((0.0, self.zeros));
         let positive = self
             .positive
             .iter()
-            .map(move |(&i, &n)| (value_of(i).clamp(min, max), n));
+            .map(move |(i, n)| (value_of(i).clamp(min, max), n));
         negative.chain(zeros).chain(positive)
     }
 

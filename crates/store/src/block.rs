@@ -456,7 +456,8 @@ impl BlockBuilder {
         self.columns.len() - 1
     }
 
-    /// The core section's payload: count, tag sets, times, flags, ids, tag indexes.
+    /// The core section's payload: count, tag sets, flags, tag indexes (the times and the
+    /// arrivals are sections of their own).
     fn write_core(&self, out: &mut Vec<u8>) {
         put_varint(out, u64::from(self.count));
         let mut sets: Vec<(&BTreeMap<String, String>, u32)> =
@@ -466,10 +467,7 @@ impl BlockBuilder {
         for (tags, _) in &sets {
             put_string_map(out, tags);
         }
-        out.extend_from_slice(&self.timestamps);
-        out.extend_from_slice(&self.ingests);
         out.extend_from_slice(&self.flags);
-        out.extend_from_slice(&self.ids);
         if sets.len() > 1 {
             for &i in &self.tag_indexes {
                 put_varint(out, u64::from(i));
@@ -502,8 +500,11 @@ impl BlockBuilder {
         levels: [(Codec, i32); 2],
         compressor: &mut Option<zstd::bulk::Compressor<'static>>,
     ) -> (Vec<u8>, usize) {
-        let mut core = Vec::with_capacity(self.timestamps.len() * 4 + 64);
+        let mut core = Vec::with_capacity(self.flags.len() * 2 + 64);
         self.write_core(&mut core);
+        let mut arrivals = Vec::with_capacity(self.ingests.len() + self.ids.len());
+        arrivals.extend_from_slice(&self.ingests);
+        arrivals.extend_from_slice(&self.ids);
         let mut texts = Vec::with_capacity(self.lines.len() + self.odd_raws.len() + 16);
         self.write_texts(split, &mut texts);
         let mut templates = Vec::new();
@@ -527,6 +528,20 @@ impl BlockBuilder {
                 role: Role::Core,
                 name: "",
                 payload: &core,
+                range: None,
+                level: other_level,
+            },
+            Part {
+                role: Role::Times,
+                name: "",
+                payload: &self.timestamps,
+                range: None,
+                level: other_level,
+            },
+            Part {
+                role: Role::Arrivals,
+                name: "",
+                payload: &arrivals,
                 range: None,
                 level: other_level,
             },

@@ -14,8 +14,8 @@ use eddy_event::Event;
 use crate::bloom::{token_hash, BloomFilter};
 use crate::catalogue::Entry;
 use crate::scan::Scan;
-use crate::segment::{read_view, BlockEntry, SegmentError, SegmentFile};
-use crate::view::{BlockView, Parts, ReadBuffers};
+use crate::segment::{block_error, read_view, BlockEntry, SegmentError, SegmentFile};
+use crate::view::{BlockView, Deferred, Parts, ReadBuffers};
 
 /// What planning skipped and kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -98,9 +98,38 @@ impl BlockTask {
                 entry,
             } => read_view(file, path, *index, entry, buffers, view),
             TaskSource::Open(open) => {
-                view.clone_from(open);
+                view.copy_from(open);
                 Ok(())
             }
+        }
+    }
+
+    /// Decompresses `part` of the block's core, which [`BlockTask::open_into`] left out of
+    /// `view` by its needs (`buffers` still holding the block).
+    pub fn load(
+        &self,
+        buffers: &ReadBuffers,
+        view: &mut BlockView,
+        part: Deferred,
+    ) -> Result<(), SegmentError> {
+        match &self.source {
+            TaskSource::Stored {
+                path, index, entry, ..
+            } => view
+                .load(&buffers.stored, part)
+                .map_err(|e| block_error(path, *index, entry, e.to_string())),
+            TaskSource::Open(_) => Ok(()),
+        }
+    }
+
+    /// Whether every event of the block is inside the scan's time range (its times are not
+    /// needed to decide which events the scan keeps).
+    pub fn within_range(&self) -> bool {
+        match &self.source {
+            TaskSource::Stored { entry, .. } => {
+                self.scan.start <= entry.summary.min_time && entry.summary.max_time < self.scan.end
+            }
+            TaskSource::Open(_) => false,
         }
     }
 

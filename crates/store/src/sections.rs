@@ -5,7 +5,8 @@
 //! ```text
 //!  u8      3 (the block codec byte that names this layout)
 //!  varint  s, the sections, then per section:
-//!            u8 role (0 core, 1 text, 2 templates, 3 column) · str field name (columns)
+//!            u8 role (0 core, 1 text, 2 templates, 3 column, 4 times, 5 arrivals)
+//!            · str field name (columns)
 //!            · u8 codec (the common table: 0 none, 1 lz4, 2 zstd) · varint payload length
 //!            · varint stored length · u32 CRC-32C of the stored bytes
 //!            · u8 range (0 none, 1 integers: zz min, zz max, 2 numbers: f64 min, f64 max)
@@ -13,7 +14,9 @@
 //! ```
 //!
 //! A section's own checksum names the column a damaged block lost; a column's range lets a
-//! filter skip the block without decompressing anything.
+//! filter skip the block without decompressing anything. Since segment format 4 the times and
+//! the arrivals (ingest times and ids) are sections of their own, out of the core: a count or a
+//! `groupBy` over a block inside the query's range reads neither.
 
 use eddy_base::codec::Codec;
 use eddy_event::wire::{put_str, put_varint, unzigzag, zigzag, DecodeError, Reader};
@@ -27,7 +30,7 @@ pub const SECTIONED: u8 = 3;
 /// What a section holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Count, tag sets, times, flags, ids, tag indexes.
+    /// Count, tag sets, flags, tag indexes (and, in format 3, times, ingest times and ids).
     Core,
     /// The texts stored as text.
     Text,
@@ -35,6 +38,10 @@ pub enum Role {
     Templates,
     /// One field's values.
     Column,
+    /// The events' times.
+    Times,
+    /// The events' ingest times and ids.
+    Arrivals,
 }
 
 impl Role {
@@ -44,6 +51,8 @@ impl Role {
             Role::Text => 1,
             Role::Templates => 2,
             Role::Column => 3,
+            Role::Times => 4,
+            Role::Arrivals => 5,
         }
     }
 
@@ -53,6 +62,8 @@ impl Role {
             1 => Role::Text,
             2 => Role::Templates,
             3 => Role::Column,
+            4 => Role::Times,
+            5 => Role::Arrivals,
             _ => return None,
         })
     }
@@ -82,7 +93,9 @@ impl Section {
     /// How a section is named in an error.
     pub fn label(&self) -> String {
         match self.role {
-            Role::Core => "the times and ids".to_string(),
+            Role::Core => "the event index".to_string(),
+            Role::Times => "the times".to_string(),
+            Role::Arrivals => "the ingest times and ids".to_string(),
             Role::Text => "the texts".to_string(),
             Role::Templates => "the templates".to_string(),
             Role::Column => format!("column {:?}", self.name),

@@ -38,6 +38,9 @@
 //! - 3: blocks are sectioned (codec byte 3, see [`crate::sections`]): the core, the texts, the
 //!   templates of texts rebuilt from fields, and one typed column per field, each compressed on
 //!   its own; parsed events' fields are stored, not re-derived.
+//! - 4: the times and the arrivals (ingest times and ids) leave the core for sections of their
+//!   own, so that a query reads them only when it needs them (a version 3 reader would take
+//!   the core for damaged, hence the new number).
 //!
 //! # Recovery
 //!
@@ -70,7 +73,7 @@ pub const MAGIC: &[u8; 8] = b"EDDYSEG\n";
 /// The last bytes of every sealed segment file.
 pub const END_MAGIC: &[u8; 8] = b"EDDYEND\n";
 /// The format version this build writes (and the latest it reads).
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 const HEADER_LEN: u64 = 16;
 const TRAILER_LEN: u64 = 24;
 /// Footers beyond this are refused rather than allocated (a damaged length).
@@ -435,7 +438,12 @@ pub fn read_block(
     Ok(stored)
 }
 
-fn block_error(path: &Path, index: usize, entry: &BlockEntry, reason: String) -> SegmentError {
+pub(crate) fn block_error(
+    path: &Path,
+    index: usize,
+    entry: &BlockEntry,
+    reason: String,
+) -> SegmentError {
     SegmentError::Block {
         path: path.to_path_buf(),
         block: index,

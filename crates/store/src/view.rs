@@ -16,7 +16,7 @@ use crate::layout::{
     LAYOUT_LINES, LAYOUT_SPLIT, LAYOUT_SPLIT_AT_COMMAS, NO_RAW, ODD_RAW, TEMPLATED,
 };
 use crate::scan::Scan;
-use crate::sections::{self, Role, SECTIONED};
+use crate::sections::{self, Role, Section, SECTIONED};
 use crate::split::{self, SplitLayout};
 use crate::template::{hole_text, Templates};
 
@@ -36,6 +36,12 @@ pub struct Needs {
     pub text: bool,
     /// The field columns: `None` for all of them.
     pub fields: Option<Vec<String>>,
+    /// The events' times. Without them a block is read as if every event were inside the
+    /// query's range: ask for them unless the block lies within it (or load them later with
+    /// [`crate::BlockTask::load`]).
+    pub times: bool,
+    /// The events' ingest times and ids (needed to build events).
+    pub arrivals: bool,
 }
 
 impl Default for Needs {
@@ -49,6 +55,8 @@ impl Needs {
     pub const ALL: Needs = Needs {
         text: true,
         fields: None,
+        times: true,
+        arrivals: true,
     };
 
     fn wants(&self, field: &str) -> bool {
@@ -151,9 +159,29 @@ impl<'a> SplitColumns<'a> {
     }
 }
 
+/// The parts of a block's core that a view may leave compressed until asked
+/// ([`crate::BlockTask::load`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferred {
+    /// The events' times.
+    Times,
+    /// The events' ingest times and ids.
+    Arrivals,
+}
+
+impl Deferred {
+    fn role(self) -> Role {
+        match self {
+            Deferred::Times => Role::Times,
+            Deferred::Arrivals => Role::Arrivals,
+        }
+    }
+}
+
 /// A decoded block's columns.
 #[derive(Debug, Clone, Default)]
 pub struct BlockView {
+    count: usize,
     times: Vec<i64>,
     ingests: Vec<i64>,
     flags: Vec<u8>,
@@ -183,6 +211,10 @@ pub struct BlockView {
     column_names: Vec<(String, Option<columns::Range>)>,
     /// The templates of templated texts, with each hole's column in `columns`.
     templates: Option<(Templates, Vec<Option<usize>>)>,
+    /// The sections of the core not decompressed yet (see [`Deferred`]).
+    deferred: Vec<Section>,
+    /// Memory for decompressing a deferred section.
+    scratch: Vec<u8>,
 }
 
 impl BlockView {
@@ -212,6 +244,7 @@ impl BlockView {
             return result;
         }
         self.sectioned = false;
+        self.deferred.clear();
         self.columns.clear();
         self.column_names.clear();
         self.templates = None;
@@ -250,16 +283,39 @@ impl BlockView {
                 "the block has no core section".into(),
             ));
         };
+        // Format 4 keeps the times and the arrivals out of the core, in sections of their own.
+        let split_core = directory.iter().any(|s| s.role == Role::Times);
         sections::read(stored, core, &mut buffer)?;
         let mut r = Reader::new(&buffer);
-        self.decode_core(&mut r).map_err(named(core))?;
+        self.decode_core(&mut r, !split_core).map_err(named(core))?;
         if !r.at_end() {
             return Err(named(core)(DecodeError {
                 position: r.pos,
                 reason: "trailing bytes after the events",
             }));
         }
-        let n = self.times.len();
+        let n = self.count;
+        self.deferred.clear();
+        if split_core {
+            self.times.clear();
+            self.ingests.clear();
+            self.ids.clear();
+            for part in [Deferred::Times, Deferred::Arrivals] {
+                let Some(s) = directory.iter().find(|s| s.role == part.role()) else {
+                    return Err(BlockError::Decompress(format!(
+                        "the block has no section for {:?}",
+                        part
+                    )));
+                };
+                self.deferred.push(s.clone());
+            }
+            if self.needs.times {
+                self.load(stored, Deferred::Times)?;
+            }
+            if self.needs.arrivals {
+                self.load(stored, Deferred::Arrivals)?;
+            }
+        }
         self.fields.clear();
         self.columns.clear();
         self.column_names.clear();
@@ -306,6 +362,51 @@ impl BlockView {
         Ok(())
     }
 
+    /// Decompresses a deferred part of the core of the block `stored` (the block this view was
+    /// decoded from); nothing if it is there already.
+    pub(crate) fn load(&mut self, stored: &[u8], part: Deferred) -> Result<(), BlockError> {
+        let Some(k) = self.deferred.iter().position(|s| s.role == part.role()) else {
+            return Ok(());
+        };
+        let section = self.deferred.swap_remove(k);
+        let mut buffer = std::mem::take(&mut self.scratch);
+        sections::read(stored, &section, &mut buffer)?;
+        let mut r = Reader::new(&buffer);
+        let n = self.count;
+        let mut read = || -> Result<(), DecodeError> {
+            match part {
+                Deferred::Times => deltas(&mut r, n, "truncated @timestamp", &mut self.times)?,
+                Deferred::Arrivals => {
+                    deltas(&mut r, n, "truncated @ingesttimestamp", &mut self.ingests)?;
+                    ids(&mut r, n, &mut self.ids)?;
+                }
+            }
+            match r.at_end() {
+                true => Ok(()),
+                false => r.fail("trailing bytes"),
+            }
+        };
+        let result = read();
+        self.scratch = buffer;
+        result.map_err(|e| BlockError::Section {
+            section: section.label(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Whether `part` of the core is decompressed.
+    pub fn has(&self, part: Deferred) -> bool {
+        !self.deferred.iter().any(|s| s.role == part.role())
+    }
+
+    /// A copy of `other` that keeps this view's needs (a thread's view reads the next stored
+    /// block with them).
+    pub(crate) fn copy_from(&mut self, other: &BlockView) {
+        let needs = std::mem::take(&mut self.needs);
+        self.clone_from(other);
+        self.needs = needs;
+    }
+
     /// Decodes an uncompressed payload (see [`crate::block`] for its layout).
     pub fn decode(payload: &[u8]) -> Result<BlockView, DecodeError> {
         let mut v = BlockView::default();
@@ -346,8 +447,8 @@ impl BlockView {
 
     fn decode_payload(&mut self, payload: &[u8]) -> Result<(), DecodeError> {
         let mut r = Reader::new(payload);
-        self.decode_core(&mut r)?;
-        let n = self.times.len();
+        self.decode_core(&mut r, true)?;
+        let n = self.count;
         if self.flags.iter().any(|&f| f & TEMPLATED != 0) {
             return r.fail("a templated text in a block without templates");
         }
@@ -367,24 +468,25 @@ impl BlockView {
         Ok(())
     }
 
-    /// Decodes the count, tag sets, times, flags, ids and tag indexes.
-    fn decode_core(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    /// Decodes the count, tag sets, flags and tag indexes, and (`with_arrivals`: formats 1 to
+    /// 3) the times, ingest times and ids between them.
+    fn decode_core(&mut self, r: &mut Reader<'_>, with_arrivals: bool) -> Result<(), DecodeError> {
         let v = self;
         let n = r.len("bad event count")?;
+        v.count = n;
         let sets = r.len("bad tag set count")?;
         v.tag_sets.clear();
         for _ in 0..sets {
             v.tag_sets.push(r.string_map("truncated tag set")?);
         }
-        deltas(r, n, "truncated @timestamp", &mut v.times)?;
-        deltas(r, n, "truncated @ingesttimestamp", &mut v.ingests)?;
+        if with_arrivals {
+            deltas(r, n, "truncated @timestamp", &mut v.times)?;
+            deltas(r, n, "truncated @ingesttimestamp", &mut v.ingests)?;
+        }
         v.flags.clear();
         v.flags.extend_from_slice(r.bytes(n, "truncated flags")?);
-        v.ids.clear();
-        let mut prev = 0u128;
-        for _ in 0..n {
-            prev = prev.wrapping_add(unzigzag128(r.varint128("truncated @id")?) as u128);
-            v.ids.push(prev);
+        if with_arrivals {
+            ids(r, n, &mut v.ids)?;
         }
         v.tag_index.clear();
         v.tag_index.resize(n, 0);
@@ -688,12 +790,12 @@ impl BlockView {
 
     /// Events in the block.
     pub fn len(&self) -> usize {
-        self.times.len()
+        self.count
     }
 
     /// Whether the block has no events.
     pub fn is_empty(&self) -> bool {
-        self.times.is_empty()
+        self.count == 0
     }
 
     /// Event `i`'s `@timestamp`.
@@ -728,7 +830,8 @@ impl BlockView {
         &self.tag_sets[self.tag_index[i] as usize]
     }
 
-    /// Which events `scan` keeps by time range and tags (its tokens are the caller's).
+    /// Which events `scan` keeps by time range and tags (its tokens are the caller's). A view
+    /// whose times are deferred keeps every time: its block lies within the scan's range.
     pub fn kept_by(&self, scan: &Scan) -> Vec<bool> {
         let sets: Vec<bool> = self
             .tag_sets
@@ -739,6 +842,9 @@ impl BlockView {
                     .all(|(k, v)| tags.get(k).is_some_and(|have| have == v))
             })
             .collect();
+        if !self.has(Deferred::Times) {
+            return self.tag_index.iter().map(|&t| sets[t as usize]).collect();
+        }
         (0..self.len())
             .map(|i| {
                 let t = self.times[i];
@@ -840,6 +946,17 @@ impl BlockView {
 /// older one did: the event keeps its raw text then, without fields.
 fn parsed_fields(p: Parser, raw: &str, ingest: i64) -> BTreeMap<String, Value> {
     p.fields_of(raw, ingest).unwrap_or_default()
+}
+
+/// `n` ids stored as zig-zag differences from the previous one, into `out`.
+fn ids(r: &mut Reader<'_>, n: usize, out: &mut Vec<u128>) -> Result<(), DecodeError> {
+    out.clear();
+    let mut prev = 0u128;
+    for _ in 0..n {
+        prev = prev.wrapping_add(unzigzag128(r.varint128("truncated @id")?) as u128);
+        out.push(prev);
+    }
+    Ok(())
 }
 
 /// `n` values stored as zig-zag differences from the previous one, into `out`.
