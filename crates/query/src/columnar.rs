@@ -10,12 +10,75 @@
 
 use eddy_event::ValueRef;
 use eddy_store::columns::{Column, Values};
-use eddy_store::BlockView;
+use eddy_store::{BlockView, Bound};
 use foldhash::HashMap;
 
 use crate::engine::{with_text, Agg, AggState, Collect, Grouping, Key, Program, State, Step};
 use crate::filter::{in_matches, Compiled, Matcher};
 use crate::sketch::Quantiles;
+use crate::syntax::CompareOp;
+
+/// The numeric bounds that every event passing the program's leading filters meets: a block
+/// whose column ranges fall outside one is ruled out before its columns are decompressed.
+pub fn bounds(program: &Program) -> Vec<Bound> {
+    let mut out = Vec::new();
+    for step in &program.steps {
+        match step {
+            Step::Filter(c) => bounds_of(c, &mut out),
+            _ => break,
+        }
+    }
+    out
+}
+
+fn bounds_of(c: &Compiled, out: &mut Vec<Bound>) {
+    let plain = |f: &str| !f.is_empty() && !f.starts_with('@') && !f.starts_with('#');
+    let mut bound = |field: &str, lo: f64, hi: f64| {
+        out.push(Bound {
+            field: field.to_string(),
+            lo,
+            hi,
+        })
+    };
+    match c {
+        Compiled::Match {
+            field,
+            matcher: Matcher::Exact(s),
+            negated: false,
+        } if plain(field) => {
+            if let Some(x) = canonical_int(s) {
+                bound(field, x as f64, x as f64);
+            }
+        }
+        Compiled::Number { field, op, value } if plain(field) => match op {
+            CompareOp::Eq => bound(field, *value, *value),
+            CompareOp::Lt | CompareOp::Le => bound(field, f64::NEG_INFINITY, *value),
+            CompareOp::Gt | CompareOp::Ge => bound(field, *value, f64::INFINITY),
+            CompareOp::Ne => {}
+        },
+        Compiled::In {
+            field,
+            exact,
+            patterns,
+        } if plain(field) && patterns.is_empty() && !exact.is_empty() => {
+            let numbers: Option<Vec<i64>> = exact.iter().map(|s| canonical_int(s)).collect();
+            if let Some(xs) = numbers {
+                let (lo, hi) = xs
+                    .iter()
+                    .fold((i64::MAX, i64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+                bound(field, lo as f64, hi as f64);
+            }
+        }
+        Compiled::And(all) => all.iter().for_each(|c| bounds_of(c, out)),
+        _ => {}
+    }
+}
+
+/// `s` as an integer when it is exactly how that integer is written (only such texts equal an
+/// integer value's text).
+fn canonical_int(s: &str) -> Option<i64> {
+    s.parse::<i64>().ok().filter(|i| i.to_string() == s)
+}
 
 /// Whether the block and the program allow answering from the columns.
 pub fn applies(program: &Program, view: &BlockView) -> bool {
@@ -120,7 +183,7 @@ fn decide(c: &Compiled, view: &BlockView) -> Option<Vec<bool>> {
             negated,
         } => {
             let exact_int = match matcher {
-                Matcher::Exact(s) => Some(s.parse::<i64>().ok().filter(|i| i.to_string() == *s)),
+                Matcher::Exact(s) => Some(canonical_int(s)),
                 _ => None,
             };
             each_value(view.column(field), n, *negated, |v| {

@@ -113,6 +113,7 @@ impl BlockPlan {
                 },
                 times: false,
                 arrivals: false,
+                bounds: columnar::bounds(&program),
             },
             parts,
             counts_only: program.steps.is_empty() && program.collect.counts_only(),
@@ -132,6 +133,13 @@ impl BlockPlan {
         text_filter: &mut BlockFilter,
         state: &mut State,
     ) -> Result<u64, SegmentError> {
+        if view.ruled_out() {
+            // No event can pass: only how many the scan kept is counted.
+            if !task.within_range() {
+                task.load(buffers, view, Deferred::Times)?;
+            }
+            return Ok(view.kept_by(task.scan()).iter().filter(|&&k| k).count() as u64);
+        }
         let columnar = !self.counts_only && columnar::applies(&self.program, view);
         // A text filter may fall back to whole events.
         let events = !self.counts_only && !columnar || self.text.is_some();

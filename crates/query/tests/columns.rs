@@ -128,6 +128,11 @@ fn filter() -> impl Strategy<Value = String> {
         Just("ok!=false".to_string()),
         Just("in(level, values=[INFO, debug])".to_string()),
         Just("in(status, values=[404, 50*])".to_string()),
+        // Bounds that rule blocks out by their ranges, or by a field none of their events has.
+        Just("in(status, values=[200, 404])".to_string()),
+        (0i64..300).prop_map(|m| format!("ms>{m}")),
+        Just("nothing=5".to_string()),
+        Just("nothing>3".to_string()),
         Just("nothing=here".to_string()),
         Just("nothing!=here".to_string()),
         // Free text over templated texts: words in literals and in holes, a regex across both.
@@ -253,4 +258,64 @@ fn stored_events_come_back_whole_with_their_exact_text() {
     assert_eq!(a.rows.len(), events.len());
     let want = reference(&events, "head(1000)");
     assert_eq!(a.rows, want.rows);
+}
+
+#[test]
+fn blocks_whose_ranges_cannot_hold_the_value_are_ruled_out_and_the_answer_stays() {
+    // Statuses in runs, so that blocks hold 200s only, 200s up to a 404, 404s only, 404s up to
+    // 500s, and 500s only: ranges that end exactly at the value must not be ruled out.
+    let specs: Vec<Spec> = (0..300)
+        .map(|n| Spec {
+            level: Some(n % 4),
+            status: Some([200, 404, 500][n / 100]),
+            ms: None,
+            ms_as_text: false,
+            user: None,
+            ok: None,
+            parsed: true,
+        })
+        .collect();
+    let events: Vec<Event> = specs.iter().enumerate().map(|(n, s)| event(n, s)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_of(dir.path(), &events);
+    let all = (i64::MIN, i64::MAX);
+    for q in [
+        "status=404 | count()",
+        "status>=404 | count()",
+        "status<=404 | count()",
+        "in(status, values=[404, 500]) | groupBy(status)",
+        "status=404 | groupBy(level)",
+    ] {
+        let got = stored(&store, q, all);
+        let want = reference(&events, q);
+        assert_eq!(got.rows, want.rows, "{q}");
+    }
+    // Which blocks the bound of `status=404` rules out: exactly those without a 404.
+    let needs = eddy_store::Needs {
+        bounds: vec![eddy_store::Bound {
+            field: "status".into(),
+            lo: 404.0,
+            hi: 404.0,
+        }],
+        ..eddy_store::Needs::ALL
+    };
+    let plan = store.plan(&eddy_store::Scan::all());
+    let (mut ruled_out, mut holding) = (0, 0);
+    for task in &plan.tasks {
+        let mut view = eddy_store::BlockView::with_needs(needs.clone());
+        task.open_into(&mut eddy_store::ReadBuffers::default(), &mut view)
+            .unwrap();
+        let has_404 = task
+            .read()
+            .unwrap()
+            .iter()
+            .any(|e| e.fields.get("status") == Some(&eddy_event::Value::Int(404)));
+        assert_eq!(view.ruled_out(), !has_404);
+        ruled_out += usize::from(view.ruled_out());
+        holding += usize::from(has_404);
+    }
+    assert!(
+        ruled_out > 0 && holding > 0,
+        "{ruled_out} ruled out, {holding} holding"
+    );
 }

@@ -37,4 +37,4 @@ pub use scan::Scan;
 pub use segment::{Footer, SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
 pub use store::{Appender, RepoStore, StoreConfig};
 pub use tokens::{event_tokens, is_whole_token, text_tokens};
-pub use view::{BlockView, Deferred, Needs, Parts, ReadBuffers, SplitColumns};
+pub use view::{BlockView, Bound, Deferred, Needs, Parts, ReadBuffers, SplitColumns};

@@ -30,7 +30,7 @@ pub fn text_reads() -> u64 {
 }
 
 /// What of a sectioned block to decompress (older blocks are one frame: all of it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Needs {
     /// The texts (and every column, which templated texts are rebuilt from).
     pub text: bool,
@@ -42,6 +42,36 @@ pub struct Needs {
     pub times: bool,
     /// The events' ingest times and ids (needed to build events).
     pub arrivals: bool,
+    /// Conditions every event the query keeps meets: a block whose column ranges show that no
+    /// event can is ruled out after its core, with nothing else decompressed.
+    pub bounds: Vec<Bound>,
+}
+
+/// Only events whose `field` is a number from `lo` to `hi` can pass the query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bound {
+    /// A field (no tag, no `@` field).
+    pub field: String,
+    /// The smallest number that can pass.
+    pub lo: f64,
+    /// The largest number that can pass.
+    pub hi: f64,
+}
+
+impl Bound {
+    /// Whether no event of a block can meet the bound, given the block's column of the field
+    /// (`None`: no event has the field) and its range.
+    fn rules_out(&self, column: Option<Option<columns::Range>>) -> bool {
+        match column {
+            None => true,
+            Some(Some(columns::Range::Int(lo, hi))) => {
+                (hi as f64) < self.lo || (lo as f64) > self.hi
+            }
+            Some(Some(columns::Range::Float(lo, hi))) => hi < self.lo || lo > self.hi,
+            // Not every value is a number: any may pass.
+            Some(None) => false,
+        }
+    }
 }
 
 impl Default for Needs {
@@ -57,6 +87,7 @@ impl Needs {
         fields: None,
         times: true,
         arrivals: true,
+        bounds: Vec::new(),
     };
 
     fn wants(&self, field: &str) -> bool {
@@ -215,6 +246,8 @@ pub struct BlockView {
     deferred: Vec<Section>,
     /// Memory for decompressing a deferred section.
     scratch: Vec<u8>,
+    /// Whether the needs' bounds ruled the block out: only its core was read.
+    ruled_out: bool,
 }
 
 impl BlockView {
@@ -244,6 +277,7 @@ impl BlockView {
             return result;
         }
         self.sectioned = false;
+        self.ruled_out = false;
         self.deferred.clear();
         self.columns.clear();
         self.column_names.clear();
@@ -320,8 +354,27 @@ impl BlockView {
         self.columns.clear();
         self.column_names.clear();
         self.templates = None;
+        self.column_names.extend(
+            directory
+                .iter()
+                .filter(|s| s.role == Role::Column)
+                .map(|s| (s.name.clone(), s.range)),
+        );
+        self.ruled_out = self.needs.bounds.iter().any(|b| {
+            !self.has_tag(&b.field)
+                && b.rules_out(
+                    directory
+                        .iter()
+                        .find(|s| s.role == Role::Column && s.name == b.field)
+                        .map(|s| s.range),
+                )
+        });
+        if self.ruled_out {
+            self.plain = None;
+            self.payload = buffer;
+            return Ok(());
+        }
         for s in directory.iter().filter(|s| s.role == Role::Column) {
-            self.column_names.push((s.name.clone(), s.range));
             if self.needs.wants(&s.name) {
                 sections::read(stored, s, &mut buffer)?;
                 self.columns
@@ -392,6 +445,12 @@ impl BlockView {
             section: section.label(),
             reason: e.to_string(),
         })
+    }
+
+    /// Whether the needs' bounds showed that no event of the block can pass the query: only
+    /// its core (and the times or arrivals asked for) was decompressed.
+    pub fn ruled_out(&self) -> bool {
+        self.ruled_out
     }
 
     /// Whether `part` of the core is decompressed.
