@@ -56,7 +56,8 @@ pub struct Discovery {
     /// Whether blocks in the range were left unread for the bounds: the answer describes the
     /// newest events only.
     pub sampled: bool,
-    /// Blocks read.
+    /// Blocks read (a block that two windows overlap, such as one still being filled, is read
+    /// by each).
     pub blocks_read: u64,
     /// Blocks in the range (after pruning by time).
     pub blocks_total: u64,
@@ -292,20 +293,21 @@ pub fn discover(store: &RepoStore, start: i64, end: i64, bounds: Bounds) -> Disc
     let mut sampled = false;
     if let Some((first, last)) = store.time_bounds() {
         let (lo, mut hi) = (start.max(first), end.min(last.saturating_add(1)));
-        let mut width = ((hi.saturating_sub(lo)) / 4096).max(1_000_000);
+        // A few windows at most: every window reads the blocks still being filled again.
+        let mut width = ((hi.saturating_sub(lo)) / 64).max(1_000_000);
         while hi > lo && !reader.spent() {
             let from = hi.saturating_sub(width).max(lo);
             let before = reader.events;
             let cut_short = !reader.window(store, from, hi);
             hi = from;
-            // The next window holds about what the budget has left, at the density seen.
+            // The next window holds about what the budget has left, at the density seen
+            // (growing at most 16-fold: the bound on blocks stops a denser past).
             let seen = reader.events - before;
             let left = bounds.events.saturating_sub(reader.events);
             width = match seen {
-                0 => width.saturating_mul(2),
-                _ => {
-                    (width as f64 * left as f64 / seen as f64).clamp(1e6, width as f64 * 2.0) as i64
-                }
+                0 => width.saturating_mul(4),
+                _ => (width as f64 * left as f64 / seen as f64).clamp(1e6, width as f64 * 16.0)
+                    as i64,
             };
             if cut_short {
                 sampled = true;
