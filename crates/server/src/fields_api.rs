@@ -100,6 +100,17 @@ mod tests {
         assert_eq!(end, i64::MAX);
     }
 
+    proptest::proptest! {
+        /// Any query string a client sends is a range or an error, never a panic, and a
+        /// range is never empty.
+        #[test]
+        fn any_query_string_is_a_range_or_an_error(query in "((start|end|x)=[0-9a-zA-Z:%+.-]{0,24}&?){0,3}") {
+            if let Ok((start, end)) = range_of(&query) {
+                proptest::prop_assert!(start <= end);
+            }
+        }
+    }
+
     #[test]
     fn a_bad_range_says_which_end_is_wrong() {
         assert!(range_of("start=yesterday")
