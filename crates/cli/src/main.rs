@@ -3,6 +3,7 @@
 
 mod bench;
 mod consume;
+mod fields;
 mod group;
 mod output;
 mod produce;
@@ -138,6 +139,9 @@ enum Command {
     Send(send::SendArgs),
     /// Run a query on a server: `eddy search 'status>=500 | groupBy(host)' --start 24h`.
     Search(search::SearchArgs),
+    /// List the fields a repository's events have, with types, counts and top values:
+    /// `eddy fields --start 1h`.
+    Fields(fields::FieldsArgs),
     /// Follow a live query: `eddy tail 'status>=500'` prints events as they come, an aggregate
     /// is a table redrawn as it changes.
     Tail(tail::TailArgs),
@@ -186,6 +190,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Send(args) => send::run(args),
         Command::Search(args) => search::run(args),
+        Command::Fields(args) => fields::run(args),
         Command::Tail(args) => tail::run(args),
         Command::Topic(args) => topic::run(args),
         Command::Produce(args) => produce::run(args),

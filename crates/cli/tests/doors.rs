@@ -250,3 +250,70 @@ fn eddy_send_of_an_access_log_without_parser_suggests_accesslog() {
     assert!(stderr.contains("try --parser accesslog"), "{stderr}");
     server.stop();
 }
+
+#[test]
+fn statsd_gauges_answer_their_last_value_per_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "[[udp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"open\"\nparser = \"statsd\"\n",
+    );
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let gauges = [
+        "cpu.temp:40|g",
+        "disk.free:100|g",
+        "cpu.temp:42.5|g",
+        "disk.free:90|g",
+        "cpu.temp:41|g",
+    ];
+    // One at a time: each is stored before the next is sent, so their times are in this order.
+    for (n, gauge) in gauges.iter().enumerate() {
+        socket.send_to(gauge.as_bytes(), server.udp[0]).unwrap();
+        server.wait_for_metric(
+            r#"eddy_ingest_events_total{door="udp",repository="open"}"#,
+            (n + 1) as f64,
+        );
+    }
+    let search = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .args([
+                "search",
+                "--url",
+                &server.url,
+                "-r",
+                "open",
+                "--json",
+                "--token",
+                TOKEN,
+            ])
+            .arg("type=gauge | groupBy(metric, function=[count(), last(value), first(value)])")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    // Stored events become searchable within moments.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let a = search();
+        let counted: u64 = a["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["_count"].as_u64())
+            .sum();
+        if counted == 5 || std::time::Instant::now() > deadline {
+            break a;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        answer["rows"],
+        serde_json::json!([
+            { "metric": "cpu.temp", "_count": 3, "_last": 41, "_first": 40 },
+            { "metric": "disk.free", "_count": 2, "_last": 90, "_first": 100 },
+        ]),
+        "{answer}"
+    );
+    server.stop();
+}

@@ -148,6 +148,17 @@ fn readme_quick_start_searches_what_it_sent_and_explains_the_ratio() {
         .next()
         .unwrap_or(0);
     assert!(count > 0, "`eddy search` found nothing: {search}");
+    // The generated JSON's fields, listed from the work in progress.
+    let fields = output_of("eddy fields");
+    let listed: Vec<&str> = fields
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        fields.starts_with("FIELD") && listed.contains(&"level") && listed.contains(&"service"),
+        "`eddy fields` lists no fields: {fields}"
+    );
     // A fresh store has sealed nothing; the ratio says so, and what is in progress.
     let ratio = output_of("store ratio");
     assert!(

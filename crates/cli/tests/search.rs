@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{agent, post, Server, NDJSON};
+use common::{agent, get, post, Server, NDJSON};
 
 const INGEST: &str = "ingest-token-0123456789";
 const READ: &str = "read-token-0123456789";
@@ -329,7 +329,7 @@ fn eddy_search_prints_tables_json_and_csv() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let table = String::from_utf8(out.stdout).unwrap();
+    let table = String::from_utf8(out.stdout.clone()).unwrap();
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 4, "{table}");
     assert!(
@@ -364,5 +364,112 @@ fn eddy_search_prints_tables_json_and_csv() {
         "{err}"
     );
     assert!(err.contains("did you mean count?"), "{err}");
+    server.stop();
+}
+
+#[test]
+fn fields_lists_what_the_events_hold_with_types_counts_and_top_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = loaded(dir.path());
+    let path = "/api/v1/repositories/logs/fields?start=1h";
+    // Reading fields needs what reading events needs.
+    let (status, _) = get(
+        &server,
+        path,
+        &[("Authorization", &format!("Bearer {INGEST}"))],
+    );
+    assert_eq!(status, 403);
+    let (status, a) = get(
+        &server,
+        path,
+        &[("Authorization", &format!("Bearer {READ}"))],
+    );
+    assert_eq!(status, 200, "{a}");
+    // The 300 events are in work in progress: nothing is sealed yet, and all are counted.
+    assert_eq!(
+        (a["events"].as_u64(), a["sampled"].as_bool()),
+        (Some(300), Some(false)),
+        "{a}"
+    );
+    let field = |name: &str| {
+        a["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {a}"))
+            .clone()
+    };
+    let method = field("method");
+    assert_eq!(method["events"], 300);
+    assert_eq!(method["types"], serde_json::json!({ "string": 300 }));
+    assert_eq!(method["distinct"], 3);
+    assert_eq!(
+        method["top"][0],
+        serde_json::json!({ "value": "GET", "count": 100 })
+    );
+    let status_field = field("status");
+    assert_eq!(status_field["types"], serde_json::json!({ "int": 300 }));
+    assert_eq!(status_field["top"][0]["count"], 75);
+    // 300 distinct texts: too many to list.
+    assert_eq!(field("msg")["distinct"], serde_json::Value::Null);
+    assert_eq!(field("#host")["distinct"], 2);
+    // A bad range is a 400 that names it.
+    let (status, e) = get(
+        &server,
+        "/api/v1/repositories/logs/fields?start=soon",
+        &[("Authorization", &format!("Bearer {READ}"))],
+    );
+    assert_eq!(status, 400);
+    assert!(e["error"].as_str().unwrap().starts_with("start:"), "{e}");
+
+    let fields = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .args([
+                "fields",
+                "--url",
+                &server.url,
+                "-r",
+                "logs",
+                "--token",
+                READ,
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = fields(&["--start", "1h"]);
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8(out.stdout.clone()).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("FIELD") && lines[0].contains("TOP VALUES"),
+        "{table}"
+    );
+    let method_line = lines.iter().find(|l| l.starts_with("method ")).unwrap();
+    assert!(
+        method_line.contains("string") && method_line.contains("GET (100)"),
+        "{table}"
+    );
+    assert!(table.contains("many distinct values"), "{table}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("of 300 events"),
+        "{out:?}"
+    );
+    let out = fields(&["--start", "1h", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["events"], 300, "{json}");
+    // A range without events says where they are.
+    let out = fields(&[
+        "--start",
+        "2000-01-01T00:00:00Z",
+        "--end",
+        "2000-01-02T00:00:00Z",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds no events"),
+        "{out:?}"
+    );
     server.stop();
 }

@@ -148,6 +148,10 @@ fn eligible(program: &Program, view: &BlockView) -> bool {
                 Grouping::Fields(fs) => names.extend(fs.iter().map(String::as_str)),
                 Grouping::Time { series, .. } => names.extend(series.as_deref()),
             }
+            // last() and first() compare events' times and ids: the event path keeps those.
+            if outputs.iter().any(|o| o.agg.needs_event()) {
+                return false;
+            }
             names.extend(outputs.iter().filter_map(|o| o.agg.field()));
         }
         Collect::Histogram { field, .. } => names.push(field),

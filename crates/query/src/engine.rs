@@ -217,6 +217,10 @@ pub enum Agg {
     Percentile(String, Vec<f64>),
     /// `boxplot(field)`: quartiles, whiskers, outliers and range.
     Boxplot(String),
+    /// `last(field)`: the value of the event with the latest time (see [`Picked`]).
+    Last(String),
+    /// `first(field)`: the value of the event with the earliest time.
+    First(String),
 }
 
 /// The columns of `boxplot()`, after its prefix.
@@ -265,6 +269,8 @@ impl Output {
                 Agg::Avg(_) => "_avg",
                 Agg::Min(_) => "_min",
                 Agg::Max(_) => "_max",
+                Agg::Last(_) => "_last",
+                Agg::First(_) => "_first",
                 Agg::Percentile(..) | Agg::Boxplot(_) => "",
             }
             .to_string()
@@ -285,10 +291,46 @@ fn fmt_num(x: f64) -> String {
 pub(crate) enum AggState {
     Count(u64),
     Distinct(Box<Distinct>),
-    Sum { sum: f64, n: u64 },
+    Sum {
+        sum: f64,
+        n: u64,
+    },
     Min(Option<f64>),
     Max(Option<f64>),
     Quantiles(Box<Quantiles>),
+    /// `last()` (`latest: true`) or `first()`.
+    Pick {
+        latest: bool,
+        picked: Option<Picked>,
+    },
+}
+
+/// The value `last()` or `first()` keeps: that of the event latest (earliest) by time, ties
+/// broken by the larger (smaller) event id, so that any order of adding and merging keeps the
+/// same event.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Picked {
+    timestamp: i64,
+    id: u128,
+    value: Value,
+}
+
+impl Picked {
+    /// Whether `self` is to be kept over `other`.
+    fn wins_over(&self, other: &Picked, latest: bool) -> bool {
+        let order = (self.timestamp, self.id).cmp(&(other.timestamp, other.id));
+        match latest {
+            true => order.is_gt(),
+            false => order.is_lt(),
+        }
+    }
+}
+
+/// Keeps `offered` in `picked` if it wins over what is there.
+fn pick(picked: &mut Option<Picked>, offered: Picked, latest: bool) {
+    if picked.as_ref().is_none_or(|p| offered.wins_over(p, latest)) {
+        *picked = Some(offered);
+    }
 }
 
 impl Agg {
@@ -302,8 +344,15 @@ impl Agg {
             | Agg::Min(f)
             | Agg::Max(f)
             | Agg::Percentile(f, _)
-            | Agg::Boxplot(f) => Some(f),
+            | Agg::Boxplot(f)
+            | Agg::Last(f)
+            | Agg::First(f) => Some(f),
         }
+    }
+
+    /// Whether it needs each event's time and id, not only its value (no column path then).
+    pub(crate) fn needs_event(&self) -> bool {
+        matches!(self, Agg::Last(_) | Agg::First(_))
     }
 
     pub(crate) fn state(&self) -> AggState {
@@ -314,11 +363,30 @@ impl Agg {
             Agg::Min(_) => AggState::Min(None),
             Agg::Max(_) => AggState::Max(None),
             Agg::Percentile(..) | Agg::Boxplot(_) => AggState::Quantiles(Box::default()),
+            Agg::Last(_) => AggState::Pick {
+                latest: true,
+                picked: None,
+            },
+            Agg::First(_) => AggState::Pick {
+                latest: false,
+                picked: None,
+            },
         }
     }
 
     fn add(&self, s: &mut AggState, e: &Event) {
         let value = self.field().and_then(|f| fields::get(e, f));
+        if let AggState::Pick { latest, picked } = s {
+            if let Some(v) = value {
+                let offered = Picked {
+                    timestamp: e.timestamp,
+                    id: e.id.as_u128(),
+                    value: v.into_owned(),
+                };
+                pick(picked, offered, *latest);
+            }
+            return;
+        }
         self.add_value(s, value.as_deref().map(ValueRef::from));
     }
 
@@ -361,6 +429,9 @@ impl Agg {
             }],
             (_, AggState::Sum { sum, .. }) => vec![expr::number(*sum)],
             (_, AggState::Min(m) | AggState::Max(m)) => vec![m.map_or(Value::Null, expr::number)],
+            (_, AggState::Pick { picked, .. }) => {
+                vec![picked.as_ref().map_or(Value::Null, |p| p.value.clone())]
+            }
             (Agg::Percentile(_, ps), AggState::Quantiles(q)) => ps
                 .iter()
                 .map(|p| q.percentile(*p).map_or(Value::Null, expr::number))
@@ -394,6 +465,14 @@ impl AggState {
                 Distinct::Sketch(registers) => registers.len(),
             },
             AggState::Quantiles(q) => q.approx_bytes(),
+            AggState::Pick {
+                picked:
+                    Some(Picked {
+                        value: Value::Str(t),
+                        ..
+                    }),
+                ..
+            } => 32 + t.len(),
             _ => 0,
         }
     }
@@ -409,6 +488,13 @@ impl AggState {
             (AggState::Min(a), AggState::Min(b)) => *a = extreme(*a, b, f64::min),
             (AggState::Max(a), AggState::Max(b)) => *a = extreme(*a, b, f64::max),
             (AggState::Quantiles(a), AggState::Quantiles(b)) => a.merge(&b),
+            (
+                AggState::Pick { latest, picked },
+                AggState::Pick {
+                    picked: Some(theirs),
+                    ..
+                },
+            ) => pick(picked, theirs, *latest),
             _ => {}
         }
     }

@@ -13,7 +13,8 @@
 //! - [`compile`] turns a parsed query into a program of the operators that [`engine`] holds
 //!   (per-event steps, collecting stages and their mergeable state, over [`fields`] of events
 //!   and the [`sketch`]es of approximate aggregates);
-//! - [`run`](mod@run) runs a query over a repository; [`live`] keeps one running as data streams in.
+//! - [`run`](mod@run) runs a query over a repository; [`live`] keeps one running as data streams in;
+//!   [`discover`] says which fields a repository's events have, over the same scan.
 //!
 //! The language is described in `docs/query-language.md`.
 
@@ -22,6 +23,7 @@
 pub mod blockwise;
 pub mod columnar;
 pub mod compile;
+pub mod discover;
 pub mod engine;
 pub mod expr;
 pub mod fields;

@@ -279,6 +279,7 @@ mod tests {
         "percentile(bytes, percentiles=[50, 99])",
         "count(host, distinct=true)",
         "eval(double=bytes*2) | groupBy(host, function=avg(double))",
+        "groupBy(host, function=[last(bytes), first(status)])",
     ];
 
     proptest! {

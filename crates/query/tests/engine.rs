@@ -680,3 +680,92 @@ proptest! {
         }
     }
 }
+
+/// Event of a `last()`/`first()` case: time `t` s (often shared), id `id`, group `g`, and a value
+/// of one of three types, or none.
+fn picked_event(t: i64, id: u128, g: u8, v: Option<u8>) -> Event {
+    let mut e = Event::new(T0 + t * SECOND);
+    e.timestamp = T0 + t * SECOND;
+    e.id = uuid::Uuid::from_u128(id);
+    e.raw = Some(format!("g={g} event {id}"));
+    e.fields.insert("g".into(), Value::Str(format!("g{g}")));
+    if let Some(v) = v {
+        let value = match v % 3 {
+            0 => Value::Int(i64::from(v)),
+            1 => Value::Str(format!("s{v}")),
+            _ => Value::Bool(v % 2 == 0),
+        };
+        e.fields.insert("v".into(), value);
+    }
+    e
+}
+
+/// The plain model: per group, the value of the event latest (`latest`) or earliest by time,
+/// ties by the larger or smaller id; events without the value do not count.
+fn picked_by_model(events: &[Event], latest: bool) -> BTreeMap<String, Value> {
+    let mut best: BTreeMap<String, (i64, u128, Value)> = BTreeMap::new();
+    for e in events {
+        let (Some(Value::Str(g)), Some(v)) = (e.fields.get("g"), e.fields.get("v")) else {
+            continue;
+        };
+        let at = (e.timestamp, e.id.as_u128());
+        let better = match best.get(g) {
+            None => true,
+            Some((t, id, _)) if latest => at > (*t, *id),
+            Some((t, id, _)) => at < (*t, *id),
+        };
+        if better {
+            best.insert(g.clone(), (at.0, at.1, v.clone()));
+        }
+    }
+    best.into_iter().map(|(g, (_, _, v))| (g, v)).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Random events (many sharing a time), stored in sealed segments of small blocks and in
+    /// work in progress, read on three threads: `last()` and `first()` per group equal the
+    /// plain model whatever the order blocks are read and states merged in.
+    #[test]
+    fn last_and_first_pick_the_latest_and_earliest_event_across_threads_and_blocks(
+        rows in prop::collection::vec((0i64..40, 0u8..4, prop::option::of(0u8..30)), 20..400),
+    ) {
+        let mut ids: Vec<u128> = (0..rows.len() as u128).map(|i| (i * 7919) % 100_003).collect();
+        ids.dedup();
+        let events: Vec<Event> = rows
+            .iter()
+            .zip(&ids)
+            .map(|(&(t, g, v), &id)| picked_event(t, id, g, v))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let s = store_of(dir.path(), events.clone());
+        let prepared = prepare("groupBy(g, function=[last(v), first(v, as=earliest)])", 1000).unwrap();
+        let options = Options { threads: 3, ..Options::default() };
+        let a = run(&s, &prepared, &options, &AtomicBool::new(false), &|_| {});
+        prop_assert_eq!(&a.columns, &["g", "_last", "earliest"].map(String::from).to_vec());
+        let (last, first) = (picked_by_model(&events, true), picked_by_model(&events, false));
+        let groups: std::collections::BTreeSet<u8> = rows.iter().map(|r| r.1).collect();
+        prop_assert_eq!(a.rows.len(), groups.len());
+        for r in &a.rows {
+            let Some(Value::Str(g)) = r.get("g") else { panic!("{r:?}") };
+            // A group none of whose events has the value answers null.
+            prop_assert_eq!(&r["_last"], last.get(g).unwrap_or(&Value::Null), "group {}", g);
+            prop_assert_eq!(&r["earliest"], first.get(g).unwrap_or(&Value::Null), "group {}", g);
+        }
+    }
+}
+
+#[test]
+fn last_of_a_field_no_event_has_is_null_and_first_takes_a_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), 300);
+    let a = query(&s, "last(n)");
+    assert_eq!(a.rows[0]["_last"], Value::Int(299));
+    let a = query(&s, "first(rare)");
+    assert_eq!(a.rows[0]["_first"], Value::Str("needle0".into()));
+    let a = query(&s, "stats([last(nothing)])");
+    assert_eq!(a.rows[0]["_last"], Value::Null, "{a:?}");
+    let e = prepare("last()", 10).unwrap_err();
+    assert!(e.message.contains("field"), "{}", e.message);
+}

@@ -10,6 +10,7 @@
 //! - `GET|POST /api/v1/repositories`, `GET /api/v1/repositories/{name}` ([`api`]);
 //! - `GET /api/v1/repositories/{name}/events` (a time range of events) and
 //!   `POST /api/v1/repositories/{name}/query` (a query, with NDJSON partials) ([`query`]);
+//! - `GET /api/v1/repositories/{name}/fields` (the fields its events have) ([`fields_api`]);
 //! - `GET /api/v1/repositories/{name}/live` and `GET /api/v1/channels/{name}`: websockets of
 //!   live queries and of pipelines' channels ([`live_api`]);
 //! - `GET|POST /api/v1/pipelines`, `GET|DELETE /api/v1/pipelines/{name}` ([`pipelines_api`]);
@@ -25,6 +26,7 @@
 pub mod api;
 pub mod config;
 pub mod dashboards_api;
+pub mod fields_api;
 pub mod http;
 pub mod http_door;
 pub mod live_api;
@@ -299,6 +301,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/repositories/{name}", get(api::get))
         .route("/api/v1/repositories/{name}/events", get(api::events))
         .route("/api/v1/repositories/{name}/query", post(query::query))
+        .route(
+            "/api/v1/repositories/{name}/fields",
+            get(fields_api::fields),
+        )
         .route("/api/v1/repositories/{name}/live", get(live_api::live))
         .route("/api/v1/channels/{name}", get(live_api::channel))
         .route(

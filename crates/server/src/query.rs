@@ -277,7 +277,7 @@ pub async fn query(
 /// When the range `options` asks for misses every event the repository holds, a warning that
 /// says so and where its events are (the first hour's usual surprise: data stamped elsewhere
 /// in time than the default last 24 h).
-fn empty_range_hint(store: &eddy_store::RepoStore, options: &Options) -> Option<String> {
+pub(crate) fn empty_range_hint(store: &eddy_store::RepoStore, options: &Options) -> Option<String> {
     let (first, last) = store.time_bounds()?;
     if first < options.end && last >= options.start {
         return None;

@@ -1,4 +1,4 @@
-//! The aggregating stages (`count()` … `boxplot()`, `stats`, `groupBy`, `top`, `timechart`,
+//! The aggregating stages (`count()` … `boxplot()`, `last()`, `first()`, `stats`, `groupBy`, `top`, `timechart`,
 //! `bucket`, `histogram`) and the aggregates they compute.
 
 use crate::engine::{Agg, Collect, Grouping, Output, DEFAULT_GROUP_LIMIT, MAX_GROUPS};
@@ -200,6 +200,14 @@ fn compile_agg(c: &Call) -> Result<Output, QueryError> {
             args.check_names(&["field", "as"])?;
             Agg::Boxplot(required_field(c, "field")?)
         }
+        "last" | "first" => {
+            args.check_names(&["field", "as"])?;
+            let f = required_field(c, "field")?;
+            match c.name.as_str() {
+                "last" => Agg::Last(f),
+                _ => Agg::First(f),
+            }
+        }
         _ => {
             return Err(QueryError::unknown_function(
                 c,
@@ -212,6 +220,8 @@ fn compile_agg(c: &Call) -> Result<Output, QueryError> {
                     "max",
                     "percentile",
                     "boxplot",
+                    "last",
+                    "first",
                 ],
             ))
         }

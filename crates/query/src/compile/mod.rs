@@ -44,6 +44,8 @@ pub const STAGE_FUNCTIONS: &[&str] = &[
     "format",
     "histogram",
     "boxplot",
+    "last",
+    "first",
 ];
 
 /// Compiles a parsed query; `limit` is the default number of events or rows returned.
@@ -137,9 +139,8 @@ fn compile_call(
     by_time: &dyn Fn(bool) -> Option<Order>,
 ) -> Result<Option<Collect>, QueryError> {
     let collect = match c.name.as_str() {
-        "count" | "countDistinct" | "sum" | "avg" | "min" | "max" | "percentile" | "boxplot" => {
-            aggregate::single(c)?
-        }
+        "count" | "countDistinct" | "sum" | "avg" | "min" | "max" | "percentile" | "boxplot"
+        | "last" | "first" => aggregate::single(c)?,
         "stats" => aggregate::stats(c)?,
         "groupBy" => aggregate::group_by(c)?,
         "top" => aggregate::top(c)?,
