@@ -285,7 +285,7 @@ pub fn discover(store: &RepoStore, start: i64, end: i64, bounds: Bounds) -> Disc
         // Every field column, no text: a templated text is not needed to know its fields.
         view: BlockView::with_needs(Needs {
             text: false,
-            fields: None,
+            ..Needs::ALL
         }),
     };
     // Windows back in time from the newest event, each planned on its own, so that the
