@@ -142,6 +142,16 @@ fn a_firing_rule_notifies_once_stays_firing_across_a_restart_and_resolves_with_a
     assert_eq!(first.1["fired_before"], 0);
     assert!(first.1["value"].as_f64().unwrap() > 3.0, "{}", first.1);
     assert_eq!(first.0, first.1["id"].as_str().unwrap().replace('-', ""));
+    // The events that caused it come with it.
+    let causes = first.1["events"].as_array().unwrap();
+    assert!(!causes.is_empty() && causes.len() <= 3, "{}", first.1);
+    assert!(
+        causes
+            .iter()
+            .all(|e| e["host"] == "h1" && e["status"] == 500),
+        "{}",
+        first.1
+    );
 
     // A restart while the errors go on: still firing, and no second notice.
     server.stop();
@@ -261,13 +271,14 @@ fn a_host_that_stops_reporting_is_found_absent() {
     let server = Server::start(
         dir.path(),
         &format!(
-            "[alerts.quiet]\nfrom = \"open\"\nquery = \"groupBy(host)\"\nwindow = \"1s\"\ncondition = \"absence\"\nevery = \"100ms\"\nwebhook = \"{hook}\"\n"
+            "[alerts.quiet]\nfrom = \"open\"\nquery = \"groupBy(host)\"\nwindow = \"3s\"\ncondition = \"absence\"\nevery = \"100ms\"\nwebhook = \"{hook}\"\n"
         ),
     );
     let body = "{\"host\":\"a\"}\n{\"host\":\"b\"}\n";
     let (s, _) = common::post(&server, "/api/v1/ingest/open", &[NDJSON], body.as_bytes());
     assert_eq!(s, 200);
-    // Host a keeps reporting; b sent once and went quiet.
+    // Host a keeps reporting, far more often than the window (which slides by whole seconds,
+    // so it always covers at least 2 s); b sent once and went quiet.
     let notice = wait_for("host b found absent", || {
         let _ = common::post(
             &server,

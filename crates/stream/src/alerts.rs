@@ -117,6 +117,10 @@ pub struct Notice {
     /// How the previous firing ended, if there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_ended: Option<String>,
+    /// The group's last few events that the query kept (as its steps left them), newest
+    /// last: what caused a firing. Only in the webhook's notice, not in `_alerts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<serde_json::Value>,
 }
 
 impl Notice {
@@ -147,6 +151,49 @@ impl Notice {
             f.insert(format!("group.{k}"), v);
         }
         e
+    }
+}
+
+/// Events kept per group for notices.
+const SAMPLES: usize = 3;
+
+/// Per group (labels as JSON text), its last [`SAMPLES`] events read from the bus.
+#[derive(Debug, Default)]
+struct Samples(BTreeMap<String, std::collections::VecDeque<serde_json::Value>>);
+
+impl Samples {
+    /// Keeps `event`, which the query kept, under its group.
+    fn offer(&mut self, plan: &RulePlan, event: &Event) {
+        let Some(kept) = plan.prepared.program.process(event) else {
+            return;
+        };
+        let labels: serde_json::Map<String, serde_json::Value> = plan
+            .group_by
+            .iter()
+            .map(|f| (f.clone(), json!(eddy_query::fields::get(&kept, f))))
+            .collect();
+        let events = self
+            .0
+            .entry(serde_json::Value::Object(labels).to_string())
+            .or_default();
+        if events.len() == SAMPLES {
+            events.pop_front();
+        }
+        // As the query's answer shows an event: `@timestamp`, `@rawstring`, `#tags`, fields.
+        let columns = eddy_query::engine::event_columns(std::slice::from_ref(&kept));
+        let row = eddy_query::engine::row_values(&kept, &columns);
+        events.push_back(serde_json::to_value(row).unwrap_or_default());
+    }
+
+    fn of(&self, key: &str) -> Vec<serde_json::Value> {
+        self.0
+            .get(key)
+            .map_or(Vec::new(), |e| e.iter().cloned().collect())
+    }
+
+    /// Forgets the groups no longer kept.
+    fn retain(&mut self, kept: &Kept) {
+        self.0.retain(|k, _| kept.groups.contains_key(k));
     }
 }
 
@@ -382,6 +429,18 @@ impl Runner {
             .ok_or_else(|| Failure::NoRepository(self.config.from.clone()))?;
         let path = state_file(&self.context.data_dir, &self.name);
         let mut kept = load(&path).map_err(Failure::State)?;
+        // When its condition last held before the stop is not kept (it changes at every
+        // evaluation): a firing alert gets its whole `keep_firing_for` again from the start,
+        // so time spent down does not resolve it by itself.
+        let started = now_ns();
+        for g in kept.groups.values_mut() {
+            if let state::Phase::Firing { since, .. } = g.state.phase {
+                g.state.phase = state::Phase::Firing {
+                    since,
+                    last_true: started,
+                };
+            }
+        }
         let mut live = Live::new(
             plan.prepared.clone(),
             plan.window,
@@ -401,6 +460,7 @@ impl Runner {
             wait: Duration::ZERO,
         };
         let mut next_evaluation = Instant::now();
+        let mut samples = Samples::default();
         while !self.stop.load(Ordering::Relaxed) {
             let mut read = 0;
             for reader in &mut readers {
@@ -413,7 +473,10 @@ impl Runner {
                         continue;
                     }
                     if let Ok(event) = codec::decode(&r.value) {
-                        live.add(&event, now);
+                        // Only what the query kept is worth showing (and worth the second look).
+                        if live.add(&event, now) == eddy_query::Added::Kept {
+                            samples.offer(plan, &event);
+                        }
                     }
                 }
             }
@@ -421,9 +484,10 @@ impl Runner {
                 next_evaluation = Instant::now() + plan.every;
                 let now = now_ns();
                 live.advance(now)?;
-                if self.evaluate(plan, &live.answer(now), now, &mut kept) {
+                if self.evaluate(plan, &live.answer(now), now, &mut kept, &samples) {
                     save(&path, &kept).map_err(Failure::State)?;
                 }
+                samples.retain(&kept);
                 self.publish(&kept);
                 if self.deliver(plan, &mut kept, &mut backoff) {
                     save(&path, &kept).map_err(Failure::State)?;
@@ -447,7 +511,14 @@ impl Runner {
 
     /// Moves every group's state to `now` over `answer`, queueing a notice per transition;
     /// whether a state or the outbox changed (to be kept).
-    fn evaluate(&self, plan: &RulePlan, answer: &Answer, now: i64, kept: &mut Kept) -> bool {
+    fn evaluate(
+        &self,
+        plan: &RulePlan,
+        answer: &Answer,
+        now: i64,
+        kept: &mut Kept,
+        samples: &Samples,
+    ) -> bool {
         let timing = Timing {
             pending_for: plan.pending_for,
             keep_firing_for: plan.keep_firing_for,
@@ -461,8 +532,12 @@ impl Runner {
                 let transition = g.state.observe(plan.condition.holds(value), now, timing);
                 changed |= before != g.state.phase;
                 if let Some(t) = transition {
+                    let mut notice = self.notice(plan, key, g, t, now);
+                    if t == Transition::Fired {
+                        notice.events = samples.of(key);
+                    }
                     out.push(Outgoing {
-                        notice: self.notice(plan, key, g, t, now),
+                        notice,
                         stored: false,
                         sent: false,
                     });
@@ -520,6 +595,7 @@ impl Runner {
             fired_before,
             // No silences yet: every earlier firing ended resolved.
             previous_ended: (fired_before > 0).then(|| "resolved".to_string()),
+            events: Vec::new(),
         }
     }
 
