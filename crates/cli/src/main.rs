@@ -1,6 +1,7 @@
 //! `eddy`: the one binary. This file parses the command line and maps errors to exit codes;
 //! each subcommand lives in its own module.
 
+mod alert;
 mod bench;
 mod consume;
 mod fields;
@@ -158,6 +159,9 @@ enum Command {
     Schema(schema::SchemaCommand),
     /// Inspect the segment store: list segments, verify checksums, show compression ratios.
     Store(store::StoreArgs),
+    /// Alert rules of a running server: list, show, create, delete, history.
+    #[command(subcommand)]
+    Alert(alert::AlertCommand),
     /// Run benchmarks and write their report.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -198,6 +202,7 @@ fn main() -> ExitCode {
         Command::Group(args) => group::run(args),
         Command::Schema(cmd) => schema::run(cmd),
         Command::Store(args) => store::run(args),
+        Command::Alert(cmd) => alert::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     };
     match result {
@@ -212,7 +217,7 @@ fn main() -> ExitCode {
 
 /// The error and its causes joined by ": ", leaving out a cause whose text the message before it
 /// already holds (library errors often say their source in their own message).
-fn error_chain(e: &anyhow::Error) -> String {
+pub(crate) fn error_chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let text = cause.to_string();

@@ -159,7 +159,7 @@ async fn create_repository(
 
 impl AppState {
     /// Creates a repository, keeps it in the data directory and returns its description.
-    fn create_repository(
+    pub(crate) fn create_repository(
         &self,
         name: &str,
         config: RepositoryConfig,

@@ -67,6 +67,7 @@ use eddy_ingest::config::{check_tokens, duration, main_repository};
 pub use eddy_ingest::config::{
     IngestConfig, ListenerConfig, RepositoryConfig, SchemaBinding, MIN_TOKEN_LEN,
 };
+pub use eddy_stream::alerts::AlertConfig;
 pub use eddy_stream::config::{LiveConfig, PipelineConfig, SinkConfig};
 use serde::Deserialize;
 
@@ -96,6 +97,9 @@ pub struct Config {
     /// Pipelines by name: a repository's events, through a query, to sinks. More can be
     /// created with `POST /api/v1/pipelines`.
     pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// Alert rules by name: a live query per group and a condition; notices go to the
+    /// repository `_alerts` and a webhook. More can be created with `POST /api/v1/alerts`.
+    pub alerts: BTreeMap<String, AlertConfig>,
 }
 
 /// The HTTP door.
@@ -140,6 +144,7 @@ impl Default for Config {
             udp: Vec::new(),
             live: LiveConfig::default(),
             pipelines: BTreeMap::new(),
+            alerts: BTreeMap::new(),
         }
     }
 }
@@ -240,6 +245,9 @@ impl Config {
         }
         for (name, p) in &self.pipelines {
             problems.extend(p.problems(name));
+        }
+        for (name, a) in &self.alerts {
+            problems.extend(a.problems(name));
         }
         if self.repositories.is_empty() {
             problems
@@ -343,6 +351,7 @@ mod tests {
         let array = |name: &str| example[name].as_array().unwrap().iter().collect::<Vec<_>>();
         let repositories = table("repositories");
         let pipelines = table("pipelines");
+        let alerts = table("alerts");
         let listeners: Vec<_> = array("tcp").into_iter().chain(array("udp")).collect();
         let schemas: Vec<_> = repositories
             .iter()
@@ -394,6 +403,7 @@ mod tests {
                 keys_of::<SinkConfig>(),
                 keys_in(sinks),
             ),
+            ("[alerts.*]", keys_of::<AlertConfig>(), keys_in(alerts)),
         ];
         for (section, known, shown) in checks {
             assert!(!known.is_empty(), "{section}: no keys read from serde");

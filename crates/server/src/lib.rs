@@ -14,6 +14,7 @@
 //! - `GET /api/v1/repositories/{name}/live` and `GET /api/v1/channels/{name}`: websockets of
 //!   live queries and of pipelines' channels ([`live_api`]);
 //! - `GET|POST /api/v1/pipelines`, `GET|DELETE /api/v1/pipelines/{name}` ([`pipelines_api`]);
+//! - `GET|POST /api/v1/alerts`, `GET|DELETE /api/v1/alerts/{name}` ([`alerts_api`]);
 //! - the schema registry under `/api/v1/registry` ([`registry_api`], Confluent's API);
 //! - `POST /api/v1/query/check` (a query's syntax, [`syntax_api`]); the web UI's dashboards
 //!   and saved searches under `/api/v1/dashboards` and `/api/v1/searches`
@@ -23,6 +24,7 @@
 
 #![deny(missing_docs)]
 
+pub mod alerts_api;
 pub mod api;
 pub mod config;
 pub mod dashboards_api;
@@ -51,6 +53,7 @@ use eddy_ingest::udp::UdpDoor;
 use eddy_ingest::{Ingest, IngestError, Repository};
 use eddy_log::Log;
 use eddy_schema::Registry;
+use eddy_stream::alerts::{Alerts, ALERTS_REPOSITORY};
 use eddy_stream::live::Hub;
 use eddy_stream::pipelines::{self, Pipelines};
 use metrics::Metrics;
@@ -112,6 +115,10 @@ pub struct AppState {
     pipeline_context: Arc<pipelines::Context>,
     /// Pipelines created through the API (guarded: the file is rewritten whole).
     created_pipelines: Mutex<BTreeMap<String, config::PipelineConfig>>,
+    /// Running alert rules.
+    pub alerts: Alerts,
+    /// Alert rules created through the API (guarded: the file is rewritten whole).
+    created_alerts: Mutex<BTreeMap<String, config::AlertConfig>>,
     repositories: Arc<Repositories>,
     /// Repositories created through the API (guarded: the file is rewritten whole).
     created: Mutex<BTreeMap<String, config::RepositoryConfig>>,
@@ -201,6 +208,30 @@ impl AppState {
         self.pipelines.start(&self.pipeline_context, name, config);
     }
 
+    /// The alert rules created through the API, locked while the caller changes them.
+    pub(crate) fn created_alerts(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<String, config::AlertConfig>> {
+        lock(&self.created_alerts)
+    }
+
+    /// Starts every alert rule: the configuration's and those created through the API.
+    pub fn start_alerts(&self) {
+        let created = self.created_alerts().clone();
+        let all = created
+            .iter()
+            .filter(|(name, _)| !self.config.alerts.contains_key(*name))
+            .chain(&self.config.alerts);
+        for (name, a) in all {
+            self.start_alert(name, a.clone());
+        }
+    }
+
+    /// Starts alert rule `name` (the caller checks it is new).
+    pub fn start_alert(&self, name: &str, config: config::AlertConfig) {
+        self.alerts.start(&self.pipeline_context, name, config);
+    }
+
     /// The metrics text, with the gauges read now.
     pub fn metrics_text(&self) -> String {
         let ingest = &self.metrics.ingest;
@@ -228,11 +259,28 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         "reading {}",
         created_path.display()
     )))?;
+    let alerts_path = alerts_api::created_file(&config.data_dir);
+    let created_alerts: BTreeMap<String, config::AlertConfig> = api::load_created(&alerts_path)
+        .map_err(ServerError::io(format!(
+            "reading {}",
+            alerts_path.display()
+        )))?;
     let repositories = Arc::new(Repositories::default());
+    // Rules store their notices in `_alerts`, unless it is configured or was created already.
+    let has_rules = !(config.alerts.is_empty() && created_alerts.is_empty());
+    let has_repository = config.repositories.contains_key(ALERTS_REPOSITORY)
+        || created.contains_key(ALERTS_REPOSITORY);
+    let system = (has_rules && !has_repository).then(|| {
+        (
+            ALERTS_REPOSITORY.to_string(),
+            config::RepositoryConfig::default(),
+        )
+    });
     let all = created
         .iter()
         .filter(|(name, _)| !config.repositories.contains_key(*name))
-        .chain(&config.repositories);
+        .chain(&config.repositories)
+        .chain(system.iter().map(|(n, c)| (n, c)));
     for (name, repo) in all {
         let repo = Repository::open(
             &log,
@@ -284,6 +332,8 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         pipelines: Pipelines::default(),
         pipeline_context,
         created_pipelines: Mutex::new(created_pipelines),
+        alerts: Alerts::default(),
+        created_alerts: Mutex::new(created_alerts),
         config,
         log,
         registry,
@@ -314,6 +364,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/v1/pipelines/{name}",
             get(pipelines_api::get).delete(pipelines_api::delete),
+        )
+        .route(
+            "/api/v1/alerts",
+            get(alerts_api::list).post(alerts_api::create),
+        )
+        .route(
+            "/api/v1/alerts/{name}",
+            get(alerts_api::get).delete(alerts_api::delete),
         )
         .nest("/api/v1/registry", registry_api::router())
         .route("/api/v1/query/check", post(syntax_api::check))
@@ -419,6 +477,7 @@ pub async fn serve(
     }
     let maintenance = Maintenance::start(state.clone());
     state.start_pipelines();
+    state.start_alerts();
     tracing::info!(http = %bound.http, tcp = ?bound.tcp, udp = ?bound.udp, repositories = state.repositories().len(), "eddy serve: doors open");
     on_listen(&bound);
     doors.spawn(http_door.run(stop_rx.clone()));
@@ -430,6 +489,7 @@ pub async fn serve(
     maintenance.stop();
     tokio::task::block_in_place(|| {
         state.pipelines.stop_all();
+        state.alerts.stop_all();
         state.live.stop();
         for repo in state.repositories() {
             repo.stop_digest();

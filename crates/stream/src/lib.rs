@@ -6,6 +6,8 @@
 //!   same. The window semantics are the query engine's (`eddy_query::live`).
 //! - [`pipelines`]: a repository's events, through a query, to [`sink::Sink`]s, as consumer
 //!   groups of the bus with at-least-once delivery.
+//! - [`alerts`]: rules on live queries evaluated per group, their notices to `_alerts` and
+//!   webhooks, and their memory across restarts.
 //! - [`config`]: the `[live]` and `[pipelines.<name>]` settings, checked into a typed
 //!   [`config::PipelinePlan`] before anything runs.
 //! - [`metrics`]: their self-metrics.
@@ -15,6 +17,7 @@
 
 #![deny(missing_docs)]
 
+pub mod alerts;
 pub mod config;
 pub mod live;
 pub mod metrics;

@@ -1,4 +1,4 @@
-//! The stream runtime's self-metrics (`eddy_live_*`, `eddy_pipeline_*`), registered into the
+//! The stream runtime's self-metrics (`eddy_live_*`, `eddy_pipeline_*`, `eddy_alert_*`), registered into the
 //! registry that `eddy serve` renders at `GET /metrics`.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,7 +15,14 @@ pub struct PipelineLabel {
     pub pipeline: String,
 }
 
-/// Live queries' and pipelines' metrics.
+/// An alert rule's label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct AlertLabel {
+    /// The rule's name.
+    pub alert: String,
+}
+
+/// Live queries', pipelines' and alerts' metrics.
 #[derive(Debug)]
 pub struct StreamMetrics {
     /// Live queries running (shared by their subscribers).
@@ -34,6 +41,12 @@ pub struct StreamMetrics {
     pub pipeline_delivered: Family<PipelineLabel, Counter>,
     /// Failed deliveries (retried), by pipeline.
     pub pipeline_failures: Family<PipelineLabel, Counter>,
+    /// Evaluations of an alert rule, by rule.
+    pub alert_evaluations: Family<AlertLabel, Counter>,
+    /// Notices delivered (stored in `_alerts` and sent), by rule.
+    pub alert_notifications: Family<AlertLabel, Counter>,
+    /// Failed notice deliveries (retried), by rule.
+    pub alert_failures: Family<AlertLabel, Counter>,
 }
 
 impl StreamMetrics {
@@ -49,6 +62,9 @@ impl StreamMetrics {
             pipeline_events: Family::default(),
             pipeline_delivered: Family::default(),
             pipeline_failures: Family::default(),
+            alert_evaluations: Family::default(),
+            alert_notifications: Family::default(),
+            alert_failures: Family::default(),
         };
         let live = root.sub_registry_with_prefix("eddy_live");
         live.register(
@@ -87,6 +103,22 @@ impl StreamMetrics {
             "failures",
             "Failed deliveries to a sink (each is retried)",
             m.pipeline_failures.clone(),
+        );
+        let alerts = root.sub_registry_with_prefix("eddy_alert");
+        alerts.register(
+            "evaluations",
+            "Evaluations of an alert rule",
+            m.alert_evaluations.clone(),
+        );
+        alerts.register(
+            "notifications",
+            "Notices of an alert rule delivered (stored in _alerts and sent to its webhook)",
+            m.alert_notifications.clone(),
+        );
+        alerts.register(
+            "failures",
+            "Failed deliveries of an alert rule's notices (each is retried)",
+            m.alert_failures.clone(),
         );
         m
     }

@@ -199,11 +199,7 @@ impl Pipelines {
             context: context.clone(),
             status: status.clone(),
             stop: stop.clone(),
-            http: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(10)))
-                .build()
-                .into(),
+            http: crate::sink::webhook_agent(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("pipeline-{name}"))

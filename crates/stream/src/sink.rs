@@ -37,3 +37,14 @@ pub const DEFAULT_BUFFER_EVENTS: usize = 500;
 pub const DEFAULT_BUFFER_TIME: Duration = Duration::from_millis(200);
 /// The longest pause between two attempts of a failing delivery by default.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The HTTP client of webhooks (pipelines' sinks and alerts' notices): a status is an
+/// answer, not an error, and no request hangs longer than 10 s. Keep it: connections are
+/// reused between deliveries.
+pub fn webhook_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}

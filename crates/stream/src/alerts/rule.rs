@@ -1,0 +1,329 @@
+//! An alert rule as written (`[alerts.<name>]`, `POST /api/v1/alerts`) and as checked: a live
+//! query answered per group over a sliding window, and the condition each group's value is
+//! held against.
+
+use std::time::Duration;
+
+use eddy_query::engine::{Collect, Grouping};
+use eddy_query::{Prepared, Window};
+use serde::{Deserialize, Serialize};
+
+use crate::sink::DEFAULT_MAX_BACKOFF;
+
+/// A rule: `[alerts.errors]` with `from`, `query`, `window` and a condition.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    /// The repository whose events it watches.
+    pub from: String,
+    /// An aggregating query with one row per group, e.g. `status>=500 | groupBy(host)`; each
+    /// group is its own alert.
+    pub query: String,
+    /// The sliding window the query is answered over (`1m`, whole seconds); for `absence` the
+    /// interval within which every group is expected to report.
+    pub window: String,
+    /// `threshold` (the value is above or below a bound) or `absence` (a group seen before
+    /// has no events in the window).
+    #[serde(default = "threshold")]
+    pub condition: String,
+    /// The answer's column compared (default: the first column that is not grouped by).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `threshold`: the condition holds while the value is above this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
+    /// `threshold`: the condition holds while the value is below this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below: Option<f64>,
+    /// How long the condition must hold before the alert fires (pending meanwhile).
+    #[serde(rename = "for", default = "zero")]
+    pub pending_for: String,
+    /// How long a firing alert keeps firing after its condition stops holding (damps
+    /// flapping).
+    #[serde(default = "zero")]
+    pub keep_firing_for: String,
+    /// How often the rule is evaluated.
+    #[serde(default = "every")]
+    pub every: String,
+    /// POST a JSON notice to this URL when a group fires or resolves, retried with back-off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// The longest wait between two attempts of a failing notification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backoff: Option<String>,
+}
+
+fn threshold() -> String {
+    "threshold".into()
+}
+
+fn zero() -> String {
+    "0s".into()
+}
+
+fn every() -> String {
+    "1s".into()
+}
+
+/// What makes a group's alert hold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Condition {
+    /// The value is above this.
+    Above(f64),
+    /// The value is below this.
+    Below(f64),
+    /// The group, seen before, has no row in the window.
+    Absent,
+}
+
+impl Condition {
+    /// Whether it holds for a group with `value` (`None`: no row in the window).
+    pub fn holds(&self, value: Option<f64>) -> bool {
+        match (self, value) {
+            (Condition::Above(bound), Some(v)) => v > *bound,
+            (Condition::Below(bound), Some(v)) => v < *bound,
+            (Condition::Absent, v) => v.is_none(),
+            (_, None) => false,
+        }
+    }
+
+    /// The condition in words, for notices.
+    pub fn describe(&self, column: &str) -> String {
+        match self {
+            Condition::Above(b) => format!("{column} > {b}"),
+            Condition::Below(b) => format!("{column} < {b}"),
+            Condition::Absent => "no events in the window".into(),
+        }
+    }
+}
+
+/// A rule, checked and typed.
+#[derive(Debug, Clone)]
+pub struct RulePlan {
+    /// The compiled query.
+    pub prepared: Prepared,
+    /// Its window.
+    pub window: Window,
+    /// The fields grouped by (each group's labels).
+    pub group_by: Vec<String>,
+    /// The column compared.
+    pub column: String,
+    /// The condition.
+    pub condition: Condition,
+    /// The pending period, ns.
+    pub pending_for: i64,
+    /// The flap damping, ns.
+    pub keep_firing_for: i64,
+    /// The evaluation interval.
+    pub every: Duration,
+    /// The longest pause between notification attempts.
+    pub max_backoff: Duration,
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+impl AlertConfig {
+    /// Every problem with the rule `name` (empty: none).
+    pub fn problems(&self, name: &str) -> Vec<String> {
+        self.plan(name).err().unwrap_or_default()
+    }
+
+    /// The checked rule `name`, or every problem with it, each naming the rule (a query error
+    /// with its line and column).
+    pub fn plan(&self, name: &str) -> Result<RulePlan, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut say = |p: String| problems.push(format!("alert {name:?}: {p}"));
+        let prepared = match eddy_query::prepare(&self.query, eddy_query::engine::DEFAULT_LIMIT) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                say(format!("query: {}", e.render(&self.query)));
+                None
+            }
+        };
+        let mut group_by = Vec::new();
+        let mut column = None;
+        if let Some(p) = &prepared {
+            let program = &p.program;
+            match (&program.collect, program.explicit, &program.then) {
+                (Collect::Aggregate { grouping, .. }, true, None) => {
+                    group_by = match grouping {
+                        Grouping::Fields(fields) => fields.clone(),
+                        Grouping::All => Vec::new(),
+                        Grouping::Time { .. } => {
+                            say("query: group by fields (groupBy), not by time: the window is the rule's".into());
+                            Vec::new()
+                        }
+                    };
+                    let empty = eddy_query::run::answer_of(program, program.collect.state());
+                    let values: Vec<&String> = empty
+                        .columns
+                        .iter()
+                        .filter(|c| !group_by.contains(c))
+                        .collect();
+                    column = match &self.value {
+                        Some(v) if values.contains(&v) => Some(v.clone()),
+                        Some(v) => {
+                            say(format!(
+                                "value = {v:?} is not a column of the query's answer ({})",
+                                values
+                                    .iter()
+                                    .map(|c| c.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ));
+                            None
+                        }
+                        None => values.first().map(|c| c.to_string()),
+                    };
+                }
+                _ => say("query: end it with one aggregate per group, e.g. `| groupBy(host)` or `| count()`".into()),
+            }
+        }
+        let window = match humantime::parse_duration(&self.window) {
+            Ok(d) => Window::new(d)
+                .map_err(|e| say(format!("window = {:?}: {e}", self.window)))
+                .ok(),
+            Err(_) => {
+                say(format!("window = {:?} is not a duration", self.window));
+                None
+            }
+        };
+        let condition = match (self.condition.as_str(), self.above, self.below) {
+            ("threshold", Some(a), None) => Some(Condition::Above(a)),
+            ("threshold", None, Some(b)) => Some(Condition::Below(b)),
+            ("threshold", _, _) => {
+                say("condition = \"threshold\" needs exactly one of above = N or below = N".into());
+                None
+            }
+            ("absence", None, None) => Some(Condition::Absent),
+            ("absence", _, _) => {
+                say("condition = \"absence\" takes no above or below".into());
+                None
+            }
+            (other, _, _) => {
+                say(format!(
+                    "condition = {other:?}: expected \"threshold\" or \"absence\""
+                ));
+                None
+            }
+        };
+        let mut duration = |what: &str, text: &str| match humantime::parse_duration(text) {
+            Ok(d) => d,
+            Err(_) => {
+                say(format!("{what} = {text:?} is not a duration"));
+                Duration::ZERO
+            }
+        };
+        let pending_for = duration("for", &self.pending_for);
+        let keep_firing_for = duration("keep_firing_for", &self.keep_firing_for);
+        let every = duration("every", &self.every);
+        let max_backoff = self
+            .max_backoff
+            .as_deref()
+            .map_or(DEFAULT_MAX_BACKOFF, |t| duration("max_backoff", t));
+        if every < Duration::from_millis(100) {
+            say(format!("every = {:?} must be at least 100ms", self.every));
+        }
+        if let Some(url) = &self.webhook {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                say(format!("webhook {url:?} is not an http(s) URL"));
+            }
+        }
+        match (prepared, window, column, condition) {
+            (Some(prepared), Some(window), Some(column), Some(condition))
+                if problems.is_empty() =>
+            {
+                Ok(RulePlan {
+                    prepared,
+                    window,
+                    group_by,
+                    column,
+                    condition,
+                    pending_for: nanos(pending_for),
+                    keep_firing_for: nanos(keep_firing_for),
+                    every,
+                    max_backoff,
+                })
+            }
+            _ => {
+                if problems.is_empty() {
+                    problems.push(format!("alert {name:?}: the query has no value column"));
+                }
+                Err(problems)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(toml: &str) -> AlertConfig {
+        toml::from_str(toml).unwrap()
+    }
+
+    #[test]
+    fn a_threshold_rule_is_typed_with_its_groups_and_value_column() {
+        let plan = rule(
+            "from = \"web\"\nquery = \"status>=500 | groupBy(host)\"\nwindow = \"1m\"\nabove = 10\nfor = \"30s\"\nkeep_firing_for = \"1m\"\n",
+        )
+        .plan("errors")
+        .unwrap();
+        assert_eq!(plan.group_by, vec!["host".to_string()]);
+        assert_eq!(plan.column, "_count");
+        assert_eq!(plan.condition, Condition::Above(10.0));
+        assert_eq!(plan.pending_for, 30_000_000_000);
+        assert_eq!(plan.keep_firing_for, 60_000_000_000);
+    }
+
+    #[test]
+    fn every_problem_of_a_rule_is_reported_at_once_with_the_query_position() {
+        let problems = rule(
+            "from = \"web\"\nquery = \"status>=500 | groupBy(host, function=cuont())\"\nwindow = \"soon\"\ncondition = \"threshold\"\nfor = \"later\"\n",
+        )
+        .problems("errors");
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(
+            problems[0].starts_with("alert \"errors\": query: "),
+            "{}",
+            problems[0]
+        );
+        assert!(problems[0].contains("cuont"), "{}", problems[0]);
+        assert!(
+            problems[0].contains("column"),
+            "a position: {}",
+            problems[0]
+        );
+        assert!(problems[1].contains("window = \"soon\""));
+        assert!(problems[2].contains("exactly one of above"));
+        assert!(problems[3].contains("for = \"later\""));
+    }
+
+    #[test]
+    fn a_query_that_does_not_aggregate_or_a_missing_value_column_is_refused() {
+        let events = rule("from = \"web\"\nquery = \"status>=500\"\nwindow = \"1m\"\nabove = 1\n")
+            .problems("a");
+        assert!(events[0].contains("one aggregate per group"), "{events:?}");
+        let missing = rule(
+            "from = \"web\"\nquery = \"groupBy(host)\"\nwindow = \"1m\"\nabove = 1\nvalue = \"latency\"\n",
+        )
+        .problems("a");
+        assert!(
+            missing[0]
+                .contains("value = \"latency\" is not a column of the query's answer (_count)"),
+            "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn absence_holds_only_for_a_group_without_a_row() {
+        assert!(Condition::Absent.holds(None));
+        assert!(!Condition::Absent.holds(Some(0.0)));
+        assert!(Condition::Above(1.0).holds(Some(2.0)));
+        assert!(!Condition::Above(1.0).holds(None));
+        assert!(Condition::Below(1.0).holds(Some(0.5)));
+    }
+}
