@@ -429,14 +429,15 @@ pub fn codec_rows(progress: &dyn Fn(&str)) -> Result<Vec<Row>> {
                     .map_err(|e| Error::Invalid(format!("decoding a {codec} batch: {e}")))?;
             }
             let decode_s = start.elapsed().as_secs_f64();
-            let mb = record_bytes as f64 / 1e6;
+            // The report's MB/s figures take bytes per second.
+            let bytes = record_bytes as f64;
             let name = |what: &str| format!("{} records, {codec}: {what}", kind.name());
             let mut ratio = Figure::new(&name("record bytes ÷ bytes on disk"), "ratio");
             ratio.runs.push(record_bytes as f64 / disk as f64);
             let mut enc = Figure::new(&name("encode"), "MB/s");
-            enc.runs.push(mb / encode_s.max(1e-9));
+            enc.runs.push(bytes / encode_s.max(1e-9));
             let mut dec = Figure::new(&name("decode"), "MB/s");
-            dec.runs.push(mb / decode_s.max(1e-9));
+            dec.runs.push(bytes / decode_s.max(1e-9));
             if seen != record_bytes {
                 return Err(Error::Invalid(format!(
                     "{codec} batches gave back {seen} bytes of {record_bytes}"

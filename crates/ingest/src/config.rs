@@ -360,3 +360,47 @@ pub fn check_tokens(at: &str, tokens: &[String], problems: &mut Vec<String>) {
 pub fn topic_of(repository: &str) -> String {
     format!("repo.{repository}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_made_without_the_digest_group_gets_it_with_the_bus_window_and_cap() {
+        let config = RepositoryConfig::default();
+        let old = eddy_log::TopicConfig {
+            partitions: 4,
+            retain_for_groups: vec!["audit".into()],
+            ..eddy_log::TopicConfig::default()
+        };
+        let new = config.bus_topic_config("repositories.main", old).unwrap();
+        assert_eq!(new.partitions, 4);
+        assert_eq!(new.compression, eddy_log::Compression::Lz4);
+        assert_eq!(new.retention_ms, Some(3_600_000));
+        assert_eq!(new.retention_bytes, Some((1 << 30) / 4));
+        assert_eq!(
+            new.retain_for_groups,
+            vec!["audit".to_string(), eddy_store::digest::GROUP.to_string()]
+        );
+        // Segments roll within the window, so that it can free space.
+        assert!(new.segment_ms <= 3_600_000 / 4);
+        new.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_bus_settings_are_all_named() {
+        let config = RepositoryConfig {
+            bus_compression: "brotli".into(),
+            bus_retention: "soon".into(),
+            bus_retention_size: "big".into(),
+            ..RepositoryConfig::default()
+        };
+        let problems = config.check("repositories.web").join("\n");
+        for key in ["bus_compression", "bus_retention:", "bus_retention_size"] {
+            assert!(
+                problems.contains(&format!("repositories.web.{key}")),
+                "{problems}"
+            );
+        }
+    }
+}
