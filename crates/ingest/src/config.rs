@@ -254,9 +254,14 @@ impl RepositoryConfig {
             retention_ms: Some(retention_ms),
             retention_bytes: Some(bytes_per_partition),
             // Only sealed bus segments are deleted: roll them often enough that the window
-            // and the size cap can free space in steps of a fraction of either.
-            segment_ms: (retention_ms / 4).clamp(1000, 3_600_000),
-            segment_bytes: (bytes_per_partition / 4).clamp(1 << 20, 64 << 20),
+            // and the size cap can free space in steps of a fraction of either (a topic made
+            // with smaller segments keeps them).
+            segment_ms: (retention_ms / 4)
+                .clamp(1000, 3_600_000)
+                .min(topic.segment_ms),
+            segment_bytes: (bytes_per_partition / 4)
+                .clamp(1 << 20, 64 << 20)
+                .min(topic.segment_bytes),
             retain_for_groups: groups,
             ..topic
         })
