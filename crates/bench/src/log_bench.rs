@@ -355,6 +355,8 @@ pub fn run(opts: &LogBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Resul
         Row::plain(p999),
         Row::plain(pmax),
     ];
+    let mut rows = rows;
+    rows.extend(codec_rows(progress)?);
     Ok(Section {
         id: "log".into(),
         title: "Log (bus)".into(),
@@ -372,7 +374,77 @@ pub fn run(opts: &LogBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Resul
                 four, group commit lets one fsync cover several batches, so the ratio can exceed 1. Follow is \
                 bounded by the rate of the single producer feeding it. Latency is open loop: it counts from each \
                 batch's scheduled send time. For reference, Apache Kafka's published single-producer figure is \
-                about 0.82 M records/s on a 6-core machine without fsync per batch."
+                about 0.82 M records/s on a 6-core machine without fsync per batch. The codec rows encode \
+                the generator's access and JSON lines as repository records (raw text, tags, id, times and \
+                parsed fields, as the doors append them) in batches of 1,000, on one thread; zstd is level 3."
             .into(),
     })
+}
+
+/// Bytes of each kind of generated data the codec comparison encodes.
+const CODEC_SAMPLE_BYTES: u64 = 16 << 20;
+
+/// Repository records as the doors append them: each generated line parsed by its parser and
+/// encoded as an event (raw text, tags, id, times and fields), in batches of [`BATCH`].
+fn repository_batches(
+    kind: crate::gen::Kind,
+    parser: eddy_event::Parser,
+) -> Result<Vec<Vec<Record>>> {
+    let mut text = Vec::new();
+    crate::gen::generate(kind, 7, CODEC_SAMPLE_BYTES, &mut text)?;
+    let text = String::from_utf8(text).map_err(|e| Error::Invalid(e.to_string()))?;
+    let now = eddy_log::now_ns();
+    let records: Vec<Record> = text
+        .lines()
+        .filter_map(|line| parser.parse(line, now).ok())
+        .map(|e| Record::new(eddy_event::codec::encode(&e)).with_timestamp(e.timestamp))
+        .collect();
+    Ok(records.chunks(BATCH).map(<[Record]>::to_vec).collect())
+}
+
+/// Compares the bus's codecs on repository records: encode and decode rate (MB/s of record
+/// bytes, one thread) and the ratio of record bytes to batch bytes on disk.
+pub fn codec_rows(progress: &dyn Fn(&str)) -> Result<Vec<Row>> {
+    use eddy_event::Parser;
+    let mut rows = Vec::new();
+    for (kind, parser) in [
+        (crate::gen::Kind::Access, Parser::Accesslog),
+        (crate::gen::Kind::Json, Parser::Json),
+    ] {
+        progress(&format!("codecs on {} records", kind.name()));
+        let batches = repository_batches(kind, parser)?;
+        let record_bytes: usize = batches.iter().flatten().map(|r| r.value.len()).sum();
+        for codec in [Compression::None, Compression::Lz4, Compression::Zstd] {
+            let start = Instant::now();
+            let encoded: Vec<Bytes> = batches
+                .iter()
+                .map(|b| Bytes::copy_from_slice(EncodedBatch::encode(b, codec, 0).as_bytes()))
+                .collect();
+            let encode_s = start.elapsed().as_secs_f64();
+            let disk: usize = encoded.iter().map(Bytes::len).sum();
+            let start = Instant::now();
+            let mut seen = 0usize;
+            for b in &encoded {
+                eddy_log::batch::decode(b, 0, |r| seen += r.value.len())
+                    .map_err(|e| Error::Invalid(format!("decoding a {codec} batch: {e}")))?;
+            }
+            let decode_s = start.elapsed().as_secs_f64();
+            // The report's MB/s figures take bytes per second.
+            let bytes = record_bytes as f64;
+            let name = |what: &str| format!("{} records, {codec}: {what}", kind.name());
+            let mut ratio = Figure::new(&name("record bytes ÷ bytes on disk"), "ratio");
+            ratio.runs.push(record_bytes as f64 / disk as f64);
+            let mut enc = Figure::new(&name("encode"), "MB/s");
+            enc.runs.push(bytes / encode_s.max(1e-9));
+            let mut dec = Figure::new(&name("decode"), "MB/s");
+            dec.runs.push(bytes / decode_s.max(1e-9));
+            if seen != record_bytes {
+                return Err(Error::Invalid(format!(
+                    "{codec} batches gave back {seen} bytes of {record_bytes}"
+                )));
+            }
+            rows.extend([Row::plain(ratio), Row::plain(enc), Row::plain(dec)]);
+        }
+    }
+    Ok(rows)
 }

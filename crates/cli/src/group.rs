@@ -51,7 +51,7 @@ fn digest_note(dir: &DataDir, rows: &[Row]) -> String {
         .collect();
     for repository in repositories {
         let store = dir.data_dir.join("store").join(repository);
-        if let Ok((sources, bytes, _)) = crate::store::work_in_progress(&store) {
+        if let Ok((sources, bytes, _, _)) = crate::store::work_in_progress(&store) {
             if sources > 0 {
                 waiting.push(format!(
                     "{repository}: {sources} data source(s), {} written",

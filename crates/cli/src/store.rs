@@ -78,17 +78,27 @@ struct RepositoryRow {
     catalogue_bytes: u64,
     ratio: f64,
     catalogue_bytes_per_gb: f64,
-    /// Data sources whose events are still in work in progress (not counted in the ratio).
+    /// Data sources whose events are still in work in progress (counted in the ratio as far as
+    /// their blocks are written).
     in_progress_sources: usize,
     /// Compressed bytes the work in progress has written so far.
     in_progress_bytes: u64,
+    /// Raw bytes of the blocks the work in progress has written so far.
+    in_progress_raw_bytes: u64,
     /// When the oldest work in progress began (ns), if any.
     in_progress_since: Option<i64>,
+    /// Bytes of the repository's bus topic on disk.
+    bus_bytes: u64,
+    /// Everything the repository takes on disk: bus, segments, work in progress, catalogue.
+    total_bytes: u64,
+    /// Raw bytes (sealed and in progress) ÷ everything on disk.
+    ratio_with_bus: f64,
 }
 
-/// The work in progress of a repository: `<id>.wip` files, their bytes, the oldest's start.
-pub(crate) fn work_in_progress(dir: &Path) -> anyhow::Result<(usize, u64, Option<i64>)> {
-    let (mut files, mut bytes, mut oldest) = (0, 0, None::<i64>);
+/// The work in progress of a repository: `<id>.wip` files, their bytes, the raw bytes of
+/// their written blocks, the oldest's start.
+pub(crate) fn work_in_progress(dir: &Path) -> anyhow::Result<(usize, u64, u64, Option<i64>)> {
+    let (mut files, mut bytes, mut raw, mut oldest) = (0, 0, 0, None::<i64>);
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
         if entry.path().extension().is_none_or(|e| e != "wip") {
@@ -98,13 +108,15 @@ pub(crate) fn work_in_progress(dir: &Path) -> anyhow::Result<(usize, u64, Option
         let Ok(meta) = entry.metadata() else { continue };
         files += 1;
         bytes += meta.len();
+        // Sealed or removed while read: counted with the segments, or gone.
+        raw += eddy_store::wip_file_raw_bytes(&entry.path()).unwrap_or(0);
         let began = meta.created().or_else(|_| meta.modified()).ok();
         if let Some(ns) = began.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
             let ns = i64::try_from(ns.as_nanos()).unwrap_or(i64::MAX);
             oldest = Some(oldest.map_or(ns, |o| o.min(ns)));
         }
     }
-    Ok((files, bytes, oldest))
+    Ok((files, bytes, raw, oldest))
 }
 
 /// Why a repository's ratio is 0 or partial: its events wait in work in progress, which is
@@ -127,11 +139,13 @@ fn in_progress_note(r: &RepositoryRow) -> Option<String> {
         )
     });
     Some(format!(
-        "{}: {sealed}: {} data source(s) in work in progress ({} written so far), not counted \
-         above. A data source is sealed at the repository's segment_size or segment_age (by \
-         default 1 GiB or 1 h after its first event{when} UTC).",
+        "{}: {sealed}: {} data source(s) in work in progress ({} of raw events in {} written so \
+         far, counted above; blocks still filling in the server's memory are not). A data \
+         source is sealed at the repository's segment_size or segment_age (by default 1 GiB or \
+         1 h after its first event{when} UTC).",
         r.repository,
         r.in_progress_sources,
+        human_bytes(r.in_progress_raw_bytes),
         human_bytes(r.in_progress_bytes)
     ))
 }
@@ -171,6 +185,31 @@ fn segment_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     eddy_store::catalogue::segment_files(dir).with_context(|| format!("reading {}", dir.display()))
 }
 
+/// Bytes of the files under `dir` (0 if it does not exist): a bus topic's footprint.
+fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut total = 0;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
+        // Retention may delete a file between the listing and the look.
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        total += if meta.is_dir() {
+            dir_bytes(&path)?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
 fn ratio(raw: u64, stored: u64) -> f64 {
     if stored == 0 {
         0.0
@@ -184,7 +223,9 @@ pub fn run(args: &StoreArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         StoreCommand::List(args) => list(&root, args),
         StoreCommand::Verify(args) => verify(&root, args),
-        StoreCommand::Ratio(args) => ratio_per_repository(&root, args),
+        StoreCommand::Ratio(options) => {
+            ratio_per_repository(&root, &args.dir.data_dir.join("topics"), options)
+        }
         StoreCommand::Repair(options) => repair(&args.dir, &root, options),
     }
 }
@@ -390,7 +431,11 @@ fn print_repair(repository: &str, r: &SegmentRepair) {
     }
 }
 
-fn ratio_per_repository(root: &Path, args: &StoreOptions) -> anyhow::Result<ExitCode> {
+fn ratio_per_repository(
+    root: &Path,
+    topics: &Path,
+    args: &StoreOptions,
+) -> anyhow::Result<ExitCode> {
     let segments = segment_rows(root, args)?;
     let mut repositories_rows = Vec::new();
     for (repository, dir) in repositories(root, args.repository.as_deref())? {
@@ -398,13 +443,17 @@ fn ratio_per_repository(root: &Path, args: &StoreOptions) -> anyhow::Result<Exit
             .iter()
             .filter(|s| s.repository == repository)
             .collect();
-        let raw: u64 = mine.iter().map(|s| s.raw_bytes).sum();
-        let stored: u64 = mine.iter().map(|s| s.file_bytes).sum();
         let catalogue = Catalogue::load(&dir).map_or(0, |c| c.encoded_len() as u64);
-        let (in_progress_sources, in_progress_bytes, in_progress_since) = work_in_progress(&dir)?;
+        let (in_progress_sources, in_progress_bytes, in_progress_raw_bytes, in_progress_since) =
+            work_in_progress(&dir)?;
+        let raw = mine.iter().map(|s| s.raw_bytes).sum::<u64>() + in_progress_raw_bytes;
+        let stored = mine.iter().map(|s| s.file_bytes).sum::<u64>() + in_progress_bytes;
+        let bus_bytes = dir_bytes(&topics.join(format!("repo.{repository}")))?;
+        let total_bytes = stored + catalogue + bus_bytes;
         repositories_rows.push(RepositoryRow {
             in_progress_sources,
             in_progress_bytes,
+            in_progress_raw_bytes,
             in_progress_since,
             repository,
             segments: mine.len(),
@@ -419,6 +468,9 @@ fn ratio_per_repository(root: &Path, args: &StoreOptions) -> anyhow::Result<Exit
             } else {
                 catalogue as f64 * 1e9 / raw as f64
             },
+            bus_bytes,
+            total_bytes,
+            ratio_with_bus: ratio(raw, total_bytes),
         });
     }
     rows(
@@ -433,6 +485,9 @@ fn ratio_per_repository(root: &Path, args: &StoreOptions) -> anyhow::Result<Exit
             "OF WHICH INDEX",
             "CATALOGUE",
             "RATIO",
+            "BUS",
+            "ALL ON DISK",
+            "RAW ÷ ALL",
         ],
         |r| {
             vec![
@@ -444,6 +499,9 @@ fn ratio_per_repository(root: &Path, args: &StoreOptions) -> anyhow::Result<Exit
                 human_bytes(r.index_bytes),
                 human_bytes(r.catalogue_bytes),
                 format!("{:.2}×", r.ratio),
+                human_bytes(r.bus_bytes),
+                human_bytes(r.total_bytes),
+                format!("{:.2}×", r.ratio_with_bus),
             ]
         },
     )?;

@@ -172,7 +172,7 @@ pub fn run(args: &TopicArgs) -> anyhow::Result<ExitCode> {
                     "created topic {} with {} partition(s), retention {}",
                     topic.name(),
                     topic.partition_count(),
-                    retention_text(topic.config())
+                    retention_text(&topic.config())
                 );
             }
         }

@@ -34,7 +34,7 @@ fn repository(name: &str) -> String {
 }
 
 /// Creates the repository's bus topic beforehand with small bus segments, so there are sealed
-/// ones to damage.
+/// ones to damage (the repository compresses them when it opens: 4 KiB keeps several).
 fn small_bus_topic(dir: &Path, repository: &str) {
     let (code, out) = eddy(
         dir,
@@ -43,7 +43,7 @@ fn small_bus_topic(dir: &Path, repository: &str) {
             "create",
             &format!("repo.{repository}"),
             "--segment-bytes",
-            "16KiB",
+            "4KiB",
             "--retain-for-group",
             "digest",
         ],

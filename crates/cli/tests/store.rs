@@ -109,6 +109,18 @@ fn a_kill_while_digesting_loses_and_doubles_nothing() {
     let (code, ratio) = eddy(&["store", "ratio"]);
     assert_eq!(code, Some(0));
     assert!(ratio.contains("small") && ratio.contains('×'), "{ratio}");
+    // The footprint: the bus beside the segments, and raw over all of it.
+    let (code, ratio) = eddy(&["store", "ratio", "--repository", "small", "--json"]);
+    assert_eq!(code, Some(0));
+    let row: serde_json::Value = serde_json::from_str(ratio.trim()).unwrap();
+    let bytes = |k: &str| row[k].as_u64().unwrap();
+    assert!(bytes("bus_bytes") > 0, "{ratio}");
+    assert_eq!(
+        bytes("total_bytes"),
+        bytes("bus_bytes") + bytes("stored_bytes") + bytes("catalogue_bytes"),
+        "{ratio}"
+    );
+    assert!(row["ratio_with_bus"].as_f64().unwrap() > 0.0, "{ratio}");
     let (code, verified) = eddy(&["store", "verify"]);
     assert_eq!(code, Some(0), "{verified}");
     assert!(verified.contains("all intact"), "{verified}");

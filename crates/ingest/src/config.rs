@@ -114,6 +114,16 @@ pub struct RepositoryConfig {
     /// The schema subject every event must fit (the gatekeeper); none: any event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema: Option<SchemaBinding>,
+    /// Compression of the repository's bus batches: `lz4`, `zstd` or `none`. Batches written
+    /// before a change keep their codec and stay readable.
+    pub bus_compression: String,
+    /// The bus keeps events the digest has sealed into segments for this long, as a safety
+    /// window (for live views seeded from the bus, and a second chance after a store fault).
+    /// What the digest has not sealed is kept whatever this says.
+    pub bus_retention: String,
+    /// … and at most this many bytes of them (over all partitions); again, never what the
+    /// digest has not sealed.
+    pub bus_retention_size: String,
 }
 
 /// A repository's binding to a registry subject: `schema = { subject = "orders", versions =
@@ -178,6 +188,9 @@ impl Default for RepositoryConfig {
             retention: None,
             retention_size: None,
             schema: None,
+            bus_compression: "lz4".into(),
+            bus_retention: "1h".into(),
+            bus_retention_size: "1GiB".into(),
         }
     }
 }
@@ -214,9 +227,80 @@ impl RepositoryConfig {
         if let Some(Err(e)) = self.schema.as_ref().map(SchemaBinding::binding) {
             problems.push(format!("{at}.{e}"));
         }
+        if let Err(mut p) = self.bus_settings(at) {
+            problems.append(&mut p);
+        }
         problems
     }
 
+    /// The settings of the repository's bus topic that follow this configuration, applied to
+    /// `topic` (a new topic's defaults, or an existing topic's configuration): compression,
+    /// retention behind the digest, and segments small enough for retention to free space.
+    pub fn bus_topic_config(
+        &self,
+        at: &str,
+        topic: eddy_log::TopicConfig,
+    ) -> Result<eddy_log::TopicConfig, Vec<String>> {
+        let bus = self.bus_settings(at)?;
+        let partitions = u64::from(topic.partitions.max(1));
+        let bytes_per_partition = (bus.retention_bytes / partitions).max(1);
+        let retention_ms = u64::try_from(bus.retention.as_millis()).unwrap_or(u64::MAX);
+        let mut groups = topic.retain_for_groups.clone();
+        if !groups.iter().any(|g| g == eddy_store::digest::GROUP) {
+            groups.push(eddy_store::digest::GROUP.to_string());
+        }
+        Ok(eddy_log::TopicConfig {
+            compression: bus.compression,
+            retention_ms: Some(retention_ms),
+            retention_bytes: Some(bytes_per_partition),
+            // Only sealed bus segments are deleted: roll them often enough that the window
+            // and the size cap can free space in steps of a fraction of either (a topic made
+            // with smaller segments keeps them).
+            segment_ms: (retention_ms / 4)
+                .clamp(1000, 3_600_000)
+                .min(topic.segment_ms),
+            segment_bytes: (bytes_per_partition / 4)
+                .clamp(1 << 20, 64 << 20)
+                .min(topic.segment_bytes),
+            retain_for_groups: groups,
+            ..topic
+        })
+    }
+
+    fn bus_settings(&self, at: &str) -> Result<BusSettings, Vec<String>> {
+        let mut problems = Vec::new();
+        let compression = self.bus_compression.parse().unwrap_or_else(|e| {
+            problems.push(format!("{at}.bus_compression: {e}"));
+            eddy_log::Compression::None
+        });
+        let retention = units::parse_duration(&self.bus_retention).unwrap_or_else(|e| {
+            problems.push(format!("{at}.bus_retention: {e}"));
+            Duration::ZERO
+        });
+        let retention_bytes = units::parse_size(&self.bus_retention_size).unwrap_or_else(|e| {
+            problems.push(format!("{at}.bus_retention_size: {e}"));
+            0
+        });
+        if problems.is_empty() {
+            Ok(BusSettings {
+                compression,
+                retention,
+                retention_bytes,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// A repository's bus settings, parsed.
+struct BusSettings {
+    compression: eddy_log::Compression,
+    retention: Duration,
+    retention_bytes: u64,
+}
+
+impl RepositoryConfig {
     /// The store settings, or what is wrong with them (each prefixed with `at`).
     pub fn store_config(&self, at: &str) -> Result<StoreConfig, Vec<String>> {
         let mut problems = Vec::new();
@@ -280,4 +364,48 @@ pub fn check_tokens(at: &str, tokens: &[String], problems: &mut Vec<String>) {
 /// The bus topic of a repository.
 pub fn topic_of(repository: &str) -> String {
     format!("repo.{repository}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_made_without_the_digest_group_gets_it_with_the_bus_window_and_cap() {
+        let config = RepositoryConfig::default();
+        let old = eddy_log::TopicConfig {
+            partitions: 4,
+            retain_for_groups: vec!["audit".into()],
+            ..eddy_log::TopicConfig::default()
+        };
+        let new = config.bus_topic_config("repositories.main", old).unwrap();
+        assert_eq!(new.partitions, 4);
+        assert_eq!(new.compression, eddy_log::Compression::Lz4);
+        assert_eq!(new.retention_ms, Some(3_600_000));
+        assert_eq!(new.retention_bytes, Some((1 << 30) / 4));
+        assert_eq!(
+            new.retain_for_groups,
+            vec!["audit".to_string(), eddy_store::digest::GROUP.to_string()]
+        );
+        // Segments roll within the window, so that it can free space.
+        assert!(new.segment_ms <= 3_600_000 / 4);
+        new.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_bus_settings_are_all_named() {
+        let config = RepositoryConfig {
+            bus_compression: "brotli".into(),
+            bus_retention: "soon".into(),
+            bus_retention_size: "big".into(),
+            ..RepositoryConfig::default()
+        };
+        let problems = config.check("repositories.web").join("\n");
+        for key in ["bus_compression", "bus_retention:", "bus_retention_size"] {
+            assert!(
+                problems.contains(&format!("repositories.web.{key}")),
+                "{problems}"
+            );
+        }
+    }
 }

@@ -199,6 +199,7 @@ pub struct IngestMetrics {
     grouped_tags: Family<RepoLabel, Gauge>,
     dedup_ids: Family<RepoLabel, Gauge>,
     bus_damage: BusDamage,
+    footprint: FootprintGauges,
     connection_limits: ConnectionLimitMetrics,
 }
 
@@ -215,6 +216,40 @@ pub struct RepositoryGauges {
     pub bus_damaged_records: u64,
     /// Records the digest skipped because the bus could not give them back.
     pub digest_unreadable_records: u64,
+}
+
+/// What a repository takes on disk, by part (`GET /api/v1/repositories` and the
+/// `eddy_repository_*_bytes` gauges).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Footprint {
+    /// The bus topic's segment files.
+    pub bus_bytes: u64,
+    /// Sealed store segments (their indexes included).
+    pub segment_bytes: u64,
+    /// Work in progress written so far (`.wip` files).
+    pub work_in_progress_bytes: u64,
+    /// The catalogue of sealed segments.
+    pub catalogue_bytes: u64,
+    /// Bytes of the events before compression, sealed and in progress.
+    pub raw_bytes: u64,
+    /// Events not sealed yet (in work in progress).
+    pub unsealed_events: u64,
+    /// `raw_bytes` ÷ all the bytes on disk above.
+    pub ratio: f64,
+}
+
+/// A repository's footprint as gauges.
+#[derive(Debug, Default)]
+struct FootprintGauges {
+    bytes: Family<PartLabel, Gauge>,
+    raw: Family<RepoLabel, Gauge>,
+    ratio: Family<RepoLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PartLabel {
+    repository: String,
+    part: &'static str,
 }
 
 /// Damaged bus data, by repository (gauges read at scrape time).
@@ -299,6 +334,7 @@ impl IngestMetrics {
             grouped_tags: Family::default(),
             dedup_ids: Family::default(),
             bus_damage: BusDamage::default(),
+            footprint: FootprintGauges::default(),
             connection_limits: ConnectionLimitMetrics::default(),
         };
         let bus = root.sub_registry_with_prefix("eddy_bus");
@@ -316,6 +352,22 @@ impl IngestMetrics {
             "digest_unreadable_records",
             "Records the digest skipped because the bus could not give them back (not in the store)",
             m.bus_damage.digest_unreadable.clone(),
+        );
+        let repository = root.sub_registry_with_prefix("eddy_repository");
+        repository.register(
+            "disk_bytes",
+            "Bytes a repository takes on disk, by part: bus, segments, work_in_progress, catalogue",
+            m.footprint.bytes.clone(),
+        );
+        repository.register(
+            "raw_bytes",
+            "Bytes of a repository's events before compression, sealed and in progress",
+            m.footprint.raw.clone(),
+        );
+        repository.register(
+            "disk_ratio",
+            "A repository's raw bytes over all it takes on disk (bus included)",
+            m.footprint.ratio.clone(),
         );
         let registry = root.sub_registry_with_prefix("eddy_ingest");
         registry.register(
@@ -508,6 +560,33 @@ impl IngestMetrics {
             &self.bus_damage.digest_unreadable,
             g.digest_unreadable_records,
         );
+    }
+
+    /// Sets a repository's footprint gauges (call it before each scrape).
+    pub fn set_footprint(&self, repository: &str, f: &Footprint) {
+        let as_gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (part, v) in [
+            ("bus", f.bus_bytes),
+            ("segments", f.segment_bytes),
+            ("work_in_progress", f.work_in_progress_bytes),
+            ("catalogue", f.catalogue_bytes),
+        ] {
+            self.footprint
+                .bytes
+                .get_or_create(&PartLabel {
+                    repository: repository.to_string(),
+                    part,
+                })
+                .set(as_gauge(v));
+        }
+        let labels = RepoLabel {
+            repository: repository.to_string(),
+        };
+        self.footprint
+            .raw
+            .get_or_create(&labels)
+            .set(as_gauge(f.raw_bytes));
+        self.footprint.ratio.get_or_create(&labels).set(f.ratio);
     }
 
     /// Sets the gauges that summarise recent observations; call it before each scrape.

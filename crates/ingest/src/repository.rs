@@ -10,7 +10,7 @@ use eddy_log::{Log, Topic, TopicConfig};
 use eddy_schema::avro_json::Rejection;
 use eddy_schema::gate::{Gate, GateError};
 use eddy_schema::Registry;
-use eddy_store::{digest, Digest, RepoStore};
+use eddy_store::{Digest, RepoStore};
 use uuid::Uuid;
 
 use crate::config::{topic_of, IngestConfig, RepositoryConfig};
@@ -59,26 +59,29 @@ impl Repository {
             )),
             None => None,
         };
+        let at = format!("repositories.{name}");
+        let invalid = |problems| IngestError::InvalidRepository { problems };
         let topic = log.topic_or_create(
             &topic_of(name),
-            TopicConfig {
-                partitions: config.partitions,
-                // The bus keeps what the digest has not sealed into segments yet.
-                retain_for_groups: vec![digest::GROUP.to_string()],
-                ..TopicConfig::default()
-            },
+            config
+                .bus_topic_config(
+                    &at,
+                    TopicConfig {
+                        partitions: config.partitions,
+                        ..TopicConfig::default()
+                    },
+                )
+                .map_err(invalid)?,
         )?;
-        if !topic
-            .config()
-            .retain_for_groups
-            .iter()
-            .any(|g| g == digest::GROUP)
-        {
-            tracing::warn!(repository = %name, "this repository's topic predates the store: bus retention may delete events not yet digested");
+        // A topic made by an older version (or with other settings) takes the current ones:
+        // above all the digest's group as the floor of retention.
+        let wanted = config
+            .bus_topic_config(&at, (*topic.config()).clone())
+            .map_err(invalid)?;
+        if *topic.config() != wanted {
+            log.reconfigure_topic(topic.name(), wanted)?;
         }
-        let store_config = config
-            .store_config(&format!("repositories.{name}"))
-            .map_err(|problems| IngestError::InvalidRepository { problems })?;
+        let store_config = config.store_config(&at).map_err(invalid)?;
         let store = Arc::new(RepoStore::open(name, &store_root.join(name), store_config)?);
         let digest = Digest::start(log.clone(), topic.clone(), store.clone());
         if topic.partition_count() != config.partitions {

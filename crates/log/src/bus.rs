@@ -255,6 +255,35 @@ impl Log {
         Ok(topic)
     }
 
+    /// Replaces the settings of an existing topic that may change while it lives (compression,
+    /// retention, the protecting groups, segment rolling), persisting them in its `topic.json`.
+    /// The partition count cannot change: it would move keys. Batches already written keep the
+    /// compression they were written with.
+    pub fn reconfigure_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
+        self.check_writable()?;
+        config.validate()?;
+        let topic = self.topic(name)?;
+        let current = topic.config();
+        if config.partitions != current.partitions {
+            return Err(Error::InvalidConfig {
+                setting: "partitions",
+                value: config.partitions.to_string(),
+                reason: format!(
+                    "topic {name} has {} partitions; the count is fixed at creation",
+                    current.partitions
+                ),
+            });
+        }
+        if *current == config {
+            return Ok(());
+        }
+        let dir = self.shared.dir.join("topics").join(name);
+        replace_file(&dir.join("topic.json"), &topic_json(&config)?)?;
+        tracing::info!(topic = name, ?config, "reconfigured topic");
+        topic.set_config(config);
+        Ok(())
+    }
+
     /// The topic, or [`Error::UnknownTopic`].
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
         read(&self.shared.topics)
@@ -336,10 +365,11 @@ fn open_topic(
     floor: impl Fn(u32) -> u64,
 ) -> Result<Topic> {
     let name: Arc<str> = Arc::from(name);
-    let config = Arc::new(config);
+    let config = Arc::new(crate::config::ConfigCell::new(config));
     let signal = Arc::new(Signal::default());
-    let mut partitions = Vec::with_capacity(config.partitions as usize);
-    for id in 0..config.partitions {
+    let count = config.get().partitions;
+    let mut partitions = Vec::with_capacity(count as usize);
+    for id in 0..count {
         let pdir = dir.join(id.to_string());
         if access == Access::Write && pdir.is_dir() {
             crate::repair::finish(&pdir)?;

@@ -88,6 +88,26 @@ impl Default for TopicConfig {
     }
 }
 
+/// A topic's configuration, shared by the topic and its partitions, and replaced whole when the
+/// topic is reconfigured (see [`crate::Log::reconfigure_topic`]): readers take a snapshot.
+#[derive(Debug)]
+pub(crate) struct ConfigCell(std::sync::RwLock<std::sync::Arc<TopicConfig>>);
+
+impl ConfigCell {
+    pub(crate) fn new(config: TopicConfig) -> ConfigCell {
+        ConfigCell(std::sync::RwLock::new(std::sync::Arc::new(config)))
+    }
+
+    /// The configuration in force now.
+    pub(crate) fn get(&self) -> std::sync::Arc<TopicConfig> {
+        eddy_base::sync::read(&self.0).clone()
+    }
+
+    pub(crate) fn set(&self, config: TopicConfig) {
+        *eddy_base::sync::write(&self.0) = std::sync::Arc::new(config);
+    }
+}
+
 /// Most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 1024;
 

@@ -19,7 +19,7 @@ use eddy_base::sync::{lock, read, wait, write};
 use tokio::sync::watch;
 
 use crate::batch::{self, EncodedBatch};
-use crate::config::{Durability, TopicConfig};
+use crate::config::{ConfigCell, Durability};
 use crate::damage::Damage;
 use crate::error::{CorruptReason, Error, IoContext, IoError, Result};
 use crate::record::{now_ns, Record, StoredRecord};
@@ -147,7 +147,7 @@ pub struct Partition {
     topic: Arc<str>,
     id: u32,
     dir: PathBuf,
-    config: Arc<TopicConfig>,
+    config: Arc<ConfigCell>,
     durability: Durability,
     writer: Mutex<Writer>,
     segments: RwLock<Vec<Arc<Segment>>>,
@@ -175,7 +175,7 @@ impl Partition {
         topic: Arc<str>,
         id: u32,
         dir: PathBuf,
-        config: Arc<TopicConfig>,
+        config: Arc<ConfigCell>,
         durability: Durability,
         signal: Arc<Signal>,
         access: Access,
@@ -190,7 +190,7 @@ impl Partition {
             remove_orphan_indexes(&dir, &bases);
         }
 
-        let interval = config.index_interval_bytes;
+        let interval = config.get().index_interval_bytes;
         let mut segments = Vec::with_capacity(bases.len().max(1));
         // The writer's last published mark: what readers in other processes may have seen.
         let published = match access {
@@ -349,7 +349,7 @@ impl Partition {
 
     /// Checks record sizes against the topic's limits and encodes the batch.
     pub fn encode(&self, records: &[Record]) -> Result<EncodedBatch> {
-        self.encode_with(records, self.config.compression)
+        self.encode_with(records, self.config.get().compression)
     }
 
     /// Like [`Partition::encode`] with an explicit compression.
@@ -361,7 +361,7 @@ impl Partition {
         if records.is_empty() {
             return Err(Error::EmptyBatch);
         }
-        batch::check_record_sizes(records, self.config.max_record_bytes)?;
+        batch::check_record_sizes(records, self.config.get().max_record_bytes)?;
         Ok(EncodedBatch::encode(records, compression, now_ns()))
     }
 
@@ -384,11 +384,11 @@ impl Partition {
         if self.access != Access::Write {
             return Err(Error::ReadOnly);
         }
-        if batch.len() > self.config.max_batch_bytes {
+        if batch.len() > self.config.get().max_batch_bytes {
             return Err(Error::BatchTooLarge {
                 records: batch.record_count() as usize,
                 size: batch.len(),
-                limit: self.config.max_batch_bytes,
+                limit: self.config.get().max_batch_bytes,
             });
         }
         let count = u64::from(batch.record_count());
@@ -432,9 +432,9 @@ impl Partition {
     fn write_locked(&self, w: &mut Writer, batch: &mut EncodedBatch) -> Result<u64> {
         let info = w.active.info();
         let count = u64::from(batch.record_count());
-        let too_big = info.len + batch.len() as u64 > self.config.segment_bytes;
+        let too_big = info.len + batch.len() as u64 > self.config.get().segment_bytes;
         let too_old = now_ns().saturating_sub(w.active.created_ns())
-            > (self.config.segment_ms as i64).saturating_mul(1_000_000);
+            > (self.config.get().segment_ms as i64).saturating_mul(1_000_000);
         let offsets_full = w.next_offset + count - info.base_offset > u64::from(u32::MAX);
         if info.len > 0 && (too_big || too_old || offsets_full) {
             self.roll(w)?;
@@ -444,7 +444,7 @@ impl Partition {
         w.active.append(
             batch.as_bytes(),
             batch.header(),
-            self.config.index_interval_bytes,
+            self.config.get().index_interval_bytes,
         )?;
         w.next_offset += count;
         Ok(base)
@@ -543,7 +543,7 @@ impl Partition {
         if mark.next_offset <= self.committed().next_offset {
             return Ok(false);
         }
-        let interval = self.config.index_interval_bytes;
+        let interval = self.config.get().index_interval_bytes;
         let segments = self.segments();
         let Some(active) = segments.last() else {
             return Ok(false);
@@ -627,6 +627,7 @@ impl Partition {
         let mut total: u64 = infos.iter().map(|i| i.len).sum();
         let cutoff = self
             .config
+            .get()
             .retention_ms
             .map(|ms| now_ns.saturating_sub((ms as i64).saturating_mul(1_000_000)));
         let mut doomed = 0;
@@ -638,6 +639,7 @@ impl Partition {
             let by_age = cutoff.is_some_and(|c| info.max_timestamp < c);
             let by_size = self
                 .config
+                .get()
                 .retention_bytes
                 .is_some_and(|limit| total > limit);
             if !(by_age || by_size) || info.next_offset > floor {

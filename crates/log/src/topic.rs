@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::batch::EncodedBatch;
-use crate::config::TopicConfig;
+use crate::config::{ConfigCell, TopicConfig};
 use crate::error::{Error, Result};
 use crate::partition::{AppendAck, Partition, PartitionInfo, PartitionReader};
 use crate::record::{now_ns, Record, StoredRecord};
@@ -15,7 +15,7 @@ use crate::signal::Signal;
 #[derive(Debug)]
 pub struct Topic {
     name: Arc<str>,
-    config: Arc<TopicConfig>,
+    config: Arc<ConfigCell>,
     partitions: Vec<Arc<Partition>>,
     signal: Arc<Signal>,
     round_robin: AtomicU32,
@@ -50,7 +50,7 @@ pub struct TopicInfo {
 impl Topic {
     pub(crate) fn new(
         name: Arc<str>,
-        config: Arc<TopicConfig>,
+        config: Arc<ConfigCell>,
         partitions: Vec<Arc<Partition>>,
         signal: Arc<Signal>,
     ) -> Topic {
@@ -68,9 +68,14 @@ impl Topic {
         &self.name
     }
 
-    /// The topic's configuration.
-    pub fn config(&self) -> &TopicConfig {
-        &self.config
+    /// The topic's configuration in force now (a snapshot: [`crate::Log::reconfigure_topic`]
+    /// may replace it).
+    pub fn config(&self) -> Arc<TopicConfig> {
+        self.config.get()
+    }
+
+    pub(crate) fn set_config(&self, config: TopicConfig) {
+        self.config.set(config);
     }
 
     /// Number of partitions.
@@ -103,13 +108,10 @@ impl Topic {
         }
         // Checked once, here, so an error names the record's place in `records`; the
         // partitions' shares are then encoded without checking again.
-        crate::batch::check_record_sizes(&records, self.config.max_record_bytes)?;
+        let config = self.config.get();
+        crate::batch::check_record_sizes(&records, config.max_record_bytes)?;
         let append = |p: &Partition, group: &[Record]| {
-            p.append_encoded(EncodedBatch::encode(
-                group,
-                self.config.compression,
-                now_ns(),
-            ))
+            p.append_encoded(EncodedBatch::encode(group, config.compression, now_ns()))
         };
         let n = self.partition_count();
         if let PartitionChoice::Explicit(p) = choice {
@@ -158,7 +160,7 @@ impl Topic {
     pub fn info(&self) -> TopicInfo {
         TopicInfo {
             name: self.name.to_string(),
-            config: (*self.config).clone(),
+            config: (*self.config.get()).clone(),
             partitions: self.partitions.iter().map(|p| p.info()).collect(),
         }
     }

@@ -83,7 +83,42 @@ fn describe(repo: &Repository) -> serde_json::Value {
         "retention_size": repo.config.retention_size,
         "bus_bytes": info.partitions.iter().map(|p| p.size_bytes).sum::<u64>(),
         "store": store_stats(&repo.store.catalogue()),
+        "footprint": footprint(repo),
     })
+}
+
+/// What a repository takes on disk, by part, and its raw bytes over all of it.
+pub(crate) fn footprint(repo: &Repository) -> eddy_ingest::metrics::Footprint {
+    let bus_bytes = repo
+        .topic
+        .info()
+        .partitions
+        .iter()
+        .map(|p| p.size_bytes)
+        .sum();
+    let catalogue = repo.store.catalogue();
+    let wip = repo.store.work_in_progress();
+    let segment_bytes: u64 = catalogue.segments.values().map(|e| e.file_bytes).sum();
+    let raw_bytes = catalogue
+        .segments
+        .values()
+        .map(|e| e.info.raw_bytes)
+        .sum::<u64>()
+        + wip.raw_bytes;
+    let total = bus_bytes + segment_bytes + wip.file_bytes + catalogue.encoded_len() as u64;
+    eddy_ingest::metrics::Footprint {
+        bus_bytes,
+        segment_bytes,
+        work_in_progress_bytes: wip.file_bytes,
+        catalogue_bytes: catalogue.encoded_len() as u64,
+        raw_bytes,
+        unsealed_events: wip.events,
+        ratio: if total == 0 {
+            0.0
+        } else {
+            raw_bytes as f64 / total as f64
+        },
+    }
 }
 
 /// What the sealed segments hold and take on disk (the UI's repositories page).

@@ -239,6 +239,7 @@ impl AppState {
         ingest.set_state(inflight, limit);
         for repo in self.repositories() {
             ingest.set_repository(&repo.name, &repo.gauges());
+            ingest.set_footprint(&repo.name, &api::footprint(&repo));
         }
         self.metrics.render()
     }

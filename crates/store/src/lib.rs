@@ -35,6 +35,6 @@ pub use digest::Digest;
 pub use plan::{BlockTask, Cut, Plan, ScanStats};
 pub use scan::Scan;
 pub use segment::{Footer, SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
-pub use store::{Appender, RepoStore, StoreConfig};
+pub use store::{wip_file_raw_bytes, Appender, RepoStore, StoreConfig, WorkInProgress};
 pub use tokens::{event_tokens, is_whole_token, text_tokens};
 pub use view::{BlockView, Bound, Deferred, Needs, Parts, ReadBuffers, SplitColumns};

@@ -55,6 +55,39 @@ impl Default for StoreConfig {
     }
 }
 
+/// The work in progress of a repository, summed over its data sources.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WorkInProgress {
+    /// Data sources with work in progress.
+    pub sources: usize,
+    /// Events in it, in written and open blocks.
+    pub events: u64,
+    /// Their bytes before compression (the raw side of the ratio, as segments count it).
+    pub raw_bytes: u64,
+    /// Bytes its `.wip` files take on disk (blocks still open are in memory only).
+    pub file_bytes: u64,
+}
+
+/// The raw bytes (before compression) of the blocks written to the `.wip` file at `path`, read
+/// from their section directories without decompressing anything; a reader outside the
+/// serving process (`eddy store ratio`) counts work in progress with it. Blocks still open in
+/// the server's memory are not in the file. The walk stops at the first block it cannot
+/// size (a torn tail, or a layout without a directory).
+pub fn wip_file_raw_bytes(path: &Path) -> std::io::Result<u64> {
+    let bytes = std::fs::read(path)?;
+    // Blocks start after the segment file's 16-byte header.
+    let mut at = 16;
+    let mut raw = 0;
+    while let Some((len, raw_len)) = bytes.get(at..).and_then(crate::sections::block_len) {
+        if len == 0 {
+            break;
+        }
+        raw += raw_len as u64;
+        at += len;
+    }
+    Ok(raw)
+}
+
 /// A data source's segment in the making.
 struct Wip {
     id: u64,
@@ -565,6 +598,29 @@ impl RepoStore {
             }
         }
         planner.finish()
+    }
+
+    /// What the work in progress holds now, open blocks included: the part of the repository
+    /// that `eddy store ratio` and the footprint count beside the sealed segments.
+    pub fn work_in_progress(&self) -> WorkInProgress {
+        let wips: Vec<_> = lock(&self.wips)
+            .values()
+            .flat_map(|mine| mine.values().cloned())
+            .collect();
+        let mut total = WorkInProgress::default();
+        for wip in wips {
+            let w = lock(&wip);
+            let Some(writer) = &w.writer else { continue };
+            total.sources += 1;
+            for block in writer.blocks() {
+                total.events += u64::from(block.summary.count);
+                total.raw_bytes += u64::from(block.summary.raw_len);
+            }
+            total.events += w.open.len() as u64;
+            total.raw_bytes += w.open.payload_len() as u64;
+            total.file_bytes += writer.len();
+        }
+        total
     }
 
     /// The earliest and latest `@timestamp` the repository holds, sealed or in progress (none
