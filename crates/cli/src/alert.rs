@@ -145,38 +145,14 @@ pub struct Server {
 impl Server {
     /// Sends a request; the answer's status and JSON body (`null` if it has none).
     fn call(&self, method: &str, path: &str, body: Option<&Json>) -> anyhow::Result<(u16, Json)> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
         let url = format!("{}{path}", self.url.trim_end_matches('/'));
-        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let sent = match method {
-            "POST" => {
-                let mut req = agent.post(&url).header("Content-Type", "application/json");
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                req.send(body.map(Json::to_string).unwrap_or_default().as_bytes())
-            }
-            "DELETE" => {
-                let mut req = agent.delete(&url);
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                req.call()
-            }
-            _ => {
-                let mut req = agent.get(&url);
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                req.call()
-            }
-        };
-        let mut resp = sent.with_context(|| format!("cannot reach {url}"))?;
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let body = body.map(Json::to_string).unwrap_or_default();
+        let (status, text) = crate::client::call(
+            method,
+            &url,
+            self.token.as_deref(),
+            Some(("application/json", body.as_bytes())),
+        )?;
         let answer = if text.trim().is_empty() {
             Json::Null
         } else {

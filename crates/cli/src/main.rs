@@ -3,6 +3,7 @@
 
 mod alert;
 mod bench;
+mod client;
 mod consume;
 mod fields;
 mod group;

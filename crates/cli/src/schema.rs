@@ -95,33 +95,20 @@ pub struct Server {
 impl Server {
     /// Sends a registry request; the answer's status and JSON body.
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
         let url = format!("{}/api/v1/registry{path}", self.url.trim_end_matches('/'));
-        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let mut resp = match (method, body) {
-            ("POST", Some(body)) => {
-                let mut req = agent
-                    .post(&url)
-                    .header("Content-Type", eddy_server::registry_api::CONTENT_TYPE);
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                req.send(body.to_string().as_bytes())
-            }
-            _ => {
-                let mut req = agent.get(&url);
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                req.call()
-            }
-        }
-        .with_context(|| format!("cannot reach {url}"))?;
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let body = body.map(Value::to_string);
+        // A registry request is a GET, or a POST with its body.
+        let method = match (method, &body) {
+            ("POST", Some(_)) => "POST",
+            _ => "GET",
+        };
+        let (status, text) = crate::client::call(
+            method,
+            &url,
+            self.token.as_deref(),
+            body.as_deref()
+                .map(|b| (eddy_server::registry_api::CONTENT_TYPE, b.as_bytes())),
+        )?;
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Ok((status, value))
     }

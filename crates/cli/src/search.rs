@@ -56,11 +56,7 @@ pub struct SearchArgs {
 }
 
 pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(args.timeout))
-        .build()
-        .into();
+    let agent = crate::client::agent(Some(args.timeout));
     let url = format!(
         "{}/api/v1/repositories/{}/query",
         args.from.url.trim_end_matches('/'),

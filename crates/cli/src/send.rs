@@ -212,11 +212,7 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
         .sum();
     let progress = progress_bar(total_bytes, args.quiet);
 
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(args.timeout))
-        .build()
-        .into();
+    let agent = crate::client::agent(Some(args.timeout));
     let totals = Arc::new(Totals::default());
     let failed = Arc::new(AtomicBool::new(false));
     let first_error: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();

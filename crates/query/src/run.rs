@@ -133,16 +133,11 @@ impl BlockPlan {
         text_filter: &mut BlockFilter,
         state: &mut State,
     ) -> Result<u64, SegmentError> {
-        if view.ruled_out() {
-            // No event can pass: only how many the scan kept is counted.
-            if !task.within_range() {
-                task.load(buffers, view, Deferred::Times)?;
-            }
-            return Ok(view.kept_by(task.scan()).iter().filter(|&&k| k).count() as u64);
-        }
-        let columnar = !self.counts_only && columnar::applies(&self.program, view);
+        // A block its bounds ruled out only counts what the scan kept: no event can pass.
+        let ruled_out = view.ruled_out();
+        let columnar = !ruled_out && !self.counts_only && columnar::applies(&self.program, view);
         // A text filter may fall back to whole events.
-        let events = !self.counts_only && !columnar || self.text.is_some();
+        let events = !ruled_out && (!self.counts_only && !columnar || self.text.is_some());
         if events {
             task.load(buffers, view, Deferred::Arrivals)?;
         }
@@ -152,6 +147,9 @@ impl BlockPlan {
         let view = &*view;
         let mut keep = view.kept_by(task.scan());
         let scanned = keep.iter().filter(|&&k| k).count() as u64;
+        if ruled_out {
+            return Ok(scanned);
+        }
         if let Some(text) = self.text.as_ref().filter(|_| scanned > 0) {
             let passed = text_filter.decide(view, text);
             keep.iter_mut().zip(passed).for_each(|(k, p)| *k &= p);

@@ -74,17 +74,7 @@ fn create_alert(
     authorize(headers, &state.config.http.admin_tokens)?;
     let invalid = |e: String| error(StatusCode::BAD_REQUEST, format!("invalid alert: {e}"));
     let (name, config): (String, AlertConfig) = crate::api::named(body).map_err(invalid)?;
-    let mut problems = Vec::new();
-    if let Err(e) = eddy_log::validate_name("alert", &name) {
-        problems.push(e.to_string());
-    }
-    problems.extend(config.problems(&name));
-    if state.repository(&config.from).is_none() {
-        problems.push(format!("repository {:?} does not exist", config.from));
-    }
-    if !problems.is_empty() {
-        return Err(invalid(problems.join("; ")));
-    }
+    crate::api::refuse_problems(state, "alert", &name, config.problems(&name), &config.from)?;
     let mut created = state.created_alerts();
     if state.alerts.contains(&name) {
         return Err(error(
@@ -96,12 +86,11 @@ fn create_alert(
         state.create_repository(ALERTS_REPOSITORY, RepositoryConfig::default())?;
     }
     created.insert(name.clone(), config.clone());
-    crate::api::save_created(&created_file(&state.config.data_dir), &created).map_err(|e| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot keep the alert: {e}"),
-        )
-    })?;
+    crate::api::save_created_or_500(
+        &created_file(&state.config.data_dir),
+        &created,
+        "keep the alert",
+    )?;
     state.start_alert(&name, config);
     Ok(state.alerts.describe(Some(&name)).pop().unwrap_or_default())
 }
@@ -136,12 +125,11 @@ fn forget(state: &AppState, name: &str) -> Result<(), Reject> {
     if created.remove(name).is_none() {
         return Err(not_found(name));
     }
-    crate::api::save_created(&created_file(&state.config.data_dir), &created).map_err(|e| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot forget the alert: {e}"),
-        )
-    })?;
+    crate::api::save_created_or_500(
+        &created_file(&state.config.data_dir),
+        &created,
+        "forget the alert",
+    )?;
     state.alerts.stop(name);
     let memory = alerts::state_file(&state.config.data_dir, name);
     match std::fs::remove_file(&memory) {

@@ -55,6 +55,44 @@ pub(crate) fn save_created<T: serde::Serialize>(
     eddy_base::fs::replace_private_file(path, &bytes)
 }
 
+/// Every problem of a new `kind` (a pipeline, an alert rule) named `name` that reads repository
+/// `from`, its settings' own `problems` among them, in one `400`.
+pub(crate) fn refuse_problems(
+    state: &AppState,
+    kind: &'static str,
+    name: &str,
+    mut problems: Vec<String>,
+    from: &str,
+) -> Result<(), Reject> {
+    if let Err(e) = eddy_log::validate_name(kind, name) {
+        problems.insert(0, e.to_string());
+    }
+    if state.repository(from).is_none() {
+        problems.push(format!("repository {from:?} does not exist"));
+    }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid {kind}: {}", problems.join("; ")),
+        )),
+    }
+}
+
+/// [`save_created`], a `500` saying what could not be done (`keep the pipeline`) when it fails.
+pub(crate) fn save_created_or_500<T: serde::Serialize>(
+    path: &FsPath,
+    created: &BTreeMap<String, T>,
+    what: &str,
+) -> Result<(), Reject> {
+    save_created(path, created).map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot {what}: {e}"),
+        )
+    })
+}
+
 /// A creation request: `name`, then the settings of the configuration file (unknown keys
 /// refused).
 pub(crate) fn named<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<(String, T), String> {

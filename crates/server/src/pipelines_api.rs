@@ -101,17 +101,13 @@ fn create_pipeline(
     authorize(headers, &state.config.http.admin_tokens)?;
     let invalid = |e: String| error(StatusCode::BAD_REQUEST, format!("invalid pipeline: {e}"));
     let (name, config): (String, PipelineConfig) = crate::api::named(body).map_err(invalid)?;
-    let mut problems = Vec::new();
-    if let Err(e) = eddy_log::validate_name("pipeline", &name) {
-        problems.push(e.to_string());
-    }
-    problems.extend(config.problems(&name));
-    if state.repository(&config.from).is_none() {
-        problems.push(format!("repository {:?} does not exist", config.from));
-    }
-    if !problems.is_empty() {
-        return Err(invalid(problems.join("; ")));
-    }
+    crate::api::refuse_problems(
+        state,
+        "pipeline",
+        &name,
+        config.problems(&name),
+        &config.from,
+    )?;
     let mut created = state.created_pipelines();
     if state.pipelines.contains(&name) {
         return Err(error(
@@ -120,12 +116,11 @@ fn create_pipeline(
         ));
     }
     created.insert(name.clone(), config.clone());
-    crate::api::save_created(&created_file(&state.config.data_dir), &created).map_err(|e| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot keep the pipeline: {e}"),
-        )
-    })?;
+    crate::api::save_created_or_500(
+        &created_file(&state.config.data_dir),
+        &created,
+        "keep the pipeline",
+    )?;
     state.start_pipeline(&name, config);
     Ok(state
         .pipelines
@@ -140,12 +135,11 @@ fn forget(state: &AppState, name: &str) -> Result<(), Reject> {
     if created.remove(name).is_none() {
         return Err(not_found(name));
     }
-    crate::api::save_created(&created_file(&state.config.data_dir), &created).map_err(|e| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot forget the pipeline: {e}"),
-        )
-    })
+    crate::api::save_created_or_500(
+        &created_file(&state.config.data_dir),
+        &created,
+        "forget the pipeline",
+    )
 }
 
 /// `DELETE /api/v1/pipelines/{name}`: stops it and forgets it (its consumer group stays).

@@ -21,7 +21,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use eddy_base::io::{IoContext, IoError};
@@ -40,6 +39,7 @@ use state::{GroupState, Timing, Transition};
 
 use crate::metrics::AlertLabel;
 use crate::pipelines::Context;
+use crate::workers::Workers;
 use crate::ReadHandle;
 
 /// The system repository that firing and resolved notices are stored in.
@@ -280,22 +280,15 @@ impl Status {
     }
 }
 
-struct Running {
-    config: AlertConfig,
-    status: Arc<Status>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
 /// Every alert rule of a server.
 #[derive(Default)]
 pub struct Alerts {
-    running: Mutex<BTreeMap<String, Running>>,
+    running: Workers<AlertConfig, Status>,
 }
 
 impl std::fmt::Debug for Alerts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Alerts({})", lock(&self.running).len())
+        write!(f, "Alerts({})", self.running.len())
     }
 }
 
@@ -313,59 +306,40 @@ impl Alerts {
             stop: stop.clone(),
             http: crate::sink::webhook_agent(),
         };
-        let thread = std::thread::Builder::new()
-            .name(format!("alert-{name}"))
-            .spawn(move || runner.run());
-        let thread = match thread {
-            Ok(t) => Some(t),
-            Err(e) => {
-                *lock(&status.error) = Some(format!("cannot start its thread: {e}"));
-                None
-            }
-        };
-        lock(&self.running).insert(
-            name.to_string(),
-            Running {
-                config,
-                status,
-                stop,
-                thread,
-            },
+        let started = self.running.start(
+            name,
+            format!("alert-{name}"),
+            config,
+            status.clone(),
+            stop,
+            move || runner.run(),
         );
+        if let Err(e) = started {
+            *lock(&status.error) = Some(format!("cannot start its thread: {e}"));
+        }
     }
 
     /// Stops rule `name` (its memory stays on disk); `false` if it was not running.
     pub fn stop(&self, name: &str) -> bool {
-        let Some(mut r) = lock(&self.running).remove(name) else {
-            return false;
-        };
-        r.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = r.thread.take() {
-            let _ = t.join();
-        }
-        true
+        self.running.stop(name)
     }
 
     /// Stops them all.
     pub fn stop_all(&self) {
-        let names: Vec<String> = lock(&self.running).keys().cloned().collect();
-        for name in names {
-            self.stop(&name);
-        }
+        self.running.stop_all();
     }
 
     /// Whether `name` runs.
     pub fn contains(&self, name: &str) -> bool {
-        lock(&self.running).contains_key(name)
+        self.running.contains(name)
     }
 
     /// Each rule's configuration and status (only `only`, if given).
     pub fn describe(&self, only: Option<&str>) -> Vec<serde_json::Value> {
-        lock(&self.running)
-            .iter()
-            .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
-            .map(|(name, r)| json!({ "name": name, "config": r.config, "status": r.status.json() }))
-            .collect()
+        self.running.describe(
+            only,
+            |name, r| json!({ "name": name, "config": r.config, "status": r.status.json() }),
+        )
     }
 }
 

@@ -23,6 +23,7 @@ pub mod live;
 pub mod metrics;
 pub mod pipelines;
 pub mod sink;
+mod workers;
 
 use std::sync::Arc;
 

@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use eddy_base::io::{IoContext, IoError};
@@ -32,6 +31,7 @@ use crate::config::{PipelineConfig, PipelinePlan, Start};
 use crate::live::{Frame, Hub};
 use crate::metrics::{PipelineLabel, StreamMetrics};
 use crate::sink::{Sink, SinkPlan};
+use crate::workers::Workers;
 use crate::ReadHandle;
 use eddy_base::sync::lock;
 
@@ -167,23 +167,15 @@ impl Status {
     }
 }
 
-/// A pipeline running on its thread.
-struct Running {
-    config: PipelineConfig,
-    status: Arc<Status>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
 /// Every pipeline of a server.
 #[derive(Default)]
 pub struct Pipelines {
-    running: Mutex<BTreeMap<String, Running>>,
+    running: Workers<PipelineConfig, Status>,
 }
 
 impl std::fmt::Debug for Pipelines {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Pipelines({})", lock(&self.running).len())
+        write!(f, "Pipelines({})", self.running.len())
     }
 }
 
@@ -201,65 +193,43 @@ impl Pipelines {
             stop: stop.clone(),
             http: crate::sink::webhook_agent(),
         };
-        let thread = std::thread::Builder::new()
-            .name(format!("pipeline-{name}"))
-            .spawn(move || runner.run());
-        let thread = match thread {
-            Ok(t) => Some(t),
-            Err(e) => {
-                *lock(&status.error) = Some(format!("cannot start its thread: {e}"));
-                None
-            }
-        };
-        lock(&self.running).insert(
-            name.to_string(),
-            Running {
-                config,
-                status,
-                stop,
-                thread,
-            },
+        let started = self.running.start(
+            name,
+            format!("pipeline-{name}"),
+            config,
+            status.clone(),
+            stop,
+            move || runner.run(),
         );
+        if let Err(e) = started {
+            *lock(&status.error) = Some(format!("cannot start its thread: {e}"));
+        }
     }
 
     /// Stops pipeline `name` (what it has not delivered is read again when it starts again).
     pub fn stop(&self, name: &str) -> bool {
-        let Some(mut r) = lock(&self.running).remove(name) else {
-            return false;
-        };
-        r.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = r.thread.take() {
-            let _ = t.join();
-        }
-        true
+        self.running.stop(name)
     }
 
     /// Stops them all.
     pub fn stop_all(&self) {
-        let names: Vec<String> = lock(&self.running).keys().cloned().collect();
-        for name in names {
-            self.stop(&name);
-        }
+        self.running.stop_all();
     }
 
     /// Whether `name` runs.
     pub fn contains(&self, name: &str) -> bool {
-        lock(&self.running).contains_key(name)
+        self.running.contains(name)
     }
 
     /// Each pipeline's configuration and status.
     pub fn describe(&self, only: Option<&str>) -> Vec<serde_json::Value> {
-        lock(&self.running)
-            .iter()
-            .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
-            .map(|(name, r)| {
-                json!({
-                    "name": name,
-                    "config": r.config,
-                    "status": r.status.json(only.is_some()),
-                })
+        self.running.describe(only, |name, r| {
+            json!({
+                "name": name,
+                "config": r.config,
+                "status": r.status.json(only.is_some()),
             })
-            .collect()
+        })
     }
 }
 
