@@ -5,6 +5,7 @@
 use eddy_store::{BlockView, Parts, SplitColumns};
 
 use crate::filter::Compiled;
+use crate::regex_dfa::RegexDfa;
 use crate::search::{self, lowercase};
 
 /// Whether `c` looks only at events' text (free text and regexes under `and`, `or`, `not`).
@@ -145,6 +146,12 @@ impl BlockFilter {
             },
             Compiled::Text(words) => self.text_leaf(view, c, words),
             Compiled::Regex(r) => {
+                if let Some(hits) = r
+                    .dfa()
+                    .and_then(|dfa| walked_leaf(view, c, dfa, |t| r.is_match(t)))
+                {
+                    return hits;
+                }
                 let split = view.split_columns();
                 let pieces = split.and_then(|s| Some((s, r.within_pieces(s.separator())?)));
                 match (pieces, r.lines()) {
@@ -248,6 +255,29 @@ fn template_leaf(view: &BlockView, c: &Compiled, test: impl Fn(&str) -> bool) ->
             None => c.matches(&view.event(i, Parts::ALL)),
         };
     }
+    Some(hits)
+}
+
+/// Which events a regex leaf `c` passes in a block whose texts are templates: `dfa` run over
+/// each template's pieces (see `BlockView::walk_templates`), other events one by one; `None`
+/// when no text of the block is templated.
+fn walked_leaf(
+    view: &BlockView,
+    c: &Compiled,
+    dfa: &RegexDfa,
+    test: impl Fn(&str) -> bool,
+) -> Option<Vec<bool>> {
+    let walked = view.walk_templates(dfa)?;
+    let hits = walked
+        .into_iter()
+        .enumerate()
+        .map(|(i, hit)| {
+            hit.unwrap_or_else(|| match view.raw(i) {
+                Some(raw) => test(raw),
+                None => c.matches(&view.event(i, Parts::ALL)),
+            })
+        })
+        .collect();
     Some(hits)
 }
 

@@ -59,7 +59,7 @@ pub enum Compiled {
     /// Words or a phrase in the event's text.
     Text(Box<Words>),
     /// A regex over the event's text.
-    Regex(TextRegex),
+    Regex(Box<TextRegex>),
     /// `field = / != matcher`.
     Match {
         /// The field.
@@ -108,9 +108,9 @@ pub fn compile(f: &Filter) -> Result<Compiled, QueryError> {
         Filter::Text { text, wildcard, .. } => {
             Compiled::Text(Box::new(Words::new(text, *wildcard)))
         }
-        Filter::Regex { regex, span } => Compiled::Regex(
+        Filter::Regex { regex, span } => Compiled::Regex(Box::new(
             TextRegex::new(&inline_flags(regex)).map_err(|e| regex_error(&e, *span))?,
-        ),
+        )),
         Filter::Compare {
             field,
             op,

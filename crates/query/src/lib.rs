@@ -30,6 +30,7 @@ pub mod fields;
 pub mod filter;
 pub mod format;
 pub mod live;
+pub mod regex_dfa;
 pub mod run;
 pub mod search;
 pub mod sketch;

@@ -6,10 +6,13 @@
 //! store's tokens are made), so what a block's bloom filter says it lacks is never a match.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use memchr::memmem;
 use regex::{Regex, RegexBuilder};
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
+
+use crate::regex_dfa::RegexDfa;
 
 /// What is not a word character, apart from the line break (see the store's tokens: a word is
 /// alphanumeric). Line starts and ends are boundaries through `^` and `$` in multi-line mode,
@@ -204,6 +207,9 @@ pub struct TextRegex {
     /// The same regex over bytes, for split columns, with the separators no match can hold
     /// (see [`TextRegex::within_pieces`]).
     pieces: Option<(regex::bytes::Regex, Vec<u8>)>,
+    /// The pattern as a DFA for templated texts, built on first use (see [`TextRegex::dfa`]).
+    dfa: OnceLock<Option<RegexDfa>>,
+    pattern: String,
 }
 
 impl TextRegex {
@@ -255,6 +261,8 @@ impl TextRegex {
             event,
             lines,
             pieces,
+            dfa: OnceLock::new(),
+            pattern: pattern.to_string(),
         })
     }
 
@@ -272,6 +280,14 @@ impl TextRegex {
     /// Whether `text` matches.
     pub fn is_match(&self, text: &str) -> bool {
         self.event.is_match(text)
+    }
+
+    /// The regex as a DFA that runs over templated texts without building them; `None` when
+    /// the pattern's DFA would be too large.
+    pub fn dfa(&self) -> Option<&RegexDfa> {
+        self.dfa
+            .get_or_init(|| RegexDfa::new(&self.pattern))
+            .as_ref()
     }
 
     /// The regex for whole blocks, if the pattern allows one.

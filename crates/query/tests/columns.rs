@@ -28,6 +28,7 @@ struct Spec {
     ms_as_text: bool,
     user: Option<u32>,
     ok: Option<bool>,
+    path: bool,
     parsed: bool,
 }
 
@@ -42,17 +43,21 @@ fn spec() -> impl Strategy<Value = Spec> {
         proptest::bool::weighted(0.1),
         proptest::option::weighted(0.7, 0u32..50),
         proptest::option::weighted(0.5, any::<bool>()),
+        proptest::bool::weighted(0.7),
         proptest::bool::weighted(0.8),
     )
-        .prop_map(|(level, status, ms, ms_as_text, user, ok, parsed)| Spec {
-            level,
-            status,
-            ms,
-            ms_as_text,
-            user,
-            ok,
-            parsed,
-        })
+        .prop_map(
+            |(level, status, ms, ms_as_text, user, ok, path, parsed)| Spec {
+                level,
+                status,
+                ms,
+                ms_as_text,
+                user,
+                ok,
+                path,
+                parsed,
+            },
+        )
 }
 
 fn event(n: usize, s: &Spec) -> Event {
@@ -75,6 +80,10 @@ fn event(n: usize, s: &Spec) -> Event {
     }
     if let Some(ok) = s.ok {
         parts.push(format!(r#""ok":{ok}"#));
+    }
+    if s.path {
+        // A value per event, so a plain column rather than a dictionary.
+        parts.push(format!(r#""path":"/a/{n} b""#));
     }
     let line = format!("{{{}}}", parts.join(","));
     let time = T0 + n as i64 * 7 * SECOND;
@@ -141,6 +150,26 @@ fn filter() -> impl Strategy<Value = String> {
         ])
         .prop_map(str::to_string),
         Just(r#"/"ms":1/"#.to_string()),
+        // Regexes run piece by piece over templates: across literals and holes, anchored at
+        // either end, at word boundaries, ignoring case, and over dictionary and plain values.
+        prop::sample::select(vec![
+            r#"/"status":50[0-9],/"#,
+            r#"/^\{"level":"(INFO|WARN)"/"#,
+            r#"/true\}$/"#,
+            r#"/\bu1\b/"#,
+            r#"/(?i)"LEVEL":"e/"#,
+            r#"/u[0-9]+"/"#,
+            r#"/ms":-?[0-9]+\.5/"#,
+            r#"/^event [0-9]*7$/"#,
+            r#"/INFO.*u2/"#,
+            r#"/a\/[0-9]*3 b"/"#,
+            r#"/"path":"\/a\/1[0-9] /"#,
+            r#"/ b"\}$/"#,
+            // Values that hold none of the bytes that move the state are skipped unread.
+            r#"/\}$/"#,
+            r#"/:true/"#,
+        ])
+        .prop_map(str::to_string),
         Just("\"u1\"".to_string()),
     ];
     let tree = leaf.prop_recursive(2, 8, 2, |inner| {
@@ -248,6 +277,7 @@ fn stored_events_come_back_whole_with_their_exact_text() {
             ms_as_text: n % 7 == 0,
             user: Some(n as u32),
             ok: (n % 2 == 0).then_some(n % 4 == 0),
+            path: n % 3 == 0,
             parsed: n % 9 != 0,
         })
         .collect();
@@ -272,6 +302,7 @@ fn blocks_whose_ranges_cannot_hold_the_value_are_ruled_out_and_the_answer_stays(
             ms_as_text: false,
             user: None,
             ok: None,
+            path: false,
             parsed: true,
         })
         .collect();

@@ -26,6 +26,7 @@ pub mod segment;
 pub mod split;
 pub mod store;
 pub mod template;
+pub mod template_walk;
 pub mod tokens;
 pub mod view;
 

@@ -237,11 +237,11 @@ pub struct BlockView {
     /// Whether the block is sectioned: fields come from `columns`, not from a parser.
     sectioned: bool,
     /// The field columns decompressed.
-    columns: Vec<Column>,
+    pub(crate) columns: Vec<Column>,
     /// Every column of the block, with its range if numeric (known without decompressing).
     column_names: Vec<(String, Option<columns::Range>)>,
     /// The templates of templated texts, with each hole's column in `columns`.
-    templates: Option<(Templates, Vec<Option<usize>>)>,
+    pub(crate) templates: Option<(Templates, Vec<Option<usize>>)>,
     /// The sections of the core not decompressed yet (see [`Deferred`]).
     deferred: Vec<Section>,
     /// Memory for decompressing a deferred section.

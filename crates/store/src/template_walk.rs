@@ -1,0 +1,339 @@
+//! Runs an automaton (a query's regex as a DFA) over templated texts piece by piece, without
+//! building them: a template's literals are run as they are, each hole's value straight from
+//! its column.
+//!
+//! Building a block's texts from its templates costs more than searching them, so this path is
+//! what makes a regex over parsed events fast. Two memories make it cheaper still:
+//! - a dictionary entry is run once per state it is entered in, not once per event;
+//! - where a state is left only by a few bytes (the DFA's accelerated states), a plain column
+//!   is searched once for those bytes, and every value without one keeps the state unread.
+//!
+//! The answer is the one a search of the built text gives: values are read as
+//! [`hole_text`] writes them, and a line break inside a value is read as the space the built
+//! text holds there.
+
+use std::borrow::Cow;
+
+use crate::columns::{Column, Values};
+use crate::template::{hole_text, Template};
+use crate::view::BlockView;
+use eddy_event::ValueRef;
+
+/// Where running some bytes left an automaton.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<S> {
+    /// Still undecided, in this state.
+    At(S),
+    /// The text matches (`true`) or can no longer match (`false`), whatever follows.
+    Decided(bool),
+    /// The automaton cannot tell (it gave up on a byte): search the built text instead.
+    Unsure,
+}
+
+/// An automaton that can be run over a text in pieces.
+pub trait Automaton {
+    /// A state between pieces.
+    type State: Copy + Eq;
+
+    /// The state at the start of a text.
+    fn start(&self) -> Self::State;
+
+    /// Runs `bytes` from `state`.
+    fn run(&self, state: Self::State, bytes: &[u8]) -> Step<Self::State>;
+
+    /// The few bytes that move `state`, where every other byte keeps it; `None` when more
+    /// bytes move it.
+    fn movers(&self, state: Self::State) -> Option<&[u8]>;
+
+    /// Whether a text ending in `state` matches; `None` when the automaton cannot tell.
+    fn end(&self, state: Self::State) -> Option<bool>;
+}
+
+/// States remembered per column before it is run value by value.
+const MAX_STATES: usize = 8;
+
+/// The widest range of an integer column whose values are remembered one by one.
+const MAX_REMEMBERED_INTS: u64 = 4096;
+
+/// What is known of one hole column, entered in one state.
+struct Known<S> {
+    state: S,
+    /// Per dictionary entry, where running it from `state` leads.
+    entries: Vec<Option<Step<S>>>,
+    /// Per slot, whether the value holds a byte that moves `state` (made on first use, and
+    /// only where `state` has movers).
+    moved: Option<Vec<bool>>,
+}
+
+/// What is known of one hole column: per state it was entered in.
+struct ColumnMemo<S> {
+    known: Vec<Known<S>>,
+    /// Whether a value holds a line break (then values are read one by one).
+    has_newline: bool,
+}
+
+impl BlockView {
+    /// For each event, whether `a` matches its text: `Some` for templated texts it decided,
+    /// `None` for the others (not templated, or the automaton gave up). `None` when no text is
+    /// templated.
+    pub fn walk_templates<A: Automaton>(&self, a: &A) -> Option<Vec<Option<bool>>> {
+        let (templates, holes) = self.templates.as_ref()?;
+        let mut memos: Vec<Option<ColumnMemo<A::State>>> =
+            (0..self.columns.len()).map(|_| None).collect();
+        let mut literals: Vec<LiteralMemo<A::State>> = templates
+            .templates
+            .iter()
+            .map(|t| vec![None; t.holes.len() + 1])
+            .collect();
+        let mut out = vec![None; self.len()];
+        let mut k = 0;
+        for (i, hit) in out.iter_mut().enumerate() {
+            if !self.is_templated(i) {
+                continue;
+            }
+            let code = templates.codes.get(k).copied().unwrap_or(0) as usize;
+            k += 1;
+            if let (Some(t), Some(literals)) =
+                (templates.templates.get(code), literals.get_mut(code))
+            {
+                *hit = self.walk_one(a, t, holes, i, &mut memos, literals);
+            }
+        }
+        Some(out)
+    }
+
+    fn walk_one<A: Automaton>(
+        &self,
+        a: &A,
+        t: &Template,
+        holes: &[Option<usize>],
+        i: usize,
+        memos: &mut [Option<ColumnMemo<A::State>>],
+        literals: &mut LiteralMemo<A::State>,
+    ) -> Option<bool> {
+        let mut state = a.start();
+        macro_rules! go {
+            ($step:expr) => {
+                match $step {
+                    Step::At(s) => state = s,
+                    Step::Decided(d) => return Some(d),
+                    Step::Unsure => return None,
+                }
+            };
+        }
+        go!(run_literal(a, state, &t.first, &mut literals[0]));
+        for ((name, literal), memo) in t.holes.iter().zip(&mut literals[1..]) {
+            let hole = holes.get(*name as usize).copied().flatten();
+            if let Some((c, column)) = hole.and_then(|c| Some((c, self.columns.get(c)?))) {
+                if let Some(slot) = column.slot(i) {
+                    go!(run_value(a, state, column, slot, &mut memos[c]));
+                }
+            }
+            go!(run_literal(a, state, literal, memo));
+        }
+        a.end(state)
+    }
+}
+
+/// Per literal of a template, the state it was last entered in and where that led: a literal is
+/// mostly entered in the same state, so it is mostly run once per block.
+type LiteralMemo<S> = Vec<Option<(S, Step<S>)>>;
+
+/// Runs `literal` from `state`, or answers from `memo` when it was last run from there.
+fn run_literal<A: Automaton>(
+    a: &A,
+    state: A::State,
+    literal: &str,
+    memo: &mut Option<(A::State, Step<A::State>)>,
+) -> Step<A::State> {
+    match *memo {
+        Some((from, step)) if from == state => step,
+        _ => {
+            let step = a.run(state, literal.as_bytes());
+            *memo = Some((state, step));
+            step
+        }
+    }
+}
+
+/// Runs the value at `slot` of `column` from `state`, using and filling what `memo` knows.
+fn run_value<A: Automaton>(
+    a: &A,
+    state: A::State,
+    column: &Column,
+    slot: usize,
+    memo: &mut Option<ColumnMemo<A::State>>,
+) -> Step<A::State> {
+    let memo = memo.get_or_insert_with(|| ColumnMemo {
+        known: Vec::new(),
+        has_newline: match &column.values {
+            Values::Plain { text, .. } => memchr::memchr(b'\n', text.as_bytes()).is_some(),
+            _ => false,
+        },
+    });
+    match &column.values {
+        Values::Int(_) | Values::Float(_) => {
+            // Numbers are written with digits, '-' and '.' only.
+            let keeps = a
+                .movers(state)
+                .is_some_and(|m| !m.iter().any(|b| b.is_ascii_digit() || b"-.".contains(b)));
+            if keeps {
+                return Step::At(state);
+            }
+            // Integers of a narrow range (statuses, ports) are remembered like dictionary
+            // entries, by their offset from the smallest.
+            match (&column.values, column.int_bounds()) {
+                (Values::Int(values), Some((lo, hi))) if hi.abs_diff(lo) < MAX_REMEMBERED_INTS => {
+                    let offset = values.get(slot).map_or(0, |v| v.abs_diff(lo) as usize);
+                    remembered(
+                        a,
+                        state,
+                        column,
+                        slot,
+                        memo,
+                        offset,
+                        (hi.abs_diff(lo) + 1) as usize,
+                    )
+                }
+                _ => run_text(a, state, column, slot),
+            }
+        }
+        Values::Dictionary { entries, codes } => {
+            let Some(&code) = codes.get(slot) else {
+                return Step::At(state);
+            };
+            remembered(a, state, column, slot, memo, code as usize, entries.len())
+        }
+        Values::Plain { text, ends } => {
+            if memo.has_newline {
+                return run_text(a, state, column, slot);
+            }
+            if let Some(movers) = a.movers(state) {
+                if let Some(known) = known_for(memo, state, 0) {
+                    let moved = known
+                        .moved
+                        .get_or_insert_with(|| slots_holding(text.as_bytes(), ends, movers));
+                    if moved.get(slot) == Some(&false) {
+                        return Step::At(state);
+                    }
+                }
+            }
+            // Without line breaks, the value is its text as written.
+            match column.value_at(slot) {
+                Some(ValueRef::Str(v)) => a.run(state, v.as_bytes()),
+                _ => run_text(a, state, column, slot),
+            }
+        }
+        _ => run_text(a, state, column, slot),
+    }
+}
+
+/// Runs the value at `slot`, the `entry`-th of `entries` distinct ones, or answers from `memo`
+/// when that entry was run from `state` before.
+fn remembered<A: Automaton>(
+    a: &A,
+    state: A::State,
+    column: &Column,
+    slot: usize,
+    memo: &mut ColumnMemo<A::State>,
+    entry: usize,
+    entries: usize,
+) -> Step<A::State> {
+    let Some(known) = known_for(memo, state, entries) else {
+        return run_text(a, state, column, slot);
+    };
+    match known.entries.get(entry).copied().flatten() {
+        Some(step) => step,
+        None => {
+            let step = run_text(a, state, column, slot);
+            if let Some(e) = known.entries.get_mut(entry) {
+                *e = Some(step);
+            }
+            step
+        }
+    }
+}
+
+/// What is known of a column entered in `state`, added if there is room.
+fn known_for<S: Copy + Eq>(
+    memo: &mut ColumnMemo<S>,
+    state: S,
+    entries: usize,
+) -> Option<&mut Known<S>> {
+    let at = match memo.known.iter().position(|k| k.state == state) {
+        Some(at) => at,
+        None if memo.known.len() < MAX_STATES => {
+            memo.known.push(Known {
+                state,
+                entries: vec![None; entries],
+                moved: None,
+            });
+            memo.known.len() - 1
+        }
+        None => return None,
+    };
+    memo.known.get_mut(at)
+}
+
+/// Runs the text of the value at `slot`, as the built text holds it.
+fn run_text<A: Automaton>(a: &A, state: A::State, column: &Column, slot: usize) -> Step<A::State> {
+    let mut digits = itoa::Buffer::new();
+    let Some(text) = column
+        .value_at(slot)
+        .and_then(|v| hole_text(v, &mut digits))
+    else {
+        return Step::At(state);
+    };
+    // The built text holds a space for a line break inside a value.
+    let text = match memchr::memchr(b'\n', text.as_bytes()) {
+        Some(_) => Cow::Owned(text.replace('\n', " ")),
+        None => text,
+    };
+    a.run(state, text.as_bytes())
+}
+
+/// For each value of a plain column (`text`, cut at `ends`), whether it holds one of `bytes`.
+fn slots_holding(text: &[u8], ends: &[u32], bytes: &[u8]) -> Vec<bool> {
+    let mut holding = vec![false; ends.len()];
+    let found: Box<dyn Iterator<Item = usize>> = match *bytes {
+        [] => Box::new(std::iter::empty()),
+        [a] => Box::new(memchr::memchr_iter(a, text)),
+        [a, b] => Box::new(memchr::memchr2_iter(a, b, text)),
+        [a, b, c] => Box::new(memchr::memchr3_iter(a, b, c, text)),
+        _ => {
+            holding.fill(true);
+            return holding;
+        }
+    };
+    let mut slot = 0;
+    for at in found {
+        while ends.get(slot).is_some_and(|&e| (e as usize) <= at) {
+            slot += 1;
+        }
+        match holding.get_mut(slot) {
+            Some(h) => *h = true,
+            None => break,
+        }
+    }
+    holding
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_holding_a_byte_are_found_by_slot() {
+        let text = b"ab\"cdef\"gh";
+        let ends = [2, 3, 7, 7, 10];
+        assert_eq!(
+            slots_holding(text, &ends, b"\""),
+            vec![false, true, false, false, true]
+        );
+        assert_eq!(
+            slots_holding(text, &ends, b"ae"),
+            vec![true, false, true, false, false]
+        );
+        assert_eq!(slots_holding(text, &ends, b""), vec![false; 5]);
+    }
+}
