@@ -164,11 +164,12 @@ fn progress_text(p: &serde_json::Value) -> String {
     let plan = &p["plan"];
     let m = |k: &str| plan[k].as_u64().unwrap_or(0);
     format!(
-        "blocks {}/{} read, {} skipped of {}; segments {} skipped of {}; {} events scanned",
+        "blocks {}/{} read, {} skipped of {}, {} ruled out by field ranges; segments {} skipped of {}; {} events scanned",
         n("blocks_done"),
         n("blocks_total"),
         m("blocks_skipped"),
         m("blocks"),
+        n("blocks_ruled_out"),
         m("segments_skipped"),
         m("segments"),
         n("events_scanned"),

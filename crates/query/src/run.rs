@@ -51,6 +51,9 @@ pub struct Progress {
     pub blocks_done: u64,
     /// Blocks to read in all.
     pub blocks_total: u64,
+    /// Of the blocks read, those the ranges of their field columns ruled out: only their
+    /// core was decompressed (`status=404` over blocks whose statuses are all 200).
+    pub blocks_ruled_out: u64,
     /// Events read from blocks (in the time range and tags).
     pub events_scanned: u64,
     /// Compressed bytes read so far.
@@ -136,8 +139,10 @@ impl BlockPlan {
         // A block its bounds ruled out only counts what the scan kept: no event can pass.
         let ruled_out = view.ruled_out();
         let columnar = !ruled_out && !self.counts_only && columnar::applies(&self.program, view);
-        // A text filter may fall back to whole events.
-        let events = !ruled_out && (!self.counts_only && !columnar || self.text.is_some());
+        // A text filter falls back to whole events for events without a text.
+        let events = !ruled_out
+            && (!self.counts_only && !columnar
+                || self.text.is_some() && !view.every_event_has_text());
         if events {
             task.load(buffers, view, Deferred::Arrivals)?;
         }
@@ -259,12 +264,14 @@ pub fn run_with_partials(
     let total = plan.tasks.len() as u64;
     let next = AtomicUsize::new(0);
     let (done, scanned, bytes) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let ruled_out = AtomicU64::new(0);
     let warnings = Mutex::new(plan.stats.warnings.clone());
     let fields = Mutex::new(FieldsSeen::default());
     let program = &prepared.program;
     let snapshot = || Progress {
         blocks_done: done.load(Ordering::Relaxed),
         blocks_total: total,
+        blocks_ruled_out: ruled_out.load(Ordering::Relaxed),
         events_scanned: scanned.load(Ordering::Relaxed),
         bytes_read: bytes.load(Ordering::Relaxed),
         plan: plan.stats.clone(),
@@ -292,6 +299,7 @@ pub fn run_with_partials(
         for state in &states {
             let finished_tx = finished_tx.clone();
             let (next, done, scanned, bytes) = (&next, &done, &scanned, &bytes);
+            let ruled_out = &ruled_out;
             let (plan, warnings, snapshot, fields) = (&plan, &warnings, &snapshot, &fields);
             scope.spawn(move || {
                 // Kept from one block to the next.
@@ -304,6 +312,9 @@ pub fn run_with_partials(
                     let Some(task) = plan.tasks.get(i) else { break };
                     let fed = task.open_into(&mut buffers, &mut view).and_then(|()| {
                         seen.note(&view);
+                        if view.ruled_out() {
+                            ruled_out.fetch_add(1, Ordering::Relaxed);
+                        }
                         let mut state = lock(state);
                         prepared.blocks.feed(
                             task,

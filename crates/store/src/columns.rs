@@ -382,7 +382,7 @@ pub enum Values {
     /// Texts as codes into a dictionary.
     Dictionary {
         /// The distinct texts.
-        entries: Vec<String>,
+        entries: Entries,
         /// Each value's entry.
         codes: Vec<u32>,
     },
@@ -395,6 +395,69 @@ pub enum Values {
     },
     /// Values of several kinds.
     Mixed(Vec<Value>),
+}
+
+/// A dictionary's distinct texts, one after another in one buffer (one allocation and one
+/// UTF-8 check per dictionary, where a string per entry costs both per entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entries {
+    text: String,
+    /// Where each entry ends in `text`.
+    ends: Vec<u32>,
+}
+
+impl Entries {
+    /// Reads `d` length-prefixed entries.
+    fn read(r: &mut Reader<'_>, d: usize) -> Result<Entries, DecodeError> {
+        let mut bytes = Vec::new();
+        let mut ends = Vec::with_capacity(d);
+        let at = r.pos;
+        for _ in 0..d {
+            let n = r.len("bad dictionary entry length")?;
+            bytes.extend_from_slice(r.bytes(n, "truncated dictionary entry")?);
+            ends.push(u32::try_from(bytes.len()).or_else(|_| r.fail("dictionary too long"))?);
+        }
+        let bad = DecodeError {
+            position: at,
+            reason: "dictionary entry is not UTF-8",
+        };
+        let text = String::from_utf8(bytes).map_err(|_| bad.clone())?;
+        // Each entry must be UTF-8 by itself, not only all of them together.
+        if ends.iter().any(|&e| !text.is_char_boundary(e as usize)) {
+            return Err(bad);
+        }
+        Ok(Entries { text, ends })
+    }
+
+    /// The entries one after another.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Entry `i`.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)? as usize;
+        let start = match i {
+            0 => 0,
+            _ => self.ends[i - 1] as usize,
+        };
+        self.text.get(start..end)
+    }
+
+    /// The entries in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.len()).map(|i| self.get(i).unwrap_or_default())
+    }
 }
 
 /// A decoded column: which events have the field, and their values.
@@ -475,10 +538,7 @@ impl Column {
             KIND_STR => match r.array::<1>("truncated string form")?[0] {
                 STR_DICTIONARY => {
                     let d = r.len("bad dictionary size")?;
-                    let mut entries = Vec::with_capacity(d);
-                    for _ in 0..d {
-                        entries.push(r.string("truncated dictionary entry")?);
-                    }
+                    let entries = Entries::read(&mut r, d)?;
                     let (codes, _) = unpack(&mut r, m, "truncated codes", |c| {
                         u32::try_from(c).unwrap_or(u32::MAX)
                     })?;

@@ -58,18 +58,45 @@ const MAX_REMEMBERED_INTS: u64 = 4096;
 /// What is known of one hole column, entered in one state.
 struct Known<S> {
     state: S,
-    /// Per dictionary entry, where running it from `state` leads.
+    /// Whether no value of the column moves `state` (known once asked).
+    keeps_all: Option<bool>,
+    /// Per distinct value (dictionary entry, or narrow integer), where running it from
+    /// `state` leads.
     entries: Vec<Option<Step<S>>>,
-    /// Per slot, whether the value holds a byte that moves `state` (made on first use, and
-    /// only where `state` has movers).
-    moved: Option<Vec<bool>>,
+    /// Per slot, whether the value holds a byte that moves `state` (made on first use;
+    /// `None` inside where the state has no movers).
+    moved: Option<Option<Vec<bool>>>,
 }
 
 /// What is known of one hole column: per state it was entered in.
 struct ColumnMemo<S> {
     known: Vec<Known<S>>,
-    /// Whether a value holds a line break (then values are read one by one).
+    /// Whether a text value holds a line break (the built text holds a space there).
     has_newline: bool,
+    /// How many distinct values are remembered: the dictionary's entries, or the integers of
+    /// a narrow range from `base`.
+    distinct: usize,
+    base: i64,
+}
+
+impl<S> ColumnMemo<S> {
+    fn of(column: &Column) -> ColumnMemo<S> {
+        let newline = |text: &str| memchr::memchr(b'\n', text.as_bytes()).is_some();
+        let (has_newline, distinct, base) = match (&column.values, column.int_bounds()) {
+            (Values::Plain { text, .. }, _) => (newline(text), 0, 0),
+            (Values::Dictionary { entries, .. }, _) => (newline(entries.text()), entries.len(), 0),
+            (Values::Int(_), Some((lo, hi))) if hi.abs_diff(lo) < MAX_REMEMBERED_INTS => {
+                (false, (hi.abs_diff(lo) + 1) as usize, lo)
+            }
+            _ => (false, 0, 0),
+        };
+        ColumnMemo {
+            known: Vec::new(),
+            has_newline,
+            distinct,
+            base,
+        }
+    }
 }
 
 impl BlockView {
@@ -164,88 +191,82 @@ fn run_value<A: Automaton>(
     slot: usize,
     memo: &mut Option<ColumnMemo<A::State>>,
 ) -> Step<A::State> {
-    let memo = memo.get_or_insert_with(|| ColumnMemo {
-        known: Vec::new(),
-        has_newline: match &column.values {
-            Values::Plain { text, .. } => memchr::memchr(b'\n', text.as_bytes()).is_some(),
-            _ => false,
-        },
+    let memo = memo.get_or_insert_with(|| ColumnMemo::of(column));
+    let (has_newline, base) = (memo.has_newline, memo.base);
+    let Some(known) = known_for(memo, state) else {
+        return run_text(a, state, column, slot);
+    };
+    let keeps_all = *known.keeps_all.get_or_insert_with(|| {
+        a.movers(state)
+            .is_some_and(|m| !column_holds_any(column, m, has_newline))
     });
+    if keeps_all {
+        return Step::At(state);
+    }
     match &column.values {
-        Values::Int(_) | Values::Float(_) => {
-            // Numbers are written with digits, '-' and '.' only.
-            let keeps = a
-                .movers(state)
-                .is_some_and(|m| !m.iter().any(|b| b.is_ascii_digit() || b"-.".contains(b)));
-            if keeps {
-                return Step::At(state);
-            }
-            // Integers of a narrow range (statuses, ports) are remembered like dictionary
-            // entries, by their offset from the smallest.
-            match (&column.values, column.int_bounds()) {
-                (Values::Int(values), Some((lo, hi))) if hi.abs_diff(lo) < MAX_REMEMBERED_INTS => {
-                    let offset = values.get(slot).map_or(0, |v| v.abs_diff(lo) as usize);
-                    remembered(
-                        a,
-                        state,
-                        column,
-                        slot,
-                        memo,
-                        offset,
-                        (hi.abs_diff(lo) + 1) as usize,
-                    )
-                }
-                _ => run_text(a, state, column, slot),
-            }
-        }
         Values::Dictionary { entries, codes } => {
             let Some(&code) = codes.get(slot) else {
                 return Step::At(state);
             };
-            remembered(a, state, column, slot, memo, code as usize, entries.len())
+            remembered(known, code as usize, || match has_newline {
+                true => run_text(a, state, column, slot),
+                false => a.run(
+                    state,
+                    entries.get(code as usize).unwrap_or_default().as_bytes(),
+                ),
+            })
         }
-        Values::Plain { text, ends } => {
-            if memo.has_newline {
-                return run_text(a, state, column, slot);
-            }
-            if let Some(movers) = a.movers(state) {
-                if let Some(known) = known_for(memo, state, 0) {
-                    let moved = known
-                        .moved
-                        .get_or_insert_with(|| slots_holding(text.as_bytes(), ends, movers));
-                    if moved.get(slot) == Some(&false) {
-                        return Step::At(state);
-                    }
-                }
+        Values::Int(values) if !known.entries.is_empty() => {
+            let offset = values.get(slot).map_or(0, |v| v.abs_diff(base) as usize);
+            remembered(known, offset, || run_text(a, state, column, slot))
+        }
+        Values::Plain { text, ends } if !has_newline => {
+            let moved = known.moved.get_or_insert_with(|| {
+                a.movers(state)
+                    .map(|m| slots_holding(text.as_bytes(), ends, m))
+            });
+            if moved.as_ref().and_then(|m| m.get(slot)) == Some(&false) {
+                return Step::At(state);
             }
             // Without line breaks, the value is its text as written.
             match column.value_at(slot) {
                 Some(ValueRef::Str(v)) => a.run(state, v.as_bytes()),
-                _ => run_text(a, state, column, slot),
+                _ => Step::At(state),
             }
         }
         _ => run_text(a, state, column, slot),
     }
 }
 
-/// Runs the value at `slot`, the `entry`-th of `entries` distinct ones, or answers from `memo`
-/// when that entry was run from `state` before.
-fn remembered<A: Automaton>(
-    a: &A,
-    state: A::State,
-    column: &Column,
-    slot: usize,
-    memo: &mut ColumnMemo<A::State>,
-    entry: usize,
-    entries: usize,
-) -> Step<A::State> {
-    let Some(known) = known_for(memo, state, entries) else {
-        return run_text(a, state, column, slot);
+/// Whether any value of `column`, as the built text holds it, has one of `bytes`.
+fn column_holds_any(column: &Column, bytes: &[u8], has_newline: bool) -> bool {
+    let in_text = |text: &str| {
+        slots_holding(text.as_bytes(), &[text.len() as u32], bytes)[0]
+            || has_newline && bytes.contains(&b' ')
     };
+    match &column.values {
+        Values::Null => false,
+        // Numbers are written with digits, '-' and '.' only.
+        Values::Int(_) | Values::Float(_) => bytes
+            .iter()
+            .any(|b| b.is_ascii_digit() || b"-.".contains(b)),
+        Values::Bool(_) => bytes.iter().any(|b| b"truefals".contains(b)),
+        Values::Dictionary { entries, .. } => in_text(entries.text()),
+        Values::Plain { text, .. } => in_text(text),
+        Values::Mixed(_) => true,
+    }
+}
+
+/// The step of the `entry`-th distinct value, from `known`, or from `run` (then remembered).
+fn remembered<S: Copy>(
+    known: &mut Known<S>,
+    entry: usize,
+    run: impl FnOnce() -> Step<S>,
+) -> Step<S> {
     match known.entries.get(entry).copied().flatten() {
         Some(step) => step,
         None => {
-            let step = run_text(a, state, column, slot);
+            let step = run();
             if let Some(e) = known.entries.get_mut(entry) {
                 *e = Some(step);
             }
@@ -255,17 +276,14 @@ fn remembered<A: Automaton>(
 }
 
 /// What is known of a column entered in `state`, added if there is room.
-fn known_for<S: Copy + Eq>(
-    memo: &mut ColumnMemo<S>,
-    state: S,
-    entries: usize,
-) -> Option<&mut Known<S>> {
+fn known_for<S: Copy + Eq>(memo: &mut ColumnMemo<S>, state: S) -> Option<&mut Known<S>> {
     let at = match memo.known.iter().position(|k| k.state == state) {
         Some(at) => at,
         None if memo.known.len() < MAX_STATES => {
             memo.known.push(Known {
                 state,
-                entries: vec![None; entries],
+                keeps_all: None,
+                entries: vec![None; memo.distinct],
                 moved: None,
             });
             memo.known.len() - 1

@@ -780,7 +780,7 @@ impl BlockView {
                 let column = &self.columns[c];
                 match &column.values {
                     columns::Values::Dictionary { entries, .. } => {
-                        entries.iter().map(|e| test(e)).collect()
+                        entries.iter().map(test).collect()
                     }
                     _ => (0..column.count())
                         .map(|slot| {
@@ -877,6 +877,11 @@ impl BlockView {
     pub fn raw(&self, i: usize) -> Option<&str> {
         let Texts { text, starts } = self.texts();
         (self.flags[i] & NO_RAW == 0).then(|| &text[starts[i] as usize..starts[i + 1] as usize - 1])
+    }
+
+    /// Whether every event has a `@rawstring` (a text filter then needs no whole event).
+    pub fn every_event_has_text(&self) -> bool {
+        self.flags.iter().all(|f| f & NO_RAW == 0)
     }
 
     /// Whether event `i` has a `@rawstring` without line breaks (a line of the text).
