@@ -362,3 +362,65 @@ fn blocks_whose_ranges_cannot_hold_the_value_are_ruled_out_and_the_answer_stays(
         answer.progress
     );
 }
+
+#[test]
+fn a_regex_over_templated_texts_gives_the_answer_of_the_built_texts() {
+    // JSON events with a value per event (a plain column) and access lines (dictionaries,
+    // narrow integers and plain values): each regex is run over the templates' pieces.
+    let mut events: Vec<Event> = (0..400)
+        .map(|n| {
+            let spec = Spec {
+                level: Some(n % 4),
+                status: Some([200, 404, 503][n % 3]),
+                ms: Some(n as i64),
+                ms_as_text: false,
+                user: Some((n % 50) as u32),
+                ok: Some(n % 2 == 0),
+                path: n % 5 != 0,
+                parsed: true,
+            };
+            event(n, &spec)
+        })
+        .collect();
+    for n in 0..400 {
+        let line = format!(
+            r#"10.0.{}.{} - - [01/Nov/2026:10:00:{:02} +0000] "GET /api/v{}/orders/{} HTTP/1.1" {} {} "-" "agent/{}""#,
+            n % 7,
+            n % 13,
+            n % 60,
+            n % 3,
+            n,
+            [200, 404, 503, 500][n % 4],
+            n * 17 % 5000,
+            n % 9
+        );
+        let time = T0 + (400 + n) as i64 * 7 * SECOND;
+        let mut e = Parser::Accesslog.parse(&line, time).unwrap();
+        e.timestamp = time;
+        events.push(e);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_of(dir.path(), &events);
+    let all = (i64::MIN, i64::MAX);
+    for pattern in [
+        r#"" 5[0-9][0-9] "#,
+        r"api\/v[0-9]+\/orders\/[0-9]*7 ",
+        r#"a\/[0-9]*3 b""#,
+        r#""path":"\/a\/1[0-9] "#,
+        r"\}$",
+        r"agent\/[3-5]",
+        r"^10\.0\.3\.",
+        r#"(?i)"level":"error""#,
+        r"\b404\b",
+        r"ms.:3[0-9]?,",
+    ] {
+        let q = format!("/{pattern}/ | count()");
+        let got = stored(&store, &q, all);
+        let want = reference(&events, &q);
+        assert_eq!(got.rows, want.rows, "{q}");
+        assert!(
+            want.rows[0]["_count"] != eddy_event::Value::Int(0),
+            "{q} should match some events"
+        );
+    }
+}

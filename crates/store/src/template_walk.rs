@@ -107,7 +107,7 @@ impl BlockView {
         let (templates, holes) = self.templates.as_ref()?;
         let mut memos: Vec<Option<ColumnMemo<A::State>>> =
             (0..self.columns.len()).map(|_| None).collect();
-        let mut literals: Vec<LiteralMemo<A::State>> = templates
+        let mut leaps: Vec<LeapMemo<A::State>> = templates
             .templates
             .iter()
             .map(|t| vec![None; t.holes.len() + 1])
@@ -120,10 +120,8 @@ impl BlockView {
             }
             let code = templates.codes.get(k).copied().unwrap_or(0) as usize;
             k += 1;
-            if let (Some(t), Some(literals)) =
-                (templates.templates.get(code), literals.get_mut(code))
-            {
-                *hit = self.walk_one(a, t, holes, i, &mut memos, literals);
+            if let (Some(t), Some(leaps)) = (templates.templates.get(code), leaps.get_mut(code)) {
+                *hit = self.walk_one(a, t, holes, i, &mut memos, leaps);
             }
         }
         Some(out)
@@ -136,50 +134,106 @@ impl BlockView {
         holes: &[Option<usize>],
         i: usize,
         memos: &mut [Option<ColumnMemo<A::State>>],
-        literals: &mut LiteralMemo<A::State>,
+        leaps: &mut LeapMemo<A::State>,
     ) -> Option<bool> {
-        let mut state = a.start();
-        macro_rules! go {
-            ($step:expr) => {
-                match $step {
-                    Step::At(s) => state = s,
-                    Step::Decided(d) => return Some(d),
-                    Step::Unsure => return None,
+        let (mut at, mut state) = (0, a.start());
+        loop {
+            let leap = match leaps.get(at).copied().flatten() {
+                Some((from, leap)) if from == state => leap,
+                _ => {
+                    let leap = self.leap(a, t, holes, memos, at, state);
+                    if let Some(memo) = leaps.get_mut(at) {
+                        *memo = Some((state, leap));
+                    }
+                    leap
                 }
             };
-        }
-        go!(run_literal(a, state, &t.first, &mut literals[0]));
-        for ((name, literal), memo) in t.holes.iter().zip(&mut literals[1..]) {
-            let hole = holes.get(*name as usize).copied().flatten();
-            if let Some((c, column)) = hole.and_then(|c| Some((c, self.columns.get(c)?))) {
+            let (hole, from) = match leap {
+                Leap::Done(answer) => return answer,
+                Leap::Hole(hole, from) => (hole, from),
+            };
+            state = from;
+            let column = t.holes.get(hole).and_then(|&(name, _)| {
+                let c = holes.get(name as usize).copied().flatten()?;
+                Some((c, self.columns.get(c)?))
+            });
+            if let Some((c, column)) = column {
                 if let Some(slot) = column.slot(i) {
-                    go!(run_value(a, state, column, slot, &mut memos[c]));
+                    match run_value(a, state, column, slot, &mut memos[c]) {
+                        Step::At(s) => state = s,
+                        Step::Decided(d) => return Some(d),
+                        Step::Unsure => return None,
+                    }
                 }
             }
-            go!(run_literal(a, state, literal, memo));
+            at = hole + 1;
         }
-        a.end(state)
+    }
+
+    /// Where the walk of `t` goes from before literal `at` (0 is the first; literal `k` follows
+    /// hole `k - 1`) in `state`, whatever the event: through the literals and the holes whose
+    /// column keeps the state, to the next hole whose value matters or the end.
+    fn leap<A: Automaton>(
+        &self,
+        a: &A,
+        t: &Template,
+        holes: &[Option<usize>],
+        memos: &mut [Option<ColumnMemo<A::State>>],
+        at: usize,
+        mut state: A::State,
+    ) -> Leap<A::State> {
+        for k in at..=t.holes.len() {
+            let literal = match k {
+                0 => t.first.as_str(),
+                _ => t.holes[k - 1].1.as_str(),
+            };
+            match a.run(state, literal.as_bytes()) {
+                Step::At(s) => state = s,
+                Step::Decided(d) => return Leap::Done(Some(d)),
+                Step::Unsure => return Leap::Done(None),
+            }
+            let Some(&(name, _)) = t.holes.get(k) else {
+                return Leap::Done(a.end(state));
+            };
+            let column = holes.get(name as usize).copied().flatten();
+            if let Some((c, column)) = column.and_then(|c| Some((c, self.columns.get(c)?))) {
+                let memo = memos[c].get_or_insert_with(|| ColumnMemo::of(column));
+                if !keeps_all(a, state, column, memo) {
+                    return Leap::Hole(k, state);
+                }
+            }
+        }
+        Leap::Done(a.end(state))
     }
 }
 
-/// Per literal of a template, the state it was last entered in and where that led: a literal is
-/// mostly entered in the same state, so it is mostly run once per block.
-type LiteralMemo<S> = Vec<Option<(S, Step<S>)>>;
+/// Where a template's walk goes from a position, whatever the event.
+#[derive(Debug, Clone, Copy)]
+enum Leap<S> {
+    /// Hole number `.0` must be run, entered in this state.
+    Hole(usize, S),
+    /// The walk ends with this answer (`None`: the automaton cannot tell).
+    Done(Option<bool>),
+}
 
-/// Runs `literal` from `state`, or answers from `memo` when it was last run from there.
-fn run_literal<A: Automaton>(
+/// Per position of a template, the state it was last entered in and where that led: a
+/// position is mostly entered in the same state, so its literals are mostly run once per block.
+type LeapMemo<S> = Vec<Option<(S, Leap<S>)>>;
+
+/// Whether no value of `column` moves `state`.
+fn keeps_all<A: Automaton>(
     a: &A,
     state: A::State,
-    literal: &str,
-    memo: &mut Option<(A::State, Step<A::State>)>,
-) -> Step<A::State> {
-    match *memo {
-        Some((from, step)) if from == state => step,
-        _ => {
-            let step = a.run(state, literal.as_bytes());
-            *memo = Some((state, step));
-            step
-        }
+    column: &Column,
+    memo: &mut ColumnMemo<A::State>,
+) -> bool {
+    let has_newline = memo.has_newline;
+    match known_for(memo, state) {
+        Some(known) => *known.keeps_all.get_or_insert_with(|| {
+            a.movers(state)
+                .is_some_and(|m| !column_holds_any(column, m, has_newline))
+        }),
+        None => false,
     }
 }
 
@@ -193,16 +247,12 @@ fn run_value<A: Automaton>(
 ) -> Step<A::State> {
     let memo = memo.get_or_insert_with(|| ColumnMemo::of(column));
     let (has_newline, base) = (memo.has_newline, memo.base);
+    if keeps_all(a, state, column, memo) {
+        return Step::At(state);
+    }
     let Some(known) = known_for(memo, state) else {
         return run_text(a, state, column, slot);
     };
-    let keeps_all = *known.keeps_all.get_or_insert_with(|| {
-        a.movers(state)
-            .is_some_and(|m| !column_holds_any(column, m, has_newline))
-    });
-    if keeps_all {
-        return Step::At(state);
-    }
     match &column.values {
         Values::Dictionary { entries, codes } => {
             let Some(&code) = codes.get(slot) else {
