@@ -360,28 +360,31 @@ fn run_text<A: Automaton>(a: &A, state: A::State, column: &Column, slot: usize) 
     a.run(state, text.as_bytes())
 }
 
-/// For each value of a plain column (`text`, cut at `ends`), whether it holds one of `bytes`.
+/// For each value of a plain column (`text`, cut at `ends`), whether it holds one of `bytes`:
+/// one search per value that holds one, resumed at the next value.
 fn slots_holding(text: &[u8], ends: &[u32], bytes: &[u8]) -> Vec<bool> {
-    let mut holding = vec![false; ends.len()];
-    let found: Box<dyn Iterator<Item = usize>> = match *bytes {
-        [] => Box::new(std::iter::empty()),
-        [a] => Box::new(memchr::memchr_iter(a, text)),
-        [a, b] => Box::new(memchr::memchr2_iter(a, b, text)),
-        [a, b, c] => Box::new(memchr::memchr3_iter(a, b, c, text)),
-        _ => {
-            holding.fill(true);
-            return holding;
-        }
+    let find = |from: usize| -> Option<usize> {
+        let hay = text.get(from..)?;
+        let found = match *bytes {
+            [] => None,
+            [a] => memchr::memchr(a, hay),
+            [a, b] => memchr::memchr2(a, b, hay),
+            [a, b, c] => memchr::memchr3(a, b, c, hay),
+            _ => hay.iter().position(|b| bytes.contains(b)),
+        };
+        found.map(|at| from + at)
     };
-    let mut slot = 0;
-    for at in found {
+    let mut holding = vec![false; ends.len()];
+    let (mut slot, mut from) = (0, 0);
+    while let Some(at) = find(from) {
         while ends.get(slot).is_some_and(|&e| (e as usize) <= at) {
             slot += 1;
         }
-        match holding.get_mut(slot) {
-            Some(h) => *h = true,
-            None => break,
-        }
+        let (Some(h), Some(&end)) = (holding.get_mut(slot), ends.get(slot)) else {
+            break;
+        };
+        *h = true;
+        from = end as usize;
     }
     holding
 }
@@ -403,5 +406,27 @@ mod tests {
             vec![true, false, true, false, false]
         );
         assert_eq!(slots_holding(text, &ends, b""), vec![false; 5]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn values_holding_a_byte_are_those_a_plain_search_finds(
+            values in proptest::collection::vec("[ab\"x]{0,5}", 0..20),
+            bytes in proptest::sample::subsequence(b"ab\"".to_vec(), 0..=3),
+        ) {
+            let text = values.concat();
+            let ends: Vec<u32> = values
+                .iter()
+                .scan(0, |end, v| {
+                    *end += v.len() as u32;
+                    Some(*end)
+                })
+                .collect();
+            let want: Vec<bool> = values
+                .iter()
+                .map(|v| v.bytes().any(|b| bytes.contains(&b)))
+                .collect();
+            proptest::prop_assert_eq!(slots_holding(text.as_bytes(), &ends, &bytes), want);
+        }
     }
 }
