@@ -113,15 +113,9 @@ impl BlockView {
             .map(|t| vec![None; t.holes.len() + 1])
             .collect();
         let mut out = vec![None; self.len()];
-        let mut k = 0;
-        for (i, hit) in out.iter_mut().enumerate() {
-            if !self.is_templated(i) {
-                continue;
-            }
-            let code = templates.codes.get(k).copied().unwrap_or(0) as usize;
-            k += 1;
+        for (i, code) in self.templated_events() {
             if let (Some(t), Some(leaps)) = (templates.templates.get(code), leaps.get_mut(code)) {
-                *hit = self.walk_one(a, t, holes, i, &mut memos, leaps);
+                out[i] = self.walk_one(a, t, holes, i, &mut memos, leaps);
             }
         }
         Some(out)

@@ -754,6 +754,17 @@ impl BlockView {
             .map_or(0, |(t, _)| t.templates.len())
     }
 
+    /// Each templated event's index, with its template's number.
+    pub(crate) fn templated_events(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let codes = self
+            .templates
+            .as_ref()
+            .map_or(&[][..], |(t, _)| &t.codes[..]);
+        (0..self.len())
+            .filter(|&i| self.is_templated(i))
+            .zip(codes.iter().map(|&c| c as usize))
+    }
+
     /// Whether event `i`'s text is rebuilt from a template and its fields.
     pub fn is_templated(&self, i: usize) -> bool {
         self.flags.get(i).is_some_and(|f| f & TEMPLATED != 0)
@@ -809,17 +820,11 @@ impl BlockView {
             }
         };
         let mut out = vec![false; self.len()];
-        let mut k = 0;
-        for (i, hit) in out.iter_mut().enumerate() {
-            if !self.is_templated(i) {
-                continue;
-            }
-            let code = templates.codes.get(k).copied().unwrap_or(0) as usize;
-            k += 1;
+        for (i, code) in self.templated_events() {
             let Some(t) = templates.templates.get(code) else {
                 continue;
             };
-            *hit = literal_hit[code] || t.holes.iter().any(|&(name, _)| hole_hit(name, i));
+            out[i] = literal_hit[code] || t.holes.iter().any(|&(name, _)| hole_hit(name, i));
         }
         Some(out)
     }
