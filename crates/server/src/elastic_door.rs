@@ -166,24 +166,19 @@ async fn accept(
     .await;
     match result {
         Ok(Err(r)) | Err(r) => answer_refusal(&state, &first.name, r),
-        Ok(Ok(items)) => {
+        Ok(Ok((items, errors))) => {
             doors::count(&state, Door::Elastic, &first.name, Ok(200));
-            let errors = items.iter().any(|i| {
-                i.as_object()
-                    .and_then(|o| o.values().next())
-                    .is_some_and(|v| v.get("error").is_some())
-            });
-            Json(json!({
-                "took": received.elapsed().as_millis() as u64,
-                "errors": errors,
-                "items": items,
-            }))
-            .into_response()
+            let body = format!(
+                "{{\"took\":{},\"errors\":{errors},\"items\":[{items}]}}",
+                received.elapsed().as_millis()
+            );
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
     }
 }
 
-/// Stores the items by repository; each item's answer in order. Err: no item was stored
+/// Stores the items by repository; each item's answer in order (JSON, comma-separated; a
+/// thousand-item answer is written, not built as values) and whether any is an error. Err: no item was stored
 /// because of back-pressure (the whole request is refused, to be retried).
 async fn store_items(
     state: &Arc<AppState>,
@@ -191,7 +186,7 @@ async fn store_items(
     token: Option<&str>,
     size: usize,
     received: Instant,
-) -> Result<Vec<Value>, Reject> {
+) -> Result<(String, bool), Reject> {
     let config = &state.config.doors.elastic;
     let total = items.len().max(1);
     let mut answers: Vec<Option<Result<(), ItemError>>> = vec![None; items.len()];
@@ -277,26 +272,32 @@ async fn store_items(
     if let Some(r) = overload.filter(|_| !stored_any) {
         return Err(r);
     }
-    Ok(answers
-        .into_iter()
-        .zip(metadata)
-        .map(|(answer, (action, index, id))| {
-            let mut item = json!({"_index": index, "_id": id.unwrap_or_default()});
-            match answer.unwrap_or(Ok(())) {
-                Ok(()) => {
-                    item["status"] = json!(201);
-                    item["result"] = json!("created");
-                    item["_version"] = json!(1);
-                    item["_shards"] = json!({"total": 1, "successful": 1, "failed": 0});
-                }
-                Err(e) => {
-                    item["status"] = json!(e.status);
-                    item["error"] = json!({"type": e.kind, "reason": e.reason});
-                }
+    let mut out = String::with_capacity(answers.len() * 128);
+    let mut errors = false;
+    for (answer, (action, index, id)) in answers.into_iter().zip(metadata) {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        let quoted = |s: &str| Value::from(s).to_string();
+        let head = format!(
+            "{{{}:{{\"_index\":{},\"_id\":{}",
+            quoted(&action),
+            quoted(&index),
+            quoted(id.as_deref().unwrap_or_default())
+        );
+        out.push_str(&head);
+        match answer.unwrap_or(Ok(())) {
+            Ok(()) => out.push_str(
+                ",\"status\":201,\"result\":\"created\",\"_version\":1,\"_shards\":{\"total\":1,\"successful\":1,\"failed\":0}}}",
+            ),
+            Err(e) => {
+                errors = true;
+                let error = json!({"type": e.kind, "reason": e.reason});
+                out.push_str(&format!(",\"status\":{},\"error\":{error}}}}}", e.status));
             }
-            json!({ action: item })
-        })
-        .collect())
+        }
+    }
+    Ok((out, errors))
 }
 
 /// A refusal of the whole request, as Elasticsearch words it.

@@ -7,6 +7,8 @@
 //! A broken action line makes the whole body unreadable (where the next pair starts is then
 //! unknown); a broken document is that item's error, as Elasticsearch reports it.
 
+use std::borrow::Cow;
+
 use eddy_event::{Event, Parser};
 
 use super::ProtocolError;
@@ -37,6 +39,15 @@ pub struct ItemError {
 
 const PROTOCOL: &str = "Elasticsearch _bulk";
 
+/// An action's metadata (other keys, such as `routing`, are ignored).
+#[derive(serde::Deserialize)]
+struct Meta<'a> {
+    #[serde(borrow, default)]
+    _index: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    _id: Option<Cow<'a, str>>,
+}
+
 /// The items of a bulk body; `path_index` is the `{index}` of `/{index}/_bulk`.
 pub fn bulk(
     body: &[u8],
@@ -59,16 +70,17 @@ pub fn bulk(
     let mut items = Vec::new();
     while let Some((number, line)) = lines.next() {
         let at = || format!("line {number}");
-        let action: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
+        let action: std::collections::BTreeMap<Cow<'_, str>, Meta<'_>> = serde_json::from_str(line)
             .map_err(|e| {
                 ProtocolError::new(
                     PROTOCOL,
                     format!("line {number}, column {}", e.column()),
-                    format!("the action line is not a JSON object: {e}"),
+                    format!("the action line is not a JSON object of one action: {e}"),
                 )
             })?;
-        let (name, meta) = match action.iter().next() {
-            Some((name, meta)) if action.len() == 1 => (name.clone(), meta.clone()),
+        let one = action.len() == 1;
+        let (name, meta) = match action.into_iter().next() {
+            Some(pair) if one => pair,
             _ => {
                 return Err(ProtocolError::new(
                     PROTOCOL,
@@ -77,11 +89,13 @@ pub fn bulk(
                 ))
             }
         };
-        let text_of = |key: &str| meta.get(key).and_then(|v| v.as_str()).map(str::to_string);
-        let index = text_of("_index")
+        let name = name.into_owned();
+        let index = meta
+            ._index
+            .map(Cow::into_owned)
             .or_else(|| path_index.map(str::to_string))
             .unwrap_or_default();
-        let id = text_of("_id");
+        let id = meta._id.map(Cow::into_owned);
         let event = match name.as_str() {
             "index" | "create" => {
                 let Some((doc_number, doc)) = lines.next() else {
