@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the benchmark baselines' tools (ripgrep, zstd, gzip) and the test suite's external
-# client (Debian's python3-confluent-kafka, for the schema registry) with apt-get if any is missing;
+# client (Debian's python3-confluent-kafka, for the schema registry) with apt-get if any is missing,
+# and the protocol doors' Python clients with pip;
 # with --peers also the peers that can be installed here (ClickHouse, embedded via chDB, from PyPI:
 # `eddy bench all` runs it over raw lines, `eddy bench query` with the fields as typed columns).
 # The web UI's build and browser test: ui/setup.sh (chromium, Node.js, npm ci in ui/).
@@ -21,6 +22,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq "${missing[@]}"
+fi
+# The protocol doors' real-client tests: OpenTelemetry's OTLP/HTTP exporter, the elasticsearch
+# bulk helper, influxdb-client, a Loki logging handler (and protobuf + snappy for the other
+# Loki encoding), a Splunk HEC logging handler; from PyPI, for the python3 on PATH.
+if ! python3 -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, elasticsearch, influxdb_client, logging_loki, google.protobuf, snappy, splunk_handler" >/dev/null 2>&1; then
+  echo "installing the protocol doors' test clients (PyPI)" >&2
+  python3 -m pip install -q opentelemetry-sdk opentelemetry-exporter-otlp-proto-http elasticsearch \
+    influxdb-client python-logging-loki protobuf python-snappy splunk_handler
 fi
 if [ "${1:-}" = "--peers" ] && ! python3 -c "import chdb" >/dev/null 2>&1; then
   echo "installing peer: chdb-core (ClickHouse, embedded)" >&2

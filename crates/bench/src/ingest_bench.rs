@@ -446,7 +446,9 @@ pub fn run(opts: &IngestBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Re
             "events/s",
         ),
     };
-    let rows = vec![
+    progress("the protocol doors");
+    let doors = crate::doors_bench::rows(opts, progress)?;
+    let mut rows = vec![
         Row {
             baseline: String::new(),
             ratio: String::new(),
@@ -492,6 +494,7 @@ pub fn run(opts: &IngestBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Re
             figure: udp,
         },
     ];
+    rows.extend(doors);
     Ok(Section {
         id: "ingest".into(),
         title: "Ingest (eddy serve)".into(),
@@ -506,7 +509,9 @@ pub fn run(opts: &IngestBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Re
              and in process on one core, a 10-field record checked against its Avro schema (text to verdict) \
              beside parsing the JSON alone, and binary Avro decoded. \
              Syslog: RFC 5424 datagrams at rising rates for {} s each; the events stored (the server's \
-             `/metrics`) are compared with the datagrams sent. Regenerate this section alone with \
+             `/metrics`) are compared with the datagrams sent. The protocol doors: the same events shaped as \
+             each protocol carries them, 1,000 per request from the same clients, through each door in turn \
+             on one server beside the native door (`doors_bench`). Regenerate this section alone with \
              `cargo run --release -p eddy -- bench ingest` (`--quick` for a short run).",
             crate::report::provenance(mode, runs),
             opts.clients,

@@ -11,6 +11,7 @@
 
 pub mod baselines;
 pub mod crash_bench;
+pub mod doors_bench;
 mod error;
 pub mod gen;
 pub mod ingest_bench;

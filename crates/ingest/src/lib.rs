@@ -10,6 +10,8 @@
 //! - [`tcp`], [`udp`]: the listeners, with [`framing`] (lines, syslog octet counting) and
 //!   [`connlimit`] (a door's limit on open connections, also used by the HTTP door).
 //! - [`json_body`]: when a JSON text is one document and when it is lines.
+//! - [`protocols`]: the bodies of OTLP, Elasticsearch `_bulk`, Loki push, Influx line protocol
+//!   and Splunk HEC, as events (the HTTP layer answers in each protocol's form).
 //! - [`repository`]: a repository as the doors see it, with its [`dedup`] window and tag
 //!   [`grouping`].
 //! - [`config`]: the `[ingest]`, `[[tcp]]`, `[[udp]]` and `[repositories.<name>]` settings.
@@ -27,6 +29,7 @@ pub mod grouping;
 mod ingest;
 pub mod json_body;
 pub mod metrics;
+pub mod protocols;
 pub mod repository;
 pub mod tcp;
 pub mod udp;

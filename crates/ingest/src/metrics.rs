@@ -30,6 +30,16 @@ pub enum Door {
     Udp,
     /// A pipeline's repository sink.
     Pipeline,
+    /// OTLP/HTTP (`/v1/logs`, `/v1/metrics`).
+    Otlp,
+    /// Elasticsearch `_bulk`.
+    Elastic,
+    /// Loki push.
+    Loki,
+    /// Influx line protocol.
+    Influx,
+    /// Splunk HTTP Event Collector.
+    Hec,
 }
 
 impl Door {
@@ -40,6 +50,11 @@ impl Door {
             Door::Tcp => "tcp",
             Door::Udp => "udp",
             Door::Pipeline => "pipeline",
+            Door::Otlp => "otlp",
+            Door::Elastic => "elastic",
+            Door::Loki => "loki",
+            Door::Influx => "influx",
+            Door::Hec => "hec",
         }
     }
 }
@@ -201,6 +216,13 @@ pub struct IngestMetrics {
     bus_damage: BusDamage,
     footprint: FootprintGauges,
     connection_limits: ConnectionLimitMetrics,
+    requests: Family<DoorStatus, Counter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DoorStatus {
+    door: &'static str,
+    status: u16,
 }
 
 /// A repository's state as `/metrics` shows it.
@@ -336,6 +358,7 @@ impl IngestMetrics {
             bus_damage: BusDamage::default(),
             footprint: FootprintGauges::default(),
             connection_limits: ConnectionLimitMetrics::default(),
+            requests: Family::default(),
         };
         let bus = root.sub_registry_with_prefix("eddy_bus");
         bus.register(
@@ -374,6 +397,11 @@ impl IngestMetrics {
             "events",
             "Events stored, by door and repository",
             m.events.clone(),
+        );
+        registry.register(
+            "requests",
+            "Requests answered by the protocol doors (OTLP, Elasticsearch, Loki, Influx, HEC), by door and HTTP status",
+            m.requests.clone(),
         );
         registry.register(
             "bytes",
@@ -466,6 +494,16 @@ impl IngestMetrics {
         };
         self.events.get_or_create(&labels).inc_by(n as u64);
         self.bytes.get_or_create(&labels).inc_by(bytes as u64);
+    }
+
+    /// A protocol door's request answered with `status`.
+    pub fn request(&self, door: Door, status: u16) {
+        self.requests
+            .get_or_create(&DoorStatus {
+                door: door.name(),
+                status,
+            })
+            .inc();
     }
 
     /// `n` events refused.

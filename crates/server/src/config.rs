@@ -103,6 +103,60 @@ pub struct Config {
     /// Alert rules by name: a live query per group and a condition; notices go to the
     /// repository `_alerts` and a webhook. More can be created with `POST /api/v1/alerts`.
     pub alerts: BTreeMap<String, AlertConfig>,
+    /// The doors for protocols shippers already speak, on the HTTP listener: OTLP,
+    /// Elasticsearch `_bulk`, Loki push, Influx line protocol, Splunk HEC.
+    pub doors: DoorsConfig,
+}
+
+/// The protocol doors, each off until enabled.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DoorsConfig {
+    /// OTLP/HTTP: `POST /v1/logs`, `POST /v1/metrics`.
+    pub otlp: DoorConfig,
+    /// Elasticsearch: `POST /_bulk`, `POST /{index}/_bulk` (also under `/elastic`, where
+    /// `GET /elastic/` answers as a cluster).
+    pub elastic: DoorConfig,
+    /// Loki: `POST /loki/api/v1/push`.
+    pub loki: DoorConfig,
+    /// Influx line protocol: `POST /api/v2/write`, `POST /write`.
+    pub influx: DoorConfig,
+    /// Splunk HEC: `POST /services/collector/event`, `POST /services/collector/raw`.
+    pub hec: DoorConfig,
+}
+
+/// One protocol door.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DoorConfig {
+    /// Serve the door's routes (false: they answer 404).
+    pub enabled: bool,
+    /// The repository its events go to. A request that names a destination (an Elasticsearch
+    /// index, a HEC `index`, an Influx bucket or database) whose name is a repository's goes
+    /// there instead. Tokens are the repository's ingest tokens.
+    pub repository: String,
+}
+
+impl Default for DoorConfig {
+    fn default() -> Self {
+        DoorConfig {
+            enabled: false,
+            repository: main_repository(),
+        }
+    }
+}
+
+impl DoorsConfig {
+    /// Each door's name and settings.
+    pub fn each(&self) -> [(&'static str, &DoorConfig); 5] {
+        [
+            ("otlp", &self.otlp),
+            ("elastic", &self.elastic),
+            ("loki", &self.loki),
+            ("influx", &self.influx),
+            ("hec", &self.hec),
+        ]
+    }
 }
 
 /// The HTTP door.
@@ -148,6 +202,7 @@ impl Default for Config {
             live: LiveConfig::default(),
             pipelines: BTreeMap::new(),
             alerts: BTreeMap::new(),
+            doors: DoorsConfig::default(),
         }
     }
 }
@@ -262,6 +317,14 @@ impl Config {
             }
             problems.extend(repo.check(&format!("repositories.{name}")));
         }
+        for (name, door) in self.doors.each() {
+            if door.enabled && !self.repositories.contains_key(&door.repository) {
+                problems.push(format!(
+                    "doors.{name}.repository: {:?} is not configured under [repositories]",
+                    door.repository
+                ));
+            }
+        }
         let mut addresses = std::collections::BTreeSet::new();
         for (kind, listeners) in [("tcp", &self.tcp), ("udp", &self.udp)] {
             for (i, l) in listeners.iter().enumerate() {
@@ -355,6 +418,7 @@ mod tests {
         let repositories = table("repositories");
         let pipelines = table("pipelines");
         let alerts = table("alerts");
+        let doors = table("doors");
         let listeners: Vec<_> = array("tcp").into_iter().chain(array("udp")).collect();
         let schemas: Vec<_> = repositories
             .iter()
@@ -407,6 +471,12 @@ mod tests {
                 keys_in(sinks),
             ),
             ("[alerts.*]", keys_of::<AlertConfig>(), keys_in(alerts)),
+            (
+                "[doors]",
+                keys_of::<DoorsConfig>(),
+                keys_in([&example["doors"]]),
+            ),
+            ("[doors.*]", keys_of::<DoorConfig>(), keys_in(doors)),
         ];
         for (section, known, shown) in checks {
             assert!(!known.is_empty(), "{section}: no keys read from serde");

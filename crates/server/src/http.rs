@@ -56,11 +56,11 @@ pub struct Reject {
     /// Send `WWW-Authenticate: Bearer` (401).
     challenge: bool,
     /// Send `Retry-After` (429, 503).
-    retry_after: Option<Duration>,
+    pub(crate) retry_after: Option<Duration>,
     /// Events refused, for the metrics (1 when the request could not be read).
-    events: usize,
+    pub(crate) events: usize,
     /// Why, for the metrics.
-    reason: RejectReason,
+    pub(crate) reason: RejectReason,
 }
 
 impl Reject {
@@ -123,7 +123,7 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Reject {
 
 /// The password of basic auth (`user:password` in base64): clients that only speak basic auth
 /// (Confluent's registry clients) send the token as the password.
-fn basic_password(encoded: &str) -> Option<String> {
+pub(crate) fn basic_password(encoded: &str) -> Option<String> {
     use base64::Engine;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
@@ -156,6 +156,15 @@ pub(crate) fn authorize(headers: &HeaderMap, tokens: &[String]) -> Result<(), Re
         r.challenge = true;
         return Err(r);
     };
+    if token_matches(given, tokens) {
+        Ok(())
+    } else {
+        Err(error(StatusCode::FORBIDDEN, "the token is not valid here"))
+    }
+}
+
+/// Whether `given` is one of `tokens`, compared in constant time per token.
+pub(crate) fn token_matches(given: &str, tokens: &[String]) -> bool {
     let matches = |t: &String| {
         t.len() == given.len()
             && t.bytes()
@@ -163,14 +172,10 @@ pub(crate) fn authorize(headers: &HeaderMap, tokens: &[String]) -> Result<(), Re
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0
     };
-    if tokens.iter().any(matches) {
-        Ok(())
-    } else {
-        Err(error(StatusCode::FORBIDDEN, "the token is not valid here"))
-    }
+    tokens.iter().any(matches)
 }
 
-fn content_encoding(headers: &HeaderMap) -> String {
+pub(crate) fn content_encoding(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -323,7 +328,11 @@ async fn admit(
 
 /// Adds `bytes` to the request's charge on the in-flight budget, waiting up to
 /// `queue_timeout` for room (counted as a waiting request meanwhile); 429 if none came.
-async fn charge(state: &AppState, charged: &mut Charge, bytes: usize) -> Result<(), Reject> {
+pub(crate) async fn charge(
+    state: &AppState,
+    charged: &mut Charge,
+    bytes: usize,
+) -> Result<(), Reject> {
     let ingest = &state.ingest;
     if ingest.budget.try_charge(charged, bytes) {
         return Ok(());
@@ -358,7 +367,7 @@ const MAX_DRAIN_BYTES: usize = 64 << 20;
 /// it arrives. A longer body is read on (and dropped) up to [`MAX_DRAIN_BYTES`] and answered
 /// 413; one that finds no room in the budget is read on likewise and answered 429; one whose
 /// client stalls or dawdles is answered 408 (the connection is then closed).
-async fn read_body(
+pub(crate) async fn read_body(
     state: &AppState,
     mut body: Body,
     limit: usize,
@@ -416,7 +425,7 @@ fn unreadable(e: &axum::Error, seen: usize) -> Reject {
 
 /// Reads and drops what a refused request still sends, up to [`MAX_DRAIN_BYTES`], so that
 /// its client reads the answer instead of a broken pipe.
-async fn drain(mut body: Body) {
+pub(crate) async fn drain(mut body: Body) {
     use http_body_util::BodyExt;
     let mut seen = 0usize;
     while let Some(Ok(frame)) = body.frame().await {
@@ -486,12 +495,14 @@ async fn ingest_request(
     stored
 }
 
-fn body_too_large(limit: usize) -> Reject {
+pub(crate) fn body_too_large(limit: usize) -> Reject {
     refused(Refusal::BodyTooLarge { limit }, Duration::ZERO)
 }
 
 /// Runs blocking work (decompression, parsing, the durable append) off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Reject> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Reject> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
         error(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -19,6 +19,10 @@
 //! - `POST /api/v1/query/check` (a query's syntax, [`syntax_api`]); the web UI's dashboards
 //!   and saved searches under `/api/v1/dashboards` and `/api/v1/searches`
 //!   ([`dashboards_api`]); the web UI itself at `/` and `/assets/…` ([`ui_assets`]);
+//! - the protocol doors enabled under `[doors]`: OTLP `/v1/logs` and `/v1/metrics`
+//!   ([`otlp_door`]), Elasticsearch `/_bulk`, `/{index}/_bulk` and `/elastic/…`
+//!   ([`elastic_door`]), Loki `/loki/api/v1/push` ([`loki_door`]), Influx `/api/v2/write` and
+//!   `/write` ([`influx_door`]), Splunk HEC `/services/collector/…` ([`hec_door`]); what they share with the native door is [`protocol_doors`];
 //! - `GET /metrics` (Prometheus), `GET /health` (the process is up), `GET /ready` (the bus is
 //!   open and the doors accept events).
 
@@ -28,12 +32,18 @@ pub mod alerts_api;
 pub mod api;
 pub mod config;
 pub mod dashboards_api;
+pub mod elastic_door;
 pub mod fields_api;
+pub mod hec_door;
 pub mod http;
 pub mod http_door;
+pub mod influx_door;
 pub mod live_api;
+pub mod loki_door;
 pub mod metrics;
+pub mod otlp_door;
 pub mod pipelines_api;
+pub(crate) mod protocol_doors;
 pub mod query;
 pub mod registry_api;
 pub mod syntax_api;
@@ -401,6 +411,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
+        .merge(protocol_door_routes(&state.config.doors))
         // The ingest handler bounds its body itself, charging the budget as bytes arrive.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::map_request_with_state(
@@ -408,6 +419,27 @@ pub fn router(state: Arc<AppState>) -> Router {
             http_door::time_bodies,
         ))
         .with_state(state)
+}
+
+/// The routes of the protocol doors that are enabled.
+fn protocol_door_routes(doors: &config::DoorsConfig) -> Router<Arc<AppState>> {
+    let mut routes = Router::new();
+    if doors.otlp.enabled {
+        routes = routes.merge(otlp_door::routes());
+    }
+    if doors.elastic.enabled {
+        routes = routes.merge(elastic_door::routes());
+    }
+    if doors.loki.enabled {
+        routes = routes.merge(loki_door::routes());
+    }
+    if doors.influx.enabled {
+        routes = routes.merge(influx_door::routes());
+    }
+    if doors.hec.enabled {
+        routes = routes.merge(hec_door::routes());
+    }
+    routes
 }
 
 /// `GET /ready`: 200 while every repository's partitions take appends; 503 naming those that

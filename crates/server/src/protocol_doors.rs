@@ -1,0 +1,216 @@
+//! What every protocol door (OTLP, Elasticsearch, Loki, Influx, HEC) shares with the native
+//! HTTP door, so that each has the same guarantees: admission by the repository's ingest
+//! tokens (in whatever header the protocol uses), the body limits, the in-flight budget
+//! charged as bytes arrive (back-pressure: 429 with `Retry-After`, which each door words in
+//! its protocol's form), `gzip`/`zstd` bodies, the gatekeeper, de-duplication by client `@id`
+//! and an answer only once the events are durable in the bus.
+//!
+//! A door reads the body with [`read`], decodes it with its parser from
+//! [`eddy_ingest::protocols`] off the async workers, and stores with [`store`]; a refusal is
+//! a [`Reject`] that the door turns into its protocol's error body.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, StatusCode};
+use eddy_event::Event;
+use eddy_ingest::body::{self, Refusal};
+use eddy_ingest::{Charge, Door, Repository};
+
+use crate::config::DoorConfig;
+use crate::http::{self, error, Reject};
+use crate::AppState;
+
+/// The repository a request goes to: the one `named` by the request if it is a repository's
+/// name, else the door's `repository`.
+pub(crate) fn repository(
+    state: &AppState,
+    door: &DoorConfig,
+    named: Option<&str>,
+) -> Result<Arc<Repository>, Reject> {
+    if let Some(repo) = named.and_then(|n| state.repository(n)) {
+        return Ok(repo);
+    }
+    state.existing_repository(&door.repository)
+}
+
+/// The token a shipper sent: `Bearer`, `Splunk` (HEC), `Token` (Influx), `ApiKey`
+/// (Elasticsearch: base64 of `id:key`, the key is the token), or basic auth's password.
+pub(crate) fn given_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())?
+        .trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    let rest = rest.trim();
+    match scheme.to_ascii_lowercase().as_str() {
+        "bearer" | "splunk" | "token" => Some(rest.to_string()),
+        "basic" => http::basic_password(rest),
+        "apikey" => {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .ok()
+                .and_then(|d| String::from_utf8(d).ok());
+            match decoded {
+                Some(d) => Some(d.split_once(':').map_or(d.clone(), |(_, key)| key.into())),
+                None => Some(rest.to_string()),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Checks `given` against `repo`'s ingest tokens: 401 without one where one is needed, 403
+/// with a wrong one. `scheme` is how the protocol sends it, for the message.
+pub(crate) fn authorize(
+    repo: &Repository,
+    given: Option<&str>,
+    scheme: &str,
+) -> Result<(), Reject> {
+    let tokens = &repo.config.tokens;
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    match given {
+        None => Err(error(
+            StatusCode::UNAUTHORIZED,
+            format!("a token is needed: {scheme}"),
+        )),
+        Some(t) if http::token_matches(t, tokens) => Ok(()),
+        Some(_) => Err(error(
+            StatusCode::FORBIDDEN,
+            format!("the token is not valid for repository {:?}", repo.name),
+        )),
+    }
+}
+
+/// Reads a request body within `http.max_body_bytes`, charging the in-flight budget as it
+/// arrives, and decompresses it (`Content-Encoding: gzip | zstd`). The charge is held until
+/// dropped: keep it until the events are stored.
+pub(crate) async fn read(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Vec<u8>, Charge), Reject> {
+    let max_body = state.config.http.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        http::drain(body).await;
+        return Err(http::body_too_large(max_body));
+    }
+    let (raw, mut charged) = http::read_body(state, body, max_body).await?;
+    let encoding = http::content_encoding(headers);
+    let decoded = if matches!(encoding.as_str(), "identity" | "") {
+        raw
+    } else {
+        http::blocking(move || body::decode(&encoding, raw, max_body))
+            .await?
+            .map_err(|r| http::refused(r, Duration::ZERO))?
+    };
+    if decoded.len() > charged.bytes() {
+        let more = decoded.len() - charged.bytes();
+        http::charge(state, &mut charged, more).await?;
+    }
+    Ok((decoded, charged))
+}
+
+/// Drains a body that will not be read (a refused admission), so the client reads the answer.
+pub(crate) async fn refuse_unread(body: Body, reject: Reject) -> Reject {
+    http::drain(body).await;
+    reject
+}
+
+/// How a door takes events that do not fit the repository's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gatekeeping {
+    /// All or nothing: any misfit refuses the request (400), nothing is stored.
+    Whole,
+    /// The protocol reports items one by one: misfits are left out and listed.
+    PerItem,
+}
+
+/// What [`store`] left out (the rest is durable).
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// Events left out by the gatekeeper ([`Gatekeeping::PerItem`]): index and reason.
+    pub refused: Vec<(usize, String)>,
+}
+
+/// The gatekeeper then the durable store, off the async workers. Returns once the events are
+/// in the bus.
+pub(crate) async fn store(
+    state: &Arc<AppState>,
+    door: Door,
+    repo: Arc<Repository>,
+    mut events: Vec<Event>,
+    bytes: usize,
+    received: Instant,
+    gatekeeping: Gatekeeping,
+) -> Result<Outcome, Reject> {
+    let ingest = state.ingest.clone();
+    let retry_after = state.ingest.config.retry_after;
+    http::blocking(move || {
+        let mut refused = Vec::new();
+        match gatekeeping {
+            Gatekeeping::Whole => body::gatekeep(&repo, &mut events)?,
+            Gatekeeping::PerItem => {
+                let misfits = repo
+                    .refused(&mut events)
+                    .map_err(|error| Refusal::NoContract {
+                        error,
+                        events: events.len(),
+                    })?;
+                if !misfits.is_empty() {
+                    let mut out = misfits.iter().map(|(i, _)| *i).peekable();
+                    let mut index = 0;
+                    events.retain(|_| {
+                        let drop = out.next_if_eq(&index).is_some();
+                        index += 1;
+                        !drop
+                    });
+                    refused = misfits
+                        .into_iter()
+                        .map(|(i, why)| {
+                            let reason = why
+                                .iter()
+                                .map(|r| format!("{}: {}", r.path, r.reason))
+                                .collect::<Vec<_>>()
+                                .join("; ");
+                            (i, format!("does not fit the repository's schema: {reason}"))
+                        })
+                        .collect();
+                }
+            }
+        }
+        let n = events.len();
+        ingest
+            .store(door, &repo, events, bytes, received)
+            .map_err(|error| Refusal::NotStored { error, events: n })?;
+        Ok(Outcome { refused })
+    })
+    .await?
+    .map_err(|r: Refusal| http::refused(r, retry_after))
+}
+
+/// Counts an answered request (and, if refused, its events) in the door's metrics.
+pub(crate) fn count(state: &AppState, door: Door, repository: &str, result: Result<u16, &Reject>) {
+    let metrics = &state.ingest.metrics;
+    match result {
+        Ok(status) => metrics.request(door, status),
+        Err(r) => {
+            metrics.request(door, r.status().as_u16());
+            metrics.rejected(door, repository, r.reason, r.events);
+        }
+    }
+}
+
+/// The `Retry-After` header value of a refusal, in whole seconds.
+pub(crate) fn retry_after(r: &Reject) -> Option<axum::http::HeaderValue> {
+    r.retry_after
+        .map(|d| axum::http::HeaderValue::from(d.as_secs_f64().ceil() as u64))
+}
