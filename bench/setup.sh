@@ -5,6 +5,8 @@
 # with --peers also the peers that can be installed here (ClickHouse, embedded via chDB, from PyPI:
 # `eddy bench all` runs it over raw lines, `eddy bench query` with the fields as typed columns).
 # The web UI's build and browser test: ui/setup.sh (chromium, Node.js, npm ci in ui/).
+# The alert channels' real servers: Debian's ngircd (IRC) and aiosmtpd from PyPI (SMTP), for the
+# python3 on PATH that the tests start.
 # Idempotent: does nothing when all are there. The test suite's benchmark-runner test needs the
 # baseline tools, not the peers.
 set -euo pipefail
@@ -16,6 +18,7 @@ done
 if ! /usr/bin/python3 -c "import confluent_kafka.schema_registry" >/dev/null 2>&1; then
   missing+=(python3-confluent-kafka python3-requests)
 fi
+command -v ngircd >/dev/null 2>&1 || [ -x /usr/sbin/ngircd ] || missing+=(ngircd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing baseline tools: ${missing[*]}" >&2
   sudo=""
@@ -30,6 +33,9 @@ if ! python3 -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.htt
   echo "installing the protocol doors' test clients (PyPI)" >&2
   python3 -m pip install -q opentelemetry-sdk opentelemetry-exporter-otlp-proto-http elasticsearch \
     influxdb-client python-logging-loki protobuf python-snappy splunk_handler
+if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
+  echo "installing the alert tests' SMTP server: aiosmtpd" >&2
+  python3 -m pip install -q aiosmtpd
 fi
 if [ "${1:-}" = "--peers" ] && ! python3 -c "import chdb" >/dev/null 2>&1; then
   echo "installing peer: chdb-core (ClickHouse, embedded)" >&2

@@ -1,6 +1,7 @@
 //! `eddy alert …`: the alert rules of a running server, through `/api/v1/alerts`: list, show,
-//! create (every problem of the rule printed at once), delete, and the history of a rule's
-//! notices from the system repository `_alerts`.
+//! create (every problem of the rule printed at once), delete, test over a past range, the
+//! history of a rule's notices from the system repository `_alerts`, and silences
+//! (`/api/v1/silences`).
 //!
 //! Exit codes: 0 done, 1 refused (an invalid rule, no such rule), 2 could not ask.
 
@@ -34,7 +35,7 @@ pub enum AlertCommand {
         /// The rule's name.
         name: String,
         #[command(flatten)]
-        rule: RuleArgs,
+        rule: Box<RuleArgs>,
         #[command(flatten)]
         server: Server,
     },
@@ -42,6 +43,47 @@ pub enum AlertCommand {
     Delete {
         /// The rule.
         name: String,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// When a rule would have fired and resolved over a past range (evaluated every `every`
+    /// through the live rule's own evaluation; without silences, inhibition or throttling).
+    Test {
+        /// The rule.
+        name: String,
+        /// Start: a relative time (15m, 24h, 7d) or RFC 3339.
+        #[arg(long, default_value = "24h")]
+        start: String,
+        /// End: a relative time, RFC 3339 or `now`.
+        #[arg(long, default_value = "now")]
+        end: String,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Mute the notices of the alerts that all MATCHERS match (`alert=errors`, `host=web-1`,
+    /// `host!=web-1`, `host=~web-.*`) for a while; prints the silence's id.
+    Silence {
+        /// Label matchers; `alert` is the rule's name.
+        #[arg(required = true)]
+        matchers: Vec<String>,
+        /// How long it lasts.
+        #[arg(long = "for", default_value = "1h")]
+        duration: String,
+        /// Why, by whom.
+        #[arg(long, default_value = "")]
+        comment: String,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// End a silence now (its rules tell the alerts it muted: `silence_expired`).
+    Unsilence {
+        /// The silence's id.
+        id: String,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// List the silences, those in force and those that ended.
+    Silences {
         #[command(flatten)]
         server: Server,
     },
@@ -79,8 +121,54 @@ pub struct RuleArgs {
     #[arg(long, conflicts_with = "absence")]
     below: Option<f64>,
     /// Fire for a group, seen before, that has no events in the window.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["change", "anomaly"])]
     absence: bool,
+    /// Fire when the value rose by more than --above (or fell by more than --below) over
+    /// --over.
+    #[arg(long, requires = "over", conflicts_with = "anomaly")]
+    change: bool,
+    /// `--change`: the span the change is measured over.
+    #[arg(long)]
+    over: Option<String>,
+    /// Fire when the value leaves its seasonal baseline (the same time of previous seasons).
+    #[arg(long, conflicts_with_all = ["above", "below"])]
+    anomaly: bool,
+    /// `--anomaly`: the season (default 1d).
+    #[arg(long)]
+    season: Option<String>,
+    /// `--anomaly`: the previous seasons averaged (default 3).
+    #[arg(long)]
+    seasons: Option<usize>,
+    /// `--anomaly`: the band's half width in standard deviations (default 3).
+    #[arg(long)]
+    deviations: Option<f64>,
+    /// Correlation: a second column that must agree.
+    #[arg(long)]
+    and_value: Option<String>,
+    /// Correlation: the second column must be above this.
+    #[arg(long)]
+    and_above: Option<f64>,
+    /// Correlation: the second column must be below this.
+    #[arg(long)]
+    and_below: Option<f64>,
+    /// A configured channel to notify (repeat for more).
+    #[arg(long = "channel")]
+    channels: Vec<String>,
+    /// The message's text for Slack, email and IRC, with {placeholders}.
+    #[arg(long)]
+    template: Option<String>,
+    /// Notify a still-firing group again after this long.
+    #[arg(long)]
+    repeat_interval: Option<String>,
+    /// At most this many notices per period, `10/1h`.
+    #[arg(long)]
+    throttle: Option<String>,
+    /// A rule whose firing groups mute this one (repeat for more).
+    #[arg(long = "inhibited-by")]
+    inhibited_by: Vec<String>,
+    /// Labels the inhibiting group must share (repeat for more).
+    #[arg(long = "inhibit-equal")]
+    inhibit_equal: Vec<String>,
     /// The answer's column compared (default: the first not grouped by).
     #[arg(long)]
     value: Option<String>,
@@ -105,7 +193,17 @@ impl RuleArgs {
             "from": self.from,
             "query": self.query,
             "window": self.window,
-            "condition": if self.absence { "absence" } else { "threshold" },
+            "condition": if self.absence {
+                "absence"
+            } else if self.change {
+                "change"
+            } else if self.anomaly {
+                "anomaly"
+            } else if self.and_value.is_some() {
+                "correlation"
+            } else {
+                "threshold"
+            },
         });
         let optional = [
             ("above", self.above.map(|v| json!(v))),
@@ -118,6 +216,31 @@ impl RuleArgs {
             ),
             ("every", self.every.as_ref().map(|v| json!(v))),
             ("webhook", self.webhook.as_ref().map(|v| json!(v))),
+            ("over", self.over.as_ref().map(|v| json!(v))),
+            ("season", self.season.as_ref().map(|v| json!(v))),
+            ("seasons", self.seasons.map(|v| json!(v))),
+            ("deviations", self.deviations.map(|v| json!(v))),
+            ("and_value", self.and_value.as_ref().map(|v| json!(v))),
+            ("and_above", self.and_above.map(|v| json!(v))),
+            ("and_below", self.and_below.map(|v| json!(v))),
+            ("template", self.template.as_ref().map(|v| json!(v))),
+            (
+                "repeat_interval",
+                self.repeat_interval.as_ref().map(|v| json!(v)),
+            ),
+            ("throttle", self.throttle.as_ref().map(|v| json!(v))),
+            (
+                "channels",
+                (!self.channels.is_empty()).then(|| json!(self.channels)),
+            ),
+            (
+                "inhibited_by",
+                (!self.inhibited_by.is_empty()).then(|| json!(self.inhibited_by)),
+            ),
+            (
+                "inhibit_equal",
+                (!self.inhibit_equal.is_empty()).then(|| json!(self.inhibit_equal)),
+            ),
         ];
         for (key, v) in optional {
             if let Some(v) = v {
@@ -204,6 +327,42 @@ pub fn run(cmd: &AlertCommand) -> anyhow::Result<ExitCode> {
             limit,
             server,
         } => history(name, start, *limit, server),
+        AlertCommand::Test {
+            name,
+            start,
+            end,
+            server,
+        } => test(name, start, end, server),
+        AlertCommand::Silence {
+            matchers,
+            duration,
+            comment,
+            server,
+        } => {
+            let body = json!({ "matchers": matchers, "duration": duration, "comment": comment });
+            let (status, answer) = server.call("POST", "/api/v1/silences", Some(&body))?;
+            if status != 201 {
+                return Ok(refused(status, &answer));
+            }
+            if server.json {
+                json_line(&answer)?;
+            } else {
+                println!("{}", answer["id"].as_str().unwrap_or_default());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AlertCommand::Unsilence { id, server } => {
+            let (status, answer) =
+                server.call("DELETE", &format!("/api/v1/silences/{id}"), None)?;
+            if status != 204 {
+                return Ok(refused(status, &answer));
+            }
+            if !server.json {
+                println!("ended silence {id}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AlertCommand::Silences { server } => silences(server),
     };
     // A server that cannot be asked is exit code 2, a refusal 1.
     result.or_else(|e| {
@@ -308,4 +467,88 @@ fn history(name: &str, start: &str, limit: usize, server: &Server) -> anyhow::Re
 /// `name` as a string literal of the query language.
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn test(name: &str, start: &str, end: &str, server: &Server) -> anyhow::Result<ExitCode> {
+    let body = json!({ "start": start, "end": end });
+    let (status, answer) =
+        server.call("POST", &format!("/api/v1/alerts/{name}/test"), Some(&body))?;
+    if status != 200 {
+        return Ok(refused(status, &answer));
+    }
+    if server.json {
+        json_line(&answer)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for w in answer["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", w.as_str().unwrap_or_default());
+    }
+    let rows: Vec<Vec<String>> = answer["notices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            vec![
+                time_text(n["at"].as_i64().unwrap_or_default()),
+                n["status"].as_str().unwrap_or_default().to_string(),
+                n["group"].to_string(),
+                n["value"].to_string(),
+                n["condition"].as_str().unwrap_or_default().to_string(),
+            ]
+        })
+        .collect();
+    table(&["AT", "STATUS", "GROUP", "VALUE", "CONDITION"], &rows)?;
+    eprintln!(
+        "{} evaluations over {} events: {} notices",
+        answer["evaluations"],
+        answer["events"],
+        rows.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn silences(server: &Server) -> anyhow::Result<ExitCode> {
+    let (status, answer) = server.call("GET", "/api/v1/silences", None)?;
+    if status != 200 {
+        return Ok(refused(status, &answer));
+    }
+    if server.json {
+        json_line(&answer)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = answer["silences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let matchers: Vec<String> = s["matchers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    format!(
+                        "{}{}{}",
+                        m["label"].as_str().unwrap_or_default(),
+                        m["op"].as_str().unwrap_or_default(),
+                        m["value"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect();
+            vec![
+                s["id"].as_str().unwrap_or_default().to_string(),
+                matchers.join(" "),
+                time_text(s["ends_at"].as_i64().unwrap_or_default()),
+                if s["active"] == true { "yes" } else { "no" }.to_string(),
+                s["comment"].as_str().unwrap_or_default().to_string(),
+            ]
+        })
+        .collect();
+    table(&["ID", "MATCHERS", "ENDS", "ACTIVE", "COMMENT"], &rows)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A time in ns as RFC 3339 (seconds).
+fn time_text(ns: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
 }

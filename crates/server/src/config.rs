@@ -70,7 +70,7 @@ use eddy_ingest::config::{check_tokens, duration, main_repository};
 pub use eddy_ingest::config::{
     IngestConfig, ListenerConfig, RepositoryConfig, SchemaBinding, MIN_TOKEN_LEN,
 };
-pub use eddy_stream::alerts::AlertConfig;
+pub use eddy_stream::alerts::{AlertConfig, ChannelConfig};
 pub use eddy_stream::config::{LiveConfig, PipelineConfig, SinkConfig};
 use serde::Deserialize;
 
@@ -103,6 +103,9 @@ pub struct Config {
     /// Alert rules by name: a live query per group and a condition; notices go to the
     /// repository `_alerts` and a webhook. More can be created with `POST /api/v1/alerts`.
     pub alerts: BTreeMap<String, AlertConfig>,
+    /// Where alert notices go, by name (webhook, slack, email, irc); rules name them in
+    /// `channels`.
+    pub channels: BTreeMap<String, ChannelConfig>,
     /// The doors for protocols shippers already speak, on the HTTP listener: OTLP,
     /// Elasticsearch `_bulk`, Loki push, Influx line protocol, Splunk HEC.
     pub doors: DoorsConfig,
@@ -202,6 +205,7 @@ impl Default for Config {
             live: LiveConfig::default(),
             pipelines: BTreeMap::new(),
             alerts: BTreeMap::new(),
+            channels: BTreeMap::new(),
             doors: DoorsConfig::default(),
         }
     }
@@ -306,6 +310,14 @@ impl Config {
         }
         for (name, a) in &self.alerts {
             problems.extend(a.problems(name));
+            problems.extend(eddy_stream::alerts::unknown_channels(
+                name,
+                a,
+                &self.channels,
+            ));
+        }
+        for (name, c) in &self.channels {
+            problems.extend(c.plan(name).err().unwrap_or_default());
         }
         if self.repositories.is_empty() {
             problems
@@ -418,6 +430,7 @@ mod tests {
         let repositories = table("repositories");
         let pipelines = table("pipelines");
         let alerts = table("alerts");
+        let channels = table("channels");
         let doors = table("doors");
         let listeners: Vec<_> = array("tcp").into_iter().chain(array("udp")).collect();
         let schemas: Vec<_> = repositories
@@ -471,6 +484,11 @@ mod tests {
                 keys_in(sinks),
             ),
             ("[alerts.*]", keys_of::<AlertConfig>(), keys_in(alerts)),
+            (
+                "[channels.*]",
+                keys_of::<ChannelConfig>(),
+                keys_in(channels),
+            ),
             (
                 "[doors]",
                 keys_of::<DoorsConfig>(),

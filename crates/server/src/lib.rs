@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 pub use config::{Config, ConfigError};
 use eddy_base::sync::{lock, read, write};
@@ -328,6 +328,9 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
                 problems: vec![problem],
             })?,
     );
+    let silences = eddy_stream::alerts::silence::Silences::open(&config.data_dir)
+        .map_err(|e| ServerError::io(e.context)(e.source))?;
+    let alerts = Alerts::new(silences, config.channels.clone());
     let pipeline_context = Arc::new(pipelines::Context {
         log: log.clone(),
         ingest: ingest.clone(),
@@ -343,7 +346,7 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         pipelines: Pipelines::default(),
         pipeline_context,
         created_pipelines: Mutex::new(created_pipelines),
-        alerts: Alerts::default(),
+        alerts,
         created_alerts: Mutex::new(created_alerts),
         config,
         log,
@@ -384,6 +387,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/alerts/{name}",
             get(alerts_api::get).delete(alerts_api::delete),
         )
+        .route("/api/v1/alerts/{name}/test", post(alerts_api::test))
+        .route(
+            "/api/v1/silences",
+            get(alerts_api::silences).post(alerts_api::silence),
+        )
+        .route("/api/v1/silences/{id}", delete(alerts_api::unsilence))
         .nest("/api/v1/registry", registry_api::router())
         .route("/api/v1/query/check", post(syntax_api::check))
         .merge(dashboards_api::routes::<dashboards_api::Dashboard>(

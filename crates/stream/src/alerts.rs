@@ -14,13 +14,18 @@
 //! (the repository drops the repeat; a receiver can too). A group that was firing is firing
 //! again after a restart and does not notify a second time.
 
+pub mod channel;
+pub mod replay;
 pub mod rule;
+pub mod series;
+pub mod silence;
 pub mod state;
+pub mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use eddy_base::io::{IoContext, IoError};
@@ -33,11 +38,15 @@ use eddy_store::digest;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use channel::Channel;
+pub use channel::ChannelConfig;
 pub use rule::AlertConfig;
-use rule::RulePlan;
+use rule::{RulePlan, WEBHOOK_CHANNEL};
+use series::Series;
+use silence::Silences;
 use state::{GroupState, Timing, Transition};
 
-use crate::metrics::AlertLabel;
+use crate::metrics::{AlertLabel, ChannelLabel};
 use crate::pipelines::Context;
 use crate::workers::Workers;
 use crate::ReadHandle;
@@ -51,6 +60,9 @@ pub enum Failure {
     /// Its configuration does not check.
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),
+    /// A channel it names is not configured, or is invalid.
+    #[error("{0}")]
+    Channel(String),
     /// The repository it watches does not exist.
     #[error("repository {0:?} does not exist")]
     NoRepository(String),
@@ -74,21 +86,13 @@ pub enum DeliveryError {
     /// The system repository refused the event.
     #[error("repository {ALERTS_REPOSITORY:?}: {0}")]
     Store(StoreError),
-    /// The webhook could not be reached.
-    #[error("webhook {url}: {error}")]
-    Unreachable {
-        /// The URL.
-        url: String,
+    /// A channel did not take it.
+    #[error("channel {name:?}: {error}")]
+    Channel {
+        /// The channel's name.
+        name: String,
         /// Why.
-        error: Box<ureq::Error>,
-    },
-    /// The webhook answered other than 2xx.
-    #[error("webhook {url} answered {status}")]
-    Refused {
-        /// The URL.
-        url: String,
-        /// Its status code.
-        status: u16,
+        error: channel::ChannelError,
     },
 }
 
@@ -114,9 +118,18 @@ pub struct Notice {
     pub since: i64,
     /// How often this group's alert fired before this firing (the rule's memory).
     pub fired_before: u64,
-    /// How the previous firing ended, if there was one.
+    /// How the previous firing ended (`resolved`, or `silenced` when its end was muted), if
+    /// there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_ended: Option<String>,
+    /// Why this notice went to no channel: `silenced by <id>`, `inhibited by <rule>`,
+    /// `throttled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted: Option<String>,
+    /// More about it: `still firing` for a repeat or an expired silence, a failing channel's
+    /// error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// The group's last few events that the query kept (as its steps left them), newest
     /// last: what caused a firing. Only in the webhook's notice, not in `_alerts`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -143,8 +156,14 @@ impl Notice {
         if let Some(v) = self.value {
             f.insert("value".into(), Value::Float(v));
         }
-        if let Some(p) = &self.previous_ended {
-            f.insert("previous_ended".into(), Value::Str(p.clone()));
+        for (key, text) in [
+            ("previous_ended", &self.previous_ended),
+            ("muted", &self.muted),
+            ("note", &self.note),
+        ] {
+            if let Some(t) = text {
+                f.insert(key.into(), Value::Str(t.clone()));
+            }
         }
         for (k, v) in &self.group {
             let v = serde_json::from_value(v.clone()).unwrap_or(Value::Null);
@@ -197,12 +216,24 @@ impl Samples {
     }
 }
 
-/// A notice on its way: stored in `_alerts` yet, sent to the webhook yet.
+/// A notice on its way: stored in `_alerts` yet, and the channels still to take it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Outgoing {
     notice: Notice,
     stored: bool,
+    /// Written by the first version, which had only the rule's webhook.
+    #[serde(default, skip_serializing)]
     sent: bool,
+    /// The channels that have not taken it yet (`None`: written by the first version, all of
+    /// the rule's channels unless `sent`).
+    #[serde(default)]
+    to: Option<Vec<String>>,
+}
+
+impl Outgoing {
+    fn done(&self) -> bool {
+        self.stored && self.to.as_ref().is_some_and(Vec::is_empty)
+    }
 }
 
 /// One group as kept on disk.
@@ -210,6 +241,31 @@ struct Outgoing {
 struct KeptGroup {
     labels: serde_json::Map<String, serde_json::Value>,
     state: GroupState,
+    /// How its last firing ended: `resolved`, or `silenced` when a silence muted its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ended: Option<String>,
+    /// When it was last notified as firing, ns (for `repeat_interval`).
+    #[serde(default)]
+    notified_at: i64,
+    /// Its recent values (`change`, `anomaly`).
+    #[serde(default)]
+    series: Series,
+    /// Its phase changed at this evaluation (to be kept).
+    #[serde(skip)]
+    changed: bool,
+}
+
+impl KeptGroup {
+    fn new(labels: serde_json::Map<String, serde_json::Value>) -> KeptGroup {
+        KeptGroup {
+            labels,
+            state: GroupState::default(),
+            ended: None,
+            notified_at: 0,
+            series: Series::default(),
+            changed: false,
+        }
+    }
 }
 
 /// A rule's memory on disk (`alerts/<name>.json`).
@@ -219,6 +275,13 @@ struct Kept {
     groups: BTreeMap<String, KeptGroup>,
     /// Notices not yet delivered everywhere, oldest first.
     outbox: Vec<Outgoing>,
+    /// The silences that muted notices of this rule, with the groups they muted: each gets a
+    /// `silence_expired` notice when the silence ends.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    muted_by: BTreeMap<String, BTreeSet<String>>,
+    /// Changed since it was last kept.
+    #[serde(skip)]
+    dirty: bool,
 }
 
 /// Where rule `name` keeps its memory.
@@ -262,12 +325,23 @@ pub struct Status {
     pub error: Mutex<Option<String>>,
     /// Each group's labels and state at the last evaluation.
     pub groups: Mutex<Vec<serde_json::Value>>,
+    /// Per channel: failed attempts and the last error while it is failing.
+    pub channels: Mutex<BTreeMap<String, (u64, Option<String>)>>,
 }
 
 impl Status {
     /// The status as JSON.
     pub fn json(&self) -> serde_json::Value {
         let groups = lock(&self.groups).clone();
+        let channels: serde_json::Map<String, serde_json::Value> = lock(&self.channels)
+            .iter()
+            .map(|(name, (failures, error))| {
+                (
+                    name.clone(),
+                    json!({ "failures": failures, "error": error }),
+                )
+            })
+            .collect();
         json!({
             "evaluations": self.evaluations.load(Ordering::Relaxed),
             "notified": self.notified.load(Ordering::Relaxed),
@@ -276,14 +350,55 @@ impl Status {
             "firing": groups.iter().filter(|g| g["state"] == "firing").count(),
             "error": *lock(&self.error),
             "groups": groups,
+            "channels": channels,
+        })
+    }
+}
+
+/// What rules share: the silences, the channels, and which groups fire (for inhibition).
+#[derive(Debug)]
+pub struct Shared {
+    /// Every silence.
+    pub silences: Silences,
+    /// The configured channels by name.
+    pub channels: BTreeMap<String, ChannelConfig>,
+    /// Per rule, the labels of its firing groups.
+    firing: RwLock<BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>>>,
+}
+
+impl Shared {
+    /// The rule that inhibits a group of rule `config` with `labels`, if one does.
+    fn inhibitor(
+        &self,
+        config: &AlertConfig,
+        labels: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<String> {
+        let firing = self.firing.read().unwrap_or_else(|p| p.into_inner());
+        config.inhibited_by.iter().find_map(|rule| {
+            let groups = firing.get(rule)?;
+            groups
+                .iter()
+                .any(|g| {
+                    config
+                        .inhibit_equal
+                        .iter()
+                        .all(|l| g.get(l).is_some() && g.get(l) == labels.get(l))
+                })
+                .then(|| rule.clone())
         })
     }
 }
 
 /// Every alert rule of a server.
-#[derive(Default)]
 pub struct Alerts {
     running: Workers<AlertConfig, Status>,
+    shared: Arc<Shared>,
+}
+
+impl Default for Alerts {
+    fn default() -> Alerts {
+        Alerts::new(Silences::in_memory(), BTreeMap::new())
+    }
 }
 
 impl std::fmt::Debug for Alerts {
@@ -293,6 +408,28 @@ impl std::fmt::Debug for Alerts {
 }
 
 impl Alerts {
+    /// Rules that will share `silences` and `channels`.
+    pub fn new(silences: Silences, channels: BTreeMap<String, ChannelConfig>) -> Alerts {
+        Alerts {
+            running: Workers::default(),
+            shared: Arc::new(Shared {
+                silences,
+                channels,
+                firing: RwLock::default(),
+            }),
+        }
+    }
+
+    /// The silences.
+    pub fn silences(&self) -> &Silences {
+        &self.shared.silences
+    }
+
+    /// Every problem with the channels `config` names that are not configured.
+    pub fn channel_problems(&self, name: &str, config: &AlertConfig) -> Vec<String> {
+        unknown_channels(name, config, &self.shared.channels)
+    }
+
     /// Starts rule `name` on its own thread (the caller checks it is new).
     pub fn start(&self, context: &Arc<Context>, name: &str, config: AlertConfig) {
         let status = Arc::new(Status::default());
@@ -300,8 +437,10 @@ impl Alerts {
         let runner = Runner {
             name: name.to_string(),
             plan: config.plan(name),
+            channels: channels_of(name, &config, &self.shared.channels),
             config: config.clone(),
             context: context.clone(),
+            shared: self.shared.clone(),
             status: status.clone(),
             stop: stop.clone(),
             http: crate::sink::webhook_agent(),
@@ -321,6 +460,11 @@ impl Alerts {
 
     /// Stops rule `name` (its memory stays on disk); `false` if it was not running.
     pub fn stop(&self, name: &str) -> bool {
+        self.shared
+            .firing
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         self.running.stop(name)
     }
 
@@ -334,6 +478,13 @@ impl Alerts {
         self.running.contains(name)
     }
 
+    /// Rule `name`'s configuration, if it runs.
+    pub fn config(&self, name: &str) -> Option<AlertConfig> {
+        self.running
+            .describe(Some(name), |_, r| r.config.clone())
+            .pop()
+    }
+
     /// Each rule's configuration and status (only `only`, if given).
     pub fn describe(&self, only: Option<&str>) -> Vec<serde_json::Value> {
         self.running.describe(
@@ -343,10 +494,88 @@ impl Alerts {
     }
 }
 
-/// When the next attempt of a failing notice may be made.
+/// The problems of rule `name` naming channels that are not in `configured`.
+pub fn unknown_channels(
+    name: &str,
+    config: &AlertConfig,
+    configured: &BTreeMap<String, ChannelConfig>,
+) -> Vec<String> {
+    config
+        .channels
+        .iter()
+        .filter(|c| !configured.contains_key(*c))
+        .map(|c| {
+            format!(
+                "alert {name:?}: channel {c:?} is not configured (add [channels.{c}]; configured: {})",
+                if configured.is_empty() {
+                    "none".to_string()
+                } else {
+                    configured.keys().cloned().collect::<Vec<_>>().join(", ")
+                }
+            )
+        })
+        .collect()
+}
+
+/// The rule's channels by name, checked (its own `webhook` as [`WEBHOOK_CHANNEL`]).
+fn channels_of(
+    name: &str,
+    config: &AlertConfig,
+    configured: &BTreeMap<String, ChannelConfig>,
+) -> Result<BTreeMap<String, Channel>, String> {
+    let mut problems = unknown_channels(name, config, configured);
+    let mut out = BTreeMap::new();
+    if let Some(url) = &config.webhook {
+        out.insert(
+            WEBHOOK_CHANNEL.to_string(),
+            Channel::Webhook {
+                url: url.clone(),
+                secret: None,
+            },
+        );
+    }
+    for c in &config.channels {
+        if let Some(channel) = configured.get(c) {
+            match channel.plan(c) {
+                Ok(ch) => {
+                    out.insert(c.clone(), ch);
+                }
+                Err(p) => problems.extend(p),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// When the next attempt of a failing delivery may be made.
+#[derive(Debug, Clone, Copy)]
 struct Backoff {
     next: Instant,
     wait: Duration,
+}
+
+impl Backoff {
+    fn ready(&self) -> bool {
+        Instant::now() >= self.next
+    }
+
+    fn failed(&mut self, max: Duration) {
+        self.wait = (self.wait * 2).max(Duration::from_millis(100)).min(max);
+        self.next = Instant::now() + self.wait;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            next: Instant::now(),
+            wait: Duration::ZERO,
+        }
+    }
 }
 
 /// A rule's work, on its thread.
@@ -354,10 +583,23 @@ struct Runner {
     name: String,
     config: AlertConfig,
     plan: Result<RulePlan, Vec<String>>,
+    channels: Result<BTreeMap<String, Channel>, String>,
     context: Arc<Context>,
+    shared: Arc<Shared>,
     status: Arc<Status>,
     stop: Arc<AtomicBool>,
     http: ureq::Agent,
+}
+
+/// A rule's delivery state that is not kept across restarts.
+#[derive(Default)]
+struct Delivery {
+    /// `_alerts`'s back-off.
+    store: Backoff,
+    /// Each channel's.
+    channels: BTreeMap<String, Backoff>,
+    /// When notices last went to channels (for `throttle`).
+    sent: std::collections::VecDeque<Instant>,
 }
 
 impl Runner {
@@ -395,6 +637,10 @@ impl Runner {
             .plan
             .as_ref()
             .map_err(|p| Failure::Invalid(p.clone()))?;
+        let channels = self
+            .channels
+            .as_ref()
+            .map_err(|p| Failure::Channel(p.clone()))?;
         let repo = self
             .context
             .repositories
@@ -415,6 +661,16 @@ impl Runner {
                 };
             }
         }
+        // A notice written by the first version goes to the channels it had not reached.
+        for o in &mut kept.outbox {
+            if o.to.is_none() {
+                o.to = Some(if o.sent {
+                    Vec::new()
+                } else {
+                    channels.keys().cloned().collect()
+                });
+            }
+        }
         let mut live = Live::new(
             plan.prepared.clone(),
             plan.window,
@@ -429,10 +685,7 @@ impl Runner {
             let from = cut.from(p.id()).max(p.start_offset());
             readers.push(repo.topic.reader(p.id(), from)?.skipping_damage());
         }
-        let mut backoff = Backoff {
-            next: Instant::now(),
-            wait: Duration::ZERO,
-        };
+        let mut delivery = Delivery::default();
         let mut next_evaluation = Instant::now();
         let mut samples = Samples::default();
         while !self.stop.load(Ordering::Relaxed) {
@@ -458,12 +711,26 @@ impl Runner {
                 next_evaluation = Instant::now() + plan.every;
                 let now = now_ns();
                 live.advance(now)?;
-                if self.evaluate(plan, &live.answer(now), now, &mut kept, &samples) {
+                let notices = evaluate(
+                    &self.name,
+                    plan,
+                    &live.answer(now),
+                    now,
+                    &mut kept,
+                    &samples,
+                );
+                let mut changed = !notices.is_empty();
+                changed |= self.expire_silences(plan, now, &mut kept);
+                for n in notices {
+                    self.route(n, channels, &mut kept, &mut delivery);
+                }
+                if changed || kept.dirty {
+                    kept.dirty = false;
                     save(&path, &kept).map_err(Failure::State)?;
                 }
                 samples.retain(&kept);
                 self.publish(&kept);
-                if self.deliver(plan, &mut kept, &mut backoff) {
+                if self.deliver(plan, channels, &mut kept, &mut delivery) {
                     save(&path, &kept).map_err(Failure::State)?;
                 }
                 self.status
@@ -483,94 +750,111 @@ impl Runner {
         Ok(())
     }
 
-    /// Moves every group's state to `now` over `answer`, queueing a notice per transition;
-    /// whether a state or the outbox changed (to be kept).
-    fn evaluate(
+    /// Decides where notice `n` goes (muted by a silence, an inhibiting rule or the throttle,
+    /// or to every channel) and queues it.
+    fn route(
         &self,
-        plan: &RulePlan,
-        answer: &Answer,
-        now: i64,
+        mut n: Notice,
+        channels: &BTreeMap<String, Channel>,
         kept: &mut Kept,
-        samples: &Samples,
-    ) -> bool {
-        let timing = Timing {
-            pending_for: plan.pending_for,
-            keep_firing_for: plan.keep_firing_for,
+        delivery: &mut Delivery,
+    ) {
+        let key = serde_json::Value::Object(n.group.clone()).to_string();
+        let silence = self.shared.silences.muting(&self.name, &n.group, n.at);
+        n.muted = if let Some(s) = &silence {
+            kept.muted_by
+                .entry(s.id.clone())
+                .or_default()
+                .insert(key.clone());
+            Some(format!("silenced by {}", s.id))
+        } else {
+            self.shared
+                .inhibitor(&self.config, &n.group)
+                .map(|rule| format!("inhibited by {rule}"))
         };
-        let mut seen = BTreeSet::new();
-        let mut changed = false;
-        let mut observe =
-            |key: &String, g: &mut KeptGroup, value: Option<f64>, out: &mut Vec<Outgoing>| {
-                g.state.value = value;
-                let before = g.state.phase;
-                let transition = g.state.observe(plan.condition.holds(value), now, timing);
-                changed |= before != g.state.phase;
-                if let Some(t) = transition {
-                    let mut notice = self.notice(plan, key, g, t, now);
-                    if t == Transition::Fired {
-                        notice.events = samples.of(key);
-                    }
-                    out.push(Outgoing {
-                        notice,
-                        stored: false,
-                        sent: false,
-                    });
+        if let Some(g) = kept.groups.get_mut(&key) {
+            match n.status.as_str() {
+                "resolved" => {
+                    g.ended = Some(
+                        if silence.is_some() {
+                            "silenced"
+                        } else {
+                            "resolved"
+                        }
+                        .into(),
+                    );
                 }
-            };
-        let mut out = Vec::new();
-        for row in &answer.rows {
-            let labels: serde_json::Map<String, serde_json::Value> = plan
-                .group_by
-                .iter()
-                .map(|f| (f.clone(), json!(row.get(f))))
-                .collect();
-            let key = serde_json::Value::Object(labels.clone()).to_string();
-            let value = row.get(&plan.column).and_then(Value::as_f64);
-            seen.insert(key.clone());
-            let g = kept.groups.entry(key.clone()).or_insert_with(|| KeptGroup {
-                labels,
-                state: GroupState::default(),
-            });
-            observe(&key, g, value, &mut out);
+                "firing" => g.notified_at = n.at,
+                _ => {}
+            }
         }
-        for (key, g) in kept.groups.iter_mut().filter(|(k, _)| !seen.contains(*k)) {
-            observe(key, g, None, &mut out);
+        if n.muted.is_none() && !channels.is_empty() {
+            if let Some((most, per)) = self.plan.as_ref().ok().and_then(|p| p.throttle) {
+                while delivery.sent.front().is_some_and(|t| t.elapsed() >= per) {
+                    delivery.sent.pop_front();
+                }
+                if delivery.sent.len() >= most {
+                    n.muted = Some("throttled".into());
+                } else {
+                    delivery.sent.push_back(Instant::now());
+                }
+            }
         }
-        // A threshold group gone quiet, that never fired, is not worth remembering.
-        if plan.condition != rule::Condition::Absent {
-            let before = kept.groups.len();
-            kept.groups.retain(|k, g| {
-                seen.contains(k) || g.state.fired > 0 || g.state.phase != state::Phase::Inactive
-            });
-            changed |= before != kept.groups.len();
-        }
-        changed |= !out.is_empty();
-        kept.outbox.extend(out);
-        changed
+        let to = match n.muted {
+            Some(_) => Vec::new(),
+            None => channels.keys().cloned().collect(),
+        };
+        kept.outbox.push(Outgoing {
+            notice: n,
+            stored: false,
+            sent: false,
+            to: Some(to),
+        });
     }
 
-    fn notice(&self, plan: &RulePlan, key: &str, g: &KeptGroup, t: Transition, now: i64) -> Notice {
-        let (status, since, fired_before) = match t {
-            Transition::Fired => ("firing", now, g.state.fired.saturating_sub(1)),
-            Transition::Resolved { since } => ("resolved", since, g.state.fired.saturating_sub(1)),
-        };
-        let id = xxhash_rust::xxh3::xxh3_128(
-            format!("{}\0{key}\0{status}\0{now}", self.name).as_bytes(),
-        );
-        Notice {
-            id: uuid::Uuid::from_u128(id),
-            alert: self.name.clone(),
-            status: status.into(),
-            group: g.labels.clone(),
-            value: g.state.value,
-            condition: plan.condition.describe(&plan.column),
-            at: now,
-            since,
-            fired_before,
-            // No silences yet: every earlier firing ended resolved.
-            previous_ended: (fired_before > 0).then(|| "resolved".to_string()),
-            events: Vec::new(),
+    /// Queues a `silence_expired` notice per group muted by a silence that has ended;
+    /// whether any was.
+    fn expire_silences(&self, plan: &RulePlan, now: i64, kept: &mut Kept) -> bool {
+        let ended: Vec<String> = kept
+            .muted_by
+            .keys()
+            .filter(|id| !self.shared.silences.active(id, now))
+            .cloned()
+            .collect();
+        let mut notices = Vec::new();
+        for id in &ended {
+            for key in kept.muted_by.remove(id).unwrap_or_default() {
+                let Some(g) = kept.groups.get(&key) else {
+                    continue;
+                };
+                let mut n = notice(
+                    &self.name,
+                    plan,
+                    &key,
+                    g,
+                    "silence_expired",
+                    g.state.since().unwrap_or(now),
+                    now,
+                );
+                n.note = Some(format!(
+                    "silence {id} ended; the alert is {}",
+                    if g.state.firing() {
+                        "still firing"
+                    } else {
+                        "not firing"
+                    }
+                ));
+                notices.push(n);
+            }
         }
+        let any = !ended.is_empty();
+        if let Ok(channels) = self.channels.as_ref() {
+            let mut throwaway = Delivery::default();
+            for n in notices {
+                self.route(n, channels, kept, &mut throwaway);
+            }
+        }
+        any
     }
 
     fn publish(&self, kept: &Kept) {
@@ -584,35 +868,125 @@ impl Runner {
             })
             .collect();
         *lock(&self.status.groups) = groups;
+        let firing: Vec<_> = kept
+            .groups
+            .values()
+            .filter(|g| g.state.firing())
+            .map(|g| g.labels.clone())
+            .collect();
+        let mut board = self
+            .shared
+            .firing
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if firing.is_empty() {
+            board.remove(&self.name);
+        } else {
+            board.insert(self.name.clone(), firing);
+        }
     }
 
-    /// Delivers the outbox in order, unless backing off; whether it changed.
-    fn deliver(&self, plan: &RulePlan, kept: &mut Kept, backoff: &mut Backoff) -> bool {
-        if kept.outbox.is_empty() || Instant::now() < backoff.next {
+    /// Delivers the outbox in order: each notice to `_alerts`, then to each channel that is
+    /// not backing off. A failing channel holds back only itself (its later notices wait, in
+    /// order). Whether the outbox changed.
+    fn deliver(
+        &self,
+        plan: &RulePlan,
+        channels: &BTreeMap<String, Channel>,
+        kept: &mut Kept,
+        delivery: &mut Delivery,
+    ) -> bool {
+        if kept.outbox.is_empty() {
             return false;
         }
         let mut changed = false;
+        let mut failing = Vec::new();
+        let mut ok = true;
+        let template = self.config.template.as_deref().unwrap_or(template::DEFAULT);
         for o in &mut kept.outbox {
-            let result = self.deliver_one(o, &mut changed);
-            if let Err(e) = result {
-                self.fail(e.to_string());
-                self.status.failures.fetch_add(1, Ordering::Relaxed);
-                self.context
-                    .metrics
-                    .alert_failures
-                    .get_or_create(&self.label())
-                    .inc();
-                backoff.wait = (backoff.wait * 2)
-                    .max(Duration::from_millis(100))
-                    .min(plan.max_backoff);
-                backoff.next = Instant::now() + backoff.wait;
-                break;
+            if !o.stored {
+                if !delivery.store.ready() {
+                    break;
+                }
+                match self.store(&o.notice) {
+                    Ok(()) => {
+                        o.stored = true;
+                        changed = true;
+                        delivery.store.wait = Duration::ZERO;
+                    }
+                    Err(e) => {
+                        ok = false;
+                        self.count_failure(e.to_string(), None);
+                        delivery.store.failed(plan.max_backoff);
+                        break;
+                    }
+                }
             }
-            backoff.wait = Duration::ZERO;
+            let Some(to) = o.to.as_mut() else {
+                continue;
+            };
+            let text = template::render(template, &o.notice);
+            let mut left = Vec::new();
+            for name in to.drain(..) {
+                let backoff = delivery.channels.entry(name.clone()).or_default();
+                let Some(channel) = channels.get(&name) else {
+                    // A channel no longer in the rule: nothing to deliver to.
+                    continue;
+                };
+                if !backoff.ready() {
+                    left.push(name);
+                    continue;
+                }
+                match channel.send(&self.http, &o.notice, &text) {
+                    Ok(()) => {
+                        backoff.wait = Duration::ZERO;
+                        if let Some(c) = lock(&self.status.channels).get_mut(&name) {
+                            c.1 = None;
+                        }
+                        changed = true;
+                    }
+                    Err(error) => {
+                        ok = false;
+                        let first = backoff.wait.is_zero();
+                        backoff.failed(plan.max_backoff);
+                        let e = DeliveryError::Channel {
+                            name: name.clone(),
+                            error,
+                        };
+                        // The alert's history records a channel starting to fail, once.
+                        if first {
+                            failing.push((name.clone(), e.to_string(), o.notice.clone()));
+                        }
+                        self.count_failure(e.to_string(), Some(&name));
+                        left.push(name);
+                    }
+                }
+            }
+            *to = left;
+        }
+        if ok {
             *lock(&self.status.error) = None;
         }
+        for (channel, error, about) in failing {
+            let mut n = about;
+            n.status = "channel_failing".into();
+            n.id = uuid::Uuid::from_u128(xxhash_rust::xxh3::xxh3_128(
+                format!("{}\0{}\0{channel}\0{}", self.name, n.id, now_ns()).as_bytes(),
+            ));
+            n.at = now_ns();
+            n.muted = None;
+            n.note = Some(error);
+            n.events.clear();
+            kept.outbox.push(Outgoing {
+                notice: n,
+                stored: false,
+                sent: false,
+                to: Some(Vec::new()),
+            });
+            changed = true;
+        }
         let before = kept.outbox.len();
-        kept.outbox.retain(|o| !(o.stored && o.sent));
+        kept.outbox.retain(|o| !o.done());
         let done = (before - kept.outbox.len()) as u64;
         self.status.notified.fetch_add(done, Ordering::Relaxed);
         self.context
@@ -620,23 +994,31 @@ impl Runner {
             .alert_notifications
             .get_or_create(&self.label())
             .inc_by(done);
-        changed
+        changed || done > 0
     }
 
-    fn deliver_one(&self, o: &mut Outgoing, changed: &mut bool) -> Result<(), DeliveryError> {
-        if !o.stored {
-            self.store(&o.notice)?;
-            o.stored = true;
-            *changed = true;
+    fn count_failure(&self, why: String, channel: Option<&str>) {
+        self.fail(why.clone());
+        self.status.failures.fetch_add(1, Ordering::Relaxed);
+        self.context
+            .metrics
+            .alert_failures
+            .get_or_create(&self.label())
+            .inc();
+        if let Some(name) = channel {
+            let mut channels = lock(&self.status.channels);
+            let c = channels.entry(name.to_string()).or_default();
+            c.0 += 1;
+            c.1 = Some(why);
+            self.context
+                .metrics
+                .alert_channel_failures
+                .get_or_create(&ChannelLabel {
+                    alert: self.name.clone(),
+                    channel: name.to_string(),
+                })
+                .inc();
         }
-        if !o.sent {
-            if let Some(url) = &self.config.webhook {
-                self.post(url, &o.notice)?;
-            }
-            o.sent = true;
-            *changed = true;
-        }
-        Ok(())
     }
 
     fn store(&self, notice: &Notice) -> Result<(), DeliveryError> {
@@ -657,27 +1039,125 @@ impl Runner {
             Err(e) => Err(DeliveryError::Store(e)),
         }
     }
+}
 
-    fn post(&self, url: &str, notice: &Notice) -> Result<(), DeliveryError> {
-        let body = serde_json::to_vec(notice).unwrap_or_default();
-        let response = self
-            .http
-            .post(url)
-            .header("Content-Type", "application/json")
-            .header("Idempotency-Key", &notice.id.simple().to_string())
-            .send(&body[..])
-            .map_err(|e| DeliveryError::Unreachable {
-                url: url.to_string(),
-                error: Box::new(e),
-            })?;
-        let status = response.status().as_u16();
-        if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            Err(DeliveryError::Refused {
-                url: url.to_string(),
-                status,
-            })
+/// Moves every group's state to `now` over `answer`; the notices of its transitions (and of
+/// groups due a repeat), in order. The live rule and `eddy alert test` both go through here.
+fn evaluate(
+    name: &str,
+    plan: &RulePlan,
+    answer: &Answer,
+    now: i64,
+    kept: &mut Kept,
+    samples: &Samples,
+) -> Vec<Notice> {
+    let timing = Timing {
+        pending_for: plan.pending_for,
+        keep_firing_for: plan.keep_firing_for,
+    };
+    let step = i64::try_from(plan.every.as_nanos()).unwrap_or(i64::MAX);
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut observe = |key: &String, g: &mut KeptGroup, values: (Option<f64>, Option<f64>)| {
+        let (value, also) = values;
+        g.state.value = value;
+        let before = g.state.phase;
+        let mut holds = g.series.holds(&plan.condition, value, now, step);
+        if let Some((_, bound)) = &plan.also {
+            holds &= also.is_some_and(|v| bound.holds(v));
         }
+        let transition = g.state.observe(holds, now, timing);
+        g.changed |= before != g.state.phase;
+        match transition {
+            Some(Transition::Fired) => {
+                let mut n = notice(name, plan, key, g, "firing", now, now);
+                n.events = samples.of(key);
+                out.push(n);
+            }
+            Some(Transition::Resolved { since }) => {
+                out.push(notice(name, plan, key, g, "resolved", since, now));
+            }
+            None => {
+                if let (Some(every), Some(since)) = (plan.repeat_interval, g.state.since()) {
+                    if g.state.firing() && now.saturating_sub(g.notified_at.max(since)) >= every {
+                        let mut n = notice(name, plan, key, g, "firing", since, now);
+                        n.note = Some("still firing".into());
+                        n.events = samples.of(key);
+                        out.push(n);
+                    }
+                }
+            }
+        }
+    };
+    for row in &answer.rows {
+        let labels: serde_json::Map<String, serde_json::Value> = plan
+            .group_by
+            .iter()
+            .map(|f| (f.clone(), json!(row.get(f))))
+            .collect();
+        let key = serde_json::Value::Object(labels.clone()).to_string();
+        let value = row.get(&plan.column).and_then(Value::as_f64);
+        let also = plan
+            .also
+            .as_ref()
+            .and_then(|(c, _)| row.get(c).and_then(Value::as_f64));
+        seen.insert(key.clone());
+        let g = kept
+            .groups
+            .entry(key.clone())
+            .or_insert_with(|| KeptGroup::new(labels));
+        observe(&key, g, (value, also));
+    }
+    for (key, g) in kept.groups.iter_mut().filter(|(k, _)| !seen.contains(*k)) {
+        observe(key, g, (None, None));
+    }
+    // A group gone quiet that never fired is not worth remembering (except for absence,
+    // which is about the groups gone quiet).
+    if plan.condition != rule::Condition::Absent {
+        let before = kept.groups.len();
+        kept.groups.retain(|k, g| {
+            seen.contains(k) || g.state.fired > 0 || g.state.phase != state::Phase::Inactive
+        });
+        kept.dirty |= before != kept.groups.len();
+    }
+    kept.dirty |= kept.groups.values().any(|g| g.changed);
+    for g in kept.groups.values_mut() {
+        g.changed = false;
+    }
+    out
+}
+
+/// The notice of group `key` (state `g`) with `status` at `now`.
+fn notice(
+    name: &str,
+    plan: &RulePlan,
+    key: &str,
+    g: &KeptGroup,
+    status: &str,
+    since: i64,
+    now: i64,
+) -> Notice {
+    // The firing being told is counted in `fired` already.
+    let fired_before = g.state.fired.saturating_sub(1);
+    let id = xxhash_rust::xxh3::xxh3_128(format!("{name}\0{key}\0{status}\0{now}").as_bytes());
+    let mut condition = plan.condition.describe(&plan.column);
+    if let Some((c, b)) = &plan.also {
+        condition = format!("{condition} and {}", rule::Condition::from(*b).describe(c));
+    }
+    Notice {
+        id: uuid::Uuid::from_u128(id),
+        alert: name.to_string(),
+        status: status.into(),
+        group: g.labels.clone(),
+        value: g.state.value,
+        condition,
+        at: now,
+        since,
+        fired_before,
+        previous_ended: (fired_before > 0)
+            .then(|| g.ended.clone().unwrap_or_else(|| "resolved".into())),
+        muted: None,
+        note: None,
+        events: Vec::new(),
     }
 }

@@ -22,6 +22,15 @@ pub struct AlertLabel {
     pub alert: String,
 }
 
+/// An alert rule's channel's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ChannelLabel {
+    /// The rule's name.
+    pub alert: String,
+    /// The channel's name.
+    pub channel: String,
+}
+
 /// Live queries', pipelines' and alerts' metrics.
 #[derive(Debug)]
 pub struct StreamMetrics {
@@ -47,6 +56,8 @@ pub struct StreamMetrics {
     pub alert_notifications: Family<AlertLabel, Counter>,
     /// Failed notice deliveries (retried), by rule.
     pub alert_failures: Family<AlertLabel, Counter>,
+    /// Failed deliveries to a channel (retried), by rule and channel.
+    pub alert_channel_failures: Family<ChannelLabel, Counter>,
 }
 
 impl StreamMetrics {
@@ -65,6 +76,7 @@ impl StreamMetrics {
             alert_evaluations: Family::default(),
             alert_notifications: Family::default(),
             alert_failures: Family::default(),
+            alert_channel_failures: Family::default(),
         };
         let live = root.sub_registry_with_prefix("eddy_live");
         live.register(
@@ -119,6 +131,11 @@ impl StreamMetrics {
             "failures",
             "Failed deliveries of an alert rule's notices (each is retried)",
             m.alert_failures.clone(),
+        );
+        alerts.register(
+            "channel_failures",
+            "Failed deliveries of an alert rule's notices to one of its channels (each is retried)",
+            m.alert_channel_failures.clone(),
         );
         m
     }

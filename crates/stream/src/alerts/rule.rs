@@ -45,9 +45,55 @@ pub struct AlertConfig {
     /// How often the rule is evaluated.
     #[serde(default = "every")]
     pub every: String,
-    /// POST a JSON notice to this URL when a group fires or resolves, retried with back-off.
+    /// `change`: the span the value's change is measured over (`5m`): it holds while the value
+    /// rose by more than `above` (or fell by more than `below`) since then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over: Option<String>,
+    /// `anomaly`: the season of the baseline (`1d`): the value is held against the values at
+    /// the same time of the previous seasons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub season: Option<String>,
+    /// `anomaly`: how many previous seasons make the baseline (3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seasons: Option<usize>,
+    /// `anomaly`: how far from the baseline's mean, in standard deviations (at least a tenth
+    /// of the mean), a value is an anomaly (3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deviations: Option<f64>,
+    /// Correlation: a second column of the answer that must agree (e.g. `_avg` of latency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub and_value: Option<String>,
+    /// Correlation: the second column holds while above this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub and_above: Option<f64>,
+    /// Correlation: the second column holds while below this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub and_below: Option<f64>,
+    /// POST a JSON notice to this URL when a group fires or resolves, retried with back-off
+    /// (a webhook channel without a name or secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
+    /// The channels (`[channels.<name>]`) notices go to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+    /// The text of a notice for Slack, email and IRC, with `{placeholders}`
+    /// (docs/alerting.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// A group still firing is notified again after this long (none: once per firing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_interval: Option<String>,
+    /// At most this many notices per period go to the channels, `"10/1h"`; the rest are only
+    /// stored in `_alerts`, marked throttled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<String>,
+    /// Rules whose firing groups mute this rule's notices (inhibition).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inhibited_by: Vec<String>,
+    /// The labels an inhibiting group must share with a group of this rule to mute it (none:
+    /// any firing group of those rules mutes every group).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inhibit_equal: Vec<String>,
     /// The longest wait between two attempts of a failing notification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_backoff: Option<String>,
@@ -65,6 +111,9 @@ fn every() -> String {
     "1s".into()
 }
 
+/// The channel name of a rule's own `webhook` key.
+pub const WEBHOOK_CHANNEL: &str = "webhook";
+
 /// What makes a group's alert hold.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Condition {
@@ -74,16 +123,65 @@ pub enum Condition {
     Below(f64),
     /// The group, seen before, has no row in the window.
     Absent,
+    /// The value changed by more than the bound over `over` ns.
+    Change {
+        /// The span, ns.
+        over: i64,
+        /// `Above(d)`: rose by more than d; `Below(d)`: fell by more than d.
+        bound: Bound,
+    },
+    /// The value is outside its seasonal baseline's band.
+    Anomaly(Seasonal),
+}
+
+/// A bound on a value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    /// Holds above this.
+    Above(f64),
+    /// Holds below this.
+    Below(f64),
+}
+
+impl Bound {
+    /// Whether `v` is past the bound.
+    pub fn holds(&self, v: f64) -> bool {
+        match self {
+            Bound::Above(b) => v > *b,
+            Bound::Below(b) => v < *b,
+        }
+    }
+}
+
+impl From<Bound> for Condition {
+    fn from(b: Bound) -> Condition {
+        match b {
+            Bound::Above(v) => Condition::Above(v),
+            Bound::Below(v) => Condition::Below(v),
+        }
+    }
+}
+
+/// An anomaly's baseline: the same time of the previous seasons.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seasonal {
+    /// The season, ns (a day: the same hour of previous days).
+    pub season: i64,
+    /// The previous seasons averaged.
+    pub seasons: usize,
+    /// The band's half width in standard deviations.
+    pub deviations: f64,
 }
 
 impl Condition {
-    /// Whether it holds for a group with `value` (`None`: no row in the window).
+    /// Whether a threshold or absence holds for a group with `value` (`None`: no row in the
+    /// window). `change` and `anomaly` need the group's history: see [`super::series`].
     pub fn holds(&self, value: Option<f64>) -> bool {
         match (self, value) {
             (Condition::Above(bound), Some(v)) => v > *bound,
             (Condition::Below(bound), Some(v)) => v < *bound,
             (Condition::Absent, v) => v.is_none(),
-            (_, None) => false,
+            _ => false,
         }
     }
 
@@ -93,6 +191,19 @@ impl Condition {
             Condition::Above(b) => format!("{column} > {b}"),
             Condition::Below(b) => format!("{column} < {b}"),
             Condition::Absent => "no events in the window".into(),
+            Condition::Change { over, bound } => {
+                let over = humantime::format_duration(std::time::Duration::from_nanos(
+                    u64::try_from(*over).unwrap_or(0),
+                ));
+                match bound {
+                    Bound::Above(d) => format!("{column} rose by more than {d} in {over}"),
+                    Bound::Below(d) => format!("{column} fell by more than {d} in {over}"),
+                }
+            }
+            Condition::Anomaly(s) => format!(
+                "{column} outside {} deviations of the same time in the last {} seasons",
+                s.deviations, s.seasons
+            ),
         }
     }
 }
@@ -110,6 +221,14 @@ pub struct RulePlan {
     pub column: String,
     /// The condition.
     pub condition: Condition,
+    /// Correlation: a second column and the bound it must be past too.
+    pub also: Option<(String, Bound)>,
+    /// The channels notices go to, by name (the legacy `webhook` as channel `webhook`).
+    pub channels: Vec<String>,
+    /// A still-firing group is notified again after this long, ns.
+    pub repeat_interval: Option<i64>,
+    /// At most this many notices per this period go to the channels.
+    pub throttle: Option<(usize, Duration)>,
     /// The pending period, ns.
     pub pending_for: i64,
     /// The flap damping, ns.
@@ -144,6 +263,7 @@ impl AlertConfig {
         };
         let mut group_by = Vec::new();
         let mut column = None;
+        let mut also_column = None;
         if let Some(p) = &prepared {
             let program = &p.program;
             match (&program.collect, program.explicit, &program.then) {
@@ -177,6 +297,21 @@ impl AlertConfig {
                         }
                         None => values.first().map(|c| c.to_string()),
                     };
+                    also_column = match &self.and_value {
+                        Some(v) if values.contains(&v) => Some(v.clone()),
+                        Some(v) => {
+                            say(format!(
+                                "and_value = {v:?} is not a column of the query's answer ({})",
+                                values
+                                    .iter()
+                                    .map(|c| c.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ));
+                            None
+                        }
+                        None => None,
+                    };
                 }
                 _ => say("query: end it with one aggregate per group, e.g. `| groupBy(host)` or `| count()`".into()),
             }
@@ -190,11 +325,64 @@ impl AlertConfig {
                 None
             }
         };
+        let bound = match (self.above, self.below) {
+            (Some(a), None) => Some(Bound::Above(a)),
+            (None, Some(b)) => Some(Bound::Below(b)),
+            _ => None,
+        };
         let condition = match (self.condition.as_str(), self.above, self.below) {
-            ("threshold", Some(a), None) => Some(Condition::Above(a)),
-            ("threshold", None, Some(b)) => Some(Condition::Below(b)),
-            ("threshold", _, _) => {
-                say("condition = \"threshold\" needs exactly one of above = N or below = N".into());
+            ("threshold" | "correlation", Some(a), None) => Some(Condition::Above(a)),
+            ("threshold" | "correlation", None, Some(b)) => Some(Condition::Below(b)),
+            (c @ ("threshold" | "correlation"), _, _) => {
+                say(format!(
+                    "condition = {c:?} needs exactly one of above = N or below = N"
+                ));
+                None
+            }
+            ("change", _, _) => {
+                match (bound, self.over.as_deref().map(humantime::parse_duration)) {
+                    (Some(bound), Some(Ok(over))) if !over.is_zero() => Some(Condition::Change {
+                        over: nanos(over),
+                        bound,
+                    }),
+                    (bound, over) => {
+                        if bound.is_none() {
+                            say("condition = \"change\" needs exactly one of above = N (a rise) or below = -N (a fall)".into());
+                        }
+                        if !matches!(over, Some(Ok(d)) if !d.is_zero()) {
+                            say(format!("condition = \"change\" needs over = a duration (such as \"5m\"), not {:?}", self.over.as_deref().unwrap_or("nothing")));
+                        }
+                        None
+                    }
+                }
+            }
+            ("anomaly", None, None) => {
+                let season = self.season.as_deref().unwrap_or("1d");
+                let seasons = self.seasons.unwrap_or(3);
+                let deviations = self.deviations.unwrap_or(3.0);
+                if seasons == 0 {
+                    say("seasons must be at least 1".into());
+                }
+                if deviations.is_nan() || deviations <= 0.0 {
+                    say(format!("deviations = {deviations} must be above 0"));
+                }
+                match humantime::parse_duration(season) {
+                    Ok(d) if !d.is_zero() => Some(Condition::Anomaly(Seasonal {
+                        season: nanos(d),
+                        seasons: seasons.max(1),
+                        deviations,
+                    })),
+                    _ => {
+                        say(format!("season = {season:?} is not a duration"));
+                        None
+                    }
+                }
+            }
+            ("anomaly", _, _) => {
+                say(
+                    "condition = \"anomaly\" takes no above or below: its band is deviations"
+                        .into(),
+                );
                 None
             }
             ("absence", None, None) => Some(Condition::Absent),
@@ -204,7 +392,7 @@ impl AlertConfig {
             }
             (other, _, _) => {
                 say(format!(
-                    "condition = {other:?}: expected \"threshold\" or \"absence\""
+                    "condition = {other:?}: expected \"threshold\", \"absence\", \"change\", \"anomaly\" or \"correlation\""
                 ));
                 None
             }
@@ -223,6 +411,10 @@ impl AlertConfig {
             .max_backoff
             .as_deref()
             .map_or(DEFAULT_MAX_BACKOFF, |t| duration("max_backoff", t));
+        let repeat_interval = self
+            .repeat_interval
+            .as_deref()
+            .map(|t| nanos(duration("repeat_interval", t)));
         if every < Duration::from_millis(100) {
             say(format!("every = {:?} must be at least 100ms", self.every));
         }
@@ -230,6 +422,59 @@ impl AlertConfig {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 say(format!("webhook {url:?} is not an http(s) URL"));
             }
+        }
+        let also_bound = match (self.and_above, self.and_below) {
+            (Some(a), None) => Some(Bound::Above(a)),
+            (None, Some(b)) => Some(Bound::Below(b)),
+            (None, None) => None,
+            _ => {
+                say("give one of and_above or and_below, not both".into());
+                None
+            }
+        };
+        let also = match (also_column, also_bound) {
+            (Some(c), Some(b)) => Some((c, b)),
+            (None, None) if self.and_value.is_none() => None,
+            // and_value that is not a column was said above.
+            (None, Some(_)) if self.and_value.is_some() => None,
+            _ => {
+                say("a correlation needs and_value with one of and_above or and_below".into());
+                None
+            }
+        };
+        if self.condition == "correlation"
+            && also.is_none()
+            && self.and_value.is_none()
+            && self.and_above.is_none()
+            && self.and_below.is_none()
+        {
+            say(
+                "condition = \"correlation\" needs and_value with one of and_above or and_below"
+                    .into(),
+            );
+        }
+        let throttle = self.throttle.as_deref().and_then(|t| {
+            let parsed = t.split_once('/').and_then(|(n, per)| {
+                let n: usize = n.trim().parse().ok()?;
+                let per = humantime::parse_duration(per.trim()).ok()?;
+                (n > 0 && !per.is_zero()).then_some((n, per))
+            });
+            if parsed.is_none() {
+                say(format!(
+                    "throttle = {t:?}: expected notices/period, such as \"10/1h\""
+                ));
+            }
+            parsed
+        });
+        let mut channels = self.channels.clone();
+        if self.webhook.is_some() {
+            channels.insert(0, WEBHOOK_CHANNEL.to_string());
+        }
+        if !self.inhibit_equal.is_empty() && self.inhibited_by.is_empty() {
+            say("inhibit_equal needs inhibited_by".into());
+        }
+        if self.inhibited_by.iter().any(|r| r == name) {
+            say("a rule cannot inhibit itself".into());
         }
         match (prepared, window, column, condition) {
             (Some(prepared), Some(window), Some(column), Some(condition))
@@ -241,6 +486,10 @@ impl AlertConfig {
                     group_by,
                     column,
                     condition,
+                    also,
+                    channels,
+                    repeat_interval,
+                    throttle,
                     pending_for: nanos(pending_for),
                     keep_firing_for: nanos(keep_firing_for),
                     every,

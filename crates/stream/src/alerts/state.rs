@@ -112,6 +112,14 @@ impl GroupState {
         }
     }
 
+    /// When it fired, if it is firing.
+    pub fn since(&self) -> Option<i64> {
+        match self.phase {
+            Phase::Firing { since, .. } => Some(since),
+            _ => None,
+        }
+    }
+
     /// Whether it is firing.
     pub fn firing(&self) -> bool {
         matches!(self.phase, Phase::Firing { .. })
