@@ -9,6 +9,8 @@
 //!   a refused body is a typed [`body::Refusal`] that the HTTP layer turns into a status code.
 //! - [`tcp`], [`udp`]: the listeners, with [`framing`] (lines, syslog octet counting) and
 //!   [`connlimit`] (a door's limit on open connections, also used by the HTTP door).
+//! - [`amqp`]: the AMQP 0-9-1 collector, which consumes a broker's queue and acknowledges
+//!   each message once its events are durable.
 //! - [`json_body`]: when a JSON text is one document and when it is lines.
 //! - [`repository`]: a repository as the doors see it, with its [`dedup`] window and tag
 //!   [`grouping`].
@@ -17,6 +19,7 @@
 
 #![deny(missing_docs)]
 
+pub mod amqp;
 pub mod body;
 pub mod budget;
 pub mod config;

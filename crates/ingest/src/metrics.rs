@@ -30,6 +30,8 @@ pub enum Door {
     Udp,
     /// A pipeline's repository sink.
     Pipeline,
+    /// An AMQP collector.
+    Amqp,
 }
 
 impl Door {
@@ -40,6 +42,7 @@ impl Door {
             Door::Tcp => "tcp",
             Door::Udp => "udp",
             Door::Pipeline => "pipeline",
+            Door::Amqp => "amqp",
         }
     }
 }
@@ -201,6 +204,8 @@ pub struct IngestMetrics {
     bus_damage: BusDamage,
     footprint: FootprintGauges,
     connection_limits: ConnectionLimitMetrics,
+    /// The AMQP collectors' own (`eddy_amqp_*`).
+    pub amqp: crate::amqp::metrics::AmqpMetrics,
 }
 
 /// A repository's state as `/metrics` shows it.
@@ -336,6 +341,7 @@ impl IngestMetrics {
             bus_damage: BusDamage::default(),
             footprint: FootprintGauges::default(),
             connection_limits: ConnectionLimitMetrics::default(),
+            amqp: crate::amqp::metrics::AmqpMetrics::register(root),
         };
         let bus = root.sub_registry_with_prefix("eddy_bus");
         bus.register(
