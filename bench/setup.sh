@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the benchmark baselines' tools (ripgrep, zstd, gzip) and the test suite's external
-# client (Debian's python3-confluent-kafka, for the schema registry) with apt-get if any is missing,
-# and the protocol doors' Python clients with pip;
+# clients and servers (Debian's python3-confluent-kafka, for the schema registry; rabbitmq-server
+# and python3-pika, for the AMQP collector, whose test starts its own broker on loopback) with
+# apt-get if any is missing, and the protocol doors' Python clients with pip;
 # with --peers also the peers that can be installed here (ClickHouse, embedded via chDB, from PyPI:
 # `eddy bench all` runs it over raw lines, `eddy bench query` with the fields as typed columns).
 # The web UI's build and browser test: ui/setup.sh (chromium, Node.js, npm ci in ui/).
@@ -19,6 +20,9 @@ if ! /usr/bin/python3 -c "import confluent_kafka.schema_registry" >/dev/null 2>&
   missing+=(python3-confluent-kafka python3-requests)
 fi
 command -v ngircd >/dev/null 2>&1 || [ -x /usr/sbin/ngircd ] || missing+=(ngircd)
+# The AMQP collector's test: a real RabbitMQ and pika, for /usr/bin/python3.
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
+/usr/bin/python3 -c "import pika" >/dev/null 2>&1 || missing+=(python3-pika)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing baseline tools: ${missing[*]}" >&2
   sudo=""

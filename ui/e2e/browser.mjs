@@ -178,6 +178,12 @@ try {
   await scenario("click a field value and see the query and the results narrow", async () => {
     await runTyped(page, "service=checkout");
     await page.waitForSelector("#results .event");
+    // The sidebar lists the repository's fields over the range (the fields API), not only
+    // those of the events listed.
+    const events = expect.events.toLocaleString("en-US");
+    await page.waitForFunction((n) => document.querySelector("#fields-scope")?.textContent === `of ${n} events in range`, events, { timeout: TIMEOUT });
+    const services = await page.locator(`#fields button.include[data-field="service"]`).count();
+    check(services > 1, `the sidebar offers ${services} services, expected all of the range's`);
     await page.locator(`#fields button.include[data-field="level"][data-value="ERROR"]`).click();
     await page.waitForFunction(() => document.querySelector("#query")?.value.includes("level=ERROR"));
     const query = await page.locator("#query").inputValue();

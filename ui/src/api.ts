@@ -258,6 +258,29 @@ export const documents = {
     call<void>("DELETE", `/api/v1/${kind}/${encodeURIComponent(id)}`),
 };
 
+// `GET /api/v1/repositories/{repo}/fields`: the fields the repository's events have in a time
+// range, with types, how many events have each and the top values of those with few.
+export interface FieldSummary {
+  name: string;
+  events: number;
+  types: Record<string, number>;
+  distinct: number | null;
+  top: { value: string | number | boolean | null; count: number }[];
+}
+
+export interface FieldDiscovery {
+  events: number;
+  sampled: boolean;
+  fields: FieldSummary[];
+  warnings: string[];
+}
+
+export function discoverFields(repository: string, start: string, end?: string): Promise<FieldDiscovery> {
+  const p = new URLSearchParams({ start });
+  if (end) p.set("end", end);
+  return call<FieldDiscovery>("GET", `/api/v1/repositories/${encodeURIComponent(repository)}/fields?${p}`, undefined, true);
+}
+
 export async function repositories(): Promise<string[]> {
   try {
     const r = await call<{ repositories: { name: string }[] }>("GET", "/api/v1/repositories", undefined, true);

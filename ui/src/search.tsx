@@ -1,7 +1,7 @@
 // The search page: editor with inline syntax errors, time picker, count histogram, results,
 // fields sidebar, live tail, history, saved searches and a shareable URL.
-import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
-import { checkSyntax, documents, live, runQuery, type Answer, type DocumentSummary, type Progress, type Row, type SavedSearch, type SyntaxVerdict } from "./api";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
+import { checkSyntax, discoverFields, documents, live, runQuery, type Answer, type DocumentSummary, type FieldDiscovery, type Progress, type Row, type SavedSearch, type SyntaxVerdict } from "./api";
 import { Aggregate, EventList, filterOf, shapeOf, timeSeries } from "./answer";
 import { TimeChart } from "./charts";
 import { TimePicker } from "./timepicker";
@@ -50,27 +50,8 @@ function fieldName(f: string): string {
   return /^[#@A-Za-z_][A-Za-z0-9_.\-@#]*$/.test(f) ? f : `"${f}"`;
 }
 
-// Fields of the events shown, each with how many events have it and its top values.
-export function fieldStats(rows: Row[]): { name: string; count: number; top: [string, number][] }[] {
-  const byField = new Map<string, Map<string, number>>();
-  for (const r of rows) {
-    for (const [k, v] of Object.entries(r)) {
-      if (k === "@rawstring" || k === "@id" || k === "@timestamp" || k === "@ingesttimestamp") continue;
-      if (v === null || v === undefined || typeof v === "object") continue;
-      let values = byField.get(k);
-      if (!values) byField.set(k, (values = new Map()));
-      const s = String(v);
-      values.set(s, (values.get(s) ?? 0) + 1);
-    }
-  }
-  return [...byField.entries()]
-    .map(([name, values]) => ({
-      name,
-      count: [...values.values()].reduce((a, b) => a + b, 0),
-      top: [...values.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, 5),
-    }))
-    .sort((a, b) => b.count - a.count || a.name.localeCompare(b.name));
-}
+// Fields the sidebar leaves out: every event has them, and their values are not for picking.
+const BUILT_IN = new Set(["@rawstring", "@id", "@timestamp", "@ingesttimestamp"]);
 
 function Editor({ value, onInput, onRun, onCancel, verdict }: {
   value: string;
@@ -125,30 +106,44 @@ function Editor({ value, onInput, onRun, onCancel, verdict }: {
   );
 }
 
-function Fields({ rows, onPick }: { rows: Row[]; onPick: (field: string, value: string, exclude: boolean) => void }) {
-  const stats = useMemo(() => fieldStats(rows), [rows]);
+// The repository's fields over the search's range, from the fields API (not only those of the
+// events listed): each with how many events have it and, for those with few values, the top ones.
+function Fields({ discovery, onPick }: { discovery: FieldDiscovery | null; onPick: (field: string, value: string, exclude: boolean) => void }) {
+  const fields = (discovery?.fields ?? []).filter((f) => !BUILT_IN.has(f.name));
   return (
     <aside class="sidebar" id="fields">
-      <h3>Fields <small>of {rows.length} events shown</small></h3>
-      {stats.length === 0 && <p class="muted">No fields in these results.</p>}
-      {stats.map((f) => (
-        <details open={stats.length <= 8}>
-          <summary>
-            {f.name} <small>{f.count}</small>
+      <h3>
+        Fields{" "}
+        <small id="fields-scope">
+          {discovery ? `of ${discovery.events.toLocaleString("en-US")} events in range${discovery.sampled ? " (the newest)" : ""}` : "…"}
+        </small>
+      </h3>
+      {discovery && fields.length === 0 && <p class="muted">No fields in this range.</p>}
+      {fields.map((f) => (
+        <details open={fields.length <= 8}>
+          <summary title={Object.entries(f.types).map(([t, n]) => `${t}: ${n}`).join(", ")}>
+            {f.name} <small>{f.events.toLocaleString("en-US")}</small>
           </summary>
-          <ul>
-            {f.top.map(([v, n]) => (
-              <li class="value">
-                <button class="include" title={`${f.name}=${v}`} data-field={f.name} data-value={v} onClick={() => onPick(f.name, v, false)}>
-                  {v}
-                </button>
-                <small>{n}</small>
-                <button class="exclude" title={`${f.name}!=${v}`} onClick={() => onPick(f.name, v, true)}>
-                  ≠
-                </button>
-              </li>
-            ))}
-          </ul>
+          {f.top.length === 0 ? (
+            <p class="muted">many distinct values</p>
+          ) : (
+            <ul>
+              {f.top.map(({ value, count }) => {
+                const v = String(value);
+                return (
+                  <li class="value">
+                    <button class="include" title={`${f.name}=${v}`} data-field={f.name} data-value={v} onClick={() => onPick(f.name, v, false)}>
+                      {v}
+                    </button>
+                    <small>{count.toLocaleString("en-US")}</small>
+                    <button class="exclude" title={`${f.name}!=${v}`} onClick={() => onPick(f.name, v, true)}>
+                      ≠
+                    </button>
+                  </li>
+                );
+              })}
+            </ul>
+          )}
         </details>
       ))}
     </aside>
@@ -186,6 +181,7 @@ export function SearchPage({ initial, repositories }: { initial: SearchState; re
   const [progress, setProgress] = useState<Progress | null>(null);
   const [answer, setAnswer] = useState<Answer | null>(null);
   const [counts, setCounts] = useState<Answer | null>(null);
+  const [fields, setFields] = useState<FieldDiscovery | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [liveOn, setLiveOn] = useState(false);
   const [liveStatus, setLiveStatus] = useState<string>("");
@@ -280,6 +276,11 @@ export function SearchPage({ initial, repositories }: { initial: SearchState; re
     runQuery({ ...base, query: `${filter} | timechart(span=${span})`, limit: 10000 }, {}, ctl.signal)
       .then(setCounts)
       .catch(() => setCounts(null));
+    // The sidebar's fields, over the same range (a later run's answer wins).
+    setFields(null);
+    discoverFields(s.repo, s.range.start, s.range.end)
+      .then((f) => ran.current === s && setFields(f))
+      .catch(() => ran.current === s && setFields({ events: 0, sampled: false, fields: [], warnings: [] }));
   }
 
   function history_push(hash: string) {
@@ -428,7 +429,7 @@ export function SearchPage({ initial, repositories }: { initial: SearchState; re
         </div>
       )}
       <div class="body">
-        {shape === "events" && <Fields rows={answer!.rows} onPick={pick} />}
+        {shape === "events" && <Fields discovery={fields} onPick={pick} />}
         <div class="results" ref={results} id="results">
           {answer && shape === "events" && <EventList rows={answer.rows} />}
           {answer && shape !== "events" && <Aggregate answer={answer} query={ran.current.query} rangeMs={rangeMs} />}

@@ -9,6 +9,8 @@
 //!   a refused body is a typed [`body::Refusal`] that the HTTP layer turns into a status code.
 //! - [`tcp`], [`udp`]: the listeners, with [`framing`] (lines, syslog octet counting) and
 //!   [`connlimit`] (a door's limit on open connections, also used by the HTTP door).
+//! - [`amqp`]: the AMQP 0-9-1 collector, which consumes a broker's queue and acknowledges
+//!   each message once its events are durable.
 //! - [`json_body`]: when a JSON text is one document and when it is lines.
 //! - [`protocols`]: the bodies of OTLP, Elasticsearch `_bulk`, Loki push, Influx line protocol
 //!   and Splunk HEC, as events (the HTTP layer answers in each protocol's form).
@@ -19,6 +21,7 @@
 
 #![deny(missing_docs)]
 
+pub mod amqp;
 pub mod body;
 pub mod budget;
 pub mod config;

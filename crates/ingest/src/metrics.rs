@@ -30,6 +30,8 @@ pub enum Door {
     Udp,
     /// A pipeline's repository sink.
     Pipeline,
+    /// An AMQP collector.
+    Amqp,
     /// OTLP/HTTP (`/v1/logs`, `/v1/metrics`).
     Otlp,
     /// Elasticsearch `_bulk`.
@@ -50,6 +52,7 @@ impl Door {
             Door::Tcp => "tcp",
             Door::Udp => "udp",
             Door::Pipeline => "pipeline",
+            Door::Amqp => "amqp",
             Door::Otlp => "otlp",
             Door::Elastic => "elastic",
             Door::Loki => "loki",
@@ -216,6 +219,8 @@ pub struct IngestMetrics {
     bus_damage: BusDamage,
     footprint: FootprintGauges,
     connection_limits: ConnectionLimitMetrics,
+    /// The AMQP collectors' own (`eddy_amqp_*`).
+    pub amqp: crate::amqp::metrics::AmqpMetrics,
     requests: Family<DoorStatus, Counter>,
 }
 
@@ -358,6 +363,7 @@ impl IngestMetrics {
             bus_damage: BusDamage::default(),
             footprint: FootprintGauges::default(),
             connection_limits: ConnectionLimitMetrics::default(),
+            amqp: crate::amqp::metrics::AmqpMetrics::register(root),
             requests: Family::default(),
         };
         let bus = root.sub_registry_with_prefix("eddy_bus");

@@ -57,6 +57,11 @@
 //! listen = "127.0.0.1:8125"
 //! repository = "web"
 //! parser = "statsd"
+//!
+//! [[amqp]]                         # consume a RabbitMQ queue; ack once durable
+//! url = "amqp://guest:guest@127.0.0.1:5672/%2f"
+//! queue = "events"
+//! repository = "web"
 //! ```
 
 use std::collections::BTreeMap;
@@ -66,6 +71,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use eddy_ingest::amqp::AmqpConfig;
 use eddy_ingest::config::{check_tokens, duration, main_repository};
 pub use eddy_ingest::config::{
     IngestConfig, ListenerConfig, RepositoryConfig, SchemaBinding, MIN_TOKEN_LEN,
@@ -95,6 +101,9 @@ pub struct Config {
     pub tcp: Vec<ListenerConfig>,
     /// UDP listeners: one event per datagram (statsd: one per line of a datagram).
     pub udp: Vec<ListenerConfig>,
+    /// AMQP 0-9-1 collectors: each consumes a queue on a broker, acknowledging a message once
+    /// its events are durable.
+    pub amqp: Vec<AmqpConfig>,
     /// Live queries.
     pub live: LiveConfig,
     /// Pipelines by name: a repository's events, through a query, to sinks. More can be
@@ -202,6 +211,7 @@ impl Default for Config {
             repositories: BTreeMap::from([(main_repository(), RepositoryConfig::default())]),
             tcp: Vec::new(),
             udp: Vec::new(),
+            amqp: Vec::new(),
             live: LiveConfig::default(),
             pipelines: BTreeMap::new(),
             alerts: BTreeMap::new(),
@@ -358,6 +368,16 @@ impl Config {
                 }
             }
         }
+        for (i, c) in self.amqp.iter().enumerate() {
+            let at = format!("amqp[{i}]");
+            problems.extend(c.check(&at));
+            if !self.repositories.contains_key(&c.repository) {
+                problems.push(format!(
+                    "{at}: repository {:?} is not configured under [repositories]",
+                    c.repository
+                ));
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -433,6 +453,7 @@ mod tests {
         let channels = table("channels");
         let doors = table("doors");
         let listeners: Vec<_> = array("tcp").into_iter().chain(array("udp")).collect();
+        let collectors = array("amqp");
         let schemas: Vec<_> = repositories
             .iter()
             .filter_map(|r| r.get("schema"))
@@ -473,6 +494,7 @@ mod tests {
                 keys_of::<ListenerConfig>(),
                 keys_in(listeners),
             ),
+            ("[[amqp]]", keys_of::<AmqpConfig>(), keys_in(collectors)),
             (
                 "[pipelines.*]",
                 keys_of::<PipelineConfig>(),
@@ -553,6 +575,20 @@ mod tests {
             err.contains("udp[1] (127.0.0.1:8125): another udp listener"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_amqp_collector_must_name_a_configured_repository() {
+        let err = Config::parse(
+            "[[amqp]]\nurl = \"amqp://guest:guest@127.0.0.1:5672/%2f\"\nqueue = \"q\"\nrepository = \"nope\"\nprefetch = 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("amqp[0]: repository \"nope\" is not configured"),
+            "{err}"
+        );
+        assert!(err.contains("amqp[0].prefetch must be at least 1"), "{err}");
     }
 
     #[test]

@@ -58,6 +58,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 pub use config::{Config, ConfigError};
 use eddy_base::sync::{lock, read, write};
+use eddy_ingest::amqp::AmqpCollector;
 use eddy_ingest::tcp::TcpDoor;
 use eddy_ingest::udp::UdpDoor;
 use eddy_ingest::{Ingest, IngestError, Repository};
@@ -517,10 +518,20 @@ pub async fn serve(
         bound.udp.push(door.local_addr());
         doors.spawn(door.run(stop_rx.clone()));
     }
+    for c in &state.config.amqp {
+        let repo = state.repository(&c.repository).ok_or_else(|| {
+            ServerError::io(format!("AMQP collector {}", c.name()))(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("repository {:?} does not exist", c.repository),
+            ))
+        })?;
+        let collector = AmqpCollector::new(state.ingest.clone(), repo, c.clone());
+        doors.spawn(collector.run(stop_rx.clone()));
+    }
     let maintenance = Maintenance::start(state.clone());
     state.start_pipelines();
     state.start_alerts();
-    tracing::info!(http = %bound.http, tcp = ?bound.tcp, udp = ?bound.udp, repositories = state.repositories().len(), "eddy serve: doors open");
+    tracing::info!(http = %bound.http, tcp = ?bound.tcp, udp = ?bound.udp, amqp = state.config.amqp.len(), repositories = state.repositories().len(), "eddy serve: doors open");
     on_listen(&bound);
     doors.spawn(http_door.run(stop_rx.clone()));
     shutdown.await;

@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eddy_event::codec::{self, FieldsRef};
 use eddy_log::{Log, Topic};
@@ -18,6 +18,11 @@ use crate::store::RepoStore;
 
 /// The consumer group of every digest; repository topics keep their data until it commits.
 pub const GROUP: &str = "digest";
+
+/// How long a partition's bus stays quiet before the digest writes the open blocks of its
+/// work in progress (see [`RepoStore::close_quiet_blocks`]): data that arrived in one burst is
+/// then compressed on disk seconds later, not only when a block fills or the segment seals.
+pub const QUIET_BEFORE_CLOSING_BLOCKS: Duration = Duration::from_secs(2);
 
 /// The data source of a bus record: its key (none, or not UTF-8: the empty source).
 pub fn source_of(key: Option<&[u8]>) -> &str {
@@ -170,8 +175,16 @@ impl Worker {
         store.note_digested(partition, reader.position());
         let mut last_commit = committed;
         let mut appender = store.appender(partition);
+        // Since when the bus has given nothing, and whether the open blocks were written since.
+        let (mut quiet_since, mut closed_while_quiet) = (Instant::now(), false);
         while !self.stop.load(Ordering::Relaxed) {
             let records = reader.poll_wait(Duration::from_millis(200))?;
+            if !records.is_empty() {
+                (quiet_since, closed_while_quiet) = (Instant::now(), false);
+            } else if !closed_while_quiet && quiet_since.elapsed() >= QUIET_BEFORE_CLOSING_BLOCKS {
+                store.close_quiet_blocks(partition)?;
+                closed_while_quiet = true;
+            }
             if reader.skipped() > counted_unreadable {
                 let lost = reader.skipped() - counted_unreadable;
                 counted_unreadable = reader.skipped();

@@ -463,6 +463,29 @@ impl RepoStore {
         Ok(())
     }
 
+    /// Writes the open blocks of `partition`'s work in progress that hold at least an eighth of
+    /// a block; returns how many. The digest calls it once its part of the bus has been quiet
+    /// for [`crate::digest::QUIET_BEFORE_CLOSING_BLOCKS`], so that what arrived is compressed on
+    /// disk (and counted by `eddy store ratio`) without waiting for a full block or a seal.
+    /// Smaller open blocks wait, so that a trickling source does not make tiny blocks.
+    pub fn close_quiet_blocks(&self, partition: u32) -> Result<usize, SegmentError> {
+        let wips: Vec<_> = lock(&self.wips)
+            .get(&partition)
+            .into_iter()
+            .flat_map(|mine| mine.values().cloned())
+            .collect();
+        let min = (self.config.block_bytes / 8).max(1);
+        let mut closed = 0;
+        for wip in wips {
+            let mut w = lock(&wip);
+            if w.writer.is_some() && w.open.payload_len() >= min {
+                self.close_block(&mut w)?;
+                closed += 1;
+            }
+        }
+        Ok(closed)
+    }
+
     /// Seals every work in progress (a benchmark's end; a server does not need it).
     pub fn seal_all(&self) -> Result<(), SegmentError> {
         let keys: Vec<(u32, String)> = lock(&self.wips)

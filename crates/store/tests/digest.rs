@@ -129,6 +129,44 @@ fn digested_events_are_searchable_and_survive_a_crash_exactly_once() {
 }
 
 #[test]
+fn a_burst_smaller_than_a_block_is_written_compressed_once_the_bus_is_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, topic) = open_log(dir.path());
+    // 6,000 events, about 180 KiB a host: none fills a 1 MiB block.
+    let config = StoreConfig {
+        segment_bytes: 1 << 30,
+        block_bytes: 1 << 20,
+        ..small_config()
+    };
+    let store = Arc::new(RepoStore::open("main", &dir.path().join("store"), config).unwrap());
+    produce(&topic, 0, 6000);
+    let digest = Digest::start(log, topic.clone(), store.clone());
+    wait_for(&store, 6000);
+    // Each host's open block holds over an eighth of a block: written once the bus is quiet.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let raw: u64 = std::fs::read_dir(dir.path().join("store"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wip"))
+            .map(|p| eddy_store::wip_file_raw_bytes(&p).unwrap())
+            .sum();
+        let wip = store.work_in_progress();
+        if raw > 0 && raw == wip.raw_bytes {
+            assert!(wip.file_bytes < wip.raw_bytes, "compressed: {wip:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "open blocks not written: {raw} of {wip:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(numbers(&store, &Scan::all()), (0..6000).collect::<Vec<_>>());
+    digest.stop();
+}
+
+#[test]
 fn scans_prune_by_time_tags_and_tokens_without_changing_answers() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = digested(dir.path(), 5000);
