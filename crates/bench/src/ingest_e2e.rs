@@ -366,8 +366,8 @@ fn measure(
         "waiting for the {} s bus window to pass",
         opts.window.as_secs()
     ));
-    // Sealing (segment age), then the bus's retention check (every minute) and the store's
-    // merges (every 30 s): the footprint settles within a few minutes.
+    // Sealing (segment age), then the bus's retention check (every minute): the bus shrinks
+    // within a minute or two.
     let deadline = Instant::now() + opts.window * 2 + Duration::from_secs(180);
     let mut bus_left = bus;
     while Instant::now() < deadline && bus_left * 20 > bus {
@@ -377,8 +377,6 @@ fn measure(
             .map(|l| server.bus_bytes(l.repository))
             .sum::<Result<u64>>()?;
     }
-    // Give merges one more maintenance round.
-    std::thread::sleep(Duration::from_secs(35));
     let after = disk_bytes(&dir.join("data"));
     drop(server);
 
