@@ -35,6 +35,8 @@ pub struct IngestBenchOptions {
     pub seconds: u64,
     /// Client threads posting at once.
     pub clients: usize,
+    /// The end-to-end and footprint rows' settings.
+    pub e2e: crate::ingest_e2e::E2eOptions,
 }
 
 /// A running `eddy serve`, stopped (SIGKILL) when dropped.
@@ -495,6 +497,7 @@ pub fn run(opts: &IngestBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Re
         },
     ];
     rows.extend(doors);
+    rows.extend(crate::ingest_e2e::rows(&opts.e2e, progress)?);
     Ok(Section {
         id: "ingest".into(),
         title: "Ingest (eddy serve)".into(),
@@ -511,13 +514,20 @@ pub fn run(opts: &IngestBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Re
              Syslog: RFC 5424 datagrams at rising rates for {} s each; the events stored (the server's \
              `/metrics`) are compared with the datagrams sent. The protocol doors: the same events shaped as \
              each protocol carries them, 1,000 per request from the same clients, through each door in turn \
-             on one server beside the native door (`doors_bench`). Regenerate this section alone with \
+             on one server beside the native door (`doors_bench`). End to end: {} of generated access lines \
+             (posted raw with `?parser=accesslog`) and as much JSON, in bodies of 4 MiB by 4 clients, \
+             into a server whose digest runs beside ingest, timed from the first request until a `count()` \
+             equals what was acknowledged; beside it the same load with `digest = false`, timed until the last \
+             acknowledgement; the data directory against the raw bytes while the bus holds the data and once a \
+             {} s `bus_retention` (and `segment_age`) has passed. Regenerate this section alone with \
              `cargo run --release -p eddy -- bench ingest` (`--quick` for a short run).",
             crate::report::provenance(mode, runs),
             opts.clients,
             opts.seconds,
             opts.clients,
-            opts.seconds
+            opts.seconds,
+            format_value(opts.e2e.bytes as f64, "MB"),
+            opts.e2e.window.as_secs(),
         ),
         rows,
         notes: "Client and server share the machine's cores. Each acknowledged event is checked against the \

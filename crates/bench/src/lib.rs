@@ -15,6 +15,7 @@ pub mod doors_bench;
 mod error;
 pub mod gen;
 pub mod ingest_bench;
+pub mod ingest_e2e;
 pub mod live_bench;
 pub mod log_bench;
 pub mod peers;
@@ -54,6 +55,10 @@ pub struct Options {
     pub store_bytes: u64,
     /// Bytes of raw access-log and JSON data for the query benchmark.
     pub query_bytes: (u64, u64),
+    /// Bytes of raw access-log and JSON data each for the ingest benchmark's end-to-end rows.
+    pub e2e_bytes: u64,
+    /// Another `eddy` binary whose end-to-end ingest is measured beside this one's.
+    pub baseline_server: Option<PathBuf>,
 }
 
 /// The running `eddy` binary (the ingest benchmark starts it as `eddy serve`).
@@ -76,6 +81,8 @@ impl Options {
             server: this_binary(),
             store_bytes: 64 << 20,
             query_bytes: (128 << 20, 128 << 20),
+            e2e_bytes: 64 << 20,
+            baseline_server: None,
         }
     }
 
@@ -94,6 +101,8 @@ impl Options {
             store_bytes: 1 << 30,
             // 10 M access-log events for groupBy and timechart.
             query_bytes: (2 << 30, 1 << 30),
+            e2e_bytes: 1 << 30,
+            baseline_server: None,
         }
     }
 }
@@ -144,6 +153,14 @@ impl Options {
             runs: self.runs,
             seconds: self.ingest_seconds,
             clients: 4,
+            e2e: ingest_e2e::E2eOptions {
+                server: self.server.clone(),
+                baseline: self.baseline_server.clone(),
+                dir: self.dir.join("ingest-e2e"),
+                bytes: self.e2e_bytes,
+                clients: 4,
+                window: std::time::Duration::from_secs(if self.mode == "quick" { 10 } else { 60 }),
+            },
         }
     }
 }

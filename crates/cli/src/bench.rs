@@ -21,9 +21,9 @@ pub enum BenchCommand {
     /// Benchmark the log only (append, read, follow, ack latency beside the disk) and replace
     /// the report's log section.
     Log(LogArgs),
-    /// Benchmark `eddy serve` (HTTP ingest rate and latency, syslog over UDP) and replace the
-    /// report's ingest section.
-    Ingest(LogArgs),
+    /// Benchmark `eddy serve` (HTTP ingest rate and latency, syslog over UDP, end to end until
+    /// searchable, the data directory's footprint) and replace the report's ingest section.
+    Ingest(IngestArgs),
     /// Benchmark live queries (20 websocket subscriptions under 100 k events/s of ingest:
     /// freshness and ingest cost) and replace the report's live section.
     Live(LogArgs),
@@ -121,6 +121,20 @@ pub struct AllArgs {
     /// Seed of the data generator.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Bytes of raw access-log and JSON data each for the end-to-end and footprint rows
+    /// (default 64MiB quick, 1GiB full).
+    #[arg(long, value_parser = parse_size)]
+    e2e_size: Option<u64>,
+    /// Another eddy binary (an older build) whose end-to-end ingest and footprint are measured
+    /// beside this one's, in the same run.
+    #[arg(long)]
+    baseline_server: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -263,7 +277,11 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
             finish_section(&args.common, &opts, result?)?;
         }
         BenchCommand::Ingest(args) => {
-            let opts = args.common.options();
+            let mut opts = args.common.options();
+            if let Some(size) = args.e2e_size {
+                opts.e2e_bytes = size;
+            }
+            opts.baseline_server.clone_from(&args.baseline_server);
             let section = with_progress(|p| {
                 eddy_bench::ingest_bench::run(&opts.ingest_options(), &opts.mode, p)
             })?;

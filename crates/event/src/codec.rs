@@ -5,18 +5,29 @@
 //! lengths and counts are unsigned LEB128 varints.
 //!
 //! ```text
-//!  u8        format version: 2
+//!  u8        format version: 3 (2 is read too)
 //!  u8        flags: bit 0 = @id came from the client; bits 1-3 = the parser that made the
-//!            fields from @rawstring ([`Parser::code`], 0 = none)
+//!            fields from @rawstring ([`Parser::code`], 0 = none); bit 4 = the fields are
+//!            derived: no field map follows (version 3 only)
 //!  i64       @timestamp (ns)
 //!  i64       @ingesttimestamp (ns)
 //!  [u8; 16]  @id (UUID bytes)
 //!  varint    @rawstring length + 1 (0 = none), then its bytes
 //!  varint    tag count, then per tag: varint len, name, varint len, value
-//!  varint    field count, then per field: varint len, name, u8 kind, payload
+//!  varint    field count, then per field: varint len, name, u8 kind, payload   (not derived)
 //!              kind 0 null (no payload) · 1 false · 2 true · 3 int (i64) · 4 float (f64 bits)
 //!              · 5 string (varint len, bytes)
 //! ```
+//!
+//! Derived fields: an event whose fields are exactly what its parser makes of its `@rawstring`
+//! ([`Event::parsed_by`]) keeps only the raw text, its time, id and tags (which a door may set
+//! beside the parser: they are always written); the reader parses the raw text again
+//! ([`derive_fields`]). The fields of a parsed line are a second copy of its text, so version 2,
+//! which wrote both, made a bus record about twice the size of the line. Whatever the parser
+//! cannot re-derive (fields a gatekeeper added, a client's tags, its `@id`) is written: an event
+//! with such fields has no parser ([`Event::parsed_by`] is cleared) and a full field map.
+//!
+//! Version 2 is version 3 without bit 4: its records are read as they are.
 //!
 //! Decoding never trusts the bytes: every length is checked against what is left, text must be
 //! UTF-8, and trailing bytes are an error.
@@ -28,7 +39,13 @@ use crate::parse::Parser;
 use crate::value::{Value, ValueRef};
 
 /// The current format version.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
+
+/// The version before derived fields, still read.
+pub const VERSION_2: u8 = 2;
+
+/// Flag bit 4: the fields are derived from `@rawstring`, no field map follows.
+const DERIVED: u8 = 1 << 4;
 
 pub use crate::wire::DecodeError;
 use crate::wire::{put_str, put_string_map, put_varint, Reader};
@@ -49,8 +66,9 @@ pub fn parser_in_flags(flags: u8) -> Result<Option<Parser>, u8> {
 
 /// Appends the encoding of `event` to `out`.
 pub fn encode_into(event: &Event, out: &mut Vec<u8>) {
+    let derived = event.parsed_by.is_some() && event.raw.is_some();
     out.push(VERSION);
-    out.push(flags_of(event));
+    out.push(flags_of(event) | if derived { DERIVED } else { 0 });
     out.extend_from_slice(&event.timestamp.to_le_bytes());
     out.extend_from_slice(&event.ingest_timestamp.to_le_bytes());
     out.extend_from_slice(event.id.as_bytes());
@@ -62,7 +80,9 @@ pub fn encode_into(event: &Event, out: &mut Vec<u8>) {
         }
     }
     put_string_map(out, &event.tags);
-    encode_fields(&event.fields, out);
+    if !derived {
+        encode_fields(&event.fields, out);
+    }
 }
 
 /// Appends a field map: a varint count, then per field its name, a kind byte and the payload.
@@ -92,36 +112,44 @@ pub fn encode_fields(fields: &BTreeMap<String, Value>, out: &mut Vec<u8>) {
 
 /// Whether encoded bytes hold an event whose `@id` came from the client, without decoding it.
 pub fn has_client_id(buf: &[u8]) -> bool {
-    buf.len() > 1 && buf[0] == VERSION && buf[1] & 1 == 1
+    buf.len() > 1 && matches!(buf[0], VERSION | VERSION_2) && buf[1] & 1 == 1
 }
 
 /// The encoding of `event`.
 pub fn encode(event: &Event) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + event.raw.as_ref().map_or(0, |r| r.len() * 2));
+    let mut out = Vec::with_capacity(64 + event.raw.as_ref().map_or(0, |r| r.len()));
     encode_into(event, &mut out);
     out
 }
 
-/// Decodes an event encoded by [`encode`].
+/// Decodes an event encoded by [`encode`] (derived fields parsed again).
 pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
     let (mut event, fields) = decode_lazily(buf)?;
-    event.fields = fields.to_map()?;
+    match fields {
+        Some(fields) => event.fields = fields.to_map()?,
+        None => derive_fields(&mut event),
+    }
     Ok(event)
 }
 
-/// Decodes an event but for its fields, which stay encoded (their structure checked, their
-/// text not yet: see [`EncodedFields`]; readable without
-/// building a map: what a reader that needs only some of them, or passes them on, wants).
-pub fn decode_lazily(buf: &[u8]) -> Result<(Event, EncodedFields<'_>), DecodeError> {
+/// Decodes an event but for its fields: those written stay encoded (their structure checked,
+/// their text not yet: see [`EncodedFields`]; readable without building a map: what a reader
+/// that needs only some of them, or passes them on, wants); `None` when they are derived, for
+/// [`derive_fields`] to make (the event has its raw text and parser then).
+pub fn decode_lazily(buf: &[u8]) -> Result<(Event, Option<EncodedFields<'_>>), DecodeError> {
     let mut r = Reader::new(buf);
     let [version] = r.array::<1>("empty input")?;
-    if version != VERSION {
-        r.pos = 0;
-        return r.fail("unknown format version");
-    }
+    let known_flags = match version {
+        VERSION => 0b1_1111,
+        VERSION_2 => 0b1111,
+        _ => {
+            r.pos = 0;
+            return r.fail("unknown format version");
+        }
+    };
     let [flags] = r.array::<1>("truncated flags")?;
     let parsed_by = match parser_in_flags(flags) {
-        Ok(p) if flags >> 4 == 0 => p,
+        Ok(p) if flags & !known_flags == 0 && (flags & DERIVED == 0 || p.is_some()) => p,
         _ => {
             r.pos -= 1;
             return r.fail("unknown flags");
@@ -141,12 +169,19 @@ pub fn decode_lazily(buf: &[u8]) -> Result<(Event, EncodedFields<'_>), DecodeErr
         }
     };
     let tags = r.string_map("truncated tags")?;
+    let derived = flags & DERIVED != 0;
+    if derived && raw.is_none() {
+        return r.fail("derived fields without @rawstring");
+    }
+    if derived && !r.at_end() {
+        return r.fail("trailing bytes after derived fields");
+    }
     // The fields are the rest of the record: their structure is checked by their reader.
-    let fields = EncodedFields {
+    let fields = (!derived).then(|| EncodedFields {
         bytes: &buf[r.pos..],
         at: r.pos,
         checked: false,
-    };
+    });
     let event = Event {
         timestamp,
         ingest_timestamp,
@@ -158,6 +193,23 @@ pub fn decode_lazily(buf: &[u8]) -> Result<(Event, EncodedFields<'_>), DecodeErr
         fields: BTreeMap::new(),
     };
     Ok((event, fields))
+}
+
+/// Gives an event whose fields were not written (see [`decode_lazily`]) the fields its parser
+/// makes of its raw text. Should the parser no longer read that text (a parser changed between
+/// versions), the event keeps its raw text, without fields or parser: an acknowledged event is
+/// never dropped for it.
+pub fn derive_fields(event: &mut Event) {
+    let (Some(parser), Some(raw)) = (event.parsed_by, event.raw.as_deref()) else {
+        return;
+    };
+    match parser.fields_of(raw, event.ingest_timestamp) {
+        Ok(fields) => event.fields = fields,
+        Err(_) => {
+            event.fields.clear();
+            event.parsed_by = None;
+        }
+    }
 }
 
 /// Reads a field map written by [`encode_fields`].
@@ -352,8 +404,10 @@ impl<'a> FieldsRef<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Parser;
     use proptest::prelude::*;
 
+    /// Events whose fields are written: any fields, and no parser or no raw text.
     fn event() -> impl Strategy<Value = Event> {
         crate::arbitrary::event(
             proptest::option::of(".{0,200}"),
@@ -361,6 +415,59 @@ mod tests {
             proptest::collection::btree_map(".{0,20}", crate::arbitrary::value(), 0..20),
             (0u8..7).prop_map(crate::Parser::from_code),
         )
+        .prop_map(|mut e| {
+            if e.raw.is_some() {
+                e.parsed_by = None;
+            }
+            e
+        })
+    }
+
+    /// Lines each parser reads, with pieces that vary.
+    fn parsed_event() -> impl Strategy<Value = Event> {
+        let word = "[a-zA-Z0-9_./-]{1,12}";
+        let line = prop_oneof![
+            (word, 100u16..600, any::<u32>(), word).prop_map(|(url, status, bytes, agent)| (
+                Parser::Accesslog,
+                format!(r#"10.0.0.1 - - [10/Oct/2026:13:55:36 -0700] "GET /{url} HTTP/1.1" {status} {bytes} "-" "{agent}""#)
+            )),
+            (word, any::<i64>(), any::<f64>().prop_filter("NaN", |f| !f.is_nan()), any::<bool>(), ".{0,20}")
+                .prop_map(|(k, i, f, b, s)| (
+                    Parser::Json,
+                    serde_json::json!({ k: { "i": i, "f": f, "list": [b, s.clone()] }, "msg": s, "#host": "h" }).to_string()
+                )),
+            (word, word, ".{0,12}").prop_map(|(a, b, c)| (
+                Parser::Kv,
+                format!("level={a} user={b} msg={c:?} n=5")
+            )),
+            (word, word).prop_map(|(host, msg)| (
+                Parser::Syslog,
+                format!("<165>1 2026-11-24T10:00:00.003Z {host} app - ID47 [id@1 a=\"3\"] {msg}")
+            )),
+            (word, any::<u16>()).prop_map(|(name, v)| (
+                Parser::Statsd,
+                format!("{name}:{v}|c|#service:web")
+            )),
+            ".{0,40}".prop_map(|l| (Parser::None, l)),
+        ];
+        (
+            line,
+            any::<i64>(),
+            any::<u128>(),
+            any::<bool>(),
+            proptest::collection::btree_map("[a-z]{1,6}", ".{0,8}", 0..3),
+        )
+            .prop_filter_map(
+                "the line must parse",
+                |((parser, line), arrived, id, from_client, tags)| {
+                    let mut e = parser.parse(&line, arrived).ok()?;
+                    e.id = uuid::Uuid::from_u128(id);
+                    e.id_from_client = from_client;
+                    // A door's tags beside the parser's.
+                    e.tags.extend(tags);
+                    Some(e)
+                },
+            )
     }
 
     proptest! {
@@ -373,6 +480,7 @@ mod tests {
             prop_assert_eq!(decode(&bytes).unwrap(), e.clone());
             // Lazily: the same event, its fields still encoded exactly as `encode_fields` would.
             let (without, fields) = decode_lazily(&bytes).unwrap();
+            let fields = fields.unwrap();
             prop_assert!(without.fields.is_empty());
             prop_assert_eq!(fields.to_map().unwrap(), e.fields.clone());
             let (mut direct, mut passed_on) = (Vec::new(), Vec::new());
@@ -381,6 +489,20 @@ mod tests {
             prop_assert_eq!(direct, passed_on);
             let values: Vec<ValueRef<'_>> = FieldsRef::Map(&e.fields).values().collect();
             prop_assert_eq!(FieldsRef::Encoded(fields).values().collect::<Vec<_>>(), values);
+        }
+
+        #[test]
+        fn a_parsed_event_read_back_equals_the_event_written_for_each_parser(e in parsed_event()) {
+            let bytes = encode(&e);
+            prop_assert_eq!(decode(&bytes).unwrap(), e.clone());
+            prop_assert_eq!(has_client_id(&bytes), e.id_from_client);
+            // The fields were not written: the record is the raw text and little more.
+            let (lazy, fields) = decode_lazily(&bytes).unwrap();
+            prop_assert!(fields.is_none());
+            prop_assert_eq!(lazy.parsed_by, e.parsed_by);
+            let raw = e.raw.as_deref().unwrap_or_default();
+            let tags: usize = e.tags.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+            prop_assert!(bytes.len() <= 2 + 8 + 8 + 16 + 3 + raw.len() + 2 + tags, "{} bytes", bytes.len());
         }
 
         #[test]
@@ -411,7 +533,7 @@ mod tests {
         assert_eq!((err.position, err.reason), (at, "text is not UTF-8"));
         // Read lazily, the structure is fine and iterating stops before the bad text.
         let (_, fields) = decode_lazily(&bytes).unwrap();
-        assert_eq!(fields.iter().count(), 0);
+        assert_eq!(fields.unwrap().iter().count(), 0);
     }
 
     #[test]
@@ -423,7 +545,7 @@ mod tests {
         bytes.push(7);
         // The event itself reads; its fields say what is wrong when read whole.
         let (_, fields) = decode_lazily(&bytes).unwrap();
-        let err = fields.to_map().unwrap_err();
+        let err = fields.unwrap().to_map().unwrap_err();
         assert_eq!(
             (err.position, err.reason),
             (bytes.len() - 1, "trailing bytes after the fields")
@@ -432,7 +554,7 @@ mod tests {
         // Cut inside the second field: the values stop before it, and passing the fields on
         // writes an empty map rather than bytes no one could read.
         let cut = &bytes[..bytes.len() - 3];
-        let (_, fields) = decode_lazily(cut).unwrap();
+        let fields = decode_lazily(cut).unwrap().1.unwrap();
         let values: Vec<_> = FieldsRef::Encoded(fields).values().collect();
         assert_eq!(values, [ValueRef::Int(1)]);
         let mut out = Vec::new();
@@ -448,5 +570,35 @@ mod tests {
         assert_eq!(decode(&bytes).unwrap(), e);
         let err = decode(&bytes[..bytes.len() - 1]).unwrap_err();
         assert!(err.reason.contains("truncated"), "{err}");
+        // Trailing bytes after a derived record are damage, not a field map.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(
+            decode(&longer).unwrap_err().reason,
+            "trailing bytes after derived fields"
+        );
+    }
+
+    #[test]
+    fn a_raw_text_its_parser_no_longer_reads_keeps_the_event_without_fields() {
+        let mut e = crate::Parser::Json.parse(r#"{"a":1}"#, 1).unwrap();
+        // As if the JSON parser of a later version refused what an earlier one read.
+        e.raw = Some("not json".into());
+        let back = decode(&encode(&e)).unwrap();
+        assert_eq!(back.raw.as_deref(), Some("not json"));
+        assert_eq!((back.parsed_by, back.fields.len()), (None, 0));
+        assert_eq!((back.id, back.timestamp), (e.id, e.timestamp));
+    }
+
+    #[test]
+    fn derived_fields_need_a_parser_and_a_raw_text() {
+        let e = crate::Parser::Kv.parse("a=1", 1).unwrap();
+        let mut bytes = encode(&e);
+        bytes[1] &= !0b1110;
+        assert_eq!(decode(&bytes).unwrap_err().reason, "unknown flags");
+        // Version 2 had no bit 4.
+        let mut bytes = encode(&e);
+        bytes[0] = VERSION_2;
+        assert_eq!(decode(&bytes).unwrap_err().reason, "unknown flags");
     }
 }

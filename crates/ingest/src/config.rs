@@ -124,6 +124,10 @@ pub struct RepositoryConfig {
     /// … and at most this many bytes of them (over all partitions); again, never what the
     /// digest has not sealed.
     pub bus_retention_size: String,
+    /// Whether the digest runs: `false` leaves events in the bus, acknowledged but not
+    /// searchable and never deleted by the bus window, until it runs again (maintenance, and
+    /// benchmarks that show what digesting costs).
+    pub digest: bool,
 }
 
 /// A repository's binding to a registry subject: `schema = { subject = "orders", versions =
@@ -191,6 +195,7 @@ impl Default for RepositoryConfig {
             bus_compression: "lz4".into(),
             bus_retention: "1h".into(),
             bus_retention_size: "1GiB".into(),
+            digest: true,
         }
     }
 }

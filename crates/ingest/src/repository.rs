@@ -83,7 +83,9 @@ impl Repository {
         }
         let store_config = config.store_config(&at).map_err(invalid)?;
         let store = Arc::new(RepoStore::open(name, &store_root.join(name), store_config)?);
-        let digest = Digest::start(log.clone(), topic.clone(), store.clone());
+        let digest = config
+            .digest
+            .then(|| Digest::start(log.clone(), topic.clone(), store.clone()));
         if topic.partition_count() != config.partitions {
             tracing::warn!(
                 repository = %name,
@@ -101,8 +103,8 @@ impl Repository {
             config,
             store,
             gate,
-            digest_stats: digest.stats.clone(),
-            digest: Mutex::new(Some(digest)),
+            digest_stats: digest.as_ref().map(|d| d.stats.clone()).unwrap_or_default(),
+            digest: Mutex::new(digest),
             dedup: Mutex::new(dedup),
         })
     }

@@ -30,6 +30,8 @@ mod bus;
 mod config;
 mod damage;
 mod error;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod fault;
 mod groups;
 pub mod index;
 mod lock;

@@ -7,8 +7,11 @@
 //! the *committed mark* for everyone up to that point. Readers never see past the committed mark,
 //! so a record is visible exactly when its append can be acknowledged.
 //!
-//! A failed write or fsync poisons the partition: every waiting and later append gets
-//! [`Error::Poisoned`], because after a failed fsync the file's contents are unknown.
+//! A failed fsync, or a failed roll to a new segment, poisons the partition: every waiting and
+//! later append gets [`Error::Poisoned`], because after a failed fsync the file's contents are
+//! unknown. A failed write of a batch (a full disk) does not: the batch is not stored, its
+//! appender gets the error, and the partition takes the next append as if it had not been
+//! tried, so ingest resumes by itself once there is space.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -33,6 +36,14 @@ pub(crate) struct Mark {
     pub next_offset: u64,
     pub segment_base: u64,
     pub position: u64,
+}
+
+/// Why a write under the writer lock failed.
+enum Failed {
+    /// Writing the batch: nothing of it counts, and the partition takes the next append.
+    Batch(Error),
+    /// Rolling to a new segment: the partition refuses further writes.
+    Roll(Error),
 }
 
 /// How a process uses a partition's files.
@@ -410,7 +421,13 @@ impl Partition {
                     }
                     base
                 }
-                Err(e) => {
+                Err(Failed::Batch(e)) => {
+                    // Nothing of the batch counts (see `Segment::append`): the next append may
+                    // succeed, once there is space again.
+                    tracing::error!(topic = %self.topic, partition = self.id, error = %e, "write failed; the batch was not stored");
+                    return Err(e);
+                }
+                Err(Failed::Roll(e)) => {
                     tracing::error!(topic = %self.topic, partition = self.id, error = %e, "write failed; partition refuses further writes");
                     c.poisoned.get_or_insert_with(|| e.to_string());
                     self.commit_cv.notify_all();
@@ -429,7 +446,7 @@ impl Partition {
         Ok(ack)
     }
 
-    fn write_locked(&self, w: &mut Writer, batch: &mut EncodedBatch) -> Result<u64> {
+    fn write_locked(&self, w: &mut Writer, batch: &mut EncodedBatch) -> Result<u64, Failed> {
         let info = w.active.info();
         let count = u64::from(batch.record_count());
         let too_big = info.len + batch.len() as u64 > self.config.get().segment_bytes;
@@ -437,20 +454,25 @@ impl Partition {
             > (self.config.get().segment_ms as i64).saturating_mul(1_000_000);
         let offsets_full = w.next_offset + count - info.base_offset > u64::from(u32::MAX);
         if info.len > 0 && (too_big || too_old || offsets_full) {
-            self.roll(w)?;
+            self.roll(w).map_err(Failed::Roll)?;
         }
         let base = w.next_offset;
         batch.set_base_offset(base);
-        w.active.append(
-            batch.as_bytes(),
-            batch.header(),
-            self.config.get().index_interval_bytes,
-        )?;
+        w.active
+            .append(
+                batch.as_bytes(),
+                batch.header(),
+                self.config.get().index_interval_bytes,
+            )
+            .map_err(Failed::Batch)?;
         w.next_offset += count;
         Ok(base)
     }
 
     /// Seals the active segment and starts a new one at the next offset.
+    ///
+    /// A failure here poisons the partition: the old segment may be half sealed (synced, its
+    /// index written) and the new one half made.
     fn roll(&self, w: &mut Writer) -> Result<()> {
         w.active.seal()?;
         let segment = Arc::new(Segment::create(&self.dir, w.next_offset)?);

@@ -377,10 +377,18 @@ impl Segment {
 
     /// Appends one encoded batch (its base offset already set) at the end of the file. Called
     /// only by the partition's writer, under its lock.
+    ///
+    /// A failed write (a full disk) leaves the segment as it was: what it wrote of the batch
+    /// lies past the segment's end, is cut off if the file lets it, and is otherwise
+    /// overwritten by the next batch or cut as a torn tail by recovery.
     pub fn append(&self, bytes: &[u8], header: &BatchHeader, index_interval: u64) -> Result<()> {
         let mut s = self.write_state();
         let position = s.len;
-        self.file.write_all_at(bytes, position).context(|| {
+        let written = self.write_batch(bytes, position);
+        if written.is_err() {
+            let _ = self.file.set_len(position);
+        }
+        written.context(|| {
             format!(
                 "writing {} bytes to {} at byte {position}",
                 bytes.len(),
@@ -389,6 +397,16 @@ impl Segment {
         })?;
         s.add_batch(self.base_offset, position, header, index_interval);
         Ok(())
+    }
+
+    fn write_batch(&self, bytes: &[u8], position: u64) -> std::io::Result<()> {
+        #[cfg(any(test, feature = "fault-injection"))]
+        if let Some(e) = crate::fault::full_disk(&self.dir) {
+            self.file
+                .write_all_at(&bytes[..bytes.len() / 2], position)?;
+            return Err(e);
+        }
+        self.file.write_all_at(bytes, position)
     }
 
     /// Makes the file's data durable.

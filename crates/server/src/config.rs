@@ -44,6 +44,7 @@
 //! bus_compression = "lz4"          # the bus's batches: lz4 | zstd | none
 //! bus_retention = "1h"             # the bus keeps digested events this long (undigested: always)
 //! bus_retention_size = "1GiB"      # … and at most this much of them
+//! digest = true                    # false: events stay in the bus, unsearchable
 //! # The gatekeeper: every event must fit this registry subject (latest | any | a version).
 //! schema = { subject = "web-value", versions = "latest" }
 //!
