@@ -37,6 +37,7 @@ if ! python3 -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.htt
   echo "installing the protocol doors' test clients (PyPI)" >&2
   python3 -m pip install -q opentelemetry-sdk opentelemetry-exporter-otlp-proto-http elasticsearch \
     influxdb-client python-logging-loki protobuf python-snappy splunk_handler
+fi
 if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
   echo "installing the alert tests' SMTP server: aiosmtpd" >&2
   python3 -m pip install -q aiosmtpd
