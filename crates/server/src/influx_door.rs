@@ -22,8 +22,8 @@ use eddy_ingest::protocols::influx::{self, Precision};
 use eddy_ingest::Door;
 use serde_json::json;
 
-use crate::http::{self, error, Reject};
-use crate::protocol_doors::{self as doors, Gatekeeping};
+use crate::http::{error, Reject};
+use crate::protocol_doors as doors;
 use crate::AppState;
 
 /// The door's routes.
@@ -60,25 +60,15 @@ async fn write(
             return answer_refusal(&state, &state.config.doors.influx.repository, r);
         }
     };
-    let result = async {
-        let (bytes, charged) = doors::read(&state, &headers, body).await?;
-        let size = bytes.len();
-        let events = http::blocking(move || influx::points(&bytes, precision, eddy_log::now_ns()))
-            .await?
-            .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
-        doors::store(
-            &state,
-            Door::Influx,
-            repo.clone(),
-            events,
-            size,
-            received,
-            Gatekeeping::Whole,
-        )
-        .await?;
-        drop(charged);
-        Ok::<_, Reject>(())
-    }
+    let result = doors::take_whole(
+        &state,
+        Door::Influx,
+        &repo,
+        &headers,
+        body,
+        received,
+        move |bytes| influx::points(&bytes, precision, eddy_log::now_ns()),
+    )
     .await;
     match result {
         Ok(()) => {

@@ -19,8 +19,8 @@ use axum::Router;
 use eddy_ingest::protocols::loki;
 use eddy_ingest::Door;
 
-use crate::http::{self, error, Reject};
-use crate::protocol_doors::{self as doors, Gatekeeping};
+use crate::http::Reject;
+use crate::protocol_doors as doors;
 use crate::AppState;
 
 /// The door's routes.
@@ -50,33 +50,23 @@ async fn push(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
-    let result = async {
-        let (bytes, charged) = doors::read(&state, &headers, body).await?;
-        let size = bytes.len();
-        let max_body = state.config.http.max_body_bytes;
-        let events = http::blocking(move || {
+    let max_body = state.config.http.max_body_bytes;
+    let result = doors::take_whole(
+        &state,
+        Door::Loki,
+        &repo,
+        &headers,
+        body,
+        received,
+        move |bytes| {
             let now = eddy_log::now_ns();
             if json {
                 loki::json(&bytes, now)
             } else {
                 loki::protobuf(&bytes, max_body, now)
             }
-        })
-        .await?
-        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
-        doors::store(
-            &state,
-            Door::Loki,
-            repo.clone(),
-            events,
-            size,
-            received,
-            Gatekeeping::Whole,
-        )
-        .await?;
-        drop(charged);
-        Ok::<_, Reject>(())
-    }
+        },
+    )
     .await;
     match result {
         Ok(()) => {

@@ -197,6 +197,37 @@ pub(crate) async fn store(
     .map_err(|r: Refusal| http::refused(r, retry_after))
 }
 
+/// Reads a request's body, decodes it off the async workers with `decode` (its error is the
+/// client's: 400) and stores the events whole: the path of the doors whose protocol answers a
+/// request as one.
+pub(crate) async fn take_whole<E: std::fmt::Display + Send + 'static>(
+    state: &Arc<AppState>,
+    door: Door,
+    repo: &Arc<Repository>,
+    headers: &HeaderMap,
+    body: Body,
+    received: Instant,
+    decode: impl FnOnce(Vec<u8>) -> Result<Vec<Event>, E> + Send + 'static,
+) -> Result<(), Reject> {
+    let (bytes, charged) = read(state, headers, body).await?;
+    let size = bytes.len();
+    let events = http::blocking(move || decode(bytes))
+        .await?
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+    store(
+        state,
+        door,
+        repo.clone(),
+        events,
+        size,
+        received,
+        Gatekeeping::Whole,
+    )
+    .await?;
+    drop(charged);
+    Ok(())
+}
+
 /// Counts an answered request (and, if refused, its events) in the door's metrics.
 pub(crate) fn count(state: &AppState, door: Door, repository: &str, result: Result<u16, &Reject>) {
     let metrics = &state.ingest.metrics;
