@@ -9,9 +9,7 @@
 //! maintenance (merges) runs 30 s after a server starts, so `long_rounds` rounds last past that.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,6 +17,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, IoContext, Result};
 use crate::report::{Figure, Row, Section};
+use crate::serve::Serve;
 
 const REPOSITORY: &str = "crash";
 /// Events per request.
@@ -89,60 +88,6 @@ impl CrashOutcome {
     /// Nothing lost, nothing doubled.
     pub fn exact(&self) -> bool {
         self.lost == 0 && self.doubled == 0
-    }
-}
-
-/// A running `eddy serve` on the crash data directory (SIGKILLed when dropped).
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(exe: &Path, config: &Path) -> Result<Server> {
-        let mut child = Command::new(exe)
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context(|| format!("starting {} serve", exe.display()))?;
-        let line = child
-            .stdout
-            .take()
-            .map(|out| {
-                let mut line = String::new();
-                BufReader::new(out).read_line(&mut line).map(|_| line)
-            })
-            .transpose()
-            .context(|| "reading eddy serve's output".into())?
-            .unwrap_or_default();
-        let Some(url) = line.trim().strip_prefix("listening on ") else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::Invalid(format!(
-                "eddy serve said {line:?}, expected \"listening on …\""
-            )));
-        };
-        Ok(Server {
-            url: url.to_string(),
-            child,
-        })
-    }
-
-    /// SIGKILL: nothing is flushed.
-    fn kill(mut self) -> Result<()> {
-        self.child.kill().context(|| "killing eddy serve".into())?;
-        let _ = self.child.wait();
-        Ok(())
     }
 }
 
@@ -244,7 +189,7 @@ pub fn run(opts: &CrashOptions, progress: &dyn Fn(&str)) -> Result<CrashOutcome>
             opts.kills,
             acked.len()
         ));
-        let server = Server::start(&opts.server, &config)?;
+        let server = Serve::start(&opts.server, &config, false, &[])?.0;
         let long = opts.long_rounds > 0 && round % long_every == long_every - 1;
         let max_round = u64::try_from(opts.max_round.as_millis())
             .unwrap_or(u64::MAX)
@@ -257,7 +202,7 @@ pub fn run(opts: &CrashOptions, progress: &dyn Fn(&str)) -> Result<CrashOutcome>
         // One round in three the clients stop first: the kill finds the digest alone.
         let ingest_for = if round % 3 == 2 { life / 2 } else { life };
         let stop = AtomicBool::new(false);
-        let url = server.url.clone();
+        let url = server.http.clone();
         let (killed, round_acked) = std::thread::scope(|s| {
             let clients = s.spawn(|| ingest(&url, opts.clients, &next, &stop));
             std::thread::sleep(ingest_for);
@@ -270,10 +215,10 @@ pub fn run(opts: &CrashOptions, progress: &dyn Fn(&str)) -> Result<CrashOutcome>
         killed?;
     }
     progress("checking every acknowledged event");
-    let server = Server::start(&opts.server, &config)?;
+    let server = Serve::start(&opts.server, &config, false, &[])?.0;
     let deadline = Instant::now() + CATCH_UP;
     let seen = loop {
-        let seen = found(&server.url)?;
+        let seen = found(&server.http)?;
         if acked.iter().all(|n| seen.contains_key(n)) || Instant::now() > deadline {
             break seen;
         }

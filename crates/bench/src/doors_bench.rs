@@ -8,17 +8,16 @@
 //! 200-byte JSON events), shaped as that protocol carries it. Every acknowledged event is
 //! checked against the server's count of events stored through that door.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use eddy_ingest::protocols::{loki, otlp::proto};
 use prost::Message;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::ingest_bench::{self, IngestBenchOptions, BATCH};
 use crate::report::{Figure, Row};
+use crate::serve::Serve;
 
 /// A door: its name in `/metrics`, its path and content type, and a body maker.
 struct Door {
@@ -223,60 +222,28 @@ fn hec_body(client: usize, batch: usize) -> Vec<u8> {
 
 /// `eddy serve` with every door on, into repository `bench`; SIGKILLed when dropped.
 struct DoorsServer {
-    child: Child,
-    http: String,
-}
-
-impl Drop for DoorsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    serve: Serve,
 }
 
 impl DoorsServer {
     fn start(exe: &Path, dir: &Path) -> Result<DoorsServer> {
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-        let config = dir.join("eddy.toml");
         let doors: String = ["otlp", "elastic", "loki", "influx", "hec"]
             .iter()
             .map(|d| format!("[doors.{d}]\nenabled = true\nrepository = \"bench\"\n"))
             .collect();
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n[repositories.bench]\npartitions = 4\n{doors}",
-                dir.join("data")
+        let config = Serve::fresh_config(
+            dir,
+            &format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\n[repositories.bench]\npartitions = 4\n{doors}"
             ),
-        )
-        .context(|| format!("writing {}", config.display()))?;
-        let mut child = Command::new(exe)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context(|| format!("starting {} serve", exe.display()))?;
-        let Some(stdout) = child.stdout.take() else {
-            return Err(Error::Invalid("no stdout from eddy serve".into()));
-        };
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .context(|| "reading eddy serve's output".into())?;
-        let http = line
-            .trim()
-            .strip_prefix("listening on ")
-            .map(str::to_string)
-            .ok_or_else(|| Error::Invalid(format!("eddy serve said {line:?}")))?;
-        Ok(DoorsServer { child, http })
+        )?;
+        let (serve, _) = Serve::start(exe, &config, true, &[])?;
+        Ok(DoorsServer { serve })
     }
 
     fn stored(&self, door: &str) -> Result<u64> {
         let text = ingest_bench::Server::agent()
-            .get(format!("{}/metrics", self.http))
+            .get(format!("{}/metrics", self.serve.http))
             .call()
             .and_then(|mut r| r.body_mut().read_to_string())
             .map_err(|e| Error::Invalid(format!("reading /metrics: {e}")))?;
@@ -290,7 +257,7 @@ impl DoorsServer {
 
 /// Events/s through `door`: `clients` threads posting its 1,000-event bodies for `seconds`.
 fn door_run(server: &DoorsServer, door: &Door, opts: &IngestBenchOptions) -> Result<(f64, u64)> {
-    let url = format!("{}{}", server.http, door.path);
+    let url = format!("{}{}", server.serve.http, door.path);
     let deadline = Instant::now() + Duration::from_secs(opts.seconds);
     let started = Instant::now();
     let results: Vec<Result<u64>> = std::thread::scope(|s| {

@@ -6,14 +6,13 @@
 //!   (read from the server's `/metrics`) are compared with the datagrams sent. The report gives
 //!   the highest rate at which every datagram was stored.
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Result};
 use crate::report::{format_value, Figure, Row, Section};
+use crate::serve::Serve;
 
 const EVENT_BYTES: usize = 200;
 pub(crate) const BATCH: usize = 1000;
@@ -41,71 +40,37 @@ pub struct IngestBenchOptions {
 
 /// A running `eddy serve`, stopped (SIGKILL) when dropped.
 pub(crate) struct Server {
-    child: Child,
+    _serve: Serve,
     pub(crate) http: String,
     tcp: SocketAddr,
     udp: SocketAddr,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Server {
     pub(crate) fn start(exe: &Path, dir: &Path) -> Result<Server> {
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-        let config = dir.join("eddy.toml");
-        std::fs::write(
+        let config = Serve::fresh_config(
+            dir,
+            "[http]\nlisten = \"127.0.0.1:0\"\n[ingest]\nudp_queue_datagrams = 262144\n\
+             [repositories.bench]\npartitions = 4\n\
+             [repositories.gated]\npartitions = 4\nschema = { subject = \"bench-value\" }\n\
+             [[tcp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"bench\"\nparser = \"json\"\n\
+             [[udp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"bench\"\nparser = \"syslog\"\n",
+        )?;
+        let (serve, doors) = Serve::start(
+            exe,
             &config,
-            format!(
-                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n[ingest]\nudp_queue_datagrams = 262144\n\
-                 [repositories.bench]\npartitions = 4\n\
-                 [repositories.gated]\npartitions = 4\nschema = {{ subject = \"bench-value\" }}\n\
-                 [[tcp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"bench\"\nparser = \"json\"\n\
-                 [[udp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"bench\"\nparser = \"syslog\"\n",
-                dir.join("data")
-            ),
-        )
-        .context(|| format!("writing {}", config.display()))?;
-        let mut child = Command::new(exe)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context(|| format!("starting {} serve", exe.display()))?;
-        let Some(stdout) = child.stdout.take() else {
-            return Err(Error::Invalid("no stdout from eddy serve".into()));
-        };
-        let mut lines = BufReader::new(stdout).lines();
-        let mut next = |want: &str| -> Result<String> {
-            let line = lines
-                .next()
-                .transpose()
-                .context(|| "reading eddy serve's output".into())?
-                .unwrap_or_default();
-            line.strip_prefix(want).map(str::to_string).ok_or_else(|| {
-                Error::Invalid(format!("eddy serve said {line:?}, expected {want}…"))
-            })
-        };
-        let http = next("listening on ")?;
-        let mut address = |door: &str| -> Result<SocketAddr> {
-            next(&format!("listening on {door}://"))?
-                .parse()
+            true,
+            &["listening on tcp://", "listening on udp://"],
+        )?;
+        let address = |door: &str, a: &str| -> Result<SocketAddr> {
+            a.parse()
                 .map_err(|e| Error::Invalid(format!("bad {door} address from eddy serve: {e}")))
         };
-        let tcp = address("tcp")?;
-        let udp = address("udp")?;
         let server = Server {
-            child,
-            http,
-            tcp,
-            udp,
+            http: serve.http.clone(),
+            tcp: address("tcp", &doors[0])?,
+            udp: address("udp", &doors[1])?,
+            _serve: serve,
         };
         server.register_gated_schema()?;
         Ok(server)

@@ -9,15 +9,15 @@
 //! once after a shortened window (`bus_retention`, with `segment_age` as short, so that the
 //! digest seals and commits) has passed.
 
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Result};
 use crate::gen::{self, Kind};
 use crate::report::{format_value, Figure, Row};
+use crate::serve::Serve;
 
 /// Bytes per request body: the size shippers batch to.
 const BODY_BYTES: u64 = 4 << 20;
@@ -75,21 +75,11 @@ struct Measured {
 
 /// A running `eddy serve`, stopped (SIGKILL) when dropped.
 struct Server {
-    child: Child,
-    http: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    serve: Serve,
 }
 
 impl Server {
     fn start(exe: &Path, dir: &Path, digest: bool, window: Duration) -> Result<Server> {
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
         let window = format!("{}s", window.as_secs().max(1));
         let repository = |name: &str| {
             format!(
@@ -98,43 +88,16 @@ impl Server {
                 if digest { "" } else { "digest = false\n" }
             )
         };
-        let config = dir.join("eddy.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n{}{}",
-                dir.join("data"),
+        let config = Serve::fresh_config(
+            dir,
+            &format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\n{}{}",
                 repository("acc"),
                 repository("app")
             ),
-        )
-        .context(|| format!("writing {}", config.display()))?;
-        let mut child = Command::new(exe)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context(|| format!("starting {} serve", exe.display()))?;
-        let Some(stdout) = child.stdout.take() else {
-            return Err(Error::Invalid("no stdout from eddy serve".into()));
-        };
-        let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next().transpose().ok().flatten().unwrap_or_default();
-        let mut server = Server {
-            child,
-            http: String::new(),
-        };
-        let Some(http) = first.strip_prefix("listening on ") else {
-            return Err(Error::Invalid(format!(
-                "eddy serve said {first:?}, expected listening on …"
-            )));
-        };
-        server.http = http.to_string();
-        // Keep reading what it prints, so that it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Ok(server)
+        )?;
+        let (serve, _) = Serve::start(exe, &config, false, &[])?;
+        Ok(Server { serve })
     }
 
     fn agent() -> ureq::Agent {
@@ -156,7 +119,7 @@ impl Server {
         let answer: serde_json::Value = Self::agent()
             .post(format!(
                 "{}/api/v1/repositories/{repository}/query",
-                self.http
+                self.serve.http
             ))
             .header("Content-Type", "application/json")
             .send(body.as_bytes())
@@ -169,7 +132,10 @@ impl Server {
     /// Bytes of `repository`'s bus, from the repositories API.
     fn bus_bytes(&self, repository: &str) -> Result<u64> {
         let answer: serde_json::Value = Self::agent()
-            .get(format!("{}/api/v1/repositories/{repository}", self.http))
+            .get(format!(
+                "{}/api/v1/repositories/{repository}",
+                self.serve.http
+            ))
             .call()
             .and_then(|mut r| r.body_mut().read_to_string())
             .map_err(|e| Error::Invalid(format!("describing {repository}: {e}")))
@@ -229,7 +195,7 @@ fn cut(file: &Path) -> Result<Vec<(u64, u64)>> {
 fn post_all(server: &Server, load: &Load, clients: usize) -> Result<u64> {
     let url = format!(
         "{}/api/v1/ingest/{}{}",
-        server.http, load.repository, load.query
+        server.serve.http, load.repository, load.query
     );
     let next = AtomicUsize::new(0);
     let acked = AtomicU64::new(0);

@@ -22,6 +22,7 @@ pub mod peers;
 pub mod query_bench;
 pub mod report;
 pub mod schema_bench;
+mod serve;
 pub mod store_bench;
 
 use std::path::PathBuf;

@@ -8,99 +8,17 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{agent, get, Server, NDJSON, TOKEN};
+use common::{
+    agent, alert_rule as rule, eddy_client as eddy, notices, receiver, wait_for, Request, Server,
+    NDJSON,
+};
 use hmac::{KeyInit, Mac};
 use serde_json::{json, Value};
-
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-struct Request {
-    path: String,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
-
-type Received = Arc<Mutex<Vec<Request>>>;
-
-/// An axum server on 127.0.0.1 that records every POST (any path) and answers 200.
-fn receiver() -> (String, Received) {
-    let got: Received = Arc::default();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_io()
-        .build()
-        .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = got.clone();
-    let app = axum::Router::new().fallback(axum::routing::post(
-        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
-            seen.lock().unwrap().push(Request {
-                path: uri.path().to_string(),
-                headers,
-                body: body.to_vec(),
-            });
-            "ok"
-        },
-    ));
-    std::thread::spawn(move || runtime.block_on(async { axum::serve(listener, app).await }));
-    (url, got)
-}
-
-/// The JSON bodies POSTed to `path` with `status`.
-fn notices(got: &Received, path: &str, status: &str) -> Vec<Value> {
-    got.lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.path == path)
-        .map(Request::json)
-        .filter(|n| n["status"] == status)
-        .collect()
-}
-
-fn eddy(server: &Server, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(args)
-        .args(["--url", &server.url, "--token", TOKEN])
-        .output()
-        .unwrap()
-}
-
-/// Polls `check` until it gives a value, for at most a minute.
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The rule's description from the API.
-fn rule(server: &Server, name: &str) -> Value {
-    let auth = format!("Bearer {TOKEN}");
-    get(
-        server,
-        &format!("/api/v1/alerts/{name}"),
-        &[("Authorization", &auth)],
-    )
-    .1
-}
 
 /// The first group's state of rule `name`, with its value.
 fn group(server: &Server, name: &str) -> Option<Value> {

@@ -5,83 +5,32 @@
 
 mod common;
 
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{agent, get, Server, NDJSON, TOKEN};
+use common::{
+    agent, alert_rule as rule, eddy_client as eddy, receiver, wait_for, Received, Server, NDJSON,
+};
 use serde_json::Value;
 
-/// What the receiver got: each POST's `Idempotency-Key` and JSON body.
-type Received = Arc<Mutex<Vec<(String, Value)>>>;
-
-/// An axum server on 127.0.0.1 that records every notice POSTed to `/hook`.
-fn receiver() -> (String, Received) {
-    let got: Received = Arc::default();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_io()
-        .build()
-        .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let seen = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(
-            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
-                let key = headers
-                    .get("idempotency-key")
-                    .and_then(|k| k.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                seen.lock()
-                    .unwrap()
-                    .push((key, serde_json::from_slice(&body).unwrap()));
-                "ok"
-            },
-        ),
-    );
-    std::thread::spawn(move || runtime.block_on(async { axum::serve(listener, app).await }));
-    (url, got)
-}
-
-fn eddy(server: &Server, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(args)
-        .args(["--url", &server.url, "--token", TOKEN])
-        .output()
+/// Each notice the receiver got: its `Idempotency-Key` and JSON body.
+fn pairs(got: &Received) -> Vec<(String, Value)> {
+    got.lock()
         .unwrap()
+        .iter()
+        .map(|r| {
+            let key = r
+                .headers
+                .get("idempotency-key")
+                .and_then(|k| k.to_str().ok());
+            (key.unwrap_or_default().to_string(), r.json())
+        })
+        .collect()
 }
 
 fn with_status<'a>(got: &'a [(String, Value)], status: &str) -> Vec<&'a (String, Value)> {
     got.iter().filter(|(_, n)| n["status"] == status).collect()
-}
-
-/// Polls `check` until it gives a value, for at most a minute.
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The rule's description from the API.
-fn rule(server: &Server, name: &str) -> Value {
-    let auth = format!("Bearer {TOKEN}");
-    get(
-        server,
-        &format!("/api/v1/alerts/{name}"),
-        &[("Authorization", &auth)],
-    )
-    .1
 }
 
 /// Posts errors of host h1 to the server at `url` until `stop`; failures (the server
@@ -103,7 +52,8 @@ fn send_errors(url: Arc<Mutex<String>>, stop: Arc<AtomicBool>) -> std::thread::J
 #[test]
 fn a_firing_rule_notifies_once_stays_firing_across_a_restart_and_resolves_with_a_notice() {
     let dir = tempfile::tempdir().unwrap();
-    let (hook, got) = receiver();
+    let (base, got) = receiver();
+    let hook = format!("{base}/hook");
     let server = Server::start(dir.path(), "");
     let created = eddy(
         &server,
@@ -133,7 +83,7 @@ fn a_firing_rule_notifies_once_stays_firing_across_a_restart_and_resolves_with_a
     let stop = Arc::new(AtomicBool::new(false));
     let sender = send_errors(url.clone(), stop.clone());
     let first = wait_for("the firing notice", || {
-        with_status(&got.lock().unwrap(), "firing")
+        with_status(&pairs(&got), "firing")
             .first()
             .map(|n| (*n).clone())
     });
@@ -166,13 +116,13 @@ fn a_firing_rule_notifies_once_stays_firing_across_a_restart_and_resolves_with_a
     assert_eq!(groups[0]["state"], "firing", "{after}");
     assert_eq!(groups[0]["fired"], 1, "{after}");
     assert_eq!(after["status"]["outbox"], 0, "{after}");
-    assert_eq!(with_status(&got.lock().unwrap(), "firing").len(), 1);
+    assert_eq!(with_status(&pairs(&got), "firing").len(), 1);
 
     // The errors stop: after the window and keep_firing_for, one resolved notice.
     stop.store(true, Ordering::Relaxed);
     sender.join().unwrap();
     let resolved = wait_for("the resolved notice", || {
-        with_status(&got.lock().unwrap(), "resolved")
+        with_status(&pairs(&got), "resolved")
             .first()
             .map(|n| (*n).clone())
     });
@@ -267,7 +217,8 @@ fn a_rule_with_several_problems_is_refused_with_each_of_them_and_its_query_posit
 #[test]
 fn a_host_that_stops_reporting_is_found_absent() {
     let dir = tempfile::tempdir().unwrap();
-    let (hook, got) = receiver();
+    let (base, got) = receiver();
+    let hook = format!("{base}/hook");
     let server = Server::start(
         dir.path(),
         &format!(
@@ -286,7 +237,7 @@ fn a_host_that_stops_reporting_is_found_absent() {
             &[NDJSON],
             b"{\"host\":\"a\"}\n",
         );
-        with_status(&got.lock().unwrap(), "firing")
+        with_status(&pairs(&got), "firing")
             .first()
             .map(|n| n.1.clone())
     });
@@ -296,7 +247,7 @@ fn a_host_that_stops_reporting_is_found_absent() {
         "{notice}"
     );
     assert_eq!(notice["condition"], "no events in the window");
-    let firing: Vec<Value> = with_status(&got.lock().unwrap(), "firing")
+    let firing: Vec<Value> = with_status(&pairs(&got), "firing")
         .iter()
         .map(|n| n.1["group"].clone())
         .collect();

@@ -97,22 +97,12 @@ fn start_broker() -> Broker {
 
 /// Runs the pika client against the broker on `port`.
 fn amqp(port: u16, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(PYTHON)
+    let mut command = Command::new(PYTHON);
+    command
         .arg(client_script())
         .arg(port.to_string())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+        .args(args);
+    common::output_with_stdin(command, stdin)
 }
 
 /// Runs the pika client against the shared broker; it must succeed.

@@ -1,7 +1,9 @@
 //! End-to-end tests of the `eddy` binary: real processes, a real data directory.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -14,20 +16,9 @@ fn eddy(dir: &Path) -> Command {
 }
 
 fn run(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = eddy(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut command = eddy(dir);
+    command.args(args);
+    common::output_with_stdin(command, stdin)
 }
 
 fn ok(dir: &Path, args: &[&str], stdin: &str) -> String {

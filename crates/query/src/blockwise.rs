@@ -245,17 +245,8 @@ impl BlockFilter {
 /// literal and distinct value tested once (see `BlockView::match_template_pieces`), other
 /// events one by one; `None` when no text of the block is templated.
 fn template_leaf(view: &BlockView, c: &Compiled, test: impl Fn(&str) -> bool) -> Option<Vec<bool>> {
-    let mut hits = view.match_template_pieces(&test)?;
-    for (i, hit) in hits.iter_mut().enumerate() {
-        if view.is_templated(i) {
-            continue;
-        }
-        *hit = match view.raw(i) {
-            Some(raw) => test(raw),
-            None => c.matches(&view.event(i, Parts::ALL)),
-        };
-    }
-    Some(hits)
+    let decided = view.match_template_pieces(&test)?;
+    Some(settle_undecided(view, c, decided, test))
 }
 
 /// Which events a regex leaf `c` passes in a block whose texts are templates: `dfa` run over
@@ -267,18 +258,30 @@ fn walked_leaf(
     dfa: &RegexDfa,
     test: impl Fn(&str) -> bool,
 ) -> Option<Vec<bool>> {
-    let walked = view.walk_templates(dfa)?;
-    let hits = walked
+    let decided = view.walk_templates(dfa)?;
+    Some(settle_undecided(view, c, decided, test))
+}
+
+/// The events a template search decided, and the others (`None`) one by one.
+fn settle_undecided(
+    view: &BlockView,
+    c: &Compiled,
+    decided: Vec<Option<bool>>,
+    test: impl Fn(&str) -> bool,
+) -> Vec<bool> {
+    decided
         .into_iter()
         .enumerate()
-        .map(|(i, hit)| {
-            hit.unwrap_or_else(|| match view.raw(i) {
-                Some(raw) => test(raw),
-                None => c.matches(&view.event(i, Parts::ALL)),
-            })
-        })
-        .collect();
-    Some(hits)
+        .map(|(i, hit)| hit.unwrap_or_else(|| one_by_one(view, c, i, &test)))
+        .collect()
+}
+
+/// Whether event `i` passes `c`: `test` on its text, or `c` on the whole event when it has none.
+fn one_by_one(view: &BlockView, c: &Compiled, i: usize, test: impl Fn(&str) -> bool) -> bool {
+    match view.raw(i) {
+        Some(raw) => test(raw),
+        None => c.matches(&view.event(i, Parts::ALL)),
+    }
 }
 
 /// Which events a free-text or regex leaf `c` passes: one search with `find` over `area` (the
@@ -350,12 +353,8 @@ fn settle(
         hits[i] = view.raw(i).is_some_and(&test);
     }
     for (i, hit) in hits.iter_mut().enumerate() {
-        if view.is_line(i) {
-            continue;
+        if !view.is_line(i) {
+            *hit = one_by_one(view, c, i, &test);
         }
-        *hit = match view.raw(i) {
-            Some(raw) => test(raw),
-            None => c.matches(&view.event(i, Parts::ALL)),
-        };
     }
 }

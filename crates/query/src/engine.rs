@@ -105,8 +105,13 @@ impl Step {
         columns
     }
 
-    /// Applies the step; `false` drops the event.
+    /// Applies the step; `false` drops the event. A step that may change the fields leaves
+    /// them no longer what the event's parser makes of its text, so the event loses its parser
+    /// (whoever stores it then keeps its fields as they are, see `eddy_event::codec`).
     pub fn apply(&self, e: &mut Event) -> bool {
+        if !matches!(self, Step::Filter(_)) {
+            e.parsed_by = None;
+        }
         match self {
             Step::Filter(f) => f.matches(e),
             Step::Assign(field, x) => {

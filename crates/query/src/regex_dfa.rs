@@ -41,8 +41,9 @@ impl RegexDfa {
         Some(RegexDfa { dfa, start })
     }
 
-    /// Whether the DFA matches `text`, or `None` when it gives up (for tests).
-    pub fn is_match(&self, text: &str) -> Option<bool> {
+    /// Whether the DFA matches `text`, or `None` when it gives up.
+    #[cfg(test)]
+    fn is_match(&self, text: &str) -> Option<bool> {
         match self.run(self.start, text.as_bytes()) {
             Step::At(s) => self.end(s),
             Step::Decided(d) => Some(d),

@@ -769,3 +769,23 @@ fn last_of_a_field_no_event_has_is_null_and_first_takes_a_field() {
     let e = prepare("last()", 10).unwrap_err();
     assert!(e.message.contains("field"), "{}", e.message);
 }
+
+#[test]
+fn a_step_that_changes_fields_leaves_the_event_without_its_parser() {
+    let parsed = || {
+        eddy_event::Parser::Kv
+            .parse("level=error user=ann", 1)
+            .unwrap()
+    };
+    let out = |q: &str| {
+        let prepared = prepare(q, 10).unwrap();
+        eddy_query::run::run_events(&prepared.program, [parsed()]).0
+    };
+    // A filter keeps the fields as the parser made them; eval and drop do not.
+    assert_eq!(
+        out("level=error")[0].parsed_by,
+        Some(eddy_event::Parser::Kv)
+    );
+    assert_eq!(out("x := 1")[0].parsed_by, None);
+    assert_eq!(out("drop([user])")[0].parsed_by, None);
+}

@@ -151,7 +151,7 @@ async fn accept(
         }
     };
     let result = async {
-        let (bytes, charged) = doors::read(&state, &headers, body).await?;
+        let (bytes, charged) = http::read_decoded(&state, &headers, body).await?;
         let size = bytes.len();
         let max_event = state.config.http.max_event_bytes;
         let items = http::blocking(move || {

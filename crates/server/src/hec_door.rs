@@ -87,7 +87,7 @@ async fn accept(
         return answer(&state, &default, Err(Refused::Reject(r)));
     }
     let result = async {
-        let (bytes, charged) = doors::read(&state, &headers, body).await?;
+        let (bytes, charged) = http::read_decoded(&state, &headers, body).await?;
         let size = bytes.len();
         let parsed = http::blocking(move || {
             let now = eddy_log::now_ns();

@@ -311,14 +311,6 @@ async fn admit(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_ascii_lowercase();
-    let max_body = state.config.http.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max_body) {
-        return Err(body_too_large(max_body));
-    }
     Ok(Admitted {
         repo,
         parser,
@@ -457,21 +449,7 @@ async fn ingest_request(
             return Err(r);
         }
     };
-    let (body, mut charged) = read_body(state, body, limits.max_body_bytes).await?;
-    let encoding = content_encoding(&headers);
-    // Identity bodies need no blocking hop.
-    let decoded = if matches!(encoding.as_str(), "identity" | "") {
-        body
-    } else {
-        blocking(move || body::decode(&encoding, body, limits.max_body_bytes))
-            .await?
-            .map_err(|r| refused(r, Duration::ZERO))?
-    };
-    // A compressed body takes more room once decompressed.
-    if decoded.len() > charged.bytes() {
-        let more = decoded.len() - charged.bytes();
-        charge(state, &mut charged, more).await?;
-    }
+    let (decoded, charged) = read_decoded(state, &headers, body).await?;
     let state = state.clone();
     let ingest = state.ingest.clone();
     let stored = blocking(move || {
@@ -493,6 +471,42 @@ async fn ingest_request(
     .map_err(|r| refused(r, state.ingest.config.retry_after));
     drop(charged);
     stored
+}
+
+/// Reads a request body within `http.max_body_bytes` (a larger declared length is refused
+/// before reading), charging the in-flight budget as it arrives, and decompresses it
+/// (`Content-Encoding: gzip | zstd`). The charge is held until dropped: keep it until the
+/// events are stored. Every HTTP door reads its bodies here.
+pub(crate) async fn read_decoded(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Vec<u8>, Charge), Reject> {
+    let max_body = state.config.http.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        drain(body).await;
+        return Err(body_too_large(max_body));
+    }
+    let (raw, mut charged) = read_body(state, body, max_body).await?;
+    let encoding = content_encoding(headers);
+    // Identity bodies need no blocking hop.
+    let decoded = if matches!(encoding.as_str(), "identity" | "") {
+        raw
+    } else {
+        blocking(move || body::decode(&encoding, raw, max_body))
+            .await?
+            .map_err(|r| refused(r, Duration::ZERO))?
+    };
+    // A compressed body takes more room once decompressed.
+    if decoded.len() > charged.bytes() {
+        let more = decoded.len() - charged.bytes();
+        charge(state, &mut charged, more).await?;
+    }
+    Ok((decoded, charged))
 }
 
 pub(crate) fn body_too_large(limit: usize) -> Reject {

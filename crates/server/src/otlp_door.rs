@@ -95,7 +95,7 @@ async fn accept(
         Ok(repo) => repo,
         Err(r) => return Err(doors::refuse_unread(body, r).await),
     };
-    let (bytes, charged) = doors::read(state, headers, body).await?;
+    let (bytes, charged) = http::read_decoded(state, headers, body).await?;
     let size = bytes.len();
     let events = http::blocking(move || {
         let now = eddy_log::now_ns();

@@ -5,18 +5,18 @@
 //! its protocol's form), `gzip`/`zstd` bodies, the gatekeeper, de-duplication by client `@id`
 //! and an answer only once the events are durable in the bus.
 //!
-//! A door reads the body with [`read`], decodes it with its parser from
+//! A door reads the body with [`http::read_decoded`], decodes it with its parser from
 //! [`eddy_ingest::protocols`] off the async workers, and stores with [`store`]; a refusal is
 //! a [`Reject`] that the door turns into its protocol's error body.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use eddy_event::Event;
 use eddy_ingest::body::{self, Refusal};
-use eddy_ingest::{Charge, Door, Repository};
+use eddy_ingest::{Door, Repository};
 
 use crate::config::DoorConfig;
 use crate::http::{self, error, Reject};
@@ -84,39 +84,6 @@ pub(crate) fn authorize(
             format!("the token is not valid for repository {:?}", repo.name),
         )),
     }
-}
-
-/// Reads a request body within `http.max_body_bytes`, charging the in-flight budget as it
-/// arrives, and decompresses it (`Content-Encoding: gzip | zstd`). The charge is held until
-/// dropped: keep it until the events are stored.
-pub(crate) async fn read(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<(Vec<u8>, Charge), Reject> {
-    let max_body = state.config.http.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max_body) {
-        http::drain(body).await;
-        return Err(http::body_too_large(max_body));
-    }
-    let (raw, mut charged) = http::read_body(state, body, max_body).await?;
-    let encoding = http::content_encoding(headers);
-    let decoded = if matches!(encoding.as_str(), "identity" | "") {
-        raw
-    } else {
-        http::blocking(move || body::decode(&encoding, raw, max_body))
-            .await?
-            .map_err(|r| http::refused(r, Duration::ZERO))?
-    };
-    if decoded.len() > charged.bytes() {
-        let more = decoded.len() - charged.bytes();
-        http::charge(state, &mut charged, more).await?;
-    }
-    Ok((decoded, charged))
 }
 
 /// Drains a body that will not be read (a refused admission), so the client reads the answer.
@@ -209,7 +176,7 @@ pub(crate) async fn take_whole<E: std::fmt::Display + Send + 'static>(
     received: Instant,
     decode: impl FnOnce(Vec<u8>) -> Result<Vec<Event>, E> + Send + 'static,
 ) -> Result<(), Reject> {
-    let (bytes, charged) = read(state, headers, body).await?;
+    let (bytes, charged) = http::read_decoded(state, headers, body).await?;
     let size = bytes.len();
     let events = http::blocking(move || decode(bytes))
         .await?

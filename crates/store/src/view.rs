@@ -772,10 +772,10 @@ impl BlockView {
 
     /// For each event, whether `test` holds for a piece of its template (a literal, or the
     /// text of a value in a hole), deciding each literal and each distinct value once; `None`
-    /// when no text is templated. Events whose text is not templated get `false`. This decides
+    /// when no text is templated. Events whose text is not templated get `None`. This decides
     /// exactly whether a text holds a single word: a word never crosses from a literal into a
     /// hole (see [`crate::template`]).
-    pub fn match_template_pieces(&self, test: &dyn Fn(&str) -> bool) -> Option<Vec<bool>> {
+    pub fn match_template_pieces(&self, test: &dyn Fn(&str) -> bool) -> Option<Vec<Option<bool>>> {
         let (templates, holes) = self.templates.as_ref()?;
         let literal_hit: Vec<bool> = templates
             .templates
@@ -819,12 +819,12 @@ impl BlockView {
                 _ => hits[slot],
             }
         };
-        let mut out = vec![false; self.len()];
+        let mut out = vec![None; self.len()];
         for (i, code) in self.templated_events() {
             let Some(t) = templates.templates.get(code) else {
                 continue;
             };
-            out[i] = literal_hit[code] || t.holes.iter().any(|&(name, _)| hole_hit(name, i));
+            out[i] = Some(literal_hit[code] || t.holes.iter().any(|&(name, _)| hole_hit(name, i)));
         }
         Some(out)
     }

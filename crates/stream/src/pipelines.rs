@@ -683,9 +683,6 @@ impl Runner {
             .iter()
             .map(|e| Event {
                 ingest_timestamp: now,
-                // The query may have changed its fields (eval, rename, drop …): the bus and the
-                // store keep them as they are, not as the parser would make them again.
-                parsed_by: None,
                 ..e.clone()
             })
             .collect();

@@ -236,3 +236,106 @@ pub fn stored_events(dir: &Path, repository: &str) -> Vec<eddy_event::Event> {
     }
     out
 }
+
+/// Runs the `eddy` client with `args` against `server`, with the test token.
+pub fn eddy_client(server: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(args)
+        .args(["--url", &server.url, "--token", TOKEN])
+        .output()
+        .unwrap()
+}
+
+/// Polls `check` until it gives a value, for at most a minute.
+pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Alert rule `name`'s description from the API.
+pub fn alert_rule(server: &Server, name: &str) -> serde_json::Value {
+    let auth = format!("Bearer {TOKEN}");
+    get(
+        server,
+        &format!("/api/v1/alerts/{name}"),
+        &[("Authorization", &auth)],
+    )
+    .1
+}
+
+/// Runs `command` with `stdin` written to it, and waits for its output.
+pub fn output_with_stdin(mut command: Command, stdin: &str) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub path: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+pub type Received = std::sync::Arc<std::sync::Mutex<Vec<Request>>>;
+
+/// An axum server on 127.0.0.1 that records every POST (any path) and answers 200.
+pub fn receiver() -> (String, Received) {
+    let got: Received = Received::default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_io()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = got.clone();
+    let app = axum::Router::new().fallback(axum::routing::post(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
+            seen.lock().unwrap().push(Request {
+                path: uri.path().to_string(),
+                headers,
+                body: body.to_vec(),
+            });
+            "ok"
+        },
+    ));
+    std::thread::spawn(move || runtime.block_on(async { axum::serve(listener, app).await }));
+    (url, got)
+}
+
+/// The JSON bodies POSTed to `path` with `status`.
+pub fn notices(got: &Received, path: &str, status: &str) -> Vec<serde_json::Value> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path == path)
+        .map(Request::json)
+        .filter(|n| n["status"] == status)
+        .collect()
+}

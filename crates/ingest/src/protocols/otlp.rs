@@ -853,11 +853,14 @@ const METRIC_FIELDS: [&str; 12] = [
 
 fn metric_events(context: &Context, m: proto::Metric, now: i64, out: &mut Vec<Event>) {
     use proto::metric::Data;
+    let proto::Metric {
+        name, unit, data, ..
+    } = m;
     let point = |kind: &str, time: u64, start: u64, attributes: &[proto::KeyValue]| {
         let mut e = context.event(now, time);
-        e.fields.insert("name".into(), m.name.clone().into());
-        if !m.unit.is_empty() {
-            e.fields.insert("unit".into(), m.unit.clone().into());
+        e.fields.insert("name".into(), name.clone().into());
+        if !unit.is_empty() {
+            e.fields.insert("unit".into(), unit.clone().into());
         }
         e.fields.insert("type".into(), kind.into());
         if start > 0 {
@@ -881,7 +884,7 @@ fn metric_events(context: &Context, m: proto::Metric, now: i64, out: &mut Vec<Ev
             .trim_start_matches("AGGREGATION_TEMPORALITY_")
             .to_ascii_lowercase()
     };
-    match m.data.clone() {
+    match data {
         None => {}
         Some(Data::Gauge(g)) => {
             for p in g.data_points {
@@ -921,10 +924,7 @@ fn metric_events(context: &Context, m: proto::Metric, now: i64, out: &mut Vec<Ev
                     &p.attributes,
                 );
                 let f = &mut e.fields;
-                f.insert("count".into(), count(p.count));
-                optional(f, "sum", p.sum);
-                optional(f, "min", p.min);
-                optional(f, "max", p.max);
+                distribution(f, p.count, p.sum, p.min, p.max);
                 f.insert(
                     "temporality".into(),
                     temporality(h.aggregation_temporality).into(),
@@ -948,10 +948,7 @@ fn metric_events(context: &Context, m: proto::Metric, now: i64, out: &mut Vec<Ev
                     &p.attributes,
                 );
                 let f = &mut e.fields;
-                f.insert("count".into(), count(p.count));
-                optional(f, "sum", p.sum);
-                optional(f, "min", p.min);
-                optional(f, "max", p.max);
+                distribution(f, p.count, p.sum, p.min, p.max);
                 f.insert("scale".into(), Value::Int(i64::from(p.scale)));
                 f.insert("zero_count".into(), count(p.zero_count));
                 out.push(e);
@@ -990,9 +987,19 @@ fn float(d: f64) -> Value {
     }
 }
 
-fn optional(fields: &mut BTreeMap<String, Value>, name: &str, v: Option<f64>) {
-    if let Some(v) = v {
-        fields.insert(name.into(), float(v));
+/// A histogram point's count, and its sum, min and max where given.
+fn distribution(
+    fields: &mut BTreeMap<String, Value>,
+    n: u64,
+    sum: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+) {
+    fields.insert("count".into(), count(n));
+    for (name, v) in [("sum", sum), ("min", min), ("max", max)] {
+        if let Some(v) = v {
+            fields.insert(name.into(), float(v));
+        }
     }
 }
 

@@ -282,36 +282,23 @@ impl AlertConfig {
                         .iter()
                         .filter(|c| !group_by.contains(c))
                         .collect();
-                    column = match &self.value {
-                        Some(v) if values.contains(&v) => Some(v.clone()),
-                        Some(v) => {
+                    // A named column must be one of the answer's values.
+                    let mut named = |key: &str, v: &String| match values.contains(&v) {
+                        true => Some(v.clone()),
+                        false => {
+                            let known: Vec<&str> = values.iter().map(|c| c.as_str()).collect();
                             say(format!(
-                                "value = {v:?} is not a column of the query's answer ({})",
-                                values
-                                    .iter()
-                                    .map(|c| c.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
+                                "{key} = {v:?} is not a column of the query's answer ({})",
+                                known.join(", ")
                             ));
                             None
                         }
+                    };
+                    column = match &self.value {
+                        Some(v) => named("value", v),
                         None => values.first().map(|c| c.to_string()),
                     };
-                    also_column = match &self.and_value {
-                        Some(v) if values.contains(&v) => Some(v.clone()),
-                        Some(v) => {
-                            say(format!(
-                                "and_value = {v:?} is not a column of the query's answer ({})",
-                                values
-                                    .iter()
-                                    .map(|c| c.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ));
-                            None
-                        }
-                        None => None,
-                    };
+                    also_column = self.and_value.as_ref().and_then(|v| named("and_value", v));
                 }
                 _ => say("query: end it with one aggregate per group, e.g. `| groupBy(host)` or `| count()`".into()),
             }
