@@ -92,6 +92,14 @@ impl Automaton for RegexDfa {
             .then(|| self.dfa.accelerator(state))
     }
 
+    fn matched(&self, state: StateID) -> bool {
+        // A DFA reports a match one byte late: a state that has seen one moves to a match
+        // state on every byte and at the end; a look-around at the end (`$`, `\b`) does not.
+        let is_match = |s| self.dfa.is_match_state(s);
+        is_match(self.dfa.next_eoi_state(state))
+            && (0..=u8::MAX).all(|b| is_match(self.dfa.next_state(state, b)))
+    }
+
     fn end(&self, state: StateID) -> Option<bool> {
         let last = self.dfa.next_eoi_state(state);
         match self.dfa.is_quit_state(last) {

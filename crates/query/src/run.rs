@@ -157,6 +157,8 @@ impl BlockPlan {
         }
         if let Some(text) = self.text.as_ref().filter(|_| scanned > 0) {
             let passed = text_filter.decide(view, text);
+            // A regex decompresses the columns it touches as it goes.
+            task.check_columns(view, false)?;
             keep.iter_mut().zip(passed).for_each(|(k, p)| *k &= p);
         }
         if self.counts_only {
@@ -165,6 +167,7 @@ impl BlockPlan {
         } else if columnar {
             columnar::feed(&self.program, view, &mut keep, state);
         } else {
+            task.check_columns(view, true)?;
             for (i, _) in keep.iter().enumerate().filter(|(_, &k)| k) {
                 self.program.feed(state, view.event(i, self.parts));
             }

@@ -529,6 +529,7 @@ impl BlockBuilder {
                 name: "",
                 payload: &core,
                 range: None,
+                bytes: None,
                 level: other_level,
             },
             Part {
@@ -536,6 +537,7 @@ impl BlockBuilder {
                 name: "",
                 payload: &self.timestamps,
                 range: None,
+                bytes: None,
                 level: other_level,
             },
             Part {
@@ -543,6 +545,7 @@ impl BlockBuilder {
                 name: "",
                 payload: &arrivals,
                 range: None,
+                bytes: None,
                 level: other_level,
             },
             Part {
@@ -550,6 +553,7 @@ impl BlockBuilder {
                 name: "",
                 payload: &texts,
                 range: None,
+                bytes: None,
                 level: text_level,
             },
         ];
@@ -559,6 +563,7 @@ impl BlockBuilder {
                 name: "",
                 payload: &templates,
                 range: None,
+                bytes: None,
                 level: other_level,
             });
         }
@@ -569,6 +574,7 @@ impl BlockBuilder {
                 name: &column.name,
                 payload,
                 range: column.range(),
+                bytes: column.byte_set(),
                 level: other_level,
             });
         }

@@ -49,6 +49,32 @@ pub enum Range {
     Float(f64, f64),
 }
 
+/// Which bytes a text column's values hold, as a templated text holds them (a line break inside
+/// a value as a space), kept outside the column's compressed frame: a regex whose state only a
+/// few bytes move knows without decompressing that no value of the column moves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ByteSet(pub [u64; 4]);
+
+impl ByteSet {
+    /// Adds the bytes of `text`.
+    pub fn add(&mut self, text: &[u8]) {
+        for &b in text {
+            let b = if b == b'\n' { b' ' } else { b };
+            self.0[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+    }
+
+    /// Whether it holds `b`.
+    pub fn holds(&self, b: u8) -> bool {
+        self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0
+    }
+
+    /// Whether it holds any of `bytes`.
+    pub fn holds_any(&self, bytes: &[u8]) -> bool {
+        bytes.iter().any(|&b| self.holds(b))
+    }
+}
+
 /// The values of one field, in event order, as they are added.
 #[derive(Debug, Clone)]
 enum Gathered {
@@ -150,6 +176,33 @@ impl ColumnBuilder {
             }
             _ => None,
         }
+    }
+
+    /// The bytes a non-numeric column's values hold as texts hold them; `None` for numbers,
+    /// which are written with digits, '-' and '.' only (their range says they are numbers).
+    pub fn byte_set(&self) -> Option<ByteSet> {
+        let mut set = ByteSet::default();
+        match &self.values {
+            Gathered::Int(_) | Gathered::Float(_) => return None,
+            Gathered::Null => {}
+            Gathered::Bool(b) => {
+                for (x, text) in [(true, "true"), (false, "false")] {
+                    if b.contains(&x) {
+                        set.add(text.as_bytes());
+                    }
+                }
+            }
+            Gathered::Str(bytes, _) => set.add(bytes),
+            Gathered::Mixed(all) => {
+                let mut digits = itoa::Buffer::new();
+                for v in all {
+                    if let Some(text) = crate::template::hole_text(ValueRef::from(v), &mut digits) {
+                        set.add(text.as_bytes());
+                    }
+                }
+            }
+        }
+        Some(set)
     }
 
     /// Writes the column's payload for a block of `n` events.

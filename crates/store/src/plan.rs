@@ -122,6 +122,26 @@ impl BlockTask {
         }
     }
 
+    /// The columns of `view` (opened from this task) that were left compressed and failed to
+    /// decode when first used, as an error naming the file and block: nothing read of the
+    /// block may count. With `all`, every column left compressed is decoded first (before
+    /// building whole events).
+    pub fn check_columns(&self, view: &BlockView, all: bool) -> Result<(), SegmentError> {
+        let checked = match all {
+            true => view.decode_columns(),
+            false => view.late_error(),
+        };
+        match (&self.source, checked) {
+            (_, Ok(())) | (TaskSource::Open(_), Err(_)) => Ok(()),
+            (
+                TaskSource::Stored {
+                    path, index, entry, ..
+                },
+                Err(e),
+            ) => Err(block_error(path, *index, entry, e.to_string())),
+        }
+    }
+
     /// Whether every event of the block is inside the scan's time range (its times are not
     /// needed to decide which events the scan keeps).
     pub fn within_range(&self) -> bool {

@@ -9,12 +9,14 @@
 //!            · str field name (columns)
 //!            · u8 codec (the common table: 0 none, 1 lz4, 2 zstd) · varint payload length
 //!            · varint stored length · u32 CRC-32C of the stored bytes
-//!            · u8 range (0 none, 1 integers: zz min, zz max, 2 numbers: f64 min, f64 max)
+//!            · u8 summary (0 none, 1 integers: zz min, zz max, 2 numbers: f64 min, f64 max,
+//!              3 since format 5, a text column's bytes: 32 bytes, a bit per byte value)
 //!  the sections' stored bytes, one after another
 //! ```
 //!
 //! A section's own checksum names the column a damaged block lost; a column's range lets a
-//! filter skip the block without decompressing anything. Since segment format 4 the times and
+//! filter skip the block without decompressing anything, and a text column's bytes let a regex
+//! leave a column compressed whose values cannot move it. Since segment format 4 the times and
 //! the arrivals (ingest times and ids) are sections of their own, out of the core: a count or a
 //! `groupBy` over a block inside the query's range reads neither.
 
@@ -22,7 +24,7 @@ use eddy_base::codec::Codec;
 use eddy_event::wire::{put_str, put_varint, unzigzag, zigzag, DecodeError, Reader};
 
 use crate::block::BlockError;
-use crate::columns::Range;
+use crate::columns::{ByteSet, Range};
 
 /// The block codec byte of a sectioned block.
 pub const SECTIONED: u8 = 3;
@@ -87,9 +89,16 @@ pub struct Section {
     crc_at: usize,
     /// A numeric column's smallest and largest value.
     pub range: Option<Range>,
+    /// The bytes a text column's values hold (blocks since format 5).
+    pub bytes: Option<ByteSet>,
 }
 
 impl Section {
+    /// Where its stored bytes are in the block.
+    pub fn span(&self) -> std::ops::Range<usize> {
+        self.at..self.at + self.stored_len
+    }
+
     /// How a section is named in an error.
     pub fn label(&self) -> String {
         match self.role {
@@ -113,6 +122,8 @@ pub struct Part<'a> {
     pub payload: &'a [u8],
     /// A numeric column's range.
     pub range: Option<Range>,
+    /// A text column's bytes.
+    pub bytes: Option<ByteSet>,
     /// The codec, and its level for zstd.
     pub level: (Codec, i32),
 }
@@ -148,14 +159,20 @@ pub fn write(
         put_varint(&mut out, p.payload.len() as u64);
         put_varint(&mut out, frame.len() as u64);
         out.extend_from_slice(&crc32c::crc32c(frame).to_le_bytes());
-        match p.range {
-            None => out.push(0),
-            Some(Range::Int(lo, hi)) => {
+        match (p.range, p.bytes) {
+            (None, None) => out.push(0),
+            (None, Some(set)) => {
+                out.push(3);
+                for word in set.0 {
+                    out.extend_from_slice(&word.to_le_bytes());
+                }
+            }
+            (Some(Range::Int(lo, hi)), _) => {
                 out.push(1);
                 put_varint(&mut out, zigzag(lo));
                 put_varint(&mut out, zigzag(hi));
             }
-            Some(Range::Float(lo, hi)) => {
+            (Some(Range::Float(lo, hi)), _) => {
                 out.push(2);
                 out.extend_from_slice(&lo.to_le_bytes());
                 out.extend_from_slice(&hi.to_le_bytes());
@@ -226,16 +243,28 @@ fn parse_directory(stored: &[u8]) -> Result<(Vec<Section>, usize), BlockError> {
         let stored_len = usize::try_from(r.varint("bad stored length")?).unwrap_or(usize::MAX);
         let crc_at = r.pos;
         let crc = u32::from_le_bytes(r.array::<4>("truncated section checksum")?);
-        let range = match r.array::<1>("truncated range")?[0] {
-            0 => None,
-            1 => Some(Range::Int(
-                unzigzag(r.varint("bad range")?),
-                unzigzag(r.varint("bad range")?),
-            )),
-            2 => Some(Range::Float(
-                f64::from_le_bytes(r.array::<8>("truncated range")?),
-                f64::from_le_bytes(r.array::<8>("truncated range")?),
-            )),
+        let (mut range, mut bytes) = (None, None);
+        match r.array::<1>("truncated range")?[0] {
+            0 => {}
+            1 => {
+                range = Some(Range::Int(
+                    unzigzag(r.varint("bad range")?),
+                    unzigzag(r.varint("bad range")?),
+                ))
+            }
+            2 => {
+                range = Some(Range::Float(
+                    f64::from_le_bytes(r.array::<8>("truncated range")?),
+                    f64::from_le_bytes(r.array::<8>("truncated range")?),
+                ))
+            }
+            3 => {
+                let mut set = ByteSet::default();
+                for word in &mut set.0 {
+                    *word = u64::from_le_bytes(r.array::<8>("truncated byte set")?);
+                }
+                bytes = Some(set);
+            }
             _ => {
                 return Err(DecodeError {
                     position: r.pos,
@@ -243,7 +272,7 @@ fn parse_directory(stored: &[u8]) -> Result<(Vec<Section>, usize), BlockError> {
                 }
                 .into())
             }
-        };
+        }
         sections.push(Section {
             role,
             name,
@@ -254,6 +283,7 @@ fn parse_directory(stored: &[u8]) -> Result<(Vec<Section>, usize), BlockError> {
             crc,
             crc_at,
             range,
+            bytes,
         });
     }
     let mut at = r.pos;
@@ -273,7 +303,7 @@ pub fn damaged_section(stored: &[u8]) -> Option<String> {
     let sections = directory(stored).ok()?;
     sections
         .iter()
-        .find(|s| crc32c::crc32c(&stored[s.at..s.at + s.stored_len]) != s.crc)
+        .find(|s| crc32c::crc32c(&stored[s.span()]) != s.crc)
         .map(Section::label)
 }
 
@@ -285,7 +315,7 @@ pub fn reseal(stored: &mut [u8]) {
         return;
     };
     for s in sections {
-        let crc = crc32c::crc32c(&stored[s.at..s.at + s.stored_len]);
+        let crc = crc32c::crc32c(&stored[s.span()]);
         stored[s.crc_at..s.crc_at + 4].copy_from_slice(&crc.to_le_bytes());
     }
 }
@@ -297,7 +327,7 @@ pub fn read(stored: &[u8], s: &Section, out: &mut Vec<u8>) -> Result<(), BlockEr
         reason,
     };
     let frame = stored
-        .get(s.at..s.at + s.stored_len)
+        .get(s.span())
         .ok_or_else(|| named("cut short".into()))?;
     if crc32c::crc32c(frame) != s.crc {
         return Err(named("checksum mismatch".into()));

@@ -41,6 +41,9 @@
 //! - 4: the times and the arrivals (ingest times and ids) leave the core for sections of their
 //!   own, so that a query reads them only when it needs them (a version 3 reader would take
 //!   the core for damaged, hence the new number).
+//! - 5: a text column's section carries the set of bytes its values hold, so that a regex can
+//!   leave a column compressed whose values cannot move it (a version 4 reader would refuse the
+//!   unknown summary kind).
 //!
 //! # Recovery
 //!
@@ -73,7 +76,7 @@ pub const MAGIC: &[u8; 8] = b"EDDYSEG\n";
 /// The last bytes of every sealed segment file.
 pub const END_MAGIC: &[u8; 8] = b"EDDYEND\n";
 /// The format version this build writes (and the latest it reads).
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 const HEADER_LEN: u64 = 16;
 const TRAILER_LEN: u64 = 24;
 /// Footers beyond this are refused rather than allocated (a damaged length).

@@ -8,6 +8,10 @@
 //! - where a state is left only by a few bytes (the DFA's accelerated states), a plain column
 //!   is searched once for those bytes, and every value without one keeps the state unread.
 //!
+//! A column is decompressed only when the walk reads one of its values, or when its section's
+//! summary (a text column's bytes, a number's range) cannot show that none moves the state it
+//! is entered in: a regex reads only the columns it can touch.
+//!
 //! The answer is the one a search of the built text gives: values are read as
 //! [`hole_text`] writes them, and a line break inside a value is read as the space the built
 //! text holds there.
@@ -45,6 +49,11 @@ pub trait Automaton {
     /// bytes move it.
     fn movers(&self, state: Self::State) -> Option<&[u8]>;
 
+    /// Whether every text that has reached `state` matches, whatever follows (an automaton
+    /// that reports a match only on the next byte is in such a state after the last byte of
+    /// its match). May be slow: the walk remembers it per state.
+    fn matched(&self, state: Self::State) -> bool;
+
     /// Whether a text ending in `state` matches; `None` when the automaton cannot tell.
     fn end(&self, state: Self::State) -> Option<bool>;
 }
@@ -71,6 +80,22 @@ struct Known<S> {
 /// What is known of one hole column: per state it was entered in.
 struct ColumnMemo<S> {
     known: Vec<Known<S>>,
+    /// Its values' shape, once it is decompressed.
+    shape: Option<Shape>,
+}
+
+impl<S> Default for ColumnMemo<S> {
+    fn default() -> ColumnMemo<S> {
+        ColumnMemo {
+            known: Vec::new(),
+            shape: None,
+        }
+    }
+}
+
+/// What the walk needs of a decompressed column's values.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
     /// Whether a text value holds a line break (the built text holds a space there).
     has_newline: bool,
     /// How many distinct values are remembered: the dictionary's entries, or the integers of
@@ -79,8 +104,8 @@ struct ColumnMemo<S> {
     base: i64,
 }
 
-impl<S> ColumnMemo<S> {
-    fn of(column: &Column) -> ColumnMemo<S> {
+impl Shape {
+    fn of(column: &Column) -> Shape {
         let newline = |text: &str| memchr::memchr(b'\n', text.as_bytes()).is_some();
         let (has_newline, distinct, base) = match (&column.values, column.int_bounds()) {
             (Values::Plain { text, .. }, _) => (newline(text), 0, 0),
@@ -90,8 +115,7 @@ impl<S> ColumnMemo<S> {
             }
             _ => (false, 0, 0),
         };
-        ColumnMemo {
-            known: Vec::new(),
+        Shape {
             has_newline,
             distinct,
             base,
@@ -105,17 +129,25 @@ impl BlockView {
     /// templated.
     pub fn walk_templates<A: Automaton>(&self, a: &A) -> Option<Vec<Option<bool>>> {
         let (templates, holes) = self.templates.as_ref()?;
-        let mut memos: Vec<Option<ColumnMemo<A::State>>> =
-            (0..self.columns.len()).map(|_| None).collect();
+        let mut memos: Vec<ColumnMemo<A::State>> = (0..self.column_count())
+            .map(|_| ColumnMemo::default())
+            .collect();
         let mut leaps: Vec<LeapMemo<A::State>> = templates
             .templates
             .iter()
             .map(|t| vec![None; t.holes.len() + 1])
             .collect();
+        let mut matched = Vec::new();
         let mut out = vec![None; self.len()];
         for (i, code) in self.templated_events() {
             if let (Some(t), Some(leaps)) = (templates.templates.get(code), leaps.get_mut(code)) {
-                out[i] = self.walk_one(a, t, holes, i, &mut memos, leaps);
+                let mut walk = Walk {
+                    a,
+                    holes,
+                    memos: &mut memos,
+                    matched: &mut matched,
+                };
+                out[i] = self.walk_one(&mut walk, t, i, leaps);
             }
         }
         Some(out)
@@ -123,19 +155,17 @@ impl BlockView {
 
     fn walk_one<A: Automaton>(
         &self,
-        a: &A,
+        w: &mut Walk<'_, A>,
         t: &Template,
-        holes: &[Option<usize>],
         i: usize,
-        memos: &mut [Option<ColumnMemo<A::State>>],
         leaps: &mut LeapMemo<A::State>,
     ) -> Option<bool> {
-        let (mut at, mut state) = (0, a.start());
+        let (mut at, mut state) = (0, w.a.start());
         loop {
             let leap = match leaps.get(at).copied().flatten() {
                 Some((from, leap)) if from == state => leap,
                 _ => {
-                    let leap = self.leap(a, t, holes, memos, at, state);
+                    let leap = self.leap(w, t, at, state);
                     if let Some(memo) = leaps.get_mut(at) {
                         *memo = Some((state, leap));
                     }
@@ -148,12 +178,12 @@ impl BlockView {
             };
             state = from;
             let column = t.holes.get(hole).and_then(|&(name, _)| {
-                let c = holes.get(name as usize).copied().flatten()?;
-                Some((c, self.columns.get(c)?))
+                let c = w.holes.get(name as usize).copied().flatten()?;
+                Some((self.column_at(c)?, w.memos.get_mut(c)?))
             });
-            if let Some((c, column)) = column {
+            if let Some((column, memo)) = column {
                 if let Some(slot) = column.slot(i) {
-                    match run_value(a, state, column, slot, &mut memos[c]) {
+                    match run_value(w.a, state, column, slot, memo) {
                         Step::At(s) => state = s,
                         Step::Decided(d) => return Some(d),
                         Step::Unsure => return None,
@@ -169,13 +199,12 @@ impl BlockView {
     /// column keeps the state, to the next hole whose value matters or the end.
     fn leap<A: Automaton>(
         &self,
-        a: &A,
+        w: &mut Walk<'_, A>,
         t: &Template,
-        holes: &[Option<usize>],
-        memos: &mut [Option<ColumnMemo<A::State>>],
         at: usize,
         mut state: A::State,
     ) -> Leap<A::State> {
+        let a = w.a;
         for k in at..=t.holes.len() {
             let literal = match k {
                 0 => t.first.as_str(),
@@ -189,15 +218,64 @@ impl BlockView {
             let Some(&(name, _)) = t.holes.get(k) else {
                 return Leap::Done(a.end(state));
             };
-            let column = holes.get(name as usize).copied().flatten();
-            if let Some((c, column)) = column.and_then(|c| Some((c, self.columns.get(c)?))) {
-                let memo = memos[c].get_or_insert_with(|| ColumnMemo::of(column));
-                if !keeps_all(a, state, column, memo) {
-                    return Leap::Hole(k, state);
+            let column = w.holes.get(name as usize).copied().flatten();
+            if let Some((c, memo)) = column.and_then(|c| Some((c, w.memos.get_mut(c)?))) {
+                if !self.keeps_all(a, state, c, memo) {
+                    return match w.matched(state) {
+                        true => Leap::Done(Some(true)),
+                        false => Leap::Hole(k, state),
+                    };
                 }
             }
         }
         Leap::Done(a.end(state))
+    }
+
+    /// Whether no value of column `c` moves `state`: from the column's summary while it is
+    /// compressed, else from its values.
+    fn keeps_all<A: Automaton>(
+        &self,
+        a: &A,
+        state: A::State,
+        c: usize,
+        memo: &mut ColumnMemo<A::State>,
+    ) -> bool {
+        let Some(known) = known_for(memo, state) else {
+            return false;
+        };
+        *known.keeps_all.get_or_insert_with(|| {
+            let Some(movers) = a.movers(state) else {
+                return false;
+            };
+            let holds = self.column_may_hold(c, movers).unwrap_or_else(|| {
+                self.column_at(c).is_some_and(|column| {
+                    column_holds_any(column, movers, Shape::of(column).has_newline)
+                })
+            });
+            !holds
+        })
+    }
+}
+
+/// What one walk over a block's templated texts keeps from one event to the next.
+struct Walk<'w, A: Automaton> {
+    a: &'w A,
+    /// Per hole name, its column.
+    holes: &'w [Option<usize>],
+    /// Per column.
+    memos: &'w mut [ColumnMemo<A::State>],
+    /// The states asked whether they have matched, with the answer.
+    matched: &'w mut Vec<(A::State, bool)>,
+}
+
+impl<A: Automaton> Walk<'_, A> {
+    fn matched(&mut self, state: A::State) -> bool {
+        if let Some(&(_, m)) = self.matched.iter().find(|(s, _)| *s == state) {
+            return m;
+        }
+        let m = self.a.matched(state);
+        self.matched.push((state, m));
+        m
     }
 }
 
@@ -214,39 +292,23 @@ enum Leap<S> {
 /// position is mostly entered in the same state, so its literals are mostly run once per block.
 type LeapMemo<S> = Vec<Option<(S, Leap<S>)>>;
 
-/// Whether no value of `column` moves `state`.
-fn keeps_all<A: Automaton>(
-    a: &A,
-    state: A::State,
-    column: &Column,
-    memo: &mut ColumnMemo<A::State>,
-) -> bool {
-    let has_newline = memo.has_newline;
-    match known_for(memo, state) {
-        Some(known) => *known.keeps_all.get_or_insert_with(|| {
-            a.movers(state)
-                .is_some_and(|m| !column_holds_any(column, m, has_newline))
-        }),
-        None => false,
-    }
-}
-
 /// Runs the value at `slot` of `column` from `state`, using and filling what `memo` knows.
+/// (The leap that led here found that some value of the column may move `state`.)
 fn run_value<A: Automaton>(
     a: &A,
     state: A::State,
     column: &Column,
     slot: usize,
-    memo: &mut Option<ColumnMemo<A::State>>,
+    memo: &mut ColumnMemo<A::State>,
 ) -> Step<A::State> {
-    let memo = memo.get_or_insert_with(|| ColumnMemo::of(column));
-    let (has_newline, base) = (memo.has_newline, memo.base);
-    if keeps_all(a, state, column, memo) {
-        return Step::At(state);
-    }
+    let shape = *memo.shape.get_or_insert_with(|| Shape::of(column));
+    let (has_newline, base) = (shape.has_newline, shape.base);
     let Some(known) = known_for(memo, state) else {
         return run_text(a, state, column, slot);
     };
+    if known.entries.len() != shape.distinct {
+        known.entries = vec![None; shape.distinct];
+    }
     match &column.values {
         Values::Dictionary { entries, codes } => {
             let Some(&code) = codes.get(slot) else {
@@ -327,7 +389,7 @@ fn known_for<S: Copy + Eq>(memo: &mut ColumnMemo<S>, state: S) -> Option<&mut Kn
             memo.known.push(Known {
                 state,
                 keeps_all: None,
-                entries: vec![None; memo.distinct],
+                entries: Vec::new(),
                 moved: None,
             });
             memo.known.len() - 1

@@ -29,6 +29,27 @@ pub fn text_reads() -> u64 {
     TEXT_READS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// How many times each field column was decompressed, by name, in this process (a regex
+/// should decompress only the columns it can touch: tests check it).
+static COLUMN_READS: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
+
+/// How many times column `name` of some block was decompressed so far in this process.
+pub fn column_reads(name: &str) -> u64 {
+    COLUMN_READS
+        .lock()
+        .map(|reads| reads.iter().find(|(n, _)| n == name).map_or(0, |r| r.1))
+        .unwrap_or(0)
+}
+
+fn count_column_read(name: &str) {
+    if let Ok(mut reads) = COLUMN_READS.lock() {
+        match reads.iter_mut().find(|(n, _)| n == name) {
+            Some(r) => r.1 += 1,
+            None => reads.push((name.to_string(), 1)),
+        }
+    }
+}
+
 /// What of a sectioned block to decompress (older blocks are one frame: all of it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Needs {
@@ -90,12 +111,11 @@ impl Needs {
         bounds: Vec::new(),
     };
 
-    fn wants(&self, field: &str) -> bool {
-        self.text
-            || self
-                .fields
-                .as_ref()
-                .is_none_or(|names| names.iter().any(|n| n == field))
+    /// Whether the query names `field` (or every field).
+    fn names(&self, field: &str) -> bool {
+        self.fields
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == field))
     }
 }
 
@@ -209,6 +229,22 @@ impl Deferred {
     }
 }
 
+/// A field column of a sectioned block: decompressed with the block when the query names it,
+/// else on first use, so that a regex over templated texts reads only the columns whose bytes
+/// can move it.
+#[derive(Debug, Clone)]
+pub(crate) struct LazyColumn {
+    pub(crate) section: Section,
+    /// `None` inside when it could not be decoded (the view's late error says why).
+    decoded: OnceLock<Option<Column>>,
+}
+
+impl LazyColumn {
+    fn name(&self) -> &str {
+        &self.section.name
+    }
+}
+
 /// A decoded block's columns.
 #[derive(Debug, Clone, Default)]
 pub struct BlockView {
@@ -236,8 +272,13 @@ pub struct BlockView {
     needs: Needs,
     /// Whether the block is sectioned: fields come from `columns`, not from a parser.
     sectioned: bool,
-    /// The field columns decompressed.
-    pub(crate) columns: Vec<Column>,
+    /// The field columns: every one when the texts are read (templated texts are rebuilt from
+    /// them), else those the needs name.
+    columns: Vec<LazyColumn>,
+    /// The stored block, kept while some column is left compressed.
+    stored: Vec<u8>,
+    /// Why a column left compressed could not be decoded when it was first used.
+    late_error: OnceLock<BlockError>,
     /// Every column of the block, with its range if numeric (known without decompressing).
     column_names: Vec<(String, Option<columns::Range>)>,
     /// The templates of templated texts, with each hole's column in `columns`.
@@ -280,6 +321,7 @@ impl BlockView {
         self.ruled_out = false;
         self.deferred.clear();
         self.columns.clear();
+        self.late_error.take();
         self.column_names.clear();
         self.templates = None;
         let mut payload = self.take_payload_buffer();
@@ -352,6 +394,7 @@ impl BlockView {
         }
         self.fields.clear();
         self.columns.clear();
+        self.late_error.take();
         self.column_names.clear();
         self.templates = None;
         self.column_names.extend(
@@ -374,12 +417,26 @@ impl BlockView {
             self.payload = buffer;
             return Ok(());
         }
+        let mut lazy = false;
         for s in directory.iter().filter(|s| s.role == Role::Column) {
-            if self.needs.wants(&s.name) {
+            let decoded = OnceLock::new();
+            if self.needs.names(&s.name) {
+                count_column_read(&s.name);
                 sections::read(stored, s, &mut buffer)?;
-                self.columns
-                    .push(Column::decode(&s.name, &buffer, n).map_err(named(s))?);
+                let _ = decoded.set(Some(Column::decode(&s.name, &buffer, n).map_err(named(s))?));
+            } else if self.needs.text {
+                lazy = true;
+            } else {
+                continue;
             }
+            self.columns.push(LazyColumn {
+                section: s.clone(),
+                decoded,
+            });
+        }
+        self.stored.clear();
+        if lazy {
+            self.stored.extend_from_slice(stored);
         }
         if self.needs.text {
             if let Some(t) = directory.iter().find(|s| s.role == Role::Templates) {
@@ -389,7 +446,7 @@ impl BlockView {
                 let holes = templates
                     .names
                     .iter()
-                    .map(|name| self.columns.iter().position(|c| &c.name == name))
+                    .map(|name| self.columns.iter().position(|c| c.name() == name))
                     .collect();
                 self.templates = Some((templates, holes));
             }
@@ -730,7 +787,7 @@ impl BlockView {
                 .get(*name as usize)
                 .copied()
                 .flatten()
-                .and_then(|c| self.columns[c].get(index));
+                .and_then(|c| self.column_at(c)?.get(index));
             if let Some(hole) = value.and_then(|v| hole_text(v, &mut digits)) {
                 // A hole's value is a piece of a text without line breaks; should a damaged
                 // column hold one, it must not cut the texts apart.
@@ -787,8 +844,7 @@ impl BlockView {
         let mut digits = itoa::Buffer::new();
         let mut value_hits: Vec<Option<Vec<bool>>> = Vec::with_capacity(holes.len());
         for c in holes {
-            value_hits.push(c.map(|c| {
-                let column = &self.columns[c];
+            value_hits.push(c.and_then(|c| self.column_at(c)).map(|column| {
                 match &column.values {
                     columns::Values::Dictionary { entries, .. } => {
                         entries.iter().map(test).collect()
@@ -810,7 +866,9 @@ impl BlockView {
             else {
                 return false;
             };
-            let column = &self.columns[*c];
+            let Some(column) = self.column_at(*c) else {
+                return false;
+            };
             let Some(slot) = column.slot(i) else {
                 return false;
             };
@@ -951,8 +1009,8 @@ impl BlockView {
 
     /// Event `i`'s fields from the decompressed columns.
     fn column_fields(&self, i: usize) -> BTreeMap<String, Value> {
-        self.columns
-            .iter()
+        (0..self.columns.len())
+            .filter_map(|c| self.column_at(c))
             .filter(|c| c.name != crate::block::SENT_TIME)
             .filter_map(|c| Some((c.name.clone(), c.get(i)?.into())))
             .collect()
@@ -975,9 +1033,69 @@ impl BlockView {
         self.sectioned
     }
 
-    /// The decompressed column of `field`, if the block has it and it was asked for.
+    /// The column of `field`, if the block has it and it was asked for (or the texts were).
     pub fn column(&self, field: &str) -> Option<&Column> {
-        self.columns.iter().find(|c| c.name == field)
+        let c = self.columns.iter().position(|c| c.name() == field)?;
+        self.column_at(c)
+    }
+
+    /// How many field columns the view holds (see [`BlockView::column_at`]).
+    pub(crate) fn column_count(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Column `c`, decompressed now if it was left compressed; `None` when it does not decode
+    /// (then [`BlockView::late_error`] says why).
+    pub(crate) fn column_at(&self, c: usize) -> Option<&Column> {
+        let lazy = self.columns.get(c)?;
+        lazy.decoded
+            .get_or_init(|| {
+                let s = &lazy.section;
+                count_column_read(&s.name);
+                let mut buffer = Vec::new();
+                let decoded = sections::read(&self.stored, s, &mut buffer).and_then(|()| {
+                    Column::decode(&s.name, &buffer, self.count).map_err(|e| BlockError::Section {
+                        section: s.label(),
+                        reason: e.to_string(),
+                    })
+                });
+                decoded.map_err(|e| self.late_error.set(e)).ok()
+            })
+            .as_ref()
+    }
+
+    /// Whether a value of column `c` may hold one of `bytes`, from its section's summary
+    /// alone; `None` when the summary cannot tell (no byte set, or not a number).
+    pub(crate) fn column_may_hold(&self, c: usize, bytes: &[u8]) -> Option<bool> {
+        let s = &self.columns.get(c)?.section;
+        match (s.bytes, s.range) {
+            (Some(set), _) => Some(set.holds_any(bytes)),
+            // Numbers are written with digits, '-' and '.' only.
+            (None, Some(_)) => Some(
+                bytes
+                    .iter()
+                    .any(|b| b.is_ascii_digit() || b"-.".contains(b)),
+            ),
+            (None, None) => None,
+        }
+    }
+
+    /// Decompresses every column left compressed (before building whole events, which read
+    /// them all): the first that does not decode is the error.
+    pub fn decode_columns(&self) -> Result<(), BlockError> {
+        (0..self.columns.len()).for_each(|c| {
+            self.column_at(c);
+        });
+        self.late_error()
+    }
+
+    /// Why a column left compressed could not be decoded when first used: the block is damaged
+    /// and what was read of it must not count.
+    pub fn late_error(&self) -> Result<(), BlockError> {
+        match self.late_error.get() {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
     }
 
     /// Every field column of the block, with a numeric one's range (known without
@@ -1042,4 +1160,76 @@ fn deltas(
         out.push(prev);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{BlockBuilder, Compression};
+
+    fn access_block() -> (Vec<u8>, usize) {
+        let mut b = BlockBuilder::new();
+        for n in 0..200 {
+            let line = format!(
+                r#"10.0.0.{n} - - [24/Nov/2026:10:00:00 +0000] "GET /a/{n} HTTP/1.1" 200 {n} "-" "curl/8""#
+            );
+            b.push(
+                &Parser::Accesslog
+                    .parse(&line, 1_795_000_000_000_000_000)
+                    .unwrap(),
+            );
+        }
+        let (stored, summary, _) = b.finish(Compression::ZstdAuto, 10);
+        (stored, summary.raw_len as usize)
+    }
+
+    fn texts_only() -> BlockView {
+        BlockView::with_needs(Needs {
+            fields: Some(Vec::new()),
+            ..Needs::ALL
+        })
+    }
+
+    #[test]
+    fn columns_the_query_does_not_name_are_decompressed_on_first_use() {
+        let (stored, raw_len) = access_block();
+        let mut view = texts_only();
+        view.decode_stored(&stored, raw_len).unwrap();
+        let url = view.columns.iter().position(|c| c.name() == "url").unwrap();
+        assert!(view.columns[url].decoded.get().is_none());
+        assert!(view.column_may_hold(url, b"\"") == Some(false));
+        assert!(view.column_may_hold(url, b"/") == Some(true));
+        let status = view
+            .columns
+            .iter()
+            .position(|c| c.name() == "status")
+            .unwrap();
+        assert_eq!(view.column_may_hold(status, b"\""), Some(false));
+        assert_eq!(view.column_may_hold(status, b"7"), Some(true));
+        assert_eq!(
+            view.raw(5),
+            Some(
+                r#"10.0.0.5 - - [24/Nov/2026:10:00:00 +0000] "GET /a/5 HTTP/1.1" 200 5 "-" "curl/8""#
+            )
+        );
+        assert!(view.late_error().is_ok());
+    }
+
+    #[test]
+    fn a_column_left_compressed_that_does_not_decode_is_a_late_error_naming_it() {
+        let (mut stored, raw_len) = access_block();
+        let s = sections::directory(&stored)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.role == Role::Column && s.name == "method")
+            .unwrap();
+        stored[s.span()].iter_mut().for_each(|b| *b ^= 0xff);
+        sections::reseal(&mut stored);
+        let mut view = texts_only();
+        view.decode_stored(&stored, raw_len).unwrap();
+        assert!(view.column("method").is_none());
+        let e = view.late_error().unwrap_err().to_string();
+        assert!(e.contains("column \"method\""), "{e}");
+        assert!(view.decode_columns().is_err());
+    }
 }
