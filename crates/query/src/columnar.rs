@@ -10,7 +10,7 @@
 
 use eddy_event::ValueRef;
 use eddy_store::columns::{Column, Values};
-use eddy_store::{BlockView, Bound};
+use eddy_store::{BlockView, Bound, TextBound};
 use foldhash::HashMap;
 
 use crate::engine::{with_text, Agg, AggState, Collect, Grouping, Key, Program, State, Step};
@@ -18,10 +18,12 @@ use crate::filter::{in_matches, Compiled, Matcher};
 use crate::sketch::Quantiles;
 use crate::syntax::CompareOp;
 
-/// The numeric bounds that every event passing the program's leading filters meets: a block
-/// whose column ranges fall outside one is ruled out before its columns are decompressed.
-pub fn bounds(program: &Program) -> Vec<Bound> {
-    let mut out = Vec::new();
+/// The bounds that every event passing the program's leading filters meets: numeric ones (a
+/// block whose column ranges fall outside one is ruled out before its columns are
+/// decompressed), and texts a field equals (a block whose dictionary of the field holds none
+/// is ruled out once that column is).
+pub fn bounds(program: &Program) -> (Vec<Bound>, Vec<TextBound>) {
+    let mut out = (Vec::new(), Vec::new());
     for step in &program.steps {
         match step {
             Step::Filter(c) => bounds_of(c, &mut out),
@@ -31,10 +33,11 @@ pub fn bounds(program: &Program) -> Vec<Bound> {
     out
 }
 
-fn bounds_of(c: &Compiled, out: &mut Vec<Bound>) {
+fn bounds_of(c: &Compiled, out: &mut (Vec<Bound>, Vec<TextBound>)) {
     let plain = |f: &str| !f.is_empty() && !f.starts_with('@') && !f.starts_with('#');
+    let (numbers, texts) = out;
     let mut bound = |field: &str, lo: f64, hi: f64| {
-        out.push(Bound {
+        numbers.push(Bound {
             field: field.to_string(),
             lo,
             hi,
@@ -49,6 +52,10 @@ fn bounds_of(c: &Compiled, out: &mut Vec<Bound>) {
             if let Some(x) = canonical_int(s) {
                 bound(field, x as f64, x as f64);
             }
+            texts.push(TextBound {
+                field: field.clone(),
+                texts: vec![s.clone()],
+            });
         }
         Compiled::Number { field, op, value } if plain(field) => match op {
             CompareOp::Eq => bound(field, *value, *value),
@@ -68,6 +75,10 @@ fn bounds_of(c: &Compiled, out: &mut Vec<Bound>) {
                     .fold((i64::MAX, i64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
                 bound(field, lo as f64, hi as f64);
             }
+            texts.push(TextBound {
+                field: field.clone(),
+                texts: exact.iter().cloned().collect(),
+            });
         }
         Compiled::And(all) => all.iter().for_each(|c| bounds_of(c, out)),
         _ => {}

@@ -106,6 +106,7 @@ impl BlockPlan {
     fn of(program: &Program) -> BlockPlan {
         let (text, program) = program.split_text_filter();
         let parts = program.parts();
+        let (bounds, texts) = columnar::bounds(&program);
         BlockPlan {
             // Times and arrivals are loaded per block, when the path it takes needs them.
             needs: Needs {
@@ -116,7 +117,8 @@ impl BlockPlan {
                 },
                 times: false,
                 arrivals: false,
-                bounds: columnar::bounds(&program),
+                bounds,
+                texts,
             },
             parts,
             counts_only: program.steps.is_empty() && program.collect.counts_only(),

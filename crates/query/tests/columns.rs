@@ -364,6 +364,46 @@ fn blocks_whose_ranges_cannot_hold_the_value_are_ruled_out_and_the_answer_stays(
 }
 
 #[test]
+fn blocks_whose_dictionary_cannot_hold_the_text_are_ruled_out_and_the_answer_stays() {
+    // Levels in runs, so that most blocks' dictionaries hold one or two of them.
+    let specs: Vec<Spec> = (0..300)
+        .map(|n| Spec {
+            level: Some(n / 75),
+            status: Some([200, 404, 500][n % 3]),
+            ms: None,
+            ms_as_text: false,
+            user: None,
+            ok: None,
+            path: false,
+            parsed: true,
+        })
+        .collect();
+    let events: Vec<Event> = specs.iter().enumerate().map(|(n, s)| event(n, s)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_of(dir.path(), &events);
+    let all = (i64::MIN, i64::MAX);
+    let level = LEVELS[2];
+    for q in [
+        format!("level={level} | count()"),
+        format!("level={level} | groupBy(status)"),
+        format!("in(level, values=[{level}, nothing]) | count()"),
+        format!("level={level} status=404 | count()"),
+        "level=nothing | count()".to_string(),
+    ] {
+        let got = stored(&store, &q, all);
+        let want = reference(&events, &q);
+        assert_eq!(got.rows, want.rows, "{q}");
+    }
+    // (`level=ERROR` alone lets the bloom filters skip most such blocks before they are read.)
+    let answer = stored(&store, "in(level, values=[WARN, ERROR]) | count()", all);
+    assert!(
+        answer.progress.blocks_ruled_out > 0,
+        "{:?}",
+        answer.progress
+    );
+}
+
+#[test]
 fn a_regex_over_templated_texts_gives_the_answer_of_the_built_texts() {
     // JSON events with a value per event (a plain column) and access lines (dictionaries,
     // narrow integers and plain values): each regex is run over the templates' pieces.

@@ -38,4 +38,4 @@ pub use scan::Scan;
 pub use segment::{Footer, SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
 pub use store::{wip_file_raw_bytes, Appender, RepoStore, StoreConfig, WorkInProgress};
 pub use tokens::{event_tokens, is_whole_token, text_tokens};
-pub use view::{BlockView, Bound, Deferred, Needs, Parts, ReadBuffers, SplitColumns};
+pub use view::{BlockView, Bound, Deferred, Needs, Parts, ReadBuffers, SplitColumns, TextBound};

@@ -66,6 +66,18 @@ pub struct Needs {
     /// Conditions every event the query keeps meets: a block whose column ranges show that no
     /// event can is ruled out after its core, with nothing else decompressed.
     pub bounds: Vec<Bound>,
+    /// Texts some field of every event the query keeps equals: a block whose dictionary of the
+    /// field holds none of them is ruled out once that column is decompressed.
+    pub texts: Vec<TextBound>,
+}
+
+/// Only events whose `field` is exactly one of `texts` can pass the query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextBound {
+    /// A field (no tag, no `@` field).
+    pub field: String,
+    /// The texts it may equal.
+    pub texts: Vec<String>,
 }
 
 /// Only events whose `field` is a number from `lo` to `hi` can pass the query.
@@ -109,6 +121,7 @@ impl Needs {
         times: true,
         arrivals: true,
         bounds: Vec::new(),
+        texts: Vec::new(),
     };
 
     /// Whether the query names `field` (or every field).
@@ -370,7 +383,6 @@ impl BlockView {
                 reason: "trailing bytes after the events",
             }));
         }
-        let n = self.count;
         self.deferred.clear();
         if split_core {
             self.times.clear();
@@ -417,22 +429,24 @@ impl BlockView {
             self.payload = buffer;
             return Ok(());
         }
+        // The columns of text bounds first: a dictionary without any of a bound's texts rules
+        // the block out before anything else is decompressed.
+        let (bound, rest): (Vec<&Section>, Vec<&Section>) = directory
+            .iter()
+            .filter(|s| s.role == Role::Column)
+            .partition(|s| self.needs.texts.iter().any(|t| t.field == s.name));
+        for s in &bound {
+            self.add_column(stored, s, &mut buffer)?;
+        }
+        if self.rules_out_by_dictionary() {
+            self.ruled_out = true;
+            self.plain = None;
+            self.payload = buffer;
+            return Ok(());
+        }
         let mut lazy = false;
-        for s in directory.iter().filter(|s| s.role == Role::Column) {
-            let decoded = OnceLock::new();
-            if self.needs.names(&s.name) {
-                count_column_read(&s.name);
-                sections::read(stored, s, &mut buffer)?;
-                let _ = decoded.set(Some(Column::decode(&s.name, &buffer, n).map_err(named(s))?));
-            } else if self.needs.text {
-                lazy = true;
-            } else {
-                continue;
-            }
-            self.columns.push(LazyColumn {
-                section: s.clone(),
-                decoded,
-            });
+        for s in &rest {
+            lazy |= self.add_column(stored, s, &mut buffer)?;
         }
         self.stored.clear();
         if lazy {
@@ -501,6 +515,46 @@ impl BlockView {
         result.map_err(|e| BlockError::Section {
             section: section.label(),
             reason: e.to_string(),
+        })
+    }
+
+    /// Adds column `s` of the block `stored`: decompressed now if the needs name it, left
+    /// compressed (then `true`) if the texts are read, else not at all.
+    fn add_column(
+        &mut self,
+        stored: &[u8],
+        s: &Section,
+        buffer: &mut Vec<u8>,
+    ) -> Result<bool, BlockError> {
+        let decoded = OnceLock::new();
+        let lazy = !self.needs.names(&s.name);
+        if !lazy {
+            let _ = decoded.set(Some(decode_column(stored, s, self.count, buffer)?));
+        } else if !self.needs.text {
+            return Ok(false);
+        }
+        self.columns.push(LazyColumn {
+            section: s.clone(),
+            decoded,
+        });
+        Ok(lazy)
+    }
+
+    /// Whether a text bound's column is a dictionary that holds none of its texts (its
+    /// column decompressed; a tag of that name may hold them).
+    fn rules_out_by_dictionary(&self) -> bool {
+        self.needs.texts.iter().any(|t| {
+            let column = self.columns.iter().position(|c| c.name() == t.field);
+            let Some(column) = column.and_then(|c| self.columns[c].decoded.get()) else {
+                return false;
+            };
+            match column.as_ref().map(|c| &c.values) {
+                Some(columns::Values::Dictionary { entries, .. }) => {
+                    !self.has_tag(&t.field)
+                        && !entries.iter().any(|e| t.texts.iter().any(|x| x == e))
+                }
+                _ => false,
+            }
         })
     }
 
@@ -1050,16 +1104,9 @@ impl BlockView {
         let lazy = self.columns.get(c)?;
         lazy.decoded
             .get_or_init(|| {
-                let s = &lazy.section;
-                count_column_read(&s.name);
-                let mut buffer = Vec::new();
-                let decoded = sections::read(&self.stored, s, &mut buffer).and_then(|()| {
-                    Column::decode(&s.name, &buffer, self.count).map_err(|e| BlockError::Section {
-                        section: s.label(),
-                        reason: e.to_string(),
-                    })
-                });
-                decoded.map_err(|e| self.late_error.set(e)).ok()
+                decode_column(&self.stored, &lazy.section, self.count, &mut Vec::new())
+                    .map_err(|e| self.late_error.set(e))
+                    .ok()
             })
             .as_ref()
     }
@@ -1131,6 +1178,21 @@ impl BlockView {
 
 /// A parsed event's fields, from its text. A parser of a later version may not accept what an
 /// older one did: the event keeps its raw text then, without fields.
+/// Decompresses and decodes column `s` of the block `stored` of `n` events.
+fn decode_column(
+    stored: &[u8],
+    s: &Section,
+    n: usize,
+    buffer: &mut Vec<u8>,
+) -> Result<Column, BlockError> {
+    count_column_read(&s.name);
+    sections::read(stored, s, buffer)?;
+    Column::decode(&s.name, buffer, n).map_err(|e| BlockError::Section {
+        section: s.label(),
+        reason: e.to_string(),
+    })
+}
+
 fn parsed_fields(p: Parser, raw: &str, ingest: i64) -> BTreeMap<String, Value> {
     p.fields_of(raw, ingest).unwrap_or_default()
 }
