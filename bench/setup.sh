@@ -6,6 +6,7 @@
 # with --peers also the peers that can be installed here (ClickHouse, embedded via chDB, from PyPI:
 # `eddy bench all` runs it over raw lines, `eddy bench query` with the fields as typed columns).
 # The web UI's build and browser test: ui/setup.sh (chromium, Node.js, npm ci in ui/).
+# The TLS tests' curl and openssl, from Debian.
 # The alert channels' real servers: Debian's ngircd (IRC) and aiosmtpd from PyPI (SMTP), for the
 # python3 on PATH that the tests start.
 # Idempotent: does nothing when all are there. The test suite's benchmark-runner test needs the
@@ -20,6 +21,9 @@ if ! /usr/bin/python3 -c "import confluent_kafka.schema_registry" >/dev/null 2>&
   missing+=(python3-confluent-kafka python3-requests)
 fi
 command -v ngircd >/dev/null 2>&1 || [ -x /usr/sbin/ngircd ] || missing+=(ngircd)
+# The TLS tests' clients: curl (HTTPS, client certificates) and openssl (s_client).
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The AMQP collector's test: a real RabbitMQ and pika, for /usr/bin/python3.
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 /usr/bin/python3 -c "import pika" >/dev/null 2>&1 || missing+=(python3-pika)

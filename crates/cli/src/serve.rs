@@ -47,9 +47,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
     runtime.block_on(eddy_server::serve(config, shutdown, |bound| {
         // Scripts and tests read these lines to find the ports.
-        println!("listening on http://{}", bound.http);
-        for addr in &bound.tcp {
-            println!("listening on tcp://{addr}");
+        let scheme = if bound.tls { "https" } else { "http" };
+        println!("listening on {scheme}://{}", bound.http);
+        for (addr, tls) in bound.tcp.iter().zip(&bound.tcp_tls) {
+            let scheme = if *tls { "tls" } else { "tcp" };
+            println!("listening on {scheme}://{addr}");
         }
         for addr in &bound.udp {
             println!("listening on udp://{addr}");

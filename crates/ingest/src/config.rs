@@ -58,6 +58,17 @@ pub struct ListenerConfig {
     /// Tags added to every event (they join the data source).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// TCP only: whether the listener serves TLS. Unset, it does when `[tls]` has a certificate;
+    /// `false` keeps it plain (for senders that cannot speak TLS); `true` demands `[tls]`.
+    #[serde(default)]
+    pub tls: Option<bool>,
+}
+
+impl ListenerConfig {
+    /// Whether this TCP listener serves TLS, given whether `[tls]` is configured.
+    pub fn serves_tls(&self, tls_configured: bool) -> bool {
+        tls_configured && self.tls != Some(false)
+    }
 }
 
 /// The repository a listener writes to unless it names one, and the one an empty

@@ -9,6 +9,8 @@
 //!   a refused body is a typed [`body::Refusal`] that the HTTP layer turns into a status code.
 //! - [`tcp`], [`udp`]: the listeners, with [`framing`] (lines, syslog octet counting) and
 //!   [`connlimit`] (a door's limit on open connections, also used by the HTTP door).
+//! - [`tls`]: TLS for the HTTP door and the TCP listeners, its certificate files reloaded when
+//!   they change, optional client certificates (mTLS).
 //! - [`amqp`]: the AMQP 0-9-1 collector, which consumes a broker's queue and acknowledges
 //!   each message once its events are durable.
 //! - [`json_body`]: when a JSON text is one document and when it is lines.
@@ -35,6 +37,7 @@ pub mod metrics;
 pub mod protocols;
 pub mod repository;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 pub use budget::{Budget, Charge};

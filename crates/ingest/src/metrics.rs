@@ -292,6 +292,13 @@ struct BusDamage {
 struct ConnectionLimitMetrics {
     refused: Family<ListenerLabel, Counter>,
     timed_out: Family<PhaseLabel, Counter>,
+    tls_failed: Family<ListenerLabel, Counter>,
+    tls_reloads: Family<OutcomeLabel, Counter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -309,6 +316,8 @@ pub enum SlowPhase {
     Body,
     /// A whole line on a TCP connection (`ingest.tcp_idle_timeout`).
     Line,
+    /// The TLS handshake (`tls.handshake_timeout`).
+    Handshake,
 }
 
 impl IngestMetrics {
@@ -323,12 +332,33 @@ impl IngestMetrics {
             .inc();
     }
 
+    /// A TLS handshake on `listener` that failed (not TLS, no or a bad client certificate).
+    pub fn tls_handshake_failed(&self, door: Door, listener: &str) {
+        self.connection_limits
+            .tls_failed
+            .get_or_create(&ListenerLabel {
+                door: door.name(),
+                listener: listener.to_string(),
+            })
+            .inc();
+    }
+
+    /// The TLS certificate files changed: put in force (`true`) or refused, the old kept.
+    pub fn tls_reloaded(&self, in_force: bool) {
+        let outcome = if in_force { "reloaded" } else { "refused" };
+        self.connection_limits
+            .tls_reloads
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
     /// A request cut because its client was too slow.
     pub fn timed_out(&self, door: Door, phase: SlowPhase) {
         let phase = match phase {
             SlowPhase::Headers => "headers",
             SlowPhase::Body => "body",
             SlowPhase::Line => "line",
+            SlowPhase::Handshake => "handshake",
         };
         self.connection_limits
             .timed_out
@@ -476,8 +506,18 @@ impl IngestMetrics {
         );
         registry.register(
             "timed_out_requests",
-            "Requests cut because their headers or body (HTTP) or a whole line (TCP) did not arrive in time",
+            "Requests cut because their TLS handshake, headers or body (HTTP) or a whole line (TCP) did not arrive in time",
             m.connection_limits.timed_out.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed on the HTTP door or a TCP listener (not TLS, no or a bad client certificate)",
+            m.connection_limits.tls_failed.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "Changes of the TLS certificate files: reloaded (in force for new connections) or refused (the previous ones kept)",
+            m.connection_limits.tls_reloads.clone(),
         );
         registry.register(
             "grouped_tags",

@@ -6,13 +6,18 @@
 //! the sender. Bad lines are counted and logged, and the connection goes on. A JSON listener
 //! reads each line by [`crate::json_body`]'s rule (a line holding an array gives its elements).
 //! Connections past `ingest.max_tcp_connections` are closed at once, counted and logged.
+//!
+//! With TLS ([`crate::tls`]) each connection first shakes hands, within `tls.handshake_timeout`,
+//! in its own task (a slow handshake never holds the accept loop); then the same framing reads
+//! the decrypted stream, so syslog over TLS (RFC 5425, octet-counted) needs nothing more.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use eddy_event::Parser;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncRead;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -21,6 +26,7 @@ use crate::connlimit::ConnectionLimit;
 use crate::framing::{Frame, FrameReader, Framing};
 use crate::json_body;
 use crate::metrics::{Door, RejectReason, SlowPhase};
+use crate::tls::{self, Certificates, HandshakeError};
 use crate::{Ingest, IngestError, Repository};
 
 /// Events per stored batch at most.
@@ -37,14 +43,16 @@ pub struct TcpDoor {
     repo: Arc<Repository>,
     listener: TcpListener,
     addr: SocketAddr,
+    tls: Option<Arc<Certificates>>,
 }
 
 impl TcpDoor {
-    /// Binds the listener, which stores into `repo`.
+    /// Binds the listener, which stores into `repo`, serving TLS with `tls` if given.
     pub async fn bind(
         ingest: Arc<Ingest>,
         repo: Arc<Repository>,
         config: ListenerConfig,
+        tls: Option<Arc<Certificates>>,
     ) -> Result<TcpDoor, IngestError> {
         let listener = TcpListener::bind(config.listen)
             .await
@@ -61,6 +69,7 @@ impl TcpDoor {
             repo,
             listener,
             addr,
+            tls,
         })
     }
 
@@ -96,8 +105,17 @@ impl TcpDoor {
                         peer,
                     };
                     let stop = stop.clone();
+                    let tls = self.tls.clone();
+                    let listener = self.addr;
                     connections.spawn(async move {
-                        conn.run(stream, stop).await;
+                        let _ = stream.set_nodelay(true);
+                        match tls {
+                            None => conn.run(stream, stop).await,
+                            Some(tls) => match tls::handshake(&tls, stream).await {
+                                Ok(stream) => conn.run(stream, stop).await,
+                                Err(e) => conn.handshake_failed(listener, &e),
+                            },
+                        }
                         drop(slot);
                     });
                 }
@@ -123,8 +141,18 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream, mut stop: watch::Receiver<bool>) {
-        let _ = stream.set_nodelay(true);
+    fn handshake_failed(&self, listener: SocketAddr, e: &HandshakeError) {
+        let metrics = &self.ingest.metrics;
+        match e {
+            HandshakeError::TimedOut(_) => metrics.timed_out(Door::Tcp, SlowPhase::Handshake),
+            HandshakeError::Failed(_) => {
+                metrics.tls_handshake_failed(Door::Tcp, &listener.to_string());
+            }
+        }
+        tracing::debug!(peer = %self.peer, %listener, error = %e, "closing a TCP connection");
+    }
+
+    async fn run<S: AsyncRead + Unpin>(self, stream: S, mut stop: watch::Receiver<bool>) {
         let framing = if self.config.parser == Parser::Syslog {
             Framing::Syslog
         } else {

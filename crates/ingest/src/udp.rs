@@ -261,6 +261,7 @@ mod tests {
             repository: "main".into(),
             parser,
             tags: Default::default(),
+            tls: None,
         }
     }
 

@@ -53,11 +53,20 @@
 //! repository = "web"
 //! parser = "syslog"                # json | kv | accesslog | syslog | statsd | none
 //! tags = { type = "syslog" }       # added to every event of this listener
+//! tls = false                      # TCP: opt out of [tls] (unset: TLS when [tls] is set)
 //!
 //! [[udp]]                          # one event per datagram (statsd: one per line)
 //! listen = "127.0.0.1:8125"
 //! repository = "web"
 //! parser = "statsd"
+//!
+//! [tls]                            # TLS on the HTTP door and every [[tcp]] listener
+//! cert = "/etc/eddy/cert.pem"      # certificate chain (PEM), reloaded when it changes
+//! key = "/etc/eddy/key.pem"        # its private key (PEM)
+//! client_ca = "/etc/eddy/ca.pem"   # optional: clients must present a certificate it signed
+//! reload_interval = "5s"           # how often the files are read for changes
+//! handshake_timeout = "10s"        # a TLS handshake must complete within this
+//! allow_insecure = false           # true: start with tokens on a public plaintext door
 //!
 //! [[amqp]]                         # consume a RabbitMQ queue; ack once durable
 //! url = "amqp://guest:guest@127.0.0.1:5672/%2f"
@@ -77,6 +86,7 @@ use eddy_ingest::config::{check_tokens, duration, main_repository};
 pub use eddy_ingest::config::{
     IngestConfig, ListenerConfig, RepositoryConfig, SchemaBinding, MIN_TOKEN_LEN,
 };
+pub use eddy_ingest::tls::TlsConfig;
 pub use eddy_stream::alerts::{AlertConfig, ChannelConfig};
 pub use eddy_stream::config::{LiveConfig, PipelineConfig, SinkConfig};
 use serde::Deserialize;
@@ -119,6 +129,9 @@ pub struct Config {
     /// The doors for protocols shippers already speak, on the HTTP listener: OTLP,
     /// Elasticsearch `_bulk`, Loki push, Influx line protocol, Splunk HEC.
     pub doors: DoorsConfig,
+    /// TLS on the HTTP door and the TCP listeners, and the rule that refuses tokens on a
+    /// public door without it ([`crate::exposure`]).
+    pub tls: TlsConfig,
 }
 
 /// The protocol doors, each off until enabled.
@@ -218,6 +231,7 @@ impl Default for Config {
             alerts: BTreeMap::new(),
             channels: BTreeMap::new(),
             doors: DoorsConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -313,6 +327,23 @@ impl Config {
             }
         }
         check_tokens("http.admin_tokens", &self.http.admin_tokens, &mut problems);
+        problems.extend(self.tls.check());
+        for (i, l) in self.tcp.iter().enumerate() {
+            if l.tls == Some(true) && !self.tls.enabled() {
+                problems.push(format!(
+                    "tcp[{i}] ({}): tls = true needs [tls] cert and key",
+                    l.listen
+                ));
+            }
+        }
+        for (i, l) in self.udp.iter().enumerate() {
+            if l.tls.is_some() {
+                problems.push(format!(
+                    "udp[{i}] ({}): tls is for TCP listeners only (UDP has no TLS here)",
+                    l.listen
+                ));
+            }
+        }
         if let Err(e) = self.live.max_query_bytes() {
             problems.push(e);
         }
@@ -518,6 +549,7 @@ mod tests {
                 keys_in([&example["doors"]]),
             ),
             ("[doors.*]", keys_of::<DoorConfig>(), keys_in(doors)),
+            ("[tls]", keys_of::<TlsConfig>(), keys_in([&example["tls"]])),
         ];
         for (section, known, shown) in checks {
             assert!(!known.is_empty(), "{section}: no keys read from serde");

@@ -6,6 +6,12 @@
 //!
 //! A slow client therefore holds a connection slot for a bounded time, and memory only for the
 //! bytes it has sent (the ingest handler charges the in-flight budget as bytes arrive).
+//!
+//! With `[tls]`, each connection shakes hands in its own task within `tls.handshake_timeout`
+//! (so a half-sent hello never holds the accept loop), then hyper serves the decrypted stream:
+//! every route and websocket is then HTTPS. A hand loop over `tokio_rustls` rather than
+//! `axum-server`, because this loop already owns what TLS must fit into: the connection limit,
+//! the header timeout, the graceful shutdown and the metrics.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,10 +22,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::Router;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -28,6 +36,7 @@ use tokio::time::{Instant, Sleep};
 use crate::{AppState, ServerError};
 use eddy_ingest::connlimit::ConnectionLimit;
 use eddy_ingest::metrics::{IngestMetrics, SlowPhase};
+use eddy_ingest::tls::{self, Certificates, HandshakeError};
 use eddy_ingest::Door;
 
 /// The answer to a connection refused at the limit, written if the socket takes it at once.
@@ -39,11 +48,15 @@ pub struct HttpDoor {
     state: Arc<AppState>,
     listener: TcpListener,
     addr: SocketAddr,
+    tls: Option<Arc<Certificates>>,
 }
 
 impl HttpDoor {
-    /// Binds `http.listen`.
-    pub async fn bind(state: Arc<AppState>) -> Result<HttpDoor, ServerError> {
+    /// Binds `http.listen`, to serve HTTPS with `tls` if given.
+    pub async fn bind(
+        state: Arc<AppState>,
+        tls: Option<Arc<Certificates>>,
+    ) -> Result<HttpDoor, ServerError> {
         let listen = state.config.http.listen;
         let listener = TcpListener::bind(listen)
             .await
@@ -57,6 +70,7 @@ impl HttpDoor {
             state,
             listener,
             addr,
+            tls,
         })
     }
 
@@ -97,33 +111,38 @@ impl HttpDoor {
                 }
             };
             let Some(slot) = limit.admit(peer) else {
-                // Best effort: a client that reads gets a 503 instead of a bare close.
-                let _ = stream.try_write(REFUSED);
+                // Best effort: a plain HTTP client that reads gets a 503, not a bare close (a
+                // TLS client could not read it).
+                if self.tls.is_none() {
+                    let _ = stream.try_write(REFUSED);
+                }
                 continue;
             };
-            let _ = stream.set_nodelay(true);
-            let conn = builder
-                .clone()
-                .serve_connection(
-                    TokioIo::new(stream),
-                    TowerToHyperService::new(router.clone()),
-                )
-                .with_upgrades();
+            let builder = builder.clone();
+            let router = router.clone();
+            let tls = self.tls.clone();
+            let listener = self.addr;
             let metrics = self.state.ingest.metrics.clone();
-            let mut stop = stop.clone();
+            let stop = stop.clone();
             connections.spawn(async move {
-                tokio::pin!(conn);
-                let early = tokio::select! {
-                    served = conn.as_mut() => Some(served),
-                    _ = stop.wait_for(|s| *s) => None,
-                };
-                let served = match early {
-                    Some(served) => served,
-                    None => {
-                        // Idle connections close now; one inside a request finishes it first.
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
+                let _ = stream.set_nodelay(true);
+                let served = match tls {
+                    None => serve_connection(builder, stream, router, stop).await,
+                    Some(tls) => match tls::handshake(&tls, stream).await {
+                        Ok(stream) => serve_connection(builder, stream, router, stop).await,
+                        Err(e) => {
+                            match e {
+                                HandshakeError::TimedOut(_) => {
+                                    metrics.timed_out(Door::Http, SlowPhase::Handshake)
+                                }
+                                HandshakeError::Failed(_) => {
+                                    metrics.tls_handshake_failed(Door::Http, &listener.to_string())
+                                }
+                            }
+                            tracing::debug!(%peer, error = %e, "HTTPS connection refused");
+                            return;
+                        }
+                    },
                 };
                 match served {
                     Err(e) if e.is_timeout() => metrics.timed_out(Door::Http, SlowPhase::Headers),
@@ -137,6 +156,34 @@ impl HttpDoor {
         // New clients are refused by the kernel from now on, not left waiting in the backlog.
         drop(self.listener);
         while connections.join_next().await.is_some() {}
+    }
+}
+
+/// Serves one connection's requests until it closes; after `stop`, idle connections close at
+/// once and one inside a request finishes it first.
+async fn serve_connection<S>(
+    builder: hyper::server::conn::http1::Builder,
+    stream: S,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+) -> hyper::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
+        .with_upgrades();
+    tokio::pin!(conn);
+    let early = tokio::select! {
+        served = conn.as_mut() => Some(served),
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    match early {
+        Some(served) => served,
+        None => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     }
 }
 

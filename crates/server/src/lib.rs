@@ -25,6 +25,10 @@
 //!   `/write` ([`influx_door`]), Splunk HEC `/services/collector/…` ([`hec_door`]); what they share with the native door is [`protocol_doors`];
 //! - `GET /metrics` (Prometheus), `GET /health` (the process is up), `GET /ready` (the bus is
 //!   open and the doors accept events).
+//!
+//! With `[tls]`, every route above and the TCP listeners are served over TLS
+//! ([`eddy_ingest::tls`], certificate files reloaded when they change), and [`exposure`] is
+//! the rule that refuses to start with tokens on a public door without it.
 
 #![deny(missing_docs)]
 
@@ -33,6 +37,7 @@ pub mod api;
 pub mod config;
 pub mod dashboards_api;
 pub mod elastic_door;
+pub mod exposure;
 pub mod fields_api;
 pub mod hec_door;
 pub mod http;
@@ -96,6 +101,9 @@ pub enum ServerError {
     /// The configuration is wrong (each problem names its key).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The TLS certificate, key or client CA files are not usable.
+    #[error("TLS: {0}")]
+    Tls(#[from] eddy_ingest::tls::TlsError),
 }
 
 impl ServerError {
@@ -483,8 +491,12 @@ async fn ready(
 pub struct Bound {
     /// The HTTP door.
     pub http: std::net::SocketAddr,
+    /// Whether the HTTP door serves HTTPS.
+    pub tls: bool,
     /// TCP listeners, in configuration order.
     pub tcp: Vec<std::net::SocketAddr>,
+    /// Whether each TCP listener serves TLS, in the same order.
+    pub tcp_tls: Vec<bool>,
     /// UDP listeners, in configuration order.
     pub udp: Vec<std::net::SocketAddr>,
 }
@@ -498,17 +510,32 @@ pub async fn serve(
     on_listen: impl FnOnce(&Bound),
 ) -> Result<(), ServerError> {
     let state = Arc::new(tokio::task::block_in_place(|| open(config))?);
-    let http_door = http_door::HttpDoor::bind(state.clone()).await?;
+    let repositories = state.repositories();
+    let holders = exposure::token_holders(&state.config, repositories.iter().map(|r| &**r));
+    exposure::check(&state.config, &holders)?;
+    let tls =
+        tokio::task::block_in_place(|| eddy_ingest::tls::Certificates::load(&state.config.tls))?;
+    let http_door = http_door::HttpDoor::bind(state.clone(), tls.clone()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut doors = tokio::task::JoinSet::new();
     let mut bound = Bound {
         http: http_door.local_addr(),
+        tls: tls.is_some(),
         tcp: Vec::new(),
+        tcp_tls: Vec::new(),
         udp: Vec::new(),
     };
+    if let Some(tls) = &tls {
+        doors.spawn(
+            tls.clone()
+                .watch(state.ingest.metrics.clone(), stop_rx.clone()),
+        );
+    }
     for l in &state.config.tcp {
         let repo = state.listener_repository(l)?;
-        let door = TcpDoor::bind(state.ingest.clone(), repo, l.clone()).await?;
+        let door_tls = tls.clone().filter(|_| l.serves_tls(true));
+        bound.tcp_tls.push(door_tls.is_some());
+        let door = TcpDoor::bind(state.ingest.clone(), repo, l.clone(), door_tls).await?;
         bound.tcp.push(door.local_addr());
         doors.spawn(door.run(stop_rx.clone()));
     }
@@ -531,7 +558,7 @@ pub async fn serve(
     let maintenance = Maintenance::start(state.clone());
     state.start_pipelines();
     state.start_alerts();
-    tracing::info!(http = %bound.http, tcp = ?bound.tcp, udp = ?bound.udp, amqp = state.config.amqp.len(), repositories = state.repositories().len(), "eddy serve: doors open");
+    tracing::info!(http = %bound.http, tls = bound.tls, tcp = ?bound.tcp, udp = ?bound.udp, amqp = state.config.amqp.len(), repositories = state.repositories().len(), "eddy serve: doors open");
     on_listen(&bound);
     doors.spawn(http_door.run(stop_rx.clone()));
     shutdown.await;

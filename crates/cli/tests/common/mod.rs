@@ -67,7 +67,8 @@ impl Server {
             let mut line = String::new();
             stdout.read_line(&mut line).unwrap();
             let door = line.trim().strip_prefix("listening on ").unwrap();
-            if let Some(a) = door.strip_prefix("tcp://") {
+            let tcp = door.strip_prefix("tcp://");
+            if let Some(a) = tcp.or_else(|| door.strip_prefix("tls://")) {
                 server.tcp.push(a.parse().unwrap());
             } else if let Some(a) = door.strip_prefix("udp://") {
                 server.udp.push(a.parse().unwrap());
