@@ -59,6 +59,12 @@
 //! repository = "web"
 //! parser = "statsd"
 //!
+//! [limits]                         # every token's default; each may set its own
+//! requests_per_second = 100.0
+//! bytes_per_second = 10485760.0
+//! query_seconds_per_second = 1.0   # query run time per second
+//! live_queries = 10                # live query websockets at once
+//!
 //! [[amqp]]                         # consume a RabbitMQ queue; ack once durable
 //! url = "amqp://guest:guest@127.0.0.1:5672/%2f"
 //! queue = "events"
@@ -119,6 +125,9 @@ pub struct Config {
     /// The doors for protocols shippers already speak, on the HTTP listener: OTLP,
     /// Elasticsearch `_bulk`, Loki push, Influx line protocol, Splunk HEC.
     pub doors: DoorsConfig,
+    /// The default limits of every token (each token may set its own at creation); unset:
+    /// unlimited.
+    pub limits: crate::limits::TokenLimits,
 }
 
 /// The protocol doors, each off until enabled.
@@ -218,6 +227,7 @@ impl Default for Config {
             alerts: BTreeMap::new(),
             channels: BTreeMap::new(),
             doors: DoorsConfig::default(),
+            limits: crate::limits::TokenLimits::default(),
         }
     }
 }
@@ -313,6 +323,7 @@ impl Config {
             }
         }
         check_tokens("http.admin_tokens", &self.http.admin_tokens, &mut problems);
+        problems.extend(self.limits.problems("limits"));
         if let Err(e) = self.live.max_query_bytes() {
             problems.push(e);
         }
@@ -518,6 +529,11 @@ mod tests {
                 keys_in([&example["doors"]]),
             ),
             ("[doors.*]", keys_of::<DoorConfig>(), keys_in(doors)),
+            (
+                "[limits]",
+                keys_of::<crate::limits::TokenLimits>(),
+                keys_in([&example["limits"]]),
+            ),
         ];
         for (section, known, shown) in checks {
             assert!(!known.is_empty(), "{section}: no keys read from serde");

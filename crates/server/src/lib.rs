@@ -28,8 +28,11 @@
 
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod alerts_api;
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod dashboards_api;
 pub mod elastic_door;
@@ -38,6 +41,7 @@ pub mod hec_door;
 pub mod http;
 pub mod http_door;
 pub mod influx_door;
+pub mod limits;
 pub mod live_api;
 pub mod loki_door;
 pub mod metrics;
@@ -47,6 +51,7 @@ pub(crate) mod protocol_doors;
 pub mod query;
 pub mod registry_api;
 pub mod syntax_api;
+pub mod tokens_api;
 pub mod ui_assets;
 
 use std::collections::BTreeMap;
@@ -135,6 +140,10 @@ pub struct AppState {
     created: Mutex<BTreeMap<String, config::RepositoryConfig>>,
     /// The web UI's dashboards and saved searches.
     pub documents: dashboards_api::UiDocuments,
+    /// The tokens eddy knows and what they may do.
+    pub auth: auth::Auth,
+    /// Admin actions and refused authentications, into `_audit`.
+    pub audit: audit::Audit,
 }
 
 /// The open repositories, by name.
@@ -304,6 +313,10 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         )?;
         repositories.insert(Arc::new(repo));
     }
+    let auth = auth::Auth::open(&config, &created).map_err(|e| ServerError::Io {
+        context: "reading the tokens".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     let pipelines_path = pipelines_api::created_file(&config.data_dir);
     let created_pipelines = api::load_created(&pipelines_path).map_err(ServerError::io(
         format!("reading {}", pipelines_path.display()),
@@ -355,6 +368,8 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         repositories,
         created: Mutex::new(created),
         documents,
+        auth,
+        audit: audit::Audit::default(),
     })
 }
 
@@ -371,6 +386,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(fields_api::fields),
         )
         .route("/api/v1/repositories/{name}/live", get(live_api::live))
+        .route(
+            "/api/v1/tokens",
+            get(tokens_api::list).post(tokens_api::create),
+        )
+        .route("/api/v1/tokens/{id}", delete(tokens_api::revoke))
         .route("/api/v1/channels/{name}", get(live_api::channel))
         .route(
             "/api/v1/pipelines",
@@ -422,6 +442,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .merge(protocol_door_routes(&state.config.doors))
+        // Every route's access rule, before its handler (routes only: a 404 needs no token).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::guard,
+        ))
         // The ingest handler bounds its body itself, charging the budget as bytes arrive.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::map_request_with_state(
@@ -498,6 +523,7 @@ pub async fn serve(
     on_listen: impl FnOnce(&Bound),
 ) -> Result<(), ServerError> {
     let state = Arc::new(tokio::task::block_in_place(|| open(config))?);
+    state.audit.start(Arc::downgrade(&state));
     let http_door = http_door::HttpDoor::bind(state.clone()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut doors = tokio::task::JoinSet::new();
@@ -541,6 +567,7 @@ pub async fn serve(
     tracing::info!("eddy serve: doors closed; stopping the digests and closing the bus");
     maintenance.stop();
     tokio::task::block_in_place(|| {
+        state.audit.stop();
         state.pipelines.stop_all();
         state.alerts.stop_all();
         state.live.stop();
