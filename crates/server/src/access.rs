@@ -408,3 +408,15 @@ fn answer(path: &str, r: crate::http::Reject) -> Response {
 /// repository's name): a handler puts it in its response's extensions.
 #[derive(Debug, Clone)]
 pub struct AuditTarget(pub String);
+
+/// A `201` with `body`, its `name` or `id` the audit's target.
+pub(crate) fn created(body: serde_json::Value) -> Response {
+    let target = ["name", "id"]
+        .iter()
+        .find_map(|k| body[*k].as_str().map(str::to_string));
+    let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
+    if let Some(t) = target {
+        response.extensions_mut().insert(AuditTarget(t));
+    }
+    response
+}

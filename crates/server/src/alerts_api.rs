@@ -47,7 +47,7 @@ fn not_found(name: &str) -> Reject {
 pub async fn create(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
     let made = tokio::task::spawn_blocking(move || create_alert(&state, &body)).await;
     match made {
-        Ok(Ok(v)) => (StatusCode::CREATED, Json(v)).into_response(),
+        Ok(Ok(v)) => crate::access::created(v),
         Ok(Err(r)) => r.into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
@@ -220,7 +220,7 @@ pub async fn silences(State(state): State<Arc<AppState>>) -> Response {
 pub async fn silence(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
     let made = tokio::task::spawn_blocking(move || add_silence(&state, &body)).await;
     match made {
-        Ok(Ok(v)) => (StatusCode::CREATED, Json(v)).into_response(),
+        Ok(Ok(v)) => crate::access::created(v),
         Ok(Err(r)) => r.into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }

@@ -190,7 +190,7 @@ pub async fn get(State(state): State<Arc<AppState>>, Path(name): Path<String>) -
 /// `POST /api/v1/repositories`.
 pub async fn create(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
     match create_repository(state, body).await {
-        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Ok(v) => crate::access::created(v),
         Err(r) => r.into_response(),
     }
 }

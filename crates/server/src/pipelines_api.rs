@@ -74,7 +74,7 @@ fn not_found(name: &str) -> Reject {
 /// `POST /api/v1/pipelines`: `{"name": …, "from": …, "query": …, "sinks": [...]}`.
 pub async fn create(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
     match create_pipeline(&state, &body) {
-        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Ok(v) => crate::access::created(v),
         Err(r) => r.into_response(),
     }
 }
