@@ -209,7 +209,7 @@ async fn store_items(
         };
         let named = (!item.index.is_empty()).then_some(item.index.as_str());
         let repo = match doors::repository(state, config, named).and_then(|repo| {
-            doors::authorize(&state, &repo, token, "Authorization")?;
+            doors::authorize(state, &repo, token, "Authorization")?;
             Ok(repo)
         }) {
             Ok(repo) => repo,

@@ -90,7 +90,7 @@ async fn accept(
     let repo = match doors::repository(state, &state.config.doors.otlp, None).and_then(|repo| {
         let token = doors::given_token(headers);
         doors::authorize(
-            &state,
+            state,
             &repo,
             token.as_deref(),
             "Authorization: Bearer <token>",
