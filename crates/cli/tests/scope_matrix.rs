@@ -635,3 +635,51 @@ fn every_route_answers_each_caller_as_its_row_says_and_the_audit_keeps_who_did_w
     );
     server.stop();
 }
+
+#[test]
+fn a_token_past_its_request_rate_gets_429_with_retry_after_and_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), CONFIG);
+    let admin = create_token(&server, None, &["--scope", "admin"]);
+    let admin_secret = admin["secret"].as_str().unwrap().to_string();
+    // One request per 1000 s: the first passes, the next waits for a refill that will not
+    // come during the test.
+    let slow = create_token(
+        &server,
+        Some(&admin_secret),
+        &["--scope", "ingest:web", "--requests-per-second", "0.001"],
+    );
+    let auth = format!("Bearer {}", slow["secret"].as_str().unwrap());
+    let url = format!("{}/api/v1/ingest/web", server.url);
+    let send = || {
+        agent()
+            .post(&url)
+            .header("Authorization", &auth)
+            .send(&b"{\"a\":1}\n"[..])
+            .unwrap()
+    };
+    assert_eq!(send().status().as_u16(), 200);
+    let refused = send();
+    assert_eq!(refused.status().as_u16(), 429);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1, "{retry}");
+    let id = slow["id"].as_str().unwrap();
+    let series = format!("eddy_limited_total{{token=\"{id}\",limit=\"requests\"}}");
+    let metrics = agent()
+        .get(format!("{}/metrics", server.url))
+        .header("Authorization", &format!("Bearer {admin_secret}"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("{series} 1")),
+        "{series} not in\n{metrics}"
+    );
+    server.stop();
+}
