@@ -1,7 +1,7 @@
 //! The audit: admin actions (a token created or revoked, a repository created, a schema
 //! registered or deleted, a pipeline, alert rule or silence changed…) and refused
 //! authentications are events of the system repository [`AUDIT_REPOSITORY`], searchable with
-//! the query language like any other (`action=token.create | table(actor, target)`).
+//! the query language like any other (`action=token.create | table([actor, target])`).
 //!
 //! An event names the actor by its token's id (`tok_…`, `config:…` or `anonymous`), never by
 //! its secret. Fields: `action`, `actor`, `status` (the answer's code), `method`, `route`,
