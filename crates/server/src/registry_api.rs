@@ -200,6 +200,7 @@ async fn register(
     Path(subject): Path<String>,
     body: Bytes,
 ) -> Answer {
+    check_subject(&subject)?;
     let (kind, schema) = SchemaRequest::parse(&body)?;
     let done = call(&state, move |r| {
         let done = r.register(&subject, kind, &schema)?;
@@ -210,6 +211,35 @@ async fn register(
     })
     .await?;
     Ok(reply(json!({"id": done.id})))
+}
+
+/// The longest subject name, in bytes.
+pub const MAX_SUBJECT_BYTES: usize = 249;
+
+/// A new subject's name: 1 to [`MAX_SUBJECT_BYTES`] bytes, no control character (NUL
+/// included), no `/`, no `..`. Subjects live in the bus's journal, not as files; the rule
+/// keeps them safe to show and to use as names anywhere later.
+fn check_subject(subject: &str) -> Result<(), Refusal> {
+    let problem = if subject.is_empty() || subject.len() > MAX_SUBJECT_BYTES {
+        Some(format!("must be 1 to {MAX_SUBJECT_BYTES} bytes long"))
+    } else if subject.chars().any(char::is_control) {
+        Some("must not hold control characters".to_string())
+    } else if subject.contains('/') || subject.contains("..") {
+        Some("must not hold '/' or '..'".to_string())
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(p) => Err(Refusal::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42202,
+            format!(
+                "subject {:?}: {p}",
+                subject.chars().take(64).collect::<String>()
+            ),
+        )),
+    }
 }
 
 async fn lookup(
@@ -343,4 +373,18 @@ async fn delete_subject_config(
     })
     .await?;
     Ok(reply(json!({"compatibilityLevel": before.name()})))
+}
+
+#[cfg(test)]
+mod subject_tests {
+    #[test]
+    fn subjects_with_traversal_nul_or_too_long_are_refused() {
+        for bad in ["", "..", "a/../b", "a/b", "a\0b", "x\u{1}"] {
+            assert!(super::check_subject(bad).is_err(), "{bad:?}");
+        }
+        assert!(super::check_subject(&"s".repeat(250)).is_err());
+        for good in ["orders-value", "com.example.Order", "web_events"] {
+            assert!(super::check_subject(good).is_ok(), "{good}");
+        }
+    }
 }
