@@ -15,6 +15,7 @@ mod send;
 mod serve;
 mod store;
 mod tail;
+mod token;
 mod topic;
 use eddy_event::units;
 
@@ -163,6 +164,9 @@ enum Command {
     /// Alert rules of a running server: list, show, create, delete, history.
     #[command(subcommand)]
     Alert(alert::AlertCommand),
+    /// Tokens of a running server: create (the secret is shown once), list, revoke.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Run benchmarks and write their report.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -204,6 +208,7 @@ fn main() -> ExitCode {
         Command::Schema(cmd) => schema::run(cmd),
         Command::Store(args) => store::run(args),
         Command::Alert(cmd) => alert::run(cmd),
+        Command::Token(cmd) => token::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     };
     match result {

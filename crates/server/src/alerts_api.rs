@@ -7,14 +7,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use eddy_stream::alerts;
 pub use eddy_stream::alerts::ALERTS_REPOSITORY;
 
 use crate::config::{AlertConfig, RepositoryConfig};
-use crate::http::{authorize, error, Reject};
+use crate::http::{error, Reject};
 use crate::AppState;
 
 /// Where rules created through the API are kept.
@@ -23,22 +23,12 @@ pub fn created_file(data_dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// `GET /api/v1/alerts`.
-pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
-        return r.into_response();
-    }
+pub async fn list(State(state): State<Arc<AppState>>) -> Response {
     Json(serde_json::json!({ "alerts": state.alerts.describe(None) })).into_response()
 }
 
 /// `GET /api/v1/alerts/{name}`.
-pub async fn get(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
-        return r.into_response();
-    }
+pub async fn get(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
     match state.alerts.describe(Some(&name)).pop() {
         Some(a) => Json(a).into_response(),
         None => not_found(&name).into_response(),
@@ -54,25 +44,16 @@ fn not_found(name: &str) -> Reject {
 
 /// `POST /api/v1/alerts`: `{"name": …, "from": …, "query": …, "window": …, "above": …}`.
 /// Every problem of the rule is in the `400`'s message at once.
-pub async fn create(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let made = tokio::task::spawn_blocking(move || create_alert(&state, &headers, &body)).await;
+pub async fn create(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+    let made = tokio::task::spawn_blocking(move || create_alert(&state, &body)).await;
     match made {
-        Ok(Ok(v)) => (StatusCode::CREATED, Json(v)).into_response(),
+        Ok(Ok(v)) => crate::access::created(v),
         Ok(Err(r)) => r.into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
-fn create_alert(
-    state: &Arc<AppState>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<serde_json::Value, Reject> {
-    authorize(headers, &state.config.http.admin_tokens)?;
+fn create_alert(state: &Arc<AppState>, body: &[u8]) -> Result<serde_json::Value, Reject> {
     let invalid = |e: String| error(StatusCode::BAD_REQUEST, format!("invalid alert: {e}"));
     let (name, config): (String, AlertConfig) = crate::api::named(body).map_err(invalid)?;
     let mut problems = config.problems(&name);
@@ -100,14 +81,7 @@ fn create_alert(
 
 /// `DELETE /api/v1/alerts/{name}`: stops it and forgets it with its memory (what it stored
 /// in `_alerts` stays).
-pub async fn delete(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
-        return r.into_response();
-    }
+pub async fn delete(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
     if state.config.alerts.contains_key(&name) {
         return error(
             StatusCode::CONFLICT,
@@ -163,12 +137,8 @@ pub struct TestRange {
 pub async fn test(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
-        return r.into_response();
-    }
     let done = tokio::task::spawn_blocking(move || replay(&state, &name, &body)).await;
     match done {
         Ok(Ok(v)) => Json(v).into_response(),
@@ -228,10 +198,7 @@ pub struct NewSilence {
 }
 
 /// `GET /api/v1/silences`: every silence, with whether it is still in force.
-pub async fn silences(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
-        return r.into_response();
-    }
+pub async fn silences(State(state): State<Arc<AppState>>) -> Response {
     let now = eddy_event::time::now_ns();
     let list: Vec<serde_json::Value> = state
         .alerts
@@ -250,17 +217,10 @@ pub async fn silences(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
 
 /// `POST /api/v1/silences` `{"matchers": ["alert=errors", "host=web-1"], "duration": "2h"}`:
 /// `201` with the silence (its `id`), `400` naming every problem.
-pub async fn silence(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
-        return r.into_response();
-    }
+pub async fn silence(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
     let made = tokio::task::spawn_blocking(move || add_silence(&state, &body)).await;
     match made {
-        Ok(Ok(v)) => (StatusCode::CREATED, Json(v)).into_response(),
+        Ok(Ok(v)) => crate::access::created(v),
         Ok(Err(r)) => r.into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
@@ -327,14 +287,7 @@ fn add_silence(state: &AppState, body: &[u8]) -> Result<serde_json::Value, Rejec
 }
 
 /// `DELETE /api/v1/silences/{id}`: the silence ends now (its rules send `silence_expired`).
-pub async fn unsilence(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
-        return r.into_response();
-    }
+pub async fn unsilence(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     let done =
         tokio::task::spawn_blocking(move || state.alerts.silences().remove(&id).map(|f| (f, id)))
             .await;

@@ -10,7 +10,7 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use eddy_base::io::IoContext;
@@ -19,7 +19,7 @@ use eddy_ingest::Repository;
 use serde_json::json;
 
 use crate::config::RepositoryConfig;
-use crate::http::{authorize, error, Reject};
+use crate::http::{error, Reject};
 use crate::AppState;
 
 /// The file of API-created repositories in a data directory.
@@ -174,23 +174,13 @@ fn store_stats(catalogue: &eddy_store::catalogue::Catalogue) -> serde_json::Valu
 }
 
 /// `GET /api/v1/repositories`.
-pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
-        return r.into_response();
-    }
+pub async fn list(State(state): State<Arc<AppState>>) -> Response {
     let repos: Vec<_> = state.repositories().iter().map(|r| describe(r)).collect();
     Json(json!({ "repositories": repos })).into_response()
 }
 
 /// `GET /api/v1/repositories/{name}`.
-pub async fn get(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
-        return r.into_response();
-    }
+pub async fn get(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
     match state.existing_repository(&name) {
         Ok(repo) => Json(describe(&repo)).into_response(),
         Err(r) => r.into_response(),
@@ -198,23 +188,17 @@ pub async fn get(
 }
 
 /// `POST /api/v1/repositories`.
-pub async fn create(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    match create_repository(state, headers, body).await {
-        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+pub async fn create(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+    match create_repository(state, body).await {
+        Ok(v) => crate::access::created(v),
         Err(r) => r.into_response(),
     }
 }
 
 async fn create_repository(
     state: Arc<AppState>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<serde_json::Value, Reject> {
-    authorize(&headers, &state.config.http.admin_tokens)?;
     let invalid = |e: String| error(StatusCode::BAD_REQUEST, format!("invalid repository: {e}"));
     let (name, config): (String, RepositoryConfig) = named(&body).map_err(invalid)?;
     let mut problems = Vec::new();
@@ -278,17 +262,11 @@ pub async fn events(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
-    headers: HeaderMap,
 ) -> Response {
     let repo = match state.existing_repository(&name) {
         Ok(repo) => repo,
         Err(r) => return r.into_response(),
     };
-    let mut tokens = repo.config.tokens.clone();
-    tokens.extend(state.config.http.admin_tokens.iter().cloned());
-    if let Err(r) = authorize(&headers, &tokens) {
-        return r.into_response();
-    }
     let (scan, limit) = match scan_of(query.as_deref().unwrap_or("")) {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, e).into_response(),

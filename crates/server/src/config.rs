@@ -67,6 +67,11 @@
 //! reload_interval = "5s"           # how often the files are read for changes
 //! handshake_timeout = "10s"        # a TLS handshake must complete within this
 //! allow_insecure = false           # true: start with tokens on a public plaintext door
+//! [limits]                         # every token's default; each may set its own
+//! requests_per_second = 100.0
+//! bytes_per_second = 10485760.0
+//! query_seconds_per_second = 1.0   # query run time per second
+//! live_queries = 10                # live query websockets at once
 //!
 //! [[amqp]]                         # consume a RabbitMQ queue; ack once durable
 //! url = "amqp://guest:guest@127.0.0.1:5672/%2f"
@@ -132,6 +137,9 @@ pub struct Config {
     /// TLS on the HTTP door and the TCP listeners, and the rule that refuses tokens on a
     /// public door without it ([`crate::exposure`]).
     pub tls: TlsConfig,
+    /// The default limits of every token (each token may set its own at creation); unset:
+    /// unlimited.
+    pub limits: crate::limits::TokenLimits,
 }
 
 /// The protocol doors, each off until enabled.
@@ -232,6 +240,7 @@ impl Default for Config {
             channels: BTreeMap::new(),
             doors: DoorsConfig::default(),
             tls: TlsConfig::default(),
+            limits: crate::limits::TokenLimits::default(),
         }
     }
 }
@@ -344,6 +353,7 @@ impl Config {
                 ));
             }
         }
+        problems.extend(self.limits.problems("limits"));
         if let Err(e) = self.live.max_query_bytes() {
             problems.push(e);
         }
@@ -550,6 +560,11 @@ mod tests {
             ),
             ("[doors.*]", keys_of::<DoorConfig>(), keys_in(doors)),
             ("[tls]", keys_of::<TlsConfig>(), keys_in([&example["tls"]])),
+            (
+                "[limits]",
+                keys_of::<crate::limits::TokenLimits>(),
+                keys_in([&example["limits"]]),
+            ),
         ];
         for (section, known, shown) in checks {
             assert!(!known.is_empty(), "{section}: no keys read from serde");

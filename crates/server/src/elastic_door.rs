@@ -138,6 +138,7 @@ async fn accept(
     let first = doors::repository(&state, config, path_index.as_deref());
     let first = match first.and_then(|repo| {
         doors::authorize(
+            &state,
             &repo,
             token.as_deref(),
             "Authorization: Bearer <token> or ApiKey",
@@ -208,7 +209,7 @@ async fn store_items(
         };
         let named = (!item.index.is_empty()).then_some(item.index.as_str());
         let repo = match doors::repository(state, config, named).and_then(|repo| {
-            doors::authorize(&repo, token, "Authorization")?;
+            doors::authorize(state, &repo, token, "Authorization")?;
             Ok(repo)
         }) {
             Ok(repo) => repo,

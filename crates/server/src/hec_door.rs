@@ -80,7 +80,12 @@ async fn accept(
     let named = raw.as_ref().and_then(|q| q.get("index").cloned());
     let admitted =
         doors::repository(&state, &state.config.doors.hec, named.as_deref()).and_then(|repo| {
-            doors::authorize(&repo, token.as_deref(), "Authorization: Splunk <token>")
+            doors::authorize(
+                &state,
+                &repo,
+                token.as_deref(),
+                "Authorization: Splunk <token>",
+            )
         });
     if let Err(r) = admitted {
         let r = doors::refuse_unread(body, r).await;
@@ -105,7 +110,12 @@ async fn accept(
         let mut batches: Vec<(Arc<Repository>, Vec<Event>)> = Vec::new();
         for (index, events) in parsed {
             let repo = doors::repository(&state, &state.config.doors.hec, index.as_deref())?;
-            doors::authorize(&repo, token.as_deref(), "Authorization: Splunk <token>")?;
+            doors::authorize(
+                &state,
+                &repo,
+                token.as_deref(),
+                "Authorization: Splunk <token>",
+            )?;
             match batches.iter_mut().find(|(r, _)| r.name == repo.name) {
                 Some((_, batch)) => batch.extend(events),
                 None => batches.push((repo, events)),

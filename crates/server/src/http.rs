@@ -9,9 +9,9 @@
 //! - All or nothing: if any line is bad the answer is 400 listing each bad line's number, column,
 //!   field and reason, and nothing of the request is stored. Otherwise 200, sent only after
 //!   every event is durable in the bus.
-//! - 413 for a body or an event over the configured limits; 401 without a token where the
-//!   repository needs one, 403 with a wrong one, 404 for an unknown repository. Tokens are
-//!   never logged.
+//! - 413 for a body or an event over the configured limits; 401 without a token where one is
+//!   needed, 403 with a wrong one or one without `ingest:<repository>` (the router's guard,
+//!   [`crate::access`]), 404 for an unknown repository. Tokens are never logged.
 //! - Back-pressure: the in-flight budget is charged as the body's bytes arrive (a slow client
 //!   holds only what it has sent); a chunk waits up to `ingest.queue_timeout` for room, then the
 //!   request gets 429 with `Retry-After`; 503 with `Retry-After` if the bus fails. A body that
@@ -54,7 +54,7 @@ pub struct Reject {
     status: StatusCode,
     body: serde_json::Value,
     /// Send `WWW-Authenticate: Bearer` (401).
-    challenge: bool,
+    pub(crate) challenge: bool,
     /// Send `Retry-After` (429, 503).
     pub(crate) retry_after: Option<Duration>,
     /// Events refused, for the metrics (1 when the request could not be read).
@@ -131,48 +131,6 @@ pub(crate) fn basic_password(encoded: &str) -> Option<String> {
     let text = String::from_utf8(decoded).ok()?;
     text.split_once(':')
         .map(|(_, password)| password.to_string())
-}
-
-/// Checks the token (bearer, or basic auth's password) against `tokens`, in constant time
-/// per token.
-pub(crate) fn authorize(headers: &HeaderMap, tokens: &[String]) -> Result<(), Reject> {
-    if tokens.is_empty() {
-        return Ok(());
-    }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .map(str::to_string)
-                .or_else(|| basic_password(v.strip_prefix("Basic ")?))
-        });
-    let given = given.as_deref();
-    let Some(given) = given else {
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            "a token is needed: Authorization: Bearer <token>",
-        );
-        r.challenge = true;
-        return Err(r);
-    };
-    if token_matches(given, tokens) {
-        Ok(())
-    } else {
-        Err(error(StatusCode::FORBIDDEN, "the token is not valid here"))
-    }
-}
-
-/// Whether `given` is one of `tokens`, compared in constant time per token.
-pub(crate) fn token_matches(given: &str, tokens: &[String]) -> bool {
-    let matches = |t: &String| {
-        t.len() == given.len()
-            && t.bytes()
-                .zip(given.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    };
-    tokens.iter().any(matches)
 }
 
 pub(crate) fn content_encoding(headers: &HeaderMap) -> String {
@@ -298,8 +256,8 @@ async fn admit(
     params: IngestParams,
     headers: &HeaderMap,
 ) -> Result<Admitted, Reject> {
+    // The token was checked by the router's guard (`ingest:<repository>`).
     let repo = state.existing_repository(repository)?;
-    authorize(headers, &repo.config.tokens)?;
     let parser = params
         .parser
         .as_deref()

@@ -51,7 +51,12 @@ async fn write(
     let repo = match doors::repository(&state, &state.config.doors.influx, named.as_deref())
         .and_then(|repo| {
             let token = doors::given_token(&headers).or_else(|| query.get("p").cloned());
-            doors::authorize(&repo, token.as_deref(), "Authorization: Token <token>")?;
+            doors::authorize(
+                &state,
+                &repo,
+                token.as_deref(),
+                "Authorization: Token <token>",
+            )?;
             Ok(repo)
         }) {
         Ok(repo) => repo,

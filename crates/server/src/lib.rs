@@ -32,8 +32,11 @@
 
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod alerts_api;
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod dashboards_api;
 pub mod elastic_door;
@@ -43,6 +46,7 @@ pub mod hec_door;
 pub mod http;
 pub mod http_door;
 pub mod influx_door;
+pub mod limits;
 pub mod live_api;
 pub mod loki_door;
 pub mod metrics;
@@ -52,6 +56,7 @@ pub(crate) mod protocol_doors;
 pub mod query;
 pub mod registry_api;
 pub mod syntax_api;
+pub mod tokens_api;
 pub mod ui_assets;
 
 use std::collections::BTreeMap;
@@ -143,6 +148,10 @@ pub struct AppState {
     created: Mutex<BTreeMap<String, config::RepositoryConfig>>,
     /// The web UI's dashboards and saved searches.
     pub documents: dashboards_api::UiDocuments,
+    /// The tokens eddy knows and what they may do.
+    pub auth: auth::Auth,
+    /// Admin actions and refused authentications, into `_audit`.
+    pub audit: audit::Audit,
 }
 
 /// The open repositories, by name.
@@ -312,6 +321,10 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         )?;
         repositories.insert(Arc::new(repo));
     }
+    let auth = auth::Auth::open(&config, &created).map_err(|e| ServerError::Io {
+        context: "reading the tokens".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     let pipelines_path = pipelines_api::created_file(&config.data_dir);
     let created_pipelines = api::load_created(&pipelines_path).map_err(ServerError::io(
         format!("reading {}", pipelines_path.display()),
@@ -363,6 +376,8 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         repositories,
         created: Mutex::new(created),
         documents,
+        auth,
+        audit: audit::Audit::default(),
     })
 }
 
@@ -379,6 +394,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(fields_api::fields),
         )
         .route("/api/v1/repositories/{name}/live", get(live_api::live))
+        .route(
+            "/api/v1/tokens",
+            get(tokens_api::list).post(tokens_api::create),
+        )
+        .route("/api/v1/tokens/{id}", delete(tokens_api::revoke))
         .route("/api/v1/channels/{name}", get(live_api::channel))
         .route(
             "/api/v1/pipelines",
@@ -430,6 +450,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .merge(protocol_door_routes(&state.config.doors))
+        // Every route's access rule, before its handler (routes only: a 404 needs no token).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::guard,
+        ))
         // The ingest handler bounds its body itself, charging the budget as bytes arrive.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::map_request_with_state(
@@ -511,10 +536,14 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let state = Arc::new(tokio::task::block_in_place(|| open(config))?);
     let repositories = state.repositories();
-    let holders = exposure::token_holders(&state.config, repositories.iter().map(|r| &**r));
+    let mut holders = exposure::token_holders(&state.config, repositories.iter().map(|r| &**r));
+    if state.auth.has_created_tokens() {
+        holders.push(auth::tokens_file(&state.config.data_dir).display().to_string());
+    }
     exposure::check(&state.config, &holders)?;
     let tls =
         tokio::task::block_in_place(|| eddy_ingest::tls::Certificates::load(&state.config.tls))?;
+    state.audit.start(Arc::downgrade(&state));
     let http_door = http_door::HttpDoor::bind(state.clone(), tls.clone()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut doors = tokio::task::JoinSet::new();
@@ -568,6 +597,7 @@ pub async fn serve(
     tracing::info!("eddy serve: doors closed; stopping the digests and closing the bus");
     maintenance.stop();
     tokio::task::block_in_place(|| {
+        state.audit.stop();
         state.pipelines.stop_all();
         state.alerts.stop_all();
         state.live.stop();

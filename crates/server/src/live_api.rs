@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use eddy_log::now_ns;
 use eddy_query::Window;
@@ -25,7 +25,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::http::error;
-use crate::query::{authorize_read, query_error_body};
+use crate::query::query_error_body;
 use crate::AppState;
 use eddy_stream::live::{Frame, Subscription, ViewKey};
 use eddy_stream::metrics::StreamMetrics;
@@ -50,16 +50,6 @@ pub struct LiveParams {
     pub token: Option<String>,
 }
 
-/// With `?token=` as the bearer token when no header says otherwise.
-fn with_token(mut headers: HeaderMap, token: Option<&str>) -> HeaderMap {
-    if let Some(value) = token.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
-        headers
-            .entry(axum::http::header::AUTHORIZATION)
-            .or_insert(value);
-    }
-    headers
-}
-
 fn duration(what: &str, text: &str) -> Result<Duration, crate::http::Reject> {
     humantime::parse_duration(text).map_err(|e| {
         error(
@@ -74,17 +64,23 @@ pub async fn live(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(params): Query<LiveParams>,
-    headers: HeaderMap,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let repo = match state.existing_repository(&name) {
         Ok(repo) => repo,
         Err(r) => return r.into_response(),
     };
-    let headers = with_token(headers, params.token.as_deref());
-    if let Err(r) = authorize_read(&state, &repo, &headers) {
-        return r.into_response();
-    }
+    // The token's place among its live queries, held while the socket is open.
+    let slot = match caller.as_ref().map(|c| &c.0 .0) {
+        Some(Ok(p)) => match p.limits.live_slot() {
+            Ok(slot) => Some(slot),
+            Err(l) => {
+                return crate::limits::refusal(&state.metrics.limits, &p.id, l).into_response()
+            }
+        },
+        _ => None,
+    };
     let window = match duration("window", params.window.as_deref().unwrap_or("15m")) {
         Ok(w) => w,
         Err(r) => return r.into_response(),
@@ -134,21 +130,18 @@ pub async fn live(
         .view(&Arc::new(ReadHandle::from(&*repo)), key, prepared, window);
     let subscription = view.subscribe(state.live.metrics());
     let metrics = state.live.metrics().clone();
-    upgrade.on_upgrade(move |socket| serve_view(socket, subscription, metrics))
+    upgrade.on_upgrade(move |socket| async move {
+        serve_view(socket, subscription, metrics).await;
+        drop(slot);
+    })
 }
 
 /// `GET /api/v1/channels/{name}`: a pipeline's websocket sink.
 pub async fn channel(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    Query(params): Query<std::collections::HashMap<String, String>>,
-    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let headers = with_token(headers, params.get("token").map(String::as_str));
-    if let Err(r) = crate::http::authorize(&headers, &state.config.http.admin_tokens) {
-        return r.into_response();
-    }
     let pushed = state.live.channel(&name).subscribe();
     let metrics = state.live.metrics().clone();
     upgrade.on_upgrade(move |socket| serve_channel(socket, pushed, metrics))

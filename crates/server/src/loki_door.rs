@@ -37,7 +37,12 @@ async fn push(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body
     let repo = match doors::repository(&state, &state.config.doors.loki, tenant.as_deref())
         .and_then(|repo| {
             let token = doors::given_token(&headers);
-            doors::authorize(&repo, token.as_deref(), "Authorization: Bearer <token>")?;
+            doors::authorize(
+                &state,
+                &repo,
+                token.as_deref(),
+                "Authorization: Bearer <token>",
+            )?;
             Ok(repo)
         }) {
         Ok(repo) => repo,

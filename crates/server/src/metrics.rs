@@ -15,6 +15,8 @@ pub struct Metrics {
     pub ingest: Arc<IngestMetrics>,
     /// Live queries' and pipelines' (`eddy_live_*`, `eddy_pipeline_*`).
     pub stream: Arc<StreamMetrics>,
+    /// Requests refused by a token's limits (`eddy_limited_total`).
+    pub limits: crate::limits::LimitMetrics,
 }
 
 impl Default for Metrics {
@@ -29,7 +31,9 @@ impl Metrics {
         let mut registry = Registry::default();
         let stream = Arc::new(StreamMetrics::register(&mut registry));
         let ingest = Arc::new(IngestMetrics::register(&mut registry));
+        let limits = crate::limits::LimitMetrics::register(&mut registry);
         Metrics {
+            limits,
             registry,
             ingest,
             stream,

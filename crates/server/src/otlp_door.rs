@@ -89,7 +89,12 @@ async fn accept(
 ) -> Result<(StatusCode, Vec<u8>), Reject> {
     let repo = match doors::repository(state, &state.config.doors.otlp, None).and_then(|repo| {
         let token = doors::given_token(headers);
-        doors::authorize(&repo, token.as_deref(), "Authorization: Bearer <token>")?;
+        doors::authorize(
+            state,
+            &repo,
+            token.as_deref(),
+            "Authorization: Bearer <token>",
+        )?;
         Ok(repo)
     }) {
         Ok(repo) => repo,

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
 use crate::config::PipelineConfig;
-use crate::http::{authorize, error, Reject};
+use crate::http::{error, Reject};
 use crate::AppState;
 
 /// Where pipelines created through the API are kept.
@@ -20,10 +20,7 @@ pub fn created_file(data_dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// `GET /api/v1/pipelines`.
-pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
-        return r.into_response();
-    }
+pub async fn list(State(state): State<Arc<AppState>>) -> Response {
     let mut pipelines = state.pipelines.describe(None);
     for p in &mut pipelines {
         if let (Some(name), Some(from)) = (p["name"].as_str(), p["config"]["from"].as_str()) {
@@ -60,14 +57,7 @@ fn lag(state: &AppState, name: &str, from: &str) -> Option<u64> {
 }
 
 /// `GET /api/v1/pipelines/{name}`.
-pub async fn get(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
-        return r.into_response();
-    }
+pub async fn get(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
     match state.pipelines.describe(Some(&name)).pop() {
         Some(p) => Json(p).into_response(),
         None => not_found(&name).into_response(),
@@ -82,23 +72,14 @@ fn not_found(name: &str) -> Reject {
 }
 
 /// `POST /api/v1/pipelines`: `{"name": …, "from": …, "query": …, "sinks": [...]}`.
-pub async fn create(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    match create_pipeline(&state, &headers, &body) {
-        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+pub async fn create(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+    match create_pipeline(&state, &body) {
+        Ok(v) => crate::access::created(v),
         Err(r) => r.into_response(),
     }
 }
 
-fn create_pipeline(
-    state: &Arc<AppState>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<serde_json::Value, Reject> {
-    authorize(headers, &state.config.http.admin_tokens)?;
+fn create_pipeline(state: &Arc<AppState>, body: &[u8]) -> Result<serde_json::Value, Reject> {
     let invalid = |e: String| error(StatusCode::BAD_REQUEST, format!("invalid pipeline: {e}"));
     let (name, config): (String, PipelineConfig) = crate::api::named(body).map_err(invalid)?;
     crate::api::refuse_problems(
@@ -143,14 +124,7 @@ fn forget(state: &AppState, name: &str) -> Result<(), Reject> {
 }
 
 /// `DELETE /api/v1/pipelines/{name}`: stops it and forgets it (its consumer group stays).
-pub async fn delete(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authorize(&headers, &state.config.http.admin_tokens) {
-        return r.into_response();
-    }
+pub async fn delete(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
     if state.config.pipelines.contains_key(&name) {
         return error(
             StatusCode::CONFLICT,

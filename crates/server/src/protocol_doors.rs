@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use eddy_event::Event;
 use eddy_ingest::body::{self, Refusal};
 use eddy_ingest::{Door, Repository};
@@ -35,54 +35,29 @@ pub(crate) fn repository(
     state.existing_repository(&door.repository)
 }
 
-/// The token a shipper sent: `Bearer`, `Splunk` (HEC), `Token` (Influx), `ApiKey`
-/// (Elasticsearch: base64 of `id:key`, the key is the token), or basic auth's password.
+/// The token a shipper sent, in whichever header its protocol uses.
 pub(crate) fn given_token(headers: &HeaderMap) -> Option<String> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())?
-        .trim();
-    let (scheme, rest) = value.split_once(' ')?;
-    let rest = rest.trim();
-    match scheme.to_ascii_lowercase().as_str() {
-        "bearer" | "splunk" | "token" => Some(rest.to_string()),
-        "basic" => http::basic_password(rest),
-        "apikey" => {
-            use base64::Engine;
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(rest)
-                .ok()
-                .and_then(|d| String::from_utf8(d).ok());
-            match decoded {
-                Some(d) => Some(d.split_once(':').map_or(d.clone(), |(_, key)| key.into())),
-                None => Some(rest.to_string()),
-            }
-        }
-        _ => None,
-    }
+    crate::auth::given_token(headers)
 }
 
-/// Checks `given` against `repo`'s ingest tokens: 401 without one where one is needed, 403
-/// with a wrong one. `scheme` is how the protocol sends it, for the message.
+/// Whether `given` holds `ingest:<repo>` ([`AppState::check`], the one check of every
+/// route): 401 without one where one is needed, 403 with a wrong one. `scheme` is how the
+/// protocol sends it, for the message.
 pub(crate) fn authorize(
+    state: &AppState,
     repo: &Repository,
     given: Option<&str>,
     scheme: &str,
 ) -> Result<(), Reject> {
-    let tokens = &repo.config.tokens;
-    if tokens.is_empty() {
-        return Ok(());
-    }
-    match given {
-        None => Err(error(
+    let caller = crate::auth::Caller(state.auth.identify(given));
+    let route = format!("POST door into {}", repo.name);
+    match state.check(&caller, crate::auth::Need::Ingest(&repo.name), &route) {
+        Ok(_) => Ok(()),
+        Err(r) if r.status() == StatusCode::UNAUTHORIZED && given.is_none() => Err(error(
             StatusCode::UNAUTHORIZED,
             format!("a token is needed: {scheme}"),
         )),
-        Some(t) if http::token_matches(t, tokens) => Ok(()),
-        Some(_) => Err(error(
-            StatusCode::FORBIDDEN,
-            format!("the token is not valid for repository {:?}", repo.name),
-        )),
+        Err(r) => Err(r),
     }
 }
 

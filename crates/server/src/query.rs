@@ -9,8 +9,8 @@
 //! `{"done": {...}}` with warnings and totals; `text/csv` is a header line and the rows. A client
 //! that goes away cancels the query.
 //!
-//! Reading needs one of the repository's `read_tokens` or an admin token whenever the
-//! repository or the server has any token configured; ingest tokens never grant reading.
+//! Reading needs the scope `read:<repository>` (or `admin`), checked by the router's guard
+//! ([`crate::access`]); ingest scopes never grant reading.
 //!
 //! Bounds, each refused with a `400` that says which (a `413` for the body): the body at most
 //! [`MAX_QUERY_BODY_BYTES`], the query text at most [`eddy_query::syntax::MAX_QUERY_BYTES`],
@@ -34,7 +34,7 @@ use eddy_query::engine::MAX_ROWS;
 use eddy_query::syntax::MAX_QUERY_BYTES;
 use eddy_query::{Options, QueryError};
 
-use crate::http::{authorize, error, Reject};
+use crate::http::error;
 use crate::AppState;
 
 /// The largest request body of a query, in bytes (1 MiB): room for the longest query text
@@ -122,28 +122,6 @@ fn reject(status: StatusCode, body: serde_json::Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// Who may read: the repository's read tokens and the admin tokens; nobody but them once any
-/// token is configured.
-pub(crate) fn authorize_read(
-    state: &AppState,
-    repo: &crate::Repository,
-    headers: &HeaderMap,
-) -> Result<(), Reject> {
-    let mut allowed = repo.config.read_tokens.clone();
-    allowed.extend(state.config.http.admin_tokens.iter().cloned());
-    let any_configured = !allowed.is_empty() || !repo.config.tokens.is_empty();
-    if !any_configured {
-        return Ok(());
-    }
-    if allowed.is_empty() {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "this repository has no read_tokens: ingest tokens do not grant reading",
-        ));
-    }
-    authorize(headers, &allowed)
-}
-
 enum Format {
     Json,
     Ndjson,
@@ -175,9 +153,6 @@ pub async fn query(
         Ok(repo) => repo,
         Err(r) => return r.into_response(),
     };
-    if let Err(r) = authorize_read(&state, &repo, &headers) {
-        return r.into_response();
-    }
     let Ok(body) = to_bytes(body, MAX_QUERY_BODY_BYTES).await else {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,

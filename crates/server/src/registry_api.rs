@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -109,21 +109,11 @@ fn reply(body: Value) -> Response {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response()
 }
 
-/// Checks the admin token (bearer, or the password of basic auth).
-fn admit(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
-    crate::http::authorize(headers, &state.config.http.admin_tokens).map_err(|r| {
-        let status = r.status();
-        Refusal::new(status, u32::from(status.as_u16()), r.message())
-    })
-}
-
 /// Runs a registry call off the async workers (writes fsync the journal).
 async fn call<T: Send + 'static>(
     state: &Arc<AppState>,
-    headers: &HeaderMap,
     f: impl FnOnce(&eddy_schema::Registry) -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, Refusal> {
-    admit(state, headers)?;
     let registry = state.registry.clone();
     tokio::task::spawn_blocking(move || f(&registry))
         .await
@@ -195,28 +185,24 @@ fn incompatibilities(found: &[Incompatibility]) -> Value {
     })
 }
 
-async fn subjects(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Answer {
-    let subjects = call(&state, &headers, |r| Ok(r.subjects())).await?;
+async fn subjects(State(state): State<Arc<AppState>>) -> Answer {
+    let subjects = call(&state, |r| Ok(r.subjects())).await?;
     Ok(reply(json!(subjects)))
 }
 
-async fn versions(
-    State(state): State<Arc<AppState>>,
-    Path(subject): Path<String>,
-    headers: HeaderMap,
-) -> Answer {
-    let versions = call(&state, &headers, move |r| r.versions(&subject)).await?;
+async fn versions(State(state): State<Arc<AppState>>, Path(subject): Path<String>) -> Answer {
+    let versions = call(&state, move |r| r.versions(&subject)).await?;
     Ok(reply(json!(versions)))
 }
 
 async fn register(
     State(state): State<Arc<AppState>>,
     Path(subject): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
+    check_subject(&subject)?;
     let (kind, schema) = SchemaRequest::parse(&body)?;
-    let done = call(&state, &headers, move |r| {
+    let done = call(&state, move |r| {
         let done = r.register(&subject, kind, &schema)?;
         if done.added {
             tracing::info!(subject = %subject, id = done.id, version = done.version, "schema registered");
@@ -227,32 +213,58 @@ async fn register(
     Ok(reply(json!({"id": done.id})))
 }
 
+/// The longest subject name, in bytes.
+pub const MAX_SUBJECT_BYTES: usize = 249;
+
+/// A new subject's name: 1 to [`MAX_SUBJECT_BYTES`] bytes, no control character (NUL
+/// included), no `/`, no `..`. Subjects live in the bus's journal, not as files; the rule
+/// keeps them safe to show and to use as names anywhere later.
+fn check_subject(subject: &str) -> Result<(), Refusal> {
+    let problem = if subject.is_empty() || subject.len() > MAX_SUBJECT_BYTES {
+        Some(format!("must be 1 to {MAX_SUBJECT_BYTES} bytes long"))
+    } else if subject.chars().any(char::is_control) {
+        Some("must not hold control characters".to_string())
+    } else if subject.contains('/') || subject.contains("..") {
+        Some("must not hold '/' or '..'".to_string())
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(p) => Err(Refusal::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42202,
+            format!(
+                "subject {:?}: {p}",
+                subject.chars().take(64).collect::<String>()
+            ),
+        )),
+    }
+}
+
 async fn lookup(
     State(state): State<Arc<AppState>>,
     Path(subject): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
     let (kind, schema) = SchemaRequest::parse(&body)?;
-    let v = call(&state, &headers, move |r| r.lookup(&subject, kind, &schema)).await?;
+    let v = call(&state, move |r| r.lookup(&subject, kind, &schema)).await?;
     Ok(reply(describe(&v)))
 }
 
 async fn version(
     State(state): State<Arc<AppState>>,
     Path((subject, version)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Answer {
-    let v = call(&state, &headers, move |r| r.version(&subject, &version)).await?;
+    let v = call(&state, move |r| r.version(&subject, &version)).await?;
     Ok(reply(describe(&v)))
 }
 
 async fn version_schema(
     State(state): State<Arc<AppState>>,
     Path((subject, version)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Answer {
-    let v = call(&state, &headers, move |r| r.version(&subject, &version)).await?;
+    let v = call(&state, move |r| r.version(&subject, &version)).await?;
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], v.schema).into_response())
 }
 
@@ -260,13 +272,9 @@ async fn delete_version(
     State(state): State<Arc<AppState>>,
     Path((subject, version)): Path<(String, String)>,
     Query(flags): Query<Flags>,
-    headers: HeaderMap,
 ) -> Answer {
     refuse_permanent(&flags)?;
-    let v = call(&state, &headers, move |r| {
-        r.delete_version(&subject, &version)
-    })
-    .await?;
+    let v = call(&state, move |r| r.delete_version(&subject, &version)).await?;
     Ok(reply(json!(v)))
 }
 
@@ -274,19 +282,14 @@ async fn delete_subject(
     State(state): State<Arc<AppState>>,
     Path(subject): Path<String>,
     Query(flags): Query<Flags>,
-    headers: HeaderMap,
 ) -> Answer {
     refuse_permanent(&flags)?;
-    let vs = call(&state, &headers, move |r| r.delete_subject(&subject)).await?;
+    let vs = call(&state, move |r| r.delete_subject(&subject)).await?;
     Ok(reply(json!(vs)))
 }
 
-async fn schema_by_id(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<u32>,
-    headers: HeaderMap,
-) -> Answer {
-    let (text, schema) = call(&state, &headers, move |r| r.schema(id)).await?;
+async fn schema_by_id(State(state): State<Arc<AppState>>, Path(id): Path<u32>) -> Answer {
+    let (text, schema) = call(&state, move |r| r.schema(id)).await?;
     let mut body = json!({ "schema": text });
     if !schema.kind().is_default() {
         body["schemaType"] = json!(schema.kind().name());
@@ -294,40 +297,28 @@ async fn schema_by_id(
     Ok(reply(body))
 }
 
-async fn schema_text_by_id(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<u32>,
-    headers: HeaderMap,
-) -> Answer {
-    let (text, _) = call(&state, &headers, move |r| r.schema(id)).await?;
+async fn schema_text_by_id(State(state): State<Arc<AppState>>, Path(id): Path<u32>) -> Answer {
+    let (text, _) = call(&state, move |r| r.schema(id)).await?;
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }
 
 async fn test_one(
     State(state): State<Arc<AppState>>,
     Path((subject, version)): Path<(String, String)>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
     let (kind, schema) = SchemaRequest::parse(&body)?;
-    let found = call(&state, &headers, move |r| {
-        r.check(&subject, &version, kind, &schema)
-    })
-    .await?;
+    let found = call(&state, move |r| r.check(&subject, &version, kind, &schema)).await?;
     Ok(reply(incompatibilities(&found)))
 }
 
 async fn test_all(
     State(state): State<Arc<AppState>>,
     Path(subject): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
     let (kind, schema) = SchemaRequest::parse(&body)?;
-    let found = call(&state, &headers, move |r| {
-        r.check_subject(&subject, kind, &schema)
-    })
-    .await?;
+    let found = call(&state, move |r| r.check_subject(&subject, kind, &schema)).await?;
     Ok(reply(incompatibilities(&found)))
 }
 
@@ -348,28 +339,20 @@ fn parse_mode(body: &[u8]) -> Result<Compatibility, Refusal> {
 
 /// The mode of a subject (its own, else the global one, as Confluent's `defaultToGlobal=true`),
 /// or without one the global mode.
-async fn get_config(
-    State(state): State<Arc<AppState>>,
-    subject: Option<Path<String>>,
-    headers: HeaderMap,
-) -> Answer {
+async fn get_config(State(state): State<Arc<AppState>>, subject: Option<Path<String>>) -> Answer {
     let subject = subject.map(|Path(s)| s);
-    let mode = call(&state, &headers, move |r| {
-        Ok(r.compatibility(subject.as_deref()))
-    })
-    .await?;
+    let mode = call(&state, move |r| Ok(r.compatibility(subject.as_deref()))).await?;
     Ok(reply(json!({"compatibilityLevel": mode.name()})))
 }
 
 async fn set_config(
     State(state): State<Arc<AppState>>,
     subject: Option<Path<String>>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
     let mode = parse_mode(&body)?;
     let subject = subject.map(|Path(s)| s);
-    call(&state, &headers, move |r| {
+    call(&state, move |r| {
         r.set_compatibility(subject.as_deref(), Some(mode))
     })
     .await?;
@@ -379,9 +362,8 @@ async fn set_config(
 async fn delete_subject_config(
     State(state): State<Arc<AppState>>,
     Path(subject): Path<String>,
-    headers: HeaderMap,
 ) -> Answer {
-    let before = call(&state, &headers, move |r| {
+    let before = call(&state, move |r| {
         if !r.has_own_compatibility(&subject) {
             return Err(RegistryError::SubjectNotFound(subject));
         }
@@ -391,4 +373,18 @@ async fn delete_subject_config(
     })
     .await?;
     Ok(reply(json!({"compatibilityLevel": before.name()})))
+}
+
+#[cfg(test)]
+mod subject_tests {
+    #[test]
+    fn subjects_with_traversal_nul_or_too_long_are_refused() {
+        for bad in ["", "..", "a/../b", "a/b", "a\0b", "x\u{1}"] {
+            assert!(super::check_subject(bad).is_err(), "{bad:?}");
+        }
+        assert!(super::check_subject(&"s".repeat(250)).is_err());
+        for good in ["orders-value", "com.example.Order", "web_events"] {
+            assert!(super::check_subject(good).is_ok(), "{good}");
+        }
+    }
 }
