@@ -8,10 +8,11 @@
 //!
 //! A notice is first written, with the groups' states, to `alerts/<name>.json` in the data
 //! directory (replaced atomically, with fsync), then stored as an event in the system
-//! repository [`ALERTS_REPOSITORY`] through the doors' own path, then POSTed to the rule's
-//! webhook with back-off. A notice leaves that outbox only once both are done, so a crash in
-//! between delivers it again after the restart, with the same `@id` and `Idempotency-Key`
-//! (the repository drops the repeat; a receiver can too). A group that was firing is firing
+//! repository [`ALERTS_REPOSITORY`] through the doors' own path and POSTed to the rule's
+//! webhook, each with back-off (a busy `_alerts` does not hold the channels back). A notice
+//! leaves that outbox only once both are done, so a crash in between delivers it again after
+//! the restart, with the same `@id` and `Idempotency-Key` (the repository drops the repeat;
+//! a receiver can too). A group that was firing is firing
 //! again after a restart and does not notify a second time.
 
 pub mod channel;
@@ -1046,9 +1047,11 @@ impl Rule {
         }
     }
 
-    /// Delivers `outbox` in order: each notice to `_alerts`, then to each channel that is not
+    /// Delivers `outbox` in order: each notice to `_alerts` and to each channel that is not
     /// backing off. A failing channel holds back only itself (its later notices wait, in
-    /// order). Returns the `channel_failing` notices to add.
+    /// order); `_alerts` refusing notices (an overloaded server answers busy) holds back only
+    /// the later stores, never the channels: an alert gets out when it matters most. Returns
+    /// the `channel_failing` notices to add.
     fn deliver(
         &self,
         plan: &RulePlan,
@@ -1059,21 +1062,24 @@ impl Rule {
         let mut failing = Vec::new();
         let mut ok = true;
         let template = self.config.template.as_deref().unwrap_or(template::DEFAULT);
+        // `_alerts` gets the notices in order: once one is not stored, the later ones wait.
+        let mut storing = true;
         for o in outbox.iter_mut() {
-            if !o.stored {
+            if !o.stored && storing {
                 if !delivery.store.ready() {
-                    break;
-                }
-                match self.store(&o.notice) {
-                    Ok(()) => {
-                        o.stored = true;
-                        delivery.store.wait = Duration::ZERO;
-                    }
-                    Err(e) => {
-                        ok = false;
-                        self.count_failure(e.to_string(), None);
-                        delivery.store.failed(plan.max_backoff);
-                        break;
+                    storing = false;
+                } else {
+                    match self.store(&o.notice) {
+                        Ok(()) => {
+                            o.stored = true;
+                            delivery.store.wait = Duration::ZERO;
+                        }
+                        Err(e) => {
+                            ok = false;
+                            self.count_failure(e.to_string(), None);
+                            delivery.store.failed(plan.max_backoff);
+                            storing = false;
+                        }
                     }
                 }
             }
