@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+pub mod alerts_bench;
 pub mod baselines;
 pub mod crash_bench;
 pub mod doors_bench;

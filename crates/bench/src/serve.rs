@@ -85,6 +85,11 @@ impl Serve {
         Ok((serve, addresses))
     }
 
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: nothing is flushed.
     pub(crate) fn kill(mut self) -> Result<()> {
         self.child.kill().context(|| "killing eddy serve".into())?;

@@ -27,6 +27,10 @@ pub enum BenchCommand {
     /// Benchmark live queries (20 websocket subscriptions under 100 k events/s of ingest:
     /// freshness and ingest cost) and replace the report's live section.
     Live(LogArgs),
+    /// Benchmark alerting (many rules evaluated live under 100 k events/s of ingest: ingest
+    /// cost, alert latency to a webhook, memory per rule) and replace the report's alerts
+    /// section.
+    Alerts(AlertsArgs),
     /// Benchmark the segment store (compression ratio beside zstd -3, digest rate, catalogue
     /// size) and replace the report's store section.
     Store(StoreArgs),
@@ -135,6 +139,21 @@ pub struct IngestArgs {
     /// beside this one's, in the same run.
     #[arg(long)]
     baseline_server: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Alert rules (default 100 quick, 1000 full).
+    #[arg(long)]
+    rules: Option<usize>,
+    /// Events per second offered by the load.
+    #[arg(long, default_value_t = 100_000)]
+    rate: u64,
+    /// Seconds of each load (default 10 quick, 30 full).
+    #[arg(long)]
+    seconds: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -292,6 +311,27 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
             let mut live = opts.ingest_options();
             live.dir = opts.dir.join("live");
             let section = with_progress(|p| eddy_bench::live_bench::run(&live, &opts.mode, p))?;
+            finish_section(&args.common, &opts, section)?;
+        }
+        BenchCommand::Alerts(args) => {
+            let opts = args.common.options();
+            let mut alerts = eddy_bench::alerts_bench::AlertsBenchOptions::quick(
+                &opts.server,
+                &opts.dir.join("alerts"),
+            );
+            alerts.rate = args.rate;
+            alerts.runs = args.common.runs.unwrap_or(1).max(1);
+            if !args.common.quick {
+                alerts.rules = 1000;
+                alerts.seconds = 30;
+            }
+            if let Some(rules) = args.rules {
+                alerts.rules = rules.max(1);
+            }
+            if let Some(seconds) = args.seconds {
+                alerts.seconds = seconds.max(1);
+            }
+            let section = with_progress(|p| eddy_bench::alerts_bench::run(&alerts, &opts.mode, p))?;
             finish_section(&args.common, &opts, section)?;
         }
         BenchCommand::Store(args) => {

@@ -803,3 +803,129 @@ fn alert_test_over_history_agrees_with_what_the_live_rule_did() {
     }
     server.stop();
 }
+
+#[test]
+fn grouped_alerts_wait_for_each_other_and_go_as_one_message_per_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, got) = receiver();
+    let server = Server::start(
+        dir.path(),
+        &format!(
+            "[alerts.errors]\nfrom = \"open\"\nquery = \"status>=500 | groupBy([dc, host])\"\nwindow = \"60s\"\n\
+             above = 0\nevery = \"100ms\"\nwebhook = \"{hook}/hook\"\ngroup_by = [\"dc\"]\n\
+             group_wait = \"10s\"\ngroup_interval = \"1s\"\n"
+        ),
+    );
+    let post = |body: &str| {
+        let (s, _) = common::post(&server, "/api/v1/ingest/open", &[NDJSON], body.as_bytes());
+        assert_eq!(s, 200);
+    };
+    let firing = |host: &str| {
+        rule(&server, "errors")["status"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["group"]["host"] == host && g["state"] == "firing")
+    };
+    let hosts = |message: &Value| {
+        let mut h: Vec<String> = message["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["group"]["host"].as_str().unwrap().to_string())
+            .collect();
+        h.sort();
+        h
+    };
+    // A host of eu fails, then (while its group waits) another of eu and one of us.
+    post("{\"dc\":\"eu\",\"host\":\"e1\",\"status\":500}\n");
+    wait_for("e1 firing", || firing("e1").then_some(()));
+    post("{\"dc\":\"eu\",\"host\":\"e2\",\"status\":500}\n{\"dc\":\"us\",\"host\":\"u1\",\"status\":500}\n");
+    // One message per data centre, eu's carrying both of its hosts.
+    let messages = wait_for("a message per group", || {
+        let m = notices(&got, "/hook", "firing");
+        (m.len() >= 2).then_some(m)
+    });
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    let eu = messages.iter().find(|m| m["group"] == json!({"dc": "eu"}));
+    let us = messages.iter().find(|m| m["group"] == json!({"dc": "us"}));
+    assert_eq!(hosts(eu.unwrap()), ["e1", "e2"]);
+    assert_eq!(hosts(us.unwrap()), ["u1"]);
+    // A third host of eu after the group sent: a message of its own, carrying only it.
+    post("{\"dc\":\"eu\",\"host\":\"e3\",\"status\":500}\n");
+    let third = wait_for("eu's next message", || {
+        notices(&got, "/hook", "firing").get(2).cloned()
+    });
+    assert_eq!(third["group"], json!({"dc": "eu"}));
+    assert_eq!(hosts(&third), ["e3"]);
+    // Each notice is in _alerts on its own.
+    wait_for("the four firings in _alerts", || {
+        let out = eddy(&server, &["alert", "history", "errors", "--json"]);
+        let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let firings = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "firing")
+            .count();
+        (firings == 4).then_some(())
+    });
+    assert_eq!(notices(&got, "/hook", "firing").len(), 3);
+    server.stop();
+}
+
+#[test]
+fn a_closed_throttle_stays_closed_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, got) = receiver();
+    let config = format!(
+        "[alerts.errors]\nfrom = \"open\"\nquery = \"status>=500 | count()\"\nwindow = \"1s\"\n\
+         above = 0\nevery = \"100ms\"\nwebhook = \"{hook}/hook\"\nthrottle = \"1/1h\"\n"
+    );
+    let history = |server: &Server, status: &str| -> Vec<Value> {
+        let out = eddy(server, &["alert", "history", "errors", "--json"]);
+        let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == status)
+            .cloned()
+            .collect()
+    };
+    let error = |server: &Server| {
+        let (s, _) = common::post(
+            server,
+            "/api/v1/ingest/open",
+            &[NDJSON],
+            b"{\"status\":500}\n",
+        );
+        assert_eq!(s, 200);
+    };
+    let server = Server::start(dir.path(), &config);
+    // The first notice takes the throttle's one place; the resolution is held back.
+    error(&server);
+    wait_for("the firing notice", || {
+        notices(&got, "/hook", "firing").into_iter().next()
+    });
+    let resolved = wait_for("the throttled resolution", || {
+        history(&server, "resolved").into_iter().next()
+    });
+    assert_eq!(resolved["muted"], "throttled", "{resolved}");
+    server.stop();
+
+    // After a restart the throttle is still closed: the next firing is only in _alerts.
+    let server = Server::start(dir.path(), &config);
+    error(&server);
+    let again = wait_for("the second firing in _alerts", || {
+        history(&server, "firing")
+            .into_iter()
+            .find(|r| r["fired_before"] == 1)
+    });
+    assert_eq!(again["muted"], "throttled", "{again}");
+    assert_eq!(
+        got.lock().unwrap().len(),
+        1,
+        "only the first notice was sent"
+    );
+    server.stop();
+}

@@ -8,13 +8,16 @@
 //!
 //! A notice is first written, with the groups' states, to `alerts/<name>.json` in the data
 //! directory (replaced atomically, with fsync), then stored as an event in the system
-//! repository [`ALERTS_REPOSITORY`] through the doors' own path, then POSTed to the rule's
-//! webhook with back-off. A notice leaves that outbox only once both are done, so a crash in
-//! between delivers it again after the restart, with the same `@id` and `Idempotency-Key`
-//! (the repository drops the repeat; a receiver can too). A group that was firing is firing
+//! repository [`ALERTS_REPOSITORY`] through the doors' own path and POSTed to the rule's
+//! webhook, each with back-off (a busy `_alerts` does not hold the channels back). A notice
+//! leaves that outbox only once both are done, so a crash in between delivers it again after
+//! the restart, with the same `@id` and `Idempotency-Key` (the repository drops the repeat;
+//! a receiver can too). A group that was firing is firing
 //! again after a restart and does not notify a second time.
 
 pub mod channel;
+mod evaluator;
+pub mod grouping;
 pub mod replay;
 pub mod rule;
 pub mod series;
@@ -22,7 +25,7 @@ pub mod silence;
 pub mod state;
 pub mod template;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -30,11 +33,10 @@ use std::time::{Duration, Instant};
 
 use eddy_base::io::{IoContext, IoError};
 use eddy_base::sync::lock;
-use eddy_event::{codec, Event, Value};
+use eddy_event::{Event, Value};
 use eddy_ingest::{Door, StoreError};
 use eddy_log::now_ns;
 use eddy_query::{Answer, Live};
-use eddy_store::digest;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -46,10 +48,10 @@ use series::Series;
 use silence::Silences;
 use state::{GroupState, Timing, Transition};
 
+use evaluator::Evaluator;
+
 use crate::metrics::{AlertLabel, ChannelLabel};
 use crate::pipelines::Context;
-use crate::workers::Workers;
-use crate::ReadHandle;
 
 /// The system repository that firing and resolved notices are stored in.
 pub const ALERTS_REPOSITORY: &str = "_alerts";
@@ -134,6 +136,10 @@ pub struct Notice {
     /// last: what caused a firing. Only in the webhook's notice, not in `_alerts`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<serde_json::Value>,
+    /// A notification group's message (`group_by`): the notices it carries, in order; its
+    /// `group` is then the labels grouped by. Only sent to channels, never stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<Notice>,
 }
 
 impl Notice {
@@ -231,6 +237,16 @@ struct Outgoing {
 }
 
 impl Outgoing {
+    /// A notice stored in `_alerts` and sent to no channel.
+    fn stored_only(notice: Notice) -> Outgoing {
+        Outgoing {
+            notice,
+            stored: false,
+            sent: false,
+            to: Some(Vec::new()),
+        }
+    }
+
     fn done(&self) -> bool {
         self.stored && self.to.as_ref().is_some_and(Vec::is_empty)
     }
@@ -279,9 +295,46 @@ struct Kept {
     /// `silence_expired` notice when the silence ends.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     muted_by: BTreeMap<String, BTreeSet<String>>,
+    /// When notices last went to the channels (`throttle`), so that a restart does not
+    /// open the throttle again.
+    #[serde(default, skip_serializing_if = "Throttle::is_empty")]
+    throttle: Throttle,
+    /// The notification groups (`group_by`) by their labels as JSON text: what waits, and
+    /// when each last sent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    batches: BTreeMap<String, grouping::Batch>,
     /// Changed since it was last kept.
     #[serde(skip)]
     dirty: bool,
+}
+
+/// When the last notices went to the channels, ns, oldest first: at most as many as the
+/// throttle lets through per period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+struct Throttle(VecDeque<i64>);
+
+impl Throttle {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether one more notice at `now` fits `most` per `per`; counted if it does.
+    fn admit(&mut self, most: usize, per: Duration, now: i64) -> bool {
+        let per = i64::try_from(per.as_nanos()).unwrap_or(i64::MAX);
+        while self
+            .0
+            .front()
+            .is_some_and(|t| now.saturating_sub(*t) >= per)
+        {
+            self.0.pop_front();
+        }
+        if self.0.len() >= most {
+            return false;
+        }
+        self.0.push_back(now);
+        true
+    }
 }
 
 /// Where rule `name` keeps its memory.
@@ -297,16 +350,6 @@ fn load(path: &Path) -> Result<Kept, IoError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Kept::default()),
         Err(e) => Err(e).context(|| format!("reading {}", path.display())),
     }
-}
-
-fn save(path: &Path, kept: &Kept) -> Result<(), IoError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-    }
-    let bytes = serde_json::to_vec(kept)
-        .map_err(std::io::Error::other)
-        .context(|| format!("encoding {}", path.display()))?;
-    eddy_base::fs::replace_file(path, &bytes)
 }
 
 /// What a running rule reports.
@@ -391,8 +434,9 @@ impl Shared {
 
 /// Every alert rule of a server.
 pub struct Alerts {
-    running: Workers<AlertConfig, Status>,
+    rules: Mutex<BTreeMap<String, Arc<Rule>>>,
     shared: Arc<Shared>,
+    evaluator: Evaluator,
 }
 
 impl Default for Alerts {
@@ -403,7 +447,7 @@ impl Default for Alerts {
 
 impl std::fmt::Debug for Alerts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Alerts({})", self.running.len())
+        write!(f, "Alerts({})", lock(&self.rules).len())
     }
 }
 
@@ -411,12 +455,13 @@ impl Alerts {
     /// Rules that will share `silences` and `channels`.
     pub fn new(silences: Silences, channels: BTreeMap<String, ChannelConfig>) -> Alerts {
         Alerts {
-            running: Workers::default(),
+            rules: Mutex::new(BTreeMap::new()),
             shared: Arc::new(Shared {
                 silences,
                 channels,
                 firing: RwLock::default(),
             }),
+            evaluator: Evaluator::default(),
         }
     }
 
@@ -430,67 +475,66 @@ impl Alerts {
         unknown_channels(name, config, &self.shared.channels)
     }
 
-    /// Starts rule `name` on its own thread (the caller checks it is new).
+    /// Starts rule `name` (the caller checks it is new): its window is seeded off the
+    /// evaluation threads, then its repository's evaluator runs it with the others.
     pub fn start(&self, context: &Arc<Context>, name: &str, config: AlertConfig) {
-        let status = Arc::new(Status::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let runner = Runner {
+        let rule = Arc::new(Rule {
             name: name.to_string(),
             plan: config.plan(name),
             channels: channels_of(name, &config, &self.shared.channels),
-            config: config.clone(),
+            config,
             context: context.clone(),
             shared: self.shared.clone(),
-            status: status.clone(),
-            stop: stop.clone(),
+            status: Arc::new(Status::default()),
             http: crate::sink::webhook_agent(),
-        };
-        let started = self.running.start(
-            name,
-            format!("alert-{name}"),
-            config,
-            status.clone(),
-            stop,
-            move || runner.run(),
-        );
-        if let Err(e) = started {
-            *lock(&status.error) = Some(format!("cannot start its thread: {e}"));
-        }
+            memory: Mutex::new(Memory::default()),
+            io: Mutex::new(()),
+            delivery: Mutex::new(Delivery::default()),
+            stopped: AtomicBool::new(false),
+            working: AtomicBool::new(false),
+        });
+        lock(&self.rules).insert(name.to_string(), rule.clone());
+        self.evaluator.add(rule);
     }
 
-    /// Stops rule `name` (its memory stays on disk); `false` if it was not running.
+    /// Stops rule `name` (its memory stays on disk, and nothing writes it any more once this
+    /// returns); `false` if it was not running.
     pub fn stop(&self, name: &str) -> bool {
-        self.shared
-            .firing
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
-        self.running.stop(name)
+        let Some(rule) = lock(&self.rules).remove(name) else {
+            return false;
+        };
+        rule.stop();
+        true
     }
 
-    /// Stops them all.
+    /// Stops them all, and the evaluation threads.
     pub fn stop_all(&self) {
-        self.running.stop_all();
+        let rules: Vec<Arc<Rule>> = std::mem::take(&mut *lock(&self.rules))
+            .into_values()
+            .collect();
+        for rule in rules {
+            rule.stop();
+        }
+        self.evaluator.stop();
     }
 
     /// Whether `name` runs.
     pub fn contains(&self, name: &str) -> bool {
-        self.running.contains(name)
+        lock(&self.rules).contains_key(name)
     }
 
     /// Rule `name`'s configuration, if it runs.
     pub fn config(&self, name: &str) -> Option<AlertConfig> {
-        self.running
-            .describe(Some(name), |_, r| r.config.clone())
-            .pop()
+        lock(&self.rules).get(name).map(|r| r.config.clone())
     }
 
     /// Each rule's configuration and status (only `only`, if given).
     pub fn describe(&self, only: Option<&str>) -> Vec<serde_json::Value> {
-        self.running.describe(
-            only,
-            |name, r| json!({ "name": name, "config": r.config, "status": r.status.json() }),
-        )
+        lock(&self.rules)
+            .iter()
+            .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
+            .map(|(name, r)| json!({ "name": name, "config": r.config, "status": r.status.json() }))
+            .collect()
     }
 }
 
@@ -578,8 +622,11 @@ impl Default for Backoff {
     }
 }
 
-/// A rule's work, on its thread.
-struct Runner {
+/// A rule at run time: what it is, what it remembers and what it reports. Its live window is
+/// its repository's evaluator's ([`evaluator`]), which evaluates it in memory only; writing
+/// its memory and delivering its notices happen on the rule's own worker thread, which runs
+/// while there is something to write or deliver ([`Rule::wake`]).
+pub(crate) struct Rule {
     name: String,
     config: AlertConfig,
     plan: Result<RulePlan, Vec<String>>,
@@ -587,8 +634,24 @@ struct Runner {
     context: Arc<Context>,
     shared: Arc<Shared>,
     status: Arc<Status>,
-    stop: Arc<AtomicBool>,
     http: ureq::Agent,
+    /// What it remembers, changed by evaluations and deliveries.
+    memory: Mutex<Memory>,
+    /// Held while its state file is written, so that a stopped rule writes it no more.
+    io: Mutex<()>,
+    /// Its back-offs, used by its worker only.
+    delivery: Mutex<Delivery>,
+    /// Set once it is stopped.
+    stopped: AtomicBool,
+    /// Whether its worker thread runs.
+    working: AtomicBool,
+}
+
+/// A rule's memory and whether it was read from disk yet.
+#[derive(Default)]
+struct Memory {
+    kept: Kept,
+    loaded: bool,
 }
 
 /// A rule's delivery state that is not kept across restarts.
@@ -598,15 +661,17 @@ struct Delivery {
     store: Backoff,
     /// Each channel's.
     channels: BTreeMap<String, Backoff>,
-    /// When notices last went to channels (for `throttle`).
-    sent: std::collections::VecDeque<Instant>,
 }
 
-impl Runner {
+impl Rule {
     fn label(&self) -> AlertLabel {
         AlertLabel {
             alert: self.name.clone(),
         }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
     }
 
     fn fail(&self, why: String) {
@@ -617,41 +682,47 @@ impl Runner {
         *lock(&self.status.error) = Some(why);
     }
 
-    fn run(self) {
-        while !self.stop.load(Ordering::Relaxed) {
-            match self.round() {
-                Ok(()) => return,
-                Err(why) => {
-                    self.fail(why.to_string());
-                    let until = Instant::now() + Duration::from_secs(1);
-                    while Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
+    /// Stops it: evaluations end at once; a delivery under way is waited for (each attempt
+    /// is bounded) and what it changed is written. Once this returns, its state file is not
+    /// written again and it marks no group firing for inhibition.
+    fn stop(&self) {
+        {
+            let _memory = lock(&self.memory);
+            self.stopped.store(true, Ordering::Relaxed);
+        }
+        let deadline = Instant::now() + channel::TIMEOUT + Duration::from_secs(5);
+        while self.working.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let last = {
+            let mut m = lock(&self.memory);
+            let dirty = std::mem::take(&mut m.kept.dirty);
+            (dirty && m.loaded).then(|| serde_json::to_vec(&m.kept))
+        };
+        {
+            let _io = lock(&self.io);
+            if let Some(Ok(bytes)) = last {
+                if let Err(e) = self.write_file(&bytes) {
+                    tracing::warn!(alert = %self.name, "its last state was not kept: {e}");
                 }
             }
         }
+        self.shared
+            .firing
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.name);
     }
 
-    fn round(&self) -> Result<(), Failure> {
-        let plan = self
-            .plan
-            .as_ref()
-            .map_err(|p| Failure::Invalid(p.clone()))?;
-        let channels = self
-            .channels
-            .as_ref()
-            .map_err(|p| Failure::Channel(p.clone()))?;
-        let repo = self
-            .context
-            .repositories
-            .repository(&self.config.from)
-            .map(|r| ReadHandle::from(&*r))
-            .ok_or_else(|| Failure::NoRepository(self.config.from.clone()))?;
-        let path = state_file(&self.context.data_dir, &self.name);
-        let mut kept = load(&path).map_err(Failure::State)?;
-        // When its condition last held before the stop is not kept (it changes at every
-        // evaluation): a firing alert gets its whole `keep_firing_for` again from the start,
-        // so time spent down does not resolve it by itself.
+    /// Reads its memory from disk, once. When its condition last held before the stop is not
+    /// kept (it changes at every evaluation): a firing alert gets its whole `keep_firing_for`
+    /// again from the start, so time spent down does not resolve it by itself.
+    fn load_memory(self: &Arc<Self>) -> Result<(), Failure> {
+        if lock(&self.memory).loaded {
+            return Ok(());
+        }
+        let mut kept =
+            load(&state_file(&self.context.data_dir, &self.name)).map_err(Failure::State)?;
         let started = now_ns();
         for g in kept.groups.values_mut() {
             if let state::Phase::Firing { since, .. } = g.state.phase {
@@ -662,103 +733,189 @@ impl Runner {
             }
         }
         // A notice written by the first version goes to the channels it had not reached.
-        for o in &mut kept.outbox {
-            if o.to.is_none() {
-                o.to = Some(if o.sent {
-                    Vec::new()
-                } else {
-                    channels.keys().cloned().collect()
-                });
+        if let Ok(channels) = self.channels.as_ref() {
+            for o in &mut kept.outbox {
+                if o.to.is_none() {
+                    o.to = Some(if o.sent {
+                        Vec::new()
+                    } else {
+                        channels.keys().cloned().collect()
+                    });
+                }
             }
         }
-        let mut live = Live::new(
-            plan.prepared.clone(),
-            plan.window,
-            eddy_query::live::DEFAULT_MEMORY_LIMIT,
-        );
-        let (cut, warnings) = live.seed(&repo.store, now_ns());
-        for w in warnings {
-            tracing::warn!(alert = %self.name, "seeding the window: {w}");
-        }
-        let mut readers = Vec::new();
-        for p in repo.topic.partitions() {
-            let from = cut.from(p.id()).max(p.start_offset());
-            readers.push(repo.topic.reader(p.id(), from)?.skipping_damage());
-        }
-        let mut delivery = Delivery::default();
-        let mut next_evaluation = Instant::now();
-        let mut samples = Samples::default();
-        while !self.stop.load(Ordering::Relaxed) {
-            let mut read = 0;
-            for reader in &mut readers {
-                let partition = reader.partition().id();
-                let records = reader.poll()?;
-                read += records.len();
-                let now = now_ns();
-                for r in records {
-                    if cut.holds(partition, r.offset, digest::source_of(r.key.as_deref())) {
-                        continue;
-                    }
-                    if let Ok(event) = codec::decode(&r.value) {
-                        // Only what the query kept is worth showing (and worth the second look).
-                        if live.add(&event, now) == eddy_query::Added::Kept {
-                            samples.offer(plan, &event);
-                        }
-                    }
-                }
-            }
-            if Instant::now() >= next_evaluation {
-                next_evaluation = Instant::now() + plan.every;
-                let now = now_ns();
-                live.advance(now)?;
-                let notices = evaluate(
-                    &self.name,
-                    plan,
-                    &live.answer(now),
-                    now,
-                    &mut kept,
-                    &samples,
-                );
-                let mut changed = !notices.is_empty();
-                changed |= self.expire_silences(plan, now, &mut kept);
-                for n in notices {
-                    self.route(n, channels, &mut kept, &mut delivery);
-                }
-                if changed || kept.dirty {
-                    kept.dirty = false;
-                    save(&path, &kept).map_err(Failure::State)?;
-                }
-                samples.retain(&kept);
-                self.publish(&kept);
-                if self.deliver(plan, channels, &mut kept, &mut delivery) {
-                    save(&path, &kept).map_err(Failure::State)?;
-                }
-                self.status
-                    .outbox
-                    .store(kept.outbox.len() as u64, Ordering::Relaxed);
-                self.status.evaluations.fetch_add(1, Ordering::Relaxed);
-                self.context
-                    .metrics
-                    .alert_evaluations
-                    .get_or_create(&self.label())
-                    .inc();
-            }
-            if read == 0 {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        let pending = !kept.outbox.is_empty();
+        *lock(&self.memory) = Memory { kept, loaded: true };
+        if pending {
+            self.wake();
         }
         Ok(())
     }
 
+    /// One evaluation at `now` over its window `live`, in memory: the groups move, notices are
+    /// routed into the outbox, and the worker is woken if there is something to write or send.
+    fn evaluate(self: &Arc<Self>, live: &mut Live, samples: &mut Samples) -> Result<(), Failure> {
+        let (Ok(plan), Ok(channels)) = (self.plan.as_ref(), self.channels.as_ref()) else {
+            return Ok(());
+        };
+        let now = now_ns();
+        live.advance(now)?;
+        let answer = live.answer(now);
+        let mut memory = lock(&self.memory);
+        if self.stopped() {
+            return Ok(());
+        }
+        let kept = &mut memory.kept;
+        let notices = evaluate(&self.name, plan, &answer, now, kept, samples);
+        let mut changed = !notices.is_empty();
+        changed |= self.expire_silences(plan, now, kept);
+        for n in notices {
+            self.route(n, channels, kept);
+        }
+        changed |= grouping::flush(&self.name, plan, channels, kept, now);
+        kept.dirty |= changed;
+        samples.retain(kept);
+        self.publish(kept);
+        let wake = kept.dirty || !kept.outbox.is_empty();
+        self.status
+            .outbox
+            .store(kept.outbox.len() as u64, Ordering::Relaxed);
+        drop(memory);
+        if wake {
+            self.wake();
+        }
+        self.status.evaluations.fetch_add(1, Ordering::Relaxed);
+        self.context
+            .metrics
+            .alert_evaluations
+            .get_or_create(&self.label())
+            .inc();
+        Ok(())
+    }
+
+    /// Makes sure its worker runs.
+    fn wake(self: &Arc<Self>) {
+        if self.working.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let rule = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("alert-{}", self.name))
+            .spawn(move || rule.work());
+        if let Err(e) = spawned {
+            self.working.store(false, Ordering::Release);
+            self.fail(format!("cannot start its delivery thread: {e}"));
+        }
+    }
+
+    /// The worker: writes the memory when it changed, then delivers the outbox, until there
+    /// is nothing left to do (waiting out back-offs in between) or the rule stops.
+    fn work(self: Arc<Self>) {
+        loop {
+            if self.stopped() {
+                self.working.store(false, Ordering::Release);
+                return;
+            }
+            if self.write_and_deliver() {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            self.working.store(false, Ordering::Release);
+            // Work may have come in after the last look; if so and no other worker took it,
+            // carry on.
+            let more = {
+                let m = lock(&self.memory);
+                m.kept.dirty || !m.kept.outbox.is_empty()
+            };
+            if !more || self.working.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        }
+    }
+
+    /// Writes the memory if it changed and makes one delivery pass over the outbox; whether
+    /// anything is left to do.
+    fn write_and_deliver(&self) -> bool {
+        let (bytes, mut outbox) = {
+            let mut m = lock(&self.memory);
+            let kept = &mut m.kept;
+            let bytes = match kept.dirty {
+                true => Some(serde_json::to_vec(&*kept)),
+                false => None,
+            };
+            kept.dirty = false;
+            (bytes, kept.outbox.clone())
+        };
+        if let Some(bytes) = bytes {
+            let written = bytes
+                .map_err(std::io::Error::other)
+                .context(|| format!("encoding the state of alert {}", self.name))
+                .and_then(|b| self.write(&b));
+            if let Err(e) = written {
+                self.fail(Failure::State(e).to_string());
+                lock(&self.memory).kept.dirty = true;
+                return true;
+            }
+        }
+        if outbox.is_empty() {
+            return false;
+        }
+        let (Ok(plan), Ok(channels)) = (self.plan.as_ref(), self.channels.as_ref()) else {
+            return false;
+        };
+        let taken = outbox.len();
+        let failing = self.deliver(plan, channels, &mut outbox);
+        let mut m = lock(&self.memory);
+        let kept = &mut m.kept;
+        // Meanwhile evaluations only appended: the first `taken` are those delivered here.
+        if kept.outbox.len() >= taken
+            && kept.outbox[..taken]
+                .iter()
+                .zip(&outbox)
+                .all(|(a, b)| a.notice.id == b.notice.id)
+        {
+            let changed = kept.outbox[..taken] != outbox[..] || !failing.is_empty();
+            kept.outbox.splice(..taken, outbox);
+            kept.outbox.extend(failing);
+            let before = kept.outbox.len();
+            kept.outbox.retain(|o| !o.done());
+            let done = (before - kept.outbox.len()) as u64;
+            kept.dirty |= changed || done > 0;
+            self.status.notified.fetch_add(done, Ordering::Relaxed);
+            self.context
+                .metrics
+                .alert_notifications
+                .get_or_create(&self.label())
+                .inc_by(done);
+        }
+        self.status
+            .outbox
+            .store(kept.outbox.len() as u64, Ordering::Relaxed);
+        kept.dirty || !kept.outbox.is_empty()
+    }
+
+    /// Replaces the state file with `bytes` (not once the rule is stopped).
+    fn write(&self, bytes: &[u8]) -> Result<(), IoError> {
+        let _io = lock(&self.io);
+        if self.stopped() {
+            // Kept dirty: `stop` writes the last state.
+            lock(&self.memory).kept.dirty = true;
+            return Ok(());
+        }
+        self.write_file(bytes)
+    }
+
+    fn write_file(&self, bytes: &[u8]) -> Result<(), IoError> {
+        let path = state_file(&self.context.data_dir, &self.name);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        }
+        eddy_base::fs::replace_file(&path, bytes)
+    }
+
     /// Decides where notice `n` goes (muted by a silence, an inhibiting rule or the throttle,
-    /// or to every channel) and queues it.
-    fn route(
-        &self,
-        mut n: Notice,
-        channels: &BTreeMap<String, Channel>,
-        kept: &mut Kept,
-        delivery: &mut Delivery,
-    ) {
+    /// into its notification group, or to every channel) and queues it.
+    fn route(&self, mut n: Notice, channels: &BTreeMap<String, Channel>, kept: &mut Kept) {
         let key = serde_json::Value::Object(n.group.clone()).to_string();
         let silence = self.shared.silences.muting(&self.name, &n.group, n.at);
         n.muted = if let Some(s) = &silence {
@@ -788,15 +945,20 @@ impl Runner {
                 _ => {}
             }
         }
+        let plan = self.plan.as_ref().ok();
+        // A notification group's members are stored one by one; the channels get the group's
+        // message when it is due (`grouping::flush`), throttled there.
         if n.muted.is_none() && !channels.is_empty() {
-            if let Some((most, per)) = self.plan.as_ref().ok().and_then(|p| p.throttle) {
-                while delivery.sent.front().is_some_and(|t| t.elapsed() >= per) {
-                    delivery.sent.pop_front();
-                }
-                if delivery.sent.len() >= most {
+            if let Some(grouping) = plan.and_then(|p| p.grouping.as_ref()) {
+                grouping::join(grouping, &n, kept);
+                kept.outbox.push(Outgoing::stored_only(n));
+                return;
+            }
+            // The end of a silence is told whatever the throttle says.
+            let throttled = n.status != "silence_expired";
+            if let Some((most, per)) = plan.and_then(|p| p.throttle).filter(|_| throttled) {
+                if !kept.throttle.admit(most, per, n.at) {
                     n.muted = Some("throttled".into());
-                } else {
-                    delivery.sent.push_back(Instant::now());
                 }
             }
         }
@@ -849,9 +1011,8 @@ impl Runner {
         }
         let any = !ended.is_empty();
         if let Ok(channels) = self.channels.as_ref() {
-            let mut throwaway = Delivery::default();
             for n in notices {
-                self.route(n, channels, kept, &mut throwaway);
+                self.route(n, channels, kept);
             }
         }
         any
@@ -886,46 +1047,46 @@ impl Runner {
         }
     }
 
-    /// Delivers the outbox in order: each notice to `_alerts`, then to each channel that is
-    /// not backing off. A failing channel holds back only itself (its later notices wait, in
-    /// order). Whether the outbox changed.
+    /// Delivers `outbox` in order: each notice to `_alerts` and to each channel that is not
+    /// backing off. A failing channel holds back only itself (its later notices wait, in
+    /// order); `_alerts` refusing notices (an overloaded server answers busy) holds back only
+    /// the later stores, never the channels: an alert gets out when it matters most. Returns
+    /// the `channel_failing` notices to add.
     fn deliver(
         &self,
         plan: &RulePlan,
         channels: &BTreeMap<String, Channel>,
-        kept: &mut Kept,
-        delivery: &mut Delivery,
-    ) -> bool {
-        if kept.outbox.is_empty() {
-            return false;
-        }
-        let mut changed = false;
+        outbox: &mut [Outgoing],
+    ) -> Vec<Outgoing> {
+        let mut delivery = lock(&self.delivery);
         let mut failing = Vec::new();
         let mut ok = true;
         let template = self.config.template.as_deref().unwrap_or(template::DEFAULT);
-        for o in &mut kept.outbox {
-            if !o.stored {
+        // `_alerts` gets the notices in order: once one is not stored, the later ones wait.
+        let mut storing = true;
+        for o in outbox.iter_mut() {
+            if !o.stored && storing {
                 if !delivery.store.ready() {
-                    break;
-                }
-                match self.store(&o.notice) {
-                    Ok(()) => {
-                        o.stored = true;
-                        changed = true;
-                        delivery.store.wait = Duration::ZERO;
-                    }
-                    Err(e) => {
-                        ok = false;
-                        self.count_failure(e.to_string(), None);
-                        delivery.store.failed(plan.max_backoff);
-                        break;
+                    storing = false;
+                } else {
+                    match self.store(&o.notice) {
+                        Ok(()) => {
+                            o.stored = true;
+                            delivery.store.wait = Duration::ZERO;
+                        }
+                        Err(e) => {
+                            ok = false;
+                            self.count_failure(e.to_string(), None);
+                            delivery.store.failed(plan.max_backoff);
+                            storing = false;
+                        }
                     }
                 }
             }
             let Some(to) = o.to.as_mut() else {
                 continue;
             };
-            let text = template::render(template, &o.notice);
+            let text = template::render_notice(template, &o.notice);
             let mut left = Vec::new();
             for name in to.drain(..) {
                 let backoff = delivery.channels.entry(name.clone()).or_default();
@@ -933,7 +1094,7 @@ impl Runner {
                     // A channel no longer in the rule: nothing to deliver to.
                     continue;
                 };
-                if !backoff.ready() {
+                if !backoff.ready() || self.stopped() {
                     left.push(name);
                     continue;
                 }
@@ -943,7 +1104,6 @@ impl Runner {
                         if let Some(c) = lock(&self.status.channels).get_mut(&name) {
                             c.1 = None;
                         }
-                        changed = true;
                     }
                     Err(error) => {
                         ok = false;
@@ -967,34 +1127,22 @@ impl Runner {
         if ok {
             *lock(&self.status.error) = None;
         }
-        for (channel, error, about) in failing {
-            let mut n = about;
-            n.status = "channel_failing".into();
-            n.id = uuid::Uuid::from_u128(xxhash_rust::xxh3::xxh3_128(
-                format!("{}\0{}\0{channel}\0{}", self.name, n.id, now_ns()).as_bytes(),
-            ));
-            n.at = now_ns();
-            n.muted = None;
-            n.note = Some(error);
-            n.events.clear();
-            kept.outbox.push(Outgoing {
-                notice: n,
-                stored: false,
-                sent: false,
-                to: Some(Vec::new()),
-            });
-            changed = true;
-        }
-        let before = kept.outbox.len();
-        kept.outbox.retain(|o| !o.done());
-        let done = (before - kept.outbox.len()) as u64;
-        self.status.notified.fetch_add(done, Ordering::Relaxed);
-        self.context
-            .metrics
-            .alert_notifications
-            .get_or_create(&self.label())
-            .inc_by(done);
-        changed || done > 0
+        failing
+            .into_iter()
+            .map(|(channel, error, about)| {
+                let mut n = about;
+                n.status = "channel_failing".into();
+                n.id = uuid::Uuid::from_u128(xxhash_rust::xxh3::xxh3_128(
+                    format!("{}\0{}\0{channel}\0{}", self.name, n.id, now_ns()).as_bytes(),
+                ));
+                n.at = now_ns();
+                n.muted = None;
+                n.note = Some(error);
+                n.events.clear();
+                n.alerts.clear();
+                Outgoing::stored_only(n)
+            })
+            .collect()
     }
 
     fn count_failure(&self, why: String, channel: Option<&str>) {
@@ -1159,5 +1307,36 @@ fn notice(
         muted: None,
         note: None,
         events: Vec::new(),
+        alerts: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn the_throttle_survives_a_restart_with_the_rule_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = state_file(dir.path(), "errors");
+        let per = Duration::from_secs(3600);
+        let mut kept = Kept::default();
+        assert!(kept.throttle.admit(2, per, 0));
+        assert!(kept.throttle.admit(2, per, 10 * S));
+        assert!(!kept.throttle.admit(2, per, 20 * S));
+        // Written as a rule's worker writes it, read back as a restarted rule does.
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        eddy_base::fs::replace_file(&path, &serde_json::to_vec(&kept).unwrap()).unwrap();
+        let mut back = load(&path).unwrap();
+        assert!(
+            !back.throttle.admit(2, per, 30 * S),
+            "the throttle is still closed after the restart"
+        );
+        assert!(
+            back.throttle.admit(2, per, 3600 * S),
+            "and opens once the first notice is a period old"
+        );
     }
 }

@@ -8,6 +8,7 @@ use eddy_query::engine::{Collect, Grouping};
 use eddy_query::{Prepared, Window};
 use serde::{Deserialize, Serialize};
 
+use super::grouping::NoticeGrouping;
 use crate::sink::DEFAULT_MAX_BACKOFF;
 
 /// A rule: `[alerts.errors]` with `from`, `query`, `window` and a condition.
@@ -97,7 +98,22 @@ pub struct AlertConfig {
     /// The longest wait between two attempts of a failing notification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_backoff: Option<String>,
+    /// Notification groups: the alerts that share these labels (fields of the query's
+    /// `groupBy`; `[]`: all of the rule's) go to the channels as one message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<Vec<String>>,
+    /// With `group_by`: how long a new group's first notice waits for the others (`30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_wait: Option<String>,
+    /// With `group_by`: the least time between two messages of one group (`5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_interval: Option<String>,
 }
+
+/// A new notification group's wait for its first message.
+pub const DEFAULT_GROUP_WAIT: &str = "30s";
+/// The least time between two messages of a notification group.
+pub const DEFAULT_GROUP_INTERVAL: &str = "5m";
 
 fn threshold() -> String {
     "threshold".into()
@@ -237,6 +253,8 @@ pub struct RulePlan {
     pub every: Duration,
     /// The longest pause between notification attempts.
     pub max_backoff: Duration,
+    /// How notices are gathered into messages, if they are.
+    pub grouping: Option<NoticeGrouping>,
 }
 
 fn nanos(d: Duration) -> i64 {
@@ -457,6 +475,39 @@ impl AlertConfig {
         if self.webhook.is_some() {
             channels.insert(0, WEBHOOK_CHANNEL.to_string());
         }
+        let grouping = match &self.group_by {
+            Some(by) => {
+                for label in by.iter().filter(|l| !group_by.contains(l)) {
+                    say(format!(
+                        "group_by = {label:?} is not a field the query groups by ({})",
+                        group_by.join(", ")
+                    ));
+                }
+                let wait = self.group_wait.as_deref().unwrap_or(DEFAULT_GROUP_WAIT);
+                let interval = self
+                    .group_interval
+                    .as_deref()
+                    .unwrap_or(DEFAULT_GROUP_INTERVAL);
+                let mut period = |what: &str, text: &str| match humantime::parse_duration(text) {
+                    Ok(d) => nanos(d),
+                    Err(_) => {
+                        say(format!("{what} = {text:?} is not a duration"));
+                        0
+                    }
+                };
+                Some(NoticeGrouping {
+                    by: by.clone(),
+                    wait: period("group_wait", wait),
+                    interval: period("group_interval", interval),
+                })
+            }
+            None => {
+                if self.group_wait.is_some() || self.group_interval.is_some() {
+                    say("group_wait and group_interval need group_by".into());
+                }
+                None
+            }
+        };
         if !self.inhibit_equal.is_empty() && self.inhibited_by.is_empty() {
             say("inhibit_equal needs inhibited_by".into());
         }
@@ -481,6 +532,7 @@ impl AlertConfig {
                     keep_firing_for: nanos(keep_firing_for),
                     every,
                     max_backoff,
+                    grouping,
                 })
             }
             _ => {

@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use super::channel::label_text;
 
-/// One label matcher: `host=web-1`, `host!=web-1`, `host=~web-.*`, `host!~web-.*`.
+/// One label matcher: `host=web-1`, `host!=web-1`, `host=~web-.*`, `host!~web-.*`. A value
+/// may be quoted as a JSON string (`host="web 1 "`), which it must be to keep spaces at its
+/// ends or to begin with `"` (or with `~` after `=`); [`Matcher`]'s `Display` quotes exactly
+/// then, so a printed matcher parses back to itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Matcher {
     /// The label (`alert` is the rule's name).
@@ -39,13 +42,26 @@ impl Matcher {
         if label.is_empty() {
             return Err(format!("matcher {text:?} names no label"));
         }
+        let value = rest[op.len()..].trim();
+        let value = match value.starts_with('"') {
+            true => serde_json::from_str::<String>(value).map_err(|e| {
+                format!("matcher {text:?}: the quoted value is not a JSON string ({e})")
+            })?,
+            false => value.to_string(),
+        };
         let m = Matcher {
             label: label.to_string(),
             op: op.to_string(),
-            value: rest[op.len()..].trim().to_string(),
+            value,
         };
         m.regex().map_err(|e| format!("matcher {text:?}: {e}"))?;
         Ok(m)
+    }
+
+    /// Whether the value must be quoted to read back as itself.
+    fn needs_quotes(&self) -> bool {
+        let v = &self.value;
+        v.trim() != v || v.starts_with('"') || (self.op == "=" && v.starts_with('~'))
     }
 
     fn regex(&self) -> Result<Option<regex::Regex>, regex::Error> {
@@ -77,6 +93,16 @@ impl Matcher {
                     .is_some_and(|r| r.is_match(&value));
                 found == (op == "=~")
             }
+        }
+    }
+}
+
+impl std::fmt::Display for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.label, self.op)?;
+        match self.needs_quotes() {
+            true => write!(f, "{}", serde_json::Value::from(self.value.as_str())),
+            false => f.write_str(&self.value),
         }
     }
 }
@@ -205,6 +231,7 @@ impl Silences {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn labels(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
@@ -232,6 +259,55 @@ mod tests {
             .contains("expected label=value"));
         assert!(Matcher::parse("=x").unwrap_err().contains("names no label"));
         assert!(Matcher::parse("host=~(").is_err());
+        let quoted = Matcher::parse(r#"host = " web 1""#).unwrap();
+        assert_eq!(quoted.value, " web 1");
+        assert_eq!(quoted.to_string(), r#"host=" web 1""#);
+        assert!(Matcher::parse(r#"host="open"#)
+            .unwrap_err()
+            .contains("not a JSON string"));
+    }
+
+    /// A label as `parse` can give one: no `=` or `!`, no spaces at its ends, not empty.
+    fn label() -> impl Strategy<Value = String> {
+        "[^=!]{1,12}".prop_filter("trimmed and not empty", |l| {
+            !l.trim().is_empty() && l.trim() == l
+        })
+    }
+
+    fn op() -> impl Strategy<Value = &'static str> {
+        prop_oneof![Just("="), Just("!="), Just("=~"), Just("!~")]
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(text in "\\PC{0,40}") {
+            let _ = Matcher::parse(&text);
+        }
+
+        #[test]
+        fn text_made_of_matcher_characters_parses_or_is_refused_without_panicking(
+            text in "[a-z =!~\"\\\\.*()\\[\\]]{0,24}"
+        ) {
+            if let Ok(m) = Matcher::parse(&text) {
+                prop_assert_eq!(Matcher::parse(&m.to_string()), Ok(m));
+            }
+        }
+
+        #[test]
+        fn a_printed_matcher_parses_back_to_itself(
+            label in label(),
+            op in op(),
+            value in "\\PC{0,16}",
+        ) {
+            // A regular expression's value is one that compiles.
+            let value = match op {
+                "=~" | "!~" => regex::escape(&value),
+                _ => value,
+            };
+            let m = Matcher { label, op: op.to_string(), value };
+            let printed = m.to_string();
+            prop_assert_eq!(Matcher::parse(&printed), Ok(m), "{}", printed);
+        }
     }
 
     #[test]

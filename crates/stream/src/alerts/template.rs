@@ -14,6 +14,26 @@ use super::Notice;
 /// The template used when a rule sets none.
 pub const DEFAULT: &str = "[{STATUS}] {alert} {labels}: {value} ({condition})\n{history}\n{events}";
 
+/// The text of `notice`: `template` filled from it, or for a notification group's message a
+/// title line (`[FIRING] errors dc=eu: 3 notices`) and each notice it carries filled in.
+pub fn render_notice(template: &str, notice: &Notice) -> String {
+    if notice.alerts.is_empty() {
+        return render(template, notice);
+    }
+    let mut out = format!(
+        "[{}] {} {}: {} notices",
+        notice.status.to_uppercase(),
+        notice.alert,
+        fill("labels", notice).unwrap_or_default(),
+        notice.alerts.len()
+    );
+    for member in &notice.alerts {
+        out.push('\n');
+        out.push_str(&render(template, member));
+    }
+    out
+}
+
 /// `template` filled from `notice`.
 pub fn render(template: &str, notice: &Notice) -> String {
     let mut out = String::with_capacity(template.len() + 128);
@@ -131,7 +151,23 @@ mod tests {
                 json!({"@rawstring": "GET /a 500", "status": 500}),
                 json!({"@timestamp": 1, "host": "web-1", "status": 503}),
             ],
+            alerts: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_group_message_has_a_title_and_each_notice_it_carries() {
+        let mut one = notice();
+        one.events.clear();
+        one.previous_ended = None;
+        one.fired_before = 0;
+        let mut group = one.clone();
+        group.group = json!({"dc": "eu"}).as_object().unwrap().clone();
+        group.alerts = vec![one.clone(), one];
+        assert_eq!(
+            render_notice("{alert} {labels}", &group),
+            "[FIRING] errors dc=eu: 2 notices\nerrors host=web-1\nerrors host=web-1"
+        );
     }
 
     #[test]
