@@ -265,7 +265,12 @@ pub fn run(args: &TopicArgs) -> anyhow::Result<ExitCode> {
                 println!("topic {name}: every batch of every segment is intact");
             } else {
                 for (p, d) in &problems {
-                    println!("partition {p}: {d}");
+                    // Topic, partition and offsets first: what a reader of the bus loses.
+                    let lost = &d.offsets;
+                    println!(
+                        "topic {name} partition {p} offsets {}..{}: {d}",
+                        lost.start, lost.end
+                    );
                 }
                 println!("readers skip this damage; `eddy topic repair {name}` (with eddy serve stopped) cuts it out");
             }

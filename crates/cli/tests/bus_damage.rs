@@ -282,3 +282,74 @@ fn the_digest_skips_damage_it_has_not_sealed_and_counts_what_it_could_not_read()
     assert_eq!(visible(&server, "late", 1050).len(), 1050);
     server.stop();
 }
+
+/// Where each batch of a bus segment file starts, walking the headers (batch length at 8..12).
+fn batch_positions(bytes: &[u8]) -> Vec<usize> {
+    let mut at = 0;
+    let mut out = Vec::new();
+    while at + eddy_log::batch::HEADER_LEN <= bytes.len() {
+        out.push(at);
+        at += u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+    }
+    out
+}
+
+/// Replaces the compressed records of the `n`th batch of `file` with bytes that do not
+/// decompress, under a CRC made to match: only decompression can tell.
+fn garble_compressed_batch(file: &Path, n: usize) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let at = batch_positions(&bytes)[n];
+    assert_eq!(bytes[at + 17] & 0b11, 1, "the repository's batches are lz4");
+    let len = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+    for b in &mut bytes[at + eddy_log::batch::HEADER_LEN..at + len] {
+        *b = 0xff;
+    }
+    let crc = crc32c::crc32c(&bytes[at + 16..at + len]);
+    bytes[at + 12..at + 16].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn a_corrupt_compressed_batch_is_named_by_verify_and_the_digest_skips_it_and_stores_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    // The digest is off at first, so the bus holds every batch (one per request of 100 events,
+    // lz4 by default) when one of them is damaged in the active segment.
+    let held = "[repositories.lz]\npartitions = 1\ndigest = false\n";
+    let server = Server::start(dir.path(), held);
+    send(&server, "lz", 0..1000);
+    server.stop();
+    let segments = bus_segments(dir.path(), "lz");
+    garble_compressed_batch(segments.last().unwrap(), 3);
+
+    let (code, out) = eddy(dir.path(), &["topic", "verify", "repo.lz"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("topic repo.lz partition 0 offsets 300..400"),
+        "{out}"
+    );
+    assert!(out.contains("decompress"), "names the cause: {out}");
+    let (code, out) = eddy(dir.path(), &["topic", "verify", "repo.lz", "--json"]);
+    assert_eq!(code, Some(1), "{out}");
+    let report: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let problem = &report["problems"][0];
+    assert_eq!(report["topic"], "repo.lz", "{out}");
+    assert_eq!(problem["partition"], 0, "{out}");
+    assert_eq!(problem["damage"]["offsets"]["start"], 300, "{out}");
+    assert_eq!(problem["damage"]["offsets"]["end"], 400, "{out}");
+
+    // The digest, now on, counts the batch it cannot read and stores the batches after it.
+    let server = Server::start(dir.path(), "[repositories.lz]\npartitions = 1\n");
+    let unreadable =
+        server.wait_for_metric("eddy_bus_digest_unreadable_records{repository=\"lz\"}", 1.0);
+    assert_eq!(unreadable, 100.0, "one batch of 100 records");
+    let seen = visible(&server, "lz", 900);
+    let want: Vec<i64> = (0..300).chain(400..1000).collect();
+    let mut got: Vec<i64> = seen.keys().copied().collect();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    assert!(seen.values().all(|&c| c == 1), "no event twice");
+    // And ingest goes on as usual.
+    send(&server, "lz", 5000..5100);
+    assert_eq!(visible(&server, "lz", 1000).len(), 1000);
+    server.stop();
+}

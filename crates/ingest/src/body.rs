@@ -206,7 +206,13 @@ pub fn events(
     if is_avro(content_type) {
         return avro(repo, body, max_event, now);
     }
-    let mut events = parse(body, content_type, parser, max_event, now)?;
+    // The fields of an event that no gatekeeper reads are not written to the bus (its readers
+    // derive them again from the raw text): building them here would be wasted.
+    let parse_line = match repo.gate {
+        None => Parser::parse_for_bus,
+        Some(_) => Parser::parse,
+    };
+    let mut events = parse_with(body, content_type, parser, max_event, now, parse_line)?;
     gatekeep(repo, &mut events)?;
     Ok(events)
 }
@@ -218,6 +224,19 @@ pub fn parse(
     parser: Option<Parser>,
     max_event: usize,
     now: i64,
+) -> Result<Vec<Event>, Refusal> {
+    parse_with(body, content_type, parser, max_event, now, Parser::parse)
+}
+
+/// [`parse`], each line parsed by `parse_line` ([`Parser::parse`] or
+/// [`Parser::parse_for_bus`]).
+fn parse_with(
+    body: &[u8],
+    content_type: &str,
+    parser: Option<Parser>,
+    max_event: usize,
+    now: i64,
+    parse_line: fn(Parser, &str, i64) -> Result<Event, ParseError>,
 ) -> Result<Vec<Event>, Refusal> {
     let text = std::str::from_utf8(body).map_err(|e| Refusal::NotUtf8 {
         byte: e.valid_up_to(),
@@ -252,7 +271,7 @@ pub fn parse(
                 limit: max_event,
             });
         }
-        match parser.parse(text, now) {
+        match parse_line(parser, text, now) {
             Ok(e) => events.push(e),
             Err(error) => bad.push(BadLine {
                 line: number,

@@ -391,7 +391,16 @@ impl Partition {
     }
 
     /// Appends a batch built by [`Partition::encode`].
-    pub fn append_encoded(&self, mut batch: EncodedBatch) -> Result<AppendAck> {
+    pub fn append_encoded(&self, batch: EncodedBatch) -> Result<AppendAck> {
+        let ack = self.write_encoded(batch)?;
+        self.wait_for(ack)?;
+        Ok(ack)
+    }
+
+    /// The first half of [`Partition::append_encoded`]: writes the batch (not yet durable under
+    /// [`Durability::Fsync`]), so that a producer with shares for several partitions can write
+    /// them all before waiting for any fsync ([`Partition::wait_for`]).
+    pub(crate) fn write_encoded(&self, mut batch: EncodedBatch) -> Result<AppendAck> {
         if self.access != Access::Write {
             return Err(Error::ReadOnly);
         }
@@ -435,15 +444,20 @@ impl Partition {
                 }
             }
         };
-        let ack = AppendAck {
+        Ok(AppendAck {
             partition: self.id,
             base_offset: base,
             last_offset: base + count - 1,
-        };
+        })
+    }
+
+    /// The second half of [`Partition::append_encoded`]: returns once the durability policy is
+    /// met for the records `ack` names.
+    pub(crate) fn wait_for(&self, ack: AppendAck) -> Result<()> {
         if let Durability::Fsync { linger } = self.durability {
-            self.wait_durable(base + count, linger)?;
+            self.wait_durable(ack.last_offset + 1, linger)?;
         }
-        Ok(ack)
+        Ok(())
     }
 
     fn write_locked(&self, w: &mut Writer, batch: &mut EncodedBatch) -> Result<u64, Failed> {

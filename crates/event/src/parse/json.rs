@@ -15,12 +15,24 @@ use super::ParseError;
 use crate::event::Event;
 use crate::value::Value;
 
-pub(crate) fn parse(line: &str, event: &mut Event) -> Result<(), ParseError> {
+/// Which fields a parse builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fields {
+    /// Every field, flattened.
+    All,
+    /// Only the top-level keys that may hold the event's time ([`crate::time::TIME_FIELDS`]);
+    /// every other value is still read whole, so the same lines are refused for the same
+    /// reasons, but nothing of it is kept.
+    TimeOnly,
+}
+
+pub(crate) fn parse(line: &str, event: &mut Event, fields: Fields) -> Result<(), ParseError> {
     let mut special = Special::default();
     let mut de = serde_json::Deserializer::from_str(line);
     let walked = TopLevel {
         event: &mut *event,
         special: &mut special,
+        fields,
     }
     .deserialize(&mut de)
     .and_then(|()| de.end());
@@ -94,6 +106,7 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
 struct TopLevel<'a> {
     event: &'a mut Event,
     special: &'a mut Special,
+    fields: Fields,
 }
 
 impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
@@ -128,11 +141,13 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
             } else if key == "@rawstring" || key == "@ingesttimestamp" {
                 // Set by eddy, not by clients.
                 map.next_value::<IgnoredAny>()?;
-            } else {
+            } else if self.fields == Fields::All || crate::time::TIME_FIELDS.contains(&&*key) {
                 map.next_value_seed(Flatten {
                     name: key.into_owned(),
                     out: &mut self.event.fields,
                 })?;
+            } else {
+                map.next_value_seed(Check)?;
             }
         }
         Ok(())
@@ -210,6 +225,53 @@ impl<'de> Visitor<'de> for Flatten<'_> {
         while seq.next_element_seed(self.child(&i.to_string()))?.is_some() {
             i += 1;
         }
+        Ok(())
+    }
+}
+
+/// Reads a JSON value as [`Flatten`] does (strings unescaped, numbers parsed, keys read as
+/// keys), so that it fails where [`Flatten`] would, but keeps nothing and allocates nothing.
+struct Check;
+
+impl<'de> DeserializeSeed<'de> for Check {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Check {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key::<Key>()?.is_some() {
+            map.next_value_seed(Check)?;
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Check)?.is_some() {}
         Ok(())
     }
 }

@@ -1,0 +1,116 @@
+//! The ingest path in one process, for an instruction-counting profiler: request bodies of the
+//! benchmark's data (NDJSON, or access lines with `?parser=accesslog`) go through the HTTP
+//! door's parse and gatekeeper, the shared store (de-dup, keys, encode, durable produce with
+//! fsync) and the repository's digest, until every event is in sealed segments.
+//!
+//! ```text
+//! cargo build --release -p eddy-bench --example ingest_path
+//! valgrind --tool=callgrind target/release/examples/ingest_path json 20000
+//! ```
+//!
+//! Run it with two event counts and divide the difference of the instruction totals by the
+//! difference of the counts: that is the cost of one event, without the start and the stop.
+//! No HTTP: hyper's share is measured by `eddy bench ingest`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eddy_bench::gen::{self, Kind};
+use eddy_event::Parser;
+use eddy_ingest::config::{IngestConfig, RepositoryConfig};
+use eddy_ingest::metrics::IngestMetrics;
+use eddy_ingest::{body, Door, Ingest, Repository};
+
+/// Events per request: about the 4 MB bodies of `eddy bench ingest`, smaller so that a short
+/// run still makes several requests.
+const PER_REQUEST: usize = 5_000;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let kind = match args.next().as_deref() {
+        Some("access") | Some("accesslog") => Kind::Access,
+        Some("json") | None => Kind::Json,
+        Some(other) => panic!("kind must be json or access, not {other:?}"),
+    };
+    let events: usize = args
+        .next()
+        .map_or(20_000, |n| n.parse().expect("event count"));
+
+    // More bytes than `events` lines need (the JSON lines are about 300 bytes), times ending
+    // about now so that retention keeps them.
+    let bytes = (events * 400) as u64;
+    let mut text = Vec::new();
+    let start = eddy_event::time::now_ns() - gen::time_span_ns(kind, 42, bytes);
+    gen::generate_from(kind, 42, bytes, start, &mut text).unwrap();
+    let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').take(events).collect();
+    let bodies: Vec<Vec<u8>> = lines
+        .chunks(PER_REQUEST)
+        .map(|chunk| chunk.join(&b'\n'))
+        .collect();
+    let (content_type, parser) = match kind {
+        Kind::Access => ("text/plain", Some(Parser::Accesslog)),
+        _ => ("application/x-ndjson", None),
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(eddy_log::Log::open(dir.path().join("topics")).unwrap());
+    let registry = Arc::new(eddy_schema::Registry::open(&log).unwrap());
+    let ingest = Ingest::new(
+        IngestConfig::default(),
+        1 << 20,
+        Arc::new(IngestMetrics::register(
+            &mut prometheus_client::registry::Registry::default(),
+        )),
+    );
+    let repo = Repository::open(
+        &log,
+        &registry,
+        "bench",
+        RepositoryConfig::default(),
+        &ingest.config,
+        &dir.path().join("store"),
+    )
+    .unwrap();
+
+    let mut stored = 0;
+    for b in &bodies {
+        let received = Instant::now();
+        let now = eddy_log::now_ns();
+        let events = body::events(&repo, b, content_type, parser, 1 << 20, now).unwrap();
+        stored += ingest
+            .store(Door::Http, &repo, events, b.len(), received)
+            .unwrap()
+            .events;
+    }
+    // The digest seals what it has read; wait until it has read everything.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let sealed: u64 = repo
+            .store
+            .catalogue()
+            .segments
+            .values()
+            .map(|s| s.info.count)
+            .sum();
+        let digested = sealed + repo.store.work_in_progress().events;
+        if digested >= stored as u64 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    repo.stop_digest();
+    repo.store.seal_all().unwrap();
+    let sealed: u64 = repo
+        .store
+        .catalogue()
+        .segments
+        .values()
+        .map(|s| s.info.count)
+        .sum();
+    println!(
+        "{} events in {} requests stored; {sealed} in sealed segments",
+        stored,
+        bodies.len()
+    );
+}
