@@ -538,7 +538,11 @@ pub async fn serve(
     let repositories = state.repositories();
     let mut holders = exposure::token_holders(&state.config, repositories.iter().map(|r| &**r));
     if state.auth.has_created_tokens() {
-        holders.push(auth::tokens_file(&state.config.data_dir).display().to_string());
+        holders.push(
+            auth::tokens_file(&state.config.data_dir)
+                .display()
+                .to_string(),
+        );
     }
     exposure::check(&state.config, &holders)?;
     let tls =
