@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use eddy_event::Value;
 use serde_json::{json, Value as Json};
 
+use crate::client::{refused, AdminServer as Server};
 use crate::output::{json_line, table};
 
 #[derive(Debug, Subcommand)]
@@ -249,49 +250,6 @@ impl RuleArgs {
         }
         body
     }
-}
-
-#[derive(Debug, Args)]
-pub struct Server {
-    /// The server's base URL.
-    #[arg(long, env = "EDDY_URL", default_value = "http://127.0.0.1:7280")]
-    url: String,
-    /// An admin token (sent as `Authorization: Bearer`); `history` sends it as the read token
-    /// of `_alerts`.
-    #[arg(long, env = "EDDY_ADMIN_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
-}
-
-impl Server {
-    /// Sends a request; the answer's status and JSON body (`null` if it has none).
-    fn call(&self, method: &str, path: &str, body: Option<&Json>) -> anyhow::Result<(u16, Json)> {
-        let url = format!("{}{path}", self.url.trim_end_matches('/'));
-        let body = body.map(Json::to_string).unwrap_or_default();
-        let (status, text) = crate::client::call(
-            method,
-            &url,
-            self.token.as_deref(),
-            Some(("application/json", body.as_bytes())),
-        )?;
-        let answer = if text.trim().is_empty() {
-            Json::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(json!({ "error": text }))
-        };
-        Ok((status, answer))
-    }
-}
-
-/// Prints a refusal's message; exit code 1.
-fn refused(status: u16, answer: &Json) -> ExitCode {
-    eprintln!(
-        "error: the server answered {status}: {}",
-        answer["error"].as_str().unwrap_or("(no message)")
-    );
-    ExitCode::FAILURE
 }
 
 pub fn run(cmd: &AlertCommand) -> anyhow::Result<ExitCode> {

@@ -10,9 +10,10 @@
 
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use serde_json::{json, Value as Json};
 
+use crate::client::{refused, AdminServer as Server};
 use crate::output::{json_line, table};
 
 #[derive(Debug, Subcommand)]
@@ -58,47 +59,6 @@ pub enum TokenCommand {
         #[command(flatten)]
         server: Server,
     },
-}
-
-/// Where the server is and how to ask it.
-#[derive(Debug, Args)]
-pub struct Server {
-    /// The server's base URL.
-    #[arg(long, env = "EDDY_URL", default_value = "http://127.0.0.1:7280")]
-    url: String,
-    /// A token with the scope admin (sent as `Authorization: Bearer`).
-    #[arg(long, env = "EDDY_ADMIN_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
-}
-
-impl Server {
-    fn call(&self, method: &str, path: &str, body: Option<&Json>) -> anyhow::Result<(u16, Json)> {
-        let url = format!("{}{path}", self.url.trim_end_matches('/'));
-        let body = body.map(Json::to_string).unwrap_or_default();
-        let (status, text) = crate::client::call(
-            method,
-            &url,
-            self.token.as_deref(),
-            Some(("application/json", body.as_bytes())),
-        )?;
-        let answer = if text.trim().is_empty() {
-            Json::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(json!({ "error": text }))
-        };
-        Ok((status, answer))
-    }
-}
-
-fn refused(status: u16, answer: &Json) -> ExitCode {
-    eprintln!(
-        "error: the server answered {status}: {}",
-        answer["error"].as_str().unwrap_or("(no message)")
-    );
-    ExitCode::FAILURE
 }
 
 fn text(v: &Json) -> String {

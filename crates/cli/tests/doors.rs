@@ -317,3 +317,38 @@ fn statsd_gauges_answer_their_last_value_per_metric() {
     );
     server.stop();
 }
+
+#[test]
+fn a_tcp_listener_with_first_line_tokens_stores_only_what_an_ingest_token_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "[[tcp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"secure\"\ntoken_first_line = true\n",
+    );
+    let send = |text: String| {
+        let mut tcp = TcpStream::connect(server.tcp[0]).unwrap();
+        tcp.write_all(text.as_bytes()).unwrap();
+        drop(tcp);
+    };
+    send(format!(
+        "{TOKEN}\n{{\"msg\":\"let in\"}}\n{{\"msg\":\"also in\"}}\n"
+    ));
+    send("not-a-token-at-all\n{\"msg\":\"wrong token\"}\n".to_string());
+    send("{\"msg\":\"no token line\"}\n{\"msg\":\"after it\"}\n".to_string());
+    server.wait_for_metric(
+        r#"eddy_ingest_events_total{door="tcp",repository="secure"}"#,
+        2.0,
+    );
+    let refused = server.wait_for_metric(
+        r#"eddy_ingest_rejected_events_total{door="tcp",repository="secure",reason="auth"}"#,
+        2.0,
+    );
+    assert_eq!(refused, 2.0);
+    server.stop();
+    let mut stored: Vec<String> = stored_events(dir.path(), "secure")
+        .iter()
+        .map(|e| e.fields["msg"].to_text())
+        .collect();
+    stored.sort();
+    assert_eq!(stored, ["also in", "let in"]);
+}

@@ -62,6 +62,10 @@ pub struct ListenerConfig {
     /// `false` keeps it plain (for senders that cannot speak TLS); `true` demands `[tls]`.
     #[serde(default)]
     pub tls: Option<bool>,
+    /// TCP only: each connection's first line is a token, which must hold `ingest:` on the
+    /// listener's repository; a connection without one is closed before any event is stored.
+    #[serde(default)]
+    pub token_first_line: bool,
 }
 
 impl ListenerConfig {

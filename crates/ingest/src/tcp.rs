@@ -7,6 +7,10 @@
 //! reads each line by [`crate::json_body`]'s rule (a line holding an array gives its elements).
 //! Connections past `ingest.max_tcp_connections` are closed at once, counted and logged.
 //!
+//! With `token_first_line`, a connection's first line is a token that must allow ingest into the
+//! listener's repository ([`TokenCheck`]); without one the connection is closed, counted and
+//! logged, before any of its events is stored.
+//!
 //! With TLS ([`crate::tls`]) each connection first shakes hands, within `tls.handshake_timeout`,
 //! in its own task (a slow handshake never holds the accept loop); then the same framing reads
 //! the decrypted stream, so syslog over TLS (RFC 5425, octet-counted) needs nothing more.
@@ -35,6 +39,13 @@ pub const MAX_BATCH_EVENTS: usize = 1000;
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 const READ_BUFFER: usize = 64 << 10;
 
+/// Whether a token sent on a connection allows sending events into a repository (the server's
+/// one access check, behind this trait so the doors do not depend on it).
+pub trait TokenCheck: Send + Sync + std::fmt::Debug {
+    /// `Ok` if `token` may ingest into `repository`; else why not (never the token itself).
+    fn may_ingest(&self, token: &str, repository: &str, peer: SocketAddr) -> Result<(), String>;
+}
+
 /// A bound TCP listener.
 #[derive(Debug)]
 pub struct TcpDoor {
@@ -44,6 +55,7 @@ pub struct TcpDoor {
     listener: TcpListener,
     addr: SocketAddr,
     tls: Option<Arc<Certificates>>,
+    tokens: Option<Arc<dyn TokenCheck>>,
 }
 
 impl TcpDoor {
@@ -70,7 +82,15 @@ impl TcpDoor {
             listener,
             addr,
             tls,
+            tokens: None,
         })
+    }
+
+    /// Checks the first-line tokens of a `token_first_line` listener with `tokens` (without
+    /// it, every such connection is refused).
+    pub fn with_token_check(mut self, tokens: Arc<dyn TokenCheck>) -> TcpDoor {
+        self.tokens = Some(tokens);
+        self
     }
 
     /// The bound address.
@@ -103,6 +123,7 @@ impl TcpDoor {
                         config: self.config.clone(),
                         repo: self.repo.clone(),
                         peer,
+                        tokens: self.tokens.clone(),
                     };
                     let stop = stop.clone();
                     let tls = self.tls.clone();
@@ -138,6 +159,7 @@ struct Connection {
     config: Arc<ListenerConfig>,
     repo: Arc<Repository>,
     peer: SocketAddr,
+    tokens: Option<Arc<dyn TokenCheck>>,
 }
 
 impl Connection {
@@ -166,6 +188,7 @@ impl Connection {
         let mut bytes = 0;
         let mut received = Instant::now();
         let idle = self.ingest.config.tcp_idle_timeout;
+        let mut unauthenticated = self.config.token_first_line;
         loop {
             let next = tokio::select! {
                 next = tokio::time::timeout(idle, frames.next(&mut frame)) => match next {
@@ -179,6 +202,17 @@ impl Connection {
                 _ = stop.wait_for(|s| *s) => break,
             };
             match next {
+                Ok(Some(Frame::Event)) if unauthenticated => {
+                    if let Err(why) = self.authenticate(&frame) {
+                        let ingest = &self.ingest;
+                        ingest
+                            .metrics
+                            .rejected(Door::Tcp, &self.repo.name, RejectReason::Auth, 1);
+                        tracing::warn!(peer = %self.peer, reason = %why, "closing a TCP connection whose first line is not a token that may send here");
+                        return;
+                    }
+                    unauthenticated = false;
+                }
                 Ok(Some(Frame::Event)) => {
                     if batch.is_empty() {
                         received = Instant::now();
@@ -221,6 +255,17 @@ impl Connection {
         }
         if !batch.is_empty() {
             self.flush(batch, bytes, received).await;
+        }
+    }
+
+    /// Whether the first line `frame` is a token that may send into the listener's repository.
+    fn authenticate(&self, frame: &[u8]) -> Result<(), String> {
+        let token = std::str::from_utf8(frame)
+            .map_err(|_| "the first line is not UTF-8".to_string())?
+            .trim();
+        match &self.tokens {
+            Some(tokens) => tokens.may_ingest(token, &self.repo.name, self.peer),
+            None => Err("this listener has no token check".to_string()),
         }
     }
 

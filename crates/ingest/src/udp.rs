@@ -262,6 +262,7 @@ mod tests {
             parser,
             tags: Default::default(),
             tls: None,
+            token_first_line: false,
         }
     }
 

@@ -681,6 +681,27 @@ impl AppState {
     }
 }
 
+/// The check of a TCP listener's first-line tokens: the same scopes and audit as HTTP.
+#[derive(Debug)]
+pub struct ListenerTokens(pub std::sync::Weak<crate::AppState>);
+
+impl eddy_ingest::tcp::TokenCheck for ListenerTokens {
+    fn may_ingest(
+        &self,
+        token: &str,
+        repository: &str,
+        peer: std::net::SocketAddr,
+    ) -> Result<(), String> {
+        let state = self.0.upgrade().ok_or("the server is stopping")?;
+        let caller = Caller(state.auth.identify(Some(token)));
+        let route = format!("tcp listener, from {peer}");
+        state
+            .check(&caller, Need::Ingest(repository), &route)
+            .map(drop)
+            .map_err(|r| r.message())
+    }
+}
+
 /// The answer to a refused caller.
 pub fn refusal(denied: &Denied) -> Reject {
     match denied {

@@ -346,6 +346,12 @@ impl Config {
             }
         }
         for (i, l) in self.udp.iter().enumerate() {
+            if l.token_first_line {
+                problems.push(format!(
+                    "udp[{i}] ({}): token_first_line is for TCP listeners only (a datagram is not a connection)",
+                    l.listen
+                ));
+            }
             if l.tls.is_some() {
                 problems.push(format!(
                     "udp[{i}] ({}): tls is for TCP listeners only (UDP has no TLS here)",

@@ -568,7 +568,9 @@ pub async fn serve(
         let repo = state.listener_repository(l)?;
         let door_tls = tls.clone().filter(|_| l.serves_tls(true));
         bound.tcp_tls.push(door_tls.is_some());
-        let door = TcpDoor::bind(state.ingest.clone(), repo, l.clone(), door_tls).await?;
+        let door = TcpDoor::bind(state.ingest.clone(), repo, l.clone(), door_tls)
+            .await?
+            .with_token_check(Arc::new(auth::ListenerTokens(Arc::downgrade(&state))));
         bound.tcp.push(door.local_addr());
         doors.spawn(door.run(stop_rx.clone()));
     }
