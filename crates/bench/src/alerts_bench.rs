@@ -25,7 +25,7 @@ use eddy_base::sync::lock;
 
 use crate::error::{Error, IoContext, Result};
 use crate::report::{Figure, Row, Section};
-use crate::serve::Serve;
+use crate::serve::{agent, paced_load, post_ndjson, Serve};
 
 /// Data sources (`#service` values) the load and the rules spread over.
 const SERVICES: usize = 50;
@@ -175,62 +175,6 @@ fn body(client: usize, batch: usize) -> Vec<u8> {
     out
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
-fn post(agent: &ureq::Agent, url: &str, body: &[u8]) -> Result<()> {
-    let resp = agent
-        .post(url)
-        .header("Content-Type", "application/x-ndjson")
-        .send(body)
-        .map_err(|e| Error::Invalid(format!("posting to eddy serve: {e}")))?;
-    match resp.status().as_u16() {
-        200 => Ok(()),
-        s => Err(Error::Invalid(format!(
-            "eddy serve answered {s} to a batch"
-        ))),
-    }
-}
-
-/// Posts batches at `rate` events/s from `CLIENTS` threads until `stop`; the events
-/// acknowledged.
-fn paced_load(url: &str, rate: u64, stop: &AtomicBool) -> Result<u64> {
-    let per_client = Duration::from_secs_f64(BATCH as f64 * CLIENTS as f64 / rate.max(1) as f64);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..CLIENTS)
-            .map(|c| {
-                s.spawn(move || -> Result<u64> {
-                    let bodies: Vec<Vec<u8>> = (0..8).map(|b| body(c, b)).collect();
-                    let agent = agent();
-                    let start = Instant::now();
-                    let mut sent = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let due = start + per_client * sent as u32;
-                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
-                        }
-                        post(&agent, url, &bodies[sent as usize % bodies.len()])?;
-                        sent += 1;
-                    }
-                    Ok(sent * BATCH as u64)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Invalid("a client thread panicked".into())))
-            })
-            .sum()
-    })
-}
-
 /// The resident memory of process `pid`, bytes.
 fn rss(pid: u32) -> Result<f64> {
     let path = format!("/proc/{pid}/status");
@@ -306,7 +250,7 @@ fn run_once(opts: &AlertsBenchOptions, rules: usize) -> Result<RunFigures> {
     let stop = AtomicBool::new(false);
     let (rate, acked, rss_now) = std::thread::scope(|s| -> Result<_> {
         let started = Instant::now();
-        let load = s.spawn(|| paced_load(&url, opts.rate, &stop));
+        let load = s.spawn(|| paced_load(&url, opts.rate, CLIENTS, BATCH, body, &stop));
         let probes = s.spawn(|| -> Result<Vec<(usize, Instant)>> {
             let mut acked = Vec::new();
             if rules == 0 {
@@ -315,7 +259,7 @@ fn run_once(opts: &AlertsBenchOptions, rules: usize) -> Result<RunFigures> {
             let agent = agent();
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
-                post(&agent, &url, probe(i % rules).as_bytes())?;
+                post_ndjson(&agent, &url, probe(i % rules).as_bytes())?;
                 acked.push((i % rules, Instant::now()));
                 i += 1;
                 std::thread::sleep(PROBE_EVERY);

@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, IoContext, Result};
 use crate::report::{Figure, Row, Section};
-use crate::serve::Serve;
+use crate::serve::{agent, Serve};
 
 const REPOSITORY: &str = "crash";
 /// Events per request.
@@ -89,14 +89,6 @@ impl CrashOutcome {
     pub fn exact(&self) -> bool {
         self.lost == 0 && self.doubled == 0
     }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
 }
 
 fn line(n: i64) -> String {

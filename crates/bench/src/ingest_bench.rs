@@ -96,11 +96,7 @@ impl Server {
     }
 
     pub(crate) fn agent() -> ureq::Agent {
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into()
+        crate::serve::agent()
     }
 
     /// Events stored through `door` into `bench`, from the server's metrics.

@@ -21,6 +21,7 @@ use tungstenite::{Message, WebSocket};
 use crate::error::{Error, Result};
 use crate::ingest_bench::{body, histogram, http_run, IngestBenchOptions, Server, BATCH};
 use crate::report::{Figure, Row, Section};
+use crate::serve::paced_load;
 
 /// Events per second offered.
 const RATE: u64 = 100_000;
@@ -113,52 +114,6 @@ fn drain(mut socket: Socket, seen: &Seen, stop: &AtomicBool) {
     let _ = socket.close(None);
 }
 
-/// Posts batches at `RATE` events/s from `CLIENTS` threads until `stop`; returns the events
-/// acknowledged.
-fn paced_load(server: &Server, stop: &AtomicBool) -> Result<u64> {
-    let url = format!("{}/api/v1/ingest/bench", server.http);
-    let per_client = Duration::from_secs_f64(BATCH as f64 * CLIENTS as f64 / RATE as f64);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..CLIENTS as usize)
-            .map(|c| {
-                let url = url.clone();
-                s.spawn(move || -> Result<u64> {
-                    let bodies: Vec<Vec<u8>> = (0..8).map(|b| body(c, b)).collect();
-                    let agent = Server::agent();
-                    let start = Instant::now();
-                    let mut sent = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let due = start + per_client * sent as u32;
-                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
-                        }
-                        let resp = agent
-                            .post(&url)
-                            .header("Content-Type", "application/x-ndjson")
-                            .send(&bodies[sent as usize % bodies.len()][..])
-                            .map_err(|e| Error::Invalid(format!("posting a batch: {e}")))?;
-                        if resp.status() != 200 {
-                            return Err(Error::Invalid(format!(
-                                "eddy serve answered {} to a valid batch",
-                                resp.status()
-                            )));
-                        }
-                        sent += 1;
-                    }
-                    Ok(sent * BATCH as u64)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Invalid("a client thread panicked".into())))
-            })
-            .sum()
-    })
-}
-
 /// Posts one probe every 10 ms until `stop`; returns when each was sent and acknowledged.
 fn probes(server: &Server, stop: &AtomicBool) -> Result<HashMap<u64, (Instant, Instant)>> {
     let url = format!("{}/api/v1/ingest/bench", server.http);
@@ -210,13 +165,14 @@ fn run_once(opts: &IngestBenchOptions, live: bool) -> Result<RunFigures> {
     } else {
         Vec::new()
     };
+    let url = format!("{}/api/v1/ingest/bench", server.http);
     let (paced, probed, unpaced) = std::thread::scope(|s| -> Result<_> {
         for socket in sockets {
             let (seen, stop) = (&seen, &stop_clients);
             s.spawn(move || drain(socket, seen, stop));
         }
         let started = Instant::now();
-        let load = s.spawn(|| paced_load(&server, &stop_load));
+        let load = s.spawn(|| paced_load(&url, RATE, CLIENTS as usize, BATCH, body, &stop_load));
         let probe = s.spawn(|| probes(&server, &stop_load));
         std::thread::sleep(Duration::from_secs(opts.seconds));
         stop_load.store(true, Ordering::Relaxed);

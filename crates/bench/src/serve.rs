@@ -97,3 +97,72 @@ impl Serve {
         Ok(())
     }
 }
+
+/// An HTTP client for a benchmark's requests: error statuses come back as answers.
+pub(crate) fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// Posts an NDJSON `body` to `url`; anything but `200` is an error.
+pub(crate) fn post_ndjson(agent: &ureq::Agent, url: &str, body: &[u8]) -> Result<()> {
+    let resp = agent
+        .post(url)
+        .header("Content-Type", "application/x-ndjson")
+        .send(body)
+        .map_err(|e| Error::Invalid(format!("posting to eddy serve: {e}")))?;
+    match resp.status().as_u16() {
+        200 => Ok(()),
+        s => Err(Error::Invalid(format!(
+            "eddy serve answered {s} to a batch"
+        ))),
+    }
+}
+
+/// Posts NDJSON bodies of `per_body` events each (`body(client, n)`, eight per client, taken in
+/// turn) to `url` at `rate` events/s from `clients` threads until `stop`; the events
+/// acknowledged.
+pub(crate) fn paced_load(
+    url: &str,
+    rate: u64,
+    clients: usize,
+    per_body: usize,
+    body: impl Fn(usize, usize) -> Vec<u8> + Sync,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<u64> {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let per_client = Duration::from_secs_f64(per_body as f64 * clients as f64 / rate.max(1) as f64);
+    let body = &body;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                s.spawn(move || -> Result<u64> {
+                    let bodies: Vec<Vec<u8>> = (0..8).map(|b| body(c, b)).collect();
+                    let agent = agent();
+                    let start = Instant::now();
+                    let mut sent = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let due = start + per_client * sent as u32;
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        post_ndjson(&agent, url, &bodies[sent as usize % bodies.len()])?;
+                        sent += 1;
+                    }
+                    Ok(sent * per_body as u64)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Invalid("a client thread panicked".into())))
+            })
+            .sum()
+    })
+}

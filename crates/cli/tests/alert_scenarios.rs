@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    agent, alert_rule as rule, eddy_client as eddy, notices, receiver, wait_for, Request, Server,
-    NDJSON,
+    agent, alert_rule as rule, eddy_client as eddy, notices, receiver, wait_for, wait_for_or,
+    Request, Server, NDJSON,
 };
 use hmac::{KeyInit, Mac};
 use serde_json::{json, Value};
@@ -745,13 +745,17 @@ fn alert_test_over_history_agrees_with_what_the_live_rule_did() {
         ),
     );
     let start = rfc3339(eddy_event::time::now_ns() - 5_000_000_000);
-    // Two bursts of errors, each followed by quiet until the rule resolves.
+    // Two bursts of errors, each followed by quiet until the rule resolves. A burst goes on
+    // for a window and a step past the firing: cut at the firing, it could hold just over the
+    // threshold, which the test's evaluations, a second apart from other instants, may see
+    // split between two slices of the window.
     let errors = Sender::start(&server, &"{\"host\":\"h1\",\"status\":500}\n".repeat(2));
     for round in 1..=2 {
         errors.resume();
         wait_for("a firing", || {
             (notices(&got, "/hook", "firing").len() == round).then_some(())
         });
+        std::thread::sleep(Duration::from_secs(3));
         errors.pause();
         wait_for("a resolution", || {
             (notices(&got, "/hook", "resolved").len() == round).then_some(())
@@ -770,15 +774,21 @@ fn alert_test_over_history_agrees_with_what_the_live_rule_did() {
             )
         })
         .collect();
-    let answer = wait_for("the test over the same range", || {
-        let out = eddy(
-            &server,
-            &["alert", "test", "errors", "--start", &start, "--json"],
-        );
-        assert!(out.status.success(), "{out:?}");
-        let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
-        (answer["notices"].as_array().unwrap().len() >= live.len()).then_some(answer)
-    });
+    let last = std::cell::RefCell::new(Value::Null);
+    let answer = wait_for_or(
+        "the test over the same range",
+        || {
+            let out = eddy(
+                &server,
+                &["alert", "test", "errors", "--start", &start, "--json"],
+            );
+            assert!(out.status.success(), "{out:?}");
+            let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+            *last.borrow_mut() = answer.clone();
+            (answer["notices"].as_array().unwrap().len() >= live.len()).then_some(answer)
+        },
+        || format!("live: {live:?}\nlast test: {}", last.borrow()),
+    );
     let replayed: Vec<(String, i64)> = answer["notices"]
         .as_array()
         .unwrap()

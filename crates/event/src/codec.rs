@@ -124,7 +124,17 @@ pub fn encode(event: &Event) -> Vec<u8> {
 
 /// Decodes an event encoded by [`encode`] (derived fields parsed again).
 pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
-    let (mut event, fields) = decode_lazily(buf)?;
+    let (event, fields) = decode_lazily(buf)?;
+    with_fields(event, fields)
+}
+
+/// Gives an event [`decode_lazily`] left without fields its fields: those written, or those
+/// its parser derives (what [`decode`] does in one go, for a reader that first looks at the
+/// event's tags or times).
+pub fn with_fields(
+    mut event: Event,
+    fields: Option<EncodedFields<'_>>,
+) -> Result<Event, DecodeError> {
     match fields {
         Some(fields) => event.fields = fields.to_map()?,
         None => derive_fields(&mut event),

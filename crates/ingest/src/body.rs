@@ -21,7 +21,7 @@ use eddy_schema::avro_json::Rejection;
 use eddy_schema::gate::GateError;
 
 use crate::json_body::{self, JsonBody};
-use crate::repository::Repository;
+use crate::repository::{ParseLine, Repository};
 use crate::StoreError;
 
 /// Most bad lines a refusal lists (its count covers all of them).
@@ -206,13 +206,14 @@ pub fn events(
     if is_avro(content_type) {
         return avro(repo, body, max_event, now);
     }
-    // The fields of an event that no gatekeeper reads are not written to the bus (its readers
-    // derive them again from the raw text): building them here would be wasted.
-    let parse_line = match repo.gate {
-        None => Parser::parse_for_bus,
-        Some(_) => Parser::parse,
-    };
-    let mut events = parse_with(body, content_type, parser, max_event, now, parse_line)?;
+    let mut events = parse_with(
+        body,
+        content_type,
+        parser,
+        max_event,
+        now,
+        repo.line_parse(),
+    )?;
     gatekeep(repo, &mut events)?;
     Ok(events)
 }
@@ -236,7 +237,7 @@ fn parse_with(
     parser: Option<Parser>,
     max_event: usize,
     now: i64,
-    parse_line: fn(Parser, &str, i64) -> Result<Event, ParseError>,
+    parse_line: ParseLine,
 ) -> Result<Vec<Event>, Refusal> {
     let text = std::str::from_utf8(body).map_err(|e| Refusal::NotUtf8 {
         byte: e.valid_up_to(),

@@ -120,11 +120,7 @@ impl Ingest {
     ) -> Result<Stored, StoreError> {
         let now = eddy_log::now_ns();
         let mut events = Vec::with_capacity(lines.len());
-        // As at the HTTP door: fields only where a gatekeeper reads them.
-        let parse_line = match repo.gate {
-            None => eddy_event::Parser::parse_for_bus,
-            Some(_) => eddy_event::Parser::parse,
-        };
+        let parse_line = repo.line_parse();
         for line in &lines {
             match parse_line(listener.parser, line, now) {
                 Ok(mut e) => {

@@ -38,7 +38,20 @@ pub struct Repository {
     pub(crate) grouping: Mutex<TagGrouping>,
 }
 
+/// How a door parses one line: [`eddy_event::Parser::parse`] or
+/// [`eddy_event::Parser::parse_for_bus`].
+pub type ParseLine = fn(eddy_event::Parser, &str, i64) -> Result<Event, eddy_event::ParseError>;
+
 impl Repository {
+    /// How its doors parse a line: with the fields only where a gatekeeper reads them; the bus
+    /// keeps no fields its readers can derive again from the raw text.
+    pub fn line_parse(&self) -> ParseLine {
+        match self.gate {
+            None => eddy_event::Parser::parse_for_bus,
+            Some(_) => eddy_event::Parser::parse,
+        }
+    }
+
     /// Opens (creating if needed) the repository's topic and store, re-reads the ids it stored
     /// within the de-duplication window (so a retry after a restart is still recognised), and
     /// starts its digest.

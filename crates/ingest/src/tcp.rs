@@ -164,13 +164,7 @@ struct Connection {
 
 impl Connection {
     fn handshake_failed(&self, listener: SocketAddr, e: &HandshakeError) {
-        let metrics = &self.ingest.metrics;
-        match e {
-            HandshakeError::TimedOut(_) => metrics.timed_out(Door::Tcp, SlowPhase::Handshake),
-            HandshakeError::Failed(_) => {
-                metrics.tls_handshake_failed(Door::Tcp, &listener.to_string());
-            }
-        }
+        e.count(&self.ingest.metrics, Door::Tcp, listener);
         tracing::debug!(peer = %self.peer, %listener, error = %e, "closing a TCP connection");
     }
 

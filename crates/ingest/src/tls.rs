@@ -14,6 +14,7 @@
 //!
 //! Only rustls with the *ring* provider: no OpenSSL.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -29,7 +30,7 @@ use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
 
 use crate::config::duration;
-use crate::metrics::IngestMetrics;
+use crate::metrics::{Door, IngestMetrics, SlowPhase};
 
 /// The `[tls]` section of `eddy serve`'s configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -362,6 +363,17 @@ pub enum HandshakeError {
     /// The handshake failed (not TLS, no or a bad client certificate, …).
     #[error("the TLS handshake failed: {0}")]
     Failed(#[from] std::io::Error),
+}
+
+impl HandshakeError {
+    /// Counts it for `door` on `listener`: a timeout with the slow clients, else as a failed
+    /// handshake.
+    pub fn count(&self, metrics: &IngestMetrics, door: Door, listener: SocketAddr) {
+        match self {
+            HandshakeError::TimedOut(_) => metrics.timed_out(door, SlowPhase::Handshake),
+            HandshakeError::Failed(_) => metrics.tls_handshake_failed(door, &listener.to_string()),
+        }
+    }
 }
 
 /// Shakes hands over `stream` with the configuration in force, within the handshake timeout.

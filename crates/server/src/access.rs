@@ -260,10 +260,7 @@ pub fn rule_of(method: &Method, path: &str) -> Option<&'static Rule> {
     } else {
         method.as_str()
     };
-    BY_ROUTE
-        .iter()
-        .find(|((m, p), _)| *m == method && *p == path)
-        .map(|(_, r)| *r)
+    BY_ROUTE.get(&(method, path)).copied()
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
@@ -337,10 +334,14 @@ pub async fn guard(
             Ok(p) => p,
             Err(r) => return answer(&path, r),
         },
-        // A door checks once it knows the repository; its limits are those of whom it names.
+        // A door checks once it knows the repository, with the caller found here; its limits
+        // are those of whom it names.
         None => match &caller.0 {
             Ok(p) => p.clone(),
-            Err(_) => return next.run(request).await,
+            Err(_) => {
+                request.extensions_mut().insert(caller);
+                return next.run(request).await;
+            }
         },
     };
     if let Err(limited) = principal.limits.admit(rule.query_cost) {

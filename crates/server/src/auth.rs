@@ -273,6 +273,13 @@ pub enum Denied {
 #[derive(Debug, Clone)]
 pub struct Caller(pub Result<Arc<Principal>, Denied>);
 
+impl Caller {
+    /// Whether it sent no token.
+    pub fn is_anonymous(&self) -> bool {
+        self.0.as_ref().is_ok_and(|p| p.is_anonymous())
+    }
+}
+
 /// The tokens eddy knows: those it made (by SHA-256) and those of the configuration.
 #[derive(Debug)]
 pub struct Auth {
@@ -636,7 +643,7 @@ impl AppState {
             return true;
         }
         let admin_open = self.config.http.admin_tokens.is_empty();
-        let repo = |name: &str| self.repository(name).map(|r| r.config.clone());
+        let repo = |name: &str| self.repository(name);
         match need {
             Need::Metrics => true,
             Need::Admin | Need::Known => admin_open,
@@ -648,10 +655,12 @@ impl AppState {
                         .all(|r| r.config.read_tokens.is_empty())
             }
             // An unknown repository is the handler's 404.
-            Need::Ingest(name) => repo(name).is_none_or(|c| c.tokens.is_empty()),
+            Need::Ingest(name) => repo(name).is_none_or(|r| r.config.tokens.is_empty()),
             Need::Read(name) => {
                 admin_open
-                    && repo(name).is_none_or(|c| c.tokens.is_empty() && c.read_tokens.is_empty())
+                    && repo(name).is_none_or(|r| {
+                        r.config.tokens.is_empty() && r.config.read_tokens.is_empty()
+                    })
             }
         }
     }

@@ -21,11 +21,12 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use eddy_ingest::protocols::elastic::{self, BulkItem, ItemError};
 use eddy_ingest::Door;
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::http::{self, error, Reject};
 use crate::protocol_doors::{self as doors, Gatekeeping};
 use crate::AppState;
@@ -112,35 +113,43 @@ async fn acknowledged() -> Response {
     product(Json(json!({"acknowledged": true})).into_response())
 }
 
-async fn bulk(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    product(accept(state, None, headers, body).await)
+async fn bulk(
+    State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let caller = doors::caller(&state, caller);
+    product(accept(state, None, &caller, headers, body).await)
 }
 
 async fn bulk_into(
     State(state): State<Arc<AppState>>,
     Path(index): Path<String>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    product(accept(state, Some(index), headers, body).await)
+    let caller = doors::caller(&state, caller);
+    product(accept(state, Some(index), &caller, headers, body).await)
 }
 
 async fn accept(
     state: Arc<AppState>,
     path_index: Option<String>,
+    caller: &Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let received = Instant::now();
     let config = &state.config.doors.elastic;
-    let token = doors::given_token(&headers);
     // Admission before reading: the token must open the path's (or the door's) repository.
     let first = doors::repository(&state, config, path_index.as_deref());
     let first = match first.and_then(|repo| {
         doors::authorize(
             &state,
             &repo,
-            token.as_deref(),
+            caller,
             "Authorization: Bearer <token> or ApiKey",
         )?;
         Ok(repo)
@@ -160,7 +169,7 @@ async fn accept(
         })
         .await?
         .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
-        let answers = store_items(&state, items, token.as_deref(), size, received).await;
+        let answers = store_items(&state, items, caller, size, received).await;
         drop(charged);
         Ok::<_, Reject>(answers)
     }
@@ -184,7 +193,7 @@ async fn accept(
 async fn store_items(
     state: &Arc<AppState>,
     items: Vec<BulkItem>,
-    token: Option<&str>,
+    caller: &Caller,
     size: usize,
     received: Instant,
 ) -> Result<(String, bool), Reject> {
@@ -209,7 +218,7 @@ async fn store_items(
         };
         let named = (!item.index.is_empty()).then_some(item.index.as_str());
         let repo = match doors::repository(state, config, named).and_then(|repo| {
-            doors::authorize(state, &repo, token, "Authorization")?;
+            doors::authorize(state, &repo, caller, "Authorization")?;
             Ok(repo)
         }) {
             Ok(repo) => repo,

@@ -4,25 +4,21 @@
 //!
 //! Loopback addresses are exempt: nothing leaves the machine. UDP listeners are not doors that
 //! carry tokens (no request has an `Authorization`), and TLS does not exist for them here.
-//! The rule is checked at start, over the tokens known then: the configuration file's and
-//! those of repositories created through the API before.
+//! The rule is checked at start, over the tokens known then: the configuration file's, those
+//! of repositories created through the API before, and those made with `eddy token create`.
 
 use std::net::SocketAddr;
 
-use eddy_ingest::Repository;
+use crate::{AppState, Config, ConfigError};
 
-use crate::{Config, ConfigError};
-
-/// Where tokens are configured, by setting name (never the secrets).
-pub fn token_holders<'a>(
-    config: &Config,
-    repositories: impl IntoIterator<Item = &'a Repository>,
-) -> Vec<String> {
+/// Where tokens are kept, by setting name or file (never the secrets): the configuration
+/// file's, the repositories', and the tokens eddy made (`eddy token create`).
+pub fn token_holders(state: &AppState) -> Vec<String> {
     let mut holders = Vec::new();
-    if !config.http.admin_tokens.is_empty() {
+    if !state.config.http.admin_tokens.is_empty() {
         holders.push("http.admin_tokens".to_string());
     }
-    for repo in repositories {
+    for repo in state.repositories() {
         for (key, tokens) in [
             ("tokens", &repo.config.tokens),
             ("read_tokens", &repo.config.read_tokens),
@@ -31,6 +27,10 @@ pub fn token_holders<'a>(
                 holders.push(format!("repositories.{}.{key}", repo.name));
             }
         }
+    }
+    if state.auth.has_created_tokens() {
+        let file = crate::auth::tokens_file(&state.config.data_dir);
+        holders.push(file.display().to_string());
     }
     holders
 }

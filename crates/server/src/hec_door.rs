@@ -18,12 +18,13 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use eddy_event::Event;
 use eddy_ingest::protocols::hec::{self, HecError};
 use eddy_ingest::{Door, Repository};
 use serde_json::json;
 
+use crate::auth::Caller;
 use crate::http::{self, error, Reject};
 use crate::protocol_doors::{self as doors, Gatekeeping};
 use crate::AppState;
@@ -54,39 +55,40 @@ impl From<Reject> for Refused {
     }
 }
 
-async fn event(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    accept(state, headers, body, None).await
+async fn event(
+    State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let caller = doors::caller(&state, caller);
+    accept(state, &caller, headers, body, None).await
 }
 
 async fn raw(
     State(state): State<Arc<AppState>>,
     Query(query): Query<BTreeMap<String, String>>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    accept(state, headers, body, Some(query)).await
+    let caller = doors::caller(&state, caller);
+    accept(state, &caller, headers, body, Some(query)).await
 }
 
 async fn accept(
     state: Arc<AppState>,
+    caller: &Caller,
     headers: HeaderMap,
     body: Body,
     raw: Option<BTreeMap<String, String>>,
 ) -> Response {
     let received = Instant::now();
     let default = state.config.doors.hec.repository.clone();
-    let token = doors::given_token(&headers);
     // Admission against the door's repository (or the raw request's index) before reading.
     let named = raw.as_ref().and_then(|q| q.get("index").cloned());
-    let admitted =
-        doors::repository(&state, &state.config.doors.hec, named.as_deref()).and_then(|repo| {
-            doors::authorize(
-                &state,
-                &repo,
-                token.as_deref(),
-                "Authorization: Splunk <token>",
-            )
-        });
+    let admitted = doors::repository(&state, &state.config.doors.hec, named.as_deref())
+        .and_then(|repo| doors::authorize(&state, &repo, caller, "Authorization: Splunk <token>"));
     if let Err(r) = admitted {
         let r = doors::refuse_unread(body, r).await;
         return answer(&state, &default, Err(Refused::Reject(r)));
@@ -110,12 +112,7 @@ async fn accept(
         let mut batches: Vec<(Arc<Repository>, Vec<Event>)> = Vec::new();
         for (index, events) in parsed {
             let repo = doors::repository(&state, &state.config.doors.hec, index.as_deref())?;
-            doors::authorize(
-                &state,
-                &repo,
-                token.as_deref(),
-                "Authorization: Splunk <token>",
-            )?;
+            doors::authorize(&state, &repo, caller, "Authorization: Splunk <token>")?;
             match batches.iter_mut().find(|(r, _)| r.name == repo.name) {
                 Some((_, batch)) => batch.extend(events),
                 None => batches.push((repo, events)),

@@ -36,7 +36,7 @@ use tokio::time::{Instant, Sleep};
 use crate::{AppState, ServerError};
 use eddy_ingest::connlimit::ConnectionLimit;
 use eddy_ingest::metrics::{IngestMetrics, SlowPhase};
-use eddy_ingest::tls::{self, Certificates, HandshakeError};
+use eddy_ingest::tls::{self, Certificates};
 use eddy_ingest::Door;
 
 /// The answer to a connection refused at the limit, written if the socket takes it at once.
@@ -131,14 +131,7 @@ impl HttpDoor {
                     Some(tls) => match tls::handshake(&tls, stream).await {
                         Ok(stream) => serve_connection(builder, stream, router, stop).await,
                         Err(e) => {
-                            match e {
-                                HandshakeError::TimedOut(_) => {
-                                    metrics.timed_out(Door::Http, SlowPhase::Handshake)
-                                }
-                                HandshakeError::Failed(_) => {
-                                    metrics.tls_handshake_failed(Door::Http, &listener.to_string())
-                                }
-                            }
+                            e.count(&metrics, Door::Http, listener);
                             tracing::debug!(%peer, error = %e, "HTTPS connection refused");
                             return;
                         }

@@ -17,11 +17,12 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use eddy_ingest::protocols::influx::{self, Precision};
 use eddy_ingest::Door;
 use serde_json::json;
 
+use crate::auth::Caller;
 use crate::http::{error, Reject};
 use crate::protocol_doors as doors;
 use crate::AppState;
@@ -36,10 +37,12 @@ pub fn routes() -> Router<Arc<AppState>> {
 async fn write(
     State(state): State<Arc<AppState>>,
     Query(query): Query<BTreeMap<String, String>>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let received = Instant::now();
+    let caller = doors::caller(&state, caller);
     let named = query.get("bucket").or_else(|| query.get("db")).cloned();
     let precision = match Precision::parse(query.get("precision").map_or("ns", String::as_str)) {
         Ok(p) => p,
@@ -50,13 +53,7 @@ async fn write(
     };
     let repo = match doors::repository(&state, &state.config.doors.influx, named.as_deref())
         .and_then(|repo| {
-            let token = doors::given_token(&headers).or_else(|| query.get("p").cloned());
-            doors::authorize(
-                &state,
-                &repo,
-                token.as_deref(),
-                "Authorization: Token <token>",
-            )?;
+            doors::authorize(&state, &repo, &caller, "Authorization: Token <token>")?;
             Ok(repo)
         }) {
         Ok(repo) => repo,

@@ -535,16 +535,7 @@ pub async fn serve(
     on_listen: impl FnOnce(&Bound),
 ) -> Result<(), ServerError> {
     let state = Arc::new(tokio::task::block_in_place(|| open(config))?);
-    let repositories = state.repositories();
-    let mut holders = exposure::token_holders(&state.config, repositories.iter().map(|r| &**r));
-    if state.auth.has_created_tokens() {
-        holders.push(
-            auth::tokens_file(&state.config.data_dir)
-                .display()
-                .to_string(),
-        );
-    }
-    exposure::check(&state.config, &holders)?;
+    exposure::check(&state.config, &exposure::token_holders(&state))?;
     let tls =
         tokio::task::block_in_place(|| eddy_ingest::tls::Certificates::load(&state.config.tls))?;
     state.audit.start(Arc::downgrade(&state));

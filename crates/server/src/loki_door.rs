@@ -15,10 +15,11 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
+use axum::{Extension, Router};
 use eddy_ingest::protocols::loki;
 use eddy_ingest::Door;
 
+use crate::auth::Caller;
 use crate::http::Reject;
 use crate::protocol_doors as doors;
 use crate::AppState;
@@ -28,21 +29,21 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/loki/api/v1/push", post(push))
 }
 
-async fn push(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+async fn push(
+    State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let received = Instant::now();
+    let caller = doors::caller(&state, caller);
     let tenant = headers
         .get("x-scope-orgid")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let repo = match doors::repository(&state, &state.config.doors.loki, tenant.as_deref())
         .and_then(|repo| {
-            let token = doors::given_token(&headers);
-            doors::authorize(
-                &state,
-                &repo,
-                token.as_deref(),
-                "Authorization: Bearer <token>",
-            )?;
+            doors::authorize(&state, &repo, &caller, "Authorization: Bearer <token>")?;
             Ok(repo)
         }) {
         Ok(repo) => repo,

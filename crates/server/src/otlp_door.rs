@@ -16,10 +16,11 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
+use axum::{Extension, Router};
 use eddy_ingest::protocols::otlp::{self, Encoding};
 use eddy_ingest::Door;
 
+use crate::auth::Caller;
 use crate::http::{self, error, Reject};
 use crate::protocol_doors::{self as doors, Gatekeeping};
 use crate::AppState;
@@ -37,15 +38,33 @@ enum Signal {
     Metrics,
 }
 
-async fn logs(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    export(state, headers, body, Signal::Logs).await
+async fn logs(
+    State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let caller = doors::caller(&state, caller);
+    export(state, &caller, headers, body, Signal::Logs).await
 }
 
-async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    export(state, headers, body, Signal::Metrics).await
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let caller = doors::caller(&state, caller);
+    export(state, &caller, headers, body, Signal::Metrics).await
 }
 
-async fn export(state: Arc<AppState>, headers: HeaderMap, body: Body, signal: Signal) -> Response {
+async fn export(
+    state: Arc<AppState>,
+    caller: &Caller,
+    headers: HeaderMap,
+    body: Body,
+    signal: Signal,
+) -> Response {
     let received = Instant::now();
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -65,7 +84,7 @@ async fn export(state: Arc<AppState>, headers: HeaderMap, body: Body, signal: Si
         return answer_refusal(&state, &repository, r, Encoding::Json);
     };
     let repository = state.config.doors.otlp.repository.clone();
-    match accept(&state, &headers, body, signal, encoding, received).await {
+    match accept(&state, caller, &headers, body, signal, encoding, received).await {
         Ok((status, bytes)) => {
             doors::count(&state, Door::Otlp, &repository, Ok(status.as_u16()));
             (
@@ -81,6 +100,7 @@ async fn export(state: Arc<AppState>, headers: HeaderMap, body: Body, signal: Si
 
 async fn accept(
     state: &Arc<AppState>,
+    caller: &Caller,
     headers: &HeaderMap,
     body: Body,
     signal: Signal,
@@ -88,13 +108,7 @@ async fn accept(
     received: Instant,
 ) -> Result<(StatusCode, Vec<u8>), Reject> {
     let repo = match doors::repository(state, &state.config.doors.otlp, None).and_then(|repo| {
-        let token = doors::given_token(headers);
-        doors::authorize(
-            state,
-            &repo,
-            token.as_deref(),
-            "Authorization: Bearer <token>",
-        )?;
+        doors::authorize(state, &repo, caller, "Authorization: Bearer <token>")?;
         Ok(repo)
     }) {
         Ok(repo) => repo,

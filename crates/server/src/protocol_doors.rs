@@ -14,10 +14,12 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
+use axum::Extension;
 use eddy_event::Event;
 use eddy_ingest::body::{self, Refusal};
 use eddy_ingest::{Door, Repository};
 
+use crate::auth::{Caller, Need};
 use crate::config::DoorConfig;
 use crate::http::{self, error, Reject};
 use crate::AppState;
@@ -35,25 +37,28 @@ pub(crate) fn repository(
     state.existing_repository(&door.repository)
 }
 
-/// The token a shipper sent, in whichever header its protocol uses.
-pub(crate) fn given_token(headers: &HeaderMap) -> Option<String> {
-    crate::auth::given_token(headers)
+/// Who sent a door's request, as the router's guard found out (from whichever header or
+/// query parameter its protocol uses); without the guard, an anonymous caller.
+pub(crate) fn caller(state: &AppState, found: Option<Extension<Caller>>) -> Caller {
+    match found {
+        Some(Extension(caller)) => caller,
+        None => Caller(state.auth.identify(None)),
+    }
 }
 
-/// Whether `given` holds `ingest:<repo>` ([`AppState::check`], the one check of every
-/// route): 401 without one where one is needed, 403 with a wrong one. `scheme` is how the
+/// Whether `caller` holds `ingest:<repo>` ([`AppState::check`], the one check of every
+/// route): 401 without a token where one is needed, 403 with a wrong one. `scheme` is how the
 /// protocol sends it, for the message.
 pub(crate) fn authorize(
     state: &AppState,
     repo: &Repository,
-    given: Option<&str>,
+    caller: &Caller,
     scheme: &str,
 ) -> Result<(), Reject> {
-    let caller = crate::auth::Caller(state.auth.identify(given));
     let route = format!("POST door into {}", repo.name);
-    match state.check(&caller, crate::auth::Need::Ingest(&repo.name), &route) {
+    match state.check(caller, Need::Ingest(&repo.name), &route) {
         Ok(_) => Ok(()),
-        Err(r) if r.status() == StatusCode::UNAUTHORIZED && given.is_none() => Err(error(
+        Err(r) if r.status() == StatusCode::UNAUTHORIZED && caller.is_anonymous() => Err(error(
             StatusCode::UNAUTHORIZED,
             format!("a token is needed: {scheme}"),
         )),

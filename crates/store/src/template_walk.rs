@@ -137,16 +137,15 @@ impl BlockView {
             .iter()
             .map(|t| vec![None; t.holes.len() + 1])
             .collect();
-        let mut matched = Vec::new();
+        let mut walk = Walk {
+            a,
+            holes,
+            memos: &mut memos,
+            matched: Vec::new(),
+        };
         let mut out = vec![None; self.len()];
         for (i, code) in self.templated_events() {
             if let (Some(t), Some(leaps)) = (templates.templates.get(code), leaps.get_mut(code)) {
-                let mut walk = Walk {
-                    a,
-                    holes,
-                    memos: &mut memos,
-                    matched: &mut matched,
-                };
                 out[i] = self.walk_one(&mut walk, t, i, leaps);
             }
         }
@@ -265,7 +264,7 @@ struct Walk<'w, A: Automaton> {
     /// Per column.
     memos: &'w mut [ColumnMemo<A::State>],
     /// The states asked whether they have matched, with the answer.
-    matched: &'w mut Vec<(A::State, bool)>,
+    matched: Vec<(A::State, bool)>,
 }
 
 impl<A: Automaton> Walk<'_, A> {

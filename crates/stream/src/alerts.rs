@@ -237,6 +237,33 @@ struct Outgoing {
 }
 
 impl Outgoing {
+    /// `notice` for every one of `channels`, unless the throttle (`most` per period, counted
+    /// in `throttle`) mutes it, or it is muted already (then for none). `stored`: it is not
+    /// to be written to `_alerts` (a group's message, whose members are written on their own).
+    fn to_channels(
+        mut notice: Notice,
+        channels: &BTreeMap<String, Channel>,
+        limit: Option<(usize, Duration)>,
+        throttle: &mut Throttle,
+        stored: bool,
+    ) -> Outgoing {
+        if let Some((most, per)) = limit.filter(|_| notice.muted.is_none()) {
+            if !throttle.admit(most, per, notice.at) {
+                notice.muted = Some("throttled".into());
+            }
+        }
+        let to = match notice.muted {
+            Some(_) => Vec::new(),
+            None => channels.keys().cloned().collect(),
+        };
+        Outgoing {
+            notice,
+            stored,
+            sent: false,
+            to: Some(to),
+        }
+    }
+
     /// A notice stored in `_alerts` and sent to no channel.
     fn stored_only(notice: Notice) -> Outgoing {
         Outgoing {
@@ -954,24 +981,13 @@ impl Rule {
                 kept.outbox.push(Outgoing::stored_only(n));
                 return;
             }
-            // The end of a silence is told whatever the throttle says.
-            let throttled = n.status != "silence_expired";
-            if let Some((most, per)) = plan.and_then(|p| p.throttle).filter(|_| throttled) {
-                if !kept.throttle.admit(most, per, n.at) {
-                    n.muted = Some("throttled".into());
-                }
-            }
         }
-        let to = match n.muted {
-            Some(_) => Vec::new(),
-            None => channels.keys().cloned().collect(),
-        };
-        kept.outbox.push(Outgoing {
-            notice: n,
-            stored: false,
-            sent: false,
-            to: Some(to),
-        });
+        // The end of a silence is told whatever the throttle says.
+        let limit = plan
+            .and_then(|p| p.throttle)
+            .filter(|_| n.status != "silence_expired" && !channels.is_empty());
+        let out = Outgoing::to_channels(n, channels, limit, &mut kept.throttle, false);
+        kept.outbox.push(out);
     }
 
     /// Queues a `silence_expired` notice per group muted by a silence that has ended;

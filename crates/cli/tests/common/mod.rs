@@ -248,13 +248,26 @@ pub fn eddy_client(server: &Server, args: &[&str]) -> std::process::Output {
 }
 
 /// Polls `check` until it gives a value, for at most a minute.
-pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    wait_for_or(what, check, String::new)
+}
+
+/// [`wait_for`], saying what `seen` tells when it gives up.
+pub fn wait_for_or<T>(
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+    seen: impl Fn() -> String,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {what}\n{}",
+            seen()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

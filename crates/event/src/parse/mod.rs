@@ -102,9 +102,31 @@ impl Parser {
     /// fields are extracted, and `@timestamp` is the event's own time if one is found, else
     /// `now`.
     pub fn parse(self, line: &str, now: i64) -> Result<Event, ParseError> {
+        self.parse_building(line, now, json::Fields::All)
+    }
+
+    /// Parses `line` as [`Parser::parse`] does (the same lines are refused, with the same
+    /// errors, and the event gets the same time, id, tags, raw text and parser) but returns it
+    /// without fields: what a door needs to write a bus record, whose fields its readers derive
+    /// again from the raw text ([`crate::codec::derive_fields`]). The JSON parser then builds no
+    /// field but the time's, which saves an allocation or more per field; the others build
+    /// them and drop them.
+    pub fn parse_for_bus(self, line: &str, now: i64) -> Result<Event, ParseError> {
+        let mut event = self.parse_building(line, now, json::Fields::TimeOnly)?;
+        event.fields.clear();
+        Ok(event)
+    }
+
+    /// [`Parser::parse`], the JSON parser building the fields `json_fields` says.
+    fn parse_building(
+        self,
+        line: &str,
+        now: i64,
+        json_fields: json::Fields,
+    ) -> Result<Event, ParseError> {
         let mut event = Event::new(now);
         match self {
-            Parser::Json => json::parse(line, &mut event, json::Fields::All)?,
+            Parser::Json => json::parse(line, &mut event, json_fields)?,
             Parser::Kv => kv::parse(line, &mut event)?,
             Parser::Accesslog => accesslog::parse(line, &mut event)?,
             Parser::Syslog => syslog::parse(line, &mut event)?,
@@ -113,29 +135,6 @@ impl Parser {
         }
         finish(&mut event, line.to_string());
         event.parsed_by = Some(self);
-        Ok(event)
-    }
-}
-
-impl Parser {
-    /// Parses `line` as [`Parser::parse`] does (the same lines are refused, with the same
-    /// errors, and the event gets the same time, id, tags, raw text and parser) but returns it
-    /// without fields: what a door needs to write a bus record, whose fields its readers derive
-    /// again from the raw text ([`crate::codec::derive_fields`]). The JSON parser then builds no
-    /// field but the time's, which saves an allocation or more per field; the others build
-    /// them and drop them.
-    pub fn parse_for_bus(self, line: &str, now: i64) -> Result<Event, ParseError> {
-        let mut event = match self {
-            Parser::Json => {
-                let mut event = Event::new(now);
-                json::parse(line, &mut event, json::Fields::TimeOnly)?;
-                finish(&mut event, line.to_string());
-                event.parsed_by = Some(self);
-                event
-            }
-            _ => self.parse(line, now)?,
-        };
-        event.fields.clear();
         Ok(event)
     }
 }

@@ -289,6 +289,17 @@ impl Index {
         index
     }
 
+    /// Whether `event` may concern some rule (known from its tags, before its fields are
+    /// decoded or derived).
+    fn wants(&self, event: &Event) -> bool {
+        !self.every_event.is_empty()
+            || event.tags.iter().any(|(k, v)| {
+                self.by_tag
+                    .get(k)
+                    .is_some_and(|values| values.contains_key(v))
+            })
+    }
+
     /// Calls `f` with each rule `event` may concern.
     fn each(&self, event: &Event, mut f: impl FnMut(usize)) {
         for &i in &self.every_event {
@@ -379,20 +390,23 @@ impl Driver {
                 read += records.len();
                 let now = now_ns();
                 for r in records {
-                    let Ok(event) = codec::decode(&r.value) else {
+                    // Fields are derived (a parse) only for an event some rule may want.
+                    let Ok((event, fields)) = codec::decode_lazily(&r.value) else {
+                        continue;
+                    };
+                    if !index.wants(&event) {
+                        continue;
+                    }
+                    let Ok(event) = codec::with_fields(event, fields) else {
                         continue;
                     };
                     let source = digest::source_of(r.key.as_deref());
                     index.each(&event, |i| {
                         let s = &mut slots[i];
-                        if s.cut.holds(partition, r.offset, source) {
-                            return;
-                        }
-                        if s.live.add(&event, now) == Added::Kept {
+                        if !s.cut.holds(partition, r.offset, source)
+                            && offer(&s.rule, &mut s.live, &mut s.samples, &event, now)
+                        {
                             s.touched = true;
-                            if let Ok(plan) = &s.rule.plan {
-                                s.samples.offer(plan, &event);
-                            }
                         }
                     });
                 }
@@ -439,6 +453,17 @@ impl Driver {
     }
 }
 
+/// Adds `event` to `rule`'s window, and to its samples if its query keeps it; whether it did.
+fn offer(rule: &Rule, live: &mut Live, samples: &mut Samples, event: &Event, now: i64) -> bool {
+    let kept = live.add(event, now) == Added::Kept;
+    if kept {
+        if let Ok(plan) = &rule.plan {
+            samples.offer(plan, event);
+        }
+    }
+    kept
+}
+
 /// Reads each partition's records from `read` up to `upto` into `live` (those the seed lacks).
 fn catch_up(
     repo: &ReadHandle,
@@ -466,11 +491,7 @@ fn catch_up(
                     continue;
                 }
                 if let Ok(event) = codec::decode(&r.value) {
-                    if live.add(&event, now) == Added::Kept {
-                        if let Ok(plan) = &rule.plan {
-                            samples.offer(plan, &event);
-                        }
-                    }
+                    offer(rule, live, samples, &event, now);
                 }
             }
         }

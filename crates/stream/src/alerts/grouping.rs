@@ -105,23 +105,10 @@ pub(super) fn flush(
             })
     });
     let changed = !messages.is_empty() || before != kept.batches.len();
-    for mut n in messages {
-        if let Some((most, per)) = plan.throttle {
-            if !kept.throttle.admit(most, per, now) {
-                n.muted = Some("throttled".into());
-            }
-        }
-        let to = match n.muted {
-            Some(_) => Vec::new(),
-            None => channels.keys().cloned().collect(),
-        };
+    for n in messages {
         // Its members are stored on their own.
-        kept.outbox.push(Outgoing {
-            notice: n,
-            stored: true,
-            sent: false,
-            to: Some(to),
-        });
+        let out = Outgoing::to_channels(n, channels, plan.throttle, &mut kept.throttle, true);
+        kept.outbox.push(out);
     }
     changed
 }
