@@ -44,7 +44,7 @@ pub fn run(args: &FieldsArgs) -> anyhow::Result<ExitCode> {
     if let Some(token) = &args.from.token {
         req = req.header("Authorization", &format!("Bearer {token}"));
     }
-    let mut resp = req.call().with_context(|| format!("cannot reach {url}"))?;
+    let mut resp = req.call().map_err(|e| crate::client::no_answer(&url, e))?;
     let status = resp.status().as_u16();
     let text = resp
         .body_mut()

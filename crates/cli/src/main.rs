@@ -48,7 +48,7 @@ struct Cli {
     command: Command,
 }
 
-/// Options every command takes: how much it logs, and how.
+/// Options every command takes: how much it logs, and how; which CA a client trusts.
 #[derive(Debug, Args)]
 struct Global {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
@@ -58,6 +58,11 @@ struct Global {
     /// Log lines as `text` (coloured only on a terminal) or `json` (one object per line).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+
+    /// For the commands that call a server over https:// or wss://: trust the CA
+    /// certificates in this PEM file instead of the public roots (as curl's --cacert).
+    #[arg(long, global = true, env = "EDDY_CACERT", value_name = "FILE")]
+    cacert: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -195,6 +200,12 @@ fn init_tracing(global: &Global) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.global);
+    if let Some(path) = &cli.global.cacert {
+        if let Err(e) = client::trust_ca(path) {
+            eprintln!("error: {}", error_chain(&e));
+            return ExitCode::from(2);
+        }
+    }
     let result = match &cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Send(args) => send::run(args),

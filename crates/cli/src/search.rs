@@ -77,7 +77,7 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
     });
     let mut resp = req
         .send(serde_json::to_vec(&body)?.as_slice())
-        .with_context(|| format!("cannot reach {url}"))?;
+        .map_err(|e| crate::client::no_answer(&url, e))?;
     let status = resp.status().as_u16();
     if status != 200 {
         let text = resp.body_mut().read_to_string().unwrap_or_default();

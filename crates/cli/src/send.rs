@@ -439,6 +439,9 @@ fn post_with_retries(
                     ),
                 }
             }
+            Err(e) if crate::client::is_tls_failure(&e) => {
+                bail!("{place}: {}", crate::client::tls_failure(&e))
+            }
             Err(e) => (None, e.to_string()),
         };
         if attempt == args.attempts {

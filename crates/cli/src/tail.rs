@@ -74,7 +74,7 @@ fn connect(
             .headers_mut()
             .insert("Authorization", format!("Bearer {token}").parse()?);
     }
-    match tungstenite::connect(request) {
+    match open(request)? {
         Ok((socket, _)) => Ok(Ok(socket)),
         Err(tungstenite::Error::Http(response)) => {
             let body = response
@@ -96,6 +96,41 @@ fn connect(
         }
         Err(e) => Err(e).with_context(|| format!("cannot reach {}", args.from.url)),
     }
+}
+
+type Opened = Result<
+    (
+        WebSocket<MaybeTlsStream<TcpStream>>,
+        tungstenite::handshake::client::Response,
+    ),
+    tungstenite::Error,
+>;
+
+/// Opens the websocket: over TLS with the `--cacert` roots when given, else as tungstenite
+/// does (the public roots for `wss://`).
+fn open(request: tungstenite::handshake::client::Request) -> anyhow::Result<Opened> {
+    let roots = match crate::client::ca_roots()? {
+        Some(roots) if request.uri().scheme_str() == Some("wss") => roots,
+        _ => return Ok(tungstenite::connect(request)),
+    };
+    let host = request.uri().host().unwrap_or_default().to_string();
+    let port = request.uri().port_u16().unwrap_or(443);
+    let stream = TcpStream::connect((host.trim_matches(['[', ']']), port))
+        .with_context(|| format!("cannot reach {host}:{port}"))?;
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tungstenite::Connector::Rustls(std::sync::Arc::new(config));
+    Ok(
+        tungstenite::client_tls_with_config(request, stream, None, Some(connector)).map_err(|e| {
+            match e {
+                tungstenite::HandshakeError::Failure(e) => e,
+                tungstenite::HandshakeError::Interrupted(_) => {
+                    tungstenite::Error::Io(std::io::ErrorKind::WouldBlock.into())
+                }
+            }
+        }),
+    )
 }
 
 pub fn run(args: &TailArgs) -> anyhow::Result<ExitCode> {

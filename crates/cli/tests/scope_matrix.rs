@@ -1,7 +1,7 @@
 //! Who may call what: every route of the server × every kind of caller, in one table, against
-//! the real binary with tokens made by `eddy token create`. The table must have a row for
-//! every access rule the router is guarded by (`eddy_server::access::RULES`), so a new route
-//! fails this test until its row is written. Then the audit: the test's admin actions and
+//! the real binary with tokens made by `eddy token create`. The router's own list of routes
+//! (`eddy_server::routes`) must equal its access rules (`eddy_server::access::RULES`) and the
+//! table's rows, so a new route fails this test until its rule and row are written. Then the audit: the test's admin actions and
 //! refused requests are events of `_audit`, with token ids and without any secret.
 #![allow(clippy::unwrap_used)]
 
@@ -491,11 +491,28 @@ fn every_route_answers_each_caller_as_its_row_says_and_the_audit_keeps_who_did_w
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(dir.path(), CONFIG);
 
-    // Every access rule of the router has its row, and no row is for a route that is not.
+    // Every route the router has (built from the test's config, every door on) has an access
+    // rule and a row, and no rule or row is for a route that is not.
+    let config = eddy_server::config::Config::parse(CONFIG).unwrap();
+    let routes: BTreeSet<(String, String)> = eddy_server::routes(&config.doors)
+        .listed()
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.clone()))
+        .collect();
     let rules: BTreeSet<(String, String)> = eddy_server::access::RULES
         .iter()
         .map(|r| (r.method.to_string(), r.path.to_string()))
         .collect();
+    assert_eq!(
+        routes.difference(&rules).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "routes of the router without an access rule (access::RULES)"
+    );
+    assert_eq!(
+        rules.difference(&routes).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "access rules for routes the router does not have"
+    );
     let rows: BTreeSet<(String, String)> = MATRIX
         .iter()
         .map(|(m, p, _, _)| (m.to_string(), p.to_string()))

@@ -665,3 +665,66 @@ fn five_hundred_slow_tls_clients_do_not_stop_a_normal_client_from_ingesting_and_
     );
     server.stop();
 }
+
+#[test]
+fn the_eddy_clients_trust_a_private_authority_with_cacert_and_refuse_the_server_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::new(dir.path(), "ca");
+    let cert = ca.issue("server");
+    let server = Server::start_with(
+        dir.path(),
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[repositories.main]\n{}",
+            tls_config(&cert, "")
+        ),
+    );
+    let lines = dir.path().join("lines.ndjson");
+    std::fs::write(&lines, "{\"via\":\"eddy send\"}\n{\"via\":\"eddy send\"}\n").unwrap();
+    let eddy = |args: &[&str], cacert: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
+        command
+            .args(args)
+            .args(["--url", &server.url, "-r", "main"])
+            .env_remove("EDDY_CACERT");
+        if let Some(path) = cacert {
+            command.arg("--cacert").arg(path);
+        }
+        command.output().unwrap()
+    };
+    let send = [
+        "send",
+        "--quiet",
+        lines.to_str().unwrap(),
+        "--parser",
+        "json",
+    ];
+
+    // The public roots do not hold the test's authority: refused, and said why.
+    let refused = eddy(&send, None);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(text(&refused.stderr).contains("--cacert"), "{refused:?}");
+
+    // With --cacert: send, search and the live query over wss.
+    let sent = eddy(&send, Some(&ca.pem_path));
+    assert!(sent.status.success(), "{sent:?}");
+    wait_for("the two events searchable with eddy search", || {
+        let out = eddy(&["search", "--json", "count()"], Some(&ca.pem_path));
+        assert!(out.status.success(), "{out:?}");
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (answer["rows"][0]["_count"] == 2).then_some(())
+    });
+    let tail = eddy(
+        &["tail", "--count", "1", "--json", "via=\"eddy send\""],
+        Some(&ca.pem_path),
+    );
+    assert!(tail.status.success(), "{tail:?}");
+    assert!(text(&tail.stdout).contains("eddy send"), "{tail:?}");
+    let untrusted_tail = eddy(&["tail", "--count", "1", "count()"], None);
+    assert!(!untrusted_tail.status.success(), "{untrusted_tail:?}");
+
+    // A --cacert that holds no certificate is a usage error naming the file.
+    let not_pem = eddy(&["search", "count()"], Some(&cert.key));
+    assert_eq!(not_pem.status.code(), Some(2), "{not_pem:?}");
+    assert!(text(&not_pem.stderr).contains("server.key"), "{not_pem:?}");
+    server.stop();
+}

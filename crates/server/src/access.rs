@@ -1,7 +1,7 @@
 //! Who may call which route: [`RULES`], one row per method and route of the router, and the
 //! guard that enforces them before any handler runs ([`guard`]). A route without a row is
-//! refused (`500`, logged): a new route cannot be open by mistake, and the scope-matrix test
-//! reads this table.
+//! refused (`500`, logged): a new route cannot be open by mistake. The scope-matrix test
+//! compares this table with the router's own list of routes ([`crate::routes::Routes`]).
 //!
 //! The guard finds the caller ([`crate::auth::Auth::identify`]), asks [`AppState::check`]
 //! for the route's [`Access`], applies the caller's limits ([`crate::limits`]) and records

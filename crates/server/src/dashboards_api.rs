@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::http::{error, Reject};
+use crate::routes::Routes;
 use crate::AppState;
 
 /// The longest document body accepted, in bytes (1 MiB).
@@ -434,14 +435,14 @@ pub async fn delete<T: Kind>(
 }
 
 /// The routes of one kind under `base` (such as `/api/v1/dashboards`).
-pub fn routes<T: Kind>(base: &str) -> axum::Router<Arc<AppState>> {
-    use axum::routing::get as route_get;
-    axum::Router::new()
-        .route(base, route_get(list::<T>).post(create::<T>))
-        .route(
-            &format!("{base}/{{id}}"),
-            route_get(get::<T>).put(replace::<T>).delete(delete::<T>),
-        )
+pub fn routes<T: Kind>(routes: Routes, base: &str) -> Routes {
+    let one = format!("{base}/{{id}}");
+    routes
+        .get(base, list::<T>)
+        .post(base, create::<T>)
+        .get(&one, get::<T>)
+        .put(&one, replace::<T>)
+        .delete(&one, delete::<T>)
 }
 
 #[cfg(test)]

@@ -20,8 +20,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use eddy_ingest::protocols::elastic::{self, BulkItem, ItemError};
 use eddy_ingest::Door;
 use serde_json::{json, Value};
@@ -29,31 +28,41 @@ use serde_json::{json, Value};
 use crate::auth::Caller;
 use crate::http::{self, error, Reject};
 use crate::protocol_doors::{self as doors, Gatekeeping};
+use crate::routes::Routes;
 use crate::AppState;
 
 /// The door's routes.
-pub fn routes() -> Router<Arc<AppState>> {
-    let accepted = || {
-        get(ok_empty)
-            .put(acknowledged)
-            .post(acknowledged)
-            .head(ok_empty)
+pub fn routes(routes: Routes) -> Routes {
+    // Setup calls a shipper makes before its first bulk request: accepted and ignored.
+    let accepted = |routes: Routes, path: &str| {
+        routes
+            .get(path, ok_empty)
+            .put(path, acknowledged)
+            .post(path, acknowledged)
     };
-    Router::new()
-        .route("/_bulk", post(bulk).put(bulk))
-        .route("/{index}/_bulk", post(bulk_into).put(bulk_into))
-        .route("/elastic/_bulk", post(bulk).put(bulk))
-        .route("/elastic/{index}/_bulk", post(bulk_into).put(bulk_into))
-        .route("/elastic", get(cluster).head(cluster))
-        .route("/elastic/", get(cluster).head(cluster))
-        .route("/elastic/_license", get(license))
-        .route("/elastic/_xpack", get(xpack))
-        .route("/elastic/_cluster/health", get(health))
-        .route("/elastic/_index_template/{name}", accepted())
-        .route("/elastic/_template/{name}", accepted())
-        .route("/elastic/_ilm/policy/{name}", accepted())
-        .route("/elastic/_ingest/pipeline/{name}", accepted())
-        .route("/elastic/_data_stream/{name}", accepted())
+    let routes = routes
+        .post("/_bulk", bulk)
+        .put("/_bulk", bulk)
+        .post("/{index}/_bulk", bulk_into)
+        .put("/{index}/_bulk", bulk_into)
+        .post("/elastic/_bulk", bulk)
+        .put("/elastic/_bulk", bulk)
+        .post("/elastic/{index}/_bulk", bulk_into)
+        .put("/elastic/{index}/_bulk", bulk_into)
+        .get("/elastic", cluster)
+        .get("/elastic/", cluster)
+        .get("/elastic/_license", license)
+        .get("/elastic/_xpack", xpack)
+        .get("/elastic/_cluster/health", health);
+    [
+        "/elastic/_index_template/{name}",
+        "/elastic/_template/{name}",
+        "/elastic/_ilm/policy/{name}",
+        "/elastic/_ingest/pipeline/{name}",
+        "/elastic/_data_stream/{name}",
+    ]
+    .into_iter()
+    .fold(routes, accepted)
 }
 
 /// The version eddy answers as: shippers of 7.17 and 8 accept it.

@@ -17,8 +17,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use eddy_event::Event;
 use eddy_ingest::protocols::hec::{self, HecError};
 use eddy_ingest::{Door, Repository};
@@ -27,20 +26,20 @@ use serde_json::json;
 use crate::auth::Caller;
 use crate::http::{self, error, Reject};
 use crate::protocol_doors::{self as doors, Gatekeeping};
+use crate::routes::Routes;
 use crate::AppState;
 
 /// The door's routes.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/services/collector", post(event))
-        .route("/services/collector/event", post(event))
-        .route("/services/collector/event/1.0", post(event))
-        .route("/services/collector/raw", post(raw))
-        .route("/services/collector/raw/1.0", post(raw))
-        .route(
-            "/services/collector/health",
-            get(|| async { Json(json!({"text": "HEC is healthy", "code": 17})) }),
-        )
+pub fn routes(routes: Routes) -> Routes {
+    routes
+        .post("/services/collector", event)
+        .post("/services/collector/event", event)
+        .post("/services/collector/event/1.0", event)
+        .post("/services/collector/raw", raw)
+        .post("/services/collector/raw/1.0", raw)
+        .get("/services/collector/health", || async {
+            Json(json!({"text": "HEC is healthy", "code": 17}))
+        })
 }
 
 /// A refusal: a `Reject` (the shared path) or a HEC body error.

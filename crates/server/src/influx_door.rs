@@ -16,8 +16,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use eddy_ingest::protocols::influx::{self, Precision};
 use eddy_ingest::Door;
 use serde_json::json;
@@ -25,13 +24,12 @@ use serde_json::json;
 use crate::auth::Caller;
 use crate::http::{error, Reject};
 use crate::protocol_doors as doors;
+use crate::routes::Routes;
 use crate::AppState;
 
 /// The door's routes.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v2/write", post(write))
-        .route("/write", post(write))
+pub fn routes(routes: Routes) -> Routes {
+    routes.post("/api/v2/write", write).post("/write", write)
 }
 
 async fn write(

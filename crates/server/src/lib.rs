@@ -55,6 +55,7 @@ pub mod pipelines_api;
 pub(crate) mod protocol_doors;
 pub mod query;
 pub mod registry_api;
+pub mod routes;
 pub mod syntax_api;
 pub mod tokens_api;
 pub mod ui_assets;
@@ -64,7 +65,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
 use axum::Router;
 pub use config::{Config, ConfigError};
 use eddy_base::sync::{lock, read, write};
@@ -78,6 +78,7 @@ use eddy_stream::alerts::{Alerts, ALERTS_REPOSITORY};
 use eddy_stream::live::Hub;
 use eddy_stream::pipelines::{self, Pipelines};
 use metrics::Metrics;
+use routes::Routes;
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -381,75 +382,59 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
     })
 }
 
-/// The HTTP routes.
+/// Every HTTP route: the protocol doors' only when enabled under `[doors]`.
+pub fn routes(doors: &config::DoorsConfig) -> Routes {
+    let routes = Routes::default()
+        .post("/api/v1/ingest/{repository}", http::ingest)
+        .get("/api/v1/repositories", api::list)
+        .post("/api/v1/repositories", api::create)
+        .get("/api/v1/repositories/{name}", api::get)
+        .get("/api/v1/repositories/{name}/events", api::events)
+        .post("/api/v1/repositories/{name}/query", query::query)
+        .get("/api/v1/repositories/{name}/fields", fields_api::fields)
+        .get("/api/v1/repositories/{name}/live", live_api::live)
+        .get("/api/v1/tokens", tokens_api::list)
+        .post("/api/v1/tokens", tokens_api::create)
+        .delete("/api/v1/tokens/{id}", tokens_api::revoke)
+        .get("/api/v1/channels/{name}", live_api::channel)
+        .get("/api/v1/pipelines", pipelines_api::list)
+        .post("/api/v1/pipelines", pipelines_api::create)
+        .get("/api/v1/pipelines/{name}", pipelines_api::get)
+        .delete("/api/v1/pipelines/{name}", pipelines_api::delete)
+        .get("/api/v1/alerts", alerts_api::list)
+        .post("/api/v1/alerts", alerts_api::create)
+        .get("/api/v1/alerts/{name}", alerts_api::get)
+        .delete("/api/v1/alerts/{name}", alerts_api::delete)
+        .post("/api/v1/alerts/{name}/test", alerts_api::test)
+        .get("/api/v1/silences", alerts_api::silences)
+        .post("/api/v1/silences", alerts_api::silence)
+        .delete("/api/v1/silences/{id}", alerts_api::unsilence)
+        .post("/api/v1/query/check", syntax_api::check)
+        .get("/", ui_assets::index)
+        .get("/assets/{*path}", ui_assets::asset)
+        .get("/metrics", metrics_page)
+        .get("/health", || async { "ok\n" })
+        .get("/ready", ready);
+    let routes = registry_api::routes(routes, "/api/v1/registry");
+    let routes = dashboards_api::routes::<dashboards_api::Dashboard>(routes, "/api/v1/dashboards");
+    dashboards_api::routes::<dashboards_api::SavedSearch>(routes, "/api/v1/searches")
+        .when(doors.otlp.enabled, otlp_door::routes)
+        .when(doors.elastic.enabled, elastic_door::routes)
+        .when(doors.loki.enabled, loki_door::routes)
+        .when(doors.influx.enabled, influx_door::routes)
+        .when(doors.hec.enabled, hec_door::routes)
+}
+
+/// The HTTP router: [`routes`] behind the access guard.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/api/v1/ingest/{repository}", post(http::ingest))
-        .route("/api/v1/repositories", get(api::list).post(api::create))
-        .route("/api/v1/repositories/{name}", get(api::get))
-        .route("/api/v1/repositories/{name}/events", get(api::events))
-        .route("/api/v1/repositories/{name}/query", post(query::query))
-        .route(
-            "/api/v1/repositories/{name}/fields",
-            get(fields_api::fields),
-        )
-        .route("/api/v1/repositories/{name}/live", get(live_api::live))
-        .route(
-            "/api/v1/tokens",
-            get(tokens_api::list).post(tokens_api::create),
-        )
-        .route("/api/v1/tokens/{id}", delete(tokens_api::revoke))
-        .route("/api/v1/channels/{name}", get(live_api::channel))
-        .route(
-            "/api/v1/pipelines",
-            get(pipelines_api::list).post(pipelines_api::create),
-        )
-        .route(
-            "/api/v1/pipelines/{name}",
-            get(pipelines_api::get).delete(pipelines_api::delete),
-        )
-        .route(
-            "/api/v1/alerts",
-            get(alerts_api::list).post(alerts_api::create),
-        )
-        .route(
-            "/api/v1/alerts/{name}",
-            get(alerts_api::get).delete(alerts_api::delete),
-        )
-        .route("/api/v1/alerts/{name}/test", post(alerts_api::test))
-        .route(
-            "/api/v1/silences",
-            get(alerts_api::silences).post(alerts_api::silence),
-        )
-        .route("/api/v1/silences/{id}", delete(alerts_api::unsilence))
-        .nest("/api/v1/registry", registry_api::router())
-        .route("/api/v1/query/check", post(syntax_api::check))
-        .merge(dashboards_api::routes::<dashboards_api::Dashboard>(
-            "/api/v1/dashboards",
-        ))
-        .merge(dashboards_api::routes::<dashboards_api::SavedSearch>(
-            "/api/v1/searches",
-        ))
-        .route("/", get(ui_assets::index))
-        .route("/assets/{*path}", get(ui_assets::asset))
-        .route(
-            "/metrics",
-            get(
-                |axum::extract::State(state): axum::extract::State<Arc<AppState>>| async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        state.metrics_text(),
-                    )
-                        .into_response()
-                },
-            ),
-        )
-        .route("/health", get(|| async { "ok\n" }))
-        .route("/ready", get(ready))
-        .merge(protocol_door_routes(&state.config.doors))
+    let (router, unruled) = routes(&state.config.doors).into_router();
+    for route in unruled {
+        tracing::error!(
+            route,
+            "a route without an access rule: the guard refuses it"
+        );
+    }
+    router
         // Every route's access rule, before its handler (routes only: a 404 needs no token).
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -464,25 +449,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The routes of the protocol doors that are enabled.
-fn protocol_door_routes(doors: &config::DoorsConfig) -> Router<Arc<AppState>> {
-    let mut routes = Router::new();
-    if doors.otlp.enabled {
-        routes = routes.merge(otlp_door::routes());
-    }
-    if doors.elastic.enabled {
-        routes = routes.merge(elastic_door::routes());
-    }
-    if doors.loki.enabled {
-        routes = routes.merge(loki_door::routes());
-    }
-    if doors.influx.enabled {
-        routes = routes.merge(influx_door::routes());
-    }
-    if doors.hec.enabled {
-        routes = routes.merge(hec_door::routes());
-    }
-    routes
+/// `GET /metrics`: the OpenMetrics text.
+async fn metrics_page(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> axum::response::Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics_text(),
+    )
+        .into_response()
 }
 
 /// `GET /ready`: 200 while every repository's partitions take appends; 503 naming those that

@@ -14,19 +14,19 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Extension, Router};
+use axum::Extension;
 use eddy_ingest::protocols::loki;
 use eddy_ingest::Door;
 
 use crate::auth::Caller;
 use crate::http::Reject;
 use crate::protocol_doors as doors;
+use crate::routes::Routes;
 use crate::AppState;
 
 /// The door's routes.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/loki/api/v1/push", post(push))
+pub fn routes(routes: Routes) -> Routes {
+    routes.post("/loki/api/v1/push", push)
 }
 
 async fn push(

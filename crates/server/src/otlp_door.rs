@@ -15,21 +15,19 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Extension, Router};
+use axum::Extension;
 use eddy_ingest::protocols::otlp::{self, Encoding};
 use eddy_ingest::Door;
 
 use crate::auth::Caller;
 use crate::http::{self, error, Reject};
 use crate::protocol_doors::{self as doors, Gatekeeping};
+use crate::routes::Routes;
 use crate::AppState;
 
 /// The door's routes.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/logs", post(logs))
-        .route("/v1/metrics", post(metrics))
+pub fn routes(routes: Routes) -> Routes {
+    routes.post("/v1/logs", logs).post("/v1/metrics", metrics)
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -16,51 +16,51 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use eddy_schema::registry::Version;
 use eddy_schema::{Compatibility, Incompatibility, RegistryError, SchemaType};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::routes::Routes;
 use crate::AppState;
 
 /// The registry's content type.
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 /// The registry's routes (to be nested under `/api/v1/registry`).
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/", get(|| async { reply(json!({})) }))
-        .route("/subjects", get(subjects))
-        .route("/subjects/{subject}", post(lookup).delete(delete_subject))
-        .route("/subjects/{subject}/versions", get(versions).post(register))
-        .route(
-            "/subjects/{subject}/versions/{version}",
-            get(version).delete(delete_version),
+pub fn routes(routes: Routes, base: &str) -> Routes {
+    let at = |path: &str| format!("{base}{path}");
+    routes
+        .get(&at("/"), || async { reply(json!({})) })
+        .get(&at("/subjects"), subjects)
+        .post(&at("/subjects/{subject}"), lookup)
+        .delete(&at("/subjects/{subject}"), delete_subject)
+        .get(&at("/subjects/{subject}/versions"), versions)
+        .post(&at("/subjects/{subject}/versions"), register)
+        .get(&at("/subjects/{subject}/versions/{version}"), version)
+        .delete(
+            &at("/subjects/{subject}/versions/{version}"),
+            delete_version,
         )
-        .route(
-            "/subjects/{subject}/versions/{version}/schema",
-            get(version_schema),
+        .get(
+            &at("/subjects/{subject}/versions/{version}/schema"),
+            version_schema,
         )
-        .route(
-            "/schemas/types",
-            get(|| async { reply(json!(["AVRO", "JSON"])) }),
+        .get(&at("/schemas/types"), || async {
+            reply(json!(["AVRO", "JSON"]))
+        })
+        .get(&at("/schemas/ids/{id}"), schema_by_id)
+        .get(&at("/schemas/ids/{id}/schema"), schema_text_by_id)
+        .post(&at("/compatibility/subjects/{subject}/versions"), test_all)
+        .post(
+            &at("/compatibility/subjects/{subject}/versions/{version}"),
+            test_one,
         )
-        .route("/schemas/ids/{id}", get(schema_by_id))
-        .route("/schemas/ids/{id}/schema", get(schema_text_by_id))
-        .route("/compatibility/subjects/{subject}/versions", post(test_all))
-        .route(
-            "/compatibility/subjects/{subject}/versions/{version}",
-            post(test_one),
-        )
-        .route("/config", get(get_config).put(set_config))
-        .route(
-            "/config/{subject}",
-            get(get_config)
-                .put(set_config)
-                .delete(delete_subject_config),
-        )
+        .get(&at("/config"), get_config)
+        .put(&at("/config"), set_config)
+        .get(&at("/config/{subject}"), get_config)
+        .put(&at("/config/{subject}"), set_config)
+        .delete(&at("/config/{subject}"), delete_subject_config)
 }
 
 /// A registry answer or refusal.
