@@ -559,13 +559,15 @@ fn for_suppresses_a_spike_shorter_than_it() {
         &format!(
             "[alerts.patient]\nfrom = \"open\"\nquery = \"status>=500 | count()\"\nwindow = \"3s\"\n\
              above = 0\nfor = \"5s\"\nevery = \"100ms\"\nwebhook = \"{hook}/hook\"\n\
-             [alerts.eager]\nfrom = \"open\"\nquery = \"status>=500 | count()\"\nwindow = \"1s\"\n\
+             [alerts.eager]\nfrom = \"open\"\nquery = \"status>=500 | count()\"\nwindow = \"3s\"\n\
              above = 0\nevery = \"100ms\"\nwebhook = \"{hook}/hook\"\n"
         ),
     );
     // One spike: the eager rule (no `for`) sees it, the patient one goes pending and back. The
-    // patient rule's window (3 s) outlasts any pause of the sender on a loaded machine, so its
-    // held condition below does not reset `for`; the spike stays in it 2 s short of `for`.
+    // windows (3 s) outlast any pause of the sender and any delay of the event's way to the
+    // rules on a loaded machine (an event older than its window when it arrives is not
+    // counted), so the eager rule sees the spike and the patient rule's held condition below
+    // does not reset `for`; the spike stays in the patient window 2 s short of `for`.
     let (s, _) = common::post(
         &server,
         "/api/v1/ingest/open",
@@ -889,9 +891,11 @@ fn a_closed_throttle_stays_closed_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (hook, got) = receiver();
     let config = format!(
-        "[alerts.errors]\nfrom = \"open\"\nquery = \"status>=500 | count()\"\nwindow = \"1s\"\n\
+        "[alerts.errors]\nfrom = \"open\"\nquery = \"status>=500 | count()\"\nwindow = \"3s\"\n\
          above = 0\nevery = \"100ms\"\nwebhook = \"{hook}/hook\"\nthrottle = \"1/1h\"\n"
     );
+    // A window of 3 s: the single events below reach the rule within it on a loaded machine
+    // (an event older than the window when it arrives is not counted).
     let history = |server: &Server, status: &str| -> Vec<Value> {
         let out = eddy(server, &["alert", "history", "errors", "--json"]);
         let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
