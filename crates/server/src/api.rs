@@ -209,6 +209,12 @@ async fn create_repository(
     if !problems.is_empty() {
         return Err(invalid(problems.join("; ")));
     }
+    if !config.tokens.is_empty() || !config.read_tokens.is_empty() {
+        crate::exposure::refuse_new_tokens(
+            &state.config,
+            &format!("repositories.{name}.tokens of this request"),
+        )?;
+    }
     tokio::task::spawn_blocking(move || state.create_repository(&name, config))
         .await
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?

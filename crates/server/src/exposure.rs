@@ -6,6 +6,8 @@
 //! carry tokens (no request has an `Authorization`), and TLS does not exist for them here.
 //! The rule is checked at start, over the tokens known then: the configuration file's, those
 //! of repositories created through the API before, and those made with `eddy token create`.
+//! Later, the API refuses (`409`) to make a token or a repository with tokens while the rule
+//! would refuse them ([`refuse_new_tokens`]).
 
 use std::net::SocketAddr;
 
@@ -73,6 +75,13 @@ pub fn check(config: &Config, token_holders: &[String]) -> Result<(), ConfigErro
     })
 }
 
+/// The refusal of an API call that would add tokens (`what`, e.g. "a token made now") while a
+/// door carries them in clear: the rule at start holds for what comes later too.
+pub fn refuse_new_tokens(config: &Config, what: &str) -> Result<(), crate::http::Reject> {
+    check(config, &[what.to_string()])
+        .map_err(|e| crate::http::error(axum::http::StatusCode::CONFLICT, e.problems.join("; ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +105,17 @@ mod tests {
         assert!(check(&c, &[]).is_ok());
         let c = config("[http]\nlisten = \"0.0.0.0:7280\"\n[tls]\nallow_insecure = true\n");
         assert!(check(&c, &TOKENS.map(String::from)).is_ok());
+    }
+
+    #[test]
+    fn a_token_made_through_the_api_on_a_public_plaintext_door_is_refused_with_409() {
+        let public = config("[http]\nlisten = \"0.0.0.0:7280\"\n");
+        let refused = refuse_new_tokens(&public, "a token made now").unwrap_err();
+        let response = axum::response::IntoResponse::into_response(refused);
+        assert_eq!(response.status(), axum::http::StatusCode::CONFLICT);
+        assert!(refuse_new_tokens(&config("[http]\nlisten = \"127.0.0.1:7280\"\n"), "t").is_ok());
+        let insecure = config("[http]\nlisten = \"0.0.0.0:7280\"\n[tls]\nallow_insecure = true\n");
+        assert!(refuse_new_tokens(&insecure, "t").is_ok());
     }
 
     #[test]

@@ -97,6 +97,9 @@ pub async fn create(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
     if !problems.is_empty() {
         return error(StatusCode::BAD_REQUEST, problems.join("; ")).into_response();
     }
+    if let Err(refused) = crate::exposure::refuse_new_tokens(&state.config, "a token made now") {
+        return refused.into_response();
+    }
     let made = tokio::task::spawn_blocking(move || {
         state
             .auth
