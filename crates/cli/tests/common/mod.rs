@@ -126,6 +126,16 @@ impl Server {
     }
 }
 
+/// A server a failed test leaves behind is killed, not left running beside the next tests.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Four senders post NDJSON batches of `batch` events (`line(n)` each, every `n` unique) to
 /// `repository` until, after `run_for`, the server is SIGKILLed while they still send. Returns
 /// the `n` of every event acknowledged; a request cut off by the kill is not.
