@@ -194,13 +194,7 @@ pub(crate) fn http_run(
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Invalid("a client thread panicked".into())))
-            })
-            .collect()
+        crate::serve::joined(handles).collect()
     });
     let secs = started.elapsed().as_secs_f64();
     let mut total = 0;

@@ -225,10 +225,7 @@ fn post_all(server: &Server, load: &Load, clients: usize) -> Result<u64> {
                 })
             })
             .collect();
-        handles.into_iter().try_for_each(|h| {
-            h.join()
-                .unwrap_or_else(|_| Err(Error::Invalid("a client thread panicked".into())))
-        })
+        crate::serve::joined(handles).collect::<Result<()>>()
     })?;
     Ok(acked.into_inner())
 }

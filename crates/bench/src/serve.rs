@@ -98,6 +98,16 @@ impl Serve {
     }
 }
 
+/// What each client thread of a load returned, a panic counted as an error.
+pub(crate) fn joined<'scope, T: 'scope>(
+    handles: Vec<std::thread::ScopedJoinHandle<'scope, Result<T>>>,
+) -> impl Iterator<Item = Result<T>> + 'scope {
+    handles.into_iter().map(|h| {
+        h.join()
+            .unwrap_or_else(|_| Err(Error::Invalid("a client thread panicked".into())))
+    })
+}
+
 /// An HTTP client for a benchmark's requests: error statuses come back as answers.
 pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -157,12 +167,6 @@ pub(crate) fn paced_load(
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Invalid("a client thread panicked".into())))
-            })
-            .sum()
+        joined(handles).sum()
     })
 }
