@@ -20,14 +20,14 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use eddy_ingest::protocols::elastic::{self, BulkItem, ItemError};
 use eddy_ingest::Door;
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::http::{self, error, Reject};
-use crate::protocol_doors::{self as doors, Gatekeeping};
+use crate::protocol_doors::{self as doors, DoorCaller, Gatekeeping};
 use crate::routes::Routes;
 use crate::AppState;
 
@@ -124,22 +124,20 @@ async fn acknowledged() -> Response {
 
 async fn bulk(
     State(state): State<Arc<AppState>>,
-    caller: Option<Extension<Caller>>,
+    DoorCaller(caller): DoorCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let caller = doors::caller(&state, caller);
     product(accept(state, None, &caller, headers, body).await)
 }
 
 async fn bulk_into(
     State(state): State<Arc<AppState>>,
     Path(index): Path<String>,
-    caller: Option<Extension<Caller>>,
+    DoorCaller(caller): DoorCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let caller = doors::caller(&state, caller);
     product(accept(state, Some(index), &caller, headers, body).await)
 }
 

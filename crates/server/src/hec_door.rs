@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use eddy_event::Event;
 use eddy_ingest::protocols::hec::{self, HecError};
 use eddy_ingest::{Door, Repository};
@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::auth::Caller;
 use crate::http::{self, error, Reject};
-use crate::protocol_doors::{self as doors, Gatekeeping};
+use crate::protocol_doors::{self as doors, DoorCaller, Gatekeeping};
 use crate::routes::Routes;
 use crate::AppState;
 
@@ -56,22 +56,20 @@ impl From<Reject> for Refused {
 
 async fn event(
     State(state): State<Arc<AppState>>,
-    caller: Option<Extension<Caller>>,
+    DoorCaller(caller): DoorCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let caller = doors::caller(&state, caller);
     accept(state, &caller, headers, body, None).await
 }
 
 async fn raw(
     State(state): State<Arc<AppState>>,
     Query(query): Query<BTreeMap<String, String>>,
-    caller: Option<Extension<Caller>>,
+    DoorCaller(caller): DoorCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let caller = doors::caller(&state, caller);
     accept(state, &caller, headers, body, Some(query)).await
 }
 

@@ -16,14 +16,13 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use eddy_ingest::protocols::influx::{self, Precision};
 use eddy_ingest::Door;
 use serde_json::json;
 
-use crate::auth::Caller;
 use crate::http::{error, Reject};
-use crate::protocol_doors as doors;
+use crate::protocol_doors::{self as doors, DoorCaller};
 use crate::routes::Routes;
 use crate::AppState;
 
@@ -35,12 +34,11 @@ pub fn routes(routes: Routes) -> Routes {
 async fn write(
     State(state): State<Arc<AppState>>,
     Query(query): Query<BTreeMap<String, String>>,
-    caller: Option<Extension<Caller>>,
+    DoorCaller(caller): DoorCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let received = Instant::now();
-    let caller = doors::caller(&state, caller);
     let named = query.get("bucket").or_else(|| query.get("db")).cloned();
     let precision = match Precision::parse(query.get("precision").map_or("ns", String::as_str)) {
         Ok(p) => p,

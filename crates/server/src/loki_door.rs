@@ -14,13 +14,11 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use eddy_ingest::protocols::loki;
 use eddy_ingest::Door;
 
-use crate::auth::Caller;
 use crate::http::Reject;
-use crate::protocol_doors as doors;
+use crate::protocol_doors::{self as doors, DoorCaller};
 use crate::routes::Routes;
 use crate::AppState;
 
@@ -31,12 +29,11 @@ pub fn routes(routes: Routes) -> Routes {
 
 async fn push(
     State(state): State<Arc<AppState>>,
-    caller: Option<Extension<Caller>>,
+    DoorCaller(caller): DoorCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let received = Instant::now();
-    let caller = doors::caller(&state, caller);
     let tenant = headers
         .get("x-scope-orgid")
         .and_then(|v| v.to_str().ok())

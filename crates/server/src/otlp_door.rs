@@ -15,13 +15,12 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use eddy_ingest::protocols::otlp::{self, Encoding};
 use eddy_ingest::Door;
 
 use crate::auth::Caller;
 use crate::http::{self, error, Reject};
-use crate::protocol_doors::{self as doors, Gatekeeping};
+use crate::protocol_doors::{self as doors, DoorCaller, Gatekeeping};
 use crate::routes::Routes;
 use crate::AppState;
 
@@ -38,21 +37,19 @@ enum Signal {
 
 async fn logs(
     State(state): State<Arc<AppState>>,
-    caller: Option<Extension<Caller>>,
+    DoorCaller(caller): DoorCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let caller = doors::caller(&state, caller);
     export(state, &caller, headers, body, Signal::Logs).await
 }
 
 async fn metrics(
     State(state): State<Arc<AppState>>,
-    caller: Option<Extension<Caller>>,
+    DoorCaller(caller): DoorCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let caller = doors::caller(&state, caller);
     export(state, &caller, headers, body, Signal::Metrics).await
 }
 

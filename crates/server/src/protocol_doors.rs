@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use axum::Extension;
 use eddy_event::Event;
 use eddy_ingest::body::{self, Refusal};
 use eddy_ingest::{Door, Repository};
@@ -39,10 +40,19 @@ pub(crate) fn repository(
 
 /// Who sent a door's request, as the router's guard found out (from whichever header or
 /// query parameter its protocol uses); without the guard, an anonymous caller.
-pub(crate) fn caller(state: &AppState, found: Option<Extension<Caller>>) -> Caller {
-    match found {
-        Some(Extension(caller)) => caller,
-        None => Caller(state.auth.identify(None)),
+pub(crate) struct DoorCaller(pub Caller);
+
+impl FromRequestParts<Arc<AppState>> for DoorCaller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = parts.extensions.get::<Caller>().cloned();
+        Ok(DoorCaller(
+            caller.unwrap_or_else(|| Caller(state.auth.identify(None))),
+        ))
     }
 }
 
