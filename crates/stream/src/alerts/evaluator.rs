@@ -408,7 +408,9 @@ impl Driver {
                             .get(partition as usize)
                             .is_some_and(|&below| r.offset < below)
                             && s.cut.holds(partition, r.offset, source);
-                        if !held && offer(&s.rule, &mut s.live, &mut s.samples, &event, now) {
+                        if held {
+                            sample_held(&s.rule, &mut s.samples, &event, now);
+                        } else if offer(&s.rule, &mut s.live, &mut s.samples, &event, now) {
                             s.touched = true;
                         }
                     }
@@ -467,7 +469,19 @@ fn offer(rule: &Rule, live: &mut Live, samples: &mut Samples, event: &Event, now
     kept
 }
 
-/// Reads each partition's records from `read` up to `upto` into `live` (those the seed lacks).
+/// Keeps in `rule`'s samples an event its seed holds (the seed fills the window, not the
+/// samples), if it is inside the window: the events that cross the threshold as the rule starts
+/// are then shown in its first notice.
+fn sample_held(rule: &Rule, samples: &mut Samples, event: &Event, now: i64) {
+    if let Ok(plan) = &rule.plan {
+        if event.timestamp >= plan.window.bounds(now).0 {
+            samples.offer(plan, event);
+        }
+    }
+}
+
+/// Reads each partition's records from `read` up to `upto` into `live` (those the seed lacks;
+/// those it holds only into the samples).
 fn catch_up(
     repo: &ReadHandle,
     rule: &Rule,
@@ -490,10 +504,12 @@ fn catch_up(
             }
             let now = now_ns();
             for r in records.into_iter().filter(|r| r.offset < to) {
-                if cut.holds(p, r.offset, digest::source_of(r.key.as_deref())) {
+                let Ok(event) = codec::decode(&r.value) else {
                     continue;
-                }
-                if let Ok(event) = codec::decode(&r.value) {
+                };
+                if cut.holds(p, r.offset, digest::source_of(r.key.as_deref())) {
+                    sample_held(rule, samples, &event, now);
+                } else {
                     offer(rule, live, samples, &event, now);
                 }
             }
