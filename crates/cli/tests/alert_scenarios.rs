@@ -890,6 +890,8 @@ fn grouped_alerts_wait_for_each_other_and_go_as_one_message_per_group() {
 fn a_closed_throttle_stays_closed_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (hook, got) = receiver();
+    // A window of whole-second slices: "3s" keeps the one error at least 2 s, so that it is
+    // not gone before the rule reads it ("1s" can end a few ms after it arrives).
     let config = format!(
         "[alerts.errors]\nfrom = \"open\"\nquery = \"status>=500 | count()\"\nwindow = \"3s\"\n\
          above = 0\nevery = \"100ms\"\nwebhook = \"{hook}/hook\"\nthrottle = \"1/1h\"\n"

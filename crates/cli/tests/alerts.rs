@@ -257,3 +257,48 @@ fn a_host_that_stops_reporting_is_found_absent() {
     );
     server.stop();
 }
+
+/// Rules that fire together share the server's few delivery threads: each is still notified,
+/// once.
+#[test]
+fn many_rules_firing_at_once_are_each_notified_once() {
+    const RULES: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let (base, got) = receiver();
+    let config: String = (0..RULES)
+        .map(|i| {
+            format!(
+                "[alerts.burst{i}]\nfrom = \"open\"\nquery = \"app=burst | count()\"\nwindow = \"10s\"\n\
+                 above = 0\nevery = \"100ms\"\nwebhook = \"{base}/r{i}\"\n"
+            )
+        })
+        .collect();
+    let server = Server::start(dir.path(), &config);
+    wait_for("every rule evaluated", || {
+        (0..RULES)
+            .all(|i| {
+                rule(&server, &format!("burst{i}"))["status"]["evaluations"].as_u64() > Some(0)
+            })
+            .then_some(())
+    });
+    let (s, _) = common::post(
+        &server,
+        "/api/v1/ingest/open",
+        &[NDJSON],
+        b"{\"app\":\"burst\"}\n",
+    );
+    assert_eq!(s, 200);
+    let firing = |i: usize| common::notices(&got, &format!("/r{i}"), "firing").len();
+    wait_for("a firing notice from every rule", || {
+        (0..RULES).all(|i| firing(i) > 0).then_some(())
+    });
+    // Once each rule's outbox is empty, no notice can follow.
+    wait_for("every outbox empty", || {
+        (0..RULES)
+            .all(|i| rule(&server, &format!("burst{i}"))["status"]["outbox"] == 0)
+            .then_some(())
+    });
+    let counts: Vec<usize> = (0..RULES).map(firing).collect();
+    assert!(counts.iter().all(|&n| n == 1), "{counts:?}");
+    server.stop();
+}

@@ -2,20 +2,22 @@
 //!
 //! - [`rule`]: a rule as written ([`AlertConfig`]) and checked ([`rule::RulePlan`]);
 //! - [`state`]: one group's alert (inactive, pending, firing) moved by evaluations;
-//! - this module: each rule on its own thread, like a pipeline. It keeps a live window of its
-//!   query (seeded from the store, then fed from the bus), evaluates it every `every`, and
-//!   turns transitions into notices.
+//! - this module: the rules at run time. Each keeps a live window of its query (seeded from
+//!   the store, then fed from the bus by its repository's evaluator, [`evaluator`]), is
+//!   evaluated every `every`, and turns transitions into notices.
 //!
 //! A notice is first written, with the groups' states, to `alerts/<name>.json` in the data
-//! directory (replaced atomically, with fsync), then stored as an event in the system
-//! repository [`ALERTS_REPOSITORY`] through the doors' own path and POSTed to the rule's
-//! webhook, each with back-off (a busy `_alerts` does not hold the channels back). A notice
+//! directory (replaced atomically, with fsync), then sent to the rule's channels and stored
+//! as an event in the system repository [`ALERTS_REPOSITORY`] through the doors' own path,
+//! each with back-off (a busy `_alerts` does not hold the channels back). The writing and
+//! delivering run on a small pool of threads shared by all rules ([`deliveries`]). A notice
 //! leaves that outbox only once both are done, so a crash in between delivers it again after
 //! the restart, with the same `@id` and `Idempotency-Key` (the repository drops the repeat;
 //! a receiver can too). A group that was firing is firing
 //! again after a restart and does not notify a second time.
 
 pub mod channel;
+mod deliveries;
 mod evaluator;
 pub mod grouping;
 pub mod replay;
@@ -48,6 +50,7 @@ use series::Series;
 use silence::Silences;
 use state::{GroupState, Timing, Transition};
 
+use deliveries::Pool;
 use evaluator::Evaluator;
 
 use crate::metrics::{AlertLabel, ChannelLabel};
@@ -434,6 +437,8 @@ pub struct Shared {
     pub channels: BTreeMap<String, ChannelConfig>,
     /// Per rule, the labels of its firing groups.
     firing: RwLock<BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>>>,
+    /// The threads that write the rules' memories and deliver their notices.
+    deliveries: Pool<Rule>,
 }
 
 impl Shared {
@@ -487,6 +492,7 @@ impl Alerts {
                 silences,
                 channels,
                 firing: RwLock::default(),
+                deliveries: Pool::new("alert-delivery"),
             }),
             evaluator: Evaluator::default(),
         }
@@ -543,6 +549,7 @@ impl Alerts {
             rule.stop();
         }
         self.evaluator.stop();
+        self.shared.deliveries.stop();
     }
 
     /// Whether `name` runs.
@@ -651,8 +658,9 @@ impl Default for Backoff {
 
 /// A rule at run time: what it is, what it remembers and what it reports. Its live window is
 /// its repository's evaluator's ([`evaluator`]), which evaluates it in memory only; writing
-/// its memory and delivering its notices happen on the rule's own worker thread, which runs
-/// while there is something to write or deliver ([`Rule::wake`]).
+/// its memory and delivering its notices happen on the server's delivery pool
+/// ([`deliveries`]), which takes the rule while it has something to write or deliver
+/// ([`Rule::wake`]).
 pub(crate) struct Rule {
     name: String,
     config: AlertConfig,
@@ -666,11 +674,11 @@ pub(crate) struct Rule {
     memory: Mutex<Memory>,
     /// Held while its state file is written, so that a stopped rule writes it no more.
     io: Mutex<()>,
-    /// Its back-offs, used by its worker only.
+    /// Its back-offs, used by its delivery passes only.
     delivery: Mutex<Delivery>,
     /// Set once it is stopped.
     stopped: AtomicBool,
-    /// Whether its worker thread runs.
+    /// Whether it is queued on the delivery pool or being worked on there.
     working: AtomicBool,
 }
 
@@ -688,6 +696,34 @@ struct Delivery {
     store: Backoff,
     /// Each channel's.
     channels: BTreeMap<String, Backoff>,
+}
+
+/// Between two delivery passes of a rule that still has something to do (a channel backing
+/// off, a state that could not be written).
+const PASS_PAUSE: Duration = Duration::from_millis(50);
+
+impl deliveries::Task for Rule {
+    /// Writes the memory when it changed, then delivers the outbox; again after a pause while
+    /// something is left (back-offs are waited out in the pool's queue, not on a thread).
+    fn run(self: &Arc<Self>) -> Option<Duration> {
+        if self.stopped() {
+            self.working.store(false, Ordering::Release);
+            return None;
+        }
+        if self.write_and_deliver() {
+            return Some(PASS_PAUSE);
+        }
+        self.working.store(false, Ordering::Release);
+        // Work may have come in after the last look; if so and no one queued it, carry on.
+        let more = {
+            let m = lock(&self.memory);
+            m.kept.dirty || !m.kept.outbox.is_empty()
+        };
+        if more && !self.working.swap(true, Ordering::AcqRel) {
+            return Some(Duration::ZERO);
+        }
+        None
+    }
 }
 
 impl Rule {
@@ -780,7 +816,7 @@ impl Rule {
     }
 
     /// One evaluation at `now` over its window `live`, in memory: the groups move, notices are
-    /// routed into the outbox, and the worker is woken if there is something to write or send.
+    /// routed into the outbox, and it is queued for delivery if there is something to write or send.
     fn evaluate(self: &Arc<Self>, live: &mut Live, samples: &mut Samples) -> Result<(), Failure> {
         let (Ok(plan), Ok(channels)) = (self.plan.as_ref(), self.channels.as_ref()) else {
             return Ok(());
@@ -820,46 +856,14 @@ impl Rule {
         Ok(())
     }
 
-    /// Makes sure its worker runs.
+    /// Makes sure its memory is written and its outbox delivered: queues it on the delivery
+    /// pool unless it is queued or being worked on already.
     fn wake(self: &Arc<Self>) {
         if self.working.swap(true, Ordering::AcqRel) {
             return;
         }
-        let rule = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("alert-{}", self.name))
-            .spawn(move || rule.work());
-        if let Err(e) = spawned {
-            self.working.store(false, Ordering::Release);
-            self.fail(format!("cannot start its delivery thread: {e}"));
-        }
+        self.shared.deliveries.submit(self.clone());
     }
-
-    /// The worker: writes the memory when it changed, then delivers the outbox, until there
-    /// is nothing left to do (waiting out back-offs in between) or the rule stops.
-    fn work(self: Arc<Self>) {
-        loop {
-            if self.stopped() {
-                self.working.store(false, Ordering::Release);
-                return;
-            }
-            if self.write_and_deliver() {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            self.working.store(false, Ordering::Release);
-            // Work may have come in after the last look; if so and no other worker took it,
-            // carry on.
-            let more = {
-                let m = lock(&self.memory);
-                m.kept.dirty || !m.kept.outbox.is_empty()
-            };
-            if !more || self.working.swap(true, Ordering::AcqRel) {
-                return;
-            }
-        }
-    }
-
     /// Writes the memory if it changed and makes one delivery pass over the outbox; whether
     /// anything is left to do.
     fn write_and_deliver(&self) -> bool {
@@ -1081,6 +1085,46 @@ impl Rule {
         // `_alerts` gets the notices in order: once one is not stored, the later ones wait.
         let mut storing = true;
         for o in outbox.iter_mut() {
+            // The channels first: the alert gets out before it is filed.
+            if let Some(to) = o.to.as_mut() {
+                let text = template::render_notice(template, &o.notice);
+                let mut left = Vec::new();
+                for name in to.drain(..) {
+                    let backoff = delivery.channels.entry(name.clone()).or_default();
+                    let Some(channel) = channels.get(&name) else {
+                        // A channel no longer in the rule: nothing to deliver to.
+                        continue;
+                    };
+                    if !backoff.ready() || self.stopped() {
+                        left.push(name);
+                        continue;
+                    }
+                    match channel.send(&self.http, &o.notice, &text) {
+                        Ok(()) => {
+                            backoff.wait = Duration::ZERO;
+                            if let Some(c) = lock(&self.status.channels).get_mut(&name) {
+                                c.1 = None;
+                            }
+                        }
+                        Err(error) => {
+                            ok = false;
+                            let first = backoff.wait.is_zero();
+                            backoff.failed(plan.max_backoff);
+                            let e = DeliveryError::Channel {
+                                name: name.clone(),
+                                error,
+                            };
+                            // The alert's history records a channel starting to fail, once.
+                            if first {
+                                failing.push((name.clone(), e.to_string(), o.notice.clone()));
+                            }
+                            self.count_failure(e.to_string(), Some(&name));
+                            left.push(name);
+                        }
+                    }
+                }
+                *to = left;
+            }
             if !o.stored && storing {
                 if !delivery.store.ready() {
                     storing = false;
@@ -1099,46 +1143,6 @@ impl Rule {
                     }
                 }
             }
-            let Some(to) = o.to.as_mut() else {
-                continue;
-            };
-            let text = template::render_notice(template, &o.notice);
-            let mut left = Vec::new();
-            for name in to.drain(..) {
-                let backoff = delivery.channels.entry(name.clone()).or_default();
-                let Some(channel) = channels.get(&name) else {
-                    // A channel no longer in the rule: nothing to deliver to.
-                    continue;
-                };
-                if !backoff.ready() || self.stopped() {
-                    left.push(name);
-                    continue;
-                }
-                match channel.send(&self.http, &o.notice, &text) {
-                    Ok(()) => {
-                        backoff.wait = Duration::ZERO;
-                        if let Some(c) = lock(&self.status.channels).get_mut(&name) {
-                            c.1 = None;
-                        }
-                    }
-                    Err(error) => {
-                        ok = false;
-                        let first = backoff.wait.is_zero();
-                        backoff.failed(plan.max_backoff);
-                        let e = DeliveryError::Channel {
-                            name: name.clone(),
-                            error,
-                        };
-                        // The alert's history records a channel starting to fail, once.
-                        if first {
-                            failing.push((name.clone(), e.to_string(), o.notice.clone()));
-                        }
-                        self.count_failure(e.to_string(), Some(&name));
-                        left.push(name);
-                    }
-                }
-            }
-            *to = left;
         }
         if ok {
             *lock(&self.status.error) = None;
@@ -1342,7 +1346,7 @@ mod tests {
         assert!(kept.throttle.admit(2, per, 0));
         assert!(kept.throttle.admit(2, per, 10 * S));
         assert!(!kept.throttle.admit(2, per, 20 * S));
-        // Written as a rule's worker writes it, read back as a restarted rule does.
+        // Written as a rule's delivery pass writes it, read back as a restarted rule does.
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         eddy_base::fs::replace_file(&path, &serde_json::to_vec(&kept).unwrap()).unwrap();
         let mut back = load(&path).unwrap();

@@ -50,6 +50,9 @@ struct Slot {
     rule: Arc<Rule>,
     live: Live,
     cut: Cut,
+    /// Per partition, the bus's end once the seed was made: the cut holds no record at or
+    /// past it, so the driver asks the cut only about records before it.
+    cut_below: Vec<u64>,
     samples: Samples,
     every: Duration,
     /// When it is due at the latest.
@@ -186,6 +189,13 @@ impl Inner {
         for w in warnings {
             tracing::warn!(alert = %rule.name, "seeding the window: {w}");
         }
+        // Every record the cut holds was on the bus when the seed was planned.
+        let cut_below: Vec<u64> = repo
+            .topic
+            .partitions()
+            .iter()
+            .map(|p| p.end_offset())
+            .collect();
         let mut read: Vec<u64> = repo
             .topic
             .partitions()
@@ -205,6 +215,7 @@ impl Inner {
                 rule: rule.clone(),
                 live,
                 cut,
+                cut_below,
                 samples,
                 next: Instant::now(),
                 touched: false,
@@ -289,30 +300,17 @@ impl Index {
         index
     }
 
-    /// Whether `event` may concern some rule (known from its tags, before its fields are
-    /// decoded or derived).
-    fn wants(&self, event: &Event) -> bool {
-        !self.every_event.is_empty()
-            || event.tags.iter().any(|(k, v)| {
-                self.by_tag
-                    .get(k)
-                    .is_some_and(|values| values.contains_key(v))
-            })
-    }
-
-    /// Calls `f` with each rule `event` may concern.
-    fn each(&self, event: &Event, mut f: impl FnMut(usize)) {
-        for &i in &self.every_event {
-            f(i);
-        }
+    /// Puts into `out` the rules `event` may concern, known from its tags (before its fields
+    /// are decoded or derived).
+    fn select(&self, event: &Event, out: &mut Vec<usize>) {
+        out.clear();
+        out.extend_from_slice(&self.every_event);
         if self.by_tag.is_empty() {
             return;
         }
         for (k, v) in &event.tags {
             if let Some(rules) = self.by_tag.get(k).and_then(|values| values.get(v)) {
-                for &i in rules {
-                    f(i);
-                }
+                out.extend_from_slice(rules);
             }
         }
     }
@@ -347,6 +345,7 @@ impl Driver {
         }
         let mut slots: Vec<Slot> = Vec::new();
         let mut index = Index::default();
+        let mut concerned = Vec::new();
         while !self.stop.load(Ordering::Relaxed) {
             let joining = std::mem::take(&mut *lock(&self.joining));
             let mut changed = false;
@@ -394,27 +393,33 @@ impl Driver {
                     let Ok((event, fields)) = codec::decode_lazily(&r.value) else {
                         continue;
                     };
-                    if !index.wants(&event) {
+                    index.select(&event, &mut concerned);
+                    if concerned.is_empty() {
                         continue;
                     }
                     let Ok(event) = codec::with_fields(event, fields) else {
                         continue;
                     };
                     let source = digest::source_of(r.key.as_deref());
-                    index.each(&event, |i| {
+                    for &i in &concerned {
                         let s = &mut slots[i];
-                        if !s.cut.holds(partition, r.offset, source)
-                            && offer(&s.rule, &mut s.live, &mut s.samples, &event, now)
-                        {
+                        let held = s
+                            .cut_below
+                            .get(partition as usize)
+                            .is_some_and(|&below| r.offset < below)
+                            && s.cut.holds(partition, r.offset, source);
+                        if held {
+                            sample_held(&s.rule, &mut s.samples, &event, now);
+                        } else if offer(&s.rule, &mut s.live, &mut s.samples, &event, now) {
                             s.touched = true;
                         }
-                    });
+                    }
                 }
                 self.positions[partition as usize].store(reader.position(), Ordering::Release);
             }
             let mut failed = Vec::new();
+            let now = Instant::now();
             for (i, s) in slots.iter_mut().enumerate() {
-                let now = Instant::now();
                 let early = s.eager && s.touched && now >= s.last + EAGER_GAP;
                 if now < s.next && !early {
                     continue;
@@ -464,7 +469,19 @@ fn offer(rule: &Rule, live: &mut Live, samples: &mut Samples, event: &Event, now
     kept
 }
 
-/// Reads each partition's records from `read` up to `upto` into `live` (those the seed lacks).
+/// Keeps in `rule`'s samples an event its seed holds (the seed fills the window, not the
+/// samples), if it is inside the window: the events that cross the threshold as the rule starts
+/// are then shown in its first notice.
+fn sample_held(rule: &Rule, samples: &mut Samples, event: &Event, now: i64) {
+    if let Ok(plan) = &rule.plan {
+        if event.timestamp >= plan.window.bounds(now).0 {
+            samples.offer(plan, event);
+        }
+    }
+}
+
+/// Reads each partition's records from `read` up to `upto` into `live` (those the seed lacks;
+/// those it holds only into the samples).
 fn catch_up(
     repo: &ReadHandle,
     rule: &Rule,
@@ -487,10 +504,12 @@ fn catch_up(
             }
             let now = now_ns();
             for r in records.into_iter().filter(|r| r.offset < to) {
-                if cut.holds(p, r.offset, digest::source_of(r.key.as_deref())) {
+                let Ok(event) = codec::decode(&r.value) else {
                     continue;
-                }
-                if let Ok(event) = codec::decode(&r.value) {
+                };
+                if cut.holds(p, r.offset, digest::source_of(r.key.as_deref())) {
+                    sample_held(rule, samples, &event, now);
+                } else {
                     offer(rule, live, samples, &event, now);
                 }
             }
@@ -521,8 +540,8 @@ mod tests {
         let mut event = Event::new(0);
         event.tags.insert("service".into(), "checkout".into());
         event.tags.insert("host".into(), "web-1".into());
-        let mut got = Vec::new();
-        index.each(&event, |i| got.push(i));
+        let mut got = vec![9];
+        index.select(&event, &mut got);
         got.sort_unstable();
         assert_eq!(got, vec![0, 2, 3]);
     }
