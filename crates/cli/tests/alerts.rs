@@ -302,3 +302,40 @@ fn many_rules_firing_at_once_are_each_notified_once() {
     assert!(counts.iter().all(|&n| n == 1), "{counts:?}");
     server.stop();
 }
+
+#[test]
+fn an_event_older_than_the_window_when_it_arrives_is_counted_late_not_alerted_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, got) = receiver();
+    let server = Server::start(
+        dir.path(),
+        &format!(
+            "[alerts.errors]\nfrom = \"open\"\nquery = \"status>=500 | count()\"\nwindow = \"10s\"\n\
+             above = 0\nevery = \"100ms\"\nwebhook = \"{base}/hook\"\n"
+        ),
+    );
+    // The rule runs before the event comes, so the event reaches it from the bus, an hour
+    // after its own time.
+    wait_for("the rule running", || {
+        (rule(&server, "errors")["status"]["evaluations"].as_u64() > Some(0)).then_some(())
+    });
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let body = format!(
+        "{{\"@timestamp\":\"{}\",\"status\":500}}\n",
+        humantime::format_rfc3339_millis(hour_ago)
+    );
+    let (s, _) = common::post(&server, "/api/v1/ingest/open", &[NDJSON], body.as_bytes());
+    assert_eq!(s, 200);
+    wait_for("the late event counted", || {
+        (rule(&server, "errors")["status"]["late_events"] == 1).then_some(())
+    });
+    server.wait_for_metric(r#"eddy_alert_late_events_total{alert="errors"}"#, 1.0);
+    // Later evaluations have passed, and nothing fired.
+    let evaluated = rule(&server, "errors")["status"]["evaluations"].as_u64();
+    wait_for("two more evaluations", || {
+        (rule(&server, "errors")["status"]["evaluations"].as_u64() >= evaluated.map(|n| n + 2))
+            .then_some(())
+    });
+    assert!(pairs(&got).is_empty(), "{:?}", pairs(&got));
+    server.stop();
+}

@@ -394,6 +394,9 @@ pub struct Status {
     pub failures: AtomicU64,
     /// Notices not yet delivered.
     pub outbox: AtomicU64,
+    /// Events that reached the rule after their time had left its window: never counted in
+    /// it (a slow disk, a shipper's backlog, a client's clock behind).
+    pub late: AtomicU64,
     /// The last failure, if it is failing now.
     pub error: Mutex<Option<String>>,
     /// Each group's labels and state at the last evaluation.
@@ -420,6 +423,7 @@ impl Status {
             "notified": self.notified.load(Ordering::Relaxed),
             "failures": self.failures.load(Ordering::Relaxed),
             "outbox": self.outbox.load(Ordering::Relaxed),
+            "late_events": self.late.load(Ordering::Relaxed),
             "firing": groups.iter().filter(|g| g["state"] == "firing").count(),
             "error": *lock(&self.error),
             "groups": groups,
@@ -727,6 +731,16 @@ impl deliveries::Task for Rule {
 }
 
 impl Rule {
+    /// Counts an event that came after its time had left the window.
+    pub(crate) fn count_late(&self) {
+        self.status.late.fetch_add(1, Ordering::Relaxed);
+        self.context
+            .metrics
+            .alert_late_events
+            .get_or_create(&self.label())
+            .inc();
+    }
+
     fn label(&self) -> AlertLabel {
         AlertLabel {
             alert: self.name.clone(),

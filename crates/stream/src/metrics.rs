@@ -52,6 +52,8 @@ pub struct StreamMetrics {
     pub pipeline_failures: Family<PipelineLabel, Counter>,
     /// Evaluations of an alert rule, by rule.
     pub alert_evaluations: Family<AlertLabel, Counter>,
+    /// Events that reached an alert rule after their time had left its window, by rule.
+    pub alert_late_events: Family<AlertLabel, Counter>,
     /// Notices delivered (stored in `_alerts` and sent), by rule.
     pub alert_notifications: Family<AlertLabel, Counter>,
     /// Failed notice deliveries (retried), by rule.
@@ -76,6 +78,7 @@ impl StreamMetrics {
             alert_evaluations: Family::default(),
             alert_notifications: Family::default(),
             alert_failures: Family::default(),
+            alert_late_events: Family::default(),
             alert_channel_failures: Family::default(),
         };
         let live = root.sub_registry_with_prefix("eddy_live");
@@ -131,6 +134,11 @@ impl StreamMetrics {
             "failures",
             "Failed deliveries of an alert rule's notices (each is retried)",
             m.alert_failures.clone(),
+        );
+        alerts.register(
+            "late_events",
+            "Events that reached an alert rule after their time had left its window (not counted in it)",
+            m.alert_late_events.clone(),
         );
         alerts.register(
             "channel_failures",

@@ -460,13 +460,19 @@ impl Driver {
 
 /// Adds `event` to `rule`'s window, and to its samples if its query keeps it; whether it did.
 fn offer(rule: &Rule, live: &mut Live, samples: &mut Samples, event: &Event, now: i64) -> bool {
-    let kept = live.add(event, now) == Added::Kept;
-    if kept {
-        if let Ok(plan) = &rule.plan {
-            samples.offer(plan, event);
+    match live.add(event, now) {
+        Added::Kept => {
+            if let Ok(plan) = &rule.plan {
+                samples.offer(plan, event);
+            }
+            true
         }
+        Added::Late => {
+            rule.count_late();
+            false
+        }
+        Added::Dropped | Added::Pushed(_) => false,
     }
-    kept
 }
 
 /// Keeps in `rule`'s samples an event its seed holds (the seed fills the window, not the
