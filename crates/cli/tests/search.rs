@@ -101,12 +101,16 @@ fn string_ids_are_accepted_deduplicated_and_returned_unchanged() {
     );
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["duplicates"], 1, "{answer}");
-    let (status, a) = query(
-        &server,
-        READ,
-        serde_json::json!({ "query": "sort(m, order=asc)", "start": "1h" }),
-    );
-    assert_eq!(status, 200, "{a}");
+    // Acknowledged events become searchable within moments, not at once.
+    let a = common::wait_for("the other event searchable", || {
+        let (status, a) = query(
+            &server,
+            READ,
+            serde_json::json!({ "query": "sort(m, order=asc)", "start": "1h" }),
+        );
+        assert_eq!(status, 200, "{a}");
+        (a["rows"].as_array().unwrap().len() >= 2).then_some(a)
+    });
     let rows = a["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{a}");
     assert_eq!(rows[0]["m"], "first", "{a}");
