@@ -658,14 +658,15 @@ impl Partition {
         if self.access != Access::Write {
             return Ok(RetentionOutcome::default());
         }
-        let segments = self.segments();
-        let infos: Vec<SegmentInfo> = segments.iter().map(|s| s.info()).collect();
-        let mut total: u64 = infos.iter().map(|i| i.len).sum();
         let cutoff = self
             .config
             .get()
             .retention_ms
             .map(|ms| now_ns.saturating_sub((ms as i64).saturating_mul(1_000_000)));
+        self.roll_idle(now_ns, cutoff, floor)?;
+        let segments = self.segments();
+        let infos: Vec<SegmentInfo> = segments.iter().map(|s| s.info()).collect();
+        let mut total: u64 = infos.iter().map(|i| i.len).sum();
         let mut doomed = 0;
         // The last segment is the active one and is never deleted.
         for info in &infos[..infos.len().saturating_sub(1)] {
@@ -710,6 +711,32 @@ impl Partition {
         }
         sync_dir(&self.dir)?;
         Ok(outcome)
+    }
+
+    /// Seals the active segment when only an append would have rolled it: it is past
+    /// `segment_ms`, every record in it is past the age `cutoff` and at or below `floor`. Without
+    /// this a topic that stops receiving keeps its last segment (up to `segment_bytes` per
+    /// partition) forever, however short its retention.
+    fn roll_idle(&self, now_ns: i64, cutoff: Option<i64>, floor: u64) -> Result<()> {
+        let mut w = lock(&self.writer);
+        let info = w.active.info();
+        let segment_ns = (self.config.get().segment_ms as i64).saturating_mul(1_000_000);
+        let too_old = now_ns.saturating_sub(w.active.created_ns()) > segment_ns;
+        let expired = cutoff.is_some_and(|c| info.max_timestamp < c);
+        if info.len == 0 || !too_old || !expired || w.next_offset > floor {
+            return Ok(());
+        }
+        let mut c = lock(&self.commit);
+        if c.poisoned.is_some() {
+            return Ok(());
+        }
+        if let Err(e) = self.roll(&mut w) {
+            tracing::error!(topic = %self.topic, partition = self.id, error = %e, "rolling an idle segment failed; partition refuses further writes");
+            c.poisoned.get_or_insert_with(|| e.to_string());
+            self.commit_cv.notify_all();
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The first offset whose record timestamp is at or after `ts` (ns); the end offset if none.

@@ -689,6 +689,49 @@ fn retention_by_age_deletes_segments_whose_newest_record_is_old() {
 }
 
 #[test]
+fn retention_frees_the_last_segment_of_a_topic_that_stopped_receiving() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_with_manual_retention(dir.path());
+    let topic = log
+        .create_topic(
+            "idle",
+            TopicConfig {
+                retention_ms: Some(1000),
+                segment_ms: 1000,
+                retain_for_groups: vec!["digest".into()],
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap();
+    let two_hours_ago = eddy_log::now_ns() - 2 * 3_600_000_000_000;
+    fill(&topic, 0..10, 5, two_hours_ago);
+    let info = || topic.info().partitions[0].clone();
+    assert_eq!(info().segments, 1);
+    std::thread::sleep(Duration::from_millis(1100));
+    // Old enough, but the group has not read all of it: it stays, and stays active.
+    log.groups().commit("digest", &[("idle", 0, 49)]).unwrap();
+    assert_eq!(log.enforce_retention().unwrap().segments, 0);
+    assert_eq!((info().segments, info().start_offset), (1, 0));
+    // Read to the end: the one segment is sealed and deleted, though no append came to roll it.
+    log.groups().commit("digest", &[("idle", 0, 50)]).unwrap();
+    assert_eq!(log.enforce_retention().unwrap().segments, 1);
+    assert_eq!(
+        (info().size_bytes, info().start_offset, info().end_offset),
+        (0, 50, 50)
+    );
+    // Offsets go on from where they were, also after a restart.
+    drop(log);
+    let log = log_with_manual_retention(dir.path());
+    let topic = log.topic("idle").unwrap();
+    fill(&topic, 10..11, 5, eddy_log::now_ns());
+    let got = read_all(&topic, 0, 50).unwrap();
+    assert_eq!(
+        got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (50..55).collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn consumer_group_offsets_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
