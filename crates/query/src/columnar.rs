@@ -254,12 +254,35 @@ fn each_value(
     };
     if let Values::Dictionary { entries, codes } = &c.values {
         let passes: Vec<bool> = entries.iter().map(|e| test(ValueRef::Str(e))).collect();
+        if c.is_dense() {
+            return codes.iter().map(|&code| passes[code as usize]).collect();
+        }
         return (0..n)
             .map(|i| match c.slot(i) {
                 Some(s) => passes[codes[s] as usize],
                 None => absent,
             })
             .collect();
+    }
+    // A narrow integer column: each distinct number is tested once, when first met.
+    if let (Values::Int(values), Some((lo, hi))) = (&c.values, c.int_bounds()) {
+        if let Some(width) = hi.checked_sub(lo).filter(|&w| w < NARROW) {
+            const UNKNOWN: u8 = 2;
+            let mut memo = vec![UNKNOWN; width as usize + 1];
+            let mut pass = |x: i64| {
+                let m = &mut memo[(x - lo) as usize];
+                if *m == UNKNOWN {
+                    *m = u8::from(test(ValueRef::Int(x)));
+                }
+                *m == 1
+            };
+            if c.is_dense() {
+                return values.iter().map(|&x| pass(x)).collect();
+            }
+            return (0..n)
+                .map(|i| c.slot(i).map_or(absent, |s| pass(values[s])))
+                .collect();
+        }
     }
     (0..n)
         .map(|i| match c.get(i) {
@@ -305,23 +328,61 @@ impl<'c> Ids<'c> {
         }
     }
 
-    /// The id of event `i`'s value; `None` when it has none.
+    /// Writes the id of each kept event's value into `out` (events without a value keep
+    /// [`NO_GROUP`]). Dense dictionary and narrow integer columns, the common case, take a loop
+    /// without a look-up per event.
+    fn assign(&mut self, keep: &[bool], out: &mut [u32]) {
+        let Some(c) = self.column else {
+            return;
+        };
+        let dense = c.is_dense();
+        match &c.values {
+            Values::Dictionary { codes, .. } if dense => {
+                for (i, (o, &code)) in out.iter_mut().zip(codes).enumerate() {
+                    if keep[i] {
+                        *o = self.direct_id(code as usize, c, i);
+                    }
+                }
+            }
+            Values::Int(values) if dense && !self.direct.is_empty() => {
+                for (i, (o, &x)) in out.iter_mut().zip(values).enumerate() {
+                    if keep[i] {
+                        *o = self.direct_id((x - self.base) as usize, c, i);
+                    }
+                }
+            }
+            _ => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    if keep[i] {
+                        *o = self.of(i).unwrap_or(NO_GROUP);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The id of the value at `slot` of `c`, whose place in `direct` is `at`.
     #[inline]
+    fn direct_id(&mut self, at: usize, c: &Column, slot: usize) -> u32 {
+        let id = &mut self.direct[at];
+        if *id == NO_GROUP {
+            *id = self.keys.len() as u32;
+            self.keys
+                .push(Key::of_ref(c.value_at(slot).unwrap_or(ValueRef::Null)));
+        }
+        *id
+    }
+
+    /// The id of event `i`'s value; `None` when it has none.
     fn of(&mut self, i: usize) -> Option<u32> {
         let c = self.column?;
         let slot = c.slot(i)?;
-        let next = self.keys.len() as u32;
-        let (at, key): (usize, fn(&Column, usize) -> Key) = match &c.values {
-            Values::Dictionary { codes, .. } => (codes[slot] as usize, |c, slot| {
-                Key::of_ref(c.value_at(slot).unwrap_or(ValueRef::Null))
-            }),
-            Values::Int(values) if !self.direct.is_empty() => {
-                ((values[slot] - self.base) as usize, |c, slot| {
-                    Key::of_ref(c.value_at(slot).unwrap_or(ValueRef::Null))
-                })
-            }
+        let at = match &c.values {
+            Values::Dictionary { codes, .. } => codes[slot] as usize,
+            Values::Int(values) if !self.direct.is_empty() => (values[slot] - self.base) as usize,
             _ => {
                 let key = Key::of_ref(c.value_at(slot)?);
+                let next = self.keys.len() as u32;
                 let keys = &mut self.keys;
                 return Some(*self.others.entry(key).or_insert_with_key(|k| {
                     keys.push(k.clone());
@@ -329,14 +390,15 @@ impl<'c> Ids<'c> {
                 }));
             }
         };
-        let id = &mut self.direct[at];
-        if *id == u32::MAX {
-            *id = next;
-            self.keys.push(key(c, slot));
-        }
-        Some(*id)
+        Some(self.direct_id(at, c, slot))
     }
 }
+
+/// The group of an event that is in none (not kept, or without a grouping field).
+const NO_GROUP: u32 = u32::MAX;
+
+/// Time buckets × series of a block that get their group by position rather than by hashing.
+const DIRECT_CELLS: i64 = 1 << 16;
 
 /// The groups of the events `keep` marks, with their aggregates filled from the columns: each
 /// kept event is given its group's number first, then each aggregate reads its column once.
@@ -346,43 +408,51 @@ fn aggregate(
     grouping: &Grouping,
     aggs: &[&Agg],
 ) -> std::collections::HashMap<Vec<Key>, Vec<AggState>> {
-    // (event, group) for every kept event in a group.
-    let mut rows: Vec<(u32, u32)> = Vec::with_capacity(keep.len());
-    let kept = keep.iter().enumerate().filter(|(_, &k)| k).map(|(i, _)| i);
+    let n = keep.len();
+    let mut groups = vec![NO_GROUP; n];
     let keys: Vec<Vec<Key>> = match grouping {
         Grouping::All => {
-            rows.extend(kept.map(|i| (i as u32, 0)));
-            match rows.is_empty() {
-                true => Vec::new(),
-                false => vec![Vec::new()],
+            for (g, &k) in groups.iter_mut().zip(keep) {
+                if k {
+                    *g = 0;
+                }
+            }
+            match keep.contains(&true) {
+                true => vec![Vec::new()],
+                false => Vec::new(),
             }
         }
         Grouping::Fields(fields) if fields.len() == 1 => {
             let mut ids = Ids::new(view.column(&fields[0]));
-            rows.extend(kept.filter_map(|i| Some((i as u32, ids.of(i)?))));
+            ids.assign(keep, &mut groups);
             ids.keys.into_iter().map(|k| vec![k]).collect()
         }
         Grouping::Fields(fields) => {
             let mut ids: Vec<Ids<'_>> = fields.iter().map(|f| Ids::new(view.column(f))).collect();
-            let mut groups: HashMap<Vec<u32>, u32> = HashMap::default();
+            let per_field: Vec<Vec<u32>> = ids
+                .iter_mut()
+                .map(|f| {
+                    let mut out = vec![NO_GROUP; n];
+                    f.assign(keep, &mut out);
+                    out
+                })
+                .collect();
+            let mut tuples: HashMap<Vec<u32>, u32> = HashMap::default();
             let mut tuple = Vec::with_capacity(fields.len());
-            for i in kept {
+            for (i, g) in groups.iter_mut().enumerate() {
                 tuple.clear();
-                if !ids
-                    .iter_mut()
-                    .all(|f| f.of(i).map(|id| tuple.push(id)).is_some())
-                {
+                tuple.extend(per_field.iter().map(|f| f[i]));
+                if !keep[i] || tuple.contains(&NO_GROUP) {
                     continue;
                 }
-                let next = groups.len() as u32;
-                let group = match groups.get(tuple.as_slice()) {
+                let next = tuples.len() as u32;
+                *g = match tuples.get(tuple.as_slice()) {
                     Some(&g) => g,
-                    None => *groups.entry(tuple.clone()).or_insert(next),
+                    None => *tuples.entry(tuple.clone()).or_insert(next),
                 };
-                rows.push((i as u32, group));
             }
-            let mut keys = vec![Vec::new(); groups.len()];
-            for (tuple, g) in groups {
+            let mut keys = vec![Vec::new(); tuples.len()];
+            for (tuple, g) in tuples {
                 keys[g as usize] = tuple
                     .iter()
                     .zip(&ids)
@@ -393,40 +463,47 @@ fn aggregate(
         }
         Grouping::Time { span, series, .. } => {
             let mut ids = Ids::new(series.as_deref().and_then(|s| view.column(s)));
-            let mut groups: HashMap<(i64, u32), u32> = HashMap::default();
-            for i in kept {
-                let bucket = view.timestamp(i).div_euclid(*span) * span;
-                let sid = match series {
-                    None => 0,
-                    Some(_) => ids.of(i).unwrap_or(u32::MAX),
-                };
-                let next = groups.len() as u32;
-                rows.push((i as u32, *groups.entry((bucket, sid)).or_insert(next)));
+            // Events without the series field form the series "" (NO_GROUP here).
+            let mut sids = vec![NO_GROUP; n];
+            if series.is_some() {
+                ids.assign(keep, &mut sids);
             }
-            let mut keys = vec![Vec::new(); groups.len()];
-            for ((bucket, sid), g) in groups {
-                let mut k = vec![Key::Int(bucket)];
-                if series.is_some() {
-                    k.push(match sid {
-                        u32::MAX => Key::Text(String::new()),
-                        id => ids.keys[id as usize].clone(),
-                    });
-                }
-                keys[g as usize] = k;
-            }
-            keys
+            let found = time_groups(view, keep, *span, &sids, ids.keys.len(), &mut groups);
+            found
+                .into_iter()
+                .map(|(bucket, sid)| {
+                    let mut k = vec![Key::Int(bucket * span)];
+                    if series.is_some() {
+                        k.push(match sid {
+                            NO_GROUP => Key::Text(String::new()),
+                            id => ids.keys[id as usize].clone(),
+                        });
+                    }
+                    k
+                })
+                .collect()
         }
     };
     let mut states: Vec<Vec<AggState>> = keys
         .iter()
         .map(|_| aggs.iter().map(|a| a.state()).collect())
         .collect();
+    let grouped = || {
+        groups
+            .iter()
+            .enumerate()
+            .filter(|(_, &g)| g != NO_GROUP)
+            .map(|(i, &g)| (i, g as usize))
+    };
     for (o, agg) in aggs.iter().enumerate() {
         let column = agg.field().and_then(|f| view.column(f));
         match (agg, column.map(|c| (c, &c.values))) {
             (Agg::Count(None), _) => {
-                let mut counts = vec![0u64; keys.len()];
-                rows.iter().for_each(|&(_, g)| counts[g as usize] += 1);
+                // One slot past the groups takes the events in none, without a branch.
+                let mut counts = vec![0u64; keys.len() + 1];
+                for &g in &groups {
+                    counts[(g as usize).min(keys.len())] += 1;
+                }
                 for (s, n) in states.iter_mut().zip(counts) {
                     if let AggState::Count(c) = &mut s[o] {
                         *c += n;
@@ -435,22 +512,83 @@ fn aggregate(
             }
             // A dense integer column: its numbers without a look-up per event.
             (_, Some((c, Values::Int(values)))) if c.is_dense() => {
-                for &(i, g) in &rows {
-                    agg.add_value(
-                        &mut states[g as usize][o],
-                        Some(ValueRef::Int(values[i as usize])),
-                    );
+                for (i, g) in grouped() {
+                    agg.add_value(&mut states[g][o], Some(ValueRef::Int(values[i])));
                 }
             }
             _ => {
-                for &(i, g) in &rows {
-                    agg.add_value(
-                        &mut states[g as usize][o],
-                        column.and_then(|c| c.get(i as usize)),
-                    );
+                for (i, g) in grouped() {
+                    agg.add_value(&mut states[g][o], column.and_then(|c| c.get(i)));
                 }
             }
         }
     }
     keys.into_iter().zip(states).collect()
+}
+
+/// Gives each kept event the group of its time bucket (`span` ns) and series id, writing it into
+/// `groups`, and returns each group's (bucket number, series id). A block spans few buckets and
+/// series, so the groups are found by position in a table while that stays small, and by
+/// hashing otherwise.
+fn time_groups(
+    view: &BlockView,
+    keep: &[bool],
+    span: i64,
+    sids: &[u32],
+    series: usize,
+    groups: &mut [u32],
+) -> Vec<(i64, u32)> {
+    let (first, last) = (0..keep.len())
+        .filter(|&i| keep[i])
+        .map(|i| view.timestamp(i))
+        .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    let mut found: Vec<(i64, u32)> = Vec::new();
+    if first > last {
+        return found;
+    }
+    let (lo, hi) = (first.div_euclid(span), last.div_euclid(span));
+    // Most blocks lie inside one bucket: then no event needs a division.
+    let bucket = |i: usize| match lo == hi {
+        true => lo,
+        false => view.timestamp(i).div_euclid(span),
+    };
+    // Series id + 1 per column, 0 for "no series value".
+    let width = series as i64 + 1;
+    let cells = (hi - lo)
+        .checked_add(1)
+        .and_then(|b| b.checked_mul(width))
+        .filter(|&c| c <= DIRECT_CELLS);
+    let column = |sid: u32| match sid {
+        NO_GROUP => 0,
+        id => i64::from(id) + 1,
+    };
+    match cells {
+        Some(cells) => {
+            let mut table = vec![NO_GROUP; cells as usize];
+            for (i, g) in groups.iter_mut().enumerate() {
+                if keep[i] {
+                    let (b, sid) = (bucket(i), sids[i]);
+                    let cell = &mut table[((b - lo) * width + column(sid)) as usize];
+                    if *cell == NO_GROUP {
+                        *cell = found.len() as u32;
+                        found.push((b, sid));
+                    }
+                    *g = *cell;
+                }
+            }
+        }
+        None => {
+            let mut table: HashMap<(i64, u32), u32> = HashMap::default();
+            for (i, g) in groups.iter_mut().enumerate() {
+                if keep[i] {
+                    let key = (bucket(i), sids[i]);
+                    *g = *table.entry(key).or_insert_with(|| {
+                        found.push(key);
+                        found.len() as u32 - 1
+                    });
+                }
+            }
+        }
+    }
+    found
 }

@@ -463,8 +463,12 @@ fn read_block_into(
     entry: &BlockEntry,
     stored: &mut Vec<u8>,
 ) -> Result<(), SegmentError> {
-    stored.clear();
-    stored.resize(entry.stored_len as usize, 0);
+    // The buffer is reused block after block: zero only what it grows by, the read overwrites.
+    let len = entry.stored_len as usize;
+    if stored.len() < len {
+        stored.resize(len, 0);
+    }
+    stored.truncate(len);
     file.read_exact_at(stored, entry.offset).map_err(|e| {
         block_error(
             path,

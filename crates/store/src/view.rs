@@ -670,7 +670,10 @@ impl BlockView {
         } else if sets == 0 && n > 0 {
             return r.fail("events without a tag set");
         }
-        if v.flags.iter().any(|&f| codec::parser_in_flags(f).is_err()) {
+        // Each distinct flag byte is checked once: a block has a handful among thousands.
+        let mut seen = [false; 256];
+        v.flags.iter().for_each(|&f| seen[usize::from(f)] = true);
+        if (0..=u8::MAX).any(|f| seen[usize::from(f)] && codec::parser_in_flags(f).is_err()) {
             return r.fail("unknown parser code");
         }
         Ok(())
@@ -1023,8 +1026,17 @@ impl BlockView {
                     .all(|(k, v)| tags.get(k).is_some_and(|have| have == v))
             })
             .collect();
+        // Without a tag condition that any event fails, the loops need no tag look-up.
+        let every_set = sets.iter().all(|&s| s);
         if !self.has(Deferred::Times) {
+            if every_set {
+                return vec![true; self.len()];
+            }
             return self.tag_index.iter().map(|&t| sets[t as usize]).collect();
+        }
+        if every_set {
+            let (start, end) = (scan.start, scan.end);
+            return self.times.iter().map(|&t| t >= start && t < end).collect();
         }
         (0..self.len())
             .map(|i| {
