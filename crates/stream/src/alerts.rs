@@ -443,6 +443,10 @@ pub struct Shared {
     firing: RwLock<BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>>>,
     /// The threads that write the rules' memories and deliver their notices.
     deliveries: Pool<Rule>,
+    /// The HTTP client of every rule's webhook and Slack channels: one connection pool and
+    /// TLS configuration for the server, not one per rule (a thousand rules each holding
+    /// their own cost tens of kilobytes apiece).
+    http: ureq::Agent,
 }
 
 impl Shared {
@@ -497,6 +501,7 @@ impl Alerts {
                 channels,
                 firing: RwLock::default(),
                 deliveries: Pool::new("alert-delivery"),
+                http: crate::sink::webhook_agent(),
             }),
             evaluator: Evaluator::default(),
         }
@@ -523,7 +528,6 @@ impl Alerts {
             context: context.clone(),
             shared: self.shared.clone(),
             status: Arc::new(Status::default()),
-            http: crate::sink::webhook_agent(),
             memory: Mutex::new(Memory::default()),
             io: Mutex::new(()),
             delivery: Mutex::new(Delivery::default()),
@@ -673,7 +677,6 @@ pub(crate) struct Rule {
     context: Arc<Context>,
     shared: Arc<Shared>,
     status: Arc<Status>,
-    http: ureq::Agent,
     /// What it remembers, changed by evaluations and deliveries.
     memory: Mutex<Memory>,
     /// Held while its state file is written, so that a stopped rule writes it no more.
@@ -1113,7 +1116,7 @@ impl Rule {
                         left.push(name);
                         continue;
                     }
-                    match channel.send(&self.http, &o.notice, &text) {
+                    match channel.send(&self.shared.http, &o.notice, &text) {
                         Ok(()) => {
                             backoff.wait = Duration::ZERO;
                             if let Some(c) = lock(&self.status.channels).get_mut(&name) {

@@ -9,7 +9,8 @@
 //! - `irc`: a short-lived IRC client that registers, joins the channel, says the message one
 //!   line per `PRIVMSG` and quits.
 //!
-//! Each channel is a blocking call with a 10 s bound, made from the rule's own thread, so a
+//! Each channel is a blocking call with a 10 s bound, made from a delivery thread (webhooks and
+//! Slack through the one HTTP client all rules share), so a
 //! channel that hangs holds back only the rules that use it.
 
 use std::io::{BufRead, BufReader, Write};
