@@ -1,7 +1,7 @@
 //! `eddy alert …`: the alert rules of a running server, through `/api/v1/alerts`: list, show,
 //! create (every problem of the rule printed at once), delete, test over a past range, the
-//! history of a rule's notices from the system repository `_alerts`, and silences
-//! (`/api/v1/silences`).
+//! history of a rule's notices from the system repository `_alerts`, silences
+//! (`/api/v1/silences`) and the channels' notification groups (`/api/v1/notification-groups`).
 //!
 //! Exit codes: 0 done, 1 refused (an invalid rule, no such rule), 2 could not ask.
 
@@ -85,6 +85,12 @@ pub enum AlertCommand {
     },
     /// List the silences, those in force and those that ended.
     Silences {
+        #[command(flatten)]
+        server: Server,
+    },
+    /// The channels that group notices across rules (`group_by` on a channel): their
+    /// settings and the groups they hold, what waits and when it goes.
+    Groups {
         #[command(flatten)]
         server: Server,
     },
@@ -321,6 +327,7 @@ pub fn run(cmd: &AlertCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AlertCommand::Silences { server } => silences(server),
+        AlertCommand::Groups { server } => groups(server),
     };
     // A server that cannot be asked is exit code 2, a refusal 1.
     result.or_else(|e| {
@@ -462,6 +469,78 @@ fn test(name: &str, start: &str, end: &str, server: &Server) -> anyhow::Result<E
         answer["events"],
         rows.len()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn groups(server: &Server) -> anyhow::Result<ExitCode> {
+    let (status, answer) = server.call("GET", "/api/v1/notification-groups", None)?;
+    if status != 200 {
+        return Ok(refused(status, &answer));
+    }
+    if server.json {
+        json_line(&answer)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = |v: &Json| match v {
+        Json::String(s) => s.clone(),
+        Json::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let mut rows = Vec::new();
+    for c in answer["channels"].as_array().into_iter().flatten() {
+        let by: Vec<String> = c["group_by"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(text)
+            .collect();
+        let settings = format!(
+            "by [{}] wait {} interval {} repeat {}",
+            by.join(", "),
+            text(&c["group_wait"]),
+            text(&c["group_interval"]),
+            text(&c["repeat_interval"])
+        );
+        let groups = c["groups"].as_array().cloned().unwrap_or_default();
+        if groups.is_empty() {
+            rows.push(vec![
+                text(&c["channel"]),
+                settings.clone(),
+                "-".into(),
+                "0".into(),
+                "0".into(),
+                "-".into(),
+            ]);
+        }
+        for g in groups {
+            let labels: Vec<String> = g["labels"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", text(v)))
+                .collect();
+            let waiting: Vec<String> = g["waiting_alerts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            rows.push(vec![
+                text(&c["channel"]),
+                settings.clone(),
+                labels.join(" "),
+                text(&g["waiting"]),
+                text(&g["firing"]),
+                g["due"].as_i64().map_or("-".into(), |d| {
+                    format!("{} ({})", time_text(d), waiting.join(", "))
+                }),
+            ]);
+        }
+    }
+    table(
+        &["CHANNEL", "GROUPING", "GROUP", "WAITING", "FIRING", "DUE"],
+        &rows,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -945,3 +945,70 @@ fn a_closed_throttle_stays_closed_across_a_restart() {
     );
     server.stop();
 }
+
+#[test]
+fn alerts_of_two_rules_for_one_host_go_as_one_message_of_the_channel_group_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, got) = receiver();
+    let config = format!(
+        "[channels.ops]\nkind = \"webhook\"\nurl = \"{hook}/ops\"\ngroup_by = [\"host\"]\n\
+         group_wait = \"10s\"\ngroup_interval = \"1m\"\n\
+         [alerts.cpu]\nfrom = \"open\"\nquery = \"cpu>90 | groupBy(host)\"\nwindow = \"5m\"\n\
+         above = 0\nevery = \"100ms\"\nchannels = [\"ops\"]\n\
+         [alerts.errors]\nfrom = \"open\"\nquery = \"status>=500 | groupBy(host)\"\nwindow = \"5m\"\n\
+         above = 0\nevery = \"100ms\"\nchannels = [\"ops\"]\n"
+    );
+    let server = Server::start(dir.path(), &config);
+    let (s, _) = common::post(
+        &server,
+        "/api/v1/ingest/open",
+        &[NDJSON],
+        b"{\"host\":\"web-1\",\"cpu\":97}\n{\"host\":\"web-1\",\"status\":503}\n",
+    );
+    assert_eq!(s, 200);
+    // Both alerts wait in the channel's group for web-1 (as the CLI shows it).
+    let waiting = || {
+        let out = eddy(&server, &["alert", "groups", "--json"]);
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+        answer["channels"][0]["groups"]
+            .as_array()
+            .and_then(|g| g.first().cloned())
+    };
+    let group = wait_for("both alerts waiting in web-1's group", || {
+        waiting().filter(|g| g["waiting"] == 2)
+    });
+    assert_eq!(group["labels"], json!({"host": "web-1"}));
+    assert_eq!(group["waiting_alerts"], json!(["cpu", "errors"]));
+    assert!(
+        got.lock().unwrap().is_empty(),
+        "nothing goes before group_wait"
+    );
+    // A crash while the group waits neither loses it nor sends it twice.
+    server.kill();
+    let server = Server::start(dir.path(), &config);
+    let message = wait_for("the group's message", || {
+        notices(&got, "/ops", "firing").into_iter().next()
+    });
+    let mut alerts: Vec<&str> = message["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["alert"].as_str().unwrap())
+        .collect();
+    alerts.sort_unstable();
+    assert_eq!(alerts, ["cpu", "errors"], "{message:#}");
+    assert_eq!(message["group"], json!({"host": "web-1"}));
+    // Once it went, the group holds nothing more to send.
+    wait_for("the channel's outbox empty", || {
+        let out = eddy(&server, &["alert", "groups", "--json"]);
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (answer["channels"][0]["outbox"] == 0 && answer["channels"][0]["groups"][0]["waiting"] == 0)
+            .then_some(())
+    });
+    server.stop();
+    assert_eq!(
+        got.lock().unwrap().len(),
+        1,
+        "one message for both alerts, once"
+    );
+}

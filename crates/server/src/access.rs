@@ -137,6 +137,7 @@ pub const RULES: &[Rule] = &[
     audited("DELETE", "/api/v1/alerts/{name}", "alert.delete"),
     rule("POST", "/api/v1/alerts/{name}/test", Admin),
     rule("GET", "/api/v1/silences", Admin),
+    rule("GET", "/api/v1/notification-groups", Admin),
     audited("POST", "/api/v1/silences", "silence.create"),
     audited("DELETE", "/api/v1/silences/{id}", "silence.delete"),
     rule("POST", "/api/v1/query/check", Known),

@@ -1,5 +1,6 @@
 //! `/api/v1/alerts`: list, create, describe (each group's state), delete and test alert rules;
-//! `/api/v1/silences`: list, add and remove silences.
+//! `/api/v1/silences`: list, add and remove silences; `/api/v1/notification-groups`: the
+//! channels that group notices across rules, and their groups.
 //! Rules created here are kept in `alerts.json` in the data directory and start again with
 //! the server; those of the configuration file cannot be deleted here. The first rule
 //! creates the system repository `_alerts` that notices are stored in.
@@ -195,6 +196,12 @@ pub struct NewSilence {
     /// Why, by whom.
     #[serde(default)]
     pub comment: String,
+}
+
+/// `GET /api/v1/notification-groups`: each channel that groups notices across rules, with
+/// its settings and the groups it holds (what waits, what still fires).
+pub async fn notification_groups(State(state): State<Arc<AppState>>) -> Response {
+    Json(serde_json::json!({ "channels": state.alerts.notification_groups() })).into_response()
 }
 
 /// `GET /api/v1/silences`: every silence, with whether it is still in force.

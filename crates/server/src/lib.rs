@@ -14,7 +14,8 @@
 //! - `GET /api/v1/repositories/{name}/live` and `GET /api/v1/channels/{name}`: websockets of
 //!   live queries and of pipelines' channels ([`live_api`]);
 //! - `GET|POST /api/v1/pipelines`, `GET|DELETE /api/v1/pipelines/{name}` ([`pipelines_api`]);
-//! - `GET|POST /api/v1/alerts`, `GET|DELETE /api/v1/alerts/{name}` ([`alerts_api`]);
+//! - `GET|POST /api/v1/alerts`, `GET|DELETE /api/v1/alerts/{name}`, the silences and
+//!   `GET /api/v1/notification-groups` ([`alerts_api`]);
 //! - the schema registry under `/api/v1/registry` ([`registry_api`], Confluent's API);
 //! - `POST /api/v1/query/check` (a query's syntax, [`syntax_api`]); the web UI's dashboards
 //!   and saved searches under `/api/v1/dashboards` and `/api/v1/searches`
@@ -407,6 +408,10 @@ pub fn routes(doors: &config::DoorsConfig) -> Routes {
         .delete("/api/v1/alerts/{name}", alerts_api::delete)
         .post("/api/v1/alerts/{name}/test", alerts_api::test)
         .get("/api/v1/silences", alerts_api::silences)
+        .get(
+            "/api/v1/notification-groups",
+            alerts_api::notification_groups,
+        )
         .post("/api/v1/silences", alerts_api::silence)
         .delete("/api/v1/silences/{id}", alerts_api::unsilence)
         .post("/api/v1/query/check", syntax_api::check)

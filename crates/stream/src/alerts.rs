@@ -17,6 +17,7 @@
 //! again after a restart and does not notify a second time.
 
 pub mod channel;
+pub mod channel_groups;
 mod deliveries;
 mod evaluator;
 pub mod grouping;
@@ -443,6 +444,12 @@ pub struct Shared {
     firing: RwLock<BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>>>,
     /// The threads that write the rules' memories and deliver their notices.
     deliveries: Pool<Rule>,
+    /// The HTTP client of every rule's webhook and Slack channels: one connection pool and
+    /// TLS configuration for the server, not one per rule (a thousand rules each holding
+    /// their own cost tens of kilobytes apiece).
+    http: ureq::Agent,
+    /// The channels that group notices across rules (`group_by` on the channel), by name.
+    grouped: BTreeMap<String, Arc<channel_groups::GroupedChannel>>,
 }
 
 impl Shared {
@@ -490,13 +497,16 @@ impl std::fmt::Debug for Alerts {
 impl Alerts {
     /// Rules that will share `silences` and `channels`.
     pub fn new(silences: Silences, channels: BTreeMap<String, ChannelConfig>) -> Alerts {
+        let http = crate::sink::webhook_agent();
         Alerts {
             rules: Mutex::new(BTreeMap::new()),
             shared: Arc::new(Shared {
                 silences,
+                grouped: channel_groups::grouped(&channels, &http),
                 channels,
                 firing: RwLock::default(),
                 deliveries: Pool::new("alert-delivery"),
+                http,
             }),
             evaluator: Evaluator::default(),
         }
@@ -515,6 +525,13 @@ impl Alerts {
     /// Starts rule `name` (the caller checks it is new): its window is seeded off the
     /// evaluation threads, then its repository's evaluator runs it with the others.
     pub fn start(&self, context: &Arc<Context>, name: &str, config: AlertConfig) {
+        // The grouped channels keep their groups beside the rules' memories: they wake with
+        // the first rule, and send what waited before a restart.
+        for (channel, grouped) in &self.shared.grouped {
+            if let Err(e) = grouped.open(&context.data_dir, &context.metrics) {
+                tracing::error!(channel = %channel, "its notification groups: {e}");
+            }
+        }
         let rule = Arc::new(Rule {
             name: name.to_string(),
             plan: config.plan(name),
@@ -523,7 +540,6 @@ impl Alerts {
             context: context.clone(),
             shared: self.shared.clone(),
             status: Arc::new(Status::default()),
-            http: crate::sink::webhook_agent(),
             memory: Mutex::new(Memory::default()),
             io: Mutex::new(()),
             delivery: Mutex::new(Delivery::default()),
@@ -554,6 +570,14 @@ impl Alerts {
         }
         self.evaluator.stop();
         self.shared.deliveries.stop();
+        for grouped in self.shared.grouped.values() {
+            grouped.stop();
+        }
+    }
+
+    /// Each channel that groups notices across rules: its settings and its groups.
+    pub fn notification_groups(&self) -> Vec<serde_json::Value> {
+        self.shared.grouped.values().map(|g| g.describe()).collect()
     }
 
     /// Whether `name` runs.
@@ -673,7 +697,6 @@ pub(crate) struct Rule {
     context: Arc<Context>,
     shared: Arc<Shared>,
     status: Arc<Status>,
-    http: ureq::Agent,
     /// What it remembers, changed by evaluations and deliveries.
     memory: Mutex<Memory>,
     /// Held while its state file is written, so that a stopped rule writes it no more.
@@ -1113,7 +1136,17 @@ impl Rule {
                         left.push(name);
                         continue;
                     }
-                    match channel.send(&self.http, &o.notice, &text) {
+                    let sent = match self.shared.grouped.get(&name) {
+                        // A channel grouping across rules takes the notice into its group.
+                        Some(grouped) => grouped.hand_over(&o.notice).map_err(|e| {
+                            channel::ChannelError::Unreachable {
+                                target: format!("the notification groups of channel {name}"),
+                                error: e.to_string(),
+                            }
+                        }),
+                        None => channel.send(&self.shared.http, &o.notice, &text),
+                    };
+                    match sent {
                         Ok(()) => {
                             backoff.wait = Duration::ZERO;
                             if let Some(c) = lock(&self.status.channels).get_mut(&name) {

@@ -9,7 +9,8 @@
 //! - `irc`: a short-lived IRC client that registers, joins the channel, says the message one
 //!   line per `PRIVMSG` and quits.
 //!
-//! Each channel is a blocking call with a 10 s bound, made from the rule's own thread, so a
+//! Each channel is a blocking call with a 10 s bound, made from a delivery thread (webhooks and
+//! Slack through the one HTTP client all rules share), so a
 //! channel that hangs holds back only the rules that use it.
 
 use std::io::{BufRead, BufReader, Write};
@@ -69,6 +70,34 @@ pub struct ChannelConfig {
     /// `irc`: the channel joined and spoken to, `#ops`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
+    /// Notification groups across rules: the notices of every rule routed here that share
+    /// these labels (`alertname` is the rule) go out as one message (`[]`: all in one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<Vec<String>>,
+    /// With `group_by`: how long a new group's first notice waits for the others (`30s`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_wait: Option<String>,
+    /// With `group_by`: the least time between two messages of one group (`5m`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_interval: Option<String>,
+    /// With `group_by`: a group with alerts still firing is sent again after this long
+    /// (none: once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat_interval: Option<String>,
+}
+
+/// A channel's notification grouping across rules, checked (`group_by` on the channel).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelGrouping {
+    /// The labels a group shares (`alertname`: the rule's name; the others: the alert's
+    /// labels, missing ones as null).
+    pub by: Vec<String>,
+    /// How long a new group's first notice waits for others, ns.
+    pub wait: i64,
+    /// The least time between two messages of a group, ns.
+    pub interval: i64,
+    /// After how long a group whose alerts still fire is sent again, ns (none: never).
+    pub repeat: Option<i64>,
 }
 
 /// A channel, checked.
@@ -195,8 +224,84 @@ impl ChannelConfig {
                 return Err(problems);
             }
         };
+        if let Err(p) = self.grouping(name) {
+            problems.extend(p);
+        }
         if problems.is_empty() {
             Ok(channel)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The channel's notification grouping across rules, if it has one, or every problem
+    /// with it.
+    pub fn grouping(&self, name: &str) -> Result<Option<ChannelGrouping>, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut say = |p: String| problems.push(format!("channel {name:?}: {p}"));
+        let Some(by) = &self.group_by else {
+            let stray: Vec<&str> = [
+                ("group_wait", &self.group_wait),
+                ("group_interval", &self.group_interval),
+                ("repeat_interval", &self.repeat_interval),
+            ]
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+            if !stray.is_empty() {
+                say(format!(
+                    "{} without group_by: add group_by = [\"label\", …] to group notices here",
+                    stray.join(", ")
+                ));
+                return Err(problems);
+            }
+            return Ok(None);
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for label in by {
+            if label.trim().is_empty() {
+                say("group_by has an empty label".into());
+            } else if !seen.insert(label) {
+                say(format!("group_by names {label:?} twice"));
+            }
+        }
+        let mut period = |what: &str, text: Option<&str>, default: &str| {
+            let text = text.unwrap_or(default);
+            match humantime::parse_duration(text) {
+                Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+                Err(_) => {
+                    say(format!(
+                        "{what} = {text:?} is not a duration (such as \"30s\")"
+                    ));
+                    0
+                }
+            }
+        };
+        let wait = period(
+            "group_wait",
+            self.group_wait.as_deref(),
+            super::rule::DEFAULT_GROUP_WAIT,
+        );
+        let interval = period(
+            "group_interval",
+            self.group_interval.as_deref(),
+            super::rule::DEFAULT_GROUP_INTERVAL,
+        );
+        let repeat = self
+            .repeat_interval
+            .as_deref()
+            .map(|r| period("repeat_interval", Some(r), r));
+        if repeat.is_some_and(|r| r < interval) {
+            say("repeat_interval is shorter than group_interval: a group never sends more often than group_interval".into());
+        }
+        if problems.is_empty() {
+            Ok(Some(ChannelGrouping {
+                by: by.clone(),
+                wait,
+                interval,
+                repeat,
+            }))
         } else {
             Err(problems)
         }
@@ -518,6 +623,36 @@ mod tests {
         assert!(irc[0].contains("expected #name"), "{irc:?}");
         let kind = config("kind = \"pager\"\n").plan("p").unwrap_err();
         assert!(kind[0].contains("expected \"webhook\""), "{kind:?}");
+    }
+
+    #[test]
+    fn every_problem_of_a_channel_grouping_is_named_with_the_channel() {
+        let problems = config(
+            "kind = \"webhook\"\nurl = \"http://127.0.0.1:9/h\"\ngroup_by = [\"host\", \"host\"]\n\
+             group_wait = \"soon\"\ngroup_interval = \"5m\"\nrepeat_interval = \"1m\"\n",
+        )
+        .plan("ops")
+        .unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(problems.iter().all(|p| p.starts_with("channel \"ops\": ")));
+        assert!(problems[0].contains("\"host\" twice"));
+        assert!(problems[1].contains("group_wait = \"soon\" is not a duration"));
+        assert!(problems[2].contains("repeat_interval is shorter than group_interval"));
+        let stray = config("kind = \"slack\"\nurl = \"http://x/\"\ngroup_wait = \"1s\"\n")
+            .plan("chat")
+            .unwrap_err();
+        assert!(
+            stray[0].contains("group_wait without group_by"),
+            "{stray:?}"
+        );
+        let grouped =
+            config("kind = \"slack\"\nurl = \"http://x/\"\ngroup_by = [\"alertname\", \"dc\"]\n")
+                .grouping("chat")
+                .unwrap()
+                .unwrap();
+        assert_eq!(grouped.by, vec!["alertname", "dc"]);
+        assert_eq!(grouped.wait, 30_000_000_000, "group_wait defaults to 30s");
+        assert_eq!(grouped.repeat, None);
     }
 
     #[test]
