@@ -6,11 +6,13 @@
 //! ```text
 //! cargo build --release -p eddy-bench --example ingest_path
 //! valgrind --tool=callgrind target/release/examples/ingest_path json 20000
+//! target/release/examples/ingest_path access 100000 zstd   # the bus's codec (default lz4)
 //! ```
 //!
 //! Run it with two event counts and divide the difference of the instruction totals by the
 //! difference of the counts: that is the cost of one event, without the start and the stop.
-//! No HTTP: hyper's share is measured by `eddy bench ingest`.
+//! No HTTP: hyper's share is measured by `eddy bench ingest`. It prints the bytes the bus holds
+//! per event, to compare its codecs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ fn main() {
     let events: usize = args
         .next()
         .map_or(20_000, |n| n.parse().expect("event count"));
+    let bus_compression = args.next().unwrap_or_else(|| "lz4".into());
 
     // More bytes than `events` lines need (the JSON lines are about 300 bytes), times ending
     // about now so that retention keeps them.
@@ -67,7 +70,10 @@ fn main() {
         &log,
         &registry,
         "bench",
-        RepositoryConfig::default(),
+        RepositoryConfig {
+            bus_compression,
+            ..RepositoryConfig::default()
+        },
         &ingest.config,
         &dir.path().join("store"),
     )
@@ -108,9 +114,25 @@ fn main() {
         .values()
         .map(|s| s.info.count)
         .sum();
+    let bus_bytes = bytes_under(&dir.path().join("topics"));
     println!(
-        "{} events in {} requests stored; {sealed} in sealed segments",
+        "{} events in {} requests stored; {sealed} in sealed segments; bus {bus_bytes} bytes, \
+         {:.1} per event",
         stored,
-        bodies.len()
+        bodies.len(),
+        bus_bytes as f64 / stored.max(1) as f64
     );
+}
+
+/// Bytes of the files under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
 }

@@ -421,7 +421,7 @@ pub fn rows(opts: &E2eOptions, progress: &dyn Fn(&str)) -> Result<Vec<Row>> {
             ),
         });
         rows.push(Row::plain(Figure::once(
-            &format!("bus bytes per event{which} (lz4 batches)"),
+            &format!("bus bytes per event{which} (compressed batches)"),
             "bytes",
             m.bus_per_event,
         )));

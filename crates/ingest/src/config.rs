@@ -129,8 +129,9 @@ pub struct RepositoryConfig {
     /// The schema subject every event must fit (the gatekeeper); none: any event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema: Option<SchemaBinding>,
-    /// Compression of the repository's bus batches: `lz4`, `zstd` or `none`. Batches written
-    /// before a change keep their codec and stay readable.
+    /// Compression of the repository's bus batches: `zstd` (the default: about a third fewer
+    /// bytes than `lz4` for a few per cent more instructions per event), `lz4` or `none`.
+    /// Batches written before a change keep their codec and stay readable.
     pub bus_compression: String,
     /// The bus keeps events the digest has sealed into segments for this long, as a safety
     /// window (for live views seeded from the bus, and a second chance after a store fault).
@@ -207,7 +208,7 @@ impl Default for RepositoryConfig {
             retention: None,
             retention_size: None,
             schema: None,
-            bus_compression: "lz4".into(),
+            bus_compression: "zstd".into(),
             bus_retention: "1h".into(),
             bus_retention_size: "1GiB".into(),
             digest: true,
@@ -400,7 +401,7 @@ mod tests {
         };
         let new = config.bus_topic_config("repositories.main", old).unwrap();
         assert_eq!(new.partitions, 4);
-        assert_eq!(new.compression, eddy_log::Compression::Lz4);
+        assert_eq!(new.compression, eddy_log::Compression::Zstd);
         assert_eq!(new.retention_ms, Some(3_600_000));
         assert_eq!(new.retention_bytes, Some((1 << 30) / 4));
         assert_eq!(

@@ -42,7 +42,7 @@
 //! numbering, `eddy_base::codec::Codec::segment_block_code`; new formats use the common table) and
 //! the frame.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use eddy_base::codec::Codec;
@@ -51,6 +51,7 @@ use eddy_event::wire::{
     put_str, put_string_map, put_varint, put_varint128, zigzag, zigzag128, DecodeError,
 };
 use eddy_event::{Event, ValueRef};
+use foldhash::HashMap;
 
 use crate::bloom::{token_hash, token_hash_bytes, BloomFilter};
 use crate::columns::ColumnBuilder;
@@ -398,14 +399,21 @@ impl BlockBuilder {
                 flags |= TEMPLATED;
                 self.other_bytes += raw.len() + 1;
                 // The holes stand apart from the words around them (see `crate::template`):
-                // the text's words are its literals' words and its values' words.
+                // the text's words are its literals' words and its values' words. A template
+                // the block already had brought its literals' words then (the literals are
+                // part of the template): only the values are new.
+                let literals_known = !self.templates.last_was_new();
                 let mut at = 0;
                 for &(start, end, _) in self.templates.last_holes() {
-                    self.tokens.add_words_of(&raw.as_bytes()[at..start]);
+                    if !literals_known {
+                        self.tokens.add_words_of(&raw.as_bytes()[at..start]);
+                    }
                     self.tokens.add_words_of(&raw.as_bytes()[start..end]);
                     at = end;
                 }
-                self.tokens.add_words_of(&raw.as_bytes()[at..]);
+                if !literals_known {
+                    self.tokens.add_words_of(&raw.as_bytes()[at..]);
+                }
             }
             Some(raw) => {
                 self.lines.extend_from_slice(raw.as_bytes());

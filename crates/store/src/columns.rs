@@ -24,7 +24,7 @@
 //! group-bys work on the codes. Integers are stored as their distance from the block's
 //! smallest, in as many bits as the largest distance needs.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use eddy_event::wire::{put_str, put_varint, unzigzag, zigzag, DecodeError, Reader};
 use eddy_event::{Value, ValueRef};

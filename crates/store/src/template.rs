@@ -21,8 +21,8 @@
 //!  per templated event (flag bit 6), in order: varint template number
 //! ```
 
+use foldhash::HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use eddy_event::wire::{put_str, put_varint, DecodeError, Reader};
 use eddy_event::ValueRef;
@@ -100,11 +100,9 @@ pub fn find_holes(
         }
     }
     let numbers = numbers.as_str();
-    // Longest first, then by name, so that equal events get equal templates.
-    texts.sort_by(|a, b| {
-        let (x, y) = (text_of(&a.0, numbers), text_of(&b.0, numbers));
-        y.len().cmp(&x.len()).then(a.1.cmp(&b.1))
-    });
+    // Longest first, then by name, so that equal events get equal templates (names are
+    // distinct: no two entries compare equal, so an unstable sort gives the same order).
+    texts.sort_unstable_by_key(|(t, name)| (std::cmp::Reverse(text_of(t, numbers).len()), *name));
     let bytes = raw.as_bytes();
     for (text, name) in &texts {
         let needle = text_of(text, numbers).as_bytes();
@@ -144,6 +142,8 @@ pub struct TemplateBuilder {
     codes: Vec<u32>,
     scratch: Vec<u8>,
     holes: Vec<(usize, usize, u32)>,
+    /// Whether the last templated event's template was new to the block.
+    last_new: bool,
     /// Bytes of literal text the dictionary holds.
     literal_bytes: usize,
 }
@@ -214,7 +214,10 @@ impl TemplateBuilder {
             literals += next - end;
         }
         let code = match self.templates.get(&t) {
-            Some(&code) => code,
+            Some(&code) => {
+                self.last_new = false;
+                code
+            }
             None => {
                 // A new template that is mostly literal text would store the text anyway,
                 // and fill the dictionary with one entry per event.
@@ -223,6 +226,7 @@ impl TemplateBuilder {
                     return false;
                 }
                 let code = self.in_order.len() as u32;
+                self.last_new = true;
                 self.literal_bytes += literals;
                 self.templates.insert(t.clone(), code);
                 self.in_order.push(t.clone());
@@ -237,6 +241,12 @@ impl TemplateBuilder {
     /// The holes of the event [`TemplateBuilder::add`] last templated: (start, end, name).
     pub fn last_holes(&self) -> &[(usize, usize, u32)] {
         &self.holes
+    }
+
+    /// Whether the event [`TemplateBuilder::add`] last templated has a template that no event
+    /// of the block had before (its literal text is then new to the block).
+    pub fn last_was_new(&self) -> bool {
+        self.last_new
     }
 
     /// Writes the section's payload.

@@ -95,7 +95,21 @@ impl Parser {
     /// The fields this parser makes from `raw` for an event that arrived at `arrived` (ns):
     /// how a store that kept only `raw` gives an event its fields back.
     pub fn fields_of(self, raw: &str, arrived: i64) -> Result<BTreeMap<String, Value>, ParseError> {
-        Ok(self.parse(raw, arrived)?.fields)
+        // The fields of `parse`, without what only the event needs (a copy of the text, a new
+        // id, the time read from the fields): the digest calls this for every parsed event.
+        let mut event = Event {
+            timestamp: arrived,
+            ingest_timestamp: arrived,
+            id: uuid::Uuid::nil(),
+            id_from_client: false,
+            parsed_by: None,
+            raw: None,
+            tags: BTreeMap::new(),
+            fields: BTreeMap::new(),
+        };
+        self.parse_into(raw, &mut event, json::Fields::All)?;
+        keep_sent_time_apart(&mut event.fields);
+        Ok(event.fields)
     }
 
     /// Parses `line`, which arrived at `now` (ns), into an event: `@rawstring` is the line,
@@ -125,17 +139,27 @@ impl Parser {
         json_fields: json::Fields,
     ) -> Result<Event, ParseError> {
         let mut event = Event::new(now);
-        match self {
-            Parser::Json => json::parse(line, &mut event, json_fields)?,
-            Parser::Kv => kv::parse(line, &mut event)?,
-            Parser::Accesslog => accesslog::parse(line, &mut event)?,
-            Parser::Syslog => syslog::parse(line, &mut event)?,
-            Parser::Statsd => statsd::parse(line, &mut event)?,
-            Parser::None => {}
-        }
+        self.parse_into(line, &mut event, json_fields)?;
         finish(&mut event, line.to_string());
         event.parsed_by = Some(self);
         Ok(event)
+    }
+
+    /// Runs this parser over `line` into `event`.
+    fn parse_into(
+        self,
+        line: &str,
+        event: &mut Event,
+        json_fields: json::Fields,
+    ) -> Result<(), ParseError> {
+        match self {
+            Parser::Json => json::parse(line, event, json_fields),
+            Parser::Kv => kv::parse(line, event),
+            Parser::Accesslog => accesslog::parse(line, event),
+            Parser::Syslog => syslog::parse(line, event),
+            Parser::Statsd => statsd::parse(line, event),
+            Parser::None => Ok(()),
+        }
     }
 }
 
@@ -146,16 +170,18 @@ fn finish(event: &mut Event, raw: String) {
     if let Some((_, ts)) = time::detect(&event.fields) {
         event.timestamp = ts;
     }
-    // The event's time is `@timestamp`: a client's field of that name is read into it, never
-    // kept beside it as a second column of the same name.
-    if let Some(sent) = event.fields.remove("@timestamp") {
+    keep_sent_time_apart(&mut event.fields);
+    event.raw = Some(raw);
+}
+
+/// The event's time is `@timestamp`: a client's field of that name is read into it, never kept
+/// beside it as a second column of the same name (one that is not a time is kept apart).
+fn keep_sent_time_apart(fields: &mut BTreeMap<String, Value>) {
+    if let Some(sent) = fields.remove("@timestamp") {
         if time::parse_time_value(&sent).is_none() {
-            event
-                .fields
-                .insert(UNPARSED_TIMESTAMP_FIELD.to_string(), sent);
+            fields.insert(UNPARSED_TIMESTAMP_FIELD.to_string(), sent);
         }
     }
-    event.raw = Some(raw);
 }
 
 #[cfg(test)]
