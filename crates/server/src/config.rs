@@ -41,7 +41,7 @@
 //! compression = "zstd"             # zstd (level by layout) | zstd-1 … zstd-22 | lz4 | none
 //! retention = "30d"                # segments whose newest event is older are deleted
 //! retention_size = "500GiB"        # the oldest segments go while the repository is larger
-//! bus_compression = "lz4"          # the bus's batches: lz4 | zstd | none
+//! bus_compression = "zstd"         # the bus's batches: zstd | lz4 | none
 //! bus_retention = "1h"             # the bus keeps digested events this long (undigested: always)
 //! bus_retention_size = "1GiB"      # … and at most this much of them
 //! digest = true                    # false: events stay in the bus, unsearchable
