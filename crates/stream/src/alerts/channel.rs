@@ -25,6 +25,11 @@ use serde::{Deserialize, Serialize};
 
 use super::Notice;
 
+/// A new notification group's wait for its first message.
+pub const DEFAULT_GROUP_WAIT: &str = "30s";
+/// The least time between two messages of a notification group.
+pub const DEFAULT_GROUP_INTERVAL: &str = "5m";
+
 /// The longest a channel's delivery may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -278,15 +283,11 @@ impl ChannelConfig {
                 }
             }
         };
-        let wait = period(
-            "group_wait",
-            self.group_wait.as_deref(),
-            super::rule::DEFAULT_GROUP_WAIT,
-        );
+        let wait = period("group_wait", self.group_wait.as_deref(), DEFAULT_GROUP_WAIT);
         let interval = period(
             "group_interval",
             self.group_interval.as_deref(),
-            super::rule::DEFAULT_GROUP_INTERVAL,
+            DEFAULT_GROUP_INTERVAL,
         );
         let repeat = self
             .repeat_interval

@@ -8,6 +8,7 @@ use eddy_query::engine::{Collect, Grouping};
 use eddy_query::{Prepared, Window};
 use serde::{Deserialize, Serialize};
 
+use super::channel::{DEFAULT_GROUP_INTERVAL, DEFAULT_GROUP_WAIT};
 use super::grouping::NoticeGrouping;
 use crate::sink::DEFAULT_MAX_BACKOFF;
 
@@ -109,11 +110,6 @@ pub struct AlertConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_interval: Option<String>,
 }
-
-/// A new notification group's wait for its first message.
-pub const DEFAULT_GROUP_WAIT: &str = "30s";
-/// The least time between two messages of a notification group.
-pub const DEFAULT_GROUP_INTERVAL: &str = "5m";
 
 fn threshold() -> String {
     "threshold".into()
