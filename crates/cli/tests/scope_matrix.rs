@@ -129,6 +129,12 @@ const MATRIX: &[(&str, &str, &str, &str)] = &[
     ("GET", "/api/v1/silences", "/api/v1/silences", ADMIN),
     ("POST", "/api/v1/silences", "/api/v1/silences", ADMIN),
     (
+        "GET",
+        "/api/v1/notification-groups",
+        "/api/v1/notification-groups",
+        ADMIN,
+    ),
+    (
         "DELETE",
         "/api/v1/silences/{id}",
         "/api/v1/silences/none",
