@@ -437,9 +437,7 @@ impl Partition {
                     return Err(e);
                 }
                 Err(Failed::Roll(e)) => {
-                    tracing::error!(topic = %self.topic, partition = self.id, error = %e, "write failed; partition refuses further writes");
-                    c.poisoned.get_or_insert_with(|| e.to_string());
-                    self.commit_cv.notify_all();
+                    self.poison(&mut c, "write failed", &e);
                     return Err(e);
                 }
             }
@@ -731,12 +729,18 @@ impl Partition {
             return Ok(());
         }
         if let Err(e) = self.roll(&mut w) {
-            tracing::error!(topic = %self.topic, partition = self.id, error = %e, "rolling an idle segment failed; partition refuses further writes");
-            c.poisoned.get_or_insert_with(|| e.to_string());
-            self.commit_cv.notify_all();
+            self.poison(&mut c, "rolling an idle segment failed", &e);
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Refuses further writes after a roll that failed half way (see [`Partition::roll`]), and
+    /// wakes whoever waits on the commit so that they see it.
+    fn poison(&self, c: &mut Commit, what: &str, e: &Error) {
+        tracing::error!(topic = %self.topic, partition = self.id, error = %e, "{what}; partition refuses further writes");
+        c.poisoned.get_or_insert_with(|| e.to_string());
+        self.commit_cv.notify_all();
     }
 
     /// The first offset whose record timestamp is at or after `ts` (ns); the end offset if none.

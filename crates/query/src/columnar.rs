@@ -439,10 +439,10 @@ fn aggregate(
                 .collect();
             let mut tuples: HashMap<Vec<u32>, u32> = HashMap::default();
             let mut tuple = Vec::with_capacity(fields.len());
-            for (i, g) in groups.iter_mut().enumerate() {
+            for (i, g) in groups.iter_mut().enumerate().filter(|&(i, _)| keep[i]) {
                 tuple.clear();
                 tuple.extend(per_field.iter().map(|f| f[i]));
-                if !keep[i] || tuple.contains(&NO_GROUP) {
+                if tuple.contains(&NO_GROUP) {
                     continue;
                 }
                 let next = tuples.len() as u32;
