@@ -140,6 +140,17 @@ pub enum Error {
     #[error("the log is closed")]
     Closed,
 
+    /// A bus other than the embedded log (a Kafka broker) refused or failed an operation.
+    #[error("{bus} bus: {operation} failed: {message}")]
+    Broker {
+        /// Which bus ("kafka").
+        bus: &'static str,
+        /// What was being done, with the topic and partition where there is one.
+        operation: String,
+        /// The broker's or client's own words.
+        message: String,
+    },
+
     /// A metadata file (topic config, group offsets) cannot be parsed.
     #[error("cannot parse {}: {reason}", path.display())]
     BadMetadata {

@@ -28,6 +28,7 @@
 pub mod batch;
 mod bus;
 mod config;
+mod contract;
 mod damage;
 mod error;
 #[cfg(any(test, feature = "fault-injection"))]
@@ -45,6 +46,7 @@ mod topic;
 pub use batch::{Compression, EncodedBatch};
 pub use bus::{Log, LogBuilder};
 pub use config::{validate_name, Durability, TopicConfig, MAX_PARTITIONS};
+pub use contract::{Bus, BusReader, GroupMember, Membership};
 pub use damage::Damage;
 pub use error::{CorruptReason, Error, IoError, Result};
 pub use groups::{GroupOffsets, Groups};

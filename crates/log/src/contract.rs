@@ -1,0 +1,105 @@
+//! The bus's contract: what every bus eddy runs on provides, the embedded [`crate::Log`] and
+//! Apache Kafka alike. The doors, the digest and the cluster code hold a `dyn Bus` and never
+//! ask which one it is.
+//!
+//! Offsets follow Kafka's conventions: a partition's records have consecutive offsets from its
+//! start; a committed offset is the next one the group will read. Offsets are comparable only
+//! within one [`Bus::epoch`]: a bus whose storage was reset starts again at 0 under a new epoch.
+
+use std::time::Duration;
+
+use crate::config::TopicConfig;
+use crate::error::Result;
+use crate::partition::AppendAck;
+use crate::record::{Record, StoredRecord};
+use crate::topic::PartitionChoice;
+
+/// A partitioned, durable log of records with consumer groups.
+pub trait Bus: Send + Sync + 'static {
+    /// Which implementation this is, for messages and metrics: `"embedded"` or `"kafka"`.
+    fn kind(&self) -> &'static str;
+
+    /// An identity of the bus's storage that changes when the storage is reset (Kafka's cluster
+    /// id; the embedded log's data directory id). A reader that recorded offsets under another
+    /// epoch must not trust them.
+    fn epoch(&self) -> Result<String>;
+
+    /// Creates `name` with `config` if it does not exist, and returns its partition count
+    /// (the existing count when it existed). Settings a bus has no equivalent of are ignored;
+    /// each implementation documents which.
+    fn ensure_topic(&self, name: &str, config: &TopicConfig) -> Result<u32>;
+
+    /// The number of partitions of an existing topic.
+    fn partition_count(&self, topic: &str) -> Result<u32>;
+
+    /// Appends `records`, split by partition as `choice` says, and returns once every share is
+    /// durable (embedded: fsynced per the durability policy; Kafka: `acks=all`). One ack per
+    /// partition written, in partition order. If one share fails, others may have been stored.
+    fn produce(
+        &self,
+        topic: &str,
+        records: Vec<Record>,
+        choice: PartitionChoice,
+    ) -> Result<Vec<AppendAck>>;
+
+    /// The offsets a partition holds now: `(first, next)`; `first == next` when it is empty.
+    fn offsets(&self, topic: &str, partition: u32) -> Result<(u64, u64)>;
+
+    /// A reader of one partition from `offset`, outside any group (it commits nothing).
+    fn reader(&self, topic: &str, partition: u32, offset: u64) -> Result<Box<dyn BusReader>>;
+
+    /// Records `group`'s next offsets to read for partitions of `topic`, durably.
+    fn commit(&self, group: &str, topic: &str, offsets: &[(u32, u64)]) -> Result<()>;
+
+    /// `group`'s committed next offset for a partition, if it ever committed one.
+    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>>;
+
+    /// Joins `group` as one member consuming `topic`. The bus shares the topic's partitions among
+    /// the members and moves them when members come and go; `on_change` hears of every move,
+    /// synchronously, from inside [`GroupMember::poll`]. A partition is revoked from this member
+    /// before any other member is given it, so a handler that stops its work on a partition
+    /// before returning never overlaps with the next owner (unless this process dies, when the
+    /// bus moves the partition after its session times out).
+    fn join(
+        &self,
+        group: &str,
+        topic: &str,
+        on_change: Box<dyn FnMut(Membership) + Send>,
+    ) -> Result<Box<dyn GroupMember>>;
+}
+
+/// Reads one partition in offset order.
+pub trait BusReader: Send {
+    /// The partition read.
+    fn partition(&self) -> u32;
+
+    /// The offset of the next record [`BusReader::poll`] returns.
+    fn position(&self) -> u64;
+
+    /// Moves to `offset`; the next poll starts there.
+    fn seek(&mut self, offset: u64) -> Result<()>;
+
+    /// The next records from the position, waiting up to `timeout` when there are none yet.
+    /// An empty result means nothing arrived in time. Records before the partition's first
+    /// offset (deleted by retention) are an [`crate::Error::OffsetOutOfRange`].
+    fn poll(&mut self, timeout: Duration) -> Result<Vec<StoredRecord>>;
+}
+
+/// One member's place in a consumer group.
+pub trait GroupMember: Send {
+    /// Keeps the membership alive and delivers moves to the `on_change` handler. Call it at
+    /// least every few seconds, or the bus counts the member as gone.
+    fn poll(&mut self, timeout: Duration) -> Result<()>;
+
+    /// The partitions this member owns now.
+    fn owned(&self) -> Vec<u32>;
+}
+
+/// A move of partitions to or from this member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// These partitions are this member's now.
+    Assigned(Vec<u32>),
+    /// These partitions are no longer this member's: stop working on them before returning.
+    Revoked(Vec<u32>),
+}
