@@ -158,6 +158,10 @@ impl Log {
             let topic = open_topic(&entry.path(), &name, config, b.durability, access, floor)?;
             topics.insert(name, Arc::new(topic));
         }
+        if write {
+            // Written before anything reads it, so read-only handles find it too.
+            crate::embedded::load_or_create_epoch(&dir, true)?;
+        }
         let shared = Arc::new(Shared {
             dir,
             durability: b.durability,

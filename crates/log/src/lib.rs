@@ -30,6 +30,7 @@ mod bus;
 mod config;
 mod contract;
 mod damage;
+mod embedded;
 mod error;
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod fault;
