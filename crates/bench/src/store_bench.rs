@@ -132,7 +132,7 @@ pub(crate) fn build_store(
     );
     let cpu0 = process_cpu();
     let start = Instant::now();
-    let digest = Digest::start(log.clone(), topic, store.clone());
+    let digest = Digest::start(log.clone(), topic.name(), store.clone());
     while digest.stats.events.load(Ordering::Relaxed) < events {
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -98,7 +98,7 @@ impl Repository {
         let store = Arc::new(RepoStore::open(name, &store_root.join(name), store_config)?);
         let digest = config
             .digest
-            .then(|| Digest::start(log.clone(), topic.clone(), store.clone()));
+            .then(|| Digest::start(log.clone(), topic.name(), store.clone()));
         if topic.partition_count() != config.partitions {
             tracing::warn!(
                 repository = %name,

@@ -48,6 +48,27 @@ pub trait Bus: Send + Sync + 'static {
     /// A reader of one partition from `offset`, outside any group (it commits nothing).
     fn reader(&self, topic: &str, partition: u32, offset: u64) -> Result<Box<dyn BusReader>>;
 
+    /// Like [`Bus::reader`], but records the bus cannot give back because its storage is
+    /// damaged are passed over and counted in [`BusReader::skipped`] instead of failing every
+    /// poll: what the digest needs to go on past a torn disk. A bus that cannot lose records
+    /// that way reads as [`Bus::reader`] does.
+    fn reader_skipping_damage(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Box<dyn BusReader>> {
+        self.reader(topic, partition, offset)
+    }
+
+    /// Makes sure offsets below `offset` are never handed out again, even if the partition's
+    /// storage lost them since they were read (the embedded log after a cut tail; Kafka never
+    /// reuses an offset within an epoch, so there it is nothing to do).
+    fn never_reuse_below(&self, topic: &str, partition: u32, offset: u64) -> Result<()> {
+        let _ = (topic, partition, offset);
+        Ok(())
+    }
+
     /// Records `group`'s next offsets to read for partitions of `topic`, durably.
     fn commit(&self, group: &str, topic: &str, offsets: &[(u32, u64)]) -> Result<()>;
 
@@ -83,6 +104,11 @@ pub trait BusReader: Send {
     /// An empty result means nothing arrived in time. Records before the partition's first
     /// offset (deleted by retention) are an [`crate::Error::OffsetOutOfRange`].
     fn poll(&mut self, timeout: Duration) -> Result<Vec<StoredRecord>>;
+
+    /// Records passed over as unreadable so far (see [`Bus::reader_skipping_damage`]).
+    fn skipped(&self) -> u64 {
+        0
+    }
 }
 
 /// One member's place in a consumer group.

@@ -87,6 +87,26 @@ impl Bus for Log {
         Ok(Box::new(self.topic(topic)?.reader(partition, offset)?))
     }
 
+    fn reader_skipping_damage(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Box<dyn BusReader>> {
+        Ok(Box::new(
+            self.topic(topic)?
+                .reader(partition, offset)?
+                .skipping_damage(),
+        ))
+    }
+
+    fn never_reuse_below(&self, topic: &str, partition: u32, offset: u64) -> Result<()> {
+        self.topic(topic)?
+            .partition(partition)?
+            .advance_to(offset)?;
+        Ok(())
+    }
+
     fn commit(&self, group: &str, topic: &str, offsets: &[(u32, u64)]) -> Result<()> {
         let t = self.topic(topic)?;
         for &(p, _) in offsets {
@@ -132,6 +152,10 @@ impl BusReader for PartitionReader {
 
     fn poll(&mut self, timeout: Duration) -> Result<Vec<StoredRecord>> {
         self.poll_wait(timeout)
+    }
+
+    fn skipped(&self) -> u64 {
+        PartitionReader::skipped(self)
     }
 }
 

@@ -1,18 +1,20 @@
-//! The digest: one thread per bus partition of a repository, reading from the offset its
-//! consumer group committed, adding events to their data source's work in progress, and
+//! The digest: one thread per bus partition of a repository that its consumer group gives this
+//! node, reading from the offset the group committed, adding events to their data source's work in progress, and
 //! committing only offsets whose events are all in sealed segments.
 //!
 //! After a crash it starts again from the committed offset: events that a sealed segment
 //! already holds (a data source sealed past the commit point) are skipped by the catalogue's
 //! watermark, the rest rebuild the work in progress. Nothing is lost, nothing is stored twice.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use eddy_base::sync::lock;
 use eddy_event::codec::{self, FieldsRef};
-use eddy_log::{Log, Topic};
+use eddy_log::Bus;
 
 use crate::store::RepoStore;
 
@@ -65,45 +67,48 @@ pub struct DigestStats {
     pub unreadable: AtomicU64,
 }
 
-/// A repository's running digest.
+/// A repository's running digest: a member of the bus's consumer group [`GROUP`] for the
+/// repository's topic, with one thread per partition the group gives it. On the embedded log
+/// that is every partition; on Kafka the partitions are shared among the digest nodes and move
+/// when nodes come and go.
 #[derive(Debug)]
 pub struct Digest {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    member: Option<JoinHandle<()>>,
     /// Its counters.
     pub stats: Arc<DigestStats>,
 }
 
+/// The per-partition threads of a digest, by partition.
+type Workers = Arc<Mutex<BTreeMap<u32, (Arc<AtomicBool>, JoinHandle<()>)>>>;
+
 impl Digest {
-    /// Starts digesting `topic` into `store`.
-    pub fn start(log: Arc<Log>, topic: Arc<Topic>, store: Arc<RepoStore>) -> Digest {
+    /// Starts digesting `topic` of `bus` into `store`.
+    pub fn start(bus: Arc<dyn Bus>, topic: &str, store: Arc<RepoStore>) -> Digest {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(DigestStats::default());
-        let threads = (0..topic.partition_count())
-            .map(|partition| {
-                let worker = Worker {
-                    log: log.clone(),
-                    topic: topic.clone(),
-                    store: store.clone(),
-                    partition,
-                    stop: stop.clone(),
-                    stats: stats.clone(),
-                };
-                std::thread::Builder::new()
-                    .name(format!("digest-{}-{partition}", store.name()))
-                    .spawn(move || worker.run())
-            })
-            .filter_map(|t| match t {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    tracing::error!("cannot start a digest thread: {e}");
-                    None
-                }
-            })
-            .collect();
+        let membership = Membership {
+            bus,
+            topic: topic.to_string(),
+            store,
+            stop: stop.clone(),
+            stats: stats.clone(),
+            workers: Workers::default(),
+        };
+        let name = format!("digest-{}", membership.store.name());
+        let member = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || membership.run());
+        let member = match member {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!("cannot start a digest thread: {e}");
+                None
+            }
+        };
         Digest {
             stop,
-            threads,
+            member,
             stats,
         }
     }
@@ -111,9 +116,137 @@ impl Digest {
     /// Stops the threads (work in progress stays unsealed: the bus still holds it).
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
+        if let Some(t) = self.member {
             let _ = t.join();
         }
+    }
+}
+
+/// The digest's place in the consumer group: it starts a worker for each partition it is given
+/// and stops it (dropping that partition's work in progress) when the partition is taken away.
+struct Membership {
+    bus: Arc<dyn Bus>,
+    topic: String,
+    store: Arc<RepoStore>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<DigestStats>,
+    workers: Workers,
+}
+
+impl Membership {
+    fn run(self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            if let Err(e) = self.member_round() {
+                // The group may give this node's partitions to another while it is out.
+                self.leave_all();
+                tracing::error!(
+                    repository = self.store.name(),
+                    topic = self.topic,
+                    "the digest lost its place in the bus's consumer group, joining again in 1 s: {e}"
+                );
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        let all: Vec<u32> = lock(&self.workers).keys().copied().collect();
+        stop_workers(&self.workers, &all);
+    }
+
+    /// Stops every worker and drops their partitions' work in progress.
+    fn leave_all(&self) {
+        let all: Vec<u32> = lock(&self.workers).keys().copied().collect();
+        stop_workers(&self.workers, &all);
+        for p in all {
+            if let Err(e) = self.store.forget_partition(p) {
+                tracing::error!(repository = self.store.name(), partition = p, "{e}");
+            }
+        }
+    }
+
+    fn member_round(&self) -> Result<(), RoundError> {
+        self.check_epoch()?;
+        let (workers, bus, topic, store, stop, stats) = (
+            self.workers.clone(),
+            self.bus.clone(),
+            self.topic.clone(),
+            self.store.clone(),
+            self.stop.clone(),
+            self.stats.clone(),
+        );
+        let on_change = move |change: eddy_log::Membership| match change {
+            eddy_log::Membership::Assigned(partitions) => {
+                for partition in partitions {
+                    if lock(&workers).contains_key(&partition) {
+                        continue;
+                    }
+                    let worker = Worker {
+                        bus: bus.clone(),
+                        topic: topic.clone(),
+                        store: store.clone(),
+                        partition,
+                        stop: Arc::new(AtomicBool::new(false)),
+                        all_stop: stop.clone(),
+                        stats: stats.clone(),
+                    };
+                    let own_stop = worker.stop.clone();
+                    let thread = std::thread::Builder::new()
+                        .name(format!("digest-{}-{partition}", store.name()))
+                        .spawn(move || worker.run());
+                    match thread {
+                        Ok(t) => {
+                            lock(&workers).insert(partition, (own_stop, t));
+                        }
+                        Err(e) => tracing::error!("cannot start a digest thread: {e}"),
+                    }
+                }
+            }
+            eddy_log::Membership::Revoked(partitions) => {
+                // Stopped before returning, so the next owner never overlaps this node.
+                stop_workers(&workers, &partitions);
+                for p in partitions {
+                    if let Err(e) = store.forget_partition(p) {
+                        tracing::error!(
+                            repository = store.name(),
+                            partition = p,
+                            "cannot drop the work in progress of a partition that moved: {e}"
+                        );
+                    }
+                }
+            }
+        };
+        let mut member = self.bus.join(GROUP, &self.topic, Box::new(on_change))?;
+        while !self.stop.load(Ordering::Relaxed) {
+            member.poll(Duration::from_millis(200))?;
+        }
+        Ok(())
+    }
+
+    /// A bus whose storage was reset counts offsets from 0 again: the store must not take them
+    /// for the ones it sealed before (Humio's lesson: a Kafka reset silently skipped data).
+    fn check_epoch(&self) -> Result<(), RoundError> {
+        let epoch = self.bus.epoch()?;
+        if self.store.adopt_bus_epoch(&epoch)? {
+            tracing::warn!(
+                repository = self.store.name(),
+                epoch,
+                "the bus was reset (its epoch changed): offsets recorded before no longer apply; \
+                 digesting the new bus from its start"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Stops the workers of `partitions` and waits for them.
+fn stop_workers(workers: &Workers, partitions: &[u32]) {
+    let stopped: Vec<_> = {
+        let mut w = lock(workers);
+        partitions.iter().filter_map(|p| w.remove(p)).collect()
+    };
+    for (stop, _) in &stopped {
+        stop.store(true, Ordering::Relaxed);
+    }
+    for (_, thread) in stopped {
+        let _ = thread.join();
     }
 }
 
@@ -128,17 +261,24 @@ enum RoundError {
 
 /// The digest of one partition, on its own thread.
 struct Worker {
-    log: Arc<Log>,
-    topic: Arc<Topic>,
+    bus: Arc<dyn Bus>,
+    topic: String,
     store: Arc<RepoStore>,
     partition: u32,
+    /// This worker's own stop (its partition moved away) ...
     stop: Arc<AtomicBool>,
+    /// ... and the whole digest's.
+    all_stop: Arc<AtomicBool>,
     stats: Arc<DigestStats>,
 }
 
 impl Worker {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.all_stop.load(Ordering::Relaxed)
+    }
+
     fn run(&self) {
-        while !self.stop.load(Ordering::Relaxed) {
+        while !self.stopped() {
             match self.round() {
                 Ok(()) => return,
                 Err(e) => {
@@ -156,8 +296,7 @@ impl Worker {
 
     /// Digests from the committed offset until stopped or until something fails.
     fn round(&self) -> Result<(), RoundError> {
-        let (topic, store, partition) = (&self.topic, &self.store, self.partition);
-        let bus = topic.partition(partition)?;
+        let (bus, topic, store, partition) = (&self.bus, &self.topic, &self.store, self.partition);
         // Sealed segments may hold offsets the bus lost on disk since (a crash between sealing
         // and committing, then a tail cut short): the bus must not hand them out again.
         let catalogue = store.catalogue();
@@ -168,23 +307,22 @@ impl Worker {
             .map(|(_, &upto)| upto + 1)
             .max();
         if let Some(past_sealed) = sealed {
-            bus.advance_to(past_sealed)?;
+            bus.never_reuse_below(topic, partition, past_sealed)?;
         }
-        let start = bus.start_offset();
-        let committed = self.log.groups().committed(GROUP, topic.name(), partition);
+        let (start, _) = bus.offsets(topic, partition)?;
+        let committed = bus.committed(GROUP, topic, partition)?;
         // Damage the reader meets lies past what is sealed, so its records are not in the store:
         // they are skipped (the reader names them) and counted.
-        let mut reader = topic
-            .reader(partition, committed.unwrap_or(start).max(start))?
-            .skipping_damage();
+        let mut reader =
+            bus.reader_skipping_damage(topic, partition, committed.unwrap_or(start).max(start))?;
         let mut counted_unreadable = 0;
         store.note_digested(partition, reader.position());
         let mut last_commit = committed;
         let mut appender = store.appender(partition);
         // Since when the bus has given nothing, and whether the open blocks were written since.
         let (mut quiet_since, mut closed_while_quiet) = (Instant::now(), false);
-        while !self.stop.load(Ordering::Relaxed) {
-            let records = reader.poll_wait(Duration::from_millis(200))?;
+        while !self.stopped() {
+            let records = reader.poll(Duration::from_millis(200))?;
             if !records.is_empty() {
                 (quiet_since, closed_while_quiet) = (Instant::now(), false);
             } else if !closed_while_quiet && quiet_since.elapsed() >= QUIET_BEFORE_CLOSING_BLOCKS {
@@ -210,7 +348,7 @@ impl Worker {
                     Err(e) => {
                         self.stats.undecodable.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
-                            topic = topic.name(),
+                            topic,
                             partition,
                             offset = r.offset,
                             "not an event, skipped: {e}"
@@ -234,9 +372,7 @@ impl Worker {
             store.seal_due(partition)?;
             let commit = store.commit_point(partition).unwrap_or(reader.position());
             if last_commit != Some(commit) {
-                self.log
-                    .groups()
-                    .commit(GROUP, &[(topic.name(), partition, commit)])?;
+                bus.commit(GROUP, topic, &[(partition, commit)])?;
                 last_commit = Some(commit);
             }
         }

@@ -19,6 +19,9 @@ use crate::plan::{Cut, Plan, Planner, ScanStats};
 use crate::scan::Scan;
 use crate::segment::{SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
 
+mod ownership;
+pub use ownership::EPOCH_FILE;
+
 /// How a repository's segments are cut, compressed and kept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
@@ -101,6 +104,8 @@ struct Wip {
     tags: Option<BTreeMap<String, String>>,
     first_offset: u64,
     last_offset: u64,
+    /// Whether `last_offset` is an event's (a new work in progress has none yet).
+    has_events: bool,
     raw_bytes: u64,
     started: Instant,
 }
@@ -310,8 +315,14 @@ impl RepoStore {
         event: &Event,
         fields: FieldsRef<'_>,
     ) -> Result<bool, SegmentError> {
+        if w.has_events && offset <= w.last_offset {
+            // A digest round restarted from the committed offset (after an error) replays what
+            // this work in progress holds already.
+            return Ok(false);
+        }
         let new_tags = w.open.push_with(event, fields);
         w.last_offset = offset;
+        w.has_events = true;
         // The tags every event of the segment has change only with an event whose tags differ
         // from the one before.
         if new_tags {
@@ -359,6 +370,7 @@ impl RepoStore {
             tags: None,
             first_offset: offset,
             last_offset: offset,
+            has_events: false,
             raw_bytes: 0,
             started: Instant::now(),
         }));

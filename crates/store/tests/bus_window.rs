@@ -116,7 +116,7 @@ fn a_bus_past_its_window_keeps_what_the_digest_has_not_sealed() {
 
     // The digest seals most of it; retention then frees what is sealed, never more.
     let store = open_store(dir.path());
-    let digest = Digest::start(log.clone(), topic.clone(), store.clone());
+    let digest = Digest::start(log.clone(), topic.name(), store.clone());
     wait_for(&store, 3000);
     digest.stop();
     let gone = log.enforce_retention().unwrap();
@@ -142,7 +142,7 @@ fn a_bus_past_its_window_keeps_what_the_digest_has_not_sealed() {
     drop((topic, log, store));
     let (log, topic) = open_log(dir.path());
     let store = open_store(dir.path());
-    let digest = Digest::start(log, topic, store.clone());
+    let digest = Digest::start(log, topic.name(), store.clone());
     wait_for(&store, 5000);
     digest.stop();
     assert_eq!(numbers(&store), (0..5000).collect::<Vec<_>>());

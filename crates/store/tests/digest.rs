@@ -89,7 +89,7 @@ fn digested(dir: &Path, count: u64) -> (Arc<RepoStore>, PathBuf) {
     let (log, topic) = open_log(dir);
     let store_dir = dir.join("store");
     let store = Arc::new(RepoStore::open("main", &store_dir, small_config()).unwrap());
-    let digest = Digest::start(log, topic.clone(), store.clone());
+    let digest = Digest::start(log, topic.name(), store.clone());
     produce(&topic, 0, count);
     wait_for(&store, count as usize);
     digest.stop();
@@ -103,7 +103,7 @@ fn digested_events_are_searchable_and_survive_a_crash_exactly_once() {
     {
         let (log, topic) = open_log(dir.path());
         let store = Arc::new(RepoStore::open("main", &store_dir, small_config()).unwrap());
-        let digest = Digest::start(log.clone(), topic.clone(), store.clone());
+        let digest = Digest::start(log.clone(), topic.name(), store.clone());
         produce(&topic, 0, 3000);
         wait_for(&store, 3000);
         assert_eq!(numbers(&store, &Scan::all()), (0..3000).collect::<Vec<_>>());
@@ -120,7 +120,7 @@ fn digested_events_are_searchable_and_survive_a_crash_exactly_once() {
         .path()
         .extension()
         .is_some_and(|x| x == "wip")));
-    let digest = Digest::start(log.clone(), topic.clone(), store.clone());
+    let digest = Digest::start(log.clone(), topic.name(), store.clone());
     produce(&topic, 3000, 4000);
     wait_for(&store, 4000);
     std::thread::sleep(Duration::from_millis(300));
@@ -140,7 +140,7 @@ fn a_burst_smaller_than_a_block_is_written_compressed_once_the_bus_is_quiet() {
     };
     let store = Arc::new(RepoStore::open("main", &dir.path().join("store"), config).unwrap());
     produce(&topic, 0, 6000);
-    let digest = Digest::start(log, topic.clone(), store.clone());
+    let digest = Digest::start(log, topic.name(), store.clone());
     wait_for(&store, 6000);
     // Each host's open block holds over an eighth of a block: written once the bus is quiet.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -275,4 +275,50 @@ fn a_damaged_block_is_skipped_with_a_warning_naming_it() {
         w.contains(&path.display().to_string()) && w.contains("block 0") && w.contains("checksum"),
         "{w}"
     );
+}
+
+#[test]
+fn a_bus_reset_is_recognised_and_its_new_offsets_are_not_taken_for_sealed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, store_dir) = digested(dir.path(), 3000);
+    // The bus's storage is lost and made again: offsets start at 0 under a new epoch.
+    std::fs::remove_dir_all(dir.path().join("bus")).unwrap();
+    let (log, topic) = open_log(dir.path());
+    let store = Arc::new(RepoStore::open("main", &store_dir, small_config()).unwrap());
+    let sealed_before = numbers(&store, &Scan::all());
+    assert!(sealed_before.len() > 1000, "{} sealed", sealed_before.len());
+    let digest = Digest::start(log, topic.name(), store.clone());
+    produce(&topic, 5000, 6000);
+    wait_for(&store, sealed_before.len() + 1000);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut expected = sealed_before;
+    expected.extend(5000..6000);
+    assert_eq!(numbers(&store, &Scan::all()), expected);
+    digest.stop();
+}
+
+#[test]
+fn a_partition_that_moved_away_leaves_no_work_in_progress_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, store_dir) = digested(dir.path(), 100);
+    let (log, topic) = open_log(dir.path());
+    let store = {
+        drop(store);
+        Arc::new(RepoStore::open("main", &store_dir, small_config()).unwrap())
+    };
+    let digest = Digest::start(log, topic.name(), store.clone());
+    wait_for(&store, 100);
+    digest.stop();
+    let before = store.work_in_progress();
+    assert!(before.raw_bytes > 0, "{before:?}");
+    for p in 0..topic.partition_count() {
+        store.forget_partition(p).unwrap();
+        assert_eq!(store.commit_point(p), None);
+    }
+    assert!(numbers(&store, &Scan::all()).is_empty());
+    assert!(!std::fs::read_dir(&store_dir).unwrap().any(|e| e
+        .unwrap()
+        .path()
+        .extension()
+        .is_some_and(|x| x == "wip")));
 }

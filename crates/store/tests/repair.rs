@@ -88,7 +88,7 @@ fn digested(dir: &Path) -> (Arc<Log>, Arc<Topic>, PathBuf) {
     let (log, topic) = open_log(dir);
     let store_dir = dir.join("store");
     let store = Arc::new(RepoStore::open("main", &store_dir, config()).unwrap());
-    let digest = Digest::start(log.clone(), topic.clone(), store.clone());
+    let digest = Digest::start(log.clone(), topic.name(), store.clone());
     produce(&topic);
     let deadline = Instant::now() + Duration::from_secs(30);
     while store.collect(&Scan::all()).0.len() < COUNT as usize {
