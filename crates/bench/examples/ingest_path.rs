@@ -66,8 +66,10 @@ fn main() {
             &mut prometheus_client::registry::Registry::default(),
         )),
     );
+    let bus: Arc<dyn eddy_log::Bus> = log.clone();
     let repo = Repository::open(
         &log,
+        &bus,
         &registry,
         "bench",
         RepositoryConfig {

@@ -205,7 +205,10 @@ impl Ingest {
         if stored > 0 {
             let records = self.records(repo, events);
             events.clear();
-            if let Err(e) = repo.topic.produce(records, PartitionChoice::ByKey) {
+            if let Err(e) = repo
+                .bus
+                .produce(repo.topic.name(), records, PartitionChoice::ByKey)
+            {
                 lock(&repo.dedup).release(reserved);
                 return Err(e.into());
             }

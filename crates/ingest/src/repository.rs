@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use eddy_base::sync::lock;
 use eddy_event::{codec, Event};
-use eddy_log::{Log, Topic, TopicConfig};
+use eddy_log::{Bus, Log, Topic, TopicConfig};
 use eddy_schema::avro_json::Rejection;
 use eddy_schema::gate::{Gate, GateError};
 use eddy_schema::Registry;
@@ -24,8 +24,12 @@ use crate::IngestError;
 pub struct Repository {
     /// Its name.
     pub name: String,
-    /// Its bus topic.
+    /// Its topic in the embedded log: the events themselves when the log is the bus; what the
+    /// embedded-only readers (live views, alerts, pipelines) follow.
     pub topic: Arc<Topic>,
+    /// The bus its events are produced to and digested from: the embedded log itself, or Kafka
+    /// in a cluster (a topic of the same name).
+    pub bus: Arc<dyn Bus>,
     /// Its settings.
     pub config: RepositoryConfig,
     /// Its segments and work in progress.
@@ -54,9 +58,10 @@ impl Repository {
 
     /// Opens (creating if needed) the repository's topic and store, re-reads the ids it stored
     /// within the de-duplication window (so a retry after a restart is still recognised), and
-    /// starts its digest.
+    /// starts its digest. `bus` is where its events go: `log` itself, or Kafka.
     pub fn open(
         log: &Arc<Log>,
+        bus: &Arc<dyn Bus>,
         registry: &Arc<Registry>,
         name: &str,
         config: RepositoryConfig,
@@ -94,16 +99,17 @@ impl Repository {
         if *topic.config() != wanted {
             log.reconfigure_topic(topic.name(), wanted)?;
         }
+        let partitions = bus.ensure_topic(topic.name(), &topic.config())?;
         let store_config = config.store_config(&at).map_err(invalid)?;
         let store = Arc::new(RepoStore::open(name, &store_root.join(name), store_config)?);
         let digest = config
             .digest
-            .then(|| Digest::start(log.clone(), topic.name(), store.clone()));
-        if topic.partition_count() != config.partitions {
+            .then(|| Digest::start(bus.clone(), topic.name(), store.clone()));
+        if partitions != config.partitions {
             tracing::warn!(
                 repository = %name,
                 configured = config.partitions,
-                actual = topic.partition_count(),
+                actual = partitions,
                 "the partition count of an existing repository cannot change; keeping the existing one"
             );
         }
@@ -113,6 +119,7 @@ impl Repository {
             name: name.to_string(),
             grouping: Mutex::new(TagGrouping::new(config.max_tag_values, config.tag_buckets)),
             topic,
+            bus: bus.clone(),
             config,
             store,
             gate,

@@ -129,3 +129,9 @@ pub enum Membership {
     /// These partitions are no longer this member's: stop working on them before returning.
     Revoked(Vec<u32>),
 }
+
+impl std::fmt::Debug for dyn Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bus({})", self.kind())
+    }
+}

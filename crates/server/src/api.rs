@@ -238,9 +238,10 @@ impl AppState {
         let unavailable = |e: String| error(StatusCode::SERVICE_UNAVAILABLE, e);
         let repo = Repository::open(
             &self.log,
+            &self.bus,
             &self.registry,
             name,
-            config.clone(),
+            crate::node::on_this_node(&self.config.node, config.clone()),
             &self.config.ingest,
             &crate::store_root(&self.config),
         )

@@ -140,6 +140,10 @@ pub struct Config {
     /// The default limits of every token (each token may set its own at creation); unset:
     /// unlimited.
     pub limits: crate::limits::TokenLimits,
+    /// The roles this node plays in a cluster (all of them by default).
+    pub node: crate::node::NodeConfig,
+    /// The repositories' bus: the embedded log (default) or Kafka.
+    pub bus: crate::node::BusConfig,
 }
 
 /// The protocol doors, each off until enabled.
@@ -241,6 +245,8 @@ impl Default for Config {
             doors: DoorsConfig::default(),
             tls: TlsConfig::default(),
             limits: crate::limits::TokenLimits::default(),
+            node: crate::node::NodeConfig::default(),
+            bus: crate::node::BusConfig::default(),
         }
     }
 }
@@ -337,6 +343,28 @@ impl Config {
         }
         check_tokens("http.admin_tokens", &self.http.admin_tokens, &mut problems);
         problems.extend(self.tls.check());
+        problems.extend(self.node.check());
+        if !self.node.plays(crate::node::Role::Ingest) {
+            let doors = &self.doors;
+            let listening = [
+                ("tcp", !self.tcp.is_empty()),
+                ("udp", !self.udp.is_empty()),
+                ("amqp", !self.amqp.is_empty()),
+                ("doors.otlp", doors.otlp.enabled),
+                ("doors.elastic", doors.elastic.enabled),
+                ("doors.loki", doors.loki.enabled),
+                ("doors.influx", doors.influx.enabled),
+                ("doors.hec", doors.hec.enabled),
+            ];
+            for (what, on) in listening {
+                if on {
+                    problems.push(format!(
+                        "{what} takes events in, but node.roles leaves out \"ingest\""
+                    ));
+                }
+            }
+        }
+        problems.extend(self.bus.check());
         for (i, l) in self.tcp.iter().enumerate() {
             if l.tls == Some(true) && !self.tls.enabled() {
                 problems.push(format!(

@@ -257,6 +257,12 @@ async fn admit(
     headers: &HeaderMap,
 ) -> Result<Admitted, Reject> {
     // The token was checked by the router's guard (`ingest:<repository>`).
+    if !state.config.node.plays(crate::node::Role::Ingest) {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node does not ingest (its node.roles leave out \"ingest\"): send events to an ingest node",
+        ));
+    }
     let repo = state.existing_repository(repository)?;
     let parser = params
         .parser

@@ -51,6 +51,7 @@ pub mod limits;
 pub mod live_api;
 pub mod loki_door;
 pub mod metrics;
+pub mod node;
 pub mod otlp_door;
 pub mod pipelines_api;
 pub(crate) mod protocol_doors;
@@ -129,8 +130,11 @@ pub struct AppState {
     pub ingest: Arc<Ingest>,
     /// Self-metrics of every part.
     pub metrics: Metrics,
-    /// The bus (kept open for the life of the server).
+    /// The embedded log (kept open for the life of the server): the schema registry's journal,
+    /// pipelines' topics, and the repositories' topics when it is their bus.
     pub log: Arc<Log>,
+    /// The repositories' bus: `log` itself, or Kafka.
+    pub bus: Arc<dyn eddy_log::Bus>,
     /// The schema registry (kept in the bus).
     pub registry: Arc<Registry>,
     /// Live queries and websocket channels.
@@ -284,6 +288,7 @@ pub fn store_root(config: &Config) -> std::path::PathBuf {
 /// the API before.
 pub fn open(config: Config) -> Result<AppState, ServerError> {
     let log = Arc::new(Log::open(&config.data_dir)?);
+    let bus = node::open_bus(&config.bus, &log)?;
     let registry = Arc::new(Registry::open(&log)?);
     let created_path = api::created_file(&config.data_dir);
     let created = api::load_created(&created_path).map_err(ServerError::io(format!(
@@ -315,9 +320,10 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
     for (name, repo) in all {
         let repo = Repository::open(
             &log,
+            &bus,
             &registry,
             name,
-            repo.clone(),
+            node::on_this_node(&config.node, repo.clone()),
             &config.ingest,
             &store_root(&config),
         )?;
@@ -374,6 +380,7 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         created_alerts: Mutex::new(created_alerts),
         config,
         log,
+        bus,
         registry,
         repositories,
         created: Mutex::new(created),

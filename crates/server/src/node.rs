@@ -1,0 +1,161 @@
+//! What this node is in a cluster: the roles it plays, and the bus its repositories use.
+//!
+//! The default is one node that does everything on the embedded log. In a cluster every node
+//! names the same Kafka brokers; ingest nodes produce to them, digest nodes share the topics'
+//! partitions through consumer groups, and query nodes fan queries out to the digest nodes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use eddy_log::{Bus, Log};
+use serde::Deserialize;
+
+/// `[node]`: the roles this node plays.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Any of `ingest`, `digest`, `query`; all three by default.
+    pub roles: Vec<Role>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> NodeConfig {
+        NodeConfig {
+            roles: vec![Role::Ingest, Role::Digest, Role::Query],
+        }
+    }
+}
+
+/// A part a node plays.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Runs the doors: events in, produced to the bus, acknowledged once the bus has them.
+    Ingest,
+    /// Digests its share of the bus's partitions into its own segment store.
+    Digest,
+    /// Answers queries, over its own store and, with peers, fanned out to theirs.
+    Query,
+}
+
+impl NodeConfig {
+    /// Whether this node plays `role`.
+    pub fn plays(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Every problem of the section.
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.roles.is_empty() {
+            problems.push("node.roles is empty: give at least one of ingest, digest, query".into());
+        }
+        let mut seen = self.roles.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != self.roles.len() {
+            problems.push("node.roles names a role twice".into());
+        }
+        problems
+    }
+}
+
+/// A repository's settings as this node runs it: a node that does not digest runs no digest.
+pub fn on_this_node(
+    node: &NodeConfig,
+    mut repository: crate::config::RepositoryConfig,
+) -> crate::config::RepositoryConfig {
+    repository.digest &= node.plays(Role::Digest);
+    repository
+}
+
+/// `[bus]`: where the repositories' events go.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    /// `embedded` (the default: the log in the data directory) or `kafka`.
+    pub kind: BusKind,
+    /// Kafka's bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: Option<String>,
+    /// More librdkafka client properties (security, timeouts), passed as they are.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Which bus.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    /// The log in the data directory.
+    #[default]
+    Embedded,
+    /// Apache Kafka (or a broker that speaks its protocol).
+    Kafka,
+}
+
+impl BusConfig {
+    /// Every problem of the section.
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match self.kind {
+            BusKind::Kafka if self.brokers.as_deref().is_none_or(|b| b.trim().is_empty()) => {
+                problems.push(
+                    "bus.kind = \"kafka\" needs bus.brokers, e.g. \"kafka-1:9092,kafka-2:9092\""
+                        .into(),
+                )
+            }
+            BusKind::Embedded if self.brokers.is_some() || !self.properties.is_empty() => problems
+                .push("bus.brokers and bus.properties apply only with bus.kind = \"kafka\"".into()),
+            _ => {}
+        }
+        problems
+    }
+}
+
+/// The repositories' bus: the embedded log itself, or a Kafka client.
+pub fn open_bus(config: &BusConfig, log: &Arc<Log>) -> Result<Arc<dyn Bus>, eddy_log::Error> {
+    match config.kind {
+        BusKind::Embedded => Ok(log.clone()),
+        BusKind::Kafka => Err(eddy_log::Error::Broker {
+            bus: "kafka",
+            operation: "connecting".into(),
+            message: "this build has no Kafka client yet".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn problems(text: &str) -> String {
+        match Config::parse(text) {
+            Ok(_) => String::new(),
+            Err(e) => e.problems.join("\n"),
+        }
+    }
+
+    #[test]
+    fn a_node_plays_every_role_on_the_embedded_bus_by_default() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.node, super::NodeConfig::default());
+        assert_eq!(config.bus.kind, super::BusKind::Embedded);
+    }
+
+    #[test]
+    fn kafka_without_brokers_and_listeners_on_a_node_that_does_not_ingest_are_refused() {
+        let p = problems("[bus]\nkind = \"kafka\"\n");
+        assert!(p.contains("needs bus.brokers"), "{p}");
+        let p = problems("[bus]\nbrokers = \"k:9092\"\n");
+        assert!(p.contains("only with bus.kind = \"kafka\""), "{p}");
+        let p = problems("[node]\nroles = []\n");
+        assert!(p.contains("node.roles is empty"), "{p}");
+        let p = problems("[node]\nroles = [\"digest\", \"digest\"]\n");
+        assert!(p.contains("names a role twice"), "{p}");
+        let p = problems(
+            "[node]\nroles = [\"digest\"]\n[[tcp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"main\"\nparser = \"none\"\n",
+        );
+        assert!(p.contains("tcp takes events in"), "{p}");
+        let p = problems("[node]\nroles = [\"router\"]\n");
+        assert!(p.contains("router"), "{p}");
+    }
+}
