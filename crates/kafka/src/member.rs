@@ -6,7 +6,8 @@
 //! has rejoined. The handler hears `Revoked` in that callback, on the thread calling
 //! [`GroupMember::poll`], so a partition is never owned by two handlers at once. Assigned
 //! partitions are paused at once: the member fetches nothing, and anything fetched before the
-//! pause is dropped.
+//! pause is dropped. Dropping a member leaves the group at once (rather than after the session
+//! timeout); its handler hears the final `Revoked` during the drop.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};

@@ -109,3 +109,46 @@ impl ProducerContext for DeliveryContext {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_span_each_partitions_reported_offsets_in_partition_order() {
+        let delivery = Delivery::default();
+        for _ in 0..5 {
+            delivery.sent();
+        }
+        delivery.report(2, Ok(11));
+        delivery.report(0, Ok(4));
+        delivery.report(2, Ok(10));
+        delivery.report(0, Ok(5));
+        assert!(matches!(
+            delivery.wait(Duration::ZERO),
+            Outcome::TimedOut(1)
+        ));
+        delivery.report(2, Ok(12));
+        let Outcome::Acked(acks) = delivery.wait(Duration::from_secs(60)) else {
+            panic!("every record was reported");
+        };
+        let spans: Vec<(u32, u64, u64)> = acks
+            .iter()
+            .map(|a| (a.partition, a.base_offset, a.last_offset))
+            .collect();
+        assert_eq!(spans, vec![(0, 4, 5), (2, 10, 12)]);
+    }
+
+    #[test]
+    fn one_failed_record_fails_the_call_naming_its_partition() {
+        let delivery = Delivery::default();
+        delivery.sent();
+        delivery.sent();
+        delivery.report(1, Ok(0));
+        delivery.report(3, Err("Broker: Not enough in-sync replicas".into()));
+        match delivery.wait(Duration::from_secs(60)) {
+            Outcome::Failed(3, message) => assert!(message.contains("in-sync"), "{message}"),
+            _ => panic!("the failure is reported"),
+        }
+    }
+}

@@ -37,7 +37,12 @@ impl Broker {
     /// Starts a broker on a free 127.0.0.1 port, in a new temporary directory, and waits
     /// (up to 60 s) until it accepts connections. Panics if it cannot (tests only).
     pub fn start() -> Broker {
-        let binary = broker_binary();
+        Broker::start_binary(broker_binary())
+    }
+
+    /// [`Broker::start`] with this tansu binary.
+    pub fn start_binary(binary: impl Into<PathBuf>) -> Broker {
+        let binary = binary.into();
         let dir = tempfile::tempdir().expect("a temporary directory for the broker");
         let port = free_port();
         let cluster_id = new_cluster_id();
