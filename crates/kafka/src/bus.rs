@@ -133,15 +133,15 @@ impl KafkaBus {
         Ok(consumer)
     }
 
-    /// Sends `records` to `partition`, counting each in `delivery`.
+    /// Sends each `(index in the call, partition, record)`, counting each in `delivery`.
     fn send_all(
         &self,
         topic: &str,
-        records: &[(u32, &Record)],
+        records: &[(usize, u32, &Record)],
         delivery: &Arc<Delivery>,
     ) -> Result<()> {
         let now = eddy_log::now_ns();
-        for (index, &(partition, record)) in records.iter().enumerate() {
+        for &(index, partition, record) in records {
             let ns = record.timestamp.unwrap_or(now);
             let mut message = BaseRecord::with_opaque_to(topic, delivery.clone())
                 .partition(partition as i32)
@@ -161,12 +161,16 @@ impl KafkaBus {
                         message = returned;
                         std::thread::sleep(Duration::from_millis(5));
                     }
+                    Err((e, _)) if code(&e) == Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
+                        return Err(Error::RecordTooLarge {
+                            index,
+                            size: record_size(record),
+                            limit: self.max_message_bytes(),
+                        });
+                    }
                     Err((e, _)) => {
-                        let size = record.value.len() + record.key.as_ref().map_or(0, |k| k.len());
                         return Err(broker(
-                            format!(
-                                "producing record {index} ({size} bytes) to {topic}/{partition}"
-                            ),
+                            format!("producing record {index} to {topic}/{partition}"),
                             e,
                         ));
                     }
@@ -175,6 +179,29 @@ impl KafkaBus {
         }
         Ok(())
     }
+
+    /// The producer's limit on a record batch, librdkafka's `message.max.bytes`.
+    fn max_message_bytes(&self) -> usize {
+        self.config
+            .properties
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
+    }
+}
+
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
+
+/// A record's key, value and headers in bytes, as the embedded log counts them.
+fn record_size(record: &Record) -> usize {
+    record.key.as_ref().map_or(0, |k| k.len())
+        + record.value.len()
+        + record
+            .headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len())
+            .sum::<usize>()
 }
 
 /// Settings every client of the bus shares.
@@ -306,25 +333,36 @@ impl Bus for KafkaBus {
             return Err(Error::EmptyBatch);
         }
         let partitions = self.partition_count(topic)?;
-        let placed: Vec<(u32, &Record)> = match choice {
+        // Refused before anything is sent, so a too-large record stores none of the call's.
+        let limit = self.max_message_bytes();
+        if let Some((index, size)) = records
+            .iter()
+            .map(record_size)
+            .enumerate()
+            .find(|&(_, size)| size > limit)
+        {
+            return Err(Error::RecordTooLarge { index, size, limit });
+        }
+        let placed: Vec<(usize, u32, &Record)> = match choice {
             PartitionChoice::Explicit(p) => {
                 self.check_partition(topic, p)?;
-                records.iter().map(|r| (p, r)).collect()
+                records.iter().enumerate().map(|(i, r)| (i, p, r)).collect()
             }
             PartitionChoice::ByKey => {
                 let unkeyed = self.round_robin.fetch_add(1, Ordering::Relaxed) % partitions;
-                let mut placed: Vec<(u32, &Record)> = records
+                let mut placed: Vec<(usize, u32, &Record)> = records
                     .iter()
-                    .map(|r| {
+                    .enumerate()
+                    .map(|(i, r)| {
                         let p = r
                             .key
                             .as_ref()
                             .map_or(unkeyed, |k| partition_for_key(k, partitions));
-                        (p, r)
+                        (i, p, r)
                     })
                     .collect();
                 // Stable: each partition's records keep their order.
-                placed.sort_by_key(|&(p, _)| p);
+                placed.sort_by_key(|&(_, p, _)| p);
                 placed
             }
         };

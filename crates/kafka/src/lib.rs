@@ -50,10 +50,15 @@
 //! - **Other topic settings.** `compression` (Kafka compresses in the producer: set
 //!   `compression.type` in [`KafkaConfig::properties`]), `segment_bytes`, `segment_ms`,
 //!   `index_interval_bytes` and `max_batch_bytes` are not mapped: the cluster's defaults apply.
-//! - **Message sizes.** The embedded log limits a record by `max_record_bytes` and a batch by
-//!   `max_batch_bytes`. Kafka limits a produce request's record batch by the producer's
-//!   `message.max.bytes` (1,000,000 by default) and the topic's `max.message.bytes`; a larger
-//!   record fails its produce with an [`eddy_log::Error::Broker`], not `RecordTooLarge`.
+//! - **Message sizes.** The embedded log limits a record by the topic's `max_record_bytes` and
+//!   a batch by `max_batch_bytes`. Kafka limits a record batch by the producer's
+//!   `message.max.bytes` (1,000,000 bytes by default; set it in [`KafkaConfig::properties`])
+//!   and the topic's `max.message.bytes`. A record over the producer's limit is
+//!   `RecordTooLarge` before any of the call is sent; one the brokers refuse is an
+//!   [`eddy_log::Error::Broker`].
+//! - **Resources.** Each reader is its own librdkafka client (threads and connections), and
+//!   waits at most 50 ms at the broker per fetch so that followers see records at once: far
+//!   heavier than an embedded reader. Keep readers few and long-lived.
 //! - **Compaction.** Neither bus compacts eddy's topics; a Kafka topic created elsewhere with
 //!   `cleanup.policy=compact` has gaps in its offsets, which readers skip.
 //! - **Epoch.** [`eddy_log::Bus::epoch`] is the Kafka cluster id, which changes when the

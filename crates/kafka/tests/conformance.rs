@@ -137,6 +137,7 @@ conformance!(
     a_lone_member_is_assigned_every_partition_and_commits_through_the_group,
     epoch_is_stable_across_reopening_and_changes_with_new_storage,
     unknown_topics_and_partitions_are_typed_errors,
+    an_oversized_record_is_refused_before_anything_is_stored,
 );
 
 fn topic(bus: &dyn Bus, name: &str, partitions: u32) {
@@ -552,4 +553,27 @@ fn kafka_two_members_share_the_partitions_and_a_leaver_hands_them_over() {
         }
     }
     assert_eq!(owner, [Some("a"); 4]);
+}
+
+fn an_oversized_record_is_refused_before_anything_is_stored(f: &mut dyn Fixture) {
+    let bus = f.bus();
+    topic(&*bus, "big", 1);
+    // Over both buses' default limits (1 MiB a record embedded, 1,000,000 bytes on Kafka).
+    let big = Record::new(vec![b'x'; 2 << 20]);
+    let err = bus
+        .produce(
+            "big",
+            vec![Record::new("small"), big],
+            PartitionChoice::Explicit(0),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::RecordTooLarge { index: 1, size, .. } if size >= 2 << 20),
+        "{err}"
+    );
+    assert_eq!(
+        bus.offsets("big", 0).unwrap(),
+        (0, 0),
+        "nothing of the call stored"
+    );
 }
