@@ -18,8 +18,10 @@ pub struct KafkaConfig {
     /// How long a produced record may wait for its `acks=all` acknowledgement, retries
     /// included, before its produce fails (librdkafka's `message.timeout.ms`).
     pub delivery_timeout: Duration,
-    /// How long a group member may go without heartbeats before the group moves its partitions
-    /// (`session.timeout.ms`): how long a crashed member's partitions stay unowned.
+    /// How long a group member may go without heartbeats, or without calling
+    /// [`eddy_log::GroupMember::poll`], before the group moves its partitions
+    /// (`session.timeout.ms` and `max.poll.interval.ms`): how long a crashed or stuck member's
+    /// partitions stay unowned.
     pub session_timeout: Duration,
     /// More librdkafka properties, set on every client this bus makes (TLS, SASL, …). They are
     /// applied last, so they can also override what the bus sets; overriding `acks`,

@@ -7,7 +7,10 @@
 //! [`GroupMember::poll`], so a partition is never owned by two handlers at once. Assigned
 //! partitions are paused at once: the member fetches nothing, and anything fetched before the
 //! pause is dropped. Dropping a member leaves the group at once (rather than after the session
-//! timeout); its handler hears the final `Revoked` during the drop.
+//! timeout); its handler hears the final `Revoked` during the drop. A member that does not poll
+//! for the session timeout is counted gone, like a dead one: its partitions move without its
+//! handler being asked first, and it hears `Revoked` at its next poll, so work on a partition
+//! must not outlive the thread that polls.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -103,6 +106,13 @@ impl KafkaMember {
             .set("partition.assignment.strategy", "range")
             .set(
                 "session.timeout.ms",
+                config.session_timeout.as_millis().to_string(),
+            )
+            // librdkafka heartbeats from its own thread, so a member that stops polling would
+            // keep its partitions for max.poll.interval.ms (5 minutes by default): make that
+            // the session timeout too, as the contract's "poll, or count as gone" wants.
+            .set(
+                "max.poll.interval.ms",
                 config.session_timeout.as_millis().to_string(),
             )
             // A member fetches nothing; should it start before the pause, from the end.
