@@ -619,3 +619,61 @@ fn concurrent_produce_calls_each_find_their_records_inside_their_acks(f: &mut dy
     let offsets: Vec<u64> = stored.iter().map(|r| r.offset).collect();
     assert_eq!(offsets, (0..60).collect::<Vec<_>>());
 }
+
+/// A Kafka member whose thread stops polling counts as gone after the session timeout (not
+/// librdkafka's five-minute poll interval): the other member gets its partitions, and the
+/// stalled one hears them revoked when it polls again.
+#[test]
+fn kafka_a_member_that_stops_polling_loses_its_partitions_to_the_other() {
+    let fixture = Kafka::new();
+    let bus = fixture.bus();
+    topic(&*bus, "stall", 2);
+    let heard: Heard = Arc::default();
+    let mut a = bus.join("digest", "stall", listener(&heard, "a")).unwrap();
+    poll_until_owned(&mut *a, &[0, 1]);
+
+    let (b_owns, b_owned) = mpsc::channel::<Vec<u32>>();
+    let (wake_b, b_wakes) = mpsc::channel::<()>();
+    let b_bus = bus.clone();
+    let b_heard = heard.clone();
+    let b = std::thread::spawn(move || {
+        let mut b = b_bus
+            .join("digest", "stall", listener(&b_heard, "b"))
+            .unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        while b.owned().is_empty() && Instant::now() < deadline {
+            b.poll(Duration::from_millis(100)).unwrap();
+        }
+        b_owns.send(b.owned()).unwrap();
+        // Stalls: no poll until told, then polls until it hears of the move.
+        b_wakes.recv().unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        let revoked = |heard: &Heard| {
+            heard
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(who, m)| *who == "b" && matches!(m, Membership::Revoked(_)))
+        };
+        while !revoked(&b_heard) && Instant::now() < deadline {
+            b.poll(Duration::from_millis(200)).unwrap();
+        }
+    });
+    let deadline = Instant::now() + PATIENCE;
+    let b_had = loop {
+        a.poll(Duration::from_millis(100)).unwrap();
+        if let Ok(owned) = b_owned.try_recv() {
+            break owned;
+        }
+        assert!(Instant::now() < deadline, "b got no partition");
+    };
+    assert!(!b_had.is_empty(), "b was assigned a share");
+    poll_until_owned(&mut *a, &[0, 1]);
+    wake_b.send(()).unwrap();
+    b.join().unwrap();
+    let heard = heard.lock().unwrap();
+    assert!(
+        heard.contains(&("b", Membership::Revoked(b_had.clone()))),
+        "b hears its partitions revoked once it polls again: {heard:?}"
+    );
+}
