@@ -264,8 +264,13 @@ impl Bus for KafkaBus {
     }
 
     fn epoch(&self) -> Result<String> {
-        self.producer
-            .client()
+        // librdkafka remembers the id of the last metadata it saw; ask again, so a reset of the
+        // cluster's storage is seen by the next call, not by the next periodic refresh.
+        let client = self.producer.client();
+        client
+            .fetch_metadata(None, self.config.request_timeout)
+            .map_err(|e| broker("reading the cluster id", e))?;
+        client
             .fetch_cluster_id(self.config.request_timeout)
             .filter(|id| !id.is_empty())
             .ok_or_else(|| broker("reading the cluster id", "the brokers gave none (in time)"))

@@ -62,7 +62,9 @@
 //! - **Compaction.** Neither bus compacts eddy's topics; a Kafka topic created elsewhere with
 //!   `cleanup.policy=compact` has gaps in its offsets, which readers skip.
 //! - **Epoch.** [`eddy_log::Bus::epoch`] is the Kafka cluster id, which changes when the
-//!   cluster's storage is formatted anew.
+//!   cluster's storage is formatted anew. Each call asks the brokers (a metadata request);
+//!   the embedded log reads a file. After the epoch changed, connect a new [`KafkaBus`]: this
+//!   one remembers partition counts of topics the reset cluster may no longer have.
 //! - **Groups.** The embedded log has one member per group, owning every partition; Kafka
 //!   shares the partitions among members and moves them on rebalances. A member that stops
 //!   polling for `session_timeout` (or dies) loses its partitions after that time, and

