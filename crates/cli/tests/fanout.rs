@@ -253,3 +253,50 @@ fn the_partial_endpoint_answers_a_node_s_unfinished_state_and_refuses_bad_reques
     }
     node.stop();
 }
+
+#[test]
+fn a_peer_that_hangs_or_answers_something_else_is_left_out_and_named() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let b = start(dirs[0].path(), "node = \"b\"\n");
+    load(&b, |i| i < 30);
+    // Accepts connections (the kernel's backlog) and never answers.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hanging_url = format!("http://{}", hanging.local_addr().unwrap());
+    // Answers every POST with 200 "ok": not a partial answer.
+    let (other_url, _) = common::receiver();
+    let a = start(
+        dirs[1].path(),
+        &format!(
+            "node = \"a\"\npeers = [{hanging_url:?}, {other_url:?}, {:?}]\ntoken = \"{TOKEN}\"\npeer_timeout = \"1s\"\n",
+            b.url
+        ),
+    );
+    let got = query(&a, "count()", 200);
+    assert_eq!(got["rows"][0]["_count"], 30, "{got}");
+    assert_eq!(got["complete"], false, "{got}");
+    let nodes = got["nodes"].as_array().unwrap();
+    let ok: Vec<bool> = nodes.iter().map(|n| n["ok"].as_bool().unwrap()).collect();
+    assert_eq!(ok, [true, false, false, true], "{got}");
+    assert_eq!(nodes[1]["name"], hanging_url.as_str());
+    assert!(
+        nodes[1]["error"].as_str().unwrap().contains("peer timeout"),
+        "{got}"
+    );
+    assert!(
+        nodes[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a partial answer"),
+        "{got}"
+    );
+    let warning = got["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("2 of 4 nodes")
+            && warning.contains(&hanging_url)
+            && warning.contains(&other_url),
+        "{got}"
+    );
+    drop(hanging);
+    a.stop();
+    b.stop();
+}
