@@ -42,8 +42,7 @@ use eddy_event::{codec, Value};
 use eddy_store::ScanStats;
 
 use crate::engine::{
-    approx_event_bytes, Agg, AggState, Collect, Collected, Grouping, KeptRows, Key, Picked,
-    Program, State,
+    Agg, AggState, Collect, Collected, Grouping, KeptRows, Key, Picked, Program, State,
 };
 use crate::run::{self, Answer, Progress};
 use crate::sketch::{Buckets, Distinct, Quantiles, HLL_BITS, MAX_INDEX};
@@ -347,10 +346,6 @@ fn decode_state(r: &mut Reader<'_>, collect: &Collect) -> Result<State, PartialE
                 })?;
                 kept.push(event);
             }
-            debug_assert_eq!(
-                kept.bytes,
-                kept.rows.iter().map(approx_event_bytes).sum::<usize>()
-            );
             Collected::Rows(kept)
         }
         (0..=2, _) => {
