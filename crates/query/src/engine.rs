@@ -836,6 +836,14 @@ impl Collect {
         self.merge(state, State(Collected::Values(Box::new(values))));
     }
 
+    /// Drops what finishing `state` would drop anyway (rows past the limit, which a state
+    /// keeps up to twice of between trims), so that a partial answer travels no more.
+    pub(crate) fn trim(&self, state: &mut State) {
+        if let (Collect::Rows { order, limit, .. }, Collected::Rows(kept)) = (self, &mut state.0) {
+            kept.trim(order, *limit);
+        }
+    }
+
     /// Merges `other` into `state`.
     pub fn merge(&self, state: &mut State, other: State) {
         match (self, &mut state.0, other.0) {

@@ -272,7 +272,9 @@ pub fn run_partial(
     cancel: &AtomicBool,
     on_progress: &(dyn Fn(&Progress) + Sync),
 ) -> Partial {
-    collect(store, prepared, options, cancel, on_progress, None)
+    let mut partial = collect(store, prepared, options, cancel, on_progress, None);
+    prepared.program.collect.trim(&mut partial.state);
+    partial
 }
 
 /// Reads the blocks `store` plans for `prepared` on several threads and merges their states.
