@@ -244,11 +244,15 @@ pub fn run(opts: &FanoutBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Re
              of three nodes on this machine's loopback, the query node fanning out to the other \
              two. Times are of the whole HTTP request, {} runs each, after one untimed run. \
              Three nodes on one machine share its {} cores: this is the fan-out's overhead, not \
-             a speed-up.",
+             a speed-up.{}",
             manifest.lines,
             manifest.bytes / 1_000_000,
             opts.runs.max(1),
             std::thread::available_parallelism().map_or(1, |n| n.get()),
+            match cfg!(debug_assertions) {
+                true => " A debug build: run it from a release build for figures that mean much.",
+                false => "",
+            },
         ),
         rows,
         notes,
