@@ -3,7 +3,8 @@
 //! [`gen`] makes deterministic, seeded data (access logs, JSON application logs, StatsD lines)
 //! with needles whose counts are known. [`baselines`] measures what the hardware and common tools
 //! achieve on that data (fsync'd sequential writes, memory bandwidth, `rg`, `zstd`, `gzip`).
-//! [`log_bench`] measures the bus, [`ingest_bench`] the real `eddy serve` under load. [`run_all`] does all of it and returns the [`report`]
+//! [`log_bench`] measures the bus, [`ingest_bench`] the real `eddy serve` under load,
+//! [`fanout_bench`] queries on one node beside three nodes fanned out. [`run_all`] does all of it and returns the [`report`]
 //! sections, each figure the median of several runs with min and max; a figure whose part of
 //! eddy does not exist yet is reported as missing, never invented.
 
@@ -14,6 +15,7 @@ pub mod baselines;
 pub mod crash_bench;
 pub mod doors_bench;
 mod error;
+pub mod fanout_bench;
 pub mod gen;
 pub mod ingest_bench;
 pub mod ingest_e2e;
@@ -133,6 +135,18 @@ impl Options {
         o.long_rounds = if quick { 0 } else { 2 };
         o.seed = self.seed;
         o
+    }
+
+    /// The fan-out benchmark's settings: the query benchmark's JSON data size.
+    pub fn fanout_options(&self) -> fanout_bench::FanoutBenchOptions {
+        fanout_bench::FanoutBenchOptions {
+            exe: self.server.clone(),
+            dir: self.dir.join("fanout"),
+            data_dir: self.dir.join("store-data"),
+            seed: self.seed,
+            bytes: self.query_bytes.1,
+            runs: self.runs,
+        }
     }
 
     /// The query benchmark's settings.

@@ -37,6 +37,10 @@ pub enum BenchCommand {
     /// Benchmark queries over segments beside ripgrep over the raw files (count, needle,
     /// regex, groupBy, timechart) and replace the report's query section.
     Query(QueryArgs),
+    /// Benchmark queries across nodes: the same queries on one `eddy serve` holding every
+    /// event beside three nodes each holding a third, one fanning out to the others (all on
+    /// loopback), with one peer's partial answer size; replaces the report's fanout section.
+    Fanout(FanoutArgs),
     /// SIGKILL `eddy serve` again and again while clients ingest and its digest seals,
     /// commits and merges; then check that every acknowledged event is found exactly once.
     /// Replaces the report's crash section; exits with 1 if anything was lost or doubled.
@@ -110,6 +114,16 @@ pub struct QueryArgs {
     #[arg(long, value_parser = parse_size)]
     access_size: Option<u64>,
     /// Bytes of raw JSON application-log data (default 128MiB quick, 1GiB full).
+    #[arg(long, value_parser = parse_size)]
+    json_size: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Bytes of raw JSON application-log data spread over the nodes (default 128MiB quick,
+    /// 1GiB full).
     #[arg(long, value_parser = parse_size)]
     json_size: Option<u64>,
 }
@@ -355,6 +369,16 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
             }
             let section = with_progress(|p| {
                 eddy_bench::query_bench::run(&opts.query_options(), &opts.mode, p)
+            })?;
+            finish_section(&args.common, &opts, section)?;
+        }
+        BenchCommand::Fanout(args) => {
+            let mut opts = args.common.options();
+            if let Some(size) = args.json_size {
+                opts.query_bytes.1 = size;
+            }
+            let section = with_progress(|p| {
+                eddy_bench::fanout_bench::run(&opts.fanout_options(), &opts.mode, p)
             })?;
             finish_section(&args.common, &opts, section)?;
         }

@@ -1,5 +1,9 @@
 //! `eddy search '<query>'`: runs a query on a server and prints the answer as a table, JSON or
 //! CSV, with a progress line on a terminal while blocks are read.
+//!
+//! A server with `[cluster] peers` runs the query on every node: when a node did not answer,
+//! the answer leaves its events out, a warning names it, and the exit code is
+//! [`INCOMPLETE`] (after the answer is printed), so that a script cannot take it for whole.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -44,7 +48,9 @@ pub struct SearchArgs {
     /// Events (or rows, where the query does not say) returned at most.
     #[arg(long, default_value_t = 200)]
     limit: usize,
-    /// Print the answer as one JSON object (columns, rows, warnings, progress).
+    /// Print the answer as one JSON object (columns, rows, warnings, progress; with a server
+    /// that fans out, nodes and complete). Exit code 3: a node did not answer, so the answer
+    /// leaves its events out.
     #[arg(long, conflicts_with = "csv")]
     json: bool,
     /// Print the answer as CSV.
@@ -54,6 +60,9 @@ pub struct SearchArgs {
     #[arg(long, default_value = "10m", value_parser = crate::units::parse_duration)]
     timeout: Duration,
 }
+
+/// The exit code of an answer that leaves out a node that did not answer.
+pub const INCOMPLETE: u8 = 3;
 
 pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
     let agent = crate::client::agent(Some(args.timeout));
@@ -126,13 +135,20 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
         bail!("the answer broke off before its end");
     }
     if args.json {
-        output::json_line(&json!({
+        let mut answer = json!({
             "columns": columns,
             "rows": rows,
             "warnings": done["warnings"],
             "progress": done["progress"],
             "cancelled": done["cancelled"],
-        }))?;
+        });
+        // Only a server that fans out says which nodes answered.
+        for key in ["nodes", "complete"] {
+            if let Some(v) = done.get(key) {
+                answer[key] = v.clone();
+            }
+        }
+        output::json_line(&answer)?;
     } else if args.csv {
         std::io::stdout()
             .lock()
@@ -145,6 +161,9 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<ExitCode> {
     }
     for w in done["warnings"].as_array().into_iter().flatten() {
         eprintln!("warning: {}", w.as_str().unwrap_or_default());
+    }
+    if done["complete"] == json!(false) {
+        return Ok(ExitCode::from(INCOMPLETE));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -72,6 +72,12 @@ const MATRIX: &[(&str, &str, &str, &str)] = &[
         READ,
     ),
     (
+        "POST",
+        "/api/v1/repositories/{name}/query/partial",
+        "/api/v1/repositories/web/query/partial",
+        READ,
+    ),
+    (
         "GET",
         "/api/v1/repositories/{name}/fields",
         "/api/v1/repositories/web/fields",

@@ -315,9 +315,9 @@ pub(crate) enum AggState {
 /// same event.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Picked {
-    timestamp: i64,
-    id: u128,
-    value: Value,
+    pub(crate) timestamp: i64,
+    pub(crate) id: u128,
+    pub(crate) value: Value,
 }
 
 impl Picked {
@@ -484,11 +484,12 @@ impl AggState {
 
     fn merge(&mut self, other: AggState) {
         match (self, other) {
-            (AggState::Count(a), AggState::Count(b)) => *a += b,
+            // Saturating: a peer's partial state (see `crate::partial`) must not overflow.
+            (AggState::Count(a), AggState::Count(b)) => *a = a.saturating_add(b),
             (AggState::Distinct(a), AggState::Distinct(b)) => a.merge(&b),
             (AggState::Sum { sum, n }, AggState::Sum { sum: s2, n: n2 }) => {
                 *sum += s2;
-                *n += n2;
+                *n = n.saturating_add(n2);
             }
             (AggState::Min(a), AggState::Min(b)) => *a = extreme(*a, b, f64::min),
             (AggState::Max(a), AggState::Max(b)) => *a = extreme(*a, b, f64::max),
@@ -646,10 +647,10 @@ pub enum Collect {
 
 /// A collecting stage's state, mergeable.
 #[derive(Debug, Clone)]
-pub struct State(Collected);
+pub struct State(pub(crate) Collected);
 
 #[derive(Debug, Clone)]
-enum Collected {
+pub(crate) enum Collected {
     /// Per group, per aggregate.
     Groups {
         /// The groups.
@@ -665,16 +666,16 @@ enum Collected {
 
 /// The rows a stage keeps, with their size, to hold them to [`MAX_ANSWER_BYTES`].
 #[derive(Debug, Clone, Default)]
-struct KeptRows {
-    rows: Vec<Event>,
+pub(crate) struct KeptRows {
+    pub(crate) rows: Vec<Event>,
     /// Their [`approx_event_bytes`], summed.
-    bytes: usize,
+    pub(crate) bytes: usize,
     /// Whether rows within the limit were dropped for the memory budget.
-    cut: bool,
+    pub(crate) cut: bool,
 }
 
 impl KeptRows {
-    fn push(&mut self, e: Event) {
+    pub(crate) fn push(&mut self, e: Event) {
         self.bytes += approx_event_bytes(&e);
         self.rows.push(e);
     }
@@ -833,6 +834,14 @@ impl Collect {
     /// Merges values gathered apart (from a block's column) into a histogram's `state`.
     pub(crate) fn merge_values(&self, state: &mut State, values: Quantiles) {
         self.merge(state, State(Collected::Values(Box::new(values))));
+    }
+
+    /// Drops what finishing `state` would drop anyway (rows past the limit, which a state
+    /// keeps up to twice of between trims), so that a partial answer travels no more.
+    pub(crate) fn trim(&self, state: &mut State) {
+        if let (Collect::Rows { order, limit, .. }, Collected::Rows(kept)) = (self, &mut state.0) {
+            kept.trim(order, *limit);
+        }
     }
 
     /// Merges `other` into `state`.

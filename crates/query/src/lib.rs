@@ -13,7 +13,8 @@
 //! - [`compile`] turns a parsed query into a program of the operators that [`engine`] holds
 //!   (per-event steps, collecting stages and their mergeable state, over [`fields`] of events
 //!   and the [`sketch`]es of approximate aggregates);
-//! - [`run`](mod@run) runs a query over a repository; [`live`] keeps one running as data streams in;
+//! - [`run`](mod@run) runs a query over a repository; [`partial`] carries a node's unfinished
+//!   answer to the node that merges several (queries across nodes); [`live`] keeps one running as data streams in;
 //!   [`discover`] says which fields a repository's events have, over the same scan.
 //!
 //! The language is described in `docs/query-language.md`.
@@ -30,6 +31,7 @@ pub mod fields;
 pub mod filter;
 pub mod format;
 pub mod live;
+pub mod partial;
 pub mod regex_dfa;
 pub mod run;
 pub mod search;
@@ -37,5 +39,8 @@ pub mod sketch;
 pub mod syntax;
 
 pub use live::{Added, Live, LiveError, Window};
-pub use run::{prepare, run, run_with_partials, Answer, Options, Partials, Prepared, Progress};
+pub use partial::{Partial, PartialError};
+pub use run::{
+    prepare, run, run_partial, run_with_partials, Answer, Options, Partials, Prepared, Progress,
+};
 pub use syntax::{parse, QueryError};

@@ -18,6 +18,7 @@ use crate::columnar;
 use crate::compile;
 use crate::engine::{self, Program, State};
 use crate::filter::{self, Compiled, Requirements};
+use crate::partial::Partial;
 use crate::syntax::{self, Query, QueryError, Stage};
 
 /// Where and how to run a query.
@@ -259,6 +260,32 @@ pub fn run_with_partials(
     on_progress: &(dyn Fn(&Progress) + Sync),
     partials: Option<Partials<'_>>,
 ) -> Answer {
+    collect(store, prepared, options, cancel, on_progress, partials).into_answer(&prepared.program)
+}
+
+/// Runs `prepared` over `store` up to its collecting stage: the merged state of the reading
+/// threads, not finished, for a query node to merge with other nodes' ([`Partial`]).
+pub fn run_partial(
+    store: &RepoStore,
+    prepared: &Prepared,
+    options: &Options,
+    cancel: &AtomicBool,
+    on_progress: &(dyn Fn(&Progress) + Sync),
+) -> Partial {
+    let mut partial = collect(store, prepared, options, cancel, on_progress, None);
+    prepared.program.collect.trim(&mut partial.state);
+    partial
+}
+
+/// Reads the blocks `store` plans for `prepared` on several threads and merges their states.
+fn collect(
+    store: &RepoStore,
+    prepared: &Prepared,
+    options: &Options,
+    cancel: &AtomicBool,
+    on_progress: &(dyn Fn(&Progress) + Sync),
+    partials: Option<Partials<'_>>,
+) -> Partial {
     let scan = Scan {
         start: options.start,
         end: options.end,
@@ -367,7 +394,13 @@ pub fn run_with_partials(
     if let Some(names) = prepared.blocks.program.fields_read() {
         lock(&warnings).extend(seen.missing(&names));
     }
-    answer_of(merged(states.collect()), cancel.load(Ordering::Relaxed))
+    let warnings = lock(&warnings).clone();
+    Partial {
+        state: merged(states.collect()),
+        warnings,
+        progress: snapshot(),
+        cancelled: cancel.load(Ordering::Relaxed),
+    }
 }
 
 /// The fields and tags of the blocks a query read, to say when it names a field none has.

@@ -10,21 +10,21 @@ pub const QUANTILE_RELATIVE_ERROR: f64 = 0.01;
 /// 2 % of their value, so any quantile is known within 1 %; merging adds bucket counts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Quantiles {
-    positive: Buckets,
-    negative: Buckets,
-    zeros: u64,
-    count: u64,
-    min: f64,
-    max: f64,
+    pub(crate) positive: Buckets,
+    pub(crate) negative: Buckets,
+    pub(crate) zeros: u64,
+    pub(crate) count: u64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
 }
 
 /// Bucket counts by index, in one array from the smallest index seen to the largest: adding a
 /// value is an array increment (a tree map's look-up per value was most of a percentile's
 /// time). Indexes are bounded by the finite magnitudes above [`SMALLEST`], so the array is too.
 #[derive(Debug, Clone, Default)]
-struct Buckets {
-    base: i32,
-    counts: Vec<u64>,
+pub(crate) struct Buckets {
+    pub(crate) base: i32,
+    pub(crate) counts: Vec<u64>,
 }
 
 impl Buckets {
@@ -41,11 +41,11 @@ impl Buckets {
         if k >= self.counts.len() {
             self.counts.resize(k + 1, 0);
         }
-        self.counts[k] += n;
+        self.counts[k] = self.counts[k].saturating_add(n);
     }
 
     /// The buckets that count something, by index.
-    fn iter(&self) -> impl DoubleEndedIterator<Item = (i32, u64)> + '_ {
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = (i32, u64)> + '_ {
         self.counts
             .iter()
             .enumerate()
@@ -66,6 +66,10 @@ fn gamma() -> f64 {
 
 /// Magnitudes below this count as zero (keeps bucket indexes in range).
 const SMALLEST: f64 = 1e-9;
+
+/// The largest bucket index of either sign: that of `f64::MAX` (about 35 500), with room.
+/// Indexes below [`SMALLEST`]'s are never made either (zero counts those).
+pub(crate) const MAX_INDEX: i32 = 40_000;
 
 impl Quantiles {
     /// Counts `x` (non-finite values are ignored).
@@ -106,8 +110,9 @@ impl Quantiles {
             self.min = self.min.min(other.min);
             self.max = self.max.max(other.max);
         }
-        self.count += other.count;
-        self.zeros += other.zeros;
+        // Saturating: a peer's sketch (see `crate::partial`) must not overflow.
+        self.count = self.count.saturating_add(other.count);
+        self.zeros = self.zeros.saturating_add(other.zeros);
         for (k, v) in other.positive.iter() {
             self.positive.add(k, v);
         }
@@ -234,7 +239,7 @@ pub enum Distinct {
 
 /// Distinct values kept exactly before switching to the sketch.
 pub const EXACT_UP_TO: usize = 1024;
-const HLL_BITS: u32 = 12;
+pub(crate) const HLL_BITS: u32 = 12;
 
 impl Default for Distinct {
     fn default() -> Distinct {

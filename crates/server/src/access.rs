@@ -121,6 +121,7 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/api/v1/repositories/{name}", Admin),
     query("GET", "/api/v1/repositories/{name}/events"),
     query("POST", "/api/v1/repositories/{name}/query"),
+    query("POST", "/api/v1/repositories/{name}/query/partial"),
     query("GET", "/api/v1/repositories/{name}/fields"),
     socket("/api/v1/repositories/{name}/live", Read("name")),
     socket("/api/v1/channels/{name}", Admin),

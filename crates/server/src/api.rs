@@ -241,7 +241,7 @@ impl AppState {
             &self.bus,
             &self.registry,
             name,
-            crate::node::on_this_node(&self.config.node, config.clone()),
+            crate::node::on_this_node(&self.config.cluster, config.clone()),
             &self.config.ingest,
             &crate::store_root(&self.config),
         )

@@ -77,6 +77,12 @@
 //! url = "amqp://guest:guest@127.0.0.1:5672/%2f"
 //! queue = "events"
 //! repository = "web"
+//!
+//! [cluster]                        # queries across nodes (docs/scale-out.md)
+//! node = "a"                       # this node's name in answers (default: http.listen)
+//! peers = ["http://10.0.0.2:7280"] # a query here also runs there; the answers are merged
+//! peer_timeout = "10s"             # a peer slower than this is left out, and the answer says so
+//! token = "a-read-token-of-the-peers"
 //! ```
 
 use std::collections::BTreeMap;
@@ -140,10 +146,91 @@ pub struct Config {
     /// The default limits of every token (each token may set its own at creation); unset:
     /// unlimited.
     pub limits: crate::limits::TokenLimits,
-    /// The roles this node plays in a cluster (all of them by default).
-    pub node: crate::node::NodeConfig,
     /// The repositories' bus: the embedded log (default) or Kafka.
     pub bus: crate::node::BusConfig,
+    /// Queries across nodes: this node's name and the peers a query is sent to
+    /// (`docs/scale-out.md`).
+    pub cluster: ClusterConfig,
+}
+
+/// Queries across nodes: with peers, a query sent to this node also runs on every peer over
+/// its own store, and the answer merges theirs with this node's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name in answers (`nodes`) and in the warnings it adds; empty: the HTTP
+    /// door's `listen` address.
+    pub node: String,
+    /// The base URLs of the other nodes a query fans out to (`http://host:port`); empty: this
+    /// node answers from its own store only.
+    pub peers: Vec<String>,
+    /// How long a peer has to answer (10 s); a peer that takes longer is left out of the
+    /// answer, which says so.
+    #[serde(deserialize_with = "duration")]
+    pub peer_timeout: Duration,
+    /// The token sent to peers (`Authorization: Bearer`): one with `read:<repository>` (or
+    /// `admin`) on each of them. Unset: none is sent.
+    pub token: Option<String>,
+    /// The parts this node plays: any of `ingest`, `digest`, `query` (all three by default).
+    pub roles: Vec<crate::node::Role>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node: String::new(),
+            peers: Vec::new(),
+            peer_timeout: Duration::from_secs(10),
+            token: None,
+            roles: crate::node::every_role(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether this node plays `role`.
+    pub fn plays(&self, role: crate::node::Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// This node's name: `node`, else the HTTP door's address.
+    pub fn node_name(&self, http: &HttpConfig) -> String {
+        match self.node.is_empty() {
+            true => http.listen.to_string(),
+            false => self.node.clone(),
+        }
+    }
+
+    /// What is wrong with the section, each naming its key.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, peer) in self.peers.iter().enumerate() {
+            let scheme = peer
+                .strip_prefix("http://")
+                .or_else(|| peer.strip_prefix("https://"));
+            match scheme {
+                Some(rest) if !rest.trim_end_matches('/').is_empty() && !rest.contains(' ') => {}
+                _ => problems.push(format!(
+                    "cluster.peers[{i}]: {peer:?} is not a base URL such as \"http://10.0.0.2:7280\""
+                )),
+            }
+            if !seen.insert(peer.trim_end_matches('/')) {
+                problems.push(format!("cluster.peers[{i}]: {peer:?} is listed twice"));
+            }
+        }
+        if self.peer_timeout.is_zero() {
+            problems.push("cluster.peer_timeout must be longer than 0s".to_string());
+        }
+        problems.extend(crate::node::role_problems(&self.roles));
+        if self.token.as_deref() == Some("") {
+            problems.push(
+                "cluster.token is empty: set a read token of the peers or remove the key"
+                    .to_string(),
+            );
+        }
+        problems
+    }
 }
 
 /// The protocol doors, each off until enabled.
@@ -245,8 +332,8 @@ impl Default for Config {
             doors: DoorsConfig::default(),
             tls: TlsConfig::default(),
             limits: crate::limits::TokenLimits::default(),
-            node: crate::node::NodeConfig::default(),
             bus: crate::node::BusConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -343,8 +430,7 @@ impl Config {
         }
         check_tokens("http.admin_tokens", &self.http.admin_tokens, &mut problems);
         problems.extend(self.tls.check());
-        problems.extend(self.node.check());
-        if !self.node.plays(crate::node::Role::Ingest) {
+        if !self.cluster.plays(crate::node::Role::Ingest) {
             let doors = &self.doors;
             let listening = [
                 ("tcp", !self.tcp.is_empty()),
@@ -359,7 +445,7 @@ impl Config {
             for (what, on) in listening {
                 if on {
                     problems.push(format!(
-                        "{what} takes events in, but node.roles leaves out \"ingest\""
+                        "{what} takes events in, but cluster.roles leaves out \"ingest\""
                     ));
                 }
             }
@@ -388,6 +474,7 @@ impl Config {
             }
         }
         problems.extend(self.limits.problems("limits"));
+        problems.extend(self.cluster.problems());
         if let Err(e) = self.live.max_query_bytes() {
             problems.push(e);
         }
@@ -599,6 +686,11 @@ mod tests {
                 keys_of::<crate::limits::TokenLimits>(),
                 keys_in([&example["limits"]]),
             ),
+            (
+                "[cluster]",
+                keys_of::<ClusterConfig>(),
+                keys_in([&example["cluster"]]),
+            ),
         ];
         for (section, known, shown) in checks {
             assert!(!known.is_empty(), "{section}: no keys read from serde");
@@ -671,6 +763,27 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("amqp[0].prefetch must be at least 1"), "{err}");
+    }
+
+    #[test]
+    fn cluster_peers_must_be_distinct_base_urls_and_the_timeout_positive() {
+        let err = Config::parse(
+            "[cluster]\npeers = [\"10.0.0.2:7280\", \"http://b:7280\", \"http://b:7280/\"]\npeer_timeout = \"0s\"\ntoken = \"\"\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for says in [
+            "cluster.peers[0]: \"10.0.0.2:7280\" is not a base URL",
+            "cluster.peers[2]: \"http://b:7280/\" is listed twice",
+            "cluster.peer_timeout must be longer than 0s",
+            "cluster.token is empty",
+        ] {
+            assert!(text.contains(says), "{says} not in {text}");
+        }
+        let ok = Config::parse("[cluster]\nnode = \"a\"\npeers = [\"https://b:7280\"]\n").unwrap();
+        assert_eq!(ok.cluster.node_name(&ok.http), "a");
+        let default = Config::default();
+        assert_eq!(default.cluster.node_name(&default.http), "127.0.0.1:7280");
     }
 
     #[test]

@@ -257,10 +257,10 @@ async fn admit(
     headers: &HeaderMap,
 ) -> Result<Admitted, Reject> {
     // The token was checked by the router's guard (`ingest:<repository>`).
-    if !state.config.node.plays(crate::node::Role::Ingest) {
+    if !state.config.cluster.plays(crate::node::Role::Ingest) {
         return Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "this node does not ingest (its node.roles leave out \"ingest\"): send events to an ingest node",
+            "this node does not ingest (its cluster.roles leave out \"ingest\"): send events to an ingest node",
         ));
     }
     let repo = state.existing_repository(repository)?;

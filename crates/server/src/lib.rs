@@ -10,6 +10,8 @@
 //! - `GET|POST /api/v1/repositories`, `GET /api/v1/repositories/{name}` ([`api`]);
 //! - `GET /api/v1/repositories/{name}/events` (a time range of events) and
 //!   `POST /api/v1/repositories/{name}/query` (a query, with NDJSON partials) ([`query`]);
+//! - `POST /api/v1/repositories/{name}/query/partial` (this node's unfinished answer, for a
+//!   query node that fans a query out to its `[cluster] peers`) ([`cluster`]);
 //! - `GET /api/v1/repositories/{name}/fields` (the fields its events have) ([`fields_api`]);
 //! - `GET /api/v1/repositories/{name}/live` and `GET /api/v1/channels/{name}`: websockets of
 //!   live queries and of pipelines' channels ([`live_api`]);
@@ -38,6 +40,7 @@ pub mod alerts_api;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod dashboards_api;
 pub mod elastic_door;
@@ -323,7 +326,7 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
             &bus,
             &registry,
             name,
-            node::on_this_node(&config.node, repo.clone()),
+            node::on_this_node(&config.cluster, repo.clone()),
             &config.ingest,
             &store_root(&config),
         )?;
@@ -399,6 +402,10 @@ pub fn routes(doors: &config::DoorsConfig) -> Routes {
         .get("/api/v1/repositories/{name}", api::get)
         .get("/api/v1/repositories/{name}/events", api::events)
         .post("/api/v1/repositories/{name}/query", query::query)
+        .post(
+            "/api/v1/repositories/{name}/query/partial",
+            cluster::partial,
+        )
         .get("/api/v1/repositories/{name}/fields", fields_api::fields)
         .get("/api/v1/repositories/{name}/live", live_api::live)
         .get("/api/v1/tokens", tokens_api::list)

@@ -1,4 +1,5 @@
-//! What this node is in a cluster: the roles it plays, and the bus its repositories use.
+//! What this node is in a cluster: the roles it plays (`cluster.roles`), and the bus its
+//! repositories use (`[bus]`).
 //!
 //! The default is one node that does everything on the embedded log. In a cluster every node
 //! names the same Kafka brokers; ingest nodes produce to them, digest nodes share the topics'
@@ -9,22 +10,6 @@ use std::sync::Arc;
 
 use eddy_log::{Bus, Log};
 use serde::Deserialize;
-
-/// `[node]`: the roles this node plays.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct NodeConfig {
-    /// Any of `ingest`, `digest`, `query`; all three by default.
-    pub roles: Vec<Role>,
-}
-
-impl Default for NodeConfig {
-    fn default() -> NodeConfig {
-        NodeConfig {
-            roles: vec![Role::Ingest, Role::Digest, Role::Query],
-        }
-    }
-}
 
 /// A part a node plays.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -38,34 +23,32 @@ pub enum Role {
     Query,
 }
 
-impl NodeConfig {
-    /// Whether this node plays `role`.
-    pub fn plays(&self, role: Role) -> bool {
-        self.roles.contains(&role)
-    }
+/// The roles a node plays when `cluster.roles` is not set: all of them.
+pub fn every_role() -> Vec<Role> {
+    vec![Role::Ingest, Role::Digest, Role::Query]
+}
 
-    /// Every problem of the section.
-    pub fn check(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if self.roles.is_empty() {
-            problems.push("node.roles is empty: give at least one of ingest, digest, query".into());
-        }
-        let mut seen = self.roles.clone();
-        seen.sort();
-        seen.dedup();
-        if seen.len() != self.roles.len() {
-            problems.push("node.roles names a role twice".into());
-        }
-        problems
+/// Every problem of `cluster.roles`.
+pub fn role_problems(roles: &[Role]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if roles.is_empty() {
+        problems.push("cluster.roles is empty: give at least one of ingest, digest, query".into());
     }
+    let mut seen = roles.to_vec();
+    seen.sort();
+    seen.dedup();
+    if seen.len() != roles.len() {
+        problems.push("cluster.roles names a role twice".into());
+    }
+    problems
 }
 
 /// A repository's settings as this node runs it: a node that does not digest runs no digest.
 pub fn on_this_node(
-    node: &NodeConfig,
+    cluster: &crate::config::ClusterConfig,
     mut repository: crate::config::RepositoryConfig,
 ) -> crate::config::RepositoryConfig {
-    repository.digest &= node.plays(Role::Digest);
+    repository.digest &= cluster.plays(Role::Digest);
     repository
 }
 
@@ -106,8 +89,17 @@ impl BusConfig {
                         .into(),
                 )
             }
-            BusKind::Embedded if self.brokers.is_some() || !self.properties.is_empty() => problems
-                .push("bus.brokers and bus.properties apply only with bus.kind = \"kafka\"".into()),
+            BusKind::Embedded
+                if self.brokers.is_some()
+                    || self.replication_factor.is_some()
+                    || !self.properties.is_empty() =>
+            {
+                problems.push(
+                    "bus.brokers, bus.replication_factor and bus.properties apply only with \
+                     bus.kind = \"kafka\""
+                        .into(),
+                )
+            }
             _ => {}
         }
         problems
@@ -142,7 +134,7 @@ mod tests {
     #[test]
     fn a_node_plays_every_role_on_the_embedded_bus_by_default() {
         let config = Config::parse("").unwrap();
-        assert_eq!(config.node, super::NodeConfig::default());
+        assert_eq!(config.cluster.roles, super::every_role());
         assert_eq!(config.bus.kind, super::BusKind::Embedded);
     }
 
@@ -152,15 +144,15 @@ mod tests {
         assert!(p.contains("needs bus.brokers"), "{p}");
         let p = problems("[bus]\nbrokers = \"k:9092\"\n");
         assert!(p.contains("apply only with bus.kind = \"kafka\""), "{p}");
-        let p = problems("[node]\nroles = []\n");
-        assert!(p.contains("node.roles is empty"), "{p}");
-        let p = problems("[node]\nroles = [\"digest\", \"digest\"]\n");
+        let p = problems("[cluster]\nroles = []\n");
+        assert!(p.contains("cluster.roles is empty"), "{p}");
+        let p = problems("[cluster]\nroles = [\"digest\", \"digest\"]\n");
         assert!(p.contains("names a role twice"), "{p}");
         let p = problems(
-            "[node]\nroles = [\"digest\"]\n[[tcp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"main\"\nparser = \"none\"\n",
+            "[cluster]\nroles = [\"digest\"]\n[[tcp]]\nlisten = \"127.0.0.1:0\"\nrepository = \"main\"\nparser = \"none\"\n",
         );
         assert!(p.contains("tcp takes events in"), "{p}");
-        let p = problems("[node]\nroles = [\"router\"]\n");
+        let p = problems("[cluster]\nroles = [\"router\"]\n");
         assert!(p.contains("router"), "{p}");
     }
 }

@@ -9,6 +9,10 @@
 //! `{"done": {...}}` with warnings and totals; `text/csv` is a header line and the rows. A client
 //! that goes away cancels the query.
 //!
+//! With `[cluster] peers`, the query also runs on every peer and the answer merges theirs
+//! ([`crate::cluster`]): it then carries `nodes` (who answered) and `complete` (whether all
+//! did); NDJSON has no progress or partial lines then.
+//!
 //! Reading needs the scope `read:<repository>` (or `admin`), checked by the router's guard
 //! ([`crate::access`]); ingest scopes never grant reading.
 //!
@@ -211,6 +215,21 @@ pub async fn query(
         }
     };
     let format = format_of(&headers);
+    if !state.config.cluster.peers.is_empty() {
+        if let Format::Ndjson = format {
+            if let Err(e) = partial_interval(&request) {
+                return error(StatusCode::BAD_REQUEST, e).into_response();
+            }
+        }
+        let request = crate::cluster::PartialRequest {
+            query: request.query,
+            start: options.start,
+            end: options.end,
+            limit: options.limit,
+        };
+        let out = crate::cluster::fan_out(&state, &name, repo, request, prepared, options).await;
+        return fanned_out_response(out, format);
+    }
     if let Format::Ndjson = format {
         return match partial_interval(&request) {
             Ok(every) => stream_ndjson(repo, prepared, options, every),
@@ -246,6 +265,44 @@ pub async fn query(
         )
             .into_response(),
         (Ok(answer), _) => axum::Json(answer).into_response(),
+    }
+}
+
+/// A fanned-out answer in the form asked for: JSON with `nodes` and `complete`; NDJSON as a
+/// single node streams it, without progress or partial lines, `nodes` and `complete` in its
+/// `done`; CSV with `complete` in the `eddy-complete` header.
+fn fanned_out_response(out: crate::cluster::FannedOut, format: Format) -> Response {
+    match format {
+        Format::Json => axum::Json(out.to_json()).into_response(),
+        Format::Csv => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::HeaderName::from_static("eddy-complete"),
+                    if out.complete { "true" } else { "false" },
+                ),
+            ],
+            to_csv(&out.answer.columns, &out.answer.rows),
+        )
+            .into_response(),
+        Format::Ndjson => {
+            let answer = &out.answer;
+            let mut body = Vec::new();
+            body.extend(line(
+                &json!({ "columns": answer.columns, "events": answer.events }),
+            ));
+            for row in &answer.rows {
+                body.extend(line(&json!({ "row": row })));
+            }
+            body.extend(line(&json!({ "done": {
+                "warnings": answer.warnings,
+                "progress": answer.progress,
+                "cancelled": answer.cancelled,
+                "nodes": out.nodes,
+                "complete": out.complete,
+            }})));
+            ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+        }
     }
 }
 
