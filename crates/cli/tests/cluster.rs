@@ -15,6 +15,11 @@ use eddy_kafka::testing::Broker;
 
 /// A node of the cluster: every role, the repository `main` in 6 partitions on the broker.
 fn node(dir: &Path, broker: &Broker) -> Server {
+    node_with(dir, broker, "")
+}
+
+/// A node with `cluster` settings added.
+fn node_with(dir: &Path, broker: &Broker, cluster: &str) -> Server {
     let kafka = broker.config();
     let properties: String = kafka
         .properties
@@ -32,6 +37,7 @@ fn node(dir: &Path, broker: &Broker) -> Server {
             "[http]\nlisten = \"127.0.0.1:0\"\nadmin_tokens = [\"{TOKEN}\"]\n\
              [repositories.main]\npartitions = 6\ntokens = [\"{TOKEN}\"]\n\
              [bus]\nkind = \"kafka\"\nbrokers = {:?}\nreplication_factor = 1\n\
+             [cluster]\n{cluster}\n\
              [bus.properties]\n{properties}",
             kafka.bootstrap_servers
         ),
@@ -162,4 +168,28 @@ fn three_nodes_on_one_broker_digest_each_event_once_and_a_killed_node_loses_noth
         shares[2].keys().any(|n| *n >= 20_000),
         "the restarted node digests none of the new events"
     );
+
+    // A query node that digests nothing answers for the whole cluster, fanned out.
+    let query_dir = tempfile::tempdir().unwrap();
+    let peers: Vec<&str> = [&a, &b, &c].iter().map(|s| s.url.as_str()).collect();
+    let q = node_with(
+        query_dir.path(),
+        &broker,
+        &format!("roles = [\"query\"]\npeers = {peers:?}\ntoken = \"{TOKEN}\""),
+    );
+    let (status, answer) = post(
+        &q,
+        "/api/v1/repositories/main/query",
+        &[
+            ("Authorization", &format!("Bearer {TOKEN}")),
+            ("Content-Type", "application/json"),
+        ],
+        serde_json::json!({"query": "count()", "start": "1970-01-01T00:00:00Z", "end": "2200-01-01T00:00:00Z"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["complete"], true, "{answer}");
+    assert_eq!(answer["rows"][0]["_count"], acked.len(), "{answer}");
+    assert_eq!(answer["nodes"].as_array().unwrap().len(), 4, "{answer}");
 }
