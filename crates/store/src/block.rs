@@ -46,11 +46,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use eddy_base::codec::Codec;
-use eddy_event::codec::{self, FieldsRef};
+use eddy_event::codec::FieldsRef;
 use eddy_event::wire::{
     put_str, put_string_map, put_varint, put_varint128, zigzag, zigzag128, DecodeError,
 };
-use eddy_event::{Event, ValueRef};
+use eddy_event::{Event, FlatFields, Parser, ValueRef};
 use foldhash::HashMap;
 
 use crate::bloom::{token_hash, token_hash_bytes, BloomFilter};
@@ -283,6 +283,8 @@ pub struct BlockBuilder {
     field_order: Vec<usize>,
     templates: TemplateBuilder,
     tokens: BlockTokens,
+    /// The fields of the event being added, when its parser derives them.
+    derived: FlatFields,
     // Kept from block to block: refilling memory that is already mapped costs no page faults.
     splitter: Splitter,
     compressor: Option<zstd::bulk::Compressor<'static>>,
@@ -325,7 +327,34 @@ impl BlockBuilder {
     /// encoded as the bus holds them: no field map is built for an event whose parser gives
     /// its fields back anyway. Returns whether the event's tags differ from the previous event's
     /// in this block (always for its first event), so a caller tracking tags compares only then.
+    ///
+    /// An event whose parser makes its fields, given without them (an empty map: what a bus
+    /// record holds, see [`eddy_event::codec::decode_lazily`]), gets them from its parser here,
+    /// into a buffer the block keeps; should the parser no longer read its text, it is stored
+    /// as [`eddy_event::codec::derive_fields`] leaves it: its text, without fields or parser.
     pub fn push_with(&mut self, event: &Event, fields: FieldsRef<'_>) -> bool {
+        let mut derived = std::mem::take(&mut self.derived);
+        let (fields, parser) = match (fields, event.parsed_by, event.raw.as_deref()) {
+            (FieldsRef::Map(m), Some(parser), Some(raw)) if m.is_empty() => {
+                match parser.fields_into(raw, event.ingest_timestamp, &mut derived) {
+                    Ok(()) => (FieldsRef::Flat(&derived), Some(parser)),
+                    Err(_) => (fields, None),
+                }
+            }
+            _ => (fields, event.parsed_by),
+        };
+        let new_tags = self.push_parsed(event, parser, fields);
+        self.derived = derived;
+        new_tags
+    }
+
+    /// [`BlockBuilder::push_with`] once the event's fields are known, made by `parser`.
+    fn push_parsed(
+        &mut self,
+        event: &Event,
+        parser: Option<Parser>,
+        fields: FieldsRef<'_>,
+    ) -> bool {
         if self.count == 0 {
             self.min_time = event.timestamp;
             self.max_time = event.timestamp;
@@ -344,10 +373,10 @@ impl BlockBuilder {
             zigzag(event.ingest_timestamp.wrapping_sub(self.prev_ingest)),
         );
         self.prev_ingest = event.ingest_timestamp;
-        let mut flags = codec::flags_of(event);
+        let mut flags = u8::from(event.id_from_client) | (parser.map_or(0, Parser::code) << 1);
         // The time a client sent is read into `@timestamp` and is no field; its text is kept
         // in a column of its own so that it can be a hole of the template.
-        let sent_time = match (event.parsed_by, &event.raw) {
+        let sent_time = match (parser, &event.raw) {
             (Some(_), Some(raw)) => sent_time_text(raw),
             _ => None,
         };
@@ -388,7 +417,7 @@ impl BlockBuilder {
                 text_tokens(raw, |t| self.tokens.add(t));
             }
             Some(raw)
-                if event.parsed_by.is_some()
+                if parser.is_some()
                     && self.templates.add(
                         raw,
                         fields
@@ -438,18 +467,16 @@ impl BlockBuilder {
                 None => self.field_order.push(column),
             }
             self.columns[column].push(row, v);
-            if event.parsed_by.is_none() {
+            if parser.is_none() {
                 self.other_bytes += name.len() + value_len(v);
             }
         }
         // The words of plain texts are gathered when the block is finished (see
         // `BlockTokens::add_words_of`).
         let tokens = &mut self.tokens;
-        field_tokens(
-            fields,
-            event.parsed_by.is_none() || event.raw.is_none(),
-            |t| tokens.add(t),
-        );
+        field_tokens(fields, parser.is_none() || event.raw.is_none(), |t| {
+            tokens.add(t)
+        });
         new_tags
     }
 
