@@ -44,6 +44,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::LazyLock;
 
 use eddy_base::codec::Codec;
 use eddy_event::codec::FieldsRef;
@@ -52,6 +53,7 @@ use eddy_event::wire::{
 };
 use eddy_event::{Event, FlatFields, Parser, ValueRef};
 use foldhash::HashMap;
+use memchr::memmem::Finder;
 
 use crate::bloom::{token_hash, token_hash_bytes, BloomFilter};
 use crate::columns::ColumnBuilder;
@@ -71,14 +73,25 @@ pub(crate) const SENT_TIME: &str = "@timestamp";
 
 /// The text of a JSON `"@timestamp":"…"` or a key-value `@timestamp=…` in `raw`, if any.
 fn sent_time_text(raw: &str) -> Option<&str> {
-    let (start, end) = if let Some(k) = memchr::memmem::find(raw.as_bytes(), b"\"@timestamp\":\"") {
+    // The searchers are built once: building one per event cost more than the search.
+    static JSON_KEY: LazyLock<Finder<'static>> =
+        LazyLock::new(|| Finder::new(b"\"@timestamp\":\""));
+    static KV_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"@timestamp="));
+    let bytes = raw.as_bytes();
+    // A JSON object that opens with its time (what shippers write) needs no search: no key
+    // starts at byte 0 when one starts at byte 1 (its second byte would be a quote, not '@').
+    let json_key = match bytes.get(1..15) {
+        Some(b"\"@timestamp\":\"") => Some(1),
+        _ => JSON_KEY.find(bytes),
+    };
+    let (start, end) = if let Some(k) = json_key {
         let start = k + 14;
         (
             start,
             start + memchr::memchr2(b'"', b'\\', &raw.as_bytes()[start..])?,
         )
     } else {
-        let start = memchr::memmem::find(raw.as_bytes(), b"@timestamp=")? + 11;
+        let start = KV_KEY.find(bytes)? + 11;
         let len =
             memchr::memchr2(b' ', b'"', &raw.as_bytes()[start..]).unwrap_or(raw.len() - start);
         (start, start + len)
@@ -985,6 +998,30 @@ pub(crate) mod tests {
         view.decode_stored(&stored, summary.raw_len as usize)
             .unwrap();
         assert_eq!(view.template_count(), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn the_sent_time_is_found_where_a_plain_search_finds_it(
+            raw in "[{\"@a-z:=0-9 ]{0,6}(\"@timestamp\":\"|@timestamp=)?[0-9T:\" -]{0,12}(\"@timestamp\":\")?[0-9 ]{0,4}",
+        ) {
+            let plain = |raw: &str| -> Option<(usize, usize)> {
+                let (start, end) = if let Some(k) = memchr::memmem::find(raw.as_bytes(), b"\"@timestamp\":\"") {
+                    let start = k + 14;
+                    (start, start + memchr::memchr2(b'"', b'\\', &raw.as_bytes()[start..])?)
+                } else {
+                    let start = memchr::memmem::find(raw.as_bytes(), b"@timestamp=")? + 11;
+                    let len = memchr::memchr2(b' ', b'"', &raw.as_bytes()[start..]).unwrap_or(raw.len() - start);
+                    (start, start + len)
+                };
+                Some((start, end)).filter(|(s, e)| e > s)
+            };
+            let found = sent_time_text(&raw).map(|t| {
+                let start = t.as_ptr() as usize - raw.as_ptr() as usize;
+                (start, start + t.len())
+            });
+            prop_assert_eq!(found, plain(&raw));
+        }
     }
 
     #[test]
