@@ -51,6 +51,27 @@ fn is_word_char(c: char) -> bool {
 /// Whether `raw[at..at + len]` can be a hole: the characters beside it do not join a word of
 /// the value's edge to a word of the literal.
 fn stands_apart(raw: &str, at: usize, len: usize) -> bool {
+    let bytes = raw.as_bytes();
+    // Mostly the value and its neighbours are ASCII: their bytes are their characters then,
+    // with no decoding.
+    let (Some(&first), Some(&last)) = (bytes.get(at), bytes.get(at + len - 1)) else {
+        return stands_apart_in_characters(raw, at, len);
+    };
+    let before = at.checked_sub(1).and_then(|i| bytes.get(i)).copied();
+    let after = bytes.get(at + len).copied();
+    if !(first.is_ascii()
+        && last.is_ascii()
+        && before.is_none_or(|b| b.is_ascii())
+        && after.is_none_or(|b| b.is_ascii()))
+    {
+        return stands_apart_in_characters(raw, at, len);
+    }
+    let word = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
+    !(first.is_ascii_alphanumeric() && word(before) || last.is_ascii_alphanumeric() && word(after))
+}
+
+/// [`stands_apart`] for a value or neighbours beyond ASCII.
+fn stands_apart_in_characters(raw: &str, at: usize, len: usize) -> bool {
     let inner = &raw[at..at + len];
     let first_word = inner.chars().next().is_some_and(is_word_char);
     let last_word = inner.chars().next_back().is_some_and(is_word_char);
@@ -526,6 +547,18 @@ mod tests {
                 let mut digits = itoa::Buffer::new();
                 let text = hole_text((&values[i as usize]).into(), &mut digits).unwrap();
                 prop_assert_eq!(&raw[s..e], text.as_ref());
+            }
+        }
+
+        #[test]
+        fn the_ascii_test_of_standing_apart_is_the_character_test(
+            raw in "[a-b0-9 ,.é\"=-]{1,12}",
+            at in 0usize..12,
+            len in 1usize..12,
+        ) {
+            let end = at + len;
+            if end <= raw.len() && raw.is_char_boundary(at) && raw.is_char_boundary(end) {
+                prop_assert_eq!(stands_apart(&raw, at, len), stands_apart_in_characters(&raw, at, len));
             }
         }
 
