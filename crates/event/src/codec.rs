@@ -35,6 +35,7 @@
 use std::collections::BTreeMap;
 
 use crate::event::Event;
+use crate::fields::FlatFields;
 use crate::parse::Parser;
 use crate::value::{Value, ValueRef};
 
@@ -90,22 +91,27 @@ pub fn encode_fields(fields: &BTreeMap<String, Value>, out: &mut Vec<u8>) {
     put_varint(out, fields.len() as u64);
     for (k, v) in fields {
         put_str(out, k);
-        match v {
-            Value::Null => out.push(0),
-            Value::Bool(false) => out.push(1),
-            Value::Bool(true) => out.push(2),
-            Value::Int(i) => {
-                out.push(3);
-                out.extend_from_slice(&i.to_le_bytes());
-            }
-            Value::Float(f) => {
-                out.push(4);
-                out.extend_from_slice(&f.to_bits().to_le_bytes());
-            }
-            Value::Str(s) => {
-                out.push(5);
-                put_str(out, s);
-            }
+        encode_value(v.into(), out);
+    }
+}
+
+/// Appends a field's kind byte and payload.
+fn encode_value(v: ValueRef<'_>, out: &mut Vec<u8>) {
+    match v {
+        ValueRef::Null => out.push(0),
+        ValueRef::Bool(false) => out.push(1),
+        ValueRef::Bool(true) => out.push(2),
+        ValueRef::Int(i) => {
+            out.push(3);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        ValueRef::Float(f) => {
+            out.push(4);
+            out.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+        ValueRef::Str(s) => {
+            out.push(5);
+            put_str(out, s);
         }
     }
 }
@@ -366,40 +372,47 @@ fn read_value<'a>(r: &mut Reader<'a>) -> Result<ValueRef<'a>, DecodeError> {
     })
 }
 
-/// An event's fields: its map, or still encoded.
+/// An event's fields: its map, still encoded, or derived into a [`FlatFields`].
 #[derive(Debug, Clone, Copy)]
 pub enum FieldsRef<'a> {
     /// A map.
     Map(&'a BTreeMap<String, Value>),
     /// As [`encode_fields`] wrote them.
     Encoded(EncodedFields<'a>),
+    /// Derived by a parser into a reused buffer ([`Parser::fields_into`]).
+    Flat(&'a FlatFields),
 }
 
 impl<'a> FieldsRef<'a> {
     /// The values, in name order for a map and encoding order (also name order when a map was
     /// encoded) otherwise.
     pub fn values(self) -> impl Iterator<Item = ValueRef<'a>> {
-        let (map, encoded) = match self {
-            FieldsRef::Map(m) => (Some(m.values().map(ValueRef::from)), None),
-            FieldsRef::Encoded(e) => (None, Some(e.values())),
+        let (map, encoded, flat) = match self {
+            FieldsRef::Map(m) => (Some(m.values().map(ValueRef::from)), None, None),
+            FieldsRef::Encoded(e) => (None, Some(e.values()), None),
+            FieldsRef::Flat(f) => (None, None, Some(f.iter().map(|(_, v)| v))),
         };
         map.into_iter()
             .flatten()
             .chain(encoded.into_iter().flatten())
+            .chain(flat.into_iter().flatten())
     }
 
     /// The names and values, in name order (see [`FieldsRef::values`]).
     pub fn iter(self) -> impl Iterator<Item = (&'a str, ValueRef<'a>)> {
-        let (map, encoded) = match self {
+        let (map, encoded, flat) = match self {
             FieldsRef::Map(m) => (
                 Some(m.iter().map(|(k, v)| (k.as_str(), ValueRef::from(v)))),
                 None,
+                None,
             ),
-            FieldsRef::Encoded(e) => (None, Some(e.iter())),
+            FieldsRef::Encoded(e) => (None, Some(e.iter()), None),
+            FieldsRef::Flat(f) => (None, None, Some(f.iter())),
         };
         map.into_iter()
             .flatten()
             .chain(encoded.into_iter().flatten())
+            .chain(flat.into_iter().flatten())
     }
 
     /// Appends their encoding (as [`encode_fields`]) to `out`.
@@ -407,6 +420,13 @@ impl<'a> FieldsRef<'a> {
         match self {
             FieldsRef::Map(m) => encode_fields(m, out),
             FieldsRef::Encoded(e) => e.encode_into(out),
+            FieldsRef::Flat(f) => {
+                put_varint(out, f.len() as u64);
+                for (k, v) in f.iter() {
+                    put_str(out, k);
+                    encode_value(v, out);
+                }
+            }
         }
     }
 }

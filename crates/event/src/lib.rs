@@ -13,6 +13,7 @@
 pub mod arbitrary;
 pub mod codec;
 mod event;
+mod fields;
 pub mod parse;
 pub mod time;
 pub mod units;
@@ -20,5 +21,6 @@ mod value;
 pub mod wire;
 
 pub use event::{client_id, flatten_json, new_id, Event, MAX_CLIENT_ID_BYTES};
+pub use fields::FlatFields;
 pub use parse::{ParseError, Parser};
 pub use value::{Value, ValueRef};

@@ -44,14 +44,16 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::LazyLock;
 
 use eddy_base::codec::Codec;
-use eddy_event::codec::{self, FieldsRef};
+use eddy_event::codec::FieldsRef;
 use eddy_event::wire::{
     put_str, put_string_map, put_varint, put_varint128, zigzag, zigzag128, DecodeError,
 };
-use eddy_event::{Event, ValueRef};
+use eddy_event::{Event, FlatFields, Parser, ValueRef};
 use foldhash::HashMap;
+use memchr::memmem::Finder;
 
 use crate::bloom::{token_hash, token_hash_bytes, BloomFilter};
 use crate::columns::ColumnBuilder;
@@ -71,14 +73,25 @@ pub(crate) const SENT_TIME: &str = "@timestamp";
 
 /// The text of a JSON `"@timestamp":"…"` or a key-value `@timestamp=…` in `raw`, if any.
 fn sent_time_text(raw: &str) -> Option<&str> {
-    let (start, end) = if let Some(k) = memchr::memmem::find(raw.as_bytes(), b"\"@timestamp\":\"") {
+    // The searchers are built once: building one per event cost more than the search.
+    static JSON_KEY: LazyLock<Finder<'static>> =
+        LazyLock::new(|| Finder::new(b"\"@timestamp\":\""));
+    static KV_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"@timestamp="));
+    let bytes = raw.as_bytes();
+    // A JSON object that opens with its time (what shippers write) needs no search: no key
+    // starts at byte 0 when one starts at byte 1 (its second byte would be a quote, not '@').
+    let json_key = match bytes.get(1..15) {
+        Some(b"\"@timestamp\":\"") => Some(1),
+        _ => JSON_KEY.find(bytes),
+    };
+    let (start, end) = if let Some(k) = json_key {
         let start = k + 14;
         (
             start,
             start + memchr::memchr2(b'"', b'\\', &raw.as_bytes()[start..])?,
         )
     } else {
-        let start = memchr::memmem::find(raw.as_bytes(), b"@timestamp=")? + 11;
+        let start = KV_KEY.find(bytes)? + 11;
         let len =
             memchr::memchr2(b' ', b'"', &raw.as_bytes()[start..]).unwrap_or(raw.len() - start);
         (start, start + len)
@@ -283,6 +296,8 @@ pub struct BlockBuilder {
     field_order: Vec<usize>,
     templates: TemplateBuilder,
     tokens: BlockTokens,
+    /// The fields of the event being added, when its parser derives them.
+    derived: FlatFields,
     // Kept from block to block: refilling memory that is already mapped costs no page faults.
     splitter: Splitter,
     compressor: Option<zstd::bulk::Compressor<'static>>,
@@ -325,7 +340,34 @@ impl BlockBuilder {
     /// encoded as the bus holds them: no field map is built for an event whose parser gives
     /// its fields back anyway. Returns whether the event's tags differ from the previous event's
     /// in this block (always for its first event), so a caller tracking tags compares only then.
+    ///
+    /// An event whose parser makes its fields, given without them (an empty map: what a bus
+    /// record holds, see [`eddy_event::codec::decode_lazily`]), gets them from its parser here,
+    /// into a buffer the block keeps; should the parser no longer read its text, it is stored
+    /// as [`eddy_event::codec::derive_fields`] leaves it: its text, without fields or parser.
     pub fn push_with(&mut self, event: &Event, fields: FieldsRef<'_>) -> bool {
+        let mut derived = std::mem::take(&mut self.derived);
+        let (fields, parser) = match (fields, event.parsed_by, event.raw.as_deref()) {
+            (FieldsRef::Map(m), Some(parser), Some(raw)) if m.is_empty() => {
+                match parser.fields_into(raw, event.ingest_timestamp, &mut derived) {
+                    Ok(()) => (FieldsRef::Flat(&derived), Some(parser)),
+                    Err(_) => (fields, None),
+                }
+            }
+            _ => (fields, event.parsed_by),
+        };
+        let new_tags = self.push_parsed(event, parser, fields);
+        self.derived = derived;
+        new_tags
+    }
+
+    /// [`BlockBuilder::push_with`] once the event's fields are known, made by `parser`.
+    fn push_parsed(
+        &mut self,
+        event: &Event,
+        parser: Option<Parser>,
+        fields: FieldsRef<'_>,
+    ) -> bool {
         if self.count == 0 {
             self.min_time = event.timestamp;
             self.max_time = event.timestamp;
@@ -344,10 +386,10 @@ impl BlockBuilder {
             zigzag(event.ingest_timestamp.wrapping_sub(self.prev_ingest)),
         );
         self.prev_ingest = event.ingest_timestamp;
-        let mut flags = codec::flags_of(event);
+        let mut flags = u8::from(event.id_from_client) | (parser.map_or(0, Parser::code) << 1);
         // The time a client sent is read into `@timestamp` and is no field; its text is kept
         // in a column of its own so that it can be a hole of the template.
-        let sent_time = match (event.parsed_by, &event.raw) {
+        let sent_time = match (parser, &event.raw) {
             (Some(_), Some(raw)) => sent_time_text(raw),
             _ => None,
         };
@@ -388,7 +430,7 @@ impl BlockBuilder {
                 text_tokens(raw, |t| self.tokens.add(t));
             }
             Some(raw)
-                if event.parsed_by.is_some()
+                if parser.is_some()
                     && self.templates.add(
                         raw,
                         fields
@@ -438,18 +480,16 @@ impl BlockBuilder {
                 None => self.field_order.push(column),
             }
             self.columns[column].push(row, v);
-            if event.parsed_by.is_none() {
+            if parser.is_none() {
                 self.other_bytes += name.len() + value_len(v);
             }
         }
         // The words of plain texts are gathered when the block is finished (see
         // `BlockTokens::add_words_of`).
         let tokens = &mut self.tokens;
-        field_tokens(
-            fields,
-            event.parsed_by.is_none() || event.raw.is_none(),
-            |t| tokens.add(t),
-        );
+        field_tokens(fields, parser.is_none() || event.raw.is_none(), |t| {
+            tokens.add(t)
+        });
         new_tags
     }
 
@@ -958,6 +998,30 @@ pub(crate) mod tests {
         view.decode_stored(&stored, summary.raw_len as usize)
             .unwrap();
         assert_eq!(view.template_count(), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn the_sent_time_is_found_where_a_plain_search_finds_it(
+            raw in "[{\"@a-z:=0-9 ]{0,6}(\"@timestamp\":\"|@timestamp=)?[0-9T:\" -]{0,12}(\"@timestamp\":\")?[0-9 ]{0,4}",
+        ) {
+            let plain = |raw: &str| -> Option<(usize, usize)> {
+                let (start, end) = if let Some(k) = memchr::memmem::find(raw.as_bytes(), b"\"@timestamp\":\"") {
+                    let start = k + 14;
+                    (start, start + memchr::memchr2(b'"', b'\\', &raw.as_bytes()[start..])?)
+                } else {
+                    let start = memchr::memmem::find(raw.as_bytes(), b"@timestamp=")? + 11;
+                    let len = memchr::memchr2(b' ', b'"', &raw.as_bytes()[start..]).unwrap_or(raw.len() - start);
+                    (start, start + len)
+                };
+                Some((start, end)).filter(|(s, e)| e > s)
+            };
+            let found = sent_time_text(&raw).map(|t| {
+                let start = t.as_ptr() as usize - raw.as_ptr() as usize;
+                (start, start + t.len())
+            });
+            prop_assert_eq!(found, plain(&raw));
+        }
     }
 
     #[test]

@@ -58,9 +58,15 @@ pub struct ByteSet(pub [u64; 4]);
 impl ByteSet {
     /// Adds the bytes of `text`.
     pub fn add(&mut self, text: &[u8]) {
+        // A flag per byte value, folded into bits once: a store per byte where setting the
+        // bit was a read, a shift and a write (a block's column texts are most of its bytes).
+        let mut seen = [false; 256];
         for &b in text {
-            let b = if b == b'\n' { b' ' } else { b };
-            self.0[usize::from(b >> 6)] |= 1 << (b & 63);
+            seen[usize::from(b)] = true;
+        }
+        seen[usize::from(b' ')] |= std::mem::take(&mut seen[usize::from(b'\n')]);
+        for (b, _) in seen.iter().enumerate().filter(|(_, &s)| s) {
+            self.0[b >> 6] |= 1 << (b & 63);
         }
     }
 
@@ -258,10 +264,12 @@ fn texts<'a>(bytes: &'a [u8], ends: &'a [u32]) -> impl Iterator<Item = &'a [u8]>
 }
 
 fn encode_strings(bytes: &[u8], ends: &[u32], out: &mut Vec<u8>) {
-    let mut codes: HashMap<&[u8], u32> = HashMap::new();
+    let limit = ends.len() / 2;
+    // Sized for the most texts the dictionary may take: growing it rehashed every text so far,
+    // several times over for the many columns whose texts are mostly distinct.
+    let mut codes: HashMap<&[u8], u32> = HashMap::with_capacity(limit.max(1) + 1);
     let mut dictionary: Vec<&[u8]> = Vec::new();
     let mut assigned = Vec::with_capacity(ends.len());
-    let limit = ends.len() / 2;
     for t in texts(bytes, ends) {
         let next = dictionary.len() as u32;
         let code = *codes.entry(t).or_insert_with(|| {

@@ -9,10 +9,13 @@
 //! becomes `@timestamp`), `method`, `url`, `protocol` (or `request` when the request line is not
 //! three words), `status`, `bytes` (0 for `-`), `referer`, `user_agent`.
 
+use std::borrow::Cow;
+
 use super::cursor::Cursor;
 use super::ParseError;
 use crate::event::Event;
-use crate::value::Value;
+use crate::fields::FieldSink;
+use crate::value::{Value, ValueRef};
 
 fn word<'a>(c: &mut Cursor<'a>, field: &str) -> Result<&'a str, ParseError> {
     c.skip_spaces();
@@ -24,29 +27,37 @@ fn word<'a>(c: &mut Cursor<'a>, field: &str) -> Result<&'a str, ParseError> {
 }
 
 pub(crate) fn parse(line: &str, event: &mut Event) -> Result<(), ParseError> {
-    let f = &mut event.fields;
+    fields_into(line, &mut event.fields)
+}
+
+/// The fields of `line`, into `f`.
+pub(crate) fn fields_into<S: FieldSink>(line: &str, f: &mut S) -> Result<(), ParseError> {
     let mut c = Cursor::new(line);
-    f.insert("client".into(), Value::from(word(&mut c, "client")?));
+    f.put(
+        Cow::Borrowed("client"),
+        ValueRef::Str(word(&mut c, "client")?),
+    );
     for name in ["ident", "user"] {
         let w = word(&mut c, name)?;
         if w != "-" {
-            f.insert(name.into(), Value::from(w));
+            f.put(Cow::Borrowed(name), ValueRef::Str(w));
         }
     }
     c.skip_spaces();
     c.expect(b'[', "timestamp")?;
     let ts = c.take_until(|b| b == b']');
     c.expect(b']', "timestamp")?;
-    f.insert("timestamp".into(), Value::from(ts));
+    f.put(Cow::Borrowed("timestamp"), ValueRef::Str(ts));
     c.skip_spaces();
     let request = c.quoted(b'"', "request")?;
-    let parts: Vec<&str> = request.split(' ').collect();
-    if let [method, url, protocol] = parts[..] {
-        f.insert("method".into(), Value::from(method));
-        f.insert("url".into(), Value::from(url));
-        f.insert("protocol".into(), Value::from(protocol));
-    } else {
-        f.insert("request".into(), Value::from(request.as_str()));
+    let mut parts = request.split(' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(method), Some(url), Some(protocol), None) => {
+            f.put(Cow::Borrowed("method"), ValueRef::Str(method));
+            f.put(Cow::Borrowed("url"), ValueRef::Str(url));
+            f.put(Cow::Borrowed("protocol"), ValueRef::Str(protocol));
+        }
+        _ => f.put(Cow::Borrowed("request"), ValueRef::Str(&request)),
     }
     let at = c.pos;
     let status = word(&mut c, "status")?;
@@ -57,7 +68,7 @@ pub(crate) fn parse(line: &str, event: &mut Event) -> Result<(), ParseError> {
             format!("expected a 3-digit status code, found {status:?}"),
         ));
     }
-    f.insert("status".into(), Value::infer(status));
+    f.put(Cow::Borrowed("status"), (&Value::infer(status)).into());
     let at = c.pos;
     let bytes = word(&mut c, "bytes")?;
     let bytes = match bytes {
@@ -70,18 +81,18 @@ pub(crate) fn parse(line: &str, event: &mut Event) -> Result<(), ParseError> {
             )
         })?,
     };
-    f.insert("bytes".into(), Value::Int(bytes));
+    f.put(Cow::Borrowed("bytes"), ValueRef::Int(bytes));
     c.skip_spaces();
     if c.at_end() {
         return Ok(());
     }
     let referer = c.quoted(b'"', "referer")?;
     if referer != "-" {
-        f.insert("referer".into(), Value::Str(referer));
+        f.put_string(Cow::Borrowed("referer"), referer);
     }
     c.skip_spaces();
     let agent = c.quoted(b'"', "user_agent")?;
-    f.insert("user_agent".into(), Value::Str(agent));
+    f.put_string(Cow::Borrowed("user_agent"), agent);
     Ok(())
 }
 

@@ -13,7 +13,8 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 
 use super::ParseError;
 use crate::event::Event;
-use crate::value::Value;
+use crate::fields::{FieldSink, FlatFields};
+use crate::value::{Value, ValueRef};
 
 /// Which fields a parse builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,10 +28,61 @@ pub(crate) enum Fields {
 }
 
 pub(crate) fn parse(line: &str, event: &mut Event, fields: Fields) -> Result<(), ParseError> {
+    let special = walk(line, &mut event.fields, Some(&mut event.tags), fields)?;
+    if let Some(text) = special.id {
+        event.id = id_of(&text)?;
+        event.id_from_client = true;
+        // Results show the client's id as it was sent, not the UUID it maps to.
+        if text != event.id.to_string() {
+            event.fields.insert("@id".into(), Value::Str(text));
+        }
+    }
+    if let Some(Value::Null) = event.fields.get("@timestamp") {
+        event.fields.remove("@timestamp");
+    }
+    Ok(())
+}
+
+/// The fields [`parse`] makes of `line` (with [`Fields::All`]), into `out`: the same lines are
+/// refused, tags and the id are read and checked but not kept.
+pub(crate) fn fields_into(line: &str, out: &mut FlatFields) -> Result<(), ParseError> {
+    out.clear();
+    let special = walk(line, out, None, Fields::All)?;
+    if let Some(text) = special.id {
+        let id = id_of(&text)?;
+        if text != id.to_string() {
+            out.put(Cow::Borrowed("@id"), ValueRef::Str(&text));
+        }
+    }
+    out.finish();
+    if let Some(ValueRef::Null) = out.get("@timestamp") {
+        out.remove("@timestamp");
+    }
+    Ok(())
+}
+
+/// The event id for a client's `@id` text, or why it cannot be one.
+fn id_of(text: &str) -> Result<uuid::Uuid, ParseError> {
+    crate::event::client_id(text).map_err(|reason| ParseError {
+        column: 1,
+        field: Some("@id".into()),
+        reason,
+    })
+}
+
+/// Walks the object of `line` once: fields into `out`, tags into `tags` (when given), and the
+/// keys with a meaning of their own into the result.
+fn walk<S: FieldSink>(
+    line: &str,
+    out: &mut S,
+    tags: Option<&mut BTreeMap<String, String>>,
+    fields: Fields,
+) -> Result<Special, ParseError> {
     let mut special = Special::default();
     let mut de = serde_json::Deserializer::from_str(line);
     let walked = TopLevel {
-        event: &mut *event,
+        out,
+        tags,
         special: &mut special,
         fields,
     }
@@ -54,22 +106,7 @@ pub(crate) fn parse(line: &str, event: &mut Event, fields: Fields) -> Result<(),
             reason: format!("invalid JSON: {e}"),
         }
     })?;
-    if let Some(text) = special.id {
-        event.id = crate::event::client_id(&text).map_err(|reason| ParseError {
-            column: 1,
-            field: Some("@id".into()),
-            reason,
-        })?;
-        event.id_from_client = true;
-        // Results show the client's id as it was sent, not the UUID it maps to.
-        if text != event.id.to_string() {
-            event.fields.insert("@id".into(), Value::Str(text));
-        }
-    }
-    if let Some(Value::Null) = event.fields.get("@timestamp") {
-        event.fields.remove("@timestamp");
-    }
-    Ok(())
+    Ok(special)
 }
 
 /// Keys with a meaning of their own, checked once the object is read.
@@ -103,27 +140,28 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
     }
 }
 
-struct TopLevel<'a> {
-    event: &'a mut Event,
+struct TopLevel<'a, S> {
+    out: &'a mut S,
+    tags: Option<&'a mut BTreeMap<String, String>>,
     special: &'a mut Special,
     fields: Fields,
 }
 
-impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
+impl<'de, S: FieldSink> DeserializeSeed<'de> for TopLevel<'_, S> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for TopLevel<'_> {
+impl<'de, S: FieldSink> Visitor<'de> for TopLevel<'_, S> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         while let Some(Key(key)) = map.next_key()? {
             if key == "@id" {
                 let v: serde_json::Value = map.next_value()?;
@@ -137,14 +175,16 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                     serde_json::Value::String(s) => s,
                     other => other.to_string(),
                 };
-                self.event.tags.insert(tag.to_string(), text);
+                if let Some(tags) = self.tags.as_deref_mut() {
+                    tags.insert(tag.to_string(), text);
+                }
             } else if key == "@rawstring" || key == "@ingesttimestamp" {
                 // Set by eddy, not by clients.
                 map.next_value::<IgnoredAny>()?;
             } else if self.fields == Fields::All || crate::time::TIME_FIELDS.contains(&&*key) {
                 map.next_value_seed(Flatten {
-                    name: key.into_owned(),
-                    out: &mut self.event.fields,
+                    name: key,
+                    out: &mut *self.out,
                 })?;
             } else {
                 map.next_value_seed(Check)?;
@@ -155,63 +195,63 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
 }
 
 /// Writes a JSON value under `name`: scalars as they are, objects and arrays as dotted names.
-struct Flatten<'a> {
-    name: String,
-    out: &'a mut BTreeMap<String, Value>,
+struct Flatten<'a, 'n, S> {
+    name: Cow<'n, str>,
+    out: &'a mut S,
 }
 
-impl Flatten<'_> {
-    fn put(self, v: Value) {
-        self.out.insert(self.name, v);
+impl<S: FieldSink> Flatten<'_, '_, S> {
+    fn put(self, v: ValueRef<'_>) {
+        self.out.put(self.name, v);
     }
 
-    fn child(&mut self, key: &str) -> Flatten<'_> {
+    fn child(&mut self, key: &str) -> Flatten<'_, 'static, S> {
         Flatten {
-            name: format!("{}.{key}", self.name),
-            out: self.out,
+            name: Cow::Owned(format!("{}.{key}", self.name)),
+            out: &mut *self.out,
         }
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Flatten<'_> {
+impl<'de, S: FieldSink> DeserializeSeed<'de> for Flatten<'_, '_, S> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Flatten<'_> {
+impl<'de, S: FieldSink> Visitor<'de> for Flatten<'_, '_, S> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
     }
     fn visit_unit<E>(self) -> Result<(), E> {
-        self.put(Value::Null);
+        self.put(ValueRef::Null);
         Ok(())
     }
     fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.put(Value::Bool(v));
+        self.put(ValueRef::Bool(v));
         Ok(())
     }
     fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.put(Value::Int(v));
+        self.put(ValueRef::Int(v));
         Ok(())
     }
     fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.put(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int));
+        self.put(i64::try_from(v).map_or(ValueRef::Float(v as f64), ValueRef::Int));
         Ok(())
     }
     fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        self.put(Value::Float(v));
+        self.put(ValueRef::Float(v));
         Ok(())
     }
     fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        self.put(Value::Str(v.to_string()));
+        self.put(ValueRef::Str(v));
         Ok(())
     }
     fn visit_string<E>(self, v: String) -> Result<(), E> {
-        self.put(Value::Str(v));
+        self.out.put_string(self.name, v);
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {

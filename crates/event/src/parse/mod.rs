@@ -14,8 +14,9 @@ mod syslog;
 use std::collections::BTreeMap;
 
 use crate::event::Event;
+use crate::fields::FlatFields;
 use crate::time;
-use crate::value::Value;
+use crate::value::{Value, ValueRef};
 
 /// Why a line could not be parsed, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +113,33 @@ impl Parser {
         Ok(event.fields)
     }
 
+    /// [`Parser::fields_of`] into `out`, which keeps its memory from event to event: what a
+    /// reader that derives the fields of every event it reads (the digest) calls. The JSON and
+    /// access log parsers write into it directly; the others fill a map first.
+    pub fn fields_into(
+        self,
+        raw: &str,
+        arrived: i64,
+        out: &mut FlatFields,
+    ) -> Result<(), ParseError> {
+        match self {
+            Parser::Json => json::fields_into(raw, out)?,
+            Parser::Accesslog => {
+                out.clear();
+                accesslog::fields_into(raw, out)?;
+                out.finish();
+            }
+            Parser::None => out.clear(),
+            Parser::Kv | Parser::Syslog | Parser::Statsd => {
+                let fields = self.fields_of(raw, arrived)?;
+                out.fill_from(&fields);
+                return Ok(());
+            }
+        }
+        keep_sent_time_apart_in(out);
+        Ok(())
+    }
+
     /// Parses `line`, which arrived at `now` (ns), into an event: `@rawstring` is the line,
     /// fields are extracted, and `@timestamp` is the event's own time if one is found, else
     /// `now`.
@@ -184,6 +212,25 @@ fn keep_sent_time_apart(fields: &mut BTreeMap<String, Value>) {
     }
 }
 
+/// [`keep_sent_time_apart`] for [`FlatFields`].
+fn keep_sent_time_apart_in(fields: &mut FlatFields) {
+    let Some(sent) = fields.get("@timestamp") else {
+        return;
+    };
+    let is_time = match sent {
+        ValueRef::Int(i) => time::int_epoch_to_ns(i),
+        ValueRef::Float(f) => time::epoch_to_ns(f),
+        ValueRef::Str(s) => time::parse_time_text(s),
+        ValueRef::Null | ValueRef::Bool(_) => None,
+    }
+    .is_some();
+    let sent = (!is_time).then(|| Value::from(sent));
+    fields.remove("@timestamp");
+    if let Some(sent) = sent {
+        fields.set(UNPARSED_TIMESTAMP_FIELD, (&sent).into());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +299,46 @@ mod tests {
                     prop_assert_eq!(e.parsed_by, Some(p));
                     let again = p.fields_of(e.raw.as_deref().unwrap(), e.ingest_timestamp).unwrap();
                     prop_assert_eq!(again, e.fields);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn fields_derived_into_one_buffer_are_the_fields_a_map_gets(
+            base in prop_oneof![
+                Just(r##"{"@timestamp":"2026-11-24T10:00:00Z","#host":"web-1","a":{"b":[1,2.5,{"c":"d\u00e9"}]},"n":null,"t":true}"##.to_string()),
+                Just(r##"{"time":1795500000,"@id":"req-7","msg":"x\"y","b":1,"b":"again","a.b":3,"a":{"b":4}}"##.to_string()),
+                Just(r##"{"@timestamp":"soon","@timestamp.unparsed":1,"z":-1,"big":18446744073709551615}"##.to_string()),
+                Just(r##"{"@timestamp":null,"@id":"6f1c4a4e-8d3b-4b8e-9a57-2c1d0e3f4a5b","x":""}"##.to_string()),
+                Just(r##"{"@timestamp":1795500000.5,"@rawstring":"no","@ingesttimestamp":3,"ü":"ß"}"##.to_string()),
+                Just(r#"127.0.0.1 - frank [10/Oct/2026:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326 "http://x/" "Mozilla/5.0""#.to_string()),
+                Just(r#"::1 - - [01/Jan/1970:00:00:07 +0000] "-" 400 - "#.to_string()),
+                Just(r#"level=info msg="hello world" user='bob' n=5 @timestamp=2026-11-24T10:00:00Z"#.to_string()),
+                Just(r#"<165>1 2026-11-24T10:00:00.003Z host app - ID47 [id@1 a="3"] msg"#.to_string()),
+                Just("http.requests:1|c|@0.1|#service:web,region:eu".to_string()),
+            ],
+            cut in 0usize..200,
+            flip in 0usize..200,
+            byte in prop_oneof![32u8..127, Just(b'\\'), Just(b'"'), Just(b'{')],
+        ) {
+            let mut bytes = base.into_bytes();
+            if !bytes.is_empty() {
+                let i = flip % bytes.len();
+                bytes[i] = byte;
+            }
+            bytes.truncate(cut.min(bytes.len()));
+            let Ok(line) = String::from_utf8(bytes) else { return Ok(()) };
+            // One buffer for every parser and line: nothing of one may stay in the next.
+            let mut flat = FlatFields::default();
+            for _ in 0..2 {
+                for p in [Parser::Json, Parser::Kv, Parser::Accesslog, Parser::Syslog, Parser::Statsd, Parser::None] {
+                    let map = p.fields_of(&line, 7);
+                    let derived = p.fields_into(&line, 7, &mut flat).map(|()| flat.to_map());
+                    prop_assert_eq!(derived, map, "{:?} on {:?}", p, line);
                 }
             }
         }
