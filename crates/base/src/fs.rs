@@ -18,6 +18,16 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     replace(path, bytes, None)
 }
 
+/// The trimmed text of a one-line file written with [`replace_file`] (an id); `None` when there
+/// is no such file.
+pub fn read_line_file(path: &Path) -> Result<Option<String>, IoError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).context(|| format!("reading {}", path.display())),
+    }
+}
+
 /// [`replace_file`] for a file that may hold secrets: on Unix the new file is readable and
 /// writable by its owner only (mode 0600).
 pub fn replace_private_file(path: &Path, bytes: &[u8]) -> Result<(), IoError> {

@@ -54,7 +54,12 @@ use crate::wire::{put_str, put_string_map, put_varint, Reader};
 /// The flags byte of `event` (shared with the segment store's blocks): bit 0 its `@id` came
 /// from the client, bits 1-3 the [`Parser::code`] of the parser that made its fields.
 pub fn flags_of(event: &Event) -> u8 {
-    u8::from(event.id_from_client) | (event.parsed_by.map_or(0, Parser::code) << 1)
+    flags(event.id_from_client, event.parsed_by)
+}
+
+/// The flags byte of an event whose fields `parser` made (see [`flags_of`]).
+pub fn flags(id_from_client: bool, parser: Option<Parser>) -> u8 {
+    u8::from(id_from_client) | (parser.map_or(0, Parser::code) << 1)
 }
 
 /// The parser named by bits 1-3 of a flags byte; `Err` with the code if it names none.

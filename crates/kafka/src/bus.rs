@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use eddy_base::sync::{lock, read, write};
 use eddy_log::{
-    partition_for_key, validate_name, AppendAck, Bus, BusReader, Error, GroupMember, Membership,
+    partition_by_key, validate_name, AppendAck, Bus, BusReader, Error, GroupMember, Membership,
     PartitionChoice, Record, Result, TopicConfig,
 };
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -164,7 +164,7 @@ impl KafkaBus {
                     Err((e, _)) if code(&e) == Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
                         return Err(Error::RecordTooLarge {
                             index,
-                            size: record_size(record),
+                            size: eddy_log::batch::record_size(record),
                             limit: self.max_message_bytes(),
                         });
                     }
@@ -192,17 +192,6 @@ impl KafkaBus {
 
 /// librdkafka's default `message.max.bytes`.
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
-
-/// A record's key, value and headers in bytes, as the embedded log counts them.
-fn record_size(record: &Record) -> usize {
-    record.key.as_ref().map_or(0, |k| k.len())
-        + record.value.len()
-        + record
-            .headers
-            .iter()
-            .map(|h| h.name.len() + h.value.len())
-            .sum::<usize>()
-}
 
 /// Settings every client of the bus shares.
 fn client_config(config: &KafkaConfig, role: &str) -> ClientConfig {
@@ -341,15 +330,7 @@ impl Bus for KafkaBus {
         }
         let partitions = self.partition_count(topic)?;
         // Refused before anything is sent, so a too-large record stores none of the call's.
-        let limit = self.max_message_bytes();
-        if let Some((index, size)) = records
-            .iter()
-            .map(record_size)
-            .enumerate()
-            .find(|&(_, size)| size > limit)
-        {
-            return Err(Error::RecordTooLarge { index, size, limit });
-        }
+        eddy_log::batch::check_record_sizes(&records, self.max_message_bytes())?;
         let placed: Vec<(usize, u32, &Record)> = match choice {
             PartitionChoice::Explicit(p) => {
                 self.check_partition(topic, p)?;
@@ -360,13 +341,7 @@ impl Bus for KafkaBus {
                 let mut placed: Vec<(usize, u32, &Record)> = records
                     .iter()
                     .enumerate()
-                    .map(|(i, r)| {
-                        let p = r
-                            .key
-                            .as_ref()
-                            .map_or(unkeyed, |k| partition_for_key(k, partitions));
-                        (i, p, r)
-                    })
+                    .map(|(i, r)| (i, partition_by_key(r, partitions, unkeyed), r))
                     .collect();
                 // Stable: each partition's records keep their order.
                 placed.sort_by_key(|&(_, p, _)| p);

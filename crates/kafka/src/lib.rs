@@ -27,7 +27,7 @@
 //!   holds other calls' records. Order within one call's share is kept (the idempotent
 //!   producer keeps order across retries).
 //! - **Keys.** Placement is eddy's, not Kafka's: `PartitionChoice::ByKey` hashes with
-//!   [`eddy_log::partition_for_key`] and produces to that partition explicitly, so a key lands
+//!   [`eddy_log::partition_by_key`] and produces to that partition explicitly, so a key lands
 //!   in the same partition on both buses (Kafka's own murmur2 partitioner is never used).
 //!   Unkeyed records of one call go to one partition, the next call's to the next one.
 //! - **Timestamps.** Kafka keeps milliseconds; eddy nanoseconds. The Kafka timestamp is eddy's

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::bus::Log;
 use crate::config::TopicConfig;
 use crate::contract::{Bus, BusReader, GroupMember, Membership};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::partition::{AppendAck, PartitionReader};
 use crate::record::{Record, StoredRecord};
 use crate::topic::{PartitionChoice, Topic};
@@ -20,20 +20,14 @@ const EPOCH_FILE: &str = "EPOCH";
 /// Reads the directory's epoch, writing a new random one first if there is none and `write`.
 pub(crate) fn load_or_create_epoch(dir: &std::path::Path, write: bool) -> Result<Option<String>> {
     let path = dir.join(EPOCH_FILE);
-    let read = std::fs::read_to_string(&path);
-    if read
-        .as_ref()
-        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
-    {
-        if !write {
-            return Ok(None);
+    match eddy_base::fs::read_line_file(&path)? {
+        None if write => {
+            let epoch = new_epoch();
+            eddy_base::fs::replace_file(&path, format!("{epoch}\n").as_bytes())?;
+            Ok(Some(epoch))
         }
-        let epoch = new_epoch();
-        eddy_base::fs::replace_file(&path, format!("{epoch}\n").as_bytes())?;
-        return Ok(Some(epoch));
+        read => Ok(read),
     }
-    let text = read.context(|| format!("reading {}", path.display()))?;
-    Ok(Some(text.trim().to_string()))
 }
 
 /// 128 random bits from the standard library's per-process hash keys, as hex.

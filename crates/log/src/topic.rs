@@ -27,6 +27,16 @@ pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
     (xxhash_rust::xxh3::xxh3_64(key) % u64::from(partitions.max(1))) as u32
 }
 
+/// The partition of `record` under [`PartitionChoice::ByKey`]: its key's
+/// ([`partition_for_key`]), or `unkeyed`, the partition the call's records without a key share.
+/// Every bus places records by this rule, so a key lands in the same partition on all of them.
+pub fn partition_by_key(record: &Record, partitions: u32, unkeyed: u32) -> u32 {
+    record
+        .key
+        .as_ref()
+        .map_or(unkeyed, |k| partition_for_key(k, partitions))
+}
+
 /// Which partition a batch goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartitionChoice {
@@ -123,8 +133,7 @@ impl Topic {
                 let unkeyed = self.round_robin.fetch_add(1, Ordering::Relaxed) % n;
                 let mut groups: Vec<Vec<Record>> = vec![Vec::new(); n as usize];
                 for r in records {
-                    let p = r.key.as_ref().map_or(unkeyed, |k| partition_for_key(k, n));
-                    groups[p as usize].push(r);
+                    groups[partition_by_key(&r, n, unkeyed) as usize].push(r);
                 }
                 let mut acks = Vec::new();
                 for (p, group) in groups.iter().enumerate() {

@@ -17,7 +17,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, LazyLock};
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use eddy_query::{Answer, Options, Partial, Prepared};
 
 use crate::http::error;
-use crate::query::{check_limit, check_query_size, query_error_body, MAX_QUERY_BODY_BYTES};
+use crate::query::{check_limit, check_query_size, query_error_body, read_request};
 use crate::AppState;
 
 /// The content type of an encoded partial answer.
@@ -98,22 +98,15 @@ pub async fn partial(
         Ok(repo) => repo,
         Err(r) => return r.into_response(),
     };
-    let Ok(body) = to_bytes(body, MAX_QUERY_BODY_BYTES).await else {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body could not be read within its limit of {MAX_QUERY_BODY_BYTES} bytes"),
-        )
-        .into_response();
-    };
-    let request: PartialRequest = match serde_json::from_slice(&body) {
+    let request: PartialRequest = match read_request(
+        body,
+        "a partial query request",
+        r#"{"query": "...", "start": <ns>, "end": <ns>, "limit": 200}"#,
+    )
+    .await
+    {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a partial query request ({e}); expected {{\"query\": \"...\", \"start\": <ns>, \"end\": <ns>, \"limit\": 200}}"),
-            )
-            .into_response()
-        }
+        Err(r) => return r,
     };
     if let Err(r) = check_query_size(&request.query).and_then(|()| check_limit(request.limit)) {
         return r.into_response();

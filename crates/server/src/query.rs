@@ -146,6 +146,29 @@ fn format_of(headers: &HeaderMap) -> Format {
     }
 }
 
+/// Reads a query endpoint's JSON body: 413 past [`MAX_QUERY_BODY_BYTES`], 400 naming `what`
+/// was expected and its shape when it does not parse.
+pub(crate) async fn read_request<T: serde::de::DeserializeOwned>(
+    body: Body,
+    what: &str,
+    shape: &str,
+) -> Result<T, Response> {
+    let Ok(body) = to_bytes(body, MAX_QUERY_BODY_BYTES).await else {
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body could not be read within its limit of {MAX_QUERY_BODY_BYTES} bytes; a query text may have at most {MAX_QUERY_BYTES} bytes"),
+        )
+        .into_response());
+    };
+    serde_json::from_slice(&body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not {what} ({e}); expected {shape}"),
+        )
+        .into_response()
+    })
+}
+
 /// The handler.
 pub async fn query(
     State(state): State<Arc<AppState>>,
@@ -157,22 +180,15 @@ pub async fn query(
         Ok(repo) => repo,
         Err(r) => return r.into_response(),
     };
-    let Ok(body) = to_bytes(body, MAX_QUERY_BODY_BYTES).await else {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body could not be read within its limit of {MAX_QUERY_BODY_BYTES} bytes; a query text may have at most {MAX_QUERY_BYTES} bytes"),
-        )
-        .into_response();
-    };
-    let request: QueryRequest = match serde_json::from_slice(&body) {
+    let request: QueryRequest = match read_request(
+        body,
+        "a query request",
+        r#"{"query": "...", "start": "24h"}"#,
+    )
+    .await
+    {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a query request ({e}); expected {{\"query\": \"...\", \"start\": \"24h\"}}"),
-            )
-            .into_response()
-        }
+        Err(r) => return r,
     };
     if let Err(r) = check_query_size(&request.query) {
         return r.into_response();

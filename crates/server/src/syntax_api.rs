@@ -7,14 +7,12 @@
 //! A body that is not such an object is a `400`; a text over the query size bound too. No
 //! token is needed: nothing is read.
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::http::error;
-use crate::query::{check_query_size, query_error_body, MAX_QUERY_BODY_BYTES};
+use crate::query::{check_query_size, query_error_body, read_request};
 
 /// The request body.
 #[derive(Debug, Deserialize)]
@@ -26,23 +24,11 @@ pub struct CheckRequest {
 
 /// The handler.
 pub async fn check(body: axum::body::Body) -> Response {
-    let Ok(body) = axum::body::to_bytes(body, MAX_QUERY_BODY_BYTES).await else {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body could not be read within its limit of {MAX_QUERY_BODY_BYTES} bytes"),
-        )
-        .into_response();
-    };
-    let request: CheckRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a check request ({e}); expected {{\"query\": \"...\"}}"),
-            )
-            .into_response()
-        }
-    };
+    let request: CheckRequest =
+        match read_request(body, "a check request", r#"{"query": "..."}"#).await {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
     if let Err(r) = check_query_size(&request.query) {
         return r.into_response();
     }

@@ -47,7 +47,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::LazyLock;
 
 use eddy_base::codec::Codec;
-use eddy_event::codec::FieldsRef;
+use eddy_event::codec::{self, FieldsRef};
 use eddy_event::wire::{
     put_str, put_string_map, put_varint, put_varint128, zigzag, zigzag128, DecodeError,
 };
@@ -386,7 +386,7 @@ impl BlockBuilder {
             zigzag(event.ingest_timestamp.wrapping_sub(self.prev_ingest)),
         );
         self.prev_ingest = event.ingest_timestamp;
-        let mut flags = u8::from(event.id_from_client) | (parser.map_or(0, Parser::code) << 1);
+        let mut flags = codec::flags(event.id_from_client, parser);
         // The time a client sent is read into `@timestamp` and is no field; its text is kept
         // in a column of its own so that it can be a hole of the template.
         let sent_time = match (parser, &event.raw) {

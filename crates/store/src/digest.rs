@@ -78,24 +78,23 @@ pub struct Digest {
 }
 
 /// The per-partition threads of a digest, by partition.
-type Workers = Arc<Mutex<BTreeMap<u32, (Arc<AtomicBool>, JoinHandle<()>)>>>;
+type Workers = Mutex<BTreeMap<u32, (Arc<AtomicBool>, JoinHandle<()>)>>;
 
 impl Digest {
     /// Starts digesting `topic` of `bus` into `store`.
     pub fn start(bus: Arc<dyn Bus>, topic: &str, store: Arc<RepoStore>) -> Digest {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(DigestStats::default());
-        let membership = Membership {
+        let membership = Membership(Arc::new(Crew {
             bus,
             topic: topic.to_string(),
             store,
             stop: stop.clone(),
             stats: stats.clone(),
             workers: Workers::default(),
-        };
-        let name = format!("digest-{}", membership.store.name());
+        }));
         let member = std::thread::Builder::new()
-            .name(name)
+            .name(format!("digest-{}", membership.0.store.name()))
             .spawn(move || membership.run());
         let member = match member {
             Ok(t) => Some(t),
@@ -120,99 +119,114 @@ impl Digest {
     }
 }
 
-/// The digest's place in the consumer group: it starts a worker for each partition it is given
-/// and stops it (dropping that partition's work in progress) when the partition is taken away.
-struct Membership {
+/// What the membership thread and the workers of one digest share.
+struct Crew {
     bus: Arc<dyn Bus>,
     topic: String,
     store: Arc<RepoStore>,
+    /// The whole digest's stop.
     stop: Arc<AtomicBool>,
     stats: Arc<DigestStats>,
     workers: Workers,
 }
 
-impl Membership {
-    fn run(self) {
-        while !self.stop.load(Ordering::Relaxed) {
-            if let Err(e) = self.member_round() {
-                // The group may give this node's partitions to another while it is out.
-                self.leave_all();
+impl Crew {
+    /// Starts a worker for each of `partitions` that has none.
+    fn start_workers(self: &Arc<Crew>, partitions: Vec<u32>) {
+        for partition in partitions {
+            if lock(&self.workers).contains_key(&partition) {
+                continue;
+            }
+            let worker = Worker {
+                crew: self.clone(),
+                partition,
+                stop: Arc::new(AtomicBool::new(false)),
+            };
+            let own_stop = worker.stop.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("digest-{}-{partition}", self.store.name()))
+                .spawn(move || worker.run());
+            match thread {
+                Ok(t) => {
+                    lock(&self.workers).insert(partition, (own_stop, t));
+                }
+                Err(e) => tracing::error!("cannot start a digest thread: {e}"),
+            }
+        }
+    }
+
+    /// Stops the workers of `partitions` (all with `None`), waits for them, and returns their
+    /// partitions.
+    fn stop_workers(&self, partitions: Option<&[u32]>) -> Vec<u32> {
+        let stopped: Vec<_> = {
+            let mut w = lock(&self.workers);
+            match partitions {
+                Some(ps) => ps.iter().filter_map(|p| w.remove_entry(p)).collect(),
+                None => std::mem::take(&mut *w).into_iter().collect(),
+            }
+        };
+        for (_, (stop, _)) in &stopped {
+            stop.store(true, Ordering::Relaxed);
+        }
+        stopped
+            .into_iter()
+            .map(|(p, (_, thread))| {
+                let _ = thread.join();
+                p
+            })
+            .collect()
+    }
+
+    /// Stops the workers of `partitions` (all with `None`) and drops those partitions' work in
+    /// progress: they are another member's now, which digests them again from the committed
+    /// offset.
+    fn release(&self, partitions: Option<&[u32]>) {
+        for p in self.stop_workers(partitions) {
+            if let Err(e) = self.store.forget_partition(p) {
                 tracing::error!(
                     repository = self.store.name(),
-                    topic = self.topic,
+                    partition = p,
+                    "cannot drop the work in progress of a partition that moved: {e}"
+                );
+            }
+        }
+    }
+}
+
+/// The digest's place in the consumer group: it starts a worker for each partition it is given
+/// and releases it when the partition is taken away.
+struct Membership(Arc<Crew>);
+
+impl Membership {
+    fn run(self) {
+        let crew = &self.0;
+        while !crew.stop.load(Ordering::Relaxed) {
+            if let Err(e) = self.member_round() {
+                // The group may give this node's partitions to another while it is out.
+                crew.release(None);
+                tracing::error!(
+                    repository = crew.store.name(),
+                    topic = crew.topic,
                     "the digest lost its place in the bus's consumer group, joining again in 1 s: {e}"
                 );
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
-        let all: Vec<u32> = lock(&self.workers).keys().copied().collect();
-        stop_workers(&self.workers, &all);
-    }
-
-    /// Stops every worker and drops their partitions' work in progress.
-    fn leave_all(&self) {
-        let all: Vec<u32> = lock(&self.workers).keys().copied().collect();
-        stop_workers(&self.workers, &all);
-        for p in all {
-            if let Err(e) = self.store.forget_partition(p) {
-                tracing::error!(repository = self.store.name(), partition = p, "{e}");
-            }
-        }
+        // The work in progress stays: the bus still holds it, and scans still see it.
+        crew.stop_workers(None);
     }
 
     fn member_round(&self) -> Result<(), RoundError> {
+        let crew = &self.0;
         self.check_epoch()?;
-        let (workers, bus, topic, store, stop, stats) = (
-            self.workers.clone(),
-            self.bus.clone(),
-            self.topic.clone(),
-            self.store.clone(),
-            self.stop.clone(),
-            self.stats.clone(),
-        );
+        let handler = crew.clone();
         let on_change = move |change: eddy_log::Membership| match change {
-            eddy_log::Membership::Assigned(partitions) => {
-                for partition in partitions {
-                    if lock(&workers).contains_key(&partition) {
-                        continue;
-                    }
-                    let worker = Worker {
-                        bus: bus.clone(),
-                        topic: topic.clone(),
-                        store: store.clone(),
-                        partition,
-                        stop: Arc::new(AtomicBool::new(false)),
-                        all_stop: stop.clone(),
-                        stats: stats.clone(),
-                    };
-                    let own_stop = worker.stop.clone();
-                    let thread = std::thread::Builder::new()
-                        .name(format!("digest-{}-{partition}", store.name()))
-                        .spawn(move || worker.run());
-                    match thread {
-                        Ok(t) => {
-                            lock(&workers).insert(partition, (own_stop, t));
-                        }
-                        Err(e) => tracing::error!("cannot start a digest thread: {e}"),
-                    }
-                }
-            }
-            eddy_log::Membership::Revoked(partitions) => {
-                // Stopped before returning, so the next owner never overlaps this node.
-                stop_workers(&workers, &partitions);
-                for p in partitions {
-                    if let Err(e) = store.forget_partition(p) {
-                        tracing::error!(
-                            repository = store.name(),
-                            partition = p,
-                            "cannot drop the work in progress of a partition that moved: {e}"
-                        );
-                    }
-                }
-            }
+            eddy_log::Membership::Assigned(partitions) => handler.start_workers(partitions),
+            // Released before returning, so the next owner never overlaps this node.
+            eddy_log::Membership::Revoked(partitions) => handler.release(Some(&partitions)),
         };
-        let mut member = self.bus.join(GROUP, &self.topic, Box::new(on_change))?;
-        while !self.stop.load(Ordering::Relaxed) {
+        let mut member = crew.bus.join(GROUP, &crew.topic, Box::new(on_change))?;
+        while !crew.stop.load(Ordering::Relaxed) {
             member.poll(Duration::from_millis(200))?;
         }
         Ok(())
@@ -221,30 +235,17 @@ impl Membership {
     /// A bus whose storage was reset counts offsets from 0 again: the store must not take them
     /// for the ones it sealed before (Humio's lesson: a Kafka reset silently skipped data).
     fn check_epoch(&self) -> Result<(), RoundError> {
-        let epoch = self.bus.epoch()?;
-        if self.store.adopt_bus_epoch(&epoch)? {
+        let crew = &self.0;
+        let epoch = crew.bus.epoch()?;
+        if crew.store.adopt_bus_epoch(&epoch)? {
             tracing::warn!(
-                repository = self.store.name(),
+                repository = crew.store.name(),
                 epoch,
                 "the bus was reset (its epoch changed): offsets recorded before no longer apply; \
                  digesting the new bus from its start"
             );
         }
         Ok(())
-    }
-}
-
-/// Stops the workers of `partitions` and waits for them.
-fn stop_workers(workers: &Workers, partitions: &[u32]) {
-    let stopped: Vec<_> = {
-        let mut w = lock(workers);
-        partitions.iter().filter_map(|p| w.remove(p)).collect()
-    };
-    for (stop, _) in &stopped {
-        stop.store(true, Ordering::Relaxed);
-    }
-    for (_, thread) in stopped {
-        let _ = thread.join();
     }
 }
 
@@ -259,20 +260,15 @@ enum RoundError {
 
 /// The digest of one partition, on its own thread.
 struct Worker {
-    bus: Arc<dyn Bus>,
-    topic: String,
-    store: Arc<RepoStore>,
+    crew: Arc<Crew>,
     partition: u32,
-    /// This worker's own stop (its partition moved away) ...
+    /// This worker's own stop (its partition moved away); the crew's stops the whole digest.
     stop: Arc<AtomicBool>,
-    /// ... and the whole digest's.
-    all_stop: Arc<AtomicBool>,
-    stats: Arc<DigestStats>,
 }
 
 impl Worker {
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) || self.all_stop.load(Ordering::Relaxed)
+        self.stop.load(Ordering::Relaxed) || self.crew.stop.load(Ordering::Relaxed)
     }
 
     fn run(&self) {
@@ -282,7 +278,7 @@ impl Worker {
                 Err(e) => {
                     // Stay alive: the next round starts again from the committed offset.
                     tracing::error!(
-                        repository = self.store.name(),
+                        repository = self.crew.store.name(),
                         partition = self.partition,
                         "digest failed, retrying in 1 s: {e}"
                     );
@@ -294,7 +290,14 @@ impl Worker {
 
     /// Digests from the committed offset until stopped or until something fails.
     fn round(&self) -> Result<(), RoundError> {
-        let (bus, topic, store, partition) = (&self.bus, &self.topic, &self.store, self.partition);
+        let Crew {
+            bus,
+            topic,
+            store,
+            stats,
+            ..
+        } = &*self.crew;
+        let partition = self.partition;
         // Sealed segments may hold offsets the bus lost on disk since (a crash between sealing
         // and committing, then a tail cut short): the bus must not hand them out again.
         let catalogue = store.catalogue();
@@ -330,7 +333,7 @@ impl Worker {
             if reader.skipped() > counted_unreadable {
                 let lost = reader.skipped() - counted_unreadable;
                 counted_unreadable = reader.skipped();
-                self.stats.unreadable.fetch_add(lost, Ordering::Relaxed);
+                stats.unreadable.fetch_add(lost, Ordering::Relaxed);
                 tracing::error!(
                     repository = store.name(),
                     partition,
@@ -344,7 +347,7 @@ impl Worker {
                 let (event, encoded) = match decode_record(&r.value) {
                     Ok(e) => e,
                     Err(e) => {
-                        self.stats.undecodable.fetch_add(1, Ordering::Relaxed);
+                        stats.undecodable.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
                             topic,
                             partition,
@@ -364,8 +367,8 @@ impl Worker {
                 events += 1;
             }
             // Once per poll: the threads of a digest share these counters.
-            self.stats.events.fetch_add(events, Ordering::Relaxed);
-            self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+            stats.events.fetch_add(events, Ordering::Relaxed);
+            stats.bytes.fetch_add(bytes, Ordering::Relaxed);
             store.note_digested(partition, reader.position());
             store.seal_due(partition)?;
             let commit = store.commit_point(partition).unwrap_or(reader.position());

@@ -259,6 +259,18 @@ mod tests {
         );
     }
 
+    /// `base` with the byte at `flip` (modulo its length) set to `byte`, cut to `cut` bytes;
+    /// `None` if that is not UTF-8 any more.
+    fn near_valid(base: String, flip: usize, byte: u8, cut: usize) -> Option<String> {
+        let mut bytes = base.into_bytes();
+        if !bytes.is_empty() {
+            let i = flip % bytes.len();
+            bytes[i] = byte;
+        }
+        bytes.truncate(cut.min(bytes.len()));
+        String::from_utf8(bytes).ok()
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(3000))]
 
@@ -285,13 +297,7 @@ mod tests {
             flip in 0usize..200,
             byte in 32u8..127,
         ) {
-            let mut bytes = base.into_bytes();
-            if !bytes.is_empty() {
-                let i = flip % bytes.len();
-                bytes[i] = byte;
-            }
-            bytes.truncate(cut.min(bytes.len()));
-            let line = String::from_utf8(bytes).unwrap();
+            let line = near_valid(base, flip, byte, cut).unwrap();
             for p in [Parser::Json, Parser::Kv, Parser::Accesslog, Parser::Syslog, Parser::Statsd] {
                 // The store keeps only the raw line of a parsed event and asks the parser for
                 // its fields again when reading: they must come out the same.
@@ -325,13 +331,7 @@ mod tests {
             flip in 0usize..200,
             byte in prop_oneof![32u8..127, Just(b'\\'), Just(b'"'), Just(b'{')],
         ) {
-            let mut bytes = base.into_bytes();
-            if !bytes.is_empty() {
-                let i = flip % bytes.len();
-                bytes[i] = byte;
-            }
-            bytes.truncate(cut.min(bytes.len()));
-            let Ok(line) = String::from_utf8(bytes) else { return Ok(()) };
+            let Some(line) = near_valid(base, flip, byte, cut) else { return Ok(()) };
             // One buffer for every parser and line: nothing of one may stay in the next.
             let mut flat = FlatFields::default();
             for _ in 0..2 {
@@ -372,13 +372,7 @@ mod tests {
             flip in 0usize..200,
             byte in prop_oneof![32u8..127, Just(b'\\'), Just(b'"'), Just(b'{')],
         ) {
-            let mut bytes = base.into_bytes();
-            if !bytes.is_empty() {
-                let i = flip % bytes.len();
-                bytes[i] = byte;
-            }
-            bytes.truncate(cut.min(bytes.len()));
-            let Ok(line) = String::from_utf8(bytes) else { return Ok(()) };
+            let Some(line) = near_valid(base, flip, byte, cut) else { return Ok(()) };
             for p in [Parser::Json, Parser::Kv, Parser::Accesslog, Parser::Syslog, Parser::Statsd, Parser::None] {
                 let bus = for_bus(p.parse_for_bus(&line, 7));
                 if let Ok(e) = &bus {

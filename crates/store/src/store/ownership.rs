@@ -2,8 +2,6 @@
 //! partitions this node digests. On Kafka both change under the store's feet: a broker reset
 //! starts offsets again at 0, and a rebalance moves a partition to another node.
 
-use std::path::Path;
-
 use eddy_base::sync::{lock, write};
 
 use super::{remove_file, RepoStore};
@@ -22,29 +20,28 @@ impl RepoStore {
     /// versions) takes the bus's as its own.
     pub fn adopt_bus_epoch(&self, epoch: &str) -> Result<bool, SegmentError> {
         let path = self.dir.join(EPOCH_FILE);
-        let recorded = read_epoch(&path)?;
+        let io = |e: eddy_base::io::IoError| SegmentError::Io {
+            path: path.clone(),
+            source: e.source,
+        };
+        let recorded = eddy_base::fs::read_line_file(&path).map_err(io)?;
         if recorded.as_deref() == Some(epoch) {
             return Ok(false);
         }
         let reset = recorded.is_some();
         if reset {
-            let _step = write(&self.transition);
-            let mut catalogue = lock(&self.catalogue);
-            catalogue.sealed_upto.clear();
-            catalogue.persist(&self.dir)?;
-            drop(catalogue);
+            {
+                let _step = write(&self.transition);
+                let mut catalogue = lock(&self.catalogue);
+                catalogue.sealed_upto.clear();
+                catalogue.persist(&self.dir)?;
+            }
             let partitions: Vec<u32> = lock(&self.wips).keys().copied().collect();
-            drop(_step);
             for p in partitions {
                 self.forget_partition(p)?;
             }
         }
-        eddy_base::fs::replace_file(&path, format!("{epoch}\n").as_bytes()).map_err(|e| {
-            SegmentError::Io {
-                path: path.clone(),
-                source: e.source,
-            }
-        })?;
+        eddy_base::fs::replace_file(&path, format!("{epoch}\n").as_bytes()).map_err(io)?;
         Ok(reset)
     }
 
@@ -62,16 +59,5 @@ impl RepoStore {
             }
         }
         Ok(())
-    }
-}
-
-fn read_epoch(path: &Path) -> Result<Option<String>, SegmentError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text.trim().to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(SegmentError::Io {
-            path: path.to_path_buf(),
-            source,
-        }),
     }
 }
