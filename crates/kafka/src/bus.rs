@@ -252,6 +252,10 @@ impl Bus for KafkaBus {
         "kafka"
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn epoch(&self) -> Result<String> {
         // librdkafka remembers the id of the last metadata it saw; ask again, so a reset of the
         // cluster's storage is seen by the next call, not by the next periodic refresh.

@@ -19,6 +19,11 @@ pub trait Bus: Send + Sync + 'static {
     /// Which implementation this is, for messages and metrics: `"embedded"` or `"kafka"`.
     fn kind(&self) -> &'static str;
 
+    /// Whether other nodes may read and digest this bus's partitions (Kafka), or only this
+    /// process (the embedded log). On a shared bus what one node learnt from a partition, what
+    /// it sealed, say, must be told through the bus for the next owner to know it.
+    fn shared(&self) -> bool;
+
     /// An identity of the bus's storage that changes when the storage is reset (Kafka's cluster
     /// id; the embedded log's data directory id). A reader that recorded offsets under another
     /// epoch must not trust them.

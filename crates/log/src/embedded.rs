@@ -45,6 +45,10 @@ impl Bus for Log {
         "embedded"
     }
 
+    fn shared(&self) -> bool {
+        false
+    }
+
     fn epoch(&self) -> Result<String> {
         load_or_create_epoch(self.dir(), !self.is_read_only())?.ok_or_else(|| Error::BadMetadata {
             path: self.dir().join(EPOCH_FILE),
