@@ -7,9 +7,14 @@
 //! offset ever sealed, so that after a crash the digest skips what is already in a segment even
 //! if retention has since deleted that segment.
 //!
-//! File: magic `EDDYCAT1`, varint next id, varint n, n × (segment description as in the footer,
-//! varint file bytes), varint m, m × (varint partition, str data source, varint offset), then
-//! CRC-32C of everything before it (u32, little-endian).
+//! On a bus other nodes digest too, it also lists the segments sealed but not yet recorded on the
+//! bus as sealed (see [`crate::sealed_marks`]): until then the next owner of their partition
+//! cannot know of them, so they are either confirmed or dropped before anything relies on them.
+//!
+//! File: magic `EDDYCAT2`, varint next id, varint n, n × (segment description as in the footer,
+//! varint file bytes), varint m, m × (varint partition, str data source, varint offset), varint
+//! k, k × (varint segment id, varint 0 or 1 + the watermark before it), then CRC-32C of
+//! everything before it (u32, little-endian). `EDDYCAT1` is the same without the last list.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,7 +24,9 @@ use eddy_event::wire::{put_str, put_varint, DecodeError, Reader};
 
 use crate::segment::{decode_info, encode_info, SegmentError, SegmentInfo};
 
-const MAGIC: &[u8; 8] = b"EDDYCAT1";
+const MAGIC: &[u8; 8] = b"EDDYCAT2";
+/// The format before unpublished segments were listed; read, never written.
+const MAGIC_V1: &[u8; 8] = b"EDDYCAT1";
 /// The catalogue's file name in a repository's directory.
 pub const FILE: &str = "catalogue.bin";
 
@@ -41,6 +48,9 @@ pub struct Catalogue {
     pub next_id: u64,
     /// Last bus offset sealed, per (partition, data source).
     pub sealed_upto: HashMap<(u32, String), u64>,
+    /// Segments sealed but not yet recorded on a shared bus, by id, with their data source's
+    /// watermark before them (restored if the segment is dropped).
+    pub unpublished: BTreeMap<u64, Option<u64>>,
 }
 
 impl Catalogue {
@@ -85,6 +95,17 @@ impl Catalogue {
             put_str(&mut out, source);
             put_varint(&mut out, *offset);
         }
+        put_varint(&mut out, self.unpublished.len() as u64);
+        for (id, before) in &self.unpublished {
+            put_varint(&mut out, *id);
+            match before {
+                Some(upto) => {
+                    put_varint(&mut out, 1);
+                    put_varint(&mut out, *upto);
+                }
+                None => put_varint(&mut out, 0),
+            }
+        }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -92,7 +113,8 @@ impl Catalogue {
 
     /// Reads what [`Catalogue::encode`] wrote.
     pub fn decode(bytes: &[u8]) -> Result<Catalogue, DecodeError> {
-        if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
+        let magic = bytes.get(..MAGIC.len());
+        if bytes.len() < MAGIC.len() + 4 || (magic != Some(MAGIC) && magic != Some(MAGIC_V1)) {
             return Err(DecodeError {
                 position: 0,
                 reason: "not a catalogue (bad magic)",
@@ -121,6 +143,17 @@ impl Catalogue {
             let source = r.string("bad data source")?;
             let offset = r.varint("bad offset")?;
             c.sealed_upto.insert((partition, source), offset);
+        }
+        if magic == Some(MAGIC) {
+            for _ in 0..r.len("bad unpublished count")? {
+                let id = r.varint("bad unpublished segment id")?;
+                let before = match r.varint("bad unpublished watermark flag")? {
+                    0 => None,
+                    1 => Some(r.varint("bad unpublished watermark")?),
+                    _ => return r.fail("bad unpublished watermark flag"),
+                };
+                c.unpublished.insert(id, before);
+            }
         }
         if !r.at_end() {
             return r.fail("trailing bytes");
@@ -205,6 +238,8 @@ mod tests {
         let mut c = Catalogue::default();
         c.insert(info(4, 30), 77);
         c.insert(info(2, 10), 55);
+        c.unpublished.insert(4, Some(10));
+        c.unpublished.insert(7, None);
         assert_eq!(c.next_id, 5);
         assert_eq!(c.sealed_upto(2, "#host=a"), Some(30));
         let bytes = c.encode();
@@ -217,6 +252,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         c.persist(dir.path()).unwrap();
         assert_eq!(Catalogue::load(dir.path()), Some(c));
+    }
+
+    #[test]
+    fn a_catalogue_written_before_unpublished_segments_were_listed_still_loads() {
+        let mut c = Catalogue::default();
+        c.insert(info(4, 30), 77);
+        let current = c.encode();
+        // The same catalogue as the first format wrote it: its magic, no unpublished list.
+        let mut v1 = MAGIC_V1.to_vec();
+        v1.extend_from_slice(&current[MAGIC.len()..current.len() - 5]);
+        v1.extend_from_slice(&crc32c::crc32c(&v1).to_le_bytes());
+        assert_eq!(Catalogue::decode(&v1).unwrap(), c);
     }
 
     #[test]

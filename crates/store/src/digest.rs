@@ -16,6 +16,7 @@ use eddy_base::sync::lock;
 use eddy_event::codec::{self, FieldsRef};
 use eddy_log::Bus;
 
+use crate::sealed_marks::{self, SealedMark};
 use crate::store::RepoStore;
 
 /// The consumer group of every digest; repository topics keep their data until it commits.
@@ -85,6 +86,9 @@ impl Digest {
     pub fn start(bus: Arc<dyn Bus>, topic: &str, store: Arc<RepoStore>) -> Digest {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(DigestStats::default());
+        if bus.shared() {
+            store.hold_seals_until_published();
+        }
         let membership = Membership(Arc::new(Crew {
             bus,
             topic: topic.to_string(),
@@ -189,7 +193,49 @@ impl Crew {
                     "cannot drop the work in progress of a partition that moved: {e}"
                 );
             }
+            // A seal whose mark the bus never acknowledged: the next owner may digest it again.
+            if let Err(e) = self.settle_unpublished(Some(p)) {
+                tracing::error!(
+                    repository = self.store.name(),
+                    partition = p,
+                    "cannot settle the unpublished segments of a partition that moved (settled at                      the next start): {e}"
+                );
+            }
         }
+    }
+
+    /// Confirms or drops the unpublished segments of `partition` (all with `None`) by the marks
+    /// the bus holds (see [`crate::sealed_marks`]). On a bus no other node digests there is
+    /// nobody to tell: what is listed is confirmed.
+    fn settle_unpublished(&self, partition: Option<u32>) -> Result<(), RoundError> {
+        if !self.bus.shared() {
+            self.store.settle_unpublished(partition, |_| true)?;
+            return Ok(());
+        }
+        let me = self.store.identity()?;
+        let partitions = match partition {
+            Some(p) => vec![p],
+            None => self.store.partitions_with_unpublished(),
+        };
+        for p in partitions {
+            let marks = sealed_marks::read(&*self.bus, &self.topic, p)?;
+            let dropped = self.store.settle_unpublished(Some(p), |id| {
+                marks.iter().any(|m| m.store == me && m.segment == id)
+            })?;
+            if !dropped.is_empty() {
+                tracing::warn!(
+                    repository = self.store.name(),
+                    partition = p,
+                    segments = ?dropped,
+                    "dropped segments sealed without their mark reaching the bus: the partition's                      next owner digests those events again"
+                );
+            }
+        }
+        if partition.is_none() {
+            // Listed segments whose file was never written.
+            self.store.settle_unpublished(None, |_| true)?;
+        }
+        Ok(())
     }
 }
 
@@ -219,6 +265,12 @@ impl Membership {
     fn member_round(&self) -> Result<(), RoundError> {
         let crew = &self.0;
         self.check_epoch()?;
+        if crew.bus.shared() {
+            let partitions = crew.bus.partition_count(&crew.topic)?;
+            sealed_marks::ensure_topic(&*crew.bus, &crew.topic, partitions)?;
+        }
+        // No worker runs yet: what a crash left unpublished is decided before anything reads.
+        crew.settle_unpublished(None)?;
         let handler = crew.clone();
         let on_change = move |change: eddy_log::Membership| match change {
             eddy_log::Membership::Assigned(partitions) => handler.start_workers(partitions),
@@ -244,6 +296,35 @@ impl Membership {
                 "the bus was reset (its epoch changed): offsets recorded before no longer apply; \
                  digesting the new bus from its start"
             );
+        }
+        Ok(())
+    }
+}
+
+impl Worker {
+    /// Gives the bus the marks of this partition's unpublished segments, oldest first, each
+    /// confirmed once the bus acknowledged it; the commit point stays below those not yet.
+    fn publish_seals(&self) -> Result<(), RoundError> {
+        let Crew {
+            bus, topic, store, ..
+        } = &*self.crew;
+        let unpublished = store.unpublished(self.partition);
+        if unpublished.is_empty() {
+            return Ok(());
+        }
+        let me = store.identity()?;
+        for info in unpublished {
+            if bus.shared() {
+                let mark = SealedMark {
+                    store: me.clone(),
+                    segment: info.id,
+                    source: info.source.clone(),
+                    first: info.first_offset,
+                    upto: info.last_offset,
+                };
+                sealed_marks::publish(&**bus, topic, self.partition, &mark)?;
+            }
+            store.confirm_published(info.id)?;
         }
         Ok(())
     }
@@ -310,6 +391,15 @@ impl Worker {
         if let Some(past_sealed) = sealed {
             bus.never_reuse_below(topic, partition, past_sealed)?;
         }
+        if bus.shared() {
+            // What other nodes sealed of this partition, and what this one left undecided.
+            let marks = sealed_marks::read(&**bus, topic, partition)?;
+            let me = store.identity()?;
+            store.settle_unpublished(Some(partition), |id| {
+                marks.iter().any(|m| m.store == me && m.segment == id)
+            })?;
+            store.adopt_sealed_elsewhere(partition, &marks, &me);
+        }
         let (start, _) = bus.offsets(topic, partition)?;
         let committed = bus.committed(GROUP, topic, partition)?;
         // Damage the reader meets lies past what is sealed, so its records are not in the store:
@@ -371,6 +461,7 @@ impl Worker {
             stats.bytes.fetch_add(bytes, Ordering::Relaxed);
             store.note_digested(partition, reader.position());
             store.seal_due(partition)?;
+            self.publish_seals()?;
             let commit = store.commit_point(partition).unwrap_or(reader.position());
             if last_commit != Some(commit) {
                 bus.commit(GROUP, topic, &[(partition, commit)])?;

@@ -21,6 +21,7 @@ pub mod maintenance;
 pub mod plan;
 pub mod repair;
 pub mod scan;
+pub mod sealed_marks;
 pub mod sections;
 pub mod segment;
 pub mod split;

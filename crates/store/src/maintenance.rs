@@ -62,8 +62,11 @@ pub fn run_once(store: &RepoStore, now_ns: i64) -> Result<MaintenanceOutcome, Se
 fn merge_small(store: &RepoStore) -> Result<usize, SegmentError> {
     let config = store.config();
     let mut by_source: BTreeMap<(u32, String), Vec<SegmentInfo>> = BTreeMap::new();
-    for e in store.catalogue().segments.into_values() {
-        if e.info.raw_bytes < config.merge_below {
+    let catalogue = store.catalogue();
+    for e in catalogue.segments.into_values() {
+        // An unpublished segment may yet be dropped: it must keep its own id until then.
+        if e.info.raw_bytes < config.merge_below && !catalogue.unpublished.contains_key(&e.info.id)
+        {
             by_source
                 .entry((e.info.partition, e.info.source.clone()))
                 .or_default()

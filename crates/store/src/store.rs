@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use eddy_base::sync::{lock, read, write};
@@ -20,7 +21,9 @@ use crate::scan::Scan;
 use crate::segment::{SegmentError, SegmentFile, SegmentInfo, SegmentWriter};
 
 mod ownership;
+mod published;
 pub use ownership::EPOCH_FILE;
+pub use published::IDENTITY_FILE;
 
 /// How a repository's segments are cut, compressed and kept.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,6 +178,12 @@ pub struct RepoStore {
     /// Per partition, the bus offset below which every event has been appended (the digest
     /// says so after each batch): where a live reader of the bus takes over from a scan.
     digested: Mutex<HashMap<u32, u64>>,
+    /// See [`RepoStore::identity`].
+    identity: OnceLock<String>,
+    /// Whether sealed segments wait for the bus's mark (a digest on a shared bus).
+    hold_seals: AtomicBool,
+    /// Per (partition, data source), the last offset other stores sealed, from their marks.
+    sealed_elsewhere: Mutex<HashMap<(u32, String), u64>>,
 }
 
 impl std::fmt::Debug for RepoStore {
@@ -249,6 +258,9 @@ impl RepoStore {
             wips: Mutex::new(HashMap::new()),
             transition: RwLock::new(()),
             digested: Mutex::new(HashMap::new()),
+            identity: OnceLock::new(),
+            hold_seals: AtomicBool::new(false),
+            sealed_elsewhere: Mutex::new(HashMap::new()),
         })
     }
 
@@ -352,7 +364,7 @@ impl RepoStore {
             return Ok(Some(w.clone()));
         }
         if self
-            .sealed_upto(partition, source)
+            .skip_upto(partition, source)
             .is_some_and(|upto| offset <= upto)
         {
             return Ok(None);
@@ -419,6 +431,10 @@ impl RepoStore {
             sealed_at: eddy_log::now_ns(),
             replaces: Vec::new(),
         };
+        if w.writer.is_none() {
+            return Ok(());
+        }
+        self.list_unpublished(w.id, partition, source)?;
         let Some(writer) = w.writer.take() else {
             return Ok(());
         };
@@ -526,13 +542,16 @@ impl RepoStore {
     }
 
     /// The bus offset of `partition` the digest may commit: the first offset still only in a
-    /// work in progress, or `None` when everything read is sealed.
+    /// work in progress or an unpublished segment, or `None` when everything read is sealed
+    /// (and published).
     pub fn commit_point(&self, partition: u32) -> Option<u64> {
-        lock(&self.wips)
-            .get(&partition)?
-            .values()
-            .map(|w| lock(w).first_offset)
-            .min()
+        let in_progress = lock(&self.wips)
+            .get(&partition)
+            .and_then(|mine| mine.values().map(|w| lock(w).first_offset).min());
+        match (in_progress, self.first_unpublished_offset(partition)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Deletes segment `id` (retention).
@@ -543,6 +562,7 @@ impl RepoStore {
             if catalogue.segments.remove(&id).is_none() {
                 return Ok(());
             }
+            catalogue.unpublished.remove(&id);
             catalogue.persist(&self.dir)?;
         }
         write(&self.segments).remove(&id);

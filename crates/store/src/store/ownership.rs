@@ -34,8 +34,11 @@ impl RepoStore {
                 let _step = write(&self.transition);
                 let mut catalogue = lock(&self.catalogue);
                 catalogue.sealed_upto.clear();
+                // Their marks went with the old bus; the segments stay, as the others do.
+                catalogue.unpublished.clear();
                 catalogue.persist(&self.dir)?;
             }
+            lock(&self.sealed_elsewhere).clear();
             let partitions: Vec<u32> = lock(&self.wips).keys().copied().collect();
             for p in partitions {
                 self.forget_partition(p)?;
@@ -52,6 +55,7 @@ impl RepoStore {
         let _step = write(&self.transition);
         let wips = lock(&self.wips).remove(&partition).unwrap_or_default();
         lock(&self.digested).remove(&partition);
+        lock(&self.sealed_elsewhere).retain(|(p, _), _| *p != partition);
         for wip in wips.into_values() {
             let mut w = lock(&wip);
             if w.writer.take().is_some() {
