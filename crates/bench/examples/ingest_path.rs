@@ -58,7 +58,7 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(eddy_log::Log::open(dir.path().join("topics")).unwrap());
-    let registry = Arc::new(eddy_schema::Registry::open(&log).unwrap());
+    let registry = Arc::new(eddy_schema::Registry::open(log.clone()).unwrap());
     let ingest = Ingest::new(
         IngestConfig::default(),
         1 << 20,

@@ -50,9 +50,11 @@ pub fn figures(
     std::fs::create_dir_all(scratch).context(|| format!("creating {}", scratch.display()))?;
     let dir = scratch.join("schema-bench");
     let _ = std::fs::remove_dir_all(&dir);
-    let log = eddy_log::Log::open(&dir).map_err(|e| fail("opening a log", e.to_string()))?;
-    let registry =
-        Arc::new(Registry::open(&log).map_err(|e| fail("opening the registry", e.to_string()))?);
+    let log =
+        Arc::new(eddy_log::Log::open(&dir).map_err(|e| fail("opening a log", e.to_string()))?);
+    let registry = Arc::new(
+        Registry::open(log.clone()).map_err(|e| fail("opening the registry", e.to_string()))?,
+    );
     let id = registry
         .register("orders", SchemaType::Avro, ORDER)
         .map_err(|e| fail("registering", e.to_string()))?

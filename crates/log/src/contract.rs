@@ -135,6 +135,40 @@ pub enum Membership {
     Revoked(Vec<u32>),
 }
 
+/// Hands `each` the records of `partition` of `topic` from `from` up to, not including, `end`,
+/// in order, while it returns `true`: how a small internal topic (a journal, marks) is read
+/// up to an end asked for first. The records are expected to be there: a bus that gives
+/// nothing for 5 s before `end` is an error.
+pub fn read_range(
+    bus: &dyn Bus,
+    topic: &str,
+    partition: u32,
+    from: u64,
+    end: u64,
+    each: &mut dyn FnMut(StoredRecord) -> bool,
+) -> Result<()> {
+    if from >= end {
+        return Ok(());
+    }
+    let mut reader = bus.reader(topic, partition, from)?;
+    while reader.position() < end {
+        let records = reader.poll(Duration::from_secs(5))?;
+        if records.is_empty() {
+            return Err(crate::Error::Broker {
+                bus: bus.kind(),
+                operation: format!("read {topic}[{partition}] up to offset {end}"),
+                message: format!("nothing came back at offset {}", reader.position()),
+            });
+        }
+        for r in records.into_iter().filter(|r| r.offset < end) {
+            if !each(r) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
 impl std::fmt::Debug for dyn Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Bus({})", self.kind())

@@ -2,6 +2,14 @@
 //! changes in eddy's own bus (the internal topic [`TOPIC`], one partition, kept forever) and
 //! replayed when the server starts. No other database.
 //!
+//! On a bus several nodes share (Kafka), the journal is the cluster's registry: every node
+//! replays it, follows it ([`Registry::follow`]), and writes to it. Writers do not lock each
+//! other out: a node decides a change on what it has read, appends it, and reads the journal
+//! through its own record. Replaying applies a registration only if it still fits (its id
+//! free or naming the same schema, its version the subject's next): of two nodes that chose the
+//! same id for different schemas, the later record is passed over on every node alike, and its
+//! writer decides again on the newer state.
+//!
 //! The rules are the Confluent registry's: a schema has one id wherever it is registered, and
 //! registering it again returns that id; versions count up per subject and are never reused;
 //! deleting is soft (a deleted version stays readable by id, since producers may still send
@@ -10,9 +18,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
 
-use eddy_log::{Log, PartitionChoice, Record, Topic, TopicConfig};
+use eddy_log::{Bus, PartitionChoice, Record, TopicConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::compat::Compatibility;
@@ -150,10 +159,13 @@ struct State {
     subjects: BTreeMap<String, Vec<Version>>,
     global: Compatibility,
     modes: HashMap<String, Compatibility>,
+    /// The journal's next offset to apply.
+    applied: u64,
 }
 
 impl State {
-    fn apply(&mut self, change: Change) -> Result<(), RegistryError> {
+    /// Applies `change`; returns whether it still fitted (see the module's notes on writers).
+    fn apply(&mut self, change: Change) -> Result<bool, RegistryError> {
         match change {
             Change::Registered {
                 id,
@@ -163,6 +175,19 @@ impl State {
                 schema_type,
             } => {
                 let parsed = Arc::new(Schema::parse(schema_type, &schema)?);
+                let fingerprint = (schema_type, parsed.sha256());
+                let id_fits = match self.schemas.get(&id) {
+                    Some((_, known)) => (known.kind(), known.sha256()) == fingerprint,
+                    None => !self.by_fingerprint.contains_key(&fingerprint),
+                };
+                let next_version = self
+                    .subjects
+                    .get(&subject)
+                    .and_then(|vs| vs.iter().map(|v| v.version).max())
+                    .map_or(1, |v| v + 1);
+                if !id_fits || version != next_version {
+                    return Ok(false);
+                }
                 self.by_fingerprint
                     .entry((schema_type, parsed.sha256()))
                     .or_insert(id);
@@ -207,7 +232,7 @@ impl State {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn live(&self, subject: &str) -> impl Iterator<Item = &Version> {
@@ -236,10 +261,13 @@ impl State {
     }
 }
 
+/// How many times a write decides again after another node's change came first.
+const RACES: usize = 16;
+
 /// The registry.
 pub struct Registry {
     state: RwLock<State>,
-    journal: Arc<Topic>,
+    bus: Arc<dyn Bus>,
     /// Counts changes, so that gates know when to look again.
     generation: AtomicU64,
 }
@@ -253,42 +281,75 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// Opens the registry kept in `log`, replaying its journal.
-    pub fn open(log: &Log) -> Result<Registry, RegistryError> {
-        let journal = log
-            .topic_or_create(
-                TOPIC,
-                TopicConfig {
-                    partitions: 1,
-                    retention_ms: None,
-                    retention_bytes: None,
-                    ..TopicConfig::default()
-                },
-            )
-            .map_err(|e| RegistryError::Journal(e.to_string()))?;
-        let mut state = State::default();
-        let mut reader = journal
-            .reader(0, 0)
-            .map_err(|e| RegistryError::Journal(e.to_string()))?;
-        loop {
-            let records = reader
-                .poll()
-                .map_err(|e| RegistryError::Journal(e.to_string()))?;
-            if records.is_empty() {
-                break;
-            }
-            for r in records {
-                let change: Change = serde_json::from_slice(&r.value).map_err(|e| {
-                    RegistryError::Journal(format!("record {} of {TOPIC}: {e}", r.offset))
-                })?;
-                state.apply(change)?;
-            }
-        }
-        Ok(Registry {
-            state: RwLock::new(state),
-            journal,
+    /// Opens the registry kept in `bus`, replaying its journal.
+    pub fn open(bus: Arc<dyn Bus>) -> Result<Registry, RegistryError> {
+        let config = TopicConfig {
+            partitions: 1,
+            retention_ms: None,
+            retention_bytes: None,
+            ..TopicConfig::default()
+        };
+        bus.ensure_topic(TOPIC, &config).map_err(journal)?;
+        let registry = Registry {
+            state: RwLock::new(State::default()),
+            bus,
             generation: AtomicU64::new(0),
-        })
+        };
+        registry.catch_up(&mut registry.write(), None)?;
+        Ok(registry)
+    }
+
+    /// Follows the journal on a thread while the registry lives, so that what other nodes
+    /// register is known here within a moment. Only a shared bus needs it: on one node every
+    /// change is this process's own.
+    pub fn follow(self: &Arc<Self>) {
+        let registry = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("registry-follow".into())
+            .spawn(move || follow(registry));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the registry's journal follower: {e}");
+        }
+    }
+
+    /// Applies the journal's records from where `state` stands to the journal's end, and at
+    /// least through offset `through`; returns whether the record at `through` fitted.
+    fn catch_up(&self, state: &mut State, through: Option<u64>) -> Result<bool, RegistryError> {
+        let (first, end) = self.bus.offsets(TOPIC, 0).map_err(journal)?;
+        let end = end.max(through.map_or(0, |t| t + 1));
+        if state.applied >= end {
+            return Ok(false);
+        }
+        let from = state.applied.max(first);
+        let mut fitted = Ok(false);
+        let mut each = |r: eddy_log::StoredRecord| {
+            let applied = serde_json::from_slice::<Change>(&r.value)
+                .map_err(|e| journal(format!("record {} of {TOPIC}: {e}", r.offset)))
+                .and_then(|change| state.apply(change));
+            match applied {
+                Ok(applied) => {
+                    state.applied = r.offset + 1;
+                    if Some(r.offset) == through {
+                        fitted = Ok(applied);
+                    }
+                    true
+                }
+                Err(e) => {
+                    fitted = Err(e);
+                    false
+                }
+            }
+        };
+        eddy_log::read_range(&*self.bus, TOPIC, 0, from, end, &mut each).map_err(journal)?;
+        let fitted = fitted?;
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(fitted)
+    }
+
+    /// Whether the journal holds records this registry has not applied.
+    fn behind(&self) -> Result<bool, RegistryError> {
+        let (_, end) = self.bus.offsets(TOPIC, 0).map_err(journal)?;
+        Ok(self.read().applied < end)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -299,16 +360,31 @@ impl Registry {
         eddy_base::sync::write(&self.state)
     }
 
-    /// Writes `change` to the journal (durable when this returns), then applies it.
-    fn commit(&self, state: &mut State, change: Change) -> Result<(), RegistryError> {
-        let value =
-            serde_json::to_vec(&change).map_err(|e| RegistryError::Journal(e.to_string()))?;
-        self.journal
-            .produce(vec![Record::new(value)], PartitionChoice::Explicit(0))
-            .map_err(|e| RegistryError::Journal(e.to_string()))?;
-        let applied = state.apply(change);
-        self.generation.fetch_add(1, Ordering::Release);
-        applied
+    /// The state, caught up with the journal, to decide a change on.
+    fn fresh(&self) -> Result<std::sync::RwLockWriteGuard<'_, State>, RegistryError> {
+        let mut state = self.write();
+        self.catch_up(&mut state, None)?;
+        Ok(state)
+    }
+
+    /// Writes `change` to the journal (durable when this returns) and applies the journal
+    /// through it; returns whether it fitted (false: another node's change came first, and
+    /// the caller decides again).
+    fn commit(&self, state: &mut State, change: Change) -> Result<bool, RegistryError> {
+        let value = serde_json::to_vec(&change).map_err(|e| journal(e.to_string()))?;
+        let acks = self
+            .bus
+            .produce(
+                TOPIC,
+                vec![Record::new(value)],
+                PartitionChoice::Explicit(0),
+            )
+            .map_err(journal)?;
+        let offset = acks
+            .first()
+            .map(|a| a.last_offset)
+            .ok_or_else(|| journal(format!("{TOPIC} acknowledged nothing")))?;
+        self.catch_up(state, Some(offset))
     }
 
     /// Changes so far in this process: a gate rebuilds its contract when this moves.
@@ -334,16 +410,32 @@ impl Registry {
         schema: &str,
     ) -> Result<Registered, RegistryError> {
         let parsed = Schema::parse(kind, schema)?;
-        let mut state = self.write();
+        for _ in 0..RACES {
+            if let Some(done) = self.try_register(subject, kind, schema, &parsed)? {
+                return Ok(done);
+            }
+        }
+        Err(lost_races())
+    }
+
+    /// One attempt of [`Registry::register`]: `None` if another node's change came first.
+    fn try_register(
+        &self,
+        subject: &str,
+        kind: SchemaType,
+        schema: &str,
+        parsed: &Schema,
+    ) -> Result<Option<Registered>, RegistryError> {
+        let mut state = self.fresh()?;
         let known = state.by_fingerprint.get(&(kind, parsed.sha256())).copied();
         if let Some(v) = state.live(subject).find(|v| Some(v.id) == known) {
-            return Ok(Registered {
+            return Ok(Some(Registered {
                 id: v.id,
                 version: v.version,
                 added: false,
-            });
+            }));
         }
-        let found = state.incompatibilities(subject, &parsed);
+        let found = state.incompatibilities(subject, parsed);
         if !found.is_empty() {
             return Err(RegistryError::Incompatible(found));
         }
@@ -361,12 +453,12 @@ impl Registry {
             schema: schema.to_string(),
             schema_type: kind,
         };
-        self.commit(&mut state, change)?;
-        Ok(Registered {
+        let fitted = self.commit(&mut state, change)?;
+        Ok(fitted.then_some(Registered {
             id,
             version,
             added: true,
-        })
+        }))
     }
 
     /// The live version of `subject` holding `schema`, if any.
@@ -443,12 +535,12 @@ impl Registry {
     /// Soft-deletes version `version` (a number or `latest`) of `subject`; returns its number.
     pub fn delete_version(&self, subject: &str, version: &str) -> Result<u32, RegistryError> {
         let v = self.version(subject, version)?;
-        let mut state = self.write();
         let change = Change::Deleted {
             subject: subject.to_string(),
             version: v.version,
         };
-        self.commit(&mut state, change)?;
+        // A delete always fits: deleting twice is deleting once.
+        self.commit(&mut *self.fresh()?, change)?;
         Ok(v.version)
     }
 
@@ -516,12 +608,41 @@ impl Registry {
         subject: Option<&str>,
         mode: Option<Compatibility>,
     ) -> Result<(), RegistryError> {
-        let mut state = self.write();
         let change = Change::Compatibility {
             subject: subject.map(str::to_string),
             mode: mode.map(|m| m.name().to_string()),
         };
-        self.commit(&mut state, change)
+        // A mode always fits: the last one written wins on every node.
+        self.commit(&mut *self.fresh()?, change)?;
+        Ok(())
+    }
+}
+
+fn journal(e: impl ToString) -> RegistryError {
+    RegistryError::Journal(e.to_string())
+}
+
+fn lost_races() -> RegistryError {
+    RegistryError::Journal(format!(
+        "other nodes changed the registry {RACES} times while this one tried; try again"
+    ))
+}
+
+/// The follower's loop: catch up whenever the journal grew, until the registry is dropped.
+fn follow(registry: Weak<Registry>) {
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        let caught_up = registry.behind().and_then(|behind| match behind {
+            true => registry.catch_up(&mut registry.write(), None).map(drop),
+            false => Ok(()),
+        });
+        if let Err(e) = caught_up {
+            tracing::error!("the registry could not follow its journal, retrying: {e}");
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 }
 
@@ -529,8 +650,8 @@ impl Registry {
 #[cfg(test)]
 pub(crate) fn scratch() -> (tempfile::TempDir, Arc<Registry>) {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path()).unwrap();
-    let registry = Arc::new(Registry::open(&log).unwrap());
+    let log = Arc::new(eddy_log::Log::open(dir.path()).unwrap());
+    let registry = Arc::new(Registry::open(log).unwrap());
     (dir, registry)
 }
 
@@ -601,8 +722,8 @@ mod tests {
     fn the_registry_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let log = Log::open(dir.path()).unwrap();
-            let r = Registry::open(&log).unwrap();
+            let log = Arc::new(eddy_log::Log::open(dir.path()).unwrap());
+            let r = Registry::open(log).unwrap();
             r.register("orders-value", SchemaType::Avro, V1).unwrap();
             r.register("orders-value", SchemaType::Avro, V2).unwrap();
             r.delete_version("orders-value", "1").unwrap();
@@ -611,8 +732,8 @@ mod tests {
             r.set_compatibility(None, Some(Compatibility::None))
                 .unwrap();
         }
-        let log = Log::open(dir.path()).unwrap();
-        let r = Registry::open(&log).unwrap();
+        let log = Arc::new(eddy_log::Log::open(dir.path()).unwrap());
+        let r = Registry::open(log).unwrap();
         assert_eq!(r.subjects(), ["orders-value"]);
         assert_eq!(r.versions("orders-value").unwrap(), [2]);
         assert_eq!(r.schema(1).unwrap().0, V1);

@@ -292,7 +292,10 @@ pub fn store_root(config: &Config) -> std::path::PathBuf {
 pub fn open(config: Config) -> Result<AppState, ServerError> {
     let log = Arc::new(Log::open(&config.data_dir)?);
     let bus = node::open_bus(&config.bus, &log)?;
-    let registry = Arc::new(Registry::open(&log)?);
+    let registry = Arc::new(Registry::open(bus.clone())?);
+    if bus.shared() {
+        registry.follow();
+    }
     let created_path = api::created_file(&config.data_dir);
     let created = api::load_created(&created_path).map_err(ServerError::io(format!(
         "reading {}",

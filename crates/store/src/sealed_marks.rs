@@ -18,8 +18,6 @@
 //! Record: key = the data source; value = version byte 1, str store id, varint segment id,
 //! str data source, varint first offset, varint last offset.
 
-use std::time::Duration;
-
 use eddy_event::wire::{put_str, put_varint, DecodeError, Reader};
 use eddy_log::{Bus, PartitionChoice, Record, TopicConfig};
 
@@ -109,32 +107,19 @@ pub fn publish(
 pub fn read(bus: &dyn Bus, topic: &str, partition: u32) -> eddy_log::Result<Vec<SealedMark>> {
     let marks_topic = marks_topic(topic);
     let (first, end) = bus.offsets(&marks_topic, partition)?;
-    let mut reader = bus.reader(&marks_topic, partition, first)?;
     let mut marks = Vec::new();
-    while reader.position() < end {
-        let records = reader.poll(Duration::from_secs(1))?;
-        if records.is_empty() {
-            return Err(eddy_log::Error::Broker {
-                bus: bus.kind(),
-                operation: format!("read the sealed marks of {marks_topic}[{partition}]"),
-                message: format!(
-                    "nothing came back before offset {end}; the read stopped at {}",
-                    reader.position()
-                ),
-            });
+    eddy_log::read_range(bus, &marks_topic, partition, first, end, &mut |r| {
+        match SealedMark::decode(&r.value) {
+            Ok(mark) => marks.push(mark),
+            Err(e) => tracing::error!(
+                topic = marks_topic,
+                partition,
+                offset = r.offset,
+                "not a sealed mark, passed over: {e}"
+            ),
         }
-        for r in records.iter().filter(|r| r.offset < end) {
-            match SealedMark::decode(&r.value) {
-                Ok(mark) => marks.push(mark),
-                Err(e) => tracing::error!(
-                    topic = marks_topic,
-                    partition,
-                    offset = r.offset,
-                    "not a sealed mark, passed over: {e}"
-                ),
-            }
-        }
-    }
+        true
+    })?;
     Ok(marks)
 }
 
