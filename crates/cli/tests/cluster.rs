@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use common::{post, Server, NDJSON, TOKEN};
 use eddy_kafka::testing::Broker;
 
-/// A node of the cluster: every role, the repository `main` in 6 partitions on the broker.
-fn node(dir: &Path, broker: &Broker) -> Server {
-    node_with(dir, broker, "")
+/// Node `name` of the cluster: every role, the repository `main` in 6 partitions on the broker.
+fn node(dir: &Path, broker: &Broker, name: &str) -> Server {
+    node_with(dir, broker, &format!("node = {name:?}"))
 }
 
 /// A node with `cluster` settings added.
@@ -126,9 +126,9 @@ fn wait_until_held_once(nodes: &[&Server], acked: &[i64]) -> Vec<BTreeMap<i64, u
 fn three_nodes_on_one_broker_digest_each_event_once_and_a_killed_node_loses_nothing() {
     let broker = Broker::start();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let a = node(dirs[0].path(), &broker);
-    let b = node(dirs[1].path(), &broker);
-    let mut c = node(dirs[2].path(), &broker);
+    let a = node(dirs[0].path(), &broker, "a");
+    let b = node(dirs[1].path(), &broker, "b");
+    let mut c = node(dirs[2].path(), &broker, "c");
 
     // Through every node in turn.
     let mut acked = Vec::new();
@@ -157,7 +157,7 @@ fn three_nodes_on_one_broker_digest_each_event_once_and_a_killed_node_loses_noth
     // are all re-digested by the survivors from the committed offsets.
     wait_until_held_once(&[&a, &b], &acked);
     // Restarted, it rejoins the group and takes its share again.
-    c = node(dirs[2].path(), &broker);
+    c = node(dirs[2].path(), &broker, "c");
     for (i, server) in [&a, &b, &c].iter().cycle().take(9).enumerate() {
         let from = 20_000 + i as i64 * 100;
         assert!(send(server, from, from + 100));
@@ -169,14 +169,37 @@ fn three_nodes_on_one_broker_digest_each_event_once_and_a_killed_node_loses_noth
         "the restarted node digests none of the new events"
     );
 
-    // A query node that digests nothing answers for the whole cluster, fanned out.
+    // A query node that digests nothing, and is told of no peer, finds the digest nodes in
+    // the cluster's directory (the restarted node under its new address) and answers for the
+    // whole cluster, fanned out.
     let query_dir = tempfile::tempdir().unwrap();
-    let peers: Vec<&str> = [&a, &b, &c].iter().map(|s| s.url.as_str()).collect();
     let q = node_with(
         query_dir.path(),
         &broker,
-        &format!("roles = [\"query\"]\npeers = {peers:?}\ntoken = \"{TOKEN}\""),
+        &format!("node = \"q\"\nroles = [\"query\"]\ntoken = \"{TOKEN}\""),
     );
+    let (status, listed) = common::get(
+        &q,
+        "/api/v1/cluster/nodes",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+    );
+    assert_eq!(status, 200, "{listed}");
+    let known: BTreeMap<String, String> = listed["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap().to_string(),
+                n["url"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: BTreeMap<String, String> = [("a", &a), ("b", &b), ("c", &c)]
+        .iter()
+        .map(|(name, s)| (name.to_string(), s.url.trim_end_matches('/').to_string()))
+        .collect();
+    assert_eq!(known, expected, "{listed}");
     let (status, answer) = post(
         &q,
         "/api/v1/repositories/main/query",

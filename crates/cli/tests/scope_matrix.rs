@@ -95,6 +95,18 @@ const MATRIX: &[(&str, &str, &str, &str)] = &[
         "/api/v1/channels/c",
         ADMIN,
     ),
+    (
+        "GET",
+        "/api/v1/cluster/nodes",
+        "/api/v1/cluster/nodes",
+        ADMIN,
+    ),
+    (
+        "DELETE",
+        "/api/v1/cluster/nodes/{name}",
+        "/api/v1/cluster/nodes/gone",
+        ADMIN,
+    ),
     ("GET", "/api/v1/tokens", "/api/v1/tokens", ADMIN),
     ("POST", "/api/v1/tokens", "/api/v1/tokens", ADMIN),
     (

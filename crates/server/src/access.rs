@@ -125,6 +125,8 @@ pub const RULES: &[Rule] = &[
     query("GET", "/api/v1/repositories/{name}/fields"),
     socket("/api/v1/repositories/{name}/live", Read("name")),
     socket("/api/v1/channels/{name}", Admin),
+    rule("GET", "/api/v1/cluster/nodes", Admin),
+    audited("DELETE", "/api/v1/cluster/nodes/{name}", "node.forget"),
     rule("GET", "/api/v1/tokens", Admin),
     audited("POST", "/api/v1/tokens", "token.create"),
     audited("DELETE", "/api/v1/tokens/{id}", "token.revoke"),

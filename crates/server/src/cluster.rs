@@ -201,8 +201,7 @@ pub async fn fan_out(
         })
     };
     let body = serde_json::to_vec(&request).unwrap_or_default();
-    let asks: Vec<_> = cluster
-        .peers
+    let asks: Vec<_> = crate::directory::peers(state)
         .iter()
         .map(|peer| {
             let url = format!(

@@ -82,6 +82,7 @@
 //! node = "a"                       # this node's name in answers (default: http.listen)
 //! peers = ["http://10.0.0.2:7280"] # a query here also runs there; the answers are merged
 //! peer_timeout = "10s"             # a peer slower than this is left out, and the answer says so
+//! url = "http://10.0.0.1:7280"     # where others reach this node (Kafka's node directory)
 //! token = "a-read-token-of-the-peers"
 //! ```
 
@@ -173,6 +174,10 @@ pub struct ClusterConfig {
     pub token: Option<String>,
     /// The parts this node plays: any of `ingest`, `digest`, `query` (all three by default).
     pub roles: Vec<crate::node::Role>,
+    /// Where other nodes reach this one (`http://host:port`), announced in the cluster's node
+    /// directory on a shared bus; unset: the HTTP door's `listen` address, unless that is every
+    /// address (`0.0.0.0`).
+    pub url: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -183,6 +188,7 @@ impl Default for ClusterConfig {
             peer_timeout: Duration::from_secs(10),
             token: None,
             roles: crate::node::every_role(),
+            url: None,
         }
     }
 }
@@ -201,20 +207,36 @@ impl ClusterConfig {
         }
     }
 
+    /// The URL other nodes reach this one at: `url`, else the HTTP door's bound address when
+    /// it is one address.
+    pub fn advertised_url(&self, bound: std::net::SocketAddr, tls: bool) -> Option<String> {
+        if let Some(url) = &self.url {
+            return Some(url.trim_end_matches('/').to_string());
+        }
+        let scheme = if tls { "https" } else { "http" };
+        (!bound.ip().is_unspecified()).then(|| format!("{scheme}://{bound}"))
+    }
+
     /// What is wrong with the section, each naming its key.
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
-        for (i, peer) in self.peers.iter().enumerate() {
-            let scheme = peer
+        let not_a_base_url = |key: String, url: &str| {
+            let rest = url
                 .strip_prefix("http://")
-                .or_else(|| peer.strip_prefix("https://"));
-            match scheme {
-                Some(rest) if !rest.trim_end_matches('/').is_empty() && !rest.contains(' ') => {}
-                _ => problems.push(format!(
-                    "cluster.peers[{i}]: {peer:?} is not a base URL such as \"http://10.0.0.2:7280\""
+                .or_else(|| url.strip_prefix("https://"));
+            match rest {
+                Some(rest) if !rest.trim_end_matches('/').is_empty() && !rest.contains(' ') => None,
+                _ => Some(format!(
+                    "{key}: {url:?} is not a base URL such as \"http://10.0.0.2:7280\""
                 )),
             }
+        };
+        if let Some(url) = &self.url {
+            problems.extend(not_a_base_url("cluster.url".to_string(), url));
+        }
+        for (i, peer) in self.peers.iter().enumerate() {
+            problems.extend(not_a_base_url(format!("cluster.peers[{i}]"), peer));
             if !seen.insert(peer.trim_end_matches('/')) {
                 problems.push(format!("cluster.peers[{i}]: {peer:?} is listed twice"));
             }

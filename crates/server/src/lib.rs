@@ -43,6 +43,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod dashboards_api;
+pub mod directory;
 pub mod elastic_door;
 pub mod exposure;
 pub mod fields_api;
@@ -115,6 +116,9 @@ pub enum ServerError {
     /// The TLS certificate, key or client CA files are not usable.
     #[error("TLS: {0}")]
     Tls(#[from] eddy_ingest::tls::TlsError),
+    /// The cluster's node directory could not be read or this node announced.
+    #[error(transparent)]
+    Directory(#[from] directory::DirectoryError),
 }
 
 impl ServerError {
@@ -140,6 +144,8 @@ pub struct AppState {
     pub bus: Arc<dyn eddy_log::Bus>,
     /// The schema registry (kept in the bus).
     pub registry: Arc<Registry>,
+    /// The cluster's nodes, on a shared bus (see [`directory`]).
+    pub directory: Option<Arc<directory::Directory>>,
     /// Live queries and websocket channels.
     pub live: Arc<Hub>,
     /// Running pipelines.
@@ -296,6 +302,7 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
     if bus.shared() {
         registry.follow();
     }
+    let directory = node::open_directory(&bus)?;
     let created_path = api::created_file(&config.data_dir);
     let created = api::load_created(&created_path).map_err(ServerError::io(format!(
         "reading {}",
@@ -388,6 +395,7 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         log,
         bus,
         registry,
+        directory,
         repositories,
         created: Mutex::new(created),
         documents,
@@ -410,6 +418,8 @@ pub fn routes(doors: &config::DoorsConfig) -> Routes {
             cluster::partial,
         )
         .get("/api/v1/repositories/{name}/fields", fields_api::fields)
+        .get("/api/v1/cluster/nodes", directory::list)
+        .delete("/api/v1/cluster/nodes/{name}", directory::forget)
         .get("/api/v1/repositories/{name}/live", live_api::live)
         .get("/api/v1/tokens", tokens_api::list)
         .post("/api/v1/tokens", tokens_api::create)
@@ -540,6 +550,10 @@ pub async fn serve(
         tokio::task::block_in_place(|| eddy_ingest::tls::Certificates::load(&state.config.tls))?;
     state.audit.start(Arc::downgrade(&state));
     let http_door = http_door::HttpDoor::bind(state.clone(), tls.clone()).await?;
+    if let Some(directory) = &state.directory {
+        let (config, at) = (&state.config, http_door.local_addr());
+        tokio::task::block_in_place(|| node::announce(config, directory, at, tls.is_some()))?;
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut doors = tokio::task::JoinSet::new();
     let mut bound = Bound {

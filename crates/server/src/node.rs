@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use eddy_log::{Bus, Log};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A part a node plays.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Runs the doors: events in, produced to the bus, acknowledged once the bus has them.
@@ -118,6 +118,45 @@ pub fn open_bus(config: &BusConfig, log: &Arc<Log>) -> Result<Arc<dyn Bus>, eddy
             Ok(Arc::new(eddy_kafka::KafkaBus::connect(kafka)?))
         }
     }
+}
+
+/// On a shared bus, the cluster's node directory (see [`crate::directory`]); `None` on the
+/// embedded bus.
+pub fn open_directory(
+    bus: &Arc<dyn Bus>,
+) -> Result<Option<Arc<crate::directory::Directory>>, crate::ServerError> {
+    match bus.shared() {
+        true => Ok(Some(crate::directory::Directory::open(bus.clone())?)),
+        false => Ok(None),
+    }
+}
+
+/// Puts this node in the directory if it digests, once its HTTP door is bound at `bound` (a
+/// `listen` port 0 is known only then).
+pub fn announce(
+    config: &crate::config::Config,
+    directory: &crate::directory::Directory,
+    bound: std::net::SocketAddr,
+    tls: bool,
+) -> Result<(), crate::ServerError> {
+    let cluster = &config.cluster;
+    if !cluster.plays(Role::Digest) {
+        return Ok(());
+    }
+    let name = match cluster.node.is_empty() {
+        true => bound.to_string(),
+        false => cluster.node.clone(),
+    };
+    match cluster.advertised_url(bound, tls) {
+        Some(url) => directory.announce(&name, &url, &cluster.roles)?,
+        None => tracing::warn!(
+            node = name,
+            "this digest node listens on every address and has no cluster.url: query nodes \
+             will not find it in the node directory (set cluster.url, or list it in their \
+             cluster.peers)"
+        ),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -231,7 +231,7 @@ pub async fn query(
         }
     };
     let format = format_of(&headers);
-    if !state.config.cluster.peers.is_empty() {
+    if !crate::directory::peers(&state).is_empty() {
         if let Format::Ndjson = format {
             if let Err(e) = partial_interval(&request) {
                 return error(StatusCode::BAD_REQUEST, e).into_response();
