@@ -86,37 +86,40 @@ impl Spreading {
         let now = Instant::now();
         let mut sources = lock(&self.sources);
         let mut salts = Vec::new();
-        // The previous record's source and its placement; runs of one source are the rule.
-        let mut last: Option<&str> = None;
+        // The previous record's source, when it is on one partition: runs of one source are
+        // the rule, and need no look-up after their first record.
+        let mut last_at_home: Option<&str> = None;
         for key in keys {
             let Some(key) = key else {
                 salts.push(0);
                 continue;
             };
-            if !sources.contains_key(key) && sources.len() < self.rule.max_sources {
-                sources.insert(
-                    key.to_string(),
-                    Placement {
+            if last_at_home == Some(key) {
+                salts.push(0);
+                continue;
+            }
+            let salt = if let Some(p) = sources.get_mut(key) {
+                p.last_seen = now;
+                let salt = p.next_salt % p.ways;
+                p.next_salt = (salt + 1) % p.ways;
+                if p.ways == 1 {
+                    last_at_home = Some(key);
+                }
+                salt
+            } else {
+                if sources.len() < self.rule.max_sources {
+                    let home = Placement {
                         ways: 1,
                         next_salt: 0,
                         last_seen: now,
                         changed: None,
                         calm_since: None,
-                    },
-                );
-            }
-            let salt = match sources.get_mut(key) {
-                Some(p) => {
-                    if last != Some(key) {
-                        p.last_seen = now;
-                    }
-                    let salt = p.next_salt % p.ways;
-                    p.next_salt = (salt + 1) % p.ways;
-                    salt
+                    };
+                    sources.insert(key.to_string(), home);
                 }
-                None => 0,
+                last_at_home = Some(key);
+                0
             };
-            last = Some(key);
             salts.push(salt);
         }
         salts
