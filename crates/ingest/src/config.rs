@@ -41,6 +41,29 @@ pub struct IngestConfig {
     /// Shippers reconnect; counted in `eddy_ingest_timed_out_requests_total{phase="line"}`.
     #[serde(deserialize_with = "duration")]
     pub tcp_idle_timeout: Duration,
+    /// The lag rule (see `eddy_ingest::spread`): a partition whose oldest undigested record is
+    /// older than this spreads the data sources placed on it over more partitions (1, 2, 4, …
+    /// ways). The same for every repository.
+    #[serde(deserialize_with = "duration")]
+    pub lag_threshold: Duration,
+    /// How long the partitions of a spread data source stay under half `lag_threshold` before
+    /// it is spread over half as many.
+    #[serde(deserialize_with = "duration")]
+    pub lag_calm: Duration,
+    /// Data sources per repository the lag rule tracks at once; sources past it stay on their
+    /// own partition. 0 turns the rule off.
+    pub lag_max_sources: usize,
+}
+
+impl IngestConfig {
+    /// The lag rule's settings.
+    pub fn lag_rule(&self) -> crate::spread::LagRule {
+        crate::spread::LagRule {
+            threshold: self.lag_threshold,
+            calm: self.lag_calm,
+            max_sources: self.lag_max_sources,
+        }
+    }
 }
 
 /// A TCP or UDP listener.
@@ -189,6 +212,9 @@ impl Default for IngestConfig {
             udp_queue_datagrams: 65_536,
             max_tcp_connections: 1024,
             tcp_idle_timeout: Duration::from_secs(600),
+            lag_threshold: Duration::from_secs(10),
+            lag_calm: Duration::from_secs(60),
+            lag_max_sources: 10_000,
         }
     }
 }

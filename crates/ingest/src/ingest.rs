@@ -230,13 +230,16 @@ impl Ingest {
                 .map(|e| (!e.tags.is_empty()).then(|| grouping.key(&e.tags)))
                 .collect()
         };
+        // The lag rule spreads a source by the records' salts; their keys stay the source.
+        let salts = repo.spreading.salts(keys.iter().map(Option::as_deref));
         events
             .iter()
             .zip(keys)
-            .map(|(e, key)| {
+            .zip(salts)
+            .map(|((e, key), salt)| {
                 let r = Record::new(codec::encode(e)).with_timestamp(e.timestamp);
                 match key {
-                    Some(k) => r.with_key(k),
+                    Some(k) => r.with_key(k).with_salt(salt),
                     None => r,
                 }
             })

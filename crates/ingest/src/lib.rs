@@ -20,6 +20,9 @@
 //!   [`grouping`].
 //! - [`config`]: the `[ingest]`, `[[tcp]]`, `[[udp]]` and `[repositories.<name>]` settings.
 //! - [`metrics`]: the doors' self-metrics.
+//! - [`spread`]: Humio's lag rule, which spreads a data source whose partition lags over more
+//!   partitions; [`lag`]: the consumer lag it reads (and `/metrics` shows), on the embedded log
+//!   from this process's digest, on Kafka from the progress digest nodes publish.
 
 #![deny(missing_docs)]
 
@@ -33,9 +36,11 @@ pub mod framing;
 pub mod grouping;
 mod ingest;
 pub mod json_body;
+pub mod lag;
 pub mod metrics;
 pub mod protocols;
 pub mod repository;
+pub mod spread;
 pub mod tcp;
 pub mod tls;
 pub mod udp;

@@ -221,6 +221,8 @@ pub struct IngestMetrics {
     connection_limits: ConnectionLimitMetrics,
     /// The AMQP collectors' own (`eddy_amqp_*`).
     pub amqp: crate::amqp::metrics::AmqpMetrics,
+    /// Consumer lag and the lag rule's (`eddy_digest_*`, `eddy_spread_ways`, …).
+    pub lag: crate::lag::LagMetrics,
     requests: Family<DoorStatus, Counter>,
 }
 
@@ -394,6 +396,7 @@ impl IngestMetrics {
             footprint: FootprintGauges::default(),
             connection_limits: ConnectionLimitMetrics::default(),
             amqp: crate::amqp::metrics::AmqpMetrics::register(root),
+            lag: crate::lag::LagMetrics::register(root),
             requests: Family::default(),
         };
         let bus = root.sub_registry_with_prefix("eddy_bus");

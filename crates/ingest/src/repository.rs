@@ -16,7 +16,9 @@ use uuid::Uuid;
 use crate::config::{topic_of, IngestConfig, RepositoryConfig};
 use crate::dedup::DedupWindow;
 use crate::grouping::TagGrouping;
+use crate::lag::LagBoard;
 use crate::metrics::RepositoryGauges;
+use crate::spread::Spreading;
 use crate::IngestError;
 
 /// A repository as the doors see it.
@@ -40,6 +42,10 @@ pub struct Repository {
     digest_stats: Arc<eddy_store::digest::DigestStats>,
     pub(crate) dedup: Mutex<DedupWindow>,
     pub(crate) grouping: Mutex<TagGrouping>,
+    /// Its data sources' spread over partitions (the lag rule).
+    pub spreading: Spreading,
+    /// Its consumer lag, as last read.
+    pub lag: LagBoard,
 }
 
 /// How a door parses one line: [`eddy_event::Parser::parse`] or
@@ -123,6 +129,8 @@ impl Repository {
             config,
             store,
             gate,
+            spreading: Spreading::new(name, ingest.lag_rule(), partitions),
+            lag: LagBoard::default(),
             digest_stats: digest.as_ref().map(|d| d.stats.clone()).unwrap_or_default(),
             digest: Mutex::new(digest),
             dedup: Mutex::new(dedup),
@@ -147,6 +155,19 @@ impl Repository {
             }
         }
         Ok(refused)
+    }
+
+    /// The counters and progress of this node's digest of the repository (at zero when it
+    /// runs none).
+    pub fn digest_stats(&self) -> &eddy_store::digest::DigestStats {
+        &self.digest_stats
+    }
+
+    /// Where this node's digest is in each partition it digests.
+    pub fn digest_progress(
+        &self,
+    ) -> std::collections::BTreeMap<u32, eddy_store::progress::PartitionProgress> {
+        self.digest_stats.progress.partitions()
     }
 
     /// Stops the digest (its work in progress stays in the bus, to be rebuilt at start).

@@ -27,8 +27,10 @@
 //!   holds other calls' records. Order within one call's share is kept (the idempotent
 //!   producer keeps order across retries).
 //! - **Keys.** Placement is eddy's, not Kafka's: `PartitionChoice::ByKey` hashes with
-//!   [`eddy_log::partition_by_key`] and produces to that partition explicitly, so a key lands
-//!   in the same partition on both buses (Kafka's own murmur2 partitioner is never used).
+//!   [`eddy_log::partition_by_key`] (with the record's placement salt, when the lag rule
+//!   spreads its source) and produces to that partition explicitly, so a key lands in the same
+//!   partitions on both buses (Kafka's own murmur2 partitioner is never used). The salt is not
+//!   sent: the message's key is the record's.
 //!   Unkeyed records of one call go to one partition, the next call's to the next one.
 //! - **Timestamps.** Kafka keeps milliseconds; eddy nanoseconds. The Kafka timestamp is eddy's
 //!   rounded down to the millisecond (so Kafka's time index and retention work) and the exact

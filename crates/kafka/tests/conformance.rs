@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use eddy_kafka::testing::Broker;
 use eddy_kafka::KafkaBus;
 use eddy_log::{
-    partition_for_key, Bus, Error, GroupMember, Log, Membership, PartitionChoice, Record,
-    StoredRecord, TopicConfig,
+    partition_for_key, partition_for_salted_key, Bus, Error, GroupMember, Log, Membership,
+    PartitionChoice, Record, StoredRecord, TopicConfig,
 };
 
 /// How long anything that waits on the broker may take before the test fails.
@@ -128,6 +128,7 @@ macro_rules! conformance {
 conformance!(
     produce_acks_offsets_consecutive_per_partition,
     keyed_records_land_where_partition_for_key_says_and_unkeyed_batches_rotate,
+    salted_records_of_one_key_land_on_their_salts_partitions_and_keep_the_key,
     reader_starts_at_an_offset_seeks_and_times_out_empty,
     records_round_trip_key_headers_and_nanosecond_timestamp,
     a_waiting_reader_gets_records_produced_after_it_started,
@@ -213,6 +214,35 @@ fn produce_acks_offsets_consecutive_per_partition(f: &mut dyn Fixture) {
         total += expected;
     }
     assert_eq!(total, 30);
+}
+
+fn salted_records_of_one_key_land_on_their_salts_partitions_and_keep_the_key(f: &mut dyn Fixture) {
+    let bus = f.bus();
+    topic(&*bus, "spread", 4);
+    // One data source spread four ways: salts 0..4 in turn, as the lag rule places them.
+    let records = (0..8u32)
+        .map(|i| {
+            Record::new(i.to_string())
+                .with_key("#host=hot")
+                .with_salt(i % 4)
+        })
+        .collect();
+    bus.produce("spread", records, PartitionChoice::ByKey)
+        .unwrap();
+    let mut seen = Vec::new();
+    for p in 0..4 {
+        let (_, next) = bus.offsets("spread", p).unwrap();
+        let mut reader = bus.reader("spread", p, 0).unwrap();
+        for r in read_n(&mut *reader, next as usize) {
+            assert_eq!(r.key.as_deref(), Some(&b"#host=hot"[..]));
+            let i: u32 = std::str::from_utf8(&r.value).unwrap().parse().unwrap();
+            assert_eq!(partition_for_salted_key(b"#host=hot", i % 4, 4), p);
+            seen.push((p, i));
+        }
+    }
+    assert_eq!(seen.len(), 8);
+    let partitions: std::collections::BTreeSet<u32> = seen.iter().map(|(p, _)| *p).collect();
+    assert_eq!(partitions.len(), 4, "four salts, four partitions: {seen:?}");
 }
 
 fn keyed_records_land_where_partition_for_key_says_and_unkeyed_batches_rotate(f: &mut dyn Fixture) {

@@ -149,6 +149,10 @@ impl BusReader for PartitionReader {
     }
 
     fn poll(&mut self, timeout: Duration) -> Result<Vec<StoredRecord>> {
+        #[cfg(any(test, feature = "fault-injection"))]
+        if let Some(slowed) = crate::fault::slow_poll(self, timeout) {
+            return slowed;
+        }
         self.poll_wait(timeout)
     }
 

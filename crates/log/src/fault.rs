@@ -1,13 +1,52 @@
-//! A fault hook in the write path, compiled only into tests and builds with the
-//! `fault-injection` feature: while a file named [`FULL_DISK_FLAG`] exists in a partition's
-//! directory or one of its three parents (the data directory, say), every batch write to that
-//! partition writes half its bytes and fails as a full disk does (`ENOSPC`). Tests use it to
-//! show what a full disk does to ingest, without a size-limited file system.
+//! Fault hooks, compiled only into tests and builds with the `fault-injection` feature (never
+//! into a release, so they cost nothing there):
+//!
+//! - **A full disk.** While a file named [`FULL_DISK_FLAG`] exists in a partition's directory
+//!   or one of its three parents (the data directory, say), every batch write to that
+//!   partition writes half its bytes and fails as a full disk does (`ENOSPC`). Tests use it to
+//!   show what a full disk does to ingest, without a size-limited file system.
+//! - **A slow partition.** While a file named [`SLOW_READS_FLAG`] exists in one partition's
+//!   directory, every poll of a bus reader of that partition ([`crate::Bus::reader`], what the
+//!   digest reads with) first pauses and then hands out at most one record, so that one
+//!   partition's digest falls behind while the others keep up. Tests use it to show the lag
+//!   rule. The file may hold the pause in milliseconds; empty, it is 100 ms.
 
 use std::path::Path;
+use std::time::Duration;
+
+use crate::partition::PartitionReader;
+use crate::record::StoredRecord;
 
 /// The name of the file whose presence makes writes fail.
 pub const FULL_DISK_FLAG: &str = "eddy-fault-full-disk";
+
+/// The name of the file whose presence in a partition's directory slows its bus readers.
+pub const SLOW_READS_FLAG: &str = "eddy-fault-slow-reads";
+
+/// The pause of a slowed read when the flag file names none.
+const DEFAULT_SLOW_READ: Duration = Duration::from_millis(100);
+
+/// A bus reader's poll, slowed if the flag is set in its partition's directory; `None` when it
+/// is not (the caller polls as usual).
+pub(crate) fn slow_poll(
+    reader: &mut PartitionReader,
+    timeout: Duration,
+) -> Option<crate::Result<Vec<StoredRecord>>> {
+    let flag = reader.partition().dir().join(SLOW_READS_FLAG);
+    let text = std::fs::read_to_string(flag).ok()?;
+    let pause = text
+        .trim()
+        .parse()
+        .map_or(DEFAULT_SLOW_READ, Duration::from_millis);
+    std::thread::sleep(pause);
+    Some(reader.poll_wait(timeout).map(|mut records| {
+        if records.len() > 1 {
+            records.truncate(1);
+            reader.seek(records[0].offset + 1);
+        }
+        records
+    }))
+}
 
 /// The error a write under `dir` fails with now, if the flag is set.
 pub(crate) fn full_disk(dir: &Path) -> Option<std::io::Error> {
@@ -47,6 +86,43 @@ mod tests {
             .unwrap()
             .produce(records, PartitionChoice::Explicit(0))
             .map(drop)
+    }
+
+    #[test]
+    fn a_slowed_partition_hands_its_bus_readers_one_record_per_poll_until_the_flag_goes() {
+        use crate::Bus;
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::builder(dir.path()).open().unwrap();
+        let topic = log
+            .create_topic(
+                "t",
+                TopicConfig {
+                    partitions: 2,
+                    ..TopicConfig::default()
+                },
+            )
+            .unwrap();
+        for p in 0..2 {
+            let records = (0..5).map(|i| Record::new(format!("{p}-{i}"))).collect();
+            topic
+                .produce(records, PartitionChoice::Explicit(p))
+                .unwrap();
+        }
+        let flag = topic
+            .partition(1)
+            .unwrap()
+            .dir()
+            .join(super::SLOW_READS_FLAG);
+        std::fs::write(&flag, "1").unwrap();
+        let poll = |p| {
+            let mut reader = log.reader("t", p, 0).unwrap();
+            let first = reader.poll(Duration::from_secs(60)).unwrap().len();
+            (first, reader.position())
+        };
+        assert_eq!(poll(0), (5, 5));
+        assert_eq!(poll(1), (1, 1));
+        std::fs::remove_file(&flag).unwrap();
+        assert_eq!(poll(1), (5, 5));
     }
 
     #[test]

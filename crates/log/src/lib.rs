@@ -54,4 +54,7 @@ pub use groups::{GroupOffsets, Groups};
 pub use partition::{AppendAck, Partition, PartitionInfo, PartitionReader, RetentionOutcome};
 pub use record::{now_ns, Header, Record, StoredRecord};
 pub use repair::{repair_topic, Repair};
-pub use topic::{partition_by_key, partition_for_key, PartitionChoice, Topic, TopicInfo};
+pub use topic::{
+    partition_by_key, partition_for_key, partition_for_salted_key, PartitionChoice, Topic,
+    TopicInfo,
+};

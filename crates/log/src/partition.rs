@@ -178,6 +178,11 @@ impl std::fmt::Debug for Partition {
 }
 
 impl Partition {
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Opens (or creates) the partition in `dir`, recovering its segments. `floor`: an offset a
     /// consumer has already committed; if recovery lost records up to it, the partition goes on
     /// from there (see [`Partition::advance_to`]).

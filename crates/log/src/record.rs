@@ -22,6 +22,10 @@ pub struct Record {
     pub timestamp: Option<i64>,
     /// Headers, in order.
     pub headers: Vec<Header>,
+    /// Which of its key's partitions the record goes to when its data source is spread over
+    /// several (see [`crate::partition_for_salted_key`]); 0, the default, is the key's own
+    /// partition. Only placement: the bus does not store it, and the key stays the record's.
+    pub salt: u32,
 }
 
 impl Record {
@@ -42,6 +46,12 @@ impl Record {
     /// Sets the timestamp (ns since the Unix epoch).
     pub fn with_timestamp(mut self, ns: i64) -> Record {
         self.timestamp = Some(ns);
+        self
+    }
+
+    /// Sets the placement salt (see [`Record::salt`]).
+    pub fn with_salt(mut self, salt: u32) -> Record {
+        self.salt = salt;
         self
     }
 

@@ -27,20 +27,52 @@ pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
     (xxhash_rust::xxh3::xxh3_64(key) % u64::from(partitions.max(1))) as u32
 }
 
-/// The partition of `record` under [`PartitionChoice::ByKey`]: its key's
-/// ([`partition_for_key`]), or `unkeyed`, the partition the call's records without a key share.
-/// Every bus places records by this rule, so a key lands in the same partition on all of them.
+/// The partition of `key` under placement salt `salt`: salt 0 is the key's own partition
+/// ([`partition_for_key`]); salts 1, 2, … walk from there through the other partitions with a
+/// stride that the key's hash picks among those coprime with the count. So salts `0..w` are `w`
+/// distinct partitions (for `w` up to the count), the one key of a source spread `w` ways
+/// lands on exactly `w` partitions, and sources of one partition spread in different
+/// directions. (Hashing key and salt together could put two salts in one partition and
+/// spread less than asked.)
+pub fn partition_for_salted_key(key: &[u8], salt: u32, partitions: u32) -> u32 {
+    let n = u64::from(partitions.max(1));
+    let home = xxhash_rust::xxh3::xxh3_64(key) % n;
+    if salt == 0 || n == 1 {
+        return home as u32;
+    }
+    let mut stride = 1 + xxhash_rust::xxh3::xxh3_64_with_seed(key, SPREAD_SEED) % (n - 1);
+    while gcd(stride, n) != 1 {
+        stride = stride % (n - 1) + 1;
+    }
+    ((home + (u64::from(salt) % n) * stride) % n) as u32
+}
+
+/// The seed of the hash that picks a spread key's stride (any fixed value; changing it moves
+/// spread records, which readers do not mind).
+const SPREAD_SEED: u64 = 0x5eed_5a17;
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// The partition of `record` under [`PartitionChoice::ByKey`]: its key's under its salt
+/// ([`partition_for_salted_key`]), or `unkeyed`, the partition the call's records without a key
+/// share. Every bus places records by this rule, so a key lands in the same partitions on all
+/// of them.
 pub fn partition_by_key(record: &Record, partitions: u32, unkeyed: u32) -> u32 {
-    record
-        .key
-        .as_ref()
-        .map_or(unkeyed, |k| partition_for_key(k, partitions))
+    record.key.as_ref().map_or(unkeyed, |k| {
+        partition_for_salted_key(k, record.salt, partitions)
+    })
 }
 
 /// Which partition a batch goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartitionChoice {
-    /// Hash each record's key; records without a key go round-robin, one batch at a time.
+    /// Hash each record's key (with its [`Record::salt`], see [`partition_by_key`]); records
+    /// without a key go round-robin, one batch at a time.
     ByKey,
     /// This partition, whatever the keys.
     Explicit(u32),
@@ -228,5 +260,42 @@ mod tests {
             .map(|i| partition_for_key(format!("k{i}").as_bytes(), 8))
             .collect();
         assert_eq!(spread.len(), 8);
+    }
+
+    #[test]
+    fn salt_zero_is_the_keys_own_partition_and_w_salts_are_w_distinct_partitions() {
+        for n in 1..=12u32 {
+            for i in 0..50 {
+                let key = format!("#host=h{i}");
+                let k = key.as_bytes();
+                assert_eq!(partition_for_salted_key(k, 0, n), partition_for_key(k, n));
+                let all: std::collections::HashSet<u32> =
+                    (0..n).map(|s| partition_for_salted_key(k, s, n)).collect();
+                assert_eq!(all.len(), n as usize, "key {key}, {n} partitions");
+                assert!(all.iter().all(|&p| p < n));
+                // Past the count, salts come round again.
+                assert_eq!(
+                    partition_for_salted_key(k, n + 1, n),
+                    partition_for_salted_key(k, 1, n)
+                );
+            }
+        }
+        // Two keys of one partition need not spread onto the same second partition.
+        let seconds: std::collections::HashSet<u32> = (0..200)
+            .map(|i| format!("k{i}"))
+            .filter(|k| partition_for_key(k.as_bytes(), 8) == 3)
+            .map(|k| partition_for_salted_key(k.as_bytes(), 1, 8))
+            .collect();
+        assert!(seconds.len() > 1, "{seconds:?}");
+    }
+
+    #[test]
+    fn salted_records_keep_their_key_and_land_on_the_salted_partition() {
+        let record = Record::new("v").with_key("#host=a").with_salt(1);
+        assert_eq!(
+            partition_by_key(&record, 4, 0),
+            partition_for_salted_key(b"#host=a", 1, 4)
+        );
+        assert_eq!(record.key.as_deref(), Some(&b"#host=a"[..]));
     }
 }

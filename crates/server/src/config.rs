@@ -445,6 +445,8 @@ impl Config {
             ("http.body_idle_timeout", self.http.body_idle_timeout),
             ("http.body_timeout", self.http.body_timeout),
             ("ingest.tcp_idle_timeout", self.ingest.tcp_idle_timeout),
+            ("ingest.lag_threshold", self.ingest.lag_threshold),
+            ("ingest.lag_calm", self.ingest.lag_calm),
         ] {
             if d.is_zero() {
                 problems.push(format!("{what} must be longer than 0s"));

@@ -51,6 +51,7 @@ pub mod hec_door;
 pub mod http;
 pub mod http_door;
 pub mod influx_door;
+mod lag;
 pub mod limits;
 pub mod live_api;
 pub mod loki_door;
@@ -280,9 +281,11 @@ impl AppState {
         let ingest = &self.metrics.ingest;
         let (inflight, limit) = self.ingest.budget.usage();
         ingest.set_state(inflight, limit);
+        ingest.lag.begin_scrape();
         for repo in self.repositories() {
             ingest.set_repository(&repo.name, &repo.gauges());
             ingest.set_footprint(&repo.name, &api::footprint(&repo));
+            ingest.lag.set(&repo);
         }
         self.metrics.render()
     }
@@ -596,6 +599,7 @@ pub async fn serve(
         doors.spawn(collector.run(stop_rx.clone()));
     }
     let maintenance = Maintenance::start(state.clone());
+    let lag_watch = lag::LagWatch::start(state.clone());
     state.start_pipelines();
     state.start_alerts();
     tracing::info!(http = %bound.http, tls = bound.tls, tcp = ?bound.tcp, udp = ?bound.udp, amqp = state.config.amqp.len(), repositories = state.repositories().len(), "eddy serve: doors open");
@@ -607,6 +611,7 @@ pub async fn serve(
     close_doors(doors, state.config.shutdown_timeout).await;
     tracing::info!("eddy serve: doors closed; stopping the digests and closing the bus");
     maintenance.stop();
+    lag_watch.stop();
     tokio::task::block_in_place(|| {
         state.audit.stop();
         state.pipelines.stop_all();

@@ -16,6 +16,7 @@ use eddy_base::sync::lock;
 use eddy_event::codec::{self, FieldsRef};
 use eddy_log::Bus;
 
+use crate::progress::Observed;
 use crate::sealed_marks::{self, SealedMark};
 use crate::store::RepoStore;
 
@@ -64,6 +65,8 @@ pub struct DigestStats {
     /// Records the bus could not give back because its files are damaged (skipped, with a
     /// warning naming the file, bytes and offsets).
     pub unreadable: AtomicU64,
+    /// Where each partition's worker is and the latency it sees.
+    pub progress: crate::progress::DigestProgress,
 }
 
 /// A repository's running digest: a member of the bus's consumer group [`GROUP`] for the
@@ -432,6 +435,7 @@ impl Worker {
                 );
             }
             let (mut events, mut bytes) = (0, 0);
+            let mut observed = Observed::poll(records.len());
             for r in &records {
                 bytes += r.value.len() as u64;
                 let (event, encoded) = match decode_record(&r.value) {
@@ -448,6 +452,7 @@ impl Worker {
                     }
                 };
                 let source = source_of(r.key.as_deref());
+                observed.note(source, event.ingest_timestamp);
                 appender.append(
                     r.offset,
                     source,
@@ -460,6 +465,9 @@ impl Worker {
             stats.events.fetch_add(events, Ordering::Relaxed);
             stats.bytes.fetch_add(bytes, Ordering::Relaxed);
             store.note_digested(partition, reader.position());
+            stats
+                .progress
+                .report(partition, reader.position(), observed);
             store.seal_due(partition)?;
             self.publish_seals()?;
             let commit = store.commit_point(partition).unwrap_or(reader.position());

@@ -5,7 +5,8 @@
 //! file that holds a data source's blocks behind a footer; the [`catalogue`] is the small index
 //! of every segment; [`store`] holds a repository's segments and work in progress and answers a
 //! [`scan`] with a [`plan`] of the blocks to read; [`digest`] turns the bus into segments, and
-//! [`maintenance`] applies retention and merges small segments; [`repair`] replaces damaged
+//! [`maintenance`] applies retention and merges small segments; the digest tells its
+//! [`progress`] (position and latency, for the lag rule); [`repair`] replaces damaged
 //! segments with what their readable blocks and the bus still hold. A query reads a block as a
 //! [`view`]: its columns decoded, events built only where needed.
 
@@ -19,6 +20,7 @@ pub mod digest;
 pub mod layout;
 pub mod maintenance;
 pub mod plan;
+pub mod progress;
 pub mod repair;
 pub mod scan;
 pub mod sealed_marks;
