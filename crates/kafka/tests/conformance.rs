@@ -138,6 +138,7 @@ conformance!(
     unknown_topics_and_partitions_are_typed_errors,
     an_oversized_record_is_refused_before_anything_is_stored,
     concurrent_produce_calls_each_find_their_records_inside_their_acks,
+    offset_for_time_is_the_first_record_at_or_after_the_time,
 );
 
 fn topic(bus: &dyn Bus, name: &str, partitions: u32) {
@@ -700,4 +701,25 @@ fn kafka_a_live_bus_sees_the_new_epoch_after_the_broker_is_reset() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+fn offset_for_time_is_the_first_record_at_or_after_the_time(f: &mut dyn Fixture) {
+    let bus = f.bus();
+    topic(&*bus, "times", 1);
+    let second = 1_000_000_000;
+    let t0 = eddy_log::now_ns() - 3600 * second;
+    let records = (0..10)
+        .map(|i| Record::new(format!("at {i}")).with_timestamp(t0 + i * second))
+        .collect();
+    bus.produce("times", records, PartitionChoice::Explicit(0))
+        .unwrap();
+    let at = |ns: i64| bus.offset_for_time("times", 0, ns).unwrap();
+    assert_eq!(at(t0 - second), 0, "before every record: the first");
+    assert_eq!(at(t0 + 3 * second), 3, "exactly a record's time");
+    assert_eq!(at(t0 + 3 * second - 1), 3, "just before it");
+    assert_eq!(at(t0 + 100 * second), 10, "after every record: the end");
+    assert!(matches!(
+        bus.offset_for_time("times", 1, t0),
+        Err(Error::PartitionOutOfRange { .. })
+    ));
 }
