@@ -1,8 +1,9 @@
 //! Live queries, alert rules and pipelines on nodes whose bus is Kafka (a Kafka-protocol broker
 //! on loopback): a view opened on one node counts every event acknowledged through another,
 //! those sent before it opened included; a rule fires for events sent through another node,
-//! and once per cluster when several nodes have it; a pipeline resumes from the group's
-//! committed offsets after a restart.
+//! and once per cluster when several nodes have it, the duty moving to another node when the
+//! one on duty is killed; a pipeline resumes from the group's committed offsets after a
+//! restart.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -257,4 +258,32 @@ fn a_pipeline_on_kafka_resumes_from_its_committed_offsets_after_a_restart() {
         "{pipelines}"
     );
     server.stop();
+}
+
+#[test]
+fn the_duty_of_a_killed_node_moves_to_the_other_which_then_evaluates_and_notifies() {
+    let broker = Broker::start();
+    let (hook, got) = receiver();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(dir_a.path(), &broker, &rule("errors", &hook));
+    let b = node(dir_b.path(), &broker, &rule("errors", &hook));
+    let on_duty = |server: &Server| alert_rule(server, "errors")["status"]["on_duty"] == true;
+    let a_on_duty = wait_for("one node on duty", || {
+        let (on_a, on_b) = (on_duty(&a), on_duty(&b));
+        (on_a != on_b).then_some(on_a)
+    });
+    let (duty, standby) = if a_on_duty { (a, b) } else { (b, a) };
+    send(&standby, 0, 10);
+    wait_for("errors firing", || {
+        (notices(&got, "/errors", "firing").len() == 1).then_some(())
+    });
+    // SIGKILL: the node leaves nothing behind; the group's session timeout moves the duty.
+    duty.kill();
+    wait_for("the other node on duty", || on_duty(&standby).then_some(()));
+    // It never evaluated the rule, so it has no memory of the firing group: it notifies the
+    // cause again (at least once across a failover).
+    wait_for("errors firing from the node now on duty", || {
+        (notices(&got, "/errors", "firing").len() == 2).then_some(())
+    });
+    standby.stop();
 }
