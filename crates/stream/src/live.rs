@@ -685,3 +685,30 @@ fn catch_up(
         *from = to;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_gap_is_warned_about_while_it_is_inside_the_window_and_no_longer() {
+        let minute = 60_000_000_000;
+        let prepared = eddy_query::prepare("count()", 100).unwrap();
+        let window = Window::new(Duration::from_secs(15 * 60)).unwrap();
+        let live = Live::new(prepared, window, 1 << 20);
+        let now = now_ns();
+        let gaps = [Gap {
+            message: "incomplete window: partition 3".into(),
+            until: now - 10 * minute,
+        }];
+        let warnings = |at: i64| {
+            let answer = live.answer(at);
+            answer_json("update", &answer, &live, at, &gaps)["warnings"].clone()
+        };
+        assert_eq!(warnings(now), json!(["incomplete window: partition 3"]));
+        // Six minutes on, the window starts after the gap's end.
+        assert_eq!(warnings(now + 6 * minute), json!([]));
+    }
+}
