@@ -47,7 +47,7 @@ pub trait Repositories: Send + Sync {
 
 /// What pipelines and alert rules run against: the bus, the doors (for repository sinks), the
 /// live hub (for websocket sinks), their metrics, where rollups keep their progress, and the
-/// alert duty.
+/// alert rules' duties.
 pub struct Context {
     /// The repositories' bus: consumer groups and rebroadcast topics.
     pub bus: Arc<dyn Bus>,
@@ -61,7 +61,7 @@ pub struct Context {
     pub metrics: Arc<StreamMetrics>,
     /// The server's data directory (rollups keep `pipelines/<name>.closed` there).
     pub data_dir: PathBuf,
-    /// Whether this node evaluates the alert rules (see [`AlertDuty`]).
+    /// Decides which of this node's alert rules it evaluates (see [`AlertDuty`]).
     pub alert_duty: Arc<AlertDuty>,
 }
 
