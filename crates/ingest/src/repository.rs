@@ -26,8 +26,8 @@ use crate::IngestError;
 pub struct Repository {
     /// Its name.
     pub name: String,
-    /// Its topic in the embedded log: the events themselves when the log is the bus; what the
-    /// embedded-only readers (live views, alerts, pipelines) follow.
+    /// Its topic in the embedded log: the events themselves when the log is the bus (every
+    /// reader of events, the stream runtime included, goes through `bus`, by this name).
     pub topic: Arc<Topic>,
     /// The bus its events are produced to and digested from: the embedded log itself, or Kafka
     /// in a cluster (a topic of the same name).

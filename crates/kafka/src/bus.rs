@@ -27,6 +27,9 @@ use crate::produce::{Delivery, DeliveryContext, Outcome};
 use crate::reader::KafkaReader;
 use crate::records::{kafka_headers, kafka_timestamp};
 
+/// The group id of the consumer that looks offsets up by time (never joined, never committed).
+const TIME_LOOKUP_GROUP: &str = "eddy-time-lookup";
+
 /// eddy's bus on a Kafka cluster. See the crate's documentation for where it differs from the
 /// embedded log.
 pub struct KafkaBus {
@@ -448,6 +451,35 @@ impl Bus for KafkaBus {
         let member = KafkaMember::join(&self.config, group, topic, on_change)?;
         lock(&self.members).insert(group.to_string(), member.consumer());
         Ok(Box::new(member))
+    }
+
+    fn offset_for_time(&self, topic: &str, partition: u32, time_ns: i64) -> Result<u64> {
+        self.check_partition(topic, partition)?;
+        let operation =
+            || format!("finding the offset of time {time_ns} ns in {topic}/{partition}");
+        // Kafka's time index is in ms, rounded down as the records' timestamps are: every
+        // record at or after `time_ns` is at or after the offset found for its millisecond.
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(
+            topic,
+            partition as i32,
+            Offset::Offset(kafka_timestamp(time_ns)),
+        )
+        .map_err(|e| broker(operation(), e))?;
+        let found = self
+            .committer(TIME_LOOKUP_GROUP)?
+            .offsets_for_times(list, self.config.request_timeout)
+            .map_err(|e| broker(operation(), e))?;
+        let offset = found
+            .find_partition(topic, partition as i32)
+            .map(|elem| elem.error().map(|()| elem.offset()))
+            .transpose()
+            .map_err(|e| broker(operation(), e))?;
+        match offset {
+            Some(Offset::Offset(o)) if o >= 0 => Ok(o as u64),
+            // No record that late: the partition's end.
+            _ => Ok(self.offsets(topic, partition)?.1),
+        }
     }
 }
 

@@ -92,6 +92,11 @@ pub trait Bus: Send + Sync + 'static {
         topic: &str,
         on_change: Box<dyn FnMut(Membership) + Send>,
     ) -> Result<Box<dyn GroupMember>>;
+
+    /// The first offset of a partition whose record timestamp (ns) is at or after `time_ns`;
+    /// the partition's next offset when none is. Records before it all have earlier
+    /// timestamps, so reading from it misses none at or after `time_ns`.
+    fn offset_for_time(&self, topic: &str, partition: u32, time_ns: i64) -> Result<u64>;
 }
 
 /// Reads one partition in offset order.

@@ -132,6 +132,12 @@ impl Bus for Log {
             owned: Vec::new(),
         }))
     }
+
+    fn offset_for_time(&self, topic: &str, partition: u32, time_ns: i64) -> Result<u64> {
+        self.topic(topic)?
+            .partition(partition)?
+            .offset_for_time(time_ns)
+    }
 }
 
 impl BusReader for PartitionReader {

@@ -378,7 +378,8 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         .map_err(|e| ServerError::io(e.context)(e.source))?;
     let alerts = Alerts::new(silences, config.channels.clone());
     let pipeline_context = Arc::new(pipelines::Context {
-        log: log.clone(),
+        bus: bus.clone(),
+        alert_duty: eddy_stream::alerts::duty::AlertDuty::for_bus(&bus),
         ingest: ingest.clone(),
         repositories: repositories.clone(),
         live: live.clone(),

@@ -21,39 +21,40 @@ pub fn created_file(data_dir: &std::path::Path) -> std::path::PathBuf {
 
 /// `GET /api/v1/pipelines`.
 pub async fn list(State(state): State<Arc<AppState>>) -> Response {
-    let mut pipelines = state.pipelines.describe(None);
-    for p in &mut pipelines {
-        if let (Some(name), Some(from)) = (p["name"].as_str(), p["config"]["from"].as_str()) {
-            p["lag"] = json!(lag(&state, name, from));
+    // On Kafka each lag is a few requests to the brokers: off the async workers.
+    let described = tokio::task::spawn_blocking(move || {
+        let mut pipelines = state.pipelines.describe(None);
+        for p in &mut pipelines {
+            if let (Some(name), Some(from)) = (p["name"].as_str(), p["config"]["from"].as_str()) {
+                p["lag"] = json!(lag(&state, name, from));
+            }
         }
+        pipelines
+    })
+    .await;
+    match described {
+        Ok(pipelines) => Json(json!({ "pipelines": pipelines })).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("listing the pipelines: {e}"),
+        )
+        .into_response(),
     }
-    Json(json!({ "pipelines": pipelines })).into_response()
 }
 
 /// Events of the source repository that pipeline `name` (consumer group `pipeline.NAME`) has
-/// not committed yet, over every partition (the UI's repositories page).
+/// not committed yet, over every partition of its bus (the UI's repositories page); none if
+/// the bus cannot tell.
 fn lag(state: &AppState, name: &str, from: &str) -> Option<u64> {
     let repo = state.repository(from)?;
-    let committed = state
-        .log
-        .groups()
-        .get(&format!("pipeline.{name}"))
-        .and_then(|topics| topics.get(repo.topic.name()).cloned())
-        .unwrap_or_default();
-    Some(
-        repo.topic
-            .info()
-            .partitions
-            .iter()
-            .map(|p| {
-                let done = committed
-                    .get(&p.partition)
-                    .copied()
-                    .unwrap_or(p.start_offset);
-                p.end_offset.saturating_sub(done)
-            })
-            .sum(),
-    )
+    let (bus, topic, group) = (&repo.bus, repo.topic.name(), format!("pipeline.{name}"));
+    let mut lag = 0;
+    for p in 0..bus.partition_count(topic).ok()? {
+        let (first, next) = bus.offsets(topic, p).ok()?;
+        let done = bus.committed(&group, topic, p).ok()?.unwrap_or(first);
+        lag += next.saturating_sub(done);
+    }
+    Some(lag)
 }
 
 /// `GET /api/v1/pipelines/{name}`.

@@ -107,6 +107,9 @@ impl Bus for Failing {
     fn committed(&self, group: &str, topic: &str, partition: u32) -> eddy_log::Result<Option<u64>> {
         self.inner.committed(group, topic, partition)
     }
+    fn offset_for_time(&self, topic: &str, partition: u32, time_ns: i64) -> eddy_log::Result<u64> {
+        self.inner.offset_for_time(topic, partition, time_ns)
+    }
     fn join(
         &self,
         group: &str,

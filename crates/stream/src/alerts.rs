@@ -19,6 +19,7 @@
 pub mod channel;
 pub mod channel_groups;
 mod deliveries;
+pub mod duty;
 mod evaluator;
 pub mod grouping;
 pub mod replay;
@@ -545,6 +546,7 @@ impl Alerts {
             delivery: Mutex::new(Delivery::default()),
             stopped: AtomicBool::new(false),
             working: AtomicBool::new(false),
+            duty: context.alert_duty.take_part(name),
         });
         lock(&self.rules).insert(name.to_string(), rule.clone());
         self.evaluator.add(rule);
@@ -595,7 +597,11 @@ impl Alerts {
         lock(&self.rules)
             .iter()
             .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()))
-            .map(|(name, r)| json!({ "name": name, "config": r.config, "status": r.status.json() }))
+            .map(|(name, r)| {
+                let mut status = r.status.json();
+                status["on_duty"] = json!(r.duty.held());
+                json!({ "name": name, "config": r.config, "status": status })
+            })
             .collect()
     }
 }
@@ -707,6 +713,8 @@ pub(crate) struct Rule {
     stopped: AtomicBool,
     /// Whether it is queued on the delivery pool or being worked on there.
     working: AtomicBool,
+    /// Whether this node evaluates it (one node of a cluster does: [`duty`]).
+    duty: duty::Duty,
 }
 
 /// A rule's memory and whether it was read from disk yet.
@@ -790,6 +798,7 @@ impl Rule {
             let _memory = lock(&self.memory);
             self.stopped.store(true, Ordering::Relaxed);
         }
+        self.duty.leave();
         let deadline = Instant::now() + channel::TIMEOUT + Duration::from_secs(5);
         while self.working.load(Ordering::Acquire) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));

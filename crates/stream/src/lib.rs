@@ -12,8 +12,9 @@
 //!   [`config::PipelinePlan`] before anything runs.
 //! - [`metrics`]: their self-metrics.
 //!
-//! Repositories are read through a [`ReadHandle`] (name, topic, store); a pipeline writing
-//! into a repository goes through the doors' own `eddy_ingest::Ingest::store`.
+//! Repositories are read through a [`ReadHandle`] (name, bus and topic, store) over any
+//! [`eddy_log::Bus`]: the embedded log or Kafka. A pipeline writing into a repository goes
+//! through the doors' own `eddy_ingest::Ingest::store`.
 
 #![deny(missing_docs)]
 
@@ -22,12 +23,13 @@ pub mod config;
 pub mod live;
 pub mod metrics;
 pub mod pipelines;
+mod seed;
 pub mod sink;
 mod workers;
 
 use std::sync::Arc;
 
-use eddy_log::Topic;
+use eddy_log::Bus;
 use eddy_store::RepoStore;
 
 /// A repository as the stream runtime reads it.
@@ -35,17 +37,37 @@ use eddy_store::RepoStore;
 pub struct ReadHandle {
     /// Its name.
     pub name: String,
-    /// Its bus topic.
-    pub topic: Arc<Topic>,
+    /// The bus its events are on.
+    pub bus: Arc<dyn Bus>,
+    /// Its topic on that bus.
+    pub topic: String,
     /// Its segments and work in progress.
     pub store: Arc<RepoStore>,
+}
+
+impl ReadHandle {
+    /// Whether a live window's past comes from the bus rather than from this node's store. On
+    /// a shared bus other nodes digest some of the partitions, so the local store holds only a
+    /// share of the window, while the tap reads every partition: seeding from the bus (every
+    /// partition, from the window's start) is the only complete source.
+    pub fn seeds_from_bus(&self) -> bool {
+        self.bus.shared()
+    }
+
+    /// Per partition, the bus's next offset now.
+    pub fn end_offsets(&self) -> Result<Vec<u64>, eddy_log::Error> {
+        (0..self.bus.partition_count(&self.topic)?)
+            .map(|p| Ok(self.bus.offsets(&self.topic, p)?.1))
+            .collect()
+    }
 }
 
 impl From<&eddy_ingest::Repository> for ReadHandle {
     fn from(repo: &eddy_ingest::Repository) -> ReadHandle {
         ReadHandle {
             name: repo.name.clone(),
-            topic: repo.topic.clone(),
+            bus: repo.bus.clone(),
+            topic: repo.topic.name().to_string(),
             store: repo.store.clone(),
         }
     }

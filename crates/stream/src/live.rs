@@ -6,7 +6,10 @@
 //! A view starts complete: it joins the tap first (the tap's batches then only say how far it
 //! has read), seeds its window from the store, then reads the bus itself from the store's cut
 //! until it has caught up with the tap, the last stretch with the tap held — each event once
-//! (see [`eddy_store::Cut`]).
+//! (see [`eddy_store::Cut`]). On a shared bus (Kafka), where this node's store holds only the
+//! partitions it digests, the window's past is read from the bus instead (see `crate::seed`);
+//! a stretch of the window the bus's retention already removed is named in every answer's
+//! warnings while it is inside the window.
 //!
 //! Nothing here waits for a client: updates go out through `watch` (the latest answer, so a
 //! slow client skips intermediate ones) and `broadcast` channels (pushed events; a client
@@ -28,6 +31,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
 use crate::metrics::StreamMetrics;
+use crate::seed::{self, Gap, Replayer};
 use crate::ReadHandle;
 use eddy_base::sync::{lock, read, write};
 
@@ -125,6 +129,8 @@ struct ViewState {
     last_sent: Option<String>,
     /// The ingest time of the oldest event added since the last update.
     oldest_unsent: Option<i64>,
+    /// Stretches of the window the bus no longer held when it was seeded.
+    gaps: Vec<Gap>,
 }
 
 /// A running live query and its subscribers' channels.
@@ -153,14 +159,28 @@ fn window_json(live: &Live, now: i64) -> serde_json::Value {
     json!({ "start": start, "end": end })
 }
 
-fn answer_json(kind: &str, answer: &Answer, window: serde_json::Value) -> serde_json::Value {
+/// The answer as sent, with a warning for each gap still inside the window.
+fn answer_json(
+    kind: &str,
+    answer: &Answer,
+    live: &Live,
+    now: i64,
+    gaps: &[Gap],
+) -> serde_json::Value {
+    let start = live.window().bounds(now).0;
+    let warnings: Vec<&String> = gaps
+        .iter()
+        .filter(|g| start < g.until)
+        .map(|g| &g.message)
+        .chain(&answer.warnings)
+        .collect();
     json!({
         "type": kind,
-        "window": window,
+        "window": window_json(live, now),
         "columns": answer.columns,
         "rows": answer.rows,
         "events": answer.events,
-        "warnings": answer.warnings,
+        "warnings": warnings,
     })
 }
 
@@ -240,7 +260,7 @@ impl View {
             return true;
         }
         state.last_sent = Some(rows);
-        let frame = answer_json("update", &answer, window_json(live, now));
+        let frame = answer_json("update", &answer, live, now, &state.gaps);
         self.latest
             .send_replace(Some(Frame::of(frame, state.oldest_unsent.take())));
         true
@@ -270,7 +290,7 @@ impl View {
                 let now = now_ns();
                 let answer = live.answer(now);
                 Some(Frame::of(
-                    answer_json("snapshot", &answer, window_json(live, now)),
+                    answer_json("snapshot", &answer, live, now, &state.gaps),
                     None,
                 ))
             }
@@ -321,18 +341,15 @@ struct Tap {
 }
 
 impl Tap {
-    fn start(repo: &Arc<ReadHandle>, stop: Arc<AtomicBool>) -> Arc<Tap> {
-        let partitions = repo.topic.partitions();
+    fn start(repo: &Arc<ReadHandle>, stop: Arc<AtomicBool>) -> Result<Arc<Tap>, eddy_log::Error> {
+        let ends = repo.end_offsets()?;
         let tap = Arc::new(Tap {
             views: RwLock::new(Vec::new()),
-            positions: partitions
-                .iter()
-                .map(|p| AtomicU64::new(p.end_offset()))
-                .collect(),
+            positions: ends.iter().map(|&end| AtomicU64::new(end)).collect(),
             stop,
             threads: Mutex::new(Vec::new()),
         });
-        for p in 0..partitions.len() as u32 {
+        for p in 0..ends.len() as u32 {
             let (tap2, repo) = (tap.clone(), repo.clone());
             match std::thread::Builder::new()
                 .name(format!("tap-{}-{p}", repo.name))
@@ -342,20 +359,23 @@ impl Tap {
                 Err(e) => tracing::error!("cannot start a live tap thread: {e}"),
             }
         }
-        tap
+        Ok(tap)
     }
 
     fn run(&self, repo: &ReadHandle, partition: u32) {
         let from = self.positions[partition as usize].load(Ordering::Relaxed);
-        let mut reader = match repo.topic.reader(partition, from) {
-            Ok(r) => r.skipping_damage(),
+        let mut reader = match repo
+            .bus
+            .reader_skipping_damage(&repo.topic, partition, from)
+        {
+            Ok(r) => r,
             Err(e) => {
                 tracing::error!(repository = %repo.name, partition, "the live tap cannot read: {e}");
                 return;
             }
         };
         while !self.stop.load(Ordering::Relaxed) {
-            let records = match reader.poll_wait(Duration::from_millis(100)) {
+            let records = match reader.poll(Duration::from_millis(100)) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(repository = %repo.name, partition, "the live tap failed to read, retrying: {e}");
@@ -488,10 +508,7 @@ impl Hub {
             *lock(&view.idle_since) = None;
             return view.clone();
         }
-        let tap = lock(&self.taps)
-            .entry(repo.name.clone())
-            .or_insert_with(|| Tap::start(repo, self.stop.clone()))
-            .clone();
+        let tap = self.tap(repo);
         let live = Live::new(prepared, window, self.memory_limit);
         let view = Arc::new(View {
             events_kind: live.is_events(),
@@ -503,12 +520,24 @@ impl Hub {
                 next_due: Instant::now(),
                 last_sent: None,
                 oldest_unsent: None,
+                gaps: Vec::new(),
             }),
             latest: watch::channel(None).0,
             pushed: broadcast::channel(EVENT_BACKLOG).0,
             subscribers: AtomicUsize::new(0),
             idle_since: Mutex::new(Some(Instant::now())),
         });
+        let tap = match tap {
+            Ok(tap) => tap,
+            Err(e) => {
+                // Never registered: its subscribers hear why and it goes with them.
+                view.stop(
+                    &mut lock(&view.state),
+                    &format!("the bus cannot be read: {e}"),
+                );
+                return view;
+            }
+        };
         tap.join(view.clone());
         views.insert(key, (view.clone(), tap));
         self.metrics.live_views.inc();
@@ -523,6 +552,17 @@ impl Hub {
             );
         }
         view
+    }
+
+    /// The tap of `repo`, started on first use.
+    fn tap(&self, repo: &Arc<ReadHandle>) -> Result<Arc<Tap>, eddy_log::Error> {
+        let mut taps = lock(&self.taps);
+        if let Some(tap) = taps.get(&repo.name) {
+            return Ok(tap.clone());
+        }
+        let tap = Tap::start(repo, self.stop.clone())?;
+        taps.insert(repo.name.clone(), tap.clone());
+        Ok(tap)
     }
 
     /// The websocket channel `name` (a pipeline's sink), made on first use.
@@ -553,24 +593,29 @@ impl Hub {
     }
 }
 
-/// Seeds `live` from the store, then reads the bus from the store's cut until it has caught
-/// up with what the tap offered the view; the last stretch is read holding the view's lock (the
-/// tap waits), and the view starts running.
+/// Seeds `live` (from the store, or from the bus on a shared bus), then reads the bus from
+/// where the seed left off until it has caught up with what the tap offered the view; the last
+/// stretch is read holding the view's lock (the tap waits), and the view starts running.
 fn seed(view: &View, repo: &ReadHandle, mut live: Live) {
-    let (cut, warnings) = live.seed(&repo.store, now_ns());
-    for w in warnings {
+    let start = match seed::start(repo, &mut live, now_ns()) {
+        Ok(start) => start,
+        Err(e) => {
+            view.stop(
+                &mut lock(&view.state),
+                &format!("cannot seed its window from the bus: {e}"),
+            );
+            return;
+        }
+    };
+    for w in &start.warnings {
         tracing::warn!(repository = %repo.name, "live query seed: {w}");
     }
     let offered = |view: &View| match &lock(&view.state).phase {
         Phase::Seeding(offered) => Some(offered.clone()),
         _ => None,
     };
-    let mut read: Vec<u64> = repo
-        .topic
-        .partitions()
-        .iter()
-        .map(|p| cut.from(p.id()).max(p.start_offset()))
-        .collect();
+    let mut replayer = Replayer::new(repo);
+    let mut read = start.read.clone();
     for _ in 0..100 {
         let Some(upto) = offered(view) else { return };
         let gap: u64 = upto
@@ -581,14 +626,14 @@ fn seed(view: &View, repo: &ReadHandle, mut live: Live) {
         if gap <= CATCH_UP_GAP {
             break;
         }
-        catch_up(repo, &cut, &mut read, &upto, &mut live);
+        catch_up(&mut replayer, &start, &mut read, &upto, &mut live);
     }
     let mut state = lock(&view.state);
     let Phase::Seeding(upto) = &state.phase else {
         return;
     };
     let upto = upto.clone();
-    catch_up(repo, &cut, &mut read, &upto, &mut live);
+    catch_up(&mut replayer, &start, &mut read, &upto, &mut live);
     let now = now_ns();
     let answer = live.answer(now);
     let kind = if view.events_kind {
@@ -596,53 +641,74 @@ fn seed(view: &View, repo: &ReadHandle, mut live: Live) {
     } else {
         "update"
     };
-    let frame = Frame::of(answer_json(kind, &answer, window_json(&live, now)), None);
+    let frame = Frame::of(answer_json(kind, &answer, &live, now, &start.gaps), None);
     if !view.events_kind {
         state.last_sent = Some(json!([answer.columns, answer.rows]).to_string());
         live.take_changed();
     }
     view.latest.send_replace(Some(frame));
     state.live = Some(live);
-    state.phase = Phase::Running(cut);
+    state.gaps = start.gaps;
+    state.phase = Phase::Running(start.cut);
 }
 
-/// Reads each partition's records from `read` up to `upto` into `live`.
-fn catch_up(repo: &ReadHandle, cut: &Cut, read: &mut [u64], upto: &[u64], live: &mut Live) {
+/// Reads each partition's records from `read` up to `upto` into `live`: those the seed lacks
+/// and whose time was inside the window when it was seeded.
+fn catch_up(
+    replayer: &mut Replayer<'_>,
+    start: &seed::Start,
+    read: &mut [u64],
+    upto: &[u64],
+    live: &mut Live,
+) {
     for (p, (from, &to)) in read.iter_mut().zip(upto).enumerate() {
         if *from >= to {
             continue;
         }
-        if let Err(e) = replay(repo, p as u32, cut, *from, to, live) {
-            tracing::warn!(repository = %repo.name, partition = p, "live query seed: the bus could not be read: {e}");
+        let p = p as u32;
+        let now = now_ns();
+        let replayed = replayer.replay(p, *from, to, |r| {
+            if r.timestamp < start.window_start
+                || start
+                    .cut
+                    .holds(p, r.offset, digest::source_of(r.key.as_deref()))
+            {
+                return;
+            }
+            if let Some(t) = Tapped::of(r) {
+                live.add(&t.event, now);
+            }
+        });
+        if let Err(e) = replayed {
+            tracing::warn!(repository = %replayer.repository().name, partition = p, "live query seed: the bus could not be read: {e}");
         }
         *from = to;
     }
 }
 
-/// Adds partition `p`'s records in `[from, upto)` that the seed lacks.
-fn replay(
-    repo: &ReadHandle,
-    p: u32,
-    cut: &Cut,
-    from: u64,
-    upto: u64,
-    live: &mut Live,
-) -> Result<(), eddy_log::Error> {
-    let mut reader = repo.topic.reader(p, from)?.skipping_damage();
-    while reader.position() < upto {
-        let records = reader.poll()?;
-        if records.is_empty() {
-            break;
-        }
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_gap_is_warned_about_while_it_is_inside_the_window_and_no_longer() {
+        let minute = 60_000_000_000;
+        let prepared = eddy_query::prepare("count()", 100).unwrap();
+        let window = Window::new(Duration::from_secs(15 * 60)).unwrap();
+        let live = Live::new(prepared, window, 1 << 20);
         let now = now_ns();
-        for r in records.into_iter().filter(|r| r.offset < upto) {
-            if cut.holds(p, r.offset, digest::source_of(r.key.as_deref())) {
-                continue;
-            }
-            if let Some(t) = Tapped::of(r) {
-                live.add(&t.event, now);
-            }
-        }
+        let gaps = [Gap {
+            message: "incomplete window: partition 3".into(),
+            until: now - 10 * minute,
+        }];
+        let warnings = |at: i64| {
+            let answer = live.answer(at);
+            answer_json("update", &answer, &live, at, &gaps)["warnings"].clone()
+        };
+        assert_eq!(warnings(now), json!(["incomplete window: partition 3"]));
+        // Six minutes on, the window starts after the gap's end.
+        assert_eq!(warnings(now + 6 * minute), json!([]));
     }
-    Ok(())
 }

@@ -1,6 +1,9 @@
-//! Pipelines: a repository's events, through a query, to sinks. Each pipeline is a consumer
-//! group (`pipeline.<name>`) of the repository's topic on its own thread, so it resumes from
-//! its committed offsets after a restart and runs exactly as long as the server.
+//! Pipelines: a repository's events, through a query, to sinks. Each pipeline is a member of
+//! the consumer group `pipeline.<name>` of the repository's topic on its own thread, so it
+//! resumes from its committed offsets after a restart and runs exactly as long as the server.
+//! On a shared bus the nodes running the same pipeline share the partitions: the bus gives
+//! each partition to one of them and moves it when a node comes or goes; the member then
+//! delivers and commits what it has, and starts again from the group's committed offsets.
 //!
 //! Delivery is at least once: offsets are committed only after every sink has taken what came
 //! from them (and, for a rollup, after the windows they fed have closed). What a restart
@@ -13,7 +16,7 @@
 //! ring buffer; split is `split` with each sink's `on`; buffer is each sink's
 //! `buffer_events`/`buffer_time`; rebroadcast is a `topic` or `websocket` sink.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,11 +25,12 @@ use std::time::{Duration, Instant};
 use eddy_base::io::{IoContext, IoError};
 use eddy_event::{codec, Event, Value};
 use eddy_ingest::{Door, Ingest, StoreError};
-use eddy_log::{now_ns, Log, PartitionChoice, PartitionReader, Record, TopicConfig};
+use eddy_log::{now_ns, Bus, BusReader, GroupMember, PartitionChoice, Record, TopicConfig};
 use eddy_query::engine::{self, Program, State};
 use eddy_query::Prepared;
 use serde_json::json;
 
+use crate::alerts::duty::AlertDuty;
 use crate::config::{PipelineConfig, PipelinePlan, Start};
 use crate::live::{Frame, Hub};
 use crate::metrics::{PipelineLabel, StreamMetrics};
@@ -41,11 +45,12 @@ pub trait Repositories: Send + Sync {
     fn repository(&self, name: &str) -> Option<Arc<eddy_ingest::Repository>>;
 }
 
-/// What pipelines run against: the bus, the doors (for repository sinks), the live hub (for
-/// websocket sinks), their metrics, and where rollups keep their progress.
+/// What pipelines and alert rules run against: the bus, the doors (for repository sinks), the
+/// live hub (for websocket sinks), their metrics, where rollups keep their progress, and the
+/// alert rules' duties.
 pub struct Context {
-    /// The bus: consumer groups and rebroadcast topics.
-    pub log: Arc<Log>,
+    /// The repositories' bus: consumer groups and rebroadcast topics.
+    pub bus: Arc<dyn Bus>,
     /// Repository sinks store through the doors' own path.
     pub ingest: Arc<Ingest>,
     /// The repositories by name.
@@ -56,6 +61,8 @@ pub struct Context {
     pub metrics: Arc<StreamMetrics>,
     /// The server's data directory (rollups keep `pipelines/<name>.closed` there).
     pub data_dir: PathBuf,
+    /// Decides which of this node's alert rules it evaluates (see [`AlertDuty`]).
+    pub alert_duty: Arc<AlertDuty>,
 }
 
 impl std::fmt::Debug for Context {
@@ -192,6 +199,7 @@ impl Pipelines {
             status: status.clone(),
             stop: stop.clone(),
             http: crate::sink::webhook_agent(),
+            topics: Mutex::new(HashSet::new()),
         };
         let started = self.running.start(
             name,
@@ -293,6 +301,23 @@ struct Runner {
     stop: Arc<AtomicBool>,
     /// For webhooks (kept: connections are reused between deliveries).
     http: ureq::Agent,
+    /// Topic sinks known to exist.
+    topics: Mutex<HashSet<String>>,
+}
+
+/// This node's place in a pipeline's consumer group.
+struct Membership {
+    member: Box<dyn GroupMember>,
+    /// Set when partitions move: the round ends and the next starts from committed offsets.
+    moved: Arc<AtomicBool>,
+}
+
+/// How a round ended without failing.
+enum Ended {
+    /// The pipeline was stopped.
+    Stopped,
+    /// Partitions moved to or from this node.
+    Moved,
 }
 
 impl Runner {
@@ -319,15 +344,40 @@ impl Runner {
 
     /// Runs until stopped; a failure pauses it, then it starts again from its committed offsets.
     fn run(self) {
+        let mut membership = None;
         while !self.stop.load(Ordering::Relaxed) {
-            match self.round() {
-                Ok(()) => return,
+            match self.round(&mut membership) {
+                Ok(Ended::Stopped) => return,
+                Ok(Ended::Moved) => {}
                 Err(why) => {
+                    // Read or commit failures may be the membership's: join again.
+                    if matches!(why, Failure::Read(_) | Failure::Commit(_)) {
+                        membership = None;
+                    }
                     self.fail(why);
                     self.pause(Duration::from_secs(1));
                 }
             }
         }
+    }
+
+    /// This node's member of the pipeline's group on `repo`'s topic, joined on first use.
+    fn member<'m>(
+        &self,
+        repo: &ReadHandle,
+        membership: &'m mut Option<Membership>,
+    ) -> Result<&'m mut Membership, Failure> {
+        if let Some(m) = membership {
+            return Ok(m);
+        }
+        let moved = Arc::new(AtomicBool::new(false));
+        let heard = moved.clone();
+        let member = repo.bus.join(
+            &self.group(),
+            &repo.topic,
+            Box::new(move |_| heard.store(true, Ordering::Release)),
+        )?;
+        Ok(membership.insert(Membership { member, moved }))
     }
 
     /// Sleeps up to `d`, waking early when stopped; `false` if stopped.
@@ -346,7 +396,7 @@ impl Runner {
         format!("pipeline.{}", self.name)
     }
 
-    fn round(&self) -> Result<(), Failure> {
+    fn round(&self, membership: &mut Option<Membership>) -> Result<Ended, Failure> {
         let plan = self
             .plan
             .as_ref()
@@ -359,20 +409,28 @@ impl Runner {
             .ok_or_else(|| Failure::NoRepository(self.config.from.clone()))?;
         let prepared = eddy_query::prepare(&self.config.query, 100_000)
             .map_err(|e| Failure::Query(e.render(&self.config.query)))?;
-        let topic = &repo.topic;
-        let groups = self.context.log.groups();
-        let mut readers: Vec<PartitionReader> = Vec::new();
-        for p in topic.partitions() {
-            let committed = groups.committed(&self.group(), topic.name(), p.id());
+        let membership = self.member(&repo, membership)?;
+        // Partitions come with the first polls (at once on the embedded bus; after the
+        // group's rebalance on Kafka). A member given none waits as a standby.
+        membership.moved.store(false, Ordering::Release);
+        membership.member.poll(Duration::ZERO)?;
+        while membership.member.owned().is_empty() {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(Ended::Stopped);
+            }
+            membership.member.poll(Duration::from_millis(100))?;
+        }
+        membership.moved.store(false, Ordering::Release);
+        let (bus, topic) = (&repo.bus, repo.topic.as_str());
+        let mut readers: Vec<Box<dyn BusReader>> = Vec::new();
+        for p in membership.member.owned() {
+            let committed = bus.committed(&self.group(), topic, p)?;
+            let (first, next) = bus.offsets(topic, p)?;
             let from = committed.unwrap_or(match plan.start {
-                Start::Beginning => p.start_offset(),
-                Start::End => p.end_offset(),
+                Start::Beginning => first,
+                Start::End => next,
             });
-            readers.push(
-                topic
-                    .reader(p.id(), from.max(p.start_offset()))?
-                    .skipping_damage(),
-            );
+            readers.push(bus.reader_skipping_damage(topic, p, from.max(first))?);
         }
         let mut committed = Vec::new();
         self.commit(&repo, &readers, None, &mut committed)?;
@@ -394,10 +452,12 @@ impl Runner {
         let mut delivered_upto = None;
         let program = &prepared.program;
         while !self.stop.load(Ordering::Relaxed) {
+            membership.member.poll(Duration::ZERO)?;
+            let moved = membership.moved.load(Ordering::Acquire);
             let mut read = 0;
-            for reader in &mut readers {
-                let partition = reader.partition().id();
-                let records = reader.poll()?;
+            for reader in readers.iter_mut().filter(|_| !moved) {
+                let partition = reader.partition();
+                let records = reader.poll(Duration::ZERO)?;
                 read += records.len();
                 for r in records {
                     let Ok(event) = codec::decode(&r.value) else {
@@ -429,22 +489,31 @@ impl Runner {
                 }
             }
             let idle = read == 0 && pending.iter().all(|p| p.events.is_empty());
-            if idle || pending.iter().any(Pending::due) {
+            if moved || idle || pending.iter().any(Pending::due) {
                 if !self.flush(&mut pending) {
-                    return Ok(());
+                    return Ok(Ended::Stopped);
                 }
                 if let Some(upto) = delivered_upto.take() {
                     let path = closed_file(&self.context, &self.name);
                     save_closed(&path, upto).map_err(Failure::KeepProgress)?;
                 }
-                self.commit(&repo, &readers, rollup.as_ref(), &mut committed)?;
+                let committing = self.commit(&repo, &readers, rollup.as_ref(), &mut committed);
+                if moved {
+                    // Partitions that moved may refuse the commit: their next owner reads
+                    // again from the last one that went through (at least once).
+                    if let Err(e) = committing {
+                        tracing::info!(pipeline = %self.name, "partitions moved: {e}");
+                    }
+                    return Ok(Ended::Moved);
+                }
+                committing?;
                 *lock(&self.status.error) = None;
             }
             if read == 0 {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        Ok(())
+        Ok(Ended::Stopped)
     }
 
     /// Commits what every sink has taken: the readers' positions, held back to the first
@@ -452,14 +521,14 @@ impl Runner {
     fn commit(
         &self,
         repo: &ReadHandle,
-        readers: &[PartitionReader],
+        readers: &[Box<dyn BusReader>],
         rollup: Option<&Rollup>,
         last: &mut Vec<u64>,
     ) -> Result<(), Failure> {
         let offsets: Vec<u64> = readers
             .iter()
             .map(|r| {
-                let p = r.partition().id();
+                let p = r.partition();
                 let held = rollup
                     .into_iter()
                     .flat_map(|w| w.open.values())
@@ -471,16 +540,13 @@ impl Runner {
         if *last == offsets {
             return Ok(());
         }
-        let name = repo.topic.name();
-        let commits: Vec<(&str, u32, u64)> = readers
+        let commits: Vec<(u32, u64)> = readers
             .iter()
             .zip(&offsets)
-            .map(|(r, &o)| (name, r.partition().id(), o))
+            .map(|(r, &o)| (r.partition(), o))
             .collect();
-        self.context
-            .log
-            .groups()
-            .commit(&self.group(), &commits)
+        repo.bus
+            .commit(&self.group(), &repo.topic, &commits)
             .map_err(Failure::Commit)?;
         *last = offsets;
         Ok(())
@@ -615,11 +681,13 @@ impl Runner {
                     name: name.clone(),
                     error,
                 };
-                let topic = self
-                    .context
-                    .log
-                    .topic_or_create(name, TopicConfig::default())
-                    .map_err(failed)?;
+                if !lock(&self.topics).contains(name) {
+                    self.context
+                        .bus
+                        .ensure_topic(name, &TopicConfig::default())
+                        .map_err(failed)?;
+                    lock(&self.topics).insert(name.clone());
+                }
                 let records = events
                     .iter()
                     .map(|e| {
@@ -628,8 +696,9 @@ impl Runner {
                             .with_timestamp(e.timestamp)
                     })
                     .collect();
-                topic
-                    .produce(records, PartitionChoice::ByKey)
+                self.context
+                    .bus
+                    .produce(name, records, PartitionChoice::ByKey)
                     .map(|_| ())
                     .map_err(failed)
             }

@@ -1,9 +1,9 @@
 //! The shared evaluation of alert rules: one thread per watched repository, whatever the
 //! number of rules on it.
 //!
-//! - The **starter** thread seeds a new rule's live window from the store and reads the bus
-//!   from the store's cut up to where the repository's driver has got, off the evaluation
-//!   path; a rule that cannot start yet (its repository does not exist, its state cannot be
+//! - The **starter** thread seeds a new rule's live window (from the store, or from the bus
+//!   on a shared bus: `crate::seed`) and reads the bus from where the seed left off up to
+//!   where the repository's driver has got, off the evaluation path; a rule that cannot start yet (its repository does not exist, its state cannot be
 //!   read, its window outgrew its memory bound) is tried again every second.
 //! - A repository's **driver** thread reads each partition of the bus once, decodes each
 //!   record once, and offers the event to the rules it may concern: an index by the tags a
@@ -22,6 +22,9 @@
 //! A joining rule is handed over with the bus offsets it has read up to; the driver reads the
 //! rest (what arrived while it was seeded) before feeding it with the others, so each event
 //! reaches each rule once.
+//!
+//! On a shared bus every node that has a rule keeps its window, but only the node holding the
+//! rule's duty ([`crate::alerts::duty`]) evaluates it: a cause is notified once per cluster.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,6 +39,7 @@ use eddy_query::{Added, Live};
 use eddy_store::{digest, Cut};
 
 use super::{Failure, Rule, Samples};
+use crate::seed::{self, Replayer};
 use crate::ReadHandle;
 
 /// How long a rule that could not start waits before it is tried again.
@@ -53,6 +57,8 @@ struct Slot {
     /// Per partition, the bus's end once the seed was made: the cut holds no record at or
     /// past it, so the driver asks the cut only about records before it.
     cut_below: Vec<u64>,
+    /// The window's start when it was seeded: the catch-up skips records before it.
+    window_start: i64,
     samples: Samples,
     every: Duration,
     /// When it is due at the latest.
@@ -178,33 +184,34 @@ impl Inner {
             .map(|r| ReadHandle::from(&*r))
             .ok_or_else(|| Failure::NoRepository(rule.config.from.clone()))?;
         rule.load_memory()?;
-        let driver = self.driver(&repo);
+        let driver = self.driver(&repo)?;
         let mut live = Live::new(
             plan.prepared.clone(),
             plan.window,
             eddy_query::live::DEFAULT_MEMORY_LIMIT,
         );
         let mut samples = Samples::default();
-        let (cut, warnings) = live.seed(&repo.store, now_ns());
-        for w in warnings {
+        let start = seed::start(&repo, &mut live, now_ns())?;
+        for w in &start.warnings {
             tracing::warn!(alert = %rule.name, "seeding the window: {w}");
         }
         // Every record the cut holds was on the bus when the seed was planned.
-        let cut_below: Vec<u64> = repo
-            .topic
-            .partitions()
-            .iter()
-            .map(|p| p.end_offset())
-            .collect();
-        let mut read: Vec<u64> = repo
-            .topic
-            .partitions()
-            .iter()
-            .map(|p| cut.from(p.id()).max(p.start_offset()))
-            .collect();
+        let cut_below = repo.end_offsets()?;
+        let mut read = start.read.clone();
         // Most of the way here; the driver reads the last stretch.
         let upto = driver.positions();
-        catch_up(&repo, rule, &cut, &mut read, &upto, &mut live, &mut samples)?;
+        let window_start = start.window_start;
+        let cut = start.cut;
+        let mut replayer = Replayer::new(&repo);
+        catch_up(
+            &mut replayer,
+            rule,
+            (&cut, window_start),
+            &mut read,
+            &upto,
+            &mut live,
+            &mut samples,
+        )?;
         lock(&driver.joining).push(Joining {
             slot: Slot {
                 every: plan.every,
@@ -216,6 +223,7 @@ impl Inner {
                 live,
                 cut,
                 cut_below,
+                window_start,
                 samples,
                 next: Instant::now(),
                 touched: false,
@@ -227,19 +235,18 @@ impl Inner {
     }
 
     /// The driver of `repo`, started on first use.
-    fn driver(self: &Arc<Self>, repo: &ReadHandle) -> Arc<Driver> {
+    fn driver(self: &Arc<Self>, repo: &ReadHandle) -> Result<Arc<Driver>, Failure> {
         let mut drivers = lock(&self.drivers);
         if let Some(d) = drivers.get(&repo.name) {
-            return d.clone();
+            return Ok(d.clone());
         }
         let driver = Arc::new(Driver {
             repo: repo.clone(),
             joining: Mutex::new(Vec::new()),
             positions: repo
-                .topic
-                .partitions()
-                .iter()
-                .map(|p| AtomicU64::new(p.end_offset()))
+                .end_offsets()?
+                .into_iter()
+                .map(AtomicU64::new)
                 .collect(),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -255,7 +262,7 @@ impl Inner {
             }
         }
         drivers.insert(repo.name.clone(), driver.clone());
-        driver
+        Ok(driver)
     }
 }
 
@@ -329,9 +336,9 @@ impl Driver {
         let mut readers = Vec::new();
         for (p, from) in self.positions().into_iter().enumerate() {
             loop {
-                match repo.topic.reader(p as u32, from) {
+                match repo.bus.reader_skipping_damage(&repo.topic, p as u32, from) {
                     Ok(r) => {
-                        readers.push(r.skipping_damage());
+                        readers.push(r);
                         break;
                     }
                     Err(e) => {
@@ -353,9 +360,9 @@ impl Driver {
                 let upto = self.positions();
                 let s = &mut j.slot;
                 match catch_up(
-                    repo,
+                    &mut Replayer::new(repo),
                     &s.rule,
-                    &s.cut,
+                    (&s.cut, s.window_start),
                     &mut j.read,
                     &upto,
                     &mut s.live,
@@ -378,8 +385,8 @@ impl Driver {
             }
             let mut read = 0;
             for reader in &mut readers {
-                let partition = reader.partition().id();
-                let records = match reader.poll() {
+                let partition = reader.partition();
+                let records = match reader.poll(Duration::ZERO) {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::error!(repository = %repo.name, partition, "the alert rules failed to read the bus, retrying: {e}");
@@ -420,6 +427,10 @@ impl Driver {
             let mut failed = Vec::new();
             let now = Instant::now();
             for (i, s) in slots.iter_mut().enumerate() {
+                // A node without the rule's duty keeps its window warm and evaluates nothing.
+                if !s.rule.duty.held() {
+                    continue;
+                }
                 let early = s.eager && s.touched && now >= s.last + EAGER_GAP;
                 if now < s.next && !early {
                     continue;
@@ -487,11 +498,11 @@ fn sample_held(rule: &Rule, samples: &mut Samples, event: &Event, now: i64) {
 }
 
 /// Reads each partition's records from `read` up to `upto` into `live` (those the seed lacks;
-/// those it holds only into the samples).
+/// those it holds only into the samples; none from before the window's start at seeding).
 fn catch_up(
-    repo: &ReadHandle,
+    replayer: &mut Replayer<'_>,
     rule: &Rule,
-    cut: &Cut,
+    (cut, window_start): (&Cut, i64),
     read: &mut [u64],
     upto: &[u64],
     live: &mut Live,
@@ -502,24 +513,20 @@ fn catch_up(
             continue;
         }
         let p = p as u32;
-        let mut reader = repo.topic.reader(p, *from)?.skipping_damage();
-        while reader.position() < to {
-            let records = reader.poll()?;
-            if records.is_empty() {
-                break;
+        let now = now_ns();
+        replayer.replay(p, *from, to, |r| {
+            if r.timestamp < window_start {
+                return;
             }
-            let now = now_ns();
-            for r in records.into_iter().filter(|r| r.offset < to) {
-                let Ok(event) = codec::decode(&r.value) else {
-                    continue;
-                };
-                if cut.holds(p, r.offset, digest::source_of(r.key.as_deref())) {
-                    sample_held(rule, samples, &event, now);
-                } else {
-                    offer(rule, live, samples, &event, now);
-                }
+            let Ok(event) = codec::decode(&r.value) else {
+                return;
+            };
+            if cut.holds(p, r.offset, digest::source_of(r.key.as_deref())) {
+                sample_held(rule, samples, &event, now);
+            } else {
+                offer(rule, live, samples, &event, now);
             }
-        }
+        })?;
         *from = to;
     }
     Ok(())

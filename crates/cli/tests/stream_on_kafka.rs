@@ -1,0 +1,311 @@
+//! Live queries, alert rules and pipelines on nodes whose bus is Kafka (a Kafka-protocol broker
+//! on loopback): a view opened on one node counts every event acknowledged through another,
+//! those sent before it opened included; a rule fires for events sent through another node,
+//! and once per cluster when several nodes have it, the duty moving to another node when the
+//! one on duty is killed; a pipeline resumes from the group's committed offsets after a
+//! restart.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{
+    alert_rule, get, notices, post, receiver, wait_for, wait_for_or, Server, NDJSON, TOKEN,
+};
+use eddy_kafka::testing::Broker;
+use eddy_kafka::KafkaBus;
+use eddy_log::Bus;
+use serde_json::Value;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+
+/// A node with the repository `main` in 4 partitions on the broker, and `extra` config.
+fn node(dir: &Path, broker: &Broker, extra: &str) -> Server {
+    let kafka = broker.config();
+    let properties: String = kafka
+        .properties
+        .iter()
+        .chain([
+            // Short group timeouts: a duty or a partition moves within seconds.
+            (&"session.timeout.ms".to_string(), &"6000".to_string()),
+            (&"max.poll.interval.ms".to_string(), &"6000".to_string()),
+        ])
+        .map(|(k, v)| format!("{k:?} = {v:?}\n"))
+        .collect();
+    Server::start_with(
+        dir,
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\nadmin_tokens = [\"{TOKEN}\"]\n\
+             [repositories.main]\npartitions = 4\ntokens = [\"{TOKEN}\"]\n\
+             {extra}\n\
+             [bus]\nkind = \"kafka\"\nbrokers = {:?}\nreplication_factor = 1\n\
+             [bus.properties]\n{properties}",
+            kafka.bootstrap_servers
+        ),
+    )
+}
+
+/// Posts events `from..to` (`{"n": i, "status": …}`, every other one a 500) through `server`.
+fn send(server: &Server, from: i64, to: i64) {
+    let body: String = (from..to)
+        .map(|n| {
+            format!(
+                "{{\"n\":{n},\"status\":{}}}\n",
+                if n % 2 == 0 { 500 } else { 200 }
+            )
+        })
+        .collect();
+    let (status, answer) = post(
+        server,
+        "/api/v1/ingest/main",
+        &[("Authorization", &format!("Bearer {TOKEN}")), NDJSON],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+}
+
+fn subscribe(server: &Server, query: &str) -> Socket {
+    let url = format!(
+        "{}/api/v1/repositories/main/live?query={}&token={TOKEN}&window=15m&interval=100ms",
+        server.url.replace("http://", "ws://"),
+        form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>()
+    );
+    let (socket, _) = tungstenite::connect(url).unwrap();
+    if let MaybeTlsStream::Plain(s) = socket.get_ref() {
+        // Seeding reads every partition from the broker: give it time on a busy machine.
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    }
+    socket
+}
+
+fn next(socket: &mut Socket) -> Value {
+    loop {
+        match socket.read().unwrap() {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Close(c) => panic!("closed: {c:?}"),
+            _ => {}
+        }
+    }
+}
+
+fn count(message: &Value) -> i64 {
+    message["rows"][0]["_count"].as_i64().unwrap_or(0)
+}
+
+#[test]
+fn a_live_query_on_one_node_counts_every_event_acknowledged_through_another() {
+    let broker = Broker::start();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(dir_a.path(), &broker, "");
+    let b = node(dir_b.path(), &broker, "");
+    // Before the view opens: inside its window, so its seed must hold them, read from the bus
+    // (node B digests only some partitions, if any).
+    send(&a, 0, 300);
+    let mut view = subscribe(&b, "count()");
+    let first = next(&mut view);
+    assert_eq!(first["type"], "snapshot", "{first}");
+    assert_eq!(count(&first), 300, "seeded from every partition: {first}");
+    assert_eq!(first["warnings"], serde_json::json!([]), "{first}");
+    // After: fed by node B's tap of every partition.
+    send(&a, 300, 500);
+    send(&b, 500, 600);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = first;
+    while count(&last) < 600 {
+        assert!(Instant::now() < deadline, "the view stopped at {last}");
+        last = next(&mut view);
+    }
+    assert_eq!(count(&last), 600, "each acknowledged event once: {last}");
+    drop(view);
+    a.stop();
+    b.stop();
+}
+
+/// The alert rule `name` on `main`: any status 500 in the last minute, to `{hook}/{name}`.
+fn rule(name: &str, hook: &str) -> String {
+    format!(
+        "[alerts.{name}]\nfrom = \"main\"\nquery = \"status>=500 | count()\"\nwindow = \"1m\"\n\
+         above = 0\nevery = \"100ms\"\nwebhook = \"{hook}/{name}\"\n"
+    )
+}
+
+/// Whether rule `name` on `server` says this node holds its duty.
+fn on_duty(server: &Server, name: &str) -> bool {
+    alert_rule(server, name)["status"]["on_duty"] == true
+}
+
+/// Waits until exactly one of `a` and `b` holds `rule`'s duty, the same one many times in a
+/// row (so that the group's rebalance on the second node's join is behind), and says
+/// whether it is `a`.
+fn settled_duty(a: &Server, b: &Server, rule: &str) -> bool {
+    let mut seen = (None, 0);
+    wait_for_or(
+        "one node on duty",
+        || {
+            let (on_a, on_b) = (on_duty(a, rule), on_duty(b, rule));
+            seen = match seen {
+                (Some(held), n) if on_a != on_b && held == on_a => (Some(held), n + 1),
+                _ if on_a != on_b => (Some(on_a), 1),
+                _ => (None, 0),
+            };
+            (seen.1 >= 40).then_some(on_a)
+        },
+        || format!("{}\n{}", alert_rule(a, rule), alert_rule(b, rule)),
+    )
+}
+
+#[test]
+fn a_rule_fires_for_events_sent_through_another_node_and_once_when_two_nodes_have_it() {
+    let broker = Broker::start();
+    let (hook, got) = receiver();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Both nodes have `errors`; only B has `b_only`.
+    let a = node(dir_a.path(), &broker, &rule("errors", &hook));
+    let b = node(
+        dir_b.path(),
+        &broker,
+        &format!("{}{}", rule("errors", &hook), rule("b_only", &hook)),
+    );
+    // The duty of `errors` settles on exactly one node; B holds `b_only`'s alone.
+    let a_on_duty = settled_duty(&a, &b, "errors");
+    wait_for("node B on duty for b_only, its only node", || {
+        on_duty(&b, "b_only").then_some(())
+    });
+    // Which node holds the duty once it settled; the other evaluates nothing from here on
+    // (it may have held the duty for a moment while the group formed, before any cause).
+    let (duty, standby) = if a_on_duty { (&a, &b) } else { (&b, &a) };
+    let evaluated = |s: &Server| {
+        alert_rule(s, "errors")["status"]["evaluations"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let standby_evaluations = evaluated(standby);
+
+    send(&a, 0, 10);
+    wait_for("b_only firing on node B for events sent through A", || {
+        (notices(&got, "/b_only", "firing").len() == 1).then_some(())
+    });
+    wait_for("errors firing", || {
+        (!notices(&got, "/errors", "firing").is_empty()).then_some(())
+    });
+    // The node on duty goes on evaluating; the other does not, so it notifies nothing: one
+    // notice for the one cause.
+    let now = evaluated(duty);
+    wait_for("more evaluations on the node on duty", || {
+        (evaluated(duty) >= now + 5).then_some(())
+    });
+    assert!(on_duty(duty, "errors") && !on_duty(standby, "errors"));
+    assert_eq!(
+        evaluated(standby),
+        standby_evaluations,
+        "{}",
+        alert_rule(standby, "errors")
+    );
+    assert_eq!(notices(&got, "/errors", "firing").len(), 1);
+    assert_eq!(notices(&got, "/b_only", "firing").len(), 1);
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_pipeline_on_kafka_resumes_from_its_committed_offsets_after_a_restart() {
+    let broker = Broker::start();
+    let (hook, got) = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[pipelines.errors]\nfrom = \"main\"\nquery = \"status>=500\"\nstart = \"beginning\"\n\
+         [[pipelines.errors.sinks]]\nwebhook = \"{hook}/errors\"\nbuffer_events = 10\n"
+    );
+    let delivered = || -> BTreeMap<i64, usize> {
+        let mut seen = BTreeMap::new();
+        for r in got.lock().unwrap().iter() {
+            for row in r.json().as_array().unwrap() {
+                let n = row["n"]
+                    .as_i64()
+                    .or_else(|| row["n"].as_str()?.parse().ok());
+                *seen.entry(n.unwrap()).or_default() += 1;
+            }
+        }
+        seen
+    };
+    let server = node(dir.path(), &broker, &config);
+    send(&server, 0, 100);
+    wait_for("the first run's errors", || {
+        (delivered().len() == 50).then_some(())
+    });
+    // Everything read is committed before the restart (the pipeline commits once idle).
+    let bus = KafkaBus::connect(broker.config()).unwrap();
+    let committed = |bus: &KafkaBus| -> Option<Vec<u64>> {
+        (0..4)
+            .map(|p| {
+                bus.committed("pipeline.errors", "repo.main", p)
+                    .ok()
+                    .flatten()
+            })
+            .collect()
+    };
+    let ends: Vec<u64> = (0..4)
+        .map(|p| bus.offsets("repo.main", p).unwrap().1)
+        .collect();
+    wait_for_or(
+        "the group's offsets committed up to the end",
+        || (committed(&bus).as_ref() == Some(&ends)).then_some(()),
+        || format!("committed {:?}, ends {ends:?}", committed(&bus)),
+    );
+    server.stop();
+
+    let server = node(dir.path(), &broker, &config);
+    send(&server, 100, 200);
+    wait_for_or(
+        "the second run's errors",
+        || (delivered().len() == 100).then_some(()),
+        || format!("{:?}", delivered().keys().collect::<Vec<_>>()),
+    );
+    let repeated: Vec<_> = delivered().into_iter().filter(|(_, c)| *c > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "read again after the restart: {repeated:?}"
+    );
+    let (_, pipelines) = get(
+        &server,
+        "/api/v1/pipelines/errors",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+    );
+    assert!(
+        pipelines.to_string().contains("\"error\":null"),
+        "{pipelines}"
+    );
+    server.stop();
+}
+
+#[test]
+fn the_duty_of_a_killed_node_moves_to_the_other_which_then_evaluates_and_notifies() {
+    let broker = Broker::start();
+    let (hook, got) = receiver();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(dir_a.path(), &broker, &rule("errors", &hook));
+    let b = node(dir_b.path(), &broker, &rule("errors", &hook));
+    let a_on_duty = settled_duty(&a, &b, "errors");
+    let (duty, standby) = if a_on_duty { (a, b) } else { (b, a) };
+    send(&standby, 0, 10);
+    wait_for("errors firing", || {
+        (notices(&got, "/errors", "firing").len() == 1).then_some(())
+    });
+    // SIGKILL: the node leaves nothing behind; the group's session timeout moves the duty.
+    duty.kill();
+    wait_for("the other node on duty", || {
+        on_duty(&standby, "errors").then_some(())
+    });
+    // It never evaluated the rule, so it has no memory of the firing group: it notifies the
+    // cause again (at least once across a failover).
+    wait_for("errors firing from the node now on duty", || {
+        (notices(&got, "/errors", "firing").len() == 2).then_some(())
+    });
+    standby.stop();
+}
