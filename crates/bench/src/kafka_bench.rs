@@ -805,8 +805,8 @@ fn counting_note(loads: &[Load], measured: &[SetupMeasured]) -> String {
         for (load, m) in loads.iter().zip(&s.loads) {
             match m.counted {
                 counted if counted < m.events => note.push_str(&format!(
-                    "**{}, {}: {} acknowledged events were never counted** (the count stayed at \
-                     {counted} of {} for {} s).\n\n",
+                    "**{}, {}: {} acknowledged events were missing from the count** when it \
+                     stopped changing ({counted} of {} for {} s).\n\n",
                     s.setup.label(),
                     load.label,
                     m.events - counted,
@@ -814,8 +814,8 @@ fn counting_note(loads: &[Load], measured: &[SetupMeasured]) -> String {
                     STALL.as_secs()
                 )),
                 counted if counted > m.events => note.push_str(&format!(
-                    "**{}, {}: {} events were counted twice** (the count stayed at {counted} \
-                     of {} for {} s).\n\n",
+                    "**{}, {}: {} events more than acknowledged were counted** when the count \
+                     stopped changing ({counted} of {} for {} s).\n\n",
                     s.setup.label(),
                     load.label,
                     counted - m.events,
