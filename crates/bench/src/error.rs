@@ -14,6 +14,14 @@ pub enum Error {
         /// How to install it.
         install: String,
     },
+    /// The Kafka-protocol broker a benchmark starts on loopback is not installed.
+    #[error("no Kafka-protocol broker to benchmark against ({why}): {hint}")]
+    BrokerMissing {
+        /// What was looked for and not found.
+        why: String,
+        /// How to install it.
+        hint: String,
+    },
     /// A baseline tool ran but failed.
     #[error("`{command}` failed ({status}): {stderr}")]
     ToolFailed {

@@ -166,7 +166,7 @@ fn loads(opts: &E2eOptions) -> Result<Vec<Load>> {
             repository,
             query,
             content_type,
-            bodies: cut(&file)?,
+            bodies: cut(&file, BODY_BYTES)?,
             file,
             raw_bytes: manifest.bytes,
         });
@@ -174,13 +174,13 @@ fn loads(opts: &E2eOptions) -> Result<Vec<Load>> {
     Ok(out)
 }
 
-/// The byte ranges of `file` cut after a line break every [`BODY_BYTES`] or so.
-fn cut(file: &Path) -> Result<Vec<(u64, u64)>> {
+/// The byte ranges of `file` cut after a line break every `body_bytes` or so.
+pub(crate) fn cut(file: &Path, body_bytes: u64) -> Result<Vec<(u64, u64)>> {
     let bytes = std::fs::read(file).context(|| format!("reading {}", file.display()))?;
     let mut bodies = Vec::new();
     let mut start = 0usize;
     while start < bytes.len() {
-        let want = (start + BODY_BYTES as usize).min(bytes.len());
+        let want = (start + body_bytes as usize).min(bytes.len());
         let end = match bytes[want..].iter().position(|&b| b == b'\n') {
             Some(i) => want + i + 1,
             None => bytes.len(),
@@ -232,7 +232,7 @@ fn post_all(server: &Server, load: &Load, clients: usize) -> Result<u64> {
 
 /// Posts one body until it is stored (a 429 or 503 is retried after its Retry-After); returns
 /// the events the server acknowledged.
-fn post(agent: &ureq::Agent, url: &str, content_type: &str, body: &[u8]) -> Result<u64> {
+pub(crate) fn post(agent: &ureq::Agent, url: &str, content_type: &str, body: &[u8]) -> Result<u64> {
     loop {
         let mut resp = agent
             .post(url)
@@ -259,7 +259,7 @@ fn post(agent: &ureq::Agent, url: &str, content_type: &str, body: &[u8]) -> Resu
     }
 }
 
-fn json(text: &str) -> Result<serde_json::Value> {
+pub(crate) fn json(text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text)
         .map_err(|e| Error::Invalid(format!("eddy serve answered {text:?}: {e}")))
 }

@@ -4,7 +4,8 @@
 //! with needles whose counts are known. [`baselines`] measures what the hardware and common tools
 //! achieve on that data (fsync'd sequential writes, memory bandwidth, `rg`, `zstd`, `gzip`).
 //! [`log_bench`] measures the bus, [`ingest_bench`] the real `eddy serve` under load,
-//! [`fanout_bench`] queries on one node beside three nodes fanned out. [`run_all`] does all of it and returns the [`report`]
+//! [`fanout_bench`] queries on one node beside three nodes fanned out, [`kafka_bench`] ingest
+//! through Kafka beside the embedded bus. [`run_all`] does all of it and returns the [`report`]
 //! sections, each figure the median of several runs with min and max; a figure whose part of
 //! eddy does not exist yet is reported as missing, never invented.
 
@@ -19,9 +20,11 @@ pub mod fanout_bench;
 pub mod gen;
 pub mod ingest_bench;
 pub mod ingest_e2e;
+pub mod kafka_bench;
 pub mod live_bench;
 pub mod log_bench;
 pub mod peers;
+mod proc_stat;
 pub mod query_bench;
 pub mod report;
 pub mod schema_bench;

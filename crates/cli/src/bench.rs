@@ -41,6 +41,12 @@ pub enum BenchCommand {
     /// event beside three nodes each holding a third, one fanning out to the others (all on
     /// loopback), with one peer's partial answer size; replaces the report's fanout section.
     Fanout(FanoutArgs),
+    /// Benchmark ingest through Kafka beside the embedded bus, in one run: the same HTTP load
+    /// into one node on the embedded bus, one node on a Kafka-protocol broker, and three nodes
+    /// on one broker (events/s and MB/s acknowledged, acknowledgement latency, end to end until
+    /// counted, events/s per core, bytes per event stored); replaces the report's kafka
+    /// section. Starts the broker (tansu, from crates/kafka/install-broker.sh) itself.
+    Kafka(KafkaArgs),
     /// SIGKILL `eddy serve` again and again while clients ingest and its digest seals,
     /// commits and merges; then check that every acknowledged event is found exactly once.
     /// Replaces the report's crash section; exits with 1 if anything was lost or doubled.
@@ -126,6 +132,19 @@ pub struct FanoutArgs {
     /// 1GiB full).
     #[arg(long, value_parser = parse_size)]
     json_size: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Bytes of raw data of each format, access lines and JSON logs (default 4MiB quick,
+    /// 16MiB full: the test broker takes one record per batch, about a thousand events/s).
+    #[arg(long, value_parser = parse_size)]
+    size: Option<u64>,
+    /// Client threads posting at once.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
 }
 
 #[derive(Debug, Args)]
@@ -381,6 +400,22 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
                 eddy_bench::fanout_bench::run(&opts.fanout_options(), &opts.mode, p)
             })?;
             finish_section(&args.common, &opts, section)?;
+        }
+        BenchCommand::Kafka(args) => {
+            let opts = args.common.options();
+            let kafka = eddy_bench::kafka_bench::KafkaBenchOptions {
+                exe: opts.server.clone(),
+                dir: opts.dir.join("kafka"),
+                bytes: args.size.unwrap_or(match args.common.quick {
+                    true => 4 << 20,
+                    false => 16 << 20,
+                }),
+                clients: args.clients.max(1),
+                seed: opts.seed,
+            };
+            let section = with_progress(|p| eddy_bench::kafka_bench::run(&kafka, &opts.mode, p));
+            let _ = std::fs::remove_dir_all(&kafka.dir);
+            finish_section(&args.common, &opts, section?)?;
         }
         BenchCommand::Crash(args) => return crash(args),
         BenchCommand::Gen(args) => {
