@@ -20,28 +20,7 @@ fn node(dir: &Path, broker: &Broker, name: &str) -> Server {
 
 /// A node with `cluster` settings added.
 fn node_with(dir: &Path, broker: &Broker, cluster: &str) -> Server {
-    let kafka = broker.config();
-    let properties: String = kafka
-        .properties
-        .iter()
-        .chain([
-            // Short group timeouts: a killed node's partitions move within seconds.
-            (&"session.timeout.ms".to_string(), &"6000".to_string()),
-            (&"max.poll.interval.ms".to_string(), &"6000".to_string()),
-        ])
-        .map(|(k, v)| format!("{k:?} = {v:?}\n"))
-        .collect();
-    Server::start_with(
-        dir,
-        &format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\nadmin_tokens = [\"{TOKEN}\"]\n\
-             [repositories.main]\npartitions = 6\ntokens = [\"{TOKEN}\"]\n\
-             [bus]\nkind = \"kafka\"\nbrokers = {:?}\nreplication_factor = 1\n\
-             [cluster]\n{cluster}\n\
-             [bus.properties]\n{properties}",
-            kafka.bootstrap_servers
-        ),
-    )
+    common::kafka_node(dir, broker, 6, &format!("[cluster]\n{cluster}"))
 }
 
 /// Posts events `from..to` (`{"n": i}`) through `server`; true if acknowledged.

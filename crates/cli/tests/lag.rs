@@ -219,27 +219,11 @@ fn a_slow_partitions_source_is_spread_and_every_acknowledged_event_is_counted_on
 
 /// A node of a Kafka cluster with `roles`, the repository `main` in 4 partitions.
 fn kafka_node(dir: &Path, broker: &Broker, roles: &str) -> Server {
-    let kafka = broker.config();
-    let properties: String = kafka
-        .properties
-        .iter()
-        .chain([
-            (&"session.timeout.ms".to_string(), &"6000".to_string()),
-            (&"max.poll.interval.ms".to_string(), &"6000".to_string()),
-        ])
-        .map(|(k, v)| format!("{k:?} = {v:?}\n"))
-        .collect();
-    Server::start_with(
+    common::kafka_node(
         dir,
-        &format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\nadmin_tokens = [\"{TOKEN}\"]\n\
-             [ingest]\nlag_threshold = \"1s\"\nlag_calm = \"2s\"\n\
-             [repositories.main]\npartitions = {PARTITIONS}\ntokens = [\"{TOKEN}\"]\n\
-             [bus]\nkind = \"kafka\"\nbrokers = {:?}\nreplication_factor = 1\n\
-             [cluster]\nroles = {roles}\n\
-             [bus.properties]\n{properties}",
-            kafka.bootstrap_servers
-        ),
+        broker,
+        PARTITIONS,
+        &format!("[ingest]\nlag_threshold = \"1s\"\nlag_calm = \"2s\"\n[cluster]\nroles = {roles}"),
     )
 }
 

@@ -27,28 +27,7 @@ type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
 /// A node with the repository `main` in 4 partitions on the broker, and `extra` config.
 fn node(dir: &Path, broker: &Broker, extra: &str) -> Server {
-    let kafka = broker.config();
-    let properties: String = kafka
-        .properties
-        .iter()
-        .chain([
-            // Short group timeouts: a duty or a partition moves within seconds.
-            (&"session.timeout.ms".to_string(), &"6000".to_string()),
-            (&"max.poll.interval.ms".to_string(), &"6000".to_string()),
-        ])
-        .map(|(k, v)| format!("{k:?} = {v:?}\n"))
-        .collect();
-    Server::start_with(
-        dir,
-        &format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\nadmin_tokens = [\"{TOKEN}\"]\n\
-             [repositories.main]\npartitions = 4\ntokens = [\"{TOKEN}\"]\n\
-             {extra}\n\
-             [bus]\nkind = \"kafka\"\nbrokers = {:?}\nreplication_factor = 1\n\
-             [bus.properties]\n{properties}",
-            kafka.bootstrap_servers
-        ),
-    )
+    common::kafka_node(dir, broker, 4, extra)
 }
 
 /// Posts events `from..to` (`{"n": i, "status": …}`, every other one a 500) through `server`.

@@ -2,11 +2,14 @@
 //! the digest has sealed, with real files on both sides.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::numbers;
 use eddy_event::{codec, Parser};
 use eddy_log::{Compression, Log, PartitionChoice, Record, Topic, TopicConfig};
 use eddy_store::digest::GROUP;
@@ -71,20 +74,6 @@ fn produce(topic: &Topic, from: u64, to: u64) {
     }
 }
 
-fn numbers(store: &RepoStore) -> Vec<i64> {
-    let (events, stats) = store.collect(&Scan::all());
-    assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
-    let mut n: Vec<i64> = events
-        .iter()
-        .map(|e| match e.fields.get("n") {
-            Some(eddy_event::Value::Int(n)) => *n,
-            other => panic!("no n in {e:?}: {other:?}"),
-        })
-        .collect();
-    n.sort_unstable();
-    n
-}
-
 fn wait_for(store: &RepoStore, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while store.collect(&Scan::all()).0.len() < count {
@@ -145,5 +134,5 @@ fn a_bus_past_its_window_keeps_what_the_digest_has_not_sealed() {
     let digest = Digest::start(log, topic.name(), store.clone());
     wait_for(&store, 5000);
     digest.stop();
-    assert_eq!(numbers(&store), (0..5000).collect::<Vec<_>>());
+    assert_eq!(numbers(&store, &Scan::all()), (0..5000).collect::<Vec<_>>());
 }

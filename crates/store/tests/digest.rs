@@ -2,12 +2,15 @@
 //! retention and merging, damaged blocks.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eddy_event::{codec, Event, Parser};
+use common::{field_n, numbers};
+use eddy_event::{codec, Parser};
 use eddy_log::{Log, PartitionChoice, Record, Topic, TopicConfig};
 use eddy_store::digest::GROUP;
 use eddy_store::maintenance;
@@ -58,21 +61,6 @@ fn produce(topic: &Topic, from: u64, to: u64) {
         })
         .collect();
     topic.produce(records, PartitionChoice::ByKey).unwrap();
-}
-
-fn numbers(store: &RepoStore, scan: &Scan) -> Vec<i64> {
-    let (events, stats) = store.collect(scan);
-    assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
-    let mut n: Vec<i64> = events.iter().map(field_n).collect();
-    n.sort_unstable();
-    n
-}
-
-fn field_n(e: &Event) -> i64 {
-    match e.fields.get("n") {
-        Some(eddy_event::Value::Int(n)) => *n,
-        other => panic!("no n in {e:?}: {other:?}"),
-    }
 }
 
 fn wait_for(store: &RepoStore, count: usize) {

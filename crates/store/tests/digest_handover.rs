@@ -4,13 +4,16 @@
 //! had the segment's mark. Across both nodes' stores every event is held exactly once.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eddy_event::{codec, Event, Parser};
+use common::numbers;
+use eddy_event::{codec, Parser};
 use eddy_kafka::testing::Broker;
 use eddy_kafka::KafkaBus;
 use eddy_log::{
@@ -162,21 +165,6 @@ fn produce(bus: &dyn Bus, from: u64, to: u64) {
         .unwrap();
 }
 
-fn numbers(store: &RepoStore) -> Vec<i64> {
-    let (events, stats) = store.collect(&Scan::all());
-    assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
-    let mut n: Vec<i64> = events.iter().map(field_n).collect();
-    n.sort_unstable();
-    n
-}
-
-fn field_n(e: &Event) -> i64 {
-    match e.fields.get("n") {
-        Some(eddy_event::Value::Int(n)) => *n,
-        other => panic!("no n in {e:?}: {other:?}"),
-    }
-}
-
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !done() {
@@ -187,8 +175,8 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// The events of both stores together, sorted: each of `0..count` once, if nothing was doubled.
 fn held_by_both(a: &RepoStore, b: &RepoStore) -> Vec<i64> {
-    let mut all = numbers(a);
-    all.extend(numbers(b));
+    let mut all = numbers(a, &Scan::all());
+    all.extend(numbers(b, &Scan::all()));
     all.sort_unstable();
     all
 }
@@ -237,13 +225,13 @@ fn a_node_stopped_after_sealing_but_before_committing_leaves_nothing_for_the_nex
     let digest_b = Digest::start(bus.clone(), TOPIC, b.clone());
     produce(&*bus, 300, 400);
     wait_until("node B digests the events after A's", || {
-        numbers(&b).len() >= 100
+        numbers(&b, &Scan::all()).len() >= 100
     });
     wait_until("node B commits past everything", || {
         bus.committed(GROUP, TOPIC, 0).unwrap() == Some(400)
     });
     digest_b.stop();
-    assert_eq!(numbers(&b), (300..400).collect::<Vec<_>>());
+    assert_eq!(numbers(&b, &Scan::all()), (300..400).collect::<Vec<_>>());
     assert_eq!(held_by_both(&a, &b), (0..400).collect::<Vec<_>>());
 }
 
@@ -277,7 +265,9 @@ fn a_segment_whose_mark_never_reached_the_bus_is_dropped_and_digested_again_by_t
     // Node B knows nothing of A's segments and digests everything.
     let b = open_store(dirs.1.path());
     let digest_b = Digest::start(bus.clone(), TOPIC, b.clone());
-    wait_until("node B digests all 300 events", || numbers(&b).len() >= 300);
+    wait_until("node B digests all 300 events", || {
+        numbers(&b, &Scan::all()).len() >= 300
+    });
     wait_until("node B commits past everything", || {
         bus.committed(GROUP, TOPIC, 0).unwrap() == Some(300)
     });
@@ -291,6 +281,6 @@ fn a_segment_whose_mark_never_reached_the_bus_is_dropped_and_digested_again_by_t
         a.unpublished(0).is_empty() && a.catalogue().unpublished.is_empty()
     });
     digest_a.stop();
-    assert_eq!(numbers(&a), Vec::<i64>::new());
+    assert_eq!(numbers(&a, &Scan::all()), Vec::<i64>::new());
     assert_eq!(held_by_both(&a, &b), (0..300).collect::<Vec<_>>());
 }

@@ -363,3 +363,35 @@ pub fn notices(got: &Received, path: &str, status: &str) -> Vec<serde_json::Valu
         .filter(|n| n["status"] == status)
         .collect()
 }
+
+/// A node on the Kafka-protocol test broker `broker`: the repository `main` in `partitions`
+/// partitions and `extra` configuration (whole sections), with short group timeouts so that a
+/// killed node's partitions and duties move within seconds.
+pub fn kafka_node(
+    dir: &Path,
+    broker: &eddy_kafka::testing::Broker,
+    partitions: u32,
+    extra: &str,
+) -> Server {
+    let kafka = broker.config();
+    let properties: String = kafka
+        .properties
+        .iter()
+        .chain([
+            (&"session.timeout.ms".to_string(), &"6000".to_string()),
+            (&"max.poll.interval.ms".to_string(), &"6000".to_string()),
+        ])
+        .map(|(k, v)| format!("{k:?} = {v:?}\n"))
+        .collect();
+    Server::start_with(
+        dir,
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\nadmin_tokens = [\"{TOKEN}\"]\n\
+             [repositories.main]\npartitions = {partitions}\ntokens = [\"{TOKEN}\"]\n\
+             {extra}\n\
+             [bus]\nkind = \"kafka\"\nbrokers = {:?}\nreplication_factor = 1\n\
+             [bus.properties]\n{properties}",
+            kafka.bootstrap_servers
+        ),
+    )
+}
