@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{post, wait_for, wait_for_or, Server, NDJSON, TOKEN};
 use eddy_kafka::testing::Broker;
@@ -228,19 +228,8 @@ fn kafka_node(dir: &Path, broker: &Broker, roles: &str) -> Server {
 }
 
 /// Polls `check` for up to three minutes (the test broker's first group join is slow).
-fn wait_long<T>(what: &str, mut check: impl FnMut() -> Option<T>, seen: impl Fn() -> String) -> T {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gave up waiting for {what}\n{}",
-            seen()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+fn wait_long<T>(what: &str, check: impl FnMut() -> Option<T>, seen: impl Fn() -> String) -> T {
+    common::wait_for_within(what, Duration::from_secs(180), check, seen)
 }
 
 #[test]

@@ -265,10 +265,20 @@ pub fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
 /// [`wait_for`], saying what `seen` tells when it gives up.
 pub fn wait_for_or<T>(
     what: &str,
+    check: impl FnMut() -> Option<T>,
+    seen: impl Fn() -> String,
+) -> T {
+    wait_for_within(what, Duration::from_secs(60), check, seen)
+}
+
+/// [`wait_for_or`] for at most `limit` (the Kafka test broker's first group join is slow).
+pub fn wait_for_within<T>(
+    what: &str,
+    limit: Duration,
     mut check: impl FnMut() -> Option<T>,
     seen: impl Fn() -> String,
 ) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = check() {
             return v;
