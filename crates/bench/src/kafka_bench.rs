@@ -47,6 +47,9 @@ pub struct KafkaBenchOptions {
     pub clients: usize,
     /// Generator seed.
     pub seed: u64,
+    /// How long a count that differs from what was acknowledged may stay the same before the
+    /// difference is reported as missing or added events instead of waited on.
+    pub stall: Duration,
 }
 
 /// Bytes per request body: enough requests per load for a latency distribution.
@@ -57,9 +60,6 @@ const PARTITIONS: u32 = 6;
 const WARM_UP_LINES: usize = 100;
 /// How long the digest may take to make the acknowledged events countable.
 const COUNT_DEADLINE: Duration = Duration::from_secs(1800);
-/// How long a count that differs from what was acknowledged may stay the same before the
-/// difference is reported as lost or doubled events.
-const STALL: Duration = Duration::from_secs(60);
 
 /// One way of running eddy that the load goes into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,12 +340,13 @@ fn count(agent: &ureq::Agent, node: &Serve, repository: &str) -> Result<u64> {
 }
 
 /// Waits until the nodes' counts of `repository` add up to `events`, or stop changing for
-/// [`STALL`] (a loss or a double is reported, not waited on for ever); returns the last sum.
+/// `stall` (a loss or a double is reported, not waited on for ever); returns the last sum.
 fn until_counted(
     agent: &ureq::Agent,
     nodes: &[Serve],
     repository: &str,
     events: u64,
+    stall: Duration,
     progress: &dyn Fn(&str),
 ) -> Result<u64> {
     let deadline = Instant::now() + COUNT_DEADLINE;
@@ -361,7 +362,7 @@ fn until_counted(
         if last != Some(counted) {
             (last, changed) = (Some(counted), Instant::now());
         }
-        if changed.elapsed() > STALL {
+        if changed.elapsed() > stall {
             return Ok(counted);
         }
         if Instant::now() > deadline {
@@ -516,6 +517,7 @@ fn measure(
             &nodes,
             load.repository,
             events,
+            opts.stall,
             progress,
         )?);
     }
@@ -531,9 +533,14 @@ fn measure(
         })?;
         let ingest_secs = started.elapsed().as_secs_f64();
         let acked = cpu(&nodes, broker_pid);
-        let counted = until_counted(&agent, &nodes, load.repository, warm + events, &|m| {
-            progress(&format!("{}: {m}", setup.label()))
-        })?;
+        let counted = until_counted(
+            &agent,
+            &nodes,
+            load.repository,
+            warm + events,
+            opts.stall,
+            &|m| progress(&format!("{}: {m}", setup.label())),
+        )?;
         let end_to_end_secs = (counted == warm + events).then(|| started.elapsed().as_secs_f64());
         let at_count = cpu(&nodes, broker_pid);
         let mut m = Measured {
@@ -792,14 +799,14 @@ fn section(
         rows,
         notes: format!(
             "{}{}",
-            counting_note(loads, measured),
+            counting_note(loads, measured, opts.stall),
             sizing_note(measured)
         ),
     }
 }
 
 /// A warning for every load whose count differed from what the nodes acknowledged.
-fn counting_note(loads: &[Load], measured: &[SetupMeasured]) -> String {
+fn counting_note(loads: &[Load], measured: &[SetupMeasured], stall: Duration) -> String {
     let mut note = String::new();
     for s in measured {
         for (load, m) in loads.iter().zip(&s.loads) {
@@ -811,7 +818,7 @@ fn counting_note(loads: &[Load], measured: &[SetupMeasured]) -> String {
                     load.label,
                     m.events - counted,
                     m.events,
-                    STALL.as_secs()
+                    stall.as_secs()
                 )),
                 counted if counted > m.events => note.push_str(&format!(
                     "**{}, {}: {} events more than acknowledged were counted** when the count \
@@ -820,7 +827,7 @@ fn counting_note(loads: &[Load], measured: &[SetupMeasured]) -> String {
                     load.label,
                     counted - m.events,
                     m.events,
-                    STALL.as_secs()
+                    stall.as_secs()
                 )),
                 _ => {}
             }

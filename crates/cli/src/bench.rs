@@ -145,6 +145,11 @@ pub struct KafkaArgs {
     /// Client threads posting at once.
     #[arg(long, default_value_t = 4)]
     clients: usize,
+    /// Seconds a count that differs from what was acknowledged may stay the same before the
+    /// difference is reported (as events missing from or added to the count) instead of
+    /// waited on.
+    #[arg(long, default_value_t = 60)]
+    stall_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -412,6 +417,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
                 }),
                 clients: args.clients.max(1),
                 seed: opts.seed,
+                stall: std::time::Duration::from_secs(args.stall_seconds),
             };
             let section = with_progress(|p| eddy_bench::kafka_bench::run(&kafka, &opts.mode, p));
             let _ = std::fs::remove_dir_all(&kafka.dir);
