@@ -201,7 +201,8 @@ impl Crew {
                 tracing::error!(
                     repository = self.store.name(),
                     partition = p,
-                    "cannot settle the unpublished segments of a partition that moved (settled at                      the next start): {e}"
+                    "cannot settle the unpublished segments of a partition that moved (settled at \
+                     the next start): {e}"
                 );
             }
         }
@@ -230,7 +231,8 @@ impl Crew {
                     repository = self.store.name(),
                     partition = p,
                     segments = ?dropped,
-                    "dropped segments sealed without their mark reaching the bus: the partition's                      next owner digests those events again"
+                    "dropped segments sealed without their mark reaching the bus: the partition's \
+                     next owner digests those events again"
                 );
             }
         }
