@@ -88,6 +88,18 @@ impl Default for TopicConfig {
     }
 }
 
+impl TopicConfig {
+    /// A journal's topic: one partition (one order every reader agrees on), kept forever.
+    pub fn journal() -> TopicConfig {
+        TopicConfig {
+            partitions: 1,
+            retention_ms: None,
+            retention_bytes: None,
+            ..TopicConfig::default()
+        }
+    }
+}
+
 /// A topic's configuration, shared by the topic and its partitions, and replaced whole when the
 /// topic is reconfigured (see [`crate::Log::reconfigure_topic`]): readers take a snapshot.
 #[derive(Debug)]

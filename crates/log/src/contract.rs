@@ -174,6 +174,37 @@ pub fn read_range(
     Ok(())
 }
 
+/// Follows a journal on a thread named `name` while `owner` lives: every `every`,
+/// `catch_up(owner)` applies what the journal gained; a failure is logged and tried again a
+/// second later. What a registry or directory that several nodes write uses to see the others'
+/// changes.
+pub fn follow_journal<T, E>(
+    name: &str,
+    owner: std::sync::Weak<T>,
+    every: Duration,
+    catch_up: fn(&T) -> std::result::Result<(), E>,
+) where
+    T: Send + Sync + 'static,
+    E: std::fmt::Display + 'static,
+{
+    let thread = name.to_string();
+    let spawned = std::thread::Builder::new()
+        .name(thread.clone())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(owner) = owner.upgrade() else {
+                return;
+            };
+            if let Err(e) = catch_up(&owner) {
+                tracing::error!(thread, "following a journal failed, retrying: {e}");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the journal follower {name}: {e}");
+    }
+}
+
 impl std::fmt::Debug for dyn Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Bus({})", self.kind())

@@ -47,7 +47,7 @@ mod topic;
 pub use batch::{Compression, EncodedBatch};
 pub use bus::{Log, LogBuilder};
 pub use config::{validate_name, Durability, TopicConfig, MAX_PARTITIONS};
-pub use contract::{read_range, Bus, BusReader, GroupMember, Membership};
+pub use contract::{follow_journal, read_range, Bus, BusReader, GroupMember, Membership};
 pub use damage::Damage;
 pub use error::{CorruptReason, Error, IoError, Result};
 pub use groups::{GroupOffsets, Groups};

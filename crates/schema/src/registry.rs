@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use eddy_log::{Bus, PartitionChoice, Record, TopicConfig};
@@ -283,13 +283,8 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// Opens the registry kept in `bus`, replaying its journal.
     pub fn open(bus: Arc<dyn Bus>) -> Result<Registry, RegistryError> {
-        let config = TopicConfig {
-            partitions: 1,
-            retention_ms: None,
-            retention_bytes: None,
-            ..TopicConfig::default()
-        };
-        bus.ensure_topic(TOPIC, &config).map_err(journal)?;
+        bus.ensure_topic(TOPIC, &TopicConfig::journal())
+            .map_err(journal)?;
         let registry = Registry {
             state: RwLock::new(State::default()),
             bus,
@@ -303,13 +298,12 @@ impl Registry {
     /// register is known here within a moment. Only a shared bus needs it: on one node every
     /// change is this process's own.
     pub fn follow(self: &Arc<Self>) {
-        let registry = Arc::downgrade(self);
-        let spawned = std::thread::Builder::new()
-            .name("registry-follow".into())
-            .spawn(move || follow(registry));
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the registry's journal follower: {e}");
-        }
+        eddy_log::follow_journal(
+            "registry-follow",
+            Arc::downgrade(self),
+            Duration::from_millis(200),
+            Registry::catch_up_if_behind,
+        );
     }
 
     /// Applies the journal's records from where `state` stands to the journal's end, and at
@@ -347,9 +341,13 @@ impl Registry {
     }
 
     /// Whether the journal holds records this registry has not applied.
-    fn behind(&self) -> Result<bool, RegistryError> {
+    /// Catches up if the journal holds records not applied yet; the state is locked only then.
+    fn catch_up_if_behind(&self) -> Result<(), RegistryError> {
         let (_, end) = self.bus.offsets(TOPIC, 0).map_err(journal)?;
-        Ok(self.read().applied < end)
+        if self.read().applied < end {
+            self.catch_up(&mut self.write(), None)?;
+        }
+        Ok(())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -626,24 +624,6 @@ fn lost_races() -> RegistryError {
     RegistryError::Journal(format!(
         "other nodes changed the registry {RACES} times while this one tried; try again"
     ))
-}
-
-/// The follower's loop: catch up whenever the journal grew, until the registry is dropped.
-fn follow(registry: Weak<Registry>) {
-    loop {
-        std::thread::sleep(Duration::from_millis(200));
-        let Some(registry) = registry.upgrade() else {
-            return;
-        };
-        let caught_up = registry.behind().and_then(|behind| match behind {
-            true => registry.catch_up(&mut registry.write(), None).map(drop),
-            false => Ok(()),
-        });
-        if let Err(e) = caught_up {
-            tracing::error!("the registry could not follow its journal, retrying: {e}");
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    }
 }
 
 /// A registry in a fresh temporary bus, for tests.

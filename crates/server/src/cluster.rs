@@ -176,10 +176,11 @@ static PEERS: LazyLock<ureq::Agent> = LazyLock::new(|| {
         .into()
 });
 
-/// Runs `prepared` over this node's store of `repository` and every peer's at once, and
+/// Runs `prepared` over this node's store of `repository` and each of `peers`' at once, and
 /// merges the partial answers.
 pub async fn fan_out(
     state: &AppState,
+    peers: &[String],
     repository: &str,
     repo: Arc<crate::Repository>,
     request: PartialRequest,
@@ -201,7 +202,7 @@ pub async fn fan_out(
         })
     };
     let body = serde_json::to_vec(&request).unwrap_or_default();
-    let asks: Vec<_> = crate::directory::peers(state)
+    let asks: Vec<_> = peers
         .iter()
         .map(|peer| {
             let url = format!(

@@ -10,7 +10,7 @@
 //! directory.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -81,13 +81,8 @@ fn failed(e: impl ToString) -> DirectoryError {
 impl Directory {
     /// Opens the directory kept in `bus`, replaying its topic, and follows it on a thread.
     pub fn open(bus: Arc<dyn Bus>) -> Result<Arc<Directory>, DirectoryError> {
-        let config = TopicConfig {
-            partitions: 1,
-            retention_ms: None,
-            retention_bytes: None,
-            ..TopicConfig::default()
-        };
-        bus.ensure_topic(TOPIC, &config).map_err(failed)?;
+        bus.ensure_topic(TOPIC, &TopicConfig::journal())
+            .map_err(failed)?;
         let directory = Arc::new(Directory {
             bus,
             nodes: RwLock::new(BTreeMap::new()),
@@ -95,13 +90,12 @@ impl Directory {
             me: Mutex::new(None),
         });
         directory.catch_up()?;
-        let follower = Arc::downgrade(&directory);
-        let spawned = std::thread::Builder::new()
-            .name("directory-follow".into())
-            .spawn(move || follow(follower));
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the node directory's follower: {e}");
-        }
+        eddy_log::follow_journal(
+            "directory-follow",
+            Arc::downgrade(&directory),
+            Duration::from_millis(500),
+            Directory::catch_up_if_behind,
+        );
         Ok(directory)
     }
 
@@ -122,6 +116,14 @@ impl Directory {
             true
         })
         .map_err(failed)
+    }
+
+    fn catch_up_if_behind(&self) -> Result<(), DirectoryError> {
+        let (_, end) = self.bus.offsets(TOPIC, 0).map_err(failed)?;
+        if *lock(&self.applied) < end {
+            self.catch_up()?;
+        }
+        Ok(())
     }
 
     fn apply(&self, a: Announcement) {
@@ -193,29 +195,6 @@ impl Directory {
             .filter(|n| Some(&n.node) != me.as_ref() && n.roles.contains(&Role::Digest))
             .map(|n| n.url.clone())
             .collect()
-    }
-}
-
-/// The follower's loop: catch up whenever the topic grew, until the directory is dropped.
-fn follow(directory: Weak<Directory>) {
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let Some(directory) = directory.upgrade() else {
-            return;
-        };
-        let behind = directory
-            .bus
-            .offsets(TOPIC, 0)
-            .map(|(_, end)| *lock(&directory.applied) < end);
-        let caught_up = match behind {
-            Ok(true) => directory.catch_up(),
-            Ok(false) => Ok(()),
-            Err(e) => Err(failed(e)),
-        };
-        if let Err(e) = caught_up {
-            tracing::error!("{e}; retrying");
-            std::thread::sleep(Duration::from_secs(1));
-        }
     }
 }
 

@@ -231,7 +231,8 @@ pub async fn query(
         }
     };
     let format = format_of(&headers);
-    if !crate::directory::peers(&state).is_empty() {
+    let peers = crate::directory::peers(&state);
+    if !peers.is_empty() {
         if let Format::Ndjson = format {
             if let Err(e) = partial_interval(&request) {
                 return error(StatusCode::BAD_REQUEST, e).into_response();
@@ -243,7 +244,8 @@ pub async fn query(
             end: options.end,
             limit: options.limit,
         };
-        let out = crate::cluster::fan_out(&state, &name, repo, request, prepared, options).await;
+        let out =
+            crate::cluster::fan_out(&state, &peers, &name, repo, request, prepared, options).await;
         return fanned_out_response(out, format);
     }
     if let Format::Ndjson = format {

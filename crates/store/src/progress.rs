@@ -59,19 +59,20 @@ struct Sources {
 }
 
 /// What a worker saw in one poll of the bus: fed record by record, then handed to
-/// [`DigestProgress::report`].
+/// [`DigestProgress::report`]. Sources are borrowed from the poll's records: a name is copied
+/// only when the progress first tracks it, not per event.
 #[derive(Debug)]
-pub struct Observed {
+pub struct Observed<'a> {
     /// Whether the poll came back empty: the digest was at the end of the partition.
     idle: bool,
     last_ingest_ns: Option<i64>,
     /// Runs of one source: its name and the latest ingest time of the run.
-    runs: Vec<(String, i64)>,
+    runs: Vec<(&'a str, i64)>,
 }
 
-impl Observed {
+impl<'a> Observed<'a> {
     /// A poll that returned `records` records.
-    pub fn poll(records: usize) -> Observed {
+    pub fn poll(records: usize) -> Observed<'a> {
         Observed {
             idle: records == 0,
             last_ingest_ns: None,
@@ -80,22 +81,22 @@ impl Observed {
     }
 
     /// A record of `source` ingested at `ingest_ns`, digested.
-    pub fn note(&mut self, source: &str, ingest_ns: i64) {
+    pub fn note(&mut self, source: &'a str, ingest_ns: i64) {
         self.last_ingest_ns = Some(ingest_ns);
         match self.runs.last_mut() {
-            Some((s, at)) if s == source => *at = (*at).max(ingest_ns),
-            _ => self.runs.push((source.to_string(), ingest_ns)),
+            Some((s, at)) if *s == source => *at = (*at).max(ingest_ns),
+            _ => self.runs.push((source, ingest_ns)),
         }
     }
 }
 
 impl DigestProgress {
     /// Records a worker's poll of `partition` that left it at `position`.
-    pub fn report(&self, partition: u32, position: u64, observed: Observed) {
+    pub fn report(&self, partition: u32, position: u64, observed: Observed<'_>) {
         self.report_at(partition, position, observed, eddy_log::now_ns());
     }
 
-    fn report_at(&self, partition: u32, position: u64, observed: Observed, now: i64) {
+    fn report_at(&self, partition: u32, position: u64, observed: Observed<'_>, now: i64) {
         {
             let mut partitions = lock(&self.partitions);
             let previous = partitions.get(&partition).copied();
@@ -125,10 +126,10 @@ impl DigestProgress {
                 latency_ns: now.saturating_sub(ingested).max(0),
                 seen_ns: now,
             };
-            if let Some(known) = sources.by_source.get_mut(&source) {
+            if let Some(known) = sources.by_source.get_mut(source) {
                 *known = latency;
             } else if sources.by_source.len() < MAX_TRACKED_SOURCES {
-                sources.by_source.insert(source, latency);
+                sources.by_source.insert(source.to_string(), latency);
             } else {
                 sources.untracked += 1;
             }
@@ -207,9 +208,12 @@ mod tests {
     fn sources_past_the_bound_are_counted_not_tracked_until_old_ones_are_forgotten() {
         let progress = DigestProgress::default();
         let report = |first: usize, count: usize, now: i64| {
+            let names: Vec<String> = (first..first + count)
+                .map(|i| format!("#host=h{i}"))
+                .collect();
             let mut seen = Observed::poll(count);
-            for i in first..first + count {
-                seen.note(&format!("#host=h{i}"), now - S);
+            for name in &names {
+                seen.note(name, now - S);
             }
             progress.report_at(0, 1, seen, now);
         };
