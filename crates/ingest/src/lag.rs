@@ -184,6 +184,8 @@ impl ProgressTopic {
             retention_ms: Some(PROGRESS_RETENTION.as_millis() as u64),
             segment_ms: PROGRESS_RETENTION.as_millis() as u64,
             segment_bytes: 16 << 20,
+            // One record per partition matters, the newest: compaction keeps just that.
+            compacted: true,
             ..TopicConfig::default()
         };
         bus.ensure_topic(PROGRESS_TOPIC, &config)?;

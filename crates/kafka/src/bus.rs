@@ -285,9 +285,17 @@ impl Bus for KafkaBus {
         let retention_bytes = kafka_limit(config.retention_bytes).to_string();
         let replication =
             TopicReplication::Fixed(self.config.replication_factor.map_or(-1, i32::from));
+        let segment_ms = config.segment_ms.to_string();
+        let cleanup = match (config.compacted, config.retention_ms.is_some()) {
+            (true, true) => "compact,delete",
+            (true, false) => "compact",
+            (false, _) => "delete",
+        };
         let topic = NewTopic::new(name, config.partitions as i32, replication)
             .set("retention.ms", &retention_ms)
-            .set("retention.bytes", &retention_bytes);
+            .set("retention.bytes", &retention_bytes)
+            .set("segment.ms", &segment_ms)
+            .set("cleanup.policy", cleanup);
         let options = AdminOptions::new().operation_timeout(Some(self.config.request_timeout));
         let operation = || format!("creating topic {name:?}");
         let results = block_on(self.admin.create_topics([&topic], &options))

@@ -49,8 +49,12 @@
 //!   `retain_for_groups` (hold data until a group committed past it) has no equivalent, so the
 //!   retention of a Kafka topic must be sized as a buffer longer than the digest can fall
 //!   behind.
+//! - **Segments and compaction.** `segment_ms` becomes `segment.ms` (time-based retention
+//!   waits for a segment to roll, on both buses). `compacted` becomes `cleanup.policy=compact`
+//!   (`compact,delete` with a `retention_ms`; else `delete`): Kafka then keeps only each key's newest record, while the embedded log
+//!   keeps every record; the journals that use it are read so that both give the same state.
 //! - **Other topic settings.** `compression` (Kafka compresses in the producer: set
-//!   `compression.type` in [`KafkaConfig::properties`]), `segment_bytes`, `segment_ms`,
+//!   `compression.type` in [`KafkaConfig::properties`]), `segment_bytes`,
 //!   `index_interval_bytes` and `max_batch_bytes` are not mapped: the cluster's defaults apply.
 //! - **Message sizes.** The embedded log limits a record by the topic's `max_record_bytes` and
 //!   a batch by `max_batch_bytes`. Kafka limits a record batch by the producer's

@@ -69,6 +69,11 @@ pub struct TopicConfig {
     /// committed on a partition holds all of it. The store's digest uses this so that the bus
     /// never drops events that are not yet in a sealed store segment.
     pub retain_for_groups: Vec<String>,
+    /// Keep only the newest record of each key (Kafka's `cleanup.policy=compact`): for
+    /// journals of named things, where a record replaces the one of its key before it. The
+    /// embedded log keeps every record (its journals are written by one node and stay small);
+    /// readers must accept both.
+    pub compacted: bool,
 }
 
 impl Default for TopicConfig {
@@ -84,6 +89,7 @@ impl Default for TopicConfig {
             max_batch_bytes: 64 << 20,
             index_interval_bytes: 4096,
             retain_for_groups: Vec::new(),
+            compacted: false,
         }
     }
 }
@@ -96,6 +102,15 @@ impl TopicConfig {
             retention_ms: None,
             retention_bytes: None,
             ..TopicConfig::default()
+        }
+    }
+
+    /// A journal of named things, each record replacing the one of its key before it: one
+    /// partition, every key's newest record kept forever, older ones compacted away.
+    pub fn compacted_journal() -> TopicConfig {
+        TopicConfig {
+            compacted: true,
+            ..TopicConfig::journal()
         }
     }
 }

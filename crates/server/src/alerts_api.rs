@@ -1,8 +1,8 @@
 //! `/api/v1/alerts`: list, create, describe (each group's state), delete and test alert rules;
 //! `/api/v1/silences`: list, add and remove silences; `/api/v1/notification-groups`: the
 //! channels that group notices across rules, and their groups.
-//! Rules created here are kept in `alerts.json` in the data directory and start again with
-//! the server; those of the configuration file cannot be deleted here. The first rule
+//! Rules created here are kept in `alerts.json` in the data directory (on a shared bus, in the
+//! cluster's shared state, and every node runs them) and start again with the server; those of the configuration file cannot be deleted here. The first rule
 //! creates the system repository `_alerts` that notices are stored in.
 
 use std::sync::Arc;
@@ -60,22 +60,25 @@ fn create_alert(state: &Arc<AppState>, body: &[u8]) -> Result<serde_json::Value,
     let mut problems = config.problems(&name);
     problems.extend(state.alerts.channel_problems(&name, &config));
     crate::api::refuse_problems(state, "alert", &name, problems, &config.from)?;
-    let mut created = state.created_alerts();
-    if state.alerts.contains(&name) {
-        return Err(error(
+    let created = state.created_alerts();
+    let mut held = created.changing();
+    let exists = || {
+        error(
             StatusCode::CONFLICT,
             format!("alert {name:?} already exists"),
-        ));
+        )
+    };
+    if state.alerts.contains(&name) || created.contains(&name) {
+        return Err(exists());
     }
     if state.repository(ALERTS_REPOSITORY).is_none() {
         state.create_repository(ALERTS_REPOSITORY, RepositoryConfig::default())?;
     }
-    created.insert(name.clone(), config.clone());
-    crate::api::save_created_or_500(
-        &created_file(&state.config.data_dir),
-        &created,
-        "keep the alert",
-    )?;
+    match created.add(&mut held, &name, config.clone()) {
+        Ok(true) => {}
+        Ok(false) => return Err(exists()),
+        Err(e) => return Err(crate::api::unkept("keep the alert", e)),
+    }
     state.start_alert(&name, config);
     Ok(state.alerts.describe(Some(&name)).pop().unwrap_or_default())
 }
@@ -99,15 +102,12 @@ pub async fn delete(State(state): State<Arc<AppState>>, Path(name): Path<String>
 }
 
 fn forget(state: &AppState, name: &str) -> Result<(), Reject> {
-    let mut created = state.created_alerts();
-    if created.remove(name).is_none() {
-        return Err(not_found(name));
+    let created = state.created_alerts();
+    match created.remove(&mut created.changing(), name) {
+        Ok(true) => {}
+        Ok(false) => return Err(not_found(name)),
+        Err(e) => return Err(crate::api::unkept("forget the alert", e)),
     }
-    crate::api::save_created_or_500(
-        &created_file(&state.config.data_dir),
-        &created,
-        "forget the alert",
-    )?;
     state.alerts.stop(name);
     let memory = alerts::state_file(&state.config.data_dir, name);
     match std::fs::remove_file(&memory) {

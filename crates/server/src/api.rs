@@ -5,7 +5,6 @@
 //! Repositories created here are kept in `<data_dir>/repositories.json` (replaced atomically),
 //! so they come back after a restart; repositories in the configuration file win over them.
 
-use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
@@ -13,8 +12,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use eddy_base::io::IoContext;
-use eddy_base::sync::lock;
 use eddy_ingest::Repository;
 use serde_json::json;
 
@@ -25,34 +22,6 @@ use crate::AppState;
 /// The file of API-created repositories in a data directory.
 pub fn created_file(data_dir: &FsPath) -> PathBuf {
     data_dir.join("repositories.json")
-}
-
-/// Reads the API-created repositories (none if the file does not exist).
-pub fn load_created<T: serde::de::DeserializeOwned>(
-    path: &FsPath,
-) -> std::io::Result<BTreeMap<String, T>> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{}: {e}", path.display()),
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Replaces the file of created repositories or pipelines, atomically and durably.
-pub(crate) fn save_created<T: serde::Serialize>(
-    path: &FsPath,
-    repos: &BTreeMap<String, T>,
-) -> Result<(), eddy_base::io::IoError> {
-    let bytes = serde_json::to_vec_pretty(repos)
-        .map_err(std::io::Error::other)
-        .context(|| format!("encoding {}", path.display()))?;
-    // It may hold tokens: only the owner may read it.
-    eddy_base::fs::replace_private_file(path, &bytes)
 }
 
 /// Every problem of a new `kind` (a pipeline, an alert rule) named `name` that reads repository
@@ -79,18 +48,14 @@ pub(crate) fn refuse_problems(
     }
 }
 
-/// [`save_created`], a `500` saying what could not be done (`keep the pipeline`) when it fails.
-pub(crate) fn save_created_or_500<T: serde::Serialize>(
-    path: &FsPath,
-    created: &BTreeMap<String, T>,
-    what: &str,
-) -> Result<(), Reject> {
-    save_created(path, created).map_err(|e| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot {what}: {e}"),
-        )
-    })
+/// A `500` or `503` saying what could not be done (`keep the pipeline`) when a creation or
+/// removal could not be kept.
+pub(crate) fn unkept(what: &str, e: crate::created::KeepError) -> Reject {
+    let status = match e {
+        crate::created::KeepError::File(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        crate::created::KeepError::Shared(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, format!("cannot {what}: {e}"))
 }
 
 /// A creation request: `name`, then the settings of the configuration file (unknown keys
@@ -221,21 +186,47 @@ async fn create_repository(
 }
 
 impl AppState {
-    /// Creates a repository, keeps it in the data directory and returns its description.
+    /// Creates a repository, keeps it (in the data directory, or in the cluster's shared state
+    /// for every node) and returns its description.
     pub(crate) fn create_repository(
         &self,
         name: &str,
         config: RepositoryConfig,
     ) -> Result<serde_json::Value, Reject> {
-        // One creation at a time: the file is rewritten whole.
-        let mut created = lock(&self.created);
-        if self.repository(name).is_some() {
-            return Err(error(
+        let created = self.created_repositories();
+        let mut held = created.changing();
+        let exists = || {
+            error(
                 StatusCode::CONFLICT,
                 format!("repository {name:?} already exists"),
-            ));
+            )
+        };
+        if self.repository(name).is_some() || created.contains(name) {
+            return Err(exists());
         }
         let unavailable = |e: String| error(StatusCode::SERVICE_UNAVAILABLE, e);
+        // Open first: a topic that cannot be made must not leave a repository on record.
+        let repo = self
+            .open_repository(name, &config)
+            .map_err(|e| unavailable(format!("could not create the topic: {e}")))?;
+        match created.add(&mut held, name, config.clone()) {
+            Ok(true) => {}
+            Ok(false) => return Err(exists()),
+            Err(e) => return Err(unavailable(format!("could not record the repository: {e}"))),
+        }
+        let description = describe(&repo);
+        self.auth.add_repository_tokens(name, &config);
+        self.repositories.insert(repo);
+        tracing::info!(repository = name, "repository created through the API");
+        Ok(description)
+    }
+
+    /// Opens repository `name` on this node (its topic made if needed).
+    pub(crate) fn open_repository(
+        &self,
+        name: &str,
+        config: &RepositoryConfig,
+    ) -> Result<Arc<Repository>, eddy_ingest::IngestError> {
         let repo = Repository::open(
             &self.log,
             &self.bus,
@@ -244,20 +235,8 @@ impl AppState {
             crate::node::on_this_node(&self.config.cluster, config.clone()),
             &self.config.ingest,
             &crate::store_root(&self.config),
-        )
-        .map_err(|e| unavailable(format!("could not create the topic: {e}")))?;
-        created.insert(name.to_string(), config);
-        if let Err(e) = save_created(&created_file(&self.config.data_dir), &created) {
-            created.remove(name);
-            return Err(unavailable(format!(
-                "could not record the repository in the data directory: {e}"
-            )));
-        }
-        let repo = Arc::new(repo);
-        let description = describe(&repo);
-        self.repositories.insert(repo);
-        tracing::info!(repository = name, "repository created through the API");
-        Ok(description)
+        )?;
+        Ok(Arc::new(repo))
     }
 }
 

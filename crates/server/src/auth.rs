@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::http::{header, StatusCode};
@@ -34,6 +35,7 @@ use eddy_base::sync::{read, write};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::cluster_state::{ClusterState, Kind};
 use crate::config::{Config, RepositoryConfig};
 use crate::http::{error, Reject};
 use crate::limits::{Limiter, TokenLimits};
@@ -288,6 +290,9 @@ pub struct Auth {
     created: RwLock<Created>,
     legacy: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
     anonymous: Arc<Principal>,
+    /// On a shared bus, where the made tokens are kept instead of `tokens.json`, and the
+    /// generation of it that `created` was built from.
+    shared: Option<(Arc<ClusterState>, AtomicU64)>,
 }
 
 #[derive(Debug, Default)]
@@ -349,9 +354,13 @@ impl Auth {
     /// Reads `tokens.json` and maps the configuration's tokens (and those of `created`, the
     /// repositories made through the API) to scopes; warns once if any configuration token
     /// exists.
+    ///
+    /// With `shared` (a shared bus), the made tokens are the cluster's: those of `tokens.json`
+    /// that it lacks are brought into it, and every node sees every node's tokens.
     pub fn open(
         config: &Config,
         created: &BTreeMap<String, RepositoryConfig>,
+        shared: Option<Arc<ClusterState>>,
     ) -> Result<Auth, TokenFileError> {
         let path = tokens_file(&config.data_dir);
         let file: TokensFile = match std::fs::read(&path) {
@@ -379,8 +388,19 @@ impl Auth {
             defaults,
             created: RwLock::new(Created::default()),
             legacy: RwLock::new(HashMap::new()),
+            shared: shared.map(|s| (s, AtomicU64::new(u64::MAX))),
         };
-        {
+        if let Some((state, _)) = &auth.shared {
+            for record in &file.tokens {
+                state.create(Kind::Token, &record.id, record).map_err(|e| {
+                    TokenFileError::Invalid {
+                        path: auth.path.display().to_string(),
+                        reason: format!("cannot bring its tokens into the cluster: {e}"),
+                    }
+                })?;
+            }
+            auth.follow_shared();
+        } else {
             let mut created_tokens = write(&auth.created);
             for record in file.tokens {
                 let principal =
@@ -412,6 +432,44 @@ impl Auth {
             );
         }
         Ok(auth)
+    }
+
+    /// On a shared bus, rebuilds the made tokens from the cluster's if they changed; a token
+    /// that stays keeps its principal (and so its rate limits).
+    fn follow_shared(&self) {
+        let Some((state, seen)) = &self.shared else {
+            return;
+        };
+        let generation = state.generation();
+        if seen.load(Ordering::Acquire) == generation {
+            return;
+        }
+        let records: BTreeMap<String, TokenRecord> = state.all(Kind::Token);
+        let mut created = write(&self.created);
+        let kept: HashMap<String, ([u8; 32], Arc<Principal>)> = created
+            .by_hash
+            .iter()
+            .map(|(hash, p)| (p.id.clone(), (*hash, p.clone())))
+            .collect();
+        let mut by_hash = HashMap::new();
+        for record in records.values() {
+            let unchanged = kept
+                .get(&record.id)
+                .filter(|_| created.records.get(&record.id) == Some(record));
+            match unchanged {
+                Some((hash, p)) => {
+                    by_hash.insert(*hash, p.clone());
+                }
+                None => match self.principal_of(record) {
+                    Ok((hash, p)) => {
+                        by_hash.insert(hash, p);
+                    }
+                    Err(e) => tracing::error!("a token of the cluster's state is unusable: {e}"),
+                },
+            }
+        }
+        *created = Created { records, by_hash };
+        seen.store(generation, Ordering::Release);
     }
 
     fn principal_of(&self, record: &TokenRecord) -> Result<([u8; 32], Arc<Principal>), String> {
@@ -477,6 +535,7 @@ impl Auth {
     /// Whether any token made by eddy exists (expired ones included): then every route but
     /// the public ones needs a token.
     pub fn has_created_tokens(&self) -> bool {
+        self.follow_shared();
         !read(&self.created).records.is_empty()
     }
 
@@ -486,6 +545,7 @@ impl Auth {
             return Ok(self.anonymous.clone());
         };
         let hash = sha256(given);
+        self.follow_shared();
         let found = read(&self.created)
             .by_hash
             .get_key_value(&hash)
@@ -533,6 +593,13 @@ impl Auth {
             limits,
         };
         let (hash, principal) = self.principal_of(&record).map_err(CreateError::Invalid)?;
+        if let Some((state, _)) = &self.shared {
+            state
+                .put(Kind::Token, &record.id, &record)
+                .map_err(|e| CreateError::Shared(e.to_string()))?;
+            self.follow_shared();
+            return Ok((record, secret));
+        }
         let mut created = write(&self.created);
         let mut records = created.records.clone();
         records.insert(record.id.clone(), record.clone());
@@ -544,6 +611,16 @@ impl Auth {
 
     /// Removes token `id`: it stops working at once.
     pub fn revoke(&self, id: &str) -> Result<TokenRecord, CreateError> {
+        if let Some((state, _)) = &self.shared {
+            self.follow_shared();
+            let record = read(&self.created).records.get(id).cloned();
+            let record = record.ok_or_else(|| CreateError::NotFound(id.to_string()))?;
+            state
+                .remove(Kind::Token, id)
+                .map_err(|e| CreateError::Shared(e.to_string()))?;
+            self.follow_shared();
+            return Ok(record);
+        }
         let mut created = write(&self.created);
         let Some(record) = created.records.get(id).cloned() else {
             return Err(CreateError::NotFound(id.to_string()));
@@ -558,6 +635,7 @@ impl Auth {
 
     /// The tokens eddy made, and the configuration's (by where they are configured).
     pub fn list(&self) -> Vec<serde_json::Value> {
+        self.follow_shared();
         let mut out: Vec<_> = read(&self.created)
             .records
             .values()
@@ -603,6 +681,9 @@ pub enum CreateError {
     /// `tokens.json` could not be written; nothing changed.
     #[error("could not write the token file: {0}")]
     Io(eddy_base::io::IoError),
+    /// The cluster's shared state could not be written or read back.
+    #[error("could not keep the change in the cluster's shared state: {0}")]
+    Shared(String),
 }
 
 /// The token a request sent: `Authorization: Bearer`, `Splunk` (HEC), `Token` (Influx),
@@ -798,7 +879,7 @@ mod tests {
     fn a_created_token_is_found_by_its_secret_kept_only_as_a_digest_and_revoked() {
         let dir = tempfile::tempdir().unwrap();
         let c = config(dir.path(), "");
-        let auth = Auth::open(&c, &BTreeMap::new()).unwrap();
+        let auth = Auth::open(&c, &BTreeMap::new(), None).unwrap();
         let (record, secret) = auth
             .create(
                 "ci".into(),
@@ -833,18 +914,18 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         // Read back by a new process.
-        let again = Auth::open(&c, &BTreeMap::new()).unwrap();
+        let again = Auth::open(&c, &BTreeMap::new(), None).unwrap();
         assert_eq!(again.identify(Some(&secret)).unwrap().id, record.id);
         again.revoke(&record.id).unwrap();
         assert_eq!(again.identify(Some(&secret)).unwrap_err(), Denied::Unknown);
-        let third = Auth::open(&c, &BTreeMap::new()).unwrap();
+        let third = Auth::open(&c, &BTreeMap::new(), None).unwrap();
         assert_eq!(third.identify(Some(&secret)).unwrap_err(), Denied::Unknown);
     }
 
     #[test]
     fn an_expired_token_is_refused_by_its_id() {
         let dir = tempfile::tempdir().unwrap();
-        let auth = Auth::open(&config(dir.path(), ""), &BTreeMap::new()).unwrap();
+        let auth = Auth::open(&config(dir.path(), ""), &BTreeMap::new(), None).unwrap();
         let at = now_secs() - 1;
         let (record, secret) = auth
             .create(
@@ -867,7 +948,7 @@ mod tests {
             dir.path(),
             "[http]\nadmin_tokens = [\"admin-token-0123456789\"]\n[repositories.web]\ntokens = [\"admin-token-0123456789\"]\nread_tokens = [\"read-token-0123456789\"]\n",
         );
-        let auth = Auth::open(&c, &BTreeMap::new()).unwrap();
+        let auth = Auth::open(&c, &BTreeMap::new(), None).unwrap();
         let admin = auth.identify(Some("admin-token-0123456789")).unwrap();
         assert!(admin.holds(Need::Admin) && admin.holds(Need::Ingest("web")));
         let reader = auth.identify(Some("read-token-0123456789")).unwrap();

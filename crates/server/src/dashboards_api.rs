@@ -232,7 +232,7 @@ impl<T: Document> Documents<T> {
     /// Reads them from the data directory (none if the file does not exist yet).
     pub fn open(data_dir: &std::path::Path) -> std::io::Result<Documents<T>> {
         let path = data_dir.join(T::FILE);
-        let items = crate::api::load_created(&path)?;
+        let items = crate::created::read_file(&path)?;
         Ok(Documents {
             path,
             items: Mutex::new(items),
@@ -240,7 +240,7 @@ impl<T: Document> Documents<T> {
     }
 
     fn save(&self, items: &BTreeMap<String, T>) -> Result<(), Reject> {
-        crate::api::save_created(&self.path, items).map_err(|e| {
+        crate::created::write_file(&self.path, items).map_err(|e| {
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("could not keep the change in the data directory: {e}"),

@@ -1,7 +1,8 @@
-//! The cluster's nodes, kept in the bus topic `_nodes` (one partition, kept forever): a node
-//! that digests announces its name, the URL other nodes reach it at, and its roles; every node
-//! replays the topic at start and follows it. A query then fans out to every digest node the
-//! directory knows, beside the configured `peers`, with no list to keep by hand.
+//! The cluster's nodes, kept in the cluster's shared state ([`crate::cluster_state`], kind
+//! `node`): a node that digests announces its name, the URL other nodes reach it at, and its
+//! roles; every node replays the state at start and follows it. A query then fans out to every
+//! digest node the directory knows, beside the configured `peers`, with no list to keep by
+//! hand.
 //!
 //! A node that stops announcing is not dropped: its segments stay on its disk, so a query must
 //! keep asking it and say when it does not answer (an incomplete answer, never a silently
@@ -9,9 +10,7 @@
 //! and its segments are gone) takes it out. On the embedded bus there is one node and no
 //! directory.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -19,15 +18,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use eddy_base::sync::{lock, read, write};
-use eddy_log::{Bus, PartitionChoice, Record, TopicConfig};
+use eddy_base::sync::lock;
 
+use crate::cluster_state::{ClusterState, Kind, StateError};
 use crate::http::error;
 use crate::node::Role;
 use crate::AppState;
-
-/// The topic holding the announcements.
-pub const TOPIC: &str = "_nodes";
 
 /// A node as the directory knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,158 +38,56 @@ pub struct NodeEntry {
     pub announced_at: i64,
 }
 
-/// One record of the topic: a node's announcement, or (without a URL) its removal.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Announcement {
-    node: String,
-    url: Option<String>,
-    #[serde(default)]
-    roles: Vec<Role>,
-    at: i64,
-}
-
-/// What went wrong with the directory's topic.
-#[derive(Debug, thiserror::Error)]
-#[error("the cluster's node directory ({TOPIC}): {0}")]
-pub struct DirectoryError(String);
-
-/// The nodes of the cluster, as the bus says.
+/// The nodes of the cluster, as its shared state says.
+#[derive(Debug)]
 pub struct Directory {
-    bus: Arc<dyn Bus>,
-    nodes: RwLock<BTreeMap<String, NodeEntry>>,
-    /// The topic's next offset to apply; held while applying, so the follower and a writer
-    /// reading back its own record never apply one twice.
-    applied: Mutex<u64>,
+    state: Arc<ClusterState>,
     /// The name this node announced itself under.
     me: Mutex<Option<String>>,
 }
 
-impl std::fmt::Debug for Directory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Directory({} nodes)", read(&self.nodes).len())
-    }
-}
-
-fn failed(e: impl ToString) -> DirectoryError {
-    DirectoryError(e.to_string())
-}
-
 impl Directory {
-    /// Opens the directory kept in `bus`, replaying its topic, and follows it on a thread.
-    pub fn open(bus: Arc<dyn Bus>) -> Result<Arc<Directory>, DirectoryError> {
-        bus.ensure_topic(TOPIC, &TopicConfig::journal())
-            .map_err(failed)?;
-        let directory = Arc::new(Directory {
-            bus,
-            nodes: RwLock::new(BTreeMap::new()),
-            applied: Mutex::new(0),
+    /// The directory kept in `state`.
+    pub fn new(state: Arc<ClusterState>) -> Directory {
+        Directory {
+            state,
             me: Mutex::new(None),
-        });
-        directory.catch_up()?;
-        eddy_log::follow_journal(
-            "directory-follow",
-            Arc::downgrade(&directory),
-            Duration::from_millis(500),
-            Directory::catch_up_if_behind,
-        );
-        Ok(directory)
-    }
-
-    /// Applies what the topic holds past what was applied.
-    fn catch_up(&self) -> Result<(), DirectoryError> {
-        let mut applied = lock(&self.applied);
-        let (first, end) = self.bus.offsets(TOPIC, 0).map_err(failed)?;
-        let from = (*applied).max(first);
-        eddy_log::read_range(&*self.bus, TOPIC, 0, from, end, &mut |r| {
-            *applied = r.offset + 1;
-            match serde_json::from_slice::<Announcement>(&r.value) {
-                Ok(a) => self.apply(a),
-                Err(e) => tracing::error!(
-                    offset = r.offset,
-                    "not a node announcement in {TOPIC}, passed over: {e}"
-                ),
-            }
-            true
-        })
-        .map_err(failed)
-    }
-
-    fn catch_up_if_behind(&self) -> Result<(), DirectoryError> {
-        let (_, end) = self.bus.offsets(TOPIC, 0).map_err(failed)?;
-        if *lock(&self.applied) < end {
-            self.catch_up()?;
         }
-        Ok(())
-    }
-
-    fn apply(&self, a: Announcement) {
-        let mut nodes = write(&self.nodes);
-        match a.url {
-            Some(url) => {
-                let entry = NodeEntry {
-                    node: a.node.clone(),
-                    url,
-                    roles: a.roles,
-                    announced_at: a.at,
-                };
-                nodes.insert(a.node, entry);
-            }
-            None => {
-                nodes.remove(&a.node);
-            }
-        }
-    }
-
-    fn append(&self, a: &Announcement) -> Result<(), DirectoryError> {
-        let value = serde_json::to_vec(a).map_err(failed)?;
-        let record = Record::new(value).with_key(a.node.clone());
-        self.bus
-            .produce(TOPIC, vec![record], PartitionChoice::Explicit(0))
-            .map_err(failed)?;
-        self.catch_up()
     }
 
     /// Announces this node, unless the directory already says the same of it.
-    pub fn announce(&self, node: &str, url: &str, roles: &[Role]) -> Result<(), DirectoryError> {
+    pub fn announce(&self, node: &str, url: &str, roles: &[Role]) -> Result<(), StateError> {
         *lock(&self.me) = Some(node.to_string());
-        let known = read(&self.nodes).get(node).cloned();
+        let known = self.state.all::<NodeEntry>(Kind::Node).remove(node);
         if known.is_some_and(|k| k.url == url && k.roles == roles) {
             return Ok(());
         }
-        self.append(&Announcement {
+        let entry = NodeEntry {
             node: node.to_string(),
-            url: Some(url.to_string()),
+            url: url.to_string(),
             roles: roles.to_vec(),
-            at: eddy_log::now_ns(),
-        })
+            announced_at: eddy_log::now_ns(),
+        };
+        self.state.put(Kind::Node, node, &entry)
     }
 
     /// Takes `node` out of the directory; returns whether it was in.
-    pub fn forget(&self, node: &str) -> Result<bool, DirectoryError> {
-        if !read(&self.nodes).contains_key(node) {
-            return Ok(false);
-        }
-        self.append(&Announcement {
-            node: node.to_string(),
-            url: None,
-            roles: Vec::new(),
-            at: eddy_log::now_ns(),
-        })?;
-        Ok(true)
+    pub fn forget(&self, node: &str) -> Result<bool, StateError> {
+        self.state.remove(Kind::Node, node)
     }
 
     /// Every node known.
     pub fn nodes(&self) -> Vec<NodeEntry> {
-        read(&self.nodes).values().cloned().collect()
+        self.state.all(Kind::Node).into_values().collect()
     }
 
     /// The URLs of the digest nodes other than this one: where the segments are.
     pub fn digest_urls(&self) -> Vec<String> {
         let me = lock(&self.me).clone();
-        read(&self.nodes)
-            .values()
+        self.nodes()
+            .into_iter()
             .filter(|n| Some(&n.node) != me.as_ref() && n.roles.contains(&Role::Digest))
-            .map(|n| n.url.clone())
+            .map(|n| n.url)
             .collect()
     }
 }

@@ -118,7 +118,7 @@ fn pipeline_groups(
     state: &AppState,
     repo: &eddy_ingest::Repository,
 ) -> Vec<(String, Vec<(u32, u64)>)> {
-    let created = state.created_pipelines().clone();
+    let created = state.created_pipelines().all();
     let names = state
         .config
         .pipelines

@@ -41,12 +41,15 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod cluster;
+pub mod cluster_state;
 pub mod config;
+pub mod created;
 pub mod dashboards_api;
 pub mod directory;
 pub mod elastic_door;
 pub mod exposure;
 pub mod fields_api;
+mod follow;
 pub mod hec_door;
 pub mod http;
 pub mod http_door;
@@ -74,7 +77,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Router;
 pub use config::{Config, ConfigError};
-use eddy_base::sync::{lock, read, write};
+use eddy_base::sync::{read, write};
 use eddy_ingest::amqp::AmqpCollector;
 use eddy_ingest::tcp::TcpDoor;
 use eddy_ingest::udp::UdpDoor;
@@ -84,6 +87,7 @@ use eddy_schema::Registry;
 use eddy_stream::alerts::{Alerts, ALERTS_REPOSITORY};
 use eddy_stream::live::Hub;
 use eddy_stream::pipelines::{self, Pipelines};
+use follow::Followed;
 use metrics::Metrics;
 use routes::Routes;
 
@@ -117,9 +121,10 @@ pub enum ServerError {
     /// The TLS certificate, key or client CA files are not usable.
     #[error("TLS: {0}")]
     Tls(#[from] eddy_ingest::tls::TlsError),
-    /// The cluster's node directory could not be read or this node announced.
+    /// The cluster's shared state (its node directory among it) could not be read, or this
+    /// node not announced.
     #[error(transparent)]
-    Directory(#[from] directory::DirectoryError),
+    ClusterState(#[from] cluster_state::StateError),
 }
 
 impl ServerError {
@@ -147,21 +152,25 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// The cluster's nodes, on a shared bus (see [`directory`]).
     pub directory: Option<Arc<directory::Directory>>,
+    /// What the cluster's nodes share, on a shared bus (see [`cluster_state`]).
+    pub cluster_state: Option<Arc<cluster_state::ClusterState>>,
+    /// The shared state's generation this node last brought itself in line with.
+    followed: Mutex<Followed>,
     /// Live queries and websocket channels.
     pub live: Arc<Hub>,
     /// Running pipelines.
     pub pipelines: Pipelines,
     /// What pipelines run against.
     pipeline_context: Arc<pipelines::Context>,
-    /// Pipelines created through the API (guarded: the file is rewritten whole).
-    created_pipelines: Mutex<BTreeMap<String, config::PipelineConfig>>,
+    /// Pipelines created through the API.
+    created_pipelines: created::Created<config::PipelineConfig>,
     /// Running alert rules.
     pub alerts: Alerts,
-    /// Alert rules created through the API (guarded: the file is rewritten whole).
-    created_alerts: Mutex<BTreeMap<String, config::AlertConfig>>,
+    /// Alert rules created through the API.
+    created_alerts: created::Created<config::AlertConfig>,
     repositories: Arc<Repositories>,
-    /// Repositories created through the API (guarded: the file is rewritten whole).
-    created: Mutex<BTreeMap<String, config::RepositoryConfig>>,
+    /// Repositories created through the API.
+    created: created::Created<config::RepositoryConfig>,
     /// The web UI's dashboards and saved searches.
     pub documents: dashboards_api::UiDocuments,
     /// The tokens eddy knows and what they may do.
@@ -228,16 +237,14 @@ impl AppState {
         self.repositories.all()
     }
 
-    /// The pipelines created through the API, locked while the caller changes them.
-    pub(crate) fn created_pipelines(
-        &self,
-    ) -> std::sync::MutexGuard<'_, BTreeMap<String, config::PipelineConfig>> {
-        lock(&self.created_pipelines)
+    /// The pipelines created through the API.
+    pub(crate) fn created_pipelines(&self) -> &created::Created<config::PipelineConfig> {
+        &self.created_pipelines
     }
 
     /// Starts every pipeline: the configuration's and those created through the API.
     pub fn start_pipelines(&self) {
-        let created = self.created_pipelines().clone();
+        let created = self.created_pipelines.all();
         let all = created
             .iter()
             .filter(|(name, _)| !self.config.pipelines.contains_key(*name))
@@ -252,16 +259,19 @@ impl AppState {
         self.pipelines.start(&self.pipeline_context, name, config);
     }
 
-    /// The alert rules created through the API, locked while the caller changes them.
-    pub(crate) fn created_alerts(
-        &self,
-    ) -> std::sync::MutexGuard<'_, BTreeMap<String, config::AlertConfig>> {
-        lock(&self.created_alerts)
+    /// The alert rules created through the API.
+    pub(crate) fn created_alerts(&self) -> &created::Created<config::AlertConfig> {
+        &self.created_alerts
+    }
+
+    /// The repositories created through the API.
+    pub(crate) fn created_repositories(&self) -> &created::Created<config::RepositoryConfig> {
+        &self.created
     }
 
     /// Starts every alert rule: the configuration's and those created through the API.
     pub fn start_alerts(&self) {
-        let created = self.created_alerts().clone();
+        let created = self.created_alerts.all();
         let all = created
             .iter()
             .filter(|(name, _)| !self.config.alerts.contains_key(*name))
@@ -296,6 +306,16 @@ pub fn store_root(config: &Config) -> std::path::PathBuf {
     config.data_dir.join("store")
 }
 
+/// The things of `kind` created through the API before: `file`'s, or the cluster's.
+fn open_created<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(
+    kind: cluster_state::Kind,
+    file: std::path::PathBuf,
+    shared: &Option<Arc<cluster_state::ClusterState>>,
+) -> Result<created::Created<T>, ServerError> {
+    let context = format!("reading {}", file.display());
+    created::Created::open(kind, file, shared.clone()).map_err(ServerError::io(context))
+}
+
 /// Opens the bus and the repositories: those of the configuration and those created through
 /// the API before.
 pub fn open(config: Config) -> Result<AppState, ServerError> {
@@ -305,21 +325,32 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
     if bus.shared() {
         registry.follow();
     }
-    let directory = node::open_directory(&bus)?;
-    let created_path = api::created_file(&config.data_dir);
-    let created = api::load_created(&created_path).map_err(ServerError::io(format!(
-        "reading {}",
-        created_path.display()
-    )))?;
-    let alerts_path = alerts_api::created_file(&config.data_dir);
-    let created_alerts: BTreeMap<String, config::AlertConfig> = api::load_created(&alerts_path)
-        .map_err(ServerError::io(format!(
-            "reading {}",
-            alerts_path.display()
-        )))?;
+    let cluster_state = match bus.shared() {
+        true => Some(cluster_state::ClusterState::open(bus.clone())?),
+        false => None,
+    };
+    let directory = cluster_state
+        .clone()
+        .map(|state| Arc::new(directory::Directory::new(state)));
+    let created_repositories = open_created(
+        cluster_state::Kind::Repository,
+        api::created_file(&config.data_dir),
+        &cluster_state,
+    )?;
+    let created_alerts = open_created(
+        cluster_state::Kind::AlertRule,
+        alerts_api::created_file(&config.data_dir),
+        &cluster_state,
+    )?;
+    let created_pipelines = open_created(
+        cluster_state::Kind::Pipeline,
+        pipelines_api::created_file(&config.data_dir),
+        &cluster_state,
+    )?;
+    let created = created_repositories.all();
     let repositories = Arc::new(Repositories::default());
     // Rules store their notices in `_alerts`, unless it is configured or was created already.
-    let has_rules = !(config.alerts.is_empty() && created_alerts.is_empty());
+    let has_rules = !(config.alerts.is_empty() && created_alerts.all().is_empty());
     let has_repository = config.repositories.contains_key(ALERTS_REPOSITORY)
         || created.contains_key(ALERTS_REPOSITORY);
     let system = (has_rules && !has_repository).then(|| {
@@ -345,14 +376,12 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         )?;
         repositories.insert(Arc::new(repo));
     }
-    let auth = auth::Auth::open(&config, &created).map_err(|e| ServerError::Io {
-        context: "reading the tokens".into(),
-        source: std::io::Error::other(e.to_string()),
+    let auth = auth::Auth::open(&config, &created, cluster_state.clone()).map_err(|e| {
+        ServerError::Io {
+            context: "reading the tokens".into(),
+            source: std::io::Error::other(e.to_string()),
+        }
     })?;
-    let pipelines_path = pipelines_api::created_file(&config.data_dir);
-    let created_pipelines = api::load_created(&pipelines_path).map_err(ServerError::io(
-        format!("reading {}", pipelines_path.display()),
-    ))?;
     let documents =
         dashboards_api::UiDocuments::open(&config.data_dir).map_err(ServerError::io(format!(
             "reading the UI's documents in {}",
@@ -392,16 +421,18 @@ pub fn open(config: Config) -> Result<AppState, ServerError> {
         live,
         pipelines: Pipelines::default(),
         pipeline_context,
-        created_pipelines: Mutex::new(created_pipelines),
+        created_pipelines,
         alerts,
-        created_alerts: Mutex::new(created_alerts),
+        created_alerts,
         config,
         log,
         bus,
         registry,
         directory,
+        followed: Mutex::new(Followed::default()),
+        cluster_state,
         repositories,
-        created: Mutex::new(created),
+        created: created_repositories,
         documents,
         auth,
         audit: audit::Audit::default(),
@@ -603,6 +634,7 @@ pub async fn serve(
     let lag_watch = lag::LagWatch::start(state.clone());
     state.start_pipelines();
     state.start_alerts();
+    let follower = follow::Follower::start(&state);
     tracing::info!(http = %bound.http, tls = bound.tls, tcp = ?bound.tcp, udp = ?bound.udp, amqp = state.config.amqp.len(), repositories = state.repositories().len(), "eddy serve: doors open");
     on_listen(&bound);
     doors.spawn(http_door.run(stop_rx.clone()));
@@ -613,6 +645,7 @@ pub async fn serve(
     tracing::info!("eddy serve: doors closed; stopping the digests and closing the bus");
     maintenance.stop();
     lag_watch.stop();
+    follower.stop();
     tokio::task::block_in_place(|| {
         state.audit.stop();
         state.pipelines.stop_all();

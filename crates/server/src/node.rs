@@ -120,17 +120,6 @@ pub fn open_bus(config: &BusConfig, log: &Arc<Log>) -> Result<Arc<dyn Bus>, eddy
     }
 }
 
-/// On a shared bus, the cluster's node directory (see [`crate::directory`]); `None` on the
-/// embedded bus.
-pub fn open_directory(
-    bus: &Arc<dyn Bus>,
-) -> Result<Option<Arc<crate::directory::Directory>>, crate::ServerError> {
-    match bus.shared() {
-        true => Ok(Some(crate::directory::Directory::open(bus.clone())?)),
-        false => Ok(None),
-    }
-}
-
 /// Puts this node in the directory if it digests, once its HTTP door is bound at `bound` (a
 /// `listen` port 0 is known only then).
 pub fn announce(

@@ -1,6 +1,7 @@
 //! `/api/v1/pipelines`: list, create, describe (with a rollup's last windows) and delete
-//! pipelines. Those created here are kept in `pipelines.json` in the data directory and start
-//! again with the server; those of the configuration file cannot be deleted here.
+//! pipelines. Those created here are kept in `pipelines.json` in the data directory (on a shared
+//! bus, in the cluster's shared state, and every node runs them) and start again with the
+//! server; those of the configuration file cannot be deleted here.
 
 use std::sync::Arc;
 
@@ -74,9 +75,12 @@ fn not_found(name: &str) -> Reject {
 
 /// `POST /api/v1/pipelines`: `{"name": …, "from": …, "query": …, "sinks": [...]}`.
 pub async fn create(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
-    match create_pipeline(&state, &body) {
-        Ok(v) => crate::access::created(v),
-        Err(r) => r.into_response(),
+    // Keeping it may write to the bus: off the async threads.
+    let made = tokio::task::spawn_blocking(move || create_pipeline(&state, &body)).await;
+    match made {
+        Ok(Ok(v)) => crate::access::created(v),
+        Ok(Err(r)) => r.into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
@@ -90,19 +94,22 @@ fn create_pipeline(state: &Arc<AppState>, body: &[u8]) -> Result<serde_json::Val
         config.problems(&name),
         &config.from,
     )?;
-    let mut created = state.created_pipelines();
-    if state.pipelines.contains(&name) {
-        return Err(error(
+    let created = state.created_pipelines();
+    let mut held = created.changing();
+    let exists = || {
+        error(
             StatusCode::CONFLICT,
             format!("pipeline {name:?} already exists"),
-        ));
+        )
+    };
+    if state.pipelines.contains(&name) || created.contains(&name) {
+        return Err(exists());
     }
-    created.insert(name.clone(), config.clone());
-    crate::api::save_created_or_500(
-        &created_file(&state.config.data_dir),
-        &created,
-        "keep the pipeline",
-    )?;
+    match created.add(&mut held, &name, config.clone()) {
+        Ok(true) => {}
+        Ok(false) => return Err(exists()),
+        Err(e) => return Err(crate::api::unkept("keep the pipeline", e)),
+    }
     state.start_pipeline(&name, config);
     Ok(state
         .pipelines
@@ -113,15 +120,12 @@ fn create_pipeline(state: &Arc<AppState>, body: &[u8]) -> Result<serde_json::Val
 
 /// Removes `name` from the pipelines kept in the data directory.
 fn forget(state: &AppState, name: &str) -> Result<(), Reject> {
-    let mut created = state.created_pipelines();
-    if created.remove(name).is_none() {
-        return Err(not_found(name));
+    let created = state.created_pipelines();
+    match created.remove(&mut created.changing(), name) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(not_found(name)),
+        Err(e) => Err(crate::api::unkept("forget the pipeline", e)),
     }
-    crate::api::save_created_or_500(
-        &created_file(&state.config.data_dir),
-        &created,
-        "forget the pipeline",
-    )
 }
 
 /// `DELETE /api/v1/pipelines/{name}`: stops it and forgets it (its consumer group stays).
@@ -133,10 +137,16 @@ pub async fn delete(State(state): State<Arc<AppState>>, Path(name): Path<String>
         )
         .into_response();
     }
-    if let Err(r) = forget(&state, &name) {
-        return r.into_response();
+    // Forgetting it may write to the bus: off the async threads.
+    let done = tokio::task::spawn_blocking(move || {
+        forget(&state, &name)?;
+        state.pipelines.stop(&name);
+        Ok::<(), Reject>(())
+    })
+    .await;
+    match done {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(r)) => r.into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
-    let state2 = state.clone();
-    let _ = tokio::task::spawn_blocking(move || state2.pipelines.stop(&name)).await;
-    StatusCode::NO_CONTENT.into_response()
 }

@@ -64,7 +64,7 @@ fn rejected(e: CreateError) -> Reject {
     let status = match &e {
         CreateError::Invalid(_) => StatusCode::BAD_REQUEST,
         CreateError::NotFound(_) => StatusCode::NOT_FOUND,
-        CreateError::Io(_) => StatusCode::SERVICE_UNAVAILABLE,
+        CreateError::Io(_) | CreateError::Shared(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(status, e.to_string())
 }
