@@ -115,6 +115,13 @@ fn what_one_node_creates_or_removes_every_node_has_and_a_late_node_replays_it() 
     wait_for("the token to work on node b", || {
         (ingest(&b, "web", &secret, 10) == 200).then_some(())
     });
+    // On Kafka a repository's events are the brokers', whichever node asks.
+    let (_, web) = call(&a, "GET", "/api/v1/repositories/web", None);
+    assert_eq!(
+        (web["bus"].as_str(), web["events"].as_u64()),
+        (Some("kafka"), Some(10)),
+        "{web}"
+    );
     let (status, _) = call(&a, "DELETE", &format!("/api/v1/tokens/{id}"), None);
     assert_eq!(status, 204);
     wait_for("the revoked token to be refused on node b", || {

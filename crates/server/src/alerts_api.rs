@@ -68,7 +68,7 @@ fn create_alert(state: &Arc<AppState>, body: &[u8]) -> Result<serde_json::Value,
             format!("alert {name:?} already exists"),
         )
     };
-    if state.alerts.contains(&name) || created.contains(&name) {
+    if state.alerts.contains(&name) || created.contains(&held, &name) {
         return Err(exists());
     }
     if state.repository(ALERTS_REPOSITORY).is_none() {

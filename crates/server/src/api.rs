@@ -3,7 +3,9 @@
 //! but `name` optional). Needs one of `http.admin_tokens` when any is configured.
 //!
 //! Repositories created here are kept in `<data_dir>/repositories.json` (replaced atomically),
-//! so they come back after a restart; repositories in the configuration file win over them.
+//! so they come back after a restart, or on a shared bus in the cluster's shared state, so that
+//! every node has them ([`crate::created`]); repositories in the configuration file win over
+//! them.
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -72,13 +74,34 @@ pub(crate) fn named<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<(Stri
     Ok((name, settings))
 }
 
+/// A repository's settings, what its bus holds and what its store holds on this node. On a
+/// shared bus the partitions and events are the brokers' (asked now); `bus_bytes` is what this
+/// node's disk holds of the bus, none on Kafka.
 fn describe(repo: &Repository) -> serde_json::Value {
     let info = repo.topic.info();
+    let (partitions, events) = match repo.bus.shared() {
+        true => {
+            let count = repo.bus.partition_count(&info.name).unwrap_or(0);
+            let events: u64 = (0..count)
+                .filter_map(|p| repo.bus.offsets(&info.name, p).ok())
+                .map(|(first, end)| end - first)
+                .sum();
+            (count as usize, events)
+        }
+        false => (
+            info.partitions.len(),
+            info.partitions
+                .iter()
+                .map(|p| p.end_offset - p.start_offset)
+                .sum(),
+        ),
+    };
     json!({
         "name": repo.name,
         "topic": info.name,
-        "partitions": info.partitions.len(),
-        "events": info.partitions.iter().map(|p| p.end_offset - p.start_offset).sum::<u64>(),
+        "bus": repo.bus.kind(),
+        "partitions": partitions,
+        "events": events,
         "tokens": repo.config.tokens.len(),
         "max_tag_values": repo.config.max_tag_values,
         "tag_buckets": repo.config.tag_buckets,
@@ -140,15 +163,30 @@ fn store_stats(catalogue: &eddy_store::catalogue::Catalogue) -> serde_json::Valu
 
 /// `GET /api/v1/repositories`.
 pub async fn list(State(state): State<Arc<AppState>>) -> Response {
-    let repos: Vec<_> = state.repositories().iter().map(|r| describe(r)).collect();
-    Json(json!({ "repositories": repos })).into_response()
+    // Describing may ask the brokers: off the async threads.
+    let repos = tokio::task::spawn_blocking(move || {
+        state
+            .repositories()
+            .iter()
+            .map(|r| describe(r))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    match repos {
+        Ok(repos) => Json(json!({ "repositories": repos })).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 /// `GET /api/v1/repositories/{name}`.
 pub async fn get(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
-    match state.existing_repository(&name) {
-        Ok(repo) => Json(describe(&repo)).into_response(),
-        Err(r) => r.into_response(),
+    let repo = match state.existing_repository(&name) {
+        Ok(repo) => repo,
+        Err(r) => return r.into_response(),
+    };
+    match tokio::task::spawn_blocking(move || describe(&repo)).await {
+        Ok(description) => Json(description).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
@@ -201,7 +239,7 @@ impl AppState {
                 format!("repository {name:?} already exists"),
             )
         };
-        if self.repository(name).is_some() || created.contains(name) {
+        if self.repository(name).is_some() || created.contains(&held, name) {
             return Err(exists());
         }
         let unavailable = |e: String| error(StatusCode::SERVICE_UNAVAILABLE, e);

@@ -75,11 +75,11 @@ impl<T: Serialize + DeserializeOwned + Clone> Created<T> {
         }
     }
 
-    /// Whether `name` exists.
-    pub fn contains(&self, name: &str) -> bool {
+    /// Whether `name` exists, asked during a change.
+    pub fn contains(&self, held: &Changing<'_, T>, name: &str) -> bool {
         match &self.shared {
             Some(state) => state.contains(self.kind, name),
-            None => lock(&self.local).contains_key(name),
+            None => held.0.contains_key(name),
         }
     }
 

@@ -102,7 +102,7 @@ fn create_pipeline(state: &Arc<AppState>, body: &[u8]) -> Result<serde_json::Val
             format!("pipeline {name:?} already exists"),
         )
     };
-    if state.pipelines.contains(&name) || created.contains(&name) {
+    if state.pipelines.contains(&name) || created.contains(&held, &name) {
         return Err(exists());
     }
     match created.add(&mut held, &name, config.clone()) {
