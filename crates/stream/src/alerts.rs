@@ -15,6 +15,11 @@
 //! the restart, with the same `@id` and `Idempotency-Key` (the repository drops the repeat;
 //! a receiver can too). A group that was firing is firing
 //! again after a restart and does not notify a second time.
+//!
+//! On a shared bus one node of the cluster holds a rule's duty ([`duty`]); it also publishes
+//! the rule's memory to the bus whenever it changes, and the node that takes the duty over
+//! continues from it ([`memory`]), so a failover neither notifies a firing group again nor
+//! loses its `resolved`.
 
 pub mod channel;
 pub mod channel_groups;
