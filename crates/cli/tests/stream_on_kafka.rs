@@ -325,6 +325,20 @@ fn published_memory(bus: &KafkaBus, rule: &str) -> Option<Value> {
 
 #[test]
 fn the_node_taking_over_a_killed_nodes_duty_continues_its_memory_without_a_second_firing() {
+    // SIGKILL: the node says nothing more; the group's session timeout moves the duty.
+    failover_continues_the_memory(Server::kill);
+}
+
+#[test]
+fn the_node_taking_over_a_stopped_nodes_duty_continues_its_memory_without_a_second_firing() {
+    // SIGTERM: the node publishes its last memory and leaves the group, which moves the duty
+    // at once.
+    failover_continues_the_memory(Server::stop);
+}
+
+/// A rule fires on the node on duty, which then goes away by `leave`; the other node takes
+/// the duty over and neither notifies the cause again nor misses its end.
+fn failover_continues_the_memory(leave: fn(Server)) {
     let broker = Broker::start();
     let (hook, got) = receiver();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -355,8 +369,7 @@ fn the_node_taking_over_a_killed_nodes_duty_continues_its_memory_without_a_secon
     assert_eq!(memory["version"], 1, "{memory}");
     assert_eq!(memory["rule"], "errors", "{memory}");
 
-    // SIGKILL: the node says nothing more; the group's session timeout moves the duty.
-    duty.kill();
+    leave(duty);
     wait_for("the other node on duty", || {
         on_duty(&standby, "errors").then_some(())
     });
