@@ -308,19 +308,26 @@ impl Drop for Errors {
     }
 }
 
-/// The latest record of rule `rule` in the alert memory topic, if any.
-fn published_memory(bus: &KafkaBus, rule: &str) -> Option<Value> {
+/// The records of rule `rule` in the alert memory topic, oldest first.
+fn published_memories(bus: &KafkaBus, rule: &str) -> Vec<Value> {
     let topic = "eddy.alert-memory";
-    let (first, end) = bus.offsets(topic, 0).ok()?;
-    let mut last = None;
+    let Ok((first, end)) = bus.offsets(topic, 0) else {
+        return Vec::new();
+    };
+    let mut all = Vec::new();
     eddy_log::read_range(bus, topic, 0, first, end, &mut |r| {
         if r.key.as_deref() == Some(rule.as_bytes()) {
-            last = serde_json::from_slice::<Value>(&r.value).ok();
+            all.push(serde_json::from_slice::<Value>(&r.value).unwrap());
         }
         true
     })
-    .ok()?;
-    last
+    .unwrap();
+    all
+}
+
+/// The latest record of rule `rule` in the alert memory topic, if any.
+fn published_memory(bus: &KafkaBus, rule: &str) -> Option<Value> {
+    published_memories(bus, rule).pop()
 }
 
 #[test]
@@ -380,10 +387,12 @@ fn failover_continues_the_memory(leave: fn(Server)) {
             .as_u64()
             .unwrap_or(0)
     };
-    let now = evaluated();
+    let (now, published) = (evaluated(), published_memories(&bus, "errors").len());
     wait_for("evaluations on the node now on duty", || {
         (evaluated() >= now + 20).then_some(())
     });
+    // A firing group whose condition still holds changes nothing worth publishing.
+    assert_eq!(published_memories(&bus, "errors").len(), published);
     assert_eq!(
         notices(&got, "/errors", "firing").len(),
         1,
