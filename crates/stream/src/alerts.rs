@@ -806,10 +806,20 @@ impl duty::DutyHolder for Rule {
         Ok(())
     }
 
-    /// Forgets the memory: the next holder continues from what was published, and this node
-    /// reads it again if the duty comes back.
+    /// Publishes what changed since the last publication (the bus hands the duty on only
+    /// after this), then forgets the memory: the next holder continues from the bus, and so
+    /// does this node if the duty comes back.
     fn lost(&self) {
-        *lock(&self.memory) = Memory::default();
+        let last = std::mem::take(&mut *lock(&self.memory));
+        if let Some(topic) = self.duty.memory() {
+            if last.loaded && (last.kept.dirty || last.unpublished) {
+                let published = memory::encode(&self.name, &last.kept)
+                    .and_then(|r| topic.publish(&self.name, r));
+                if let Err(e) = published {
+                    tracing::warn!(alert = %self.name, "its last memory before the duty moved was not published: {e}");
+                }
+            }
+        }
         self.status.outbox.store(0, Ordering::Relaxed);
         lock(&self.status.groups).clear();
         self.shared

@@ -49,8 +49,9 @@ pub trait DutyHolder: Send + Sync {
     /// not held meanwhile.
     fn gained(self: Arc<Self>) -> Result<(), String>;
 
-    /// The duty left this node (moved to another, or this node left): forget what the next
-    /// holder takes over. Called before the bus hands the duty on.
+    /// The duty left this node (moved to another, or this node left): hand on what the next
+    /// holder takes over, and forget it. Called before the bus hands the duty on, with no
+    /// [`Duty::while_held`] work under way (so it must not call that).
     fn lost(&self);
 }
 
