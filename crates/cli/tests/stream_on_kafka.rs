@@ -2,8 +2,9 @@
 //! on loopback): a view opened on one node counts every event acknowledged through another,
 //! those sent before it opened included; a rule fires for events sent through another node,
 //! and once per cluster when several nodes have it, the duty moving to another node when the
-//! one on duty is killed; a pipeline resumes from the group's committed offsets after a
-//! restart.
+//! one on duty is killed, which continues from the rule's memory on the bus (no second
+//! `firing`, and the `resolved`); a pipeline resumes from the group's committed offsets after
+//! a restart.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -11,10 +12,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    alert_rule, get, notices, post, receiver, wait_for, wait_for_or, Server, NDJSON, TOKEN,
+    agent, alert_rule, get, notices, post, receiver, wait_for, wait_for_or, Server, NDJSON, TOKEN,
 };
 use eddy_kafka::testing::Broker;
 use eddy_kafka::KafkaBus;
@@ -108,8 +111,13 @@ fn a_live_query_on_one_node_counts_every_event_acknowledged_through_another() {
 
 /// The alert rule `name` on `main`: any status 500 in the last minute, to `{hook}/{name}`.
 fn rule(name: &str, hook: &str) -> String {
+    rule_over(name, hook, "1m")
+}
+
+/// The alert rule `name` on `main`: any status 500 in the last `window`, to `{hook}/{name}`.
+fn rule_over(name: &str, hook: &str, window: &str) -> String {
     format!(
-        "[alerts.{name}]\nfrom = \"main\"\nquery = \"status>=500 | count()\"\nwindow = \"1m\"\n\
+        "[alerts.{name}]\nfrom = \"main\"\nquery = \"status>=500 | count()\"\nwindow = \"{window}\"\n\
          above = 0\nevery = \"100ms\"\nwebhook = \"{hook}/{name}\"\n"
     )
 }
@@ -263,28 +271,146 @@ fn a_pipeline_on_kafka_resumes_from_its_committed_offsets_after_a_restart() {
     server.stop();
 }
 
+/// Posts one `{"status":500}` to `main` through a node every 200 ms until dropped: a cause
+/// that lasts as long as it runs.
+struct Errors {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Errors {
+    fn start(server: &Server) -> Errors {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (target, stop2) = (format!("{}/api/v1/ingest/main", server.url), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let _ = agent()
+                    .post(&target)
+                    .header("Authorization", &format!("Bearer {TOKEN}"))
+                    .header(NDJSON.0, NDJSON.1)
+                    .send(&b"{\"status\":500}\n"[..]);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Errors {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Errors {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The records of rule `rule` in the alert memory topic, oldest first.
+fn published_memories(bus: &KafkaBus, rule: &str) -> Vec<Value> {
+    let topic = "eddy.alert-memory";
+    let Ok((first, end)) = bus.offsets(topic, 0) else {
+        return Vec::new();
+    };
+    let mut all = Vec::new();
+    eddy_log::read_range(bus, topic, 0, first, end, &mut |r| {
+        if r.key.as_deref() == Some(rule.as_bytes()) {
+            all.push(serde_json::from_slice::<Value>(&r.value).unwrap());
+        }
+        true
+    })
+    .unwrap();
+    all
+}
+
+/// The latest record of rule `rule` in the alert memory topic, if any.
+fn published_memory(bus: &KafkaBus, rule: &str) -> Option<Value> {
+    published_memories(bus, rule).pop()
+}
+
 #[test]
-fn the_duty_of_a_killed_node_moves_to_the_other_which_then_evaluates_and_notifies() {
+fn the_node_taking_over_a_killed_nodes_duty_continues_its_memory_without_a_second_firing() {
+    // SIGKILL: the node says nothing more; the group's session timeout moves the duty.
+    failover_continues_the_memory(Server::kill);
+}
+
+#[test]
+fn the_node_taking_over_a_stopped_nodes_duty_continues_its_memory_without_a_second_firing() {
+    // SIGTERM: the node publishes its last memory and leaves the group, which moves the duty
+    // at once.
+    failover_continues_the_memory(Server::stop);
+}
+
+/// A rule fires on the node on duty, which then goes away by `leave`; the other node takes
+/// the duty over and neither notifies the cause again nor misses its end.
+fn failover_continues_the_memory(leave: fn(Server)) {
     let broker = Broker::start();
     let (hook, got) = receiver();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = node(dir_a.path(), &broker, &rule("errors", &hook));
-    let b = node(dir_b.path(), &broker, &rule("errors", &hook));
+    // A short window, so that the cause ends soon after the errors stop.
+    let config = rule_over("errors", &hook, "5s");
+    let a = node(dir_a.path(), &broker, &config);
+    let b = node(dir_b.path(), &broker, &config);
     let a_on_duty = settled_duty(&a, &b, "errors");
     let (duty, standby) = if a_on_duty { (a, b) } else { (b, a) };
-    send(&standby, 0, 10);
-    wait_for("errors firing", || {
-        (notices(&got, "/errors", "firing").len() == 1).then_some(())
+    let errors = Errors::start(&standby);
+    let fired = wait_for("errors firing", || {
+        notices(&got, "/errors", "firing").into_iter().next()
     });
-    // SIGKILL: the node leaves nothing behind; the group's session timeout moves the duty.
-    duty.kill();
+    // Once the notice is out, the node on duty publishes the memory it continues from: the
+    // group firing, nothing left to deliver.
+    let bus = KafkaBus::connect(broker.config()).unwrap();
+    let settled = |m: &Value| {
+        let firing = m["memory"]["groups"]
+            .as_object()
+            .is_some_and(|g| g.values().any(|g| g["state"]["state"] == "firing"));
+        firing && m["memory"]["outbox"] == serde_json::json!([])
+    };
+    let memory = wait_for_or(
+        "the firing group's memory published",
+        || published_memory(&bus, "errors").filter(settled),
+        || format!("{:?}", published_memory(&bus, "errors")),
+    );
+    assert_eq!(memory["version"], 1, "{memory}");
+    assert_eq!(memory["rule"], "errors", "{memory}");
+
+    leave(duty);
     wait_for("the other node on duty", || {
         on_duty(&standby, "errors").then_some(())
     });
-    // It never evaluated the rule, so it has no memory of the firing group: it notifies the
-    // cause again (at least once across a failover).
-    wait_for("errors firing from the node now on duty", || {
-        (notices(&got, "/errors", "firing").len() == 2).then_some(())
+    // It evaluates on while the errors go on, from the memory it took over: the group is the
+    // one the killed node fired, and it is not notified again.
+    let evaluated = || {
+        alert_rule(&standby, "errors")["status"]["evaluations"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let (now, published) = (evaluated(), published_memories(&bus, "errors").len());
+    wait_for("evaluations on the node now on duty", || {
+        (evaluated() >= now + 20).then_some(())
     });
+    // A firing group whose condition still holds changes nothing worth publishing.
+    assert_eq!(published_memories(&bus, "errors").len(), published);
+    assert_eq!(
+        notices(&got, "/errors", "firing").len(),
+        1,
+        "notified again after the failover: {:?}",
+        notices(&got, "/errors", "firing")
+    );
+    let group = alert_rule(&standby, "errors")["status"]["groups"][0].clone();
+    assert_eq!(group["state"], "firing", "{group}");
+    assert_eq!(group["since"], fired["since"], "{group}");
+    assert_eq!(group["fired"], 1, "{group}");
+
+    // The cause ends: the node now on duty tells the end of the firing the killed one told.
+    drop(errors);
+    let resolved = wait_for("errors resolved", || {
+        notices(&got, "/errors", "resolved").into_iter().next()
+    });
+    assert_eq!(resolved["since"], fired["since"], "{resolved}");
+    assert_eq!(notices(&got, "/errors", "firing").len(), 1);
+    assert_eq!(notices(&got, "/errors", "resolved").len(), 1);
     standby.stop();
 }

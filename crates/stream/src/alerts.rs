@@ -15,6 +15,11 @@
 //! the restart, with the same `@id` and `Idempotency-Key` (the repository drops the repeat;
 //! a receiver can too). A group that was firing is firing
 //! again after a restart and does not notify a second time.
+//!
+//! On a shared bus one node of the cluster holds a rule's duty ([`duty`]); it also publishes
+//! the rule's memory to the bus whenever it changes, and the node that takes the duty over
+//! continues from it ([`memory`]), so a failover neither notifies a firing group again nor
+//! loses its `resolved`.
 
 pub mod channel;
 pub mod channel_groups;
@@ -22,6 +27,7 @@ mod deliveries;
 pub mod duty;
 mod evaluator;
 pub mod grouping;
+pub mod memory;
 pub mod replay;
 pub mod rule;
 pub mod series;
@@ -533,7 +539,7 @@ impl Alerts {
                 tracing::error!(channel = %channel, "its notification groups: {e}");
             }
         }
-        let rule = Arc::new(Rule {
+        let rule = Arc::new_cyclic(|me: &std::sync::Weak<Rule>| Rule {
             name: name.to_string(),
             plan: config.plan(name),
             channels: channels_of(name, &config, &self.shared.channels),
@@ -546,7 +552,9 @@ impl Alerts {
             delivery: Mutex::new(Delivery::default()),
             stopped: AtomicBool::new(false),
             working: AtomicBool::new(false),
-            duty: context.alert_duty.take_part(name),
+            duty: context
+                .alert_duty
+                .take_part(name, me.clone() as std::sync::Weak<dyn duty::DutyHolder>),
         });
         lock(&self.rules).insert(name.to_string(), rule.clone());
         self.evaluator.add(rule);
@@ -717,11 +725,14 @@ pub(crate) struct Rule {
     duty: duty::Duty,
 }
 
-/// A rule's memory and whether it was read from disk yet.
+/// A rule's memory and whether it was read yet (from disk, or on a shared bus from the bus
+/// when the duty came).
 #[derive(Default)]
 struct Memory {
     kept: Kept,
     loaded: bool,
+    /// On a shared bus: changed since it was last published ([`memory`]).
+    unpublished: bool,
 }
 
 /// A rule's delivery state that is not kept across restarts.
@@ -729,6 +740,8 @@ struct Memory {
 struct Delivery {
     /// `_alerts`'s back-off.
     store: Backoff,
+    /// Publishing the memory's (on a shared bus).
+    publish: Backoff,
     /// Each channel's.
     channels: BTreeMap<String, Backoff>,
 }
@@ -752,12 +765,68 @@ impl deliveries::Task for Rule {
         // Work may have come in after the last look; if so and no one queued it, carry on.
         let more = {
             let m = lock(&self.memory);
-            m.kept.dirty || !m.kept.outbox.is_empty()
+            m.kept.dirty || m.unpublished || !m.kept.outbox.is_empty()
         };
         if more && !self.working.swap(true, Ordering::AcqRel) {
             return Some(Duration::ZERO);
         }
         None
+    }
+}
+
+impl duty::DutyHolder for Rule {
+    /// Takes the rule's memory over from the bus: its latest record there, or the state file
+    /// when the bus holds none yet (a cluster that ran before memories were published).
+    fn gained(self: Arc<Self>) -> Result<(), String> {
+        if self.stopped() {
+            return Err("the rule is stopping".into());
+        }
+        let Some(topic) = self.duty.memory() else {
+            return Ok(());
+        };
+        let (kept, from) = match topic.latest::<Kept>(&self.name) {
+            Ok(Some((offset, kept))) => {
+                (kept, format!("{} at offset {offset}", memory::MEMORY_TOPIC))
+            }
+            Ok(None) => {
+                let path = state_file(&self.context.data_dir, &self.name);
+                let kept = load(&path).map_err(|e| Failure::State(e).to_string())?;
+                (kept, format!("{} (the bus holds none)", path.display()))
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        tracing::info!(
+            alert = %self.name,
+            groups = kept.groups.len(),
+            firing = kept.groups.values().filter(|g| g.state.firing()).count(),
+            undelivered = kept.outbox.len(),
+            "took over the rule's memory from {from}"
+        );
+        self.install(kept);
+        Ok(())
+    }
+
+    /// Publishes what changed since the last publication (the bus hands the duty on only
+    /// after this), then forgets the memory: the next holder continues from the bus, and so
+    /// does this node if the duty comes back.
+    fn lost(&self) {
+        let last = std::mem::take(&mut *lock(&self.memory));
+        if let Some(topic) = self.duty.memory() {
+            if last.loaded && (last.kept.dirty || last.unpublished) {
+                let published = memory::encode(&self.name, &last.kept)
+                    .and_then(|r| topic.publish(&self.name, r));
+                if let Err(e) = published {
+                    tracing::warn!(alert = %self.name, "its last memory before the duty moved was not published: {e}");
+                }
+            }
+        }
+        self.status.outbox.store(0, Ordering::Relaxed);
+        lock(&self.status.groups).clear();
+        self.shared
+            .firing
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.name);
     }
 }
 
@@ -791,14 +860,14 @@ impl Rule {
     }
 
     /// Stops it: evaluations end at once; a delivery under way is waited for (each attempt
-    /// is bounded) and what it changed is written. Once this returns, its state file is not
+    /// is bounded) and what it changed is written (and published, on a shared bus, before
+    /// the duty is left for another node to take). Once this returns, its state file is not
     /// written again and it marks no group firing for inhibition.
     fn stop(&self) {
         {
             let _memory = lock(&self.memory);
             self.stopped.store(true, Ordering::Relaxed);
         }
-        self.duty.leave();
         let deadline = Instant::now() + channel::TIMEOUT + Duration::from_secs(5);
         while self.working.load(Ordering::Acquire) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -806,16 +875,32 @@ impl Rule {
         let last = {
             let mut m = lock(&self.memory);
             let dirty = std::mem::take(&mut m.kept.dirty);
-            (dirty && m.loaded).then(|| serde_json::to_vec(&m.kept))
+            let unpublished = std::mem::take(&mut m.unpublished);
+            let kept = &m.kept;
+            let file = (dirty && m.loaded).then(|| serde_json::to_vec(kept));
+            let record = (self.duty.memory().is_some() && (dirty || unpublished) && m.loaded)
+                .then(|| memory::encode(&self.name, kept));
+            (file, record)
         };
         {
             let _io = lock(&self.io);
-            if let Some(Ok(bytes)) = last {
+            if let (Some(Ok(bytes)), true) = (last.0, self.duty.held()) {
                 if let Err(e) = self.write_file(&bytes) {
                     tracing::warn!(alert = %self.name, "its last state was not kept: {e}");
                 }
             }
+            if let (Some(topic), Some(record)) = (self.duty.memory(), last.1) {
+                let published = record.and_then(|r| {
+                    self.duty
+                        .while_held(|| topic.publish(&self.name, r))
+                        .transpose()
+                });
+                if let Err(e) = published {
+                    tracing::warn!(alert = %self.name, "its last memory was not published: {e}");
+                }
+            }
         }
+        self.duty.leave();
         self.shared
             .firing
             .write()
@@ -823,15 +908,22 @@ impl Rule {
             .remove(&self.name);
     }
 
-    /// Reads its memory from disk, once. When its condition last held before the stop is not
-    /// kept (it changes at every evaluation): a firing alert gets its whole `keep_firing_for`
-    /// again from the start, so time spent down does not resolve it by itself.
+    /// Reads its memory from disk, once. On a shared bus it is read when the duty comes
+    /// instead ([`duty::DutyHolder::gained`]).
     fn load_memory(self: &Arc<Self>) -> Result<(), Failure> {
-        if lock(&self.memory).loaded {
+        if lock(&self.memory).loaded || self.duty.memory().is_some() {
             return Ok(());
         }
-        let mut kept =
-            load(&state_file(&self.context.data_dir, &self.name)).map_err(Failure::State)?;
+        let kept = load(&state_file(&self.context.data_dir, &self.name)).map_err(Failure::State)?;
+        self.install(kept);
+        Ok(())
+    }
+
+    /// Continues from memory `kept` (read from disk or the bus). When its condition last held
+    /// is not kept (it changes at every evaluation): a firing alert gets its whole
+    /// `keep_firing_for` again from the start, so time spent down does not resolve it by
+    /// itself.
+    fn install(self: &Arc<Self>, mut kept: Kept) {
         let started = now_ns();
         for g in kept.groups.values_mut() {
             if let state::Phase::Firing { since, .. } = g.state.phase {
@@ -854,11 +946,17 @@ impl Rule {
             }
         }
         let pending = !kept.outbox.is_empty();
-        *lock(&self.memory) = Memory { kept, loaded: true };
+        self.status
+            .outbox
+            .store(kept.outbox.len() as u64, Ordering::Relaxed);
+        *lock(&self.memory) = Memory {
+            kept,
+            loaded: true,
+            unpublished: false,
+        };
         if pending {
             self.wake();
         }
-        Ok(())
     }
 
     /// One evaluation at `now` over its window `live`, in memory: the groups move, notices are
@@ -871,7 +969,8 @@ impl Rule {
         live.advance(now)?;
         let answer = live.answer(now);
         let mut memory = lock(&self.memory);
-        if self.stopped() {
+        // Not loaded: the duty left this node since the driver looked.
+        if self.stopped() || !memory.loaded {
             return Ok(());
         }
         let kept = &mut memory.kept;
@@ -913,15 +1012,19 @@ impl Rule {
     /// Writes the memory if it changed and makes one delivery pass over the outbox; whether
     /// anything is left to do.
     fn write_and_deliver(&self) -> bool {
-        let (bytes, mut outbox) = {
+        let topic = self.duty.memory();
+        let publish_ready = lock(&self.delivery).publish.ready();
+        let (bytes, record, mut outbox) = {
             let mut m = lock(&self.memory);
-            let kept = &mut m.kept;
-            let bytes = match kept.dirty {
-                true => Some(serde_json::to_vec(&*kept)),
-                false => None,
-            };
-            kept.dirty = false;
-            (bytes, kept.outbox.clone())
+            if !m.loaded {
+                return false;
+            }
+            let dirty = std::mem::take(&mut m.kept.dirty);
+            m.unpublished |= dirty && topic.is_some();
+            let kept = &m.kept;
+            let bytes = dirty.then(|| serde_json::to_vec(kept));
+            let record = (m.unpublished && publish_ready).then(|| memory::encode(&self.name, kept));
+            (bytes, record, m.kept.outbox.clone())
         };
         if let Some(bytes) = bytes {
             let written = bytes
@@ -934,8 +1037,20 @@ impl Rule {
                 return true;
             }
         }
-        if outbox.is_empty() {
+        // Published before its notices go out, so that a node taking the duty over after a
+        // crash delivers them again rather than never.
+        if let (Some(topic), Some(record)) = (topic, record) {
+            if !self.publish_memory(topic, record) {
+                return false;
+            }
+        }
+        // Off duty, the node on duty delivers (what this one had queued is in the memory it
+        // took over).
+        if !self.duty.held() {
             return false;
+        }
+        if outbox.is_empty() {
+            return lock(&self.memory).unpublished;
         }
         let (Ok(plan), Ok(channels)) = (self.plan.as_ref(), self.channels.as_ref()) else {
             return false;
@@ -968,7 +1083,45 @@ impl Rule {
         self.status
             .outbox
             .store(kept.outbox.len() as u64, Ordering::Relaxed);
-        kept.dirty || !kept.outbox.is_empty()
+        let more = kept.dirty || !kept.outbox.is_empty();
+        more || m.unpublished
+    }
+
+    /// Publishes memory record `record` to the bus while this node holds the duty; `false` if
+    /// it does not. A failure is counted and the publication tried again after a back-off,
+    /// without holding the notices back: an alert gets out even while the bus cannot keep
+    /// its memory (then a node taking the duty over may notify it again).
+    fn publish_memory(
+        &self,
+        topic: &memory::MemoryTopic,
+        record: Result<Vec<u8>, memory::MemoryError>,
+    ) -> bool {
+        let _io = lock(&self.io);
+        if self.stopped() {
+            // Left unpublished: `stop` publishes the last memory.
+            return true;
+        }
+        let published = match record {
+            Ok(r) => self.duty.while_held(|| topic.publish(&self.name, r)),
+            Err(e) => Some(Err(e)),
+        };
+        match published {
+            None => false,
+            Some(Ok(_)) => {
+                lock(&self.memory).unpublished = false;
+                lock(&self.delivery).publish.wait = Duration::ZERO;
+                true
+            }
+            Some(Err(e)) => {
+                self.count_failure(format!("its memory was not published: {e}"), None);
+                let max = self
+                    .plan
+                    .as_ref()
+                    .map_or(Duration::from_secs(30), |p| p.max_backoff);
+                lock(&self.delivery).publish.failed(max);
+                true
+            }
+        }
     }
 
     /// Replaces the state file with `bytes` (not once the rule is stopped).
@@ -1291,7 +1444,7 @@ fn evaluate(
             holds &= also.is_some_and(|v| bound.holds(v));
         }
         let transition = g.state.observe(holds, now, timing);
-        g.changed |= before != g.state.phase;
+        g.changed |= g.state.phase.moved_from(&before);
         match transition {
             Some(Transition::Fired) => {
                 let mut n = notice(name, plan, key, g, "firing", now, now);

@@ -132,7 +132,7 @@ impl StreamMetrics {
         );
         alerts.register(
             "failures",
-            "Failed deliveries of an alert rule's notices (each is retried)",
+            "Failed deliveries of an alert rule's notices, and failed publications of its memory on a shared bus (each is retried)",
             m.alert_failures.clone(),
         );
         alerts.register(

@@ -25,6 +25,8 @@
 //!
 //! On a shared bus every node that has a rule keeps its window, but only the node holding the
 //! rule's duty ([`crate::alerts::duty`]) evaluates it: a cause is notified once per cluster.
+//! That node holds the duty only once it has taken the rule's memory over from the bus
+//! ([`crate::alerts::memory`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -36,6 +36,18 @@ pub enum Phase {
     },
 }
 
+impl Phase {
+    /// Whether it is another phase than `other`, or since another time: a change worth
+    /// keeping. When a firing alert's condition last held changes at every evaluation and is
+    /// not kept (a memory read back counts `keep_firing_for` again from then), so it is not one.
+    pub fn moved_from(&self, other: &Phase) -> bool {
+        match (self, other) {
+            (Phase::Firing { since: a, .. }, Phase::Firing { since: b, .. }) => a != b,
+            _ => self != other,
+        }
+    }
+}
+
 /// A change worth telling someone about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -200,6 +212,20 @@ mod tests {
         let (undamped, out) = run(&holds, timing(0, 0));
         assert_eq!(out.len(), 4, "{out:?}");
         assert_eq!(undamped.fired, 2);
+    }
+
+    #[test]
+    fn a_firing_alert_that_still_holds_has_not_moved_but_one_that_fired_again_has() {
+        let t = timing(0, 0);
+        let mut g = GroupState::default();
+        g.observe(true, 0, t);
+        let fired = g.phase;
+        g.observe(true, S, t);
+        assert!(!g.phase.moved_from(&fired), "{:?}", g.phase);
+        g.observe(false, 2 * S, t);
+        assert!(g.phase.moved_from(&fired));
+        g.observe(true, 3 * S, t);
+        assert!(g.phase.moved_from(&fired), "fired again at another time");
     }
 
     #[test]
