@@ -174,6 +174,28 @@ impl Broker {
         }
     }
 
+    /// Stops the broker's process (SIGSTOP) until [`Broker::resume`]: a broker that answers
+    /// nothing for a while, as an overloaded one. Panics if it cannot (tests only).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused broker run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status();
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "kill {signal} of the test broker: {status:?}"
+        );
+    }
+
     /// `127.0.0.1:port`, for `bootstrap.servers`.
     pub fn bootstrap_servers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
