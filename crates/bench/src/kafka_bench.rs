@@ -928,3 +928,61 @@ fn sizing_note(measured: &[SetupMeasured]) -> String {
         events_per_sec * 86_400.0 * stored / 1e9,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(events: u64, records: u64, ids: u64, counted: u64) -> Measured {
+        let warm_up = 200;
+        Measured {
+            events,
+            counted,
+            warm_up,
+            in_topic: Some(Census {
+                records: records + warm_up,
+                distinct_ids: ids + warm_up,
+            }),
+            ..Measured::default()
+        }
+    }
+
+    #[test]
+    fn a_load_whose_layers_agree_has_no_note() {
+        assert_eq!(layers_note(&measured(1000, 1000, 1000, 1000)), None);
+        let embedded = Measured {
+            events: 1000,
+            counted: 900,
+            ..Measured::default()
+        };
+        assert_eq!(layers_note(&embedded), None);
+    }
+
+    #[test]
+    fn acknowledged_events_missing_from_the_topic_are_the_brokers() {
+        let note = layers_note(&measured(1000, 900, 900, 900)).unwrap_or_default();
+        assert!(
+            note.contains("in the topic 900 records with 900 distinct event ids"),
+            "{note}"
+        );
+        assert!(
+            note.contains("100 acknowledged events are not in the topic"),
+            "{note}"
+        );
+        assert!(!note.contains("digest"), "{note}");
+    }
+
+    #[test]
+    fn reposted_events_doubled_records_and_a_short_count_each_name_their_layer() {
+        let note = layers_note(&measured(1000, 1150, 1100, 1090)).unwrap_or_default();
+        assert!(note.contains("50 records repeat an event id"), "{note}");
+        assert!(
+            note.contains("100 events beyond those acknowledged"),
+            "{note}"
+        );
+        assert!(
+            note.contains("differs from the topic's distinct events by -10"),
+            "{note}"
+        );
+    }
+}
