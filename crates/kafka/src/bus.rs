@@ -368,7 +368,21 @@ impl Bus for KafkaBus {
         // librdkafka reports every record within message.timeout.ms; the margin covers the
         // report's way back.
         match delivery.wait(self.config.delivery_timeout + Duration::from_secs(10)) {
-            Outcome::Acked(acks) => Ok(acks),
+            Outcome::Acked(acks, 0) => Ok(acks),
+            Outcome::Acked(acks, without_offset) => {
+                // librdkafka reports a batch the broker called a duplicate (sequence number
+                // already seen) as delivered, without an offset. Right on Kafka after a retry of
+                // a stored batch; on a broker whose sequence numbers went wrong (tansu 0.6.0
+                // after librdkafka bumped the producer epoch: see the crate's documentation) the
+                // records were never stored. Said, so that a loss can be traced here.
+                tracing::warn!(
+                    topic,
+                    records = without_offset,
+                    "the broker acknowledged records as duplicates of an earlier send (no \
+                     offset): they are stored only if that earlier send was"
+                );
+                Ok(acks)
+            }
             Outcome::Failed(p, message) => Err(broker(
                 format!("producing to {topic}/{p} (acks=all)"),
                 message,

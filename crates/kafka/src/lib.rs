@@ -25,7 +25,9 @@
 //!   batch, so `base_offset..=last_offset` holds exactly that share. On Kafka, records of
 //!   concurrent produce calls to one partition may interleave: the ack's range then also
 //!   holds other calls' records. Order within one call's share is kept (the idempotent
-//!   producer keeps order across retries).
+//!   producer keeps order across retries). A record librdkafka reports delivered without an
+//!   offset (the broker answered that the batch duplicates one it stored) widens no range and
+//!   is logged as a warning.
 //! - **Keys.** Placement is eddy's, not Kafka's: `PartitionChoice::ByKey` hashes with
 //!   [`eddy_log::partition_by_key`] (with the record's placement salt, when the lag rule
 //!   spreads its source) and produces to that partition explicitly, so a key lands in the same
@@ -80,6 +82,25 @@
 //!
 //! With the `testing` feature, [`testing::Broker`] starts a Kafka-protocol broker on loopback
 //! for tests.
+//!
+//! # The test broker's gaps
+//!
+//! That broker, tansu 0.6.0, is not Kafka, and its idempotent producer support loses records
+//! once a produced message times out (details and measurements in docs/scale-out.md, "The
+//! test broker's gaps"):
+//!
+//! - librdkafka then bumps the producer's epoch itself (KIP-360); tansu accepts only the epoch
+//!   it issued and answers every later batch `PRODUCER_FENCED`, so every produce call fails
+//!   while librdkafka bumps the epoch again and again;
+//! - tansu answers `DUPLICATE_SEQUENCE_NUMBER` to any batch whose sequence is below the one it
+//!   expects, stored or not, and librdkafka reports a duplicate as delivered: when the epoch
+//!   wraps (after 32,767 bumps) to the one tansu accepts, with sequences restarted at 0, records
+//!   are acknowledged and never stored.
+//!
+//! So a test or benchmark on it must not let messages time out (keep it fast), and a count
+//! short of what was acknowledged after `ProducerFenced` errors is the broker's. Its end
+//! offsets after multi-record batches, lookups by time and other gaps are listed in the same
+//! place.
 
 #![deny(missing_docs)]
 

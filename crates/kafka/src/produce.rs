@@ -25,14 +25,18 @@ struct DeliveryState {
     pending: usize,
     /// Per partition, the lowest and highest offset reported.
     offsets: BTreeMap<u32, (u64, u64)>,
+    /// Records reported delivered without an offset: librdkafka's answer to a broker that
+    /// called the batch a duplicate of one it already has (DUPLICATE_SEQUENCE_NUMBER).
+    without_offset: usize,
     /// The first failure, with its partition.
     failure: Option<(i32, String)>,
 }
 
 /// How a produce call's wait ended.
 pub(crate) enum Outcome {
-    /// Every record is acknowledged: one ack per partition, in partition order.
-    Acked(Vec<AppendAck>),
+    /// Every record is acknowledged: one ack per partition with a known offset, in partition
+    /// order, and how many records were acknowledged without an offset.
+    Acked(Vec<AppendAck>, usize),
     /// A record failed on this partition with this message.
     Failed(i32, String),
     /// Reports were still missing at the deadline.
@@ -49,15 +53,15 @@ impl Delivery {
         let mut state = lock(&self.state);
         state.pending = state.pending.saturating_sub(1);
         match result {
-            Ok(offset) => {
-                let (p, o) = (
-                    u32::try_from(partition).unwrap_or(0),
-                    u64::try_from(offset).unwrap_or(0),
-                );
-                let range = state.offsets.entry(p).or_insert((o, o));
-                range.0 = range.0.min(o);
-                range.1 = range.1.max(o);
-            }
+            Ok(offset) => match (u32::try_from(partition), u64::try_from(offset)) {
+                (Ok(p), Ok(o)) => {
+                    let range = state.offsets.entry(p).or_insert((o, o));
+                    range.0 = range.0.min(o);
+                    range.1 = range.1.max(o);
+                }
+                // Delivered at an offset nobody knows: it must not widen the ack to offset 0.
+                _ => state.without_offset += 1,
+            },
             Err(message) => {
                 state.failure.get_or_insert((partition, message));
             }
@@ -83,7 +87,7 @@ impl Delivery {
                         last_offset,
                     })
                     .collect();
-                return Outcome::Acked(acks);
+                return Outcome::Acked(acks, state.without_offset);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -129,7 +133,7 @@ mod tests {
             Outcome::TimedOut(1)
         ));
         delivery.report(2, Ok(12));
-        let Outcome::Acked(acks) = delivery.wait(Duration::from_secs(60)) else {
+        let Outcome::Acked(acks, 0) = delivery.wait(Duration::from_secs(60)) else {
             panic!("every record was reported");
         };
         let spans: Vec<(u32, u64, u64)> = acks
@@ -137,6 +141,25 @@ mod tests {
             .map(|a| (a.partition, a.base_offset, a.last_offset))
             .collect();
         assert_eq!(spans, vec![(0, 4, 5), (2, 10, 12)]);
+    }
+
+    #[test]
+    fn a_record_delivered_without_an_offset_is_counted_not_taken_for_offset_0() {
+        let delivery = Delivery::default();
+        for _ in 0..3 {
+            delivery.sent();
+        }
+        delivery.report(1, Ok(41));
+        delivery.report(1, Ok(-1));
+        delivery.report(1, Ok(42));
+        let Outcome::Acked(acks, without_offset) = delivery.wait(Duration::from_secs(60)) else {
+            panic!("every record was reported");
+        };
+        assert_eq!(without_offset, 1);
+        assert_eq!(
+            (acks[0].partition, acks[0].base_offset, acks[0].last_offset),
+            (1, 41, 42)
+        );
     }
 
     #[test]
