@@ -310,7 +310,7 @@ impl Drop for Errors {
 
 /// The records of rule `rule` in the alert memory topic, oldest first.
 fn published_memories(bus: &KafkaBus, rule: &str) -> Vec<Value> {
-    let topic = "eddy.alert-memory";
+    let topic = "_alert_memory";
     let Ok((first, end)) = bus.offsets(topic, 0) else {
         return Vec::new();
     };

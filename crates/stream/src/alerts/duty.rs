@@ -29,7 +29,7 @@ use eddy_log::{Bus, GroupMember, Membership, TopicConfig};
 use super::memory::MemoryTopic;
 
 /// The one-partition topic whose ownership, per rule's group, is the duty.
-pub const DUTY_TOPIC: &str = "eddy.alert-duty";
+pub const DUTY_TOPIC: &str = "_alert_duty";
 
 /// How often a member is polled (its heartbeat).
 const POLL: Duration = Duration::from_millis(200);

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The one-partition topic of the alert rules' memories, keyed by rule name.
-pub const MEMORY_TOPIC: &str = "eddy.alert-memory";
+pub const MEMORY_TOPIC: &str = "_alert_memory";
 
 /// The version of the records this build writes and reads.
 pub const VERSION: u32 = 1;
@@ -126,7 +126,7 @@ impl MemoryTopic {
     fn ensure(&self) -> Result<(), MemoryError> {
         if !self.ensured.load(Ordering::Acquire) {
             self.bus
-                .ensure_topic(MEMORY_TOPIC, &TopicConfig::journal())?;
+                .ensure_topic(MEMORY_TOPIC, &TopicConfig::compacted_journal())?;
             self.ensured.store(true, Ordering::Release);
         }
         Ok(())
