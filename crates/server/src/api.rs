@@ -243,6 +243,25 @@ impl AppState {
             return Err(exists());
         }
         let unavailable = |e: String| error(StatusCode::SERVICE_UNAVAILABLE, e);
+        if self.cluster_state.is_some() {
+            // Record first: the journal decides which of two nodes' creations stands before
+            // either makes the topic, so the topic has the winner's settings.
+            match created.add(&mut held, name, config) {
+                Ok(true) => {}
+                Ok(false) => return Err(exists()),
+                Err(e) => return Err(unavailable(format!("could not record the repository: {e}"))),
+            }
+            drop(held);
+            self.follow_shared_state();
+            let repo = self.repository(name).ok_or_else(|| {
+                unavailable(format!(
+                    "repository {name:?} is recorded for the cluster but could not be opened on \
+                     this node (its log says why; it is tried again as the cluster's state changes)"
+                ))
+            })?;
+            tracing::info!(repository = name, "repository created through the API");
+            return Ok(describe(&repo));
+        }
         // Open first: a topic that cannot be made must not leave a repository on record.
         let repo = self
             .open_repository(name, &config)

@@ -5,13 +5,12 @@
 //! What the configuration file names is left alone: it wins over what was created.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use eddy_base::sync::lock;
 
+use crate::periodic::Periodic;
 use crate::AppState;
 
 /// How often the thread looks at the shared state's generation.
@@ -114,48 +113,16 @@ fn follow_kind<T>(
     now
 }
 
-/// The thread that follows the shared state while the server runs.
-pub(crate) struct Follower {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Follower {
-    /// Starts following, if the bus is shared.
-    pub(crate) fn start(state: &Arc<AppState>) -> Follower {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = state.cluster_state.is_some().then(|| {
-            let (state, stop) = (Arc::downgrade(state), stop.clone());
-            std::thread::Builder::new()
-                .name("cluster-state-apply".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        match state.upgrade() {
-                            Some(state) => state.follow_shared_state(),
-                            None => return,
-                        }
-                        std::thread::sleep(EVERY);
-                    }
-                })
-        });
-        let thread = match thread {
-            Some(Ok(t)) => Some(t),
-            Some(Err(e)) => {
-                tracing::error!("cannot start following the cluster's state: {e}");
-                None
-            }
-            None => None,
-        };
-        Follower { stop, thread }
-    }
-
-    /// Stops following.
-    pub(crate) fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// Follows the shared state on a thread while the server runs, if the bus is shared.
+pub(crate) fn start(state: &Arc<AppState>) -> Option<Periodic> {
+    state.cluster_state.as_ref()?;
+    let state = state.clone();
+    Some(Periodic::start(
+        "cluster-state-apply",
+        EVERY,
+        true,
+        move || state.follow_shared_state(),
+    ))
 }
 
 #[cfg(test)]

@@ -4,52 +4,22 @@
 //! digest nodes published there, so that an ingest node knows the lag of partitions it does
 //! not digest.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eddy_ingest::lag::ProgressTopic;
 
 use crate::node::Role;
+use crate::periodic::Periodic;
 use crate::AppState;
 
 /// Time between two readings.
 const EVERY: Duration = Duration::from_secs(1);
 
-/// The running watch.
-pub(crate) struct LagWatch {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl LagWatch {
-    pub(crate) fn start(state: Arc<AppState>) -> LagWatch {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("lag-watch".into())
-            .spawn(move || {
-                let mut watch = Watch::default();
-                let mut last = Instant::now() - EVERY;
-                while !flag.load(Ordering::Relaxed) {
-                    if last.elapsed() >= EVERY {
-                        last = Instant::now();
-                        watch.round(&state);
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            })
-            .map_err(|e| tracing::error!("cannot start the lag watch: {e}"))
-            .ok();
-        LagWatch { stop, thread }
-    }
-
-    pub(crate) fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// Starts the watch: a round at once, then every [`EVERY`].
+pub(crate) fn start(state: Arc<AppState>) -> Periodic {
+    let mut watch = Watch::default();
+    Periodic::start("lag-watch", EVERY, true, move || watch.round(&state))
 }
 
 /// What the watch keeps between rounds.

@@ -61,6 +61,7 @@ pub mod loki_door;
 pub mod metrics;
 pub mod node;
 pub mod otlp_door;
+mod periodic;
 pub mod pipelines_api;
 pub(crate) mod protocol_doors;
 pub mod query;
@@ -630,11 +631,11 @@ pub async fn serve(
         let collector = AmqpCollector::new(state.ingest.clone(), repo, c.clone());
         doors.spawn(collector.run(stop_rx.clone()));
     }
-    let maintenance = Maintenance::start(state.clone());
-    let lag_watch = lag::LagWatch::start(state.clone());
+    let maintenance = start_maintenance(state.clone());
+    let lag_watch = lag::start(state.clone());
     state.start_pipelines();
     state.start_alerts();
-    let follower = follow::Follower::start(&state);
+    let follower = follow::start(&state);
     tracing::info!(http = %bound.http, tls = bound.tls, tcp = ?bound.tcp, udp = ?bound.udp, amqp = state.config.amqp.len(), repositories = state.repositories().len(), "eddy serve: doors open");
     on_listen(&bound);
     doors.spawn(http_door.run(stop_rx.clone()));
@@ -645,7 +646,9 @@ pub async fn serve(
     tracing::info!("eddy serve: doors closed; stopping the digests and closing the bus");
     maintenance.stop();
     lag_watch.stop();
-    follower.stop();
+    if let Some(follower) = follower {
+        follower.stop();
+    }
     tokio::task::block_in_place(|| {
         state.audit.stop();
         state.pipelines.stop_all();
@@ -679,45 +682,19 @@ async fn close_doors(mut doors: tokio::task::JoinSet<()>, deadline: std::time::D
 }
 
 /// The store's background care (retention, merging) of every repository, every 30 s.
-struct Maintenance {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Maintenance {
-    fn start(state: Arc<AppState>) -> Maintenance {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("store-maintenance".into())
-            .spawn(move || {
-                let mut last = std::time::Instant::now();
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                    if last.elapsed() < std::time::Duration::from_secs(30) {
-                        continue;
-                    }
-                    last = std::time::Instant::now();
-                    for repo in state.repositories() {
-                        match eddy_store::maintenance::run_once(&repo.store, eddy_log::now_ns()) {
-                            Ok(o) if o.deleted + o.merged > 0 => tracing::info!(repository = %repo.name, deleted = o.deleted, deleted_bytes = o.deleted_bytes, merged = o.merged, "store maintenance"),
-                            Ok(_) => {}
-                            Err(e) => tracing::error!(repository = %repo.name, "store maintenance failed: {e}"),
-                        }
-                    }
+fn start_maintenance(state: Arc<AppState>) -> periodic::Periodic {
+    let every = std::time::Duration::from_secs(30);
+    periodic::Periodic::start("store-maintenance", every, false, move || {
+        for repo in state.repositories() {
+            match eddy_store::maintenance::run_once(&repo.store, eddy_log::now_ns()) {
+                Ok(o) if o.deleted + o.merged > 0 => {
+                    tracing::info!(repository = %repo.name, deleted = o.deleted, deleted_bytes = o.deleted_bytes, merged = o.merged, "store maintenance")
                 }
-            })
-            .ok();
-        Maintenance { stop, thread }
-    }
-
-    fn stop(mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+                Ok(_) => {}
+                Err(e) => tracing::error!(repository = %repo.name, "store maintenance failed: {e}"),
+            }
         }
-    }
+    })
 }
 
 /// A future that resolves on SIGINT or SIGTERM. The handlers are installed when this is
