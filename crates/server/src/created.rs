@@ -59,6 +59,12 @@ impl<T: Serialize + DeserializeOwned + Clone> Created<T> {
                     .map_err(std::io::Error::other)?;
             }
         }
+        // On a shared bus the file's content lives in the shared state from here on.
+        let local = if shared.is_some() {
+            BTreeMap::new()
+        } else {
+            local
+        };
         Ok(Created {
             kind,
             file,

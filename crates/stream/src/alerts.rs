@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use eddy_base::io::{IoContext, IoError};
-use eddy_base::sync::lock;
+use eddy_base::sync::{lock, write};
 use eddy_event::{Event, Value};
 use eddy_ingest::{Door, StoreError};
 use eddy_log::now_ns;
@@ -822,11 +822,7 @@ impl duty::DutyHolder for Rule {
         }
         self.status.outbox.store(0, Ordering::Relaxed);
         lock(&self.status.groups).clear();
-        self.shared
-            .firing
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.name);
+        self.unmark_firing();
     }
 }
 
@@ -901,11 +897,12 @@ impl Rule {
             }
         }
         self.duty.leave();
-        self.shared
-            .firing
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.name);
+        self.unmark_firing();
+    }
+
+    /// Marks none of its groups firing for inhibition any more.
+    fn unmark_firing(&self) {
+        write(&self.shared.firing).remove(&self.name);
     }
 
     /// Reads its memory from disk, once. On a shared bus it is read when the duty comes
