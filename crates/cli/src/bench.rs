@@ -177,6 +177,10 @@ pub struct IngestArgs {
     /// beside this one's, in the same run.
     #[arg(long)]
     baseline_server: Option<PathBuf>,
+    /// Measure only the end-to-end and footprint rows, print them, and leave the report as it
+    /// is (a partial section would replace the whole one).
+    #[arg(long)]
+    end_to_end_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -339,6 +343,23 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
                 opts.e2e_bytes = size;
             }
             opts.baseline_server.clone_from(&args.baseline_server);
+            if args.end_to_end_only {
+                let rows = with_progress(|p| {
+                    eddy_bench::ingest_e2e::rows(&opts.ingest_options().e2e, p)
+                })?;
+                let section = report::Section {
+                    id: "ingest-end-to-end".into(),
+                    title: "Ingest end to end (not written to the report)".into(),
+                    intro: String::new(),
+                    rows,
+                    notes: String::new(),
+                };
+                println!("{}", section.markdown());
+                if args.common.json {
+                    println!("{}", serde_json::to_string(&section)?);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let section = with_progress(|p| {
                 eddy_bench::ingest_bench::run(&opts.ingest_options(), &opts.mode, p)
             })?;
