@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Result};
 use crate::gen::{self, Kind};
+use crate::proc_stat::CpuSample;
 use crate::report::{format_value, Figure, Row};
 use crate::serve::Serve;
 
@@ -71,6 +72,12 @@ struct Measured {
     after: u64,
     /// Bus bytes per event while the window holds the data (both repositories).
     bus_per_event: f64,
+    /// Per load: the server's CPU µs per event with the digest running, outside the digest's
+    /// threads (doors, parsing, the bus) and in them.
+    ingest_cpu: Vec<f64>,
+    digest_cpu: Vec<f64>,
+    /// Per load: the server's CPU µs per event with no digest.
+    undigested_cpu: Vec<f64>,
 }
 
 /// A running `eddy serve`, stopped (SIGKILL) when dropped.
@@ -307,6 +314,7 @@ fn measure(
     let dir = opts.dir.join("server");
     let server = Server::start(exe, &dir, true, opts.window)?;
     let mut end_to_end = Vec::new();
+    let (mut ingest_cpu, mut digest_cpu, mut undigested_cpu) = (Vec::new(), Vec::new(), Vec::new());
     let mut events = 0;
     for load in loads {
         progress(&format!(
@@ -315,9 +323,15 @@ fn measure(
             exe.display()
         ));
         let started = Instant::now();
+        let cpu = CpuSample::read(server.serve.pid());
         let acked = post_all(&server, load, opts.clients)?;
         until_counted(&server, load.repository, acked)?;
         end_to_end.push(acked as f64 / started.elapsed().as_secs_f64());
+        let now = CpuSample::read(server.serve.pid());
+        let per_event = |seconds: f64| seconds * 1e6 / acked.max(1) as f64;
+        let digest = now.threads_since(&cpu, |name| name.starts_with("digest-"));
+        digest_cpu.push(per_event(digest));
+        ingest_cpu.push(per_event(now.total_since(&cpu) - digest));
         events += acked;
     }
     let held = disk_bytes(&dir.join("data"));
@@ -352,8 +366,11 @@ fn measure(
             exe.display()
         ));
         let started = Instant::now();
+        let cpu = CpuSample::read(server.serve.pid());
         let acked = post_all(&server, load, opts.clients)?;
         undigested.push(acked as f64 / started.elapsed().as_secs_f64());
+        let seconds = CpuSample::read(server.serve.pid()).total_since(&cpu);
+        undigested_cpu.push(seconds * 1e6 / acked.max(1) as f64);
     }
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
@@ -363,6 +380,9 @@ fn measure(
         held,
         after,
         bus_per_event: bus as f64 / events.max(1) as f64,
+        ingest_cpu,
+        digest_cpu,
+        undigested_cpu,
     })
 }
 
@@ -394,6 +414,24 @@ pub fn rows(opts: &E2eOptions, progress: &dyn Fn(&str)) -> Result<Vec<Row>> {
                     ),
                     "events/s",
                     rate,
+                ),
+            });
+        }
+        for (i, load) in loads.iter().enumerate() {
+            rows.push(Row {
+                baseline: format!(
+                    "{:.2} µs with the store not digesting",
+                    m.undigested_cpu[i]
+                ),
+                ratio: format!(
+                    "{:.2} µs outside the digest + {:.2} µs in it",
+                    m.ingest_cpu[i], m.digest_cpu[i]
+                ),
+                goal: "≤ 5 µs: 2 cores at 400 k events/s, the client included".into(),
+                figure: Figure::once(
+                    &format!("server CPU{which}: {}, digest running", load.label()),
+                    "µs per event",
+                    m.ingest_cpu[i] + m.digest_cpu[i],
                 ),
             });
         }

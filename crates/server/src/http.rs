@@ -327,11 +327,14 @@ pub(crate) async fn read_body(
     state: &AppState,
     mut body: Body,
     limit: usize,
+    declared: Option<usize>,
 ) -> Result<(Vec<u8>, Charge), Reject> {
     use http_body_util::BodyExt;
     let mut charged = Charge::default();
-    // Grows as bytes arrive: a declared length is a claim, not bytes in hand.
-    let mut out = Vec::new();
+    // Room for the declared length up front: growing by doubling copied a 4 MiB body about
+    // twice over. Only reserved: its pages are touched (and charged) as bytes arrive, so a
+    // length that is only a claim costs no memory.
+    let mut out = Vec::with_capacity(declared.unwrap_or(0).min(limit));
     let mut seen = 0usize;
     let mut refused = None;
     while let Some(frame) = body.frame().await {
@@ -455,7 +458,7 @@ pub(crate) async fn read_decoded(
         drain(body).await;
         return Err(body_too_large(max_body));
     }
-    let (raw, mut charged) = read_body(state, body, max_body).await?;
+    let (raw, mut charged) = read_body(state, body, max_body, declared).await?;
     let encoding = content_encoding(headers);
     // Identity bodies need no blocking hop.
     let decoded = if matches!(encoding.as_str(), "identity" | "") {

@@ -154,6 +154,19 @@ impl Parser {
     /// field but the time's, which saves an allocation or more per field; the others build
     /// them and drop them.
     pub fn parse_for_bus(self, line: &str, now: i64) -> Result<Event, ParseError> {
+        if self == Parser::Accesslog {
+            // Its field names are fixed and never repeat: a sink that keeps only the time
+            // finds what `time::detect` finds in the map, without the map.
+            let mut time = TimeOnly::default();
+            accesslog::fields_into(line, &mut time)?;
+            let mut event = Event::new(now);
+            if let Some((_, ts)) = time.best {
+                event.timestamp = ts;
+            }
+            event.raw = Some(line.to_string());
+            event.parsed_by = Some(self);
+            return Ok(event);
+        }
         let mut event = self.parse_building(line, now, json::Fields::TimeOnly)?;
         event.fields.clear();
         Ok(event)
@@ -212,18 +225,45 @@ fn keep_sent_time_apart(fields: &mut BTreeMap<String, Value>) {
     }
 }
 
-/// [`keep_sent_time_apart`] for [`FlatFields`].
-fn keep_sent_time_apart_in(fields: &mut FlatFields) {
-    let Some(sent) = fields.get("@timestamp") else {
-        return;
-    };
-    let is_time = match sent {
+/// A field value read as a time ([`time::parse_time_value`] without an owned value).
+fn time_of(value: ValueRef<'_>) -> Option<i64> {
+    match value {
         ValueRef::Int(i) => time::int_epoch_to_ns(i),
         ValueRef::Float(f) => time::epoch_to_ns(f),
         ValueRef::Str(s) => time::parse_time_text(s),
         ValueRef::Null | ValueRef::Bool(_) => None,
     }
-    .is_some();
+}
+
+/// A field sink that keeps only the time [`time::detect`] would find: the readable time of
+/// the first of [`time::TIME_FIELDS`] put. For parsers whose names never repeat (a repeated
+/// name's last value is what a map keeps).
+#[derive(Default)]
+struct TimeOnly {
+    /// The rank in [`time::TIME_FIELDS`] of the field read, and its time.
+    best: Option<(usize, i64)>,
+}
+
+impl crate::fields::FieldSink for TimeOnly {
+    fn put(&mut self, name: std::borrow::Cow<'_, str>, value: ValueRef<'_>) {
+        let Some(rank) = time::TIME_FIELDS.iter().position(|n| *n == name) else {
+            return;
+        };
+        if self.best.is_some_and(|(best, _)| best <= rank) {
+            return;
+        }
+        if let Some(ns) = time_of(value) {
+            self.best = Some((rank, ns));
+        }
+    }
+}
+
+/// [`keep_sent_time_apart`] for [`FlatFields`].
+fn keep_sent_time_apart_in(fields: &mut FlatFields) {
+    let Some(sent) = fields.get("@timestamp") else {
+        return;
+    };
+    let is_time = time_of(sent).is_some();
     let sent = (!is_time).then(|| Value::from(sent));
     fields.remove("@timestamp");
     if let Some(sent) = sent {
@@ -366,6 +406,8 @@ mod tests {
                 Just(r##"{"time":1795500000,"@id":"req-7","msg":"x\"y","ts":"2026-11-24 10:00:00Z","list":[]}"##.to_string()),
                 Just(r##"{"eventTime":{"x":1},"date":"24/Nov/2026:10:00:00 +0000","s":"\ud83d\ude00","big":18446744073709551615}"##.to_string()),
                 Just(r#"127.0.0.1 - frank [10/Oct/2026:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326 "http://x/" "Mozilla/5.0""#.to_string()),
+                Just(r#"::1 - - [not a time] "GET / HTTP/1.1" 200 - "-" "a \"quoted\" agent""#.to_string()),
+                Just(r#"10.0.0.1 - - [2026-11-24T10:00:00.5Z] "-" 404 12"#.to_string()),
                 Just(r#"level=info msg="hello world" user='bob' n=5"#.to_string()),
             ],
             cut in 0usize..200,
