@@ -25,6 +25,13 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    // The doors go through request-sized buffers (a body, its records, its batches) that the
+    // allocator hands back to the kernel and takes again: with transparent huge pages every
+    // fresh fault zeroed 2 MiB, 13–18 % of the CPU of JSON ingest (`eddy bench ingest
+    // --end-to-end-only` under perf; 1 % without). Only this process's pages: a setting a
+    // server can still refuse (then nothing changes).
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config {
