@@ -419,10 +419,7 @@ pub fn rows(opts: &E2eOptions, progress: &dyn Fn(&str)) -> Result<Vec<Row>> {
         }
         for (i, load) in loads.iter().enumerate() {
             rows.push(Row {
-                baseline: format!(
-                    "{:.2} µs with the store not digesting",
-                    m.undigested_cpu[i]
-                ),
+                baseline: format!("{:.2} µs with the store not digesting", m.undigested_cpu[i]),
                 ratio: format!(
                     "{:.2} µs outside the digest + {:.2} µs in it",
                     m.ingest_cpu[i], m.digest_cpu[i]

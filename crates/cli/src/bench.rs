@@ -344,9 +344,8 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
             }
             opts.baseline_server.clone_from(&args.baseline_server);
             if args.end_to_end_only {
-                let rows = with_progress(|p| {
-                    eddy_bench::ingest_e2e::rows(&opts.ingest_options().e2e, p)
-                })?;
+                let rows =
+                    with_progress(|p| eddy_bench::ingest_e2e::rows(&opts.ingest_options().e2e, p))?;
                 let section = report::Section {
                     id: "ingest-end-to-end".into(),
                     title: "Ingest end to end (not written to the report)".into(),

@@ -142,9 +142,9 @@ mod fast {
         {
             return None;
         }
-        let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60
-            + second
-            - offset;
+        let seconds =
+            days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
+                - offset;
         seconds.checked_mul(NS)?.checked_add(nanos)
     }
 
@@ -162,7 +162,10 @@ mod fast {
         let mut at = 19;
         let mut nanos = 0;
         if b[at] == b'.' {
-            let digits = b[at + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let digits = b[at + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
             if !(1..=9).contains(&digits) {
                 return None;
             }

@@ -26,6 +26,14 @@ fn word<'a>(c: &mut Cursor<'a>, field: &str) -> Result<&'a str, ParseError> {
     Ok(w)
 }
 
+/// Puts a text that is borrowed from the line or, when it had escapes, owned.
+fn put_text<S: FieldSink>(f: &mut S, name: &'static str, text: Cow<'_, str>) {
+    match text {
+        Cow::Borrowed(t) => f.put(Cow::Borrowed(name), ValueRef::Str(t)),
+        Cow::Owned(t) => f.put_string(Cow::Borrowed(name), t),
+    }
+}
+
 pub(crate) fn parse(line: &str, event: &mut Event) -> Result<(), ParseError> {
     fields_into(line, &mut event.fields)
 }
@@ -88,11 +96,11 @@ pub(crate) fn fields_into<S: FieldSink>(line: &str, f: &mut S) -> Result<(), Par
     }
     let referer = c.quoted(b'"', "referer")?;
     if referer != "-" {
-        f.put_string(Cow::Borrowed("referer"), referer);
+        put_text(f, "referer", referer);
     }
     c.skip_spaces();
     let agent = c.quoted(b'"', "user_agent")?;
-    f.put_string(Cow::Borrowed("user_agent"), agent);
+    put_text(f, "user_agent", agent);
     Ok(())
 }
 

@@ -27,7 +27,7 @@ pub(crate) fn parse(line: &str, event: &mut Event) -> Result<(), ParseError> {
         }
         c.pos += 1; // '='
         let value = match c.peek() {
-            Some(q @ (b'"' | b'\'')) => Value::Str(c.quoted(q, key)?),
+            Some(q @ (b'"' | b'\'')) => Value::Str(c.quoted(q, key)?.into_owned()),
             _ => Value::infer(c.take_until(|b| b == b' ' || b == b'\t')),
         };
         event.fields.insert(key.to_string(), value);

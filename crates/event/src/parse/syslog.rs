@@ -124,7 +124,7 @@ fn rfc5424(c: &mut Cursor<'_>, event: &mut Event) -> Result<(), ParseError> {
                             let field = format!("sd.{id}.{name}");
                             c.expect(b'=', &field)?;
                             let value = c.quoted(b'"', &field)?;
-                            event.fields.insert(field, Value::Str(value));
+                            event.fields.insert(field, Value::Str(value.into_owned()));
                         }
                         _ => {
                             return Err(
