@@ -61,7 +61,7 @@ use crate::layout::{LAYOUT_LINES, LAYOUT_SPLIT, NO_RAW, ODD_RAW, TEMPLATED};
 use crate::sections::{self, Part, Role};
 use crate::split::Splitter;
 use crate::template::TemplateBuilder;
-use crate::tokens::{byte_words, field_tokens, tag_tokens, text_tokens};
+use crate::tokens::{byte_words, tag_tokens, text_tokens, value_tokens};
 use crate::view::BlockView;
 
 /// The zstd level of a block's core, templates and columns under [`Compression::ZstdAuto`].
@@ -298,6 +298,8 @@ pub struct BlockBuilder {
     tokens: BlockTokens,
     /// The fields of the event being added, when its parser derives them.
     derived: FlatFields,
+    /// The text of a decimal value, for its tokens.
+    scratch: String,
     // Kept from block to block: refilling memory that is already mapped costs no page faults.
     splitter: Splitter,
     compressor: Option<zstd::bulk::Compressor<'static>>,
@@ -433,9 +435,8 @@ impl BlockBuilder {
                 if parser.is_some()
                     && self.templates.add(
                         raw,
-                        fields
-                            .iter()
-                            .chain(sent_time.map(|t| (SENT_TIME, ValueRef::Str(t)))),
+                        fields,
+                        sent_time.map(|t| (SENT_TIME, ValueRef::Str(t))),
                     ) =>
             {
                 flags |= TEMPLATED;
@@ -468,7 +469,12 @@ impl BlockBuilder {
             let column = self.column_index(SENT_TIME);
             self.columns[column].push(row, ValueRef::Str(t));
         }
-        for (k, (name, v)) in fields.iter().enumerate() {
+        // The words of plain texts are gathered when the block is finished (see
+        // `BlockTokens::add_words_of`); a parsed text's fields have their words in it.
+        let words = parser.is_none() || event.raw.is_none();
+        let mut k = 0;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        fields.for_each(|name, v| {
             // Events of a source mostly have the fields of the one before, in the same order.
             let guess = self.field_order.get(k).copied();
             let column = match guess.filter(|&c| self.columns[c].name == name) {
@@ -479,17 +485,15 @@ impl BlockBuilder {
                 Some(slot) => *slot = column,
                 None => self.field_order.push(column),
             }
+            k += 1;
             self.columns[column].push(row, v);
             if parser.is_none() {
                 self.other_bytes += name.len() + value_len(v);
             }
-        }
-        // The words of plain texts are gathered when the block is finished (see
-        // `BlockTokens::add_words_of`).
-        let tokens = &mut self.tokens;
-        field_tokens(fields, parser.is_none() || event.raw.is_none(), |t| {
-            tokens.add(t)
+            let tokens = &mut self.tokens;
+            value_tokens(v, words, &mut scratch, &mut |t: &str| tokens.add(t));
         });
+        self.scratch = scratch;
         new_tags
     }
 

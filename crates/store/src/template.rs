@@ -24,6 +24,7 @@
 use foldhash::HashMap;
 use std::borrow::Cow;
 
+use eddy_event::codec::FieldsRef;
 use eddy_event::wire::{put_str, put_varint, DecodeError, Reader};
 use eddy_event::ValueRef;
 
@@ -260,13 +261,17 @@ impl TemplateBuilder {
     /// Tries to template `raw` with its event's `fields`; returns whether it was (the event's
     /// values must then be in the block's columns). An event whose text the holes do not cover
     /// well is left to be stored as text, so the dictionary stays small.
+    ///
+    /// `extra` is one more named value, after the fields (the time text a client sent).
     pub fn add<'v>(
         &mut self,
         raw: &str,
-        fields: impl Iterator<Item = (&'v str, ValueRef<'v>)>,
+        fields: FieldsRef<'v>,
+        extra: Option<(&'v str, ValueRef<'v>)>,
     ) -> bool {
         let mut named = recycle(std::mem::take(&mut self.named));
-        for (k, (name, v)) in fields.enumerate() {
+        let mut k = 0;
+        let mut name_value = |name: &str, v: ValueRef<'v>| {
             // Mostly the names of the event before, in the same order: no hashing then.
             let guess = self.last_names.get(k).copied();
             let index = match guess.filter(|&i| self.names[i as usize] == name) {
@@ -285,7 +290,12 @@ impl TemplateBuilder {
                 Some(slot) => *slot = index,
                 None => self.last_names.push(index),
             }
+            k += 1;
             named.push((index, v));
+        };
+        fields.for_each(&mut name_value);
+        if let Some((name, v)) = extra {
+            name_value(name, v);
         }
         let mut holes = std::mem::take(&mut self.holes);
         let placed = self.finder.find(raw, &named, &mut holes);
