@@ -547,6 +547,32 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         #[test]
+        fn one_event_decoded_into_again_and_again_is_each_record_decoded_afresh(
+            events in proptest::collection::vec(prop_oneof![event(), parsed_event()], 1..8),
+            cut in any::<usize>(),
+        ) {
+            let mut reused = Event::new(0);
+            for (i, e) in events.iter().enumerate() {
+                let mut bytes = encode(e);
+                // Now and then a damaged record, which must fail as it fails alone and leave
+                // the next record's decoding unharmed.
+                if i == cut % (events.len() + 1) {
+                    bytes.truncate(cut % bytes.len());
+                }
+                let fresh = decode_lazily(&bytes);
+                let into = decode_lazily_into(&bytes, &mut reused);
+                match (fresh, into) {
+                    (Ok((fresh, f1)), Ok(f2)) => {
+                        prop_assert_eq!(&reused, &fresh);
+                        prop_assert_eq!(f1, f2);
+                    }
+                    (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                    (a, b) => prop_assert!(false, "{:?} against {:?}", a, b),
+                }
+            }
+        }
+
+        #[test]
         fn roundtrips(e in event()) {
             let bytes = encode(&e);
             prop_assert_eq!(has_client_id(&bytes), e.id_from_client);

@@ -158,8 +158,8 @@ impl<'a> Reader<'a> {
             if same {
                 return Ok(());
             }
-            self.pos = start;
         }
+        self.pos = start;
         *map = self.string_map(what)?;
         Ok(())
     }
