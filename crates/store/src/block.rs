@@ -60,7 +60,7 @@ use crate::columns::ColumnBuilder;
 use crate::layout::{LAYOUT_LINES, LAYOUT_SPLIT, NO_RAW, ODD_RAW, TEMPLATED};
 use crate::sections::{self, Part, Role};
 use crate::split::Splitter;
-use crate::template::TemplateBuilder;
+use crate::template::{HoleMaker, TemplateBuilder};
 use crate::tokens::{byte_words, tag_tokens, text_tokens, value_tokens};
 use crate::view::BlockView;
 
@@ -247,6 +247,24 @@ impl BlockTokens {
         }
     }
 
+    /// Adds the tokens of a field value whose text is `text` (the words, when a field's hole
+    /// in its parsed text: `value_tokens` of a parsed event's field adds no words, so these
+    /// are the text's words and the value whole), unless the block had a value of that text:
+    /// hashing the text once costs less than hashing its whole-value token and its words.
+    fn add_value_text(&mut self, text: &str, scratch: &mut String) {
+        // Salted: a literal or line piece of the same text added its words, not the whole.
+        const VALUE: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+        if self
+            .texts
+            .insert(xxhash_rust::xxh3::xxh3_128(text.as_bytes()) ^ VALUE)
+        {
+            byte_words(text.as_bytes(), |t| self.add_hash(token_hash_bytes(t)));
+            value_tokens(ValueRef::Str(text), false, scratch, &mut |t: &str| {
+                self.add(t)
+            });
+        }
+    }
+
     fn clear(&mut self) {
         self.set.clear();
         self.texts.clear();
@@ -389,6 +407,8 @@ impl BlockBuilder {
         );
         self.prev_ingest = event.ingest_timestamp;
         let mut flags = codec::flags(event.id_from_client, parser);
+        // Bit k: the tokens of the k-th field are in already (see `BlockTokens::add_value_text`).
+        let mut tokens_done: u64 = 0;
         // The time a client sent is read into `@timestamp` and is no field; its text is kept
         // in a column of its own so that it can be a hole of the template.
         let sent_time = match (parser, &event.raw) {
@@ -447,11 +467,20 @@ impl BlockBuilder {
                 // part of the template): only the values are new.
                 let literals_known = !self.templates.last_was_new();
                 let mut at = 0;
-                for &(start, end, _) in self.templates.last_holes() {
+                let holes = self.templates.last_holes().iter();
+                for (&(start, end, _), maker) in holes.zip(self.templates.last_hole_makers()) {
                     if !literals_known {
                         self.tokens.add_words_of(&raw.as_bytes()[at..start]);
                     }
-                    self.tokens.add_words_of(&raw.as_bytes()[start..end]);
+                    // A field's hole holds the field's text as its value's tokens read it:
+                    // its whole-value token comes with its words, once per distinct text.
+                    match (maker, raw.get(start..end)) {
+                        (HoleMaker::Field(f), Some(text)) if f < 64 => {
+                            self.tokens.add_value_text(text, &mut self.scratch);
+                            tokens_done |= 1 << f;
+                        }
+                        _ => self.tokens.add_words_of(&raw.as_bytes()[start..end]),
+                    }
                     at = end;
                 }
                 if !literals_known {
@@ -485,13 +514,15 @@ impl BlockBuilder {
                 Some(slot) => *slot = column,
                 None => self.field_order.push(column),
             }
-            k += 1;
             self.columns[column].push(row, v);
             if parser.is_none() {
                 self.other_bytes += name.len() + value_len(v);
             }
-            let tokens = &mut self.tokens;
-            value_tokens(v, words, &mut scratch, &mut |t: &str| tokens.add(t));
+            if k >= 64 || tokens_done & (1 << k) == 0 {
+                let tokens = &mut self.tokens;
+                value_tokens(v, words, &mut scratch, &mut |t: &str| tokens.add(t));
+            }
+            k += 1;
         });
         self.scratch = scratch;
         new_tags

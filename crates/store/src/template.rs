@@ -113,6 +113,9 @@ pub struct HoleFinder {
     /// value's first byte was a `memchr` call per candidate, a third of the cost.
     first: Box<[u32; 256]>,
     next: Vec<u32>,
+    /// The holes of the last search as (start, index of the field in the list searched), in
+    /// text order: which value made which hole.
+    placed: Vec<(usize, u32)>,
 }
 
 impl Default for HoleFinder {
@@ -122,6 +125,7 @@ impl Default for HoleFinder {
             order: Vec::new(),
             first: Box::new([0; 256]),
             next: Vec::new(),
+            placed: Vec::new(),
         }
     }
 }
@@ -135,6 +139,7 @@ impl HoleFinder {
         out: &mut Vec<(usize, usize, u32)>,
     ) -> bool {
         out.clear();
+        self.placed.clear();
         if fields.len() > MAX_FIELDS {
             return false;
         }
@@ -201,12 +206,21 @@ impl HoleFinder {
                     && stands_apart(raw, at, needle.len())
                 {
                     out.push((at, end, name));
+                    self.placed.push((at, field));
                     break;
                 }
             }
         }
         out.sort_unstable();
+        // Holes start at distinct positions: in the order of `out`.
+        self.placed.sort_unstable();
         true
+    }
+
+    /// For each hole the last [`HoleFinder::find`] placed, in its order, the index in the list
+    /// searched of the field that made it.
+    pub fn placed_fields(&self) -> impl Iterator<Item = u32> + '_ {
+        self.placed.iter().map(|&(_, field)| field)
     }
 
     /// Builds the position lists of `bytes` (see [`HoleFinder::first`]).
@@ -221,6 +235,15 @@ impl HoleFinder {
             *slot = i as u32 + 1;
         }
     }
+}
+
+/// What made a hole: the field at an index of the event's fields, or the extra value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoleMaker {
+    /// The field at this index.
+    Field(u32),
+    /// The `extra` value of [`TemplateBuilder::add`].
+    Extra,
 }
 
 /// A block's templates, gathered as events are added.
@@ -243,6 +266,9 @@ pub struct TemplateBuilder {
     named: Vec<(u32, ValueRef<'static>)>,
     /// Whether the last templated event's template was new to the block.
     last_new: bool,
+    /// The index among the last event's named values of the `extra` value given to
+    /// [`TemplateBuilder::add`], if any.
+    last_extra: Option<u32>,
     /// Bytes of literal text the dictionary holds.
     literal_bytes: usize,
 }
@@ -297,6 +323,8 @@ impl TemplateBuilder {
         if let Some((name, v)) = extra {
             name_value(name, v);
         }
+        // The extra value is the last named.
+        self.last_extra = extra.map(|_| named.len() as u32 - 1);
         let mut holes = std::mem::take(&mut self.holes);
         let placed = self.finder.find(raw, &named, &mut holes);
         self.named = recycle(named);
@@ -350,6 +378,16 @@ impl TemplateBuilder {
     /// The holes of the event [`TemplateBuilder::add`] last templated: (start, end, name).
     pub fn last_holes(&self) -> &[(usize, usize, u32)] {
         &self.holes
+    }
+
+    /// For each of [`TemplateBuilder::last_holes`], whether the `extra` value made it rather
+    /// than a field, and the index of that field among the event's fields.
+    pub fn last_hole_makers(&self) -> impl Iterator<Item = HoleMaker> + '_ {
+        let extra = self.last_extra;
+        self.finder.placed_fields().map(move |f| match extra {
+            Some(e) if e == f => HoleMaker::Extra,
+            _ => HoleMaker::Field(f),
+        })
     }
 
     /// Whether the event [`TemplateBuilder::add`] last templated has a template that no event
