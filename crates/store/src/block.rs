@@ -195,6 +195,10 @@ impl Hasher for IdentityHasher {
 
 type HashOnly = BuildHasherDefault<IdentityHasher>;
 
+/// Columns a block keeps for the next to reuse (more are dropped: data with ever new field
+/// names would otherwise keep them all).
+const MAX_SPARE_COLUMNS: usize = 64;
+
 /// Slots of [`BlockTokens`]' memory of recent token hashes.
 const RECENT_TOKENS: usize = 4096;
 
@@ -309,6 +313,8 @@ pub struct BlockBuilder {
     /// block holds before it is encoded, for its size).
     other_bytes: usize,
     columns: Vec<ColumnBuilder>,
+    /// The previous block's columns, emptied, for this block's columns to reuse.
+    spare_columns: Vec<ColumnBuilder>,
     column_of: HashMap<String, usize>,
     /// The columns of the previous event's fields, in its order.
     field_order: Vec<usize>,
@@ -533,7 +539,17 @@ impl BlockBuilder {
         if let Some(&c) = self.column_of.get(name) {
             return c;
         }
-        self.columns.push(ColumnBuilder::new(name));
+        // Mostly the previous block had it, with memory of the right size.
+        let spare = self.spare_columns.iter().position(|c| c.name == name);
+        let column = match spare.or_else(|| self.spare_columns.len().checked_sub(1)) {
+            Some(i) => {
+                let mut column = self.spare_columns.swap_remove(i);
+                column.reuse_for(name);
+                column
+            }
+            None => ColumnBuilder::new(name),
+        };
+        self.columns.push(column);
         self.column_of
             .insert(name.to_string(), self.columns.len() - 1);
         self.columns.len() - 1
@@ -766,7 +782,10 @@ impl BlockBuilder {
             column.clear();
         }
         self.other_bytes = 0;
-        self.columns.clear();
+        // The previous block's spares unused are dropped: kept are at most a block's columns.
+        self.spare_columns.clear();
+        self.spare_columns
+            .extend(self.columns.drain(..).take(MAX_SPARE_COLUMNS));
         self.column_of.clear();
         self.field_order.clear();
         self.templates.clear();
