@@ -113,9 +113,9 @@ pub struct HoleFinder {
     /// value's first byte was a `memchr` call per candidate, a third of the cost.
     first: Box<[u32; 256]>,
     next: Vec<u32>,
-    /// The holes of the last search as (start, index of the field in the list searched), in
-    /// text order: which value made which hole.
-    placed: Vec<(usize, u32)>,
+    /// The holes of the last search as (start, end, name, index of the field in the list
+    /// searched), in text order once it is done: which value made which hole.
+    placed: Vec<(usize, usize, u32, u32)>,
 }
 
 impl Default for HoleFinder {
@@ -201,26 +201,25 @@ impl HoleFinder {
                 // The last byte first: most candidates differ there, without a call.
                 if bytes[end - 1] == tail
                     && &bytes[at..end] == needle
-                    && out.iter().all(|&(s, e, _)| end <= s || at >= e)
+                    && self.placed.iter().all(|&(s, e, _, _)| end <= s || at >= e)
                     && raw.is_char_boundary(end)
                     && stands_apart(raw, at, needle.len())
                 {
-                    out.push((at, end, name));
-                    self.placed.push((at, field));
+                    self.placed.push((at, end, name, field));
                     break;
                 }
             }
         }
-        out.sort_unstable();
-        // Holes start at distinct positions: in the order of `out`.
-        self.placed.sort_unstable();
+        // Holes start at distinct positions: sorted by where they start.
+        self.placed.sort_unstable_by_key(|&(start, ..)| start);
+        out.extend(self.placed.iter().map(|&(start, end, name, _)| (start, end, name)));
         true
     }
 
     /// For each hole the last [`HoleFinder::find`] placed, in its order, the index in the list
     /// searched of the field that made it.
     pub fn placed_fields(&self) -> impl Iterator<Item = u32> + '_ {
-        self.placed.iter().map(|&(_, field)| field)
+        self.placed.iter().map(|&(.., field)| field)
     }
 
     /// Builds the position lists of `bytes` (see [`HoleFinder::first`]).
