@@ -349,8 +349,14 @@ impl TemplateBuilder {
             put_str(&mut t, &raw[end..next]);
             literals += next - end;
         }
-        let code = match self.templates.get(&t) {
-            Some(&code) => {
+        // Mostly the template of the event before: a comparison, where a lookup hashed it.
+        let last = self
+            .codes
+            .last()
+            .copied()
+            .filter(|&c| self.in_order.get(c as usize) == Some(&t));
+        let code = match last.or_else(|| self.templates.get(&t).copied()) {
+            Some(code) => {
                 self.last_new = false;
                 code
             }
