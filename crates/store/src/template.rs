@@ -212,7 +212,11 @@ impl HoleFinder {
         }
         // Holes start at distinct positions: sorted by where they start.
         self.placed.sort_unstable_by_key(|&(start, ..)| start);
-        out.extend(self.placed.iter().map(|&(start, end, name, _)| (start, end, name)));
+        out.extend(
+            self.placed
+                .iter()
+                .map(|&(start, end, name, _)| (start, end, name)),
+        );
         true
     }
 

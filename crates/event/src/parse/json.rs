@@ -176,8 +176,9 @@ fn string_stop(bytes: &[u8], from: usize) -> Option<usize> {
         // The high bit of each byte that is zero after the xor, or below 0x20. A byte above a
         // flagged one may be flagged falsely (a borrow), never one below: the lowest is exact.
         let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-        let stops =
-            zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\'))) | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
+        let stops = zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')))
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
         if stops != 0 {
             return Some(at + (stops.trailing_zeros() / 8) as usize);
         }
@@ -528,7 +529,13 @@ mod tests {
         let line = r#"{"@timestamp":"2026-12-03T10:00:00.123Z","service":"api","n":-12,"ok":true,"x":null, "msg" : "a b"}"#;
         let mut out = crate::fields::FlatFields::default();
         assert!(super::flat_object_into(line, &mut out));
-        for refused in [r#"{"a":1.5}"#, r#"{"a":"\n"}"#, r#"{"a":-0}"#, r##"{"#t":"x"}"##, r#"{"a":1,}"#] {
+        for refused in [
+            r#"{"a":1.5}"#,
+            r#"{"a":"\n"}"#,
+            r#"{"a":-0}"#,
+            r##"{"#t":"x"}"##,
+            r#"{"a":1,}"#,
+        ] {
             assert!(!super::flat_object_into(refused, &mut out), "{refused}");
         }
     }
