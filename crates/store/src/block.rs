@@ -950,6 +950,47 @@ pub(crate) mod tests {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
         #[test]
+        fn a_blocks_tokens_are_exactly_its_events_tokens(
+            events in proptest::collection::vec(event(), 1..40),
+            twice in any::<bool>(),
+        ) {
+            // Events again (values, templates and texts the block has seen) must add nothing
+            // and miss nothing: the tokens of a field's hole come once per text.
+            let mut b = BlockBuilder::new();
+            let mut expected = HashSet::new();
+            for e in events.iter().chain(events.iter().filter(|_| twice)) {
+                // As the digest adds them: parsed events without their fields.
+                let mut read = e.clone();
+                if read.parsed_by.is_some() && read.raw.is_some() {
+                    read.fields.clear();
+                }
+                b.push(&read);
+                crate::tokens::event_tokens(e, |t| {
+                    expected.insert(token_hash(t));
+                });
+            }
+            // The set is complete once the plain texts' words are in (at finishing): compare
+            // the set the bloom filter is built from.
+            let split = b.splitter.split(&b.lines);
+            match split {
+                Some(_) => {
+                    for column in b.splitter.columns() {
+                        for piece in column.split(|&c| c == b'\n') {
+                            b.tokens.add_words_of(piece);
+                        }
+                    }
+                }
+                None => {
+                    for line in b.lines.split(|&c| c == b'\n') {
+                        b.tokens.add_words_of(line);
+                    }
+                }
+            }
+            let got: HashSet<u64> = b.tokens.set.iter().copied().collect();
+            prop_assert_eq!(got, expected);
+        }
+
+        #[test]
         fn blocks_roundtrip_with_every_codec(events in proptest::collection::vec(event(), 1..40)) {
             for compression in [Compression::None, Compression::Zstd(3), Compression::Lz4, Compression::ZstdAuto] {
                 let (stored, summary, bloom) = build(&events).finish(compression, 10);
