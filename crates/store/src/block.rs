@@ -199,6 +199,9 @@ type HashOnly = BuildHasherDefault<IdentityHasher>;
 /// names would otherwise keep them all).
 const MAX_SPARE_COLUMNS: usize = 64;
 
+/// Slots of [`BlockTokens`]' memory of recent text hashes.
+const RECENT_TEXTS: usize = 1024;
+
 /// Slots of [`BlockTokens`]' memory of recent token hashes.
 const RECENT_TOKENS: usize = 4096;
 
@@ -211,6 +214,9 @@ struct BlockTokens {
     /// The 128-bit hashes of the texts already taken apart into words (collisions: about one
     /// in 2^100 blocks).
     texts: HashSet<u128, HashOnly>,
+    /// A direct-mapped memory of recent text hashes in front of `texts`, as `recent` is in
+    /// front of `set`: a block's set outgrows the caches, and most pieces repeat.
+    recent_texts: Vec<u128>,
 }
 
 impl Default for BlockTokens {
@@ -219,6 +225,7 @@ impl Default for BlockTokens {
             set: HashSet::default(),
             recent: vec![0; RECENT_TOKENS],
             texts: HashSet::default(),
+            recent_texts: vec![0; RECENT_TEXTS],
         }
     }
 }
@@ -246,7 +253,7 @@ impl BlockTokens {
     /// pieces of a log repeat (user agents, request lines, JSON key-value pairs), so hashing a
     /// piece whole once costs far less than taking it apart again.
     fn add_words_of(&mut self, piece: &[u8]) {
-        if self.texts.insert(xxhash_rust::xxh3::xxh3_128(piece)) {
+        if self.new_text(xxhash_rust::xxh3::xxh3_128(piece)) {
             byte_words(piece, |t| self.add_hash(token_hash_bytes(t)));
         }
     }
@@ -258,10 +265,7 @@ impl BlockTokens {
     fn add_value_text(&mut self, text: &str, scratch: &mut String) {
         // Salted: a literal or line piece of the same text added its words, not the whole.
         const VALUE: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
-        if self
-            .texts
-            .insert(xxhash_rust::xxh3::xxh3_128(text.as_bytes()) ^ VALUE)
-        {
+        if self.new_text(xxhash_rust::xxh3::xxh3_128(text.as_bytes()) ^ VALUE) {
             byte_words(text.as_bytes(), |t| self.add_hash(token_hash_bytes(t)));
             value_tokens(ValueRef::Str(text), false, scratch, &mut |t: &str| {
                 self.add(t)
@@ -269,8 +273,22 @@ impl BlockTokens {
         }
     }
 
+    /// Whether the block had no text of hash `h` before (it has now).
+    fn new_text(&mut self, h: u128) -> bool {
+        match self.recent_texts.get_mut((h as usize) % RECENT_TEXTS) {
+            Some(slot) if *slot == h && h != 0 => false,
+            Some(slot) => {
+                *slot = h;
+                self.texts.insert(h)
+            }
+            None => self.texts.insert(h),
+        }
+    }
+
     fn clear(&mut self) {
         self.set.clear();
+        // A remembered hash would keep a text's words out of the next block's set.
+        self.recent_texts.fill(0);
         self.texts.clear();
         // A remembered hash would keep a token out of the next block's set.
         self.recent.fill(0);
