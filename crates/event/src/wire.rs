@@ -138,6 +138,32 @@ impl<'a> Reader<'a> {
         Ok(map)
     }
 
+    /// [`Reader::string_map`] into `map`, which is left as it is when it holds what the input
+    /// holds, in the same order (no allocation then).
+    pub fn string_map_into(
+        &mut self,
+        what: &'static str,
+        map: &mut BTreeMap<String, String>,
+    ) -> Result<(), DecodeError> {
+        let start = self.pos;
+        let count = self.len(what)?;
+        if count == map.len() {
+            let mut same = true;
+            for (k, v) in map.iter() {
+                if self.string_ref(what)? != k || self.string_ref(what)? != v {
+                    same = false;
+                    break;
+                }
+            }
+            if same {
+                return Ok(());
+            }
+        }
+        self.pos = start;
+        *map = self.string_map(what)?;
+        Ok(())
+    }
+
     /// The next varint, checked to be no more than the bytes left (a length).
     pub fn len(&mut self, what: &'static str) -> Result<usize, DecodeError> {
         let n = self.varint(what)?;

@@ -60,8 +60,8 @@ use crate::columns::ColumnBuilder;
 use crate::layout::{LAYOUT_LINES, LAYOUT_SPLIT, NO_RAW, ODD_RAW, TEMPLATED};
 use crate::sections::{self, Part, Role};
 use crate::split::Splitter;
-use crate::template::TemplateBuilder;
-use crate::tokens::{byte_words, field_tokens, tag_tokens, text_tokens};
+use crate::template::{HoleMaker, TemplateBuilder};
+use crate::tokens::{byte_words, tag_tokens, text_tokens, value_tokens};
 use crate::view::BlockView;
 
 /// The zstd level of a block's core, templates and columns under [`Compression::ZstdAuto`].
@@ -195,6 +195,13 @@ impl Hasher for IdentityHasher {
 
 type HashOnly = BuildHasherDefault<IdentityHasher>;
 
+/// Columns a block keeps for the next to reuse (more are dropped: data with ever new field
+/// names would otherwise keep them all).
+const MAX_SPARE_COLUMNS: usize = 64;
+
+/// Slots of [`BlockTokens`]' memory of recent text hashes.
+const RECENT_TEXTS: usize = 1024;
+
 /// Slots of [`BlockTokens`]' memory of recent token hashes.
 const RECENT_TOKENS: usize = 4096;
 
@@ -207,6 +214,9 @@ struct BlockTokens {
     /// The 128-bit hashes of the texts already taken apart into words (collisions: about one
     /// in 2^100 blocks).
     texts: HashSet<u128, HashOnly>,
+    /// A direct-mapped memory of recent text hashes in front of `texts`, as `recent` is in
+    /// front of `set`: a block's set outgrows the caches, and most pieces repeat.
+    recent_texts: Vec<u128>,
 }
 
 impl Default for BlockTokens {
@@ -215,6 +225,7 @@ impl Default for BlockTokens {
             set: HashSet::default(),
             recent: vec![0; RECENT_TOKENS],
             texts: HashSet::default(),
+            recent_texts: vec![0; RECENT_TEXTS],
         }
     }
 }
@@ -242,13 +253,42 @@ impl BlockTokens {
     /// pieces of a log repeat (user agents, request lines, JSON key-value pairs), so hashing a
     /// piece whole once costs far less than taking it apart again.
     fn add_words_of(&mut self, piece: &[u8]) {
-        if self.texts.insert(xxhash_rust::xxh3::xxh3_128(piece)) {
+        if self.new_text(xxhash_rust::xxh3::xxh3_128(piece)) {
             byte_words(piece, |t| self.add_hash(token_hash_bytes(t)));
+        }
+    }
+
+    /// Adds the tokens of a field value whose text is `text` (the words, when a field's hole
+    /// in its parsed text: `value_tokens` of a parsed event's field adds no words, so these
+    /// are the text's words and the value whole), unless the block had a value of that text:
+    /// hashing the text once costs less than hashing its whole-value token and its words.
+    fn add_value_text(&mut self, text: &str, scratch: &mut String) {
+        // Salted: a literal or line piece of the same text added its words, not the whole.
+        const VALUE: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+        if self.new_text(xxhash_rust::xxh3::xxh3_128(text.as_bytes()) ^ VALUE) {
+            byte_words(text.as_bytes(), |t| self.add_hash(token_hash_bytes(t)));
+            value_tokens(ValueRef::Str(text), false, scratch, &mut |t: &str| {
+                self.add(t)
+            });
+        }
+    }
+
+    /// Whether the block had no text of hash `h` before (it has now).
+    fn new_text(&mut self, h: u128) -> bool {
+        match self.recent_texts.get_mut((h as usize) % RECENT_TEXTS) {
+            Some(slot) if *slot == h && h != 0 => false,
+            Some(slot) => {
+                *slot = h;
+                self.texts.insert(h)
+            }
+            None => self.texts.insert(h),
         }
     }
 
     fn clear(&mut self) {
         self.set.clear();
+        // A remembered hash would keep a text's words out of the next block's set.
+        self.recent_texts.fill(0);
         self.texts.clear();
         // A remembered hash would keep a token out of the next block's set.
         self.recent.fill(0);
@@ -291,6 +331,8 @@ pub struct BlockBuilder {
     /// block holds before it is encoded, for its size).
     other_bytes: usize,
     columns: Vec<ColumnBuilder>,
+    /// The previous block's columns, emptied, for this block's columns to reuse.
+    spare_columns: Vec<ColumnBuilder>,
     column_of: HashMap<String, usize>,
     /// The columns of the previous event's fields, in its order.
     field_order: Vec<usize>,
@@ -298,6 +340,8 @@ pub struct BlockBuilder {
     tokens: BlockTokens,
     /// The fields of the event being added, when its parser derives them.
     derived: FlatFields,
+    /// The text of a decimal value, for its tokens.
+    scratch: String,
     // Kept from block to block: refilling memory that is already mapped costs no page faults.
     splitter: Splitter,
     compressor: Option<zstd::bulk::Compressor<'static>>,
@@ -387,6 +431,8 @@ impl BlockBuilder {
         );
         self.prev_ingest = event.ingest_timestamp;
         let mut flags = codec::flags(event.id_from_client, parser);
+        // Bit k: the tokens of the k-th field are in already (see `BlockTokens::add_value_text`).
+        let mut tokens_done: u64 = 0;
         // The time a client sent is read into `@timestamp` and is no field; its text is kept
         // in a column of its own so that it can be a hole of the template.
         let sent_time = match (parser, &event.raw) {
@@ -433,9 +479,8 @@ impl BlockBuilder {
                 if parser.is_some()
                     && self.templates.add(
                         raw,
-                        fields
-                            .iter()
-                            .chain(sent_time.map(|t| (SENT_TIME, ValueRef::Str(t)))),
+                        fields,
+                        sent_time.map(|t| (SENT_TIME, ValueRef::Str(t))),
                     ) =>
             {
                 flags |= TEMPLATED;
@@ -446,11 +491,20 @@ impl BlockBuilder {
                 // part of the template): only the values are new.
                 let literals_known = !self.templates.last_was_new();
                 let mut at = 0;
-                for &(start, end, _) in self.templates.last_holes() {
+                let holes = self.templates.last_holes().iter();
+                for (&(start, end, _), maker) in holes.zip(self.templates.last_hole_makers()) {
                     if !literals_known {
                         self.tokens.add_words_of(&raw.as_bytes()[at..start]);
                     }
-                    self.tokens.add_words_of(&raw.as_bytes()[start..end]);
+                    // A field's hole holds the field's text as its value's tokens read it:
+                    // its whole-value token comes with its words, once per distinct text.
+                    match (maker, raw.get(start..end)) {
+                        (HoleMaker::Field(f), Some(text)) if f < 64 => {
+                            self.tokens.add_value_text(text, &mut self.scratch);
+                            tokens_done |= 1 << f;
+                        }
+                        _ => self.tokens.add_words_of(&raw.as_bytes()[start..end]),
+                    }
                     at = end;
                 }
                 if !literals_known {
@@ -468,7 +522,12 @@ impl BlockBuilder {
             let column = self.column_index(SENT_TIME);
             self.columns[column].push(row, ValueRef::Str(t));
         }
-        for (k, (name, v)) in fields.iter().enumerate() {
+        // The words of plain texts are gathered when the block is finished (see
+        // `BlockTokens::add_words_of`); a parsed text's fields have their words in it.
+        let words = parser.is_none() || event.raw.is_none();
+        let mut k = 0;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        fields.for_each(|name, v| {
             // Events of a source mostly have the fields of the one before, in the same order.
             let guess = self.field_order.get(k).copied();
             let column = match guess.filter(|&c| self.columns[c].name == name) {
@@ -483,13 +542,13 @@ impl BlockBuilder {
             if parser.is_none() {
                 self.other_bytes += name.len() + value_len(v);
             }
-        }
-        // The words of plain texts are gathered when the block is finished (see
-        // `BlockTokens::add_words_of`).
-        let tokens = &mut self.tokens;
-        field_tokens(fields, parser.is_none() || event.raw.is_none(), |t| {
-            tokens.add(t)
+            if k >= 64 || tokens_done & (1 << k) == 0 {
+                let tokens = &mut self.tokens;
+                value_tokens(v, words, &mut scratch, &mut |t: &str| tokens.add(t));
+            }
+            k += 1;
         });
+        self.scratch = scratch;
         new_tags
     }
 
@@ -498,7 +557,17 @@ impl BlockBuilder {
         if let Some(&c) = self.column_of.get(name) {
             return c;
         }
-        self.columns.push(ColumnBuilder::new(name));
+        // Mostly the previous block had it, with memory of the right size.
+        let spare = self.spare_columns.iter().position(|c| c.name == name);
+        let column = match spare.or_else(|| self.spare_columns.len().checked_sub(1)) {
+            Some(i) => {
+                let mut column = self.spare_columns.swap_remove(i);
+                column.reuse_for(name);
+                column
+            }
+            None => ColumnBuilder::new(name),
+        };
+        self.columns.push(column);
         self.column_of
             .insert(name.to_string(), self.columns.len() - 1);
         self.columns.len() - 1
@@ -731,7 +800,10 @@ impl BlockBuilder {
             column.clear();
         }
         self.other_bytes = 0;
-        self.columns.clear();
+        // The previous block's spares unused are dropped: kept are at most a block's columns.
+        self.spare_columns.clear();
+        self.spare_columns
+            .extend(self.columns.drain(..).take(MAX_SPARE_COLUMNS));
         self.column_of.clear();
         self.field_order.clear();
         self.templates.clear();
@@ -894,6 +966,47 @@ pub(crate) mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn a_blocks_tokens_are_exactly_its_events_tokens(
+            events in proptest::collection::vec(event(), 1..40),
+            twice in any::<bool>(),
+        ) {
+            // Events again (values, templates and texts the block has seen) must add nothing
+            // and miss nothing: the tokens of a field's hole come once per text.
+            let mut b = BlockBuilder::new();
+            let mut expected = HashSet::new();
+            for e in events.iter().chain(events.iter().filter(|_| twice)) {
+                // As the digest adds them: parsed events without their fields.
+                let mut read = e.clone();
+                if read.parsed_by.is_some() && read.raw.is_some() {
+                    read.fields.clear();
+                }
+                b.push(&read);
+                crate::tokens::event_tokens(e, |t| {
+                    expected.insert(token_hash(t));
+                });
+            }
+            // The set is complete once the plain texts' words are in (at finishing): compare
+            // the set the bloom filter is built from.
+            let split = b.splitter.split(&b.lines);
+            match split {
+                Some(_) => {
+                    for column in b.splitter.columns() {
+                        for piece in column.split(|&c| c == b'\n') {
+                            b.tokens.add_words_of(piece);
+                        }
+                    }
+                }
+                None => {
+                    for line in b.lines.split(|&c| c == b'\n') {
+                        b.tokens.add_words_of(line);
+                    }
+                }
+            }
+            let got: HashSet<u64> = b.tokens.set.iter().copied().collect();
+            prop_assert_eq!(got, expected);
+        }
 
         #[test]
         fn blocks_roundtrip_with_every_codec(events in proptest::collection::vec(event(), 1..40)) {

@@ -113,6 +113,26 @@ impl ColumnBuilder {
         }
     }
 
+    /// Empties it for field `name`, keeping its memory: the vector of its values' kind is
+    /// refilled when the first value is of that kind again (new vectors grew by reallocation
+    /// and page faults, block after block).
+    pub fn reuse_for(&mut self, name: &str) {
+        self.name.clear();
+        self.name.push_str(name);
+        self.rows.clear();
+        match &mut self.values {
+            Gathered::Null => {}
+            Gathered::Bool(v) => v.clear(),
+            Gathered::Int(v) => v.clear(),
+            Gathered::Float(v) => v.clear(),
+            Gathered::Str(bytes, ends) => {
+                bytes.clear();
+                ends.clear();
+            }
+            Gathered::Mixed(v) => v.clear(),
+        }
+    }
+
     /// Events that have the field.
     pub fn len(&self) -> usize {
         self.rows.len()
@@ -127,7 +147,16 @@ impl ColumnBuilder {
     pub fn push(&mut self, row: u32, v: ValueRef<'_>) {
         let first = self.rows.is_empty();
         self.rows.push(row);
-        if first {
+        let same_kind = matches!(
+            (&self.values, v),
+            (Gathered::Null, ValueRef::Null)
+                | (Gathered::Bool(_), ValueRef::Bool(_))
+                | (Gathered::Int(_), ValueRef::Int(_))
+                | (Gathered::Float(_), ValueRef::Float(_))
+                | (Gathered::Str(..), ValueRef::Str(_))
+        );
+        // A column reused keeps its (emptied) vector for values of its last kind.
+        if first && !same_kind {
             self.values = match v {
                 ValueRef::Null => Gathered::Null,
                 ValueRef::Bool(_) => Gathered::Bool(Vec::new()),

@@ -42,13 +42,24 @@ pub fn source_of(key: Option<&[u8]>) -> &str {
 pub(crate) fn decode_record(
     value: &[u8],
 ) -> Result<(eddy_event::Event, Option<codec::EncodedFields<'_>>), eddy_event::wire::DecodeError> {
-    let (mut event, fields) = codec::decode_lazily(value)?;
+    let mut event = eddy_event::Event::new(0);
+    let fields = decode_record_into(value, &mut event)?;
+    Ok((event, fields))
+}
+
+/// [`decode_record`] into `event`, whose memory is reused from record to record (see
+/// [`codec::decode_lazily_into`]); on an error `event` is not to be used.
+pub(crate) fn decode_record_into<'b>(
+    value: &'b [u8],
+    event: &mut eddy_event::Event,
+) -> Result<Option<codec::EncodedFields<'b>>, eddy_event::wire::DecodeError> {
+    let fields = codec::decode_lazily_into(value, event)?;
     match (event.parsed_by, fields) {
-        (Some(_), Some(fields)) => Ok((event, Some(fields))),
-        (_, None) => Ok((event, None)),
+        (Some(_), Some(fields)) => Ok(Some(fields)),
+        (_, None) => Ok(None),
         (None, Some(fields)) => {
             event.fields = fields.to_map()?;
-            Ok((event, None))
+            Ok(None)
         }
     }
 }
@@ -415,6 +426,8 @@ impl Worker {
         store.note_digested(partition, reader.position());
         let mut last_commit = committed;
         let mut appender = store.appender(partition);
+        // One event's memory for every record (see `decode_record_into`).
+        let mut event = eddy_event::Event::new(0);
         // Since when the bus has given nothing, and whether the open blocks were written since.
         let (mut quiet_since, mut closed_while_quiet) = (Instant::now(), false);
         while !self.stopped() {
@@ -440,7 +453,7 @@ impl Worker {
             let mut observed = Observed::poll(records.len());
             for r in &records {
                 bytes += r.value.len() as u64;
-                let (event, encoded) = match decode_record(&r.value) {
+                let encoded = match decode_record_into(&r.value, &mut event) {
                     Ok(e) => e,
                     Err(e) => {
                         stats.undecodable.fetch_add(1, Ordering::Relaxed);

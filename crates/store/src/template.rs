@@ -24,6 +24,7 @@
 use foldhash::HashMap;
 use std::borrow::Cow;
 
+use eddy_event::codec::FieldsRef;
 use eddy_event::wire::{put_str, put_varint, DecodeError, Reader};
 use eddy_event::ValueRef;
 
@@ -112,6 +113,9 @@ pub struct HoleFinder {
     /// value's first byte was a `memchr` call per candidate, a third of the cost.
     first: Box<[u32; 256]>,
     next: Vec<u32>,
+    /// The holes of the last search as (start, end, name, index of the field in the list
+    /// searched), in text order once it is done: which value made which hole.
+    placed: Vec<(usize, usize, u32, u32)>,
 }
 
 impl Default for HoleFinder {
@@ -121,6 +125,7 @@ impl Default for HoleFinder {
             order: Vec::new(),
             first: Box::new([0; 256]),
             next: Vec::new(),
+            placed: Vec::new(),
         }
     }
 }
@@ -134,6 +139,7 @@ impl HoleFinder {
         out: &mut Vec<(usize, usize, u32)>,
     ) -> bool {
         out.clear();
+        self.placed.clear();
         if fields.len() > MAX_FIELDS {
             return false;
         }
@@ -195,17 +201,29 @@ impl HoleFinder {
                 // The last byte first: most candidates differ there, without a call.
                 if bytes[end - 1] == tail
                     && &bytes[at..end] == needle
-                    && out.iter().all(|&(s, e, _)| end <= s || at >= e)
+                    && self.placed.iter().all(|&(s, e, _, _)| end <= s || at >= e)
                     && raw.is_char_boundary(end)
                     && stands_apart(raw, at, needle.len())
                 {
-                    out.push((at, end, name));
+                    self.placed.push((at, end, name, field));
                     break;
                 }
             }
         }
-        out.sort_unstable();
+        // Holes start at distinct positions: sorted by where they start.
+        self.placed.sort_unstable_by_key(|&(start, ..)| start);
+        out.extend(
+            self.placed
+                .iter()
+                .map(|&(start, end, name, _)| (start, end, name)),
+        );
         true
+    }
+
+    /// For each hole the last [`HoleFinder::find`] placed, in its order, the index in the list
+    /// searched of the field that made it.
+    pub fn placed_fields(&self) -> impl Iterator<Item = u32> + '_ {
+        self.placed.iter().map(|&(.., field)| field)
     }
 
     /// Builds the position lists of `bytes` (see [`HoleFinder::first`]).
@@ -220,6 +238,15 @@ impl HoleFinder {
             *slot = i as u32 + 1;
         }
     }
+}
+
+/// What made a hole: the field at an index of the event's fields, or the extra value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoleMaker {
+    /// The field at this index.
+    Field(u32),
+    /// The `extra` value of [`TemplateBuilder::add`].
+    Extra,
 }
 
 /// A block's templates, gathered as events are added.
@@ -242,6 +269,9 @@ pub struct TemplateBuilder {
     named: Vec<(u32, ValueRef<'static>)>,
     /// Whether the last templated event's template was new to the block.
     last_new: bool,
+    /// The index among the last event's named values of the `extra` value given to
+    /// [`TemplateBuilder::add`], if any.
+    last_extra: Option<u32>,
     /// Bytes of literal text the dictionary holds.
     literal_bytes: usize,
 }
@@ -260,13 +290,17 @@ impl TemplateBuilder {
     /// Tries to template `raw` with its event's `fields`; returns whether it was (the event's
     /// values must then be in the block's columns). An event whose text the holes do not cover
     /// well is left to be stored as text, so the dictionary stays small.
+    ///
+    /// `extra` is one more named value, after the fields (the time text a client sent).
     pub fn add<'v>(
         &mut self,
         raw: &str,
-        fields: impl Iterator<Item = (&'v str, ValueRef<'v>)>,
+        fields: FieldsRef<'v>,
+        extra: Option<(&'v str, ValueRef<'v>)>,
     ) -> bool {
         let mut named = recycle(std::mem::take(&mut self.named));
-        for (k, (name, v)) in fields.enumerate() {
+        let mut k = 0;
+        let mut name_value = |name: &str, v: ValueRef<'v>| {
             // Mostly the names of the event before, in the same order: no hashing then.
             let guess = self.last_names.get(k).copied();
             let index = match guess.filter(|&i| self.names[i as usize] == name) {
@@ -285,8 +319,15 @@ impl TemplateBuilder {
                 Some(slot) => *slot = index,
                 None => self.last_names.push(index),
             }
+            k += 1;
             named.push((index, v));
+        };
+        fields.for_each(&mut name_value);
+        if let Some((name, v)) = extra {
+            name_value(name, v);
         }
+        // The extra value is the last named.
+        self.last_extra = extra.map(|_| named.len() as u32 - 1);
         let mut holes = std::mem::take(&mut self.holes);
         let placed = self.finder.find(raw, &named, &mut holes);
         self.named = recycle(named);
@@ -312,8 +353,14 @@ impl TemplateBuilder {
             put_str(&mut t, &raw[end..next]);
             literals += next - end;
         }
-        let code = match self.templates.get(&t) {
-            Some(&code) => {
+        // Mostly the template of the event before: a comparison, where a lookup hashed it.
+        let last = self
+            .codes
+            .last()
+            .copied()
+            .filter(|&c| self.in_order.get(c as usize) == Some(&t));
+        let code = match last.or_else(|| self.templates.get(&t).copied()) {
+            Some(code) => {
                 self.last_new = false;
                 code
             }
@@ -340,6 +387,16 @@ impl TemplateBuilder {
     /// The holes of the event [`TemplateBuilder::add`] last templated: (start, end, name).
     pub fn last_holes(&self) -> &[(usize, usize, u32)] {
         &self.holes
+    }
+
+    /// For each of [`TemplateBuilder::last_holes`], whether the `extra` value made it rather
+    /// than a field, and the index of that field among the event's fields.
+    pub fn last_hole_makers(&self) -> impl Iterator<Item = HoleMaker> + '_ {
+        let extra = self.last_extra;
+        self.finder.placed_fields().map(move |f| match extra {
+            Some(e) if e == f => HoleMaker::Extra,
+            _ => HoleMaker::Field(f),
+        })
     }
 
     /// Whether the event [`TemplateBuilder::add`] last templated has a template that no event

@@ -196,7 +196,12 @@ pub fn is_whole_token(value: &str) -> bool {
 
 /// A value's words (if `words`), and the value whole when short and without white space;
 /// `scratch` holds a decimal's text.
-fn value_tokens(v: ValueRef<'_>, words: bool, scratch: &mut String, add: &mut impl FnMut(&str)) {
+pub(crate) fn value_tokens(
+    v: ValueRef<'_>,
+    words: bool,
+    scratch: &mut String,
+    add: &mut impl FnMut(&str),
+) {
     let mut digits = itoa::Buffer::new();
     let text = match v {
         ValueRef::Str(s) => s,

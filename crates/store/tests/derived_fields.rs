@@ -40,6 +40,13 @@ fn lines() -> impl Strategy<Value = (Parser, String)> {
                 format!(r#"10.0.0.{} - - [10/Oct/2026:13:55:36 -0700] "GET /{url} HTTP/1.1" {status} {bytes} "{referer}" "{agent}""#, status % 7)
             )
         ),
+        // What shippers write: flat, no escapes, integers (the JSON parser's own walk).
+        (word, -50i64..5000, "(INFO|WARN|ERROR)", "[a-z é]{0,20}", any::<bool>()).prop_map(
+            |(service, ms, level, msg, ok)| (
+                Parser::Json,
+                format!(r#"{{"@timestamp":"2026-11-24T10:00:{:02}.{ms:03}Z","service":"{service}","level":"{level}","message":"{msg}","latency_ms":{ms},"ok":{ok},"parent":null,"n":{ms}}}"#, ms.rem_euclid(60))
+            )
+        ),
         (word, 0i64..5000, "(INFO|WARN|ERROR)", "[a-z ]{0,20}", any::<bool>()).prop_map(
             |(service, ms, level, msg, nested)| (
                 Parser::Json,
