@@ -242,7 +242,8 @@ fn parse_with(
     let text = std::str::from_utf8(body).map_err(|e| Refusal::NotUtf8 {
         byte: e.valid_up_to(),
     })?;
-    let mut events = Vec::new();
+    // Sized once: grown by doubling, the events of a 4 MiB body were moved about 16 times.
+    let mut events = Vec::with_capacity(memchr::memchr_iter(b'\n', body).count() + 1);
     let mut bad = Vec::new();
     let parser = parser.or_else(|| {
         content_type
