@@ -58,18 +58,6 @@ pub(crate) fn fields_into(line: &str, out: &mut FlatFields) -> Result<(), ParseE
     Ok(())
 }
 
-/// The fields of `line` into `out`, in order, if it is an object the plain walk takes (see
-/// [`flat_object_into`]: no `@id` or tags, nothing serde_json would refuse); `false` otherwise,
-/// `out` then holding nothing of use. What a door needs to find a plain line's time.
-pub(crate) fn plain_fields_into(line: &str, out: &mut FlatFields) -> bool {
-    out.clear();
-    let plain = flat_object_into(line, out);
-    if plain {
-        out.finish();
-    }
-    plain
-}
-
 /// [`fields_into`] with serde_json's walk, before the fields are put in order.
 fn walk_fields_into(line: &str, out: &mut FlatFields) -> Result<(), ParseError> {
     let special = walk(line, out, None, Fields::All)?;
@@ -89,7 +77,7 @@ fn walk_fields_into(line: &str, out: &mut FlatFields) -> Result<(), ParseError> 
 /// and is left to serde_json, which then accepts or refuses it: this accepts only what it
 /// checked all of, so it never accepts a line serde_json refuses. What shippers write is of that
 /// kind, and a walk of its own bytes costs the digest a third of serde_json's.
-fn flat_object_into(line: &str, out: &mut FlatFields) -> bool {
+pub(crate) fn flat_object_into<S: FieldSink>(line: &str, out: &mut S) -> bool {
     let bytes = line.as_bytes();
     let mut at = skip_space(bytes, 0);
     if bytes.get(at) != Some(&b'{') {

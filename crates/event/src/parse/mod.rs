@@ -155,12 +155,12 @@ impl Parser {
     /// them and drop them.
     pub fn parse_for_bus(self, line: &str, now: i64) -> Result<Event, ParseError> {
         if self == Parser::Accesslog {
-            // Its field names are fixed and never repeat: a sink that keeps only the time
-            // finds what `time::detect` finds in the map, without the map.
-            let mut time = TimeOnly::default();
-            accesslog::fields_into(line, &mut time)?;
+            // A sink that keeps only the time finds what `time::detect` finds in the map,
+            // without the map.
+            let mut times = LastTimes::default();
+            accesslog::fields_into(line, &mut times)?;
             let mut event = Event::new(now);
-            if let Some((_, ts)) = time.best {
+            if let Some(ts) = times.first() {
                 event.timestamp = ts;
             }
             event.raw = Some(line.to_string());
@@ -230,30 +230,45 @@ fn keep_sent_time_apart(fields: &mut BTreeMap<String, Value>) {
     }
 }
 
-thread_local! {
-    /// The fields of the plain JSON lines a door's thread reads, kept from line to line.
-    static PLAIN: std::cell::RefCell<FlatFields> = std::cell::RefCell::new(FlatFields::default());
-}
-
-/// [`Parser::parse_for_bus`] for a plain JSON line (see [`json::plain_fields_into`]), which has
+/// [`Parser::parse_for_bus`] for a plain JSON line (see [`json::flat_object_into`]), which has
 /// no `@id` and no tags: its time is the first of [`time::TIME_FIELDS`] that holds one, as
 /// `time::detect` finds it in a map; `None` for any other line. A byte walk that costs a third
 /// of serde_json's, which the door otherwise pays for every line.
 fn plain_json_for_bus(line: &str, now: i64) -> Option<Event> {
-    let time = PLAIN.with_borrow_mut(|fields| {
-        json::plain_fields_into(line, fields).then(|| {
-            time::TIME_FIELDS
-                .iter()
-                .find_map(|name| fields.get(name).and_then(time_of))
-        })
-    })?;
+    let mut times = LastTimes::default();
+    if !json::flat_object_into(line, &mut times) {
+        return None;
+    }
     let mut event = Event::new(now);
-    if let Some(ts) = time {
+    if let Some(ts) = times.first() {
         event.timestamp = ts;
     }
     event.raw = Some(line.to_string());
     event.parsed_by = Some(Parser::Json);
     Some(event)
+}
+
+/// A field sink that keeps, per name of [`time::TIME_FIELDS`], the time its last value holds
+/// (a name given twice keeps its last value, as a map does): the time `time::detect` finds,
+/// without keeping the fields.
+#[derive(Default)]
+struct LastTimes {
+    /// Per rank in [`time::TIME_FIELDS`]: not given, or the time its last value reads as.
+    by_rank: [Option<Option<i64>>; time::TIME_FIELDS.len()],
+}
+
+impl LastTimes {
+    fn first(&self) -> Option<i64> {
+        self.by_rank.iter().find_map(|t| t.flatten())
+    }
+}
+
+impl crate::fields::FieldSink for LastTimes {
+    fn put(&mut self, name: std::borrow::Cow<'_, str>, value: ValueRef<'_>) {
+        if let Some(rank) = time::TIME_FIELDS.iter().position(|n| *n == name) {
+            self.by_rank[rank] = Some(time_of(value));
+        }
+    }
 }
 
 /// A field value read as a time ([`time::parse_time_value`] without an owned value).
@@ -263,29 +278,6 @@ fn time_of(value: ValueRef<'_>) -> Option<i64> {
         ValueRef::Float(f) => time::epoch_to_ns(f),
         ValueRef::Str(s) => time::parse_time_text(s),
         ValueRef::Null | ValueRef::Bool(_) => None,
-    }
-}
-
-/// A field sink that keeps only the time [`time::detect`] would find: the readable time of
-/// the first of [`time::TIME_FIELDS`] put. For parsers whose names never repeat (a repeated
-/// name's last value is what a map keeps).
-#[derive(Default)]
-struct TimeOnly {
-    /// The rank in [`time::TIME_FIELDS`] of the field read, and its time.
-    best: Option<(usize, i64)>,
-}
-
-impl crate::fields::FieldSink for TimeOnly {
-    fn put(&mut self, name: std::borrow::Cow<'_, str>, value: ValueRef<'_>) {
-        let Some(rank) = time::TIME_FIELDS.iter().position(|n| *n == name) else {
-            return;
-        };
-        if self.best.is_some_and(|(best, _)| best <= rank) {
-            return;
-        }
-        if let Some(ns) = time_of(value) {
-            self.best = Some((rank, ns));
-        }
     }
 }
 
@@ -440,6 +432,7 @@ mod tests {
                 Just(r#"::1 - - [not a time] "GET / HTTP/1.1" 200 - "-" "a \"quoted\" agent""#.to_string()),
                 Just(r#"{"@timestamp":"2026-12-03T18:09:09.833Z","service":"orders","level":"INFO","latency_ms":4,"ok":true,"x":null}"#.to_string()),
                 Just(r#"{"@timestamp":"soon","ts":1795500000,"time":"2026-11-24 10:00:00Z","ts":"later","n":-12}"#.to_string()),
+                Just(r#"{"time":1795500000,"time":"later","ts":1795500001,"date":"01/Jan/1970:00:00:02 +0000"}"#.to_string()),
                 Just(r#"10.0.0.1 - - [2026-11-24T10:00:00.5Z] "-" 404 12"#.to_string()),
                 Just(r#"level=info msg="hello world" user='bob' n=5"#.to_string()),
             ],
