@@ -43,19 +43,13 @@ enum Slot {
     Str(u32, u32),
 }
 
-/// Where a value's text lies in the line it was read from (a string's content, or a number's or
-/// literal's token), if the parser said: [`FlatFields::put_at`].
-type Place = Option<(u32, u32)>;
-
-/// One field: (name's first bytes, name's range in `text`, value, where it lies in the line).
-type Entry = (u64, (u32, u32), Slot, Place);
-
 /// An event's fields, in name order, in one buffer (see the module's doc).
 #[derive(Debug, Default, Clone)]
 pub struct FlatFields {
     text: String,
-    /// The fields, in the order put until [`FlatFields::finish`] sorts them.
-    entries: Vec<Entry>,
+    /// (name's first bytes, name's range in `text`, value), in the order put until
+    /// [`FlatFields::finish`] sorts them.
+    entries: Vec<(u64, (u32, u32), Slot)>,
 }
 
 /// The first eight bytes of a name as a number that orders as the names do (shorter names
@@ -126,7 +120,9 @@ impl FlatFields {
     pub(crate) fn finish(&mut self) {
         let text = &self.text;
         let name = |r: (u32, u32)| text.get(r.0 as usize..r.1 as usize).unwrap_or_default();
-        let order = |a: &Entry, b: &Entry| a.0.cmp(&b.0).then_with(|| name(a.1).cmp(name(b.1)));
+        let order = |a: &(u64, (u32, u32), Slot), b: &(u64, (u32, u32), Slot)| {
+            a.0.cmp(&b.0).then_with(|| name(a.1).cmp(name(b.1)))
+        };
         // Lines that give their fields in name order need no sort.
         if self.entries.windows(2).all(|w| order(&w[0], &w[1]).is_lt()) {
             return;
@@ -179,11 +175,10 @@ impl FlatFields {
             .entries
             .binary_search_by(|e| e.0.cmp(&prefix).then_with(|| self.text_at(e.1).cmp(name)))
         {
-            // The new value was not read from the line: it lies nowhere in it.
-            Ok(i) => (self.entries[i].2, self.entries[i].3) = (slot, None),
+            Ok(i) => self.entries[i].2 = slot,
             Err(i) => {
                 let range = self.keep(name);
-                self.entries.insert(i, (prefix, range, slot, None));
+                self.entries.insert(i, (prefix, range, slot));
             }
         }
     }
@@ -192,27 +187,7 @@ impl FlatFields {
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, ValueRef<'_>)> + Clone + '_ {
         self.entries
             .iter()
-            .map(|&(_, name, slot, _)| (self.text_at(name), self.value_at(slot)))
-    }
-
-    /// The fields in name order, each with where its value lies in the line it was read from
-    /// (for the values a parser put with [`FlatFields::put_at`]).
-    pub fn iter_placed(
-        &self,
-    ) -> impl Iterator<Item = (&str, ValueRef<'_>, Option<(u32, u32)>)> + '_ {
-        self.entries
-            .iter()
-            .map(|&(_, name, slot, place)| (self.text_at(name), self.value_at(slot), place))
-    }
-
-    /// [`FieldSink::put`] of a value whose text lies at `place` of the line read (a string's
-    /// content without its quotes, or a token).
-    pub(crate) fn put_at(&mut self, name: &str, value: ValueRef<'_>, place: (usize, usize)) {
-        let range = self.keep(name);
-        let slot = self.slot_of(value);
-        // Lines are bus records: far below 4 GiB; a place beyond u32 is left unknown.
-        let place = u32::try_from(place.0).ok().zip(u32::try_from(place.1).ok());
-        self.entries.push((prefix_of(name), range, slot, place));
+            .map(|&(_, name, slot)| (self.text_at(name), self.value_at(slot)))
     }
 
     /// The fields as a map.
@@ -228,7 +203,7 @@ impl FlatFields {
         for (k, v) in map {
             let name = self.keep(k);
             let slot = self.slot_of(v.into());
-            self.entries.push((prefix_of(k), name, slot, None));
+            self.entries.push((prefix_of(k), name, slot));
         }
     }
 }
@@ -237,7 +212,7 @@ impl FieldSink for FlatFields {
     fn put(&mut self, name: Cow<'_, str>, value: ValueRef<'_>) {
         let range = self.keep(&name);
         let slot = self.slot_of(value);
-        self.entries.push((prefix_of(&name), range, slot, None));
+        self.entries.push((prefix_of(&name), range, slot));
     }
 }
 

@@ -71,9 +71,8 @@ const COLUMN_LEVEL: i32 = 3;
 /// view does not list it).
 pub(crate) const SENT_TIME: &str = "@timestamp";
 
-/// The text of a JSON `"@timestamp":"…"` or a key-value `@timestamp=…` in `raw`, if any, and
-/// where it lies in `raw`.
-pub(crate) fn sent_time_text(raw: &str) -> Option<(&str, (u32, u32))> {
+/// The text of a JSON `"@timestamp":"…"` or a key-value `@timestamp=…` in `raw`, if any.
+fn sent_time_text(raw: &str) -> Option<&str> {
     // The searchers are built once: building one per event cost more than the search.
     static JSON_KEY: LazyLock<Finder<'static>> =
         LazyLock::new(|| Finder::new(b"\"@timestamp\":\""));
@@ -97,9 +96,7 @@ pub(crate) fn sent_time_text(raw: &str) -> Option<(&str, (u32, u32))> {
             memchr::memchr2(b' ', b'"', &raw.as_bytes()[start..]).unwrap_or(raw.len() - start);
         (start, start + len)
     };
-    let text = raw.get(start..end).filter(|t| !t.is_empty())?;
-    // Lines are bus records, far below 4 GiB.
-    Some((text, (u32::try_from(start).ok()?, u32::try_from(end).ok()?)))
+    raw.get(start..end).filter(|t| !t.is_empty())
 }
 
 /// Roughly the bytes a value takes encoded.
@@ -483,7 +480,7 @@ impl BlockBuilder {
                     && self.templates.add(
                         raw,
                         fields,
-                        sent_time.map(|(t, place)| (SENT_TIME, ValueRef::Str(t), Some(place))),
+                        sent_time.map(|t| (SENT_TIME, ValueRef::Str(t))),
                     ) =>
             {
                 flags |= TEMPLATED;
@@ -521,7 +518,7 @@ impl BlockBuilder {
         }
         self.flags.push(flags);
         let row = self.count - 1;
-        if let Some((t, _)) = sent_time.filter(|_| flags & TEMPLATED != 0) {
+        if let Some(t) = sent_time.filter(|_| flags & TEMPLATED != 0) {
             let column = self.column_index(SENT_TIME);
             self.columns[column].push(row, ValueRef::Str(t));
         }
@@ -1132,9 +1129,9 @@ pub(crate) mod tests {
                 };
                 Some((start, end)).filter(|(s, e)| e > s)
             };
-            let found = sent_time_text(&raw).map(|(t, (start, end))| {
-                assert_eq!(&raw[start as usize..end as usize], t);
-                (start as usize, end as usize)
+            let found = sent_time_text(&raw).map(|t| {
+                let start = t.as_ptr() as usize - raw.as_ptr() as usize;
+                (start, start + t.len())
             });
             prop_assert_eq!(found, plain(&raw));
         }

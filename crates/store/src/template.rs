@@ -81,75 +81,6 @@ fn stands_apart_in_characters(raw: &str, at: usize, len: usize) -> bool {
     !(first_word && before || last_word && after)
 }
 
-/// The text of value `field` to place (see [`HoleFinder::order`]).
-fn needle_of<'a>(
-    numbers: &'a str,
-    fields: &[(u32, ValueRef<'a>)],
-    field: u32,
-    at: TextAt,
-) -> Option<&'a [u8]> {
-    match (at, fields.get(field as usize)) {
-        (TextAt::Own, Some(&(_, ValueRef::Str(s)))) => Some(s.as_bytes()),
-        (TextAt::Numbers(from, to), _) => numbers.as_bytes().get(from as usize..to as usize),
-        _ => None,
-    }
-}
-
-/// Whether `raw[start..end]`, which holds a value's text, can be its hole: it overlaps no
-/// hole `placed`, ends on a character boundary and stands apart.
-fn may_hold(raw: &str, placed: &[(usize, usize, u32, u32)], start: usize, end: usize) -> bool {
-    placed.iter().all(|&(s, e, _, _)| end <= s || start >= e)
-        && raw.is_char_boundary(end)
-        && stands_apart(raw, start, end - start)
-}
-
-/// Whether `needle` occurs in `raw` starting before `before` where it [`may_hold`] a hole.
-/// Candidates are the positions whose first and last bytes match, eight positions per step.
-fn occurs_holdable_before(
-    raw: &str,
-    needle: &[u8],
-    before: usize,
-    placed: &[(usize, usize, u32, u32)],
-) -> bool {
-    let bytes = raw.as_bytes();
-    let (Some(&head), Some(&tail)) = (needle.first(), needle.last()) else {
-        return false;
-    };
-    let len = needle.len();
-    // Candidate starts: below `before`, with the whole needle in the text.
-    let stop = before.min((bytes.len() + 1).saturating_sub(len));
-    let holds =
-        |at: usize| bytes.get(at..at + len) == Some(needle) && may_hold(raw, placed, at, at + len);
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let word = |at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
-    let mut at = 0;
-    // Eight candidates at a time while both eight-byte words (at the head and at the tail)
-    // are in the text.
-    while at < stop && at + len - 1 + 8 <= bytes.len() {
-        let differs =
-            (word(at) ^ (ONES * u64::from(head))) | (word(at + len - 1) ^ (ONES * u64::from(tail)));
-        // The high bit of each byte that is zero, exactly (no borrow between bytes).
-        let mut matches = !(((differs & LOW7) + LOW7) | differs | LOW7);
-        while matches != 0 {
-            let candidate = at + (matches.trailing_zeros() / 8) as usize;
-            if candidate >= stop {
-                return false;
-            }
-            if holds(candidate) {
-                return true;
-            }
-            matches &= matches - 1;
-        }
-        at += 8;
-    }
-    (at..stop).any(|c| bytes[c] == head && holds(c))
-}
-
 /// Finds the holes of `raw` for `fields` (name index, value): returns them sorted by position
 /// as (start, end, name index). `None` when the event has too many fields to try.
 pub fn find_holes(
@@ -209,108 +140,16 @@ impl HoleFinder {
     ) -> bool {
         out.clear();
         self.placed.clear();
-        if !self.order_values(raw, fields) {
+        if fields.len() > MAX_FIELDS {
             return false;
-        }
-        if self.order.is_empty() {
-            return true;
         }
         let bytes = raw.as_bytes();
-        self.index(bytes);
-        for &(_, field, at) in &self.order {
-            let Some(needle) = needle_of(&self.numbers, fields, field, at) else {
-                continue;
-            };
-            let (Some(&head), Some(&tail)) = (needle.first(), needle.last()) else {
-                continue;
-            };
-            let name = fields[field as usize].0;
-            let mut candidate = self.first[usize::from(head)];
-            while candidate != 0 {
-                let at = candidate as usize - 1;
-                candidate = self.next[at];
-                let end = at + needle.len();
-                if end > bytes.len() {
-                    break;
-                }
-                // The last byte first: most candidates differ there, without a call.
-                if bytes[end - 1] == tail
-                    && &bytes[at..end] == needle
-                    && may_hold(raw, &self.placed, at, end)
-                {
-                    self.placed.push((at, end, name, field));
-                    break;
-                }
-            }
-        }
-        self.finish(out);
-        true
-    }
-
-    /// [`HoleFinder::find`] for values whose places in `raw` a parser reported (`places[i]`
-    /// for `fields[i]`: where its text lies). The search places each value at the first
-    /// occurrence of its text that may hold it; where that is provably the reported place
-    /// (the text is there, may hold it, and no occurrence before it may) for every value, the
-    /// reported places are the holes and no search is made. Else it is the search.
-    pub fn find_placed(
-        &mut self,
-        raw: &str,
-        fields: &[(u32, ValueRef<'_>)],
-        places: &[Option<(u32, u32)>],
-        out: &mut Vec<(usize, usize, u32)>,
-    ) -> bool {
-        out.clear();
-        self.placed.clear();
-        if places.len() == fields.len() && self.order_values(raw, fields) {
-            if self.place_as_reported(raw, fields, places) {
-                self.finish(out);
-                return true;
-            }
-            self.placed.clear();
-        }
-        self.find(raw, fields, out)
-    }
-
-    /// Places the values in the search's order at their reported places, proving at each that
-    /// the search would place it there (given that it placed the values before there too);
-    /// `false` at the first it cannot.
-    fn place_as_reported(
-        &mut self,
-        raw: &str,
-        fields: &[(u32, ValueRef<'_>)],
-        places: &[Option<(u32, u32)>],
-    ) -> bool {
-        for &(_, field, at) in &self.order {
-            let (Some(needle), Some(&Some((start, end)))) = (
-                needle_of(&self.numbers, fields, field, at),
-                places.get(field as usize),
-            ) else {
-                return false;
-            };
-            let (start, end) = (start as usize, end as usize);
-            if needle.is_empty()
-                || raw.as_bytes().get(start..end) != Some(needle)
-                || !may_hold(raw, &self.placed, start, end)
-                || occurs_holdable_before(raw, needle, start, &self.placed)
-            {
-                return false;
-            }
-            self.placed
-                .push((start, end, fields[field as usize].0, field));
-        }
-        true
-    }
-
-    /// Puts the values that make holes in the order they are placed in (longest first, then
-    /// by name), their texts' numbers into `numbers`; `false` when the event has too many
-    /// fields to try or its text is too long.
-    fn order_values(&mut self, raw: &str, fields: &[(u32, ValueRef<'_>)]) -> bool {
-        self.numbers.clear();
-        self.order.clear();
         // Positions are u32: a longer text (never a log line) is not templated.
-        if fields.len() > MAX_FIELDS || u32::try_from(raw.len()).is_err() {
+        if u32::try_from(bytes.len()).is_err() {
             return false;
         }
+        self.numbers.clear();
+        self.order.clear();
         for (i, &(name, v)) in fields.iter().enumerate() {
             let (len, at) = match v {
                 ValueRef::Str(s) if !s.is_empty() => (s.len(), TextAt::Own),
@@ -332,12 +171,45 @@ impl HoleFinder {
             self.order
                 .push(((longest_first << 32) | u64::from(name), i as u32, at));
         }
+        if self.order.is_empty() {
+            return true;
+        }
         self.order.sort_unstable_by_key(|&(key, _, _)| key);
-        true
-    }
-
-    /// Sorts the holes placed and writes them to `out`.
-    fn finish(&mut self, out: &mut Vec<(usize, usize, u32)>) {
+        self.index(bytes);
+        for &(_, field, at) in &self.order {
+            let needle = match (at, fields.get(field as usize)) {
+                (TextAt::Own, Some(&(_, ValueRef::Str(s)))) => s.as_bytes(),
+                (TextAt::Numbers(from, to), _) => self
+                    .numbers
+                    .as_bytes()
+                    .get(from as usize..to as usize)
+                    .unwrap_or_default(),
+                _ => continue,
+            };
+            let (Some(&head), Some(&tail)) = (needle.first(), needle.last()) else {
+                continue;
+            };
+            let name = fields[field as usize].0;
+            let mut candidate = self.first[usize::from(head)];
+            while candidate != 0 {
+                let at = candidate as usize - 1;
+                candidate = self.next[at];
+                let end = at + needle.len();
+                if end > bytes.len() {
+                    break;
+                }
+                // The last byte first: most candidates differ there, without a call.
+                if bytes[end - 1] == tail
+                    && &bytes[at..end] == needle
+                    && self.placed.iter().all(|&(s, e, _, _)| end <= s || at >= e)
+                    && raw.is_char_boundary(end)
+                    && stands_apart(raw, at, needle.len())
+                {
+                    self.placed.push((at, end, name, field));
+                    break;
+                }
+            }
+        }
         // Holes start at distinct positions: sorted by where they start.
         self.placed.sort_unstable_by_key(|&(start, ..)| start);
         out.extend(
@@ -345,6 +217,7 @@ impl HoleFinder {
                 .iter()
                 .map(|&(start, end, name, _)| (start, end, name)),
         );
+        true
     }
 
     /// For each hole the last [`HoleFinder::find`] placed, in its order, the index in the list
@@ -394,8 +267,6 @@ pub struct TemplateBuilder {
     finder: HoleFinder,
     /// The memory of [`TemplateBuilder::add`]'s list of named values, kept empty between calls.
     named: Vec<(u32, ValueRef<'static>)>,
-    /// Where each of `named` lies in the text, if its parser said.
-    places: Vec<Option<(u32, u32)>>,
     /// Whether the last templated event's template was new to the block.
     last_new: bool,
     /// The index among the last event's named values of the `extra` value given to
@@ -420,21 +291,16 @@ impl TemplateBuilder {
     /// values must then be in the block's columns). An event whose text the holes do not cover
     /// well is left to be stored as text, so the dictionary stays small.
     ///
-    /// `extra` is one more named value, after the fields (the time text a client sent), with
-    /// where its text lies in `raw` if that is known. Where the parser reported where the
-    /// fields' values lie in `raw` (plain JSON), the holes are placed there when that is
-    /// provably where the search places them ([`HoleFinder::find_placed`]).
+    /// `extra` is one more named value, after the fields (the time text a client sent).
     pub fn add<'v>(
         &mut self,
         raw: &str,
         fields: FieldsRef<'v>,
-        extra: Option<(&'v str, ValueRef<'v>, Option<(u32, u32)>)>,
+        extra: Option<(&'v str, ValueRef<'v>)>,
     ) -> bool {
         let mut named = recycle(std::mem::take(&mut self.named));
-        let mut places = std::mem::take(&mut self.places);
-        places.clear();
         let mut k = 0;
-        let mut name_value = |name: &str, v: ValueRef<'v>, place: Option<(u32, u32)>| {
+        let mut name_value = |name: &str, v: ValueRef<'v>| {
             // Mostly the names of the event before, in the same order: no hashing then.
             let guess = self.last_names.get(k).copied();
             let index = match guess.filter(|&i| self.names[i as usize] == name) {
@@ -455,29 +321,16 @@ impl TemplateBuilder {
             }
             k += 1;
             named.push((index, v));
-            places.push(place);
         };
-        match fields {
-            FieldsRef::Flat(flat) => flat
-                .iter_placed()
-                .for_each(|(name, v, place)| name_value(name, v, place)),
-            other => other.for_each(|name, v| name_value(name, v, None)),
-        }
-        if let Some((name, v, place)) = extra {
-            name_value(name, v, place);
+        fields.for_each(&mut name_value);
+        if let Some((name, v)) = extra {
+            name_value(name, v);
         }
         // The extra value is the last named.
         self.last_extra = extra.map(|_| named.len() as u32 - 1);
         let mut holes = std::mem::take(&mut self.holes);
-        // Places are tried where the parser reported any (a value it did not place, one the
-        // fields got after its walk, makes it the search).
-        let placed = if places.iter().any(Option::is_some) {
-            self.finder.find_placed(raw, &named, &places, &mut holes)
-        } else {
-            self.finder.find(raw, &named, &mut holes)
-        };
+        let placed = self.finder.find(raw, &named, &mut holes);
         self.named = recycle(named);
-        self.places = places;
         let templated = placed && !holes.is_empty() && self.encode(raw, &holes);
         self.holes = holes;
         templated
@@ -643,7 +496,7 @@ impl Templates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eddy_event::{FlatFields, Parser, Value};
+    use eddy_event::{Parser, Value};
     use proptest::prelude::*;
 
     fn holes_of(raw: &str, fields: &[(&str, Value)]) -> Vec<(usize, usize, u32)> {
@@ -734,103 +587,8 @@ mod tests {
         ]
     }
 
-    /// A plain JSON line's values as the digest names them (the fields' in order, then the
-    /// sent time), with where the JSON scan says each lies.
-    fn placed_values(raw: &str) -> (FlatFields, Option<(&str, (u32, u32))>) {
-        let mut flat = FlatFields::default();
-        Parser::Json.fields_into(raw, 0, &mut flat).unwrap();
-        (flat, crate::block::sent_time_text(raw))
-    }
-
-    /// The holes [`HoleFinder::find_placed`] gives `raw`, the search's, and whether the places
-    /// were taken without a search.
-    #[allow(clippy::type_complexity)]
-    fn holes_both_ways(
-        raw: &str,
-    ) -> (
-        Vec<(usize, usize, u32, u32)>,
-        Vec<(usize, usize, u32, u32)>,
-        bool,
-    ) {
-        let (flat, sent) = placed_values(raw);
-        let mut named: Vec<(u32, ValueRef<'_>)> = Vec::new();
-        let mut places = Vec::new();
-        for (i, (_, v, place)) in flat.iter_placed().enumerate() {
-            named.push((i as u32, v));
-            places.push(place);
-        }
-        if let Some((t, place)) = sent {
-            named.push((named.len() as u32, ValueRef::Str(t)));
-            places.push(Some(place));
-        }
-        let mut finder = HoleFinder::default();
-        let mut out = Vec::new();
-        let with_placed = |f: &HoleFinder, out: &[(usize, usize, u32)]| {
-            out.iter()
-                .zip(f.placed_fields())
-                .map(|(&(s, e, n), field)| (s, e, n, field))
-                .collect::<Vec<_>>()
-        };
-        assert!(finder.find(raw, &named, &mut out));
-        let searched = with_placed(&finder, &out);
-        assert_eq!(out, reference_holes(raw, &named));
-        let taken = finder.order_values(raw, &named) && {
-            finder.placed.clear();
-            finder.place_as_reported(raw, &named, &places)
-        };
-        assert!(finder.find_placed(raw, &named, &places, &mut out));
-        (with_placed(&finder, &out), searched, taken)
-    }
-
-    #[test]
-    fn plain_json_takes_the_scans_places_where_they_are_the_searchs() {
-        for raw in [
-            r#"{"@timestamp":"2026-12-01T10:12:00Z","level":"INFO","ms":12,"ok":true}"#,
-            r#"{"a":"xyz","b":"","c":null,"d":-5, "e" : false }"#,
-        ] {
-            let (placed, searched, taken) = holes_both_ways(raw);
-            assert!(taken, "{raw}");
-            assert_eq!(placed, searched, "{raw}");
-        }
-        // The search places "a" inside its key, "12," over the number 12, and 1 in the key
-        // "1" (near the end, past the eight-byte steps): not the scan's places, so it is the
-        // search.
-        for raw in [r#"{"a":"a"}"#, r#"{"a":12,"b":"12,"}"#, r#"{"b":2,"1":1}"#] {
-            let (placed, searched, taken) = holes_both_ways(raw);
-            assert!(!taken, "{raw}");
-            assert_eq!(placed, searched, "{raw}");
-        }
-    }
-
-    /// A plain JSON line: keys and texts of few letters, so that values repeat, equal keys
-    /// and hold numbers.
-    fn plain_json_line() -> impl Strategy<Value = String> {
-        let value = prop_oneof![
-            "[a-c0-9 :,@-]{0,5}".prop_map(|s| format!("\"{s}\"")),
-            Just("\"2026-12-01T10:12:00Z\"".to_string()),
-            (-20i64..200).prop_map(|i| i.to_string()),
-            Just("true".to_string()),
-            Just("false".to_string()),
-            Just("null".to_string()),
-        ];
-        let key = prop_oneof!["[a-c1@]{1,3}", Just("@timestamp".to_string())];
-        proptest::collection::vec((key, value, " {0,1}"), 0..7).prop_map(|fields| {
-            let fields: Vec<String> = fields
-                .iter()
-                .map(|(k, v, space)| format!("\"{k}\"{space}:{space}{v}"))
-                .collect();
-            format!("{{{}}}", fields.join(","))
-        })
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
-
-        #[test]
-        fn the_json_scans_places_give_the_searchs_holes(raw in plain_json_line()) {
-            let (placed, searched, _) = holes_both_ways(&raw);
-            prop_assert_eq!(placed, searched, "{}", raw);
-        }
 
         #[test]
         fn holes_never_overlap_and_hold_their_value(

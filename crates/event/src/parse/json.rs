@@ -100,7 +100,6 @@ fn flat_object_into(line: &str, out: &mut FlatFields) -> bool {
             return false;
         }
         at = skip_space(bytes, at + 1);
-        let value_start = at;
         let value = match bytes.get(at) {
             Some(b'"') => match plain_string(line, at) {
                 Some((text, after)) => {
@@ -130,12 +129,7 @@ fn flat_object_into(line: &str, out: &mut FlatFields) -> bool {
             },
             _ => return false,
         };
-        // Where the value's text lies in the line: a string's content, or the token.
-        let place = match value {
-            ValueRef::Str(_) => (value_start + 1, at - 1),
-            _ => (value_start, at),
-        };
-        out.put_at(key, value, place);
+        out.put(Cow::Borrowed(key), value);
         at = skip_space(bytes, at);
         match bytes.get(at) {
             Some(b',') => at = skip_space(bytes, at + 1),
