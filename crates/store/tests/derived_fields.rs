@@ -57,6 +57,16 @@ fn lines() -> impl Strategy<Value = (Parser, String)> {
                 }
             )
         ),
+        // Plain JSON whose values repeat, equal keys, are empty or hold other values: the
+        // search places some holes elsewhere than where the JSON walk read the values.
+        ("[a-c]{1,2}", -3i64..20, "[a-c0-9 ]{0,4}", any::<bool>()).prop_map(|(a, n, s, late)| (
+            Parser::Json,
+            if late {
+                format!(r#"{{"{a}":{n},"b":"{n}","c":"","d":"{s}","e":"{a}","@timestamp":"2026-11-24T10:00:{:02}Z","f":"{n} {a}"}}"#, n.rem_euclid(60))
+            } else {
+                format!(r#"{{"@timestamp":"2026-11-24T10:{:02}:00Z","a":"{a}","{a}":{n},"n":{n},"s":"{s}","t":"{s}"}}"#, n.rem_euclid(60))
+            }
+        )),
         (word, word, "[a-z ]{0,12}").prop_map(|(a, b, c)| (Parser::Kv, format!("level={a} user={b} msg={c:?} n=5"))),
         (word, word).prop_map(|(host, msg)| (
             Parser::Syslog,
