@@ -158,16 +158,7 @@ pub fn with_fields(
 /// that needs only some of them, or passes them on, wants); `None` when they are derived, for
 /// [`derive_fields`] to make (the event has its raw text and parser then).
 pub fn decode_lazily(buf: &[u8]) -> Result<(Event, Option<EncodedFields<'_>>), DecodeError> {
-    let mut event = Event {
-        timestamp: 0,
-        ingest_timestamp: 0,
-        id: uuid::Uuid::nil(),
-        id_from_client: false,
-        parsed_by: None,
-        raw: None,
-        tags: BTreeMap::new(),
-        fields: BTreeMap::new(),
-    };
+    let mut event = Event::unnamed(0);
     let fields = decode_lazily_into(buf, &mut event)?;
     Ok((event, fields))
 }

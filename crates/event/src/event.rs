@@ -54,9 +54,18 @@ impl Event {
     /// An event that arrived at `now` (ns), with a fresh UUIDv7 and no content yet.
     pub fn new(now: i64) -> Event {
         Event {
+            id: new_id(now),
+            ..Event::unnamed(now)
+        }
+    }
+
+    /// [`Event::new`] with the nil id, for a reader that sets or ignores the id (making one
+    /// costs a counter shared by every thread).
+    pub fn unnamed(now: i64) -> Event {
+        Event {
             timestamp: now,
             ingest_timestamp: now,
-            id: new_id(now),
+            id: uuid::Uuid::nil(),
             id_from_client: false,
             parsed_by: None,
             raw: None,

@@ -69,6 +69,12 @@ pub fn parse_time_text(s: &str) -> Option<i64> {
     if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return epoch_to_ns(s.parse().ok()?);
     }
+    by_chrono(s)
+}
+
+/// RFC 3339 (a space for the `T` too) or the common log format, by chrono: every shape the
+/// hand-read ones in [`fast`] decline.
+fn by_chrono(s: &str) -> Option<i64> {
     let rfc = if s.len() > 10 && s.as_bytes()[10] == b' ' {
         let mut t = s.to_string();
         t.replace_range(10..11, "T");
@@ -76,12 +82,12 @@ pub fn parse_time_text(s: &str) -> Option<i64> {
     } else {
         DateTime::parse_from_rfc3339(s)
     };
-    if let Ok(t) = rfc {
-        return t.timestamp_nanos_opt();
+    match rfc {
+        Ok(t) => t.timestamp_nanos_opt(),
+        Err(_) => DateTime::parse_from_str(s, "%d/%b/%Y:%H:%M:%S %z")
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt()),
     }
-    DateTime::parse_from_str(s, "%d/%b/%Y:%H:%M:%S %z")
-        .ok()
-        .and_then(|t| t.timestamp_nanos_opt())
 }
 
 /// The two shapes almost every log writes, read by hand: chrono's general parser read its format
@@ -310,23 +316,6 @@ mod tests {
         ] {
             assert_eq!(parse_time_text(text).is_some(), leap, "{text}");
             assert_eq!(parse_time_text(text), by_chrono(text), "{text}");
-        }
-    }
-
-    /// What chrono alone makes of a text (the parser before the hand-read shapes).
-    fn by_chrono(s: &str) -> Option<i64> {
-        let rfc = if s.len() > 10 && s.as_bytes()[10] == b' ' {
-            let mut t = s.to_string();
-            t.replace_range(10..11, "T");
-            DateTime::parse_from_rfc3339(&t)
-        } else {
-            DateTime::parse_from_rfc3339(s)
-        };
-        match rfc {
-            Ok(t) => t.timestamp_nanos_opt(),
-            Err(_) => DateTime::parse_from_str(s, "%d/%b/%Y:%H:%M:%S %z")
-                .ok()
-                .and_then(|t| t.timestamp_nanos_opt()),
         }
     }
 

@@ -98,16 +98,7 @@ impl Parser {
     pub fn fields_of(self, raw: &str, arrived: i64) -> Result<BTreeMap<String, Value>, ParseError> {
         // The fields of `parse`, without what only the event needs (a copy of the text, a new
         // id, the time read from the fields): the digest calls this for every parsed event.
-        let mut event = Event {
-            timestamp: arrived,
-            ingest_timestamp: arrived,
-            id: uuid::Uuid::nil(),
-            id_from_client: false,
-            parsed_by: None,
-            raw: None,
-            tags: BTreeMap::new(),
-            fields: BTreeMap::new(),
-        };
+        let mut event = Event::unnamed(arrived);
         self.parse_into(raw, &mut event, json::Fields::All)?;
         keep_sent_time_apart(&mut event.fields);
         Ok(event.fields)
