@@ -64,6 +64,29 @@ impl Codec {
     }
 }
 
+thread_local! {
+    /// A zstd decompression context per reading thread: making one costs more than a small
+    /// frame.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Decompresses a zstd frame of `raw_len` bytes into `out` (whose content it replaces, keeping
+/// its memory), with the thread's context. What every format here that holds zstd frames reads
+/// them with (the bus's batches, the store's blocks and sections).
+pub fn zstd_into(frame: &[u8], raw_len: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
+    out.clear();
+    out.reserve(raw_len);
+    DECOMPRESSOR.with_borrow_mut(|d| {
+        let d = match d {
+            Some(d) => d,
+            None => d.insert(zstd::bulk::Decompressor::new()?),
+        };
+        d.decompress_to_buffer(frame, out)
+    })?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

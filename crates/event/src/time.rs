@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::DateTime;
 
-use crate::value::Value;
+use crate::value::{Value, ValueRef};
 
 /// Now, in ns since the Unix epoch (UTC); see [`eddy_base::time::now_ns`] for its overflow policy.
 pub use eddy_base::time::now_ns;
@@ -245,11 +245,16 @@ mod fast {
 
 /// Parses a field value as a time.
 pub fn parse_time_value(v: &Value) -> Option<i64> {
+    parse_time_ref(v.into())
+}
+
+/// [`parse_time_value`] for a borrowed value (what field sinks and flat fields hold).
+pub fn parse_time_ref(v: ValueRef<'_>) -> Option<i64> {
     match v {
-        Value::Int(i) => int_epoch_to_ns(*i),
-        Value::Float(f) => epoch_to_ns(*f),
-        Value::Str(s) => parse_time_text(s),
-        _ => None,
+        ValueRef::Int(i) => int_epoch_to_ns(i),
+        ValueRef::Float(f) => epoch_to_ns(f),
+        ValueRef::Str(s) => parse_time_text(s),
+        ValueRef::Null | ValueRef::Bool(_) => None,
     }
 }
 

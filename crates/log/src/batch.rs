@@ -137,9 +137,6 @@ thread_local! {
     /// kilobytes of fresh tables (page faults) every time.
     static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
         const { std::cell::RefCell::new(None) };
-    /// The same for reading threads.
-    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
 }
 
 /// `payload` compressed with zstd into a new buffer, after [`HEADER_LEN`] zero bytes.
@@ -160,19 +157,6 @@ fn zstd_after_header(payload: &[u8]) -> Vec<u8> {
         panic!("zstd compression of a memory buffer failed: {e}");
     }
     out.into_inner()
-}
-
-/// A zstd frame of `len` bytes decompressed, with the thread's context.
-fn unzstd(frame: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(len);
-    DECOMPRESSOR.with_borrow_mut(|d| {
-        let d = match d {
-            Some(d) => d,
-            None => d.insert(zstd::bulk::Decompressor::new()?),
-        };
-        d.decompress_to_buffer(frame, &mut out)
-    })?;
-    Ok(out)
 }
 
 /// The fixed header of a batch, parsed.
@@ -314,10 +298,12 @@ pub fn decode(
             lz4_flex::block::decompress(&stored, header.payload_len as usize)
                 .map_err(|e| CorruptReason::Decompress(e.to_string()))?,
         ),
-        Compression::Zstd => Bytes::from(
-            unzstd(&stored, header.payload_len as usize)
-                .map_err(|e| CorruptReason::Decompress(e.to_string()))?,
-        ),
+        Compression::Zstd => Bytes::from({
+            let mut out = Vec::new();
+            eddy_base::codec::zstd_into(&stored, header.payload_len as usize, &mut out)
+                .map_err(|e| CorruptReason::Decompress(e.to_string()))?;
+            out
+        }),
     };
     if payload.len() != header.payload_len as usize {
         return Err(CorruptReason::Decompress(format!(

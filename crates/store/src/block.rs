@@ -823,26 +823,10 @@ pub fn decompress(stored: &[u8], raw_len: usize) -> Result<Vec<u8>, BlockError> 
     Ok(payload)
 }
 
-thread_local! {
-    /// A decompression context per reading thread: making one costs more than a small block.
-    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
 /// Decompresses a zstd frame of `raw_len` bytes into `out` (which must be empty), with the
 /// reading thread's context.
 pub(crate) fn zstd_into(frame: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), String> {
-    out.reserve(raw_len);
-    DECOMPRESSOR
-        .with_borrow_mut(|d| {
-            let d = match d {
-                Some(d) => d,
-                None => d.insert(zstd::bulk::Decompressor::new()?),
-            };
-            d.decompress_to_buffer(frame, out)
-        })
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    eddy_base::codec::zstd_into(frame, raw_len, out).map_err(|e| e.to_string())
 }
 
 /// [`decompress`] into `payload` (replacing what it held, keeping its memory).

@@ -257,18 +257,8 @@ impl LastTimes {
 impl crate::fields::FieldSink for LastTimes {
     fn put(&mut self, name: std::borrow::Cow<'_, str>, value: ValueRef<'_>) {
         if let Some(rank) = time::TIME_FIELDS.iter().position(|n| *n == name) {
-            self.by_rank[rank] = Some(time_of(value));
+            self.by_rank[rank] = Some(time::parse_time_ref(value));
         }
-    }
-}
-
-/// A field value read as a time ([`time::parse_time_value`] without an owned value).
-fn time_of(value: ValueRef<'_>) -> Option<i64> {
-    match value {
-        ValueRef::Int(i) => time::int_epoch_to_ns(i),
-        ValueRef::Float(f) => time::epoch_to_ns(f),
-        ValueRef::Str(s) => time::parse_time_text(s),
-        ValueRef::Null | ValueRef::Bool(_) => None,
     }
 }
 
@@ -277,7 +267,7 @@ fn keep_sent_time_apart_in(fields: &mut FlatFields) {
     let Some(sent) = fields.get("@timestamp") else {
         return;
     };
-    let is_time = time_of(sent).is_some();
+    let is_time = time::parse_time_ref(sent).is_some();
     let sent = (!is_time).then(|| Value::from(sent));
     fields.remove("@timestamp");
     if let Some(sent) = sent {
