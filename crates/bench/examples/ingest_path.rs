@@ -7,6 +7,7 @@
 //! cargo build --release -p eddy-bench --example ingest_path
 //! valgrind --tool=callgrind target/release/examples/ingest_path json 20000
 //! target/release/examples/ingest_path access 100000 zstd   # the bus's codec (default lz4)
+//! target/release/examples/ingest_path json 20000 zstd rows  # records, not blocks, on the bus
 //! ```
 //!
 //! Run it with two event counts and divide the difference of the instruction totals by the
@@ -39,6 +40,13 @@ fn main() {
         .next()
         .map_or(20_000, |n| n.parse().expect("event count"));
     let bus_compression = args.next().unwrap_or_else(|| "lz4".into());
+    let bus_blocks = match args.next().as_deref() {
+        Some("rows") => false,
+        Some("blocks") | None => true,
+        Some(other) => panic!("the bus's layout must be blocks or rows, not {other:?}"),
+    };
+    // As `eddy serve` does: the bus's readers can read the store's blocks.
+    eddy_store::bus_block::register();
 
     // More bytes than `events` lines need (the JSON lines are about 300 bytes), times ending
     // about now so that retention keeps them.
@@ -74,6 +82,7 @@ fn main() {
         "bench",
         RepositoryConfig {
             bus_compression,
+            bus_blocks,
             ..RepositoryConfig::default()
         },
         &ingest.config,

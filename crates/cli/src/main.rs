@@ -200,6 +200,8 @@ fn init_tracing(global: &Global) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.global);
+    // Every command that reads a bus reads the blocks the doors lay out on it.
+    eddy_store::bus_block::register();
     if let Some(path) = &cli.global.cacert {
         if let Err(e) = client::trust_ca(path) {
             eprintln!("error: {}", error_chain(&e));

@@ -156,6 +156,13 @@ pub struct RepositoryConfig {
     /// bytes than `lz4` for a few per cent more instructions per event), `lz4` or `none`.
     /// Batches written before a change keep their codec and stay readable.
     pub bus_compression: String,
+    /// Whether a door writes a request's share for one data source, once it weighs a quarter
+    /// of a store block or more, as the block the store will keep (templates, columns, token
+    /// filter, compressed), which the digest then appends as it is: the bus holds about what
+    /// the segments will, and the digest does not derive those events again. Smaller shares,
+    /// and every share on a Kafka bus, are one record per event. Readers of the bus see the
+    /// same events either way.
+    pub bus_blocks: bool,
     /// The bus keeps events the digest has sealed into segments for this long, as a safety
     /// window (for live views seeded from the bus, and a second chance after a store fault).
     /// What the digest has not sealed is kept whatever this says.
@@ -235,6 +242,7 @@ impl Default for RepositoryConfig {
             retention_size: None,
             schema: None,
             bus_compression: "zstd".into(),
+            bus_blocks: true,
             bus_retention: "1h".into(),
             bus_retention_size: "1GiB".into(),
             digest: true,

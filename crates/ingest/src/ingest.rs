@@ -203,12 +203,17 @@ impl Ingest {
             .collect();
         let stored = events.len();
         if stored > 0 {
-            let records = self.records(repo, events);
+            let (keys, salts) = self.keys_and_salts(repo, events);
+            let produced = if crate::bus_blocks::writes_blocks(repo) {
+                crate::bus_blocks::produce(repo, events, &keys, &salts)
+            } else {
+                let records = self.records(events, keys, salts);
+                repo.bus
+                    .produce(repo.topic.name(), records, PartitionChoice::ByKey)
+                    .map(drop)
+            };
             events.clear();
-            if let Err(e) = repo
-                .bus
-                .produce(repo.topic.name(), records, PartitionChoice::ByKey)
-            {
+            if let Err(e) = produced {
                 lock(&repo.dedup).release(reserved);
                 return Err(e.into());
             }
@@ -222,7 +227,8 @@ impl Ingest {
         })
     }
 
-    fn records(&self, repo: &Repository, events: &[Event]) -> Vec<Record> {
+    /// Each event's data source key (none without tags) and placement salt.
+    fn keys_and_salts(&self, repo: &Repository, events: &[Event]) -> (Vec<Option<String>>, Vec<u32>) {
         let keys: Vec<Option<String>> = {
             let mut grouping = lock(&repo.grouping);
             events
@@ -232,6 +238,10 @@ impl Ingest {
         };
         // The lag rule spreads a source by the records' salts; their keys stay the source.
         let salts = repo.spreading.salts(keys.iter().map(Option::as_deref));
+        (keys, salts)
+    }
+
+    fn records(&self, events: &[Event], keys: Vec<Option<String>>, salts: Vec<u32>) -> Vec<Record> {
         // One buffer for the request's records, each value a slice of it: no allocation per
         // event.
         let mut encoded = Vec::with_capacity(

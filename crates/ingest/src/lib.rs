@@ -29,6 +29,7 @@
 pub mod amqp;
 pub mod body;
 pub mod budget;
+mod bus_blocks;
 pub mod config;
 pub mod connlimit;
 pub mod dedup;

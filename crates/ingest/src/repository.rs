@@ -46,6 +46,8 @@ pub struct Repository {
     pub spreading: Spreading,
     /// Its consumer lag, as last read.
     pub lag: LagBoard,
+    /// The partition of the next request's events without a data source (round robin).
+    pub(crate) unkeyed: std::sync::atomic::AtomicU32,
 }
 
 /// How a door parses one line: [`eddy_event::Parser::parse`] or
@@ -134,6 +136,7 @@ impl Repository {
             digest_stats: digest.as_ref().map(|d| d.stats.clone()).unwrap_or_default(),
             digest: Mutex::new(digest),
             dedup: Mutex::new(dedup),
+            unkeyed: Default::default(),
         })
     }
 

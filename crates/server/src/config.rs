@@ -42,6 +42,7 @@
 //! retention = "30d"                # segments whose newest event is older are deleted
 //! retention_size = "500GiB"        # the oldest segments go while the repository is larger
 //! bus_compression = "zstd"         # the bus's batches: zstd | lz4 | none
+//! bus_blocks = true                # large shares of a request go to the bus as the store's blocks
 //! bus_retention = "1h"             # the bus keeps digested events this long (undigested: always)
 //! bus_retention_size = "1GiB"      # … and at most this much of them
 //! digest = true                    # false: events stay in the bus, unsearchable

@@ -320,6 +320,8 @@ fn open_created<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(
 /// Opens the bus and the repositories: those of the configuration and those created through
 /// the API before.
 pub fn open(config: Config) -> Result<AppState, ServerError> {
+    // The doors write the store's blocks to the bus; every reader here reads them back.
+    eddy_store::bus_block::register();
     let log = Arc::new(Log::open(&config.data_dir)?);
     let bus = node::open_bus(&config.bus, &log)?;
     let registry = Arc::new(Registry::open(bus.clone())?);

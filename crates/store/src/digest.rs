@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use eddy_base::sync::lock;
 use eddy_event::codec::{self, FieldsRef};
-use eddy_log::Bus;
+use eddy_log::{Bus, LaidOutBatch, Polled, RecordLayout, StoredRecord};
 
+use crate::bus_block::{BusBlock, StoreBlockLayout};
 use crate::progress::Observed;
+use crate::store::Appender;
 use crate::sealed_marks::{self, SealedMark};
 use crate::store::RepoStore;
 
@@ -431,8 +433,8 @@ impl Worker {
         // Since when the bus has given nothing, and whether the open blocks were written since.
         let (mut quiet_since, mut closed_while_quiet) = (Instant::now(), false);
         while !self.stopped() {
-            let records = reader.poll(Duration::from_millis(200))?;
-            if !records.is_empty() {
+            let polled = reader.poll_laid_out(Duration::from_millis(200))?;
+            if !polled.is_empty() {
                 (quiet_since, closed_while_quiet) = (Instant::now(), false);
             } else if !closed_while_quiet && quiet_since.elapsed() >= QUIET_BEFORE_CLOSING_BLOCKS {
                 store.close_quiet_blocks(partition)?;
@@ -449,33 +451,29 @@ impl Worker {
                     "the digest could not read damaged bus data; those records are not in the store"
                 );
             }
-            let (mut events, mut bytes) = (0, 0);
-            let mut observed = Observed::poll(records.len());
-            for r in &records {
-                bytes += r.value.len() as u64;
-                let encoded = match decode_record_into(&r.value, &mut event) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        stats.undecodable.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            topic,
-                            partition,
-                            offset = r.offset,
-                            "not an event, skipped: {e}"
-                        );
-                        continue;
+            let mut tally = Tally {
+                events: 0,
+                bytes: 0,
+                observed: Observed::poll(polled.len()),
+            };
+            for p in &polled {
+                match p {
+                    Polled::Records(records) => {
+                        for r in records {
+                            let source = source_of(r.key.as_deref());
+                            self.add_record(&mut appender, &mut event, r, source, &mut tally)?;
+                        }
                     }
-                };
-                let source = source_of(r.key.as_deref());
-                observed.note(source, event.ingest_timestamp);
-                appender.append(
-                    r.offset,
-                    source,
-                    &event,
-                    encoded.map_or(FieldsRef::Map(&event.fields), FieldsRef::Encoded),
-                )?;
-                events += 1;
+                    Polled::LaidOut(batch) => {
+                        self.add_laid_out(&mut appender, &mut event, batch, &mut tally)?;
+                    }
+                }
             }
+            let Tally {
+                events,
+                bytes,
+                observed,
+            } = tally;
             // Once per poll: the threads of a digest share these counters.
             stats.events.fetch_add(events, Ordering::Relaxed);
             stats.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -493,4 +491,103 @@ impl Worker {
         }
         Ok(())
     }
+
+    /// Adds one bus record's event to the store (`source` is the record's key's, borrowed
+    /// from the poll for the progress report).
+    fn add_record<'p>(
+        &self,
+        appender: &mut Appender<'_>,
+        event: &mut eddy_event::Event,
+        r: &StoredRecord,
+        source: &'p str,
+        tally: &mut Tally<'p>,
+    ) -> Result<(), RoundError> {
+        tally.bytes += r.value.len() as u64;
+        let encoded = match decode_record_into(&r.value, event) {
+            Ok(e) => e,
+            Err(e) => {
+                self.crew.stats.undecodable.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    topic = self.crew.topic,
+                    partition = self.partition,
+                    offset = r.offset,
+                    "not an event, skipped: {e}"
+                );
+                return Ok(());
+            }
+        };
+        tally.observed.note(source, event.ingest_timestamp);
+        appender.append(
+            r.offset,
+            source,
+            event,
+            encoded.map_or(FieldsRef::Map(&event.fields), FieldsRef::Encoded),
+        )?;
+        tally.events += 1;
+        Ok(())
+    }
+
+    /// Adds a block the door built: whole when the store holds none of its events, else
+    /// event by event, as every other reader of the bus reads it.
+    fn add_laid_out<'p>(
+        &self,
+        appender: &mut Appender<'_>,
+        event: &mut eddy_event::Event,
+        batch: &'p LaidOutBatch,
+        tally: &mut Tally<'p>,
+    ) -> Result<(), RoundError> {
+        let (topic, partition) = (&self.crew.topic, self.partition);
+        let skipped = |why: &dyn std::fmt::Display| {
+            self.crew
+                .stats
+                .undecodable
+                .fetch_add(u64::from(batch.record_count), Ordering::Relaxed);
+            tracing::error!(
+                topic,
+                partition,
+                offset = batch.base_offset,
+                events = batch.record_count,
+                "a block on the bus does not decode, its events skipped: {why}"
+            );
+        };
+        let block = match BusBlock::decode(&batch.payload) {
+            Ok(block) => block,
+            Err(e) => {
+                skipped(&e);
+                return Ok(());
+            }
+        };
+        let source = block.source;
+        tally.observed.note(source, block.latest_ingest);
+        if appender.append_block(batch.base_offset, block)? {
+            tally.events += u64::from(batch.record_count);
+            tally.bytes += batch.payload.len() as u64;
+            return Ok(());
+        }
+        let records = match StoreBlockLayout.records(&batch.payload, batch.record_count) {
+            Ok(records) => records,
+            Err(e) => {
+                skipped(&e);
+                return Ok(());
+            }
+        };
+        for (offset, r) in (batch.base_offset..).zip(records) {
+            let r = StoredRecord {
+                offset,
+                timestamp: r.timestamp,
+                key: r.key,
+                value: r.value,
+                headers: Vec::new(),
+            };
+            self.add_record(appender, event, &r, source, tally)?;
+        }
+        Ok(())
+    }
+}
+
+/// What one poll added, for the counters and the progress report.
+struct Tally<'p> {
+    events: u64,
+    bytes: u64,
+    observed: Observed<'p>,
 }

@@ -14,6 +14,7 @@
 
 pub mod block;
 pub mod bloom;
+pub mod bus_block;
 pub mod catalogue;
 pub mod columns;
 pub mod digest;

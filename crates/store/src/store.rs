@@ -13,6 +13,7 @@ use eddy_base::sync::{lock, read, write};
 use eddy_event::codec::FieldsRef;
 use eddy_event::Event;
 
+use crate::bus_block::BusBlock;
 use crate::block::{BlockBuilder, Compression};
 use crate::bloom::DEFAULT_BITS_PER_TOKEN;
 use crate::catalogue::{segment_path, wip_path, Catalogue};
@@ -161,6 +162,40 @@ impl Appender<'_> {
             store.seal(self.partition, source)?;
         }
         Ok(())
+    }
+
+    /// Adds a block the door built (see [`crate::bus_block`]) whose events have the bus offsets
+    /// from `base_offset` on, as it is, when none of them is in the store yet; returns whether
+    /// it did. A block it did not take (a replay after a crash or an error, which the store
+    /// holds part of) is for the caller to add event by event, which skips what is held.
+    pub fn append_block(
+        &mut self,
+        base_offset: u64,
+        block: BusBlock<'_>,
+    ) -> Result<bool, SegmentError> {
+        let store = self.store;
+        let source = block.source;
+        if store
+            .skip_upto(self.partition, source)
+            .is_some_and(|upto| upto >= base_offset)
+        {
+            return Ok(false);
+        }
+        let Some(wip) = store.wip(self.partition, source, base_offset)? else {
+            return Ok(false);
+        };
+        let full = {
+            let mut w = lock(&wip);
+            if w.writer.is_none() || (w.has_events && base_offset <= w.last_offset) {
+                return Ok(false);
+            }
+            store.push_block(&mut w, base_offset, block)?
+        };
+        self.last = Some((source.to_string(), wip));
+        if full {
+            store.seal(self.partition, source)?;
+        }
+        Ok(true)
     }
 }
 
@@ -347,6 +382,32 @@ impl RepoStore {
             self.close_block(w)?;
         }
         Ok(w.raw_bytes + w.open.payload_len() as u64 >= self.config.segment_bytes)
+    }
+
+    /// Adds a whole block to work in progress `w` after the events it holds (whose open block
+    /// is written first, so the events stay in offset order); returns whether the work in
+    /// progress is due to be sealed.
+    fn push_block(
+        &self,
+        w: &mut Wip,
+        base_offset: u64,
+        block: BusBlock<'_>,
+    ) -> Result<bool, SegmentError> {
+        if !w.open.is_empty() {
+            self.close_block(w)?;
+        }
+        let count = u64::from(block.summary.count);
+        if let Some(writer) = &mut w.writer {
+            writer.append(block.stored, block.summary, block.bloom)?;
+        }
+        w.raw_bytes += block.weight;
+        w.last_offset = base_offset + count.max(1) - 1;
+        w.has_events = true;
+        match &mut w.tags {
+            Some(common) => common.retain(|k, v| block.tags.get(k) == Some(v)),
+            None => w.tags = Some(block.tags),
+        }
+        Ok(w.raw_bytes >= self.config.segment_bytes)
     }
 
     /// The work in progress that takes the event at `offset`, started if needed; `None` if a

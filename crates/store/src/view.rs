@@ -1163,6 +1163,19 @@ impl BlockView {
         &self.column_names
     }
 
+    /// Event `i` as a bus record holds it: its fields only where no parser makes them (the
+    /// parser is not run).
+    pub(crate) fn bus_event(&self, i: usize) -> Event {
+        let parsed = matches!(codec::parser_in_flags(self.flags[i]), Ok(Some(_)));
+        self.event(
+            i,
+            Parts {
+                fields: !parsed,
+                ..Parts::ALL
+            },
+        )
+    }
+
     /// Every event, whole.
     pub fn into_events(mut self) -> Vec<Event> {
         if self.sectioned {
