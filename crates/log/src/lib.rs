@@ -36,6 +36,7 @@ mod error;
 pub mod fault;
 mod groups;
 pub mod index;
+pub mod layout;
 mod lock;
 mod partition;
 mod record;
@@ -47,10 +48,13 @@ mod topic;
 pub use batch::{Compression, EncodedBatch};
 pub use bus::{Log, LogBuilder};
 pub use config::{validate_name, Durability, TopicConfig, MAX_PARTITIONS};
-pub use contract::{follow_journal, read_range, Bus, BusReader, GroupMember, Membership};
+pub use contract::{
+    follow_journal, read_range, Bus, BusReader, GroupMember, LaidOutBatch, Membership, Polled,
+};
 pub use damage::Damage;
 pub use error::{CorruptReason, Error, IoError, Result};
 pub use groups::{GroupOffsets, Groups};
+pub use layout::{layout, register_layout, LaidOutRecord, RecordLayout};
 pub use partition::{AppendAck, Partition, PartitionInfo, PartitionReader, RetentionOutcome};
 pub use record::{now_ns, Header, Record, StoredRecord};
 pub use repair::{repair_topic, Repair};
