@@ -2,53 +2,10 @@
 //! and against a plain in-memory vector per partition; both must always agree. Some batches are
 //! laid out above the log (a toy layout), and some reads take them whole.
 
-use std::sync::Arc;
+mod toy;
 
-use bytes::Bytes;
-use eddy_log::{
-    register_layout, Compression, EncodedBatch, LaidOutRecord, Log, Polled, Record, RecordLayout,
-    TopicConfig,
-};
+use eddy_log::{Compression, Log, Polled, Record, TopicConfig};
 use proptest::prelude::*;
-
-/// The toy layout's id; its payload: the id, then per record i64 timestamp, u32 length, value.
-const TOY: u8 = 0xEE;
-
-struct Toy;
-
-impl RecordLayout for Toy {
-    fn records(&self, payload: &Bytes, _count: u32) -> Result<Vec<LaidOutRecord>, String> {
-        Ok(toy_records(payload))
-    }
-}
-
-fn toy_records(payload: &Bytes) -> Vec<LaidOutRecord> {
-    let mut out = Vec::new();
-    let mut at = 1;
-    while at < payload.len() {
-        let ts = i64::from_le_bytes(payload[at..at + 8].try_into().unwrap());
-        let len = u32::from_le_bytes(payload[at + 8..at + 12].try_into().unwrap()) as usize;
-        out.push(LaidOutRecord {
-            timestamp: ts,
-            key: None,
-            value: payload.slice(at + 12..at + 12 + len),
-        });
-        at += 12 + len;
-    }
-    out
-}
-
-fn toy_batch(records: &[Record]) -> EncodedBatch {
-    let mut payload = vec![TOY];
-    for r in records {
-        payload.extend_from_slice(&r.timestamp.unwrap().to_le_bytes());
-        payload.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
-        payload.extend_from_slice(&r.value);
-    }
-    let first = records[0].timestamp.unwrap();
-    let max = records.iter().filter_map(|r| r.timestamp).max().unwrap();
-    EncodedBatch::laid_out(payload, records.len() as u32, first, max)
-}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -110,7 +67,7 @@ proptest! {
 
     #[test]
     fn log_agrees_with_an_in_memory_model(ops in proptest::collection::vec(op(), 1..40)) {
-        register_layout(TOY, Arc::new(Toy));
+        toy::register();
         let dir = tempfile::tempdir().unwrap();
         let mut log = Some(Log::open(dir.path()).unwrap());
         log.as_ref().unwrap().create_topic("m", config()).unwrap();
@@ -128,7 +85,7 @@ proptest! {
                         .map(|(i, &(ts, len))| Record::new(value(partition, m.len() + i, len)).with_timestamp(ts))
                         .collect();
                     let encoded = if laid_out {
-                        toy_batch(&batch)
+                        toy::batch(&batch)
                     } else {
                         p.encode_with(&batch, compression).unwrap()
                     };
@@ -166,7 +123,7 @@ proptest! {
                                 Polled::LaidOut(b) => {
                                     // Whole only when the read starts at or before it.
                                     prop_assert!(b.base_offset >= offset);
-                                    let records = toy_records(&b.payload);
+                                    let records = toy::records(&b.payload).unwrap();
                                     prop_assert_eq!(records.len(), b.record_count as usize);
                                     got.extend(records.into_iter().enumerate().map(|(i, r)| {
                                         eddy_log::StoredRecord {
