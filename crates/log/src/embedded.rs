@@ -176,6 +176,10 @@ impl BusReader for PartitionReader {
     }
 
     fn poll_laid_out(&mut self, timeout: Duration) -> Result<Vec<Polled>> {
+        #[cfg(any(test, feature = "fault-injection"))]
+        if let Some(slowed) = crate::fault::slow_poll_laid_out(self, timeout) {
+            return slowed;
+        }
         self.poll_laid_out_wait(timeout)
     }
 
