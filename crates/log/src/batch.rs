@@ -38,7 +38,7 @@
 //! **Laid-out batches** (attribute bit 2, [`LAID_OUT`]): the records section is a payload laid
 //! out by a layer above the log (the segment store's columnar block of a repository topic's
 //! events), stored as is, never compressed by the log (it compresses itself). Its first byte
-//! names the layout (see [`crate::layout`]); the header still counts its `record_count`
+//! names the layout (see [`crate::layout`](mod@crate::layout)); the header still counts its `record_count`
 //! records, which get dense offsets like any others, and its timestamps feed the time index.
 //! Recovery, the CRC and damage search need nothing but the header; turning the payload into
 //! records needs the layout registered in this process. Binaries from before laid-out batches
@@ -624,7 +624,7 @@ impl EncodedBatch {
     }
 
     /// A batch whose records section is `payload`, laid out above the log (see [`LAID_OUT`]):
-    /// `payload` starts with its layout's id (see [`crate::layout`]) and holds `record_count`
+    /// `payload` starts with its layout's id (see [`crate::layout`](mod@crate::layout)) and holds `record_count`
     /// records, whose timestamps are between `first_timestamp` (record 0's) and
     /// `max_timestamp` (the largest). It is written as is, after the header.
     ///

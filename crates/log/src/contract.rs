@@ -138,7 +138,7 @@ pub trait BusReader: Send {
     /// offset (deleted by retention) are an [`crate::Error::OffsetOutOfRange`].
     fn poll(&mut self, timeout: Duration) -> Result<Vec<StoredRecord>>;
 
-    /// Like [`BusReader::poll`], but a batch laid out above the log (see [`crate::layout`])
+    /// Like [`BusReader::poll`], but a batch laid out above the log (see [`crate::layout`](mod@crate::layout))
     /// that starts at or after the position comes whole, as [`Polled::LaidOut`], without its
     /// layout being called; one the position falls inside comes as the records from the
     /// position on. Consecutive other records are grouped in one [`Polled::Records`]. A bus
@@ -158,7 +158,7 @@ pub trait BusReader: Send {
     }
 }
 
-/// A laid-out batch as stored (see [`crate::layout`]): its payload, and the header's facts.
+/// A laid-out batch as stored (see [`crate::layout`](mod@crate::layout)): its payload, and the header's facts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaidOutBatch {
     /// Offset of its first record; its records have the offsets up to

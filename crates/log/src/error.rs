@@ -104,7 +104,7 @@ pub enum Error {
         reason: CorruptReason,
     },
 
-    /// A batch is laid out by a layout this process has not registered (see [`crate::layout`]):
+    /// A batch is laid out by a layout this process has not registered (see [`crate::layout`](mod@crate::layout)):
     /// its bytes are whole, but this process cannot read its records. Not damage, so readers
     /// that skip damage do not skip it.
     #[error("{} at byte {position}: {}", path.display(), CorruptReason::UnknownLayout(*layout))]
@@ -228,7 +228,7 @@ pub enum CorruptReason {
         /// Bytes missing.
         needed: u64,
     },
-    /// A laid-out batch (see [`crate::layout`]) names a layout this process has not registered.
+    /// A laid-out batch (see [`crate::layout`](mod@crate::layout)) names a layout this process has not registered.
     /// Not damage: the batch's CRC matched; this process just cannot turn it into records.
     #[error("a batch laid out by layout {0} cannot be read by this process, which has no layout {0} registered; the batch is not damaged (its CRC matches), only a process that registers the layout (the eddy server) can read its records")]
     UnknownLayout(u8),

@@ -10,7 +10,10 @@
 //! keep consumer groups' committed offsets. Retention deletes whole sealed segments by age and
 //! size. Damaged bytes are [`Damage`]: found by recovery and readers, skipped only when a reader
 //! asks ([`PartitionReader::skip_damage`]), cut out by [`repair_topic`]; offsets are never
-//! reused after recovery loses records ([`Partition::advance_to`]).
+//! reused after recovery loses records ([`Partition::advance_to`]). A batch may be laid out by
+//! a layer above ([`EncodedBatch::laid_out`]): the log numbers, indexes and checks it like any
+//! other, reads its records through a [`layout`](mod@layout) registered in the process, and hands it out
+//! whole to [`BusReader::poll_laid_out`].
 //!
 //! ```no_run
 //! use eddy_log::{Log, PartitionChoice, Record, TopicConfig};

@@ -203,7 +203,7 @@ impl ReadOut {
         self.polled.push(Polled::LaidOut(batch));
     }
 
-    /// The records read (a `records()` read never holds laid-out batches).
+    /// The records read (a read that is not `whole` holds no laid-out batches).
     pub fn into_records(mut self) -> Vec<StoredRecord> {
         if self.polled.is_empty() {
             return self.records;
