@@ -552,3 +552,41 @@ fn a_bus_that_does_not_take_laid_out_batches_says_so() {
         .collect();
     assert_eq!(offsets, (0..10).collect::<Vec<_>>());
 }
+
+#[test]
+fn poll_laid_out_keeps_max_bytes_and_wakes_for_new_batches() {
+    register();
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::open(dir.path()).unwrap());
+    let topic = log.create_topic("t", TopicConfig::default()).unwrap();
+    for i in 0..3 {
+        let (batch, _, _) = toy(TOY, 2, 100, &format!("b{i}"));
+        topic.produce_laid_out(vec![(0, batch)]).unwrap();
+    }
+    // About one byte a poll: one whole batch each.
+    let mut reader = topic.reader(0, 0).unwrap().with_max_bytes(1);
+    for base in [0, 2, 4] {
+        let polled = reader.poll_laid_out().unwrap();
+        assert!(
+            matches!(&polled[..], [Polled::LaidOut(b)] if b.base_offset == base),
+            "{polled:?}"
+        );
+    }
+    assert!(reader.poll_laid_out().unwrap().is_empty());
+    // A waiting reader wakes for a batch appended meanwhile.
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let (batch, _, _) = toy(TOY, 4, 100, "late");
+            log.produce_laid_out("t", vec![(0, batch)]).unwrap();
+        })
+    };
+    let mut waiting = log.reader("t", 0, 6).unwrap();
+    let polled = waiting.poll_laid_out(Duration::from_secs(30)).unwrap();
+    writer.join().unwrap();
+    assert!(
+        matches!(&polled[..], [Polled::LaidOut(b)] if b.base_offset == 6 && b.record_count == 4),
+        "{polled:?}"
+    );
+}
