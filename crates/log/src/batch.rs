@@ -11,12 +11,14 @@
 //!    12     4  crc32c           CRC32C (Castagnoli) of bytes [16, batch_len)
 //!    16     1  magic            format version: 1
 //!    17     1  attributes       bits 0-1 compression (0 none, 1 lz4, 2 zstd: the common codec
-//!                               table of `eddy_base::codec`); bits 2-7 zero
+//!                               table of `eddy_base::codec`); bit 2 LAID_OUT (below), with
+//!                               bits 0-1 zero; bits 3-7 zero
 //!    18     2  reserved         zero
 //!    20     4  record_count     > 0
 //!    24     8  first_timestamp  ns since the Unix epoch, of record 0
 //!    32     8  max_timestamp    ns, the largest record timestamp in the batch
-//!    40     4  payload_len      size of the records section before compression
+//!    40     4  payload_len      size of the records section before compression (laid out:
+//!                               its stored size, `batch_len - 48`)
 //!    44     4  reserved         zero
 //!    48     …  records          `record_count` records, compressed as a whole per `attributes`
 //! ```
@@ -32,6 +34,16 @@
 //! ```
 //!
 //! A record's offset is `base_offset + its index`, so offsets are dense within a batch.
+//!
+//! **Laid-out batches** (attribute bit 2, [`LAID_OUT`]): the records section is a payload laid
+//! out by a layer above the log (the segment store's columnar block of a repository topic's
+//! events), stored as is, never compressed by the log (it compresses itself). Its first byte
+//! names the layout (see [`crate::layout`](mod@crate::layout)); the header still counts its `record_count`
+//! records, which get dense offsets like any others, and its timestamps feed the time index.
+//! Recovery, the CRC and damage search need nothing but the header; turning the payload into
+//! records needs the layout registered in this process. Binaries from before laid-out batches
+//! rejected attribute bit 2 as corrupt: a log that holds laid-out batches cannot be read by them
+//! (no downgrade past this change while such batches are retained).
 //!
 //! Decoding never trusts the bytes: every length is bounds-checked, the CRC is verified before
 //! anything inside is interpreted, and a decompressed payload must have exactly `payload_len`
@@ -53,6 +65,9 @@ pub const MAGIC: u8 = 1;
 pub const MAX_PAYLOAD_LEN: usize = 256 << 20;
 
 const COMPRESSION_MASK: u8 = 0b11;
+/// Attribute bit 2: the records section is a payload laid out above the log (see the module
+/// doc); the compression bits are zero with it.
+pub const LAID_OUT: u8 = 0b100;
 
 /// How a batch's records section is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -168,8 +183,10 @@ pub struct BatchHeader {
     pub batch_len: u32,
     /// Stored CRC32C of bytes `[16, batch_len)`.
     pub crc: u32,
-    /// Compression of the records section.
+    /// Compression of the records section (always `None` when `laid_out`).
     pub compression: Compression,
+    /// Whether the records section is a payload laid out above the log ([`LAID_OUT`]).
+    pub laid_out: bool,
     /// Number of records (> 0).
     pub record_count: u32,
     /// Timestamp of the first record, ns.
@@ -178,6 +195,16 @@ pub struct BatchHeader {
     pub max_timestamp: i64,
     /// Size of the uncompressed records section.
     pub payload_len: u32,
+}
+
+impl BatchHeader {
+    fn attributes(&self) -> u8 {
+        if self.laid_out {
+            LAID_OUT
+        } else {
+            self.compression.bits()
+        }
+    }
 }
 
 impl BatchHeader {
@@ -236,16 +263,33 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<BatchHeader>, CorruptReason> {
     if magic != MAGIC {
         return Err(CorruptReason::BadMagic(magic));
     }
-    let compression = Compression::try_from(attributes)?;
+    let laid_out = attributes & LAID_OUT != 0;
+    if laid_out && attributes & COMPRESSION_MASK != 0 {
+        // The payload compresses itself; the log never compresses it again.
+        return Err(CorruptReason::BadAttributes(attributes));
+    }
+    let compression = Compression::try_from(attributes & !LAID_OUT)?;
     if reserved != 0 || reserved2 != 0 {
         return Err(CorruptReason::BadAttributes(attributes));
     }
-    // The smallest record takes 4 bytes (ts delta, key flag, value length, header count).
+    // The smallest record takes 4 bytes (ts delta, key flag, value length, header count); the
+    // smallest laid-out payload is its layout id.
     let min_len = HEADER_LEN as u64 + 1;
     if u64::from(batch_len) < min_len || payload_len as usize > MAX_PAYLOAD_LEN {
         return Err(CorruptReason::BadLength(u64::from(batch_len)));
     }
-    if record_count == 0 || u64::from(record_count) * 4 > u64::from(payload_len) {
+    if laid_out {
+        // Stored as is: the header's payload length is the stored length, exactly.
+        if u64::from(payload_len) + HEADER_LEN as u64 != u64::from(batch_len) {
+            return Err(CorruptReason::BadLength(u64::from(batch_len)));
+        }
+        if record_count == 0 {
+            return Err(CorruptReason::Record {
+                index: 0,
+                what: "laid-out batch with no records",
+            });
+        }
+    } else if record_count == 0 || u64::from(record_count) * 4 > u64::from(payload_len) {
         return Err(CorruptReason::Record {
             index: 0,
             what: "record count does not fit the payload",
@@ -256,6 +300,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<BatchHeader>, CorruptReason> {
         batch_len,
         crc,
         compression,
+        laid_out,
         record_count,
         first_timestamp,
         max_timestamp,
@@ -275,13 +320,8 @@ pub fn verify_crc(header: &BatchHeader, batch: &[u8]) -> Result<(), CorruptReaso
     Ok(())
 }
 
-/// Checks and decodes one complete batch held in `batch` (exactly `batch_len` bytes), calling
-/// `f` for each record at or after `from_offset`.
-pub fn decode(
-    batch: &Bytes,
-    from_offset: u64,
-    mut f: impl FnMut(StoredRecord),
-) -> Result<BatchHeader, CorruptReason> {
+/// The header of the complete batch at the start of `batch`, its CRC verified.
+fn checked(batch: &[u8]) -> Result<BatchHeader, CorruptReason> {
     let header = match check(batch)? {
         Frame::Complete(h) => h,
         Frame::Incomplete { needed } => {
@@ -291,7 +331,36 @@ pub fn decode(
         }
     };
     verify_crc(&header, batch)?;
+    Ok(header)
+}
+
+/// Checks one complete laid-out batch held in `batch` (header shape and CRC, as
+/// [`decode`] does) and returns its header and payload, without calling its layout: what a
+/// reader that takes the payload whole needs. A batch that is not laid out is
+/// [`CorruptReason::BadAttributes`].
+pub fn laid_out_payload(batch: &Bytes) -> Result<(BatchHeader, Bytes), CorruptReason> {
+    let header = checked(batch)?;
+    if !header.laid_out {
+        return Err(CorruptReason::BadAttributes(header.attributes()));
+    }
+    Ok((header, batch.slice(HEADER_LEN..header.batch_len as usize)))
+}
+
+/// Checks and decodes one complete batch held in `batch` (exactly `batch_len` bytes), calling
+/// `f` for each record at or after `from_offset`. A laid-out batch's records come from the
+/// layout its payload's first byte names; with none registered in this process that is
+/// [`CorruptReason::UnknownLayout`] (after the CRC passed: the bytes are whole).
+pub fn decode(
+    batch: &Bytes,
+    from_offset: u64,
+    mut f: impl FnMut(StoredRecord),
+) -> Result<BatchHeader, CorruptReason> {
+    let header = checked(batch)?;
     let stored = batch.slice(HEADER_LEN..header.batch_len as usize);
+    if header.laid_out {
+        decode_laid_out(&header, &stored, from_offset, f)?;
+        return Ok(header);
+    }
     let payload = match header.compression {
         Compression::None => stored,
         Compression::Lz4 => Bytes::from(
@@ -336,6 +405,43 @@ pub fn decode(
         });
     }
     Ok(header)
+}
+
+/// The records of a laid-out batch, through the layout its first byte names.
+fn decode_laid_out(
+    header: &BatchHeader,
+    payload: &Bytes,
+    from_offset: u64,
+    mut f: impl FnMut(StoredRecord),
+) -> Result<(), CorruptReason> {
+    let id = *payload.first().ok_or(CorruptReason::BadLength(0))?;
+    let layout = crate::layout::layout(id).ok_or(CorruptReason::UnknownLayout(id))?;
+    let records = layout
+        .records(payload, header.record_count)
+        .map_err(|message| CorruptReason::Layout { id, message })?;
+    if records.len() != header.record_count as usize {
+        return Err(CorruptReason::Layout {
+            id,
+            message: format!(
+                "the layout gave {} records, the batch header counts {}",
+                records.len(),
+                header.record_count
+            ),
+        });
+    }
+    for (index, r) in records.into_iter().enumerate() {
+        let offset = header.base_offset + index as u64;
+        if offset >= from_offset {
+            f(StoredRecord {
+                offset,
+                timestamp: r.timestamp,
+                key: r.key,
+                value: r.value,
+                headers: Vec::new(),
+            });
+        }
+    }
+    Ok(())
 }
 
 type DecodedRecord = (i64, Option<Bytes>, Bytes, Vec<Header>);
@@ -508,12 +614,66 @@ impl EncodedBatch {
                 batch_len,
                 crc,
                 compression,
+                laid_out: false,
                 record_count,
                 first_timestamp,
                 max_timestamp,
                 payload_len: payload_len as u32,
             },
         }
+    }
+
+    /// A batch whose records section is `payload`, laid out above the log (see [`LAID_OUT`]):
+    /// `payload` starts with its layout's id (see [`crate::layout`](mod@crate::layout)) and holds `record_count`
+    /// records, whose timestamps are between `first_timestamp` (record 0's) and
+    /// `max_timestamp` (the largest). It is written as is, after the header.
+    ///
+    /// An empty payload or a zero count makes a batch every partition refuses
+    /// ([`crate::Error::EmptyBatch`]) rather than one that would read back as corrupt; the
+    /// topic's `max_batch_bytes` (at most [`MAX_PAYLOAD_LEN`]) bounds the payload.
+    pub fn laid_out(
+        payload: Vec<u8>,
+        record_count: u32,
+        first_timestamp: i64,
+        max_timestamp: i64,
+    ) -> EncodedBatch {
+        let payload_len = payload.len();
+        // One allocation for header and payload; the copy is a memcpy the disk write dwarfs.
+        let mut bytes = Vec::with_capacity(HEADER_LEN + payload_len);
+        bytes.resize(HEADER_LEN, 0);
+        bytes.extend_from_slice(&payload);
+        drop(payload);
+        let batch_len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        let stored_payload_len = u32::try_from(payload_len).unwrap_or(u32::MAX);
+        let mut h = &mut bytes[8..HEADER_LEN];
+        put(&mut h, &batch_len.to_le_bytes());
+        put(&mut h, &0u32.to_le_bytes()); // CRC, filled below
+        put(&mut h, &[MAGIC, LAID_OUT, 0, 0]);
+        put(&mut h, &record_count.to_le_bytes());
+        put(&mut h, &first_timestamp.to_le_bytes());
+        put(&mut h, &max_timestamp.to_le_bytes());
+        put(&mut h, &stored_payload_len.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[16..]);
+        bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+        EncodedBatch {
+            bytes,
+            header: BatchHeader {
+                base_offset: 0,
+                batch_len,
+                crc,
+                compression: Compression::None,
+                laid_out: true,
+                record_count,
+                first_timestamp,
+                max_timestamp,
+                payload_len: stored_payload_len,
+            },
+        }
+    }
+
+    /// Whether the batch is laid out above the log (built by [`EncodedBatch::laid_out`]).
+    pub fn is_laid_out(&self) -> bool {
+        self.header.laid_out
     }
 
     /// Bytes the batch takes on disk.
@@ -652,6 +812,116 @@ mod tests {
         }
     }
 
+    /// A layout for these unit tests: the id byte, then one byte per record (its value).
+    struct Bytewise;
+    const BYTEWISE: u8 = 0x42;
+
+    impl crate::layout::RecordLayout for Bytewise {
+        fn records(
+            &self,
+            payload: &Bytes,
+            _count: u32,
+        ) -> Result<Vec<crate::layout::LaidOutRecord>, String> {
+            Ok((1..payload.len())
+                .map(|i| crate::layout::LaidOutRecord {
+                    timestamp: i as i64,
+                    key: None,
+                    value: payload.slice(i..i + 1),
+                })
+                .collect())
+        }
+    }
+
+    fn bytewise(n: u8) -> EncodedBatch {
+        crate::layout::register_layout(BYTEWISE, std::sync::Arc::new(Bytewise));
+        let mut payload = vec![BYTEWISE];
+        payload.extend(0..n);
+        EncodedBatch::laid_out(payload, u32::from(n), 1, i64::from(n))
+    }
+
+    #[test]
+    fn laid_out_batches_decode_through_their_layout() {
+        let mut batch = bytewise(6);
+        batch.set_base_offset(10);
+        let h = parse_header(&batch.bytes).unwrap().unwrap();
+        assert!(h.laid_out);
+        assert_eq!(h.compression, Compression::None);
+        assert_eq!(h.payload_len as usize, batch.len() - HEADER_LEN);
+        assert_eq!(&h, batch.header());
+        let mut got = Vec::new();
+        decode(&Bytes::from(batch.bytes.clone()), 12, |r| {
+            got.push((r.offset, r.value[0]))
+        })
+        .unwrap();
+        assert_eq!(got, [(12, 2), (13, 3), (14, 4), (15, 5)]);
+        let (h, payload) = laid_out_payload(&Bytes::from(batch.bytes)).unwrap();
+        assert_eq!(
+            (h.base_offset, payload[0], payload.len()),
+            (10, BYTEWISE, 7)
+        );
+    }
+
+    #[test]
+    fn laid_out_with_a_record_count_the_layout_disagrees_with_is_corrupt() {
+        crate::layout::register_layout(BYTEWISE, std::sync::Arc::new(Bytewise));
+        let batch = EncodedBatch::laid_out(vec![BYTEWISE, 1, 2], 3, 0, 0);
+        let err = decode(&Bytes::from(batch.bytes), 0, |_| {}).unwrap_err();
+        assert!(
+            matches!(err, CorruptReason::Layout { id: BYTEWISE, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn laid_out_with_compression_bits_is_rejected() {
+        for compression in [Compression::Lz4, Compression::Zstd] {
+            let mut bytes = bytewise(3).bytes;
+            bytes[17] |= compression.bits();
+            assert_eq!(
+                parse_header(&bytes),
+                Err(CorruptReason::BadAttributes(LAID_OUT | compression.bits()))
+            );
+        }
+        let mut bytes = bytewise(3).bytes;
+        bytes[17] |= 0b1000;
+        assert!(matches!(
+            parse_header(&bytes),
+            Err(CorruptReason::BadAttributes(_))
+        ));
+        // Stored as is: a payload length other than the stored one is wrong.
+        let mut bytes = bytewise(3).bytes;
+        bytes[40] += 1;
+        assert!(matches!(
+            parse_header(&bytes),
+            Err(CorruptReason::BadLength(_))
+        ));
+    }
+
+    #[test]
+    fn laid_out_with_an_unregistered_layout_is_unknown_not_garbage() {
+        let batch = EncodedBatch::laid_out(vec![0x01, 9, 9], 2, 0, 0);
+        assert_eq!(
+            decode(&Bytes::from(batch.bytes), 0, |_| {}),
+            Err(CorruptReason::UnknownLayout(0x01))
+        );
+    }
+
+    #[test]
+    fn detects_every_single_bit_flip_of_a_laid_out_batch() {
+        let batch = bytewise(5);
+        for byte in 8..batch.bytes.len() {
+            for bit in 0..8 {
+                let mut bad = batch.bytes.clone();
+                bad[byte] ^= 1 << bit;
+                let bad = Bytes::from(bad);
+                assert!(
+                    decode(&bad, 0, |_| {}).is_err() && laid_out_payload(&bad).is_err(),
+                    "flip at byte {byte} bit {bit} went unnoticed"
+                );
+            }
+        }
+    }
+
     #[test]
     fn varint_lengths_match_encoding() {
         for v in [0u64, 1, 127, 128, 16383, 16384, u32::MAX as u64, u64::MAX] {
@@ -677,7 +947,7 @@ mod tests {
         fn arbitrary_payload_under_a_valid_header_never_panics(
             payload in proptest::collection::vec(any::<u8>(), 1..400),
             count in 1u32..50,
-            attributes in 0u8..3,
+            attributes in prop_oneof![0u8..3, Just(LAID_OUT)],
             payload_len in 0u32..2000,
         ) {
             // A header whose CRC is right for garbage records: the record parser itself must hold.
@@ -688,7 +958,7 @@ mod tests {
             bytes[16] = MAGIC;
             bytes[17] = attributes;
             bytes[20..24].copy_from_slice(&count.to_le_bytes());
-            let plen = if attributes == 0 { payload.len() as u32 } else { payload_len };
+            let plen = if attributes == 0 || attributes == LAID_OUT { payload.len() as u32 } else { payload_len };
             bytes[40..44].copy_from_slice(&plen.to_le_bytes());
             let crc = crc32c::crc32c(&bytes[16..]);
             bytes[12..16].copy_from_slice(&crc.to_le_bytes());
@@ -715,8 +985,12 @@ mod tests {
         }
 
         #[test]
-        fn truncated_batches_are_incomplete(n in 1usize..20, cut in any::<usize>()) {
-            let batch = EncodedBatch::encode(&sample(n), Compression::None, 0);
+        fn truncated_batches_are_incomplete(n in 1usize..20, cut in any::<usize>(), laid_out in any::<bool>()) {
+            let batch = if laid_out {
+                bytewise(n as u8)
+            } else {
+                EncodedBatch::encode(&sample(n), Compression::None, 0)
+            };
             let cut = cut % batch.bytes.len();
             let incomplete = matches!(check(&batch.bytes[..cut]), Ok(Frame::Incomplete { .. }));
             prop_assert!(incomplete);

@@ -8,6 +8,9 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
+use crate::batch::EncodedBatch;
 use crate::config::TopicConfig;
 use crate::error::Result;
 use crate::partition::AppendAck;
@@ -46,6 +49,26 @@ pub trait Bus: Send + Sync + 'static {
         records: Vec<Record>,
         choice: PartitionChoice,
     ) -> Result<Vec<AppendAck>>;
+
+    /// Whether [`Bus::produce_laid_out`] stores batches laid out above (the embedded log: true;
+    /// Kafka: false, its producers take records).
+    fn takes_laid_out(&self) -> bool {
+        false
+    }
+
+    /// Appends each batch (built by [`EncodedBatch::laid_out`], or any encoded batch) to its
+    /// partition, every batch written before any is waited for (as [`Bus::produce`]), and
+    /// returns one ack per batch, in the order given, once all are durable per the durability
+    /// policy. If one fails, the batches before it may have been stored. A bus that does not
+    /// take laid-out batches returns [`crate::Error::LaidOutUnsupported`].
+    fn produce_laid_out(
+        &self,
+        topic: &str,
+        batches: Vec<(u32, EncodedBatch)>,
+    ) -> Result<Vec<AppendAck>> {
+        let _ = (topic, batches);
+        Err(crate::Error::LaidOutUnsupported { bus: self.kind() })
+    }
 
     /// The offsets a partition holds now: `(first, next)`; `first == next` when it is empty.
     fn offsets(&self, topic: &str, partition: u32) -> Result<(u64, u64)>;
@@ -115,10 +138,49 @@ pub trait BusReader: Send {
     /// offset (deleted by retention) are an [`crate::Error::OffsetOutOfRange`].
     fn poll(&mut self, timeout: Duration) -> Result<Vec<StoredRecord>>;
 
+    /// Like [`BusReader::poll`], but a batch laid out above the log (see [`crate::layout`](mod@crate::layout))
+    /// that starts at or after the position comes whole, as [`Polled::LaidOut`], without its
+    /// layout being called; one the position falls inside comes as the records from the
+    /// position on. Consecutive other records are grouped in one [`Polled::Records`]. A bus
+    /// that stores no laid-out batches gives only records.
+    fn poll_laid_out(&mut self, timeout: Duration) -> Result<Vec<Polled>> {
+        let records = self.poll(timeout)?;
+        Ok(if records.is_empty() {
+            Vec::new()
+        } else {
+            vec![Polled::Records(records)]
+        })
+    }
+
     /// Records passed over as unreadable so far (see [`Bus::reader_skipping_damage`]).
     fn skipped(&self) -> u64 {
         0
     }
+}
+
+/// A laid-out batch as stored (see [`crate::layout`](mod@crate::layout)): its payload, and the header's facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaidOutBatch {
+    /// Offset of its first record; its records have the offsets up to
+    /// `base_offset + record_count`.
+    pub base_offset: u64,
+    /// Records in the batch (> 0).
+    pub record_count: u32,
+    /// Timestamp of record 0, ns.
+    pub first_timestamp: i64,
+    /// Largest record timestamp, ns.
+    pub max_timestamp: i64,
+    /// The payload as written, its first byte the layout id.
+    pub payload: Bytes,
+}
+
+/// What [`BusReader::poll_laid_out`] hands out, in offset order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Polled {
+    /// Consecutive records.
+    Records(Vec<StoredRecord>),
+    /// One laid-out batch, whole.
+    LaidOut(LaidOutBatch),
 }
 
 /// One member's place in a consumer group.

@@ -6,9 +6,10 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::batch::EncodedBatch;
 use crate::bus::Log;
 use crate::config::TopicConfig;
-use crate::contract::{Bus, BusReader, GroupMember, Membership};
+use crate::contract::{Bus, BusReader, GroupMember, Membership, Polled};
 use crate::error::{Error, Result};
 use crate::partition::{AppendAck, PartitionReader};
 use crate::record::{Record, StoredRecord};
@@ -73,6 +74,18 @@ impl Bus for Log {
         choice: PartitionChoice,
     ) -> Result<Vec<AppendAck>> {
         self.topic(topic)?.produce(records, choice)
+    }
+
+    fn takes_laid_out(&self) -> bool {
+        true
+    }
+
+    fn produce_laid_out(
+        &self,
+        topic: &str,
+        batches: Vec<(u32, EncodedBatch)>,
+    ) -> Result<Vec<AppendAck>> {
+        self.topic(topic)?.produce_laid_out(batches)
     }
 
     fn offsets(&self, topic: &str, partition: u32) -> Result<(u64, u64)> {
@@ -160,6 +173,14 @@ impl BusReader for PartitionReader {
             return slowed;
         }
         self.poll_wait(timeout)
+    }
+
+    fn poll_laid_out(&mut self, timeout: Duration) -> Result<Vec<Polled>> {
+        #[cfg(any(test, feature = "fault-injection"))]
+        if let Some(slowed) = crate::fault::slow_poll_laid_out(self, timeout) {
+            return slowed;
+        }
+        self.poll_laid_out_wait(timeout)
     }
 
     fn skipped(&self) -> u64 {

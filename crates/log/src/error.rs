@@ -104,6 +104,27 @@ pub enum Error {
         reason: CorruptReason,
     },
 
+    /// A batch is laid out by a layout this process has not registered (see [`crate::layout`](mod@crate::layout)):
+    /// its bytes are whole, but this process cannot read its records. Not damage, so readers
+    /// that skip damage do not skip it.
+    #[error("{} at byte {position}: {}", path.display(), CorruptReason::UnknownLayout(*layout))]
+    UnknownLayout {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte offset of the batch in that file.
+        position: u64,
+        /// The layout id the payload starts with.
+        layout: u8,
+    },
+
+    /// This bus does not store batches laid out above it ([`crate::Bus::takes_laid_out`] is
+    /// false): produce records instead.
+    #[error("the {bus} bus does not take batches laid out above it; produce records instead")]
+    LaidOutUnsupported {
+        /// Which bus ("kafka").
+        bus: &'static str,
+    },
+
     /// An earlier write or fsync failed, so the partition refuses further writes: the state of the
     /// file after a failed fsync is unknown, and pretending otherwise would acknowledge lost data.
     #[error("partition {topic}/{partition} refuses writes after an earlier failure ({cause}); reopen the log to recover")]
@@ -206,6 +227,19 @@ pub enum CorruptReason {
     Truncated {
         /// Bytes missing.
         needed: u64,
+    },
+    /// A laid-out batch (see [`crate::layout`](mod@crate::layout)) names a layout this process has not registered.
+    /// Not damage: the batch's CRC matched; this process just cannot turn it into records.
+    #[error("a batch laid out by layout {0} cannot be read by this process, which has no layout {0} registered; the batch is not damaged (its CRC matches), only a process that registers the layout (the eddy server) can read its records")]
+    UnknownLayout(u8),
+    /// A laid-out batch's layout refused its payload, or gave a different number of records
+    /// than the header counts.
+    #[error("laid-out batch (layout {id}) does not decode: {message}")]
+    Layout {
+        /// The layout id.
+        id: u8,
+        /// The layout's own words.
+        message: String,
     },
 }
 

@@ -7,13 +7,15 @@
 //!   show what a full disk does to ingest, without a size-limited file system.
 //! - **A slow partition.** While a file named [`SLOW_READS_FLAG`] exists in one partition's
 //!   directory, every poll of a bus reader of that partition ([`crate::Bus::reader`], what the
-//!   digest reads with) first pauses and then hands out at most one record, so that one
-//!   partition's digest falls behind while the others keep up. Tests use it to show the lag
-//!   rule. The file may hold the pause in milliseconds; empty, it is 100 ms.
+//!   digest reads with) first pauses and then hands out at most one record (or one laid-out
+//!   batch, whole, from `poll_laid_out`), so that one partition's digest falls behind while
+//!   the others keep up. Tests use it to show the lag rule. The file may hold the pause in
+//!   milliseconds; empty, it is 100 ms.
 
 use std::path::Path;
 use std::time::Duration;
 
+use crate::contract::Polled;
 use crate::partition::PartitionReader;
 use crate::record::StoredRecord;
 
@@ -32,13 +34,7 @@ pub(crate) fn slow_poll(
     reader: &mut PartitionReader,
     timeout: Duration,
 ) -> Option<crate::Result<Vec<StoredRecord>>> {
-    let flag = reader.partition().dir().join(SLOW_READS_FLAG);
-    let text = std::fs::read_to_string(flag).ok()?;
-    let pause = text
-        .trim()
-        .parse()
-        .map_or(DEFAULT_SLOW_READ, Duration::from_millis);
-    std::thread::sleep(pause);
+    slow_pause(reader)?;
     Some(reader.poll_wait(timeout).map(|mut records| {
         if records.len() > 1 {
             records.truncate(1);
@@ -46,6 +42,43 @@ pub(crate) fn slow_poll(
         }
         records
     }))
+}
+
+/// [`slow_poll`] for [`crate::BusReader::poll_laid_out`]: after the pause, at most one record,
+/// or one laid-out batch (handed out whole, it is not split).
+pub(crate) fn slow_poll_laid_out(
+    reader: &mut PartitionReader,
+    timeout: Duration,
+) -> Option<crate::Result<Vec<Polled>>> {
+    slow_pause(reader)?;
+    Some(reader.poll_laid_out_wait(timeout).map(|mut polled| {
+        polled.truncate(1);
+        let next = match polled.first_mut() {
+            Some(Polled::Records(records)) => {
+                records.truncate(1);
+                records.first().map(|r| r.offset + 1)
+            }
+            Some(Polled::LaidOut(b)) => Some(b.base_offset + u64::from(b.record_count)),
+            None => None,
+        };
+        if let Some(next) = next {
+            reader.seek(next);
+        }
+        polled
+    }))
+}
+
+/// Sleeps the slow read's pause if the flag is set in the reader's partition directory; `None`
+/// when it is not.
+fn slow_pause(reader: &PartitionReader) -> Option<()> {
+    let flag = reader.partition().dir().join(SLOW_READS_FLAG);
+    let text = std::fs::read_to_string(flag).ok()?;
+    let pause = text
+        .trim()
+        .parse()
+        .map_or(DEFAULT_SLOW_READ, Duration::from_millis);
+    std::thread::sleep(pause);
+    Some(())
 }
 
 /// The error a write under `dir` fails with now, if the flag is set.
@@ -123,6 +156,40 @@ mod tests {
         assert_eq!(poll(1), (1, 1));
         std::fs::remove_file(&flag).unwrap();
         assert_eq!(poll(1), (5, 5));
+    }
+
+    #[test]
+    fn a_slowed_partition_hands_poll_laid_out_one_record_or_one_whole_batch_per_poll() {
+        use crate::{Bus, EncodedBatch, Polled};
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::builder(dir.path()).open().unwrap();
+        log.create_topic("t", TopicConfig::default()).unwrap();
+        append(&log, &["a", "b"]).unwrap();
+        let laid_out = EncodedBatch::laid_out(vec![0x7F, 1, 2, 3], 3, 0, 0);
+        log.produce_laid_out("t", vec![(0, laid_out)]).unwrap();
+        let flag = log
+            .topic("t")
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .dir()
+            .join(super::SLOW_READS_FLAG);
+        std::fs::write(&flag, "1").unwrap();
+        let mut reader = log.reader("t", 0, 0).unwrap();
+        let mut shapes = Vec::new();
+        loop {
+            let polled = reader.poll_laid_out(Duration::ZERO).unwrap();
+            if polled.is_empty() {
+                break;
+            }
+            assert_eq!(polled.len(), 1, "{polled:?}");
+            shapes.push(match &polled[0] {
+                Polled::Records(r) => (r[0].offset, r.len() as u32),
+                Polled::LaidOut(b) => (b.base_offset, b.record_count),
+            });
+        }
+        assert_eq!(shapes, [(0, 1), (1, 1), (2, 3)]);
+        assert_eq!(reader.position(), 5);
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! keep consumer groups' committed offsets. Retention deletes whole sealed segments by age and
 //! size. Damaged bytes are [`Damage`]: found by recovery and readers, skipped only when a reader
 //! asks ([`PartitionReader::skip_damage`]), cut out by [`repair_topic`]; offsets are never
-//! reused after recovery loses records ([`Partition::advance_to`]).
+//! reused after recovery loses records ([`Partition::advance_to`]). A batch may be laid out by
+//! a layer above ([`EncodedBatch::laid_out`]): the log numbers, indexes and checks it like any
+//! other, reads its records through a [`layout`](mod@layout) registered in the process, and hands it out
+//! whole to [`BusReader::poll_laid_out`].
 //!
 //! ```no_run
 //! use eddy_log::{Log, PartitionChoice, Record, TopicConfig};
@@ -36,6 +39,7 @@ mod error;
 pub mod fault;
 mod groups;
 pub mod index;
+pub mod layout;
 mod lock;
 mod partition;
 mod record;
@@ -47,10 +51,13 @@ mod topic;
 pub use batch::{Compression, EncodedBatch};
 pub use bus::{Log, LogBuilder};
 pub use config::{validate_name, Durability, TopicConfig, MAX_PARTITIONS};
-pub use contract::{follow_journal, read_range, Bus, BusReader, GroupMember, Membership};
+pub use contract::{
+    follow_journal, read_range, Bus, BusReader, GroupMember, LaidOutBatch, Membership, Polled,
+};
 pub use damage::Damage;
 pub use error::{CorruptReason, Error, IoError, Result};
 pub use groups::{GroupOffsets, Groups};
+pub use layout::{layout, register_layout, LaidOutRecord, RecordLayout};
 pub use partition::{AppendAck, Partition, PartitionInfo, PartitionReader, RetentionOutcome};
 pub use record::{now_ns, Header, Record, StoredRecord};
 pub use repair::{repair_topic, Repair};

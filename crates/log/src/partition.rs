@@ -23,10 +23,11 @@ use tokio::sync::watch;
 
 use crate::batch::{self, EncodedBatch};
 use crate::config::{ConfigCell, Durability};
+use crate::contract::Polled;
 use crate::damage::Damage;
 use crate::error::{CorruptReason, Error, IoContext, IoError, Result};
 use crate::record::{now_ns, Record, StoredRecord};
-use crate::segment::{Segment, SegmentInfo};
+use crate::segment::{ReadOut, Segment, SegmentInfo};
 use crate::signal::Signal;
 
 /// How far readers may read: every offset below `next_offset`, which ends in the segment based
@@ -408,6 +409,10 @@ impl Partition {
     pub(crate) fn write_encoded(&self, mut batch: EncodedBatch) -> Result<AppendAck> {
         if self.access != Access::Write {
             return Err(Error::ReadOnly);
+        }
+        if batch.record_count() == 0 || batch.len() <= batch::HEADER_LEN {
+            // Would read back as corrupt (a laid-out batch built with nothing in it).
+            return Err(Error::EmptyBatch);
         }
         if batch.len() > self.config.get().max_batch_bytes {
             return Err(Error::BatchTooLarge {
@@ -890,8 +895,19 @@ impl PartitionReader {
     /// at the end. Never blocks on new data. Damaged data is an [`Error::Corrupt`], unless the
     /// reader is [`PartitionReader::skipping_damage`].
     pub fn poll(&mut self) -> Result<Vec<StoredRecord>> {
+        Ok(self.poll_into(false)?.into_records())
+    }
+
+    /// Like [`PartitionReader::poll`], but a laid-out batch that starts at or after the
+    /// position comes whole (see [`crate::BusReader::poll_laid_out`]), its layout not called.
+    pub fn poll_laid_out(&mut self) -> Result<Vec<Polled>> {
+        Ok(self.poll_into(true)?.into_polled())
+    }
+
+    /// `whole`: hand out laid-out batches whole.
+    fn poll_into(&mut self, whole: bool) -> Result<ReadOut> {
         loop {
-            match self.poll_once() {
+            match self.poll_once(whole) {
                 Err(e @ Error::Corrupt { .. }) if self.skip_damaged => match self.skip_damage()? {
                     Some(damage) => {
                         self.skipped += damage.records();
@@ -904,9 +920,9 @@ impl PartitionReader {
         }
     }
 
-    fn poll_once(&mut self) -> Result<Vec<StoredRecord>> {
+    fn poll_once(&mut self, whole: bool) -> Result<ReadOut> {
         let mark = self.partition.committed();
-        let mut out = Vec::new();
+        let mut out = ReadOut::new(whole);
         if self.next_offset >= mark.next_offset {
             if self.next_offset < self.partition.start_offset() {
                 return Err(self.partition.out_of_range(self.next_offset));
@@ -930,9 +946,9 @@ impl PartitionReader {
             let outcome = match read {
                 Ok(outcome) => outcome,
                 Err(e) => {
-                    if let Some(last) = out.last() {
+                    if let Some(last) = out.last_offset() {
                         // Hand out what was read before the damage; the next poll meets it.
-                        self.next_offset = last.offset + 1;
+                        self.next_offset = last + 1;
                         return Ok(out);
                     }
                     if let Error::Corrupt {
@@ -946,8 +962,8 @@ impl PartitionReader {
             };
             cursor.batch_offset = outcome.next_offset;
             cursor.position = outcome.position;
-            if let Some(last) = out.last() {
-                self.next_offset = last.offset + 1;
+            if let Some(last) = out.last_offset() {
+                self.next_offset = last + 1;
                 self.cursor = Some(cursor);
                 return Ok(out);
             }
@@ -1029,13 +1045,23 @@ impl PartitionReader {
     /// Like [`PartitionReader::poll`], but waits up to `timeout` for new data if there is none:
     /// the writer wakes it as soon as data is committed.
     pub fn poll_wait(&mut self, timeout: Duration) -> Result<Vec<StoredRecord>> {
+        Ok(self.poll_wait_into(timeout, false)?.into_records())
+    }
+
+    /// Like [`PartitionReader::poll_laid_out`], but waits up to `timeout` for new data as
+    /// [`PartitionReader::poll_wait`] does.
+    pub fn poll_laid_out_wait(&mut self, timeout: Duration) -> Result<Vec<Polled>> {
+        Ok(self.poll_wait_into(timeout, true)?.into_polled())
+    }
+
+    fn poll_wait_into(&mut self, timeout: Duration, whole: bool) -> Result<ReadOut> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let seen = self.partition.signal().version();
-            let records = self.poll()?;
+            let out = self.poll_into(whole)?;
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if !records.is_empty() || left.is_zero() {
-                return Ok(records);
+            if out.last_offset().is_some() || left.is_zero() {
+                return Ok(out);
             }
             self.partition.signal().wait_past(seen, left);
         }

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use eddy_base::sync::{read, write};
 
 use crate::batch::{self, BatchHeader, Frame, HEADER_LEN};
+use crate::contract::{LaidOutBatch, Polled};
 use crate::damage::{self, Damage, Stretch};
 use crate::error::{CorruptReason, Error, IoContext, IoError, Result};
 use crate::index::{Entry, SegmentIndex};
@@ -59,6 +60,9 @@ struct State {
     /// Damaged stretches found so far, by position. One with no good batch after it ends what
     /// is readable in this segment; readers skip the others deliberately.
     damage: Vec<Stretch>,
+    /// Laid-out batches a deep scan could check only for shape and CRC, their layout not being
+    /// registered in this process.
+    unchecked: u64,
 }
 
 impl State {
@@ -99,6 +103,7 @@ impl State {
             since_entry: 0,
             sealed: false,
             damage: Vec::new(),
+            unchecked: 0,
         }
     }
 
@@ -156,6 +161,70 @@ pub(crate) struct SegmentInfo {
     pub len: u64,
     pub max_timestamp: i64,
     pub sealed: bool,
+}
+
+/// What reads hand out: records, and (when `whole`) laid-out batches as they are.
+#[derive(Debug, Default)]
+pub(crate) struct ReadOut {
+    /// Whether a laid-out batch at or after the wanted offset is handed out whole.
+    whole: bool,
+    /// Finished groups, in offset order.
+    polled: Vec<Polled>,
+    /// The records after the last laid-out batch.
+    records: Vec<StoredRecord>,
+}
+
+impl ReadOut {
+    /// `whole`: laid-out batches at or after the wanted offset whole, the rest as records;
+    /// otherwise records only, laid-out batches decoded through their layouts.
+    pub fn new(whole: bool) -> ReadOut {
+        ReadOut {
+            whole,
+            ..ReadOut::default()
+        }
+    }
+
+    /// The offset of the last record handed out, if any.
+    pub fn last_offset(&self) -> Option<u64> {
+        if let Some(r) = self.records.last() {
+            return Some(r.offset);
+        }
+        match self.polled.last()? {
+            Polled::Records(records) => records.last().map(|r| r.offset),
+            Polled::LaidOut(b) => Some(b.base_offset + u64::from(b.record_count) - 1),
+        }
+    }
+
+    fn push_laid_out(&mut self, batch: LaidOutBatch) {
+        if !self.records.is_empty() {
+            self.polled
+                .push(Polled::Records(std::mem::take(&mut self.records)));
+        }
+        self.polled.push(Polled::LaidOut(batch));
+    }
+
+    /// The records read (a read that is not `whole` holds no laid-out batches).
+    pub fn into_records(mut self) -> Vec<StoredRecord> {
+        if self.polled.is_empty() {
+            return self.records;
+        }
+        let mut out = Vec::new();
+        for p in self.polled {
+            if let Polled::Records(r) = p {
+                out.extend(r);
+            }
+        }
+        out.append(&mut self.records);
+        out
+    }
+
+    /// Everything read, grouped.
+    pub fn into_polled(mut self) -> Vec<Polled> {
+        if !self.records.is_empty() {
+            self.polled.push(Polled::Records(self.records));
+        }
+        self.polled
+    }
 }
 
 /// How far a read got inside one segment.
@@ -330,6 +399,7 @@ impl Segment {
                     since_entry: 0,
                     sealed: true,
                     damage: Vec::new(),
+                    unchecked: 0,
                 }
             }
             Err(why) => {
@@ -450,6 +520,14 @@ impl Segment {
     }
 
     fn corrupt(&self, position: u64, reason: CorruptReason) -> Error {
+        if let CorruptReason::UnknownLayout(layout) = reason {
+            // Whole bytes this process cannot read: not damage, so nothing skips it as such.
+            return Error::UnknownLayout {
+                path: self.path.clone(),
+                position,
+                layout,
+            };
+        }
         Error::Corrupt {
             path: self.path.clone(),
             position,
@@ -500,7 +578,7 @@ impl Segment {
         mut position: u64,
         end: u64,
         max_bytes: usize,
-        out: &mut Vec<StoredRecord>,
+        out: &mut ReadOut,
     ) -> Result<ReadOutcome> {
         let mut read_total = 0usize;
         while position < end && read_total < max_bytes {
@@ -565,15 +643,40 @@ impl Segment {
         position: u64,
         expected_base: u64,
         from_offset: u64,
-        out: &mut Vec<StoredRecord>,
+        out: &mut ReadOut,
     ) -> Result<BatchHeader> {
-        let before = out.len();
-        let header = batch::decode(batch, from_offset, |r| out.push(r)).map_err(|r| {
-            out.truncate(before);
+        let whole = out.whole
+            && matches!(batch::parse_header(batch), Ok(Some(h)) if h.laid_out && h.base_offset >= from_offset);
+        if whole {
+            // Handed out as it is: the layout is not called, so the digest never pays for it.
+            let (header, payload) =
+                batch::laid_out_payload(batch).map_err(|r| self.corrupt(position, r))?;
+            if header.base_offset != expected_base {
+                return Err(self.corrupt(
+                    position,
+                    CorruptReason::OffsetGap {
+                        expected: expected_base,
+                        found: header.base_offset,
+                    },
+                ));
+            }
+            out.push_laid_out(LaidOutBatch {
+                base_offset: header.base_offset,
+                record_count: header.record_count,
+                first_timestamp: header.first_timestamp,
+                max_timestamp: header.max_timestamp,
+                payload,
+            });
+            return Ok(header);
+        }
+        let records = &mut out.records;
+        let before = records.len();
+        let header = batch::decode(batch, from_offset, |r| records.push(r)).map_err(|r| {
+            records.truncate(before);
             self.corrupt(position, r)
         })?;
         if header.base_offset != expected_base {
-            out.truncate(before);
+            records.truncate(before);
             return Err(self.corrupt(
                 position,
                 CorruptReason::OffsetGap {
@@ -613,8 +716,15 @@ impl Segment {
                     return Err(self.corrupt(position, CorruptReason::Truncated { needed }));
                 }
                 let whole = self.read_bytes(position, header.batch_len as usize)?;
-                let mut records = Vec::with_capacity(header.record_count as usize);
-                self.decode_into(&whole, position, offset, 0, &mut records)?;
+                let mut records = ReadOut::new(false);
+                match self.decode_into(&whole, position, offset, 0, &mut records) {
+                    Ok(_) => {}
+                    // Without its layout, the batch's start: no record before it is at or
+                    // after `ts`, which is all a reader starting there needs.
+                    Err(Error::UnknownLayout { .. }) => return Ok(Some(offset)),
+                    Err(e) => return Err(e),
+                }
+                let records = records.into_records();
                 return Ok(records.iter().find(|r| r.timestamp >= ts).map(|r| r.offset));
             }
             offset = header.next_offset();
@@ -623,7 +733,9 @@ impl Segment {
         Ok(None)
     }
 
-    /// Reads and checks every batch, records included; returns every damaged stretch.
+    /// Reads and checks every batch, records included; returns every damaged stretch. A
+    /// laid-out batch whose layout this process has not registered is checked for shape and
+    /// CRC only and is not damage (a warning counts them).
     /// `end_offset`: where the segment's offsets end (the next segment's base), for damage that
     /// runs to the end of the file.
     pub fn verify(&self, end_offset: Option<u64>) -> Result<Vec<Damage>> {
@@ -637,6 +749,13 @@ impl Segment {
             u64::MAX,
             true,
         )?;
+        if state.unchecked > 0 {
+            tracing::warn!(
+                file = %self.path.display(),
+                batches = state.unchecked,
+                "laid-out batches whose layout this process has not registered were checked for shape and CRC only, not their records"
+            );
+        }
         let end_offset = end_offset.unwrap_or(state.next_offset);
         Ok(bad
             .iter()
@@ -750,7 +869,12 @@ fn scan(
                             });
                         }
                         if deep {
-                            batch::decode(&Bytes::copy_from_slice(bytes), 0, |_| {})?;
+                            match batch::decode(&Bytes::copy_from_slice(bytes), 0, |_| {}) {
+                                // Whole (CRC, shape) but not checkable here: not damage.
+                                Err(CorruptReason::UnknownLayout(_)) => state.unchecked += 1,
+                                Err(reason) => return Err(reason),
+                                Ok(_) => {}
+                            }
                         }
                         Ok(())
                     })

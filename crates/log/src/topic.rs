@@ -176,10 +176,37 @@ impl Topic {
                 acks
             }
         };
-        for ack in &acks {
+        self.wait_for_all(&acks)?;
+        Ok(acks)
+    }
+
+    /// Appends each encoded batch (laid out above, see [`EncodedBatch::laid_out`], or not) to
+    /// its partition, all written before any is waited for as in [`Topic::produce`], and
+    /// returns one ack per batch in the order given, once all are durable. Each batch is
+    /// checked against `max_batch_bytes` as any other. If one fails, the batches before it may
+    /// have been stored.
+    pub fn produce_laid_out(&self, batches: Vec<(u32, EncodedBatch)>) -> Result<Vec<AppendAck>> {
+        if batches.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        // Look every partition up first, so a bad number stores nothing.
+        for (p, _) in &batches {
+            self.partition(*p)?;
+        }
+        let mut acks = Vec::with_capacity(batches.len());
+        for (p, batch) in batches {
+            acks.push(self.partitions[p as usize].write_encoded(batch)?);
+        }
+        self.wait_for_all(&acks)?;
+        Ok(acks)
+    }
+
+    /// Returns once every ack's records are durable per the durability policy.
+    fn wait_for_all(&self, acks: &[AppendAck]) -> Result<()> {
+        for ack in acks {
             self.partitions[ack.partition as usize].wait_for(*ack)?;
         }
-        Ok(acks)
+        Ok(())
     }
 
     /// A reader of one partition starting at `offset`.
