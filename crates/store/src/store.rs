@@ -175,12 +175,7 @@ impl Appender<'_> {
     ) -> Result<bool, SegmentError> {
         let store = self.store;
         let source = block.source;
-        if store
-            .skip_upto(self.partition, source)
-            .is_some_and(|upto| upto >= base_offset)
-        {
-            return Ok(false);
-        }
+        // None: a sealed segment holds the first event at least.
         let Some(wip) = store.wip(self.partition, source, base_offset)? else {
             return Ok(false);
         };

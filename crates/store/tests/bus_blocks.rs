@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::numbers;
+use eddy_event::codec::FieldsRef;
 use eddy_event::{codec, Event, Parser};
 use eddy_log::{Bus, EncodedBatch, Log, Topic, TopicConfig};
 use eddy_store::bus_block::BusBlockWriter;
@@ -58,12 +59,12 @@ fn event(i: u64) -> Event {
     e
 }
 
-/// Events `from..to` as one batch of records.
-fn rows(topic: &Topic, from: u64, to: u64) -> EncodedBatch {
-    let records: Vec<_> = (from..to)
-        .map(|i| {
-            let e = event(i);
-            eddy_log::Record::new(codec::encode(&e))
+/// `events` as one batch of records.
+fn rows(topic: &Topic, events: &[Event]) -> EncodedBatch {
+    let records: Vec<_> = events
+        .iter()
+        .map(|e| {
+            eddy_log::Record::new(codec::encode(e))
                 .with_key(SOURCE)
                 .with_timestamp(e.timestamp)
         })
@@ -71,11 +72,11 @@ fn rows(topic: &Topic, from: u64, to: u64) -> EncodedBatch {
     topic.partition(0).unwrap().encode(&records).unwrap()
 }
 
-/// Events `from..to` as one block laid out on the bus.
-fn block(from: u64, to: u64) -> EncodedBatch {
+/// `events` as one block laid out on the bus.
+fn block(events: &[Event]) -> EncodedBatch {
     let mut writer = BusBlockWriter::default();
-    for i in from..to {
-        writer.push(&event(i));
+    for e in events {
+        writer.push(e);
     }
     let b = writer.finish(SOURCE, Compression::ZstdAuto, 10);
     EncodedBatch::laid_out(b.payload, b.count, b.first_time, b.max_time)
@@ -93,11 +94,12 @@ fn wait_for(store: &RepoStore, count: usize) {
 fn blocks_and_records_on_the_bus_are_digested_in_order_and_read_back_alike() {
     let dir = tempfile::tempdir().unwrap();
     let (log, topic) = open_log(&dir.path().join("bus"));
+    let events: Vec<Event> = (0..800).map(event).collect();
     let batches = vec![
-        (0, rows(&topic, 0, 10)),
-        (0, block(10, 400)),
-        (0, rows(&topic, 400, 410)),
-        (0, block(410, 800)),
+        (0, rows(&topic, &events[..10])),
+        (0, block(&events[10..400])),
+        (0, rows(&topic, &events[400..410])),
+        (0, block(&events[410..])),
     ];
     let acks = log.produce_laid_out(TOPIC, batches).unwrap();
     let bases: Vec<u64> = acks.iter().map(|a| a.base_offset).collect();
@@ -115,8 +117,11 @@ fn blocks_and_records_on_the_bus_are_digested_in_order_and_read_back_alike() {
         assert_eq!(r.offset, i as u64);
         assert_eq!(r.key.as_deref(), Some(SOURCE.as_bytes()));
         let e = codec::decode(&r.value).unwrap();
-        let expected = event(i as u64);
-        assert_eq!((e.raw, e.timestamp, e.id), (expected.raw, expected.timestamp, expected.id));
+        let expected = &events[i];
+        assert_eq!(
+            (&e.raw, e.timestamp, e.id, &e.tags),
+            (&expected.raw, expected.timestamp, expected.id, &expected.tags)
+        );
         assert_eq!(r.timestamp, expected.timestamp);
     }
 
@@ -138,26 +143,20 @@ fn blocks_and_records_on_the_bus_are_digested_in_order_and_read_back_alike() {
 #[test]
 fn a_block_the_store_holds_part_of_is_added_event_by_event_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store_dir = dir.path().join("store");
-    // First a bus of records, digested into sealed segments and work in progress, then a
-    // crash (the work in progress is lost).
-    {
-        let (log, topic) = open_log(&dir.path().join("first-bus"));
-        log.produce_laid_out(TOPIC, vec![(0, rows(&topic, 0, 600))])
+    let events: Vec<Event> = (0..900).map(event).collect();
+    // The store holds offsets 0..=551 in a sealed segment (as after a digest of records that
+    // sealed there); the bus holds the same offsets in blocks, the first straddling the seal.
+    let store = Arc::new(RepoStore::open("main", &dir.path().join("store"), config()).unwrap());
+    for (offset, e) in events[..552].iter().enumerate() {
+        store
+            .append(0, offset as u64, SOURCE, e, FieldsRef::Map(&e.fields))
             .unwrap();
-        let store = Arc::new(RepoStore::open("main", &store_dir, config()).unwrap());
-        let digest = Digest::start(log, TOPIC, store.clone());
-        wait_for(&store, 600);
-        digest.stop();
     }
-    // Then the same offsets as one block on a bus the digest has never read: the store holds
-    // the start of it in sealed segments, so the block cannot be appended whole.
-    let (log, _) = open_log(&dir.path().join("second-bus"));
-    log.produce_laid_out(TOPIC, vec![(0, block(0, 600)), (0, block(600, 900))])
-        .unwrap();
-    let store = Arc::new(RepoStore::open("main", &store_dir, config()).unwrap());
-    let sealed = store.sealed_upto(0, SOURCE).expect("a sealed segment");
-    assert!(sealed > 0 && sealed < 599, "sealed up to {sealed}");
+    store.seal(0, SOURCE).unwrap();
+    assert_eq!(store.sealed_upto(0, SOURCE), Some(551));
+    let (log, _) = open_log(&dir.path().join("bus"));
+    let batches = vec![(0, block(&events[..600])), (0, block(&events[600..]))];
+    log.produce_laid_out(TOPIC, batches).unwrap();
     let digest = Digest::start(log, TOPIC, store.clone());
     wait_for(&store, 900);
     std::thread::sleep(Duration::from_millis(300));
