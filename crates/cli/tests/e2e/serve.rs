@@ -2,7 +2,7 @@
 //! client, and the bus read back from disk afterwards.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -4,7 +4,7 @@
 //! so events acknowledged after the restart are all stored.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! End-to-end tests of the `eddy` binary: real processes, a real data directory.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! from `ui/node_modules`), which saves screenshots under `target/ui-screenshots/`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

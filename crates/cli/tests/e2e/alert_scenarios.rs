@@ -4,7 +4,7 @@
 //! history, and `eddy alert test` against what the live rule did.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -4,7 +4,7 @@
 //! name, and a node that joins later replays all of it.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! tail`, a slow client that must not slow ingest, and pipelines that survive a crash.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};

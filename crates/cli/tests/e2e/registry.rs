@@ -3,7 +3,7 @@
 //! bound to a subject (JSON over HTTP and TCP, binary Avro in the three framings).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! doubles nothing that queries see; `eddy store` lists, verifies and finds corruption.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! to seconds; every loop is bounded by a count, never by a measured time.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -2,7 +2,7 @@
 //! websocket, huge texts, bodies and limits, and an empty time range each get a `400` (or an
 //! answer) that says what and where, and the server still answers normal queries afterwards.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

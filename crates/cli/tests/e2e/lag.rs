@@ -10,7 +10,7 @@
 //! spreads a source when that digest node is gone.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

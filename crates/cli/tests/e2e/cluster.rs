@@ -4,7 +4,7 @@
 //! broker reset is recognised.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! while its flag file exists in the data directory, every bus write fails with `ENOSPC`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! forms, read tokens apart from ingest tokens, and `eddy search` as a user runs it.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

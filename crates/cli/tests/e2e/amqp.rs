@@ -8,7 +8,7 @@
 //! when the test process ends. Each test uses its own queues and its own eddy.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

@@ -5,7 +5,7 @@
 //! refused requests are events of `_audit`, with token ids and without any secret.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -6,7 +6,7 @@
 //! protocol's own form. The Python packages are installed by bench/setup.sh (CI runs it).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! answer is marked incomplete and names the missing node.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

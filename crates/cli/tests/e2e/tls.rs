@@ -8,7 +8,7 @@
 //! Every wait is bounded by a count or a generous deadline, never by a measured time.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -7,7 +7,7 @@
 //! a restart.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;

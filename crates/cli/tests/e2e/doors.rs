@@ -1,7 +1,7 @@
 //! End-to-end tests of `eddy serve`'s TCP and UDP doors with real clients: the system's own
 //! `logger` (util-linux) for syslog over UDP and TCP, raw sockets for statsd and JSON lines.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
