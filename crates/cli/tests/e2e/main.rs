@@ -8,6 +8,7 @@ mod alert_scenarios;
 mod alerts;
 mod amqp;
 mod bench_kafka;
+mod bus_blocks;
 mod bus_damage;
 mod cli;
 mod cluster;

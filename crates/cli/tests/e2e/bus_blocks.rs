@@ -3,7 +3,7 @@
 //! `eddy consume` as one record per event, and damage in a block on the bus is named.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
