@@ -26,9 +26,7 @@ thread_local! {
 /// Whether `repo`'s door writes blocks: its setting, a bus that stores laid-out batches, and
 /// a process whose bus readers can read them back.
 pub(crate) fn writes_blocks(repo: &Repository) -> bool {
-    repo.config.bus_blocks
-        && repo.bus.takes_laid_out()
-        && eddy_store::bus_block::registered()
+    repo.config.bus_blocks && repo.bus.takes_laid_out() && eddy_store::bus_block::registered()
 }
 
 /// Stores `events` (with their data source keys and placement salts) on `repo`'s bus, durably.
@@ -65,14 +63,18 @@ pub(crate) fn produce(
             let records: Vec<Record> = indexes
                 .iter()
                 .map(|&i| {
-                    let r = Record::new(codec::encode(&events[i])).with_timestamp(events[i].timestamp);
+                    let r =
+                        Record::new(codec::encode(&events[i])).with_timestamp(events[i].timestamp);
                     match key {
                         Some(k) => r.with_key(k.to_string()).with_salt(salts[i]),
                         None => r,
                     }
                 })
                 .collect();
-            batches.push((partition, repo.topic.partition(partition)?.encode(&records)?));
+            batches.push((
+                partition,
+                repo.topic.partition(partition)?.encode(&records)?,
+            ));
             continue;
         }
         // Blocks of about equal size, none much over the store's.
@@ -82,8 +84,12 @@ pub(crate) fn produce(
         WRITER.with_borrow_mut(|writer| {
             let mut finish = |writer: &mut BusBlockWriter| {
                 let block = writer.finish(source, config.compression, config.bloom_bits_per_token);
-                let batch =
-                    EncodedBatch::laid_out(block.payload, block.count, block.first_time, block.max_time);
+                let batch = EncodedBatch::laid_out(
+                    block.payload,
+                    block.count,
+                    block.first_time,
+                    block.max_time,
+                );
                 batches.push((partition, batch));
             };
             let mut left = weight;

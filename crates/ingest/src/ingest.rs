@@ -228,7 +228,11 @@ impl Ingest {
     }
 
     /// Each event's data source key (none without tags) and placement salt.
-    fn keys_and_salts(&self, repo: &Repository, events: &[Event]) -> (Vec<Option<String>>, Vec<u32>) {
+    fn keys_and_salts(
+        &self,
+        repo: &Repository,
+        events: &[Event],
+    ) -> (Vec<Option<String>>, Vec<u32>) {
         let keys: Vec<Option<String>> = {
             let mut grouping = lock(&repo.grouping);
             events

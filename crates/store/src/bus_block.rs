@@ -29,7 +29,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use eddy_event::codec::{self, FieldsRef};
-use eddy_event::wire::{put_str, put_string_map, put_varint, unzigzag, zigzag, DecodeError, Reader};
+use eddy_event::wire::{
+    put_str, put_string_map, put_varint, unzigzag, zigzag, DecodeError, Reader,
+};
 use eddy_event::Event;
 use eddy_log::{LaidOutRecord, RecordLayout};
 
@@ -150,10 +152,7 @@ impl BusBlockWriter {
             self.latest_ingest = event.ingest_timestamp;
         }
         self.latest_ingest = self.latest_ingest.max(event.ingest_timestamp);
-        if self
-            .builder
-            .push_with(event, FieldsRef::Map(&event.fields))
-        {
+        if self.builder.push_with(event, FieldsRef::Map(&event.fields)) {
             match &mut self.tags {
                 Some(common) => common.retain(|k, v| event.tags.get(k) == Some(v)),
                 None => self.tags = Some(event.tags.clone()),
@@ -229,7 +228,8 @@ impl RecordLayout for StoreBlockLayout {
                 events.len()
             ));
         }
-        let key = (!block.source.is_empty()).then(|| Bytes::copy_from_slice(block.source.as_bytes()));
+        let key =
+            (!block.source.is_empty()).then(|| Bytes::copy_from_slice(block.source.as_bytes()));
         let mut values = Vec::with_capacity(payload.len() * 4);
         let mut ends = Vec::with_capacity(events.len());
         for event in events {
@@ -328,11 +328,15 @@ mod tests {
             .map(|i| {
                 let mut e = eddy_event::Parser::Json
                     .parse_for_bus(
-                        &format!(r#"{{"@timestamp":{},"n":{i},"host":"web-1"}}"#, 1_700_000_000 + i),
+                        &format!(
+                            r#"{{"@timestamp":{},"n":{i},"host":"web-1"}}"#,
+                            1_700_000_000 + i
+                        ),
                         1_800_000_000_000_000_000 + i,
                     )
                     .unwrap();
-                e.tags = BTreeMap::from([("host".into(), "web-1".into()), ("n".into(), i.to_string())]);
+                e.tags =
+                    BTreeMap::from([("host".into(), "web-1".into()), ("n".into(), i.to_string())]);
                 e
             })
             .collect();
@@ -352,7 +356,11 @@ mod tests {
     #[test]
     fn a_damaged_bus_block_is_an_error_not_a_panic() {
         let events: Vec<Event> = (0..20)
-            .map(|i| eddy_event::Parser::None.parse(&format!("line {i}"), 1).unwrap())
+            .map(|i| {
+                eddy_event::Parser::None
+                    .parse(&format!("line {i}"), 1)
+                    .unwrap()
+            })
             .collect();
         let block = written(&events, "", Compression::ZstdAuto);
         let payload = Bytes::from(block.payload);
@@ -367,8 +375,13 @@ mod tests {
             let _ = StoreBlockLayout.records(&Bytes::from(bytes), 20);
         }
         let other_count = StoreBlockLayout.records(&payload, 21).unwrap_err();
-        assert!(other_count.contains("20 events in a batch of 21"), "{other_count}");
-        let not_ours = StoreBlockLayout.records(&Bytes::from_static(&[7, 1, 0]), 1).unwrap_err();
+        assert!(
+            other_count.contains("20 events in a batch of 21"),
+            "{other_count}"
+        );
+        let not_ours = StoreBlockLayout
+            .records(&Bytes::from_static(&[7, 1, 0]), 1)
+            .unwrap_err();
         assert!(not_ours.contains("known version"), "{not_ours}");
     }
 }

@@ -18,8 +18,8 @@ use eddy_log::{Bus, LaidOutBatch, Polled, RecordLayout, StoredRecord};
 
 use crate::bus_block::{BusBlock, StoreBlockLayout};
 use crate::progress::Observed;
-use crate::store::Appender;
 use crate::sealed_marks::{self, SealedMark};
+use crate::store::Appender;
 use crate::store::RepoStore;
 
 /// The consumer group of every digest; repository topics keep their data until it commits.

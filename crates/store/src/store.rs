@@ -13,9 +13,9 @@ use eddy_base::sync::{lock, read, write};
 use eddy_event::codec::FieldsRef;
 use eddy_event::Event;
 
-use crate::bus_block::BusBlock;
 use crate::block::{BlockBuilder, Compression};
 use crate::bloom::DEFAULT_BITS_PER_TOKEN;
+use crate::bus_block::BusBlock;
 use crate::catalogue::{segment_path, wip_path, Catalogue};
 use crate::plan::{Cut, Plan, Planner, ScanStats};
 use crate::scan::Scan;

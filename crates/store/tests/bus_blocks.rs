@@ -110,7 +110,11 @@ fn blocks_and_records_on_the_bus_are_digested_in_order_and_read_back_alike() {
     let mut read = Vec::new();
     while read.len() < 800 {
         let polled = reader.poll(Duration::from_secs(1)).unwrap();
-        assert!(!polled.is_empty(), "the bus gave {} of 800 records", read.len());
+        assert!(
+            !polled.is_empty(),
+            "the bus gave {} of 800 records",
+            read.len()
+        );
         read.extend(polled);
     }
     for (i, r) in read.iter().enumerate() {
@@ -120,7 +124,12 @@ fn blocks_and_records_on_the_bus_are_digested_in_order_and_read_back_alike() {
         let expected = &events[i];
         assert_eq!(
             (&e.raw, e.timestamp, e.id, &e.tags),
-            (&expected.raw, expected.timestamp, expected.id, &expected.tags)
+            (
+                &expected.raw,
+                expected.timestamp,
+                expected.id,
+                &expected.tags
+            )
         );
         assert_eq!(r.timestamp, expected.timestamp);
     }

@@ -76,23 +76,38 @@ fn a_large_request_goes_to_the_bus_as_blocks_and_reads_back_event_by_event() {
         assert_eq!(status, 200, "{answer}");
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while count(&server, "blocks", "count()") < 12_000 || count(&server, "rows", "count()") < 12_000 {
-        assert!(Instant::now() < deadline, "not every event became searchable");
+    while count(&server, "blocks", "count()") < 12_000 || count(&server, "rows", "count()") < 12_000
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not every event became searchable"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let (blocks, rows) = (bus_bytes(&server, "blocks"), bus_bytes(&server, "rows"));
-    assert!(blocks * 10 < rows * 8, "blocks take {blocks} bytes on the bus, records {rows}");
+    assert!(
+        blocks * 10 < rows * 8,
+        "blocks take {blocks} bytes on the bus, records {rows}"
+    );
     // The same answers from both layouts.
     for repository in ["blocks", "rows"] {
         assert_eq!(count(&server, repository, "status=500 | count()"), 2400);
-        assert_eq!(count(&server, repository, "\"order 4321 paid\" | count()"), 1);
+        assert_eq!(
+            count(&server, repository, "\"order 4321 paid\" | count()"),
+            1
+        );
     }
     server.stop();
 
     // Readers of the bus other than the digest see one record per event, in order.
     let data = dir.path().join("data");
     let consumed = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["consume", "repo.blocks", "--data-dir", data.to_str().unwrap()])
+        .args([
+            "consume",
+            "repo.blocks",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(consumed.status.code(), Some(0));
@@ -120,11 +135,20 @@ fn a_large_request_goes_to_the_bus_as_blocks_and_reads_back_event_by_event() {
     bytes[at] ^= 0x20;
     std::fs::write(&segment, &bytes).unwrap();
     let verified = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["topic", "verify", "repo.blocks", "--data-dir", data.to_str().unwrap()])
+        .args([
+            "topic",
+            "verify",
+            "repo.blocks",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&verified.stdout).to_string()
         + &String::from_utf8_lossy(&verified.stderr);
     assert_eq!(verified.status.code(), Some(1), "{said}");
-    assert!(said.contains(segment.file_name().unwrap().to_str().unwrap()), "{said}");
+    assert!(
+        said.contains(segment.file_name().unwrap().to_str().unwrap()),
+        "{said}"
+    );
 }
