@@ -586,7 +586,7 @@ impl EncodedBatch {
             }
         }
         let payload_len = payload.len() - HEADER_LEN;
-        let mut bytes = match compression {
+        let bytes = match compression {
             Compression::None => payload,
             Compression::Lz4 => {
                 let mut out = vec![0u8; HEADER_LEN];
@@ -595,32 +595,39 @@ impl EncodedBatch {
             }
             Compression::Zstd => zstd_after_header(&payload[HEADER_LEN..]),
         };
-        let batch_len = bytes.len() as u32;
-        let record_count = records.len() as u32;
+        let header = BatchHeader {
+            base_offset: 0,
+            batch_len: 0,
+            crc: 0,
+            compression,
+            laid_out: false,
+            record_count: records.len() as u32,
+            first_timestamp,
+            max_timestamp,
+            payload_len: payload_len as u32,
+        };
+        EncodedBatch::sealed(bytes, header)
+    }
+
+    /// `bytes` (a batch with room for its header at the start) with the header of `header`
+    /// written and its CRC computed; the length and CRC of `header` are set from them.
+    fn sealed(mut bytes: Vec<u8>, mut header: BatchHeader) -> EncodedBatch {
+        header.batch_len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        let attributes = match header.laid_out {
+            true => LAID_OUT,
+            false => header.compression.bits(),
+        };
         let mut h = &mut bytes[8..HEADER_LEN];
-        put(&mut h, &batch_len.to_le_bytes());
+        put(&mut h, &header.batch_len.to_le_bytes());
         put(&mut h, &0u32.to_le_bytes()); // CRC, filled below
-        put(&mut h, &[MAGIC, compression.bits(), 0, 0]);
-        put(&mut h, &record_count.to_le_bytes());
-        put(&mut h, &first_timestamp.to_le_bytes());
-        put(&mut h, &max_timestamp.to_le_bytes());
-        put(&mut h, &(payload_len as u32).to_le_bytes());
-        let crc = crc32c::crc32c(&bytes[16..]);
-        bytes[12..16].copy_from_slice(&crc.to_le_bytes());
-        EncodedBatch {
-            bytes,
-            header: BatchHeader {
-                base_offset: 0,
-                batch_len,
-                crc,
-                compression,
-                laid_out: false,
-                record_count,
-                first_timestamp,
-                max_timestamp,
-                payload_len: payload_len as u32,
-            },
-        }
+        put(&mut h, &[MAGIC, attributes, 0, 0]);
+        put(&mut h, &header.record_count.to_le_bytes());
+        put(&mut h, &header.first_timestamp.to_le_bytes());
+        put(&mut h, &header.max_timestamp.to_le_bytes());
+        put(&mut h, &header.payload_len.to_le_bytes());
+        header.crc = crc32c::crc32c(&bytes[16..]);
+        bytes[12..16].copy_from_slice(&header.crc.to_le_bytes());
+        EncodedBatch { bytes, header }
     }
 
     /// A batch whose records section is `payload`, laid out above the log (see [`LAID_OUT`]):
@@ -643,32 +650,18 @@ impl EncodedBatch {
         bytes.resize(HEADER_LEN, 0);
         bytes.extend_from_slice(&payload);
         drop(payload);
-        let batch_len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        let stored_payload_len = u32::try_from(payload_len).unwrap_or(u32::MAX);
-        let mut h = &mut bytes[8..HEADER_LEN];
-        put(&mut h, &batch_len.to_le_bytes());
-        put(&mut h, &0u32.to_le_bytes()); // CRC, filled below
-        put(&mut h, &[MAGIC, LAID_OUT, 0, 0]);
-        put(&mut h, &record_count.to_le_bytes());
-        put(&mut h, &first_timestamp.to_le_bytes());
-        put(&mut h, &max_timestamp.to_le_bytes());
-        put(&mut h, &stored_payload_len.to_le_bytes());
-        let crc = crc32c::crc32c(&bytes[16..]);
-        bytes[12..16].copy_from_slice(&crc.to_le_bytes());
-        EncodedBatch {
-            bytes,
-            header: BatchHeader {
-                base_offset: 0,
-                batch_len,
-                crc,
-                compression: Compression::None,
-                laid_out: true,
-                record_count,
-                first_timestamp,
-                max_timestamp,
-                payload_len: stored_payload_len,
-            },
-        }
+        let header = BatchHeader {
+            base_offset: 0,
+            batch_len: 0,
+            crc: 0,
+            compression: Compression::None,
+            laid_out: true,
+            record_count,
+            first_timestamp,
+            max_timestamp,
+            payload_len: u32::try_from(payload_len).unwrap_or(u32::MAX),
+        };
+        EncodedBatch::sealed(bytes, header)
     }
 
     /// Whether the batch is laid out above the log (built by [`EncodedBatch::laid_out`]).
