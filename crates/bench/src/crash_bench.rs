@@ -20,8 +20,9 @@ use crate::report::{Figure, Row, Section};
 use crate::serve::{agent, Serve};
 
 const REPOSITORY: &str = "crash";
-/// Events per request.
-const BATCH: i64 = 25;
+/// Events per request: small requests go to the bus as records, large ones (a quarter of an
+/// 8 KiB block per host and more) as the store's blocks; clients alternate between the two.
+const BATCHES: [i64; 2] = [25, 150];
 /// How long a server past its last round may take to show every acknowledged event.
 const CATCH_UP: Duration = Duration::from_secs(120);
 /// Past the server's 30 s maintenance period, so that a long round merges.
@@ -103,20 +104,21 @@ fn ingest(url: &str, clients: usize, next: &AtomicI64, stop: &AtomicBool) -> Vec
     let url = format!("{url}/api/v1/ingest/{REPOSITORY}");
     std::thread::scope(|s| {
         let senders: Vec<_> = (0..clients)
-            .map(|_| {
+            .map(|client| {
                 let url = &url;
+                let batch = BATCHES[client % BATCHES.len()];
                 s.spawn(move || {
                     let agent = agent();
                     let mut acked = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
-                        let first = next.fetch_add(BATCH, Ordering::Relaxed);
-                        let body: String = (first..first + BATCH).map(line).collect();
+                        let first = next.fetch_add(batch, Ordering::Relaxed);
+                        let body: String = (first..first + batch).map(line).collect();
                         match agent
                             .post(url)
                             .header("Content-Type", "application/x-ndjson")
                             .send(body.as_bytes())
                         {
-                            Ok(r) if r.status() == 200 => acked.extend(first..first + BATCH),
+                            Ok(r) if r.status() == 200 => acked.extend(first..first + batch),
                             // Refused for now (back-pressure): not acknowledged, go on.
                             Ok(_) => {}
                             // The server is gone: whatever was in flight is not acknowledged.
@@ -136,7 +138,12 @@ fn ingest(url: &str, clients: usize, next: &AtomicI64, stop: &AtomicBool) -> Vec
 
 /// How often each event number is found by a query of the whole repository.
 fn found(url: &str) -> Result<HashMap<i64, u64>> {
-    let text = agent()
+    // Millions of events as JSON: longer than a benchmark request's timeout.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(900)))
+        .build()
+        .into();
+    let text = agent
         .get(format!(
             "{url}/api/v1/repositories/{REPOSITORY}/events?limit=1000000000"
         ))
@@ -259,7 +266,8 @@ pub fn section(outcome: &CrashOutcome, mode: &str) -> Section {
         title: format!("Crashes: eddy serve SIGKILLed while ingesting and digesting ({mode})"),
         intro: format!(
             "`eddy bench crash`: {} SIGKILLs of the real server on one data directory while \
-             {} clients post NDJSON batches and the digest seals 64 KiB segments (200 ms age), \
+             {} clients post NDJSON batches (of 25 events, which go to the bus as records, and of \
+             150, which go as the store's blocks) and the digest seals 64 KiB segments (200 ms age), \
              commits and merges; then one query looks for every acknowledged event.",
             outcome.kills, outcome.clients
         ),
