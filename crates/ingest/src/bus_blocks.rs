@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use eddy_event::{codec, Event};
-use eddy_log::{partition_for_salted_key, EncodedBatch, Record};
+use eddy_event::Event;
+use eddy_log::{partition_for_salted_key, EncodedBatch};
 use eddy_store::bus_block::BusBlockWriter;
 
 use crate::repository::Repository;
@@ -60,17 +60,10 @@ pub(crate) fn produce(
     for (partition, key, indexes) in shares {
         let weight: usize = indexes.iter().map(|&i| weight_of(&events[i])).sum();
         if weight < config.block_bytes / SMALLEST_BLOCK_PART {
-            let records: Vec<Record> = indexes
-                .iter()
-                .map(|&i| {
-                    let r =
-                        Record::new(codec::encode(&events[i])).with_timestamp(events[i].timestamp);
-                    match key {
-                        Some(k) => r.with_key(k.to_string()).with_salt(salts[i]),
-                        None => r,
-                    }
-                })
-                .collect();
+            let records = crate::ingest::records(
+                indexes.iter().map(|&i| &events[i]),
+                indexes.iter().map(|&i| (key.map(str::to_string), salts[i])),
+            );
             batches.push((
                 partition,
                 repo.topic.partition(partition)?.encode(&records)?,

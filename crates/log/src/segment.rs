@@ -645,6 +645,15 @@ impl Segment {
         from_offset: u64,
         out: &mut ReadOut,
     ) -> Result<BatchHeader> {
+        let gap = |found| {
+            self.corrupt(
+                position,
+                CorruptReason::OffsetGap {
+                    expected: expected_base,
+                    found,
+                },
+            )
+        };
         let whole = out.whole
             && matches!(batch::parse_header(batch), Ok(Some(h)) if h.laid_out && h.base_offset >= from_offset);
         if whole {
@@ -652,13 +661,7 @@ impl Segment {
             let (header, payload) =
                 batch::laid_out_payload(batch).map_err(|r| self.corrupt(position, r))?;
             if header.base_offset != expected_base {
-                return Err(self.corrupt(
-                    position,
-                    CorruptReason::OffsetGap {
-                        expected: expected_base,
-                        found: header.base_offset,
-                    },
-                ));
+                return Err(gap(header.base_offset));
             }
             out.push_laid_out(LaidOutBatch {
                 base_offset: header.base_offset,
@@ -677,13 +680,7 @@ impl Segment {
         })?;
         if header.base_offset != expected_base {
             records.truncate(before);
-            return Err(self.corrupt(
-                position,
-                CorruptReason::OffsetGap {
-                    expected: expected_base,
-                    found: header.base_offset,
-                },
-            ));
+            return Err(gap(header.base_offset));
         }
         Ok(header)
     }
