@@ -65,7 +65,10 @@ use crate::tokens::{byte_words, tag_tokens, text_tokens, value_tokens};
 use crate::view::BlockView;
 
 /// The zstd level of a block's core, templates and columns under [`Compression::ZstdAuto`].
-const COLUMN_LEVEL: i32 = 3;
+/// Level 1, measured against 3 on the benchmark's data: JSON blocks 5 % smaller (their
+/// columns of random ids gain nothing from the slower search), access-log blocks 1 % larger,
+/// and a tenth fewer instructions to build a JSON block at the door.
+const COLUMN_LEVEL: i32 = 1;
 
 /// The column of the time text a client sent as `@timestamp` (never an event's field: the
 /// view does not list it).
@@ -937,7 +940,39 @@ pub(crate) mod tests {
                 };
                 parser.parse(&line, now).unwrap()
             });
-        prop_oneof![unparsed, parsed]
+        prop_oneof![unparsed, parsed, json_of_few_shapes()]
+    }
+
+    /// JSON lines of a few shapes whose values often repeat the keys, each other or the
+    /// punctuation, or cannot be holes (escaped, empty, floats written two ways): a block
+    /// refills the templates of earlier events of a shape (see `crate::template`), which must
+    /// spell the text exactly or be refused.
+    fn json_of_few_shapes() -> impl Strategy<Value = Event> {
+        let value = prop_oneof![
+            Just("\"a\"".to_string()),
+            Just("\"ok\"".to_string()),
+            Just("\"\"".to_string()),
+            Just("\"a b\"".to_string()),
+            Just("\"x\\\"y\"".to_string()),
+            Just("\"é\"".to_string()),
+            Just("\"1\"".to_string()),
+            Just("1".to_string()),
+            Just("12".to_string()),
+            Just("1.50".to_string()),
+            Just("1.5".to_string()),
+            Just("true".to_string()),
+            Just("null".to_string()),
+        ];
+        let key = prop_oneof![Just("a"), Just("ok"), Just("b"), Just("@timestamp")];
+        (
+            proptest::collection::vec((key, value), 0..5),
+            1_600_000_000_000_000_000i64..1_900_000_000_000_000_000,
+        )
+            .prop_map(|(pairs, now)| {
+                let body: Vec<String> = pairs.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                let line = format!("{{{}}}", body.join(","));
+                Parser::Json.parse(&line, now).unwrap()
+            })
     }
 
     fn build(events: &[Event]) -> BlockBuilder {

@@ -274,6 +274,61 @@ pub struct TemplateBuilder {
     last_extra: Option<u32>,
     /// Bytes of literal text the dictionary holds.
     literal_bytes: usize,
+    /// The template the last event of each shape got, taken apart for
+    /// [`TemplateBuilder::refill`], by [`shape_of`] its named values.
+    by_shape: HashMap<u64, KnownTemplate>,
+    /// For each hole of the last templated event, the index among its named values of the
+    /// value that filled it.
+    hole_fields: Vec<u32>,
+    /// Events templated by refilling a known template, without a search.
+    refills: usize,
+}
+
+/// Shapes [`TemplateBuilder::by_shape`] keeps: data with ever new field names would otherwise
+/// keep them all.
+const MAX_SHAPES: usize = 256;
+
+/// A template's literals and holes, to try the next event of the same shape against: the
+/// events of a data source mostly share a few shapes, and refilling a known template with the
+/// new values is a comparison where searching the text for each value was a fifth of building
+/// a block.
+#[derive(Debug, Default)]
+struct KnownTemplate {
+    /// Its number in the block.
+    code: u32,
+    /// The literal texts one after another.
+    literals: String,
+    /// Where the literal before the first hole ends in `literals`.
+    first_end: usize,
+    /// Per hole: its name index, the index among the named values of the value that filled
+    /// it last (where the next event's mostly is), where the literal after it ends in
+    /// `literals`, and whether the literals beside it keep any value apart (see
+    /// [`apart_between`]).
+    holes: Vec<(u32, u32, usize, bool)>,
+}
+
+/// Whether any value between the texts `before` and `after` stands apart (see
+/// [`stands_apart`]): each is empty at the text's edge (`edge`) or ends, or starts, with an
+/// ASCII byte that is no letter or digit. An empty literal between two holes is not an edge:
+/// the value beside is then the neighbour.
+fn apart_between(before: Option<&[u8]>, after: Option<&[u8]>) -> bool {
+    let keeps_apart =
+        |b: Option<&u8>| b.is_some_and(|b| b.is_ascii() && !b.is_ascii_alphanumeric());
+    let before = before.is_none_or(|t| keeps_apart(t.last()));
+    let after = after.is_none_or(|t| keeps_apart(t.first()));
+    before && after
+}
+
+/// What picks the template to try for an event: the names of its values in their order, and
+/// which are empty (an empty value makes no hole).
+fn shape_of(named: &[(u32, ValueRef<'_>)]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(0).build_hasher();
+    for &(name, v) in named {
+        let empty = matches!(v, ValueRef::Str("") | ValueRef::Null);
+        h.write_u64(u64::from(name) << 1 | u64::from(empty));
+    }
+    h.finish()
 }
 
 impl TemplateBuilder {
@@ -329,11 +384,120 @@ impl TemplateBuilder {
         // The extra value is the last named.
         self.last_extra = extra.map(|_| named.len() as u32 - 1);
         let mut holes = std::mem::take(&mut self.holes);
-        let placed = self.finder.find(raw, &named, &mut holes);
+        let shape = shape_of(&named);
+        let templated = if self.refill(shape, raw, &named, &mut holes) {
+            true
+        } else {
+            let placed = self.finder.find(raw, &named, &mut holes);
+            self.hole_fields.clear();
+            self.hole_fields.extend(self.finder.placed_fields());
+            let templated = placed && !holes.is_empty() && self.encode(raw, &holes);
+            if templated {
+                self.remember(shape, raw, &holes);
+            }
+            templated
+        };
         self.named = recycle(named);
-        let templated = placed && !holes.is_empty() && self.encode(raw, &holes);
         self.holes = holes;
         templated
+    }
+
+    /// Templates `raw` with the template the last event of its `shape` got, if that
+    /// template's literals and the `named` values in its holes spell `raw` exactly and each
+    /// value stands apart from the literals beside it (what the search requires of a hole, see
+    /// [`stands_apart`]). The holes may then differ from those a search would place (a value
+    /// that also appears earlier in the text), never in what they spell.
+    fn refill(
+        &mut self,
+        shape: u64,
+        raw: &str,
+        named: &[(u32, ValueRef<'_>)],
+        holes: &mut Vec<(usize, usize, u32)>,
+    ) -> bool {
+        let Some(known) = self.by_shape.get_mut(&shape) else {
+            return false;
+        };
+        let bytes = raw.as_bytes();
+        let literals = known.literals.as_bytes();
+        if !bytes.starts_with(&literals[..known.first_end]) {
+            return false;
+        }
+        holes.clear();
+        self.hole_fields.clear();
+        let (mut at, mut literal_start) = (known.first_end, known.first_end);
+        let mut digits = itoa::Buffer::new();
+        for (name, field, literal_end, apart) in &mut known.holes {
+            if named.get(*field as usize).is_none_or(|n| n.0 != *name) {
+                match named.iter().position(|n| n.0 == *name) {
+                    Some(f) => *field = f as u32,
+                    None => return false,
+                }
+            }
+            let text = match named[*field as usize].1 {
+                ValueRef::Str(s) => s,
+                ValueRef::Int(i) => digits.format(i),
+                ValueRef::Bool(true) => "true",
+                ValueRef::Bool(false) => "false",
+                // Floats' texts are rare in holes and cost an allocation: the search does them.
+                ValueRef::Float(_) | ValueRef::Null => return false,
+            };
+            let end = at + text.len();
+            if text.is_empty()
+                || !bytes[at..].starts_with(text.as_bytes())
+                || !(*apart || stands_apart(raw, at, text.len()))
+            {
+                return false;
+            }
+            let literal = &literals[literal_start..*literal_end];
+            if !bytes[end..].starts_with(literal) {
+                return false;
+            }
+            holes.push((at, end, *name));
+            self.hole_fields.push(*field);
+            at = end + literal.len();
+            literal_start = *literal_end;
+        }
+        if at != bytes.len() {
+            return false;
+        }
+        self.last_new = false;
+        self.codes.push(known.code);
+        self.refills += 1;
+        true
+    }
+
+    /// Keeps the template the last event got (`raw` with `holes`) for the next event of its
+    /// `shape` (see [`TemplateBuilder::refill`]).
+    fn remember(&mut self, shape: u64, raw: &str, holes: &[(usize, usize, u32)]) {
+        if self.by_shape.len() >= MAX_SHAPES && !self.by_shape.contains_key(&shape) {
+            self.by_shape.clear();
+        }
+        let known = self.by_shape.entry(shape).or_default();
+        known.code = self.codes.last().copied().unwrap_or_default();
+        known.literals.clear();
+        known.holes.clear();
+        known
+            .literals
+            .push_str(&raw[..holes.first().map_or(raw.len(), |h| h.0)]);
+        known.first_end = known.literals.len();
+        let bytes = raw.as_bytes();
+        for (i, (&(start, end, name), &field)) in holes.iter().zip(&self.hole_fields).enumerate() {
+            let previous_end = i.checked_sub(1).map(|p| holes[p].1);
+            let next = holes.get(i + 1).map(|h| h.0);
+            let before = match previous_end {
+                None if start == 0 => None,
+                p => Some(&bytes[p.unwrap_or(0)..start]),
+            };
+            let after = match next {
+                None if end == raw.len() => None,
+                n => Some(&bytes[end..n.unwrap_or(raw.len())]),
+            };
+            known
+                .literals
+                .push_str(&raw[end..next.unwrap_or(raw.len())]);
+            let apart = apart_between(before, after);
+            known.holes.push((name, field, known.literals.len(), apart));
+        }
     }
 
     /// Encodes the template of `raw` with `holes` and records it for the next event; `false`
@@ -393,7 +557,7 @@ impl TemplateBuilder {
     /// than a field, and the index of that field among the event's fields.
     pub fn last_hole_makers(&self) -> impl Iterator<Item = HoleMaker> + '_ {
         let extra = self.last_extra;
-        self.finder.placed_fields().map(move |f| match extra {
+        self.hole_fields.iter().map(move |&f| match extra {
             Some(e) if e == f => HoleMaker::Extra,
             _ => HoleMaker::Field(f),
         })
@@ -429,6 +593,8 @@ impl TemplateBuilder {
         self.in_order.clear();
         self.codes.clear();
         self.literal_bytes = 0;
+        // Template numbers are the block's.
+        self.by_shape.clear();
     }
 }
 
@@ -498,6 +664,100 @@ mod tests {
     use super::*;
     use eddy_event::{Parser, Value};
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// Adds `raw` with fields `f0`, `f1`, … holding `values`; returns whether it was templated.
+    fn add(builder: &mut TemplateBuilder, raw: &str, values: &[Value]) -> bool {
+        let fields: BTreeMap<String, Value> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("f{i}"), v.clone()))
+            .collect();
+        builder.add(raw, FieldsRef::Map(&fields), None)
+    }
+
+    /// The text of templated event `i` of `templates`, its holes filled from `values`.
+    fn spell(templates: &Templates, i: usize, values: &[Value]) -> String {
+        let t = &templates.templates[templates.codes[i] as usize];
+        let mut text = t.first.clone();
+        for (name, literal) in &t.holes {
+            let field: usize = templates.names[*name as usize][1..].parse().unwrap();
+            let mut digits = itoa::Buffer::new();
+            text.push_str(&hole_text((&values[field]).into(), &mut digits).unwrap());
+            text.push_str(literal);
+        }
+        text
+    }
+
+    #[test]
+    fn an_event_of_a_known_shape_refills_its_template_without_a_search() {
+        let mut b = TemplateBuilder::default();
+        assert!(add(
+            &mut b,
+            r#"{"level":"INFO","ms":12}"#,
+            &[Value::from("INFO"), Value::Int(12)]
+        ));
+        assert!(add(
+            &mut b,
+            r#"{"level":"WARN","ms":7}"#,
+            &[Value::from("WARN"), Value::Int(7)]
+        ));
+        assert_eq!(b.refills, 1);
+        assert_eq!(b.last_holes(), &[(10, 14, 0), (21, 22, 1)]);
+        assert_eq!(b.codes, vec![0, 0]);
+        // Same names, but a value the text escapes: the refill cannot spell it; a search places
+        // only `ms`, a new template.
+        assert!(add(
+            &mut b,
+            r#"{"level":"a\"b","ms":7}"#,
+            &[Value::from("a\"b"), Value::Int(7)]
+        ));
+        assert_eq!(b.refills, 1);
+        assert_eq!(b.codes, vec![0, 0, 1]);
+        // A value that would join a word of the literal beside it is no hole.
+        assert!(add(&mut b, "took=5 ms", &[Value::Int(5)]));
+        assert!(!add(&mut b, "took=55ms", &[Value::Int(55)]));
+        assert_eq!(b.refills, 1);
+    }
+
+    proptest! {
+        #[test]
+        fn refilled_templates_spell_their_texts_with_holes_that_stand_apart(
+            events in proptest::collection::vec(
+                (0usize..3, proptest::collection::vec(prop_oneof![
+                    "[ab1 é\"-]{0,3}".prop_map(Value::Str),
+                    (0i64..20).prop_map(Value::Int),
+                ], 3)),
+                1..30,
+            ),
+        ) {
+            const SHAPES: [&str; 3] = [r#"{"a":"◊","b":◊,"c":"◊"}"#, "◊ - ◊ [◊]", "k=◊ ◊b◊"];
+            let mut b = TemplateBuilder::default();
+            let mut templated = Vec::new();
+            for (shape, values) in &events {
+                let mut raw = String::new();
+                for (i, piece) in SHAPES[*shape].split('◊').enumerate() {
+                    if i > 0 {
+                        let mut digits = itoa::Buffer::new();
+                        raw.push_str(&hole_text((&values[i - 1]).into(), &mut digits).unwrap_or_default());
+                    }
+                    raw.push_str(piece);
+                }
+                if add(&mut b, &raw, values) {
+                    for &(start, end, _) in b.last_holes() {
+                        prop_assert!(stands_apart(&raw, start, end - start), "{:?} in {:?}", start..end, raw);
+                    }
+                    templated.push((raw, values.clone()));
+                }
+            }
+            let mut payload = Vec::new();
+            b.write(&mut payload);
+            let templates = Templates::decode(&payload, templated.len()).unwrap();
+            for (i, (raw, values)) in templated.iter().enumerate() {
+                prop_assert_eq!(&spell(&templates, i, values), raw);
+            }
+        }
+    }
 
     fn holes_of(raw: &str, fields: &[(&str, Value)]) -> Vec<(usize, usize, u32)> {
         let named: Vec<(u32, ValueRef<'_>)> = fields

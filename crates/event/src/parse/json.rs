@@ -336,7 +336,7 @@ impl<'de, S: FieldSink> Visitor<'de> for TopLevel<'_, S> {
             } else if key == "@rawstring" || key == "@ingesttimestamp" {
                 // Set by eddy, not by clients.
                 map.next_value::<IgnoredAny>()?;
-            } else if self.fields == Fields::All || crate::time::TIME_FIELDS.contains(&&*key) {
+            } else if self.fields == Fields::All || crate::time::time_field_rank(&key).is_some() {
                 map.next_value_seed(Flatten {
                     name: key,
                     out: &mut *self.out,

@@ -256,7 +256,7 @@ impl LastTimes {
 
 impl crate::fields::FieldSink for LastTimes {
     fn put(&mut self, name: std::borrow::Cow<'_, str>, value: ValueRef<'_>) {
-        if let Some(rank) = time::TIME_FIELDS.iter().position(|n| *n == name) {
+        if let Some(rank) = time::time_field_rank(&name) {
             self.by_rank[rank] = Some(time::parse_time_ref(value));
         }
     }
