@@ -307,10 +307,10 @@ struct KnownTemplate {
     holes: Vec<(u32, u32, usize, bool)>,
 }
 
-/// Whether any value between the texts `before` and `after` stands apart (see
-/// [`stands_apart`]): each is empty at the text's edge (`edge`) or ends, or starts, with an
-/// ASCII byte that is no letter or digit. An empty literal between two holes is not an edge:
-/// the value beside is then the neighbour.
+/// Whether any value between the literals `before` and `after` stands apart (see
+/// [`stands_apart`]): each is `None` at the text's edge, or ends (`before`) or starts
+/// (`after`) with an ASCII byte that is no letter or digit. An empty literal between two holes
+/// keeps nothing apart: the value beside is then the neighbour.
 fn apart_between(before: Option<&[u8]>, after: Option<&[u8]>) -> bool {
     let keeps_apart =
         |b: Option<&u8>| b.is_some_and(|b| b.is_ascii() && !b.is_ascii_alphanumeric());
@@ -406,7 +406,8 @@ impl TemplateBuilder {
     /// template's literals and the `named` values in its holes spell `raw` exactly and each
     /// value stands apart from the literals beside it (what the search requires of a hole, see
     /// [`stands_apart`]). The holes may then differ from those a search would place (a value
-    /// that also appears earlier in the text), never in what they spell.
+    /// that also appears earlier in the text), never in what they spell; two shapes of one
+    /// hash only cost a refill that fails.
     fn refill(
         &mut self,
         shape: u64,
