@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use eddy_event::Event;
-use eddy_log::{partition_for_salted_key, EncodedBatch};
+use eddy_event::{codec, Event};
+use eddy_log::{partition_for_salted_key, EncodedBatch, Record};
 use eddy_store::bus_block::BusBlockWriter;
 
 use crate::repository::Repository;
@@ -60,7 +60,7 @@ pub(crate) fn produce(
     for (partition, key, indexes) in shares {
         let weight: usize = indexes.iter().map(|&i| weight_of(&events[i])).sum();
         if weight < config.block_bytes / SMALLEST_BLOCK_PART {
-            let records = crate::ingest::records(
+            let records = records(
                 indexes.iter().map(|&i| &events[i]),
                 indexes.iter().map(|&i| (key.map(str::to_string), salts[i])),
             );
@@ -106,4 +106,39 @@ pub(crate) fn produce(
 /// About what an event adds to a block before compression.
 fn weight_of(event: &Event) -> usize {
     32 + event.raw.as_ref().map_or(64, String::len)
+}
+
+/// The bus records of `events`, each with its data source key and placement salt (from
+/// `places`, one per event): one buffer for all their values, each value a slice of it (no
+/// allocation per event).
+pub(crate) fn records<'e>(
+    events: impl Iterator<Item = &'e Event> + Clone,
+    places: impl Iterator<Item = (Option<String>, u32)>,
+) -> Vec<Record> {
+    let mut encoded = Vec::with_capacity(
+        events
+            .clone()
+            .map(|e| 64 + e.raw.as_ref().map_or(0, String::len))
+            .sum(),
+    );
+    let ends: Vec<usize> = events
+        .clone()
+        .map(|e| {
+            codec::encode_into(e, &mut encoded);
+            encoded.len()
+        })
+        .collect();
+    let encoded = bytes::Bytes::from(encoded);
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    events
+        .zip(starts.zip(ends.iter().copied()))
+        .zip(places)
+        .map(|((e, (start, end)), (key, salt))| {
+            let r = Record::new(encoded.slice(start..end)).with_timestamp(e.timestamp);
+            match key {
+                Some(k) => r.with_key(k).with_salt(salt),
+                None => r,
+            }
+        })
+        .collect()
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eddy_base::sync::lock;
-use eddy_event::{codec, Event};
-use eddy_log::{PartitionChoice, Record};
+use eddy_event::Event;
+use eddy_log::PartitionChoice;
 use uuid::Uuid;
 
 use crate::budget::Budget;
@@ -207,7 +207,8 @@ impl Ingest {
             let produced = if crate::bus_blocks::writes_blocks(repo) {
                 crate::bus_blocks::produce(repo, events, &keys, &salts)
             } else {
-                let records = records(events.iter(), keys.into_iter().zip(salts));
+                let records =
+                    crate::bus_blocks::records(events.iter(), keys.into_iter().zip(salts));
                 repo.bus
                     .produce(repo.topic.name(), records, PartitionChoice::ByKey)
                     .map(drop)
@@ -244,41 +245,6 @@ impl Ingest {
         let salts = repo.spreading.salts(keys.iter().map(Option::as_deref));
         (keys, salts)
     }
-}
-
-/// The bus records of `events`, each with its data source key and placement salt (from
-/// `places`, one per event): one buffer for all their values, each value a slice of it (no
-/// allocation per event).
-pub(crate) fn records<'e>(
-    events: impl Iterator<Item = &'e Event> + Clone,
-    places: impl Iterator<Item = (Option<String>, u32)>,
-) -> Vec<Record> {
-    let mut encoded = Vec::with_capacity(
-        events
-            .clone()
-            .map(|e| 64 + e.raw.as_ref().map_or(0, String::len))
-            .sum(),
-    );
-    let ends: Vec<usize> = events
-        .clone()
-        .map(|e| {
-            codec::encode_into(e, &mut encoded);
-            encoded.len()
-        })
-        .collect();
-    let encoded = bytes::Bytes::from(encoded);
-    let starts = std::iter::once(0).chain(ends.iter().copied());
-    events
-        .zip(starts.zip(ends.iter().copied()))
-        .zip(places)
-        .map(|((e, (start, end)), (key, salt))| {
-            let r = Record::new(encoded.slice(start..end)).with_timestamp(e.timestamp);
-            match key {
-                Some(k) => r.with_key(k).with_salt(salt),
-                None => r,
-            }
-        })
-        .collect()
 }
 
 /// Adds a listener's configured tags to an event (tags the event already has win).
